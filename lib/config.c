@@ -1,0 +1,292 @@
+#include "p2m/config.h"
+#include "p2m/err.h"
+#include "p2m/label.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONFIG_MAX_BYTES (1024 * 1024)
+
+/* The registrar's public URL follows the domain and HTTPS port unless the file names one. */
+static void derive_url(p2m_config_t *cfg)
+{
+    uint16_t port = cfg->registrar.listen.port;
+    if (port == 443)
+        snprintf(cfg->registrar.url, sizeof(cfg->registrar.url), "https://%s", cfg->domain);
+    else
+        snprintf(cfg->registrar.url, sizeof(cfg->registrar.url), "https://%s:%u", cfg->domain, (unsigned)port);
+}
+
+void p2m_config_defaults(p2m_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    strcpy(cfg->domain, "pipe2me.localhost");
+    strcpy(cfg->public_address, "127.0.0.1");
+    strcpy(cfg->redis_str, "127.0.0.1:6379");
+    p2m_redis_addr_parse(cfg->redis_str, &cfg->redis, NULL);
+    strcpy(cfg->state_dir, "/var/lib/pipe2me");
+    cfg->log_level = P2M_LOG_INFO;
+
+    p2m_hostport_parse(":8443", &cfg->registrar.listen, NULL);
+    cfg->registrar.http_enabled = 1;
+    p2m_hostport_parse(":8080", &cfg->registrar.http, NULL);
+    cfg->registrar.preconnect_timeout = 10;
+    cfg->registrar.consumer_ttl = 60;
+    cfg->registrar.session_ttl = 600;
+    cfg->registrar.auth_fail_limit = 10;
+    cfg->registrar.auth_fail_window = 3600;
+
+    cfg->relay.ports = (p2m_port_range_t){20000, 29999};
+    cfg->relay.wait_timeout = 5;
+    cfg->relay.idle_timeout = 600;
+    cfg->relay.max_conns_per_addr = 256;
+    derive_url(cfg);
+}
+
+int p2m_domain_normalize(const char *s, char *out, char *err)
+{
+    size_t len = s == NULL ? 0 : strlen(s);
+    if (len == 0)
+        return p2m_err(err, "domain is empty");
+    if (len > P2M_DOMAIN_MAX)
+        return p2m_err(err, "domain is longer than %d characters", P2M_DOMAIN_MAX);
+    const char *label = s;
+    for (;;) {
+        const char *dot = strchr(label, '.');
+        size_t n = dot != NULL ? (size_t)(dot - label) : strlen(label);
+        char lerr[P2M_ERR_LEN];
+        if (p2m_label_normalize(label, n, out + (label - s), lerr) != 0)
+            return p2m_err(err, "domain: %s", lerr);
+        if (dot == NULL)
+            break;
+        out[dot - s] = '.';
+        label = dot + 1;
+    }
+    out[len] = '\0';
+    return 0;
+}
+
+/* Each reader takes the JSON value found at path and stores it or names the path in err. */
+
+static int read_string(json_t *v, const char *path, char *out, size_t cap, char *err)
+{
+    if (!json_is_string(v))
+        return p2m_err(err, "%s: expected a string", path);
+    size_t n = json_string_length(v);
+    if (n == 0)
+        return p2m_err(err, "%s: must not be empty", path);
+    if (n >= cap)
+        return p2m_err(err, "%s: longer than %zu bytes", path, cap - 1);
+    if (memchr(json_string_value(v), '\0', n) != NULL)
+        return p2m_err(err, "%s: contains a NUL byte", path);
+    memcpy(out, json_string_value(v), n + 1);
+    return 0;
+}
+
+static int read_seconds(json_t *v, const char *path, unsigned *out, char *err)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 86400)
+        return p2m_err(err, "%s: expected whole seconds from 1 to 86400", path);
+    *out = (unsigned)json_integer_value(v);
+    return 0;
+}
+
+static int read_count(json_t *v, const char *path, unsigned *out, char *err)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
+        return p2m_err(err, "%s: expected a whole number from 1 to 1000000", path);
+    *out = (unsigned)json_integer_value(v);
+    return 0;
+}
+
+static int read_hostport(json_t *v, const char *path, p2m_hostport_t *out, char *err)
+{
+    char buf[P2M_HOST_MAX + 16], perr[P2M_ERR_LEN];
+    if (read_string(v, path, buf, sizeof(buf), err) != 0)
+        return -1;
+    if (p2m_hostport_parse(buf, out, perr) != 0)
+        return p2m_err(err, "%s: %s", path, perr);
+    return 0;
+}
+
+static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
+{
+    if (!json_is_object(obj))
+        return p2m_err(err, "registrar: expected an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        int rc;
+        if (strcmp(key, "https") == 0) {
+            rc = read_hostport(v, "registrar.https", &r->listen, err);
+        } else if (strcmp(key, "http") == 0) {
+            r->http_enabled = !json_is_null(v);
+            rc = r->http_enabled ? read_hostport(v, "registrar.http", &r->http, err) : 0;
+        } else if (strcmp(key, "url") == 0) {
+            rc = read_string(v, "registrar.url", r->url, sizeof(r->url), err);
+            if (rc == 0 && strncmp(r->url, "https://", 8) != 0)
+                rc = p2m_err(err, "registrar.url: must start with https://");
+            for (const char *p = r->url; rc == 0 && *p != '\0'; p++)
+                if (*p <= ' ' || *p > '~')
+                    rc = p2m_err(err, "registrar.url: contains a space or a non-ASCII byte");
+        } else if (strcmp(key, "preconnect_timeout") == 0) {
+            rc = read_seconds(v, "registrar.preconnect_timeout", &r->preconnect_timeout, err);
+        } else if (strcmp(key, "consumer_ttl") == 0) {
+            rc = read_seconds(v, "registrar.consumer_ttl", &r->consumer_ttl, err);
+        } else if (strcmp(key, "session_ttl") == 0) {
+            rc = read_seconds(v, "registrar.session_ttl", &r->session_ttl, err);
+        } else if (strcmp(key, "auth_fail_limit") == 0) {
+            rc = read_count(v, "registrar.auth_fail_limit", &r->auth_fail_limit, err);
+        } else if (strcmp(key, "auth_fail_window") == 0) {
+            rc = read_seconds(v, "registrar.auth_fail_window", &r->auth_fail_window, err);
+        } else {
+            rc = p2m_err(err, "registrar.%.64s: unknown key", key);
+        }
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
+{
+    if (!json_is_object(obj))
+        return p2m_err(err, "relay: expected an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        int rc;
+        if (strcmp(key, "ports") == 0) {
+            char buf[32], perr[P2M_ERR_LEN];
+            rc = read_string(v, "relay.ports", buf, sizeof(buf), err);
+            if (rc == 0 && p2m_port_range_parse(buf, &r->ports, perr) != 0)
+                rc = p2m_err(err, "relay.ports: %s", perr);
+        } else if (strcmp(key, "listen") == 0) {
+            p2m_hostport_t hp;
+            char buf[P2M_HOST_MAX + 8];
+            rc = read_string(v, "relay.listen", r->listen, sizeof(r->listen), err);
+            /* Validate the address with the host:port parser by giving it a dummy port. */
+            if (rc == 0) {
+                snprintf(buf, sizeof(buf), strchr(r->listen, ':') ? "[%s]:1" : "%s:1", r->listen);
+                if (p2m_hostport_parse(buf, &hp, NULL) != 0)
+                    rc = p2m_err(err, "relay.listen: expected an address");
+            }
+        } else if (strcmp(key, "wait_timeout") == 0) {
+            rc = read_seconds(v, "relay.wait_timeout", &r->wait_timeout, err);
+        } else if (strcmp(key, "idle_timeout") == 0) {
+            rc = read_seconds(v, "relay.idle_timeout", &r->idle_timeout, err);
+        } else if (strcmp(key, "max_conns_per_addr") == 0) {
+            rc = read_count(v, "relay.max_conns_per_addr", &r->max_conns_per_addr, err);
+        } else {
+            rc = p2m_err(err, "relay.%.64s: unknown key", key);
+        }
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
+{
+    json_error_t jerr;
+    json_t *root = NULL;
+    int ret = -1;
+
+    if (len > CONFIG_MAX_BYTES) {
+        p2m_err(err, "config larger than %d bytes", CONFIG_MAX_BYTES);
+        goto Exit;
+    }
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        p2m_err(err, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        goto Exit;
+    }
+    if (!json_is_object(root)) {
+        p2m_err(err, "config: expected a JSON object at the top");
+        goto Exit;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        int rc;
+        if (strcmp(key, "domain") == 0) {
+            char buf[P2M_DOMAIN_MAX + 1], derr[P2M_ERR_LEN];
+            rc = read_string(v, "domain", buf, sizeof(buf), err);
+            if (rc == 0 && p2m_domain_normalize(buf, cfg->domain, derr) != 0)
+                rc = p2m_err(err, "domain: %s", derr);
+        } else if (strcmp(key, "public_address") == 0) {
+            p2m_hostport_t hp;
+            char buf[P2M_HOST_MAX + 8];
+            rc = read_string(v, "public_address", cfg->public_address, sizeof(cfg->public_address), err);
+            if (rc == 0) {
+                snprintf(buf, sizeof(buf), strchr(cfg->public_address, ':') ? "[%s]:1" : "%s:1", cfg->public_address);
+                if (p2m_hostport_parse(buf, &hp, NULL) != 0)
+                    rc = p2m_err(err, "public_address: expected a host name or address");
+            }
+        } else if (strcmp(key, "redis") == 0) {
+            char rerr[P2M_ERR_LEN];
+            rc = read_string(v, "redis", cfg->redis_str, sizeof(cfg->redis_str), err);
+            if (rc == 0 && p2m_redis_addr_parse(cfg->redis_str, &cfg->redis, rerr) != 0)
+                rc = p2m_err(err, "redis: %s", rerr);
+        } else if (strcmp(key, "state_dir") == 0) {
+            rc = read_string(v, "state_dir", cfg->state_dir, sizeof(cfg->state_dir), err);
+        } else if (strcmp(key, "log_level") == 0) {
+            char buf[16];
+            rc = read_string(v, "log_level", buf, sizeof(buf), err);
+            if (rc == 0 && p2m_log_level_parse(buf, &cfg->log_level) != 0)
+                rc = p2m_err(err, "log_level: expected debug, info, warn or error");
+        } else if (strcmp(key, "registrar") == 0) {
+            rc = parse_registrar(v, &cfg->registrar, err);
+        } else if (strcmp(key, "relay") == 0) {
+            rc = parse_relay(v, &cfg->relay, err);
+        } else {
+            rc = p2m_err(err, "%.64s: unknown key", key);
+        }
+        if (rc != 0)
+            goto Exit;
+    }
+    if (json_object_get(json_object_get(root, "registrar"), "url") == NULL)
+        derive_url(cfg);
+    ret = 0;
+Exit:
+    json_decref(root);
+    return ret;
+}
+
+int p2m_config_load(const char *path, p2m_config_t *cfg, char *err)
+{
+    FILE *f = NULL;
+    char *buf = NULL;
+    int ret = -1;
+    char perr[P2M_ERR_LEN];
+
+    if ((f = fopen(path, "rb")) == NULL) {
+        p2m_err(err, "%s: %s", path, strerror(errno));
+        goto Exit;
+    }
+    if ((buf = malloc(CONFIG_MAX_BYTES + 1)) == NULL) {
+        p2m_err(err, "%s: out of memory", path);
+        goto Exit;
+    }
+    size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+    if (ferror(f)) {
+        p2m_err(err, "%s: read error", path);
+        goto Exit;
+    }
+    if (p2m_config_parse(buf, n, cfg, perr) != 0) {
+        p2m_err(err, "%s: %s", path, perr);
+        goto Exit;
+    }
+    ret = 0;
+Exit:
+    free(buf);
+    if (f != NULL)
+        fclose(f);
+    return ret;
+}

@@ -1,0 +1,59 @@
+#ifndef P2M_CONFIG_H
+#define P2M_CONFIG_H
+
+#include "p2m/addr.h"
+#include "p2m/log.h"
+
+/* The one JSON configuration file every program reads (-c/--config FILE). jansson is used only
+ * by config.c; everything else sees this plain struct. p2m_config_defaults() fills every field,
+ * the file overrides what it names. Unknown keys and bad values are errors naming the key path,
+ * e.g. "relay.ports: expected LO-HI with 1 <= LO <= HI <= 65535". See docs/OPERATIONS.md. */
+
+#define P2M_DOMAIN_MAX 253
+#define P2M_URL_MAX 512
+
+typedef struct {
+    p2m_hostport_t listen; /* registrar.https */
+    int http_enabled;      /* registrar.http is not null */
+    p2m_hostport_t http;   /* registrar.http: plain HTTP, redirects to HTTPS */
+    char url[P2M_URL_MAX + 1]; /* registrar.url: what pods are told to use; default https://DOMAIN[:PORT] */
+    unsigned preconnect_timeout; /* registrar.preconnect_timeout: s a P port waits for its pod */
+    unsigned consumer_ttl;       /* registrar.consumer_ttl: s a Q port lives while idle */
+    unsigned session_ttl;        /* registrar.session_ttl: s a Bearer session credential lives */
+    unsigned auth_fail_limit;    /* registrar.auth_fail_limit: failed attempts per ID or address ... */
+    unsigned auth_fail_window;   /* registrar.auth_fail_window: ... in this many seconds, then 429 */
+} p2m_registrar_config_t;
+
+typedef struct {
+    p2m_port_range_t ports;  /* relay.ports: the rendezvous ports the registrar leases */
+    char listen[P2M_HOST_MAX + 1]; /* relay.listen: address the leased ports bind to ("" = all) */
+    unsigned wait_timeout;   /* relay.wait_timeout: s a consumer waits for an idle pre-connection */
+    unsigned idle_timeout;   /* relay.idle_timeout: s a joined tunnel may stay silent both ways */
+    unsigned max_conns_per_addr; /* relay.max_conns_per_addr: concurrent consumer connections per address */
+} p2m_relay_config_t;
+
+typedef struct {
+    char domain[P2M_DOMAIN_MAX + 1];         /* domain: labels live at LABEL.DOMAIN */
+    char public_address[P2M_HOST_MAX + 1];   /* public_address: the relay's address pods and consumers reach */
+    p2m_redis_addr_t redis;                  /* redis: "unix:PATH" or "HOST:PORT" */
+    char redis_str[P2M_PATH_MAX + 16];       /* redis as written, for messages */
+    char state_dir[P2M_PATH_MAX + 1];        /* state_dir: keys and certificates */
+    p2m_log_level_t log_level;               /* log_level */
+    p2m_registrar_config_t registrar;
+    p2m_relay_config_t relay;
+} p2m_config_t;
+
+/* Fills *cfg with the defaults documented in docs/OPERATIONS.md. */
+void p2m_config_defaults(p2m_config_t *cfg);
+
+/* Parses JSON text (len bytes, at most 1 MiB) over the defaults already in *cfg. Returns 0, or -1
+ * with the key path and reason in err. On error *cfg may be partly updated: discard it. */
+int p2m_config_parse(const char *json, size_t len, p2m_config_t *cfg, char *err);
+
+/* Reads path and parses it over the defaults. Returns 0 or -1 with err (which names the file). */
+int p2m_config_load(const char *path, p2m_config_t *cfg, char *err);
+
+/* Checks a domain name: dot-separated DNS labels, at most 253 bytes, lower-cased into out. */
+int p2m_domain_normalize(const char *s, char *out, char *err);
+
+#endif

@@ -1,0 +1,116 @@
+#ifndef P2M_STORE_H
+#define P2M_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p2m/addr.h"
+#include "p2m/label.h"
+#include "p2m/totp.h"
+
+/* The Redis schema. store.c is the sole owner of pipe2me's keys: no other file spells a key.
+ *
+ * Schema version 1 (all keys under the prefix "p2m:"):
+ *
+ *   p2m:schema               string  "1"; written on first connect, checked on every connect
+ *   p2m:pods                 set     every pod ID
+ *   p2m:pod:ID               hash    secret (base32), created (unix s), disabled ("0"|"1"),
+ *                                    epoch (bumped on disable, enable and rotate-secret: session
+ *                                    credentials carry the epoch they were issued under)
+ *   p2m:pod:ID:labels        set     the labels pod ID owns
+ *   p2m:labels               hash    LABEL -> owning pod ID (a label has one owner)
+ *   p2m:lease:PORT           hash    kind ("pre"|"consumer"), label, pod, addr (the only peer
+ *                                    address the relay accepts on PORT), created (unix s);
+ *                                    has a TTL: a crashed process leaks no port past it
+ *   p2m:totp:ID:STEP         string  a TOTP step already used by pod ID; TTL 5 steps (replay)
+ *   p2m:session:DIGEST       hash    pod, label, epoch; TTL registrar.session_ttl
+ *   p2m:fail:id:ID           string  failed authentications for ID in the current window (TTL)
+ *   p2m:fail:addr:ADDR       string  the same per source address
+ *   p2m:stats                hash    counters by name (registrations, redirects, fail:REASON ...)
+ *   p2m:events               channel "lease PORT", "unlease PORT", "pod ID": change notices
+ *
+ * Multi-key changes run as Lua scripts, so that a refused change (a label owned by another pod,
+ * an unknown pod) changes nothing, and several admins or registrars can share one Redis. */
+
+#define P2M_SCHEMA_VERSION 1
+
+typedef struct p2m_store p2m_store_t;
+
+typedef struct {
+    char id[P2M_ID_MAX + 1];
+    char secret[P2M_TOTP_SECRET_B32_LEN + 1];
+    long long created;
+    int disabled;
+    long long epoch;
+    size_t nlabels;
+    char (*labels)[P2M_LABEL_MAX + 1]; /* nlabels entries, sorted */
+} p2m_pod_t;
+
+typedef struct {
+    uint16_t port;
+    char kind[16]; /* "pre" or "consumer" */
+    char label[P2M_LABEL_MAX + 1];
+    char pod[P2M_ID_MAX + 1];
+    char addr[P2M_HOST_MAX + 1];
+    long long created;
+    long long ttl; /* seconds left, -1 none */
+} p2m_lease_t;
+
+typedef struct {
+    char label[P2M_LABEL_MAX + 1];
+    char pod[P2M_ID_MAX + 1];
+} p2m_label_owner_t;
+
+/* Connects (blocking, timeout_ms for connect and each command), checks or writes the schema
+ * version. Returns a store or NULL with err ("redis unix:/x.sock: Connection refused"). */
+p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err);
+
+/* Closes the connection. NULL is a no-op. */
+void p2m_store_free(p2m_store_t *st);
+
+/* Creates pod id with the given secret and labels (already normalized), atomically: fails with
+ * nothing changed if the pod exists or any label has an owner. */
+int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1],
+                      size_t nlabels, long long now, char *err);
+
+/* Loads one pod. Returns 0 with *out (free with p2m_pod_free), or -1 with err ("unknown pod"). */
+int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *err);
+void p2m_pod_free(p2m_pod_t *pod);
+
+/* Lists every pod ID, sorted. *ids is nids entries of P2M_ID_MAX + 1; free() it. */
+int p2m_store_pod_list(p2m_store_t *st, char (**ids)[P2M_ID_MAX + 1], size_t *nids, char *err);
+
+/* Removes pod id, its labels, its session credentials (by epoch) and its leases. */
+int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err);
+
+/* Sets or clears the disabled flag and bumps the epoch (revoking session credentials). */
+int p2m_store_pod_set_disabled(p2m_store_t *st, const char *id, int disabled, char *err);
+
+/* Replaces the secret and bumps the epoch. */
+int p2m_store_pod_set_secret(p2m_store_t *st, const char *id, const char *secret, char *err);
+
+/* Gives label to pod id. Fails with nothing changed if the pod is unknown or another pod owns
+ * the label; giving a pod a label it already owns succeeds and sets *existed. */
+int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, int *existed, char *err);
+
+/* Takes label from its owner, writing the former owner to owner (P2M_ID_MAX + 1) if not NULL. */
+int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *err);
+
+/* Returns 1 if label has an owner, 0 if not, -1 on error. */
+int p2m_store_label_exists(p2m_store_t *st, const char *label, char *err);
+
+/* Lists every label with its owner, sorted by label. free() *out. */
+int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, char *err);
+
+/* Lists every live lease, sorted by port. free() *out. */
+int p2m_store_lease_list(p2m_store_t *st, p2m_lease_t **out, size_t *n, char *err);
+
+/* Ends the lease on port (DEL and an "unlease" notice). Fails if there is none. */
+int p2m_store_lease_rm(p2m_store_t *st, uint16_t port, char *err);
+
+/* Key names, for the modules that talk to Redis asynchronously. Each writes a NUL-terminated key
+ * to out and returns its length, or -1 when cap is too small. */
+int p2m_store_key_pod(const char *id, char *out, size_t cap);
+int p2m_store_key_lease(uint16_t port, char *out, size_t cap);
+
+#endif

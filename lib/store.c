@@ -1,0 +1,575 @@
+#include "p2m/store.h"
+#include "p2m/err.h"
+
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+/* Every key this program reads or writes is spelled in this file and documented in store.h. */
+#define KEY_SCHEMA "p2m:schema"
+#define KEY_PODS "p2m:pods"
+#define KEY_LABELS "p2m:labels"
+#define KEY_LEASE_PATTERN "p2m:lease:*"
+#define KEY_LEASE_PREFIX "p2m:lease:"
+#define CHANNEL_EVENTS "p2m:events"
+#define KEY_MAX 128
+
+/* Scripts report refusals as "P2M <reason>" errors; store_call strips the tag. */
+#define LUA_NEED_POD "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('P2M unknown pod ' .. ARGV[1]) end\n"
+
+/* KEYS: pod, pod-labels, pods, labels. ARGV: id, secret, created, label... */
+static const char lua_pod_add[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('P2M pod ' .. ARGV[1] .. ' exists already') end\n"
+    "for i = 4, #ARGV do\n"
+    "  local owner = redis.call('HGET', KEYS[4], ARGV[i])\n"
+    "  if owner then return redis.error_reply('P2M label ' .. ARGV[i] .. ' belongs to pod ' .. owner) end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'secret', ARGV[2], 'created', ARGV[3], 'disabled', '0', 'epoch', '0')\n"
+    "redis.call('SADD', KEYS[3], ARGV[1])\n"
+    "for i = 4, #ARGV do\n"
+    "  redis.call('HSET', KEYS[4], ARGV[i], ARGV[1])\n"
+    "  redis.call('SADD', KEYS[2], ARGV[i])\n"
+    "end\n"
+    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+    "return 'OK'\n";
+
+/* KEYS: pod, pod-labels, pods, labels. ARGV: id. */
+static const char lua_pod_rm[] = LUA_NEED_POD
+    "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', KEYS[4], l) end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "redis.call('SREM', KEYS[3], ARGV[1])\n"
+    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+    "return 'OK'\n";
+
+/* KEYS: pod. ARGV: id, field, value. Any change of credentials or state bumps the epoch. */
+static const char lua_pod_set[] = LUA_NEED_POD
+    "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
+    "redis.call('HINCRBY', KEYS[1], 'epoch', 1)\n"
+    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+    "return 'OK'\n";
+
+/* KEYS: pod, pod-labels, labels. ARGV: id, label. Returns 1 if the pod owned it already. */
+static const char lua_label_add[] = LUA_NEED_POD
+    "local owner = redis.call('HGET', KEYS[3], ARGV[2])\n"
+    "if owner == ARGV[1] then return 1 end\n"
+    "if owner then return redis.error_reply('P2M label ' .. ARGV[2] .. ' belongs to pod ' .. owner) end\n"
+    "redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])\n"
+    "redis.call('SADD', KEYS[2], ARGV[2])\n"
+    "return 0\n";
+
+/* KEYS: labels. ARGV: label, pod-key prefix. Returns the former owner. */
+static const char lua_label_rm[] =
+    "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
+    "return owner\n";
+
+/* KEYS: lease. ARGV: field, value ('' = any), port. Deletes the lease if field matches. */
+static const char lua_lease_drop[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'unlease ' .. ARGV[3])\n"
+    "return 1\n";
+
+struct p2m_store {
+    redisContext *rc;
+    char where[P2M_HOST_MAX + 32]; /* "redis unix:/x.sock", for messages */
+};
+
+int p2m_store_key_pod(const char *id, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "p2m:pod:%s", id);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+static int key_pod_labels(const char *id, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "p2m:pod:%s:labels", id);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int p2m_store_key_lease(uint16_t port, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, KEY_LEASE_PREFIX "%u", (unsigned)port);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* Runs one command. Returns the reply (caller frees) or NULL with err. Error replies become
+ * NULL too: scripted refusals lose their "P2M " tag, others are prefixed with the server. */
+static redisReply *store_callv(p2m_store_t *st, char *err, int argc, const char **argv, const size_t *argvlen)
+{
+    redisReply *r = redisCommandArgv(st->rc, argc, argv, argvlen);
+    if (r == NULL) {
+        p2m_err(err, "%s: %s", st->where, st->rc->errstr[0] ? st->rc->errstr : "connection lost");
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "P2M ", 4) == 0)
+            p2m_err(err, "%s", r->str + 4);
+        else
+            p2m_err(err, "%s: %s", st->where, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Convenience over store_callv for NUL-terminated arguments, argv ending with NULL. */
+static redisReply *store_call(p2m_store_t *st, char *err, ...)
+{
+    const char *argv[64];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL && argc < 64;)
+        argv[argc++] = a;
+    va_end(ap);
+    return store_callv(st, err, argc, argv, NULL);
+}
+
+static int run_script(p2m_store_t *st, const char *script, int nkeys, const char **keys, int nargs, const char **args,
+                      redisReply **out, char *err)
+{
+    const char *argv[80];
+    char nkeys_s[16];
+    if (3 + nkeys + nargs > 80)
+        return p2m_err(err, "too many arguments");
+    snprintf(nkeys_s, sizeof(nkeys_s), "%d", nkeys);
+    int argc = 0;
+    argv[argc++] = "EVAL";
+    argv[argc++] = script;
+    argv[argc++] = nkeys_s;
+    for (int i = 0; i < nkeys; i++)
+        argv[argc++] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[argc++] = args[i];
+    redisReply *r = store_callv(st, err, argc, argv, NULL);
+    if (r == NULL)
+        return -1;
+    if (out != NULL)
+        *out = r;
+    else
+        freeReplyObject(r);
+    return 0;
+}
+
+static int check_schema(p2m_store_t *st, char *err)
+{
+    char want[16];
+    snprintf(want, sizeof(want), "%d", P2M_SCHEMA_VERSION);
+    redisReply *r = store_call(st, err, "SET", KEY_SCHEMA, want, "NX", NULL);
+    if (r == NULL)
+        return -1;
+    freeReplyObject(r);
+    if ((r = store_call(st, err, "GET", KEY_SCHEMA, NULL)) == NULL)
+        return -1;
+    int ret = 0;
+    if (r->type != REDIS_REPLY_STRING || strcmp(r->str, want) != 0) {
+        /* Version 1 is the first: there is nothing older to migrate from yet. A newer version
+         * means a newer pipe2me wrote this database; refuse rather than corrupt it. */
+        ret = p2m_err(err, "%s: schema version %s, this program knows %s", st->where,
+                      r->type == REDIS_REPLY_STRING ? r->str : "(not a string)", want);
+    }
+    freeReplyObject(r);
+    return ret;
+}
+
+p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err)
+{
+    p2m_store_t *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        p2m_err(err, "out of memory");
+        return NULL;
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    if (addr->is_unix) {
+        snprintf(st->where, sizeof(st->where), "redis unix:%s", addr->path);
+        st->rc = redisConnectUnixWithTimeout(addr->path, tv);
+    } else {
+        char hp[P2M_HOST_MAX + 16];
+        p2m_hostport_format(addr->tcp.host, addr->tcp.port, hp, sizeof(hp));
+        snprintf(st->where, sizeof(st->where), "redis %s", hp);
+        st->rc = redisConnectWithTimeout(addr->tcp.host, addr->tcp.port, tv);
+    }
+    if (st->rc == NULL || st->rc->err) {
+        p2m_err(err, "%s: %s", st->where, st->rc != NULL ? st->rc->errstr : "cannot allocate context");
+        goto Error;
+    }
+    if (redisSetTimeout(st->rc, tv) != REDIS_OK) {
+        p2m_err(err, "%s: cannot set timeout", st->where);
+        goto Error;
+    }
+    if (check_schema(st, err) != 0)
+        goto Error;
+    return st;
+Error:
+    p2m_store_free(st);
+    return NULL;
+}
+
+void p2m_store_free(p2m_store_t *st)
+{
+    if (st == NULL)
+        return;
+    if (st->rc != NULL)
+        redisFree(st->rc);
+    free(st);
+}
+
+int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1],
+                      size_t nlabels, long long now, char *err)
+{
+    char kpod[KEY_MAX], klabels[KEY_MAX], created[24];
+    const char *args[64];
+    if (nlabels > 60)
+        return p2m_err(err, "too many labels (at most 60 at once)");
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
+        return p2m_err(err, "pod ID too long");
+    snprintf(created, sizeof(created), "%lld", now);
+    const char *keys[] = {kpod, klabels, KEY_PODS, KEY_LABELS};
+    args[0] = id;
+    args[1] = secret;
+    args[2] = created;
+    for (size_t i = 0; i < nlabels; i++)
+        args[3 + i] = labels[i];
+    return run_script(st, lua_pod_add, 4, keys, 3 + (int)nlabels, args, NULL, err);
+}
+
+static int cmp_label(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+void p2m_pod_free(p2m_pod_t *pod)
+{
+    if (pod == NULL)
+        return;
+    free(pod->labels);
+    free(pod);
+}
+
+static long long reply_ll(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+}
+
+int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *err)
+{
+    char kpod[KEY_MAX], klabels[KEY_MAX];
+    redisReply *h = NULL, *l = NULL;
+    p2m_pod_t *pod = NULL;
+    int ret = -1;
+
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0) {
+        p2m_err(err, "pod ID too long");
+        goto Exit;
+    }
+    if ((h = store_call(st, err, "HGETALL", kpod, NULL)) == NULL)
+        goto Exit;
+    if (h->type != REDIS_REPLY_ARRAY || h->elements == 0) {
+        p2m_err(err, "unknown pod %s", id);
+        goto Exit;
+    }
+    if ((l = store_call(st, err, "SMEMBERS", klabels, NULL)) == NULL)
+        goto Exit;
+    if ((pod = calloc(1, sizeof(*pod))) == NULL || (pod->labels = calloc(l->elements + 1, sizeof(*pod->labels))) == NULL) {
+        p2m_err(err, "out of memory");
+        goto Exit;
+    }
+    snprintf(pod->id, sizeof(pod->id), "%s", id);
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const char *k = h->element[i]->str, *v = h->element[i + 1]->str;
+        if (k == NULL || v == NULL)
+            continue;
+        if (strcmp(k, "secret") == 0)
+            snprintf(pod->secret, sizeof(pod->secret), "%s", v);
+        else if (strcmp(k, "created") == 0)
+            pod->created = reply_ll(h->element[i + 1]);
+        else if (strcmp(k, "disabled") == 0)
+            pod->disabled = strcmp(v, "1") == 0;
+        else if (strcmp(k, "epoch") == 0)
+            pod->epoch = reply_ll(h->element[i + 1]);
+    }
+    for (size_t i = 0; i < l->elements; i++)
+        if (l->element[i]->type == REDIS_REPLY_STRING)
+            snprintf(pod->labels[pod->nlabels++], P2M_LABEL_MAX + 1, "%s", l->element[i]->str);
+    qsort(pod->labels, pod->nlabels, sizeof(*pod->labels), cmp_label);
+    *out = pod;
+    pod = NULL;
+    ret = 0;
+Exit:
+    p2m_pod_free(pod);
+    if (h != NULL)
+        freeReplyObject(h);
+    if (l != NULL)
+        freeReplyObject(l);
+    return ret;
+}
+
+int p2m_store_pod_list(p2m_store_t *st, char (**ids)[P2M_ID_MAX + 1], size_t *nids, char *err)
+{
+    redisReply *r = store_call(st, err, "SMEMBERS", KEY_PODS, NULL);
+    if (r == NULL)
+        return -1;
+    char(*list)[P2M_ID_MAX + 1] = calloc(r->elements + 1, sizeof(*list));
+    if (list == NULL) {
+        freeReplyObject(r);
+        return p2m_err(err, "out of memory");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            snprintf(list[n++], P2M_ID_MAX + 1, "%s", r->element[i]->str);
+    freeReplyObject(r);
+    qsort(list, n, sizeof(*list), cmp_label);
+    *ids = list;
+    *nids = n;
+    return 0;
+}
+
+/* Visits every lease key. Returns 0 or -1 with err. */
+static int scan_leases(p2m_store_t *st, int (*visit)(p2m_store_t *, const char *key, void *), void *ctx, char *err)
+{
+    char cursor[32] = "0";
+    do {
+        redisReply *r = store_call(st, err, "SCAN", cursor, "MATCH", KEY_LEASE_PATTERN, "COUNT", "1000", NULL);
+        if (r == NULL)
+            return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            return p2m_err(err, "%s: unexpected SCAN reply", st->where);
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            if (keys->element[i]->type == REDIS_REPLY_STRING && visit(st, keys->element[i]->str, ctx) != 0) {
+                freeReplyObject(r);
+                return -1;
+            }
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+typedef struct {
+    const char *field, *value;
+    char *err;
+} drop_ctx_t;
+
+static int drop_one(p2m_store_t *st, const char *key, void *arg)
+{
+    drop_ctx_t *ctx = arg;
+    const char *keys[] = {key};
+    const char *args[] = {ctx->field, ctx->value, key + strlen(KEY_LEASE_PREFIX)};
+    return run_script(st, lua_lease_drop, 1, keys, 3, args, NULL, ctx->err);
+}
+
+/* Ends every lease whose field equals value, so that revoking a pod or a label takes effect at
+ * once rather than when the leases expire. */
+static int drop_leases(p2m_store_t *st, const char *field, const char *value, char *err)
+{
+    drop_ctx_t ctx = {field, value, err};
+    return scan_leases(st, drop_one, &ctx, err);
+}
+
+int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err)
+{
+    char kpod[KEY_MAX], klabels[KEY_MAX];
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
+        return p2m_err(err, "pod ID too long");
+    const char *keys[] = {kpod, klabels, KEY_PODS, KEY_LABELS};
+    const char *args[] = {id};
+    if (run_script(st, lua_pod_rm, 4, keys, 1, args, NULL, err) != 0)
+        return -1;
+    return drop_leases(st, "pod", id, err);
+}
+
+static int pod_set(p2m_store_t *st, const char *id, const char *field, const char *value, char *err)
+{
+    char kpod[KEY_MAX];
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0)
+        return p2m_err(err, "pod ID too long");
+    const char *keys[] = {kpod};
+    const char *args[] = {id, field, value};
+    return run_script(st, lua_pod_set, 1, keys, 3, args, NULL, err);
+}
+
+int p2m_store_pod_set_disabled(p2m_store_t *st, const char *id, int disabled, char *err)
+{
+    if (pod_set(st, id, "disabled", disabled ? "1" : "0", err) != 0)
+        return -1;
+    return disabled ? drop_leases(st, "pod", id, err) : 0;
+}
+
+int p2m_store_pod_set_secret(p2m_store_t *st, const char *id, const char *secret, char *err)
+{
+    return pod_set(st, id, "secret", secret, err);
+}
+
+int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, int *existed, char *err)
+{
+    char kpod[KEY_MAX], klabels[KEY_MAX];
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
+        return p2m_err(err, "pod ID too long");
+    const char *keys[] = {kpod, klabels, KEY_LABELS};
+    const char *args[] = {id, label};
+    redisReply *r;
+    if (run_script(st, lua_label_add, 3, keys, 2, args, &r, err) != 0)
+        return -1;
+    if (existed != NULL)
+        *existed = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *err)
+{
+    const char *keys[] = {KEY_LABELS};
+    const char *args[] = {label, "p2m:pod:"};
+    redisReply *r;
+    if (run_script(st, lua_label_rm, 1, keys, 2, args, &r, err) != 0)
+        return -1;
+    if (owner != NULL)
+        snprintf(owner, P2M_ID_MAX + 1, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return drop_leases(st, "label", label, err);
+}
+
+int p2m_store_label_exists(p2m_store_t *st, const char *label, char *err)
+{
+    redisReply *r = store_call(st, err, "HEXISTS", KEY_LABELS, label, NULL);
+    if (r == NULL)
+        return -1;
+    int ret = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return ret;
+}
+
+static int cmp_owner(const void *a, const void *b)
+{
+    return strcmp(((const p2m_label_owner_t *)a)->label, ((const p2m_label_owner_t *)b)->label);
+}
+
+int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, char *err)
+{
+    redisReply *r = store_call(st, err, "HGETALL", KEY_LABELS, NULL);
+    if (r == NULL)
+        return -1;
+    p2m_label_owner_t *list = calloc(r->elements / 2 + 1, sizeof(*list));
+    if (list == NULL) {
+        freeReplyObject(r);
+        return p2m_err(err, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        if (r->element[i]->type != REDIS_REPLY_STRING || r->element[i + 1]->type != REDIS_REPLY_STRING)
+            continue;
+        snprintf(list[k].label, sizeof(list[k].label), "%s", r->element[i]->str);
+        snprintf(list[k].pod, sizeof(list[k].pod), "%s", r->element[i + 1]->str);
+        k++;
+    }
+    freeReplyObject(r);
+    qsort(list, k, sizeof(*list), cmp_owner);
+    *out = list;
+    *n = k;
+    return 0;
+}
+
+typedef struct {
+    p2m_lease_t *list;
+    size_t n, cap;
+    char *err;
+} lease_acc_t;
+
+static int collect_lease(p2m_store_t *st, const char *key, void *arg)
+{
+    lease_acc_t *acc = arg;
+    uint16_t port;
+    const char *suffix = key + strlen(KEY_LEASE_PREFIX);
+    if (p2m_port_parse(suffix, strlen(suffix), &port) != 0)
+        return 0; /* not one of ours */
+    redisReply *h = store_call(st, acc->err, "HGETALL", key, NULL);
+    if (h == NULL)
+        return -1;
+    redisReply *t = store_call(st, acc->err, "TTL", key, NULL);
+    if (t == NULL) {
+        freeReplyObject(h);
+        return -1;
+    }
+    int ret = 0;
+    if (h->type == REDIS_REPLY_ARRAY && h->elements > 0) { /* it may have expired since SCAN */
+        if (acc->n == acc->cap) {
+            size_t cap = acc->cap ? acc->cap * 2 : 64;
+            p2m_lease_t *grown = realloc(acc->list, cap * sizeof(*grown));
+            if (grown == NULL) {
+                ret = p2m_err(acc->err, "out of memory");
+                goto Exit;
+            }
+            acc->list = grown;
+            acc->cap = cap;
+        }
+        p2m_lease_t *l = &acc->list[acc->n++];
+        memset(l, 0, sizeof(*l));
+        l->port = port;
+        l->ttl = t->type == REDIS_REPLY_INTEGER ? t->integer : -1;
+        for (size_t i = 0; i + 1 < h->elements; i += 2) {
+            const char *k = h->element[i]->str, *v = h->element[i + 1]->str;
+            if (k == NULL || v == NULL)
+                continue;
+            if (strcmp(k, "kind") == 0)
+                snprintf(l->kind, sizeof(l->kind), "%s", v);
+            else if (strcmp(k, "label") == 0)
+                snprintf(l->label, sizeof(l->label), "%s", v);
+            else if (strcmp(k, "pod") == 0)
+                snprintf(l->pod, sizeof(l->pod), "%s", v);
+            else if (strcmp(k, "addr") == 0)
+                snprintf(l->addr, sizeof(l->addr), "%s", v);
+            else if (strcmp(k, "created") == 0)
+                l->created = reply_ll(h->element[i + 1]);
+        }
+    }
+Exit:
+    freeReplyObject(h);
+    freeReplyObject(t);
+    return ret;
+}
+
+static int cmp_lease(const void *a, const void *b)
+{
+    return (int)((const p2m_lease_t *)a)->port - (int)((const p2m_lease_t *)b)->port;
+}
+
+int p2m_store_lease_list(p2m_store_t *st, p2m_lease_t **out, size_t *n, char *err)
+{
+    lease_acc_t acc = {NULL, 0, 0, err};
+    if (scan_leases(st, collect_lease, &acc, err) != 0) {
+        free(acc.list);
+        return -1;
+    }
+    if (acc.list != NULL)
+        qsort(acc.list, acc.n, sizeof(*acc.list), cmp_lease);
+    *out = acc.list;
+    *n = acc.n;
+    return 0;
+}
+
+int p2m_store_lease_rm(p2m_store_t *st, uint16_t port, char *err)
+{
+    char key[KEY_MAX], port_s[8];
+    p2m_store_key_lease(port, key, sizeof(key));
+    snprintf(port_s, sizeof(port_s), "%u", (unsigned)port);
+    const char *keys[] = {key};
+    const char *args[] = {"kind", "", port_s};
+    redisReply *r;
+    if (run_script(st, lua_lease_drop, 1, keys, 3, args, &r, err) != 0)
+        return -1;
+    int dropped = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    return dropped ? 0 : p2m_err(err, "no lease on port %u", (unsigned)port);
+}
