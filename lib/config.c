@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
 
@@ -39,6 +40,10 @@ void p2m_config_defaults(p2m_config_t *cfg)
     cfg->registrar.auth_fail_limit = 10;
     cfg->registrar.auth_fail_window = 3600;
 
+    /* A host name that is not a valid label (dots, odd bytes) falls back to "relay". */
+    char host[256] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0 || p2m_label_normalize(host, strcspn(host, "."), cfg->relay.name, NULL) != 0)
+        strcpy(cfg->relay.name, "relay");
     cfg->relay.ports = (p2m_port_range_t){20000, 29999};
     cfg->relay.wait_timeout = 5;
     cfg->relay.idle_timeout = 600;
@@ -161,7 +166,12 @@ static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
     json_object_foreach(obj, key, v)
     {
         int rc;
-        if (strcmp(key, "ports") == 0) {
+        if (strcmp(key, "name") == 0) {
+            char buf[P2M_LABEL_MAX + 2], lerr[P2M_ERR_LEN];
+            rc = read_string(v, "relay.name", buf, sizeof(buf), err);
+            if (rc == 0 && p2m_label_normalize(buf, strlen(buf), r->name, lerr) != 0)
+                rc = p2m_err(err, "relay.name: %s", lerr);
+        } else if (strcmp(key, "ports") == 0) {
             char buf[32], perr[P2M_ERR_LEN];
             rc = read_string(v, "relay.ports", buf, sizeof(buf), err);
             if (rc == 0 && p2m_port_range_parse(buf, &r->ports, perr) != 0)

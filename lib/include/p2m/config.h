@@ -2,6 +2,7 @@
 #define P2M_CONFIG_H
 
 #include "p2m/addr.h"
+#include "p2m/label.h"
 #include "p2m/log.h"
 
 /* The one JSON configuration file every program reads (-c/--config FILE). jansson is used only
@@ -25,6 +26,7 @@ typedef struct {
 } p2m_registrar_config_t;
 
 typedef struct {
+    char name[P2M_LABEL_MAX + 1]; /* relay.name: this relay's name in Redis; default the host name */
     p2m_port_range_t ports;  /* relay.ports: the rendezvous ports the registrar leases */
     char listen[P2M_HOST_MAX + 1]; /* relay.listen: address the leased ports bind to ("" = all) */
     unsigned wait_timeout;   /* relay.wait_timeout: s a consumer waits for an idle pre-connection */

@@ -1,0 +1,104 @@
+#ifndef ADMIN_H
+#define ADMIN_H
+
+#include <stddef.h>
+
+#include "p2m/config.h"
+#include "p2m/err.h"
+#include "p2m/label.h"
+#include "p2m/store.h"
+
+/* pipe2me-admin: main.c parses the command line, loads the config and dispatches to one
+ * handler in pod.c, label.c or lease.c. Every handler validates its arguments before it
+ * connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line
+ * reason in err that main prints as `pipe2me-admin: REASON` before exiting with status 2. */
+
+typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeated */
+
+#define ADMIN_ARGC_MAX 256      /* argv entries accepted */
+#define ADMIN_ARG_MAX 4096      /* bytes in one argv entry */
+#define ADMIN_LABELS_MAX 32     /* --label options on one pod add */
+#define ADMIN_QUOTE_LEN 256     /* buffer for admin_quote() */
+#define ADMIN_TIME_LEN 32       /* buffer for admin_time_iso() */
+#define ADMIN_TABLE_COLS_MAX 8
+#define ADMIN_REDIS_TIMEOUT_MS 2000
+
+/* One command line, parsed. Strings are borrowed from argv. */
+typedef struct {
+    const char *config_path;              /* -c/--config, NULL when not given */
+    int json;                             /* --json */
+    const char *output;                   /* -o/--output FILE, NULL when not given */
+    const char *labels[ADMIN_LABELS_MAX]; /* --label values as given, in order */
+    size_t nlabels;
+    char **args; /* positional words after the command's two words */
+    size_t nargs;
+    p2m_config_t cfg;
+} admin_t;
+
+/* The command handlers. Each reads a->args (count already checked against its usage) and
+ * returns 0 or -1 with err. */
+int pod_add(admin_t *a, char *err);
+int pod_ls(admin_t *a, char *err);
+int pod_show(admin_t *a, char *err);
+int pod_rm(admin_t *a, char *err);
+int pod_disable(admin_t *a, char *err);
+int pod_enable(admin_t *a, char *err);
+int pod_rotate_secret(admin_t *a, char *err);
+int label_add(admin_t *a, char *err);
+int label_rm(admin_t *a, char *err);
+int label_ls(admin_t *a, char *err);
+int lease_ls(admin_t *a, char *err);
+int lease_rm(admin_t *a, char *err);
+
+/* Connects to the Redis named by a->cfg. Returns a store (p2m_store_free it) or NULL with err. */
+p2m_store_t *admin_connect(const admin_t *a, char *err);
+
+/* Checks a pod ID from the command line. Returns 0, or -1 with err naming the ID. */
+int admin_check_id(const char *id, char *err);
+
+/* Checks and lower-cases a label from the command line into out (P2M_LABEL_MAX + 1 bytes).
+ * Returns 0, or -1 with err naming the label. */
+int admin_check_label(const char *s, char *out, char *err);
+
+/* Writes s to out (ADMIN_QUOTE_LEN bytes) double-quoted and safe to print on one line: control
+ * and non-ASCII bytes become \xNN, and long input is cut short with "...". Returns out. */
+const char *admin_quote(const char *s, char *out);
+
+/* Formats a Unix time as ISO 8601 UTC ("2026-01-01T00:00:00Z") into out (ADMIN_TIME_LEN bytes),
+ * or "-" when t is not a valid time. Returns out. */
+const char *admin_time_iso(long long t, char *out);
+
+/* Pretty-prints v to stdout followed by a newline. Borrows v. Returns 0 or -1 with err. */
+int admin_json_print(json_t *v, char *err);
+
+/* Reports a successful change: with --json prints obj (which must hold "ok": true and the
+ * details), otherwise the formatted line. Takes ownership of obj; NULL obj (jansson failed)
+ * is an error. Returns 0 or -1 with err. */
+int admin_confirm(const admin_t *a, json_t *obj, char *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A text table with a header row, columns left-aligned and separated by two spaces. Cells are
+ * copied; non-printable bytes become \xNN and empty cells print as "-". */
+typedef struct {
+    size_t ncols, nrows, cap;
+    char **cells; /* nrows * ncols, row-major; row 0 is the header */
+    size_t width[ADMIN_TABLE_COLS_MAX];
+} admin_table_t;
+
+/* Starts a table with ncols (at most ADMIN_TABLE_COLS_MAX) headers. */
+void admin_table_init(admin_table_t *t, size_t ncols, const char *const *headers);
+
+/* Appends a row of t->ncols cells (borrowed, copied). */
+void admin_table_add(admin_table_t *t, const char *const *cells);
+
+/* Prints the table to stdout. Returns 0 or -1 with err. */
+int admin_table_print(const admin_table_t *t, char *err);
+
+/* Frees what the table holds; the struct itself is the caller's. */
+void admin_table_dispose(admin_table_t *t);
+
+/* malloc/realloc/strdup that abort with a log line when memory runs out. */
+void *admin_xmalloc(size_t n);
+void *admin_xrealloc(void *p, size_t n);
+char *admin_xstrdup(const char *s);
+
+#endif

@@ -1,0 +1,92 @@
+/* pipe2me-admin label ...: give labels to pods, take them away, list who owns what. */
+#include "admin.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
+int label_add(admin_t *a, char *err)
+{
+    int ret = -1, existed = 0;
+    const char *id = a->args[0];
+    char label[P2M_LABEL_MAX + 1], why[P2M_ERR_LEN];
+    p2m_store_t *st = NULL;
+
+    if (admin_check_id(id, err) != 0 || admin_check_label(a->args[1], label, err) != 0)
+        goto Exit;
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (p2m_store_label_add(st, id, label, &existed, why) != 0) {
+        p2m_err(err, "label %s: %s", label, why);
+        goto Exit;
+    }
+    ret = admin_confirm(a, json_pack("{s:b, s:s, s:s, s:b}", "ok", 1, "label", label, "pod", id, "existed", existed), err,
+                        existed ? "label %s already belongs to pod %s" : "label %s added to pod %s", label, id);
+Exit:
+    p2m_store_free(st);
+    return ret;
+}
+
+int label_rm(admin_t *a, char *err)
+{
+    int ret = -1;
+    char label[P2M_LABEL_MAX + 1], owner[P2M_ID_MAX + 1] = "", why[P2M_ERR_LEN];
+    p2m_store_t *st = NULL;
+
+    if (admin_check_label(a->args[0], label, err) != 0)
+        goto Exit;
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (p2m_store_label_rm(st, label, owner, why) != 0) {
+        p2m_err(err, "label %s: %s", label, why);
+        goto Exit;
+    }
+    ret = admin_confirm(a, json_pack("{s:b, s:s, s:s}", "ok", 1, "label", label, "pod", owner), err,
+                        "label %s removed from pod %s", label, owner);
+Exit:
+    p2m_store_free(st);
+    return ret;
+}
+
+int label_ls(admin_t *a, char *err)
+{
+    static const char *const headers[] = {"LABEL", "POD"};
+    int ret = -1;
+    p2m_store_t *st = NULL;
+    p2m_label_owner_t *owners = NULL;
+    size_t n = 0;
+    json_t *arr = NULL;
+    admin_table_t table;
+
+    admin_table_init(&table, 2, headers);
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (p2m_store_label_list(st, &owners, &n, err) != 0)
+        goto Exit;
+    if (a->json) {
+        if ((arr = json_array()) == NULL)
+            goto JsonFail;
+        for (size_t i = 0; i < n; i++) {
+            if (json_array_append_new(arr, json_pack("{s:s, s:s}", "label", owners[i].label, "pod", owners[i].pod)) != 0)
+                goto JsonFail;
+        }
+        if (admin_json_print(arr, err) != 0)
+            goto Exit;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const char *row[] = {owners[i].label, owners[i].pod};
+            admin_table_add(&table, row);
+        }
+        if (admin_table_print(&table, err) != 0)
+            goto Exit;
+    }
+    ret = 0;
+    goto Exit;
+JsonFail:
+    p2m_err(err, "cannot build the JSON reply");
+Exit:
+    json_decref(arr);
+    free(owners);
+    admin_table_dispose(&table);
+    p2m_store_free(st);
+    return ret;
+}

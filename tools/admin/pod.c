@@ -1,0 +1,479 @@
+/* pipe2me-admin pod ...: create, list, show, remove, disable, enable and re-key pods. */
+#include "admin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "p2m/totp.h"
+
+#define POD_LABEL_TRIES 20 /* generated labels tried before giving up */
+#define POD_URI_LEN 1024   /* otpauth URI: issuer, a percent-encoded ID and the secret fit */
+
+/* Where the provisioning JSON goes: stdout, or a file created for it (-o). */
+typedef struct {
+    const char *path; /* NULL: stdout */
+    int fd;
+} sink_t;
+
+/* Refuses -o FILE early, before Redis is contacted, when FILE already exists. The O_EXCL open in
+ * sink_open() is what guarantees it; this only spares a connection. */
+static int sink_check(const admin_t *a, char *err)
+{
+    char q[ADMIN_QUOTE_LEN];
+    struct stat sb;
+    if (a->output != NULL && lstat(a->output, &sb) == 0)
+        return p2m_err(err, "%s already exists; refusing to overwrite it", admin_quote(a->output, q));
+    return 0;
+}
+
+/* Creates the -o file, mode 0600 whatever the umask, never following or replacing anything. */
+static int sink_open(const admin_t *a, sink_t *sink, char *err)
+{
+    char q[ADMIN_QUOTE_LEN];
+    sink->path = a->output;
+    sink->fd = -1;
+    if (sink->path == NULL)
+        return 0;
+    sink->fd = open(sink->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (sink->fd < 0) {
+        if (errno == EEXIST)
+            return p2m_err(err, "%s already exists; refusing to overwrite it", admin_quote(sink->path, q));
+        return p2m_err(err, "%s: %s", admin_quote(sink->path, q), strerror(errno));
+    }
+    if (fchmod(sink->fd, 0600) != 0) {
+        p2m_err(err, "%s: %s", admin_quote(sink->path, q), strerror(errno));
+        close(sink->fd);
+        unlink(sink->path);
+        sink->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes the -o file after a failure, so that no stale or empty provisioning file is left. */
+static void sink_discard(sink_t *sink)
+{
+    if (sink->fd >= 0) {
+        close(sink->fd);
+        unlink(sink->path);
+        sink->fd = -1;
+    }
+}
+
+static int write_all(int fd, const char *s, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        s += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Builds the provisioning document a pod is configured with. Returns it or NULL with err. */
+static json_t *provisioning_new(const admin_t *a, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1],
+                                size_t nlabels, char *err)
+{
+    char uri[POD_URI_LEN];
+    json_t *jlabels = NULL, *doc = NULL;
+
+    if (p2m_totp_uri("pipe2me", id, secret, uri, sizeof(uri)) < 0) {
+        p2m_err(err, "pod %s: cannot build the otpauth URI", id);
+        goto Exit;
+    }
+    if ((jlabels = json_array()) == NULL)
+        goto Fail;
+    for (size_t i = 0; i < nlabels; i++) {
+        if (json_array_append_new(jlabels, json_string(labels[i])) != 0)
+            goto Fail;
+    }
+    doc = json_pack("{s:s, s:s, s:O, s:s, s:s, s:s}", "id", id, "secret", secret, "labels", jlabels, "registrar",
+                    a->cfg.registrar.url, "domain", a->cfg.domain, "otpauth", uri);
+    if (doc == NULL)
+        goto Fail;
+    goto Exit;
+Fail:
+    p2m_err(err, "pod %s: cannot build the provisioning JSON", id);
+Exit:
+    json_decref(jlabels);
+    explicit_bzero(uri, sizeof(uri));
+    return doc;
+}
+
+/* Formats the provisioning document as pretty JSON ending in a newline. Returns the text (wipe
+ * and free() it; *len bytes, no NUL) or NULL with err. Done before the store changes, so that a
+ * failure here changes nothing. */
+static char *provisioning_format(const admin_t *a, const char *id, const char *secret,
+                                 const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels, size_t *len, char *err)
+{
+    json_t *doc = NULL;
+    char *text = NULL;
+
+    if ((doc = provisioning_new(a, id, secret, labels, nlabels, err)) == NULL)
+        goto Exit;
+    if ((text = json_dumps(doc, JSON_INDENT(2))) == NULL) {
+        p2m_err(err, "pod %s: cannot format the provisioning JSON", id);
+        goto Exit;
+    }
+    *len = strlen(text);
+    text[(*len)++] = '\n'; /* replaces the NUL */
+Exit:
+    json_decref(doc);
+    return text;
+}
+
+static void text_wipe(char *text, size_t len)
+{
+    if (text != NULL) {
+        explicit_bzero(text, len);
+        free(text);
+    }
+}
+
+/* Delivers the provisioning text to the sink. The pod already has the secret it holds, so a
+ * failure says how to recover: a new secret. */
+static int provisioning_deliver(sink_t *sink, const char *id, const char *text, size_t len, char *err)
+{
+    char q[ADMIN_QUOTE_LEN], why[P2M_ERR_LEN];
+
+    if (sink->fd < 0) {
+        if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+            snprintf(why, sizeof(why), "stdout: %s", strerror(errno));
+            goto Fail;
+        }
+        return 0;
+    }
+    if (write_all(sink->fd, text, len) != 0 || fsync(sink->fd) != 0) {
+        snprintf(why, sizeof(why), "%s: %s", admin_quote(sink->path, q), strerror(errno));
+        goto Fail;
+    }
+    int fd = sink->fd;
+    sink->fd = -1;
+    if (close(fd) != 0) {
+        snprintf(why, sizeof(why), "%s: %s", admin_quote(sink->path, q), strerror(errno));
+        unlink(sink->path);
+        goto Fail;
+    }
+    fprintf(stderr, "pipe2me-admin: provisioning for pod %s (with its secret) written to %s, mode 0600\n", id,
+            admin_quote(sink->path, q));
+    return 0;
+
+Fail:
+    sink_discard(sink);
+    return p2m_err(err, "pod %s: new secret set but not delivered: %s; run 'pipe2me-admin pod rotate-secret %s'", id, why,
+                   id);
+}
+
+/* Normalizes the --label values into labels, refusing duplicates (after lower-casing). */
+static int collect_labels(const admin_t *a, char (*labels)[P2M_LABEL_MAX + 1], size_t *nlabels, char *err)
+{
+    *nlabels = 0;
+    for (size_t i = 0; i < a->nlabels; i++) {
+        if (admin_check_label(a->labels[i], labels[i], err) != 0)
+            return -1;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(labels[i], labels[j]) == 0)
+                return p2m_err(err, "label %s given twice", labels[i]);
+        }
+        *nlabels = i + 1;
+    }
+    return 0;
+}
+
+/* Draws readable labels until one is free. The pod_add that follows is what settles a race. */
+static int generate_label(p2m_store_t *st, char *out, char *err)
+{
+    char why[P2M_ERR_LEN];
+    for (int tries = 0; tries < POD_LABEL_TRIES; tries++) {
+        if (p2m_label_generate(out) != 0)
+            return p2m_err(err, "cannot generate a label");
+        int taken = p2m_store_label_exists(st, out, why);
+        if (taken < 0)
+            return p2m_err(err, "%s", why);
+        if (taken == 0)
+            return 0;
+    }
+    return p2m_err(err, "no free label after %d tries; give one with --label", POD_LABEL_TRIES);
+}
+
+int pod_add(admin_t *a, char *err)
+{
+    int ret = -1;
+    const char *id = a->args[0];
+    char labels[ADMIN_LABELS_MAX][P2M_LABEL_MAX + 1];
+    char secret[P2M_TOTP_SECRET_B32_LEN + 1] = "", why[P2M_ERR_LEN];
+    size_t nlabels = 0, len = 0;
+    char *text = NULL;
+    p2m_store_t *st = NULL;
+    sink_t sink = {NULL, -1};
+
+    if (admin_check_id(id, err) != 0 || collect_labels(a, labels, &nlabels, err) != 0 || sink_check(a, err) != 0)
+        goto Exit;
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (nlabels == 0) {
+        if (generate_label(st, labels[0], err) != 0)
+            goto Exit;
+        nlabels = 1;
+    }
+    if (p2m_totp_secret_new(secret, why) != 0) {
+        p2m_err(err, "cannot draw a secret: %s", why);
+        goto Exit;
+    }
+    if ((text = provisioning_format(a, id, secret, (const char(*)[P2M_LABEL_MAX + 1])labels, nlabels, &len, err)) == NULL)
+        goto Exit;
+    if (sink_open(a, &sink, err) != 0)
+        goto Exit;
+    if (p2m_store_pod_add(st, id, secret, (const char(*)[P2M_LABEL_MAX + 1])labels, nlabels, (long long)time(NULL), why) !=
+        0) {
+        p2m_err(err, "pod %s: %s", id, why);
+        goto Exit;
+    }
+    if (provisioning_deliver(&sink, id, text, len, err) != 0)
+        goto Exit;
+    ret = 0;
+Exit:
+    sink_discard(&sink);
+    text_wipe(text, len);
+    explicit_bzero(secret, sizeof(secret));
+    p2m_store_free(st);
+    return ret;
+}
+
+int pod_rotate_secret(admin_t *a, char *err)
+{
+    int ret = -1;
+    const char *id = a->args[0];
+    char secret[P2M_TOTP_SECRET_B32_LEN + 1] = "", why[P2M_ERR_LEN];
+    size_t len = 0;
+    char *text = NULL;
+    p2m_store_t *st = NULL;
+    p2m_pod_t *pod = NULL;
+    sink_t sink = {NULL, -1};
+
+    if (admin_check_id(id, err) != 0 || sink_check(a, err) != 0)
+        goto Exit;
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (p2m_store_pod_get(st, id, &pod, why) != 0) {
+        p2m_err(err, "pod %s: %s", id, why);
+        goto Exit;
+    }
+    if (p2m_totp_secret_new(secret, why) != 0) {
+        p2m_err(err, "cannot draw a secret: %s", why);
+        goto Exit;
+    }
+    if ((text = provisioning_format(a, id, secret, (const char(*)[P2M_LABEL_MAX + 1])pod->labels, pod->nlabels, &len,
+                                    err)) == NULL)
+        goto Exit;
+    if (sink_open(a, &sink, err) != 0)
+        goto Exit;
+    if (p2m_store_pod_set_secret(st, id, secret, why) != 0) {
+        p2m_err(err, "pod %s: %s", id, why);
+        goto Exit;
+    }
+    if (provisioning_deliver(&sink, id, text, len, err) != 0)
+        goto Exit;
+    ret = 0;
+Exit:
+    sink_discard(&sink);
+    text_wipe(text, len);
+    explicit_bzero(secret, sizeof(secret));
+    p2m_pod_free(pod);
+    p2m_store_free(st);
+    return ret;
+}
+
+/* Returns the pod's labels joined with commas, to free(). */
+static char *labels_join(const p2m_pod_t *pod)
+{
+    char *s = admin_xmalloc(pod->nlabels * (P2M_LABEL_MAX + 1) + 1);
+    size_t pos = 0;
+    for (size_t i = 0; i < pod->nlabels; i++) {
+        size_t n = strnlen(pod->labels[i], P2M_LABEL_MAX);
+        if (i > 0)
+            s[pos++] = ',';
+        memcpy(s + pos, pod->labels[i], n);
+        pos += n;
+    }
+    s[pos] = '\0';
+    return s;
+}
+
+/* Describes a pod as JSON, never with its secret; with_epoch for `show`. NULL when jansson fails. */
+static json_t *pod_json(const p2m_pod_t *pod, int with_epoch)
+{
+    json_t *labels = json_array(), *obj = NULL;
+    if (labels == NULL)
+        return NULL;
+    for (size_t i = 0; i < pod->nlabels; i++) {
+        if (json_array_append_new(labels, json_string(pod->labels[i])) != 0)
+            goto Exit;
+    }
+    obj = json_pack("{s:s, s:b, s:O, s:I}", "id", pod->id, "disabled", pod->disabled, "labels", labels, "created",
+                    (json_int_t)pod->created);
+    if (obj != NULL && with_epoch && json_object_set_new(obj, "epoch", json_integer((json_int_t)pod->epoch)) != 0) {
+        json_decref(obj);
+        obj = NULL;
+    }
+Exit:
+    json_decref(labels);
+    return obj;
+}
+
+int pod_ls(admin_t *a, char *err)
+{
+    static const char *const headers[] = {"ID", "STATE", "LABELS", "CREATED"};
+    int ret = -1;
+    char why[P2M_ERR_LEN];
+    p2m_store_t *st = NULL;
+    char(*ids)[P2M_ID_MAX + 1] = NULL;
+    size_t nids = 0, npods = 0;
+    p2m_pod_t **pods = NULL;
+    json_t *arr = NULL;
+    admin_table_t table;
+
+    admin_table_init(&table, 4, headers);
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (p2m_store_pod_list(st, &ids, &nids, err) != 0)
+        goto Exit;
+    pods = admin_xmalloc(nids * sizeof(*pods));
+    for (; npods < nids; npods++) {
+        if (p2m_store_pod_get(st, ids[npods], &pods[npods], why) != 0) {
+            p2m_err(err, "pod %s: %s", ids[npods], why);
+            goto Exit;
+        }
+    }
+
+    if (a->json) {
+        if ((arr = json_array()) == NULL)
+            goto JsonFail;
+        for (size_t i = 0; i < npods; i++) {
+            if (json_array_append_new(arr, pod_json(pods[i], 0)) != 0)
+                goto JsonFail;
+        }
+        if (admin_json_print(arr, err) != 0)
+            goto Exit;
+    } else {
+        for (size_t i = 0; i < npods; i++) {
+            char created[ADMIN_TIME_LEN], *joined = labels_join(pods[i]);
+            const char *row[] = {pods[i]->id, pods[i]->disabled ? "disabled" : "enabled", joined,
+                                 admin_time_iso(pods[i]->created, created)};
+            admin_table_add(&table, row);
+            free(joined);
+        }
+        if (admin_table_print(&table, err) != 0)
+            goto Exit;
+    }
+    ret = 0;
+    goto Exit;
+JsonFail:
+    p2m_err(err, "cannot build the JSON reply");
+Exit:
+    json_decref(arr);
+    for (size_t i = 0; i < npods; i++)
+        p2m_pod_free(pods[i]);
+    free(pods);
+    free(ids);
+    admin_table_dispose(&table);
+    p2m_store_free(st);
+    return ret;
+}
+
+int pod_show(admin_t *a, char *err)
+{
+    int ret = -1;
+    const char *id = a->args[0];
+    char why[P2M_ERR_LEN];
+    p2m_store_t *st = NULL;
+    p2m_pod_t *pod = NULL;
+    json_t *obj = NULL;
+    char *joined = NULL;
+
+    if (admin_check_id(id, err) != 0)
+        goto Exit;
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (p2m_store_pod_get(st, id, &pod, why) != 0) {
+        p2m_err(err, "pod %s: %s", id, why);
+        goto Exit;
+    }
+    if (a->json) {
+        if ((obj = pod_json(pod, 1)) == NULL) {
+            p2m_err(err, "cannot build the JSON reply");
+            goto Exit;
+        }
+        if (admin_json_print(obj, err) != 0)
+            goto Exit;
+    } else {
+        char created[ADMIN_TIME_LEN];
+        joined = labels_join(pod);
+        printf("id: %s\nstate: %s\nlabels: %s\ncreated: %s\nepoch: %lld\n", pod->id, pod->disabled ? "disabled" : "enabled",
+               joined[0] != '\0' ? joined : "-", admin_time_iso(pod->created, created), pod->epoch);
+    }
+    ret = 0;
+Exit:
+    free(joined);
+    json_decref(obj);
+    p2m_pod_free(pod);
+    p2m_store_free(st);
+    return ret;
+}
+
+typedef enum { CHANGE_RM, CHANGE_DISABLE, CHANGE_ENABLE } change_t;
+
+/* rm, disable and enable: one store call on an existing pod and a confirmation. */
+static int pod_change(admin_t *a, change_t change, char *err)
+{
+    static const char *const done[] = {"removed", "disabled", "enabled"};
+    int ret = -1, rc;
+    const char *id = a->args[0];
+    char why[P2M_ERR_LEN];
+    p2m_store_t *st = NULL;
+
+    if (admin_check_id(id, err) != 0)
+        goto Exit;
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (change == CHANGE_RM)
+        rc = p2m_store_pod_rm(st, id, why);
+    else
+        rc = p2m_store_pod_set_disabled(st, id, change == CHANGE_DISABLE, why);
+    if (rc != 0) {
+        p2m_err(err, "pod %s: %s", id, why);
+        goto Exit;
+    }
+    ret = admin_confirm(a, json_pack("{s:b, s:s, s:s}", "ok", 1, "id", id, "state", done[change]), err, "pod %s %s", id,
+                        done[change]);
+Exit:
+    p2m_store_free(st);
+    return ret;
+}
+
+int pod_rm(admin_t *a, char *err)
+{
+    return pod_change(a, CHANGE_RM, err);
+}
+
+int pod_disable(admin_t *a, char *err)
+{
+    return pod_change(a, CHANGE_DISABLE, err);
+}
+
+int pod_enable(admin_t *a, char *err)
+{
+    return pod_change(a, CHANGE_ENABLE, err);
+}
