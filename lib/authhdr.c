@@ -135,13 +135,14 @@ int p2m_authhdr_parse(const char *value, size_t len, p2m_auth_t *out, char *err)
     skip_ows(&c);
     int ret;
     if (take_word(&c, "TOTP")) {
-        if (c.p >= c.end || (*c.p != ' ' && *c.p != '\t'))
-            return p2m_err(err, "TOTP: expected parameters after the scheme");
+        if (c.p >= c.end || *c.p != ' ')
+            return p2m_err(err, "TOTP: expected a space and parameters after the scheme");
         ret = parse_totp(&c, out, err);
     } else if (take_word(&c, "Bearer")) {
-        if (c.p >= c.end || (*c.p != ' ' && *c.p != '\t'))
+        if (c.p >= c.end || *c.p != ' ')
             return p2m_err(err, "Bearer: credential missing");
-        skip_ows(&c);
+        while (c.p < c.end && *c.p == ' ')
+            c.p++;
         ret = parse_bearer(&c, out, err);
     } else {
         return p2m_err(err, "unsupported authorization scheme (expected TOTP or Bearer)");

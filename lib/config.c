@@ -74,6 +74,20 @@ int p2m_domain_normalize(const char *s, char *out, char *err)
     return 0;
 }
 
+/* An unknown key is quoted back in the error; keep the message one printable line. */
+static const char *printable_key(const char *key, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0' && n + 5 < cap && n < 64; p++) {
+        if (*p >= 0x20 && *p < 0x7f)
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", *p);
+    }
+    out[n] = '\0';
+    return out;
+}
+
 /* Each reader takes the JSON value found at path and stores it or names the path in err. */
 
 static int read_string(json_t *v, const char *path, char *out, size_t cap, char *err)
@@ -122,6 +136,7 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
     if (!json_is_object(obj))
         return p2m_err(err, "registrar: expected an object");
     const char *key;
+    char kbuf[128];
     json_t *v;
     json_object_foreach(obj, key, v)
     {
@@ -149,7 +164,7 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
         } else if (strcmp(key, "auth_fail_window") == 0) {
             rc = read_seconds(v, "registrar.auth_fail_window", &r->auth_fail_window, err);
         } else {
-            rc = p2m_err(err, "registrar.%.64s: unknown key", key);
+            rc = p2m_err(err, "registrar.%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
         }
         if (rc != 0)
             return -1;
@@ -162,6 +177,7 @@ static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
     if (!json_is_object(obj))
         return p2m_err(err, "relay: expected an object");
     const char *key;
+    char kbuf[128];
     json_t *v;
     json_object_foreach(obj, key, v)
     {
@@ -179,9 +195,12 @@ static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
         } else if (strcmp(key, "listen") == 0) {
             p2m_hostport_t hp;
             char buf[P2M_HOST_MAX + 8];
-            rc = read_string(v, "relay.listen", r->listen, sizeof(r->listen), err);
+            /* "" means every address. */
+            rc = json_is_string(v) && json_string_length(v) == 0
+                     ? (r->listen[0] = '\0', 0)
+                     : read_string(v, "relay.listen", r->listen, sizeof(r->listen), err);
             /* Validate the address with the host:port parser by giving it a dummy port. */
-            if (rc == 0) {
+            if (rc == 0 && r->listen[0] != '\0') {
                 snprintf(buf, sizeof(buf), strchr(r->listen, ':') ? "[%s]:1" : "%s:1", r->listen);
                 if (p2m_hostport_parse(buf, &hp, NULL) != 0)
                     rc = p2m_err(err, "relay.listen: expected an address");
@@ -193,7 +212,7 @@ static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
         } else if (strcmp(key, "max_conns_per_addr") == 0) {
             rc = read_count(v, "relay.max_conns_per_addr", &r->max_conns_per_addr, err);
         } else {
-            rc = p2m_err(err, "relay.%.64s: unknown key", key);
+            rc = p2m_err(err, "relay.%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
         }
         if (rc != 0)
             return -1;
@@ -221,6 +240,7 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
         goto Exit;
     }
     const char *key;
+    char kbuf[128];
     json_t *v;
     json_object_foreach(root, key, v)
     {
@@ -229,7 +249,7 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
             char buf[P2M_DOMAIN_MAX + 1], derr[P2M_ERR_LEN];
             rc = read_string(v, "domain", buf, sizeof(buf), err);
             if (rc == 0 && p2m_domain_normalize(buf, cfg->domain, derr) != 0)
-                rc = p2m_err(err, "domain: %s", derr);
+                rc = p2m_err(err, "%s", derr);
         } else if (strcmp(key, "public_address") == 0) {
             p2m_hostport_t hp;
             char buf[P2M_HOST_MAX + 8];
@@ -256,7 +276,7 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
         } else if (strcmp(key, "relay") == 0) {
             rc = parse_relay(v, &cfg->relay, err);
         } else {
-            rc = p2m_err(err, "%.64s: unknown key", key);
+            rc = p2m_err(err, "%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
         }
         if (rc != 0)
             goto Exit;

@@ -64,8 +64,10 @@ static size_t append_escaped(char *dst, size_t pos, size_t cap, const char *src)
 
 void p2m_log(p2m_log_level_t level, const char *event, const char *fmt, ...)
 {
-    if (level < min_level)
+    if (level < min_level || level > P2M_LOG_ERROR)
         return;
+    if (event == NULL)
+        event = "unknown";
 
     char kv[2048] = "";
     if (fmt != NULL) {

@@ -60,10 +60,19 @@ int p2m_totp_secret_decode(const char *b32, unsigned char *raw, size_t raw_cap, 
     size_t dec_len = 0;
     int ret = -1;
 
+    int padding = 0;
     for (const char *p = b32; *p != '\0'; p++) {
         char c = *p;
-        if (c == ' ' || c == '=')
+        if (c == ' ')
             continue;
+        if (c == '=') { /* padding, only at the end */
+            padding = 1;
+            continue;
+        }
+        if (padding) {
+            p2m_err(err, "secret is not base32");
+            goto Exit;
+        }
         if (c >= 'a' && c <= 'z')
             c = (char)(c - 'a' + 'A');
         if (!((c >= 'A' && c <= 'Z') || (c >= '2' && c <= '7'))) {

@@ -71,6 +71,7 @@ static void test_fixed_rows(void)
         TOTP_OK("TOTP username=\"Pod.1_a-b\", response=\"000000\"", "Pod.1_a-b", "000000"),
         TOTP_OK("TOTP username=\"p\", response=\"654321\"", "p", "654321"),
         TOTP_OK("TOTP username=\"pod1\", response=\"12345678\"", "pod1", "12345678"),
+        TOTP_OK("TOTP username=\"pod1\", response=\"1234567\"", "pod1", "1234567"),
         BEARER_OK("Bearer abc.def", "abc.def"),
         BEARER_OK("bearer abc.def", "abc.def"),
         BEARER_OK("BEARER abc.def", "abc.def"),
@@ -124,7 +125,7 @@ static void test_fixed_rows(void)
         BAD("TOTP username=\"pod,1\", response=\"123456\""),
         BAD("TOTP username=\"pod=1\", response=\"123456\""),
         BAD("TOTP username=\"pod\xff\", response=\"123456\""),
-        BAD("TOTP username=\"p\xc3\xb6d\", response=\"123456\""),
+        BAD("TOTP username=\"p\xc3\xb6" "d\", response=\"123456\""),
         BAD("TOTP username=\"pod\r\n1\", response=\"123456\""),
         /* response */
         BAD("TOTP username=\"pod1\", response=\"\""),
@@ -134,6 +135,8 @@ static void test_fixed_rows(void)
         BAD("TOTP username=\"pod1\", response=\" 123456\""),
         BAD("TOTP username=\"pod1\", response=\"-12345\""),
         BAD("TOTP username=\"pod1\", response=\"123456789\""),
+        BAD("TOTP username=\"pod1\", response=\"12345\""),
+        BAD("TOTP username=\"pod1\", response=\"1\""),
         BAD("TOTP username=\"pod1\", response=\"1234567890123456\""),
         /* NUL bytes, with the length covering them */
         BAD("TOTP username=\"po\0d1\", response=\"123456\""),
@@ -215,37 +218,30 @@ static void test_limits(void)
     run_rows("limits", rows, sizeof(rows) / sizeof(rows[0]));
 }
 
-/* Whitespace around the whole value is not described by the header. RFC 9110 allows OWS around a
- * field value (HTTP parsers strip it), so either answer is defensible, but the two schemes must
- * agree and an accepted value must not carry the whitespace into the output. */
+/* authhdr.h: "Spaces and tabs around the whole value are ignored" (RFC 9110 OWS, which HTTP
+ * parsers usually strip already). The whitespace must not reach the output. */
 static void test_surrounding_whitespace(void)
 {
-    static const struct {
-        const char *what, *totp, *bearer;
-    } cases[] = {
-        {"trailing space", "TOTP username=\"pod1\", response=\"123456\" ", "Bearer abc.def "},
-        {"trailing spaces", "TOTP username=\"pod1\", response=\"123456\"   ", "Bearer abc.def   "},
-        {"trailing tab", "TOTP username=\"pod1\", response=\"123456\"\t", "Bearer abc.def\t"},
-        {"leading space", " TOTP username=\"pod1\", response=\"123456\"", " Bearer abc.def"},
+    const struct row rows[] = {
+        TOTP_OK("TOTP username=\"pod1\", response=\"123456\" ", "pod1", "123456"),
+        TOTP_OK("TOTP username=\"pod1\", response=\"123456\"   ", "pod1", "123456"),
+        TOTP_OK("TOTP username=\"pod1\", response=\"123456\"\t", "pod1", "123456"),
+        TOTP_OK(" TOTP username=\"pod1\", response=\"123456\"", "pod1", "123456"),
+        TOTP_OK("\t TOTP username=\"pod1\", response=\"123456\" \t", "pod1", "123456"),
+        BEARER_OK("Bearer abc.def ", "abc.def"),
+        BEARER_OK("Bearer abc.def\t\t", "abc.def"),
+        BEARER_OK("  Bearer abc.def", "abc.def"),
+        BEARER_OK("\tBearer abc.def \t", "abc.def"),
+        /* whitespace is not a value */
+        BAD("   "),
+        BAD("\t"),
+        /* other bytes around the value are not whitespace */
+        BAD("\vTOTP username=\"pod1\", response=\"123456\""),
+        BAD("Bearer abc.def\v"),
+        BAD("Bearer abc.def\r"),
+        BAD("\nBearer abc.def"),
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        p2m_auth_t t, b;
-        char et[P2M_ERR_LEN] = "", eb[P2M_ERR_LEN] = "";
-        int rt = parse_exact(cases[i].totp, strlen(cases[i].totp), &t, et);
-        int rb = parse_exact(cases[i].bearer, strlen(cases[i].bearer), &b, eb);
-        CHECK_CTX("%s", cases[i].what);
-        CHECK_MSG(rt == rb, "TOTP %s gives %d (%s) but Bearer %s gives %d (%s)", check_str(cases[i].totp), rt, et,
-                  check_str(cases[i].bearer), rb, eb);
-        check_note("%s (undocumented in authhdr.h): TOTP -> %s, Bearer -> %s", cases[i].what,
-                   rt == 0 ? "accepted" : "refused", rb == 0 ? "accepted" : "refused");
-        if (rt == 0) {
-            CHECK_EQ_STR(t.id, "pod1");
-            CHECK_EQ_STR(t.token, "123456");
-        }
-        if (rb == 0)
-            CHECK_EQ_STR(b.bearer, "abc.def");
-    }
-    CHECK_CTX(NULL);
+    run_rows("whitespace", rows, sizeof(rows) / sizeof(rows[0]));
 }
 
 /* Every successful parse hands the caller an ID that p2m_id_valid accepts. */

@@ -59,8 +59,8 @@ static inline const char *check_bytes(const char *s, size_t len)
     buf[pos++] = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (pos + 12 >= cap) {
-            pos += (size_t)snprintf(buf + pos, cap - pos, "...\"(%zu)", len);
+        if (pos + 10 >= cap) {
+            memcpy(buf + pos, "\"...", 5); /* cut, including the NUL */
             return buf;
         }
         if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') {

@@ -15,11 +15,11 @@
 
 typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeated */
 
-#define ADMIN_ARGC_MAX 256      /* argv entries accepted */
-#define ADMIN_ARG_MAX 4096      /* bytes in one argv entry */
-#define ADMIN_LABELS_MAX 32     /* --label options on one pod add */
-#define ADMIN_QUOTE_LEN 256     /* buffer for admin_quote() */
-#define ADMIN_TIME_LEN 32       /* buffer for admin_time_iso() */
+#define ADMIN_ARGC_MAX 256  /* argv entries accepted */
+#define ADMIN_ARG_MAX 4096  /* bytes in one argv entry */
+#define ADMIN_LABELS_MAX 32 /* --label options on one pod add */
+#define ADMIN_QUOTE_LEN 400 /* buffer for admin_quote() */
+#define ADMIN_TIME_LEN 32   /* buffer for admin_time_iso() */
 #define ADMIN_TABLE_COLS_MAX 8
 #define ADMIN_REDIS_TIMEOUT_MS 2000
 
@@ -64,6 +64,10 @@ int admin_check_label(const char *s, char *out, char *err);
  * and non-ASCII bytes become \xNN, and long input is cut short with "...". Returns out. */
 const char *admin_quote(const char *s, char *out);
 
+/* Returns a copy of s (free() it) in which control and non-ASCII bytes are written \xNN, for
+ * echoing outside input in full on one line. */
+char *admin_escape_dup(const char *s);
+
 /* Formats a Unix time as ISO 8601 UTC ("2026-01-01T00:00:00Z") into out (ADMIN_TIME_LEN bytes),
  * or "-" when t is not a valid time. Returns out. */
 const char *admin_time_iso(long long t, char *out);
@@ -96,9 +100,8 @@ int admin_table_print(const admin_table_t *t, char *err);
 /* Frees what the table holds; the struct itself is the caller's. */
 void admin_table_dispose(admin_table_t *t);
 
-/* malloc/realloc/strdup that abort with a log line when memory runs out. */
+/* malloc/realloc that abort with a log line when memory runs out. */
 void *admin_xmalloc(size_t n);
 void *admin_xrealloc(void *p, size_t n);
-char *admin_xstrdup(const char *s);
 
 #endif

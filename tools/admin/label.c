@@ -8,17 +8,15 @@ int label_add(admin_t *a, char *err)
 {
     int ret = -1, existed = 0;
     const char *id = a->args[0];
-    char label[P2M_LABEL_MAX + 1], why[P2M_ERR_LEN];
+    char label[P2M_LABEL_MAX + 1];
     p2m_store_t *st = NULL;
 
     if (admin_check_id(id, err) != 0 || admin_check_label(a->args[1], label, err) != 0)
         goto Exit;
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
-    if (p2m_store_label_add(st, id, label, &existed, why) != 0) {
-        p2m_err(err, "label %s: %s", label, why);
+    if (p2m_store_label_add(st, id, label, &existed, err) != 0)
         goto Exit;
-    }
     ret = admin_confirm(a, json_pack("{s:b, s:s, s:s, s:b}", "ok", 1, "label", label, "pod", id, "existed", existed), err,
                         existed ? "label %s already belongs to pod %s" : "label %s added to pod %s", label, id);
 Exit:
@@ -29,19 +27,17 @@ Exit:
 int label_rm(admin_t *a, char *err)
 {
     int ret = -1;
-    char label[P2M_LABEL_MAX + 1], owner[P2M_ID_MAX + 1] = "", why[P2M_ERR_LEN];
+    char label[P2M_LABEL_MAX + 1], owner[P2M_ID_MAX + 1] = "";
     p2m_store_t *st = NULL;
 
     if (admin_check_label(a->args[0], label, err) != 0)
         goto Exit;
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
-    if (p2m_store_label_rm(st, label, owner, why) != 0) {
-        p2m_err(err, "label %s: %s", label, why);
+    if (p2m_store_label_rm(st, label, owner, err) != 0)
         goto Exit;
-    }
-    ret = admin_confirm(a, json_pack("{s:b, s:s, s:s}", "ok", 1, "label", label, "pod", owner), err,
-                        "label %s removed from pod %s", label, owner);
+    ret = admin_confirm(a, json_pack("{s:b, s:s, s:s}", "ok", 1, "label", label, "pod", owner), err, "label %s removed from pod %s",
+                        label, owner);
 Exit:
     p2m_store_free(st);
     return ret;

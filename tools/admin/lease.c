@@ -29,9 +29,8 @@ int lease_ls(admin_t *a, char *err)
             goto JsonFail;
         for (size_t i = 0; i < n; i++) {
             const p2m_lease_t *l = &leases[i];
-            json_t *obj = json_pack("{s:i, s:s, s:s, s:s, s:s, s:I, s:I}", "port", (int)l->port, "kind", l->kind, "label",
-                                    l->label, "pod", l->pod, "addr", l->addr, "created", (json_int_t)l->created, "ttl",
-                                    (json_int_t)l->ttl);
+            json_t *obj = json_pack("{s:i, s:s, s:s, s:s, s:s, s:I, s:I}", "port", (int)l->port, "kind", l->kind, "label", l->label,
+                                    "pod", l->pod, "addr", l->addr, "created", (json_int_t)l->created, "ttl", (json_int_t)l->ttl);
             if (json_array_append_new(arr, obj) != 0)
                 goto JsonFail;
         }
@@ -68,7 +67,7 @@ int lease_rm(admin_t *a, char *err)
 {
     int ret = -1;
     const char *arg = a->args[0];
-    char q[ADMIN_QUOTE_LEN], why[P2M_ERR_LEN];
+    char q[ADMIN_QUOTE_LEN];
     uint16_t port = 0;
     p2m_store_t *st = NULL;
 
@@ -78,10 +77,8 @@ int lease_rm(admin_t *a, char *err)
     }
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
-    if (p2m_store_lease_rm(st, port, why) != 0) {
-        p2m_err(err, "lease %u: %s", (unsigned)port, why);
+    if (p2m_store_lease_rm(st, port, err) != 0)
         goto Exit;
-    }
     ret = admin_confirm(a, json_pack("{s:b, s:i}", "ok", 1, "port", (int)port), err, "lease %u removed", (unsigned)port);
 Exit:
     p2m_store_free(st);

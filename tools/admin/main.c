@@ -22,7 +22,8 @@
 #endif
 
 #define ADMIN_CONFIG_DEFAULT "/etc/pipe2me/pipe2me.json"
-#define ADMIN_QUOTE_INPUT_MAX 48 /* bytes of an echoed argument before it is cut short */
+#define ADMIN_QUOTE_INPUT_MAX 96 /* bytes of an echoed argument before it is cut short */
+_Static_assert(ADMIN_QUOTE_LEN >= 2 + ADMIN_QUOTE_INPUT_MAX * 4 + 3 + 1, "admin_quote() output must fit");
 
 enum { OPT_LABEL = 1, OPT_OUTPUT = 2 };
 
@@ -49,40 +50,39 @@ static const command_t commands[] = {
     {"lease", "rm", 1, 1, 0, lease_rm, "PORT"},
 };
 
-static const char usage_text[] =
-    "Usage: pipe2me-admin [-c|--config FILE] [--json] COMMAND ...\n"
-    "\n"
-    "Manages pipe2me's pods, labels and leases in Redis.\n"
-    "\n"
-    "Commands:\n"
-    "  pod add ID [--label LABEL]... [-o FILE]\n"
-    "                         create a pod and print its provisioning JSON, which holds\n"
-    "                         the secret (a readable label is generated if none is given)\n"
-    "  pod ls                 list pods\n"
-    "  pod show ID            show one pod (never its secret)\n"
-    "  pod rm ID              remove a pod with its labels, sessions and leases\n"
-    "  pod disable ID         refuse the pod's registrations and revoke its sessions\n"
-    "  pod enable ID          accept the pod again\n"
-    "  pod rotate-secret ID [-o FILE]\n"
-    "                         give the pod a new secret and print the new provisioning JSON\n"
-    "  label add ID LABEL     give LABEL to pod ID\n"
-    "  label rm LABEL         take LABEL from its pod\n"
-    "  label ls               list labels with their pods\n"
-    "  lease ls               list live port leases\n"
-    "  lease rm PORT          end the lease on PORT\n"
-    "  help                   show this text\n"
-    "\n"
-    "Options (accepted anywhere on the line):\n"
-    "  -c, --config FILE  configuration file; default $P2M_CONFIG, else\n"
-    "                     " ADMIN_CONFIG_DEFAULT " (built-in defaults if that is missing)\n"
-    "      --json         machine-readable output\n"
-    "  -o, --output FILE  write the provisioning JSON to FILE, created with mode 0600\n"
-    "                     (an existing FILE is never overwritten)\n"
-    "  -h, --help         show this text\n"
-    "      --version      show the version\n"
-    "\n"
-    "Exit status: 0 on success; 2 on any error, reported in one line on stderr, with\n"
-    "nothing changed.\n";
+static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--json] COMMAND ...\n"
+                                 "\n"
+                                 "Manages pipe2me's pods, labels and leases in Redis.\n"
+                                 "\n"
+                                 "Commands:\n"
+                                 "  pod add ID [--label LABEL]... [-o FILE]\n"
+                                 "                         create a pod and print its provisioning JSON, which holds\n"
+                                 "                         the secret (a readable label is generated if none is given)\n"
+                                 "  pod ls                 list pods\n"
+                                 "  pod show ID            show one pod (never its secret)\n"
+                                 "  pod rm ID              remove a pod with its labels, sessions and leases\n"
+                                 "  pod disable ID         refuse the pod's registrations, end its sessions and leases\n"
+                                 "  pod enable ID          accept the pod again\n"
+                                 "  pod rotate-secret ID [-o FILE]\n"
+                                 "                         give the pod a new secret and print the new provisioning JSON\n"
+                                 "  label add ID LABEL     give LABEL to pod ID\n"
+                                 "  label rm LABEL         take LABEL from its pod\n"
+                                 "  label ls               list labels with their pods\n"
+                                 "  lease ls               list live port leases\n"
+                                 "  lease rm PORT          end the lease on PORT\n"
+                                 "  help                   show this text\n"
+                                 "\n"
+                                 "Options (accepted anywhere on the line):\n"
+                                 "  -c, --config FILE  configuration file; default $P2M_CONFIG, else\n"
+                                 "                     " ADMIN_CONFIG_DEFAULT " (built-in defaults if that is missing)\n"
+                                 "      --json         machine-readable output\n"
+                                 "  -o, --output FILE  write the provisioning JSON to FILE, created with mode 0600\n"
+                                 "                     (an existing FILE is never overwritten)\n"
+                                 "  -h, --help         show this text\n"
+                                 "      --version      show the version\n"
+                                 "\n"
+                                 "Exit status: 0 on success; 2 on any error, reported in one line on stderr, with\n"
+                                 "nothing changed.\n";
 
 void *admin_xmalloc(size_t n)
 {
@@ -102,12 +102,6 @@ void *admin_xrealloc(void *p, size_t n)
         abort();
     }
     return q;
-}
-
-char *admin_xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(admin_xmalloc(n), s, n);
 }
 
 /* Appends s[0..len) to out at *pos, printable ASCII as is and every other byte as \xNN, while
@@ -151,12 +145,19 @@ const char *admin_quote(const char *s, char *out)
     return out;
 }
 
+char *admin_escape_dup(const char *s)
+{
+    size_t len = strlen(s), cap = len * 4 + 1, pos = 0;
+    char *out = admin_xmalloc(cap);
+    escape_append(s, len, out, &pos, cap, 0);
+    return out;
+}
+
 const char *admin_time_iso(long long t, char *out)
 {
     struct tm tm;
     time_t tt = (time_t)t;
-    if (t < 0 || (long long)tt != t || gmtime_r(&tt, &tm) == NULL ||
-        strftime(out, ADMIN_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (t < 0 || (long long)tt != t || gmtime_r(&tt, &tm) == NULL || strftime(out, ADMIN_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         strcpy(out, "-");
     return out;
 }
@@ -236,13 +237,11 @@ void admin_table_add(admin_table_t *t, const char *const *cells)
         t->cells = admin_xrealloc(t->cells, t->cap * t->ncols * sizeof(*t->cells));
     }
     for (size_t c = 0; c < t->ncols; c++) {
-        const char *s = cells[c] == NULL || cells[c][0] == '\0' ? "-" : cells[c];
-        size_t len = strlen(s), cap = len * 4 + 1, pos = 0;
-        char *cell = admin_xmalloc(cap);
-        escape_append(s, len, cell, &pos, cap, 0);
+        char *cell = admin_escape_dup(cells[c] == NULL || cells[c][0] == '\0' ? "-" : cells[c]);
+        size_t width = strlen(cell);
         t->cells[t->nrows * t->ncols + c] = cell;
-        if (pos > t->width[c])
-            t->width[c] = pos;
+        if (width > t->width[c])
+            t->width[c] = width;
     }
     t->nrows++;
 }
@@ -291,8 +290,7 @@ static int option_is(const char *arg, const char *shortname, const char *longnam
 }
 
 /* Takes the value of option name: inline (--name=VALUE) or the next argv entry. */
-static int option_value(int argc, char **argv, int *i, const char *name, const char *inline_value, const char **out,
-                        char *err)
+static int option_value(int argc, char **argv, int *i, const char *name, const char *inline_value, const char **out, char *err)
 {
     if (inline_value == NULL) {
         if (*i + 1 >= argc)
@@ -396,8 +394,9 @@ static const command_t *find_command(admin_t *a, char **words, size_t nwords, ch
 
     size_t nargs = nwords - 2;
     if (nargs < cmd->min_args || nargs > cmd->max_args) {
-        p2m_err(err, "%s %s: %s (usage: pipe2me-admin %s %s %s)", cmd->group, cmd->verb,
-                nargs < cmd->min_args ? "missing argument" : "too many arguments", cmd->group, cmd->verb, cmd->args_usage);
+        p2m_err(err, "%s %s: %s (usage: pipe2me-admin %s %s%s%s)", cmd->group, cmd->verb,
+                nargs < cmd->min_args ? "missing argument" : "too many arguments", cmd->group, cmd->verb,
+                cmd->args_usage[0] != '\0' ? " " : "", cmd->args_usage);
         return NULL;
     }
     if (a->nlabels > 0 && !(cmd->opts & OPT_LABEL)) {

@@ -115,8 +115,8 @@ Exit:
 /* Formats the provisioning document as pretty JSON ending in a newline. Returns the text (wipe
  * and free() it; *len bytes, no NUL) or NULL with err. Done before the store changes, so that a
  * failure here changes nothing. */
-static char *provisioning_format(const admin_t *a, const char *id, const char *secret,
-                                 const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels, size_t *len, char *err)
+static char *provisioning_format(const admin_t *a, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1],
+                                 size_t nlabels, size_t *len, char *err)
 {
     json_t *doc = NULL;
     char *text = NULL;
@@ -166,14 +166,14 @@ static int provisioning_deliver(sink_t *sink, const char *id, const char *text, 
         unlink(sink->path);
         goto Fail;
     }
-    fprintf(stderr, "pipe2me-admin: provisioning for pod %s (with its secret) written to %s, mode 0600\n", id,
-            admin_quote(sink->path, q));
+    char *path = admin_escape_dup(sink->path);
+    fprintf(stderr, "pipe2me-admin: provisioning for pod %s (with its secret) written to %s, mode 0600\n", id, path);
+    free(path);
     return 0;
 
 Fail:
     sink_discard(sink);
-    return p2m_err(err, "pod %s: new secret set but not delivered: %s; run 'pipe2me-admin pod rotate-secret %s'", id, why,
-                   id);
+    return p2m_err(err, "pod %s: new secret set but not delivered: %s; run 'pipe2me-admin pod rotate-secret %s'", id, why, id);
 }
 
 /* Normalizes the --label values into labels, refusing duplicates (after lower-casing). */
@@ -195,13 +195,12 @@ static int collect_labels(const admin_t *a, char (*labels)[P2M_LABEL_MAX + 1], s
 /* Draws readable labels until one is free. The pod_add that follows is what settles a race. */
 static int generate_label(p2m_store_t *st, char *out, char *err)
 {
-    char why[P2M_ERR_LEN];
     for (int tries = 0; tries < POD_LABEL_TRIES; tries++) {
         if (p2m_label_generate(out) != 0)
             return p2m_err(err, "cannot generate a label");
-        int taken = p2m_store_label_exists(st, out, why);
+        int taken = p2m_store_label_exists(st, out, err);
         if (taken < 0)
-            return p2m_err(err, "%s", why);
+            return -1;
         if (taken == 0)
             return 0;
     }
@@ -232,15 +231,12 @@ int pod_add(admin_t *a, char *err)
         p2m_err(err, "cannot draw a secret: %s", why);
         goto Exit;
     }
-    if ((text = provisioning_format(a, id, secret, (const char(*)[P2M_LABEL_MAX + 1])labels, nlabels, &len, err)) == NULL)
+    if ((text = provisioning_format(a, id, secret, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels, &len, err)) == NULL)
         goto Exit;
     if (sink_open(a, &sink, err) != 0)
         goto Exit;
-    if (p2m_store_pod_add(st, id, secret, (const char(*)[P2M_LABEL_MAX + 1])labels, nlabels, (long long)time(NULL), why) !=
-        0) {
-        p2m_err(err, "pod %s: %s", id, why);
+    if (p2m_store_pod_add(st, id, secret, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels, (long long)time(NULL), err) != 0)
         goto Exit;
-    }
     if (provisioning_deliver(&sink, id, text, len, err) != 0)
         goto Exit;
     ret = 0;
@@ -267,23 +263,19 @@ int pod_rotate_secret(admin_t *a, char *err)
         goto Exit;
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
-    if (p2m_store_pod_get(st, id, &pod, why) != 0) {
-        p2m_err(err, "pod %s: %s", id, why);
+    if (p2m_store_pod_get(st, id, &pod, err) != 0)
         goto Exit;
-    }
     if (p2m_totp_secret_new(secret, why) != 0) {
         p2m_err(err, "cannot draw a secret: %s", why);
         goto Exit;
     }
-    if ((text = provisioning_format(a, id, secret, (const char(*)[P2M_LABEL_MAX + 1])pod->labels, pod->nlabels, &len,
-                                    err)) == NULL)
+    if ((text = provisioning_format(a, id, secret, (const char(*)[P2M_LABEL_MAX + 1]) pod->labels, pod->nlabels, &len, err)) ==
+        NULL)
         goto Exit;
     if (sink_open(a, &sink, err) != 0)
         goto Exit;
-    if (p2m_store_pod_set_secret(st, id, secret, why) != 0) {
-        p2m_err(err, "pod %s: %s", id, why);
+    if (p2m_store_pod_set_secret(st, id, secret, err) != 0)
         goto Exit;
-    }
     if (provisioning_deliver(&sink, id, text, len, err) != 0)
         goto Exit;
     ret = 0;
@@ -337,7 +329,6 @@ int pod_ls(admin_t *a, char *err)
 {
     static const char *const headers[] = {"ID", "STATE", "LABELS", "CREATED"};
     int ret = -1;
-    char why[P2M_ERR_LEN];
     p2m_store_t *st = NULL;
     char(*ids)[P2M_ID_MAX + 1] = NULL;
     size_t nids = 0, npods = 0;
@@ -352,10 +343,8 @@ int pod_ls(admin_t *a, char *err)
         goto Exit;
     pods = admin_xmalloc(nids * sizeof(*pods));
     for (; npods < nids; npods++) {
-        if (p2m_store_pod_get(st, ids[npods], &pods[npods], why) != 0) {
-            p2m_err(err, "pod %s: %s", ids[npods], why);
+        if (p2m_store_pod_get(st, ids[npods], &pods[npods], err) != 0)
             goto Exit;
-        }
     }
 
     if (a->json) {
@@ -397,7 +386,6 @@ int pod_show(admin_t *a, char *err)
 {
     int ret = -1;
     const char *id = a->args[0];
-    char why[P2M_ERR_LEN];
     p2m_store_t *st = NULL;
     p2m_pod_t *pod = NULL;
     json_t *obj = NULL;
@@ -407,10 +395,8 @@ int pod_show(admin_t *a, char *err)
         goto Exit;
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
-    if (p2m_store_pod_get(st, id, &pod, why) != 0) {
-        p2m_err(err, "pod %s: %s", id, why);
+    if (p2m_store_pod_get(st, id, &pod, err) != 0)
         goto Exit;
-    }
     if (a->json) {
         if ((obj = pod_json(pod, 1)) == NULL) {
             p2m_err(err, "cannot build the JSON reply");
@@ -441,7 +427,6 @@ static int pod_change(admin_t *a, change_t change, char *err)
     static const char *const done[] = {"removed", "disabled", "enabled"};
     int ret = -1, rc;
     const char *id = a->args[0];
-    char why[P2M_ERR_LEN];
     p2m_store_t *st = NULL;
 
     if (admin_check_id(id, err) != 0)
@@ -449,13 +434,11 @@ static int pod_change(admin_t *a, change_t change, char *err)
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
     if (change == CHANGE_RM)
-        rc = p2m_store_pod_rm(st, id, why);
+        rc = p2m_store_pod_rm(st, id, err);
     else
-        rc = p2m_store_pod_set_disabled(st, id, change == CHANGE_DISABLE, why);
-    if (rc != 0) {
-        p2m_err(err, "pod %s: %s", id, why);
+        rc = p2m_store_pod_set_disabled(st, id, change == CHANGE_DISABLE, err);
+    if (rc != 0)
         goto Exit;
-    }
     ret = admin_confirm(a, json_pack("{s:b, s:s, s:s}", "ok", 1, "id", id, "state", done[change]), err, "pod %s %s", id,
                         done[change]);
 Exit:

@@ -13,7 +13,7 @@
  * Scheme names are case-insensitive; parameters may come in either order, separated by a comma
  * and optional spaces; values are quoted-strings without escapes. Anything else, including
  * duplicate or unknown parameters, NUL bytes and values over their limits, is refused. Spaces and
- * tabs around the whole value are ignored. The response must be 6 to 8 digits. */
+ * tabs around the whole value are ignored; the scheme is followed by spaces only. The response must be 6 to 8 digits. */
 
 #define P2M_AUTHHDR_MAX 512
 #define P2M_TOKEN_MAX 8

@@ -80,10 +80,13 @@ void p2m_pod_free(p2m_pod_t *pod);
 /* Lists every pod ID, sorted. *ids is nids entries of P2M_ID_MAX + 1; free() it. */
 int p2m_store_pod_list(p2m_store_t *st, char (**ids)[P2M_ID_MAX + 1], size_t *nids, char *err);
 
-/* Removes pod id, its labels, its session credentials (by epoch) and its leases. */
+/* Removes pod id and its labels in one script, then ends its leases (a lease left by a connection
+ * lost in between still expires with its TTL). Session credentials die with the pod: the registrar
+ * checks the pod and its epoch on every use. */
 int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err);
 
-/* Sets or clears the disabled flag and bumps the epoch (revoking session credentials). */
+/* Sets or clears the disabled flag and bumps the epoch (revoking session credentials). Disabling
+ * also ends the pod's leases. */
 int p2m_store_pod_set_disabled(p2m_store_t *st, const char *id, int disabled, char *err);
 
 /* Replaces the secret and bumps the epoch. */
@@ -93,7 +96,7 @@ int p2m_store_pod_set_secret(p2m_store_t *st, const char *id, const char *secret
  * the label; giving a pod a label it already owns succeeds and sets *existed. */
 int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, int *existed, char *err);
 
-/* Takes label from its owner, writing the former owner to owner (P2M_ID_MAX + 1) if not NULL. */
+/* Takes label from its owner and ends the label's leases, writing the former owner to owner (P2M_ID_MAX + 1) if not NULL. */
 int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *err);
 
 /* Returns 1 if label has an owner, 0 if not, -1 on error. */

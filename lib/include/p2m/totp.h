@@ -31,7 +31,7 @@ int p2m_totp_generate(const unsigned char *raw, size_t raw_len, time_t now, unsi
 
 /* Checks a 6-digit code against time `now`, accepting `window` steps either side. On a match
  * returns 0 and sets *step to the matched step number (what replay protection records);
- * returns -1 when the code is malformed or does not match. The comparison does not depend on
+ * returns -1 when the code is malformed or does not match, or window is over 10. The comparison does not depend on
  * where the codes differ. */
 int p2m_totp_validate(const unsigned char *raw, size_t raw_len, time_t now, unsigned window, const char *otp, uint64_t *step);
 

@@ -1,0 +1,75 @@
+#ifndef P2M_STORE_CMD_H
+#define P2M_STORE_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Commands for programs that talk to Redis asynchronously (the registrar). Each builder fills a
+ * p2m_cmd_t with an argv for redisAsyncCommandArgv(); the keys and scripts are spelled in
+ * store_cmd.c, next to store.c, so that the schema documented in store.h has one owner. Every
+ * multi-key decision is one Lua script, so registrars sharing a Redis never race each other.
+ * Replies are arrays whose first element is a status word, documented per builder. */
+
+#define P2M_CMD_ARGS 16
+
+typedef struct {
+    int argc;
+    const char *argv[P2M_CMD_ARGS];
+    size_t argvlen[P2M_CMD_ARGS];
+    char _buf[2048];
+    size_t _used;
+} p2m_cmd_t;
+
+/* TOTP registration, first step. Reply: {"limited", RETRY_AFTER} when the ID or the address has
+ * `limit` failures in the window; {"nopod"}; or {"ok", SECRET, DISABLED "0"|"1", EPOCH, OWNER}
+ * where OWNER is the pod owning label, "" if none. */
+int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, unsigned limit);
+
+/* Counts a failed authentication against id (may be "") and addr for `window` seconds and bumps
+ * the fail:REASON counter. Reply: integer. */
+int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason);
+
+/* TOTP registration, second step, after the code matched `step`: claims the step (a replayed
+ * step fails), re-checks that the pod is enabled and owns label, and stores the session credential
+ * digest (if not "") for session_ttl seconds. Reply: status "ok", "replay", "nopod", "disabled"
+ * or "notowner". */
+int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, uint64_t step, const char *session_digest,
+                            unsigned session_ttl);
+
+/* Bearer registration. Reply: {"limited", RETRY_AFTER}, {"badsession"} (unknown, expired or
+ * revoked), {"disabled"}, {"notowner"} or {"ok", POD}. */
+int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, unsigned limit);
+
+/* Leases a pre-connection port on a live relay for label/pod, peer addr, ttl seconds. rand picks
+ * the relay and the first port probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS}, {"norelay"} or
+ * {"noport"}. */
+int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, const char *pod, const char *addr, long long now, unsigned ttl,
+                      uint32_t rand);
+
+/* Finds or leases the consumer port for (label, addr). Reply: {"unknown"} (no pod owns label),
+ * {"noidle"} (no idle pre-connection on any live relay), {"noport"}, or
+ * {"ok", PORT, RELAY_ADDRESS, RELAY, STATE} where STATE is "0" (existing and bound: redirect now),
+ * "1" (new: announce it to the relay and wait) or "2" (another request announced it: wait). */
+int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const char *addr, long long now, unsigned ttl, uint32_t rand);
+
+/* Ends the lease on port if it is still in state pending (a relay never answered). Reply: integer. */
+int p2m_cmd_lease_abandon(p2m_cmd_t *c, uint16_t port);
+
+/* PUBLISH "lease PORT" to the relay's channel. */
+int p2m_cmd_announce_lease(p2m_cmd_t *c, const char *relay, uint16_t port);
+
+/* SUBSCRIBE to the channel relays answer on ("PORT ok" / "PORT fail REASON"). */
+int p2m_cmd_subscribe_bound(p2m_cmd_t *c);
+
+/* Bumps counter `name` in the shared statistics. Reply: integer. */
+int p2m_cmd_stat(p2m_cmd_t *c, const char *name);
+
+/* Everything /metrics and /_health show. Reply: {NRELAYS, STATS (flat field/value array),
+ * LEASES_PRE, LEASES_CONSUMER, IDLE (flat array of relay, label, count triples), RELAY_STATS (flat
+ * array of relay, field, value triples)}. */
+int p2m_cmd_metrics(p2m_cmd_t *c);
+
+/* The channel name relays answer on, for matching subscription messages. */
+extern const char p2m_channel_bound[];
+
+#endif

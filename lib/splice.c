@@ -1,0 +1,307 @@
+#include "p2m/splice.h"
+#include "p2m/err.h"
+#include "p2m/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct p2m_pipe_pool {
+    unsigned max, size;
+    unsigned open, borrowed;
+    uint64_t exhausted;
+    p2m_pipe_t *free;
+    p2m_pipe_waiter_t *wait_head, *wait_tail;
+    unsigned waiting;
+    int size_refused; /* F_SETPIPE_SZ failed once (logged once) */
+};
+
+p2m_pipe_pool_t *p2m_pipe_pool_new(unsigned max, unsigned size, char *err)
+{
+    if (max == 0) {
+        p2m_err(err, "a pipe pool needs room for at least one pipe");
+        return NULL;
+    }
+    p2m_pipe_pool_t *pool = calloc(1, sizeof(*pool));
+    if (pool == NULL) {
+        p2m_err(err, "out of memory");
+        return NULL;
+    }
+    pool->max = max;
+    pool->size = size != 0 ? size : P2M_PIPE_SIZE_DEFAULT;
+    return pool;
+}
+
+static void pipe_destroy(p2m_pipe_pool_t *pool, p2m_pipe_t *p)
+{
+    close(p->rfd);
+    close(p->wfd);
+    free(p);
+    pool->open--;
+}
+
+void p2m_pipe_pool_free(p2m_pipe_pool_t *pool)
+{
+    if (pool == NULL)
+        return;
+    while (pool->free != NULL) {
+        p2m_pipe_t *p = pool->free;
+        pool->free = p->_next;
+        pipe_destroy(pool, p);
+    }
+    free(pool);
+}
+
+/* Opens one pipe at the pool's size. The size is a wish: past the per-user pipe page limit
+ * (fs.pipe-user-pages-soft) the kernel refuses, and the pipe keeps its default size. */
+static p2m_pipe_t *pipe_create(p2m_pipe_pool_t *pool)
+{
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        return NULL;
+    int got = fcntl(fds[1], F_SETPIPE_SZ, (int)pool->size);
+    if (got < 0 && !pool->size_refused) {
+        pool->size_refused = 1;
+        p2m_log(P2M_LOG_WARN, "pipe_size_refused", "want=%u error=\"%s\"", pool->size, strerror(errno));
+    }
+    p2m_pipe_t *p = malloc(sizeof(*p));
+    if (p == NULL) {
+        p2m_log(P2M_LOG_ERROR, "oom", "what=pipe");
+        abort();
+    }
+    p->rfd = fds[0];
+    p->wfd = fds[1];
+    p->_next = NULL;
+    pool->open++;
+    return p;
+}
+
+p2m_pipe_t *p2m_pipe_get(p2m_pipe_pool_t *pool)
+{
+    p2m_pipe_t *p = pool->free;
+    if (p != NULL) {
+        pool->free = p->_next;
+    } else if (pool->open >= pool->max) {
+        pool->exhausted++;
+        errno = EAGAIN;
+        return NULL;
+    } else if ((p = pipe_create(pool)) == NULL) {
+        pool->exhausted++;
+        return NULL;
+    }
+    p->_next = NULL;
+    pool->borrowed++;
+    return p;
+}
+
+void p2m_pipe_put(p2m_pipe_pool_t *pool, p2m_pipe_t *p, int dirty)
+{
+    if (p == NULL)
+        return;
+    pool->borrowed--;
+    if (dirty) {
+        pipe_destroy(pool, p);
+    } else {
+        p->_next = pool->free;
+        pool->free = p;
+    }
+    p2m_pipe_waiter_t *w = pool->wait_head;
+    if (w != NULL) {
+        p2m_pipe_wait_cancel(pool, w);
+        w->_cb(w);
+    }
+}
+
+void p2m_pipe_wait(p2m_pipe_pool_t *pool, p2m_pipe_waiter_t *w, p2m_pipe_waiter_cb cb)
+{
+    if (w->_queued)
+        return;
+    w->_cb = cb;
+    w->_queued = 1;
+    w->_next = NULL;
+    w->_prev = pool->wait_tail;
+    if (pool->wait_tail != NULL)
+        pool->wait_tail->_next = w;
+    else
+        pool->wait_head = w;
+    pool->wait_tail = w;
+    pool->waiting++;
+}
+
+void p2m_pipe_wait_cancel(p2m_pipe_pool_t *pool, p2m_pipe_waiter_t *w)
+{
+    if (!w->_queued)
+        return;
+    if (w->_prev != NULL)
+        w->_prev->_next = w->_next;
+    else
+        pool->wait_head = w->_next;
+    if (w->_next != NULL)
+        w->_next->_prev = w->_prev;
+    else
+        pool->wait_tail = w->_prev;
+    w->_next = w->_prev = NULL;
+    w->_queued = 0;
+    pool->waiting--;
+}
+
+void p2m_pipe_pool_stats(const p2m_pipe_pool_t *pool, p2m_pipe_pool_stats_t *out)
+{
+    out->max = pool->max;
+    out->size = pool->size;
+    out->open = pool->open;
+    out->borrowed = pool->borrowed;
+    out->exhausted = pool->exhausted;
+    out->waiting = pool->waiting;
+}
+
+/* --- one direction ---------------------------------------------------------------------------- */
+
+void p2m_splice_dir_init(p2m_splice_dir_t *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void p2m_splice_dir_release(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool)
+{
+    p2m_pipe_wait_cancel(pool, &d->waiter);
+    if (d->pipe != NULL) {
+        p2m_pipe_t *p = d->pipe;
+        d->pipe = NULL;
+        p2m_pipe_put(pool, p, d->pending != 0);
+        d->pending = 0;
+    }
+}
+
+/* Gives the pipe back once it is empty: an idle direction holds no pipe. */
+static void release_if_empty(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool)
+{
+    if (d->pending == 0 && d->pipe != NULL) {
+        p2m_pipe_t *p = d->pipe;
+        d->pipe = NULL;
+        p2m_pipe_put(pool, p, 0);
+    }
+}
+
+static void fail(p2m_splice_dir_t *d, int err)
+{
+    d->flags |= P2M_SPLICE_ERROR;
+    d->err = err;
+}
+
+ssize_t p2m_splice_in(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src)
+{
+    if (d->pipe == NULL && (d->pipe = p2m_pipe_get(pool)) == NULL) {
+        errno = ENOBUFS;
+        return -1;
+    }
+    if (d->pending >= pool->size) {
+        errno = EAGAIN;
+        return -1;
+    }
+    ssize_t n;
+    do {
+        n = splice(src, NULL, d->pipe->wfd, NULL, pool->size - d->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    } while (n < 0 && errno == EINTR);
+    int saved = errno;
+    if (n > 0) {
+        d->pending += (size_t)n;
+    } else if (n == 0) {
+        d->flags |= P2M_SPLICE_EOF;
+    } else if (saved != EAGAIN) {
+        fail(d, saved);
+    }
+    release_if_empty(d, pool);
+    errno = saved;
+    return n;
+}
+
+ssize_t p2m_splice_out(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int dst)
+{
+    size_t total = 0;
+    ssize_t ret = 0;
+    while (d->pending > 0) {
+        ssize_t n = splice(d->pipe->rfd, NULL, dst, NULL, d->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            d->pending -= (size_t)n;
+            total += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        /* 0 from a pipe that holds bytes cannot happen; call it a broken destination. */
+        fail(d, n == 0 ? EPIPE : errno);
+        ret = -1;
+        break;
+    }
+    d->bytes += total;
+    release_if_empty(d, pool);
+    if (ret < 0) {
+        errno = d->err;
+        return -1;
+    }
+    return (ssize_t)total;
+}
+
+unsigned p2m_splice_pump(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src, int dst, size_t budget, size_t *moved)
+{
+    size_t done = 0;
+    int short_read = 0;
+
+    d->flags &= ~P2M_SPLICE_STOP_MASK;
+    if (d->flags & (P2M_SPLICE_SHUT | P2M_SPLICE_ERROR))
+        goto Exit;
+    for (;;) {
+        if (d->pending > 0) {
+            ssize_t n = p2m_splice_out(d, pool, dst);
+            if (n < 0)
+                goto Exit;
+            done += (size_t)n;
+            if (d->pending > 0) {
+                d->flags |= P2M_SPLICE_DST_FULL;
+                goto Exit;
+            }
+        }
+        if (d->flags & P2M_SPLICE_EOF) {
+            if (shutdown(dst, SHUT_WR) != 0 && errno != ENOTCONN)
+                fail(d, errno);
+            else
+                d->flags |= P2M_SPLICE_SHUT;
+            goto Exit;
+        }
+        /* A read shorter than the pipe almost always emptied the socket: rather than pay a
+         * splice for the EAGAIN, leave it to the (level-triggered) poller to say otherwise. */
+        if (short_read) {
+            d->flags |= P2M_SPLICE_SRC_EMPTY;
+            goto Exit;
+        }
+        if (budget != 0 && done >= budget) {
+            d->flags |= P2M_SPLICE_BUDGET;
+            goto Exit;
+        }
+        ssize_t n = p2m_splice_in(d, pool, src);
+        if (n > 0) {
+            if ((size_t)n < pool->size)
+                short_read = 1;
+            else
+                d->flags |= P2M_SPLICE_PIPE_FULL;
+            continue;
+        }
+        if (n == 0)
+            continue; /* end of stream: the pipe is empty, shut dst next round */
+        if (d->flags & P2M_SPLICE_ERROR)
+            goto Exit;
+        /* The pipe was empty before this read, so EAGAIN means a drained socket, never a full pipe. */
+        d->flags |= errno == ENOBUFS ? P2M_SPLICE_NO_PIPE : P2M_SPLICE_SRC_EMPTY;
+        goto Exit;
+    }
+Exit:
+    if (moved != NULL)
+        *moved = done;
+    return d->flags;
+}

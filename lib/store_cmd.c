@@ -1,0 +1,296 @@
+#include "p2m/store_cmd.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Keys (see store.h). These scripts need a non-cluster Redis: they touch keys derived inside
+ * the script (a relay's hash, a lease found by probing). */
+const char p2m_channel_bound[] = "p2m:bound";
+
+/* Helpers shared by the leasing scripts. live_relays() also forgets relays whose heartbeat hash
+ * expired. probe() returns the first port of the relay's range, from `start` on and wrapping, that
+ * has neither a lease nor a recent bind failure. */
+#define LUA_LEASE_LIB                                                                                                  \
+    "local function live_relays()\n"                                                                                   \
+    "  local out = {}\n"                                                                                               \
+    "  for _, name in ipairs(redis.call('SMEMBERS', 'p2m:relays')) do\n"                                               \
+    "    local r = redis.call('HMGET', 'p2m:relay:' .. name, 'address', 'ports')\n"                                    \
+    "    local lo, hi = string.match(r[2] or '', '^(%d+)-(%d+)$')\n"                                                   \
+    "    if r[1] and lo then table.insert(out, {name, r[1], tonumber(lo), tonumber(hi)})\n"                            \
+    "    elseif not r[1] then redis.call('SREM', 'p2m:relays', name) end\n"                                            \
+    "  end\n"                                                                                                          \
+    "  table.sort(out, function(a, b) return a[1] < b[1] end)\n"                                                       \
+    "  return out\n"                                                                                                   \
+    "end\n"                                                                                                            \
+    "local function probe(r, start)\n"                                                                                 \
+    "  local size = r[4] - r[3] + 1\n"                                                                                 \
+    "  for i = 0, size - 1 do\n"                                                                                       \
+    "    local p = r[3] + (start + i) % size\n"                                                                        \
+    "    if redis.call('EXISTS', 'p2m:lease:' .. p) == 0 and\n"                                                        \
+    "       redis.call('EXISTS', 'p2m:portbusy:' .. r[1] .. ':' .. p) == 0 then return p end\n"                        \
+    "  end\n"                                                                                                          \
+    "  return nil\n"                                                                                                   \
+    "end\n"                                                                                                            \
+    "local function make_lease(p, kind, label, pod, addr, relay, now, ttl)\n"                                          \
+    "  local k = 'p2m:lease:' .. p\n"                                                                                  \
+    "  redis.call('HSET', k, 'kind', kind, 'label', label, 'pod', pod, 'addr', addr, 'relay', relay,\n"                \
+    "             'created', now, 'state', 'pending')\n"                                                               \
+    "  redis.call('EXPIRE', k, ttl)\n"                                                                                 \
+    "end\n"
+
+/* KEYS: fail:id, fail:addr, pod, labels. ARGV: label, limit. */
+static const char lua_auth_lookup[] =
+    "local lim = tonumber(ARGV[2])\n"
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') >= lim or tonumber(redis.call('GET', KEYS[2]) or '0') >= lim then\n"
+    "  return {'limited', tostring(math.max(redis.call('TTL', KEYS[1]), redis.call('TTL', KEYS[2]), 1))}\n"
+    "end\n"
+    "local p = redis.call('HMGET', KEYS[3], 'secret', 'disabled', 'epoch')\n"
+    "if not p[1] then return {'nopod'} end\n"
+    "return {'ok', p[1], p[2] or '0', p[3] or '0', redis.call('HGET', KEYS[4], ARGV[1]) or ''}\n";
+
+/* KEYS: fail:id or '', fail:addr, stats. ARGV: window, reason. */
+static const char lua_auth_fail[] =
+    "for i = 1, 2 do\n"
+    "  if KEYS[i] ~= '' and redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end\n"
+    "end\n"
+    "return redis.call('HINCRBY', KEYS[3], 'fail:' .. ARGV[2], 1)\n";
+
+/* KEYS: totp step, pod, labels, session or ''. ARGV: id, label, session ttl, replay ttl. */
+static const char lua_register_commit[] =
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then return 'replay' end\n"
+    "local p = redis.call('HMGET', KEYS[2], 'disabled', 'epoch')\n"
+    "if not p[1] then return 'nopod' end\n"
+    "if p[1] == '1' then return 'disabled' end\n"
+    "if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[1] then return 'notowner' end\n"
+    "if KEYS[4] ~= '' then\n"
+    "  redis.call('HSET', KEYS[4], 'pod', ARGV[1], 'label', ARGV[2], 'epoch', p[2] or '0')\n"
+    "  redis.call('EXPIRE', KEYS[4], ARGV[3])\n"
+    "end\n"
+    "return 'ok'\n";
+
+/* KEYS: session, fail:addr, labels. ARGV: label, limit. A session issued under an older epoch
+ * (the pod was disabled, enabled or its secret rotated since) or for a removed pod is dead. */
+static const char lua_session_lookup[] =
+    "if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then\n"
+    "  return {'limited', tostring(math.max(redis.call('TTL', KEYS[2]), 1))}\n"
+    "end\n"
+    "local s = redis.call('HMGET', KEYS[1], 'pod', 'label', 'epoch')\n"
+    "if not s[1] then return {'badsession'} end\n"
+    "local p = redis.call('HMGET', 'p2m:pod:' .. s[1], 'disabled', 'epoch')\n"
+    "if not p[1] or p[2] ~= s[3] then redis.call('DEL', KEYS[1]) return {'badsession'} end\n"
+    "if p[1] == '1' then return {'disabled'} end\n"
+    "if s[2] ~= ARGV[1] or redis.call('HGET', KEYS[3], ARGV[1]) ~= s[1] then return {'notowner'} end\n"
+    "return {'ok', s[1]}\n";
+
+/* ARGV: label, pod, addr, now, ttl, rand. */
+static const char lua_lease_pre[] = LUA_LEASE_LIB
+    "local relays = live_relays()\n"
+    "if #relays == 0 then return {'norelay'} end\n"
+    "local rnd = tonumber(ARGV[6])\n"
+    "for j = 0, #relays - 1 do\n"
+    "  local r = relays[(rnd + j) % #relays + 1]\n"
+    "  local p = probe(r, rnd)\n"
+    "  if p then\n"
+    "    make_lease(p, 'pre', ARGV[1], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
+    "    return {'ok', tostring(p), r[1], r[2]}\n"
+    "  end\n"
+    "end\n"
+    "return {'noport'}\n";
+
+/* ARGV: label, addr, now, ttl, rand. */
+static const char lua_consumer_route[] = LUA_LEASE_LIB
+    "local owner = redis.call('HGET', 'p2m:labels', ARGV[1])\n"
+    "if not owner then return {'unknown'} end\n"
+    "local relays = live_relays()\n"
+    "local best, best_idle, idle = nil, 0, {}\n"
+    "for _, r in ipairs(relays) do\n"
+    "  local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[1]) or '0') or 0\n"
+    "  idle[r[1]] = n\n"
+    "  if n > best_idle then best, best_idle = r, n end\n"
+    "end\n"
+    "if not best then return {'noidle'} end\n"
+    "local mk = 'p2m:consumer:' .. ARGV[1] .. ':' .. ARGV[2]\n"
+    "local port = redis.call('GET', mk)\n"
+    "if port then\n"
+    "  local l = redis.call('HMGET', 'p2m:lease:' .. port, 'kind', 'label', 'addr', 'relay', 'state')\n"
+    "  if l[1] == 'consumer' and l[2] == ARGV[1] and l[3] == ARGV[2] and (idle[l[4]] or 0) > 0 then\n"
+    "    redis.call('EXPIRE', 'p2m:lease:' .. port, ARGV[4])\n"
+    "    redis.call('EXPIRE', mk, ARGV[4])\n"
+    "    for _, r in ipairs(relays) do\n"
+    "      if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2'} end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local p = probe(best, tonumber(ARGV[5]))\n"
+    "if not p then return {'noport'} end\n"
+    "make_lease(p, 'consumer', ARGV[1], owner, ARGV[2], best[1], ARGV[3], ARGV[4])\n"
+    "redis.call('SET', mk, p, 'EX', ARGV[4])\n"
+    "return {'ok', tostring(p), best[2], best[1], '1'}\n";
+
+/* KEYS: lease. */
+static const char lua_lease_abandon[] = "if redis.call('HGET', KEYS[1], 'state') == 'pending' then\n"
+                                        "  return redis.call('DEL', KEYS[1])\n"
+                                        "end\n"
+                                        "return 0\n";
+
+static const char lua_metrics[] =
+    "local names = {}\n"
+    "for _, name in ipairs(redis.call('SMEMBERS', 'p2m:relays')) do\n"
+    "  if redis.call('EXISTS', 'p2m:relay:' .. name) == 1 then table.insert(names, name) end\n"
+    "end\n"
+    "table.sort(names)\n"
+    "local pre, consumer, cursor = 0, 0, '0'\n"
+    "repeat\n"
+    "  local r = redis.call('SCAN', cursor, 'MATCH', 'p2m:lease:*', 'COUNT', 1000)\n"
+    "  cursor = r[1]\n"
+    "  for _, k in ipairs(r[2]) do\n"
+    "    local kind = redis.call('HGET', k, 'kind')\n"
+    "    if kind == 'pre' then pre = pre + 1 elseif kind == 'consumer' then consumer = consumer + 1 end\n"
+    "  end\n"
+    "until cursor == '0'\n"
+    "local idle, rstats = {}, {}\n"
+    "for _, name in ipairs(names) do\n"
+    "  local h = redis.call('HGETALL', 'p2m:idle:' .. name)\n"
+    "  for i = 1, #h, 2 do table.insert(idle, name) table.insert(idle, h[i]) table.insert(idle, h[i + 1]) end\n"
+    "  h = redis.call('HGETALL', 'p2m:stats:relay:' .. name)\n"
+    "  for i = 1, #h, 2 do table.insert(rstats, name) table.insert(rstats, h[i]) table.insert(rstats, h[i + 1]) end\n"
+    "end\n"
+    "return {#names, redis.call('HGETALL', 'p2m:stats'), pre, consumer, idle, rstats}\n";
+
+/* Appends a copy of s to the command. Returns 0, or -1 when the command is full. */
+static int push(p2m_cmd_t *c, const char *s)
+{
+    size_t n = strlen(s);
+    if (c->argc >= P2M_CMD_ARGS || c->_used + n + 1 > sizeof(c->_buf))
+        return -1;
+    char *dst = c->_buf + c->_used;
+    memcpy(dst, s, n + 1);
+    c->_used += n + 1;
+    c->argv[c->argc] = dst;
+    c->argvlen[c->argc] = n;
+    c->argc++;
+    return 0;
+}
+
+/* Appends a long constant (a script) without copying it. */
+static int push_static(p2m_cmd_t *c, const char *s, size_t n)
+{
+    if (c->argc >= P2M_CMD_ARGS)
+        return -1;
+    c->argv[c->argc] = s;
+    c->argvlen[c->argc] = n;
+    c->argc++;
+    return 0;
+}
+
+static int pushf(p2m_cmd_t *c, const char *fmt, const char *a, const char *b)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf), fmt, a, b);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return -1;
+    return push(c, buf);
+}
+
+static int pushu(p2m_cmd_t *c, unsigned long long v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%llu", v);
+    return push(c, buf);
+}
+
+static void begin(p2m_cmd_t *c)
+{
+    c->argc = 0;
+    c->_used = 0;
+}
+
+#define EVAL(c, script, nkeys)                                                                                                  \
+    (begin(c), push(c, "EVAL") || push_static(c, script, sizeof(script) - 1) || pushu(c, nkeys))
+
+int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, unsigned limit)
+{
+    return EVAL(c, lua_auth_lookup, 4) || pushf(c, "p2m:fail:id:%s%s", id, "") || pushf(c, "p2m:fail:addr:%s%s", addr, "") ||
+                   pushf(c, "p2m:pod:%s%s", id, "") || push(c, "p2m:labels") || push(c, label) || pushu(c, limit)
+               ? -1
+               : 0;
+}
+
+int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason)
+{
+    return EVAL(c, lua_auth_fail, 3) || (id[0] ? pushf(c, "p2m:fail:id:%s%s", id, "") : push(c, "")) ||
+                   pushf(c, "p2m:fail:addr:%s%s", addr, "") || push(c, "p2m:stats") || pushu(c, window) || push(c, reason)
+               ? -1
+               : 0;
+}
+
+int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, uint64_t step, const char *session_digest,
+                            unsigned session_ttl)
+{
+    char stepkey[128];
+    snprintf(stepkey, sizeof(stepkey), "p2m:totp:%.64s:%" PRIu64, id, step);
+    /* A step is spent for as long as any window that contains it can still match: 5 steps. */
+    return EVAL(c, lua_register_commit, 4) || push(c, stepkey) || pushf(c, "p2m:pod:%s%s", id, "") || push(c, "p2m:labels") ||
+                   (session_digest[0] ? pushf(c, "p2m:session:%s%s", session_digest, "") : push(c, "")) || push(c, id) ||
+                   push(c, label) || pushu(c, session_ttl) || pushu(c, 150)
+               ? -1
+               : 0;
+}
+
+int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, unsigned limit)
+{
+    return EVAL(c, lua_session_lookup, 3) || pushf(c, "p2m:session:%s%s", digest, "") ||
+                   pushf(c, "p2m:fail:addr:%s%s", addr, "") || push(c, "p2m:labels") || push(c, label) || pushu(c, limit)
+               ? -1
+               : 0;
+}
+
+int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, const char *pod, const char *addr, long long now, unsigned ttl,
+                      uint32_t rand)
+{
+    return EVAL(c, lua_lease_pre, 0) || push(c, label) || push(c, pod) || push(c, addr) || pushu(c, (unsigned long long)now) ||
+                   pushu(c, ttl) || pushu(c, rand)
+               ? -1
+               : 0;
+}
+
+int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const char *addr, long long now, unsigned ttl, uint32_t rand)
+{
+    return EVAL(c, lua_consumer_route, 0) || push(c, label) || push(c, addr) || pushu(c, (unsigned long long)now) ||
+                   pushu(c, ttl) || pushu(c, rand)
+               ? -1
+               : 0;
+}
+
+int p2m_cmd_lease_abandon(p2m_cmd_t *c, uint16_t port)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "p2m:lease:%u", (unsigned)port);
+    return EVAL(c, lua_lease_abandon, 1) || push(c, key) ? -1 : 0;
+}
+
+int p2m_cmd_announce_lease(p2m_cmd_t *c, const char *relay, uint16_t port)
+{
+    char msg[32];
+    snprintf(msg, sizeof(msg), "lease %u", (unsigned)port);
+    begin(c);
+    return push(c, "PUBLISH") || pushf(c, "p2m:relay:%s%s", relay, "") || push(c, msg) ? -1 : 0;
+}
+
+int p2m_cmd_subscribe_bound(p2m_cmd_t *c)
+{
+    begin(c);
+    return push(c, "SUBSCRIBE") || push(c, p2m_channel_bound) ? -1 : 0;
+}
+
+int p2m_cmd_stat(p2m_cmd_t *c, const char *name)
+{
+    begin(c);
+    return push(c, "HINCRBY") || push(c, "p2m:stats") || push(c, name) || push(c, "1") ? -1 : 0;
+}
+
+int p2m_cmd_metrics(p2m_cmd_t *c)
+{
+    return EVAL(c, lua_metrics, 0) ? -1 : 0;
+}

@@ -1,0 +1,355 @@
+/* PUT /register/LABEL: TOTP or session authentication, then a pre-connection port lease.
+ *
+ *   TOTP:   auth_lookup -> (TOTP check here) -> register_commit -> lease_pre -> relay bound -> 200
+ *   Bearer: session_lookup -> lease_pre -> relay bound -> 200
+ *
+ * Each arrow is one Redis round trip; every decision that spans keys happens inside one script. */
+#include "registrar.h"
+#include "p2m/err.h"
+#include "p2m/log.h"
+#include "p2m/totp.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define LEASE_TRIES 3
+
+static void lease_request(op_t *op);
+
+static const char *reply_str(const redisReply *r, size_t i)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
+        return NULL;
+    return r->element[i]->str;
+}
+
+static void log_result(op_t *op, int status, const char *why)
+{
+    p2m_log(status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN, "register",
+            "status=%d label=%s pod=%s addr=%s auth=%s lease=%u reason=\"%s\"", status, op->label, op->id[0] ? op->id : "-",
+            op->addr, op->auth.scheme == P2M_AUTH_BEARER ? "bearer" : "totp", (unsigned)op->port, why);
+}
+
+/* 401 and a strike against the ID (if known) and the source address. */
+static void fail_auth(op_t *op, const char *counter, const char *why)
+{
+    p2m_cmd_t cmd;
+    if (p2m_cmd_auth_fail(&cmd, op->auth.scheme == P2M_AUTH_TOTP ? op->id : "", op->addr, op->r->cfg.registrar.auth_fail_window,
+                          counter) == 0)
+        redis_send_nowait(op->r, &cmd);
+    log_result(op, 401, why);
+    op_header(op, "WWW-Authenticate", "TOTP");
+    op_respond(op, 401, "Unauthorized", why);
+}
+
+static void respond_error(op_t *op, int status, const char *reason, const char *why)
+{
+    p2m_cmd_t cmd;
+    char counter[64];
+    snprintf(counter, sizeof(counter), "fail:%d", status);
+    if (p2m_cmd_stat(&cmd, counter) == 0)
+        redis_send_nowait(op->r, &cmd);
+    log_result(op, status, why);
+    op_respond(op, status, reason, why);
+}
+
+static void redis_down(op_t *op)
+{
+    op_header(op, "Retry-After", "5");
+    respond_error(op, 503, "Service Unavailable", "registry unavailable");
+}
+
+static void limited(op_t *op, const char *retry_after)
+{
+    op_header(op, "Retry-After", retry_after != NULL ? retry_after : "60");
+    respond_error(op, 429, "Too Many Requests", "too many failed attempts; try later");
+}
+
+/* A session credential: 32 random bytes, base64url. Redis keeps only its SHA-256. */
+static int make_session(op_t *op)
+{
+    unsigned char raw[32], digest[32];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return -1;
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(raw); i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16 | (i + 1 < sizeof(raw) ? (uint32_t)raw[i + 1] << 8 : 0) |
+                     (i + 2 < sizeof(raw) ? raw[i + 2] : 0);
+        size_t chars = i + 2 < sizeof(raw) ? 4 : i + 1 < sizeof(raw) ? 3 : 2;
+        for (size_t k = 0; k < chars; k++)
+            op->session[n++] = b64[(v >> (18 - 6 * k)) & 63];
+    }
+    op->session[n] = '\0';
+    EVP_Digest(op->session, n, digest, NULL, EVP_sha256(), NULL);
+    for (size_t i = 0; i < sizeof(digest); i++)
+        snprintf(op->session_digest + 2 * i, 3, "%02x", digest[i]);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return 0;
+}
+
+static void digest_bearer(const char *cred, char *out)
+{
+    unsigned char digest[32];
+    EVP_Digest(cred, strlen(cred), digest, NULL, EVP_sha256(), NULL);
+    for (size_t i = 0; i < sizeof(digest); i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+void register_bound(op_t *op, int ok)
+{
+    if (ok > 0) {
+        char body[P2M_HOST_MAX + 16];
+        p2m_hostport_format(op->relay_addr, op->port, body, sizeof(body));
+        if (op->session[0] != '\0') {
+            char ttl[16];
+            snprintf(ttl, sizeof(ttl), "%u", op->r->cfg.registrar.session_ttl);
+            op_header(op, "P2M-Session", op->session);
+            op_header(op, "P2M-Session-Expires", ttl);
+        }
+        p2m_cmd_t cmd;
+        if (p2m_cmd_stat(&cmd, "registrations") == 0)
+            redis_send_nowait(op->r, &cmd);
+        log_result(op, 200, "ok");
+        if (op->req != NULL) {
+            h2o_req_t *req = op->req;
+            req->res.status = 200;
+            req->res.reason = "OK";
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+            h2o_send_inline(req, body, strlen(body));
+        }
+        op_free(op);
+        return;
+    }
+    if (ok == 0 && ++op->tries < LEASE_TRIES) {
+        lease_request(op); /* that port was taken on the relay host: lease another */
+        return;
+    }
+    op_header(op, "Retry-After", "5");
+    respond_error(op, 503, "Service Unavailable", ok < 0 ? "relay did not answer" : "relay could not listen");
+}
+
+static void on_lease(op_t *op, redisReply *rep)
+{
+    const char *status = reply_str(rep, 0);
+    if (op->req == NULL) { /* the pod gave up; a lease it will never use expires by itself */
+        op_free(op);
+        return;
+    }
+    if (status == NULL)
+        {
+            redis_down(op);
+            return;
+        }
+    if (strcmp(status, "ok") != 0) {
+        op_header(op, "Retry-After", "5");
+        {
+            respond_error(op, 503, "Service Unavailable",
+                             strcmp(status, "norelay") == 0 ? "no relay is running" : "no free port");
+            return;
+        }
+    }
+    const char *port = reply_str(rep, 1), *relay = reply_str(rep, 2), *addr = reply_str(rep, 3);
+    if (port == NULL || relay == NULL || addr == NULL)
+        {
+            redis_down(op);
+            return;
+        }
+    op->port = (uint16_t)atoi(port);
+    snprintf(op->relay_addr, sizeof(op->relay_addr), "%s", addr);
+    lease_wait(op, relay, 1);
+}
+
+static void lease_request(op_t *op)
+{
+    p2m_cmd_t cmd;
+    uint32_t rnd;
+    RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
+    if (p2m_cmd_lease_pre(&cmd, op->label, op->id, op->addr, (long long)time(NULL), op->r->cfg.registrar.preconnect_timeout,
+                          rnd & 0x7fffffff) != 0 ||
+        redis_send(op->r, &cmd, on_lease, op) != 0)
+        redis_down(op);
+}
+
+static int refused(op_t *op, const char *status)
+{
+    if (strcmp(status, "disabled") == 0) {
+        respond_error(op, 403, "Forbidden", "pod disabled");
+        return 1;
+    }
+    if (strcmp(status, "notowner") == 0) {
+        respond_error(op, 403, "Forbidden", "label not owned by this pod");
+        return 1;
+    }
+    return 0;
+}
+
+static void on_commit(op_t *op, redisReply *rep)
+{
+    if (op->req == NULL) {
+        op_free(op);
+        return;
+    }
+    if (rep == NULL || (rep->type != REDIS_REPLY_STATUS && rep->type != REDIS_REPLY_STRING))
+        {
+            redis_down(op);
+            return;
+        }
+    if (strcmp(rep->str, "ok") == 0)
+        {
+            lease_request(op);
+            return;
+        }
+    if (strcmp(rep->str, "replay") == 0)
+        {
+            fail_auth(op, "replay", "token already used");
+            return;
+        }
+    if (strcmp(rep->str, "nopod") == 0)
+        {
+            fail_auth(op, "nopod", "unknown pod");
+            return;
+        }
+    if (!refused(op, rep->str))
+        redis_down(op);
+}
+
+static void on_auth_lookup(op_t *op, redisReply *rep)
+{
+    const char *status = reply_str(rep, 0);
+    if (op->req == NULL) {
+        op_free(op);
+        return;
+    }
+    if (status == NULL)
+        {
+            redis_down(op);
+            return;
+        }
+    if (strcmp(status, "limited") == 0)
+        {
+            limited(op, reply_str(rep, 1));
+            return;
+        }
+    if (strcmp(status, "nopod") == 0)
+        {
+            fail_auth(op, "nopod", "unknown pod");
+            return;
+        }
+    const char *secret = reply_str(rep, 1);
+    unsigned char raw[128];
+    size_t raw_len = 0;
+    uint64_t step = 0;
+    char err[P2M_ERR_LEN];
+    if (secret == NULL || p2m_totp_secret_decode(secret, raw, sizeof(raw), &raw_len, err) != 0) {
+        p2m_log(P2M_LOG_ERROR, "bad_secret", "pod=%s error=\"%s\"", op->id, err);
+        {
+            redis_down(op);
+            return;
+        }
+    }
+    int match = p2m_totp_validate(raw, raw_len, time(NULL), 1, op->auth.token, &step);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    if (match != 0)
+        {
+            fail_auth(op, "badtoken", "wrong token");
+            return;
+        }
+    p2m_cmd_t cmd;
+    if (make_session(op) != 0 ||
+        p2m_cmd_register_commit(&cmd, op->id, op->label, step, op->session_digest, op->r->cfg.registrar.session_ttl) != 0 ||
+        redis_send(op->r, &cmd, on_commit, op) != 0)
+        redis_down(op);
+}
+
+static void on_session_lookup(op_t *op, redisReply *rep)
+{
+    const char *status = reply_str(rep, 0);
+    if (op->req == NULL) {
+        op_free(op);
+        return;
+    }
+    if (status == NULL)
+        {
+            redis_down(op);
+            return;
+        }
+    if (strcmp(status, "limited") == 0)
+        {
+            limited(op, reply_str(rep, 1));
+            return;
+        }
+    if (strcmp(status, "badsession") == 0)
+        {
+            fail_auth(op, "badsession", "session expired or revoked");
+            return;
+        }
+    if (refused(op, status))
+        return;
+    const char *pod = reply_str(rep, 1);
+    if (strcmp(status, "ok") != 0 || pod == NULL)
+        {
+            redis_down(op);
+            return;
+        }
+    snprintf(op->id, sizeof(op->id), "%s", pod);
+    lease_request(op);
+}
+
+void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len)
+{
+    op_t *op = op_new(r, req, OP_REGISTER);
+    char err[P2M_ERR_LEN];
+    if (p2m_label_normalize(label_part, label_len, op->label, err) != 0) {
+        snprintf(op->label, sizeof(op->label), "-");
+        {
+            respond_error(op, 404, "Not Found", "no such label");
+            return;
+        }
+    }
+
+    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (at < 0)
+        {
+            fail_auth(op, "noauth", "Authorization header missing");
+            return;
+        }
+    if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, at) >= 0)
+        {
+            fail_auth(op, "badauth", "more than one Authorization header");
+            return;
+        }
+    h2o_iovec_t v = req->headers.entries[at].value;
+    if (p2m_authhdr_parse(v.base, v.len, &op->auth, err) != 0) {
+        char why[P2M_ERR_LEN + 32];
+        snprintf(why, sizeof(why), "malformed Authorization: %s", err);
+        {
+            fail_auth(op, "badauth", why);
+            return;
+        }
+    }
+
+    p2m_cmd_t cmd;
+    int rc;
+    if (op->auth.scheme == P2M_AUTH_TOTP) {
+        snprintf(op->id, sizeof(op->id), "%s", op->auth.id);
+        rc = p2m_cmd_auth_lookup(&cmd, op->id, op->label, op->addr, r->cfg.registrar.auth_fail_limit) == 0
+                 ? redis_send(r, &cmd, on_auth_lookup, op)
+                 : -1;
+    } else {
+        char digest[65];
+        digest_bearer(op->auth.bearer, digest);
+        rc = p2m_cmd_session_lookup(&cmd, digest, op->label, op->addr, r->cfg.registrar.auth_fail_limit) == 0
+                 ? redis_send(r, &cmd, on_session_lookup, op)
+                 : -1;
+    }
+    if (rc != 0)
+        redis_down(op);
+}

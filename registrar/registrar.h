@@ -1,0 +1,106 @@
+#ifndef REGISTRAR_H
+#define REGISTRAR_H
+
+#include <h2o.h>
+#include <stdint.h>
+
+#include "p2m/authhdr.h"
+#include "p2m/config.h"
+#include "p2m/store_cmd.h"
+
+struct redisAsyncContext;
+struct redisReply;
+typedef struct registrar registrar_t;
+typedef struct op op_t;
+
+/* One Redis connection living on h2o's loop (see redis_h2o.c). */
+typedef struct {
+    registrar_t *r;
+    struct redisAsyncContext *ac;
+    h2o_socket_t *sock; /* wraps the poller's descriptor */
+    int connected;
+    int is_subscriber;
+} rconn_t;
+
+struct registrar {
+    p2m_config_t cfg;
+    h2o_globalconf_t h2o_config;
+    h2o_context_t h2o_ctx;
+    h2o_accept_ctx_t accept_https, accept_http;
+    SSL_CTX *ssl_ctx;
+    char *ca_pem;
+    size_t ca_pem_len;
+    uint16_t https_port; /* the port consumers reach HTTPS on, for HTTP -> HTTPS redirects */
+
+    rconn_t cmd, sub;
+    h2o_timeout_t reconnect_timeout;
+    h2o_timeout_entry_t reconnect_entry;
+    unsigned reconnect_backoff_ms;
+    h2o_timeout_t bound_timeout; /* how long an op waits for a relay to bind its port */
+    op_t *waiting[65536];        /* ops waiting for "PORT ok", by port */
+    uint64_t requests;
+};
+
+/* The state of one request that needs Redis. Ops are malloc'd, never in the request pool: the
+ * client may go away while a Redis reply is still due. req becomes NULL then (see op_guard in
+ * http.c), and the op is freed when its pending callback or wait ends. */
+typedef enum { OP_REGISTER, OP_CONSUMER, OP_HEALTH, OP_METRICS } op_kind_t;
+
+struct op {
+    registrar_t *r;
+    h2o_req_t *req;
+    struct op_guard *guard;
+    op_kind_t kind;
+    char addr[64]; /* peer address, IPv4 dotted or IPv6 */
+    char label[P2M_LABEL_MAX + 1];
+    char id[P2M_ID_MAX + 1];
+    p2m_auth_t auth;
+    char session[64];        /* credential issued with a TOTP registration, "" if none */
+    char session_digest[65]; /* hex SHA-256 of it: the Redis key never holds the credential */
+    unsigned tries;
+    uint16_t port;
+    char relay_addr[P2M_HOST_MAX + 1];
+    op_t *next_waiting;
+    h2o_timeout_entry_t wait_entry;
+    h2o_iovec_t path; /* consumer: path and query, in the request pool */
+};
+
+/* http.c */
+op_t *op_new(registrar_t *r, h2o_req_t *req, op_kind_t kind);
+void op_free(op_t *op);
+/* Sends status with a one-line text/plain body ("reason\n") and frees op. Does nothing to a
+ * request whose client has gone, but still frees op. */
+void op_respond(op_t *op, int status, const char *reason, const char *body);
+/* Adds a header to op's response (before op_respond). name must be a static string. */
+void op_header(op_t *op, const char *name, const char *value);
+/* Registers the handlers: before h2o_context_init. */
+int registrar_http_setup(registrar_t *r);
+/* Opens the HTTPS and HTTP listeners: after h2o_context_init. Returns 0 or -1 with err. */
+int registrar_listen(registrar_t *r, char *err);
+
+/* redis_h2o.c */
+int redis_start(registrar_t *r, char *err);
+/* Sends a command; cb gets (reply or NULL on failure, op). Returns 0, or -1 when Redis is down. */
+int redis_send(registrar_t *r, const p2m_cmd_t *cmd, void (*cb)(op_t *, struct redisReply *), op_t *op);
+/* Fire and forget (statistics). */
+void redis_send_nowait(registrar_t *r, const p2m_cmd_t *cmd);
+
+/* lease.c: waiting for relays */
+/* Announces op->port to relay and waits for its answer; then calls op's continuation. */
+void lease_wait(op_t *op, const char *relay, int announce);
+void lease_on_bound(registrar_t *r, uint16_t port, int ok, const char *reason);
+
+/* register.c */
+void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len);
+void register_bound(op_t *op, int ok);
+
+/* redirect.c */
+void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label);
+void redirect_bound(op_t *op, int ok);
+
+/* health.c */
+void health_handle(registrar_t *r, h2o_req_t *req);
+void metrics_handle(registrar_t *r, h2o_req_t *req);
+void cacert_handle(registrar_t *r, h2o_req_t *req);
+
+#endif

@@ -1,0 +1,265 @@
+/* Joining consumers to idle pre-connections of the same label.
+ *
+ * Each label keeps its idle pre-connections and its waiting consumers as FIFO lists of tunnels.
+ * A tunnel object is made for whichever half arrives first and the other half's socket is
+ * attached to it, so a join allocates nothing. A consumer with no idle pre-connection waits at
+ * most relay.wait_timeout seconds, in a queue of at most RELAY_WAIT_MAX per label. Labels live in
+ * a chained hash table while leases, tunnels or unpublished counters name them. */
+#include "relay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "p2m/err.h"
+
+#define LABEL_BUCKETS_MIN 64
+
+static uint64_t hash_name(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s != '\0'; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+int match_init(relay_t *r, char *err)
+{
+    (void)err;
+    r->nbuckets = LABEL_BUCKETS_MIN;
+    r->labels = relay_xcalloc(r->nbuckets, sizeof(*r->labels));
+    return 0;
+}
+
+void match_free(relay_t *r)
+{
+    for (size_t i = 0; r->labels != NULL && i < r->nbuckets; i++) {
+        while (r->labels[i] != NULL) {
+            label_t *l = r->labels[i];
+            r->labels[i] = l->_hnext;
+            free(l);
+        }
+    }
+    free(r->labels);
+    r->labels = NULL;
+    r->nlabels = 0;
+}
+
+static void grow(relay_t *r)
+{
+    size_t n = r->nbuckets * 2;
+    label_t **b = relay_xcalloc(n, sizeof(*b));
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        while (r->labels[i] != NULL) {
+            label_t *l = r->labels[i];
+            r->labels[i] = l->_hnext;
+            size_t j = hash_name(l->name) & (n - 1);
+            l->_hnext = b[j];
+            b[j] = l;
+        }
+    }
+    free(r->labels);
+    r->labels = b;
+    r->nbuckets = n;
+}
+
+label_t *label_get(relay_t *r, const char *name)
+{
+    size_t i = hash_name(name) & (r->nbuckets - 1);
+    for (label_t *l = r->labels[i]; l != NULL; l = l->_hnext) {
+        if (strcmp(l->name, name) == 0) {
+            l->refs++;
+            return l;
+        }
+    }
+    label_t *l = relay_xcalloc(1, sizeof(*l));
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    l->refs = 1;
+    l->_hnext = r->labels[i];
+    r->labels[i] = l;
+    if (++r->nlabels > r->nbuckets * 2)
+        grow(r);
+    return l;
+}
+
+static int label_unused(const label_t *l)
+{
+    return l->refs == 0 && l->bytes_in == 0 && l->bytes_out == 0 && l->conns == 0;
+}
+
+static void label_remove(relay_t *r, label_t *l)
+{
+    label_t **pp = &r->labels[hash_name(l->name) & (r->nbuckets - 1)];
+    while (*pp != l)
+        pp = &(*pp)->_hnext;
+    *pp = l->_hnext;
+    r->nlabels--;
+    free(l);
+}
+
+void label_put(relay_t *r, label_t *l)
+{
+    if (l == NULL)
+        return;
+    l->refs--;
+    if (label_unused(l))
+        label_remove(r, l);
+}
+
+void label_foreach(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg)
+{
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (label_t *l = r->labels[i]; l != NULL; l = l->_hnext)
+            cb(r, l, arg);
+}
+
+void label_flush_counters(relay_t *r, void (*emit)(relay_t *r, const label_t *l, void *arg), void *arg)
+{
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        label_t **pp = &r->labels[i];
+        while (*pp != NULL) {
+            label_t *l = *pp;
+            if (l->bytes_in != 0 || l->bytes_out != 0 || l->conns != 0) {
+                emit(r, l, arg);
+                l->bytes_in = l->bytes_out = l->conns = 0;
+            }
+            if (l->refs == 0) {
+                *pp = l->_hnext;
+                r->nlabels--;
+                free(l);
+            } else {
+                pp = &l->_hnext;
+            }
+        }
+    }
+}
+
+/* --- idle lists and wait queues ------------------------------------------------------------- */
+
+static void list_append(tunnel_t **head, tunnel_t **tail, tunnel_t *t)
+{
+    t->next = NULL;
+    t->prev = *tail;
+    if (*tail != NULL)
+        (*tail)->next = t;
+    else
+        *head = t;
+    *tail = t;
+}
+
+static void list_remove(tunnel_t **head, tunnel_t **tail, tunnel_t *t)
+{
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        *head = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    else
+        *tail = t->prev;
+    t->prev = t->next = NULL;
+}
+
+void match_unlink(relay_t *r, tunnel_t *t)
+{
+    if (!t->queued)
+        return;
+    label_t *l = t->label;
+    if (t->state == TUNNEL_IDLE) {
+        list_remove(&l->idle_head, &l->idle_tail, t);
+        l->nidle--;
+        r->nidle--;
+    } else {
+        list_remove(&l->wait_head, &l->wait_tail, t);
+        l->nwait--;
+        r->nwaiting--;
+    }
+    t->queued = 0;
+}
+
+void match_preconn(relay_t *r, lease_t *l, int fd)
+{
+    label_t *lab = l->label;
+    tunnel_t *w = lab->wait_head;
+    if (w != NULL) {
+        /* A consumer is waiting: join at once; the pre-connection is never counted idle. */
+        match_unlink(r, w);
+        w->pport = l->port;
+        ports_pre_release(r, l, 0);
+        if (tunnel_attach(w, SIDE_POD, fd) != 0) {
+            close(fd);
+            tunnel_close(w, "epoll");
+            return;
+        }
+        tunnel_join(w);
+        return;
+    }
+    tunnel_t *t = tunnel_new(r, lab);
+    t->state = TUNNEL_IDLE;
+    t->pport = l->port;
+    if (tunnel_attach(t, SIDE_POD, fd) != 0) {
+        close(fd);
+        t->pre = l;
+        l->idle = t;
+        tunnel_close(t, "epoll"); /* releases l, counted 0: never announced idle */
+        return;
+    }
+    t->pre = l;
+    l->idle = t;
+    list_append(&lab->idle_head, &lab->idle_tail, t);
+    t->queued = 1;
+    lab->nidle++;
+    r->nidle++;
+    rredis_idle_add(r->redis, l);
+    tunnel_log(P2M_LOG_INFO, t, "preconn_idle", "pod=%s idle=%u", l->pod, lab->nidle);
+}
+
+void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer)
+{
+    label_t *lab = l->label;
+    tunnel_t *t = lab->idle_head;
+    if (t != NULL) {
+        match_unlink(r, t);
+        t->qport = l->port;
+        t->qgen = l->gen;
+        t->caddr = *peer;
+        t->limited = 1;
+        if (t->pre != NULL)
+            ports_pre_release(r, t->pre, -1);
+        if (tunnel_attach(t, SIDE_CONSUMER, fd) != 0) {
+            close(fd);
+            tunnel_close(t, "epoll");
+            return;
+        }
+        tunnel_join(t);
+        return;
+    }
+    if (lab->nwait >= RELAY_WAIT_MAX) {
+        char pstr[64];
+        p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=consumer label=%s fd=%d peer=%s reason=queue_full waiting=%u",
+                (unsigned)l->port, lab->name, fd, peer_addr_str(peer, pstr), lab->nwait);
+        close(fd);
+        limits_release(r->limits, peer);
+        l->nconns--;
+        return;
+    }
+    t = tunnel_new(r, lab);
+    t->state = TUNNEL_WAIT;
+    t->qport = l->port;
+    t->qgen = l->gen;
+    t->caddr = *peer;
+    t->limited = 1;
+    if (tunnel_attach(t, SIDE_CONSUMER, fd) != 0) {
+        close(fd);
+        tunnel_close(t, "epoll");
+        return;
+    }
+    list_append(&lab->wait_head, &lab->wait_tail, t);
+    t->queued = 1;
+    lab->nwait++;
+    r->nwaiting++;
+    tunnel_wait(t);
+}

@@ -1,0 +1,274 @@
+#ifndef RELAY_H
+#define RELAY_H
+
+/* pipe2me-relay: listens on the ports the registrar leases (docs/PROTOCOL.md section 3), keeps
+ * the pre-connections pods open to them, and splices each consumer connection to an idle
+ * pre-connection of the same label.
+ *
+ *   ports.c   leases and their listeners: bind on "lease PORT", accept, follow the lease keys
+ *   match.c   labels: idle pre-connections, consumers waiting for one (bounded), joining
+ *   tunnel.c  one consumer/pod pair (or either half while it waits): the splice data path
+ *   limits.c  concurrent consumer connections per address
+ *   redis.c   the two async Redis connections, heartbeat, lease checks, counters
+ *
+ * Everything runs on one p2m_loop_t; nothing blocks it. Objects handed to the loop or to hiredis
+ * carry a magic number checked when a void pointer comes back; Redis replies name a lease by
+ * (port, generation) so that a reply for a lease closed meanwhile is recognised and dropped. */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "p2m/config.h"
+#include "p2m/log.h"
+#include "p2m/loop.h"
+#include "p2m/splice.h"
+
+#define RELAY_MAGIC 0x52454c59u  /* "RELY" */
+#define LEASE_MAGIC 0x4c454153u  /* "LEAS" */
+#define TUNNEL_MAGIC 0x54554e4eu /* "TUNN" */
+#define TUNNEL_DEAD 0x44454144u  /* "DEAD": a closed tunnel waiting to be reaped */
+
+#define RELAY_HEARTBEAT_MS 5000    /* PROTOCOL 3.1 */
+#define RELAY_HEARTBEAT_TTL 15     /* s, relay hash and idle hash */
+#define RELAY_LEASE_CHECK_MS 2000  /* PROTOCOL 3.4 */
+#define RELAY_IDLE_LEASE_TTL 30    /* s, a pre lease while its connection is idle */
+#define RELAY_WAIT_MAX 1024        /* consumers waiting per label; more are refused */
+#define RELAY_ACCEPT_BATCH 64      /* accepts per listener event */
+#define RELAY_ACCEPT_PAUSE_MS 100  /* listener rest after EMFILE/ENFILE */
+#define RELAY_PUMP_BUDGET (1024 * 1024) /* bytes per direction per event, for fairness */
+#define RELAY_PIPES_DEFAULT 1024   /* pipes per process (2 descriptors each) */
+#define RELAY_PIPE_SIZE_DEFAULT (64 * 1024)
+
+typedef struct relay relay_t;
+typedef struct lease lease_t;
+typedef struct tunnel tunnel_t;
+typedef struct label label_t;
+typedef struct rredis rredis_t;
+typedef struct limits limits_t;
+
+#define PEER_ADDR_STRLEN 46 /* INET6_ADDRSTRLEN */
+
+/* A peer address as 16 bytes: IPv6, or IPv4 mapped to ::ffff:a.b.c.d. */
+typedef struct {
+    uint8_t b[16];
+} peer_addr_t;
+
+/* --- labels (match.c) ----------------------------------------------------------------------- */
+
+struct label {
+    char name[P2M_LABEL_MAX + 1];
+    label_t *_hnext;
+    unsigned refs;                  /* leases and tunnels naming it */
+    tunnel_t *idle_head, *idle_tail; /* idle pre-connections, oldest first */
+    unsigned nidle;
+    tunnel_t *wait_head, *wait_tail; /* consumers waiting, oldest first */
+    unsigned nwait;
+    /* counters not yet added to Redis (p2m:stats:relay:NAME) */
+    uint64_t bytes_in;  /* consumer -> pod */
+    uint64_t bytes_out; /* pod -> consumer */
+    uint64_t conns;     /* tunnels joined */
+};
+
+/* --- leases (ports.c) ----------------------------------------------------------------------- */
+
+typedef enum { LEASE_PRE = 1, LEASE_CONSUMER = 2 } lease_kind_t;
+
+/* A lease as read from Redis (HGETALL p2m:lease:PORT), before it is checked. */
+typedef struct {
+    int present; /* the key existed */
+    char kind[16];
+    char label[P2M_LABEL_MAX + 1];
+    char pod[P2M_ID_MAX + 1];
+    char addr[P2M_HOST_MAX + 1];
+    char relay[P2M_LABEL_MAX + 1];
+    char created[24];
+    char state[16];
+} lease_info_t;
+
+struct lease {
+    uint32_t magic;
+    uint16_t port;
+    uint8_t kind;  /* lease_kind_t */
+    uint8_t bound; /* Redis says state bound (our script ran) */
+    uint32_t gen;
+    relay_t *relay;
+    label_t *label;
+    char created[24];
+    char pod[P2M_ID_MAX + 1];
+    char addr_str[PEER_ADDR_STRLEN]; /* as the lease wrote it */
+    peer_addr_t addr;
+    p2m_loop_handler_t listener; /* fd -1 once closed */
+    p2m_loop_timer_t pause;      /* accept paused after EMFILE */
+    p2m_loop_reap_t reap;
+    tunnel_t *idle;              /* pre: the connection accepted on it while idle */
+    unsigned nconns;             /* consumer: connections accepted and still open */
+};
+
+/* --- tunnels (tunnel.c) --------------------------------------------------------------------- */
+
+enum { SIDE_CONSUMER = 0, SIDE_POD = 1 };
+typedef enum { TUNNEL_IDLE = 1, TUNNEL_WAIT, TUNNEL_JOINED, TUNNEL_CLOSED } tunnel_state_t;
+
+struct tunnel {
+    uint32_t magic;
+    uint8_t state;   /* tunnel_state_t */
+    uint8_t hup[2];  /* side reported EPOLLHUP and is no longer watched */
+    uint8_t limited; /* holds a slot in the per-address limit */
+    uint8_t queued;  /* on its label's idle list (TUNNEL_IDLE) or wait queue (TUNNEL_WAIT) */
+    relay_t *relay;
+    label_t *label;
+    lease_t *pre;    /* TUNNEL_IDLE: the pre lease it came on (ports.c owns the link) */
+    p2m_loop_handler_t side[2];
+    int fd[2];               /* the sides' sockets (-1: none), kept when a side stops being watched */
+    p2m_splice_dir_t dir[2]; /* dir[s] moves side[s] -> side[1 - s] */
+    p2m_loop_timer_t timer;  /* wait timeout, then idle timeout */
+    p2m_loop_reap_t reap;
+    tunnel_t *prev, *next;   /* label's idle list or wait queue */
+    tunnel_t *all_prev, *all_next; /* every tunnel of the relay */
+    uint16_t qport, pport;   /* consumer lease, pre lease (0 = none) */
+    uint32_t qgen;
+    peer_addr_t caddr;
+    uint64_t t_start, t_join, t_last; /* loop ms: created, joined, last byte moved */
+};
+
+/* --- the relay ------------------------------------------------------------------------------ */
+
+struct relay {
+    uint32_t magic;
+    p2m_config_t cfg;
+    p2m_loop_t *loop;
+    p2m_pipe_pool_t *pipes;
+    rredis_t *redis;
+    limits_t *limits;
+    long long started; /* unix s */
+
+    struct sockaddr_storage listen_sa; /* relay.listen, port 0 */
+    socklen_t listen_len;
+
+    lease_t **leases; /* indexed by port - cfg.relay.ports.lo */
+    size_t nports;
+    size_t nleases;
+    uint32_t lease_gen;
+
+    label_t **labels; /* hash table */
+    size_t nbuckets, nlabels;
+
+    tunnel_t *tunnels;       /* every tunnel, for shutdown */
+    size_t ntunnels, njoined, nidle, nwaiting;
+    int stopping;
+    int exit_code;
+};
+
+/* relay lifecycle (main.c builds one, runs its loop, frees it) */
+
+/* Creates the relay for cfg (copied): loop, pipe pool, port table, Redis connections started.
+ * Returns it or NULL with err. */
+relay_t *relay_new(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size, char *err);
+
+/* Begins an orderly stop: listeners and connections closed, this relay's idle hash and heartbeat
+ * removed from Redis; the loop stops once Redis answered (or after a bounded wait). */
+void relay_shutdown(relay_t *r, const char *why);
+
+/* Frees everything. NULL is a no-op. */
+void relay_free(relay_t *r);
+
+/* Formats a peer address ("192.0.2.1", "2001:db8::1") into out (PEER_ADDR_STRLEN bytes). */
+const char *peer_addr_str(const peer_addr_t *a, char *out);
+
+/* Parses a textual address (as in a lease's addr) into a peer_addr_t. Returns 0 or -1. */
+int peer_addr_parse(const char *s, peer_addr_t *out);
+
+/* Fills out from a socket address. Returns 0, or -1 for families other than IPv4/IPv6. */
+int peer_addr_from_sa(const struct sockaddr *sa, peer_addr_t *out);
+
+/* ports.c */
+int ports_init(relay_t *r, char *err);
+void ports_close_all(relay_t *r); /* every lease closed, listeners first */
+void ports_free(relay_t *r);
+lease_t *ports_find(relay_t *r, uint16_t port);
+int ports_in_range(const relay_t *r, uint16_t port);
+/* Why a lease is read: */
+enum {
+    LOAD_SCAN = 0,      /* found by the SCAN after the process started */
+    LOAD_ANNOUNCED = 1, /* "lease PORT" on p2m:relay:NAME: the registrar waits for an answer */
+    LOAD_RESCAN = 2,    /* found by the SCAN after a Redis reconnect */
+};
+/* Reads lease PORT from Redis (how = LOAD_*); ports_on_lease() follows. */
+void ports_on_announce(relay_t *r, uint16_t port, int how);
+/* The lease read back from Redis: bind, re-confirm, replace, drop or ignore it. */
+void ports_on_lease(relay_t *r, uint16_t port, const lease_info_t *info, int how);
+/* Reply of the bind confirmation script: ok = 0 means the lease vanished before it ran. */
+void ports_on_bound(relay_t *r, uint16_t port, uint32_t gen, int ok);
+/* The lease key is gone or belongs to another lease now: close what we hold for it. */
+void ports_on_gone(relay_t *r, uint16_t port, uint32_t gen, const char *why);
+/* "unlease PORT" on p2m:events. */
+void ports_on_unlease(relay_t *r, uint16_t port);
+/* A pre lease's connection stops being idle: joined (delta -1), closed while idle (-1), or joined
+ * at once to a waiting consumer and never counted (0). Deletes the lease and frees its object. */
+void ports_pre_release(relay_t *r, lease_t *l, int delta);
+/* A consumer connection accepted on (qport, qgen) closed. */
+void ports_consumer_closed(relay_t *r, uint16_t qport, uint32_t qgen);
+
+/* match.c */
+int match_init(relay_t *r, char *err);
+void match_free(relay_t *r);
+label_t *label_get(relay_t *r, const char *name); /* finds or creates; takes a reference */
+void label_put(relay_t *r, label_t *l);           /* drops a reference; frees when unused and flushed */
+/* Visits every label (for counters and resync); cb must not create or free labels. */
+void label_foreach(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg);
+/* Calls emit for every label with counters not yet published, zeroes them, and frees the labels
+ * nothing references any more. */
+void label_flush_counters(relay_t *r, void (*emit)(relay_t *r, const label_t *l, void *arg), void *arg);
+/* A pod connected on pre lease l: join it to the oldest waiting consumer, or make it idle. */
+void match_preconn(relay_t *r, lease_t *l, int fd);
+/* A consumer connected on consumer lease l: join it to an idle pre-connection, or queue it. */
+void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer);
+/* Takes t off its label's idle list or wait queue (no-op when on neither). */
+void match_unlink(relay_t *r, tunnel_t *t);
+
+/* tunnel.c */
+tunnel_t *tunnel_new(relay_t *r, label_t *label); /* takes a label reference */
+/* Registers fd (accepted, non-blocking) as side s; TUNNEL_IDLE/TUNNEL_WAIT watch it for hang-up. */
+int tunnel_attach(tunnel_t *t, int side, int fd);
+/* Both sides attached: starts splicing and the idle timeout, counts the join. */
+void tunnel_join(tunnel_t *t);
+/* Closes both sides, releases pipes, counters and leases, and frees t at the end of the turn. */
+void tunnel_close(tunnel_t *t, const char *reason);
+/* Starts the consumer's wait timeout. */
+void tunnel_wait(tunnel_t *t);
+/* One log line with lease= label= fd= of t, then fmt (may be NULL). */
+void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* limits.c */
+limits_t *limits_new(unsigned max_per_addr);
+void limits_free(limits_t *lim);
+/* Takes a slot for addr. Returns 0, or -1 when addr has max_per_addr slots already. */
+int limits_acquire(limits_t *lim, const peer_addr_t *addr);
+void limits_release(limits_t *lim, const peer_addr_t *addr);
+size_t limits_count(const limits_t *lim, const peer_addr_t *addr);
+
+/* redis.c: every call is fire-and-forget; when the command connection is down it does nothing,
+ * and the resynchronisation that follows the reconnect makes up for it. */
+rredis_t *rredis_new(relay_t *r, char *err);
+void rredis_free(rredis_t *rr);
+int rredis_ready(const rredis_t *rr);
+void rredis_lease_load(rredis_t *rr, uint16_t port, int how);
+/* Deletes lease port if it is still the one info describes (relay, created, pod). */
+void rredis_lease_drop(rredis_t *rr, uint16_t port, const lease_info_t *info);
+void rredis_lease_bound(rredis_t *rr, const lease_t *l);
+void rredis_lease_busy(rredis_t *rr, uint16_t port, const lease_info_t *info, const char *reason);
+void rredis_lease_fail(rredis_t *rr, uint16_t port, const char *reason);
+void rredis_idle_add(rredis_t *rr, const lease_t *l);
+void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta);
+void rredis_lease_check(rredis_t *rr, const lease_t *l);
+void rredis_lease_touch(rredis_t *rr, const lease_t *l, unsigned ttl);
+/* Final writes before exit (idle hash and heartbeat removed, counters flushed); calls
+ * p2m_loop_stop() once Redis acknowledged them or after a bounded wait. */
+void rredis_shutdown(rredis_t *rr);
+
+/* Out of memory: log and abort (STYLE.md). */
+void *relay_xcalloc(size_t n, size_t size);
+
+#endif

@@ -1,0 +1,346 @@
+/* The data path: one consumer connection spliced to one pre-connection.
+ *
+ * dir[0] moves consumer -> pod, dir[1] pod -> consumer, each with p2m_splice_pump() through a pipe
+ * borrowed from the relay's pool only while bytes sit in it. Interest per side follows the
+ * directions: EPOLLIN while its direction may read (not at end of stream, not waiting for the
+ * other side to drain, not waiting for a pipe), EPOLLOUT while the other direction waits for it to
+ * drain. Interest changes cost an epoll_ctl only when they change, so a steady exchange costs one
+ * splice in and one splice out per event. End of stream passes on as shutdown(SHUT_WR); the tunnel
+ * closes once both directions are shut, on any error, after relay.idle_timeout seconds without a
+ * byte either way, or when a side hangs up with bytes still owed to it.
+ *
+ * Before the join the same object holds one half: an idle pre-connection (TUNNEL_IDLE) or a
+ * waiting consumer (TUNNEL_WAIT), watched only for hang-up so that bytes a consumer sends early
+ * stay in the kernel until the join. */
+#include "relay.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "p2m/err.h"
+
+static tunnel_t *tunnel_check(tunnel_t *t)
+{
+    if (t->magic != TUNNEL_MAGIC) {
+        p2m_log(P2M_LOG_ERROR, "tunnel_bad_magic", "ptr=%p magic=0x%08x", (void *)t, (unsigned)t->magic);
+        abort();
+    }
+    return t;
+}
+
+void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
+{
+    char extra[1024] = "";
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(extra, sizeof(extra), fmt, ap);
+        va_end(ap);
+    }
+    /* The lease a tunnel is known by: the consumer's once there is one, else the pre lease. */
+    unsigned lease = t->qport != 0 ? t->qport : t->pport;
+    int fd = t->qport != 0 ? t->fd[SIDE_CONSUMER] : t->fd[SIDE_POD];
+    if (t->state == TUNNEL_JOINED || (t->fd[SIDE_CONSUMER] >= 0 && t->fd[SIDE_POD] >= 0))
+        p2m_log(level, event, "lease=%u label=%s fd=%d pre=%u pod_fd=%d%s%s", lease, t->label->name, fd, (unsigned)t->pport,
+                t->fd[SIDE_POD], extra[0] ? " " : "", extra);
+    else
+        p2m_log(level, event, "lease=%u label=%s fd=%d%s%s", lease, t->label->name, fd, extra[0] ? " " : "", extra);
+}
+
+static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer);
+static void on_consumer(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
+static void on_pod(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
+
+tunnel_t *tunnel_new(relay_t *r, label_t *label)
+{
+    tunnel_t *t = relay_xcalloc(1, sizeof(*t));
+    t->magic = TUNNEL_MAGIC;
+    t->relay = r;
+    t->label = label;
+    label->refs++;
+    for (int s = 0; s < 2; s++) {
+        p2m_loop_handler_init(&t->side[s]);
+        t->fd[s] = -1;
+        p2m_splice_dir_init(&t->dir[s]);
+    }
+    p2m_loop_timer_init(&t->timer, on_timer);
+    t->t_start = p2m_loop_now(r->loop);
+    t->all_next = r->tunnels;
+    if (r->tunnels != NULL)
+        r->tunnels->all_prev = t;
+    r->tunnels = t;
+    r->ntunnels++;
+    return t;
+}
+
+int tunnel_attach(tunnel_t *t, int side, int fd)
+{
+    char err[P2M_ERR_LEN];
+    /* Before the join only a hang-up matters; tunnel_join() sets the real interest. */
+    if (p2m_loop_add(t->relay->loop, &t->side[side], fd, EPOLLRDHUP, side == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0) {
+        tunnel_log(P2M_LOG_ERROR, t, "tunnel_attach_failed", "side=%s error=\"%s\"", side == SIDE_CONSUMER ? "consumer" : "pod",
+                   err);
+        return -1;
+    }
+    t->fd[side] = fd;
+    return 0;
+}
+
+static void reap_tunnel(p2m_loop_reap_t *rp)
+{
+    tunnel_t *t = (tunnel_t *)((char *)rp - offsetof(tunnel_t, reap));
+    relay_t *r = t->relay;
+    label_put(r, t->label);
+    t->magic = 0;
+    free(t);
+}
+
+void tunnel_close(tunnel_t *t, const char *reason)
+{
+    relay_t *r = t->relay;
+    if (t->state == TUNNEL_CLOSED)
+        return;
+    tunnel_state_t was = (tunnel_state_t)t->state;
+    int counted = was == TUNNEL_IDLE && t->queued; /* announced idle: the count comes down */
+    match_unlink(r, t);
+    if (t->pre != NULL)
+        ports_pre_release(r, t->pre, counted ? -1 : 0);
+
+    uint64_t now = p2m_loop_now(r->loop);
+    if (was == TUNNEL_JOINED)
+        tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu", reason,
+                   (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes,
+                   (unsigned long long)(now - t->t_join));
+    else
+        tunnel_log(P2M_LOG_INFO, t, was == TUNNEL_IDLE ? "preconn_close" : "consumer_close", "reason=%s ms=%llu", reason,
+                   (unsigned long long)(now - t->t_start));
+
+    t->state = TUNNEL_CLOSED;
+    p2m_loop_timer_stop(r->loop, &t->timer);
+    for (int s = 0; s < 2; s++) {
+        p2m_splice_dir_release(&t->dir[s], r->pipes);
+        if (t->side[s].fd >= 0)
+            p2m_loop_close(r->loop, &t->side[s]);
+        else if (t->fd[s] >= 0)
+            close(t->fd[s]);
+        t->fd[s] = -1;
+    }
+    if (t->qport != 0)
+        ports_consumer_closed(r, t->qport, t->qgen);
+    if (t->limited)
+        limits_release(r->limits, &t->caddr);
+    t->limited = 0;
+    if (was == TUNNEL_JOINED)
+        r->njoined--;
+
+    if (t->all_prev != NULL)
+        t->all_prev->all_next = t->all_next;
+    else
+        r->tunnels = t->all_next;
+    if (t->all_next != NULL)
+        t->all_next->all_prev = t->all_prev;
+    r->ntunnels--;
+    t->magic = TUNNEL_DEAD;
+    p2m_loop_defer(r->loop, &t->reap, reap_tunnel);
+}
+
+void tunnel_wait(tunnel_t *t)
+{
+    relay_t *r = t->relay;
+    p2m_loop_timer_start(r->loop, &t->timer, (uint64_t)r->cfg.relay.wait_timeout * 1000u);
+    tunnel_log(P2M_LOG_INFO, t, "consumer_wait", "waiting=%u", t->label->nwait);
+}
+
+/* --- joined ----------------------------------------------------------------------------------- */
+
+/* Sets each side's interest from the state of the two directions. Returns 0, or -1 when epoll
+ * refused (the caller closes). Never closes: pipe waiters call it from inside another pump.
+ *
+ * A side that hung up (EPOLLHUP: its peer finished and so did we, level-triggered for good) is
+ * watched only while its direction can read; while that direction waits for the other side or
+ * for a pipe, the side is taken out of epoll and put back when the wait ends. */
+static int tunnel_arm(tunnel_t *t)
+{
+    relay_t *r = t->relay;
+    char err[P2M_ERR_LEN];
+    for (int s = 0; s < 2; s++) {
+        if (t->fd[s] < 0)
+            continue;
+        int can_read = !(t->dir[s].flags &
+                         (P2M_SPLICE_EOF | P2M_SPLICE_SHUT | P2M_SPLICE_ERROR | P2M_SPLICE_DST_FULL | P2M_SPLICE_NO_PIPE));
+        if (t->hup[s]) {
+            if (!can_read)
+                p2m_loop_del(r->loop, &t->side[s]);
+            else if (t->side[s].fd < 0 &&
+                     p2m_loop_add(r->loop, &t->side[s], t->fd[s], EPOLLIN, s == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0)
+                return -1;
+            continue;
+        }
+        uint32_t ev = can_read ? EPOLLIN : 0;
+        if (t->dir[1 - s].flags & P2M_SPLICE_DST_FULL)
+            ev |= EPOLLOUT;
+        if (p2m_loop_set_events(r->loop, &t->side[s], ev) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void on_pipe_free(tunnel_t *t, int d)
+{
+    if (t->magic != TUNNEL_MAGIC || t->state != TUNNEL_JOINED)
+        return;
+    t->dir[d].flags &= ~P2M_SPLICE_NO_PIPE;
+    tunnel_arm(t); /* a refusal here shows again at the next event */
+}
+
+static void on_pipe_free0(p2m_pipe_waiter_t *w)
+{
+    on_pipe_free((tunnel_t *)((char *)w - offsetof(tunnel_t, dir[0].waiter)), 0);
+}
+
+static void on_pipe_free1(p2m_pipe_waiter_t *w)
+{
+    on_pipe_free((tunnel_t *)((char *)w - offsetof(tunnel_t, dir[1].waiter)), 1);
+}
+
+static void pump(tunnel_t *t, int d)
+{
+    relay_t *r = t->relay;
+    size_t moved = 0;
+    unsigned f = p2m_splice_pump(&t->dir[d], r->pipes, t->fd[d], t->fd[1 - d], RELAY_PUMP_BUDGET, &moved);
+    if (moved != 0) {
+        t->t_last = p2m_loop_now(r->loop);
+        if (d == SIDE_CONSUMER)
+            t->label->bytes_in += moved;
+        else
+            t->label->bytes_out += moved;
+    }
+    if (f & P2M_SPLICE_NO_PIPE)
+        p2m_pipe_wait(r->pipes, &t->dir[d].waiter, d == 0 ? on_pipe_free0 : on_pipe_free1);
+}
+
+/* After events: close when done or broken, else set the interest. */
+static void tunnel_update(tunnel_t *t)
+{
+    p2m_splice_dir_t *d0 = &t->dir[0], *d1 = &t->dir[1];
+    if ((d0->flags | d1->flags) & P2M_SPLICE_ERROR) {
+        int e = (d0->flags & P2M_SPLICE_ERROR) ? d0->err : d1->err;
+        char reason[96];
+        snprintf(reason, sizeof(reason), "error error=\"%s\" dir=%s", strerror(e),
+                 (d0->flags & P2M_SPLICE_ERROR) ? "in" : "out");
+        tunnel_close(t, reason);
+        return;
+    }
+    if ((d0->flags & P2M_SPLICE_SHUT) && (d1->flags & P2M_SPLICE_SHUT)) {
+        tunnel_close(t, "done");
+        return;
+    }
+    for (int s = 0; s < 2; s++) {
+        /* Hung up with bytes still owed to it: they can no longer be written. */
+        if (t->hup[s] && !(t->dir[1 - s].flags & P2M_SPLICE_SHUT)) {
+            tunnel_close(t, s == SIDE_CONSUMER ? "consumer_hangup" : "pod_hangup");
+            return;
+        }
+    }
+    if (tunnel_arm(t) != 0)
+        tunnel_close(t, "epoll");
+}
+
+static void on_joined(tunnel_t *t, int s, uint32_t events)
+{
+    if (events & EPOLLERR) {
+        int e = 0;
+        socklen_t len = sizeof(e);
+        getsockopt(t->fd[s], SOL_SOCKET, SO_ERROR, &e, &len);
+        char reason[96];
+        snprintf(reason, sizeof(reason), "%s error=\"%s\"", s == SIDE_CONSUMER ? "consumer_error" : "pod_error",
+                 strerror(e != 0 ? e : EIO));
+        tunnel_close(t, reason);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+        pump(t, s);
+    if (events & EPOLLOUT)
+        pump(t, 1 - s);
+    if (events & EPOLLHUP)
+        t->hup[s] = 1;
+    tunnel_update(t);
+}
+
+/* Before the join: a hang-up ends the half that waits. A consumer that half-closed after sending
+ * its request still waits (its bytes are in the kernel); it is simply no longer watched. */
+static void on_half(tunnel_t *t, int s, uint32_t events)
+{
+    if (t->state == TUNNEL_IDLE) {
+        tunnel_close(t, (events & EPOLLERR) ? "pod_error" : "pod_closed");
+        return;
+    }
+    int pending = 0;
+    if (!(events & (EPOLLERR | EPOLLHUP)) && ioctl(t->fd[s], FIONREAD, &pending) == 0 && pending > 0) {
+        p2m_loop_set_events(t->relay->loop, &t->side[s], 0);
+        return;
+    }
+    tunnel_close(t, (events & EPOLLERR) ? "consumer_error" : "consumer_closed");
+}
+
+static void on_event(tunnel_t *t, int s, uint32_t events)
+{
+    tunnel_check(t);
+    if (t->state == TUNNEL_JOINED)
+        on_joined(t, s, events);
+    else if (t->state == TUNNEL_IDLE || t->state == TUNNEL_WAIT)
+        on_half(t, s, events);
+}
+
+static void on_consumer(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    (void)loop;
+    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, side[SIDE_CONSUMER])), SIDE_CONSUMER, events);
+}
+
+static void on_pod(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    (void)loop;
+    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, side[SIDE_POD])), SIDE_POD, events);
+}
+
+void tunnel_join(tunnel_t *t)
+{
+    relay_t *r = t->relay;
+    uint64_t now = p2m_loop_now(r->loop);
+    /* Joined from an idle pre-connection (how long it sat idle) or a waiting consumer (how long
+     * the consumer waited). */
+    const char *age = t->state == TUNNEL_WAIT ? "waited_ms" : "idle_ms";
+    uint64_t ms = now - t->t_start;
+    t->state = TUNNEL_JOINED;
+    t->t_join = t->t_last = now;
+    t->label->conns++;
+    r->njoined++;
+    p2m_loop_timer_start(r->loop, &t->timer, (uint64_t)r->cfg.relay.idle_timeout * 1000u);
+    tunnel_log(P2M_LOG_INFO, t, "tunnel_join", "%s=%llu", age, (unsigned long long)ms);
+    if (tunnel_arm(t) != 0)
+        tunnel_close(t, "epoll");
+}
+
+static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
+{
+    tunnel_t *t = tunnel_check((tunnel_t *)((char *)timer - offsetof(tunnel_t, timer)));
+    if (t->state == TUNNEL_WAIT) {
+        tunnel_close(t, "wait_timeout");
+        return;
+    }
+    if (t->state != TUNNEL_JOINED)
+        return;
+    uint64_t limit = (uint64_t)t->relay->cfg.relay.idle_timeout * 1000u, now = p2m_loop_now(loop);
+    /* Bytes do not re-arm the timer (that would cost a heap update per event): check here. */
+    if (now - t->t_last >= limit)
+        tunnel_close(t, "idle_timeout");
+    else
+        p2m_loop_timer_start(loop, timer, limit - (now - t->t_last));
+}

@@ -1,0 +1,85 @@
+# pipe2me-admin label ...: add (normalized, idempotent for the owner, refused for another pod),
+# rm and ls against a real redis-server.
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+p2m_require jq
+p2m_require_built tools/pipe2me-admin
+p2m_start_redis
+p2m_write_config
+
+json() {
+    jq -er "$@" <"$OUT" || fail "jq $(p2m_cmdline "$@") on:"$'\n'"$(cat "$OUT")"
+}
+
+expect_status 0 admin pod add alpha --label one
+expect_status 0 admin pod add beta --label two
+
+# ---- label add: lower-cased, shown by pod show and label ls
+expect_status 0 admin label add alpha Extra
+expect_eq "label extra added to pod alpha" "$(cat "$OUT")"
+expect_empty "$ERR"
+expect_eq alpha "$(rcli HGET p2m:labels extra)" "owner in Redis"
+expect_eq 1 "$(rcli SISMEMBER p2m:pod:alpha:labels extra)" "label in the pod's set"
+expect_status 0 admin pod show alpha
+expect_eq "labels: extra,one" "$(sed -n 3p "$OUT")"
+
+# ---- label add of a label the pod already owns: success, nothing changes
+redis_snapshot
+expect_status 0 admin label add alpha EXTRA
+expect_eq "label extra already belongs to pod alpha" "$(cat "$OUT")"
+expect_redis_unchanged
+expect_status 0 admin --json label add alpha extra
+expect_eq '{"ok":true,"label":"extra","pod":"alpha","existed":true}' "$(json -c .)"
+expect_redis_unchanged
+expect_status 0 admin label add beta b2 --json
+expect_eq '{"ok":true,"label":"b2","pod":"beta","existed":false}' "$(json -c .)"
+
+# ---- a label owned by another pod is refused, in any case
+admin_fails -r 'extra' label add beta extra
+admin_fails -r 'two' label add alpha TWO
+admin_fails -r 'one' pod add gamma --label one
+admin_fails -r 'one' pod add gamma --label fresh --label one
+expect_eq 0 "$(rcli HEXISTS p2m:labels fresh)" "refused pod add left no label behind"
+expect_eq 0 "$(rcli EXISTS p2m:pod:gamma)" "refused pod add left no pod behind"
+expect_eq alpha "$(rcli HGET p2m:labels extra)" "owner unchanged"
+
+# ---- label ls: sorted by label, text and JSON
+expect_status 0 admin label ls
+expect_match '^LABEL +POD$' "$(head -n 1 "$OUT")" "label ls header"
+expect_eq "b2 beta|extra alpha|one alpha|two beta" "$(tail -n +2 "$OUT" | tr -s ' ' | paste -sd '|')" "label ls rows"
+expect_status 0 admin label ls --json
+expect_eq '[{"label":"b2","pod":"beta"},{"label":"extra","pod":"alpha"},{"label":"one","pod":"alpha"},{"label":"two","pod":"beta"}]' \
+    "$(json -c .)" "label ls --json"
+
+# ---- label rm: says who owned it, frees it for someone else
+expect_status 0 admin label rm Extra
+expect_eq "label extra removed from pod alpha" "$(cat "$OUT")"
+expect_eq 0 "$(rcli HEXISTS p2m:labels extra)" "owner entry gone"
+expect_eq 0 "$(rcli SISMEMBER p2m:pod:alpha:labels extra)" "gone from the pod's set"
+admin_fails -r 'extra' label rm extra
+expect_status 0 admin label add beta extra
+expect_eq beta "$(rcli HGET p2m:labels extra)"
+expect_status 0 admin label rm extra --json
+expect_eq '{"ok":true,"label":"extra","pod":"beta"}' "$(json -c .)"
+
+# ---- a pod may end up with no label at all; ls shows "-"
+expect_status 0 admin label rm one
+expect_status 0 admin pod show alpha
+expect_eq "labels: -" "$(sed -n 3p "$OUT")"
+expect_status 0 admin pod show alpha --json
+expect_eq '[]' "$(json -c .labels)"
+expect_status 0 admin pod ls
+expect_match '^alpha +enabled +- ' "$(grep '^alpha ' "$OUT")"
+
+# ---- label add to an unknown pod
+admin_fails -r 'ghost' label add ghost newlabel
+expect_eq 0 "$(rcli HEXISTS p2m:labels newlabel)"
+
+# ---- label ls on an empty store
+expect_status 0 admin pod rm alpha
+expect_status 0 admin pod rm beta
+expect_status 0 admin label ls --json
+expect_eq '[]' "$(json -c .)"
+expect_status 0 admin label ls
+expect_eq 1 "$(wc -l <"$OUT")" "label ls: header only"

@@ -1,0 +1,57 @@
+/* libFuzzer target for p2m_config_parse over the defaults: it never crashes or leaks, fails with a
+ * one-line reason, and a config it accepts holds values that satisfy config.h. */
+
+#include "p2m/addr.h"
+#include "p2m/config.h"
+#include "p2m/err.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FUZZ_CHECK(cond)                                                                                                 \
+    do {                                                                                                                 \
+        if (!(cond)) {                                                                                                   \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
+            abort();                                                                                                     \
+        }                                                                                                                \
+    } while (0)
+
+#define TERMINATED(field) (memchr((field), '\0', sizeof(field)) != NULL)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    p2m_config_t cfg;
+    char err[P2M_ERR_LEN] = "", dom[P2M_DOMAIN_MAX + 1];
+
+    p2m_config_defaults(&cfg);
+    /* data is exactly size bytes with no NUL after it: ASan catches a parser that reads on */
+    int rc = p2m_config_parse((const char *)data, size, &cfg, err);
+    FUZZ_CHECK(rc == 0 || rc == -1);
+    if (rc != 0) {
+        size_t n = strnlen(err, sizeof(err));
+        FUZZ_CHECK(n > 0 && n < sizeof(err));
+        FUZZ_CHECK(memchr(err, '\n', n) == NULL);
+        return 0;
+    }
+    FUZZ_CHECK(size <= 1024 * 1024);
+    FUZZ_CHECK(TERMINATED(cfg.domain) && TERMINATED(cfg.public_address) && TERMINATED(cfg.redis_str) &&
+               TERMINATED(cfg.state_dir) && TERMINATED(cfg.registrar.url) && TERMINATED(cfg.relay.listen) &&
+               TERMINATED(cfg.registrar.listen.host) && TERMINATED(cfg.registrar.http.host) &&
+               TERMINATED(cfg.relay.name));
+    FUZZ_CHECK(p2m_domain_normalize(cfg.domain, dom, err) == 0 && strcmp(dom, cfg.domain) == 0);
+    FUZZ_CHECK(cfg.relay.ports.lo >= 1 && cfg.relay.ports.lo <= cfg.relay.ports.hi);
+    FUZZ_CHECK(cfg.registrar.listen.port >= 1);
+    FUZZ_CHECK(!cfg.registrar.http_enabled || cfg.registrar.http.port >= 1);
+    FUZZ_CHECK(cfg.log_level >= P2M_LOG_DEBUG && cfg.log_level <= P2M_LOG_ERROR);
+    FUZZ_CHECK(cfg.registrar.preconnect_timeout > 0 && cfg.registrar.consumer_ttl > 0 && cfg.registrar.session_ttl > 0 &&
+               cfg.registrar.auth_fail_window > 0 && cfg.relay.wait_timeout > 0 && cfg.relay.idle_timeout > 0);
+    if (cfg.redis.is_unix)
+        FUZZ_CHECK(TERMINATED(cfg.redis.path) && cfg.redis.path[0] != '\0');
+    else
+        FUZZ_CHECK(cfg.redis.tcp.port >= 1);
+    return 0;
+}

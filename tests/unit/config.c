@@ -1,0 +1,580 @@
+/* Unit tests for lib/config.c against lib/include/p2m/config.h: defaults, a file that overrides
+ * every key, and hostile files whose errors must name the key path (or the line and column). */
+
+#include "check.h"
+#include "p2m/config.h"
+#include "p2m/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MIB (1024 * 1024)
+
+/* Parses len bytes from a heap block of exactly that size (no NUL after it), over defaults. */
+static int parse_exact(const char *json, size_t len, p2m_config_t *cfg, char *err)
+{
+    char *p = malloc(len == 0 ? 1 : len);
+    if (p == NULL)
+        abort();
+    memcpy(p, json, len);
+    memset(cfg, 0, sizeof(*cfg));
+    p2m_config_defaults(cfg);
+    err[0] = '\0';
+    int rc = p2m_config_parse(p, len, cfg, err);
+    free(p);
+    return rc;
+}
+
+static int parse_str(const char *json, p2m_config_t *cfg, char *err)
+{
+    return parse_exact(json, strlen(json), cfg, err);
+}
+
+/* "https://HOST" optionally followed by ":DIGITS" and nothing else */
+static int is_default_url(const char *url, const char *host)
+{
+    size_t hl = strlen(host);
+    if (strncmp(url, "https://", 8) != 0 || strncmp(url + 8, host, hl) != 0)
+        return 0;
+    const char *p = url + 8 + hl;
+    if (*p == '\0')
+        return 1;
+    if (*p++ != ':' || *p == '\0')
+        return 0;
+    for (; *p != '\0'; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return 1;
+}
+
+static void test_defaults(void)
+{
+    p2m_config_t cfg;
+    char err[P2M_ERR_LEN] = "", dom[P2M_DOMAIN_MAX + 1];
+    memset(&cfg, 0x5a, sizeof(cfg));
+    p2m_config_defaults(&cfg);
+
+    CHECK_CTX("defaults");
+    CHECK_EQ_STR(cfg.domain, "pipe2me.localhost");
+    if (CHECK_RC(p2m_domain_normalize(cfg.domain, dom, err), 0, err))
+        CHECK_EQ_STR(dom, cfg.domain);
+    CHECK_EQ_INT(cfg.relay.ports.lo, 20000);
+    CHECK_EQ_INT(cfg.relay.ports.hi, 29999);
+    CHECK_EQ_INT(cfg.log_level, P2M_LOG_INFO);
+    CHECK_MSG(is_default_url(cfg.registrar.url, "pipe2me.localhost"), "registrar.url %s is not https://DOMAIN[:PORT]",
+              check_str(cfg.registrar.url));
+    CHECK_MSG(cfg.registrar.listen.port != 0, "registrar.https port is 0");
+    CHECK_MSG(!cfg.registrar.http_enabled || cfg.registrar.http.port != 0, "registrar.http enabled with port 0");
+    CHECK(cfg.registrar.preconnect_timeout > 0);
+    CHECK(cfg.registrar.consumer_ttl > 0);
+    CHECK(cfg.registrar.session_ttl > 0);
+    CHECK(cfg.registrar.auth_fail_limit > 0);
+    CHECK(cfg.registrar.auth_fail_window > 0);
+    CHECK(cfg.relay.wait_timeout > 0);
+    CHECK(cfg.relay.idle_timeout > 0);
+    CHECK(cfg.relay.max_conns_per_addr > 0);
+    CHECK(cfg.state_dir[0] != '\0');
+    /* relay.name defaults to the host name: a non-empty string that fits */
+    CHECK(memchr(cfg.relay.name, '\0', sizeof(cfg.relay.name)) != NULL && cfg.relay.name[0] != '\0');
+    CHECK(memchr(cfg.state_dir, '\0', sizeof(cfg.state_dir)) != NULL);
+    CHECK(memchr(cfg.public_address, '\0', sizeof(cfg.public_address)) != NULL);
+    CHECK(memchr(cfg.relay.listen, '\0', sizeof(cfg.relay.listen)) != NULL);
+    /* redis_str is what the redis address was written as: it parses back to the same address */
+    p2m_redis_addr_t ra;
+    if (CHECK(memchr(cfg.redis_str, '\0', sizeof(cfg.redis_str)) != NULL) &&
+        CHECK_RC(p2m_redis_addr_parse(cfg.redis_str, &ra, err), 0, err)) {
+        if (CHECK_EQ_INT(!!ra.is_unix, !!cfg.redis.is_unix)) {
+            if (ra.is_unix) {
+                CHECK_EQ_STR(ra.path, cfg.redis.path);
+            } else {
+                CHECK_EQ_STR(ra.tcp.host, cfg.redis.tcp.host);
+                CHECK_EQ_INT(ra.tcp.port, cfg.redis.tcp.port);
+            }
+        }
+    }
+
+    /* "{}" changes nothing */
+    p2m_config_t empty;
+    CHECK_CTX("parse {}");
+    if (CHECK_RC(parse_str("{}", &empty, err), 0, err)) {
+        CHECK_EQ_STR(empty.domain, cfg.domain);
+        CHECK_EQ_STR(empty.registrar.url, cfg.registrar.url);
+        CHECK_EQ_STR(empty.redis_str, cfg.redis_str);
+        CHECK_EQ_INT(empty.relay.ports.lo, cfg.relay.ports.lo);
+        CHECK_EQ_INT(empty.relay.ports.hi, cfg.relay.ports.hi);
+        CHECK_EQ_INT(empty.registrar.session_ttl, cfg.registrar.session_ttl);
+        CHECK_EQ_INT(empty.relay.idle_timeout, cfg.relay.idle_timeout);
+    }
+    CHECK_CTX(NULL);
+}
+
+static const char full_json[] = "{\n"
+                                "  \"domain\": \"Example.COM\",\n"
+                                "  \"public_address\": \"203.0.113.7\",\n"
+                                "  \"redis\": \"unix:/run/redis/redis.sock\",\n"
+                                "  \"state_dir\": \"/var/lib/pipe2me\",\n"
+                                "  \"log_level\": \"debug\",\n"
+                                "  \"registrar\": {\n"
+                                "    \"https\": \"0.0.0.0:8443\",\n"
+                                "    \"http\": \"[::1]:8080\",\n"
+                                "    \"url\": \"https://example.com:8443\",\n"
+                                "    \"preconnect_timeout\": 11,\n"
+                                "    \"consumer_ttl\": 12,\n"
+                                "    \"session_ttl\": 13,\n"
+                                "    \"auth_fail_limit\": 14,\n"
+                                "    \"auth_fail_window\": 15\n"
+                                "  },\n"
+                                "  \"relay\": {\n"
+                                "    \"name\": \"relay-1\",\n"
+                                "    \"ports\": \"30000-30099\",\n"
+                                "    \"listen\": \"127.0.0.1\",\n"
+                                "    \"wait_timeout\": 16,\n"
+                                "    \"idle_timeout\": 17,\n"
+                                "    \"max_conns_per_addr\": 18\n"
+                                "  }\n"
+                                "}\n";
+
+static void check_full(const p2m_config_t *cfg)
+{
+    CHECK_EQ_STR(cfg->domain, "example.com");
+    CHECK_EQ_STR(cfg->public_address, "203.0.113.7");
+    CHECK_EQ_INT(!!cfg->redis.is_unix, 1);
+    CHECK_EQ_STR(cfg->redis.path, "/run/redis/redis.sock");
+    CHECK_EQ_STR(cfg->redis_str, "unix:/run/redis/redis.sock");
+    CHECK_EQ_STR(cfg->state_dir, "/var/lib/pipe2me");
+    CHECK_EQ_INT(cfg->log_level, P2M_LOG_DEBUG);
+    CHECK_EQ_STR(cfg->registrar.listen.host, "0.0.0.0");
+    CHECK_EQ_INT(cfg->registrar.listen.port, 8443);
+    CHECK_EQ_INT(!!cfg->registrar.http_enabled, 1);
+    CHECK_EQ_STR(cfg->registrar.http.host, "::1");
+    CHECK_EQ_INT(cfg->registrar.http.port, 8080);
+    CHECK_EQ_STR(cfg->registrar.url, "https://example.com:8443");
+    CHECK_EQ_INT(cfg->registrar.preconnect_timeout, 11);
+    CHECK_EQ_INT(cfg->registrar.consumer_ttl, 12);
+    CHECK_EQ_INT(cfg->registrar.session_ttl, 13);
+    CHECK_EQ_INT(cfg->registrar.auth_fail_limit, 14);
+    CHECK_EQ_INT(cfg->registrar.auth_fail_window, 15);
+    CHECK_EQ_STR(cfg->relay.name, "relay-1");
+    CHECK_EQ_INT(cfg->relay.ports.lo, 30000);
+    CHECK_EQ_INT(cfg->relay.ports.hi, 30099);
+    CHECK_EQ_STR(cfg->relay.listen, "127.0.0.1");
+    CHECK_EQ_INT(cfg->relay.wait_timeout, 16);
+    CHECK_EQ_INT(cfg->relay.idle_timeout, 17);
+    CHECK_EQ_INT(cfg->relay.max_conns_per_addr, 18);
+}
+
+static void test_full(void)
+{
+    p2m_config_t cfg;
+    char err[P2M_ERR_LEN] = "";
+    CHECK_CTX("full config");
+    if (CHECK_RC(parse_str(full_json, &cfg, err), 0, err))
+        check_full(&cfg);
+
+    /* partial nested objects keep their siblings' defaults */
+    p2m_config_t def;
+    p2m_config_defaults(&def);
+    CHECK_CTX("relay.wait_timeout alone");
+    if (CHECK_RC(parse_str("{\"relay\": {\"wait_timeout\": 5}}", &cfg, err), 0, err)) {
+        CHECK_EQ_INT(cfg.relay.wait_timeout, 5);
+        CHECK_EQ_INT(cfg.relay.ports.lo, def.relay.ports.lo);
+        CHECK_EQ_INT(cfg.relay.ports.hi, def.relay.ports.hi);
+        CHECK_EQ_INT(cfg.relay.idle_timeout, def.relay.idle_timeout);
+        CHECK_EQ_STR(cfg.domain, def.domain);
+    }
+    CHECK_CTX("registrar.http null disables plain HTTP");
+    if (CHECK_RC(parse_str("{\"registrar\": {\"http\": null}}", &cfg, err), 0, err))
+        CHECK_EQ_INT(cfg.registrar.http_enabled, 0);
+    CHECK_CTX("redis tcp");
+    if (CHECK_RC(parse_str("{\"redis\": \"127.0.0.1:6379\"}", &cfg, err), 0, err)) {
+        CHECK_EQ_INT(cfg.redis.is_unix, 0);
+        CHECK_EQ_STR(cfg.redis.tcp.host, "127.0.0.1");
+        CHECK_EQ_INT(cfg.redis.tcp.port, 6379);
+        CHECK_EQ_STR(cfg.redis_str, "127.0.0.1:6379");
+    }
+    CHECK_CTX("relay.ports single port");
+    if (CHECK_RC(parse_str("{\"relay\": {\"ports\": \"20000\"}}", &cfg, err), 0, err)) {
+        CHECK_EQ_INT(cfg.relay.ports.lo, 20000);
+        CHECK_EQ_INT(cfg.relay.ports.hi, 20000);
+    }
+
+    /* config.h: relay.listen "" means all addresses */
+    CHECK_CTX("relay.listen empty");
+    if (CHECK_RC(parse_str("{\"relay\": {\"listen\": \"\"}}", &cfg, err), 0, err))
+        CHECK_EQ_STR(cfg.relay.listen, "");
+    CHECK_CTX("relay.listen IPv6");
+    if (CHECK_RC(parse_str("{\"relay\": {\"listen\": \"::1\"}}", &cfg, err), 0, err))
+        CHECK_EQ_STR(cfg.relay.listen, "::1");
+
+    /* registrar.url defaults to https://DOMAIN[:PORT] of the file's domain, not the default's */
+    CHECK_CTX("url follows domain");
+    if (CHECK_RC(parse_str("{\"domain\": \"example.org\"}", &cfg, err), 0, err))
+        CHECK_MSG(is_default_url(cfg.registrar.url, "example.org"), "registrar.url %s", check_str(cfg.registrar.url));
+    CHECK_CTX("url follows domain and https port");
+    if (CHECK_RC(parse_str("{\"domain\": \"example.org\", \"registrar\": {\"https\": \":9443\"}}", &cfg, err), 0, err))
+        CHECK_EQ_STR(cfg.registrar.url, "https://example.org:9443");
+    CHECK_CTX("url on port 443 has no port");
+    if (CHECK_RC(parse_str("{\"domain\": \"example.org\", \"registrar\": {\"https\": \":443\"}}", &cfg, err), 0, err))
+        CHECK_EQ_STR(cfg.registrar.url, "https://example.org");
+
+    /* limits: 253-byte domain ok; exactly 1 MiB ok */
+    char dom253[400];
+    snprintf(dom253, sizeof(dom253), "{\"domain\": \"%.63s.%.63s.%.63s.%.61s\"}", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+             "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+             "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+             "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
+    CHECK_CTX("253-byte domain");
+    if (CHECK_RC(parse_str(dom253, &cfg, err), 0, err))
+        CHECK_EQ_INT(strlen(cfg.domain), 253);
+
+    char *big = malloc(MIB);
+    memset(big, ' ', MIB);
+    big[0] = '{';
+    big[MIB - 1] = '}';
+    CHECK_CTX("exactly 1 MiB");
+    CHECK_RC(parse_exact(big, MIB, &cfg, err), 0, err);
+    free(big);
+    CHECK_CTX(NULL);
+}
+
+struct err_row {
+    const char *json;
+    size_t len;      /* 0: strlen */
+    const char *want; /* must appear in err */
+    const char *want2;
+};
+
+static void run_err_rows(const char *table, const struct err_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct err_row *r = &rows[i];
+        size_t len = r->len != 0 ? r->len : strlen(r->json);
+        p2m_config_t cfg;
+        char err[P2M_ERR_LEN];
+        CHECK_CTX("%s row %zu %s", table, i, check_bytes(r->json, len));
+        int rc = parse_exact(r->json, len, &cfg, err);
+        if (!CHECK_RC(rc, -1, err))
+            continue;
+        CHECK_MSG(err[0] != '\0', "err is empty on failure");
+        CHECK_MSG(memchr(err, '\n', strlen(err)) == NULL, "err %s is more than one line", check_str(err));
+        if (r->want != NULL)
+            CHECK_MSG(strstr(err, r->want) != NULL, "err %s does not name %s", check_str(err), check_str(r->want));
+        if (r->want2 != NULL)
+            CHECK_MSG(strstr(err, r->want2) != NULL, "err %s does not say %s", check_str(err), check_str(r->want2));
+    }
+    CHECK_CTX(NULL);
+}
+
+static void test_errors(void)
+{
+    static char dom254[400], url513[700], state108[300], pub256[400], name64[200];
+    snprintf(dom254, sizeof(dom254), "{\"domain\": \"%.63s.%.63s.%.63s.%.62s\"}",
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+             "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+             "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+             "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
+    char longs[600];
+    memset(longs, 'x', sizeof(longs) - 1);
+    longs[sizeof(longs) - 1] = '\0';
+    snprintf(url513, sizeof(url513), "{\"registrar\": {\"url\": \"https://%.*s\"}}", P2M_URL_MAX + 1 - 8, longs);
+    snprintf(state108, sizeof(state108), "{\"state_dir\": \"/%.*s\"}", P2M_PATH_MAX, longs);
+    snprintf(name64, sizeof(name64), "{\"relay\": {\"name\": \"%.*s\"}}", P2M_LABEL_MAX + 1, longs);
+    snprintf(pub256, sizeof(pub256), "{\"public_address\": \"%.*s\"}", P2M_HOST_MAX + 1, longs);
+
+    const struct err_row rows[] = {
+        /* unknown keys */
+        {"{\"bogus\": 1}", 0, "bogus", NULL},
+        {"{\"Domain\": \"example.com\"}", 0, "Domain", NULL},
+        {"{\"relay\": {\"bogus\": 1}}", 0, "relay.bogus", NULL},
+        {"{\"registrar\": {\"bogus\": 1}}", 0, "registrar.bogus", NULL},
+        {"{\"registrar\": {\"listen\": \"0.0.0.0:443\"}}", 0, "registrar.listen", NULL},
+        {"{\"relay\": {\"ports\": \"20000-20001\", \"port\": 1}}", 0, "relay.port", NULL},
+        /* wrong types */
+        {"{\"domain\": 5}", 0, "domain", NULL},
+        {"{\"domain\": null}", 0, "domain", NULL},
+        {"{\"domain\": [\"example.com\"]}", 0, "domain", NULL},
+        {"{\"public_address\": 5}", 0, "public_address", NULL},
+        {"{\"redis\": 6379}", 0, "redis", NULL},
+        {"{\"state_dir\": 5}", 0, "state_dir", NULL},
+        {"{\"log_level\": 1}", 0, "log_level", NULL},
+        {"{\"registrar\": []}", 0, "registrar", NULL},
+        {"{\"registrar\": \"x\"}", 0, "registrar", NULL},
+        {"{\"relay\": 5}", 0, "relay", NULL},
+        {"{\"registrar\": {\"https\": 443}}", 0, "registrar.https", NULL},
+        {"{\"registrar\": {\"http\": 80}}", 0, "registrar.http", NULL},
+        {"{\"registrar\": {\"url\": 5}}", 0, "registrar.url", NULL},
+        {"{\"relay\": {\"ports\": 12}}", 0, "relay.ports", NULL},
+        {"{\"relay\": {\"ports\": [20000, 29999]}}", 0, "relay.ports", NULL},
+        {"{\"relay\": {\"listen\": 5}}", 0, "relay.listen", NULL},
+        {"{\"relay\": {\"name\": 5}}", 0, "relay.name", NULL},
+        /* bad values */
+        {"{\"domain\": \"\"}", 0, "domain", NULL},
+        {"{\"domain\": \"-a.com\"}", 0, "domain", NULL},
+        {"{\"domain\": \"a-.com\"}", 0, "domain", NULL},
+        {"{\"domain\": \"a..b\"}", 0, "domain", NULL},
+        {"{\"domain\": \".a.b\"}", 0, "domain", NULL},
+        {"{\"domain\": \"a_b.com\"}", 0, "domain", NULL},
+        {"{\"domain\": \"a b.com\"}", 0, "domain", NULL},
+        {"{\"domain\": \"\\u00e9.com\"}", 0, "domain", NULL},
+        {dom254, 0, "domain", NULL},
+        {pub256, 0, "public_address", NULL},
+        {"{\"public_address\": \"a b\"}", 0, "public_address", NULL},
+        {"{\"redis\": \"unix:\"}", 0, "redis", NULL},
+        {"{\"redis\": \"localhost:0\"}", 0, "redis", NULL},
+        {"{\"redis\": \"\"}", 0, "redis", NULL},
+        {state108, 0, "state_dir", NULL},
+        {"{\"log_level\": \"verbose\"}", 0, "log_level", NULL},
+        {"{\"log_level\": \"\"}", 0, "log_level", NULL},
+        {"{\"registrar\": {\"https\": \"host:0\"}}", 0, "registrar.https", NULL},
+        {"{\"registrar\": {\"https\": \"[::1\"}}", 0, "registrar.https", NULL},
+        {"{\"registrar\": {\"http\": \"x:99999\"}}", 0, "registrar.http", NULL},
+        {url513, 0, "registrar.url", NULL},
+        {"{\"relay\": {\"ports\": \"10-5\"}}", 0, "relay.ports", NULL},
+        {"{\"relay\": {\"ports\": \"0-10\"}}", 0, "relay.ports", NULL},
+        {"{\"relay\": {\"ports\": \"1-65536\"}}", 0, "relay.ports", NULL},
+        {"{\"relay\": {\"ports\": \"\"}}", 0, "relay.ports", NULL},
+        {"{\"relay\": {\"listen\": \"a b\"}}", 0, "relay.listen", NULL},
+        {"{\"relay\": {\"listen\": \"[::1]\"}}", 0, "relay.listen", NULL},
+        {"{\"relay\": {\"name\": \"\"}}", 0, "relay.name", NULL},
+        {"{\"relay\": {\"name\": \"-relay\"}}", 0, "relay.name", NULL},
+        {"{\"relay\": {\"name\": \"re lay\"}}", 0, "relay.name", NULL},
+        {name64, 0, "relay.name", NULL},
+        /* a hostile unknown key must not break the one-line err */
+        {"{\"bo\\ngus\": 1}", 0, "bo", NULL},
+        {"{\"relay\": {\"x\\r\\nlevel=error\": 1}}", 0, "relay.", NULL},
+        {"{\"bogus\": 1, \"bogus\": 2}", 0, NULL, NULL},
+        {"{\"domain\": \"a.com\", \"domain\": \"b.com\"}", 0, "domain", NULL},
+        /* JSON that is not a config object */
+        {"[]", 0, NULL, NULL},
+        {"[{\"domain\": \"example.com\"}]", 0, NULL, NULL},
+        {"5", 0, NULL, NULL},
+        {"\"x\"", 0, NULL, NULL},
+        {"null", 0, NULL, NULL},
+        {"   ", 0, NULL, NULL},
+        /* NUL bytes */
+        {"{\"domain\": \"a\0b.com\"}", sizeof("{\"domain\": \"a\0b.com\"}") - 1, NULL, NULL},
+        {"{}\0", 3, NULL, NULL},
+        {"\0{}", 3, NULL, NULL},
+        {"{\"domain\": \"a\\u0000b.com\"}", 0, NULL, NULL},
+    };
+    run_err_rows("error", rows, sizeof(rows) / sizeof(rows[0]));
+
+    /* empty input: a zero length, which the row table uses for strlen */
+    p2m_config_t cfg;
+    char err[P2M_ERR_LEN];
+    CHECK_CTX("empty input");
+    if (CHECK_RC(parse_exact("", 0, &cfg, err), -1, err))
+        CHECK(err[0] != '\0');
+
+    /* invalid JSON says where */
+    const struct err_row syntax[] = {
+        {"{\"domain\": }", 0, "line", "col"},
+        {"{", 0, "line", "col"},
+        {"{\"domain\": \"a.com\"", 0, "line", "col"},
+        {"{\"domain\": \"a.com\"}}", 0, "line", "col"},
+        {"{} x", 0, "line", "col"},
+        {"{\"domain\": 'a.com'}", 0, "line", "col"},
+        {"{\"relay\": {\"ports\": \"1-2\",}}", 0, "line", "col"},
+        {"{\n\n  \"domain\": \"a.com\",\n  oops\n}", 0, "line", "col"},
+        {"{\"domain\": \"\xff.com\"}", 0, NULL, NULL},
+    };
+    run_err_rows("syntax", syntax, sizeof(syntax) / sizeof(syntax[0]));
+
+    /* every timeout-like key refuses 0, negatives, floats, strings, booleans and out-of-range values */
+    static const char *const timeouts[][2] = {
+        {"registrar", "preconnect_timeout"}, {"registrar", "consumer_ttl"}, {"registrar", "session_ttl"},
+        {"registrar", "auth_fail_window"},   {"relay", "wait_timeout"},     {"relay", "idle_timeout"},
+    };
+    static const char *const counts[][2] = {
+        {"registrar", "auth_fail_limit"},
+        {"relay", "max_conns_per_addr"},
+    };
+    static const char *const bad_any[] = {"-1", "-4294967296", "1.5", "30.0", "1e3", "\"30\"", "true", "null", "[]", "{}",
+                                          "4294967296", "9223372036854775807"};
+    for (int pass = 0; pass < 2; pass++) {
+        size_t nkeys = pass == 0 ? sizeof(timeouts) / sizeof(timeouts[0]) : sizeof(counts) / sizeof(counts[0]);
+        for (size_t k = 0; k < nkeys; k++) {
+            const char *obj = pass == 0 ? timeouts[k][0] : counts[k][0];
+            const char *key = pass == 0 ? timeouts[k][1] : counts[k][1];
+            char path[64], json[256];
+            snprintf(path, sizeof(path), "%s.%s", obj, key);
+            for (size_t v = 0; v < sizeof(bad_any) / sizeof(bad_any[0]) + (pass == 0); v++) {
+                const char *val = v < sizeof(bad_any) / sizeof(bad_any[0]) ? bad_any[v] : "0";
+                snprintf(json, sizeof(json), "{\"%s\": {\"%s\": %s}}", obj, key, val);
+                struct err_row row = {json, 0, path, NULL};
+                run_err_rows("number", &row, 1);
+            }
+            /* and a plain positive integer is fine */
+            snprintf(json, sizeof(json), "{\"%s\": {\"%s\": 42}}", obj, key);
+            CHECK_CTX("%s", json);
+            CHECK_RC(parse_str(json, &cfg, err), 0, err);
+        }
+    }
+    CHECK_CTX(NULL);
+
+    /* more than 1 MiB is refused before parsing */
+    char *big = malloc(MIB + 1);
+    memset(big, ' ', MIB + 1);
+    big[0] = '{';
+    big[MIB] = '}';
+    CHECK_CTX("1 MiB + 1");
+    if (CHECK_RC(parse_exact(big, MIB + 1, &cfg, err), -1, err))
+        CHECK(err[0] != '\0');
+    free(big);
+    CHECK_CTX(NULL);
+}
+
+static void test_load(void)
+{
+    p2m_config_t cfg;
+    char err[P2M_ERR_LEN] = "";
+    const char *missing = "/nonexistent-p2m-dir/pipe2me.json";
+
+    CHECK_CTX("load missing file");
+    p2m_config_defaults(&cfg);
+    if (CHECK_RC(p2m_config_load(missing, &cfg, err), -1, err))
+        CHECK_MSG(strstr(err, missing) != NULL, "err %s does not name %s", check_str(err), missing);
+
+    CHECK_CTX("load a directory");
+    p2m_config_defaults(&cfg);
+    if (CHECK_RC(p2m_config_load("/", &cfg, err), -1, err))
+        CHECK_MSG(err[0] != '\0', "err is empty");
+
+    char path[] = "/tmp/p2m-unit-config-XXXXXX";
+    int fd = mkstemp(path);
+    if (!CHECK_MSG(fd >= 0, "mkstemp failed"))
+        return;
+    FILE *f = fdopen(fd, "w");
+    fputs(full_json, f);
+    fclose(f);
+    CHECK_CTX("load full file");
+    p2m_config_defaults(&cfg);
+    if (CHECK_RC(p2m_config_load(path, &cfg, err), 0, err))
+        check_full(&cfg);
+
+    f = fopen(path, "w");
+    fputs("{\n  \"relay\": {\n    \"ports\": \"9-1\"\n  }\n}\n", f);
+    fclose(f);
+    CHECK_CTX("load bad file");
+    p2m_config_defaults(&cfg);
+    if (CHECK_RC(p2m_config_load(path, &cfg, err), -1, err)) {
+        CHECK_MSG(strstr(err, path) != NULL, "err %s does not name %s", check_str(err), path);
+        CHECK_MSG(strstr(err, "relay.ports") != NULL, "err %s does not name relay.ports", check_str(err));
+    }
+
+    f = fopen(path, "w");
+    fputs("{\n  \"domain\": \"a.com\",\n  oops\n}\n", f);
+    fclose(f);
+    CHECK_CTX("load invalid JSON file");
+    p2m_config_defaults(&cfg);
+    if (CHECK_RC(p2m_config_load(path, &cfg, err), -1, err)) {
+        CHECK_MSG(strstr(err, path) != NULL, "err %s does not name %s", check_str(err), path);
+        CHECK_MSG(strstr(err, "line") != NULL, "err %s does not give the line", check_str(err));
+    }
+
+    f = fopen(path, "w");
+    fputc('{', f);
+    for (int i = 0; i < MIB; i++)
+        fputc(' ', f);
+    fputc('}', f);
+    fclose(f);
+    CHECK_CTX("load a file over 1 MiB");
+    p2m_config_defaults(&cfg);
+    if (CHECK_RC(p2m_config_load(path, &cfg, err), -1, err))
+        CHECK_MSG(strstr(err, path) != NULL, "err %s does not name %s", check_str(err), path);
+
+    f = fopen(path, "w");
+    fclose(f);
+    CHECK_CTX("load an empty file");
+    p2m_config_defaults(&cfg);
+    if (CHECK_RC(p2m_config_load(path, &cfg, err), -1, err))
+        CHECK_MSG(strstr(err, path) != NULL, "err %s does not name %s", check_str(err), path);
+
+    unlink(path);
+    CHECK_CTX(NULL);
+}
+
+/* "a{63}.b{63}.c{63}.d{last}": 192 + last bytes */
+static void build_domain(char *out, int last)
+{
+    size_t pos = 0;
+    for (int l = 0; l < 4; l++) {
+        int n = l < 3 ? 63 : last;
+        if (l > 0)
+            out[pos++] = '.';
+        memset(out + pos, 'a' + l, (size_t)n);
+        pos += (size_t)n;
+    }
+    out[pos] = '\0';
+}
+
+static void test_domain(void)
+{
+    static char d253[300], d254[300], l63[300], l64[300];
+    build_domain(d253, 61);
+    build_domain(d254, 62);
+    snprintf(l63, sizeof(l63), "%.63s.com", d253);
+    snprintf(l64, sizeof(l64), "%.63sa.com", d253);
+    const struct {
+        const char *in;
+        int rc;
+        const char *out;
+    } rows[] = {
+        {"pipe2me.localhost", 0, "pipe2me.localhost"},
+        {"Example.COM", 0, "example.com"},
+        {"localhost", 0, "localhost"},
+        {"a.b.c.d.e", 0, "a.b.c.d.e"},
+        {"xn--bcher-kva.example", 0, "xn--bcher-kva.example"},
+        {"1.2.3.example", 0, "1.2.3.example"},
+        {"my-host.example.com", 0, "my-host.example.com"},
+        {d253, 0, d253},
+        {l63, 0, l63},
+        {"", -1, NULL},
+        {".", -1, NULL},
+        {"..", -1, NULL},
+        {"a..b", -1, NULL},
+        {".a", -1, NULL},
+        {"-a.com", -1, NULL},
+        {"a-.com", -1, NULL},
+        {"a.-com", -1, NULL},
+        {"a_b.com", -1, NULL},
+        {"a b.com", -1, NULL},
+        {" a.com", -1, NULL},
+        {"a.com ", -1, NULL},
+        {"a.com\n", -1, NULL},
+        {"\xff.com", -1, NULL},
+        {"caf\xc3\xa9.com", -1, NULL},
+        {"a/b.com", -1, NULL},
+        {"a:80", -1, NULL},
+        {"*.example.com", -1, NULL},
+        {d254, -1, NULL},
+        {l64, -1, NULL},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char out[P2M_DOMAIN_MAX + 1], err[P2M_ERR_LEN] = "";
+        char *in = strdup(rows[i].in);
+        memset(out, 0x5a, sizeof(out));
+        CHECK_CTX("domain row %zu %s", i, check_str(rows[i].in));
+        int rc = p2m_domain_normalize(in, out, err);
+        if (CHECK_RC(rc, rows[i].rc, err)) {
+            if (rc == 0)
+                CHECK_EQ_STR(out, rows[i].out);
+            else
+                CHECK_MSG(err[0] != '\0', "err is empty on failure");
+        }
+        free(in);
+    }
+    CHECK_CTX(NULL);
+}
+
+int main(void)
+{
+    test_defaults();
+    test_full();
+    test_errors();
+    test_load();
+    test_domain();
+    return check_done("config");
+}
