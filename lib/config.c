@@ -74,11 +74,12 @@ int p2m_domain_normalize(const char *s, char *out, char *err)
     return 0;
 }
 
-/* An unknown key is quoted back in the error; keep the message one printable line. */
+/* Outside text (an unknown key, jansson's quote of a bad token) goes into an error message only as
+ * printable ASCII, so that the message stays one line. */
 static const char *printable_key(const char *key, char *out, size_t cap)
 {
     size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)key; *p != '\0' && n + 5 < cap && n < 64; p++) {
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0' && n + 5 < cap && n < 96; p++) {
         if (*p >= 0x20 && *p < 0x7f)
             out[n++] = (char)*p;
         else
@@ -232,7 +233,8 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
     }
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        p2m_err(err, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        char quoted[128];
+        p2m_err(err, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, printable_key(jerr.text, quoted, sizeof(quoted)));
         goto Exit;
     }
     if (!json_is_object(root)) {

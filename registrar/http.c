@@ -83,7 +83,10 @@ void op_header(op_t *op, const char *name, const char *value)
         return;
     h2o_req_t *req = op->req;
     h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, v.base, v.len);
+    /* HTTP/2 wants lower-case field names; HTTP/1 responses keep the usual spelling. */
+    h2o_iovec_t lower = h2o_strdup(&req->pool, name, SIZE_MAX);
+    h2o_strtolower(lower.base, lower.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, lower.base, lower.len, 1, name, v.base, v.len);
 }
 
 static void send_text(h2o_req_t *req, int status, const char *reason, const char *body)
@@ -265,6 +268,7 @@ int registrar_http_setup(registrar_t *r)
 {
     h2o_config_init(&r->h2o_config);
     r->h2o_config.max_request_entity_size = MAX_BODY;
+    r->h2o_config.server_name = h2o_iovec_init(H2O_STRLIT("pipe2me"));
     r->h2o_config.http1.req_timeout = 10000; /* slowloris: a request must arrive whole in 10 s */
     r->h2o_config.http2.idle_timeout = 30000;
     /* Two host lists share one globalconf: h2o falls back to a list's first host for any Host, so
