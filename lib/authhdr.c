@@ -102,8 +102,7 @@ static int parse_bearer(cursor_t *c, p2m_auth_t *out, char *err)
     size_t n = 0;
     while (c->p < c->end && *c->p != ' ' && *c->p != '\t') {
         char ch = *c->p;
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                 strchr("._~+/=-", ch) != NULL;
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("._~+/=-", ch) != NULL;
         if (!ok || ch == '\0')
             return p2m_err(err, "Bearer: credential has a character outside [A-Za-z0-9._~+/=-]");
         if (n >= P2M_BEARER_MAX)

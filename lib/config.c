@@ -234,7 +234,8 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         char quoted[128];
-        p2m_err(err, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, printable_key(jerr.text, quoted, sizeof(quoted)));
+        p2m_err(err, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                printable_key(jerr.text, quoted, sizeof(quoted)));
         goto Exit;
     }
     if (!json_is_object(root)) {

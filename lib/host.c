@@ -30,8 +30,7 @@ int p2m_host_parse(const char *authority, size_t len, const char *domain, char *
     size_t dlen = strlen(domain);
     if (name_len == dlen && strncasecmp(authority, domain, dlen) == 0)
         return P2M_HOST_BARE;
-    if (name_len < dlen + 2 || authority[name_len - dlen - 1] != '.' ||
-        strncasecmp(authority + name_len - dlen, domain, dlen) != 0)
+    if (name_len < dlen + 2 || authority[name_len - dlen - 1] != '.' || strncasecmp(authority + name_len - dlen, domain, dlen) != 0)
         return p2m_err(err, "Host is not %s or a name under it", domain);
     char lerr[P2M_ERR_LEN];
     if (p2m_label_normalize(authority, name_len - dlen - 1, label, lerr) != 0) {

@@ -36,34 +36,34 @@ int p2m_id_valid(const char *s, size_t len, char *err)
         unsigned char c = (unsigned char)s[i];
         int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
         if (!alnum && (i == 0 || (c != '-' && c != '_' && c != '.')))
-            return p2m_err(err, i == 0 ? "pod ID must start with a letter or digit"
-                                       : "pod ID has a character outside [A-Za-z0-9._-]");
+            return p2m_err(err,
+                           i == 0 ? "pod ID must start with a letter or digit" : "pod ID has a character outside [A-Za-z0-9._-]");
     }
     return 0;
 }
 
 /* 64 words each: 6 bits from each list, 2^18 labels. Short, unambiguous, inoffensive words. */
 static const char *const adjectives[64] = {
-    "able",   "amber",  "azure",  "bold",   "brave",  "bright", "brisk",  "calm",   "clever", "cosy",   "crisp",
-    "curly",  "dapper", "eager",  "early",  "fancy",  "fluffy", "frank",  "gentle", "giddy",  "glad",   "golden",
-    "grand",  "happy",  "handsome", "hardy", "honest", "humble", "jolly",  "keen",   "kind",   "lively", "lucky",
-    "mellow", "merry",  "mighty", "misty",  "modest", "neat",   "nimble", "noble",  "perky",  "plucky", "polite",
-    "proud",  "quick",  "quiet",  "rapid",  "rosy",   "rustic", "shiny",  "silver", "smart",  "snowy",  "steady",
-    "sunny",  "swift",  "tidy",   "tender", "vivid",  "warm",   "witty",  "young",  "zesty"};
+    "able",   "amber",  "azure",    "bold",   "brave",  "bright", "brisk",  "calm",   "clever", "cosy",   "crisp",
+    "curly",  "dapper", "eager",    "early",  "fancy",  "fluffy", "frank",  "gentle", "giddy",  "glad",   "golden",
+    "grand",  "happy",  "handsome", "hardy",  "honest", "humble", "jolly",  "keen",   "kind",   "lively", "lucky",
+    "mellow", "merry",  "mighty",   "misty",  "modest", "neat",   "nimble", "noble",  "perky",  "plucky", "polite",
+    "proud",  "quick",  "quiet",    "rapid",  "rosy",   "rustic", "shiny",  "silver", "smart",  "snowy",  "steady",
+    "sunny",  "swift",  "tidy",     "tender", "vivid",  "warm",   "witty",  "young",  "zesty"};
 static const char *const fruits[64] = {
-    "apple",   "apricot", "banana", "berry",  "cherry", "citron", "clove",  "cocoa",   "coconut", "cumin",  "date",
-    "fennel",  "fig",     "ginger", "grape",  "guava",  "hazel",  "honey",  "kiwi",    "kumquat", "leek",   "lemon",
-    "lime",    "lychee",  "mango",  "maple",  "melon",  "mint",   "nectar", "nutmeg",  "olive",   "onion",  "orange",
-    "papaya",  "peach",   "peanut", "pear",   "pecan",  "pepper", "plum",   "pomelo",  "quince",  "radish", "raisin",
-    "rhubarb", "saffron", "sage",   "sesame", "sorrel", "squash", "sugar",  "tamarind", "thyme",  "tomato", "truffle",
-    "turnip",  "vanilla", "walnut", "wasabi", "yam",    "yuzu",   "basil",  "carrot",  "celery"};
+    "apple",   "apricot", "banana", "berry",  "cherry", "citron", "clove",  "cocoa",    "coconut", "cumin",  "date",
+    "fennel",  "fig",     "ginger", "grape",  "guava",  "hazel",  "honey",  "kiwi",     "kumquat", "leek",   "lemon",
+    "lime",    "lychee",  "mango",  "maple",  "melon",  "mint",   "nectar", "nutmeg",   "olive",   "onion",  "orange",
+    "papaya",  "peach",   "peanut", "pear",   "pecan",  "pepper", "plum",   "pomelo",   "quince",  "radish", "raisin",
+    "rhubarb", "saffron", "sage",   "sesame", "sorrel", "squash", "sugar",  "tamarind", "thyme",   "tomato", "truffle",
+    "turnip",  "vanilla", "walnut", "wasabi", "yam",    "yuzu",   "basil",  "carrot",   "celery"};
 static const char *const animals[64] = {
-    "badger", "beaver",  "bison",   "bobcat",  "camel",  "cheetah", "cobra",  "condor", "coyote",  "crane",  "dingo",
-    "dolphin", "eagle",  "ferret",  "finch",   "gazelle", "gecko",  "gibbon", "heron",  "ibex",    "impala", "jackal",
-    "jaguar", "koala",   "lemur",   "leopard", "llama",  "lynx",    "magpie", "marten", "meerkat", "mole",   "moose",
-    "narwhal", "ocelot", "orca",    "osprey",  "otter",  "panda",   "panther", "pelican", "penguin", "puffin", "quail",
-    "rabbit", "raven",   "robin",   "salmon",  "seal",   "shark",   "sloth",  "spider", "stork",   "swan",   "tapir",
-    "tiger",  "toucan",  "turtle",  "walrus",  "weasel", "whale",   "wombat", "yak",    "zebra"};
+    "badger",  "beaver", "bison",  "bobcat",  "camel",   "cheetah", "cobra",   "condor",  "coyote",  "crane",  "dingo",
+    "dolphin", "eagle",  "ferret", "finch",   "gazelle", "gecko",   "gibbon",  "heron",   "ibex",    "impala", "jackal",
+    "jaguar",  "koala",  "lemur",  "leopard", "llama",   "lynx",    "magpie",  "marten",  "meerkat", "mole",   "moose",
+    "narwhal", "ocelot", "orca",   "osprey",  "otter",   "panda",   "panther", "pelican", "penguin", "puffin", "quail",
+    "rabbit",  "raven",  "robin",  "salmon",  "seal",    "shark",   "sloth",   "spider",  "stork",   "swan",   "tapir",
+    "tiger",   "toucan", "turtle", "walrus",  "weasel",  "whale",   "wombat",  "yak",     "zebra"};
 
 int p2m_label_generate(char *out)
 {

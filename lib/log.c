@@ -83,9 +83,8 @@ void p2m_log(p2m_log_level_t level, const char *event, const char *fmt, ...)
     gmtime_r(&tv.tv_sec, &tm);
 
     char line[4096];
-    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s event=", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
-                     level_names[level]);
+    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s event=", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level]);
     size_t pos = append_escaped(line, (size_t)n, sizeof(line) - 1, event);
     if (kv[0] != '\0') {
         line[pos++] = ' ';

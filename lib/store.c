@@ -37,44 +37,41 @@ static const char lua_pod_add[] =
     "return 'OK'\n";
 
 /* KEYS: pod, pod-labels, pods, labels. ARGV: id. */
-static const char lua_pod_rm[] = LUA_NEED_POD
-    "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', KEYS[4], l) end\n"
-    "redis.call('DEL', KEYS[1], KEYS[2])\n"
-    "redis.call('SREM', KEYS[3], ARGV[1])\n"
-    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
-    "return 'OK'\n";
+static const char lua_pod_rm[] =
+    LUA_NEED_POD "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', KEYS[4], l) end\n"
+                 "redis.call('DEL', KEYS[1], KEYS[2])\n"
+                 "redis.call('SREM', KEYS[3], ARGV[1])\n"
+                 "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+                 "return 'OK'\n";
 
 /* KEYS: pod. ARGV: id, field, value. Any change of credentials or state bumps the epoch. */
-static const char lua_pod_set[] = LUA_NEED_POD
-    "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
-    "redis.call('HINCRBY', KEYS[1], 'epoch', 1)\n"
-    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
-    "return 'OK'\n";
+static const char lua_pod_set[] = LUA_NEED_POD "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
+                                               "redis.call('HINCRBY', KEYS[1], 'epoch', 1)\n"
+                                               "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+                                               "return 'OK'\n";
 
 /* KEYS: pod, pod-labels, labels. ARGV: id, label. Returns 1 if the pod owned it already. */
-static const char lua_label_add[] = LUA_NEED_POD
-    "local owner = redis.call('HGET', KEYS[3], ARGV[2])\n"
-    "if owner == ARGV[1] then return 1 end\n"
-    "if owner then return redis.error_reply('P2M label ' .. ARGV[2] .. ' belongs to pod ' .. owner) end\n"
-    "redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])\n"
-    "redis.call('SADD', KEYS[2], ARGV[2])\n"
-    "return 0\n";
+static const char lua_label_add[] =
+    LUA_NEED_POD "local owner = redis.call('HGET', KEYS[3], ARGV[2])\n"
+                 "if owner == ARGV[1] then return 1 end\n"
+                 "if owner then return redis.error_reply('P2M label ' .. ARGV[2] .. ' belongs to pod ' .. owner) end\n"
+                 "redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])\n"
+                 "redis.call('SADD', KEYS[2], ARGV[2])\n"
+                 "return 0\n";
 
 /* KEYS: labels. ARGV: label, pod-key prefix. Returns the former owner. */
-static const char lua_label_rm[] =
-    "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
-    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
-    "return owner\n";
+static const char lua_label_rm[] = "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                                   "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
+                                   "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                   "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
+                                   "return owner\n";
 
 /* KEYS: lease. ARGV: field, value ('' = any), port. Deletes the lease if field matches. */
-static const char lua_lease_drop[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
-    "if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
-    "redis.call('DEL', KEYS[1])\n"
-    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'unlease ' .. ARGV[3])\n"
-    "return 1\n";
+static const char lua_lease_drop[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+                                     "if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+                                     "redis.call('DEL', KEYS[1])\n"
+                                     "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'unlease ' .. ARGV[3])\n"
+                                     "return 1\n";
 
 struct p2m_store {
     redisContext *rc;
@@ -221,8 +218,8 @@ void p2m_store_free(p2m_store_t *st)
     free(st);
 }
 
-int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1],
-                      size_t nlabels, long long now, char *err)
+int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels,
+                      long long now, char *err)
 {
     char kpod[KEY_MAX], klabels[KEY_MAX], created[24];
     const char *args[64];

@@ -11,32 +11,32 @@ const char p2m_channel_bound[] = "p2m:bound";
 /* Helpers shared by the leasing scripts. live_relays() also forgets relays whose heartbeat hash
  * expired. probe() returns the first port of the relay's range, from `start` on and wrapping, that
  * has neither a lease nor a recent bind failure. */
-#define LUA_LEASE_LIB                                                                                                  \
-    "local function live_relays()\n"                                                                                   \
-    "  local out = {}\n"                                                                                               \
-    "  for _, name in ipairs(redis.call('SMEMBERS', 'p2m:relays')) do\n"                                               \
-    "    local r = redis.call('HMGET', 'p2m:relay:' .. name, 'address', 'ports')\n"                                    \
-    "    local lo, hi = string.match(r[2] or '', '^(%d+)-(%d+)$')\n"                                                   \
-    "    if r[1] and lo then table.insert(out, {name, r[1], tonumber(lo), tonumber(hi)})\n"                            \
-    "    elseif not r[1] then redis.call('SREM', 'p2m:relays', name) end\n"                                            \
-    "  end\n"                                                                                                          \
-    "  table.sort(out, function(a, b) return a[1] < b[1] end)\n"                                                       \
-    "  return out\n"                                                                                                   \
-    "end\n"                                                                                                            \
-    "local function probe(r, start)\n"                                                                                 \
-    "  local size = r[4] - r[3] + 1\n"                                                                                 \
-    "  for i = 0, size - 1 do\n"                                                                                       \
-    "    local p = r[3] + (start + i) % size\n"                                                                        \
-    "    if redis.call('EXISTS', 'p2m:lease:' .. p) == 0 and\n"                                                        \
-    "       redis.call('EXISTS', 'p2m:portbusy:' .. r[1] .. ':' .. p) == 0 then return p end\n"                        \
-    "  end\n"                                                                                                          \
-    "  return nil\n"                                                                                                   \
-    "end\n"                                                                                                            \
-    "local function make_lease(p, kind, label, pod, addr, relay, now, ttl)\n"                                          \
-    "  local k = 'p2m:lease:' .. p\n"                                                                                  \
-    "  redis.call('HSET', k, 'kind', kind, 'label', label, 'pod', pod, 'addr', addr, 'relay', relay,\n"                \
-    "             'created', now, 'state', 'pending')\n"                                                               \
-    "  redis.call('EXPIRE', k, ttl)\n"                                                                                 \
+#define LUA_LEASE_LIB                                                                                                              \
+    "local function live_relays()\n"                                                                                               \
+    "  local out = {}\n"                                                                                                           \
+    "  for _, name in ipairs(redis.call('SMEMBERS', 'p2m:relays')) do\n"                                                           \
+    "    local r = redis.call('HMGET', 'p2m:relay:' .. name, 'address', 'ports')\n"                                                \
+    "    local lo, hi = string.match(r[2] or '', '^(%d+)-(%d+)$')\n"                                                               \
+    "    if r[1] and lo then table.insert(out, {name, r[1], tonumber(lo), tonumber(hi)})\n"                                        \
+    "    elseif not r[1] then redis.call('SREM', 'p2m:relays', name) end\n"                                                        \
+    "  end\n"                                                                                                                      \
+    "  table.sort(out, function(a, b) return a[1] < b[1] end)\n"                                                                   \
+    "  return out\n"                                                                                                               \
+    "end\n"                                                                                                                        \
+    "local function probe(r, start)\n"                                                                                             \
+    "  local size = r[4] - r[3] + 1\n"                                                                                             \
+    "  for i = 0, size - 1 do\n"                                                                                                   \
+    "    local p = r[3] + (start + i) % size\n"                                                                                    \
+    "    if redis.call('EXISTS', 'p2m:lease:' .. p) == 0 and\n"                                                                    \
+    "       redis.call('EXISTS', 'p2m:portbusy:' .. r[1] .. ':' .. p) == 0 then return p end\n"                                    \
+    "  end\n"                                                                                                                      \
+    "  return nil\n"                                                                                                               \
+    "end\n"                                                                                                                        \
+    "local function make_lease(p, kind, label, pod, addr, relay, now, ttl)\n"                                                      \
+    "  local k = 'p2m:lease:' .. p\n"                                                                                              \
+    "  redis.call('HSET', k, 'kind', kind, 'label', label, 'pod', pod, 'addr', addr, 'relay', relay,\n"                            \
+    "             'created', now, 'state', 'pending')\n"                                                                           \
+    "  redis.call('EXPIRE', k, ttl)\n"                                                                                             \
     "end\n"
 
 /* KEYS: fail:id, fail:addr, pod, labels. ARGV: label, limit. */
@@ -57,17 +57,16 @@ static const char lua_auth_fail[] =
     "return redis.call('HINCRBY', KEYS[3], 'fail:' .. ARGV[2], 1)\n";
 
 /* KEYS: totp step, pod, labels, session or ''. ARGV: id, label, session ttl, replay ttl. */
-static const char lua_register_commit[] =
-    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then return 'replay' end\n"
-    "local p = redis.call('HMGET', KEYS[2], 'disabled', 'epoch')\n"
-    "if not p[1] then return 'nopod' end\n"
-    "if p[1] == '1' then return 'disabled' end\n"
-    "if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[1] then return 'notowner' end\n"
-    "if KEYS[4] ~= '' then\n"
-    "  redis.call('HSET', KEYS[4], 'pod', ARGV[1], 'label', ARGV[2], 'epoch', p[2] or '0')\n"
-    "  redis.call('EXPIRE', KEYS[4], ARGV[3])\n"
-    "end\n"
-    "return 'ok'\n";
+static const char lua_register_commit[] = "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then return 'replay' end\n"
+                                          "local p = redis.call('HMGET', KEYS[2], 'disabled', 'epoch')\n"
+                                          "if not p[1] then return 'nopod' end\n"
+                                          "if p[1] == '1' then return 'disabled' end\n"
+                                          "if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[1] then return 'notowner' end\n"
+                                          "if KEYS[4] ~= '' then\n"
+                                          "  redis.call('HSET', KEYS[4], 'pod', ARGV[1], 'label', ARGV[2], 'epoch', p[2] or '0')\n"
+                                          "  redis.call('EXPIRE', KEYS[4], ARGV[3])\n"
+                                          "end\n"
+                                          "return 'ok'\n";
 
 /* KEYS: session, fail:addr, labels. ARGV: label, limit. A session issued under an older epoch
  * (the pod was disabled, enabled or its secret rotated since) or for a removed pod is dead. */
@@ -84,49 +83,48 @@ static const char lua_session_lookup[] =
     "return {'ok', s[1]}\n";
 
 /* ARGV: label, pod, addr, now, ttl, rand. */
-static const char lua_lease_pre[] = LUA_LEASE_LIB
-    "local relays = live_relays()\n"
-    "if #relays == 0 then return {'norelay'} end\n"
-    "local rnd = tonumber(ARGV[6])\n"
-    "for j = 0, #relays - 1 do\n"
-    "  local r = relays[(rnd + j) % #relays + 1]\n"
-    "  local p = probe(r, rnd)\n"
-    "  if p then\n"
-    "    make_lease(p, 'pre', ARGV[1], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
-    "    return {'ok', tostring(p), r[1], r[2]}\n"
-    "  end\n"
-    "end\n"
-    "return {'noport'}\n";
+static const char lua_lease_pre[] = LUA_LEASE_LIB "local relays = live_relays()\n"
+                                                  "if #relays == 0 then return {'norelay'} end\n"
+                                                  "local rnd = tonumber(ARGV[6])\n"
+                                                  "for j = 0, #relays - 1 do\n"
+                                                  "  local r = relays[(rnd + j) % #relays + 1]\n"
+                                                  "  local p = probe(r, rnd)\n"
+                                                  "  if p then\n"
+                                                  "    make_lease(p, 'pre', ARGV[1], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
+                                                  "    return {'ok', tostring(p), r[1], r[2]}\n"
+                                                  "  end\n"
+                                                  "end\n"
+                                                  "return {'noport'}\n";
 
 /* ARGV: label, addr, now, ttl, rand. */
-static const char lua_consumer_route[] = LUA_LEASE_LIB
-    "local owner = redis.call('HGET', 'p2m:labels', ARGV[1])\n"
-    "if not owner then return {'unknown'} end\n"
-    "local relays = live_relays()\n"
-    "local best, best_idle, idle = nil, 0, {}\n"
-    "for _, r in ipairs(relays) do\n"
-    "  local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[1]) or '0') or 0\n"
-    "  idle[r[1]] = n\n"
-    "  if n > best_idle then best, best_idle = r, n end\n"
-    "end\n"
-    "if not best then return {'noidle'} end\n"
-    "local mk = 'p2m:consumer:' .. ARGV[1] .. ':' .. ARGV[2]\n"
-    "local port = redis.call('GET', mk)\n"
-    "if port then\n"
-    "  local l = redis.call('HMGET', 'p2m:lease:' .. port, 'kind', 'label', 'addr', 'relay', 'state')\n"
-    "  if l[1] == 'consumer' and l[2] == ARGV[1] and l[3] == ARGV[2] and (idle[l[4]] or 0) > 0 then\n"
-    "    redis.call('EXPIRE', 'p2m:lease:' .. port, ARGV[4])\n"
-    "    redis.call('EXPIRE', mk, ARGV[4])\n"
-    "    for _, r in ipairs(relays) do\n"
-    "      if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2'} end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local p = probe(best, tonumber(ARGV[5]))\n"
-    "if not p then return {'noport'} end\n"
-    "make_lease(p, 'consumer', ARGV[1], owner, ARGV[2], best[1], ARGV[3], ARGV[4])\n"
-    "redis.call('SET', mk, p, 'EX', ARGV[4])\n"
-    "return {'ok', tostring(p), best[2], best[1], '1'}\n";
+static const char lua_consumer_route[] =
+    LUA_LEASE_LIB "local owner = redis.call('HGET', 'p2m:labels', ARGV[1])\n"
+                  "if not owner then return {'unknown'} end\n"
+                  "local relays = live_relays()\n"
+                  "local best, best_idle, idle = nil, 0, {}\n"
+                  "for _, r in ipairs(relays) do\n"
+                  "  local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[1]) or '0') or 0\n"
+                  "  idle[r[1]] = n\n"
+                  "  if n > best_idle then best, best_idle = r, n end\n"
+                  "end\n"
+                  "if not best then return {'noidle'} end\n"
+                  "local mk = 'p2m:consumer:' .. ARGV[1] .. ':' .. ARGV[2]\n"
+                  "local port = redis.call('GET', mk)\n"
+                  "if port then\n"
+                  "  local l = redis.call('HMGET', 'p2m:lease:' .. port, 'kind', 'label', 'addr', 'relay', 'state')\n"
+                  "  if l[1] == 'consumer' and l[2] == ARGV[1] and l[3] == ARGV[2] and (idle[l[4]] or 0) > 0 then\n"
+                  "    redis.call('EXPIRE', 'p2m:lease:' .. port, ARGV[4])\n"
+                  "    redis.call('EXPIRE', mk, ARGV[4])\n"
+                  "    for _, r in ipairs(relays) do\n"
+                  "      if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2'} end\n"
+                  "    end\n"
+                  "  end\n"
+                  "end\n"
+                  "local p = probe(best, tonumber(ARGV[5]))\n"
+                  "if not p then return {'noport'} end\n"
+                  "make_lease(p, 'consumer', ARGV[1], owner, ARGV[2], best[1], ARGV[3], ARGV[4])\n"
+                  "redis.call('SET', mk, p, 'EX', ARGV[4])\n"
+                  "return {'ok', tostring(p), best[2], best[1], '1'}\n";
 
 /* KEYS: lease. */
 static const char lua_lease_abandon[] = "if redis.call('HGET', KEYS[1], 'state') == 'pending' then\n"
@@ -206,8 +204,7 @@ static void begin(p2m_cmd_t *c)
     c->_used = 0;
 }
 
-#define EVAL(c, script, nkeys)                                                                                                  \
-    (begin(c), push(c, "EVAL") || push_static(c, script, sizeof(script) - 1) || pushu(c, nkeys))
+#define EVAL(c, script, nkeys) (begin(c), push(c, "EVAL") || push_static(c, script, sizeof(script) - 1) || pushu(c, nkeys))
 
 int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, unsigned limit)
 {
@@ -240,8 +237,8 @@ int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, uin
 
 int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, unsigned limit)
 {
-    return EVAL(c, lua_session_lookup, 3) || pushf(c, "p2m:session:%s%s", digest, "") ||
-                   pushf(c, "p2m:fail:addr:%s%s", addr, "") || push(c, "p2m:labels") || push(c, label) || pushu(c, limit)
+    return EVAL(c, lua_session_lookup, 3) || pushf(c, "p2m:session:%s%s", digest, "") || pushf(c, "p2m:fail:addr:%s%s", addr, "") ||
+                   push(c, "p2m:labels") || push(c, label) || pushu(c, limit)
                ? -1
                : 0;
 }

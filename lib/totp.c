@@ -145,8 +145,8 @@ int p2m_totp_validate(const unsigned char *raw, size_t raw_len, time_t now, unsi
             continue;
         uint64_t s = current + (uint64_t)d;
         char code[P2M_TOTP_DIGITS + 1];
-        if (oath_totp_generate((const char *)raw, raw_len, (time_t)(s * P2M_TOTP_STEP), P2M_TOTP_STEP, 0, P2M_TOTP_DIGITS,
-                               code) != OATH_OK)
+        if (oath_totp_generate((const char *)raw, raw_len, (time_t)(s * P2M_TOTP_STEP), P2M_TOTP_STEP, 0, P2M_TOTP_DIGITS, code) !=
+            OATH_OK)
             return -1;
         int eq = CRYPTO_memcmp(code, otp, P2M_TOTP_DIGITS) == 0;
         OPENSSL_cleanse(code, sizeof(code));
@@ -164,8 +164,8 @@ static int uri_escape(const char *s, char *out, size_t cap, size_t *pos)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-                    *p == '.' || *p == '_' || *p == '~';
+        int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+                    *p == '_' || *p == '~';
         if (*pos + (plain ? 1 : 3) >= cap)
             return -1;
         if (plain) {
@@ -196,10 +196,9 @@ int p2m_totp_uri(const char *issuer, const char *account, const char *secret_b32
     char tail[64];
     snprintf(tail, sizeof(tail), "&algorithm=SHA1&digits=%d&period=%d", P2M_TOTP_DIGITS, P2M_TOTP_STEP);
     if (cap == 0 || append("otpauth://totp/", out, cap, &pos) != 0 || uri_escape(issuer, out, cap, &pos) != 0 ||
-        append(":", out, cap, &pos) != 0 || uri_escape(account, out, cap, &pos) != 0 ||
-        append("?secret=", out, cap, &pos) != 0 || uri_escape(secret_b32, out, cap, &pos) != 0 ||
-        append("&issuer=", out, cap, &pos) != 0 || uri_escape(issuer, out, cap, &pos) != 0 ||
-        append(tail, out, cap, &pos) != 0)
+        append(":", out, cap, &pos) != 0 || uri_escape(account, out, cap, &pos) != 0 || append("?secret=", out, cap, &pos) != 0 ||
+        uri_escape(secret_b32, out, cap, &pos) != 0 || append("&issuer=", out, cap, &pos) != 0 ||
+        uri_escape(issuer, out, cap, &pos) != 0 || append(tail, out, cap, &pos) != 0)
         return -1;
     return (int)pos;
 }

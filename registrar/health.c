@@ -104,19 +104,22 @@ static void on_metrics(op_t *op, redisReply *rep)
     }
     add(&t, "# HELP pipe2me_relays Relays with a live heartbeat.\n# TYPE pipe2me_relays gauge\npipe2me_relays %lld\n",
         num(rep->element[0]));
-    add(&t, "# HELP pipe2me_registrations_total Successful pod registrations.\n# TYPE pipe2me_registrations_total counter\n"
-            "pipe2me_registrations_total %lld\n",
+    add(&t,
+        "# HELP pipe2me_registrations_total Successful pod registrations.\n# TYPE pipe2me_registrations_total counter\n"
+        "pipe2me_registrations_total %lld\n",
         registrations);
-    add(&t, "# HELP pipe2me_redirects_total Consumer redirects to a relay port.\n# TYPE pipe2me_redirects_total counter\n"
-            "pipe2me_redirects_total %lld\n",
+    add(&t,
+        "# HELP pipe2me_redirects_total Consumer redirects to a relay port.\n# TYPE pipe2me_redirects_total counter\n"
+        "pipe2me_redirects_total %lld\n",
         redirects);
     add(&t, "# HELP pipe2me_failures_total Refused or failed requests by reason.\n# TYPE pipe2me_failures_total counter\n");
     for (size_t i = 0; i + 1 < stats->elements; i += 2)
         if (strncmp(stats->element[i]->str, "fail:", 5) == 0)
             add(&t, "pipe2me_failures_total{reason=\"%s\"} %lld\n", esc(stats->element[i]->str + 5, a, sizeof(a)),
                 num(stats->element[i + 1]));
-    add(&t, "# HELP pipe2me_leases Port leases in use.\n# TYPE pipe2me_leases gauge\npipe2me_leases{kind=\"pre\"} %lld\n"
-            "pipe2me_leases{kind=\"consumer\"} %lld\n",
+    add(&t,
+        "# HELP pipe2me_leases Port leases in use.\n# TYPE pipe2me_leases gauge\npipe2me_leases{kind=\"pre\"} %lld\n"
+        "pipe2me_leases{kind=\"consumer\"} %lld\n",
         num(rep->element[2]), num(rep->element[3]));
     add(&t, "# HELP pipe2me_idle_preconnections Idle pod pre-connections.\n# TYPE pipe2me_idle_preconnections gauge\n");
     for (size_t i = 0; i + 2 < idle->elements; i += 3)

@@ -191,11 +191,11 @@ static int on_req_http(h2o_handler_t *self, h2o_req_t *req)
     char port[8] = "";
     if (r->https_port != 443)
         snprintf(port, sizeof(port), ":%u", (unsigned)r->https_port);
-    h2o_iovec_t loc = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")),
-                                 kind == P2M_HOST_LABEL ? h2o_iovec_init(label, strlen(label)) : h2o_iovec_init(NULL, 0),
-                                 kind == P2M_HOST_LABEL ? h2o_iovec_init(H2O_STRLIT(".")) : h2o_iovec_init(NULL, 0),
-                                 h2o_iovec_init(r->cfg.domain, strlen(r->cfg.domain)), h2o_iovec_init(port, strlen(port)),
-                                 req->path);
+    h2o_iovec_t loc =
+        h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")),
+                   kind == P2M_HOST_LABEL ? h2o_iovec_init(label, strlen(label)) : h2o_iovec_init(NULL, 0),
+                   kind == P2M_HOST_LABEL ? h2o_iovec_init(H2O_STRLIT(".")) : h2o_iovec_init(NULL, 0),
+                   h2o_iovec_init(r->cfg.domain, strlen(r->cfg.domain)), h2o_iovec_init(port, strlen(port)), req->path);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
     send_text(req, 308, "Permanent Redirect", "use https");
     return 0;

@@ -23,8 +23,8 @@ static void count(op_t *op, const char *name)
 
 static void done(op_t *op, int status, const char *reason, const char *why, const char *retry_after)
 {
-    p2m_log(status == 307 ? P2M_LOG_INFO : P2M_LOG_WARN, "redirect", "status=%d label=%s addr=%s lease=%u reason=\"%s\"",
-            status, op->label, op->addr, (unsigned)op->port, why);
+    p2m_log(status == 307 ? P2M_LOG_INFO : P2M_LOG_WARN, "redirect", "status=%d label=%s addr=%s lease=%u reason=\"%s\"", status,
+            op->label, op->addr, (unsigned)op->port, why);
     if (retry_after != NULL)
         op_header(op, "Retry-After", retry_after);
     if (status != 307) {
@@ -42,10 +42,10 @@ void redirect_bound(op_t *op, int ok)
             char port[8];
             snprintf(port, sizeof(port), ":%u", (unsigned)op->port);
             h2o_req_t *req = op->req;
-            h2o_iovec_t loc = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")),
-                                         h2o_iovec_init(op->label, strlen(op->label)), h2o_iovec_init(H2O_STRLIT(".")),
-                                         h2o_iovec_init(op->r->cfg.domain, strlen(op->r->cfg.domain)),
-                                         h2o_iovec_init(port, strlen(port)), op->path);
+            h2o_iovec_t loc =
+                h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")), h2o_iovec_init(op->label, strlen(op->label)),
+                           h2o_iovec_init(H2O_STRLIT(".")), h2o_iovec_init(op->r->cfg.domain, strlen(op->r->cfg.domain)),
+                           h2o_iovec_init(port, strlen(port)), op->path);
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
         }
         count(op, "redirects");

@@ -80,8 +80,8 @@ static int make_session(op_t *op)
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     size_t n = 0;
     for (size_t i = 0; i < sizeof(raw); i += 3) {
-        uint32_t v = (uint32_t)raw[i] << 16 | (i + 1 < sizeof(raw) ? (uint32_t)raw[i + 1] << 8 : 0) |
-                     (i + 2 < sizeof(raw) ? raw[i + 2] : 0);
+        uint32_t v =
+            (uint32_t)raw[i] << 16 | (i + 1 < sizeof(raw) ? (uint32_t)raw[i + 1] << 8 : 0) | (i + 2 < sizeof(raw) ? raw[i + 2] : 0);
         size_t chars = i + 2 < sizeof(raw) ? 4 : i + 1 < sizeof(raw) ? 3 : 2;
         for (size_t k = 0; k < chars; k++)
             op->session[n++] = b64[(v >> (18 - 6 * k)) & 63];
@@ -143,25 +143,22 @@ static void on_lease(op_t *op, redisReply *rep)
         op_free(op);
         return;
     }
-    if (status == NULL)
-        {
-            redis_down(op);
-            return;
-        }
+    if (status == NULL) {
+        redis_down(op);
+        return;
+    }
     if (strcmp(status, "ok") != 0) {
         op_header(op, "Retry-After", "5");
         {
-            respond_error(op, 503, "Service Unavailable",
-                             strcmp(status, "norelay") == 0 ? "no relay is running" : "no free port");
+            respond_error(op, 503, "Service Unavailable", strcmp(status, "norelay") == 0 ? "no relay is running" : "no free port");
             return;
         }
     }
     const char *port = reply_str(rep, 1), *relay = reply_str(rep, 2), *addr = reply_str(rep, 3);
-    if (port == NULL || relay == NULL || addr == NULL)
-        {
-            redis_down(op);
-            return;
-        }
+    if (port == NULL || relay == NULL || addr == NULL) {
+        redis_down(op);
+        return;
+    }
     op->port = (uint16_t)atoi(port);
     snprintf(op->relay_addr, sizeof(op->relay_addr), "%s", addr);
     lease_wait(op, relay, 1);
@@ -178,90 +175,62 @@ static void lease_request(op_t *op)
         redis_down(op);
 }
 
-static int refused(op_t *op, const char *status)
+/* Answers every outcome a lookup or commit script can report but "ok". Returns 1 when op has been
+ * answered (and freed), 0 when the caller goes on. */
+static int settled(op_t *op, const char *status, const redisReply *rep)
 {
-    if (strcmp(status, "disabled") == 0) {
+    if (op->req == NULL) { /* the pod gave up */
+        op_free(op);
+        return 1;
+    }
+    if (status != NULL && strcmp(status, "ok") == 0)
+        return 0;
+    if (status == NULL)
+        redis_down(op);
+    else if (strcmp(status, "limited") == 0)
+        limited(op, reply_str(rep, 1));
+    else if (strcmp(status, "nopod") == 0)
+        fail_auth(op, "nopod", "unknown pod");
+    else if (strcmp(status, "replay") == 0)
+        fail_auth(op, "replay", "token already used");
+    else if (strcmp(status, "badsession") == 0)
+        fail_auth(op, "badsession", "session expired or revoked");
+    else if (strcmp(status, "disabled") == 0)
         respond_error(op, 403, "Forbidden", "pod disabled");
-        return 1;
-    }
-    if (strcmp(status, "notowner") == 0) {
+    else if (strcmp(status, "notowner") == 0)
         respond_error(op, 403, "Forbidden", "label not owned by this pod");
-        return 1;
-    }
-    return 0;
+    else
+        redis_down(op);
+    return 1;
 }
 
 static void on_commit(op_t *op, redisReply *rep)
 {
-    if (op->req == NULL) {
-        op_free(op);
-        return;
-    }
-    if (rep == NULL || (rep->type != REDIS_REPLY_STATUS && rep->type != REDIS_REPLY_STRING))
-        {
-            redis_down(op);
-            return;
-        }
-    if (strcmp(rep->str, "ok") == 0)
-        {
-            lease_request(op);
-            return;
-        }
-    if (strcmp(rep->str, "replay") == 0)
-        {
-            fail_auth(op, "replay", "token already used");
-            return;
-        }
-    if (strcmp(rep->str, "nopod") == 0)
-        {
-            fail_auth(op, "nopod", "unknown pod");
-            return;
-        }
-    if (!refused(op, rep->str))
-        redis_down(op);
+    int is_text = rep != NULL && (rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING);
+    if (!settled(op, is_text ? rep->str : NULL, rep))
+        lease_request(op);
 }
 
 static void on_auth_lookup(op_t *op, redisReply *rep)
 {
-    const char *status = reply_str(rep, 0);
-    if (op->req == NULL) {
-        op_free(op);
+    if (settled(op, reply_str(rep, 0), rep))
         return;
-    }
-    if (status == NULL)
-        {
-            redis_down(op);
-            return;
-        }
-    if (strcmp(status, "limited") == 0)
-        {
-            limited(op, reply_str(rep, 1));
-            return;
-        }
-    if (strcmp(status, "nopod") == 0)
-        {
-            fail_auth(op, "nopod", "unknown pod");
-            return;
-        }
     const char *secret = reply_str(rep, 1);
     unsigned char raw[128];
     size_t raw_len = 0;
     uint64_t step = 0;
-    char err[P2M_ERR_LEN];
+    char err[P2M_ERR_LEN] = "missing";
     if (secret == NULL || p2m_totp_secret_decode(secret, raw, sizeof(raw), &raw_len, err) != 0) {
         p2m_log(P2M_LOG_ERROR, "bad_secret", "pod=%s error=\"%s\"", op->id, err);
-        {
-            redis_down(op);
-            return;
-        }
+        redis_down(op);
+        return;
     }
     int match = p2m_totp_validate(raw, raw_len, time(NULL), 1, op->auth.token, &step);
     OPENSSL_cleanse(raw, sizeof(raw));
-    if (match != 0)
-        {
-            fail_auth(op, "badtoken", "wrong token");
-            return;
-        }
+    if (match != 0) {
+        fail_auth(op, "badtoken", "wrong token");
+        return;
+    }
     p2m_cmd_t cmd;
     if (make_session(op) != 0 ||
         p2m_cmd_register_commit(&cmd, op->id, op->label, step, op->session_digest, op->r->cfg.registrar.session_ttl) != 0 ||
@@ -271,34 +240,13 @@ static void on_auth_lookup(op_t *op, redisReply *rep)
 
 static void on_session_lookup(op_t *op, redisReply *rep)
 {
-    const char *status = reply_str(rep, 0);
-    if (op->req == NULL) {
-        op_free(op);
-        return;
-    }
-    if (status == NULL)
-        {
-            redis_down(op);
-            return;
-        }
-    if (strcmp(status, "limited") == 0)
-        {
-            limited(op, reply_str(rep, 1));
-            return;
-        }
-    if (strcmp(status, "badsession") == 0)
-        {
-            fail_auth(op, "badsession", "session expired or revoked");
-            return;
-        }
-    if (refused(op, status))
+    if (settled(op, reply_str(rep, 0), rep))
         return;
     const char *pod = reply_str(rep, 1);
-    if (strcmp(status, "ok") != 0 || pod == NULL)
-        {
-            redis_down(op);
-            return;
-        }
+    if (pod == NULL) {
+        redis_down(op);
+        return;
+    }
     snprintf(op->id, sizeof(op->id), "%s", pod);
     lease_request(op);
 }
@@ -316,16 +264,14 @@ void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, siz
     }
 
     ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (at < 0)
-        {
-            fail_auth(op, "noauth", "Authorization header missing");
-            return;
-        }
-    if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, at) >= 0)
-        {
-            fail_auth(op, "badauth", "more than one Authorization header");
-            return;
-        }
+    if (at < 0) {
+        fail_auth(op, "noauth", "Authorization header missing");
+        return;
+    }
+    if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, at) >= 0) {
+        fail_auth(op, "badauth", "more than one Authorization header");
+        return;
+    }
     h2o_iovec_t v = req->headers.entries[at].value;
     if (p2m_authhdr_parse(v.base, v.len, &op->auth, err) != 0) {
         char why[P2M_ERR_LEN + 32];

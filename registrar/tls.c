@@ -105,8 +105,7 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
     } else {
         if (add_ext(cert, iss, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
             add_ext(cert, iss, NID_key_usage, "critical,digitalSignature") != 0 ||
-            add_ext(cert, iss, NID_ext_key_usage, "serverAuth") != 0 ||
-            add_ext(cert, iss, NID_subject_alt_name, san) != 0 ||
+            add_ext(cert, iss, NID_ext_key_usage, "serverAuth") != 0 || add_ext(cert, iss, NID_subject_alt_name, san) != 0 ||
             add_ext(cert, iss, NID_authority_key_identifier, "keyid:always") != 0)
             goto Error;
     }

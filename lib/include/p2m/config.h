@@ -14,10 +14,10 @@
 #define P2M_URL_MAX 512
 
 typedef struct {
-    p2m_hostport_t listen; /* registrar.https */
-    int http_enabled;      /* registrar.http is not null */
-    p2m_hostport_t http;   /* registrar.http: plain HTTP, redirects to HTTPS */
-    char url[P2M_URL_MAX + 1]; /* registrar.url: what pods are told to use; default https://DOMAIN[:PORT] */
+    p2m_hostport_t listen;       /* registrar.https */
+    int http_enabled;            /* registrar.http is not null */
+    p2m_hostport_t http;         /* registrar.http: plain HTTP, redirects to HTTPS */
+    char url[P2M_URL_MAX + 1];   /* registrar.url: what pods are told to use; default https://DOMAIN[:PORT] */
     unsigned preconnect_timeout; /* registrar.preconnect_timeout: s a P port waits for its pod */
     unsigned consumer_ttl;       /* registrar.consumer_ttl: s a Q port lives while idle */
     unsigned session_ttl;        /* registrar.session_ttl: s a Bearer session credential lives */
@@ -26,21 +26,21 @@ typedef struct {
 } p2m_registrar_config_t;
 
 typedef struct {
-    char name[P2M_LABEL_MAX + 1]; /* relay.name: this relay's name in Redis; default the host name */
-    p2m_port_range_t ports;  /* relay.ports: the rendezvous ports the registrar leases */
+    char name[P2M_LABEL_MAX + 1];  /* relay.name: this relay's name in Redis; default the host name */
+    p2m_port_range_t ports;        /* relay.ports: the rendezvous ports the registrar leases */
     char listen[P2M_HOST_MAX + 1]; /* relay.listen: address the leased ports bind to ("" = all) */
-    unsigned wait_timeout;   /* relay.wait_timeout: s a consumer waits for an idle pre-connection */
-    unsigned idle_timeout;   /* relay.idle_timeout: s a joined tunnel may stay silent both ways */
-    unsigned max_conns_per_addr; /* relay.max_conns_per_addr: concurrent consumer connections per address */
+    unsigned wait_timeout;         /* relay.wait_timeout: s a consumer waits for an idle pre-connection */
+    unsigned idle_timeout;         /* relay.idle_timeout: s a joined tunnel may stay silent both ways */
+    unsigned max_conns_per_addr;   /* relay.max_conns_per_addr: concurrent consumer connections per address */
 } p2m_relay_config_t;
 
 typedef struct {
-    char domain[P2M_DOMAIN_MAX + 1];         /* domain: labels live at LABEL.DOMAIN */
-    char public_address[P2M_HOST_MAX + 1];   /* public_address: the relay's address pods and consumers reach */
-    p2m_redis_addr_t redis;                  /* redis: "unix:PATH" or "HOST:PORT" */
-    char redis_str[P2M_PATH_MAX + 16];       /* redis as written, for messages */
-    char state_dir[P2M_PATH_MAX + 1];        /* state_dir: keys and certificates */
-    p2m_log_level_t log_level;               /* log_level */
+    char domain[P2M_DOMAIN_MAX + 1];       /* domain: labels live at LABEL.DOMAIN */
+    char public_address[P2M_HOST_MAX + 1]; /* public_address: the relay's address pods and consumers reach */
+    p2m_redis_addr_t redis;                /* redis: "unix:PATH" or "HOST:PORT" */
+    char redis_str[P2M_PATH_MAX + 16];     /* redis as written, for messages */
+    char state_dir[P2M_PATH_MAX + 1];      /* state_dir: keys and certificates */
+    p2m_log_level_t log_level;             /* log_level */
     p2m_registrar_config_t registrar;
     p2m_relay_config_t relay;
 } p2m_config_t;

@@ -70,8 +70,8 @@ void p2m_store_free(p2m_store_t *st);
 
 /* Creates pod id with the given secret and labels (already normalized), atomically: fails with
  * nothing changed if the pod exists or any label has an owner. */
-int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1],
-                      size_t nlabels, long long now, char *err);
+int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels,
+                      long long now, char *err);
 
 /* Loads one pod. Returns 0 with *out (free with p2m_pod_free), or -1 with err ("unknown pod"). */
 int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *err);
