@@ -13,6 +13,7 @@ struct p2m_pipe_pool {
     unsigned max, size;
     unsigned open, borrowed;
     uint64_t exhausted;
+    uint64_t create_failed;
     p2m_pipe_t *free;
     p2m_pipe_waiter_t *wait_head, *wait_tail;
     unsigned waiting;
@@ -60,8 +61,16 @@ void p2m_pipe_pool_free(p2m_pipe_pool_t *pool)
 static p2m_pipe_t *pipe_create(p2m_pipe_pool_t *pool)
 {
     int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        int saved = errno;
+        /* Logged at 1, 2, 4, 8 ... failures: visible without flooding. */
+        uint64_t n = ++pool->create_failed;
+        if ((n & (n - 1)) == 0)
+            p2m_log(P2M_LOG_WARN, "pipe_create_failed", "error=\"%s\" failures=%llu open=%u", strerror(saved),
+                    (unsigned long long)pool->create_failed, pool->open);
+        errno = saved;
         return NULL;
+    }
     int got = fcntl(fds[1], F_SETPIPE_SZ, (int)pool->size);
     if (got < 0 && !pool->size_refused) {
         pool->size_refused = 1;
@@ -195,6 +204,13 @@ static void fail(p2m_splice_dir_t *d, int err)
 ssize_t p2m_splice_in(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src)
 {
     if (d->pipe == NULL && (d->pipe = p2m_pipe_get(pool)) == NULL) {
+        /* Waiting only makes sense when a borrowed pipe will come back; with none borrowed the
+         * system refused to make one (descriptors, memory), and waiting would hang. */
+        if (pool->borrowed == 0) {
+            fail(d, errno == EAGAIN ? ENOBUFS : errno);
+            errno = d->err;
+            return -1;
+        }
         errno = ENOBUFS;
         return -1;
     }

@@ -132,9 +132,9 @@ static void on_metrics(op_t *op, redisReply *rep)
         if (colon == NULL)
             continue;
         snprintf(b, sizeof(b), "%.*s", (int)(colon - field), field);
-        char lb[128];
+        char lb[128], cb[128];
         add(&t, "pipe2me_relay_total{relay=\"%s\",label=\"%s\",counter=\"%s\"} %lld\n", esc(rstats->element[i]->str, a, sizeof(a)),
-            esc(b, lb, sizeof(lb)), esc(colon + 1, b, sizeof(b)), num(rstats->element[i + 2]));
+            esc(b, lb, sizeof(lb)), esc(colon + 1, cb, sizeof(cb)), num(rstats->element[i + 2]));
     }
     h2o_req_t *req = op->req;
     req->res.status = 200;

@@ -189,7 +189,7 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
         match_unlink(r, w);
         w->pport = l->port;
         ports_pre_release(r, l, 0);
-        if (tunnel_attach(w, SIDE_POD, fd) != 0) {
+        if (tunnel_attach(w, SIDE_POD, fd, 1) != 0) {
             close(fd);
             tunnel_close(w, "epoll");
             return;
@@ -200,7 +200,7 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
     tunnel_t *t = tunnel_new(r, lab);
     t->state = TUNNEL_IDLE;
     t->pport = l->port;
-    if (tunnel_attach(t, SIDE_POD, fd) != 0) {
+    if (tunnel_attach(t, SIDE_POD, fd, 0) != 0) {
         close(fd);
         t->pre = l;
         l->idle = t;
@@ -229,7 +229,7 @@ void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer)
         t->limited = 1;
         if (t->pre != NULL)
             ports_pre_release(r, t->pre, -1);
-        if (tunnel_attach(t, SIDE_CONSUMER, fd) != 0) {
+        if (tunnel_attach(t, SIDE_CONSUMER, fd, 1) != 0) {
             close(fd);
             tunnel_close(t, "epoll");
             return;
@@ -252,7 +252,7 @@ void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer)
     t->qgen = l->gen;
     t->caddr = *peer;
     t->limited = 1;
-    if (tunnel_attach(t, SIDE_CONSUMER, fd) != 0) {
+    if (tunnel_attach(t, SIDE_CONSUMER, fd, 0) != 0) {
         close(fd);
         tunnel_close(t, "epoll");
         return;

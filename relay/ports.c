@@ -392,8 +392,8 @@ void ports_on_lease(relay_t *r, uint16_t port, const lease_info_t *info, int how
     }
     r->leases[port - r->cfg.relay.ports.lo] = l;
     r->nleases++;
-    p2m_log(P2M_LOG_INFO, "lease_listen", "lease=%u kind=%s label=%s pod=%s addr=%s fd=%d", (unsigned)port, kind_name(l),
-            label, l->pod, l->addr_str, l->listener.fd);
+    p2m_log(P2M_LOG_INFO, "lease_listen", "lease=%u kind=%s label=%s pod=%s addr=%s fd=%d", (unsigned)port, kind_name(l), label,
+            l->pod, l->addr_str, l->listener.fd);
     rredis_lease_bound(r->redis, l);
 }
 

@@ -32,6 +32,7 @@
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
 #define STOP_WAIT_MS 2000
+#define PING_DEAD_BEATS 3 /* heartbeats a PING may go unanswered before Redis counts as gone */
 #define CMD_ARGS 16
 
 _Static_assert(sizeof(uintptr_t) >= 8, "reply cookies pack a port and a generation into a pointer");
@@ -68,26 +69,24 @@ static int channel_relay(const char *name, char *out, size_t cap) /* "lease PORT
 
 /* The lease names this relay and still is the one we hold (created and pod identify it).
  * KEYS[1] lease; ARGV[1] relay, ARGV[2] created, ARGV[3] pod. */
-#define LUA_LEASE_IS_OURS                                                                                                \
-    "local l = redis.call('HMGET', KEYS[1], 'relay', 'created', 'pod')\n"                                                \
+#define LUA_LEASE_IS_OURS                                                                                                          \
+    "local l = redis.call('HMGET', KEYS[1], 'relay', 'created', 'pod')\n"                                                          \
     "local ours = l[1] == ARGV[1] and l[2] == ARGV[2] and l[3] == ARGV[3]\n"
 
 /* PROTOCOL 3.3, success. ARGV[4] port. Returns 1, or 0 (and says fail) when the lease is gone. */
-static const char lua_bound[] = LUA_LEASE_IS_OURS
-    "if ours then\n"
-    "  redis.call('HSET', KEYS[1], 'state', 'bound')\n"
-    "  redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' ok')\n"
-    "  return 1\n"
-    "end\n"
-    "redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' fail lease gone')\n"
-    "return 0\n";
+static const char lua_bound[] = LUA_LEASE_IS_OURS "if ours then\n"
+                                                  "  redis.call('HSET', KEYS[1], 'state', 'bound')\n"
+                                                  "  redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' ok')\n"
+                                                  "  return 1\n"
+                                                  "end\n"
+                                                  "redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' fail lease gone')\n"
+                                                  "return 0\n";
 
 /* PROTOCOL 3.3, failure. KEYS[2] portbusy; ARGV[4] port, ARGV[5] reason. */
-static const char lua_busy[] = LUA_LEASE_IS_OURS
-    "redis.call('SET', KEYS[2], '1', 'EX', 60)\n"
-    "if ours then redis.call('DEL', KEYS[1]) end\n"
-    "redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' fail ' .. ARGV[5])\n"
-    "return 0\n";
+static const char lua_busy[] = LUA_LEASE_IS_OURS "redis.call('SET', KEYS[2], '1', 'EX', 60)\n"
+                                                 "if ours then redis.call('DEL', KEYS[1]) end\n"
+                                                 "redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' fail ' .. ARGV[5])\n"
+                                                 "return 0\n";
 
 /* A pre-connection became idle (PROTOCOL 3.4). KEYS[1] lease, KEYS[2] idle; ARGV[1] label,
  * ARGV[2] lease ttl, ARGV[3] idle ttl. Returns whether the lease still exists. The count goes up
@@ -99,13 +98,12 @@ static const char lua_idle_add[] = "local alive = redis.call('EXPIRE', KEYS[1], 
 
 /* A pre-connection stopped being idle (joined or closed). KEYS[2] idle; ARGV[4] label, ARGV[5]
  * delta. Deletes the lease if it is still ours. Returns the new count (-1: drifted, resync). */
-static const char lua_pre_release[] = LUA_LEASE_IS_OURS
-    "if ours then redis.call('DEL', KEYS[1]) end\n"
-    "if ARGV[5] == '0' then return 0 end\n"
-    "local n = redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])\n"
-    "if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end\n"
-    "if n < 0 then return -1 end\n"
-    "return n\n";
+static const char lua_pre_release[] = LUA_LEASE_IS_OURS "if ours then redis.call('DEL', KEYS[1]) end\n"
+                                                        "if ARGV[5] == '0' then return 0 end\n"
+                                                        "local n = redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])\n"
+                                                        "if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end\n"
+                                                        "if n < 0 then return -1 end\n"
+                                                        "return n\n";
 
 /* Rewrites the idle hash from what the relay holds. KEYS[1] idle; ARGV[1] ttl, then LABEL COUNT
  * pairs. */
@@ -135,7 +133,9 @@ struct rredis {
     p2m_loop_timer_t heartbeat, check, stop_wait;
     int stopping;
     int scan_running, scan_again;
-    int synced; /* a SCAN completed since the process started: later ones are rescans */
+    int synced;           /* a SCAN completed since the process started: later ones are rescans */
+    uint64_t ping_sent;   /* loop ms of the PING awaiting its PONG, 0 when none */
+    unsigned ping_missed; /* heartbeats since that PING */
     char key_relay[96], key_idle[96], key_stats[96], chan_relay[96];
     char ports[16], started[24];
 };
@@ -500,10 +500,45 @@ static void emit_counters(relay_t *r, const label_t *l, void *arg)
     }
 }
 
+static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rredis_t *rr = rr_from_ac(ac);
+    (void)priv;
+    if (reply != NULL)
+        rr->ping_sent = 0;
+}
+
+/* hiredis' async API has no timeouts: a Redis that stops answering without closing the connection
+ * (a network partition) would hold every command forever. A PING per heartbeat notices it; both
+ * connections are then dropped and the usual reconnect takes over. Returns -1 when it dropped. */
+static int watchdog(rredis_t *rr)
+{
+    uint64_t now = p2m_loop_now(rr->relay->loop);
+    if (rr->ping_sent != 0 && ++rr->ping_missed >= PING_DEAD_BEATS) {
+        p2m_log(P2M_LOG_WARN, "redis_unresponsive", "redis=%s waited_ms=%llu", rr->relay->cfg.redis_str,
+                (unsigned long long)(now - rr->ping_sent));
+        rr->ping_sent = 0;
+        /* Freed here, outside any hiredis callback: on_release() schedules the reconnects. */
+        if (rr->cmd.ac != NULL)
+            redisAsyncFree(rr->cmd.ac);
+        if (rr->sub.ac != NULL)
+            redisAsyncFree(rr->sub.ac);
+        return -1;
+    }
+    if (rr->ping_sent == 0) {
+        const char *argv[] = {"PING"};
+        if (conn_send(&rr->cmd, on_pong, NULL, 1, argv, NULL) == 0) {
+            rr->ping_sent = now;
+            rr->ping_missed = 0;
+        }
+    }
+    return 0;
+}
+
 static void heartbeat(rredis_t *rr)
 {
     relay_t *r = rr->relay;
-    if (!rr->cmd.ready)
+    if (!rr->cmd.ready || watchdog(rr) != 0)
         return;
     cmd_t c;
     cmd_begin(&c);
@@ -552,7 +587,8 @@ static void on_heartbeat(p2m_loop_t *loop, p2m_loop_timer_t *t)
 {
     rredis_t *rr = (rredis_t *)((char *)t - offsetof(rredis_t, heartbeat));
     heartbeat(rr);
-    p2m_loop_timer_start(loop, t, RELAY_HEARTBEAT_MS);
+    if (rr->cmd.ready) /* else the reconnect (on_schema) starts it again */
+        p2m_loop_timer_start(loop, t, RELAY_HEARTBEAT_MS);
 }
 
 static void check_leases(rredis_t *rr)
@@ -792,8 +828,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
     conn_t *conn = ac->data;
     if (status != REDIS_OK) {
         if (conn->failures++ == 0)
-            p2m_log(P2M_LOG_WARN, "redis_connect_failed", "conn=%s redis=%s error=\"%s\"", conn->what,
-                    rr->relay->cfg.redis_str, ac->errstr);
+            p2m_log(P2M_LOG_WARN, "redis_connect_failed", "conn=%s redis=%s error=\"%s\"", conn->what, rr->relay->cfg.redis_str,
+                    ac->errstr);
         return; /* hiredis frees the context: on_release schedules the retry */
     }
     p2m_log(P2M_LOG_INFO, "redis_connected", "conn=%s redis=%s", conn->what, rr->relay->cfg.redis_str);
@@ -823,6 +859,7 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
         p2m_log(rr->stopping ? P2M_LOG_INFO : P2M_LOG_WARN, "redis_disconnected", "conn=%s error=\"%s\"", conn->what,
                 ac->errstr[0] ? ac->errstr : "closed");
     if (conn == &rr->cmd) {
+        rr->ping_sent = 0;
         p2m_loop_timer_stop(rr->relay->loop, &rr->heartbeat);
         p2m_loop_timer_stop(rr->relay->loop, &rr->check);
         rr->scan_running = 0;

@@ -2,10 +2,13 @@
 #include "relay.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "p2m/err.h"
 
@@ -110,4 +113,42 @@ void relay_free(relay_t *r)
     p2m_loop_free(r->loop);
     r->magic = 0;
     free(r);
+}
+
+static void on_signal(p2m_loop_t *loop, int signo, void *data)
+{
+    relay_t *r = data;
+    (void)loop;
+    relay_shutdown(r, signo == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+int relay_run(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size)
+{
+    static const int sigs[] = {SIGTERM, SIGINT};
+    char err[P2M_ERR_LEN];
+    p2m_log(P2M_LOG_INFO, "relay_start", "name=%s ports=%u-%u listen=%s redis=%s pipes=%u pipe_size=%u pid=%d", cfg->relay.name,
+            (unsigned)cfg->relay.ports.lo, (unsigned)cfg->relay.ports.hi, cfg->relay.listen[0] ? cfg->relay.listen : "*",
+            cfg->redis_str, pipes, pipe_size, (int)getpid());
+    /* splice(2) into a socket whose peer left raises SIGPIPE: the error return is enough. */
+    signal(SIGPIPE, SIG_IGN);
+    relay_t *r = relay_new(cfg, pipes, pipe_size, err);
+    if (r == NULL) {
+        p2m_log(P2M_LOG_ERROR, "relay_failed", "error=\"%s\"", err);
+        return 1;
+    }
+    if (p2m_loop_signals(r->loop, sigs, 2, on_signal, r, err) != 0) {
+        p2m_log(P2M_LOG_ERROR, "relay_failed", "error=\"%s\"", err);
+        relay_free(r);
+        return 1;
+    }
+    int rc = 0;
+    if (p2m_loop_run(r->loop) != 0) {
+        p2m_log(P2M_LOG_ERROR, "loop_failed", "error=\"%s\"", strerror(errno));
+        rc = 1;
+    }
+    if (r->exit_code != 0)
+        rc = r->exit_code;
+    p2m_log(P2M_LOG_INFO, "relay_stop", "name=%s status=%d", cfg->relay.name, rc);
+    relay_free(r);
+    return rc;
 }

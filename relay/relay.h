@@ -29,15 +29,15 @@
 #define TUNNEL_MAGIC 0x54554e4eu /* "TUNN" */
 #define TUNNEL_DEAD 0x44454144u  /* "DEAD": a closed tunnel waiting to be reaped */
 
-#define RELAY_HEARTBEAT_MS 5000    /* PROTOCOL 3.1 */
-#define RELAY_HEARTBEAT_TTL 15     /* s, relay hash and idle hash */
-#define RELAY_LEASE_CHECK_MS 2000  /* PROTOCOL 3.4 */
-#define RELAY_IDLE_LEASE_TTL 30    /* s, a pre lease while its connection is idle */
-#define RELAY_WAIT_MAX 1024        /* consumers waiting per label; more are refused */
-#define RELAY_ACCEPT_BATCH 64      /* accepts per listener event */
-#define RELAY_ACCEPT_PAUSE_MS 100  /* listener rest after EMFILE/ENFILE */
+#define RELAY_HEARTBEAT_MS 5000         /* PROTOCOL 3.1 */
+#define RELAY_HEARTBEAT_TTL 15          /* s, relay hash and idle hash */
+#define RELAY_LEASE_CHECK_MS 2000       /* PROTOCOL 3.4 */
+#define RELAY_IDLE_LEASE_TTL 30         /* s, a pre lease while its connection is idle */
+#define RELAY_WAIT_MAX 1024             /* consumers waiting per label; more are refused */
+#define RELAY_ACCEPT_BATCH 64           /* accepts per listener event */
+#define RELAY_ACCEPT_PAUSE_MS 100       /* listener rest after EMFILE/ENFILE */
 #define RELAY_PUMP_BUDGET (1024 * 1024) /* bytes per direction per event, for fairness */
-#define RELAY_PIPES_DEFAULT 1024   /* pipes per process (2 descriptors each) */
+#define RELAY_PIPES_DEFAULT 1024        /* pipes per process (2 descriptors each) */
 #define RELAY_PIPE_SIZE_DEFAULT (64 * 1024)
 
 typedef struct relay relay_t;
@@ -59,7 +59,7 @@ typedef struct {
 struct label {
     char name[P2M_LABEL_MAX + 1];
     label_t *_hnext;
-    unsigned refs;                  /* leases and tunnels naming it */
+    unsigned refs;                   /* leases and tunnels naming it */
     tunnel_t *idle_head, *idle_tail; /* idle pre-connections, oldest first */
     unsigned nidle;
     tunnel_t *wait_head, *wait_tail; /* consumers waiting, oldest first */
@@ -101,8 +101,8 @@ struct lease {
     p2m_loop_handler_t listener; /* fd -1 once closed */
     p2m_loop_timer_t pause;      /* accept paused after EMFILE */
     p2m_loop_reap_t reap;
-    tunnel_t *idle;              /* pre: the connection accepted on it while idle */
-    unsigned nconns;             /* consumer: connections accepted and still open */
+    tunnel_t *idle;  /* pre: the connection accepted on it while idle */
+    unsigned nconns; /* consumer: connections accepted and still open */
 };
 
 /* --- tunnels (tunnel.c) --------------------------------------------------------------------- */
@@ -118,15 +118,15 @@ struct tunnel {
     uint8_t queued;  /* on its label's idle list (TUNNEL_IDLE) or wait queue (TUNNEL_WAIT) */
     relay_t *relay;
     label_t *label;
-    lease_t *pre;    /* TUNNEL_IDLE: the pre lease it came on (ports.c owns the link) */
+    lease_t *pre; /* TUNNEL_IDLE: the pre lease it came on (ports.c owns the link) */
     p2m_loop_handler_t side[2];
     int fd[2];               /* the sides' sockets (-1: none), kept when a side stops being watched */
     p2m_splice_dir_t dir[2]; /* dir[s] moves side[s] -> side[1 - s] */
     p2m_loop_timer_t timer;  /* wait timeout, then idle timeout */
     p2m_loop_reap_t reap;
-    tunnel_t *prev, *next;   /* label's idle list or wait queue */
+    tunnel_t *prev, *next;         /* label's idle list or wait queue */
     tunnel_t *all_prev, *all_next; /* every tunnel of the relay */
-    uint16_t qport, pport;   /* consumer lease, pre lease (0 = none) */
+    uint16_t qport, pport;         /* consumer lease, pre lease (0 = none) */
     uint32_t qgen;
     peer_addr_t caddr;
     uint64_t t_start, t_join, t_last; /* loop ms: created, joined, last byte moved */
@@ -154,7 +154,7 @@ struct relay {
     label_t **labels; /* hash table */
     size_t nbuckets, nlabels;
 
-    tunnel_t *tunnels;       /* every tunnel, for shutdown */
+    tunnel_t *tunnels; /* every tunnel, for shutdown */
     size_t ntunnels, njoined, nidle, nwaiting;
     int stopping;
     int exit_code;
@@ -172,6 +172,16 @@ void relay_shutdown(relay_t *r, const char *why);
 
 /* Frees everything. NULL is a no-op. */
 void relay_free(relay_t *r);
+
+/* Runs one relay for cfg until SIGTERM/SIGINT (or a fatal error). Returns the exit status: 0
+ * after a signal, 1 on failure. */
+int relay_run(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size);
+
+/* workers.c: --workers N. Derives worker i's configuration (name NAME-i, the i-th slice of
+ * relay.ports). Returns 0, or -1 with err when the range has fewer ports than workers. */
+int workers_config(const p2m_config_t *base, unsigned n, unsigned i, p2m_config_t *out, char *err);
+/* Runs n worker relays under a supervisor until SIGTERM/SIGINT; returns the exit status. */
+int workers_run(const p2m_config_t *cfg, unsigned n, unsigned pipes, unsigned pipe_size);
 
 /* Formats a peer address ("192.0.2.1", "2001:db8::1") into out (PEER_ADDR_STRLEN bytes). */
 const char *peer_addr_str(const peer_addr_t *a, char *out);
@@ -229,8 +239,9 @@ void match_unlink(relay_t *r, tunnel_t *t);
 
 /* tunnel.c */
 tunnel_t *tunnel_new(relay_t *r, label_t *label); /* takes a label reference */
-/* Registers fd (accepted, non-blocking) as side s; TUNNEL_IDLE/TUNNEL_WAIT watch it for hang-up. */
-int tunnel_attach(tunnel_t *t, int side, int fd);
+/* Registers fd (accepted, non-blocking) as side s: watched for hang-up only while the tunnel
+ * waits for its other half, for reading when joining (tunnel_join() follows at once). */
+int tunnel_attach(tunnel_t *t, int side, int fd, int joining);
 /* Both sides attached: starts splicing and the idle timeout, counts the join. */
 void tunnel_join(tunnel_t *t);
 /* Closes both sides, releases pipes, counters and leases, and frees t at the end of the turn. */

@@ -79,11 +79,12 @@ tunnel_t *tunnel_new(relay_t *r, label_t *label)
     return t;
 }
 
-int tunnel_attach(tunnel_t *t, int side, int fd)
+int tunnel_attach(tunnel_t *t, int side, int fd, int joining)
 {
     char err[P2M_ERR_LEN];
-    /* Before the join only a hang-up matters; tunnel_join() sets the real interest. */
-    if (p2m_loop_add(t->relay->loop, &t->side[side], fd, EPOLLRDHUP, side == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0) {
+    /* Before the join only a hang-up matters; joining, the interest tunnel_join() will want. */
+    uint32_t events = joining ? EPOLLIN : EPOLLRDHUP;
+    if (p2m_loop_add(t->relay->loop, &t->side[side], fd, events, side == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0) {
         tunnel_log(P2M_LOG_ERROR, t, "tunnel_attach_failed", "side=%s error=\"%s\"", side == SIDE_CONSUMER ? "consumer" : "pod",
                    err);
         return -1;
@@ -115,8 +116,7 @@ void tunnel_close(tunnel_t *t, const char *reason)
     uint64_t now = p2m_loop_now(r->loop);
     if (was == TUNNEL_JOINED)
         tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu", reason,
-                   (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes,
-                   (unsigned long long)(now - t->t_join));
+                   (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes, (unsigned long long)(now - t->t_join));
     else
         tunnel_log(P2M_LOG_INFO, t, was == TUNNEL_IDLE ? "preconn_close" : "consumer_close", "reason=%s ms=%llu", reason,
                    (unsigned long long)(now - t->t_start));
@@ -172,8 +172,8 @@ static int tunnel_arm(tunnel_t *t)
     for (int s = 0; s < 2; s++) {
         if (t->fd[s] < 0)
             continue;
-        int can_read = !(t->dir[s].flags &
-                         (P2M_SPLICE_EOF | P2M_SPLICE_SHUT | P2M_SPLICE_ERROR | P2M_SPLICE_DST_FULL | P2M_SPLICE_NO_PIPE));
+        int can_read =
+            !(t->dir[s].flags & (P2M_SPLICE_EOF | P2M_SPLICE_SHUT | P2M_SPLICE_ERROR | P2M_SPLICE_DST_FULL | P2M_SPLICE_NO_PIPE));
         if (t->hup[s]) {
             if (!can_read)
                 p2m_loop_del(r->loop, &t->side[s]);
@@ -232,8 +232,7 @@ static void tunnel_update(tunnel_t *t)
     if ((d0->flags | d1->flags) & P2M_SPLICE_ERROR) {
         int e = (d0->flags & P2M_SPLICE_ERROR) ? d0->err : d1->err;
         char reason[96];
-        snprintf(reason, sizeof(reason), "error error=\"%s\" dir=%s", strerror(e),
-                 (d0->flags & P2M_SPLICE_ERROR) ? "in" : "out");
+        snprintf(reason, sizeof(reason), "error error=\"%s\" dir=%s", strerror(e), (d0->flags & P2M_SPLICE_ERROR) ? "in" : "out");
         tunnel_close(t, reason);
         return;
     }

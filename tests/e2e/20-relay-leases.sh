@@ -237,7 +237,7 @@ p2m_forget "$RELAY_PID"
 expect_eq 0 "$rc" "relay exit status after SIGTERM"
 expect_eq 0 "$(rcli EXISTS "p2m:relay:$NAME" "p2m:idle:$NAME")" "heartbeat and idle hash removed at exit"
 expect_eq 0 "$(rcli SISMEMBER p2m:relays "$NAME")" "relay left p2m:relays"
-log_has "event=relay_stop status=0" || fail "no relay_stop line"
+log_has "event=relay_stop name=$NAME status=0" || fail "no relay_stop line"
 p2m_ok
 
 # A lease made while the relay is down is bound when it starts.

@@ -175,7 +175,7 @@ static void test_io(void)
     CHECK_EQ_INT(x.h.fd, -1);
     CHECK_RC(p2m_loop_add(loop, &x.h, a[0], EPOLLIN, on_io, err), 0, err);
     CHECK_RC(p2m_loop_add(loop, &x.h, a[0], EPOLLIN, on_io, err), -1, err); /* already registered */
-    CHECK_RC(p2m_loop_add(loop, &y.h, -1, EPOLLIN, on_io, err), -1, err);    /* bad fd */
+    CHECK_RC(p2m_loop_add(loop, &y.h, -1, EPOLLIN, on_io, err), -1, err);   /* bad fd */
     CHECK_EQ_INT(y.h.fd, -1);
     CHECK_EQ_INT(p2m_loop_handler_count(loop), 1);
 

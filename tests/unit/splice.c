@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -337,6 +338,44 @@ static void test_pump_error(void)
     p2m_pipe_pool_free(pool);
 }
 
+/* The system refuses a pipe while none is borrowed: no pipe would ever come back, so the
+ * direction fails (EMFILE) instead of waiting. */
+static void test_pipe_refused(void)
+{
+    char err[P2M_ERR_LEN] = "";
+    struct rig g;
+    p2m_splice_dir_t d;
+    size_t moved;
+    struct rlimit old, low;
+    CHECK_CTX("pipe2 refused");
+    p2m_pipe_pool_t *pool = p2m_pipe_pool_new(4, 0, err);
+    if (!CHECK(pool != NULL) || !CHECK(rig_open(&g) == 0))
+        return;
+    p2m_splice_dir_init(&d);
+    CHECK_EQ_INT(write(g.c[0], "data", 4), 4);
+    int top = g.c[0];
+    for (int i = 0; i < 2; i++) {
+        top = g.c[i] > top ? g.c[i] : top;
+        top = g.p[i] > top ? g.p[i] : top;
+    }
+    getrlimit(RLIMIT_NOFILE, &old);
+    low = old;
+    low.rlim_cur = (rlim_t)top + 1; /* no descriptor left for a pipe */
+    CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    unsigned f = 0;
+    for (int i = 0; i < 2000 && !(f & (P2M_SPLICE_ERROR | P2M_SPLICE_NO_PIPE)); i++) {
+        f = p2m_splice_pump(&d, pool, g.c[1], g.p[1], 0, &moved);
+        if (!(f & (P2M_SPLICE_ERROR | P2M_SPLICE_NO_PIPE)))
+            usleep(1000);
+    }
+    setrlimit(RLIMIT_NOFILE, &old);
+    CHECK_EQ_INT(f & (P2M_SPLICE_ERROR | P2M_SPLICE_NO_PIPE), P2M_SPLICE_ERROR);
+    CHECK_MSG(d.err == EMFILE, "err %d (%s), want EMFILE", d.err, strerror(d.err));
+    p2m_splice_dir_release(&d, pool);
+    rig_close(&g);
+    p2m_pipe_pool_free(pool);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as every user of splice.h must */
@@ -344,5 +383,6 @@ int main(void)
     test_pump_basic();
     test_pump_backpressure();
     test_pump_error();
+    test_pipe_refused();
     return check_done("splice");
 }

@@ -4,7 +4,7 @@
 P2M_PKGS_BUILD="cmake make gcc pkg-config libh2o-evloop-dev libssl-dev libhiredis-dev liboath-dev
     libcurl4-openssl-dev libjansson-dev zlib1g-dev"
 P2M_PKGS_RUN="redis-server redis-tools oathtool curl openssl iproute2 procps"
-P2M_PKGS_TEST="clang libclang-rt-14-dev jq"
+P2M_PKGS_TEST="clang libclang-rt-14-dev jq socat"
 
 # p2m_ensure_packages PKG...: apt-get installs the packages that are not installed yet.
 p2m_ensure_packages() {

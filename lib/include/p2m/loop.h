@@ -45,9 +45,9 @@ struct p2m_loop_handler {
 
 struct p2m_loop_timer {
     uint32_t _magic;
-    uint32_t _pass;  /* loop turn it was armed in: a timer armed while timers fire waits a turn */
-    size_t _slot;    /* index in the heap, SIZE_MAX when not armed */
-    uint64_t _at;    /* deadline, loop milliseconds */
+    uint32_t _pass; /* loop turn it was armed in: a timer armed while timers fire waits a turn */
+    size_t _slot;   /* index in the heap, SIZE_MAX when not armed */
+    uint64_t _at;   /* deadline, loop milliseconds */
     p2m_loop_timer_cb _cb;
 };
 

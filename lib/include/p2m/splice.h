@@ -86,7 +86,8 @@ void p2m_pipe_pool_stats(const p2m_pipe_pool_t *pool, p2m_pipe_pool_stats_t *out
 #define P2M_SPLICE_ERROR 0x0004u /* a splice or shutdown failed; errno in err; the direction is dead */
 /* Why the last p2m_splice_pump() stopped (cleared when the next one starts). */
 #define P2M_SPLICE_SRC_EMPTY 0x0010u /* the source had nothing more: wait for it to be readable */
-#define P2M_SPLICE_DST_FULL 0x0020u  /* bytes wait in the pipe and the destination would block:
+#define P2M_SPLICE_DST_FULL                                                                                                        \
+    0x0020u                          /* bytes wait in the pipe and the destination would block:                                    \
                                         wait for it to be writable, do not read the source */
 #define P2M_SPLICE_NO_PIPE 0x0040u   /* no pipe to read into: wait for one (p2m_pipe_wait) */
 #define P2M_SPLICE_BUDGET 0x0080u    /* moved the budget; the source may have more */
@@ -94,11 +95,11 @@ void p2m_pipe_pool_stats(const p2m_pipe_pool_t *pool, p2m_pipe_pool_stats_t *out
 #define P2M_SPLICE_STOP_MASK 0x01f0u
 
 typedef struct {
-    p2m_pipe_t *pipe;  /* borrowed while pending > 0, else NULL */
-    size_t pending;    /* bytes in the pipe */
-    uint64_t bytes;    /* bytes delivered to the destination so far */
-    unsigned flags;    /* P2M_SPLICE_* */
-    int err;           /* errno when P2M_SPLICE_ERROR */
+    p2m_pipe_t *pipe;         /* borrowed while pending > 0, else NULL */
+    size_t pending;           /* bytes in the pipe */
+    uint64_t bytes;           /* bytes delivered to the destination so far */
+    unsigned flags;           /* P2M_SPLICE_* */
+    int err;                  /* errno when P2M_SPLICE_ERROR */
     p2m_pipe_waiter_t waiter; /* for the owner's p2m_pipe_wait() */
 } p2m_splice_dir_t;
 
@@ -110,9 +111,10 @@ void p2m_splice_dir_release(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool);
 
 /* Socket -> pipe, one splice(2) call into d's pipe, borrowing one first when d has none.
  * Returns the bytes read (> 0); 0 at end of stream (sets P2M_SPLICE_EOF); -1 with errno EAGAIN
- * when the socket is drained (an empty pipe always has room) or the pipe is full, ENOBUFS when no
- * pipe could be borrowed, or another errno on failure (sets P2M_SPLICE_ERROR). The pipe stays
- * borrowed while it holds bytes. */
+ * when the socket is drained (an empty pipe always has room) or the pipe is full, ENOBUFS when the
+ * pool is exhausted (a borrowed pipe will come back: wait), or another errno on failure, including
+ * a pipe the system refused to create while none is borrowed (sets P2M_SPLICE_ERROR). The pipe
+ * stays borrowed while it holds bytes. */
 ssize_t p2m_splice_in(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src);
 
 /* Pipe -> socket until the pipe is empty or the socket would block. Returns the bytes written

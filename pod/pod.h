@@ -1,0 +1,285 @@
+#ifndef POD_H
+#define POD_H
+
+/* pipe2me-pod: keeps a pool of idle pre-connections to the relay (docs/PROTOCOL.md 1 and 3.4) and
+ * joins each one a consumer comes through to the local service.
+ *
+ *   provision.c  settings: the command line, the secret file and the provisioning JSON (the only
+ *                pod module that sees jansson; it also reads the status file back)
+ *   register.c   PUT /register/LABEL with libcurl's multi interface on the p2m loop; TOTP, then the
+ *                P2M-Session Bearer credential; Retry-After; the registrar's backoff
+ *   pool.c       the idle pre-connections: refill, connect to the relay, liveness; backoff + jitter
+ *   forward.c    a live pre-connection spliced to a connection to --forward
+ *   status.c     DIR/status.json and DIR/pod.pid for `pipe2me-pod status`, and that command
+ *   env.c        `pipe2me-pod env`: shell assignments
+ *   echo.c       `pipe2me-pod test`: HTTP and TCP echo services to check a tunnel with
+ *
+ * Everything runs on one p2m_loop_t and nothing blocks it once it runs (names are resolved before).
+ * Objects handed to the loop carry a magic number checked when a pointer comes back; a closed
+ * object is freed by p2m_loop_defer() at the end of the loop turn, never inside its own callback. */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "p2m/addr.h"
+#include "p2m/config.h"
+#include "p2m/label.h"
+#include "p2m/log.h"
+#include "p2m/loop.h"
+#include "p2m/splice.h"
+
+#define POD_POOL_DEFAULT 4
+#define POD_POOL_MAX 1024
+#define POD_SECRET_MIN 16       /* bytes decoded: RFC 4226 R6 asks for at least 128 bits */
+#define POD_SECRET_MAX 64       /* bytes decoded */
+#define POD_SECRET_FILE_MAX 256 /* bytes in a secret file */
+#define POD_PROVISION_MAX 65536 /* bytes in a provisioning file */
+#define POD_LABELS_MAX 64       /* labels in a provisioning file */
+#define POD_OTPAUTH_MAX 1024
+#define POD_PATH_MAX 4095
+#define POD_ECHO_PORT_NONE 0
+
+/* --- settings (provision.c) ----------------------------------------------------------------- */
+
+typedef enum { POD_CMD_HELP = 1, POD_CMD_VERSION, POD_CMD_REGISTER, POD_CMD_STATUS, POD_CMD_ENV, POD_CMD_TEST } pod_cmd_t;
+
+/* What `pipe2me-admin pod add -o FILE` writes. */
+typedef struct {
+    char id[P2M_ID_MAX + 1];
+    unsigned char secret[POD_SECRET_MAX]; /* raw, decoded */
+    size_t secret_len;
+    char labels[POD_LABELS_MAX][P2M_LABEL_MAX + 1];
+    size_t nlabels;
+    char registrar[P2M_URL_MAX + 1]; /* normalised: see pod_registrar_url_parse() */
+    char domain[P2M_DOMAIN_MAX + 1];
+} provision_t;
+
+/* Everything a command needs, validated. Paths are copied. */
+typedef struct {
+    pod_cmd_t cmd;
+    char registrar[P2M_URL_MAX + 1]; /* https://HOST[:PORT][/PREFIX], no trailing slash */
+    char reg_host[P2M_HOST_MAX + 1]; /* the registrar URL's host, without brackets */
+    uint16_t reg_port;               /* its port, 0 when the URL names none */
+    char id[P2M_ID_MAX + 1];
+    char label[P2M_LABEL_MAX + 1];
+    char domain[P2M_DOMAIN_MAX + 1];      /* "" when neither --domain nor the provisioning file says */
+    unsigned char secret[POD_SECRET_MAX]; /* raw; secret_len 0 when none was read */
+    size_t secret_len;
+    int have_forward;
+    p2m_hostport_t forward;
+    unsigned pool;
+    char cacert[POD_PATH_MAX + 1];    /* "" for the system's CAs */
+    char state_dir[POD_PATH_MAX + 1]; /* "" for none */
+    p2m_log_level_t log_level;
+    int json;                    /* status --json */
+    uint16_t http_port, tcp_port; /* test: POD_ECHO_PORT_NONE when not asked for */
+} pod_args_t;
+
+/* Parses the command line (argv[0] is the program) into *a, reading the files it names: the
+ * secret file and the provisioning file, both refused when group or others may read them. Every
+ * value is checked and bounded. Returns 0, or -1 with a one-line reason in err (never containing
+ * the secret). On failure *a holds no secret. */
+int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err);
+
+/* Wipes the secret from *a. */
+void pod_args_wipe(pod_args_t *a);
+
+/* Parses a provisioning document (len bytes of JSON) into *p. Every key must be known and valid;
+ * an error names the key. Returns 0 or -1 with err. On failure *p holds no secret. */
+int provision_parse(const char *json, size_t len, provision_t *p, char *err);
+
+/* Reads and parses the provisioning file at path, refusing it when group or others may read it.
+ * Returns 0 or -1 with err (naming the file). */
+int provision_load(const char *path, provision_t *p, char *err);
+
+/* Decodes a base32 TOTP secret (RFC 4648 alphabet, either case, optional '=' padding) of
+ * POD_SECRET_MIN..POD_SECRET_MAX bytes into raw (POD_SECRET_MAX bytes). Returns 0 or -1 with err. */
+int pod_secret_decode(const char *b32, size_t len, unsigned char *raw, size_t *raw_len, char *err);
+
+/* Reads a secret file: the base32 secret on one line (an optional final newline), mode not
+ * readable by group or others. Returns 0 or -1 with err. */
+int pod_secret_load(const char *path, unsigned char *raw, size_t *raw_len, char *err);
+
+/* Checks a registrar URL: https://HOST[:PORT][/PREFIX] with HOST a name or address (IPv6 in
+ * brackets), no user info, query or fragment, PREFIX of [A-Za-z0-9._~/-]. Writes it without
+ * trailing slashes to base (P2M_URL_MAX + 1 bytes), the host to host (P2M_HOST_MAX + 1) and the
+ * port or 0 to *port. Returns 0 or -1 with err. */
+int pod_registrar_url_parse(const char *url, char *base, char *host, uint16_t *port, char *err);
+
+/* Counters the running pod writes to DIR/status.json, as read back by `pipe2me-pod status`. */
+typedef struct {
+    long long pid;
+    char state[16]; /* "running" or "stopped" */
+    char id[P2M_ID_MAX + 1];
+    char label[P2M_LABEL_MAX + 1];
+    char forward[P2M_HOST_MAX + 16];
+    char registrar_state[16], relay_state[16], local_state[16]; /* "up", "down", "unknown" */
+    unsigned long long updated, started;                        /* unix seconds */
+    unsigned long long pool_target, pool_idle, pool_connecting, pool_registering;
+    unsigned long long tunnels_active, tunnels_total, tunnels_failed;
+    unsigned long long registrations, registration_failures;
+    unsigned long long bytes_in, bytes_out;
+} pod_status_t;
+
+/* Parses the status document status.c writes. Returns 0 or -1 with err. */
+int pod_status_parse(const char *json, size_t len, pod_status_t *st, char *err);
+
+/* --- the running pod ------------------------------------------------------------------------ */
+
+typedef struct pod pod_t;
+typedef struct reg reg_t;
+typedef struct preconn preconn_t;
+typedef struct tunnel tunnel_t;
+
+#define POD_MAGIC 0x504f4421u      /* "POD!" */
+#define PRECONN_MAGIC 0x50524543u  /* "PREC" */
+#define TUNNEL_MAGIC 0x54554e4eu   /* "TUNN" */
+#define POD_DEAD 0x44454144u       /* "DEAD": closed, waiting to be reaped */
+
+#define POD_BACKOFF_MIN_MS 250
+#define POD_BACKOFF_MAX_MS 30000
+#define POD_PRECONNECT_MS 10000     /* PROTOCOL 1.3: connect to P within preconnect_timeout */
+#define POD_LOCAL_CONNECT_MS 10000  /* a local service that neither accepts nor refuses */
+#define POD_QUICK_CLOSE_MS 1000     /* an idle pre-connection closed sooner counts as a relay failure */
+#define POD_PUMP_BUDGET (1024 * 1024)
+#define POD_PIPE_SIZE (64 * 1024)
+#define POD_STATUS_MS 1000
+
+/* Exponential backoff with jitter: POD_BACKOFF_MIN_MS doubling to POD_BACKOFF_MAX_MS, +-25%. */
+typedef struct {
+    unsigned fails;
+} backoff_t;
+
+/* Returns the delay before the next attempt after one more failure, in ms. */
+unsigned backoff_next(backoff_t *b);
+
+static inline void backoff_reset(backoff_t *b)
+{
+    b->fails = 0;
+}
+
+/* Up, down or not known yet: each component's state, logged when it changes. */
+typedef enum { POD_UNKNOWN = 0, POD_UP, POD_DOWN } pod_health_t;
+
+struct pod {
+    uint32_t magic;
+    const pod_args_t *args;
+    p2m_loop_t *loop;
+    p2m_pipe_pool_t *pipes;
+    int stopping;
+
+    /* --forward, resolved once at start */
+    struct sockaddr_storage fwd_addr;
+    socklen_t fwd_len;
+    char fwd_str[P2M_HOST_MAX + 16];
+
+    reg_t *reg; /* register.c */
+
+    /* pool.c */
+    preconn_t *preconns; /* connecting and idle */
+    unsigned nconnecting, nidle;
+    unsigned max_tunnels; /* from the descriptor limit */
+    p2m_loop_timer_t hold; /* no refill while armed: the relay or the local service backs off */
+    backoff_t bo_relay, bo_local;
+    pod_health_t relay_health, local_health;
+    int limit_logged;
+
+    /* forward.c */
+    tunnel_t *tunnels;
+    unsigned ntunnels;
+
+    /* status.c */
+    p2m_loop_timer_t status_timer;
+    unsigned long long started;
+
+    struct {
+        uint64_t registrations, registration_failures;
+        uint64_t tunnels, tunnel_failures;
+        uint64_t bytes_in, bytes_out; /* of closed tunnels; live ones are added when reported */
+    } stats;
+};
+
+/* --- register.c ----------------------------------------------------------------------------- */
+
+/* Sets up libcurl's multi handle on pod->loop. Returns 0 or -1 with err. */
+int reg_new(pod_t *pod, char *err);
+
+/* Aborts requests in flight and frees everything. */
+void reg_free(pod_t *pod);
+
+/* Starts up to `want` registrations, as many as the credential and the registrar allow now (one at
+ * a time with TOTP, a few at once with a session; none while waiting for Retry-After, a backoff or
+ * the next TOTP step, after which it calls pool_refill()). Returns the number started. */
+unsigned reg_start(pod_t *pod, unsigned want);
+
+/* Registrations in flight. */
+unsigned reg_inflight(const pod_t *pod);
+
+/* The registrar's state, for status. */
+pod_health_t reg_health(const pod_t *pod);
+
+/* --- pool.c --------------------------------------------------------------------------------- */
+
+/* Sizes the pipe pool (pod->pipes) and the tunnel limit from the descriptor limit, and prepares
+ * the pool. Returns 0 or -1 with err. */
+int pool_init(pod_t *pod, char *err);
+
+/* Socket options of every pod socket: TCP_NODELAY, and keepalives, as idle pre-connections cross
+ * NATs. Failures only cost the optimisation. */
+void pool_sockopts(int fd);
+
+/* Registers more pre-connections until idle + connecting + registering reaches the pool size,
+ * unless a backoff holds the refill or the tunnel limit is reached. Safe to call any time. */
+void pool_refill(pod_t *pod);
+
+/* A registration gave relay port `relay`: connect to it (non-blocking). */
+void pool_on_port(pod_t *pod, const p2m_hostport_t *relay);
+
+/* The local service refused or timed out: hold the refill for its backoff. */
+void pool_local_failed(pod_t *pod, const char *reason);
+
+/* The local service accepted a connection. */
+void pool_local_ok(pod_t *pod);
+
+/* Closes every pre-connection (at shutdown). */
+void pool_close_all(pod_t *pod);
+
+/* --- forward.c ------------------------------------------------------------------------------ */
+
+/* A pre-connection (fd, taken over) came alive: connect to --forward and splice when connected. */
+void forward_start(pod_t *pod, int fd, uint16_t lease);
+
+/* Closes every tunnel (at shutdown). */
+void forward_close_all(pod_t *pod);
+
+/* Bytes moved by the live tunnels, each way. */
+void forward_bytes(const pod_t *pod, uint64_t *in, uint64_t *out);
+
+/* --- status.c ------------------------------------------------------------------------------- */
+
+/* Writes DIR/pod.pid (refusing when another pod runs there) and starts writing DIR/status.json
+ * every POD_STATUS_MS. No-op without --state-dir. Returns 0 or -1 with err. */
+int status_start(pod_t *pod, char *err);
+
+/* Writes the final status ("stopped") and removes DIR/pod.pid. */
+void status_stop(pod_t *pod);
+
+/* `pipe2me-pod status`: prints the table (or the JSON). Returns the exit status. */
+int status_command(const pod_args_t *a);
+
+/* --- env.c ---------------------------------------------------------------------------------- */
+
+/* Writes s single-quoted for sh (' becomes '\''), NUL-terminated, to out. Returns the length, or
+ * -1 when cap is too small. */
+int env_quote(const char *s, char *out, size_t cap);
+
+/* `pipe2me-pod env`: prints P2M_ID=... lines. Returns the exit status. */
+int env_command(const pod_args_t *a);
+
+/* --- echo.c --------------------------------------------------------------------------------- */
+
+/* `pipe2me-pod test`: runs the echo services until SIGTERM or SIGINT. Returns the exit status. */
+int echo_command(const pod_args_t *a);
+
+#endif

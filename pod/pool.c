@@ -1,0 +1,535 @@
+/* The pool: N idle pre-connections to the relay (docs/PROTOCOL.md 3.4).
+ *
+ * Each registration gives one relay port; the pod connects to it (non-blocking, within the
+ * preconnect window) and the connection is idle. The relay joins a consumer to it: the first bytes
+ * (or a consumer's end of stream) make it readable, and it is handed to forward.c with those
+ * bytes still in the kernel, and a registration is started at once to refill the pool. An idle
+ * pre-connection that ends without a byte was closed by the relay (lease expired, relay restarted):
+ * refilled too. (A consumer that connects and half-closes without sending anything looks exactly
+ * the same and gets an immediate close.)
+ *
+ * Backoff: when the relay refuses or drops connections, or the local service is down, refilling
+ * is held for an exponential backoff with jitter (POD_BACKOFF_MIN_MS doubling to
+ * POD_BACKOFF_MAX_MS, +-25%); the registrar's backoff lives in register.c. Each component's state
+ * change is logged once.
+ *
+ * The relay's address comes back as ADDRESS:PORT; addresses and *.localhost are used as they are,
+ * names are resolved with getaddrinfo_a() (glibc's resolver threads; completion arrives through an
+ * eventfd) and cached for POD_RESOLVE_TTL_MS, so that the loop never waits for DNS. */
+#include "pod.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "p2m/err.h"
+
+#define POD_RESOLVE_TTL_MS 60000
+#define KEEPALIVE_IDLE_S 60 /* idle pre-connections cross NATs: keep their mappings */
+#define KEEPALIVE_INTVL_S 10
+#define KEEPALIVE_CNT 3
+
+typedef enum { PRE_RESOLVING = 1, PRE_CONNECTING, PRE_IDLE, PRE_CLOSED } pre_state_t;
+
+struct preconn {
+    uint32_t magic;
+    pod_t *pod;
+    pre_state_t state;
+    uint16_t lease; /* the relay port P */
+    p2m_loop_handler_t h;
+    p2m_loop_timer_t timer; /* the preconnect window */
+    uint64_t t_start, t_idle;
+    preconn_t *next, *prev;
+    p2m_loop_reap_t reap;
+};
+
+/* --- backoff ---------------------------------------------------------------------------------- */
+
+unsigned backoff_next(backoff_t *b)
+{
+    uint64_t ms = POD_BACKOFF_MIN_MS;
+    for (unsigned i = 0; i < b->fails && ms < POD_BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    if (ms > POD_BACKOFF_MAX_MS)
+        ms = POD_BACKOFF_MAX_MS;
+    if (b->fails < 64)
+        b->fails++;
+    uint32_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+        r = (uint32_t)random();
+    /* +-25%: ms * (0.75 + 0.5 * r / 2^32) */
+    return (unsigned)(ms * 3 / 4 + ((ms / 2) * (uint64_t)r >> 32));
+}
+
+/* --- state changes, logged once --------------------------------------------------------------- */
+
+static void set_health(pod_t *pod, pod_health_t *h, pod_health_t to, const char *what, const char *why, unsigned retry_ms)
+{
+    if (*h == to) {
+        if (to == POD_DOWN)
+            p2m_log(P2M_LOG_DEBUG, "retry", "what=%s reason=\"%s\" retry_ms=%u", what, why, retry_ms);
+        return;
+    }
+    *h = to;
+    if (to == POD_DOWN)
+        p2m_log(P2M_LOG_WARN, strcmp(what, "relay") == 0 ? "relay_down" : "local_down", "label=%s reason=\"%s\" retry_ms=%u",
+                pod->args->label, why, retry_ms);
+    else
+        p2m_log(P2M_LOG_INFO, strcmp(what, "relay") == 0 ? "relay_up" : "local_up", "label=%s", pod->args->label);
+}
+
+static void on_hold(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    (void)loop;
+    pod_t *pod = (pod_t *)((char *)t - offsetof(pod_t, hold));
+    if (pod->magic != POD_MAGIC)
+        abort();
+    pool_refill(pod);
+}
+
+static void hold(pod_t *pod, unsigned ms)
+{
+    uint64_t left = p2m_loop_timer_left(pod->loop, &pod->hold);
+    if (left == UINT64_MAX || left < ms)
+        p2m_loop_timer_start(pod->loop, &pod->hold, ms);
+}
+
+static void relay_failed(pod_t *pod, const char *why)
+{
+    unsigned ms = backoff_next(&pod->bo_relay);
+    set_health(pod, &pod->relay_health, POD_DOWN, "relay", why, ms);
+    hold(pod, ms);
+}
+
+void pool_local_failed(pod_t *pod, const char *reason)
+{
+    unsigned ms = backoff_next(&pod->bo_local);
+    set_health(pod, &pod->local_health, POD_DOWN, "local", reason, ms);
+    hold(pod, ms);
+}
+
+void pool_local_ok(pod_t *pod)
+{
+    backoff_reset(&pod->bo_local);
+    set_health(pod, &pod->local_health, POD_UP, "local", NULL, 0);
+}
+
+/* --- pre-connections -------------------------------------------------------------------------- */
+
+static preconn_t *pre_check(preconn_t *p)
+{
+    if (p->magic != PRECONN_MAGIC) {
+        p2m_log(P2M_LOG_ERROR, "preconn_bad_magic", "ptr=%p magic=0x%08x", (void *)p, (unsigned)p->magic);
+        abort();
+    }
+    return p;
+}
+
+static void reap_pre(p2m_loop_reap_t *r)
+{
+    free((char *)r - offsetof(preconn_t, reap));
+}
+
+/* Unlinks p and frees it at the end of the turn. Closes its socket unless keep_fd. */
+static void pre_close(preconn_t *p, int keep_fd)
+{
+    pod_t *pod = p->pod;
+    if (p->state == PRE_CLOSED)
+        return;
+    if (p->state == PRE_IDLE)
+        pod->nidle--;
+    else
+        pod->nconnecting--;
+    p->state = PRE_CLOSED;
+    p2m_loop_timer_stop(pod->loop, &p->timer);
+    if (keep_fd)
+        p2m_loop_del(pod->loop, &p->h);
+    else
+        p2m_loop_close(pod->loop, &p->h);
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        pod->preconns = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    p->magic = POD_DEAD;
+    p2m_loop_defer(pod->loop, &p->reap, reap_pre);
+}
+
+static void on_idle(p2m_loop_t *loop, preconn_t *p, uint32_t events)
+{
+    pod_t *pod = p->pod;
+    p2m_loop_handler_t *h = &p->h;
+    int fd = h->fd;
+    char c;
+    ssize_t n = (events & EPOLLERR) ? -1 : recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(events & EPOLLERR))
+        return;
+    if (n > 0) {
+        /* A consumer: its bytes stay in the kernel until the local service is connected. */
+        p2m_log(P2M_LOG_DEBUG, "preconn_alive", "label=%s lease=%u fd=%d idle_ms=%llu", pod->args->label, (unsigned)p->lease,
+                fd, (unsigned long long)(p2m_loop_now(loop) - p->t_idle));
+        uint16_t lease = p->lease;
+        pre_close(p, 1);
+        forward_start(pod, fd, lease);
+        pool_refill(pod);
+        return;
+    }
+    int e = 0;
+    socklen_t len = sizeof(e);
+    if (n < 0)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len);
+    uint64_t lived = p2m_loop_now(loop) - p->t_idle;
+    char why[128];
+    snprintf(why, sizeof(why), "%s", n == 0 ? "closed by the relay" : strerror(e != 0 ? e : errno));
+    p2m_log(P2M_LOG_INFO, "preconn_close", "label=%s lease=%u fd=%d reason=\"%s\" idle_ms=%llu", pod->args->label,
+            (unsigned)p->lease, fd, why, (unsigned long long)lived);
+    pre_close(p, 0);
+    /* Dropped at once: the relay refuses us (address, limits). Later: a lease expired or the relay
+     * restarted, which the next registration finds out. */
+    if (lived < POD_QUICK_CLOSE_MS)
+        relay_failed(pod, why);
+    pool_refill(pod);
+}
+
+static void pre_idle(preconn_t *p)
+{
+    pod_t *pod = p->pod;
+    p2m_loop_timer_stop(pod->loop, &p->timer);
+    if (p2m_loop_set_events(pod->loop, &p->h, EPOLLIN) != 0) {
+        relay_failed(pod, strerror(errno));
+        pre_close(p, 0);
+        return;
+    }
+    p->state = PRE_IDLE;
+    p->t_idle = p2m_loop_now(pod->loop);
+    pod->nconnecting--;
+    pod->nidle++;
+    backoff_reset(&pod->bo_relay);
+    set_health(pod, &pod->relay_health, POD_UP, "relay", NULL, 0);
+    p2m_log(P2M_LOG_INFO, "preconn_idle", "label=%s lease=%u fd=%d ms=%llu idle=%u", pod->args->label, (unsigned)p->lease,
+            p->h.fd, (unsigned long long)(p->t_idle - p->t_start), pod->nidle);
+}
+
+static void pre_connect_failed(preconn_t *p, const char *why)
+{
+    pod_t *pod = p->pod;
+    p2m_log(P2M_LOG_DEBUG, "preconn_failed", "label=%s lease=%u fd=%d reason=\"%s\"", pod->args->label, (unsigned)p->lease,
+            p->h.fd, why);
+    pre_close(p, 0);
+    relay_failed(pod, why);
+    pool_refill(pod);
+}
+
+static void on_connect(preconn_t *p)
+{
+    p2m_loop_handler_t *h = &p->h;
+    int e = 0;
+    socklen_t len = sizeof(e);
+    if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+        e = errno;
+    if (e != 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "connect: %s", strerror(e));
+        pre_connect_failed(p, why);
+        return;
+    }
+    pre_idle(p);
+    pool_refill(p->pod);
+}
+
+static void on_pre(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    preconn_t *p = pre_check((preconn_t *)((char *)h - offsetof(preconn_t, h)));
+    if (p->state == PRE_CONNECTING)
+        on_connect(p);
+    else if (p->state == PRE_IDLE)
+        on_idle(loop, p, events);
+}
+
+static void on_pre_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    (void)loop;
+    preconn_t *p = pre_check((preconn_t *)((char *)t - offsetof(preconn_t, timer)));
+    pre_connect_failed(p, p->state == PRE_RESOLVING ? "resolving the relay took too long" : "connect: timed out");
+}
+
+void pool_sockopts(int fd)
+{
+    int one = 1, idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTVL_S, cnt = KEEPALIVE_CNT;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+/* Starts the connect of a pre-connection to sa. */
+static void pre_connect(preconn_t *p, const struct sockaddr *sa, socklen_t salen)
+{
+    pod_t *pod = p->pod;
+    char err[P2M_ERR_LEN], why[128];
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, sizeof(why), "socket: %s", strerror(errno));
+        goto Fail;
+    }
+    pool_sockopts(fd);
+    int rc = connect(fd, sa, salen);
+    if (rc != 0 && errno != EINPROGRESS) {
+        snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+        close(fd);
+        goto Fail;
+    }
+    if (p2m_loop_add(pod->loop, &p->h, fd, rc == 0 ? 0 : EPOLLOUT, on_pre, err) != 0) {
+        snprintf(why, sizeof(why), "%s", err);
+        close(fd);
+        goto Fail;
+    }
+    p->state = PRE_CONNECTING;
+    if (rc == 0)
+        pre_idle(p);
+    return;
+Fail:
+    pre_connect_failed(p, why);
+}
+
+/* --- resolving the relay's name --------------------------------------------------------------- */
+
+static struct {
+    int efd;                   /* eventfd the resolver's thread writes to; -1 before first use */
+    p2m_loop_handler_t h;
+    struct gaicb cb;           /* the lookup in flight (req.ar_name set) */
+    struct addrinfo hints;
+    struct sigevent sev;
+    char name[P2M_HOST_MAX + 1];      /* what is being (or was last) resolved */
+    int busy;                         /* a lookup is in flight */
+    struct sockaddr_storage addr;     /* the cached answer for name */
+    socklen_t addrlen;                /* 0: none */
+    uint64_t until;                   /* loop ms the answer is good for */
+    pod_t *pod;
+} res = {.efd = -1};
+
+static void on_resolved_thread(union sigval sv)
+{
+    (void)sv;
+    uint64_t one = 1;
+    ssize_t n = write(res.efd, &one, sizeof(one));
+    (void)n;
+}
+
+static void with_port(struct sockaddr_storage *ss, uint16_t port)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+static void on_resolved(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    (void)events;
+    uint64_t v;
+    if (read(h->fd, &v, sizeof(v)) < 0 || !res.busy)
+        return;
+    int rc = gai_error(&res.cb);
+    if (rc == EAI_INPROGRESS)
+        return;
+    pod_t *pod = res.pod;
+    res.busy = 0;
+    res.addrlen = 0;
+    if (rc == 0 && res.cb.ar_result != NULL && res.cb.ar_result->ai_addrlen <= sizeof(res.addr)) {
+        memcpy(&res.addr, res.cb.ar_result->ai_addr, res.cb.ar_result->ai_addrlen);
+        res.addrlen = res.cb.ar_result->ai_addrlen;
+        res.until = p2m_loop_now(loop) + POD_RESOLVE_TTL_MS;
+    }
+    if (res.cb.ar_result != NULL)
+        freeaddrinfo(res.cb.ar_result);
+    res.cb.ar_result = NULL;
+    char why[P2M_HOST_MAX + 64];
+    snprintf(why, sizeof(why), "cannot resolve %s: %s", res.name, rc == 0 ? "no address" : gai_strerror(rc));
+    /* Every pre-connection waiting for this name goes on (or fails). */
+    for (preconn_t *p = pod->preconns, *next; p != NULL; p = next) {
+        next = p->next;
+        if (p->state != PRE_RESOLVING)
+            continue;
+        if (res.addrlen == 0) {
+            pre_connect_failed(p, why);
+            continue;
+        }
+        struct sockaddr_storage ss = res.addr;
+        with_port(&ss, p->lease);
+        pre_connect(p, (struct sockaddr *)&ss, res.addrlen);
+    }
+}
+
+/* Starts resolving name. Returns 0, or -1 with err. */
+static int resolve_start(pod_t *pod, const char *name, char *err)
+{
+    if (res.busy)
+        return 0; /* one lookup at a time; a different name waits for the next registration */
+    if (res.efd < 0) {
+        if ((res.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+            return p2m_err(err, "eventfd: %s", strerror(errno));
+        p2m_loop_handler_init(&res.h);
+        if (p2m_loop_add(pod->loop, &res.h, res.efd, EPOLLIN, on_resolved, err) != 0) {
+            close(res.efd);
+            res.efd = -1;
+            return -1;
+        }
+    }
+    res.pod = pod;
+    snprintf(res.name, sizeof(res.name), "%s", name);
+    memset(&res.hints, 0, sizeof(res.hints));
+    res.hints.ai_family = AF_UNSPEC;
+    res.hints.ai_socktype = SOCK_STREAM;
+    memset(&res.cb, 0, sizeof(res.cb));
+    res.cb.ar_name = res.name;
+    res.cb.ar_request = &res.hints;
+    memset(&res.sev, 0, sizeof(res.sev));
+    res.sev.sigev_notify = SIGEV_THREAD;
+    res.sev.sigev_notify_function = on_resolved_thread;
+    struct gaicb *list[1] = {&res.cb};
+    int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &res.sev);
+    if (rc != 0)
+        return p2m_err(err, "cannot resolve %s: %s", name, gai_strerror(rc));
+    res.busy = 1;
+    return 0;
+}
+
+/* At exit: a lookup still running keeps glibc's pointers into res; wait a little for it. */
+static void resolve_stop(pod_t *pod)
+{
+    if (res.busy) {
+        if (gai_cancel(&res.cb) != EAI_CANCELED) {
+            const struct gaicb *list[1] = {&res.cb};
+            struct timespec ts = {2, 0};
+            gai_suspend(list, 1, &ts);
+        }
+        if (gai_error(&res.cb) == 0 && res.cb.ar_result != NULL)
+            freeaddrinfo(res.cb.ar_result);
+        res.busy = 0;
+    }
+    if (res.efd >= 0) {
+        p2m_loop_close(pod->loop, &res.h);
+        res.efd = -1;
+    }
+}
+
+/* --- the pool --------------------------------------------------------------------------------- */
+
+void pool_on_port(pod_t *pod, const p2m_hostport_t *relay)
+{
+    char err[P2M_ERR_LEN];
+    if (pod->stopping)
+        return; /* the lease expires by itself */
+    preconn_t *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        p2m_log(P2M_LOG_ERROR, "oom", "what=preconn");
+        abort();
+    }
+    p->magic = PRECONN_MAGIC;
+    p->pod = pod;
+    p->lease = relay->port;
+    p->state = PRE_RESOLVING;
+    p->t_start = p2m_loop_now(pod->loop);
+    p2m_loop_handler_init(&p->h);
+    p2m_loop_timer_init(&p->timer, on_pre_timer);
+    p->next = pod->preconns;
+    if (pod->preconns != NULL)
+        pod->preconns->prev = p;
+    pod->preconns = p;
+    pod->nconnecting++;
+    p2m_loop_timer_start(pod->loop, &p->timer, POD_PRECONNECT_MS);
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    size_t hl = strlen(relay->host);
+    if (inet_pton(AF_INET, relay->host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(relay->port);
+        pre_connect(p, (struct sockaddr *)v4, sizeof(*v4));
+    } else if (inet_pton(AF_INET6, relay->host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(relay->port);
+        pre_connect(p, (struct sockaddr *)v6, sizeof(*v6));
+    } else if (strcasecmp(relay->host, "localhost") == 0 || (hl > 10 && strcasecmp(relay->host + hl - 10, ".localhost") == 0)) {
+        /* RFC 6761: curl and browsers resolve *.localhost to loopback themselves; so do we. */
+        v4->sin_family = AF_INET;
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        v4->sin_port = htons(relay->port);
+        pre_connect(p, (struct sockaddr *)v4, sizeof(*v4));
+    } else if (res.addrlen != 0 && strcasecmp(res.name, relay->host) == 0 && p2m_loop_now(pod->loop) < res.until) {
+        ss = res.addr;
+        with_port(&ss, relay->port);
+        pre_connect(p, (struct sockaddr *)&ss, res.addrlen);
+    } else if (resolve_start(pod, relay->host, err) != 0) {
+        pre_connect_failed(p, err);
+    }
+    /* else: on_resolved() connects it. */
+}
+
+void pool_refill(pod_t *pod)
+{
+    if (pod->stopping || p2m_loop_timer_armed(&pod->hold))
+        return;
+    unsigned target = pod->args->pool;
+    unsigned have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    /* Every pre-connection may become a tunnel: stay within the descriptors we have. */
+    if (pod->ntunnels + have >= pod->max_tunnels) {
+        if (!pod->limit_logged)
+            p2m_log(P2M_LOG_WARN, "tunnel_limit", "label=%s tunnels=%u max=%u", pod->args->label, pod->ntunnels,
+                    pod->max_tunnels);
+        pod->limit_logged = 1;
+        return;
+    }
+    pod->limit_logged = 0;
+    if (have < target) {
+        unsigned want = target - have;
+        if (pod->ntunnels + have + want > pod->max_tunnels)
+            want = pod->max_tunnels - pod->ntunnels - have;
+        reg_start(pod, want);
+    }
+}
+
+int pool_init(pod_t *pod, char *err)
+{
+    struct rlimit rl;
+    unsigned long nofile = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        nofile = rl.rlim_cur;
+    else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        nofile = 1u << 20;
+    /* Descriptors: a few for the loop, curl and status; 2 per pipe; 2 per tunnel (relay and
+     * local side); the pool's pre-connections become tunnels, so they count as tunnels. */
+    unsigned pipes = nofile / 8 < 256 ? (unsigned)(nofile / 8) : 256;
+    long room = (long)nofile - 64 - 2 * (long)pipes;
+    if (pipes == 0 || room / 2 < (long)pod->args->pool + 1)
+        return p2m_err(err, "the descriptor limit (%lu) is too low for --pool %u", nofile, pod->args->pool);
+    pod->max_tunnels = (unsigned)(room / 2);
+    if ((pod->pipes = p2m_pipe_pool_new(pipes, POD_PIPE_SIZE, err)) == NULL)
+        return -1;
+    p2m_loop_timer_init(&pod->hold, on_hold);
+    return 0;
+}
+
+void pool_close_all(pod_t *pod)
+{
+    while (pod->preconns != NULL)
+        pre_close(pod->preconns, 0);
+    p2m_loop_timer_stop(pod->loop, &pod->hold);
+    resolve_stop(pod);
+}

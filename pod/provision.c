@@ -1,0 +1,793 @@
+/* The pod's settings: the command line, the secret file and the provisioning file, checked and
+ * bounded before anything else runs. jansson appears only here in the pod (the provisioning file,
+ * and the status file the running pod writes, read back by `pipe2me-pod status`).
+ *
+ * The secret is never copied into an error message: messages about it say what is wrong, not
+ * what was there, and jansson's syntax errors (which quote the input) are reduced to a position. */
+#include "pod.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "p2m/err.h"
+#include "p2m/totp.h"
+
+/* --- small helpers ---------------------------------------------------------------------------- */
+
+/* Renders outside text for an error message: printable ASCII kept, the rest as \xNN, cut at 48. */
+static const char *shown(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0, i;
+    for (i = 0; s[i] != '\0' && n + 8 < cap && i < 48; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            buf[n++] = (char)c;
+        else
+            n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", c);
+    }
+    if (s[i] != '\0' && n + 4 < cap) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* jansson's copies of the provisioning text hold the secret: wipe them when freed. */
+static void *wiping_malloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void wiping_free(void *p)
+{
+    if (p != NULL) {
+        explicit_bzero(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+static void json_wiping_init(void)
+{
+    static int done;
+    if (!done) {
+        json_set_alloc_funcs(wiping_malloc, wiping_free);
+        done = 1;
+    }
+}
+
+/* Reads a regular file of at most max bytes into a NUL-terminated buffer (wipe and free() it).
+ * With `private`, refuses a file group or others may read (it holds a secret). */
+static char *read_small_file(const char *path, size_t max, int private, size_t *len, char *err)
+{
+    char *buf = NULL;
+    struct stat st;
+    size_t got = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        p2m_err(err, "%s: %s", path, strerror(errno));
+        goto Exit;
+    }
+    if (fstat(fd, &st) != 0) {
+        p2m_err(err, "%s: %s", path, strerror(errno));
+        goto Exit;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        p2m_err(err, "%s: not a regular file", path);
+        goto Exit;
+    }
+    if (private && (st.st_mode & 077) != 0) {
+        p2m_err(err, "%s: holds a secret but group or others may read it (mode %03o): chmod 600 %s", path,
+                (unsigned)(st.st_mode & 0777), path);
+        goto Exit;
+    }
+    if ((size_t)st.st_size > max) {
+        p2m_err(err, "%s: larger than %zu bytes", path, max);
+        goto Exit;
+    }
+    if ((buf = malloc(max + 1)) == NULL) {
+        p2m_err(err, "out of memory");
+        goto Exit;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf + got, max + 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            p2m_err(err, "%s: %s", path, strerror(errno));
+            goto Fail;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        if (got > max) {
+            p2m_err(err, "%s: larger than %zu bytes", path, max);
+            goto Fail;
+        }
+    }
+    buf[got] = '\0';
+    *len = got;
+    goto Exit;
+Fail:
+    explicit_bzero(buf, max + 1);
+    free(buf);
+    buf = NULL;
+Exit:
+    if (fd >= 0)
+        close(fd);
+    return buf;
+}
+
+/* --- secrets ---------------------------------------------------------------------------------- */
+
+int pod_secret_decode(const char *b32, size_t len, unsigned char *raw, size_t *raw_len, char *err)
+{
+    char buf[POD_SECRET_FILE_MAX + 1];
+    unsigned char out[128];
+    size_t n = 0, pad = 0;
+    int ret = -1;
+
+    *raw_len = 0;
+    if (len == 0)
+        return p2m_err(err, "the secret is empty");
+    if (len > POD_SECRET_FILE_MAX)
+        return p2m_err(err, "the secret is longer than %d characters", POD_SECRET_FILE_MAX);
+    for (size_t i = 0; i < len; i++) {
+        char c = b32[i];
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        if (pad != 0 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '2' && c <= '7'))) {
+            p2m_err(err, "the secret is not base32 (RFC 4648: A-Z, 2-7, optional = padding)");
+            goto Exit;
+        }
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    size_t bytes = n * 5 / 8;
+    if (bytes < POD_SECRET_MIN || bytes > POD_SECRET_MAX) {
+        p2m_err(err, "the secret must decode to %d to %d bytes (it decodes to %zu)", POD_SECRET_MIN, POD_SECRET_MAX, bytes);
+        goto Exit;
+    }
+    char derr[P2M_ERR_LEN];
+    size_t got = 0;
+    if (p2m_totp_secret_decode(buf, out, sizeof(out), &got, derr) != 0 || got < POD_SECRET_MIN || got > POD_SECRET_MAX) {
+        p2m_err(err, "the secret is not valid base32");
+        goto Exit;
+    }
+    memcpy(raw, out, got);
+    *raw_len = got;
+    ret = 0;
+Exit:
+    explicit_bzero(buf, sizeof(buf));
+    explicit_bzero(out, sizeof(out));
+    return ret;
+}
+
+int pod_secret_load(const char *path, unsigned char *raw, size_t *raw_len, char *err)
+{
+    size_t len = 0;
+    char derr[P2M_ERR_LEN];
+    int ret = -1;
+    char *text = read_small_file(path, POD_SECRET_FILE_MAX, 1, &len, err);
+    if (text == NULL)
+        return -1;
+    /* One line: the secret, then at most one newline (CRLF tolerated). */
+    size_t n = strcspn(text, "\r\n");
+    size_t rest = len - n;
+    if (memchr(text, '\0', len) != NULL) {
+        p2m_err(err, "%s: contains a NUL byte", path);
+        goto Exit;
+    }
+    if (!(rest == 0 || (rest == 1 && text[n] == '\n') || (rest == 2 && text[n] == '\r' && text[n + 1] == '\n'))) {
+        p2m_err(err, "%s: expected the base32 secret on one line", path);
+        goto Exit;
+    }
+    if (pod_secret_decode(text, n, raw, raw_len, derr) != 0) {
+        p2m_err(err, "%s: %s", path, derr);
+        goto Exit;
+    }
+    ret = 0;
+Exit:
+    explicit_bzero(text, len);
+    free(text);
+    return ret;
+}
+
+/* --- registrar URL ---------------------------------------------------------------------------- */
+
+int pod_registrar_url_parse(const char *url, char *base, char *host, uint16_t *port, char *err)
+{
+    size_t len = strlen(url);
+    if (len == 0)
+        return p2m_err(err, "the registrar URL is empty");
+    if (len > P2M_URL_MAX)
+        return p2m_err(err, "the registrar URL is longer than %d bytes", P2M_URL_MAX);
+    if (strncasecmp(url, "https://", 8) != 0)
+        return p2m_err(err, "the registrar URL must start with https:// (TLS is always verified)");
+    const char *auth = url + 8;
+    size_t alen = strcspn(auth, "/?#");
+    const char *path = auth + alen;
+    if (alen == 0)
+        return p2m_err(err, "the registrar URL has no host");
+    if (memchr(auth, '@', alen) != NULL)
+        return p2m_err(err, "the registrar URL must not carry user info");
+    if (*path == '?' || *path == '#')
+        return p2m_err(err, "the registrar URL must not have a query or fragment");
+    for (const char *p = path; *p != '\0'; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._~/-", c) != NULL))
+            return p2m_err(err, "the registrar URL's path may hold only [A-Za-z0-9._~/-]");
+    }
+    if (strstr(path, "/../") != NULL || strstr(path, "//") != NULL || (len >= 3 && strcmp(url + len - 3, "/..") == 0))
+        return p2m_err(err, "the registrar URL's path is not canonical");
+
+    /* HOST, HOST:PORT, [V6] or [V6]:PORT */
+    char a[P2M_HOST_MAX + 16];
+    if (alen >= sizeof(a))
+        return p2m_err(err, "the registrar URL's host is longer than %d bytes", P2M_HOST_MAX);
+    memcpy(a, auth, alen);
+    a[alen] = '\0';
+    p2m_hostport_t hp;
+    char herr[P2M_ERR_LEN];
+    int has_port = a[0] == '[' ? strstr(a, "]:") != NULL : strchr(a, ':') != NULL;
+    if (has_port) {
+        if (p2m_hostport_parse(a, &hp, herr) != 0)
+            return p2m_err(err, "the registrar URL's host: %s", herr);
+    } else {
+        char withport[P2M_HOST_MAX + 24];
+        snprintf(withport, sizeof(withport), "%s:443", a);
+        if (p2m_hostport_parse(withport, &hp, herr) != 0)
+            return p2m_err(err, "the registrar URL's host: %s", herr);
+        hp.port = 0;
+    }
+    if (hp.host[0] == '\0')
+        return p2m_err(err, "the registrar URL has no host");
+    if (hp.host[0] == '.' || hp.host[0] == '-')
+        return p2m_err(err, "the registrar URL's host is not a name or address");
+
+    size_t plen = strlen(path);
+    while (plen > 0 && path[plen - 1] == '/')
+        plen--;
+    memcpy(base, url, (size_t)(path - url) + plen);
+    base[(size_t)(path - url) + plen] = '\0';
+    memcpy(base, "https://", 8); /* scheme lower-cased */
+    snprintf(host, P2M_HOST_MAX + 1, "%s", hp.host);
+    *port = hp.port;
+    return 0;
+}
+
+/* --- provisioning file ------------------------------------------------------------------------ */
+
+static int json_str(json_t *v, const char *key, const char **out, size_t max, char *err)
+{
+    if (!json_is_string(v))
+        return p2m_err(err, "%s: expected a string", key);
+    size_t n = json_string_length(v);
+    if (n == 0)
+        return p2m_err(err, "%s: is empty", key);
+    if (n > max)
+        return p2m_err(err, "%s: longer than %zu bytes", key, max);
+    if (memchr(json_string_value(v), '\0', n) != NULL)
+        return p2m_err(err, "%s: contains a NUL byte", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+int provision_parse(const char *text, size_t len, provision_t *p, char *err)
+{
+    json_error_t jerr;
+    json_t *doc = NULL, *v;
+    const char *key, *s;
+    char e[P2M_ERR_LEN], buf[200];
+    int ret = -1, have_id = 0, have_secret = 0, have_labels = 0, have_registrar = 0, have_domain = 0;
+
+    memset(p, 0, sizeof(*p));
+    json_wiping_init();
+    if (len > POD_PROVISION_MAX) {
+        p2m_err(err, "larger than %d bytes", POD_PROVISION_MAX);
+        goto Exit;
+    }
+    /* jansson's message quotes the input, which may be the secret: keep only the position. */
+    if ((doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+        p2m_err(err, "not valid JSON (line %d, column %d)", jerr.line, jerr.column);
+        goto Exit;
+    }
+    if (!json_is_object(doc)) {
+        p2m_err(err, "expected a JSON object");
+        goto Exit;
+    }
+    json_object_foreach(doc, key, v)
+    {
+        if (strcmp(key, "id") == 0) {
+            if (json_str(v, "id", &s, P2M_ID_MAX, err) != 0)
+                goto Exit;
+            if (p2m_id_valid(s, strlen(s), e) != 0) {
+                p2m_err(err, "id: %s", e);
+                goto Exit;
+            }
+            snprintf(p->id, sizeof(p->id), "%s", s);
+            have_id = 1;
+        } else if (strcmp(key, "secret") == 0) {
+            if (!json_is_string(v)) {
+                p2m_err(err, "secret: expected a string");
+                goto Exit;
+            }
+            if (pod_secret_decode(json_string_value(v), json_string_length(v), p->secret, &p->secret_len, e) != 0) {
+                p2m_err(err, "secret: %s", e);
+                goto Exit;
+            }
+            have_secret = 1;
+        } else if (strcmp(key, "labels") == 0) {
+            size_t i;
+            json_t *l;
+            if (!json_is_array(v) || json_array_size(v) == 0) {
+                p2m_err(err, "labels: expected a non-empty array of labels");
+                goto Exit;
+            }
+            if (json_array_size(v) > POD_LABELS_MAX) {
+                p2m_err(err, "labels: more than %d labels", POD_LABELS_MAX);
+                goto Exit;
+            }
+            json_array_foreach(v, i, l)
+            {
+                snprintf(buf, sizeof(buf), "labels[%zu]", i);
+                if (json_str(l, buf, &s, P2M_LABEL_MAX, err) != 0)
+                    goto Exit;
+                if (p2m_label_normalize(s, strlen(s), p->labels[i], e) != 0) {
+                    p2m_err(err, "labels[%zu]: %s", i, e);
+                    goto Exit;
+                }
+            }
+            p->nlabels = json_array_size(v);
+            have_labels = 1;
+        } else if (strcmp(key, "registrar") == 0) {
+            char host[P2M_HOST_MAX + 1];
+            uint16_t port;
+            if (json_str(v, "registrar", &s, P2M_URL_MAX, err) != 0)
+                goto Exit;
+            if (pod_registrar_url_parse(s, p->registrar, host, &port, e) != 0) {
+                p2m_err(err, "registrar: %s", e);
+                goto Exit;
+            }
+            have_registrar = 1;
+        } else if (strcmp(key, "domain") == 0) {
+            if (json_str(v, "domain", &s, P2M_DOMAIN_MAX, err) != 0)
+                goto Exit;
+            if (p2m_domain_normalize(s, p->domain, e) != 0) {
+                p2m_err(err, "domain: %s", e);
+                goto Exit;
+            }
+            have_domain = 1;
+        } else if (strcmp(key, "otpauth") == 0) {
+            /* Carries the secret again, for authenticator apps; the pod does not need it. */
+            if (json_str(v, "otpauth", &s, POD_OTPAUTH_MAX, err) != 0)
+                goto Exit;
+            if (strncmp(s, "otpauth://totp/", 15) != 0) {
+                p2m_err(err, "otpauth: expected an otpauth://totp/ URI");
+                goto Exit;
+            }
+        } else {
+            p2m_err(err, "unknown key \"%s\"", shown(key, buf, sizeof(buf)));
+            goto Exit;
+        }
+    }
+    if (!have_id || !have_secret || !have_labels || !have_registrar || !have_domain) {
+        p2m_err(err, "missing key \"%s\"",
+                !have_id ? "id" : !have_secret ? "secret" : !have_labels ? "labels" : !have_registrar ? "registrar" : "domain");
+        goto Exit;
+    }
+    ret = 0;
+Exit:
+    json_decref(doc);
+    if (ret != 0) {
+        explicit_bzero(p->secret, sizeof(p->secret));
+        p->secret_len = 0;
+    }
+    return ret;
+}
+
+int provision_load(const char *path, provision_t *p, char *err)
+{
+    size_t len = 0;
+    char e[P2M_ERR_LEN];
+    char *text = read_small_file(path, POD_PROVISION_MAX, 1, &len, err);
+    if (text == NULL) {
+        memset(p, 0, sizeof(*p));
+        return -1;
+    }
+    int ret = provision_parse(text, len, p, e);
+    if (ret != 0)
+        p2m_err(err, "%s: %s", path, e);
+    explicit_bzero(text, len);
+    free(text);
+    return ret;
+}
+
+/* --- the command line ------------------------------------------------------------------------- */
+
+enum {
+    OPT_PROVISION,
+    OPT_REGISTRAR,
+    OPT_ID,
+    OPT_SECRET_FILE,
+    OPT_LABEL,
+    OPT_FORWARD,
+    OPT_POOL,
+    OPT_CACERT,
+    OPT_STATE_DIR,
+    OPT_DOMAIN,
+    OPT_LOG_LEVEL,
+    OPT_JSON,
+    OPT_FORWARD_HTTP,
+    OPT_FORWARD_TCP,
+    OPT_COUNT
+};
+
+#define FOR_REG (1u << POD_CMD_REGISTER)
+#define FOR_STATUS (1u << POD_CMD_STATUS)
+#define FOR_ENV (1u << POD_CMD_ENV)
+#define FOR_TEST (1u << POD_CMD_TEST)
+
+static const struct {
+    const char *name;
+    int has_value;
+    unsigned cmds;
+} options[OPT_COUNT] = {
+    [OPT_PROVISION] = {"provision", 1, FOR_REG | FOR_ENV},
+    [OPT_REGISTRAR] = {"registrar", 1, FOR_REG | FOR_ENV},
+    [OPT_ID] = {"id", 1, FOR_REG | FOR_ENV},
+    [OPT_SECRET_FILE] = {"secret-file", 1, FOR_REG | FOR_ENV},
+    [OPT_LABEL] = {"label", 1, FOR_REG | FOR_ENV},
+    [OPT_FORWARD] = {"forward", 1, FOR_REG | FOR_ENV},
+    [OPT_POOL] = {"pool", 1, FOR_REG | FOR_ENV},
+    [OPT_CACERT] = {"cacert", 1, FOR_REG | FOR_ENV},
+    [OPT_STATE_DIR] = {"state-dir", 1, FOR_REG | FOR_ENV | FOR_STATUS},
+    [OPT_DOMAIN] = {"domain", 1, FOR_REG | FOR_ENV},
+    [OPT_LOG_LEVEL] = {"log-level", 1, FOR_REG | FOR_TEST},
+    [OPT_JSON] = {"json", 0, FOR_STATUS},
+    [OPT_FORWARD_HTTP] = {"forward-http", 1, FOR_TEST},
+    [OPT_FORWARD_TCP] = {"forward-tcp", 1, FOR_TEST},
+};
+
+static int copy_path(const char *opt, const char *v, char *out, char *err)
+{
+    size_t n = strlen(v);
+    if (n == 0)
+        return p2m_err(err, "--%s: empty path", opt);
+    if (n > POD_PATH_MAX)
+        return p2m_err(err, "--%s: path longer than %d bytes", opt, POD_PATH_MAX);
+    memcpy(out, v, n + 1);
+    return 0;
+}
+
+/* A decimal number lo..hi, digits only. */
+static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+    unsigned long v = 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > 9)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (v < lo || v > hi)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static pod_cmd_t parse_command(const char *s)
+{
+    static const struct {
+        const char *name;
+        pod_cmd_t cmd;
+    } cmds[] = {{"register", POD_CMD_REGISTER}, {"status", POD_CMD_STATUS}, {"env", POD_CMD_ENV},   {"test", POD_CMD_TEST},
+                {"help", POD_CMD_HELP},         {"-h", POD_CMD_HELP},       {"--help", POD_CMD_HELP}, {"--version", POD_CMD_VERSION}};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (strcmp(s, cmds[i].name) == 0)
+            return cmds[i].cmd;
+    return 0;
+}
+
+void pod_args_wipe(pod_args_t *a)
+{
+    explicit_bzero(a->secret, sizeof(a->secret));
+    a->secret_len = 0;
+}
+
+int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
+{
+    const char *val[OPT_COUNT] = {0};
+    int seen[OPT_COUNT] = {0};
+    char e[P2M_ERR_LEN], buf[200];
+    provision_t *prov = NULL;
+    int ret = -1;
+
+    memset(a, 0, sizeof(*a));
+    a->pool = POD_POOL_DEFAULT;
+    a->log_level = P2M_LOG_INFO;
+    if (argc < 2 || argv[1] == NULL)
+        return p2m_err(err, "expected a command: register, status, env or test (see --help)");
+    if ((a->cmd = parse_command(argv[1])) == 0)
+        return p2m_err(err, "unknown command \"%s\" (see --help)", shown(argv[1], buf, sizeof(buf)));
+    if (a->cmd == POD_CMD_HELP || a->cmd == POD_CMD_VERSION) {
+        if (argc > 2)
+            return p2m_err(err, "%s takes no arguments", argv[1]);
+        return 0;
+    }
+
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            a->cmd = POD_CMD_HELP;
+            return 0;
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+            return p2m_err(err, "unexpected argument \"%s\"", shown(arg, buf, sizeof(buf)));
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        int o;
+        for (o = 0; o < OPT_COUNT; o++)
+            if (strlen(options[o].name) == nlen && strncmp(options[o].name, name, nlen) == 0)
+                break;
+        if (o == OPT_COUNT || !(options[o].cmds & (1u << a->cmd)))
+            return p2m_err(err, "%s: unknown option \"%s\"", argv[1], shown(arg, buf, sizeof(buf)));
+        if (seen[o])
+            return p2m_err(err, "--%s given twice", options[o].name);
+        seen[o] = 1;
+        if (!options[o].has_value) {
+            if (eq != NULL)
+                return p2m_err(err, "--%s takes no value", options[o].name);
+            continue;
+        }
+        if (eq != NULL) {
+            val[o] = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return p2m_err(err, "--%s needs a value", options[o].name);
+            val[o] = argv[++i];
+        }
+    }
+
+    /* Each value on its own. */
+    if (val[OPT_LOG_LEVEL] != NULL && p2m_log_level_parse(val[OPT_LOG_LEVEL], &a->log_level) != 0)
+        return p2m_err(err, "--log-level: expected debug, info, warn or error");
+    if (val[OPT_POOL] != NULL && parse_uint(val[OPT_POOL], 1, POD_POOL_MAX, &a->pool) != 0)
+        return p2m_err(err, "--pool: expected a number from 1 to %d", POD_POOL_MAX);
+    if (val[OPT_CACERT] != NULL && copy_path("cacert", val[OPT_CACERT], a->cacert, err) != 0)
+        return -1;
+    if (val[OPT_STATE_DIR] != NULL && copy_path("state-dir", val[OPT_STATE_DIR], a->state_dir, err) != 0)
+        return -1;
+    a->json = seen[OPT_JSON];
+    if (val[OPT_FORWARD] != NULL) {
+        if (p2m_hostport_parse(val[OPT_FORWARD], &a->forward, e) != 0)
+            return p2m_err(err, "--forward: %s", e);
+        if (a->forward.host[0] == '\0') /* ":PORT" or "PORT": this machine */
+            snprintf(a->forward.host, sizeof(a->forward.host), "127.0.0.1");
+        a->have_forward = 1;
+    }
+    for (int o = OPT_FORWARD_HTTP; o <= OPT_FORWARD_TCP; o++) {
+        unsigned port;
+        if (val[o] == NULL)
+            continue;
+        if (parse_uint(val[o], 1, 65535, &port) != 0)
+            return p2m_err(err, "--%s: expected a port from 1 to 65535", options[o].name);
+        *(o == OPT_FORWARD_HTTP ? &a->http_port : &a->tcp_port) = (uint16_t)port;
+    }
+    if (val[OPT_DOMAIN] != NULL && p2m_domain_normalize(val[OPT_DOMAIN], a->domain, e) != 0)
+        return p2m_err(err, "--domain: %s", e);
+    if (val[OPT_ID] != NULL) {
+        if (p2m_id_valid(val[OPT_ID], strlen(val[OPT_ID]), e) != 0)
+            return p2m_err(err, "--id: %s", e);
+        snprintf(a->id, sizeof(a->id), "%s", val[OPT_ID]);
+    }
+    if (val[OPT_LABEL] != NULL && p2m_label_normalize(val[OPT_LABEL], strlen(val[OPT_LABEL]), a->label, e) != 0)
+        return p2m_err(err, "--label: %s", e);
+    if (val[OPT_REGISTRAR] != NULL && pod_registrar_url_parse(val[OPT_REGISTRAR], a->registrar, a->reg_host, &a->reg_port, e) != 0)
+        return p2m_err(err, "--registrar: %s", e);
+
+    switch (a->cmd) {
+    case POD_CMD_STATUS:
+        if (a->state_dir[0] == '\0')
+            return p2m_err(err, "status needs --state-dir DIR");
+        return 0;
+    case POD_CMD_TEST:
+        if (a->http_port == 0 && a->tcp_port == 0)
+            return p2m_err(err, "test needs --forward-http PORT, --forward-tcp PORT or both");
+        if (a->http_port == a->tcp_port)
+            return p2m_err(err, "--forward-http and --forward-tcp must differ");
+        return 0;
+    default:
+        break;
+    }
+
+    /* register and env: the provisioning file supplies what the flags do not. */
+    if (val[OPT_PROVISION] != NULL) {
+        if (val[OPT_ID] != NULL || val[OPT_SECRET_FILE] != NULL)
+            return p2m_err(err, "--provision gives the ID and secret: drop --id and --secret-file");
+        if (strlen(val[OPT_PROVISION]) > POD_PATH_MAX)
+            return p2m_err(err, "--provision: path longer than %d bytes", POD_PATH_MAX);
+        if ((prov = malloc(sizeof(*prov))) == NULL)
+            return p2m_err(err, "out of memory");
+        if (provision_load(val[OPT_PROVISION], prov, e) != 0) {
+            p2m_err(err, "--provision %s", e);
+            goto Exit;
+        }
+        snprintf(a->id, sizeof(a->id), "%s", prov->id);
+        memcpy(a->secret, prov->secret, prov->secret_len);
+        a->secret_len = prov->secret_len;
+        if (a->registrar[0] == '\0' &&
+            pod_registrar_url_parse(prov->registrar, a->registrar, a->reg_host, &a->reg_port, e) != 0) {
+            p2m_err(err, "--provision: registrar: %s", e); /* cannot happen: checked when parsed */
+            goto Exit;
+        }
+        if (a->domain[0] == '\0')
+            snprintf(a->domain, sizeof(a->domain), "%s", prov->domain);
+        if (a->label[0] == '\0') {
+            snprintf(a->label, sizeof(a->label), "%s", prov->labels[0]);
+        } else {
+            size_t i;
+            for (i = 0; i < prov->nlabels; i++)
+                if (strcmp(prov->labels[i], a->label) == 0)
+                    break;
+            if (i == prov->nlabels) {
+                p2m_err(err, "--label %s: not among the labels of pod %s in the provisioning file", a->label, a->id);
+                goto Exit;
+            }
+        }
+    } else if (a->cmd == POD_CMD_REGISTER && val[OPT_SECRET_FILE] != NULL) {
+        if (strlen(val[OPT_SECRET_FILE]) > POD_PATH_MAX) {
+            p2m_err(err, "--secret-file: path longer than %d bytes", POD_PATH_MAX);
+            goto Exit;
+        }
+        if (pod_secret_load(val[OPT_SECRET_FILE], a->secret, &a->secret_len, e) != 0) {
+            p2m_err(err, "--secret-file %s", e);
+            goto Exit;
+        }
+    }
+
+    if (a->registrar[0] == '\0') {
+        p2m_err(err, "%s needs --registrar URL or --provision FILE", argv[1]);
+        goto Exit;
+    }
+    if (a->id[0] == '\0') {
+        p2m_err(err, "%s needs --id ID or --provision FILE", argv[1]);
+        goto Exit;
+    }
+    if (a->label[0] == '\0') {
+        p2m_err(err, "%s needs --label LABEL or --provision FILE", argv[1]);
+        goto Exit;
+    }
+    if (a->cmd == POD_CMD_REGISTER) {
+        if (a->secret_len == 0) {
+            p2m_err(err, "register needs --secret-file FILE or --provision FILE");
+            goto Exit;
+        }
+        if (!a->have_forward) {
+            p2m_err(err, "register needs --forward HOST:PORT (the local service)");
+            goto Exit;
+        }
+    }
+    /* The domain consumers use: the registrar's host unless told otherwise. */
+    if (a->domain[0] == '\0' && p2m_domain_normalize(a->reg_host, a->domain, e) != 0)
+        a->domain[0] = '\0';
+    ret = 0;
+Exit:
+    if (prov != NULL) {
+        explicit_bzero(prov, sizeof(*prov));
+        free(prov);
+    }
+    if (ret != 0)
+        pod_args_wipe(a);
+    return ret;
+}
+
+/* --- the status file, read back --------------------------------------------------------------- */
+
+static int status_str(json_t *doc, const char *path, char *out, size_t cap)
+{
+    const char *dot = strchr(path, '.');
+    json_t *v = doc;
+    if (dot != NULL) {
+        char first[32];
+        snprintf(first, sizeof(first), "%.*s", (int)(dot - path), path);
+        v = json_object_get(doc, first);
+        path = dot + 1;
+    }
+    v = json_object_get(v, path);
+    if (!json_is_string(v) || json_string_length(v) >= cap || memchr(json_string_value(v), '\0', json_string_length(v)))
+        return -1;
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+static int status_num(json_t *doc, const char *path, unsigned long long *out)
+{
+    const char *dot = strchr(path, '.');
+    json_t *v = doc;
+    if (dot != NULL) {
+        char first[32];
+        snprintf(first, sizeof(first), "%.*s", (int)(dot - path), path);
+        v = json_object_get(doc, first);
+        path = dot + 1;
+    }
+    v = json_object_get(v, path);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -1;
+    *out = (unsigned long long)json_integer_value(v);
+    return 0;
+}
+
+int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
+{
+    json_error_t jerr;
+    unsigned long long pid = 0;
+    int ret = -1;
+    memset(st, 0, sizeof(*st));
+    json_t *doc = json_loadb(text, len, 0, &jerr);
+    if (doc == NULL || !json_is_object(doc)) {
+        p2m_err(err, "not a status document (line %d, column %d)", jerr.line, jerr.column);
+        goto Exit;
+    }
+    static const struct {
+        const char *path;
+        size_t off;
+    } nums[] = {
+        {"updated", offsetof(pod_status_t, updated)},
+        {"started", offsetof(pod_status_t, started)},
+        {"pool.target", offsetof(pod_status_t, pool_target)},
+        {"pool.idle", offsetof(pod_status_t, pool_idle)},
+        {"pool.connecting", offsetof(pod_status_t, pool_connecting)},
+        {"pool.registering", offsetof(pod_status_t, pool_registering)},
+        {"tunnels.active", offsetof(pod_status_t, tunnels_active)},
+        {"tunnels.total", offsetof(pod_status_t, tunnels_total)},
+        {"tunnels.failed", offsetof(pod_status_t, tunnels_failed)},
+        {"registrations.ok", offsetof(pod_status_t, registrations)},
+        {"registrations.failed", offsetof(pod_status_t, registration_failures)},
+        {"bytes.in", offsetof(pod_status_t, bytes_in)},
+        {"bytes.out", offsetof(pod_status_t, bytes_out)},
+    };
+    static const struct {
+        const char *path;
+        size_t off, cap;
+    } strs[] = {
+        {"state", offsetof(pod_status_t, state), sizeof(st->state)},
+        {"id", offsetof(pod_status_t, id), sizeof(st->id)},
+        {"label", offsetof(pod_status_t, label), sizeof(st->label)},
+        {"forward", offsetof(pod_status_t, forward), sizeof(st->forward)},
+        {"health.registrar", offsetof(pod_status_t, registrar_state), sizeof(st->registrar_state)},
+        {"health.relay", offsetof(pod_status_t, relay_state), sizeof(st->relay_state)},
+        {"health.local", offsetof(pod_status_t, local_state), sizeof(st->local_state)},
+    };
+    if (status_num(doc, "pid", &pid) != 0 || pid == 0 || pid > 0x7fffffff) {
+        p2m_err(err, "pid: expected a process ID");
+        goto Exit;
+    }
+    st->pid = (long long)pid;
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+        if (status_num(doc, nums[i].path, (unsigned long long *)((char *)st + nums[i].off)) != 0) {
+            p2m_err(err, "%s: expected a number", nums[i].path);
+            goto Exit;
+        }
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        if (status_str(doc, strs[i].path, (char *)st + strs[i].off, strs[i].cap) != 0) {
+            p2m_err(err, "%s: expected a string", strs[i].path);
+            goto Exit;
+        }
+    ret = 0;
+Exit:
+    json_decref(doc);
+    return ret;
+}

@@ -1,0 +1,698 @@
+/* PUT {registrar}/register/LABEL (docs/PROTOCOL.md 1) with libcurl's multi interface on the p2m
+ * loop: curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when to call it back
+ * (CURLMOPT_TIMERFUNCTION); we call curl_multi_socket_action() from the loop's callbacks. curl
+ * resolves names with its threaded resolver, so nothing here blocks the loop.
+ *
+ * Credentials: the first registration uses TOTP and returns a session credential (P2M-Session),
+ * presented as Bearer until it expires or a 401 says it is dead. A TOTP code is accepted once per
+ * 30-second step, so a TOTP registration is never sent twice in one step: the second waits for the
+ * next step rather than burn a 401 (which the registrar counts toward its 429 lockout). With
+ * --state-dir the last step used is kept in DIR/totp-step, so that a restarted pod does not reuse it.
+ * Only one TOTP request is in flight at a time; with a session, up to REG_PARALLEL.
+ *
+ * Failures hold all registrations: 429 and 503 for Retry-After, others for an exponential backoff
+ * with jitter. State changes are logged once (registrar_down, registrar_up); the attempts in
+ * between at debug level. Neither the secret, the TOTP codes nor the session credential are logged. */
+#include "pod.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "p2m/err.h"
+#include "p2m/totp.h"
+
+#define REG_MAGIC 0x52454749u   /* "REGI" */
+#define REQ_MAGIC 0x52455155u   /* "REQU" */
+#define CSOCK_MAGIC 0x43534f43u /* "CSOC" */
+#define REG_PARALLEL 4           /* Bearer registrations in flight at once */
+#define REG_SESSION_MAX 128      /* PROTOCOL 1.1 */
+#define REG_BODY_MAX 256         /* ADDRESS:PORT, or a one-line reason */
+#define REG_BODY_LIMIT 4096      /* a longer response is aborted */
+#define REG_RETRY_AFTER_DEFAULT 60
+#define REG_RETRY_AFTER_MAX 3600
+#define REG_CONNECT_TIMEOUT_MS 5000L
+#define REG_TIMEOUT_MS 20000L    /* the registrar waits up to 3 x 3 s for the relay */
+#define REG_STEP_MARGIN_MS 250   /* after a step boundary, so that clocks agree */
+
+typedef struct req req_t;
+typedef struct csock csock_t;
+
+struct reg {
+    uint32_t magic;
+    pod_t *pod;
+    CURLM *multi;
+    p2m_loop_timer_t curl_timer; /* CURLMOPT_TIMERFUNCTION */
+    p2m_loop_timer_t hold;       /* no request until it fires */
+    backoff_t bo;
+    pod_health_t health;
+    char last_failure[64]; /* the failure last logged at warn or error: repeats go to debug */
+    char url[P2M_URL_MAX + P2M_LABEL_MAX + 16];
+    char step_path[POD_PATH_MAX + 16]; /* "" without --state-dir */
+
+    req_t *reqs;
+    unsigned inflight;
+    int totp_inflight;
+    uint64_t step_used; /* last TOTP step a request may have consumed */
+
+    char session[REG_SESSION_MAX + 1]; /* "" when none */
+    uint64_t session_until;            /* loop ms */
+
+    csock_t *socks; /* every socket curl asked us to watch */
+};
+
+struct req {
+    uint32_t magic;
+    reg_t *reg;
+    CURL *easy;
+    struct curl_slist *headers;
+    int bearer;
+    uint64_t step, prev_step; /* TOTP: the step used, and step_used before it */
+    char body[REG_BODY_MAX + 1];
+    size_t body_len, body_total;
+    char session[REG_SESSION_MAX + 1];
+    unsigned session_ttl;
+    long retry_after; /* -1 when absent */
+    char errbuf[CURL_ERROR_SIZE];
+    req_t *next, *prev;
+};
+
+struct csock {
+    uint32_t magic;
+    reg_t *reg;
+    p2m_loop_handler_t h;
+    p2m_loop_reap_t reap;
+    csock_t *next, *prev;
+};
+
+static reg_t *reg_check(reg_t *reg)
+{
+    if (reg == NULL || reg->magic != REG_MAGIC) {
+        p2m_log(P2M_LOG_ERROR, "reg_bad_magic", "ptr=%p", (void *)reg);
+        abort();
+    }
+    return reg;
+}
+
+/* --- the TOTP step, across restarts ----------------------------------------------------------- */
+
+static uint64_t step_load(const char *path)
+{
+    char buf[32];
+    unsigned long long v = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    if (sscanf(buf, "%llu", &v) != 1)
+        return 0;
+    return v;
+}
+
+/* Small and local: the loop does not notice. Failure only costs a possible 401 after a restart. */
+static void step_save(reg_t *reg, uint64_t step)
+{
+    char tmp[POD_PATH_MAX + 32], buf[32];
+    if (reg->step_path[0] == '\0')
+        return;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", reg->step_path);
+    int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)step);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    int ok = write(fd, buf, (size_t)n) == n;
+    close(fd);
+    if (!ok || rename(tmp, reg->step_path) != 0)
+        unlink(tmp);
+}
+
+/* --- curl's sockets and timer on the loop ----------------------------------------------------- */
+
+static void reg_check_done(reg_t *reg);
+
+static void reap_csock(p2m_loop_reap_t *r)
+{
+    csock_t *cs = (csock_t *)((char *)r - offsetof(csock_t, reap));
+    free(cs);
+}
+
+static void csock_drop(reg_t *reg, csock_t *cs)
+{
+    p2m_loop_del(reg->pod->loop, &cs->h);
+    if (cs->prev != NULL)
+        cs->prev->next = cs->next;
+    else
+        reg->socks = cs->next;
+    if (cs->next != NULL)
+        cs->next->prev = cs->prev;
+    cs->magic = POD_DEAD;
+    p2m_loop_defer(reg->pod->loop, &cs->reap, reap_csock);
+}
+
+static void on_curl_io(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    (void)loop;
+    csock_t *cs = (csock_t *)((char *)h - offsetof(csock_t, h));
+    if (cs->magic != CSOCK_MAGIC) {
+        p2m_log(P2M_LOG_ERROR, "csock_bad_magic", "ptr=%p", (void *)cs);
+        abort();
+    }
+    reg_t *reg = reg_check(cs->reg);
+    int mask = 0, running = 0;
+    if (events & (EPOLLIN | EPOLLHUP))
+        mask |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        mask |= CURL_CSELECT_OUT;
+    if (events & EPOLLERR)
+        mask |= CURL_CSELECT_ERR;
+    /* cs may be dropped inside (CURL_POLL_REMOVE); its memory lives until the end of the turn. */
+    curl_multi_socket_action(reg->multi, h->fd, mask, &running);
+    reg_check_done(reg);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    reg_t *reg = reg_check(userp);
+    csock_t *cs = socketp;
+    char err[P2M_ERR_LEN];
+
+    if (what == CURL_POLL_REMOVE) {
+        if (cs != NULL) {
+            curl_multi_assign(reg->multi, s, NULL);
+            csock_drop(reg, cs);
+        }
+        return 0;
+    }
+    uint32_t ev = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+    if (cs == NULL) {
+        if ((cs = calloc(1, sizeof(*cs))) == NULL) {
+            p2m_log(P2M_LOG_ERROR, "oom", "what=curl_socket");
+            abort();
+        }
+        cs->magic = CSOCK_MAGIC;
+        cs->reg = reg;
+        p2m_loop_handler_init(&cs->h);
+        if (p2m_loop_add(reg->pod->loop, &cs->h, s, ev, on_curl_io, err) != 0) {
+            p2m_log(P2M_LOG_ERROR, "curl_socket_failed", "fd=%d error=\"%s\"", (int)s, err);
+            free(cs);
+            return -1;
+        }
+        cs->next = reg->socks;
+        if (reg->socks != NULL)
+            reg->socks->prev = cs;
+        reg->socks = cs;
+        curl_multi_assign(reg->multi, s, cs);
+        return 0;
+    }
+    if (p2m_loop_set_events(reg->pod->loop, &cs->h, ev) != 0) {
+        p2m_log(P2M_LOG_ERROR, "curl_socket_failed", "fd=%d error=\"%s\"", (int)s, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int on_curl_timer_set(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    reg_t *reg = reg_check(userp);
+    /* Only arm here: curl must not be called back from inside this callback. */
+    if (timeout_ms < 0)
+        p2m_loop_timer_stop(reg->pod->loop, &reg->curl_timer);
+    else
+        p2m_loop_timer_start(reg->pod->loop, &reg->curl_timer, (uint64_t)timeout_ms);
+    return 0;
+}
+
+static void on_curl_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    (void)loop;
+    reg_t *reg = reg_check((reg_t *)((char *)t - offsetof(reg_t, curl_timer)));
+    int running = 0;
+    curl_multi_socket_action(reg->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    reg_check_done(reg);
+}
+
+static void on_hold(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    (void)loop;
+    reg_t *reg = reg_check((reg_t *)((char *)t - offsetof(reg_t, hold)));
+    pool_refill(reg->pod);
+}
+
+/* --- one request ------------------------------------------------------------------------------ */
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+    req_t *req = userp;
+    size_t len = size * n;
+    req->body_total += len;
+    if (req->body_total > REG_BODY_LIMIT)
+        return 0; /* aborts: no registrar answers that much */
+    size_t room = REG_BODY_MAX - req->body_len;
+    size_t take = len < room ? len : room;
+    memcpy(req->body + req->body_len, data, take);
+    req->body_len += take;
+    req->body[req->body_len] = '\0';
+    return len;
+}
+
+/* A header value: after "name:", trimmed. Returns its length, or -1 when the line is another header. */
+static int header_value(const char *line, size_t len, const char *name, const char **value)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return -1;
+    const char *v = line + nl + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *value = v;
+    return (int)(end - v);
+}
+
+/* Digits only, at most max; -1 otherwise. */
+static long parse_seconds(const char *v, int len, long max)
+{
+    long x = 0;
+    if (len <= 0 || len > 9)
+        return -1;
+    for (int i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    return x > max ? max : x;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userp)
+{
+    req_t *req = userp;
+    size_t len = size * n;
+    const char *v;
+    int vl;
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after a 100, say) */
+        req->session[0] = '\0';
+        req->session_ttl = 0;
+        req->retry_after = -1;
+    } else if ((vl = header_value(data, len, "P2M-Session", &v)) >= 0) {
+        /* PROTOCOL 1.1: 1*( ALPHA / DIGIT / "." / "_" / "~" / "+" / "/" / "=" / "-" ), at most 128 */
+        int ok = vl > 0 && vl <= REG_SESSION_MAX;
+        for (int i = 0; ok && i < vl; i++) {
+            char c = v[i];
+            ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("._~+/=-", c) != NULL;
+        }
+        if (ok) {
+            memcpy(req->session, v, (size_t)vl);
+            req->session[vl] = '\0';
+        }
+    } else if ((vl = header_value(data, len, "P2M-Session-Expires", &v)) >= 0) {
+        long s = parse_seconds(v, vl, 30L * 86400);
+        req->session_ttl = s > 0 ? (unsigned)s : 0;
+    } else if ((vl = header_value(data, len, "Retry-After", &v)) >= 0) {
+        req->retry_after = parse_seconds(v, vl, REG_RETRY_AFTER_MAX); /* an HTTP-date reads as absent */
+    }
+    return len;
+}
+
+static size_t on_upload(char *buf, size_t size, size_t n, void *userp)
+{
+    (void)buf, (void)size, (void)n, (void)userp;
+    return 0; /* the request has no body */
+}
+
+static void req_free(req_t *req)
+{
+    reg_t *reg = req->reg;
+    if (req->easy != NULL) {
+        curl_multi_remove_handle(reg->multi, req->easy);
+        curl_easy_cleanup(req->easy);
+    }
+    /* The Authorization header holds a TOTP code or the session credential. */
+    for (struct curl_slist *h = req->headers; h != NULL; h = h->next)
+        OPENSSL_cleanse(h->data, strlen(h->data));
+    curl_slist_free_all(req->headers);
+    if (req->prev != NULL)
+        req->prev->next = req->next;
+    else
+        reg->reqs = req->next;
+    if (req->next != NULL)
+        req->next->prev = req->prev;
+    reg->inflight--;
+    if (!req->bearer)
+        reg->totp_inflight = 0;
+    OPENSSL_cleanse(req->session, sizeof(req->session));
+    req->magic = POD_DEAD;
+    free(req);
+}
+
+/* Builds and starts one registration. Returns 0 or -1 (logged). */
+static int req_start(reg_t *reg, int bearer, uint64_t step)
+{
+    pod_t *pod = reg->pod;
+    char hdr[REG_SESSION_MAX + P2M_ID_MAX + 64], err[P2M_ERR_LEN];
+    struct curl_slist *l;
+    req_t *req = calloc(1, sizeof(*req));
+    if (req == NULL) {
+        p2m_log(P2M_LOG_ERROR, "oom", "what=request");
+        abort();
+    }
+    req->magic = REQ_MAGIC;
+    req->reg = reg;
+    req->bearer = bearer;
+    req->retry_after = -1;
+    req->next = reg->reqs;
+    if (reg->reqs != NULL)
+        reg->reqs->prev = req;
+    reg->reqs = req;
+    reg->inflight++;
+
+    if (bearer) {
+        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", reg->session);
+    } else {
+        char code[P2M_TOTP_DIGITS + 1];
+        if (p2m_totp_generate(pod->args->secret, pod->args->secret_len, (time_t)(step * P2M_TOTP_STEP), P2M_TOTP_DIGITS, code,
+                              err) != 0) {
+            p2m_log(P2M_LOG_ERROR, "totp_failed", "error=\"%s\"", err);
+            goto Fail;
+        }
+        snprintf(hdr, sizeof(hdr), "Authorization: TOTP username=\"%s\", response=\"%s\"", pod->args->id, code);
+        OPENSSL_cleanse(code, sizeof(code));
+        req->step = step;
+        req->prev_step = reg->step_used;
+        reg->step_used = step;
+        reg->totp_inflight = 1;
+        step_save(reg, step);
+    }
+    l = curl_slist_append(NULL, hdr);
+    OPENSSL_cleanse(hdr, sizeof(hdr));
+    if (l == NULL)
+        goto Oom;
+    req->headers = l;
+    if ((l = curl_slist_append(req->headers, "Expect:")) == NULL) /* no 100-continue round trip */
+        goto Oom;
+    req->headers = l;
+
+    if ((req->easy = curl_easy_init()) == NULL)
+        goto Oom;
+    CURL *e = req->easy;
+    int bad = 0;
+    bad |= curl_easy_setopt(e, CURLOPT_URL, reg->url) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L) != CURLE_OK; /* PUT */
+    bad |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)0) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
+    if (pod->args->cacert[0] != '\0')
+        bad |= curl_easy_setopt(e, CURLOPT_CAINFO, pod->args->cacert) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK; /* the lease binds our own address */
+    bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, REG_CONNECT_TIMEOUT_MS) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REG_TIMEOUT_MS) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "pipe2me-pod/" P2M_VERSION) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, req) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, req) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, req) != CURLE_OK;
+    if (bad) {
+        p2m_log(P2M_LOG_ERROR, "curl_setopt_failed", "url=%s", reg->url);
+        goto Fail;
+    }
+    CURLMcode mc = curl_multi_add_handle(reg->multi, e);
+    if (mc != CURLM_OK) {
+        p2m_log(P2M_LOG_ERROR, "curl_add_failed", "error=\"%s\"", curl_multi_strerror(mc));
+        goto Fail;
+    }
+    p2m_log(P2M_LOG_DEBUG, "register_start", "label=%s auth=%s inflight=%u", pod->args->label, bearer ? "bearer" : "totp",
+            reg->inflight);
+    return 0;
+Oom:
+    p2m_log(P2M_LOG_ERROR, "oom", "what=request");
+    abort();
+Fail:
+    if (!bearer)
+        reg->step_used = req->prev_step;
+    req_free(req);
+    return -1;
+}
+
+/* --- outcomes --------------------------------------------------------------------------------- */
+
+/* Holds registrations for ms (never shortening a longer hold). */
+static void reg_hold(reg_t *reg, unsigned ms)
+{
+    p2m_loop_t *loop = reg->pod->loop;
+    if (p2m_loop_timer_left(loop, &reg->hold) == UINT64_MAX || p2m_loop_timer_left(loop, &reg->hold) < ms)
+        p2m_loop_timer_start(loop, &reg->hold, ms);
+}
+
+/* A failure: logged at `level` when it differs from the last one, at debug otherwise. */
+static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *kind, unsigned hold_ms, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *kind, unsigned hold_ms, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    reg->pod->stats.registration_failures++;
+    int repeat = strcmp(reg->last_failure, kind) == 0;
+    if (!repeat)
+        snprintf(reg->last_failure, sizeof(reg->last_failure), "%s", kind);
+    reg->health = POD_DOWN;
+    p2m_log(repeat ? P2M_LOG_DEBUG : level, repeat ? "register_retry" : "registrar_down", "label=%s %s retry_ms=%u",
+            reg->pod->args->label, detail, hold_ms);
+    reg_hold(reg, hold_ms);
+}
+
+static void reg_succeeded(reg_t *reg)
+{
+    backoff_reset(&reg->bo);
+    if (reg->health != POD_UP)
+        p2m_log(P2M_LOG_INFO, "registrar_up", "label=%s url=%s", reg->pod->args->label, reg->pod->args->registrar);
+    reg->health = POD_UP;
+    reg->last_failure[0] = '\0';
+}
+
+/* The body's first line, printable, for a log line. */
+static const char *body_line(req_t *req)
+{
+    size_t n = strcspn(req->body, "\r\n");
+    req->body[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)req->body[i] < 0x20 || (unsigned char)req->body[i] > 0x7e || req->body[i] == '"')
+            req->body[i] = '?';
+    return n > 0 ? req->body : "-";
+}
+
+static void req_done(req_t *req, CURLcode rc)
+{
+    reg_t *reg = req->reg;
+    pod_t *pod = reg->pod;
+    long status = 0;
+    curl_off_t sent = 0;
+    p2m_hostport_t relay;
+    char err[P2M_ERR_LEN];
+    int bearer = req->bearer;
+
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &sent);
+    if (rc != CURLE_OK)
+        status = 0;
+    if (!bearer && status == 0 && sent == 0) /* the code never left: its step is still unused */
+        reg->step_used = req->prev_step;
+
+    if (status == 200) {
+        char *b = req->body;
+        size_t n = req->body_len;
+        while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
+            b[--n] = '\0';
+        if (req->body_total > REG_BODY_MAX || p2m_hostport_parse(b, &relay, err) != 0 || relay.host[0] == '\0') {
+            reg_failed(reg, P2M_LOG_ERROR, "badbody", backoff_next(&reg->bo), "status=200 reason=\"response is not ADDRESS:PORT\"");
+            goto Exit;
+        }
+        if (!bearer && req->session[0] != '\0') {
+            memcpy(reg->session, req->session, sizeof(reg->session));
+            unsigned ttl_ms = (req->session_ttl != 0 ? req->session_ttl : 60) * 1000u;
+            unsigned margin = ttl_ms / 10 < 30000 ? ttl_ms / 10 : 30000; /* renew before it expires */
+            reg->session_until = p2m_loop_now(pod->loop) + ttl_ms - margin;
+            p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u", pod->args->label, req->session_ttl);
+        }
+        reg_succeeded(reg);
+        pod->stats.registrations++;
+        p2m_log(P2M_LOG_INFO, "registered", "label=%s lease=%u relay=%s auth=%s", pod->args->label, (unsigned)relay.port,
+                relay.host, bearer ? "bearer" : "totp");
+        req_free(req);
+        pool_on_port(pod, &relay);
+        pool_refill(pod);
+        return;
+    }
+    if (status == 401 && bearer) {
+        /* Expired or revoked: back to TOTP, at once (the step rule still applies). */
+        if (reg->session[0] != '\0')
+            p2m_log(P2M_LOG_INFO, "session_rejected", "label=%s reason=\"%s\"", pod->args->label, body_line(req));
+        OPENSSL_cleanse(reg->session, sizeof(reg->session));
+        reg->session[0] = '\0';
+        goto Exit;
+    }
+    if (status == 429 || status == 503) {
+        long ra = req->retry_after;
+        unsigned ms = ra >= 0 ? (unsigned)(ra > 0 ? ra : 1) * 1000u : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u : backoff_next(&reg->bo);
+        reg_failed(reg, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN, status == 429 ? "limited" : "unavailable", ms,
+                   "status=%ld reason=\"%s\"", status, body_line(req));
+        goto Exit;
+    }
+    if (status == 0) {
+        reg_failed(reg, P2M_LOG_WARN, "transport", backoff_next(&reg->bo), "error=\"%s\"",
+                   req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(rc));
+        goto Exit;
+    }
+    /* 401 to TOTP (wrong secret, clock skew, step used), 403 (not our label, disabled), 404, ... */
+    {
+        char kind[32];
+        snprintf(kind, sizeof(kind), "status%ld", status);
+        reg_failed(reg, P2M_LOG_ERROR, kind, backoff_next(&reg->bo), "status=%ld auth=%s reason=\"%s\"", status,
+                   bearer ? "bearer" : "totp", body_line(req));
+    }
+Exit:
+    req_free(req);
+    pool_refill(pod);
+}
+
+static void reg_check_done(reg_t *reg)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(reg->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        req_t *req = NULL;
+        CURLcode rc = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+        if (req == NULL || req->magic != REQ_MAGIC) {
+            p2m_log(P2M_LOG_ERROR, "req_bad_magic", "ptr=%p", (void *)req);
+            abort();
+        }
+        req_done(req, rc);
+    }
+}
+
+/* --- public ----------------------------------------------------------------------------------- */
+
+int reg_new(pod_t *pod, char *err)
+{
+    reg_t *reg = calloc(1, sizeof(*reg));
+    if (reg == NULL)
+        return p2m_err(err, "out of memory");
+    reg->magic = REG_MAGIC;
+    reg->pod = pod;
+    p2m_loop_timer_init(&reg->curl_timer, on_curl_timer);
+    p2m_loop_timer_init(&reg->hold, on_hold);
+    snprintf(reg->url, sizeof(reg->url), "%s/register/%s", pod->args->registrar, pod->args->label);
+    if (pod->args->state_dir[0] != '\0') {
+        snprintf(reg->step_path, sizeof(reg->step_path), "%s/totp-step", pod->args->state_dir);
+        reg->step_used = step_load(reg->step_path);
+    }
+    if ((reg->multi = curl_multi_init()) == NULL) {
+        free(reg);
+        return p2m_err(err, "curl_multi_init failed");
+    }
+    curl_multi_setopt(reg->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(reg->multi, CURLMOPT_SOCKETDATA, reg);
+    curl_multi_setopt(reg->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer_set);
+    curl_multi_setopt(reg->multi, CURLMOPT_TIMERDATA, reg);
+    curl_multi_setopt(reg->multi, CURLMOPT_MAXCONNECTS, 2L);
+    pod->reg = reg;
+    return 0;
+}
+
+void reg_free(pod_t *pod)
+{
+    reg_t *reg = pod->reg;
+    if (reg == NULL)
+        return;
+    while (reg->reqs != NULL)
+        req_free(reg->reqs);
+    curl_multi_cleanup(reg->multi); /* closes cached connections, calling on_curl_socket */
+    while (reg->socks != NULL)
+        csock_drop(reg, reg->socks);
+    p2m_loop_timer_stop(pod->loop, &reg->curl_timer);
+    p2m_loop_timer_stop(pod->loop, &reg->hold);
+    p2m_loop_reap(pod->loop);
+    OPENSSL_cleanse(reg->session, sizeof(reg->session));
+    reg->magic = POD_DEAD;
+    free(reg);
+    pod->reg = NULL;
+}
+
+unsigned reg_inflight(const pod_t *pod)
+{
+    return pod->reg != NULL ? pod->reg->inflight : 0;
+}
+
+pod_health_t reg_health(const pod_t *pod)
+{
+    return pod->reg != NULL ? pod->reg->health : POD_UNKNOWN;
+}
+
+unsigned reg_start(pod_t *pod, unsigned want)
+{
+    reg_t *reg = pod->reg;
+    unsigned started = 0;
+    if (reg == NULL || pod->stopping || p2m_loop_timer_armed(&reg->hold))
+        return 0;
+    uint64_t now = p2m_loop_now(pod->loop);
+    if (reg->session[0] != '\0' && now >= reg->session_until) {
+        p2m_log(P2M_LOG_INFO, "session_expired", "label=%s", pod->args->label);
+        OPENSSL_cleanse(reg->session, sizeof(reg->session));
+        reg->session[0] = '\0';
+    }
+    while (started < want) {
+        if (reg->session[0] != '\0') {
+            if (reg->inflight >= REG_PARALLEL)
+                break;
+            if (req_start(reg, 1, 0) != 0)
+                break;
+        } else {
+            /* TOTP: one at a time, each step once. A TOTP request in flight may bring a session. */
+            if (reg->inflight > 0)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t step = (uint64_t)ts.tv_sec / P2M_TOTP_STEP;
+            if (reg->step_used > step + 1) /* saved before the clock was set back: the registrar's clock decides */
+                reg->step_used = 0;
+            if (step <= reg->step_used) {
+                uint64_t next_ms = (reg->step_used + 1) * P2M_TOTP_STEP * 1000ull;
+                uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+                unsigned wait = (unsigned)(next_ms > now_ms ? next_ms - now_ms : 0) + REG_STEP_MARGIN_MS;
+                p2m_log(P2M_LOG_DEBUG, "totp_wait", "label=%s wait_ms=%u", pod->args->label, wait);
+                reg_hold(reg, wait);
+                break;
+            }
+            if (req_start(reg, 0, step) != 0)
+                break;
+        }
+        started++;
+    }
+    return started;
+}
