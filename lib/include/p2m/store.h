@@ -20,14 +20,25 @@
  *   p2m:pod:ID:labels        set     the labels pod ID owns
  *   p2m:labels               hash    LABEL -> owning pod ID (a label has one owner)
  *   p2m:lease:PORT           hash    kind ("pre"|"consumer"), label, pod, addr (the only peer
- *                                    address the relay accepts on PORT), created (unix s);
- *                                    has a TTL: a crashed process leaks no port past it
+ *                                    address the relay accepts on PORT), relay (NAME), created
+ *                                    (unix s), state ("pending"|"bound"); has a TTL: a crashed
+ *                                    process leaks no port past it
+ *   p2m:consumer:LABEL:ADDR  string  the consumer port leased for ADDR and LABEL (TTL as the lease)
+ *   p2m:relays               set     relay names (stale ones are pruned when their hash is gone)
+ *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started; TTL 15 s, heartbeat 5 s
+ *   p2m:idle:NAME            hash    LABEL -> idle pre-connections held by relay NAME
+ *   p2m:stats:relay:NAME     hash    LABEL:bytes_in, LABEL:bytes_out, LABEL:conns
+ *   p2m:portbusy:NAME:PORT   string  PORT could not be bound on relay NAME; TTL 60 s
  *   p2m:totp:ID:STEP         string  a TOTP step already used by pod ID; TTL 5 steps (replay)
  *   p2m:session:DIGEST       hash    pod, label, epoch; TTL registrar.session_ttl
  *   p2m:fail:id:ID           string  failed authentications for ID in the current window (TTL)
  *   p2m:fail:addr:ADDR       string  the same per source address
  *   p2m:stats                hash    counters by name (registrations, redirects, fail:REASON ...)
- *   p2m:events               channel "lease PORT", "unlease PORT", "pod ID": change notices
+ *   p2m:events               channel "unlease PORT", "pod ID": change notices for relays
+ *   p2m:relay:NAME           channel "lease PORT": a registrar asks relay NAME to bind PORT
+ *   p2m:bound                channel "PORT ok" | "PORT fail REASON": relays answer registrars
+ *
+ * The registrar's scripts are in store_cmd.c; the relay's in relay/redis.c, in one section.
  *
  * Multi-key changes run as Lua scripts, so that a refused change (a label owned by another pod,
  * an unknown pod) changes nothing, and several admins or registrars can share one Redis. */
