@@ -38,7 +38,6 @@
 #define POD_LABELS_MAX 64       /* labels in a provisioning file */
 #define POD_OTPAUTH_MAX 1024
 #define POD_PATH_MAX 4095
-#define POD_ECHO_PORT_NONE 0
 
 /* --- settings (provision.c) ----------------------------------------------------------------- */
 
@@ -73,7 +72,7 @@ typedef struct {
     char state_dir[POD_PATH_MAX + 1]; /* "" for none */
     p2m_log_level_t log_level;
     int json;                    /* status --json */
-    uint16_t http_port, tcp_port; /* test: POD_ECHO_PORT_NONE when not asked for */
+    uint16_t http_port, tcp_port; /* test: 0 when not asked for */
 } pod_args_t;
 
 /* Parses the command line (argv[0] is the program) into *a, reading the files it names: the
@@ -233,8 +232,9 @@ void pool_sockopts(int fd);
  * unless a backoff holds the refill or the tunnel limit is reached. Safe to call any time. */
 void pool_refill(pod_t *pod);
 
-/* A registration gave relay port `relay`: connect to it (non-blocking). */
-void pool_on_port(pod_t *pod, const p2m_hostport_t *relay);
+/* A registration gave relay port `relay`: connect to it (non-blocking). A name in relay->host is
+ * resolved in `family` (AF_INET or AF_INET6: the registration's; AF_UNSPEC when not known). */
+void pool_on_port(pod_t *pod, const p2m_hostport_t *relay, int family);
 
 /* The local service refused or timed out: hold the refill for its backoff. */
 void pool_local_failed(pod_t *pod, const char *reason);

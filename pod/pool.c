@@ -15,7 +15,9 @@
  *
  * The relay's address comes back as ADDRESS:PORT; addresses and *.localhost are used as they are,
  * names are resolved with getaddrinfo_a() (glibc's resolver threads; completion arrives through an
- * eventfd) and cached for POD_RESOLVE_TTL_MS, so that the loop never waits for DNS. */
+ * eventfd) and cached for POD_RESOLVE_TTL_MS, so that the loop never waits for DNS. A name is
+ * resolved in the family the registration went out in: the relay accepts the pre-connection only
+ * from the address the registrar saw. One lookup runs at a time, for the whole process. */
 #include "pod.h"
 
 #include <arpa/inet.h>
@@ -47,6 +49,8 @@ struct preconn {
     pod_t *pod;
     pre_state_t state;
     uint16_t lease; /* the relay port P */
+    int family;     /* PRE_RESOLVING: the family to resolve host in */
+    char host[P2M_HOST_MAX + 1]; /* the relay as the registrar named it */
     p2m_loop_handler_t h;
     p2m_loop_timer_t timer; /* the preconnect window */
     uint64_t t_start, t_idle;
@@ -186,13 +190,13 @@ static void on_idle(p2m_loop_t *loop, preconn_t *p, uint32_t events)
         pool_refill(pod);
         return;
     }
-    int e = 0;
+    int e = n < 0 && !(events & EPOLLERR) ? errno : 0;
     socklen_t len = sizeof(e);
-    if (n < 0)
+    if (n < 0 && e == 0)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len);
     uint64_t lived = p2m_loop_now(loop) - p->t_idle;
     char why[128];
-    snprintf(why, sizeof(why), "%s", n == 0 ? "closed by the relay" : strerror(e != 0 ? e : errno));
+    snprintf(why, sizeof(why), "%s", n == 0 ? "closed by the relay" : e != 0 ? strerror(e) : "socket error");
     p2m_log(P2M_LOG_INFO, "preconn_close", "label=%s lease=%u fd=%d reason=\"%s\" idle_ms=%llu", pod->args->label,
             (unsigned)p->lease, fd, why, (unsigned long long)lived);
     pre_close(p, 0);
@@ -279,7 +283,7 @@ void pool_sockopts(int fd)
 static void pre_connect(preconn_t *p, const struct sockaddr *sa, socklen_t salen)
 {
     pod_t *pod = p->pod;
-    char err[P2M_ERR_LEN], why[128];
+    char err[P2M_ERR_LEN], why[P2M_ERR_LEN];
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(why, sizeof(why), "socket: %s", strerror(errno));
@@ -314,12 +318,15 @@ static struct {
     struct addrinfo hints;
     struct sigevent sev;
     char name[P2M_HOST_MAX + 1];      /* what is being (or was last) resolved */
+    int family;                       /* ... and in which family */
     int busy;                         /* a lookup is in flight */
     struct sockaddr_storage addr;     /* the cached answer for name */
     socklen_t addrlen;                /* 0: none */
     uint64_t until;                   /* loop ms the answer is good for */
     pod_t *pod;
 } res = {.efd = -1};
+
+static int resolve_start(pod_t *pod, const char *name, int family, char *err);
 
 static void on_resolved_thread(union sigval sv)
 {
@@ -359,11 +366,17 @@ static void on_resolved(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events
     res.cb.ar_result = NULL;
     char why[P2M_HOST_MAX + 64];
     snprintf(why, sizeof(why), "cannot resolve %s: %s", res.name, rc == 0 ? "no address" : gai_strerror(rc));
-    /* Every pre-connection waiting for this name goes on (or fails). */
+    /* Every pre-connection waiting for this name goes on (or fails); one waiting for another name
+     * starts the next lookup. */
+    preconn_t *other = NULL;
     for (preconn_t *p = pod->preconns, *next; p != NULL; p = next) {
         next = p->next;
         if (p->state != PRE_RESOLVING)
             continue;
+        if (strcasecmp(p->host, res.name) != 0 || p->family != res.family) {
+            other = p;
+            continue;
+        }
         if (res.addrlen == 0) {
             pre_connect_failed(p, why);
             continue;
@@ -372,13 +385,16 @@ static void on_resolved(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events
         with_port(&ss, p->lease);
         pre_connect(p, (struct sockaddr *)&ss, res.addrlen);
     }
+    char err[P2M_ERR_LEN];
+    if (other != NULL && resolve_start(pod, other->host, other->family, err) != 0)
+        pre_connect_failed(other, err);
 }
 
-/* Starts resolving name. Returns 0, or -1 with err. */
-static int resolve_start(pod_t *pod, const char *name, char *err)
+/* Starts resolving name in family (AF_UNSPEC: any). Returns 0, or -1 with err. */
+static int resolve_start(pod_t *pod, const char *name, int family, char *err)
 {
     if (res.busy)
-        return 0; /* one lookup at a time; a different name waits for the next registration */
+        return 0; /* one lookup at a time: on_resolved() starts the next */
     if (res.efd < 0) {
         if ((res.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
             return p2m_err(err, "eventfd: %s", strerror(errno));
@@ -391,8 +407,9 @@ static int resolve_start(pod_t *pod, const char *name, char *err)
     }
     res.pod = pod;
     snprintf(res.name, sizeof(res.name), "%s", name);
+    res.family = family;
     memset(&res.hints, 0, sizeof(res.hints));
-    res.hints.ai_family = AF_UNSPEC;
+    res.hints.ai_family = family;
     res.hints.ai_socktype = SOCK_STREAM;
     memset(&res.cb, 0, sizeof(res.cb));
     res.cb.ar_name = res.name;
@@ -429,7 +446,7 @@ static void resolve_stop(pod_t *pod)
 
 /* --- the pool --------------------------------------------------------------------------------- */
 
-void pool_on_port(pod_t *pod, const p2m_hostport_t *relay)
+void pool_on_port(pod_t *pod, const p2m_hostport_t *relay, int family)
 {
     char err[P2M_ERR_LEN];
     if (pod->stopping)
@@ -442,6 +459,8 @@ void pool_on_port(pod_t *pod, const p2m_hostport_t *relay)
     p->magic = PRECONN_MAGIC;
     p->pod = pod;
     p->lease = relay->port;
+    p->family = family;
+    snprintf(p->host, sizeof(p->host), "%s", relay->host);
     p->state = PRE_RESOLVING;
     p->t_start = p2m_loop_now(pod->loop);
     p2m_loop_handler_init(&p->h);
@@ -472,11 +491,12 @@ void pool_on_port(pod_t *pod, const p2m_hostport_t *relay)
         v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         v4->sin_port = htons(relay->port);
         pre_connect(p, (struct sockaddr *)v4, sizeof(*v4));
-    } else if (res.addrlen != 0 && strcasecmp(res.name, relay->host) == 0 && p2m_loop_now(pod->loop) < res.until) {
+    } else if (res.addrlen != 0 && strcasecmp(res.name, relay->host) == 0 && res.family == family &&
+               p2m_loop_now(pod->loop) < res.until) {
         ss = res.addr;
         with_port(&ss, relay->port);
         pre_connect(p, (struct sockaddr *)&ss, res.addrlen);
-    } else if (resolve_start(pod, relay->host, err) != 0) {
+    } else if (resolve_start(pod, relay->host, family, err) != 0) {
         pre_connect_failed(p, err);
     }
     /* else: on_resolved() connects it. */

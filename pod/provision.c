@@ -228,8 +228,17 @@ int pod_registrar_url_parse(const char *url, char *base, char *host, uint16_t *p
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._~/-", c) != NULL))
             return p2m_err(err, "the registrar URL's path may hold only [A-Za-z0-9._~/-]");
     }
-    if (strstr(path, "/../") != NULL || strstr(path, "//") != NULL || (len >= 3 && strcmp(url + len - 3, "/..") == 0))
-        return p2m_err(err, "the registrar URL's path is not canonical");
+    size_t plen = strlen(path);
+    while (plen > 0 && path[plen - 1] == '/')
+        plen--;
+    /* Without its trailing slashes: no empty, "." or ".." segment. */
+    for (const char *seg = path; seg < path + plen; ) {
+        const char *next = memchr(seg + 1, '/', (size_t)(path + plen - seg - 1));
+        size_t sl = (next != NULL ? (size_t)(next - seg) : (size_t)(path + plen - seg)) - 1;
+        if (sl == 0 || (sl == 1 && seg[1] == '.') || (sl == 2 && seg[1] == '.' && seg[2] == '.'))
+            return p2m_err(err, "the registrar URL's path is not canonical");
+        seg = next != NULL ? next : path + plen;
+    }
 
     /* HOST, HOST:PORT, [V6] or [V6]:PORT */
     char a[P2M_HOST_MAX + 16];
@@ -255,9 +264,6 @@ int pod_registrar_url_parse(const char *url, char *base, char *host, uint16_t *p
     if (hp.host[0] == '.' || hp.host[0] == '-')
         return p2m_err(err, "the registrar URL's host is not a name or address");
 
-    size_t plen = strlen(path);
-    while (plen > 0 && path[plen - 1] == '/')
-        plen--;
     memcpy(base, url, (size_t)(path - url) + plen);
     base[(size_t)(path - url) + plen] = '\0';
     memcpy(base, "https://", 8); /* scheme lower-cased */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,7 +56,8 @@ struct reg {
     pod_health_t health;
     char last_failure[64]; /* the failure last logged at warn or error: repeats go to debug */
     char url[P2M_URL_MAX + P2M_LABEL_MAX + 16];
-    char step_path[POD_PATH_MAX + 16]; /* "" without --state-dir */
+    char step_path[POD_PATH_MAX + 16];    /* "" without --state-dir */
+    char session_path[POD_PATH_MAX + 16]; /* "" without --state-dir */
 
     req_t *reqs;
     unsigned inflight;
@@ -101,40 +103,109 @@ static reg_t *reg_check(reg_t *reg)
     return reg;
 }
 
-/* --- the TOTP step, across restarts ----------------------------------------------------------- */
+/* --- what survives a restart (with --state-dir) ----------------------------------------------
+ *
+ * DIR/totp-step: the last TOTP step used, so that a restarted pod waits for the next step rather
+ * than burn a 401. DIR/session: the session credential with its pod, label and expiry (mode 0600,
+ * like the secret file beside it), so that a restarted pod goes on with Bearer registrations. Both
+ * are a few bytes on a local disk, written with rename(2); a failure only costs a TOTP round. */
 
-static uint64_t step_load(const char *path)
+/* Reads at most cap - 1 bytes of a small file into buf. Returns the length or -1. */
+static ssize_t small_read(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return n;
+}
+
+static void small_write(const char *path, const char *data, size_t len)
+{
+    char tmp[POD_PATH_MAX + 32];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    unlink(tmp); /* created afresh, so with mode 0600 */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    int ok = write(fd, data, len) == (ssize_t)len;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
+static void step_save(reg_t *reg, uint64_t step)
+{
+    char buf[32];
+    if (reg->step_path[0] == '\0')
+        return;
+    int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)step);
+    small_write(reg->step_path, buf, (size_t)n);
+}
+
+static void step_load(reg_t *reg)
 {
     char buf[32];
     unsigned long long v = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    if (sscanf(buf, "%llu", &v) != 1)
-        return 0;
-    return v;
+    if (small_read(reg->step_path, buf, sizeof(buf)) > 0 && sscanf(buf, "%llu", &v) == 1)
+        reg->step_used = v;
 }
 
-/* Small and local: the loop does not notice. Failure only costs a possible 401 after a restart. */
-static void step_save(reg_t *reg, uint64_t step)
+static int session_valid(const char *s)
 {
-    char tmp[POD_PATH_MAX + 32], buf[32];
-    if (reg->step_path[0] == '\0')
+    size_t n = strlen(s);
+    if (n == 0 || n > REG_SESSION_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("._~+/=-", c) != NULL))
+            return 0;
+    }
+    return 1;
+}
+
+/* Keeps the session for ttl_s seconds (less a margin: it is renewed before the registrar drops it). */
+static void session_set(reg_t *reg, const char *cred, unsigned ttl_s, int save)
+{
+    char buf[REG_SESSION_MAX + P2M_ID_MAX + P2M_LABEL_MAX + 64];
+    uint64_t ttl_ms = (uint64_t)ttl_s * 1000u;
+    uint64_t margin = ttl_ms / 10 < 30000 ? ttl_ms / 10 : 30000;
+    snprintf(reg->session, sizeof(reg->session), "%s", cred);
+    reg->session_until = p2m_loop_now(reg->pod->loop) + ttl_ms - margin;
+    if (!save || reg->session_path[0] == '\0')
         return;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", reg->step_path);
-    int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)step);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return;
-    int ok = write(fd, buf, (size_t)n) == n;
-    close(fd);
-    if (!ok || rename(tmp, reg->step_path) != 0)
-        unlink(tmp);
+    int n = snprintf(buf, sizeof(buf), "v1 %s %s %llu %s\n", reg->pod->args->id, reg->pod->args->label,
+                     (unsigned long long)time(NULL) + ttl_s, cred);
+    if (n > 0 && (size_t)n < sizeof(buf))
+        small_write(reg->session_path, buf, (size_t)n);
+    OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+static void session_drop(reg_t *reg)
+{
+    OPENSSL_cleanse(reg->session, sizeof(reg->session));
+    reg->session[0] = '\0';
+    if (reg->session_path[0] != '\0')
+        unlink(reg->session_path);
+}
+
+static void session_load(reg_t *reg)
+{
+    char buf[REG_SESSION_MAX + P2M_ID_MAX + P2M_LABEL_MAX + 64];
+    char id[P2M_ID_MAX + 1], label[P2M_LABEL_MAX + 1], cred[REG_SESSION_MAX + 1];
+    unsigned long long until = 0, now = (unsigned long long)time(NULL);
+    if (small_read(reg->session_path, buf, sizeof(buf)) > 0 &&
+        sscanf(buf, "v1 %64s %63s %llu %128s", id, label, &until, cred) == 4 && strcmp(id, reg->pod->args->id) == 0 &&
+        strcmp(label, reg->pod->args->label) == 0 && session_valid(cred) && until > now + 60 && until < now + 30ull * 86400) {
+        session_set(reg, cred, (unsigned)(until - now), 0);
+        p2m_log(P2M_LOG_INFO, "session_resumed", "label=%s expires_s=%llu", reg->pod->args->label, until - now);
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    OPENSSL_cleanse(cred, sizeof(cred));
 }
 
 /* --- curl's sockets and timer on the loop ----------------------------------------------------- */
@@ -309,14 +380,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
         req->retry_after = -1;
     } else if ((vl = header_value(data, len, "P2M-Session", &v)) >= 0) {
         /* PROTOCOL 1.1: 1*( ALPHA / DIGIT / "." / "_" / "~" / "+" / "/" / "=" / "-" ), at most 128 */
-        int ok = vl > 0 && vl <= REG_SESSION_MAX;
-        for (int i = 0; ok && i < vl; i++) {
-            char c = v[i];
-            ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("._~+/=-", c) != NULL;
-        }
-        if (ok) {
+        if (vl > 0 && vl <= REG_SESSION_MAX) {
             memcpy(req->session, v, (size_t)vl);
             req->session[vl] = '\0';
+            if (!session_valid(req->session))
+                req->session[0] = '\0';
         }
     } else if ((vl = header_value(data, len, "P2M-Session-Expires", &v)) >= 0) {
         long s = parse_seconds(v, vl, 30L * 86400);
@@ -422,6 +490,7 @@ static int req_start(reg_t *reg, int bearer, uint64_t step)
     if (pod->args->cacert[0] != '\0')
         bad |= curl_easy_setopt(e, CURLOPT_CAINFO, pod->args->cacert) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) != CURLE_OK; /* parallel requests share one HTTP/2 connection */
     bad |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK; /* the lease binds our own address */
     bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, REG_CONNECT_TIMEOUT_MS) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REG_TIMEOUT_MS) != CURLE_OK;
@@ -464,10 +533,12 @@ static void reg_hold(reg_t *reg, unsigned ms)
         p2m_loop_timer_start(loop, &reg->hold, ms);
 }
 
-/* A failure: logged at `level` when it differs from the last one, at debug otherwise. */
-static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *kind, unsigned hold_ms, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *kind, unsigned hold_ms, const char *fmt, ...)
+/* A failure of kind `kind`, logged as `event` at `level` when it differs from the last one, as
+ * register_retry at debug level otherwise; holds registrations for hold_ms. */
+static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *event, const char *kind, unsigned hold_ms, const char *fmt,
+                       ...) __attribute__((format(printf, 6, 7)));
+static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *event, const char *kind, unsigned hold_ms, const char *fmt,
+                       ...)
 {
     char detail[512];
     va_list ap;
@@ -479,7 +550,7 @@ static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *kind, unsi
     if (!repeat)
         snprintf(reg->last_failure, sizeof(reg->last_failure), "%s", kind);
     reg->health = POD_DOWN;
-    p2m_log(repeat ? P2M_LOG_DEBUG : level, repeat ? "register_retry" : "registrar_down", "label=%s %s retry_ms=%u",
+    p2m_log(repeat ? P2M_LOG_DEBUG : level, repeat ? "register_retry" : event, "label=%s %s retry_ms=%u",
             reg->pod->args->label, detail, hold_ms);
     reg_hold(reg, hold_ms);
 }
@@ -527,42 +598,47 @@ static void req_done(req_t *req, CURLcode rc)
         while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
             b[--n] = '\0';
         if (req->body_total > REG_BODY_MAX || p2m_hostport_parse(b, &relay, err) != 0 || relay.host[0] == '\0') {
-            reg_failed(reg, P2M_LOG_ERROR, "badbody", backoff_next(&reg->bo), "status=200 reason=\"response is not ADDRESS:PORT\"");
+            reg_failed(reg, P2M_LOG_ERROR, "register_failed", "badbody", backoff_next(&reg->bo), "status=200 reason=\"response is not ADDRESS:PORT\"");
             goto Exit;
         }
         if (!bearer && req->session[0] != '\0') {
-            memcpy(reg->session, req->session, sizeof(reg->session));
-            unsigned ttl_ms = (req->session_ttl != 0 ? req->session_ttl : 60) * 1000u;
-            unsigned margin = ttl_ms / 10 < 30000 ? ttl_ms / 10 : 30000; /* renew before it expires */
-            reg->session_until = p2m_loop_now(pod->loop) + ttl_ms - margin;
+            session_set(reg, req->session, req->session_ttl != 0 ? req->session_ttl : 60, 1);
             p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u", pod->args->label, req->session_ttl);
         }
         reg_succeeded(reg);
         pod->stats.registrations++;
         p2m_log(P2M_LOG_INFO, "registered", "label=%s lease=%u relay=%s auth=%s", pod->args->label, (unsigned)relay.port,
                 relay.host, bearer ? "bearer" : "totp");
+        /* The family the registrar saw us in is the one the relay accepts. */
+        char *local_ip = NULL;
+        int family = AF_UNSPEC;
+        if (curl_easy_getinfo(req->easy, CURLINFO_LOCAL_IP, &local_ip) == CURLE_OK && local_ip != NULL && local_ip[0] != '\0')
+            family = strchr(local_ip, ':') != NULL ? AF_INET6 : AF_INET;
         req_free(req);
-        pool_on_port(pod, &relay);
+        pool_on_port(pod, &relay, family);
         pool_refill(pod);
         return;
     }
-    if (status == 401 && bearer) {
-        /* Expired or revoked: back to TOTP, at once (the step rule still applies). */
-        if (reg->session[0] != '\0')
-            p2m_log(P2M_LOG_INFO, "session_rejected", "label=%s reason=\"%s\"", pod->args->label, body_line(req));
-        OPENSSL_cleanse(reg->session, sizeof(reg->session));
-        reg->session[0] = '\0';
+    if ((status == 401 || status == 403) && bearer) {
+        /* Expired or revoked (401), or for another label (403): back to TOTP at once, which says
+         * what is really wrong (the step rule still applies). Parallel requests share the fate. */
+        if (reg->session[0] != '\0') {
+            p2m_log(P2M_LOG_INFO, "session_rejected", "label=%s status=%ld reason=\"%s\"", pod->args->label, status,
+                    body_line(req));
+            session_drop(reg);
+        }
         goto Exit;
     }
     if (status == 429 || status == 503) {
         long ra = req->retry_after;
         unsigned ms = ra >= 0 ? (unsigned)(ra > 0 ? ra : 1) * 1000u : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u : backoff_next(&reg->bo);
-        reg_failed(reg, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN, status == 429 ? "limited" : "unavailable", ms,
+        reg_failed(reg, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN, status == 429 ? "register_limited" : "registrar_unavailable",
+                   status == 429 ? "limited" : "unavailable", ms,
                    "status=%ld reason=\"%s\"", status, body_line(req));
         goto Exit;
     }
     if (status == 0) {
-        reg_failed(reg, P2M_LOG_WARN, "transport", backoff_next(&reg->bo), "error=\"%s\"",
+        reg_failed(reg, P2M_LOG_WARN, "registrar_down", "transport", backoff_next(&reg->bo), "error=\"%s\"",
                    req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(rc));
         goto Exit;
     }
@@ -570,7 +646,7 @@ static void req_done(req_t *req, CURLcode rc)
     {
         char kind[32];
         snprintf(kind, sizeof(kind), "status%ld", status);
-        reg_failed(reg, P2M_LOG_ERROR, kind, backoff_next(&reg->bo), "status=%ld auth=%s reason=\"%s\"", status,
+        reg_failed(reg, P2M_LOG_ERROR, "register_refused", kind, backoff_next(&reg->bo), "status=%ld auth=%s reason=\"%s\"", status,
                    bearer ? "bearer" : "totp", body_line(req));
     }
 Exit:
@@ -610,7 +686,9 @@ int reg_new(pod_t *pod, char *err)
     snprintf(reg->url, sizeof(reg->url), "%s/register/%s", pod->args->registrar, pod->args->label);
     if (pod->args->state_dir[0] != '\0') {
         snprintf(reg->step_path, sizeof(reg->step_path), "%s/totp-step", pod->args->state_dir);
-        reg->step_used = step_load(reg->step_path);
+        snprintf(reg->session_path, sizeof(reg->session_path), "%s/session", pod->args->state_dir);
+        step_load(reg);
+        session_load(reg);
     }
     if ((reg->multi = curl_multi_init()) == NULL) {
         free(reg);
@@ -663,8 +741,7 @@ unsigned reg_start(pod_t *pod, unsigned want)
     uint64_t now = p2m_loop_now(pod->loop);
     if (reg->session[0] != '\0' && now >= reg->session_until) {
         p2m_log(P2M_LOG_INFO, "session_expired", "label=%s", pod->args->label);
-        OPENSSL_cleanse(reg->session, sizeof(reg->session));
-        reg->session[0] = '\0';
+        session_drop(reg);
     }
     while (started < want) {
         if (reg->session[0] != '\0') {

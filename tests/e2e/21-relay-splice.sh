@@ -167,7 +167,8 @@ echo "through the tunnel" >"$T/www/index.html"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=web.pipe2me.localhost" \
     -keyout "$T/web.key" -out "$T/web.pem" 2>/dev/null
 p2m_free_port WEB
-(cd "$T/www" && p2m_bg web openssl s_server -quiet -WWW -accept "127.0.0.1:$WEB" -cert "$T/web.pem" -key "$T/web.key")
+# exec in place, so the PID p2m_bg records is the server's own and the EXIT trap stops it.
+p2m_bg web bash -c 'cd "$1" && shift && exec "$@"' _ "$T/www" openssl s_server -quiet -WWW -accept "127.0.0.1:$WEB" -cert "$T/web.pem" -key "$T/web.key"
 wait_until "the web service listens" listening "$WEB"
 next_port P
 lease "$P" pre web 127.0.0.1 10

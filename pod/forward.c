@@ -1,0 +1,394 @@
+/* A live pre-connection joined to the local service (--forward).
+ *
+ * The relay side arrives with the consumer's first bytes unread; the local connect is started
+ * (non-blocking) and until it completes the relay side is watched for nothing but errors, so those
+ * bytes wait in the kernel. Then dir[0] moves relay -> local (bytes in), dir[1] local -> relay
+ * (bytes out), each with p2m_splice_pump() through a pipe borrowed from the pod's pool only while
+ * bytes sit in it, exactly as relay/tunnel.c does: EPOLLIN on a side while its direction may read,
+ * EPOLLOUT while the other direction waits for it to drain, end of stream passed on with
+ * shutdown(SHUT_WR), and the tunnel closed once both directions are shut, on any error, or when a
+ * side hangs up with bytes still owed to it.
+ *
+ * The local service down (refused, or no answer in POD_LOCAL_CONNECT_MS): the consumer's bytes are
+ * drained and the relay side closed with a FIN, so the consumer sees a clean close; the pool backs
+ * off. */
+#include "pod.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "p2m/err.h"
+
+enum { SIDE_RELAY = 0, SIDE_LOCAL = 1 };
+typedef enum { TUNNEL_CONNECTING = 1, TUNNEL_JOINED, TUNNEL_CLOSED } tunnel_state_t;
+
+#define DRAIN_MAX (256 * 1024) /* bytes read and dropped before closing on a refusal */
+
+struct tunnel {
+    uint32_t magic;
+    pod_t *pod;
+    tunnel_state_t state;
+    uint16_t lease;
+    p2m_loop_handler_t side[2];
+    int fd[2];
+    int hup[2]; /* EPOLLHUP seen: the side is done both ways */
+    p2m_splice_dir_t dir[2];
+    p2m_loop_timer_t timer; /* the local connect */
+    uint64_t t_start, t_join;
+    tunnel_t *next, *prev;
+    p2m_loop_reap_t reap;
+};
+
+static tunnel_t *tunnel_check(tunnel_t *t)
+{
+    if (t->magic != TUNNEL_MAGIC) {
+        p2m_log(P2M_LOG_ERROR, "tunnel_bad_magic", "ptr=%p magic=0x%08x", (void *)t, (unsigned)t->magic);
+        abort();
+    }
+    return t;
+}
+
+static void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
+{
+    char extra[512] = "";
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(extra, sizeof(extra), fmt, ap);
+        va_end(ap);
+    }
+    p2m_log(level, event, "label=%s lease=%u fd=%d local_fd=%d%s%s", t->pod->args->label, (unsigned)t->lease, t->fd[SIDE_RELAY],
+            t->fd[SIDE_LOCAL], extra[0] ? " " : "", extra);
+}
+
+static void reap_tunnel(p2m_loop_reap_t *r)
+{
+    tunnel_t *t = (tunnel_t *)((char *)r - offsetof(tunnel_t, reap));
+    free(t);
+}
+
+/* Reads and drops what the consumer sent, so that closing sends a FIN rather than a reset. */
+static void drain(int fd)
+{
+    char buf[16384];
+    size_t total = 0;
+    while (total < DRAIN_MAX) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+}
+
+static void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
+{
+    pod_t *pod = t->pod;
+    if (t->state == TUNNEL_CLOSED)
+        return;
+    uint64_t now = p2m_loop_now(pod->loop);
+    if (t->state == TUNNEL_JOINED)
+        tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu", reason,
+                   (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes,
+                   (unsigned long long)(now - t->t_join));
+    else
+        tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s forward=%s ms=%llu", reason, pod->fwd_str,
+                   (unsigned long long)(now - t->t_start));
+    if (t->state != TUNNEL_JOINED)
+        pod->stats.tunnel_failures++;
+    pod->stats.bytes_in += t->dir[0].bytes;
+    pod->stats.bytes_out += t->dir[1].bytes;
+    t->state = TUNNEL_CLOSED;
+    p2m_loop_timer_stop(pod->loop, &t->timer);
+    if (drain_relay && t->fd[SIDE_RELAY] >= 0) {
+        drain(t->fd[SIDE_RELAY]);
+        shutdown(t->fd[SIDE_RELAY], SHUT_WR);
+    }
+    for (int s = 0; s < 2; s++) {
+        p2m_splice_dir_release(&t->dir[s], pod->pipes);
+        if (t->side[s].fd >= 0)
+            p2m_loop_close(pod->loop, &t->side[s]);
+        else if (t->fd[s] >= 0)
+            close(t->fd[s]);
+        t->fd[s] = -1;
+    }
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        pod->tunnels = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    pod->ntunnels--;
+    t->magic = POD_DEAD;
+    p2m_loop_defer(pod->loop, &t->reap, reap_tunnel);
+    pool_refill(pod); /* below the tunnel limit again, perhaps */
+}
+
+/* --- joined ----------------------------------------------------------------------------------- */
+
+static void on_relay(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
+static void on_local(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
+
+/* Sets each side's interest from the state of the two directions (relay/tunnel.c's rules). Returns
+ * 0, or -1 when epoll refused. Never closes: pipe waiters call it from inside another pump. */
+static int tunnel_arm(tunnel_t *t)
+{
+    pod_t *pod = t->pod;
+    char err[P2M_ERR_LEN];
+    for (int s = 0; s < 2; s++) {
+        if (t->fd[s] < 0)
+            continue;
+        int can_read = !(t->dir[s].flags &
+                         (P2M_SPLICE_EOF | P2M_SPLICE_SHUT | P2M_SPLICE_ERROR | P2M_SPLICE_DST_FULL | P2M_SPLICE_NO_PIPE));
+        if (t->hup[s]) {
+            /* EPOLLHUP is level-triggered for good: watch only while the direction can read. */
+            if (!can_read)
+                p2m_loop_del(pod->loop, &t->side[s]);
+            else if (t->side[s].fd < 0 &&
+                     p2m_loop_add(pod->loop, &t->side[s], t->fd[s], EPOLLIN, s == SIDE_RELAY ? on_relay : on_local, err) != 0)
+                return -1;
+            continue;
+        }
+        uint32_t ev = can_read ? EPOLLIN : 0;
+        if (t->dir[1 - s].flags & P2M_SPLICE_DST_FULL)
+            ev |= EPOLLOUT;
+        if (t->side[s].fd < 0) {
+            if (p2m_loop_add(pod->loop, &t->side[s], t->fd[s], ev, s == SIDE_RELAY ? on_relay : on_local, err) != 0)
+                return -1;
+        } else if (p2m_loop_set_events(pod->loop, &t->side[s], ev) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_pipe_free(tunnel_t *t, int d)
+{
+    if (t->magic != TUNNEL_MAGIC || t->state != TUNNEL_JOINED)
+        return;
+    t->dir[d].flags &= ~P2M_SPLICE_NO_PIPE;
+    tunnel_arm(t); /* a refusal here shows again at the next event */
+}
+
+static void on_pipe_free0(p2m_pipe_waiter_t *w)
+{
+    on_pipe_free((tunnel_t *)((char *)w - offsetof(tunnel_t, dir[0].waiter)), 0);
+}
+
+static void on_pipe_free1(p2m_pipe_waiter_t *w)
+{
+    on_pipe_free((tunnel_t *)((char *)w - offsetof(tunnel_t, dir[1].waiter)), 1);
+}
+
+static void pump(tunnel_t *t, int d)
+{
+    unsigned f = p2m_splice_pump(&t->dir[d], t->pod->pipes, t->fd[d], t->fd[1 - d], POD_PUMP_BUDGET, NULL);
+    if (f & P2M_SPLICE_NO_PIPE)
+        p2m_pipe_wait(t->pod->pipes, &t->dir[d].waiter, d == 0 ? on_pipe_free0 : on_pipe_free1);
+}
+
+/* After events: close when done or broken, else set the interest. */
+static void tunnel_update(tunnel_t *t)
+{
+    p2m_splice_dir_t *d0 = &t->dir[0], *d1 = &t->dir[1];
+    if ((d0->flags | d1->flags) & P2M_SPLICE_ERROR) {
+        int e = (d0->flags & P2M_SPLICE_ERROR) ? d0->err : d1->err;
+        char reason[96];
+        snprintf(reason, sizeof(reason), "error error=\"%s\" dir=%s", strerror(e), (d0->flags & P2M_SPLICE_ERROR) ? "in" : "out");
+        tunnel_close(t, reason, 0);
+        return;
+    }
+    if ((d0->flags & P2M_SPLICE_SHUT) && (d1->flags & P2M_SPLICE_SHUT)) {
+        tunnel_close(t, "done", 0);
+        return;
+    }
+    for (int s = 0; s < 2; s++) {
+        if (t->hup[s] && !(t->dir[1 - s].flags & P2M_SPLICE_SHUT)) {
+            tunnel_close(t, s == SIDE_RELAY ? "relay_hangup" : "local_hangup", 0);
+            return;
+        }
+    }
+    if (tunnel_arm(t) != 0)
+        tunnel_close(t, "epoll", 0);
+}
+
+static void on_joined(tunnel_t *t, int s, uint32_t events)
+{
+    if (events & EPOLLERR) {
+        int e = 0;
+        socklen_t len = sizeof(e);
+        getsockopt(t->fd[s], SOL_SOCKET, SO_ERROR, &e, &len);
+        char reason[96];
+        snprintf(reason, sizeof(reason), "%s error=\"%s\"", s == SIDE_RELAY ? "relay_error" : "local_error",
+                 strerror(e != 0 ? e : EIO));
+        tunnel_close(t, reason, 0);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+        pump(t, s);
+    if (events & EPOLLOUT)
+        pump(t, 1 - s);
+    if (events & EPOLLHUP)
+        t->hup[s] = 1;
+    tunnel_update(t);
+}
+
+static void tunnel_join(tunnel_t *t)
+{
+    pod_t *pod = t->pod;
+    t->state = TUNNEL_JOINED;
+    t->t_join = p2m_loop_now(pod->loop);
+    p2m_loop_timer_stop(pod->loop, &t->timer);
+    pool_local_ok(pod);
+    tunnel_log(P2M_LOG_INFO, t, "tunnel_open", "forward=%s connect_ms=%llu", pod->fwd_str,
+               (unsigned long long)(t->t_join - t->t_start));
+    /* The consumer's first bytes wait in the relay socket: the first pump finds them. */
+    pump(t, SIDE_RELAY);
+    tunnel_update(t);
+}
+
+/* --- connecting ------------------------------------------------------------------------------- */
+
+static void local_failed(tunnel_t *t, const char *why)
+{
+    char reason[160];
+    pod_t *pod = t->pod;
+    snprintf(reason, sizeof(reason), "local_down error=\"%s\"", why);
+    pool_local_failed(pod, why); /* first: the hold stops the refill tunnel_close() asks for */
+    tunnel_close(t, reason, 1);
+}
+
+static void on_connecting(tunnel_t *t, int s, uint32_t events)
+{
+    if (s == SIDE_RELAY) {
+        /* Only errors and hang-ups are watched before the join. */
+        if (events & EPOLLERR) {
+            tunnel_close(t, "relay_error", 0);
+            return;
+        }
+        if (events & EPOLLHUP) {
+            t->hup[SIDE_RELAY] = 1;
+            p2m_loop_del(t->pod->loop, &t->side[SIDE_RELAY]); /* level-triggered: would fire again */
+        }
+        return;
+    }
+    int e = 0;
+    socklen_t len = sizeof(e);
+    if (getsockopt(t->fd[SIDE_LOCAL], SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+        e = errno;
+    if (e != 0) {
+        local_failed(t, strerror(e));
+        return;
+    }
+    tunnel_join(t);
+}
+
+static void on_event(tunnel_t *t, int s, uint32_t events)
+{
+    tunnel_check(t);
+    if (t->state == TUNNEL_JOINED)
+        on_joined(t, s, events);
+    else if (t->state == TUNNEL_CONNECTING)
+        on_connecting(t, s, events);
+}
+
+static void on_relay(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    (void)loop;
+    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, side[SIDE_RELAY])), SIDE_RELAY, events);
+}
+
+static void on_local(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    (void)loop;
+    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, side[SIDE_LOCAL])), SIDE_LOCAL, events);
+}
+
+static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
+{
+    (void)loop;
+    tunnel_t *t = tunnel_check((tunnel_t *)((char *)timer - offsetof(tunnel_t, timer)));
+    if (t->state == TUNNEL_CONNECTING)
+        local_failed(t, "connect timed out");
+}
+
+void forward_start(pod_t *pod, int fd, uint16_t lease)
+{
+    char err[P2M_ERR_LEN];
+    tunnel_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        p2m_log(P2M_LOG_ERROR, "oom", "what=tunnel");
+        abort();
+    }
+    t->magic = TUNNEL_MAGIC;
+    t->pod = pod;
+    t->lease = lease;
+    t->state = TUNNEL_CONNECTING;
+    for (int s = 0; s < 2; s++) {
+        p2m_loop_handler_init(&t->side[s]);
+        t->fd[s] = -1;
+        p2m_splice_dir_init(&t->dir[s]);
+    }
+    p2m_loop_timer_init(&t->timer, on_timer);
+    t->t_start = p2m_loop_now(pod->loop);
+    t->next = pod->tunnels;
+    if (pod->tunnels != NULL)
+        pod->tunnels->prev = t;
+    pod->tunnels = t;
+    pod->ntunnels++;
+    pod->stats.tunnels++;
+    t->fd[SIDE_RELAY] = fd;
+
+    if (p2m_loop_add(pod->loop, &t->side[SIDE_RELAY], fd, 0, on_relay, err) != 0) {
+        tunnel_log(P2M_LOG_ERROR, t, "tunnel_failed", "error=\"%s\"", err);
+        tunnel_close(t, "epoll", 0);
+        return;
+    }
+    int lfd = socket(pod->fwd_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0) {
+        /* Out of descriptors, most likely: not the local service's fault. */
+        char reason[96];
+        snprintf(reason, sizeof(reason), "socket error=\"%s\"", strerror(errno));
+        tunnel_close(t, reason, 1);
+        return;
+    }
+    t->fd[SIDE_LOCAL] = lfd;
+    pool_sockopts(lfd);
+    int rc = connect(lfd, (struct sockaddr *)&pod->fwd_addr, pod->fwd_len);
+    if (rc != 0 && errno != EINPROGRESS) {
+        local_failed(t, strerror(errno));
+        return;
+    }
+    if (p2m_loop_add(pod->loop, &t->side[SIDE_LOCAL], lfd, rc == 0 ? 0 : EPOLLOUT, on_local, err) != 0) {
+        tunnel_log(P2M_LOG_ERROR, t, "tunnel_failed", "error=\"%s\"", err);
+        tunnel_close(t, "epoll", 0);
+        return;
+    }
+    if (rc == 0) {
+        tunnel_join(t);
+        return;
+    }
+    p2m_loop_timer_start(pod->loop, &t->timer, POD_LOCAL_CONNECT_MS);
+}
+
+void forward_close_all(pod_t *pod)
+{
+    while (pod->tunnels != NULL)
+        tunnel_close(pod->tunnels, "shutdown", 0);
+}
+
+void forward_bytes(const pod_t *pod, uint64_t *in, uint64_t *out)
+{
+    *in = pod->stats.bytes_in;
+    *out = pod->stats.bytes_out;
+    for (const tunnel_t *t = pod->tunnels; t != NULL; t = t->next) {
+        *in += t->dir[0].bytes;
+        *out += t->dir[1].bytes;
+    }
+}

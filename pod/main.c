@@ -1,0 +1,197 @@
+/* pipe2me-pod: the command line. Settings are parsed by provision.c; `register` runs the pool on
+ * a p2m loop until SIGTERM or SIGINT. */
+#include "pod.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "p2m/err.h"
+#include "p2m/totp.h"
+
+static const char usage_text[] =
+    "Usage: pipe2me-pod COMMAND [OPTIONS]\n"
+    "\n"
+    "  register --provision FILE --forward HOST:PORT [--label LABEL] [OPTIONS]\n"
+    "  register --registrar URL --id ID --secret-file FILE --label LABEL --forward HOST:PORT [OPTIONS]\n"
+    "        keep --pool idle pre-connections to the relay and join each consumer to HOST:PORT\n"
+    "        --pool N            idle pre-connections, 1-1024 (default 4)\n"
+    "        --cacert FILE       the registrar's CA certificate (GET https://DOMAIN/cacert)\n"
+    "        --state-dir DIR     write DIR/status.json every second and DIR/pod.pid\n"
+    "        --log-level LEVEL   debug, info (default), warn or error\n"
+    "  status --state-dir DIR [--json]\n"
+    "        the pool and traffic of the pod running with DIR (exit 1 when it is not running)\n"
+    "  env --provision FILE | --registrar URL --id ID --label LABEL [--domain DOMAIN]\n"
+    "        shell assignments: P2M_ID, P2M_LABEL, P2M_DOMAIN, P2M_URL, P2M_REGISTRAR, ... (never the secret)\n"
+    "  test [--forward-http PORT] [--forward-tcp PORT]\n"
+    "        HTTP echo and TCP echo services on 127.0.0.1, to check a tunnel with\n"
+    "  --help, --version\n"
+    "\n"
+    "The secret file holds the base32 TOTP secret on one line and must not be readable by group or\n"
+    "others; so must the provisioning file (pipe2me-admin pod add -o FILE). Errors: one line on\n"
+    "stderr, exit status 2.\n";
+
+/* --forward's host to an address, before the loop runs (so the loop never waits for DNS). */
+static int resolve_forward(pod_t *pod, char *err)
+{
+    const p2m_hostport_t *f = &pod->args->forward;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&pod->fwd_addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&pod->fwd_addr;
+    size_t hl = strlen(f->host);
+    memset(&pod->fwd_addr, 0, sizeof(pod->fwd_addr));
+    p2m_hostport_format(f->host, f->port, pod->fwd_str, sizeof(pod->fwd_str));
+    if (inet_pton(AF_INET, f->host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(f->port);
+        pod->fwd_len = sizeof(*v4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, f->host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(f->port);
+        pod->fwd_len = sizeof(*v6);
+        return 0;
+    }
+    if (strcasecmp(f->host, "localhost") == 0 || (hl > 10 && strcasecmp(f->host + hl - 10, ".localhost") == 0)) {
+        v4->sin_family = AF_INET;
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        v4->sin_port = htons(f->port);
+        pod->fwd_len = sizeof(*v4);
+        return 0;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = getaddrinfo(f->host, NULL, &hints, &ai);
+    if (rc != 0 || ai == NULL || ai->ai_addrlen > sizeof(pod->fwd_addr)) {
+        if (ai != NULL)
+            freeaddrinfo(ai);
+        return p2m_err(err, "--forward: cannot resolve %s: %s", f->host, rc != 0 ? gai_strerror(rc) : "no address");
+    }
+    memcpy(&pod->fwd_addr, ai->ai_addr, ai->ai_addrlen);
+    pod->fwd_len = ai->ai_addrlen;
+    if (pod->fwd_addr.ss_family == AF_INET)
+        v4->sin_port = htons(f->port);
+    else
+        v6->sin6_port = htons(f->port);
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static void on_signal(p2m_loop_t *loop, int signo, void *data)
+{
+    pod_t *pod = data;
+    if (pod->stopping)
+        return;
+    p2m_log(P2M_LOG_INFO, "stopping", "signal=%d label=%s tunnels=%u idle=%u", signo, pod->args->label, pod->ntunnels, pod->nidle);
+    pod->stopping = 1;
+    p2m_loop_stop(loop);
+}
+
+static int run_register(const pod_args_t *a)
+{
+    static pod_t pod;
+    char err[P2M_ERR_LEN] = "";
+    int ret = 1, curl_ok = 0, status_ok = 0;
+    static const int sigs[] = {SIGTERM, SIGINT};
+
+    pod.magic = POD_MAGIC;
+    pod.args = a;
+    p2m_log_set_level(a->log_level);
+    signal(SIGPIPE, SIG_IGN); /* splice(2) to a closed socket raises it */
+    if (a->cacert[0] != '\0' && access(a->cacert, R_OK) != 0) {
+        fprintf(stderr, "pipe2me-pod: --cacert %s: %s\n", a->cacert, strerror(errno));
+        return 2;
+    }
+    if (resolve_forward(&pod, err) != 0) {
+        fprintf(stderr, "pipe2me-pod: %s\n", err);
+        return 2;
+    }
+    if (p2m_totp_init(err) != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "pipe2me-pod: %s\n", err[0] ? err : "curl_global_init failed");
+        return 1;
+    }
+    curl_ok = 1;
+    if ((pod.loop = p2m_loop_new(err)) == NULL || pool_init(&pod, err) != 0 ||
+        p2m_loop_signals(pod.loop, sigs, 2, on_signal, &pod, err) != 0 || reg_new(&pod, err) != 0) {
+        fprintf(stderr, "pipe2me-pod: %s\n", err);
+        ret = 2;
+        goto Exit;
+    }
+    if (status_start(&pod, err) != 0) {
+        fprintf(stderr, "pipe2me-pod: %s\n", err);
+        ret = 2;
+        goto Exit;
+    }
+    status_ok = 1;
+    p2m_log(P2M_LOG_INFO, "started", "id=%s label=%s registrar=%s forward=%s pool=%u max_tunnels=%u", a->id, a->label,
+            a->registrar, pod.fwd_str, a->pool, pod.max_tunnels);
+    pool_refill(&pod);
+    if (p2m_loop_run(pod.loop) != 0) {
+        P2M_LOG_ERR("loop_failed", "error=\"%s\"", strerror(errno));
+        goto Exit;
+    }
+    ret = 0;
+Exit:
+    pod.stopping = 1;
+    if (pod.loop != NULL) {
+        forward_close_all(&pod);
+        pool_close_all(&pod);
+        if (status_ok)
+            status_stop(&pod); /* before reg_free(): it reports the registrar's state */
+        reg_free(&pod);
+        p2m_loop_reap(pod.loop);
+    }
+    p2m_pipe_pool_free(pod.pipes);
+    p2m_loop_free(pod.loop);
+    if (curl_ok) {
+        curl_global_cleanup();
+        p2m_totp_done();
+    }
+    if (ret == 0)
+        p2m_log(P2M_LOG_INFO, "stopped", "label=%s tunnels=%llu registrations=%llu", a->label,
+                (unsigned long long)pod.stats.tunnels, (unsigned long long)pod.stats.registrations);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    static pod_args_t args;
+    char err[P2M_ERR_LEN];
+    int ret;
+
+    if (pod_args_parse(argc, argv, &args, err) != 0) {
+        fprintf(stderr, "pipe2me-pod: %s\n", err);
+        return 2;
+    }
+    switch (args.cmd) {
+    case POD_CMD_HELP:
+        fputs(usage_text, stdout);
+        return 0;
+    case POD_CMD_VERSION:
+        printf("pipe2me-pod %s\n", P2M_VERSION);
+        return 0;
+    case POD_CMD_STATUS:
+        return status_command(&args);
+    case POD_CMD_ENV:
+        ret = env_command(&args);
+        break;
+    case POD_CMD_TEST:
+        ret = echo_command(&args);
+        break;
+    case POD_CMD_REGISTER:
+        ret = run_register(&args);
+        break;
+    default:
+        ret = 2;
+        break;
+    }
+    pod_args_wipe(&args);
+    return ret;
+}

@@ -1,0 +1,240 @@
+/* DIR/status.json and DIR/pod.pid: what `pipe2me-pod status` shows of a running pod.
+ *
+ * The running pod rewrites status.json every POD_STATUS_MS, atomically (a temporary file renamed
+ * over it), so a reader never sees half a document. Its strings are validated IDs, labels and
+ * addresses ([A-Za-z0-9._:-]), so they need no JSON escaping. pod.pid names the running pod; a
+ * second pod on the same directory is refused while the first runs. */
+#include "pod.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "p2m/err.h"
+
+#define STATUS_DOC_MAX 4096
+#define STATUS_STALE_S 10 /* a status not rewritten for this long belongs to a pod that is gone */
+
+static const char *health_name(pod_health_t h)
+{
+    return h == POD_UP ? "up" : h == POD_DOWN ? "down" : "unknown";
+}
+
+/* Writes len bytes to path through path.tmp and rename(2). Returns 0 or -1 with errno. */
+static int write_atomic(const char *path, const char *data, size_t len, mode_t mode)
+{
+    char tmp[POD_PATH_MAX + 32];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0)
+        return -1;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            errno = e;
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static void status_write(pod_t *pod, const char *state)
+{
+    const pod_args_t *a = pod->args;
+    char path[POD_PATH_MAX + 32], doc[STATUS_DOC_MAX];
+    uint64_t in, out;
+    forward_bytes(pod, &in, &out);
+    int n = snprintf(doc, sizeof(doc),
+                     "{\n"
+                     "  \"pid\": %ld,\n"
+                     "  \"state\": \"%s\",\n"
+                     "  \"id\": \"%s\",\n"
+                     "  \"label\": \"%s\",\n"
+                     "  \"forward\": \"%s\",\n"
+                     "  \"started\": %llu,\n"
+                     "  \"updated\": %llu,\n"
+                     "  \"pool\": {\"target\": %u, \"idle\": %u, \"connecting\": %u, \"registering\": %u},\n"
+                     "  \"tunnels\": {\"active\": %u, \"total\": %llu, \"failed\": %llu},\n"
+                     "  \"registrations\": {\"ok\": %llu, \"failed\": %llu},\n"
+                     "  \"bytes\": {\"in\": %llu, \"out\": %llu},\n"
+                     "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"}\n"
+                     "}\n",
+                     (long)getpid(), state, a->id, a->label, pod->fwd_str, pod->started, (unsigned long long)time(NULL), a->pool,
+                     pod->nidle, pod->nconnecting, reg_inflight(pod), pod->ntunnels, (unsigned long long)pod->stats.tunnels,
+                     (unsigned long long)pod->stats.tunnel_failures, (unsigned long long)pod->stats.registrations,
+                     (unsigned long long)pod->stats.registration_failures, (unsigned long long)in, (unsigned long long)out,
+                     health_name(reg_health(pod)), health_name(pod->relay_health), health_name(pod->local_health));
+    if (n < 0 || (size_t)n >= sizeof(doc))
+        return;
+    snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
+    static int failed_logged;
+    if (write_atomic(path, doc, (size_t)n, 0644) != 0) {
+        if (!failed_logged)
+            p2m_log(P2M_LOG_WARN, "status_write_failed", "path=%s error=\"%s\"", path, strerror(errno));
+        failed_logged = 1;
+    } else {
+        failed_logged = 0;
+    }
+}
+
+static void on_status_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    pod_t *pod = (pod_t *)((char *)t - offsetof(pod_t, status_timer));
+    if (pod->magic != POD_MAGIC)
+        abort();
+    status_write(pod, "running");
+    p2m_loop_timer_start(loop, t, POD_STATUS_MS);
+}
+
+/* The pid in DIR/pod.pid if that process runs and is a pipe2me-pod, else 0. */
+static long running_pod(const char *dir)
+{
+    char path[POD_PATH_MAX + 32], buf[64], comm[64];
+    long pid = 0;
+    snprintf(path, sizeof(path), "%s/pod.pid", dir);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    if (fgets(buf, sizeof(buf), f) == NULL || sscanf(buf, "%ld", &pid) != 1 || pid <= 0 || pid == (long)getpid())
+        pid = 0;
+    fclose(f);
+    if (pid == 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+    if ((f = fopen(path, "re")) == NULL)
+        return 0;
+    int is_pod = fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "pipe2me-pod", 11) == 0;
+    fclose(f);
+    return is_pod ? pid : 0;
+}
+
+int status_start(pod_t *pod, char *err)
+{
+    const char *dir = pod->args->state_dir;
+    char path[POD_PATH_MAX + 32], buf[32];
+    struct stat st;
+    pod->started = (unsigned long long)time(NULL);
+    p2m_loop_timer_init(&pod->status_timer, on_status_timer);
+    if (dir[0] == '\0')
+        return 0;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return p2m_err(err, "--state-dir %s: %s", dir, strerror(errno));
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return p2m_err(err, "--state-dir %s: not a directory", dir);
+    long other = running_pod(dir);
+    if (other != 0)
+        return p2m_err(err, "--state-dir %s: pipe2me-pod %ld already runs with it", dir, other);
+    snprintf(path, sizeof(path), "%s/pod.pid", dir);
+    int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (write_atomic(path, buf, (size_t)n, 0644) != 0)
+        return p2m_err(err, "%s: %s", path, strerror(errno));
+    status_write(pod, "running");
+    p2m_loop_timer_start(pod->loop, &pod->status_timer, POD_STATUS_MS);
+    return 0;
+}
+
+void status_stop(pod_t *pod)
+{
+    char path[POD_PATH_MAX + 32];
+    p2m_loop_timer_stop(pod->loop, &pod->status_timer);
+    if (pod->args->state_dir[0] == '\0')
+        return;
+    status_write(pod, "stopped");
+    snprintf(path, sizeof(path), "%s/pod.pid", pod->args->state_dir);
+    unlink(path);
+}
+
+/* --- pipe2me-pod status ----------------------------------------------------------------------- */
+
+static const char *human_bytes(unsigned long long v, char *buf, size_t cap)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double d = (double)v;
+    unsigned u = 0;
+    while (d >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        d /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%llu B", v);
+    else
+        snprintf(buf, cap, "%.1f %s", d, units[u]);
+    return buf;
+}
+
+static const char *human_age(unsigned long long s, char *buf, size_t cap)
+{
+    if (s < 60)
+        snprintf(buf, cap, "%llus", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%llum%02llus", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(buf, cap, "%lluh%02llum", s / 3600, s / 60 % 60);
+    else
+        snprintf(buf, cap, "%llud%02lluh", s / 86400, s / 3600 % 24);
+    return buf;
+}
+
+int status_command(const pod_args_t *a)
+{
+    char path[POD_PATH_MAX + 32], doc[STATUS_DOC_MAX + 1], err[P2M_ERR_LEN], b1[32], b2[32];
+    pod_status_t st;
+    snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "pipe2me-pod: %s: %s (is a pod running with --state-dir %s?)\n", path, strerror(errno), a->state_dir);
+        return 2;
+    }
+    ssize_t n = read(fd, doc, sizeof(doc));
+    close(fd);
+    if (n < 0 || (size_t)n > STATUS_DOC_MAX) {
+        fprintf(stderr, "pipe2me-pod: %s: %s\n", path, n < 0 ? strerror(errno) : "too large");
+        return 2;
+    }
+    doc[n] = '\0';
+    if (pod_status_parse(doc, (size_t)n, &st, err) != 0) {
+        fprintf(stderr, "pipe2me-pod: %s: %s\n", path, err);
+        return 2;
+    }
+    unsigned long long now = (unsigned long long)time(NULL);
+    int alive = strcmp(st.state, "running") == 0 && (kill((pid_t)st.pid, 0) == 0 || errno == EPERM) &&
+                now <= st.updated + STATUS_STALE_S;
+    if (a->json) {
+        fwrite(doc, 1, (size_t)n, stdout);
+        return alive ? 0 : 1;
+    }
+    printf("pod         %s (label %s)\n", st.id, st.label);
+    if (alive)
+        printf("state       running (pid %lld, up %s, updated %s ago)\n", st.pid, human_age(now - st.started, b1, sizeof(b1)),
+               human_age(now > st.updated ? now - st.updated : 0, b2, sizeof(b2)));
+    else
+        printf("state       %s (pid %lld, last update %s ago)\n", strcmp(st.state, "running") == 0 ? "gone" : st.state, st.pid,
+               human_age(now > st.updated ? now - st.updated : 0, b2, sizeof(b2)));
+    printf("forward     %s\n", st.forward);
+    printf("health      registrar %s, relay %s, local service %s\n", st.registrar_state, st.relay_state, st.local_state);
+    printf("pool        %llu/%llu idle, %llu connecting, %llu registering\n", st.pool_idle, st.pool_target, st.pool_connecting,
+           st.pool_registering);
+    printf("tunnels     %llu active, %llu total, %llu failed\n", st.tunnels_active, st.tunnels_total, st.tunnels_failed);
+    printf("registered  %llu ok, %llu failed\n", st.registrations, st.registration_failures);
+    printf("traffic     %s in, %s out\n", human_bytes(st.bytes_in, b1, sizeof(b1)), human_bytes(st.bytes_out, b2, sizeof(b2)));
+    return alive ? 0 : 1;
+}

@@ -1,0 +1,609 @@
+#!/usr/bin/env bash
+# pipe2me-registrar, pod side (docs/PROTOCOL.md 1 and 3.2-3.4): PUT /register/LABEL with TOTP and
+# Bearer credentials against the real registrar, relay and a private redis-server, driven by curl
+# and oathtool. Covers the 200 response and its headers, the relay listening before the 200,
+# replay and clock skew, 401/403 for unknown pods, wrong tokens, missing headers, foreign labels,
+# disabled, removed and re-keyed pods, the brute-force lockout (429), no free port (503), the
+# pre-connection address rule, lease expiry, leaks, and the counters in /metrics.
+#
+# Failed authentications count per source address and per pod ID (auth_fail_limit 3 here), and
+# every request from 127.0.0.1 counts against 127.0.0.1. So each group of refusals uses its own
+# loopback source address (curl --interface 127.0.0.N) and, where the ID counts, its own pod;
+# 127.0.0.1 collects exactly two failures in the whole test.
+. "$(dirname -- "$0")/lib.sh"
+
+p2m_require curl oathtool jq socat ss
+p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay tools/pipe2me-admin
+REGISTRAR_BIN=$P2M_BUILD_DIR/registrar/pipe2me-registrar
+RELAY_BIN=$P2M_BUILD_DIR/relay/pipe2me-relay
+NAME=r1
+PRECONNECT=5
+SESSION_TTL=300
+FAIL_LIMIT=3
+FAIL_WINDOW=600
+
+# ---------------------------------------------------------------- helpers
+
+# wait_until DESC CMD...: polls CMD (every 0.1 s, at most 20 s) until it succeeds.
+wait_until() {
+    local desc=$1 i
+    shift
+    for ((i = 0; i < 200; i++)); do
+        "$@" 2>/dev/null && {
+            p2m_ok
+            return 0
+        }
+        sleep 0.1
+    done
+    fail "timed out waiting until $desc"
+}
+redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
+listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
+not_listening() { ! listening "$1"; }
+relay_log_has() { grep -q -- "$1" "$T/$RELAY_LOG.log"; }
+lease_count() { rcli --scan --pattern 'p2m:lease:*' | wc -l; }
+lease_count_is() { [[ $(lease_count) == "$1" ]]; }
+health_is() { [[ $(curl -4 -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CA" "$BASE/_health") == "$1" ]]; }
+
+# hreq CURL_ARGS...: one request; sets CODE, headers in $T/resp.h, body in $T/resp.b.
+hreq() {
+    local rc=0
+    CODE=$(curl -4 -sS --max-time 10 --cacert "$CA" -D "$T/resp.h" -o "$T/resp.b" -w '%{http_code}' "$@" 2>"$T/curl.err") ||
+        rc=$?
+    ((rc == 0)) || fail "curl failed with status $rc: $(p2m_cmdline "$@")"$'\n'"$(cat "$T/curl.err")"
+    LAST_REQ=$(p2m_cmdline "$@")
+}
+# hdr NAME: the value of response header NAME (case-insensitive), "" when absent.
+hdr() { tr -d '\r' <"$T/resp.h" | sed -n "s/^$1:[[:space:]]*//Ip" | tail -n 1; }
+has_hdr() { tr -d '\r' <"$T/resp.h" | grep -qi "^$1:"; }
+body() { cat "$T/resp.b"; }
+resp_dump() { printf '%s\n--- headers:\n%s\n--- body:\n%s' "$LAST_REQ" "$(tr -d '\r' <"$T/resp.h")" "$(body)"; }
+
+# expect_http CODE DESC: the last response had status CODE.
+expect_http() {
+    [[ $CODE =~ ^($1)$ ]] || fail "$2: HTTP $CODE, want $1"$'\n'"$(resp_dump)"
+    p2m_ok
+}
+
+# The counters /metrics must show at the end: successful registrations and refusals by reason.
+REG_OK=0
+declare -A FAILS=()
+count_fail() { FAILS[$1]=$((${FAILS[$1]:-0} + 1)); }
+
+# expect_refused CODE BODY DESC: an error response with a text/plain one-line reason; 401s carry
+# WWW-Authenticate: TOTP.
+expect_refused() {
+    expect_http "$1" "$3"
+    expect_eq "$2" "$(body)" "$3: body"
+    expect_match '^text/plain' "$(hdr content-type)" "$3: content type"
+    has_hdr p2m-session && fail "$3: a refusal carries P2M-Session"$'\n'"$(resp_dump)"
+    if [[ $1 == 401 ]]; then
+        expect_eq TOTP "$(hdr www-authenticate)" "$3: WWW-Authenticate"
+        case $2 in
+        "token already used") count_fail replay ;;
+        "wrong token") count_fail badtoken ;;
+        "unknown pod") count_fail nopod ;;
+        "Authorization header missing") count_fail noauth ;;
+        "session expired or revoked") count_fail badsession ;;
+        *) count_fail badauth ;;
+        esac
+    else
+        count_fail "$1"
+    fi
+}
+
+# reg LABEL AUTH [SRC]: PUT /register/LABEL from source address SRC (default 127.0.0.1) with
+# Authorization AUTH ("" sends none).
+reg() {
+    local label=$1 auth=$2 src=${3:-127.0.0.1} args=()
+    [[ -z $auth ]] || args=(-H "Authorization: $auth")
+    hreq --interface "$src" -X PUT "${args[@]}" "$BASE/register/$label"
+}
+
+# expect_registered DESC: the last response is a registration 200 (PROTOCOL 1.3) with the relay
+# already listening on the port; sets PORT.
+expect_registered() {
+    expect_http 200 "$1"
+    expect_eq text/plain "$(hdr content-type)" "$1: content type"
+    expect_match "^$RELAY_ADDR_RE:[0-9]+\$" "$(body)" "$1: body is ADDRESS:PORT"
+    PORT=$(body)
+    PORT=${PORT##*:}
+    listening "$PORT" || fail "$1: the relay does not listen on $PORT when the 200 arrives"
+    ((PORT >= RANGE_LO && PORT <= RANGE_HI)) || fail "$1: port $PORT outside the relay range $RANGE_LO-$RANGE_HI"
+    p2m_ok
+    REG_OK=$((REG_OK + 1))
+}
+
+# expect_session DESC: the registration 200 carries a new session credential; sets SESSION.
+expect_session() {
+    SESSION=$(hdr p2m-session)
+    expect_match '^[A-Za-z0-9._~+/=-]{1,128}$' "$SESSION" "$1: P2M-Session"
+    expect_eq "$SESSION_TTL" "$(hdr p2m-session-expires)" "$1: P2M-Session-Expires"
+    SESSIONS+=("$SESSION")
+}
+SESSIONS=()
+
+# TOTP codes. Each step is accepted once per pod (replay protection), whatever the secret, so
+# every step a request spends is recorded per pod and never reused unless a test means to.
+declare -A SECRET=() USED=()
+CODES=()
+code_at() { oathtool --totp -b "$1" --now "@$(($2 * 30))"; } # SECRET STEP
+
+# use_step POD STEP [SECRET]: sets CODE_ to POD's code at STEP and records the step as spent.
+use_step() {
+    USED[$1:$2]=1
+    CODE_=$(code_at "${3:-${SECRET[$1]}}" "$2")
+    CODES+=("$CODE_")
+}
+
+# fresh POD [SECRET]: sets CODE_ to a code POD has not spent that the registrar accepts now: the
+# current or the next step (both stay inside the +-1 window for 30 s at least), else the previous
+# one while 5 s or more of the current step remain; else it waits for the next step.
+fresh() {
+    local i now cur s
+    for ((i = 0; i < 40; i++)); do
+        now=$(date +%s)
+        cur=$((now / 30))
+        for s in "$cur" "$((cur + 1))" "$((cur - 1))"; do
+            ((s != cur - 1 || now % 30 < 25)) || continue
+            if [[ -z ${USED[$1:$s]:-} ]]; then
+                use_step "$1" "$s" "${2:-}"
+                return 0
+            fi
+        done
+        sleep 1
+    done
+    fail "no unspent TOTP step for pod $1 within 40 s"
+}
+
+# now_code SECRET: the current code of SECRET, for requests the registrar refuses before it
+# spends a step (unknown pod, wrong secret).
+now_code() { CODE_=$(code_at "$1" $(($(date +%s) / 30))); }
+
+# wrong_code POD: a 6-digit code that matches none of POD's steps from now-1 to now+2.
+wrong_code() {
+    local cur=$(($(date +%s) / 30)) s n=500000 codes=" "
+    for ((s = cur - 1; s <= cur + 2; s++)); do codes+="$(code_at "${SECRET[$1]}" "$s") "; done
+    while [[ $codes == *" $(printf '%06d' "$n") "* ]]; do n=$((n + 1)); done
+    CODE_=$(printf '%06d' "$n")
+}
+
+totp() { printf 'TOTP username="%s", response="%s"' "$1" "$2"; }
+
+# add_pod ID LABEL: creates the pod with pipe2me-admin and records its secret.
+add_pod() {
+    expect_status 0 admin pod add "$1" --label "$2"
+    SECRET[$1]=$(jq -er .secret "$OUT")
+}
+
+# start_relay LOGNAME CONFIG LO-HI: the relay logs to $T/LOGNAME.log.
+start_relay() {
+    RELAY_LOG=$1
+    p2m_bg "$1" "$RELAY_BIN" -c "$2"
+    RELAY_PID=$P2M_BG_PID
+    wait_until "the relay heartbeat names ports $3" redis_is "$3" HGET "p2m:relay:$NAME" ports
+    wait_until "the relay is subscribed" relay_log_has "event=redis_subscribed"
+}
+
+# ---------------------------------------------------------------- setup
+
+RELAY_ADDR_RE='127\.0\.0\.1' # the relay's public_address as the 200 body shows it
+
+p2m_start_redis
+p2m_free_port_range RANGE_LO RANGE_HI 16
+MAIN_LO=$RANGE_LO MAIN_HI=$RANGE_HI
+p2m_free_port ONE_PORT
+p2m_free_port_range SQUAT_PORT FREE_PORT 2
+p2m_free_port GHOST_PORT
+p2m_write_config "$(jq -nc --arg ports "$RANGE_LO-$RANGE_HI" --argjson pre $PRECONNECT --argjson st $SESSION_TTL \
+    --argjson lim $FAIL_LIMIT --argjson win $FAIL_WINDOW \
+    '{relay: {name: "r1", ports: $ports},
+      registrar: {preconnect_timeout: $pre, session_ttl: $st, auth_fail_limit: $lim, auth_fail_window: $win}}')"
+CA=$T/state/ca.pem
+BASE=https://pipe2me.localhost:$P2M_HTTPS_PORT
+
+for p in demo other skew dis gone rot lock lock2 pre plain relabel; do add_pod "$p" "$p"; done
+
+start_relay relay "$P2M_CONFIG" "$RANGE_LO-$RANGE_HI"
+p2m_bg registrar "$REGISTRAR_BIN" -c "$P2M_CONFIG"
+REGISTRAR_PID=$P2M_BG_PID
+wait_until "the registrar answers /_health with 200" health_is 200
+[[ -s $CA ]] || fail "the registrar did not create $CA"
+p2m_ok
+
+# ---------------------------------------------------------------- TOTP registration (1.1-1.3)
+
+fresh demo
+DEMO_CODE=$CODE_
+reg demo "$(totp demo "$DEMO_CODE")"
+expect_registered "TOTP registration"
+expect_session "TOTP registration"
+DEMO_SESSION=$SESSION
+P1=$PORT
+expect_eq "pre|demo|demo|127.0.0.1|r1|bound" "$(rcli HMGET "p2m:lease:$P1" kind label pod addr relay state | paste -sd'|')" \
+    "lease fields of $P1"
+ttl=$(rcli TTL "p2m:lease:$P1")
+((ttl > 0 && ttl <= PRECONNECT)) || fail "lease $P1 TTL $ttl, want 1-$PRECONNECT (preconnect_timeout)"
+p2m_ok
+expect_match '^[0-9]+$' "$(rcli HGET "p2m:lease:$P1" created)" "lease created"
+# Redis keeps the credential's SHA-256 only, bound to pod and label, with the session TTL.
+DIGEST=$(printf '%s' "$DEMO_SESSION" | sha256sum | cut -c1-64)
+expect_eq "demo|demo" "$(rcli HMGET "p2m:session:$DIGEST" pod label | paste -sd'|')" "session hash by digest"
+ttl=$(rcli TTL "p2m:session:$DIGEST")
+((ttl > 0 && ttl <= SESSION_TTL)) || fail "session TTL $ttl, want 1-$SESSION_TTL"
+p2m_ok
+redis_snapshot "$T/keys"
+! grep -qF -- "$DEMO_SESSION" "$T/keys" || fail "Redis holds the session credential itself"
+p2m_ok
+
+# Bearer: another port, no new credential.
+reg demo "Bearer $DEMO_SESSION"
+expect_registered "Bearer registration"
+has_hdr p2m-session && fail "a Bearer registration returned a new P2M-Session"$'\n'"$(resp_dump)"
+has_hdr p2m-session-expires && fail "a Bearer registration returned P2M-Session-Expires"$'\n'"$(resp_dump)"
+p2m_ok
+[[ $PORT != "$P1" ]] || fail "the Bearer registration got $P1 again while its lease lives"
+p2m_ok
+expect_eq demo "$(rcli HGET "p2m:lease:$PORT" pod)" "the Bearer lease belongs to demo"
+
+# ---------------------------------------------------------------- refusals from 127.0.0.1 (two)
+
+# Replay of the same token: 401 (failure 1 of 127.0.0.1, 1 of demo).
+reg demo "$(totp demo "$DEMO_CODE")"
+expect_refused 401 "token already used" "replayed TOTP code"
+
+# Labels the pod does not own: 403, not counted as failed authentication.
+fresh demo
+reg other "$(totp demo "$CODE_")"
+expect_refused 403 "label not owned by this pod" "TOTP for another pod's label"
+reg other "Bearer $DEMO_SESSION"
+expect_refused 403 "label not owned by this pod" "Bearer for another label"
+reg nosuch "Bearer $DEMO_SESSION"
+expect_refused 403 "label not owned by this pod" "Bearer for a label nobody owns"
+fresh other
+reg nosuch "$(totp other "$CODE_")"
+expect_refused 403 "label not owned by this pod" "TOTP for a label nobody owns"
+fresh other
+reg demo "$(totp other "$CODE_")"
+expect_refused 403 "label not owned by this pod" "TOTP of pod other for demo's label"
+
+# A wrong token: 401 (failure 2 of 127.0.0.1, 1 of other).
+wrong_code other
+reg other "$(totp other "$CODE_")"
+expect_refused 401 "wrong token" "wrong TOTP code"
+
+# ---------------------------------------------------------------- plain HTTP never registers
+
+# The HTTP listener sends a registration to HTTPS (308) without looking at it: no lease, and the
+# code is not spent, so it works over HTTPS afterwards.
+fresh plain
+n=$(lease_count)
+hreq -X PUT -H "Authorization: $(totp plain "$CODE_")" "http://pipe2me.localhost:$P2M_HTTP_PORT/register/plain"
+expect_http 308 "PUT /register over plain HTTP"
+expect_eq "https://pipe2me.localhost:$P2M_HTTPS_PORT/register/plain" "$(hdr location)" "308 Location"
+expect_eq "$n" "$(lease_count)" "plain HTTP leased nothing"
+reg plain "$(totp plain "$CODE_")"
+expect_registered "the same code over HTTPS"
+expect_session "the same code over HTTPS"
+
+# ---------------------------------------------------------------- 127.0.0.10: checks in order
+
+# Authentication comes before authorisation: a bad credential for a label the pod does not own,
+# or for no label at all, is 401, not 403 (1.2 steps 3 and 4).
+wrong_code demo
+reg other "$(totp demo "$CODE_")" 127.0.0.10
+expect_refused 401 "wrong token" "wrong code for another pod's label"
+now_code "${SECRET[demo]}"
+reg nosuch "$(totp ghost2 "$CODE_")" 127.0.0.10
+expect_refused 401 "unknown pod" "unknown pod for an unknown label"
+
+# Pod IDs are case-sensitive; one over 64 bytes is malformed (127.0.0.11).
+now_code "${SECRET[demo]}"
+reg demo "$(totp DEMO "$CODE_")" 127.0.0.11
+expect_refused 401 "unknown pod" "the pod ID in upper case"
+reg demo "$(totp "$(printf 'd%.0s' {1..65})" "$CODE_")" 127.0.0.11
+expect_http 401 "a 65-byte pod ID"
+expect_match '^malformed Authorization' "$(body)" "a 65-byte pod ID: body"
+count_fail badauth
+
+# ---------------------------------------------------------------- 127.0.0.5: unknown pod, no header
+
+now_code "${SECRET[demo]}"
+reg demo "$(totp ghost "$CODE_")" 127.0.0.5
+expect_refused 401 "unknown pod" "TOTP for an unknown pod"
+reg demo "" 127.0.0.5
+expect_refused 401 "Authorization header missing" "no Authorization header"
+
+# ---------------------------------------------------------------- clock skew (1.2 step 3)
+
+# The previous step is inside the window. Make sure the step does not end while the request is
+# on its way: wait out the last 5 s of a step first (bounded).
+i=0
+while (($(date +%s) % 30 >= 25 && i++ < 60)); do sleep 0.2; done
+use_step skew $(($(date +%s) / 30 - 1))
+reg skew "$(totp skew "$CODE_")"
+expect_registered "TOTP code of the previous step"
+expect_session "TOTP code of the previous step"
+
+# Three steps away either side is outside the window, however the clock moves meanwhile.
+use_step skew $(($(date +%s) / 30 - 3))
+reg skew "$(totp skew "$CODE_")" 127.0.0.6
+expect_refused 401 "wrong token" "TOTP code 90 s old"
+use_step skew $(($(date +%s) / 30 + 3))
+reg skew "$(totp skew "$CODE_")" 127.0.0.6
+expect_refused 401 "wrong token" "TOTP code 90 s ahead"
+
+# ---------------------------------------------------------------- disable / enable (127.0.0.7)
+
+fresh dis
+reg dis "$(totp dis "$CODE_")"
+expect_registered "registration of pod dis"
+expect_session "registration of pod dis"
+DIS_SESSION=$SESSION
+DIS_PORT=$PORT
+expect_status 0 admin pod disable dis
+fresh dis
+reg dis "$(totp dis "$CODE_")"
+expect_refused 403 "pod disabled" "TOTP of a disabled pod"
+expect_eq 0 "$(rcli EXISTS "p2m:lease:$DIS_PORT")" "disabling the pod ended its lease"
+wait_until "the relay closes the disabled pod's port $DIS_PORT" not_listening "$DIS_PORT"
+reg dis "Bearer $DIS_SESSION" 127.0.0.7
+expect_refused 401 "session expired or revoked" "session of a disabled pod"
+expect_status 0 admin pod enable dis
+reg dis "Bearer $DIS_SESSION" 127.0.0.7
+expect_refused 401 "session expired or revoked" "pre-disable session after enable"
+fresh dis
+reg dis "$(totp dis "$CODE_")"
+expect_registered "TOTP of the re-enabled pod"
+expect_session "TOTP of the re-enabled pod"
+
+# ---------------------------------------------------------------- pod rm (127.0.0.8)
+
+fresh gone
+reg gone "$(totp gone "$CODE_")"
+expect_registered "registration of pod gone"
+expect_session "registration of pod gone"
+GONE_SESSION=$SESSION
+expect_status 0 admin pod rm gone
+reg gone "Bearer $GONE_SESSION" 127.0.0.8
+expect_refused 401 "session expired or revoked" "session of a removed pod"
+now_code "${SECRET[gone]}"
+reg gone "$(totp gone "$CODE_")" 127.0.0.8
+expect_refused 401 "unknown pod" "TOTP of a removed pod"
+
+# ---------------------------------------------------------------- rotate-secret (127.0.0.9)
+
+fresh rot
+reg rot "$(totp rot "$CODE_")"
+expect_registered "registration of pod rot"
+expect_session "registration of pod rot"
+ROT_SESSION=$SESSION
+OLD_SECRET=${SECRET[rot]}
+expect_status 0 admin pod rotate-secret rot
+SECRET[rot]=$(jq -er .secret "$OUT")
+[[ ${SECRET[rot]} != "$OLD_SECRET" ]] || fail "rotate-secret kept the secret"
+p2m_ok
+now_code "$OLD_SECRET"
+reg rot "$(totp rot "$CODE_")" 127.0.0.9
+expect_refused 401 "wrong token" "a code of the old secret"
+reg rot "Bearer $ROT_SESSION" 127.0.0.9
+expect_refused 401 "session expired or revoked" "a session issued before rotate-secret"
+fresh rot
+reg rot "$(totp rot "$CODE_")"
+expect_registered "a code of the new secret"
+expect_session "a code of the new secret"
+
+# ---------------------------------------------------------------- brute-force lockout (1.2 step 2)
+
+# Pod lock from 127.0.0.3: three wrong codes, then even the right one is 429.
+for i in 1 2 3; do
+    wrong_code lock
+    reg lock "$(totp lock "$CODE_")" 127.0.0.3
+    expect_refused 401 "wrong token" "wrong code $i of pod lock"
+done
+fresh lock
+reg lock "$(totp lock "$CODE_")" 127.0.0.3
+expect_refused 429 "too many failed attempts; try later" "right code after $FAIL_LIMIT failures"
+ra=$(hdr retry-after)
+[[ $ra =~ ^[0-9]+$ ]] && ((ra >= 1 && ra <= FAIL_WINDOW)) || fail "429 Retry-After '$ra', want 1-$FAIL_WINDOW"
+p2m_ok
+# The locked ID from a clean address, and another ID from the locked address: 429 too.
+reg lock "$(totp lock "$CODE_")" 127.0.0.4
+expect_refused 429 "too many failed attempts; try later" "locked pod ID from another address"
+expect_match '^[0-9]+$' "$(hdr retry-after)" "Retry-After of the locked ID"
+fresh lock2
+reg lock2 "$(totp lock2 "$CODE_")" 127.0.0.3
+expect_refused 429 "too many failed attempts; try later" "another pod from the locked address"
+reg demo "Bearer $DEMO_SESSION" 127.0.0.3
+expect_refused 429 "too many failed attempts; try later" "Bearer from the locked address"
+# The path is checked before the rate limit (1.2 step 1).
+reg 'not_a_label' "" 127.0.0.3
+expect_refused 404 "no such label" "an invalid label from the locked address"
+# The counters: three strikes each, expiring with the window; the 429s and the 404 added none.
+for k in p2m:fail:addr:127.0.0.3 p2m:fail:id:lock; do
+    expect_eq 3 "$(rcli GET "$k")" "$k"
+    ttl=$(rcli TTL "$k")
+    ((ttl > 0 && ttl <= FAIL_WINDOW)) || fail "$k TTL $ttl, want 1-$FAIL_WINDOW"
+    p2m_ok
+done
+expect_eq 0 "$(rcli EXISTS p2m:fail:addr:127.0.0.4)" "127.0.0.4 has no failures"
+# A different ID from a different address is not locked out (the 429s above counted nothing).
+reg lock2 "$(totp lock2 "$CODE_")" 127.0.0.4
+expect_registered "another pod from another address"
+expect_session "another pod from another address"
+# 127.0.0.1 has two failures: still below the limit.
+reg demo "Bearer $DEMO_SESSION"
+expect_registered "Bearer from 127.0.0.1 with two failures"
+
+# ---------------------------------------------------------------- pre-connection port (1.3, 3.4)
+
+fresh pre
+reg pre "$(totp pre "$CODE_")" 127.0.0.2
+expect_registered "registration from 127.0.0.2"
+expect_session "registration from 127.0.0.2"
+PRE_PORT=$PORT
+expect_eq 127.0.0.2 "$(rcli HGET "p2m:lease:$PRE_PORT" addr)" "the lease admits the registering address"
+ttl=$(rcli TTL "p2m:lease:$PRE_PORT")
+((ttl > 0 && ttl <= PRECONNECT)) || fail "lease $PRE_PORT TTL $ttl, want 1-$PRECONNECT"
+p2m_ok
+# From 127.0.0.1: closed at once, logged, and the port stays open for 127.0.0.2.
+got=$(timeout 5 socat -u "TCP:127.0.0.1:$PRE_PORT,bind=127.0.0.1" STDOUT 2>&1 </dev/null || true)
+expect_eq "" "$got" "a connection from another address reads nothing"
+p2m_bg pod_pre socat -u "TCP:127.0.0.1:$PRE_PORT,bind=127.0.0.2" STDOUT
+POD_PRE=$P2M_BG_PID
+wait_until "the relay logs the refused address" \
+    relay_log_has "event=conn_refused lease=$PRE_PORT kind=pre label=pre fd=[0-9]* peer=127.0.0.1 want=127.0.0.2"
+wait_until "127.0.0.2's pre-connection counts as idle" redis_is 1 HGET "p2m:idle:$NAME" pre
+wait_until "port $PRE_PORT stops listening after its one connection" not_listening "$PRE_PORT"
+p2m_alive "$POD_PRE" || fail "the pre-connection from 127.0.0.2 was closed"
+p2m_ok
+
+# ---------------------------------------------------------------- an unconnected lease expires
+
+reg demo "Bearer $DEMO_SESSION"
+expect_registered "a registration nobody connects to"
+P_UNUSED=$PORT
+ttl=$(rcli TTL "p2m:lease:$P_UNUSED")
+((ttl > 0 && ttl <= PRECONNECT)) || fail "lease $P_UNUSED TTL $ttl, want 1-$PRECONNECT"
+p2m_ok
+wait_until "lease $P_UNUSED expires" redis_is 0 EXISTS "p2m:lease:$P_UNUSED"
+wait_until "the relay closes $P_UNUSED" not_listening "$P_UNUSED"
+
+# No leaked leases: once every unconnected pre lease has expired, only the idle one is left.
+wait_until "only the idle pre-connection's lease is left" lease_count_is 1
+expect_eq "p2m:lease:$PRE_PORT" "$(rcli --scan --pattern 'p2m:lease:*')" "the remaining lease"
+for ((p = RANGE_LO; p <= RANGE_HI; p++)); do
+    listening "$p" && fail "the relay still listens on $p with no lease"
+done
+p2m_ok
+p2m_kill "$POD_PRE"
+wait_until "the closed pre-connection's lease is deleted" lease_count_is 0
+wait_until "its idle count is gone" redis_is "" HGET "p2m:idle:$NAME" pre
+
+# ---------------------------------------------------------------- no free port (1.2 step 5)
+
+# The relay restarts with a one-port range (the registrar reads ranges from the heartbeat) and
+# an IPv6 public address, which the 200 body writes in brackets.
+jq --arg p "$ONE_PORT-$ONE_PORT" '.relay.ports = $p | .public_address = "::1"' "$P2M_CONFIG" >"$T/one.json"
+p2m_kill "$RELAY_PID"
+start_relay relay-one "$T/one.json" "$ONE_PORT-$ONE_PORT"
+RANGE_LO=$ONE_PORT RANGE_HI=$ONE_PORT RELAY_ADDR_RE='\[::1\]'
+reg demo "Bearer $DEMO_SESSION"
+expect_registered "registration on a one-port relay"
+expect_eq "[::1]:$ONE_PORT" "$(body)" "the only port, at the relay's IPv6 address"
+RELAY_ADDR_RE='127\.0\.0\.1'
+# Connected, the lease lives as long as the pod does: the next request deterministically finds
+# no port.
+p2m_bg pod_one socat -u "TCP:127.0.0.1:$ONE_PORT,bind=127.0.0.1" STDOUT
+POD_ONE=$P2M_BG_PID
+wait_until "the pre-connection on $ONE_PORT is idle" redis_is 1 HGET "p2m:idle:$NAME" demo
+reg demo "Bearer $DEMO_SESSION"
+expect_refused 503 "no free port" "registration with every port leased"
+expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
+p2m_kill "$POD_ONE"
+wait_until "no lease is left" lease_count_is 0
+
+# ---------------------------------------------------------------- the relay cannot bind (3.2, 3.3)
+
+# Two ports, the first held by another program: the relay reports "fail", the registrar marks it
+# busy and leases the other one; once that is taken too, 503.
+p2m_kill "$RELAY_PID"
+p2m_bg squatter socat "TCP-LISTEN:$SQUAT_PORT,bind=127.0.0.1,reuseaddr,fork" /dev/null
+SQUATTER=$P2M_BG_PID
+wait_until "the squatter listens on $SQUAT_PORT" listening "$SQUAT_PORT"
+jq --arg p "$SQUAT_PORT-$FREE_PORT" '.relay.ports = $p' "$P2M_CONFIG" >"$T/two.json"
+start_relay relay-two "$T/two.json" "$SQUAT_PORT-$FREE_PORT"
+RANGE_LO=$SQUAT_PORT RANGE_HI=$FREE_PORT
+reg demo "Bearer $DEMO_SESSION"
+expect_registered "registration with one of two ports taken by another program"
+expect_eq "$FREE_PORT" "$PORT" "the port the relay could bind"
+p2m_bg pod_two socat -u "TCP:127.0.0.1:$FREE_PORT,bind=127.0.0.1" STDOUT
+POD_TWO=$P2M_BG_PID
+wait_until "the pre-connection on $FREE_PORT is idle" redis_is 1 HGET "p2m:idle:$NAME" demo
+reg demo "Bearer $DEMO_SESSION"
+expect_http 503 "registration when the only other port cannot be bound"
+expect_match '^(no free port|relay could not listen)$' "$(body)" "503 body"
+expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
+count_fail 503
+expect_eq 1 "$(rcli GET "p2m:portbusy:$NAME:$SQUAT_PORT")" "the squatted port is marked busy"
+ttl=$(rcli TTL "p2m:portbusy:$NAME:$SQUAT_PORT")
+((ttl > 0 && ttl <= 60)) || fail "portbusy TTL $ttl, want 1-60"
+p2m_ok
+expect_eq 0 "$(rcli EXISTS "p2m:lease:$SQUAT_PORT")" "no lease on the squatted port"
+p2m_kill "$POD_TWO"
+p2m_kill "$SQUATTER"
+wait_until "no lease is left" lease_count_is 0
+
+# ---------------------------------------------------------------- a relay that never answers (3.2)
+
+# A heartbeat without a relay behind it: the registrar waits at most 3 s for "PORT ok", answers
+# 503 and gives the pending lease back at once rather than after its TTL.
+p2m_kill "$RELAY_PID"
+rcli HSET p2m:relay:ghost address 127.0.0.1 ports "$GHOST_PORT-$GHOST_PORT" started "$(date +%s)" >/dev/null
+rcli EXPIRE p2m:relay:ghost 60 >/dev/null
+rcli SADD p2m:relays ghost >/dev/null
+reg demo "Bearer $DEMO_SESSION"
+expect_refused 503 "relay did not answer" "registration on a relay that never answers"
+expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
+wait_until "the abandoned pending lease is deleted" lease_count_is 0
+rcli DEL p2m:relay:ghost >/dev/null
+rcli SREM p2m:relays ghost >/dev/null
+RANGE_LO=$MAIN_LO RANGE_HI=$MAIN_HI
+start_relay relay-three "$P2M_CONFIG" "$RANGE_LO-$RANGE_HI"
+
+# ---------------------------------------------------------------- /metrics
+
+hreq "$BASE/metrics"
+expect_http 200 "/metrics"
+METRICS=$(body)
+metric() { sed -n "s/^$1 //p" <<<"$METRICS"; }
+expect_eq "$REG_OK" "$(metric pipe2me_registrations_total)" "pipe2me_registrations_total (successful registrations)"
+((REG_OK > 0)) || fail "no registration succeeded"
+for reason in "${!FAILS[@]}"; do
+    expect_eq "${FAILS[$reason]}" "$(metric "pipe2me_failures_total{reason=\"$reason\"}")" \
+        "pipe2me_failures_total{reason=\"$reason\"}"
+done
+for reason in replay badtoken nopod noauth badsession 403 429 503; do
+    [[ -n ${FAILS[$reason]:-} ]] || fail "the test never produced failure reason $reason"
+done
+p2m_ok
+
+# ---------------------------------------------------------------- the registrar's own health
+
+p2m_alive "$REGISTRAR_PID" || fail "the registrar died"
+p2m_ok
+health_is 200 || fail "/_health is not 200 at the end"
+p2m_ok
+! grep -E 'ERROR: AddressSanitizer|runtime error:' "$T/registrar.log" || fail "sanitizer report in registrar.log"
+p2m_ok
+# Never log secrets or OTPs (STYLE.md): no session credential and no code we sent.
+for s in "${SESSIONS[@]}" "${CODES[@]}" "${SECRET[@]}" "$OLD_SECRET"; do
+    ! grep -qwF -- "$s" "$T/registrar.log" || fail "registrar.log contains a credential or code: $s"
+done
+p2m_ok
+
+# ---------------------------------------------------------------- the rate limit comes first (1.2)
+
+# Step 2 (rate limit) precedes step 3 (authentication): a locked address gets 429 whatever its
+# Authorization looks like, missing and malformed included, and such requests add no strike.
+reg lock "" 127.0.0.3
+expect_refused 429 "too many failed attempts; try later" "no Authorization from the locked address"
+reg lock 'TOTP username="lock", response=123456' 127.0.0.3
+expect_refused 429 "too many failed attempts; try later" "malformed Authorization from the locked address"
+expect_eq 3 "$(rcli GET p2m:fail:addr:127.0.0.3)" "strikes of the locked address"
+
+# ---------------------------------------------------------------- label rm revokes sessions
+
+# OPERATIONS.md: removing a label revokes its session credentials. A credential issued for the
+# label stays dead when the label is given back to the same pod (127.0.0.12).
+fresh relabel
+reg relabel "$(totp relabel "$CODE_")"
+expect_registered "registration of pod relabel"
+expect_session "registration of pod relabel"
+RELABEL_SESSION=$SESSION
+expect_status 0 admin label rm relabel
+reg relabel "Bearer $RELABEL_SESSION" 127.0.0.12
+expect_http '401|403' "a session whose label was removed"
+expect_status 0 admin label add relabel relabel
+reg relabel "Bearer $RELABEL_SESSION" 127.0.0.12
+expect_refused 401 "session expired or revoked" "a session whose label was removed and given back"

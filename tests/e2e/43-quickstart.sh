@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# tools/quickstart as a newcomer runs it: `tools/quickstart --detach DIR` builds into <repo>/build
+# and starts redis-server, the registrar, the relay, a demo HTTPS site and a demo pod under DIR;
+# `curl -L --cacert DIR/state/ca.pem URL` on the URL it prints returns the demo page ("Hello from
+# pipe2me"); `tools/quickstart --stop DIR` stops exactly the processes named in DIR/run (they are
+# gone afterwards, and processes of the same programs that it did not start still run).
+# Skipped, with a message, only when <repo>/build cannot be made.
+. "$(dirname -- "$0")/lib.sh"
+
+p2m_require curl openssl ss redis-server
+QS=$P2M_SOURCE_DIR/tools/quickstart
+DIR=$T/qs
+PAGE="Hello from pipe2me"
+
+if ! mkdir -p -- "$P2M_SOURCE_DIR/build" 2>/dev/null || [[ ! -w $P2M_SOURCE_DIR/build ]]; then
+    echo "SKIP: $P2M_SOURCE_DIR/build cannot be made or written, and tools/quickstart builds there"
+    exit 0
+fi
+
+# ---------------------------------------------------------------- helpers
+
+# wait_until SECONDS DESC CMD...: polls CMD every 0.1 s until it succeeds, for at most SECONDS.
+wait_until() {
+    local limit=$1 desc=$2 end=$((SECONDS + $1))
+    shift 2
+    while ((SECONDS < end)); do
+        "$@" 2>/dev/null && {
+            p2m_ok
+            return 0
+        }
+        sleep 0.1
+    done
+    fail "timed out after ${limit}s waiting until $desc"
+}
+listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+# runs PID: PID is a live process (not gone, not a zombie that nobody reaped yet).
+runs() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+# The quickstart's processes are not our children (setsid): whatever happens, --stop them, and on
+# failure show their logs with ours.
+qs_exit() {
+    local rc=$? f
+    set +eE
+    trap - ERR
+    [[ ! -d $DIR/run ]] || "$QS" --stop "$DIR" >/dev/null 2>&1 || true
+    if ((rc != 0)); then
+        for f in "$DIR"/log/*.log "$DIR"/cmake.log; do
+            [[ -e $f ]] && tail -n 200 -- "$f" >"$T/qs-$(basename -- "$f")"
+        done
+    fi
+    (exit "$rc")
+    p2m_cleanup
+}
+trap qs_exit EXIT
+
+# ---------------------------------------------------------------- decoys
+
+# Processes of the same programs that the quickstart did not start: --stop must leave them alone.
+p2m_start_redis
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=decoy \
+    -keyout "$T/decoy.key" -out "$T/decoy.pem" 2>/dev/null
+p2m_free_port DECOY
+p2m_bg decoy openssl s_server -quiet -WWW -accept "127.0.0.1:$DECOY" -cert "$T/decoy.pem" -key "$T/decoy.key"
+DECOY_PID=$P2M_BG_PID
+wait_until 10 "the decoy s_server listens" listening "$DECOY"
+
+# ---------------------------------------------------------------- --detach
+
+t0=$(now_ms)
+rc=0
+timeout 540 "$QS" --detach "$DIR" >"$T/qs.out" 2>"$T/qs.err" || rc=$?
+t1=$(now_ms)
+cat "$T/qs.out"
+((rc == 0)) || fail "tools/quickstart --detach exited with status $rc"$'\n'"--- stderr:"$'\n'"$(cat "$T/qs.err")"
+p2m_ok
+echo "quickstart: --detach (build included) took $((t1 - t0)) ms"
+
+url=$(sed -n 's/^quickstart: consumer URL: //p' "$T/qs.out")
+expect_match '^https://demo\.pipe2me\.localhost:[0-9]+/index\.html$' "$url" "the consumer URL quickstart prints"
+declare -A qs_pids=()
+for f in "$DIR"/run/*.pid; do
+    [[ -e $f ]] || fail "no PID files in $DIR/run"
+    read -r pid name <"$f"
+    qs_pids[$name]=$pid
+done
+expect_eq "demo-web pod redis registrar relay" "$(printf '%s\n' "${!qs_pids[@]}" | sort | paste -sd ' ')" \
+    "the processes quickstart names in $DIR/run"
+for name in "${!qs_pids[@]}"; do
+    runs "${qs_pids[$name]}" || fail "$name (pid ${qs_pids[$name]}) does not run after --detach"
+    p2m_ok
+done
+
+# ---------------------------------------------------------------- the demo page
+
+# The pod registers in the background: the registrar answers 503 until its pool is idle.
+page_ok() {
+    curl -sS -L --max-time 10 --cacert "$DIR/state/ca.pem" "$url" >"$T/page" 2>"$T/page.err" && grep -qF "$PAGE" "$T/page"
+}
+t0=$(now_ms)
+end=$((SECONDS + 60))
+until page_ok || ((SECONDS >= end)); do
+    sleep 0.5
+done
+t1=$(now_ms)
+if ! grep -qF "$PAGE" "$T/page"; then
+    # Say precisely what went wrong: the same page by its file name, through the same tunnel.
+    other=$(curl -sS -L --max-time 10 --cacert "$DIR/state/ca.pem" "${url}" 2>&1 || true)
+    fail "curl -L --cacert $DIR/state/ca.pem $url did not return the demo page within 60s; it returned:"$'\n'"$(cat "$T/page" "$T/page.err")"$'\n'"--- while ${url} returns:"$'\n'"$other"
+fi
+p2m_ok
+echo "quickstart: the demo page came through the tunnel $((t1 - t0)) ms after --detach returned"
+
+# ---------------------------------------------------------------- --stop
+
+expect_status 0 "$QS" --stop "$DIR"
+cat "$OUT"
+for name in "${!qs_pids[@]}"; do
+    wait_until 10 "$name (pid ${qs_pids[$name]}) is gone after --stop" eval "! runs ${qs_pids[$name]}"
+done
+expect_eq "" "$(ls "$DIR"/run/*.pid 2>/dev/null || true)" "no PID files left in $DIR/run"
+p2m_alive "$DECOY_PID" || fail "--stop killed an openssl s_server it did not start"
+p2m_ok
+p2m_alive "$P2M_REDIS_PID" || fail "--stop killed a redis-server it did not start"
+p2m_ok

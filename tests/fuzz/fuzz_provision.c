@@ -1,0 +1,57 @@
+/* libFuzzer target for the pod's provisioning file parser (pod/provision.c: provision_parse): it
+ * never crashes or leaks, fails with one printable line, and a document it accepts holds values
+ * that pass the same checks again (ID, labels lower-cased, secret 16-64 bytes, https registrar,
+ * normalised domain).
+ *
+ * tests/CMakeLists.txt links fuzz targets with libp2m only, so the module is compiled in here; it
+ * needs nothing but libp2m and jansson. */
+
+#include "../../pod/provision.c"
+
+#include <stdint.h>
+
+#define FUZZ_CHECK(cond)                                                                                                 \
+    do {                                                                                                                 \
+        if (!(cond)) {                                                                                                   \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
+            abort();                                                                                                     \
+        }                                                                                                                \
+    } while (0)
+
+#define TERMINATED(field) (memchr((field), '\0', sizeof(field)) != NULL)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static provision_t p;
+    char err[P2M_ERR_LEN] = "", e[P2M_ERR_LEN], norm[P2M_DOMAIN_MAX + 1], host[P2M_HOST_MAX + 1];
+    char base[P2M_URL_MAX + 1];
+    uint16_t port;
+
+    /* data is exactly size bytes with no NUL after it: ASan catches a parser that reads on */
+    int rc = provision_parse((const char *)data, size, &p, err);
+    FUZZ_CHECK(rc == 0 || rc == -1);
+    if (rc != 0) {
+        size_t n = strnlen(err, sizeof(err));
+        FUZZ_CHECK(n > 0 && n < sizeof(err));
+        for (size_t i = 0; i < n; i++)
+            FUZZ_CHECK(err[i] >= 0x20 && err[i] < 0x7f); /* one line, nothing raw from the input */
+        FUZZ_CHECK(p.secret_len == 0);
+        return 0;
+    }
+    FUZZ_CHECK(size <= POD_PROVISION_MAX);
+    FUZZ_CHECK(TERMINATED(p.id) && TERMINATED(p.registrar) && TERMINATED(p.domain));
+    FUZZ_CHECK(p2m_id_valid(p.id, strlen(p.id), e) == 0);
+    FUZZ_CHECK(p.secret_len >= POD_SECRET_MIN && p.secret_len <= POD_SECRET_MAX);
+    FUZZ_CHECK(p.nlabels >= 1 && p.nlabels <= POD_LABELS_MAX);
+    for (size_t i = 0; i < p.nlabels; i++) {
+        char l[P2M_LABEL_MAX + 1];
+        FUZZ_CHECK(TERMINATED(p.labels[i]));
+        FUZZ_CHECK(p2m_label_normalize(p.labels[i], strlen(p.labels[i]), l, e) == 0 && strcmp(l, p.labels[i]) == 0);
+    }
+    FUZZ_CHECK(strncmp(p.registrar, "https://", 8) == 0);
+    FUZZ_CHECK(pod_registrar_url_parse(p.registrar, base, host, &port, e) == 0 && strcmp(base, p.registrar) == 0);
+    FUZZ_CHECK(p2m_domain_normalize(p.domain, norm, e) == 0 && strcmp(norm, p.domain) == 0);
+    return 0;
+}

@@ -1,0 +1,560 @@
+/* Unit tests for pod/provision.c (and env_quote, backoff_next): the pod's command line, secret
+ * file, provisioning file and status file, fed hostile input. Every refusal must be one line that
+ * never contains the secret. */
+
+#include "check.h"
+#include "pod.h"
+#include "p2m/err.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SECRET "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP" /* 20 bytes */
+
+static char dir[64];
+
+/* Writes a file under the temp dir with the given mode; returns its path (static rotating). */
+static const char *put(const char *name, const char *data, size_t len, mode_t mode)
+{
+    static char paths[8][128];
+    static unsigned next;
+    char *path = paths[next++ % 8];
+    snprintf(path, 128, "%s/%s", dir, name);
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+        perror(path);
+        abort();
+    }
+    close(fd);
+    chmod(path, mode);
+    return path;
+}
+
+static const char *puts0600(const char *name, const char *text)
+{
+    return put(name, text, strlen(text), 0600);
+}
+
+/* Runs pod_args_parse on a NULL-terminated list of arguments after the program name. */
+static int parse(pod_args_t *a, char *err, ...)
+{
+    char *argv[40];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, err);
+    argv[argc++] = "pipe2me-pod";
+    for (char *s; (s = va_arg(ap, char *)) != NULL && argc < 39;)
+        argv[argc++] = s;
+    va_end(ap);
+    argv[argc] = NULL;
+    err[0] = '\0';
+    return pod_args_parse(argc, argv, a, err);
+}
+
+/* A refusal: rc -1, one line, mentioning want, never the secret. */
+static void check_refused(int rc, const char *err, const char *want)
+{
+    CHECK_RC(rc, -1, err);
+    CHECK_MSG(strstr(err, want) != NULL, "err %s does not mention %s", check_str(err), check_str(want));
+    CHECK_MSG(strchr(err, '\n') == NULL && strlen(err) > 0, "err is not one line: %s", check_str(err));
+    CHECK_MSG(strstr(err, "JBSWY3DP") == NULL && strstr(err, "jbswy3dp") == NULL, "err shows the secret: %s", check_str(err));
+}
+
+static const char *provision_doc(const char *id, const char *secret, const char *labels, const char *registrar, const char *domain,
+                                 const char *extra)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof(buf),
+             "{\"id\": \"%s\", \"secret\": \"%s\", \"labels\": %s, \"registrar\": \"%s\", \"domain\": \"%s\", "
+             "\"otpauth\": \"otpauth://totp/pipe2me:%s?secret=%s&issuer=pipe2me\"%s}",
+             id, secret, labels, registrar, domain, id, secret, extra);
+    return buf;
+}
+
+static void test_commands(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    CHECK_CTX("commands");
+    check_refused(parse(&a, err, NULL), err, "expected a command");
+    check_refused(parse(&a, err, "frobnicate", NULL), err, "unknown command");
+    check_refused(parse(&a, err, "", NULL), err, "unknown command");
+    check_refused(parse(&a, err, "\x01\xff", NULL), err, "\\x01\\xff");
+    if (CHECK_RC(parse(&a, err, "--help", NULL), 0, err))
+        CHECK_EQ_INT(a.cmd, POD_CMD_HELP);
+    if (CHECK_RC(parse(&a, err, "help", NULL), 0, err))
+        CHECK_EQ_INT(a.cmd, POD_CMD_HELP);
+    if (CHECK_RC(parse(&a, err, "--version", NULL), 0, err))
+        CHECK_EQ_INT(a.cmd, POD_CMD_VERSION);
+    check_refused(parse(&a, err, "--version", "x", NULL), err, "takes no arguments");
+    if (CHECK_RC(parse(&a, err, "register", "--help", NULL), 0, err))
+        CHECK_EQ_INT(a.cmd, POD_CMD_HELP);
+}
+
+static void test_register_flags(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    const char *sf = puts0600("secret", SECRET "\n");
+    const char *url = "https://pipe2me.localhost:8443";
+
+    CHECK_CTX("register: complete flags");
+    if (CHECK_RC(parse(&a, err, "register", "--registrar", url, "--id", "pod-1", "--secret-file", sf, "--label", "Web",
+                       "--forward", "127.0.0.1:8080", NULL),
+                 0, err)) {
+        CHECK_EQ_INT(a.cmd, POD_CMD_REGISTER);
+        CHECK_EQ_STR(a.registrar, url);
+        CHECK_EQ_STR(a.reg_host, "pipe2me.localhost");
+        CHECK_EQ_INT(a.reg_port, 8443);
+        CHECK_EQ_STR(a.id, "pod-1");
+        CHECK_EQ_STR(a.label, "web");
+        CHECK_EQ_STR(a.domain, "pipe2me.localhost");
+        CHECK_EQ_INT(a.secret_len, 20);
+        CHECK_EQ_STR(a.forward.host, "127.0.0.1");
+        CHECK_EQ_INT(a.forward.port, 8080);
+        CHECK_EQ_INT(a.pool, POD_POOL_DEFAULT);
+        CHECK_EQ_INT(a.log_level, P2M_LOG_INFO);
+        pod_args_wipe(&a);
+        CHECK_EQ_INT(a.secret_len, 0);
+    }
+    CHECK_CTX("register: --opt=value and limits");
+    if (CHECK_RC(parse(&a, err, "register", "--registrar=https://r.example/", "--id=x", "--secret-file=" "", "--label=a",
+                       "--forward=:9", NULL),
+                 -1, err))
+        CHECK(strstr(err, "empty") != NULL || strstr(err, "secret") != NULL);
+    char sfopt[200];
+    snprintf(sfopt, sizeof(sfopt), "--secret-file=%s", sf);
+    if (CHECK_RC(parse(&a, err, "register", "--registrar=https://r.example/", "--id=x", sfopt, "--label=a", "--forward=:9",
+                       "--pool=1024", "--log-level=debug", "--state-dir=/tmp/x", "--cacert=/etc/ssl/ca.pem", NULL),
+                 0, err)) {
+        CHECK_EQ_STR(a.registrar, "https://r.example");
+        CHECK_EQ_INT(a.reg_port, 0);
+        CHECK_EQ_STR(a.forward.host, "127.0.0.1");
+        CHECK_EQ_INT(a.forward.port, 9);
+        CHECK_EQ_INT(a.pool, 1024);
+        CHECK_EQ_INT(a.log_level, P2M_LOG_DEBUG);
+        CHECK_EQ_STR(a.state_dir, "/tmp/x");
+        CHECK_EQ_STR(a.cacert, "/etc/ssl/ca.pem");
+        CHECK_EQ_STR(a.domain, "r.example");
+    }
+
+    /* One bad value at a time on top of a good command line. */
+    static const struct {
+        const char *opt, *value, *want;
+    } rows[] = {
+        {"--pool", "0", "--pool"},
+        {"--pool", "1025", "--pool"},
+        {"--pool", "-1", "--pool"},
+        {"--pool", "4x", "--pool"},
+        {"--pool", "", "--pool"},
+        {"--pool", "99999999999999999999", "--pool"},
+        {"--pool", " 4", "--pool"},
+        {"--forward", "host", "--forward"},
+        {"--forward", "host:0", "--forward"},
+        {"--forward", "host:65536", "--forward"},
+        {"--forward", "::1:80", "--forward"},
+        {"--forward", "[::1]", "--forward"},
+        {"--forward", "a b:80", "--forward"},
+        {"--forward", "", "--forward"},
+        {"--label", "", "--label"},
+        {"--label", "-web", "--label"},
+        {"--label", "we_b", "--label"},
+        {"--label", "a.b", "--label"},
+        {"--label", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "--label"},
+        {"--id", "", "--id"},
+        {"--id", ".pod", "--id"},
+        {"--id", "a b", "--id"},
+        {"--id", "a\"b", "--id"},
+        {"--id", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "--id"},
+        {"--registrar", "", "--registrar"},
+        {"--registrar", "http://pipe2me.localhost", "https://"},
+        {"--registrar", "https://", "no host"},
+        {"--registrar", "https:///register", "no host"},
+        {"--registrar", "https://user:pw@host", "user info"},
+        {"--registrar", "https://host/?q=1", "query"},
+        {"--registrar", "https://host#frag", "query or fragment"},
+        {"--registrar", "https://host/a/../b", "canonical"},
+        {"--registrar", "https://host/a//b", "canonical"},
+        {"--registrar", "https://host/a b", "path"},
+        {"--registrar", "https://host:0", "port"},
+        {"--registrar", "https://host:99999", "port"},
+        {"--registrar", "https://host:", "port"},
+        {"--registrar", "https://ho_st", "host"},
+        {"--registrar", "https://-host", "host"},
+        {"--registrar", "https://[::1", "host"},
+        {"--log-level", "verbose", "--log-level"},
+        {"--state-dir", "", "--state-dir"},
+        {"--cacert", "", "--cacert"},
+        {"--domain", "a..b", "--domain"},
+        {"--json", NULL, "unknown option"},
+        {"--forward-http", "80", "unknown option"},
+        {"--frob", "1", "unknown option"},
+        {"--", NULL, "unexpected argument"},
+        {"-p", "4", "unexpected argument"},
+        {"extra", NULL, "unexpected argument"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK_CTX("register row %zu: %s %s", i, rows[i].opt, check_str(rows[i].value));
+        int rc = rows[i].value != NULL ? parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf,
+                                               "--label", "web", "--forward", "127.0.0.1:80", rows[i].opt, rows[i].value, NULL)
+                                       : parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf,
+                                               "--label", "web", "--forward", "127.0.0.1:80", rows[i].opt, NULL);
+        /* Options already given make "given twice": both are refusals worth having. */
+        check_refused(rc, err, strstr(err, "twice") != NULL ? "twice" : rows[i].want);
+        CHECK_EQ_INT(a.secret_len, 0);
+    }
+
+    CHECK_CTX("register: repeated, missing and conflicting");
+    check_refused(parse(&a, err, "register", "--pool", "4", "--pool", "5", NULL), err, "--pool given twice");
+    check_refused(parse(&a, err, "register", "--pool", NULL), err, "--pool needs a value");
+    check_refused(parse(&a, err, "register", "--json=1", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "register", "--id", "p", "--secret-file", sf, "--label", "web", "--forward", "1.2.3.4:5", NULL),
+                  err, "--registrar");
+    check_refused(parse(&a, err, "register", "--registrar", url, "--secret-file", sf, "--label", "web", "--forward", "1.2.3.4:5",
+                        NULL),
+                  err, "--id");
+    check_refused(parse(&a, err, "register", "--registrar", url, "--id", "p", "--label", "web", "--forward", "1.2.3.4:5", NULL),
+                  err, "--secret-file");
+    check_refused(parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--forward", "1.2.3.4:5", NULL),
+                  err, "--label");
+    check_refused(parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--label", "web", NULL), err,
+                  "--forward");
+    check_refused(parse(&a, err, "register", "--provision", sf, "--id", "p", "--forward", "1.2.3.4:5", NULL), err,
+                  "drop --id");
+}
+
+static void test_secret_file(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    unsigned char raw[POD_SECRET_MAX];
+    size_t raw_len;
+    static const struct {
+        const char *name, *data;
+        size_t len;
+        mode_t mode;
+        int rc;
+        const char *want;
+    } rows[] = {
+        {"ok", SECRET "\n", 33, 0600, 0, NULL},
+        {"ok_nonl", SECRET, 32, 0400, 0, NULL},
+        {"ok_crlf", SECRET "\r\n", 34, 0600, 0, NULL},
+        {"ok_lower", "jbswy3dpehpk3pxpjbswy3dpehpk3pxp\n", 33, 0600, 0, NULL},
+        {"ok_pad", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXPJBSWY3DP====\n", 45, 0600, 0, NULL},
+        {"group", SECRET "\n", 33, 0640, -1, "chmod 600"},
+        {"other", SECRET "\n", 33, 0604, -1, "group or others"},
+        {"empty", "", 0, 0600, -1, "empty"},
+        {"newline", "\n", 1, 0600, -1, "empty"},
+        {"twolines", SECRET "\n" SECRET "\n", 66, 0600, -1, "one line"},
+        {"trailing", SECRET "\n\n", 34, 0600, -1, "one line"},
+        {"space", "JBSWY3DP EHPK3PXPJBSWY3DPEHPK3PXP\n", 34, 0600, -1, "base32"},
+        {"digit1", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PX1\n", 33, 0600, -1, "base32"},
+        {"padmid", "JBSWY3DP=EHPK3PXPJBSWY3DPEHPK3PXP\n", 34, 0600, -1, "base32"},
+        {"nul", "JBSWY3DP\0EHPK3PXPJBSWY3DPEHPK3PXP\n", 34, 0600, -1, "NUL"},
+        {"short", "JBSWY3DPEHPK3PXP\n", 17, 0600, -1, "16 to 64 bytes"},
+        {"utf8", "JBSWY3DPEHPK3PXP\xc3\xa9JBSWY3DPEHPK3PX\n", 34, 0600, -1, "base32"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK_CTX("secret file %s", rows[i].name);
+        const char *path = put(rows[i].name, rows[i].data, rows[i].len, rows[i].mode);
+        err[0] = '\0';
+        int rc = pod_secret_load(path, raw, &raw_len, err);
+        if (rows[i].rc == 0) {
+            if (CHECK_RC(rc, 0, err))
+                CHECK_MSG(raw_len >= POD_SECRET_MIN, "raw_len %zu", raw_len);
+        } else {
+            check_refused(rc, err, rows[i].want);
+            CHECK_MSG(strstr(err, path) != NULL, "err does not name the file: %s", check_str(err));
+        }
+    }
+    CHECK_CTX("secret file: oversized, missing, directory");
+    char big[400];
+    memset(big, 'A', sizeof(big));
+    check_refused(pod_secret_load(put("big", big, sizeof(big), 0600), raw, &raw_len, err), err, "larger than");
+    char longsecret[POD_SECRET_FILE_MAX];
+    memset(longsecret, 'A', sizeof(longsecret)); /* 160 bytes decoded: too many */
+    check_refused(pod_secret_load(put("long", longsecret, sizeof(longsecret), 0600), raw, &raw_len, err), err, "16 to 64");
+    check_refused(pod_secret_load("/nonexistent/secret", raw, &raw_len, err), err, "No such file");
+    check_refused(pod_secret_load(dir, raw, &raw_len, err), err, "not a regular file");
+    check_refused(parse(&a, err, "register", "--registrar", "https://h", "--id", "p", "--secret-file",
+                        put("g", SECRET, 32, 0644), "--label", "web", "--forward", "1.2.3.4:5", NULL),
+                  err, "chmod 600");
+}
+
+static void test_provision(void)
+{
+    provision_t p;
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    const char *reg = "https://pipe2me.localhost:8443";
+    const char *good = provision_doc("pod1", SECRET, "[\"web\", \"Api\"]", reg, "pipe2me.localhost", "");
+
+    CHECK_CTX("provision: good");
+    if (CHECK_RC(provision_parse(good, strlen(good), &p, err), 0, err)) {
+        CHECK_EQ_STR(p.id, "pod1");
+        CHECK_EQ_INT(p.nlabels, 2);
+        CHECK_EQ_STR(p.labels[1], "api");
+        CHECK_EQ_STR(p.registrar, reg);
+        CHECK_EQ_STR(p.domain, "pipe2me.localhost");
+        CHECK_EQ_INT(p.secret_len, 20);
+    }
+
+    static const struct {
+        const char *doc, *want;
+    } raw_rows[] = {
+        {"", "not valid JSON"},
+        {"[]", "expected a JSON object"},
+        {"\"x\"", "not valid JSON"},
+        {"{", "not valid JSON (line 1"},
+        {"{\"secret\": \"" SECRET "\x01\"}", "not valid JSON"},
+        {"{\"secret\": \"" SECRET "\", \"secret\": \"" SECRET "\"}", "not valid JSON"},
+        {"{\"secret\": \"" SECRET "\\u0000\"}", "not valid JSON"},
+        {"{\"id\": 1}", "id: expected a string"},
+        {"{\"id\": \"\"}", "id: is empty"},
+        {"{\"id\": \"-x\"}", "id:"},
+        {"{\"secret\": 5}", "secret: expected a string"},
+        {"{\"secret\": \"JBSWY3DP\"}", "secret:"},
+        {"{\"secret\": \"" SECRET "1\"}", "secret:"},
+        {"{\"labels\": []}", "labels: expected a non-empty array"},
+        {"{\"labels\": \"web\"}", "labels: expected a non-empty array"},
+        {"{\"labels\": [\"ok\", 3]}", "labels[1]: expected a string"},
+        {"{\"labels\": [\"ok\", \"-no\"]}", "labels[1]:"},
+        {"{\"registrar\": \"http://x\"}", "registrar:"},
+        {"{\"registrar\": \"\"}", "registrar: is empty"},
+        {"{\"domain\": \"a..b\"}", "domain:"},
+        {"{\"otpauth\": \"https://x\"}", "otpauth:"},
+        {"{\"frob\": 1}", "unknown key \"frob\""},
+        {"{\"\\u0001\\\"k\": 1}", "unknown key \"\\x01\\x22k\""},
+        {"{\"id\": \"p\"}", "missing key \"secret\""},
+    };
+    for (size_t i = 0; i < sizeof(raw_rows) / sizeof(raw_rows[0]); i++) {
+        CHECK_CTX("provision row %zu: %s", i, check_str(raw_rows[i].doc));
+        err[0] = '\0';
+        check_refused(provision_parse(raw_rows[i].doc, strlen(raw_rows[i].doc), &p, err), err, raw_rows[i].want);
+        CHECK_EQ_INT(p.secret_len, 0);
+    }
+
+    CHECK_CTX("provision: missing keys");
+    static const char *keys[] = {"id", "secret", "labels", "registrar", "domain"};
+    for (size_t k = 0; k < 5; k++) {
+        char doc[1024] = "{", want[64];
+        const char *vals[] = {"\"id\": \"p\"", "\"secret\": \"" SECRET "\"", "\"labels\": [\"web\"]",
+                              "\"registrar\": \"https://h\"", "\"domain\": \"d.example\""};
+        for (size_t j = 0, n = 0; j < 5; j++) {
+            if (j == k)
+                continue;
+            strcat(doc, n++ ? ", " : "");
+            strcat(doc, vals[j]);
+        }
+        strcat(doc, "}");
+        snprintf(want, sizeof(want), "missing key \"%s\"", keys[k]);
+        check_refused(provision_parse(doc, strlen(doc), &p, err), err, want);
+    }
+
+    CHECK_CTX("provision: too many labels, too large, embedded NUL");
+    char doc[8192] = "{\"labels\": [";
+    for (int i = 0; i <= POD_LABELS_MAX; i++)
+        snprintf(doc + strlen(doc), sizeof(doc) - strlen(doc), "%s\"l%d\"", i ? "," : "", i);
+    strcat(doc, "]}");
+    check_refused(provision_parse(doc, strlen(doc), &p, err), err, "more than 64 labels");
+    static char huge[POD_PROVISION_MAX + 2];
+    memset(huge, ' ', sizeof(huge));
+    check_refused(provision_parse(huge, sizeof(huge), &p, err), err, "larger than");
+    const char nul[] = "{\"id\": \"p\"}\0{\"x\":1}";
+    check_refused(provision_parse(nul, sizeof(nul) - 1, &p, err), err, "not valid JSON");
+
+    CHECK_CTX("provision via the command line");
+    const char *pf = puts0600("prov.json", good);
+    if (CHECK_RC(parse(&a, err, "register", "--provision", pf, "--forward", "localhost:80", NULL), 0, err)) {
+        CHECK_EQ_STR(a.id, "pod1");
+        CHECK_EQ_STR(a.label, "web");
+        CHECK_EQ_STR(a.registrar, reg);
+        CHECK_EQ_STR(a.forward.host, "localhost");
+        CHECK_EQ_INT(a.secret_len, 20);
+    }
+    if (CHECK_RC(parse(&a, err, "register", "--provision", pf, "--label", "API", "--forward", "[::1]:80", NULL), 0, err)) {
+        CHECK_EQ_STR(a.label, "api");
+        CHECK_EQ_STR(a.forward.host, "::1");
+    }
+    check_refused(parse(&a, err, "register", "--provision", pf, "--label", "other", "--forward", "1.2.3.4:80", NULL), err,
+                  "not among the labels");
+    if (CHECK_RC(parse(&a, err, "register", "--provision", pf, "--registrar", "https://other.example:1", "--forward", "1.2.3.4:80",
+                       NULL),
+                 0, err)) {
+        CHECK_EQ_STR(a.registrar, "https://other.example:1");
+        CHECK_EQ_STR(a.domain, "pipe2me.localhost"); /* from the file */
+    }
+    check_refused(parse(&a, err, "register", "--provision", put("open.json", good, strlen(good), 0644), "--forward", "1.2.3.4:80",
+                        NULL),
+                  err, "chmod 600");
+    check_refused(parse(&a, err, "register", "--provision", puts0600("bad.json", "{\"secret\": \"" SECRET "X"), "--forward",
+                        "1.2.3.4:80", NULL),
+                  err, "not valid JSON");
+    check_refused(parse(&a, err, "register", "--provision", "/nonexistent", "--forward", "1.2.3.4:80", NULL), err,
+                  "No such file");
+}
+
+static void test_other_commands(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    CHECK_CTX("status");
+    check_refused(parse(&a, err, "status", NULL), err, "--state-dir");
+    check_refused(parse(&a, err, "status", "--state-dir", "/x", "--pool", "3", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "status", "--state-dir", "/x", "--json", "--json", NULL), err, "twice");
+    check_refused(parse(&a, err, "status", "--state-dir", "/x", "--json=yes", NULL), err, "takes no value");
+    if (CHECK_RC(parse(&a, err, "status", "--state-dir", "/x", "--json", NULL), 0, err))
+        CHECK_EQ_INT(a.json, 1);
+
+    CHECK_CTX("test");
+    check_refused(parse(&a, err, "test", NULL), err, "--forward-http");
+    check_refused(parse(&a, err, "test", "--forward-http", "0", NULL), err, "1 to 65535");
+    check_refused(parse(&a, err, "test", "--forward-http", "65536", NULL), err, "1 to 65535");
+    check_refused(parse(&a, err, "test", "--forward-tcp", "x", NULL), err, "1 to 65535");
+    check_refused(parse(&a, err, "test", "--forward-http", "80", "--forward-tcp", "80", NULL), err, "must differ");
+    check_refused(parse(&a, err, "test", "--forward", "1.2.3.4:5", NULL), err, "unknown option");
+    if (CHECK_RC(parse(&a, err, "test", "--forward-tcp", "8081", NULL), 0, err)) {
+        CHECK_EQ_INT(a.tcp_port, 8081);
+        CHECK_EQ_INT(a.http_port, 0);
+    }
+
+    CHECK_CTX("env");
+    if (CHECK_RC(parse(&a, err, "env", "--registrar", "https://Pipe2me.Example:8443/", "--id", "p", "--label", "web", NULL), 0,
+                 err)) {
+        CHECK_EQ_STR(a.domain, "pipe2me.example");
+        CHECK_EQ_INT(a.secret_len, 0); /* env never needs the secret */
+    }
+    if (CHECK_RC(parse(&a, err, "env", "--registrar", "https://127.0.0.1", "--id", "p", "--label", "web", NULL), 0, err))
+        CHECK_EQ_STR(a.domain, "127.0.0.1"); /* digits make a valid DNS name; env_command shows it as is */
+    if (CHECK_RC(parse(&a, err, "env", "--registrar", "https://[::1]:8443", "--id", "p", "--label", "web", NULL), 0, err)) {
+        CHECK_EQ_STR(a.domain, "");
+        CHECK_EQ_STR(a.reg_host, "::1");
+    }
+    if (CHECK_RC(parse(&a, err, "env", "--registrar", "https://[::1]:8443", "--id", "p", "--label", "web", "--domain", "D.example",
+                       NULL),
+                 0, err))
+        CHECK_EQ_STR(a.domain, "d.example");
+    check_refused(parse(&a, err, "env", "--registrar", "https://h", "--id", "p", NULL), err, "--label");
+}
+
+static void test_url(void)
+{
+    char base[P2M_URL_MAX + 1], host[P2M_HOST_MAX + 1], err[P2M_ERR_LEN];
+    uint16_t port;
+    static const struct {
+        const char *url, *base, *host;
+        unsigned port;
+    } ok[] = {
+        {"https://h", "https://h", "h", 0},
+        {"HTTPS://H.example/", "https://H.example", "H.example", 0},
+        {"https://h:1/", "https://h:1", "h", 1},
+        {"https://h:65535/p2m///", "https://h:65535/p2m", "h", 65535},
+        {"https://[::1]", "https://[::1]", "::1", 0},
+        {"https://[2001:db8::1]:8443/a/b", "https://[2001:db8::1]:8443/a/b", "2001:db8::1", 8443},
+        {"https://10.0.0.1:443", "https://10.0.0.1:443", "10.0.0.1", 443},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        CHECK_CTX("url %s", ok[i].url);
+        if (CHECK_RC(pod_registrar_url_parse(ok[i].url, base, host, &port, err), 0, err)) {
+            CHECK_EQ_STR(base, ok[i].base);
+            CHECK_EQ_STR(host, ok[i].host);
+            CHECK_EQ_INT(port, ok[i].port);
+        }
+    }
+    char longurl[P2M_URL_MAX + 16] = "https://h/";
+    memset(longurl + 10, 'a', sizeof(longurl) - 11);
+    longurl[sizeof(longurl) - 1] = '\0';
+    CHECK_CTX("url: overlong");
+    check_refused(pod_registrar_url_parse(longurl, base, host, &port, err), err, "longer than");
+    longurl[P2M_URL_MAX] = '\0';
+    CHECK_RC(pod_registrar_url_parse(longurl, base, host, &port, err), 0, err);
+    char longhost[400] = "https://";
+    memset(longhost + 8, 'a', 300);
+    longhost[308] = '\0';
+    check_refused(pod_registrar_url_parse(longhost, base, host, &port, err), err, "host");
+}
+
+static void test_env_quote(void)
+{
+    char out[32];
+    static const struct {
+        const char *in, *out;
+    } rows[] = {
+        {"", "''"}, {"abc", "'abc'"}, {"a'b", "'a'\\''b'"}, {"'", "''\\'''"}, {"$(rm -rf /)`x` \"q\"", "'$(rm -rf /)`x` \"q\"'"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK_CTX("env_quote %s", check_str(rows[i].in));
+        if (CHECK_EQ_INT(env_quote(rows[i].in, out, sizeof(out)), (long long)strlen(rows[i].out)))
+            CHECK_EQ_STR(out, rows[i].out);
+    }
+    CHECK_CTX("env_quote limits");
+    CHECK_EQ_INT(env_quote("abc", out, 6), 5);
+    CHECK_EQ_INT(env_quote("abc", out, 5), -1);
+    CHECK_EQ_INT(env_quote("'", out, 6), -1);
+    CHECK_EQ_INT(env_quote("", out, 2), -1);
+}
+
+static void test_status_doc(void)
+{
+    pod_status_t st;
+    char err[P2M_ERR_LEN];
+    const char *good = "{\"pid\": 12, \"state\": \"running\", \"id\": \"p\", \"label\": \"web\", \"forward\": \"127.0.0.1:80\","
+                       " \"started\": 1, \"updated\": 2, \"pool\": {\"target\": 4, \"idle\": 3, \"connecting\": 1,"
+                       " \"registering\": 0}, \"tunnels\": {\"active\": 0, \"total\": 9, \"failed\": 1}, \"registrations\":"
+                       " {\"ok\": 10, \"failed\": 0}, \"bytes\": {\"in\": 5, \"out\": 6}, \"health\": {\"registrar\": \"up\","
+                       " \"relay\": \"down\", \"local\": \"unknown\"}}";
+    CHECK_CTX("status doc");
+    if (CHECK_RC(pod_status_parse(good, strlen(good), &st, err), 0, err)) {
+        CHECK_EQ_INT(st.pid, 12);
+        CHECK_EQ_INT(st.pool_idle, 3);
+        CHECK_EQ_INT(st.tunnels_total, 9);
+        CHECK_EQ_STR(st.relay_state, "down");
+    }
+    check_refused(pod_status_parse("{}", 2, &st, err), err, "pid");
+    check_refused(pod_status_parse("{\"pid\": -1}", 11, &st, err), err, "pid");
+    check_refused(pod_status_parse("{\"pid\": 1}", 10, &st, err), err, "updated");
+    check_refused(pod_status_parse("nope", 4, &st, err), err, "not a status document");
+}
+
+static void test_backoff(void)
+{
+    backoff_t b = {0};
+    CHECK_CTX("backoff");
+    unsigned long long want = POD_BACKOFF_MIN_MS;
+    for (int i = 0; i < 20; i++) {
+        unsigned ms = backoff_next(&b);
+        CHECK_MSG(ms >= want * 3 / 4 && ms <= want * 5 / 4, "attempt %d: %u ms, want %llu +-25%%", i, ms, want);
+        want = want * 2 > POD_BACKOFF_MAX_MS ? POD_BACKOFF_MAX_MS : want * 2;
+    }
+    backoff_reset(&b);
+    unsigned ms = backoff_next(&b);
+    CHECK_MSG(ms >= POD_BACKOFF_MIN_MS * 3 / 4 && ms <= POD_BACKOFF_MIN_MS * 5 / 4, "after reset: %u ms", ms);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/unit-pod-args.XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_commands();
+    test_register_flags();
+    test_secret_file();
+    test_provision();
+    test_other_commands();
+    test_url();
+    test_env_quote();
+    test_status_doc();
+    test_backoff();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        check_note("could not remove %s", dir);
+    return check_done("pod_args");
+}
