@@ -59,11 +59,15 @@ static const char lua_label_add[] =
                  "redis.call('SADD', KEYS[2], ARGV[2])\n"
                  "return 0\n";
 
-/* KEYS: labels. ARGV: label, pod-key prefix. Returns the former owner. */
+/* KEYS: labels. ARGV: label, pod-key prefix. Returns the former owner, whose epoch is bumped so
+ * that session credentials issued for the label die with it. */
 static const char lua_label_rm[] = "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
                                    "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
                                    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
                                    "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
+                                   "if redis.call('EXISTS', ARGV[2] .. owner) == 1 then\n"
+                                   "  redis.call('HINCRBY', ARGV[2] .. owner, 'epoch', 1)\n"
+                                   "end\n"
                                    "return owner\n";
 
 /* KEYS: lease. ARGV: field, value ('' = any), port. Deletes the lease if field matches. */

@@ -49,12 +49,19 @@ static const char lua_auth_lookup[] =
     "if not p[1] then return {'nopod'} end\n"
     "return {'ok', p[1], p[2] or '0', p[3] or '0', redis.call('HGET', KEYS[4], ARGV[1]) or ''}\n";
 
-/* KEYS: fail:id or '', fail:addr, stats. ARGV: window, reason. */
+/* KEYS: fail:id or '', fail:addr, stats. ARGV: window, reason, limit. A strike against an ID or
+ * address already at the limit is not counted again (that would extend its lockout) but reported. */
 static const char lua_auth_fail[] =
+    "for i = 1, 2 do\n"
+    "  if KEYS[i] ~= '' and tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[3]) then\n"
+    "    return {'limited', tostring(math.max(redis.call('TTL', KEYS[i]), 1))}\n"
+    "  end\n"
+    "end\n"
     "for i = 1, 2 do\n"
     "  if KEYS[i] ~= '' and redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end\n"
     "end\n"
-    "return redis.call('HINCRBY', KEYS[3], 'fail:' .. ARGV[2], 1)\n";
+    "redis.call('HINCRBY', KEYS[3], 'fail:' .. ARGV[2], 1)\n"
+    "return {'counted'}\n";
 
 /* KEYS: totp step, pod, labels, session or ''. ARGV: id, label, session ttl, replay ttl. */
 static const char lua_register_commit[] = "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then return 'replay' end\n"
@@ -214,10 +221,10 @@ int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const c
                : 0;
 }
 
-int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason)
+int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason, unsigned limit)
 {
     return EVAL(c, lua_auth_fail, 3) || (id[0] ? pushf(c, "p2m:fail:id:%s%s", id, "") : push(c, "")) ||
-                   pushf(c, "p2m:fail:addr:%s%s", addr, "") || push(c, "p2m:stats") || pushu(c, window) || push(c, reason)
+                   pushf(c, "p2m:fail:addr:%s%s", addr, "") || push(c, "p2m:stats") || pushu(c, window) || push(c, reason) || pushu(c, limit)
                ? -1
                : 0;
 }

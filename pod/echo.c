@@ -201,10 +201,11 @@ static int http_process(echo_conn_t *c)
         }
         size_t head_len = (size_t)(end - c->in), vlen;
         /* Request line: METHOD SP TARGET SP HTTP/1.x */
-        const char *sp1 = memchr(c->in, ' ', head_len);
-        const char *eol = memchr(c->in, '\r', head_len);
+        const char *eol = memchr(c->in, '\r', head_len); /* head_len ends in CRLFCRLF: found */
+        size_t line_len = (size_t)(eol - c->in);
+        const char *sp1 = memchr(c->in, ' ', line_len);
         const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
-        if (sp1 == NULL || sp2 == NULL || sp1 == c->in || eol - sp2 != 9 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+        if (sp1 == NULL || sp2 == NULL || sp1 == c->in || sp2 == sp1 + 1 || eol - sp2 != 9 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
             c->close_after = 1;
             respond(c, 400, "Bad Request", "", 0, "", 0, 1);
             return -1;
@@ -218,18 +219,16 @@ static int http_process(echo_conn_t *c)
             return -1;
         }
         if ((v = find_header(c->in, head_len, "Content-Length", &vlen)) != NULL) {
-            if (vlen == 0 || vlen > 7) {
+            int digits = vlen > 0;
+            for (size_t i = 0; i < vlen; i++) {
+                digits &= v[i] >= '0' && v[i] <= '9';
+                if (digits && body_len <= ECHO_BODY_MAX)
+                    body_len = body_len * 10 + (size_t)(v[i] - '0');
+            }
+            if (!digits) {
                 c->close_after = 1;
                 respond(c, 400, "Bad Request", "", 0, "", 0, 1);
                 return -1;
-            }
-            for (size_t i = 0; i < vlen; i++) {
-                if (v[i] < '0' || v[i] > '9') {
-                    c->close_after = 1;
-                    respond(c, 400, "Bad Request", "", 0, "", 0, 1);
-                    return -1;
-                }
-                body_len = body_len * 10 + (size_t)(v[i] - '0');
             }
             if (body_len > ECHO_BODY_MAX) {
                 c->close_after = 1;
@@ -430,7 +429,10 @@ int echo_command(const pod_args_t *a)
         ret = 2;
         goto Exit;
     }
-    p2m_log(P2M_LOG_INFO, "echo_started", "http=127.0.0.1:%u tcp=127.0.0.1:%u", (unsigned)a->http_port, (unsigned)a->tcp_port);
+    if (a->http_port != 0)
+        p2m_log(P2M_LOG_INFO, "echo_listening", "kind=http addr=127.0.0.1:%u", (unsigned)a->http_port);
+    if (a->tcp_port != 0)
+        p2m_log(P2M_LOG_INFO, "echo_listening", "kind=tcp addr=127.0.0.1:%u", (unsigned)a->tcp_port);
     if (p2m_loop_run(e.loop) != 0) {
         P2M_LOG_ERR("loop_failed", "error=\"%s\"", strerror(errno));
         goto Exit;

@@ -95,8 +95,7 @@ static void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
     uint64_t now = p2m_loop_now(pod->loop);
     if (t->state == TUNNEL_JOINED)
         tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu", reason,
-                   (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes,
-                   (unsigned long long)(now - t->t_join));
+                   (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes, (unsigned long long)(now - t->t_join));
     else
         tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s forward=%s ms=%llu", reason, pod->fwd_str,
                    (unsigned long long)(now - t->t_start));
@@ -144,8 +143,8 @@ static int tunnel_arm(tunnel_t *t)
     for (int s = 0; s < 2; s++) {
         if (t->fd[s] < 0)
             continue;
-        int can_read = !(t->dir[s].flags &
-                         (P2M_SPLICE_EOF | P2M_SPLICE_SHUT | P2M_SPLICE_ERROR | P2M_SPLICE_DST_FULL | P2M_SPLICE_NO_PIPE));
+        int can_read =
+            !(t->dir[s].flags & (P2M_SPLICE_EOF | P2M_SPLICE_SHUT | P2M_SPLICE_ERROR | P2M_SPLICE_DST_FULL | P2M_SPLICE_NO_PIPE));
         if (t->hup[s]) {
             /* EPOLLHUP is level-triggered for good: watch only while the direction can read. */
             if (!can_read)

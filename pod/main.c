@@ -130,8 +130,8 @@ static int run_register(const pod_args_t *a)
         goto Exit;
     }
     status_ok = 1;
-    p2m_log(P2M_LOG_INFO, "started", "id=%s label=%s registrar=%s forward=%s pool=%u max_tunnels=%u", a->id, a->label,
-            a->registrar, pod.fwd_str, a->pool, pod.max_tunnels);
+    p2m_log(P2M_LOG_INFO, "started", "id=%s label=%s registrar=%s forward=%s pool=%u max_tunnels=%u", a->id, a->label, a->registrar,
+            pod.fwd_str, a->pool, pod.max_tunnels);
     pool_refill(&pod);
     if (p2m_loop_run(pod.loop) != 0) {
         P2M_LOG_ERR("loop_failed", "error=\"%s\"", strerror(errno));

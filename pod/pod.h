@@ -71,7 +71,7 @@ typedef struct {
     char cacert[POD_PATH_MAX + 1];    /* "" for the system's CAs */
     char state_dir[POD_PATH_MAX + 1]; /* "" for none */
     p2m_log_level_t log_level;
-    int json;                    /* status --json */
+    int json;                     /* status --json */
     uint16_t http_port, tcp_port; /* test: 0 when not asked for */
 } pod_args_t;
 
@@ -131,16 +131,16 @@ typedef struct reg reg_t;
 typedef struct preconn preconn_t;
 typedef struct tunnel tunnel_t;
 
-#define POD_MAGIC 0x504f4421u      /* "POD!" */
-#define PRECONN_MAGIC 0x50524543u  /* "PREC" */
-#define TUNNEL_MAGIC 0x54554e4eu   /* "TUNN" */
-#define POD_DEAD 0x44454144u       /* "DEAD": closed, waiting to be reaped */
+#define POD_MAGIC 0x504f4421u     /* "POD!" */
+#define PRECONN_MAGIC 0x50524543u /* "PREC" */
+#define TUNNEL_MAGIC 0x54554e4eu  /* "TUNN" */
+#define POD_DEAD 0x44454144u      /* "DEAD": closed, waiting to be reaped */
 
 #define POD_BACKOFF_MIN_MS 250
 #define POD_BACKOFF_MAX_MS 30000
-#define POD_PRECONNECT_MS 10000     /* PROTOCOL 1.3: connect to P within preconnect_timeout */
-#define POD_LOCAL_CONNECT_MS 10000  /* a local service that neither accepts nor refuses */
-#define POD_QUICK_CLOSE_MS 1000     /* an idle pre-connection closed sooner counts as a relay failure */
+#define POD_PRECONNECT_MS 10000    /* PROTOCOL 1.3: connect to P within preconnect_timeout */
+#define POD_LOCAL_CONNECT_MS 10000 /* a local service that neither accepts nor refuses */
+#define POD_QUICK_CLOSE_MS 1000    /* an idle pre-connection ended sooner: the relay refused it */
 #define POD_PUMP_BUDGET (1024 * 1024)
 #define POD_PIPE_SIZE (64 * 1024)
 #define POD_STATUS_MS 1000
@@ -178,7 +178,7 @@ struct pod {
     /* pool.c */
     preconn_t *preconns; /* connecting and idle */
     unsigned nconnecting, nidle;
-    unsigned max_tunnels; /* from the descriptor limit */
+    unsigned max_tunnels;  /* from the descriptor limit */
     p2m_loop_timer_t hold; /* no refill while armed: the relay or the local service backs off */
     backoff_t bo_relay, bo_local;
     pod_health_t relay_health, local_health;
@@ -253,7 +253,7 @@ void forward_start(pod_t *pod, int fd, uint16_t lease);
 /* Closes every tunnel (at shutdown). */
 void forward_close_all(pod_t *pod);
 
-/* Bytes moved by the live tunnels, each way. */
+/* Bytes moved so far by every tunnel, closed and live, each way. */
 void forward_bytes(const pod_t *pod, uint64_t *in, uint64_t *out);
 
 /* --- status.c ------------------------------------------------------------------------------- */

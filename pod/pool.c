@@ -1,12 +1,16 @@
-/* The pool: N idle pre-connections to the relay (docs/PROTOCOL.md 3.4).
+/* The pool: N idle pre-connections to the relay (docs/PROTOCOL.md 3.4 and 3.5).
  *
  * Each registration gives one relay port; the pod connects to it (non-blocking, within the
  * preconnect window) and the connection is idle. The relay joins a consumer to it: the first bytes
- * (or a consumer's end of stream) make it readable, and it is handed to forward.c with those
- * bytes still in the kernel, and a registration is started at once to refill the pool. An idle
- * pre-connection that ends without a byte was closed by the relay (lease expired, relay restarted):
- * refilled too. (A consumer that connects and half-closes without sending anything looks exactly
- * the same and gets an immediate close.)
+ * (or the consumer's end of stream) make it readable, and it is handed to forward.c with those
+ * bytes still in the kernel, and a registration is started at once to refill the pool.
+ *
+ * An end of stream without a byte is ambiguous: a joined consumer that sent nothing, or the relay
+ * closing an idle pre-connection (lease expired, relay restarted). PROTOCOL 3.5 calls it a consumer,
+ * so it is forwarded (the local service sees a connection closed at once), except within
+ * POD_QUICK_CLOSE_MS of the connect: that is the relay refusing us (wrong address, limits), and
+ * forwarding it would hit the local service in a loop; it counts as a relay failure instead. A
+ * reset or error is always the relay's doing. Either way the pool is refilled.
  *
  * Backoff: when the relay refuses or drops connections, or the local service is down, refilling
  * is held for an exponential backoff with jitter (POD_BACKOFF_MIN_MS doubling to
@@ -48,8 +52,8 @@ struct preconn {
     uint32_t magic;
     pod_t *pod;
     pre_state_t state;
-    uint16_t lease; /* the relay port P */
-    int family;     /* PRE_RESOLVING: the family to resolve host in */
+    uint16_t lease;              /* the relay port P */
+    int family;                  /* PRE_RESOLVING: the family to resolve host in */
     char host[P2M_HOST_MAX + 1]; /* the relay as the registrar named it */
     p2m_loop_handler_t h;
     p2m_loop_timer_t timer; /* the preconnect window */
@@ -180,10 +184,11 @@ static void on_idle(p2m_loop_t *loop, preconn_t *p, uint32_t events)
     ssize_t n = (events & EPOLLERR) ? -1 : recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(events & EPOLLERR))
         return;
-    if (n > 0) {
+    uint64_t lived = p2m_loop_now(loop) - p->t_idle;
+    if (n > 0 || (n == 0 && lived >= POD_QUICK_CLOSE_MS)) {
         /* A consumer: its bytes stay in the kernel until the local service is connected. */
-        p2m_log(P2M_LOG_DEBUG, "preconn_alive", "label=%s lease=%u fd=%d idle_ms=%llu", pod->args->label, (unsigned)p->lease,
-                fd, (unsigned long long)(p2m_loop_now(loop) - p->t_idle));
+        p2m_log(n > 0 ? P2M_LOG_DEBUG : P2M_LOG_INFO, n > 0 ? "preconn_alive" : "preconn_eof",
+                "label=%s lease=%u fd=%d idle_ms=%llu", pod->args->label, (unsigned)p->lease, fd, (unsigned long long)lived);
         uint16_t lease = p->lease;
         pre_close(p, 1);
         forward_start(pod, fd, lease);
@@ -194,14 +199,13 @@ static void on_idle(p2m_loop_t *loop, preconn_t *p, uint32_t events)
     socklen_t len = sizeof(e);
     if (n < 0 && e == 0)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len);
-    uint64_t lived = p2m_loop_now(loop) - p->t_idle;
     char why[128];
-    snprintf(why, sizeof(why), "%s", n == 0 ? "closed by the relay" : e != 0 ? strerror(e) : "socket error");
+    snprintf(why, sizeof(why), "%s", n == 0 ? "closed by the relay at once" : e != 0 ? strerror(e) : "socket error");
     p2m_log(P2M_LOG_INFO, "preconn_close", "label=%s lease=%u fd=%d reason=\"%s\" idle_ms=%llu", pod->args->label,
             (unsigned)p->lease, fd, why, (unsigned long long)lived);
     pre_close(p, 0);
-    /* Dropped at once: the relay refuses us (address, limits). Later: a lease expired or the relay
-     * restarted, which the next registration finds out. */
+    /* Dropped at once: the relay refuses us (address, limits). Later: the relay went away, which
+     * the next registration finds out. */
     if (lived < POD_QUICK_CLOSE_MS)
         relay_failed(pod, why);
     pool_refill(pod);
@@ -222,15 +226,15 @@ static void pre_idle(preconn_t *p)
     pod->nidle++;
     backoff_reset(&pod->bo_relay);
     set_health(pod, &pod->relay_health, POD_UP, "relay", NULL, 0);
-    p2m_log(P2M_LOG_INFO, "preconn_idle", "label=%s lease=%u fd=%d ms=%llu idle=%u", pod->args->label, (unsigned)p->lease,
-            p->h.fd, (unsigned long long)(p->t_idle - p->t_start), pod->nidle);
+    p2m_log(P2M_LOG_INFO, "preconn_idle", "label=%s lease=%u fd=%d ms=%llu idle=%u", pod->args->label, (unsigned)p->lease, p->h.fd,
+            (unsigned long long)(p->t_idle - p->t_start), pod->nidle);
 }
 
 static void pre_connect_failed(preconn_t *p, const char *why)
 {
     pod_t *pod = p->pod;
-    p2m_log(P2M_LOG_DEBUG, "preconn_failed", "label=%s lease=%u fd=%d reason=\"%s\"", pod->args->label, (unsigned)p->lease,
-            p->h.fd, why);
+    p2m_log(P2M_LOG_DEBUG, "preconn_failed", "label=%s lease=%u fd=%d reason=\"%s\"", pod->args->label, (unsigned)p->lease, p->h.fd,
+            why);
     pre_close(p, 0);
     relay_failed(pod, why);
     pool_refill(pod);
@@ -312,17 +316,17 @@ Fail:
 /* --- resolving the relay's name --------------------------------------------------------------- */
 
 static struct {
-    int efd;                   /* eventfd the resolver's thread writes to; -1 before first use */
+    int efd; /* eventfd the resolver's thread writes to; -1 before first use */
     p2m_loop_handler_t h;
-    struct gaicb cb;           /* the lookup in flight (req.ar_name set) */
+    struct gaicb cb; /* the lookup in flight (req.ar_name set) */
     struct addrinfo hints;
     struct sigevent sev;
-    char name[P2M_HOST_MAX + 1];      /* what is being (or was last) resolved */
-    int family;                       /* ... and in which family */
-    int busy;                         /* a lookup is in flight */
-    struct sockaddr_storage addr;     /* the cached answer for name */
-    socklen_t addrlen;                /* 0: none */
-    uint64_t until;                   /* loop ms the answer is good for */
+    char name[P2M_HOST_MAX + 1];  /* what is being (or was last) resolved */
+    int family;                   /* ... and in which family */
+    int busy;                     /* a lookup is in flight */
+    struct sockaddr_storage addr; /* the cached answer for name */
+    socklen_t addrlen;            /* 0: none */
+    uint64_t until;               /* loop ms the answer is good for */
     pod_t *pod;
 } res = {.efd = -1};
 
@@ -511,8 +515,7 @@ void pool_refill(pod_t *pod)
     /* Every pre-connection may become a tunnel: stay within the descriptors we have. */
     if (pod->ntunnels + have >= pod->max_tunnels) {
         if (!pod->limit_logged)
-            p2m_log(P2M_LOG_WARN, "tunnel_limit", "label=%s tunnels=%u max=%u", pod->args->label, pod->ntunnels,
-                    pod->max_tunnels);
+            p2m_log(P2M_LOG_WARN, "tunnel_limit", "label=%s tunnels=%u max=%u", pod->args->label, pod->ntunnels, pod->max_tunnels);
         pod->limit_logged = 1;
         return;
     }

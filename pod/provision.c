@@ -232,7 +232,7 @@ int pod_registrar_url_parse(const char *url, char *base, char *host, uint16_t *p
     while (plen > 0 && path[plen - 1] == '/')
         plen--;
     /* Without its trailing slashes: no empty, "." or ".." segment. */
-    for (const char *seg = path; seg < path + plen; ) {
+    for (const char *seg = path; seg < path + plen;) {
         const char *next = memchr(seg + 1, '/', (size_t)(path + plen - seg - 1));
         size_t sl = (next != NULL ? (size_t)(next - seg) : (size_t)(path + plen - seg)) - 1;
         if (sl == 0 || (sl == 1 && seg[1] == '.') || (sl == 2 && seg[1] == '.' && seg[2] == '.'))
@@ -389,7 +389,11 @@ int provision_parse(const char *text, size_t len, provision_t *p, char *err)
     }
     if (!have_id || !have_secret || !have_labels || !have_registrar || !have_domain) {
         p2m_err(err, "missing key \"%s\"",
-                !have_id ? "id" : !have_secret ? "secret" : !have_labels ? "labels" : !have_registrar ? "registrar" : "domain");
+                !have_id          ? "id"
+                : !have_secret    ? "secret"
+                : !have_labels    ? "labels"
+                : !have_registrar ? "registrar"
+                                  : "domain");
         goto Exit;
     }
     ret = 0;
@@ -499,8 +503,9 @@ static pod_cmd_t parse_command(const char *s)
     static const struct {
         const char *name;
         pod_cmd_t cmd;
-    } cmds[] = {{"register", POD_CMD_REGISTER}, {"status", POD_CMD_STATUS}, {"env", POD_CMD_ENV},   {"test", POD_CMD_TEST},
-                {"help", POD_CMD_HELP},         {"-h", POD_CMD_HELP},       {"--help", POD_CMD_HELP}, {"--version", POD_CMD_VERSION}};
+    } cmds[] = {{"register", POD_CMD_REGISTER}, {"status", POD_CMD_STATUS},    {"env", POD_CMD_ENV},
+                {"test", POD_CMD_TEST},         {"help", POD_CMD_HELP},        {"-h", POD_CMD_HELP},
+                {"--help", POD_CMD_HELP},       {"--version", POD_CMD_VERSION}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(s, cmds[i].name) == 0)
             return cmds[i].cmd;
@@ -634,8 +639,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
         snprintf(a->id, sizeof(a->id), "%s", prov->id);
         memcpy(a->secret, prov->secret, prov->secret_len);
         a->secret_len = prov->secret_len;
-        if (a->registrar[0] == '\0' &&
-            pod_registrar_url_parse(prov->registrar, a->registrar, a->reg_host, &a->reg_port, e) != 0) {
+        if (a->registrar[0] == '\0' && pod_registrar_url_parse(prov->registrar, a->registrar, a->reg_host, &a->reg_port, e) != 0) {
             p2m_err(err, "--provision: registrar: %s", e); /* cannot happen: checked when parsed */
             goto Exit;
         }

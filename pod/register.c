@@ -33,15 +33,15 @@
 #define REG_MAGIC 0x52454749u   /* "REGI" */
 #define REQ_MAGIC 0x52455155u   /* "REQU" */
 #define CSOCK_MAGIC 0x43534f43u /* "CSOC" */
-#define REG_PARALLEL 4           /* Bearer registrations in flight at once */
-#define REG_SESSION_MAX 128      /* PROTOCOL 1.1 */
-#define REG_BODY_MAX 256         /* ADDRESS:PORT, or a one-line reason */
-#define REG_BODY_LIMIT 4096      /* a longer response is aborted */
+#define REG_PARALLEL 8          /* Bearer registrations in flight at once, multiplexed on one HTTP/2 connection */
+#define REG_SESSION_MAX 128     /* PROTOCOL 1.1 */
+#define REG_BODY_MAX 256        /* ADDRESS:PORT, or a one-line reason */
+#define REG_BODY_LIMIT 4096     /* a longer response is aborted */
 #define REG_RETRY_AFTER_DEFAULT 60
 #define REG_RETRY_AFTER_MAX 3600
 #define REG_CONNECT_TIMEOUT_MS 5000L
-#define REG_TIMEOUT_MS 20000L    /* the registrar waits up to 3 x 3 s for the relay */
-#define REG_STEP_MARGIN_MS 250   /* after a step boundary, so that clocks agree */
+#define REG_TIMEOUT_MS 20000L  /* the registrar waits up to 3 x 3 s for the relay */
+#define REG_STEP_MARGIN_MS 250 /* after a step boundary, so that clocks agree */
 
 typedef struct req req_t;
 typedef struct csock csock_t;
@@ -550,8 +550,8 @@ static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *event, con
     if (!repeat)
         snprintf(reg->last_failure, sizeof(reg->last_failure), "%s", kind);
     reg->health = POD_DOWN;
-    p2m_log(repeat ? P2M_LOG_DEBUG : level, repeat ? "register_retry" : event, "label=%s %s retry_ms=%u",
-            reg->pod->args->label, detail, hold_ms);
+    p2m_log(repeat ? P2M_LOG_DEBUG : level, repeat ? "register_retry" : event, "label=%s %s retry_ms=%u", reg->pod->args->label,
+            detail, hold_ms);
     reg_hold(reg, hold_ms);
 }
 
@@ -598,7 +598,8 @@ static void req_done(req_t *req, CURLcode rc)
         while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
             b[--n] = '\0';
         if (req->body_total > REG_BODY_MAX || p2m_hostport_parse(b, &relay, err) != 0 || relay.host[0] == '\0') {
-            reg_failed(reg, P2M_LOG_ERROR, "register_failed", "badbody", backoff_next(&reg->bo), "status=200 reason=\"response is not ADDRESS:PORT\"");
+            reg_failed(reg, P2M_LOG_ERROR, "register_failed", "badbody", backoff_next(&reg->bo),
+                       "status=200 reason=\"response is not ADDRESS:PORT\"");
             goto Exit;
         }
         if (!bearer && req->session[0] != '\0') {
@@ -631,10 +632,11 @@ static void req_done(req_t *req, CURLcode rc)
     }
     if (status == 429 || status == 503) {
         long ra = req->retry_after;
-        unsigned ms = ra >= 0 ? (unsigned)(ra > 0 ? ra : 1) * 1000u : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u : backoff_next(&reg->bo);
+        unsigned ms = ra >= 0         ? (unsigned)(ra > 0 ? ra : 1) * 1000u
+                      : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u
+                                      : backoff_next(&reg->bo);
         reg_failed(reg, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN, status == 429 ? "register_limited" : "registrar_unavailable",
-                   status == 429 ? "limited" : "unavailable", ms,
-                   "status=%ld reason=\"%s\"", status, body_line(req));
+                   status == 429 ? "limited" : "unavailable", ms, "status=%ld reason=\"%s\"", status, body_line(req));
         goto Exit;
     }
     if (status == 0) {

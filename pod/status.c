@@ -216,8 +216,8 @@ int status_command(const pod_args_t *a)
         return 2;
     }
     unsigned long long now = (unsigned long long)time(NULL);
-    int alive = strcmp(st.state, "running") == 0 && (kill((pid_t)st.pid, 0) == 0 || errno == EPERM) &&
-                now <= st.updated + STATUS_STALE_S;
+    int alive =
+        strcmp(st.state, "running") == 0 && (kill((pid_t)st.pid, 0) == 0 || errno == EPERM) && now <= st.updated + STATUS_STALE_S;
     if (a->json) {
         fwrite(doc, 1, (size_t)n, stdout);
         return alive ? 0 : 1;

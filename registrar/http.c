@@ -112,6 +112,11 @@ static int classify_host(registrar_t *r, h2o_req_t *req, char *label)
 {
     uint16_t port;
     char err[P2M_ERR_LEN];
+    /* RFC 9112 3.2: a request with more than one Host is answered 400; we answer it like any
+     * other host we do not serve. */
+    ssize_t first = h2o_find_header(&req->headers, H2O_TOKEN_HOST, -1);
+    if (first >= 0 && h2o_find_header(&req->headers, H2O_TOKEN_HOST, first) >= 0)
+        return -1;
     return p2m_host_parse(req->authority.base, req->authority.len, r->cfg.domain, label, &port, err);
 }
 

@@ -66,32 +66,42 @@ static const char *elem(const redisReply *r, size_t i)
     return r->element[i]->str;
 }
 
+static void announce(op_t *op, const char *relay)
+{
+    p2m_cmd_t cmd;
+    if (p2m_cmd_announce_lease(&cmd, relay, op->port) == 0)
+        redis_send_nowait(op->r, &cmd);
+}
+
 static void on_route(op_t *op, redisReply *rep)
 {
-    const char *status = elem(rep, 0);
+    const char *status = elem(rep, 0), *port = elem(rep, 1), *relay = elem(rep, 3), *state = elem(rep, 4);
+    int leased = status != NULL && strcmp(status, "ok") == 0 && port != NULL && relay != NULL && state != NULL;
+    if (leased)
+        op->port = (uint16_t)atoi(port);
     if (op->req == NULL) {
+        /* The consumer left, but its next request will find this lease: have the relay bind it. */
+        if (leased && state[0] != '0')
+            announce(op, relay);
         op_free(op);
         return;
     }
-    if (status == NULL) {
+    if (status == NULL || (strcmp(status, "ok") == 0 && !leased)) {
         done(op, 503, "Service Unavailable", "registry unavailable", "5");
     } else if (strcmp(status, "unknown") == 0) {
         done(op, 404, "Not Found", "no such label", NULL);
     } else if (strcmp(status, "noidle") == 0) {
         done(op, 503, "Service Unavailable", "the pod has no idle connection; try again", "2");
-    } else if (strcmp(status, "ok") != 0) {
+    } else if (!leased) {
         done(op, 503, "Service Unavailable", "no free port", "5");
+    } else if (state[0] == '0') {
+        redirect_bound(op, 1);
     } else {
-        const char *port = elem(rep, 1), *relay = elem(rep, 3), *state = elem(rep, 4);
-        if (port == NULL || relay == NULL || state == NULL) {
-            done(op, 503, "Service Unavailable", "registry unavailable", "5");
-            return;
-        }
-        op->port = (uint16_t)atoi(port);
-        if (state[0] == '0')
-            redirect_bound(op, 1);
-        else
-            lease_wait(op, relay, state[0] == '1');
+        /* New ("1"), or still pending from an earlier request ("2"): announcing again is harmless,
+         * a relay that holds the lease confirms it again, and it covers an announcement lost with
+         * a request that went away. */
+        lease_wait(op, relay, 0);
+        announce(op, relay);
     }
 }
 

@@ -36,16 +36,34 @@ static void log_result(op_t *op, int status, const char *why)
             op->addr, op->auth.scheme == P2M_AUTH_BEARER ? "bearer" : "totp", (unsigned)op->port, why);
 }
 
-/* 401 and a strike against the ID (if known) and the source address. */
+static void limited(op_t *op, const char *retry_after);
+
+static void on_fail_counted(op_t *op, redisReply *rep)
+{
+    if (op->req == NULL) {
+        op_free(op);
+        return;
+    }
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[0]->str, "limited") == 0 && rep->element[1]->type == REDIS_REPLY_STRING) {
+        limited(op, rep->element[1]->str);
+        return;
+    }
+    log_result(op, 401, op->why);
+    op_header(op, "WWW-Authenticate", "TOTP");
+    op_respond(op, 401, "Unauthorized", op->why);
+}
+
+/* 401 and a strike against the ID (if known) and the source address; 429 instead when either is
+ * already locked out, so that a locked address learns nothing from any request. */
 static void fail_auth(op_t *op, const char *counter, const char *why)
 {
     p2m_cmd_t cmd;
+    snprintf(op->why, sizeof(op->why), "%s", why);
     if (p2m_cmd_auth_fail(&cmd, op->auth.scheme == P2M_AUTH_TOTP ? op->id : "", op->addr, op->r->cfg.registrar.auth_fail_window,
-                          counter) == 0)
-        redis_send_nowait(op->r, &cmd);
-    log_result(op, 401, why);
-    op_header(op, "WWW-Authenticate", "TOTP");
-    op_respond(op, 401, "Unauthorized", why);
+                          counter, op->r->cfg.registrar.auth_fail_limit) != 0 ||
+        redis_send(op->r, &cmd, on_fail_counted, op) != 0)
+        on_fail_counted(op, NULL);
 }
 
 static void respond_error(op_t *op, int status, const char *reason, const char *why)

@@ -6,6 +6,7 @@
 
 #include "p2m/authhdr.h"
 #include "p2m/config.h"
+#include "p2m/err.h"
 #include "p2m/store_cmd.h"
 
 struct redisAsyncContext;
@@ -63,6 +64,7 @@ struct op {
     op_t *next_waiting;
     h2o_timeout_entry_t wait_entry;
     h2o_iovec_t path; /* consumer: path and query, in the request pool */
+    char why[P2M_ERR_LEN + 32]; /* a refusal's reason while its strike is being counted */
 };
 
 /* http.c */

@@ -3,16 +3,19 @@
 # Bearer credentials against the real registrar, relay and a private redis-server, driven by curl
 # and oathtool. Covers the 200 response and its headers, the relay listening before the 200,
 # replay and clock skew, 401/403 for unknown pods, wrong tokens, missing headers, foreign labels,
-# disabled, removed and re-keyed pods, the brute-force lockout (429), no free port (503), the
-# pre-connection address rule, lease expiry, leaks, and the counters in /metrics.
+# disabled, removed and re-keyed pods, the order of the checks, the brute-force lockout (429), the
+# pre-connection address rule, lease expiry, leaks, no free port and a relay that cannot bind or
+# never answers (503), an IPv6 relay address, and the counters in /metrics. The last sections
+# check the rate limit against malformed requests and session revocation by `label rm`.
 #
 # Failed authentications count per source address and per pod ID (auth_fail_limit 3 here), and
 # every request from 127.0.0.1 counts against 127.0.0.1. So each group of refusals uses its own
 # loopback source address (curl --interface 127.0.0.N) and, where the ID counts, its own pod;
 # 127.0.0.1 collects exactly two failures in the whole test.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
-p2m_require curl oathtool jq socat ss
+p2m_require curl oathtool jq socat ss sha256sum
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay tools/pipe2me-admin
 REGISTRAR_BIN=$P2M_BUILD_DIR/registrar/pipe2me-registrar
 RELAY_BIN=$P2M_BUILD_DIR/relay/pipe2me-relay
@@ -23,6 +26,10 @@ FAIL_LIMIT=3
 FAIL_WINDOW=600
 
 # ---------------------------------------------------------------- helpers
+
+# A failure names the line of this script that made the check (the outermost caller), not a line
+# inside one of the helpers below.
+p2m_where() { echo "$(basename -- "$0"):${BASH_LINENO[${#BASH_LINENO[@]} - 2]}"; }
 
 # wait_until DESC CMD...: polls CMD (every 0.1 s, at most 20 s) until it succeeds.
 wait_until() {
@@ -405,7 +412,9 @@ fresh lock
 reg lock "$(totp lock "$CODE_")" 127.0.0.3
 expect_refused 429 "too many failed attempts; try later" "right code after $FAIL_LIMIT failures"
 ra=$(hdr retry-after)
-[[ $ra =~ ^[0-9]+$ ]] && ((ra >= 1 && ra <= FAIL_WINDOW)) || fail "429 Retry-After '$ra', want 1-$FAIL_WINDOW"
+if ! [[ $ra =~ ^[0-9]+$ ]] || ((ra < 1 || ra > FAIL_WINDOW)); then
+    fail "429 Retry-After '$ra', want 1-$FAIL_WINDOW"
+fi
 p2m_ok
 # The locked ID from a clean address, and another ID from the locked address: 429 too.
 reg lock "$(totp lock "$CODE_")" 127.0.0.4

@@ -3,7 +3,10 @@
 # 307 to a consumer port Q leased per consumer address and label, reused while it lives; 503 with
 # Retry-After when no pre-connection is idle, 404 for unknown labels; the plain-HTTP listener
 # only ever sends clients to HTTPS (308); the bare domain serves /_health, /cacert and /metrics.
-# Real registrar, relay and redis-server; a pod is a socat connection held open to its port P.
+# Also Redis going away and coming back, a consumer whose first request was abandoned while Redis
+# was slow, and a browser's parallel first requests. Real registrar, relay and redis-server; a pod
+# is a bash /dev/tcp connection held open to its port P.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 p2m_require curl oathtool jq socat ss
@@ -14,6 +17,10 @@ NAME=r1
 CONSUMER_TTL=60
 
 # ---------------------------------------------------------------- helpers
+
+# A failure names the line of this script that made the check (the outermost caller), not a line
+# inside one of the helpers below.
+p2m_where() { echo "$(basename -- "$0"):${BASH_LINENO[${#BASH_LINENO[@]} - 2]}"; }
 
 # wait_until DESC CMD...: polls CMD (every 0.1 s, at most 25 s) until it succeeds.
 wait_until() {
@@ -32,6 +39,7 @@ redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
 listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
 relay_log_has() { grep -q -- "$1" "$T/relay.log"; }
 health_is() { [[ $(curl -4 -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CA" "$BASE/_health") == "$1" ]]; }
+health_body_is() { [[ $(curl -4 -s --max-time 5 --cacert "$CA" "$BASE/_health") == "$1" ]]; }
 
 # hreq CURL_ARGS...: one request; sets CODE, headers in $T/resp.h, body in $T/resp.b. Every
 # Location an HTTPS response carries is collected in $T/https-locations.
@@ -60,7 +68,7 @@ redirect() {
     shift 2
     hreq "$@" "$url"
     expect_http 307 "$desc"
-    rest=${url#https://*.pipe2me.localhost:$P2M_HTTPS_PORT}
+    rest=${url#https://*.pipe2me.localhost:"$P2M_HTTPS_PORT"}
     local label=${url#https://}
     label=${label%%.*}
     label=${label,,}
@@ -88,7 +96,7 @@ expect_lease() {
 # ---------------------------------------------------------------- setup
 
 p2m_start_redis
-p2m_free_port_range RANGE_LO RANGE_HI 16
+p2m_free_port_range RANGE_LO RANGE_HI 24
 p2m_write_config "{\"relay\": {\"name\": \"$NAME\", \"ports\": \"$RANGE_LO-$RANGE_HI\"},
     \"registrar\": {\"consumer_ttl\": $CONSUMER_TTL, \"preconnect_timeout\": 10}}"
 CA=$T/state/ca.pem
@@ -272,7 +280,7 @@ p2m_ok
 # /_health needs Redis too; requests that need it get 503 at once while it is down. After Redis is
 # back the registrar reconnects by itself, and with a relay again everything works.
 p2m_stop_redis
-wait_until "/_health says Redis is unavailable" eval '[[ $(curl -4 -s --max-time 5 --cacert "$CA" "$BASE/_health") == "redis unavailable" ]]'
+wait_until "/_health says Redis is unavailable" health_body_is "redis unavailable"
 health_is 503 || fail "/_health is not 503 without Redis"
 p2m_ok
 hreq "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/x"
@@ -284,7 +292,7 @@ expect_match '^[0-9]+$' "$(hdr retry-after)" "503 Retry-After while Redis is dow
 hreq "$BASE/metrics"
 expect_http 503 "/metrics while Redis is down"
 p2m_start_redis
-wait_until "the registrar is back on Redis (no relay yet)" eval '[[ $(curl -4 -s --max-time 5 --cacert "$CA" "$BASE/_health") == "no relay is running" ]]'
+wait_until "the registrar is back on Redis (no relay yet)" health_body_is "no relay is running"
 p2m_bg relay2 "$RELAY_BIN" -c "$P2M_CONFIG"
 wait_until "/_health is 200 again" health_is 200
 # The step after the one spent above: fresh, and inside the window.
@@ -325,17 +333,17 @@ expect_http 307 "the next request of a consumer whose first request was abandone
 # A page load opens several connections at once from one address: every request gets a 307 to
 # the one consumer port leased for that address, whether it created the lease or found it still
 # waiting for the relay. A few rounds, each from a fresh address.
-for round in 1 2 3 4; do
+for round in 1 2 3 4 5 6 7 8; do
     src=127.0.0.$((20 + round))
     pids=()
-    for i in $(seq 1 12); do
+    for i in $(seq 1 16); do
         curl -4 -sS --max-time 10 --cacert "$CA" --interface "$src" -o /dev/null -w '%{http_code} %{redirect_url}\n' \
             "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/r$i" >"$T/burst.$round.$i" 2>&1 &
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid" || true; done
     tally=$(cat "$T"/burst."$round".* | sed 's|/r[0-9]*$||' | sort | uniq -c)
-    [[ $(wc -l <<<"$tally") == 1 && $tally =~ ^\ *12\ 307\ https://web\.pipe2me\.localhost:[0-9]+$ ]] ||
-        fail "12 parallel requests from $src: want 12 times 307 to one port, got:"$'\n'"$tally"$'\n'"$(grep -E 'status=503|relay_timeout' "$T/registrar.log" | tail -n 4)"
+    [[ $(wc -l <<<"$tally") == 1 && $tally =~ ^\ *16\ 307\ https://web\.pipe2me\.localhost:[0-9]+$ ]] ||
+        fail "16 parallel requests from $src: want 16 times 307 to one port, got:"$'\n'"$tally"$'\n'"$(grep -E 'status=503|relay_timeout' "$T/registrar.log" | tail -n 4)"
     p2m_ok
 done

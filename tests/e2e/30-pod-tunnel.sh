@@ -69,6 +69,18 @@ for label in web echo tcp; do
     expect_eq 600 "$(stat -c %a "$T/pod$label.json")" "provisioning file mode"
 done
 
+# pipe2me-pod env: shell assignments from the provisioning file, never the secret.
+"$POD_BIN" env --provision "$T/podweb.json" >"$OUT"
+(
+    eval "$(cat "$OUT")"
+    expect_eq podweb "$P2M_ID" "env: P2M_ID"
+    expect_eq web "$P2M_LABEL" "env: P2M_LABEL"
+    expect_eq "https://web.pipe2me.localhost:$P2M_HTTPS_PORT" "$P2M_URL" "env: P2M_URL"
+    expect_eq "https://pipe2me.localhost:$P2M_HTTPS_PORT" "$P2M_REGISTRAR" "env: P2M_REGISTRAR"
+)
+! grep -qF -- "$(jq -r .secret "$T/podweb.json")" "$OUT" || fail "env printed the secret"
+p2m_ok
+
 # The local services: pipe2me-pod test's echoes, and an HTTPS site with a certificate from the
 # registrar's CA for web.pipe2me.localhost.
 p2m_free_port ECHO_HTTP

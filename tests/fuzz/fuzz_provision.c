@@ -10,12 +10,12 @@
 
 #include <stdint.h>
 
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
+#define FUZZ_CHECK(cond)                                                                                                           \
+    do {                                                                                                                           \
+        if (!(cond)) {                                                                                                             \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                           \
+            abort();                                                                                                               \
+        }                                                                                                                          \
     } while (0)
 
 #define TERMINATED(field) (memchr((field), '\0', sizeof(field)) != NULL)

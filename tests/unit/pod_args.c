@@ -104,8 +104,8 @@ static void test_register_flags(void)
     const char *url = "https://pipe2me.localhost:8443";
 
     CHECK_CTX("register: complete flags");
-    if (CHECK_RC(parse(&a, err, "register", "--registrar", url, "--id", "pod-1", "--secret-file", sf, "--label", "Web",
-                       "--forward", "127.0.0.1:8080", NULL),
+    if (CHECK_RC(parse(&a, err, "register", "--registrar", url, "--id", "pod-1", "--secret-file", sf, "--label", "Web", "--forward",
+                       "127.0.0.1:8080", NULL),
                  0, err)) {
         CHECK_EQ_INT(a.cmd, POD_CMD_REGISTER);
         CHECK_EQ_STR(a.registrar, url);
@@ -123,8 +123,10 @@ static void test_register_flags(void)
         CHECK_EQ_INT(a.secret_len, 0);
     }
     CHECK_CTX("register: --opt=value and limits");
-    if (CHECK_RC(parse(&a, err, "register", "--registrar=https://r.example/", "--id=x", "--secret-file=" "", "--label=a",
-                       "--forward=:9", NULL),
+    if (CHECK_RC(parse(&a, err, "register", "--registrar=https://r.example/", "--id=x",
+                       "--secret-file="
+                       "",
+                       "--label=a", "--forward=:9", NULL),
                  -1, err))
         CHECK(strstr(err, "empty") != NULL || strstr(err, "secret") != NULL);
     char sfopt[200];
@@ -200,10 +202,10 @@ static void test_register_flags(void)
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         CHECK_CTX("register row %zu: %s %s", i, rows[i].opt, check_str(rows[i].value));
-        int rc = rows[i].value != NULL ? parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf,
-                                               "--label", "web", "--forward", "127.0.0.1:80", rows[i].opt, rows[i].value, NULL)
-                                       : parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf,
-                                               "--label", "web", "--forward", "127.0.0.1:80", rows[i].opt, NULL);
+        int rc = rows[i].value != NULL ? parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--label",
+                                               "web", "--forward", "127.0.0.1:80", rows[i].opt, rows[i].value, NULL)
+                                       : parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--label",
+                                               "web", "--forward", "127.0.0.1:80", rows[i].opt, NULL);
         /* Options already given make "given twice": both are refusals worth having. */
         check_refused(rc, err, strstr(err, "twice") != NULL ? "twice" : rows[i].want);
         CHECK_EQ_INT(a.secret_len, 0);
@@ -215,17 +217,16 @@ static void test_register_flags(void)
     check_refused(parse(&a, err, "register", "--json=1", NULL), err, "unknown option");
     check_refused(parse(&a, err, "register", "--id", "p", "--secret-file", sf, "--label", "web", "--forward", "1.2.3.4:5", NULL),
                   err, "--registrar");
-    check_refused(parse(&a, err, "register", "--registrar", url, "--secret-file", sf, "--label", "web", "--forward", "1.2.3.4:5",
-                        NULL),
-                  err, "--id");
+    check_refused(
+        parse(&a, err, "register", "--registrar", url, "--secret-file", sf, "--label", "web", "--forward", "1.2.3.4:5", NULL), err,
+        "--id");
     check_refused(parse(&a, err, "register", "--registrar", url, "--id", "p", "--label", "web", "--forward", "1.2.3.4:5", NULL),
                   err, "--secret-file");
     check_refused(parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--forward", "1.2.3.4:5", NULL),
                   err, "--label");
     check_refused(parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--label", "web", NULL), err,
                   "--forward");
-    check_refused(parse(&a, err, "register", "--provision", sf, "--id", "p", "--forward", "1.2.3.4:5", NULL), err,
-                  "drop --id");
+    check_refused(parse(&a, err, "register", "--provision", sf, "--id", "p", "--forward", "1.2.3.4:5", NULL), err, "drop --id");
 }
 
 static void test_secret_file(void)
@@ -281,8 +282,8 @@ static void test_secret_file(void)
     check_refused(pod_secret_load(put("long", longsecret, sizeof(longsecret), 0600), raw, &raw_len, err), err, "16 to 64");
     check_refused(pod_secret_load("/nonexistent/secret", raw, &raw_len, err), err, "No such file");
     check_refused(pod_secret_load(dir, raw, &raw_len, err), err, "not a regular file");
-    check_refused(parse(&a, err, "register", "--registrar", "https://h", "--id", "p", "--secret-file",
-                        put("g", SECRET, 32, 0644), "--label", "web", "--forward", "1.2.3.4:5", NULL),
+    check_refused(parse(&a, err, "register", "--registrar", "https://h", "--id", "p", "--secret-file", put("g", SECRET, 32, 0644),
+                        "--label", "web", "--forward", "1.2.3.4:5", NULL),
                   err, "chmod 600");
 }
 
@@ -389,14 +390,13 @@ static void test_provision(void)
         CHECK_EQ_STR(a.registrar, "https://other.example:1");
         CHECK_EQ_STR(a.domain, "pipe2me.localhost"); /* from the file */
     }
-    check_refused(parse(&a, err, "register", "--provision", put("open.json", good, strlen(good), 0644), "--forward", "1.2.3.4:80",
-                        NULL),
-                  err, "chmod 600");
+    check_refused(
+        parse(&a, err, "register", "--provision", put("open.json", good, strlen(good), 0644), "--forward", "1.2.3.4:80", NULL), err,
+        "chmod 600");
     check_refused(parse(&a, err, "register", "--provision", puts0600("bad.json", "{\"secret\": \"" SECRET "X"), "--forward",
                         "1.2.3.4:80", NULL),
                   err, "not valid JSON");
-    check_refused(parse(&a, err, "register", "--provision", "/nonexistent", "--forward", "1.2.3.4:80", NULL), err,
-                  "No such file");
+    check_refused(parse(&a, err, "register", "--provision", "/nonexistent", "--forward", "1.2.3.4:80", NULL), err, "No such file");
 }
 
 static void test_other_commands(void)

@@ -26,8 +26,9 @@ typedef struct {
 int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, unsigned limit);
 
 /* Counts a failed authentication against id (may be "") and addr for `window` seconds and bumps
- * the fail:REASON counter. Reply: integer. */
-int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason);
+ * the fail:REASON counter. Reply: {"counted"}, or {"limited", RETRY_AFTER} (nothing counted) when
+ * the ID or the address is already at `limit`. */
+int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason, unsigned limit);
 
 /* TOTP registration, second step, after the code matched `step`: claims the step (a replayed
  * step fails), re-checks that the pod is enabled and owns label, and stores the session credential
