@@ -97,7 +97,8 @@ printf 'subjectAltName=DNS:web.pipe2me.localhost\nextendedKeyUsage=serverAuth\n'
 openssl x509 -req -in "$T/web.csr" -CA "$T/state/ca.pem" -CAkey "$T/state/ca-key.pem" -CAcreateserial \
     -CAserial "$T/ca.srl" -days 1 -extfile "$T/web.ext" -out "$T/web.pem" 2>/dev/null
 p2m_free_port WEB
-(cd "$T/www" && p2m_bg web openssl s_server -quiet -WWW -accept "127.0.0.1:$WEB" -cert "$T/web.pem" -key "$T/web.key")
+# exec in place, so the PID p2m_bg records is the server's own and the EXIT trap stops it.
+p2m_bg web bash -c 'cd "$1" && shift && exec "$@"' _ "$T/www" openssl s_server -quiet -WWW -accept "127.0.0.1:$WEB" -cert "$T/web.pem" -key "$T/web.key"
 wait_until "the HTTPS site listens" listening "$WEB"
 
 start_pod podweb web "127.0.0.1:$WEB"
