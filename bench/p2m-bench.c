@@ -4,6 +4,8 @@
  *   p2m-bench bulk HOST PORT up|down STREAMS BYTES  STREAMS connections at once, BYTES each
  *   p2m-bench rr HOST PORT SIZE COUNT             COUNT request/responses of SIZE bytes on one connection
  *   p2m-bench cps HOST PORT COUNT PARALLEL        COUNT x (connect, 1 KiB each way, close)
+ *   p2m-bench first HOST PORT COUNT               COUNT x, one at a time: connect, 64 B, first echo
+ *                                                 byte (timed), rest of the echo (checked), close
  *
  * A connection starts with a 16-byte header: "P2MB", a mode byte ('U' upload, 'D' download,
  * 'E' echo), 3 pad bytes, a 64-bit little-endian length. Bulk data is a fixed pattern with a
@@ -319,6 +321,34 @@ static int cps(int count, int par)
     return g_ok == count ? 0 : 1;
 }
 
+/* ---------------------------------------------------------------- time to first byte */
+
+static int first(int count)
+{
+    double *lat = malloc(sizeof(double) * (size_t)count), t0;
+    unsigned char out[HDR + 64], back[64];
+    int ok = 0;
+    if (!lat)
+        return 2;
+    for (int i = 0; i < count; i++) {
+        int fd, good;
+        hdr(out, 'E', 0);
+        memcpy(out + HDR, pat + ((unsigned)i * 7919u) % PAT_PERIOD, 64);
+        t0 = now();
+        fd = dial(g_host, g_port);
+        good = fd >= 0 && !writen(fd, out, sizeof out) && read(fd, back, 1) == 1;
+        lat[i] = (now() - t0) * 1e6;
+        good = good && !readn(fd, back + 1, sizeof back - 1) && !memcmp(back, out + HDR, sizeof back);
+        if (fd >= 0)
+            close(fd);
+        ok += good;
+    }
+    qsort(lat, (size_t)count, sizeof(double), cmp_d);
+    printf("first count=%d ok=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", count, ok, pct(lat, count, .5),
+           pct(lat, count, .99), lat[count - 1]);
+    return ok == count ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     pat_init();
@@ -339,8 +369,10 @@ int main(int argc, char **argv)
         return rr(atoi(argv[4]), atoi(argv[5]));
     if (argc == 6 && !strcmp(argv[1], "cps") && atoi(argv[4]) > 0 && atoi(argv[5]) > 0 && atoi(argv[5]) <= 256)
         return cps(atoi(argv[4]), atoi(argv[5]));
+    if (argc == 5 && !strcmp(argv[1], "first") && atoi(argv[4]) > 0)
+        return first(atoi(argv[4]));
 Usage:
     fprintf(stderr, "usage: p2m-bench serve PORT | bulk HOST PORT up|down STREAMS BYTES | rr HOST PORT SIZE COUNT |"
-                    " cps HOST PORT COUNT PARALLEL\n");
+                    " cps HOST PORT COUNT PARALLEL | first HOST PORT COUNT\n");
     return 2;
 }

@@ -2,11 +2,15 @@
  * never crashes or leaks, fails with one printable line, and a document it accepts holds values
  * that pass the same checks again (ID, labels lower-cased, secret 16-64 bytes, https registrar,
  * normalised domain).
- *
- * tests/CMakeLists.txt links fuzz targets with libp2m only, so the module is compiled in here; it
- * needs nothing but libp2m and jansson. */
+ */
 
-#include "../../pod/provision.c"
+#include "pod.h"
+#include "p2m/err.h"
+#include "p2m/label.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <stdint.h>
 
