@@ -30,7 +30,7 @@ void cacert_handle(registrar_t *r, h2o_req_t *req)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-pem-file"));
-    h2o_send_inline(req, r->ca_pem, r->ca_pem_len);
+    send_body(req, r->ca_pem, r->ca_pem_len);
 }
 
 /* Accumulates the exposition text in the request pool. */
@@ -140,7 +140,7 @@ static void on_metrics(op_t *op, redisReply *rep)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; version=0.0.4"));
-    h2o_send_inline(req, t.buf, t.len);
+    send_body(req, t.buf, t.len);
     free(t.buf);
     op_free(op);
 }

@@ -89,6 +89,14 @@ void op_header(op_t *op, const char *name, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, lower.base, lower.len, 1, name, v.base, v.len);
 }
 
+void send_body(h2o_req_t *req, const char *body, size_t len)
+{
+    /* h2o_send_inline leaves the length unset, and HTTP/1.1 then ends the body by closing the
+     * connection: every redirect would cost the client a new TLS handshake. */
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
+
 static void send_text(h2o_req_t *req, int status, const char *reason, const char *body)
 {
     char line[512];
@@ -97,7 +105,7 @@ static void send_text(h2o_req_t *req, int status, const char *reason, const char
     req->res.reason = reason;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; charset=utf-8"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_send_inline(req, line, n > 0 && (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    send_body(req, line, n > 0 && (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
 void op_respond(op_t *op, int status, const char *reason, const char *body)

@@ -141,7 +141,7 @@ void register_bound(op_t *op, int ok)
             req->res.reason = "OK";
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-            h2o_send_inline(req, body, strlen(body));
+            send_body(req, body, strlen(body));
         }
         op_free(op);
         return;
