@@ -13,6 +13,9 @@
  *   status.c     DIR/status.json and DIR/pod.pid for `pipe2me-pod status`, and that command
  *   env.c        `pipe2me-pod env`: shell assignments
  *   echo.c       `pipe2me-pod test`: HTTP and TCP echo services to check a tunnel with
+ *   cert.c       --tls-terminate: the pod's key, its certificate from POST /certificate/LABEL, the
+ *                registrar's CA, kept under DIR/tls/ and renewed before they expire
+ *   tls.c        --tls-terminate: TLS served on a live pre-connection, plain bytes to --forward
  *
  * Everything runs on one p2m_loop_t and nothing blocks it once it runs (names are resolved before).
  * Objects handed to the loop carry a magic number checked when a pointer comes back; a closed
@@ -27,7 +30,10 @@
 #include "p2m/label.h"
 #include "p2m/log.h"
 #include "p2m/loop.h"
+#include "p2m/service.h"
 #include "p2m/splice.h"
+
+typedef struct ssl_ctx_st SSL_CTX;
 
 #define POD_POOL_DEFAULT 4
 #define POD_POOL_MAX 1024
@@ -72,6 +78,9 @@ typedef struct {
     char state_dir[POD_PATH_MAX + 1]; /* "" for none */
     p2m_log_level_t log_level;
     int json;                     /* status --json */
+    p2m_proto_t proto;            /* --protocol: what the service is declared as (PROTOCOL 1.1) */
+    int tls_terminate;            /* --tls-terminate: the pod serves TLS in front of --forward */
+    char alpn[128];               /* --alpn: comma-separated ALPN names --forward speaks */
     uint16_t http_port, tcp_port; /* test: 0 when not asked for */
 } pod_args_t;
 
@@ -175,6 +184,12 @@ struct pod {
 
     reg_t *reg; /* register.c */
 
+    /* cert.c: the server context tls.c uses for new tunnels; replaced (and the old one released
+     * with SSL_CTX_free, live connections keep their own reference) when the certificate is
+     * renewed. NULL until the first certificate is loaded; no pre-connection is opened before. */
+    SSL_CTX *tls_ctx;
+    struct pod_cert *cert;
+
     /* pool.c */
     preconn_t *preconns; /* connecting and idle */
     unsigned nconnecting, nidle;
@@ -255,6 +270,23 @@ void forward_close_all(pod_t *pod);
 
 /* Bytes moved so far by every tunnel, closed and live, each way. */
 void forward_bytes(const pod_t *pod, uint64_t *in, uint64_t *out);
+
+/* --- cert.c (--tls-terminate) -------------------------------------------------------------- */
+
+/* Loads DIR/tls/{key,cert,ca}.pem or obtains them from the registrar, sets pod->tls_ctx, and arms
+ * the renewal timer; calls pool_refill() once the first certificate is in place. Returns 0 or -1
+ * with err (only for what retrying cannot fix, e.g. an unwritable state directory). */
+int cert_start(pod_t *pod, char *err);
+
+/* Stops the timer and any request in flight, frees pod->tls_ctx. */
+void cert_stop(pod_t *pod);
+
+/* --- tls.c (--tls-terminate) ---------------------------------------------------------------- */
+
+/* A server context: TLS 1.2 and up, the certificate chain and key from these PEM files (checked to
+ * match), ALPN chosen from alpn ("h2,http/1.1"; the client's first offer that is in the list; none
+ * when nothing matches). Returns NULL with err. */
+SSL_CTX *tls_server_ctx(const char *chain_path, const char *key_path, const char *alpn, char *err);
 
 /* --- status.c ------------------------------------------------------------------------------- */
 

@@ -1,0 +1,35 @@
+#ifndef P2M_SERVICE_H
+#define P2M_SERVICE_H
+
+#include <stddef.h>
+
+#include "p2m/label.h"
+
+/* What a pod serves behind a label (docs/PROTOCOL.md 1.1 and 2). A label may have one service of
+ * each protocol; each is a separate pool of pre-connections on the relays, named by its service
+ * key: "LABEL" for https (the default), "LABEL:http" and "LABEL:tcp" for the others. ':' never
+ * occurs in a label, so a key names exactly one (label, protocol) pair. */
+typedef enum { P2M_PROTO_HTTPS = 0, P2M_PROTO_HTTP, P2M_PROTO_TCP } p2m_proto_t;
+
+/* Longest service key, not counting the NUL: a label, ':' and the longest protocol name. */
+#define P2M_SERVICE_MAX (P2M_LABEL_MAX + 6)
+
+/* Longest registration body the registrar reads (PROTOCOL 1.1). */
+#define P2M_REGISTER_BODY_MAX 1024
+
+/* "https", "http" or "tcp". */
+const char *p2m_proto_name(p2m_proto_t proto);
+
+/* Parses s[0..len), exactly one of the names above (lower case). Returns 0 or -1 with err. */
+int p2m_proto_parse(const char *s, size_t len, p2m_proto_t *proto, char *err);
+
+/* Writes the service key of (label, proto) to out (P2M_SERVICE_MAX + 1 bytes). label must be
+ * normalized already. */
+void p2m_service_key(const char *label, p2m_proto_t proto, char *out);
+
+/* Parses the body of PUT /register/LABEL: empty (or only white space) means https; otherwise a
+ * JSON object of at most P2M_REGISTER_BODY_MAX bytes whose only key is "protocol", a string.
+ * Returns 0 with *proto, or -1 with a one-line reason in err naming what is wrong. */
+int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, char *err);
+
+#endif

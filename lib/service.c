@@ -1,0 +1,75 @@
+#include "p2m/service.h"
+#include "p2m/err.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const names[] = {[P2M_PROTO_HTTPS] = "https", [P2M_PROTO_HTTP] = "http", [P2M_PROTO_TCP] = "tcp"};
+
+const char *p2m_proto_name(p2m_proto_t proto)
+{
+    return (unsigned)proto < sizeof(names) / sizeof(names[0]) ? names[proto] : "?";
+}
+
+int p2m_proto_parse(const char *s, size_t len, p2m_proto_t *proto, char *err)
+{
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0) {
+            *proto = (p2m_proto_t)i;
+            return 0;
+        }
+    }
+    return p2m_err(err, "protocol: expected \"https\", \"http\" or \"tcp\"");
+}
+
+void p2m_service_key(const char *label, p2m_proto_t proto, char *out)
+{
+    if (proto == P2M_PROTO_HTTPS)
+        snprintf(out, P2M_SERVICE_MAX + 1, "%.*s", P2M_LABEL_MAX, label);
+    else
+        snprintf(out, P2M_SERVICE_MAX + 1, "%.*s:%s", P2M_LABEL_MAX, label, p2m_proto_name(proto));
+}
+
+int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, char *err)
+{
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    *proto = P2M_PROTO_HTTPS;
+    if (i == len)
+        return 0;
+    if (len > P2M_REGISTER_BODY_MAX)
+        return p2m_err(err, "body: longer than %d bytes", P2M_REGISTER_BODY_MAX);
+
+    json_error_t jerr;
+    /* JSON_REJECT_DUPLICATES: {"protocol":"http","protocol":"https"} is ambiguous, not a choice. */
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return p2m_err(err, "body: not JSON (line %d column %d)", jerr.line, jerr.column);
+    int ret = -1;
+    if (!json_is_object(root)) {
+        p2m_err(err, "body: expected a JSON object");
+        goto Exit;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(root, key, value)
+    {
+        if (strcmp(key, "protocol") != 0) {
+            /* The key may hold anything: name only its length, never its bytes. */
+            p2m_err(err, "body: unknown key (%zu bytes); the only key is \"protocol\"", strlen(key));
+            goto Exit;
+        }
+        if (!json_is_string(value)) {
+            p2m_err(err, "protocol: expected \"https\", \"http\" or \"tcp\"");
+            goto Exit;
+        }
+        if (p2m_proto_parse(json_string_value(value), json_string_length(value), proto, err) != 0)
+            goto Exit;
+    }
+    ret = 0;
+Exit:
+    json_decref(root);
+    return ret;
+}
