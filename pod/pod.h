@@ -44,6 +44,8 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define POD_LABELS_MAX 64       /* labels in a provisioning file */
 #define POD_OTPAUTH_MAX 1024
 #define POD_PATH_MAX 4095
+#define POD_ALPN_MAX 127 /* bytes of --alpn */
+#define POD_ALPN_DEFAULT "http/1.1"
 
 /* --- settings (provision.c) ----------------------------------------------------------------- */
 
@@ -80,7 +82,7 @@ typedef struct {
     int json;                     /* status --json */
     p2m_proto_t proto;            /* --protocol: what the service is declared as (PROTOCOL 1.1) */
     int tls_terminate;            /* --tls-terminate: the pod serves TLS in front of --forward */
-    char alpn[128];               /* --alpn: comma-separated ALPN names --forward speaks */
+    char alpn[POD_ALPN_MAX + 1];  /* --alpn: comma-separated ALPN names --forward speaks */
     uint16_t http_port, tcp_port; /* test: 0 when not asked for */
 } pod_args_t;
 

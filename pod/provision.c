@@ -440,6 +440,9 @@ enum {
     OPT_JSON,
     OPT_FORWARD_HTTP,
     OPT_FORWARD_TCP,
+    OPT_PROTOCOL,
+    OPT_TLS_TERMINATE,
+    OPT_ALPN,
     OPT_COUNT
 };
 
@@ -467,6 +470,9 @@ static const struct {
     [OPT_JSON] = {"json", 0, FOR_STATUS},
     [OPT_FORWARD_HTTP] = {"forward-http", 1, FOR_TEST},
     [OPT_FORWARD_TCP] = {"forward-tcp", 1, FOR_TEST},
+    [OPT_PROTOCOL] = {"protocol", 1, FOR_REG | FOR_ENV},
+    [OPT_TLS_TERMINATE] = {"tls-terminate", 0, FOR_REG | FOR_ENV},
+    [OPT_ALPN] = {"alpn", 1, FOR_REG | FOR_ENV},
 };
 
 static int copy_path(const char *opt, const char *v, char *out, char *err)
@@ -495,6 +501,36 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
     if (v < lo || v > hi)
         return -1;
     *out = (unsigned)v;
+    return 0;
+}
+
+/* --alpn: comma-separated protocol names as TLS's ALPN carries them (RFC 7301: 1..255 bytes each),
+ * here printable ASCII without spaces, quotes or backslashes (the list is logged), no empty item,
+ * at most cap - 1 (POD_ALPN_MAX) bytes in all. Returns 0 with the list in out, or -1 with err. */
+static int parse_alpn(const char *s, char *out, size_t cap, char *err)
+{
+    char buf[200];
+    size_t n = strlen(s);
+    if (n == 0)
+        return p2m_err(err, "--alpn: empty; expected names like h2,http/1.1");
+    if (n >= cap)
+        return p2m_err(err, "--alpn: longer than %zu bytes", cap - 1);
+    for (size_t i = 0, item = 0; i <= n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ',' || c == '\0') {
+            if (item == 0)
+                return p2m_err(err, "--alpn: empty name in \"%s\"", shown(s, buf, sizeof(buf)));
+            if (item > 255)
+                return p2m_err(err, "--alpn: a name is longer than 255 bytes");
+            item = 0;
+            continue;
+        }
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return p2m_err(err, "--alpn: \"%s\" holds a space, quote, backslash or a byte that is not printable ASCII",
+                           shown(s, buf, sizeof(buf)));
+        item++;
+    }
+    memcpy(out, s, n + 1);
     return 0;
 }
 
@@ -529,6 +565,8 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     memset(a, 0, sizeof(*a));
     a->pool = POD_POOL_DEFAULT;
     a->log_level = P2M_LOG_INFO;
+    a->proto = P2M_PROTO_HTTPS;
+    snprintf(a->alpn, sizeof(a->alpn), "%s", POD_ALPN_DEFAULT);
     if (argc < 2 || argv[1] == NULL)
         return p2m_err(err, "expected a command: register, status, env or test (see --help)");
     if ((a->cmd = parse_command(argv[1])) == 0)
@@ -582,6 +620,19 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     if (val[OPT_STATE_DIR] != NULL && copy_path("state-dir", val[OPT_STATE_DIR], a->state_dir, err) != 0)
         return -1;
     a->json = seen[OPT_JSON];
+    a->tls_terminate = seen[OPT_TLS_TERMINATE];
+    if (val[OPT_PROTOCOL] != NULL && p2m_proto_parse(val[OPT_PROTOCOL], strlen(val[OPT_PROTOCOL]), &a->proto, e) != 0)
+        return p2m_err(err, "--protocol: expected https, http or tcp");
+    if (val[OPT_ALPN] != NULL) {
+        if (!a->tls_terminate)
+            return p2m_err(err, "--alpn is for --tls-terminate: the names the local service speaks behind the pod's TLS");
+        if (parse_alpn(val[OPT_ALPN], a->alpn, sizeof(a->alpn), err) != 0)
+            return -1;
+    }
+    if (a->tls_terminate && a->proto != P2M_PROTO_HTTPS)
+        return p2m_err(err, "--tls-terminate serves TLS: it needs --protocol https, not %s", p2m_proto_name(a->proto));
+    if (a->tls_terminate && a->state_dir[0] == '\0')
+        return p2m_err(err, "--tls-terminate needs --state-dir DIR (the key and certificate are kept in DIR/tls/)");
     if (val[OPT_FORWARD] != NULL) {
         if (p2m_hostport_parse(val[OPT_FORWARD], &a->forward, e) != 0)
             return p2m_err(err, "--forward: %s", e);
@@ -689,6 +740,10 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
             p2m_err(err, "register needs --forward HOST:PORT (the local service)");
             goto Exit;
         }
+    }
+    if (a->tls_terminate && a->domain[0] == '\0') {
+        p2m_err(err, "--tls-terminate needs the domain the certificate is for: --domain DOMAIN or --provision FILE");
+        goto Exit;
     }
     /* The domain consumers use: the registrar's host unless told otherwise. */
     if (a->domain[0] == '\0' && p2m_domain_normalize(a->reg_host, a->domain, e) != 0)

@@ -229,6 +229,120 @@ static void test_register_flags(void)
     check_refused(parse(&a, err, "register", "--provision", sf, "--id", "p", "--forward", "1.2.3.4:5", NULL), err, "drop --id");
 }
 
+/* --protocol, --tls-terminate and --alpn: values on their own, then what they need together. */
+static void test_service_flags(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    const char *sf = puts0600("secret-svc", SECRET "\n");
+    const char *url = "https://pipe2me.localhost:8443";
+#define BASE "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--label", "web", "--forward", "127.0.0.1:80"
+#define TLS BASE, "--tls-terminate", "--state-dir", dir, "--domain", "pipe2me.localhost"
+
+    CHECK_CTX("service flags: defaults");
+    if (CHECK_RC(parse(&a, err, BASE, NULL), 0, err)) {
+        CHECK_EQ_INT(a.proto, P2M_PROTO_HTTPS);
+        CHECK_EQ_INT(a.tls_terminate, 0);
+        CHECK_EQ_STR(a.alpn, "http/1.1");
+    }
+    static const struct {
+        const char *value;
+        p2m_proto_t proto;
+    } protos[] = {{"https", P2M_PROTO_HTTPS}, {"http", P2M_PROTO_HTTP}, {"tcp", P2M_PROTO_TCP}};
+    for (size_t i = 0; i < sizeof(protos) / sizeof(protos[0]); i++) {
+        CHECK_CTX("--protocol %s", protos[i].value);
+        if (CHECK_RC(parse(&a, err, BASE, "--protocol", protos[i].value, NULL), 0, err))
+            CHECK_EQ_INT(a.proto, protos[i].proto);
+    }
+    char longv[400];
+    memset(longv, 'h', sizeof(longv) - 1);
+    longv[sizeof(longv) - 1] = '\0';
+    static const char *bad_protos[] = {"", "HTTPS", "Http", "https ", " tcp", "ftp", "http\x01", "tcp\xff", "https,http", "h"};
+    for (size_t i = 0; i < sizeof(bad_protos) / sizeof(bad_protos[0]); i++) {
+        CHECK_CTX("--protocol %s", check_str(bad_protos[i]));
+        check_refused(parse(&a, err, BASE, "--protocol", bad_protos[i], NULL), err, "--protocol: expected https, http or tcp");
+        CHECK_EQ_INT(a.secret_len, 0);
+    }
+    CHECK_CTX("--protocol overlong");
+    check_refused(parse(&a, err, BASE, "--protocol", longv, NULL), err, "--protocol");
+    check_refused(parse(&a, err, BASE, "--protocol", "http", "--protocol", "tcp", NULL), err, "--protocol given twice");
+    check_refused(parse(&a, err, BASE, "--protocol", NULL), err, "--protocol needs a value");
+
+    CHECK_CTX("--tls-terminate");
+    if (CHECK_RC(parse(&a, err, TLS, NULL), 0, err)) {
+        CHECK_EQ_INT(a.tls_terminate, 1);
+        CHECK_EQ_INT(a.proto, P2M_PROTO_HTTPS);
+        CHECK_EQ_STR(a.alpn, "http/1.1");
+        CHECK_EQ_STR(a.domain, "pipe2me.localhost");
+    }
+    if (CHECK_RC(parse(&a, err, TLS, "--protocol", "https", NULL), 0, err))
+        CHECK_EQ_INT(a.tls_terminate, 1);
+    check_refused(parse(&a, err, BASE, "--tls-terminate", "--domain", "d.example", NULL), err, "--tls-terminate needs --state-dir");
+    check_refused(parse(&a, err, BASE, "--tls-terminate", "--state-dir", dir, NULL), err, "--domain DOMAIN or --provision");
+    check_refused(parse(&a, err, TLS, "--protocol", "http", NULL), err, "needs --protocol https, not http");
+    check_refused(parse(&a, err, TLS, "--protocol", "tcp", NULL), err, "needs --protocol https, not tcp");
+    check_refused(parse(&a, err, TLS, "--tls-terminate", NULL), err, "--tls-terminate given twice");
+    check_refused(parse(&a, err, BASE, "--tls-terminate=yes", "--state-dir", dir, NULL), err, "--tls-terminate takes no value");
+    check_refused(parse(&a, err, "test", "--forward-http", "80", "--tls-terminate", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "status", "--state-dir", dir, "--tls-terminate", NULL), err, "unknown option");
+    /* The provisioning file names the domain. */
+    const char *reg = "https://pipe2me.localhost:8443";
+    const char *doc = provision_doc("pod1", SECRET, "[\"web\"]", reg, "tunnels.example", "");
+    const char *pf = puts0600("prov-tls.json", doc);
+    if (CHECK_RC(
+            parse(&a, err, "register", "--provision", pf, "--forward", "127.0.0.1:80", "--tls-terminate", "--state-dir", dir, NULL),
+            0, err)) {
+        CHECK_EQ_STR(a.domain, "tunnels.example");
+        CHECK_EQ_INT(a.tls_terminate, 1);
+    }
+
+    CHECK_CTX("--alpn");
+    static const char *good_alpn[] = {"h2,http/1.1", "h2", "http/1.1", "x", "spdy/3.1,h2,http/1.1,http/1.0", "!~"};
+    for (size_t i = 0; i < sizeof(good_alpn) / sizeof(good_alpn[0]); i++) {
+        CHECK_CTX("--alpn %s", good_alpn[i]);
+        if (CHECK_RC(parse(&a, err, TLS, "--alpn", good_alpn[i], NULL), 0, err))
+            CHECK_EQ_STR(a.alpn, good_alpn[i]);
+    }
+    char at_max[POD_ALPN_MAX + 1], over_max[POD_ALPN_MAX + 2];
+    memset(at_max, 'a', POD_ALPN_MAX);
+    at_max[POD_ALPN_MAX] = '\0';
+    memset(over_max, 'a', POD_ALPN_MAX + 1);
+    over_max[POD_ALPN_MAX + 1] = '\0';
+    CHECK_CTX("--alpn of %d bytes", POD_ALPN_MAX);
+    if (CHECK_RC(parse(&a, err, TLS, "--alpn", at_max, NULL), 0, err))
+        CHECK_EQ_INT(strlen(a.alpn), POD_ALPN_MAX);
+    static const struct {
+        const char *value, *want;
+    } bad_alpn[] = {
+        {"", "--alpn: empty"},
+        {",", "empty name"},
+        {"h2,", "empty name"},
+        {",h2", "empty name"},
+        {"h2,,http/1.1", "empty name"},
+        {"h2 ,http/1.1", "not printable"},
+        {"h2, http/1.1", "not printable"},
+        {"h2\t", "not printable"},
+        {"h2\x01", "\\x01"},
+        {"h\xc3\xa9", "\\xc3\\xa9"},
+        {"h2\x7f", "not printable"},
+        {"\"h2\"\\", "not printable"},
+    };
+    for (size_t i = 0; i < sizeof(bad_alpn) / sizeof(bad_alpn[0]); i++) {
+        CHECK_CTX("--alpn %s", check_str(bad_alpn[i].value));
+        check_refused(parse(&a, err, TLS, "--alpn", bad_alpn[i].value, NULL), err, bad_alpn[i].want);
+        CHECK_EQ_INT(a.secret_len, 0);
+    }
+    CHECK_CTX("--alpn overlong, repeated, without --tls-terminate");
+    check_refused(parse(&a, err, TLS, "--alpn", over_max, NULL), err, "--alpn: longer than 127 bytes");
+    check_refused(parse(&a, err, TLS, "--alpn", longv, NULL), err, "--alpn: longer than");
+    check_refused(parse(&a, err, TLS, "--alpn", "h2", "--alpn", "h2", NULL), err, "--alpn given twice");
+    check_refused(parse(&a, err, BASE, "--alpn", "h2", NULL), err, "--alpn is for --tls-terminate");
+    check_refused(parse(&a, err, BASE, "--alpn", "h2", "--state-dir", dir, "--domain", "d.example", NULL), err,
+                  "--alpn is for --tls-terminate");
+#undef TLS
+#undef BASE
+}
+
 static void test_secret_file(void)
 {
     pod_args_t a;
@@ -545,6 +659,7 @@ int main(void)
     }
     test_commands();
     test_register_flags();
+    test_service_flags();
     test_secret_file();
     test_provision();
     test_other_commands();
