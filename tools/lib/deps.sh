@@ -4,7 +4,9 @@
 P2M_PKGS_BUILD="cmake make gcc pkg-config libh2o-evloop-dev libssl-dev libhiredis-dev liboath-dev
     libcurl4-openssl-dev libjansson-dev zlib1g-dev"
 P2M_PKGS_RUN="redis-server redis-tools oathtool curl openssl iproute2 procps"
-P2M_PKGS_TEST="clang libclang-rt-14-dev jq socat"
+# chromium and certutil (libnss3-tools) are for the browser test, tests/e2e/44-browser.sh; it also
+# needs node and npm, which p2m_ensure_node installs only when they are not on PATH at all.
+P2M_PKGS_TEST="clang libclang-rt-14-dev jq socat chromium libnss3-tools"
 
 # p2m_ensure_packages PKG...: apt-get installs the packages that are not installed yet.
 p2m_ensure_packages() {
@@ -22,8 +24,37 @@ p2m_ensure_packages() {
     echo "pipe2me: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     # An install straight from a stale or empty package list fails; update once, then install.
-    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-        apt-get update -q >/dev/null
-        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    # Another apt-get (a second checkout's install, say) may hold the dpkg lock: wait for it.
+    local apt=(apt-get -o DPkg::Lock::Timeout=300)
+    if ! "${apt[@]}" install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+        "${apt[@]}" update -q >/dev/null
+        "${apt[@]}" install -y -q --no-install-recommends "${missing[@]}" >/dev/null
     fi
+}
+
+# p2m_ensure_node: node and npm on PATH. A node that is already there (from outside Debian, with
+# its own npm) is kept: Debian's nodejs and npm are installed only for the commands missing.
+p2m_ensure_node() {
+    local pkgs=()
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+    [ ${#pkgs[@]} -eq 0 ] || p2m_ensure_packages "${pkgs[@]}"
+}
+
+# p2m_ensure_npm_ci DIR: the packages of DIR/package-lock.json in DIR/node_modules, installed by
+# `npm ci` when node_modules is missing or older than the lock file.
+p2m_ensure_npm_ci() {
+    local dir=$1 log
+    if [ -f "$dir/node_modules/.package-lock.json" ] && ! [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        return 0
+    fi
+    echo "pipe2me: installing the npm packages of $dir (npm ci)" >&2
+    log=$(mktemp)
+    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "pipe2me: npm ci failed in $dir" >&2
+        return 1
+    fi
+    rm -f "$log"
 }

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# A real browser on the quickstart: `tools/quickstart --detach DIR` starts redis-server, the
+# registrar, the relay, the demo web service and the demo pod; Debian's headless Chromium, driven
+# by playwright-core (tests/browser/open-page.mjs), opens https://demo.pipe2me.localhost:PORT/,
+# follows the registrar's 307 to the consumer port in its Location, and the demo page renders
+# ("Hello from pipe2me"); the test checks the chain 307,200, the page text, and the PNG screenshot
+# (kept as $P2M_BUILD_DIR/e2e-44-browser.png). The demo service must answer `/` with its page.
+#
+# The CA is trusted the way a person would trust it: Chromium reads $HOME/.pki/nssdb, so the
+# browser runs with HOME set to a fresh directory whose NSS database holds DIR/state/ca.pem (added
+# with certutil). The same navigation with an empty NSS database must fail with
+# ERR_CERT_AUTHORITY_INVALID: certificate checks are on. Chromium resolves *.localhost to loopback
+# by itself (open-page.mjs checks that each response came from a loopback address).
+#
+# Not in the way of 43-quickstart.sh under ctest -j2: tools/quickstart builds into <its source
+# dir>/build, so it runs here from a view of the source tree made of symlinks under
+# $P2M_BUILD_DIR/quickstart-44 (its build tree lands there and is reused by the next run), and DIR
+# holds a config written beforehand with free ports (quickstart keeps a config it finds), so the
+# fixed relay range of a default quickstart is not used.
+#
+# Needs what tests/run installs: chromium, certutil (libnss3-tools), node and npm, and
+# tests/browser/node_modules (npm ci). Fails, never skips, when one is missing.
+. "$(dirname -- "$0")/lib.sh"
+
+p2m_require curl openssl ss redis-server jq certutil node
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+((node_major >= 20)) || fail "node $(node --version) is too old: playwright-core needs node >= 20"
+CHROMIUM=/usr/bin/chromium
+BROWSER_DIR=$P2M_SOURCE_DIR/tests/browser
+[[ -x $CHROMIUM ]] || fail "$CHROMIUM is missing: tests/run installs Debian's chromium (apt-get install chromium)"
+[[ -f $BROWSER_DIR/node_modules/playwright-core/package.json ]] ||
+    fail "playwright-core is missing: (cd tests/browser && npm ci --no-audit --no-fund), as tests/run does"
+PAGE="Hello from pipe2me"
+DIR=$T/qs
+SHOT_KEEP=$P2M_BUILD_DIR/e2e-44-browser.png # the screenshot, kept after $T is removed
+
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+
+# ---------------------------------------------------------------- a private quickstart
+
+QS_SRC=$P2M_BUILD_DIR/quickstart-44
+mkdir -p -- "$QS_SRC" || fail "cannot make $QS_SRC"
+find "$QS_SRC" -mindepth 1 -maxdepth 1 -type l -delete
+for entry in "$P2M_SOURCE_DIR"/*; do
+    name=$(basename -- "$entry")
+    [[ $name == build* ]] && continue # build trees, ours among them when P2M_BUILD_DIR is build/
+    ln -s -- "$entry" "$QS_SRC/$name"
+done
+QS=$QS_SRC/tools/quickstart
+[[ -x $QS ]] || fail "$QS is missing"
+
+# Free ports for the registrar, the relay and the demo web service, in the config quickstart reads.
+mkdir -p -- "$DIR"
+p2m_free_port_range RELAY_LO RELAY_HI 32
+p2m_write_config "{\"redis\": \"unix:$DIR/redis.sock\", \"state_dir\": \"$DIR/state\",
+    \"relay\": {\"ports\": \"$RELAY_LO-$RELAY_HI\"}}" "$DIR/pipe2me.json"
+p2m_free_port DEMO_PORT
+echo "$DEMO_PORT" >"$DIR/demo.port"
+
+# The quickstart's processes are not our children (setsid): whatever happens, --stop them, and on
+# failure keep their logs with ours.
+qs_exit() {
+    local rc=$? f
+    set +eE
+    trap - ERR
+    [[ ! -d $DIR/run ]] || "$QS" --stop "$DIR" >/dev/null 2>&1 || true
+    if ((rc != 0)); then
+        for f in "$DIR"/log/*.log "$DIR"/cmake.log; do
+            [[ -e $f ]] && tail -n 200 -- "$f" >"$T/qs-$(basename -- "$f")"
+        done
+    fi
+    (exit "$rc")
+    p2m_cleanup
+}
+trap qs_exit EXIT
+
+t0=$(now_ms)
+rc=0
+timeout 540 "$QS" --detach "$DIR" >"$T/qs.out" 2>"$T/qs.err" || rc=$?
+t1=$(now_ms)
+((rc == 0)) || fail "tools/quickstart --detach exited with status $rc"$'\n'"--- stderr:"$'\n'"$(cat "$T/qs.err")"
+p2m_ok
+echo "browser: quickstart --detach (build included) took $((t1 - t0)) ms"
+
+printed=$(sed -n 's/^quickstart: consumer URL: //p' "$T/qs.out")
+expect_match "^https://demo\.pipe2me\.localhost:$P2M_HTTPS_PORT(/.*)?$" "$printed" "the consumer URL quickstart prints"
+url=https://demo.pipe2me.localhost:$P2M_HTTPS_PORT/ # the printed URL, with the path replaced by /
+CA=$DIR/state/ca.pem
+[[ -s $CA ]] || fail "quickstart left no CA certificate in $CA"
+
+# The pod registers in the background: the registrar answers 503 until one of its pre-connections
+# is idle, and 307 from then on. Asked without following, so no pre-connection is used up.
+ready() {
+    [[ $(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CA" "$url" 2>/dev/null) == 307 ]]
+}
+end=$((SECONDS + 60))
+until ready; do
+    ((SECONDS < end)) || fail "the registrar did not answer $url with 307 within 60s (last answer: $(curl -sS -o /dev/null -w '%{http_code}' --cacert "$CA" "$url" 2>&1))"
+    sleep 0.2
+done
+p2m_ok
+
+# ---------------------------------------------------------------- NSS databases
+
+# new_nssdb HOME [CA]: HOME/.pki/nssdb, empty or trusting CA for TLS servers.
+new_nssdb() {
+    mkdir -p -- "$1/.pki/nssdb"
+    certutil -d "sql:$1/.pki/nssdb" -N --empty-password || fail "certutil -N failed for $1"
+    if [[ -n ${2:-} ]]; then
+        certutil -d "sql:$1/.pki/nssdb" -A -t "C,," -n pipe2me-ca -i "$2" || fail "certutil -A failed for $2"
+        certutil -d "sql:$1/.pki/nssdb" -L -n pipe2me-ca >/dev/null || fail "the CA is not in $1/.pki/nssdb"
+    fi
+    p2m_ok
+}
+new_nssdb "$T/home-untrusted"
+new_nssdb "$T/home" "$CA"
+
+# open_page HOME ARGS...: open-page.mjs with the browser's HOME, its profile under $T, bounded.
+open_page() {
+    local home=$1
+    shift
+    HOME=$home TMPDIR=$T timeout 120 node "$BROWSER_DIR/open-page.mjs" --timeout 60 "$@"
+}
+
+# ---------------------------------------------------------------- without the CA
+
+expect_status 0 open_page "$T/home-untrusted" --url "$url" --expect-error 'ERR_CERT_AUTHORITY_INVALID'
+cat "$OUT"
+expect_match '^result=expected-error .*ERR_CERT_AUTHORITY_INVALID' "$(cat "$OUT")" \
+    "without the CA in its NSS database the browser must refuse the registrar's certificate"
+
+# ---------------------------------------------------------------- with the CA
+
+t0=$(now_ms)
+expect_status 0 open_page "$T/home" --url "$url" --expect "$PAGE" --screenshot "$T/page.png"
+t1=$(now_ms)
+cat "$OUT"
+echo "browser: the page rendered in $((t1 - t0)) ms (browser start included)"
+expect_file_one_line "$OUT" '^result=ok '
+line=$(cat "$OUT")
+field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<" $line"; }
+expect_eq "307,200" "$(field status_chain)" "the main-frame responses"
+expect_eq "$url" "$(field start_url)" "where the browser started"
+final=$(field final_url)
+expect_match "^https://demo\.pipe2me\.localhost:[0-9]+/$" "$final" "the page's URL after the redirect"
+expect_eq "$final" "$(field location)" "the page came from the 307's Location"
+port=${final#https://demo.pipe2me.localhost:}
+port=${port%/}
+((port >= RELAY_LO && port <= RELAY_HI)) || fail "the 307 sent the browser to port $port, outside the relay's $RELAY_LO-$RELAY_HI"
+p2m_ok
+expect_eq "127.0.0.1:$port" "$(field server)" "the page was served on loopback by the relay"
+expect_eq "demo.pipe2me.localhost" "$(field tls_subject)" "the certificate the page came with (TLS ends at the pod's side)"
+
+# The screenshot: a non-empty PNG.
+[[ -s $T/page.png ]] || fail "no screenshot in $T/page.png"
+expect_eq "89504e470d0a1a0a" "$(od -An -tx1 -N8 "$T/page.png" | tr -d ' \n')" "the screenshot's PNG signature"
+size=$(stat -c %s "$T/page.png")
+((size > 1000)) || fail "the screenshot is only $size bytes"
+p2m_ok
+cp -- "$T/page.png" "$SHOT_KEEP"
+echo "browser: screenshot ($size bytes) kept in $SHOT_KEEP"
+
+# ---------------------------------------------------------------- --stop
+
+expect_status 0 "$QS" --stop "$DIR"
+expect_eq "" "$(ls "$DIR"/run/*.pid 2>/dev/null || true)" "no PID files left in $DIR/run"
