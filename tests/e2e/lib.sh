@@ -451,3 +451,72 @@ p2m_require_built() {
         [[ -x $P2M_BUILD_DIR/$p ]] || fail "$P2M_BUILD_DIR/$p is missing: cmake -S . -B build && cmake --build build"
     done
 }
+
+# ---------------------------------------------------------------- the whole system
+
+# p2m_wait_until [-t SECONDS] DESC CMD...: polls CMD (every 0.1 s, at most SECONDS, default 20)
+# until it succeeds, which counts as a check; fails the test with DESC otherwise.
+p2m_wait_until() {
+    local limit=20 desc i
+    if [[ $1 == -t ]]; then
+        limit=$2
+        shift 2
+    fi
+    desc=$1
+    shift
+    for ((i = 0; i < limit * 10; i++)); do
+        "$@" 2>/dev/null && {
+            p2m_ok
+            return 0
+        }
+        sleep 0.1
+    done
+    fail "timed out after ${limit}s waiting until $desc"
+}
+
+# p2m_listening PORT: something listens on TCP PORT.
+p2m_listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
+
+# p2m_registrar_healthy: the registrar answers /_health with 200 (Redis and a relay are live).
+p2m_registrar_healthy() {
+    curl -fsS --max-time 2 --cacert "$T/state/ca.pem" "https://pipe2me.localhost:$P2M_HTTPS_PORT/_health" >/dev/null
+}
+
+# p2m_start_system [JSON]: redis-server, a config (relay "r1" on 32 fresh ports, wait_timeout 10,
+# with JSON merged over it), the registrar and the relay; waits for the registrar's CA in
+# $T/state/ca.pem and for /_health. Sets REGISTRAR_PID and RELAY_PID.
+p2m_start_system() {
+    local extra=${1:-'{}'} sys_lo sys_hi merged # not lo/hi: p2m_free_port_range has locals of those names
+    p2m_start_redis
+    p2m_free_port_range sys_lo sys_hi 32
+    merged=$(jq -n --argjson a "{\"relay\": {\"name\": \"r1\", \"ports\": \"$sys_lo-$sys_hi\", \"wait_timeout\": 10}}" \
+        --argjson b "$extra" '$a * $b') || fail "p2m_start_system: bad JSON $(p2m_show "$extra")"
+    p2m_write_config "$merged"
+    p2m_bg registrar "$P2M_BUILD_DIR/registrar/pipe2me-registrar" -c "$P2M_CONFIG"
+    REGISTRAR_PID=$P2M_BG_PID
+    p2m_bg relay "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$P2M_CONFIG"
+    RELAY_PID=$P2M_BG_PID
+    p2m_wait_until "the registrar wrote its CA" test -s "$T/state/ca.pem"
+    p2m_wait_until "the registrar sees the relay" p2m_registrar_healthy
+}
+
+# p2m_consumer_port VAR SCHEME LABEL: sets VAR to the consumer port Q the registrar's SCHEME
+# listener (https or http) redirects this address to for LABEL.
+p2m_consumer_port() {
+    local port loc
+    port=$([[ $2 == http ]] && echo "$P2M_HTTP_PORT" || echo "$P2M_HTTPS_PORT")
+    loc=$(curl -sS --max-time 10 --cacert "$T/state/ca.pem" --connect-to ::127.0.0.1: -o /dev/null -w '%{redirect_url}' \
+        "$2://$3.pipe2me.localhost:$port/")
+    [[ $loc =~ ^$2://$3\.pipe2me\.localhost:([0-9]+)/$ ]] || fail "no $2 redirect for $3: $(p2m_show "$loc")"
+    printf -v "$1" '%s' "${BASH_REMATCH[1]}"
+}
+
+# p2m_pod_json DIR FILTER: a field of `pipe2me-pod status --state-dir DIR --json`.
+p2m_pod_json() { "$P2M_BUILD_DIR/pod/pipe2me-pod" status --state-dir "$1" --json | jq -r "$2"; }
+
+# p2m_pool_full DIR N [SINCE]: the pod's status (written every second) says N idle
+# pre-connections, in a status written after unix time SINCE.
+p2m_pool_full() {
+    [[ $(p2m_pod_json "$1" '"\(.updated) \(.pool.idle)"') =~ ^([0-9]+)\ ([0-9]+)$ ]] &&
+        ((BASH_REMATCH[1] > ${3:-0} && BASH_REMATCH[2] == $2))
+}
