@@ -11,7 +11,12 @@
  *
  * The local service down (refused, or no answer in POD_LOCAL_CONNECT_MS): the consumer's bytes are
  * drained and the relay side closed with a FIN, so the consumer sees a clean close; the pool backs
- * off. */
+ * off.
+ *
+ * With --tls-terminate the relay side carries the consumer's TLS: tls.c runs the handshake first
+ * (state TUNNEL_HANDSHAKE), then tunnel_connect() connects to --forward as above, and tls.c moves
+ * the plain bytes. The tunnel list, the local connect, the close and the reap are shared; every
+ * event of a TLS tunnel other than the local connect's goes to tls_tunnel_event(). */
 #include "pod.h"
 
 #include <errno.h>
@@ -24,27 +29,11 @@
 
 #include "p2m/err.h"
 
-enum { SIDE_RELAY = 0, SIDE_LOCAL = 1 };
-typedef enum { TUNNEL_CONNECTING = 1, TUNNEL_JOINED, TUNNEL_CLOSED } tunnel_state_t;
+enum { SIDE_RELAY = TUNNEL_RELAY, SIDE_LOCAL = TUNNEL_LOCAL };
 
 #define DRAIN_MAX (256 * 1024) /* bytes read and dropped before closing on a refusal */
 
-struct tunnel {
-    uint32_t magic;
-    pod_t *pod;
-    tunnel_state_t state;
-    uint16_t lease;
-    p2m_loop_handler_t side[2];
-    int fd[2];
-    int hup[2]; /* EPOLLHUP seen: the side is done both ways */
-    p2m_splice_dir_t dir[2];
-    p2m_loop_timer_t timer; /* the local connect */
-    uint64_t t_start, t_join;
-    tunnel_t *next, *prev;
-    p2m_loop_reap_t reap;
-};
-
-static tunnel_t *tunnel_check(tunnel_t *t)
+tunnel_t *tunnel_check(tunnel_t *t)
 {
     if (t->magic != TUNNEL_MAGIC) {
         p2m_log(P2M_LOG_ERROR, "tunnel_bad_magic", "ptr=%p magic=0x%08x", (void *)t, (unsigned)t->magic);
@@ -53,9 +42,7 @@ static tunnel_t *tunnel_check(tunnel_t *t)
     return t;
 }
 
-static void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
+void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
 {
     char extra[512] = "";
     if (fmt != NULL) {
@@ -71,6 +58,7 @@ static void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *eve
 static void reap_tunnel(p2m_loop_reap_t *r)
 {
     tunnel_t *t = (tunnel_t *)((char *)r - offsetof(tunnel_t, reap));
+    tls_tunnel_free(t->tls);
     free(t);
 }
 
@@ -87,7 +75,7 @@ static void drain(int fd)
     }
 }
 
-static void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
+void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
 {
     pod_t *pod = t->pod;
     if (t->state == TUNNEL_CLOSED)
@@ -103,6 +91,8 @@ static void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
         pod->stats.tunnel_failures++;
     pod->stats.bytes_in += t->dir[0].bytes;
     pod->stats.bytes_out += t->dir[1].bytes;
+    if (t->tls != NULL)
+        tls_tunnel_close(t, drain_relay);
     t->state = TUNNEL_CLOSED;
     p2m_loop_timer_stop(pod->loop, &t->timer);
     if (drain_relay && t->fd[SIDE_RELAY] >= 0) {
@@ -139,7 +129,6 @@ static void on_local(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
 static int tunnel_arm(tunnel_t *t)
 {
     pod_t *pod = t->pod;
-    char err[P2M_ERR_LEN];
     for (int s = 0; s < 2; s++) {
         if (t->fd[s] < 0)
             continue;
@@ -149,22 +138,25 @@ static int tunnel_arm(tunnel_t *t)
             /* EPOLLHUP is level-triggered for good: watch only while the direction can read. */
             if (!can_read)
                 p2m_loop_del(pod->loop, &t->side[s]);
-            else if (t->side[s].fd < 0 &&
-                     p2m_loop_add(pod->loop, &t->side[s], t->fd[s], EPOLLIN, s == SIDE_RELAY ? on_relay : on_local, err) != 0)
+            else if (t->side[s].fd < 0 && tunnel_watch(t, s, EPOLLIN) != 0)
                 return -1;
             continue;
         }
         uint32_t ev = can_read ? EPOLLIN : 0;
         if (t->dir[1 - s].flags & P2M_SPLICE_DST_FULL)
             ev |= EPOLLOUT;
-        if (t->side[s].fd < 0) {
-            if (p2m_loop_add(pod->loop, &t->side[s], t->fd[s], ev, s == SIDE_RELAY ? on_relay : on_local, err) != 0)
-                return -1;
-        } else if (p2m_loop_set_events(pod->loop, &t->side[s], ev) != 0) {
+        if (tunnel_watch(t, s, ev) != 0)
             return -1;
-        }
     }
     return 0;
+}
+
+int tunnel_watch(tunnel_t *t, int s, uint32_t events)
+{
+    char err[P2M_ERR_LEN];
+    if (t->side[s].fd < 0)
+        return p2m_loop_add(t->pod->loop, &t->side[s], t->fd[s], events, s == SIDE_RELAY ? on_relay : on_local, err);
+    return p2m_loop_set_events(t->pod->loop, &t->side[s], events);
 }
 
 static void on_pipe_free(tunnel_t *t, int d)
@@ -238,6 +230,7 @@ static void on_joined(tunnel_t *t, int s, uint32_t events)
     tunnel_update(t);
 }
 
+/* The local connect completed: the splice (or tls.c) starts. */
 static void tunnel_join(tunnel_t *t)
 {
     pod_t *pod = t->pod;
@@ -246,7 +239,11 @@ static void tunnel_join(tunnel_t *t)
     p2m_loop_timer_stop(pod->loop, &t->timer);
     pool_local_ok(pod);
     tunnel_log(P2M_LOG_INFO, t, "tunnel_open", "forward=%s connect_ms=%llu", pod->fwd_str,
-               (unsigned long long)(t->t_join - t->t_start));
+               (unsigned long long)(t->t_join - t->t_connect));
+    if (t->tls != NULL) {
+        tls_tunnel_joined(t);
+        return;
+    }
     /* The consumer's first bytes wait in the relay socket: the first pump finds them. */
     pump(t, SIDE_RELAY);
     tunnel_update(t);
@@ -291,10 +288,14 @@ static void on_connecting(tunnel_t *t, int s, uint32_t events)
 static void on_event(tunnel_t *t, int s, uint32_t events)
 {
     tunnel_check(t);
-    if (t->state == TUNNEL_JOINED)
-        on_joined(t, s, events);
-    else if (t->state == TUNNEL_CONNECTING)
+    if (t->state == TUNNEL_CLOSED)
+        return;
+    if (t->state == TUNNEL_CONNECTING && (s == SIDE_LOCAL || t->tls == NULL))
         on_connecting(t, s, events);
+    else if (t->tls != NULL)
+        tls_tunnel_event(t, s, events);
+    else if (t->state == TUNNEL_JOINED)
+        on_joined(t, s, events);
 }
 
 static void on_relay(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
@@ -317,38 +318,12 @@ static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
         local_failed(t, "connect timed out");
 }
 
-void forward_start(pod_t *pod, int fd, uint16_t lease)
+void tunnel_connect(tunnel_t *t)
 {
+    pod_t *pod = t->pod;
     char err[P2M_ERR_LEN];
-    tunnel_t *t = calloc(1, sizeof(*t));
-    if (t == NULL) {
-        p2m_log(P2M_LOG_ERROR, "oom", "what=tunnel");
-        abort();
-    }
-    t->magic = TUNNEL_MAGIC;
-    t->pod = pod;
-    t->lease = lease;
     t->state = TUNNEL_CONNECTING;
-    for (int s = 0; s < 2; s++) {
-        p2m_loop_handler_init(&t->side[s]);
-        t->fd[s] = -1;
-        p2m_splice_dir_init(&t->dir[s]);
-    }
-    p2m_loop_timer_init(&t->timer, on_timer);
-    t->t_start = p2m_loop_now(pod->loop);
-    t->next = pod->tunnels;
-    if (pod->tunnels != NULL)
-        pod->tunnels->prev = t;
-    pod->tunnels = t;
-    pod->ntunnels++;
-    pod->stats.tunnels++;
-    t->fd[SIDE_RELAY] = fd;
-
-    if (p2m_loop_add(pod->loop, &t->side[SIDE_RELAY], fd, 0, on_relay, err) != 0) {
-        tunnel_log(P2M_LOG_ERROR, t, "tunnel_failed", "error=\"%s\"", err);
-        tunnel_close(t, "epoll", 0);
-        return;
-    }
+    t->t_connect = p2m_loop_now(pod->loop);
     int lfd = socket(pod->fwd_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (lfd < 0) {
         /* Out of descriptors, most likely: not the local service's fault. */
@@ -374,6 +349,44 @@ void forward_start(pod_t *pod, int fd, uint16_t lease)
         return;
     }
     p2m_loop_timer_start(pod->loop, &t->timer, POD_LOCAL_CONNECT_MS);
+}
+
+void forward_start(pod_t *pod, int fd, uint16_t lease)
+{
+    char err[P2M_ERR_LEN];
+    tunnel_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        p2m_log(P2M_LOG_ERROR, "oom", "what=tunnel");
+        abort();
+    }
+    t->magic = TUNNEL_MAGIC;
+    t->pod = pod;
+    t->lease = lease;
+    t->state = pod->args->tls_terminate ? TUNNEL_HANDSHAKE : TUNNEL_CONNECTING;
+    for (int s = 0; s < 2; s++) {
+        p2m_loop_handler_init(&t->side[s]);
+        t->fd[s] = -1;
+        p2m_splice_dir_init(&t->dir[s]);
+    }
+    p2m_loop_timer_init(&t->timer, on_timer);
+    t->t_start = p2m_loop_now(pod->loop);
+    t->next = pod->tunnels;
+    if (pod->tunnels != NULL)
+        pod->tunnels->prev = t;
+    pod->tunnels = t;
+    pod->ntunnels++;
+    pod->stats.tunnels++;
+    t->fd[SIDE_RELAY] = fd;
+
+    if (p2m_loop_add(pod->loop, &t->side[SIDE_RELAY], fd, 0, on_relay, err) != 0) {
+        tunnel_log(P2M_LOG_ERROR, t, "tunnel_failed", "error=\"%s\"", err);
+        tunnel_close(t, "epoll", 0);
+        return;
+    }
+    if (t->state == TUNNEL_HANDSHAKE)
+        tls_tunnel_start(t);
+    else
+        tunnel_connect(t);
 }
 
 void forward_close_all(pod_t *pod)

@@ -264,8 +264,62 @@ void pool_close_all(pod_t *pod);
 
 /* --- forward.c ------------------------------------------------------------------------------ */
 
-/* A pre-connection (fd, taken over) came alive: connect to --forward and splice when connected. */
+/* A tunnel: a live pre-connection (the relay side) joined to a connection to --forward (the local
+ * side). forward.c owns the list, the local connect, the close and the reap; the bytes move by
+ * splice (forward.c) or, with --tls-terminate, through tls.c's TLS server. */
+enum { TUNNEL_RELAY = 0, TUNNEL_LOCAL = 1 };
+
+typedef enum {
+    TUNNEL_HANDSHAKE = 1, /* tls.c: the consumer's TLS handshake; no local connection yet */
+    TUNNEL_CONNECTING,    /* connecting to --forward */
+    TUNNEL_JOINED,        /* bytes flow */
+    TUNNEL_CLOSED         /* waiting to be reaped */
+} tunnel_state_t;
+
+struct tunnel {
+    uint32_t magic;
+    pod_t *pod;
+    tunnel_state_t state;
+    uint16_t lease;
+    p2m_loop_handler_t side[2]; /* indexed by TUNNEL_RELAY, TUNNEL_LOCAL; both call back into forward.c */
+    int fd[2];                  /* -1 when none */
+    int hup[2];                 /* EPOLLHUP seen: the side is done both ways */
+    /* [0] relay -> local (bytes in), [1] local -> relay (bytes out). Spliced tunnels move bytes with
+     * them; tls.c only counts its plain bytes in .bytes, so that stats and status read both alike. */
+    p2m_splice_dir_t dir[2];
+    p2m_loop_timer_t timer;             /* the local connect */
+    uint64_t t_start, t_connect, t_join; /* came alive, local connect started, joined */
+    struct tls_tunnel *tls; /* --tls-terminate: tls.c's state, NULL for a spliced tunnel */
+    tunnel_t *next, *prev;
+    p2m_loop_reap_t reap;
+};
+
+/* A pre-connection (fd, taken over) came alive: with --tls-terminate, serve TLS on it (tls.c) and
+ * connect to --forward once the handshake is done; else connect to --forward and splice. */
 void forward_start(pod_t *pod, int fd, uint16_t lease);
+
+/* Aborts unless t's magic is TUNNEL_MAGIC. Returns t. */
+tunnel_t *tunnel_check(tunnel_t *t);
+
+/* Logs event with label=, lease=, fd= and local_fd=, then fmt's key=value pairs (fmt may be NULL). */
+void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Starts the connect to --forward (t in TUNNEL_CONNECTING). Once connected, a TLS tunnel goes on
+ * in tls_tunnel_joined(), possibly before this returns; when the local service is down the tunnel
+ * is closed as forward_start() closes it (the consumer sees a clean close, the pool backs off),
+ * also possibly before this returns: the caller checks t->state. */
+void tunnel_connect(tunnel_t *t);
+
+/* Sets side s's interest to events, registering it (with forward.c's callback, which dispatches to
+ * tls.c for a TLS tunnel) when it is not. Returns 0, or -1 when epoll refused. */
+int tunnel_watch(tunnel_t *t, int s, uint32_t events);
+
+/* Closes t once: logs reason, adds its bytes to pod->stats, closes both sides (tls.c first sends
+ * close_notify when drain_relay and the handshake is done), unlinks it and frees it at the end of
+ * the loop turn. With drain_relay the consumer's unread bytes are dropped and a FIN sent first, so
+ * it sees a clean close rather than a reset. No-op on a closed tunnel. */
+void tunnel_close(tunnel_t *t, const char *reason, int drain_relay);
 
 /* Closes every tunnel (at shutdown). */
 void forward_close_all(pod_t *pod);
@@ -289,6 +343,28 @@ void cert_stop(pod_t *pod);
  * match), ALPN chosen from alpn ("h2,http/1.1"; the client's first offer that is in the list; none
  * when nothing matches). Returns NULL with err. */
 SSL_CTX *tls_server_ctx(const char *chain_path, const char *key_path, const char *alpn, char *err);
+
+#define TLS_TUNNEL_MAGIC 0x544c5354u /* "TLST" */
+#define POD_TLS_HANDSHAKE_MS 10000   /* a consumer that neither finishes nor fails its handshake */
+#define POD_TLS_BUF (32 * 1024)      /* plain bytes buffered each way per TLS tunnel */
+
+/* t (TUNNEL_HANDSHAKE, relay side registered with forward.c's callback, nothing else) serves TLS
+ * with pod->tls_ctx as it is now; once the handshake is done it calls tunnel_connect(). Closes the
+ * tunnel on failure (no certificate yet, out of memory). */
+void tls_tunnel_start(tunnel_t *t);
+
+/* forward.c passes every event of a TLS tunnel's sides here, except the local connect's. */
+void tls_tunnel_event(tunnel_t *t, int side, uint32_t events);
+
+/* The local connect completed (t is TUNNEL_JOINED): plain bytes start to flow. */
+void tls_tunnel_joined(tunnel_t *t);
+
+/* From tunnel_close(), before the sockets close: sends close_notify when clean and the session
+ * allows it, stops the timers and frees the SSL. Leaves the memory to tls_tunnel_free(). */
+void tls_tunnel_close(tunnel_t *t, int clean);
+
+/* Frees what tls_tunnel_start() allocated, at the reap. NULL is a no-op. */
+void tls_tunnel_free(struct tls_tunnel *x);
 
 /* --- status.c ------------------------------------------------------------------------------- */
 
