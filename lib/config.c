@@ -39,6 +39,7 @@ void p2m_config_defaults(p2m_config_t *cfg)
     cfg->registrar.session_ttl = 600;
     cfg->registrar.auth_fail_limit = 10;
     cfg->registrar.auth_fail_window = 3600;
+    cfg->registrar.cert_lifetime = 30 * 86400;
 
     /* A host name that is not a valid label (dots, odd bytes) falls back to "relay". */
     char host[256] = "";
@@ -164,12 +165,32 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
             rc = read_count(v, "registrar.auth_fail_limit", &r->auth_fail_limit, err);
         } else if (strcmp(key, "auth_fail_window") == 0) {
             rc = read_seconds(v, "registrar.auth_fail_window", &r->auth_fail_window, err);
+        } else if (strcmp(key, "cert_lifetime") == 0) {
+            /* Short lifetimes are what makes revocation unnecessary; a minute is the floor a pod
+             * can still renew within. */
+            rc = 0;
+            if (!json_is_integer(v) || json_integer_value(v) < 60 || json_integer_value(v) > 397 * 86400)
+                rc = p2m_err(err, "registrar.cert_lifetime: expected whole seconds from 60 to 34300800 (397 days)");
+            else
+                r->cert_lifetime = (unsigned)json_integer_value(v);
+        } else if (strcmp(key, "ca_cert") == 0) {
+            rc = read_string(v, "registrar.ca_cert", r->ca_cert, sizeof(r->ca_cert), err);
+        } else if (strcmp(key, "ca_key") == 0) {
+            rc = read_string(v, "registrar.ca_key", r->ca_key, sizeof(r->ca_key), err);
+        } else if (strcmp(key, "cert") == 0) {
+            rc = read_string(v, "registrar.cert", r->cert, sizeof(r->cert), err);
+        } else if (strcmp(key, "key") == 0) {
+            rc = read_string(v, "registrar.key", r->key, sizeof(r->key), err);
         } else {
             rc = p2m_err(err, "registrar.%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
         }
         if (rc != 0)
             return -1;
     }
+    if ((r->ca_cert[0] == '\0') != (r->ca_key[0] == '\0'))
+        return p2m_err(err, "registrar.ca_cert and registrar.ca_key: give both or neither");
+    if ((r->cert[0] == '\0') != (r->key[0] == '\0'))
+        return p2m_err(err, "registrar.cert and registrar.key: give both or neither");
     return 0;
 }
 

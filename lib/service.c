@@ -31,6 +31,23 @@ void p2m_service_key(const char *label, p2m_proto_t proto, char *out)
         snprintf(out, P2M_SERVICE_MAX + 1, "%.*s:%s", P2M_LABEL_MAX, label, p2m_proto_name(proto));
 }
 
+int p2m_service_normalize(const char *s, size_t len, char *out, char *err)
+{
+    const char *colon = memchr(s, ':', len);
+    size_t label_len = colon != NULL ? (size_t)(colon - s) : len;
+    p2m_proto_t proto = P2M_PROTO_HTTPS;
+    char label[P2M_LABEL_MAX + 1];
+    if (p2m_label_normalize(s, label_len, label, err) != 0)
+        return -1;
+    if (colon != NULL) {
+        /* https is the bare label: "web:https" would be a second name for the same service. */
+        if (p2m_proto_parse(colon + 1, len - label_len - 1, &proto, err) != 0 || proto == P2M_PROTO_HTTPS)
+            return p2m_err(err, "service: expected LABEL, LABEL:http or LABEL:tcp");
+    }
+    p2m_service_key(label, proto, out);
+    return 0;
+}
+
 int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, char *err)
 {
     size_t i = 0;

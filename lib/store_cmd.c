@@ -32,10 +32,10 @@ const char p2m_channel_bound[] = "p2m:bound";
     "  end\n"                                                                                                                      \
     "  return nil\n"                                                                                                               \
     "end\n"                                                                                                                        \
-    "local function make_lease(p, kind, label, pod, addr, relay, now, ttl)\n"                                                      \
+    "local function make_lease(p, kind, label, service, pod, addr, relay, now, ttl)\n"                                             \
     "  local k = 'p2m:lease:' .. p\n"                                                                                              \
-    "  redis.call('HSET', k, 'kind', kind, 'label', label, 'pod', pod, 'addr', addr, 'relay', relay,\n"                            \
-    "             'created', now, 'state', 'pending')\n"                                                                           \
+    "  redis.call('HSET', k, 'kind', kind, 'label', label, 'service', service, 'pod', pod, 'addr', addr,\n"                        \
+    "             'relay', relay, 'created', now, 'state', 'pending')\n"                                                           \
     "  redis.call('EXPIRE', k, ttl)\n"                                                                                             \
     "end\n"
 
@@ -89,49 +89,54 @@ static const char lua_session_lookup[] =
     "if s[2] ~= ARGV[1] or redis.call('HGET', KEYS[3], ARGV[1]) ~= s[1] then return {'notowner'} end\n"
     "return {'ok', s[1]}\n";
 
-/* ARGV: label, pod, addr, now, ttl, rand. */
-static const char lua_lease_pre[] = LUA_LEASE_LIB "local relays = live_relays()\n"
-                                                  "if #relays == 0 then return {'norelay'} end\n"
-                                                  "local rnd = tonumber(ARGV[6])\n"
-                                                  "for j = 0, #relays - 1 do\n"
-                                                  "  local r = relays[(rnd + j) % #relays + 1]\n"
-                                                  "  local p = probe(r, rnd)\n"
-                                                  "  if p then\n"
-                                                  "    make_lease(p, 'pre', ARGV[1], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
-                                                  "    return {'ok', tostring(p), r[1], r[2]}\n"
-                                                  "  end\n"
-                                                  "end\n"
-                                                  "return {'noport'}\n";
+/* ARGV: label, pod, addr, now, ttl, rand, service. */
+static const char lua_lease_pre[] =
+    LUA_LEASE_LIB "local relays = live_relays()\n"
+                  "if #relays == 0 then return {'norelay'} end\n"
+                  "local rnd = tonumber(ARGV[6])\n"
+                  "for j = 0, #relays - 1 do\n"
+                  "  local r = relays[(rnd + j) % #relays + 1]\n"
+                  "  local p = probe(r, rnd)\n"
+                  "  if p then\n"
+                  "    make_lease(p, 'pre', ARGV[1], ARGV[7], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
+                  "    return {'ok', tostring(p), r[1], r[2]}\n"
+                  "  end\n"
+                  "end\n"
+                  "return {'noport'}\n";
 
-/* ARGV: label, addr, now, ttl, rand. */
+/* ARGV: label, addr, now, ttl, rand, then the services the request may go to, in order of
+ * preference (PROTOCOL 2.1). The first service with an idle pre-connection on a live relay wins. */
 static const char lua_consumer_route[] =
     LUA_LEASE_LIB "local owner = redis.call('HGET', 'p2m:labels', ARGV[1])\n"
                   "if not owner then return {'unknown'} end\n"
                   "local relays = live_relays()\n"
-                  "local best, best_idle, idle = nil, 0, {}\n"
-                  "for _, r in ipairs(relays) do\n"
-                  "  local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[1]) or '0') or 0\n"
-                  "  idle[r[1]] = n\n"
-                  "  if n > best_idle then best, best_idle = r, n end\n"
+                  "local svc, best, best_idle, idle = nil, nil, 0, {}\n"
+                  "for i = 6, #ARGV do\n"
+                  "  for _, r in ipairs(relays) do\n"
+                  "    local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[i]) or '0') or 0\n"
+                  "    idle[r[1]] = n\n"
+                  "    if n > best_idle then best, best_idle = r, n end\n"
+                  "  end\n"
+                  "  if best then svc = ARGV[i] break end\n"
                   "end\n"
                   "if not best then return {'noidle'} end\n"
-                  "local mk = 'p2m:consumer:' .. ARGV[1] .. ':' .. ARGV[2]\n"
+                  "local mk = 'p2m:consumer:' .. svc .. ':' .. ARGV[2]\n"
                   "local port = redis.call('GET', mk)\n"
                   "if port then\n"
-                  "  local l = redis.call('HMGET', 'p2m:lease:' .. port, 'kind', 'label', 'addr', 'relay', 'state')\n"
-                  "  if l[1] == 'consumer' and l[2] == ARGV[1] and l[3] == ARGV[2] and (idle[l[4]] or 0) > 0 then\n"
+                  "  local l = redis.call('HMGET', 'p2m:lease:' .. port, 'kind', 'service', 'addr', 'relay', 'state')\n"
+                  "  if l[1] == 'consumer' and l[2] == svc and l[3] == ARGV[2] and (idle[l[4]] or 0) > 0 then\n"
                   "    redis.call('EXPIRE', 'p2m:lease:' .. port, ARGV[4])\n"
                   "    redis.call('EXPIRE', mk, ARGV[4])\n"
                   "    for _, r in ipairs(relays) do\n"
-                  "      if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2'} end\n"
+                  "      if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2', svc} end\n"
                   "    end\n"
                   "  end\n"
                   "end\n"
                   "local p = probe(best, tonumber(ARGV[5]))\n"
                   "if not p then return {'noport'} end\n"
-                  "make_lease(p, 'consumer', ARGV[1], owner, ARGV[2], best[1], ARGV[3], ARGV[4])\n"
+                  "make_lease(p, 'consumer', ARGV[1], svc, owner, ARGV[2], best[1], ARGV[3], ARGV[4])\n"
                   "redis.call('SET', mk, p, 'EX', ARGV[4])\n"
-                  "return {'ok', tostring(p), best[2], best[1], '1'}\n";
+                  "return {'ok', tostring(p), best[2], best[1], '1', svc}\n";
 
 /* KEYS: lease. */
 static const char lua_lease_abandon[] = "if redis.call('HGET', KEYS[1], 'state') == 'pending' then\n"
@@ -224,7 +229,8 @@ int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const c
 int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason, unsigned limit)
 {
     return EVAL(c, lua_auth_fail, 3) || (id[0] ? pushf(c, "p2m:fail:id:%s%s", id, "") : push(c, "")) ||
-                   pushf(c, "p2m:fail:addr:%s%s", addr, "") || push(c, "p2m:stats") || pushu(c, window) || push(c, reason) || pushu(c, limit)
+                   pushf(c, "p2m:fail:addr:%s%s", addr, "") || push(c, "p2m:stats") || pushu(c, window) || push(c, reason) ||
+                   pushu(c, limit)
                ? -1
                : 0;
 }
@@ -250,21 +256,30 @@ int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, 
                : 0;
 }
 
-int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, const char *pod, const char *addr, long long now, unsigned ttl,
-                      uint32_t rand)
+int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
+                      unsigned ttl, uint32_t rand)
 {
+    char service[P2M_SERVICE_MAX + 1];
+    p2m_service_key(label, proto, service);
     return EVAL(c, lua_lease_pre, 0) || push(c, label) || push(c, pod) || push(c, addr) || pushu(c, (unsigned long long)now) ||
-                   pushu(c, ttl) || pushu(c, rand)
+                   pushu(c, ttl) || pushu(c, rand) || push(c, service)
                ? -1
                : 0;
 }
 
-int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const char *addr, long long now, unsigned ttl, uint32_t rand)
+int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
+                           long long now, unsigned ttl, uint32_t rand)
 {
-    return EVAL(c, lua_consumer_route, 0) || push(c, label) || push(c, addr) || pushu(c, (unsigned long long)now) ||
-                   pushu(c, ttl) || pushu(c, rand)
-               ? -1
-               : 0;
+    if (EVAL(c, lua_consumer_route, 0) || push(c, label) || push(c, addr) || pushu(c, (unsigned long long)now) || pushu(c, ttl) ||
+        pushu(c, rand))
+        return -1;
+    for (size_t i = 0; i < nprotos; i++) {
+        char service[P2M_SERVICE_MAX + 1];
+        p2m_service_key(label, protos[i], service);
+        if (push(c, service) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 int p2m_cmd_lease_abandon(p2m_cmd_t *c, uint16_t port)

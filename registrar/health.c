@@ -30,7 +30,7 @@ void cacert_handle(registrar_t *r, h2o_req_t *req)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-pem-file"));
-    send_body(req, r->ca_pem, r->ca_pem_len);
+    send_body(req, r->ca.pem, r->ca.pem_len);
 }
 
 /* Accumulates the exposition text in the request pool. */

@@ -5,6 +5,7 @@
 #include "p2m/log.h"
 
 #include <arpa/inet.h>
+#include <openssl/x509.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -74,6 +75,7 @@ void op_free(op_t *op)
         op->guard->op = NULL;
     if (h2o_timeout_is_linked(&op->wait_entry))
         h2o_timeout_unlink(&op->wait_entry);
+    X509_REQ_free(op->csr);
     free(op);
 }
 
@@ -154,17 +156,29 @@ static int on_req_https(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (kind == P2M_HOST_LABEL) {
-        redirect_handle(r, req, label);
+        redirect_handle(r, req, label, 0);
         return 0;
     }
     h2o_iovec_t path = req->path_normalized;
     int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-    static const char reg[] = "/register/";
-    if (path.len > sizeof(reg) - 1 && memcmp(path.base, reg, sizeof(reg) - 1) == 0) {
-        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("PUT"))) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("PUT"));
-            send_text(req, 405, "Method Not Allowed", "use PUT /register/LABEL");
+    static const struct {
+        const char *prefix;
+        const char *method;
+        const char *usage;
+        void (*handle)(registrar_t *, h2o_req_t *, const char *, size_t);
+    } labelled[] = {
+        {"/register/", "PUT", "use PUT /register/LABEL", register_handle},
+        {"/certificate/", "POST", "use POST /certificate/LABEL", certificate_handle},
+        {"/tcp/", "GET", "use GET /tcp/LABEL", tcp_port_handle},
+    };
+    for (size_t i = 0; i < sizeof(labelled) / sizeof(labelled[0]); i++) {
+        size_t plen = strlen(labelled[i].prefix);
+        if (path.len <= plen || memcmp(path.base, labelled[i].prefix, plen) != 0)
+            continue;
+        if (!h2o_memis(req->method.base, req->method.len, labelled[i].method, strlen(labelled[i].method))) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, labelled[i].method, strlen(labelled[i].method));
+            send_text(req, 405, "Method Not Allowed", labelled[i].usage);
             return 0;
         }
         /* The raw path, not the normalized one: "/register/a/../b" is not a label. */
@@ -172,7 +186,7 @@ static int on_req_https(h2o_handler_t *self, h2o_req_t *req)
             send_text(req, 404, "Not Found", "no such label");
             return 0;
         }
-        register_handle(r, req, req->path.base + sizeof(reg) - 1, req->path.len - (sizeof(reg) - 1));
+        labelled[i].handle(r, req, req->path.base + plen, req->path.len - plen);
         return 0;
     }
     if (is_get && h2o_memis(path.base, path.len, H2O_STRLIT("/_health"))) {
@@ -187,7 +201,8 @@ static int on_req_https(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-/* Plain HTTP only ever sends the client to HTTPS, for names under the domain. */
+/* Plain HTTP: a label's consumers go by the protocol rule (PROTOCOL 2.1), everything else is sent
+ * to the same URL on HTTPS. */
 static int on_req_http(h2o_handler_t *self, h2o_req_t *req)
 {
     registrar_t *r = *(registrar_t **)(self + 1);
@@ -201,14 +216,16 @@ static int on_req_http(h2o_handler_t *self, h2o_req_t *req)
         send_text(req, 400, "Bad Request", "invalid request target");
         return 0;
     }
+    if (kind == P2M_HOST_LABEL) {
+        redirect_handle(r, req, label, 1);
+        return 0;
+    }
     char port[8] = "";
     if (r->https_port != 443)
         snprintf(port, sizeof(port), ":%u", (unsigned)r->https_port);
     h2o_iovec_t loc =
-        h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")),
-                   kind == P2M_HOST_LABEL ? h2o_iovec_init(label, strlen(label)) : h2o_iovec_init(NULL, 0),
-                   kind == P2M_HOST_LABEL ? h2o_iovec_init(H2O_STRLIT(".")) : h2o_iovec_init(NULL, 0),
-                   h2o_iovec_init(r->cfg.domain, strlen(r->cfg.domain)), h2o_iovec_init(port, strlen(port)), req->path);
+        h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")), h2o_iovec_init(r->cfg.domain, strlen(r->cfg.domain)),
+                   h2o_iovec_init(port, strlen(port)), req->path);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
     send_text(req, 308, "Permanent Redirect", "use https");
     return 0;

@@ -80,7 +80,7 @@ int main(int argc, char **argv)
         return 1;
     }
     r.https_port = r.cfg.registrar.listen.port;
-    if ((r.ssl_ctx = tls_setup(&r.cfg, &r.ca_pem, &r.ca_pem_len, err)) == NULL) {
+    if ((r.ssl_ctx = tls_setup(&r.cfg, &r.ca, err)) == NULL) {
         P2M_LOG_ERR("startup_failed", "error=\"%s\"", err);
         return 1;
     }

@@ -1,5 +1,6 @@
-/* A consumer asks for https://LABEL.DOMAIN/path: 307 to the consumer port leased for its address
- * and that label (PROTOCOL.md section 2). */
+/* A consumer asks for https://LABEL.DOMAIN/path (or http://): 307 to the consumer port leased for
+ * its address and the service the protocol rule picks (PROTOCOL.md 2.1); GET /tcp/LABEL leases the
+ * same way for the label's tcp service and names the port in the body (2.2). */
 #include "registrar.h"
 #include "p2m/log.h"
 
@@ -23,8 +24,9 @@ static void count(op_t *op, const char *name)
 
 static void done(op_t *op, int status, const char *reason, const char *why, const char *retry_after)
 {
-    p2m_log(status == 307 ? P2M_LOG_INFO : P2M_LOG_WARN, "redirect", "status=%d label=%s addr=%s lease=%u reason=\"%s\"", status,
-            op->label, op->addr, (unsigned)op->port, why);
+    p2m_log(status < 400 ? P2M_LOG_INFO : P2M_LOG_WARN, op->kind == OP_TCP ? "tcp_port" : "redirect",
+            "status=%d label=%s protocol=%s addr=%s lease=%u reason=\"%s\"", status, op->label, p2m_proto_name(op->proto), op->addr,
+            (unsigned)op->port, why);
     if (retry_after != NULL)
         op_header(op, "Retry-After", retry_after);
     if (status != 307) {
@@ -37,15 +39,35 @@ static void done(op_t *op, int status, const char *reason, const char *why, cons
 
 void redirect_bound(op_t *op, int ok)
 {
+    if (ok > 0 && op->kind == OP_TCP) {
+        if (op->req != NULL) {
+            char body[P2M_LABEL_MAX + P2M_DOMAIN_MAX + 16];
+            h2o_req_t *req = op->req;
+            int n = snprintf(body, sizeof(body), "%s.%s:%u\n", op->label, op->r->cfg.domain, (unsigned)op->port);
+            req->res.status = 200;
+            req->res.reason = "OK";
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+            h2o_iovec_t v = h2o_strdup(&req->pool, body, (size_t)n);
+            send_body(req, v.base, v.len);
+            p2m_log(P2M_LOG_INFO, "tcp_port", "status=200 label=%s protocol=tcp addr=%s lease=%u reason=\"ok\"", op->label,
+                    op->addr, (unsigned)op->port);
+        }
+        count(op, "tcp_ports");
+        op_free(op);
+        return;
+    }
     if (ok > 0) {
         if (op->req != NULL) {
             char port[8];
             snprintf(port, sizeof(port), ":%u", (unsigned)op->port);
             h2o_req_t *req = op->req;
-            h2o_iovec_t loc =
-                h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")), h2o_iovec_init(op->label, strlen(op->label)),
-                           h2o_iovec_init(H2O_STRLIT(".")), h2o_iovec_init(op->r->cfg.domain, strlen(op->r->cfg.domain)),
-                           h2o_iovec_init(port, strlen(port)), op->path);
+            /* The scheme is the chosen service's: an https service is never reached over http. */
+            h2o_iovec_t scheme =
+                op->proto == P2M_PROTO_HTTP ? h2o_iovec_init(H2O_STRLIT("http://")) : h2o_iovec_init(H2O_STRLIT("https://"));
+            h2o_iovec_t loc = h2o_concat(
+                &req->pool, scheme, h2o_iovec_init(op->label, strlen(op->label)), h2o_iovec_init(H2O_STRLIT(".")),
+                h2o_iovec_init(op->r->cfg.domain, strlen(op->r->cfg.domain)), h2o_iovec_init(port, strlen(port)), op->path);
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
         }
         count(op, "redirects");
@@ -75,10 +97,13 @@ static void announce(op_t *op, const char *relay)
 
 static void on_route(op_t *op, redisReply *rep)
 {
-    const char *status = elem(rep, 0), *port = elem(rep, 1), *relay = elem(rep, 3), *state = elem(rep, 4);
-    int leased = status != NULL && strcmp(status, "ok") == 0 && port != NULL && relay != NULL && state != NULL;
-    if (leased)
+    const char *status = elem(rep, 0), *port = elem(rep, 1), *relay = elem(rep, 3), *state = elem(rep, 4), *svc = elem(rep, 5);
+    int leased = status != NULL && strcmp(status, "ok") == 0 && port != NULL && relay != NULL && state != NULL && svc != NULL;
+    if (leased) {
+        const char *colon = strchr(svc, ':');
         op->port = (uint16_t)atoi(port);
+        op->proto = colon == NULL ? P2M_PROTO_HTTPS : strcmp(colon + 1, "http") == 0 ? P2M_PROTO_HTTP : P2M_PROTO_TCP;
+    }
     if (op->req == NULL) {
         /* The consumer left, but its next request will find this lease: have the relay bind it. */
         if (leased && state[0] != '0')
@@ -107,19 +132,38 @@ static void on_route(op_t *op, redisReply *rep)
 
 static void route(op_t *op)
 {
+    /* PROTOCOL 2.1: https only to https; http to http first, then https; tcp by name only. */
+    static const p2m_proto_t https_only[] = {P2M_PROTO_HTTPS}, http_first[] = {P2M_PROTO_HTTP, P2M_PROTO_HTTPS},
+                             tcp_only[] = {P2M_PROTO_TCP};
+    const p2m_proto_t *protos = op->kind == OP_TCP ? tcp_only : op->plain_http ? http_first : https_only;
+    size_t nprotos = op->kind == OP_TCP ? 1 : op->plain_http ? 2 : 1;
     p2m_cmd_t cmd;
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
-    if (p2m_cmd_consumer_route(&cmd, op->label, op->addr, (long long)time(NULL), op->r->cfg.registrar.consumer_ttl,
+    if (p2m_cmd_consumer_route(&cmd, op->label, protos, nprotos, op->addr, (long long)time(NULL), op->r->cfg.registrar.consumer_ttl,
                                rnd & 0x7fffffff) != 0 ||
         redis_send(op->r, &cmd, on_route, op) != 0)
         done(op, 503, "Service Unavailable", "registry unavailable", "5");
 }
 
-void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label)
+void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label, int plain_http)
 {
     op_t *op = op_new(r, req, OP_CONSUMER);
     snprintf(op->label, sizeof(op->label), "%s", label);
     op->path = req->path;
+    op->plain_http = plain_http;
+    op->proto = plain_http ? P2M_PROTO_HTTP : P2M_PROTO_HTTPS;
+    route(op);
+}
+
+void tcp_port_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len)
+{
+    op_t *op = op_new(r, req, OP_TCP);
+    op->proto = P2M_PROTO_TCP;
+    if (p2m_label_normalize(label_part, label_len, op->label, NULL) != 0) {
+        snprintf(op->label, sizeof(op->label), "-");
+        done(op, 404, "Not Found", "no such label", NULL);
+        return;
+    }
     route(op);
 }

@@ -3,7 +3,9 @@
  *   TOTP:   auth_lookup -> (TOTP check here) -> register_commit -> lease_pre -> relay bound -> 200
  *   Bearer: session_lookup -> lease_pre -> relay bound -> 200
  *
- * Each arrow is one Redis round trip; every decision that spans keys happens inside one script. */
+ * Each arrow is one Redis round trip; every decision that spans keys happens inside one script.
+ * POST /certificate/LABEL authenticates the same way (auth_start) and then goes to certificate.c
+ * instead of leasing a port. */
 #include "registrar.h"
 #include "p2m/err.h"
 #include "p2m/log.h"
@@ -31,9 +33,14 @@ static const char *reply_str(const redisReply *r, size_t i)
 
 static void log_result(op_t *op, int status, const char *why)
 {
-    p2m_log(status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN, "register",
-            "status=%d label=%s pod=%s addr=%s auth=%s lease=%u reason=\"%s\"", status, op->label, op->id[0] ? op->id : "-",
-            op->addr, op->auth.scheme == P2M_AUTH_BEARER ? "bearer" : "totp", (unsigned)op->port, why);
+    const char *auth = op->auth.scheme == P2M_AUTH_BEARER ? "bearer" : op->auth.scheme == P2M_AUTH_TOTP ? "totp" : "-";
+    p2m_log_level_t level = status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN;
+    if (op->kind == OP_REGISTER)
+        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u reason=\"%s\"", status,
+                op->label, p2m_proto_name(op->proto), op->id[0] ? op->id : "-", op->addr, auth, (unsigned)op->port, why);
+    else
+        p2m_log(level, "certificate", "status=%d label=%s pod=%s addr=%s auth=%s reason=\"%s\"", status, op->label,
+                op->id[0] ? op->id : "-", op->addr, auth, why);
 }
 
 static void limited(op_t *op, const char *retry_after);
@@ -66,7 +73,7 @@ static void fail_auth(op_t *op, const char *counter, const char *why)
         on_fail_counted(op, NULL);
 }
 
-static void respond_error(op_t *op, int status, const char *reason, const char *why)
+void op_fail(op_t *op, int status, const char *reason, const char *why)
 {
     p2m_cmd_t cmd;
     char counter[64];
@@ -80,13 +87,13 @@ static void respond_error(op_t *op, int status, const char *reason, const char *
 static void redis_down(op_t *op)
 {
     op_header(op, "Retry-After", "5");
-    respond_error(op, 503, "Service Unavailable", "registry unavailable");
+    op_fail(op, 503, "Service Unavailable", "registry unavailable");
 }
 
 static void limited(op_t *op, const char *retry_after)
 {
     op_header(op, "Retry-After", retry_after != NULL ? retry_after : "60");
-    respond_error(op, 429, "Too Many Requests", "too many failed attempts; try later");
+    op_fail(op, 429, "Too Many Requests", "too many failed attempts; try later");
 }
 
 /* A session credential: 32 random bytes, base64url. Redis keeps only its SHA-256. */
@@ -120,17 +127,22 @@ static void digest_bearer(const char *cred, char *out)
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
 
+void session_headers(op_t *op)
+{
+    if (op->session[0] != '\0') {
+        char ttl[16];
+        snprintf(ttl, sizeof(ttl), "%u", op->r->cfg.registrar.session_ttl);
+        op_header(op, "P2M-Session", op->session);
+        op_header(op, "P2M-Session-Expires", ttl);
+    }
+}
+
 void register_bound(op_t *op, int ok)
 {
     if (ok > 0) {
         char body[P2M_HOST_MAX + 16];
         p2m_hostport_format(op->relay_addr, op->port, body, sizeof(body));
-        if (op->session[0] != '\0') {
-            char ttl[16];
-            snprintf(ttl, sizeof(ttl), "%u", op->r->cfg.registrar.session_ttl);
-            op_header(op, "P2M-Session", op->session);
-            op_header(op, "P2M-Session-Expires", ttl);
-        }
+        session_headers(op);
         p2m_cmd_t cmd;
         if (p2m_cmd_stat(&cmd, "registrations") == 0)
             redis_send_nowait(op->r, &cmd);
@@ -151,7 +163,7 @@ void register_bound(op_t *op, int ok)
         return;
     }
     op_header(op, "Retry-After", "5");
-    respond_error(op, 503, "Service Unavailable", ok < 0 ? "relay did not answer" : "relay could not listen");
+    op_fail(op, 503, "Service Unavailable", ok < 0 ? "relay did not answer" : "relay could not listen");
 }
 
 static void on_lease(op_t *op, redisReply *rep)
@@ -168,7 +180,7 @@ static void on_lease(op_t *op, redisReply *rep)
     if (strcmp(status, "ok") != 0) {
         op_header(op, "Retry-After", "5");
         {
-            respond_error(op, 503, "Service Unavailable", strcmp(status, "norelay") == 0 ? "no relay is running" : "no free port");
+            op_fail(op, 503, "Service Unavailable", strcmp(status, "norelay") == 0 ? "no relay is running" : "no free port");
             return;
         }
     }
@@ -187,8 +199,8 @@ static void lease_request(op_t *op)
     p2m_cmd_t cmd;
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
-    if (p2m_cmd_lease_pre(&cmd, op->label, op->id, op->addr, (long long)time(NULL), op->r->cfg.registrar.preconnect_timeout,
-                          rnd & 0x7fffffff) != 0 ||
+    if (p2m_cmd_lease_pre(&cmd, op->label, op->proto, op->id, op->addr, (long long)time(NULL),
+                          op->r->cfg.registrar.preconnect_timeout, rnd & 0x7fffffff) != 0 ||
         redis_send(op->r, &cmd, on_lease, op) != 0)
         redis_down(op);
 }
@@ -214,19 +226,28 @@ static int settled(op_t *op, const char *status, const redisReply *rep)
     else if (strcmp(status, "badsession") == 0)
         fail_auth(op, "badsession", "session expired or revoked");
     else if (strcmp(status, "disabled") == 0)
-        respond_error(op, 403, "Forbidden", "pod disabled");
+        op_fail(op, 403, "Forbidden", "pod disabled");
     else if (strcmp(status, "notowner") == 0)
-        respond_error(op, 403, "Forbidden", "label not owned by this pod");
+        op_fail(op, 403, "Forbidden", "label not owned by this pod");
     else
         redis_down(op);
     return 1;
+}
+
+/* Authenticated and authorised: what the request came for. */
+static void authorized(op_t *op)
+{
+    if (op->kind == OP_REGISTER)
+        lease_request(op);
+    else
+        certificate_authorized(op);
 }
 
 static void on_commit(op_t *op, redisReply *rep)
 {
     int is_text = rep != NULL && (rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_STRING);
     if (!settled(op, is_text ? rep->str : NULL, rep))
-        lease_request(op);
+        authorized(op);
 }
 
 static void on_auth_lookup(op_t *op, redisReply *rep)
@@ -266,7 +287,7 @@ static void on_session_lookup(op_t *op, redisReply *rep)
         return;
     }
     snprintf(op->id, sizeof(op->id), "%s", pod);
-    lease_request(op);
+    authorized(op);
 }
 
 void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len)
@@ -275,12 +296,22 @@ void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, siz
     char err[P2M_ERR_LEN];
     if (p2m_label_normalize(label_part, label_len, op->label, err) != 0) {
         snprintf(op->label, sizeof(op->label), "-");
-        {
-            respond_error(op, 404, "Not Found", "no such label");
-            return;
-        }
+        op_fail(op, 404, "Not Found", "no such label");
+        return;
     }
+    if (p2m_register_body_parse(req->entity.base != NULL ? req->entity.base : "", req->entity.base != NULL ? req->entity.len : 0,
+                                &op->proto, err) != 0) {
+        op_fail(op, 400, "Bad Request", err);
+        return;
+    }
+    auth_start(op);
+}
 
+void auth_start(op_t *op)
+{
+    registrar_t *r = op->r;
+    h2o_req_t *req = op->req;
+    char err[P2M_ERR_LEN];
     ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (at < 0) {
         fail_auth(op, "noauth", "Authorization header missing");
@@ -294,10 +325,8 @@ void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, siz
     if (p2m_authhdr_parse(v.base, v.len, &op->auth, err) != 0) {
         char why[P2M_ERR_LEN + 32];
         snprintf(why, sizeof(why), "malformed Authorization: %s", err);
-        {
-            fail_auth(op, "badauth", why);
-            return;
-        }
+        fail_auth(op, "badauth", why);
+        return;
     }
 
     p2m_cmd_t cmd;

@@ -7,7 +7,9 @@
 #include "p2m/authhdr.h"
 #include "p2m/config.h"
 #include "p2m/err.h"
+#include "p2m/service.h"
 #include "p2m/store_cmd.h"
+#include "tls.h"
 
 struct redisAsyncContext;
 struct redisReply;
@@ -29,8 +31,7 @@ struct registrar {
     h2o_context_t h2o_ctx;
     h2o_accept_ctx_t accept_https, accept_http;
     SSL_CTX *ssl_ctx;
-    char *ca_pem;
-    size_t ca_pem_len;
+    tls_ca_t ca;
     uint16_t https_port; /* the port consumers reach HTTPS on, for HTTP -> HTTPS redirects */
 
     rconn_t cmd, sub;
@@ -45,7 +46,7 @@ struct registrar {
 /* The state of one request that needs Redis. Ops are malloc'd, never in the request pool: the
  * client may go away while a Redis reply is still due. req becomes NULL then (see op_guard in
  * http.c), and the op is freed when its pending callback or wait ends. */
-typedef enum { OP_REGISTER, OP_CONSUMER, OP_HEALTH, OP_METRICS } op_kind_t;
+typedef enum { OP_REGISTER, OP_CERTIFICATE, OP_CONSUMER, OP_TCP, OP_HEALTH, OP_METRICS } op_kind_t;
 
 struct op {
     registrar_t *r;
@@ -63,7 +64,10 @@ struct op {
     char relay_addr[P2M_HOST_MAX + 1];
     op_t *next_waiting;
     h2o_timeout_entry_t wait_entry;
-    h2o_iovec_t path; /* consumer: path and query, in the request pool */
+    h2o_iovec_t path;           /* consumer: path and query, in the request pool */
+    p2m_proto_t proto;          /* register: the service declared; consumer: the service chosen */
+    int plain_http;             /* consumer: the request came on the plain-HTTP listener */
+    struct X509_req_st *csr;    /* certificate: the checked request, freed with the op */
     char why[P2M_ERR_LEN + 32]; /* a refusal's reason while its strike is being counted */
 };
 
@@ -94,12 +98,25 @@ void redis_send_nowait(registrar_t *r, const p2m_cmd_t *cmd);
 void lease_wait(op_t *op, const char *relay, int announce);
 void lease_on_bound(registrar_t *r, uint16_t port, int ok, const char *reason);
 
-/* register.c */
+/* register.c: authentication (TOTP or session) for registrations and certificate requests */
 void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len);
 void register_bound(op_t *op, int ok);
+/* Authenticates op (its label, addr and the request's Authorization) and calls
+ * certificate_authorized(op) or answers 401/403/429/503 itself. */
+void auth_start(op_t *op);
+/* Answers a registration or certificate request with an error: logged, counted (fail:STATUS). */
+void op_fail(op_t *op, int status, const char *reason, const char *why);
+/* Adds the P2M-Session headers when op's TOTP authentication issued a credential. */
+void session_headers(op_t *op);
 
-/* redirect.c */
-void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label);
+/* certificate.c: POST /certificate/LABEL (PROTOCOL 4) */
+void certificate_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len);
+void certificate_authorized(op_t *op);
+
+/* redirect.c: consumers (PROTOCOL 2). plain_http: the request came on the HTTP listener. */
+void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label, int plain_http);
+/* GET /tcp/LABEL (PROTOCOL 2.2) */
+void tcp_port_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len);
 void redirect_bound(op_t *op, int ok);
 
 /* health.c */

@@ -139,47 +139,44 @@ static EVP_PKEY *read_key(const char *path)
     return k;
 }
 
-/* Makes the CA and the registrar certificate if either is missing. */
-static int ensure_files(const p2m_config_t *cfg, const char *ca_path, const char *ca_key_path, const char *crt_path,
-                        const char *key_path, char *err)
+/* A private key that group or others may read is refused: it signs every pod's certificate. */
+static int key_private(const char *what, const char *path, char *err)
 {
-    X509 *ca = NULL, *leaf = NULL;
-    EVP_PKEY *ca_key = NULL, *key = NULL;
-    int ret = -1;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return p2m_err(err, "%s %s: %s", what, path, strerror(errno));
+    if ((st.st_mode & 077) != 0)
+        return p2m_err(err, "%s %s: readable by group or others (mode %03o); chmod 600 it", what, path,
+                       (unsigned)(st.st_mode & 0777));
+    return 0;
+}
 
-    if (access(ca_path, R_OK) == 0 && access(ca_key_path, R_OK) == 0) {
-        if ((ca = read_cert(ca_path)) == NULL || (ca_key = read_key(ca_key_path)) == NULL) {
-            p2m_err(err, "%s or %s: unreadable PEM", ca_path, ca_key_path);
-            goto Exit;
-        }
-    } else {
-        if ((ca_key = EVP_EC_gen("P-256")) == NULL || (ca = make_cert(ca_key, "pipe2me CA", NULL, NULL, CA_DAYS, NULL)) == NULL) {
-            p2m_err(err, "creating the CA: %s", ssl_reason());
-            goto Exit;
-        }
-        if (write_pem(ca_key_path, 0600, emit_key, ca_key, err) != 0 || write_pem(ca_path, 0644, emit_cert, ca, err) != 0)
-            goto Exit;
-        p2m_log(P2M_LOG_INFO, "ca_created", "path=%s", ca_path);
-        unlink(crt_path); /* a new CA invalidates the old certificate */
+static int is_self_signed(X509 *x)
+{
+    return X509_check_issued(x, x) == X509_V_OK;
+}
+
+/* Appends cert's PEM to *buf (malloc'd, grown). */
+static int append_pem(char **buf, size_t *len, X509 *cert)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data;
+    if (bio == NULL || PEM_write_bio_X509(bio, cert) != 1) {
+        BIO_free(bio);
+        return -1;
     }
-    if (access(crt_path, R_OK) != 0 || access(key_path, R_OK) != 0) {
-        char san[2 * P2M_DOMAIN_MAX + 16];
-        snprintf(san, sizeof(san), "DNS:%s,DNS:*.%s", cfg->domain, cfg->domain);
-        if ((key = EVP_EC_gen("P-256")) == NULL || (leaf = make_cert(key, cfg->domain, ca, ca_key, LEAF_DAYS, san)) == NULL) {
-            p2m_err(err, "creating the registrar certificate: %s", ssl_reason());
-            goto Exit;
-        }
-        if (write_pem(key_path, 0600, emit_key, key, err) != 0 || write_pem(crt_path, 0644, emit_cert, leaf, err) != 0)
-            goto Exit;
-        p2m_log(P2M_LOG_INFO, "cert_created", "path=%s domain=%s", crt_path, cfg->domain);
+    long n = BIO_get_mem_data(bio, &data);
+    char *grown = realloc(*buf, *len + (size_t)n + 1);
+    if (grown == NULL) {
+        BIO_free(bio);
+        return -1;
     }
-    ret = 0;
-Exit:
-    X509_free(ca);
-    X509_free(leaf);
-    EVP_PKEY_free(ca_key);
-    EVP_PKEY_free(key);
-    return ret;
+    memcpy(grown + *len, data, (size_t)n);
+    *len += (size_t)n;
+    grown[*len] = '\0';
+    *buf = grown;
+    BIO_free(bio);
+    return 0;
 }
 
 static char *slurp(const char *path, size_t *len)
@@ -196,11 +193,136 @@ static char *slurp(const char *path, size_t *len)
     return buf;
 }
 
-SSL_CTX *tls_setup(const p2m_config_t *cfg, char **ca_pem, size_t *ca_pem_len, char *err)
+/* An operator's CA: ca_cert holds the signing CA first, then its issuers. Builds the chain that
+ * goes out with every issued certificate: the CA and its issuers, up to but not including a
+ * self-signed root (a client must already trust the root; sending it proves nothing). */
+static int load_operator_ca(const p2m_registrar_config_t *rc, tls_ca_t *ca, char *err)
+{
+    if (key_private("registrar.ca_key", rc->ca_key, err) != 0)
+        return -1;
+    FILE *f = fopen(rc->ca_cert, "r");
+    if (f == NULL)
+        return p2m_err(err, "registrar.ca_cert %s: %s", rc->ca_cert, strerror(errno));
+    X509 *x;
+    int n = 0, ret = -1;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        if (n++ == 0)
+            ca->cert = x;
+        if (!is_self_signed(x) && append_pem(&ca->chain, &ca->chain_len, x) != 0) {
+            if (x != ca->cert)
+                X509_free(x);
+            p2m_err(err, "out of memory");
+            goto Exit;
+        }
+        if (x != ca->cert)
+            X509_free(x);
+    }
+    ERR_clear_error(); /* the end of the file reads as an error */
+    if (ca->cert == NULL) {
+        p2m_err(err, "registrar.ca_cert %s: no PEM certificate", rc->ca_cert);
+        goto Exit;
+    }
+    if (X509_check_ca(ca->cert) < 1) {
+        p2m_err(err, "registrar.ca_cert %s: the first certificate is not a CA", rc->ca_cert);
+        goto Exit;
+    }
+    if ((ca->key = read_key(rc->ca_key)) == NULL) {
+        p2m_err(err, "registrar.ca_key %s: not a PEM private key", rc->ca_key);
+        goto Exit;
+    }
+    if (X509_check_private_key(ca->cert, ca->key) != 1) {
+        p2m_err(err, "registrar.ca_key %s: does not match registrar.ca_cert", rc->ca_key);
+        goto Exit;
+    }
+    if ((ca->pem = slurp(rc->ca_cert, &ca->pem_len)) == NULL) {
+        p2m_err(err, "registrar.ca_cert %s: %s", rc->ca_cert, strerror(errno));
+        goto Exit;
+    }
+    ret = 0;
+Exit:
+    fclose(f);
+    return ret;
+}
+
+/* The CA created on first start in state_dir: a self-signed root, so nothing goes with issued
+ * certificates. */
+static int load_own_ca(const char *ca_path, const char *ca_key_path, tls_ca_t *ca, char *err)
+{
+    if (access(ca_path, R_OK) == 0 && access(ca_key_path, R_OK) == 0) {
+        if (key_private("CA key", ca_key_path, err) != 0)
+            return -1;
+        if ((ca->cert = read_cert(ca_path)) == NULL || (ca->key = read_key(ca_key_path)) == NULL)
+            return p2m_err(err, "%s or %s: unreadable PEM", ca_path, ca_key_path);
+    } else {
+        if ((ca->key = EVP_EC_gen("P-256")) == NULL ||
+            (ca->cert = make_cert(ca->key, "pipe2me CA", NULL, NULL, CA_DAYS, NULL)) == NULL)
+            return p2m_err(err, "creating the CA: %s", ssl_reason());
+        if (write_pem(ca_key_path, 0600, emit_key, ca->key, err) != 0 || write_pem(ca_path, 0644, emit_cert, ca->cert, err) != 0)
+            return -1;
+        p2m_log(P2M_LOG_INFO, "ca_created", "path=%s", ca_path);
+    }
+    if ((ca->pem = slurp(ca_path, &ca->pem_len)) == NULL)
+        return p2m_err(err, "%s: %s", ca_path, strerror(errno));
+    return 0;
+}
+
+/* The leaf, then the CA's chain: what registrar.pem holds. */
+static int emit_leaf_chain(BIO *b, void *arg)
+{
+    void **pair = arg;
+    const tls_ca_t *ca = pair[1];
+    return PEM_write_bio_X509(b, pair[0]) == 1 &&
+                   (ca->chain_len == 0 || BIO_write(b, ca->chain, (int)ca->chain_len) == (int)ca->chain_len)
+               ? 1
+               : 0;
+}
+
+/* Makes the registrar's certificate for DOMAIN and *.DOMAIN when it is missing or was not issued
+ * by the current CA (the CA was replaced). */
+static int ensure_registrar_cert(const p2m_config_t *cfg, const tls_ca_t *ca, const char *crt_path, const char *key_path, char *err)
+{
+    X509 *leaf = NULL;
+    EVP_PKEY *key = NULL;
+    int ret = -1;
+    if (access(crt_path, R_OK) == 0 && access(key_path, R_OK) == 0 && (leaf = read_cert(crt_path)) != NULL &&
+        X509_check_issued(ca->cert, leaf) == X509_V_OK && X509_cmp_time(X509_get0_notAfter(leaf), NULL) > 0) {
+        ret = 0;
+        goto Exit;
+    }
+    X509_free(leaf);
+    char san[2 * P2M_DOMAIN_MAX + 16];
+    snprintf(san, sizeof(san), "DNS:%s,DNS:*.%s", cfg->domain, cfg->domain);
+    if ((key = EVP_EC_gen("P-256")) == NULL || (leaf = make_cert(key, cfg->domain, ca->cert, ca->key, LEAF_DAYS, san)) == NULL) {
+        p2m_err(err, "creating the registrar certificate: %s", ssl_reason());
+        goto Exit;
+    }
+    void *pair[2] = {leaf, (void *)ca};
+    if (write_pem(key_path, 0600, emit_key, key, err) != 0 || write_pem(crt_path, 0644, emit_leaf_chain, pair, err) != 0)
+        goto Exit;
+    p2m_log(P2M_LOG_INFO, "cert_created", "path=%s domain=%s", crt_path, cfg->domain);
+    ret = 0;
+Exit:
+    X509_free(leaf);
+    EVP_PKEY_free(key);
+    return ret;
+}
+
+void tls_ca_free(tls_ca_t *ca)
+{
+    X509_free(ca->cert);
+    EVP_PKEY_free(ca->key);
+    free(ca->pem);
+    free(ca->chain);
+    memset(ca, 0, sizeof(*ca));
+}
+
+SSL_CTX *tls_setup(const p2m_config_t *cfg, tls_ca_t *ca, char *err)
 {
     char ca_path[P2M_PATH_MAX + 32], ca_key_path[P2M_PATH_MAX + 32], crt_path[P2M_PATH_MAX + 32], key_path[P2M_PATH_MAX + 32];
+    const p2m_registrar_config_t *rc = &cfg->registrar;
     SSL_CTX *ctx = NULL;
 
+    memset(ca, 0, sizeof(*ca));
     if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
         p2m_err(err, "state_dir %s: %s", cfg->state_dir, strerror(errno));
         return NULL;
@@ -212,26 +334,32 @@ SSL_CTX *tls_setup(const p2m_config_t *cfg, char **ca_pem, size_t *ca_pem_len, c
         p2m_err(err, "state_dir: path too long");
         return NULL;
     }
-    if (ensure_files(cfg, ca_path, ca_key_path, crt_path, key_path, err) != 0)
-        return NULL;
+    if ((rc->ca_cert[0] != '\0' ? load_operator_ca(rc, ca, err) : load_own_ca(ca_path, ca_key_path, ca, err)) != 0)
+        goto Error;
+    if (rc->cert[0] != '\0') {
+        snprintf(crt_path, sizeof(crt_path), "%s", rc->cert);
+        snprintf(key_path, sizeof(key_path), "%s", rc->key);
+        if (key_private("registrar.key", key_path, err) != 0)
+            goto Error;
+    } else if (ensure_registrar_cert(cfg, ca, crt_path, key_path, err) != 0) {
+        goto Error;
+    }
 
     if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
         p2m_err(err, "SSL_CTX_new: %s", ssl_reason());
-        return NULL;
+        goto Error;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_use_certificate_chain_file(ctx, crt_path) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         p2m_err(err, "%s: %s", crt_path, ssl_reason());
-        SSL_CTX_free(ctx);
-        return NULL;
+        goto Error;
     }
     h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
-    if ((*ca_pem = slurp(ca_path, ca_pem_len)) == NULL) {
-        p2m_err(err, "%s: %s", ca_path, strerror(errno));
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
     return ctx;
+Error:
+    SSL_CTX_free(ctx);
+    tls_ca_free(ca);
+    return NULL;
 }

@@ -289,7 +289,8 @@ static int created_valid(const char *s)
     return n > 0 && n < 20 && strspn(s, "0123456789") == n;
 }
 
-/* Checks a lease read from Redis. Returns 0 and fills kind, label and addr, or -1 with why. */
+/* Checks a lease read from Redis. Returns 0 and fills kind, label (the service key, P2M_SERVICE_MAX
+ * + 1 bytes) and addr, or -1 with why. */
 static int lease_check(const lease_info_t *info, lease_kind_t *kind, char *label, peer_addr_t *addr, char *why)
 {
     if (strcmp(info->kind, "pre") == 0)
@@ -298,8 +299,9 @@ static int lease_check(const lease_info_t *info, lease_kind_t *kind, char *label
         *kind = LEASE_CONSUMER;
     else
         return p2m_err(why, "kind");
-    if (p2m_label_normalize(info->label, strlen(info->label), label, NULL) != 0)
-        return p2m_err(why, "label");
+    const char *service = info->service[0] != '\0' ? info->service : info->label;
+    if (p2m_service_normalize(service, strlen(service), label, NULL) != 0)
+        return p2m_err(why, "service");
     if (p2m_id_valid(info->pod, strlen(info->pod), NULL) != 0)
         return p2m_err(why, "pod");
     if (strlen(info->addr) >= PEER_ADDR_STRLEN || peer_addr_parse(info->addr, addr) != 0)
@@ -339,7 +341,7 @@ void ports_on_lease(relay_t *r, uint16_t port, const lease_info_t *info, int how
     }
 
     lease_kind_t kind = LEASE_PRE;
-    char label[P2M_LABEL_MAX + 1], why[P2M_ERR_LEN];
+    char label[P2M_SERVICE_MAX + 1], why[P2M_ERR_LEN];
     peer_addr_t addr;
     if (lease_check(info, &kind, label, &addr, why) != 0) {
         p2m_log(P2M_LOG_WARN, "lease_invalid", "lease=%u field=%s", (unsigned)port, why);

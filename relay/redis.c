@@ -283,6 +283,8 @@ static void on_lease_load(redisAsyncContext *ac, void *reply, void *priv)
             copy_field(info.kind, sizeof(info.kind), v);
         else if (strcmp(k->str, "label") == 0)
             copy_field(info.label, sizeof(info.label), v);
+        else if (strcmp(k->str, "service") == 0)
+            copy_field(info.service, sizeof(info.service), v);
         else if (strcmp(k->str, "pod") == 0)
             copy_field(info.pod, sizeof(info.pod), v);
         else if (strcmp(k->str, "addr") == 0)

@@ -22,6 +22,7 @@
 #include "p2m/config.h"
 #include "p2m/log.h"
 #include "p2m/loop.h"
+#include "p2m/service.h"
 #include "p2m/splice.h"
 
 #define RELAY_MAGIC 0x52454c59u  /* "RELY" */
@@ -56,8 +57,10 @@ typedef struct {
 
 /* --- labels (match.c) ----------------------------------------------------------------------- */
 
+/* A service (p2m/service.h): consumers are joined only to pre-connections of the same service key,
+ * "LABEL" (https), "LABEL:http" or "LABEL:tcp". Logs call it label. */
 struct label {
-    char name[P2M_LABEL_MAX + 1];
+    char name[P2M_SERVICE_MAX + 1];
     label_t *_hnext;
     unsigned refs;                   /* leases and tunnels naming it */
     tunnel_t *idle_head, *idle_tail; /* idle pre-connections, oldest first */
@@ -79,6 +82,7 @@ typedef struct {
     int present; /* the key existed */
     char kind[16];
     char label[P2M_LABEL_MAX + 1];
+    char service[P2M_SERVICE_MAX + 1]; /* "" in a lease written without one: the label's https service */
     char pod[P2M_ID_MAX + 1];
     char addr[P2M_HOST_MAX + 1];
     char relay[P2M_LABEL_MAX + 1];

@@ -194,21 +194,24 @@ expect_eq "" "$got" "a connection from another address to Q1 reads nothing"
 wait_until "the relay logs the refused consumer" relay_log_has "event=conn_refused lease=$Q1 kind=consumer label=web .*peer=127.0.0.2"
 expect_eq 1 "$(rcli HGET "p2m:idle:$NAME" web)" "the pre-connection is still idle"
 
-# ---------------------------------------------------------------- plain HTTP: 308 to HTTPS only
+# ---------------------------------------------------------------- plain HTTP (2.1)
 
+# web has only an https service: plain HTTP for the label is sent to it (an upgrade), on the
+# consumer port 127.0.0.1 already holds; the bare domain is sent to the registrar's HTTPS.
 hreq "http://web.pipe2me.localhost:$P2M_HTTP_PORT/p?q"
-expect_http 308 "plain HTTP GET for a label"
-expect_eq "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/p?q" "$(hdr location)" "308 Location for a label"
+expect_http 307 "plain HTTP GET for a label with an https service"
+expect_eq "https://web.pipe2me.localhost:$Q1/p?q" "$(hdr location)" "307 Location: the https service, same consumer port"
 hreq -X POST --data-binary 'x=1' "http://web.pipe2me.localhost:$P2M_HTTP_PORT/form"
-expect_http 308 "plain HTTP POST"
-expect_eq "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/form" "$(hdr location)" "308 Location for a POST"
+expect_http 307 "plain HTTP POST"
+expect_eq "https://web.pipe2me.localhost:$Q1/form" "$(hdr location)" "307 Location for a POST"
 hreq "$HTTP/_health"
 expect_http 308 "plain HTTP on the bare domain"
 expect_eq "https://pipe2me.localhost:$P2M_HTTPS_PORT/_health" "$(hdr location)" "308 Location for the bare domain"
 hreq "http://nosuch.pipe2me.localhost:$P2M_HTTP_PORT/a?b"
-expect_http 308 "plain HTTP for an unknown label (HTTP does not look labels up)"
-expect_eq "https://nosuch.pipe2me.localhost:$P2M_HTTPS_PORT/a?b" "$(hdr location)" "308 Location for an unknown label"
+expect_http 404 "plain HTTP for an unknown label"
 expect_eq 1 "$(rcli EXISTS "p2m:consumer:web:127.0.0.1")" "plain HTTP leased nothing new"
+REDIRECTS=$((REDIRECTS + 2)) # the two plain-HTTP 307s
+expect_eq 0 "$(rcli EXISTS "p2m:consumer:web:http:127.0.0.1")" "no http service, no http consumer port"
 hreq -H 'Host: evil.example' "$HTTP/p"
 expect_http 404 "plain HTTP for a foreign Host"
 has_hdr location && fail "plain HTTP redirects a foreign Host"$'\n'"$(resp_dump)"
@@ -242,7 +245,7 @@ expect_eq 1 "$(metric 'pipe2me_leases{kind="pre"}')" 'pipe2me_leases{kind="pre"}
 expect_eq 1 "$(metric "pipe2me_idle_preconnections{relay=\"$NAME\",label=\"web\"}")" "pipe2me_idle_preconnections for web"
 expect_eq 1 "$(metric pipe2me_relays)" pipe2me_relays
 expect_eq 1 "$(metric 'pipe2me_failures_total{reason="503"}')" 'pipe2me_failures_total{reason="503"}'
-expect_eq 1 "$(metric 'pipe2me_failures_total{reason="404"}')" 'pipe2me_failures_total{reason="404"}'
+expect_eq 2 "$(metric 'pipe2me_failures_total{reason="404"}')" 'pipe2me_failures_total{reason="404"}: an unknown label over HTTPS and over HTTP'
 # Prometheus text format: every sample is NAME[{LABELS}] VALUE of a family with HELP and TYPE.
 while IFS= read -r line; do
     case $line in

@@ -178,8 +178,8 @@ for h in DEMO.PIPE2ME.LOCALHOST "Demo.Pipe2me.Localhost:$P2M_HTTPS_PORT" demo.pi
         expect_match "^https://demo\\.pipe2me\\.localhost:[0-9]+/x\\?y=1\$" "$(hdr location)" "Location for Host $h"
     done
     hreq -H "Host: $h" "http://pipe2me.localhost:$P2M_HTTP_PORT/x?y=1"
-    expect_http 308 "plain HTTP Host $h"
-    expect_eq "https://demo.pipe2me.localhost:$P2M_HTTPS_PORT/x?y=1" "$(hdr location)" "308 Location for Host $h"
+    expect_http 307 "plain HTTP Host $h"
+    expect_match "^https://demo\\.pipe2me\\.localhost:[0-9]+/x\\?y=1\$" "$(hdr location)" "307 Location for Host $h"
 done
 
 # Raw requests curl will not send: no Host, an empty Host, absolute-form targets, bytes h2o
@@ -325,12 +325,22 @@ for value in "TOTP username=\"b16\\x00\", response=\"$(code b16)\"" "Bearer $SES
     p2m_ok
 done
 
-# ---------------------------------------------------------------- request bodies (1.1: ignored, bounded)
+# ---------------------------------------------------------------- request bodies (1.1: parsed, bounded)
 
 head -c 4096 /dev/zero | tr '\0' x >"$T/4k"
 head -c 1048576 /dev/zero | tr '\0' x >"$T/1m"
 hreq -X PUT -H "Authorization: Bearer $SESSION" --data-binary @"$T/4k" "$BASE/register/demo"
-expect_http 200 "a registration with a 4 KiB body (ignored)"
+expect_http 400 "a registration with a 4 KiB body"
+expect_eq "body: longer than 1024 bytes" "$(body)" "the 400 says why"
+printf '{"protocol":"https"}%1000s' '' >"$T/1k"
+hreq -X PUT -H "Authorization: Bearer $SESSION" --data-binary @"$T/1k" "$BASE/register/demo"
+expect_http 200 "a registration body of 1020 bytes, padded with spaces"
+for b in '{"protocol":"https"' '{"protocol":"https"}x' '{"protocol":"ftp"}' '{"protocol":"https","protocol":"https"}' \
+    $'{"protocol":"http\\u0000"}' '["https"]' '{"a":1}' 'https'; do
+    hreq -X PUT -H "Authorization: Bearer $SESSION" --data-binary "$b" "$BASE/register/demo"
+    expect_http 400 "a registration body $(printf '%q' "$b")"
+    expect_match '^(body|protocol)' "$(body)" "the 400 for $(printf '%q' "$b") names body or protocol"
+done
 for v in --http1.1 --http2; do
     # The registrar may answer before it has read the body and close; curl may then fail to send.
     rc=0

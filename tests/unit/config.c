@@ -124,7 +124,12 @@ static const char full_json[] = "{\n"
                                 "    \"consumer_ttl\": 12,\n"
                                 "    \"session_ttl\": 13,\n"
                                 "    \"auth_fail_limit\": 14,\n"
-                                "    \"auth_fail_window\": 15\n"
+                                "    \"auth_fail_window\": 15,\n"
+                                "    \"cert_lifetime\": 3600,\n"
+                                "    \"ca_cert\": \"/etc/pipe2me/ca.pem\",\n"
+                                "    \"ca_key\": \"/etc/pipe2me/ca-key.pem\",\n"
+                                "    \"cert\": \"/etc/pipe2me/wildcard.pem\",\n"
+                                "    \"key\": \"/etc/pipe2me/wildcard-key.pem\"\n"
                                 "  },\n"
                                 "  \"relay\": {\n"
                                 "    \"name\": \"relay-1\",\n"
@@ -156,6 +161,11 @@ static void check_full(const p2m_config_t *cfg)
     CHECK_EQ_INT(cfg->registrar.session_ttl, 13);
     CHECK_EQ_INT(cfg->registrar.auth_fail_limit, 14);
     CHECK_EQ_INT(cfg->registrar.auth_fail_window, 15);
+    CHECK_EQ_INT(cfg->registrar.cert_lifetime, 3600);
+    CHECK_EQ_STR(cfg->registrar.ca_cert, "/etc/pipe2me/ca.pem");
+    CHECK_EQ_STR(cfg->registrar.ca_key, "/etc/pipe2me/ca-key.pem");
+    CHECK_EQ_STR(cfg->registrar.cert, "/etc/pipe2me/wildcard.pem");
+    CHECK_EQ_STR(cfg->registrar.key, "/etc/pipe2me/wildcard-key.pem");
     CHECK_EQ_STR(cfg->relay.name, "relay-1");
     CHECK_EQ_INT(cfg->relay.ports.lo, 30000);
     CHECK_EQ_INT(cfg->relay.ports.hi, 30099);
@@ -367,6 +377,29 @@ static void test_errors(void)
     CHECK_CTX("empty input");
     if (CHECK_RC(parse_exact("", 0, &cfg, err), -1, err))
         CHECK(err[0] != '\0');
+
+    /* certificates: lifetime bounds, files in pairs */
+    const struct err_row certs[] = {
+        {"{\"registrar\": {\"cert_lifetime\": 59}}", 0, "registrar.cert_lifetime", "60"},
+        {"{\"registrar\": {\"cert_lifetime\": 0}}", 0, "registrar.cert_lifetime", NULL},
+        {"{\"registrar\": {\"cert_lifetime\": -1}}", 0, "registrar.cert_lifetime", NULL},
+        {"{\"registrar\": {\"cert_lifetime\": 34300801}}", 0, "registrar.cert_lifetime", NULL},
+        {"{\"registrar\": {\"cert_lifetime\": 86400.5}}", 0, "registrar.cert_lifetime", NULL},
+        {"{\"registrar\": {\"cert_lifetime\": \"30d\"}}", 0, "registrar.cert_lifetime", NULL},
+        {"{\"registrar\": {\"cert_lifetime\": 9223372036854775807}}", 0, "registrar.cert_lifetime", NULL},
+        {"{\"registrar\": {\"ca_cert\": \"/x/ca.pem\"}}", 0, "registrar.ca_key", "both"},
+        {"{\"registrar\": {\"ca_key\": \"/x/ca-key.pem\"}}", 0, "registrar.ca_cert", "both"},
+        {"{\"registrar\": {\"cert\": \"/x/c.pem\"}}", 0, "registrar.key", "both"},
+        {"{\"registrar\": {\"key\": \"/x/k.pem\"}}", 0, "registrar.cert", "both"},
+        {"{\"registrar\": {\"ca_cert\": \"\", \"ca_key\": \"/x\"}}", 0, "registrar.ca_cert", "empty"},
+        {"{\"registrar\": {\"ca_cert\": 1, \"ca_key\": \"/x\"}}", 0, "registrar.ca_cert", "string"},
+        {"{\"registrar\": {\"key\": \"/x\\u0000y\", \"cert\": \"/c\"}}", 0, "u0000", NULL},
+    };
+    run_err_rows("certs", certs, sizeof(certs) / sizeof(certs[0]));
+    CHECK_CTX("cert_lifetime 60 and 34300800");
+    CHECK_RC(parse_str("{\"registrar\": {\"cert_lifetime\": 60}}", &cfg, err), 0, err);
+    CHECK_RC(parse_str("{\"registrar\": {\"cert_lifetime\": 34300800}}", &cfg, err), 0, err);
+    CHECK_CTX(NULL);
 
     /* invalid JSON says where */
     const struct err_row syntax[] = {

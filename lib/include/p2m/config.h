@@ -23,6 +23,13 @@ typedef struct {
     unsigned session_ttl;        /* registrar.session_ttl: s a Bearer session credential lives */
     unsigned auth_fail_limit;    /* registrar.auth_fail_limit: failed attempts per ID or address ... */
     unsigned auth_fail_window;   /* registrar.auth_fail_window: ... in this many seconds, then 429 */
+    unsigned cert_lifetime;      /* registrar.cert_lifetime: s a pod certificate is valid (PROTOCOL 4.3) */
+    /* Operator-supplied PEM files; "" = created in state_dir on first start. ca_cert/ca_key are
+     * both set or both empty, cert/key likewise. */
+    char ca_cert[P2M_PATH_MAX + 1]; /* registrar.ca_cert: the signing CA, then its issuers up to the root */
+    char ca_key[P2M_PATH_MAX + 1];  /* registrar.ca_key: its private key */
+    char cert[P2M_PATH_MAX + 1];    /* registrar.cert: the chain for DOMAIN and *.DOMAIN (e.g. from ACME) */
+    char key[P2M_PATH_MAX + 1];     /* registrar.key: its private key */
 } p2m_registrar_config_t;
 
 typedef struct {

@@ -27,6 +27,10 @@ int p2m_proto_parse(const char *s, size_t len, p2m_proto_t *proto, char *err);
  * normalized already. */
 void p2m_service_key(const char *label, p2m_proto_t proto, char *out);
 
+/* Checks s[0..len) as a service key (a label, optionally ":http" or ":tcp") and writes it
+ * normalized (label lower-cased) to out (P2M_SERVICE_MAX + 1 bytes). Returns 0 or -1 with err. */
+int p2m_service_normalize(const char *s, size_t len, char *out, char *err);
+
 /* Parses the body of PUT /register/LABEL: empty (or only white space) means https; otherwise a
  * JSON object of at most P2M_REGISTER_BODY_MAX bytes whose only key is "protocol", a string.
  * Returns 0 with *proto, or -1 with a one-line reason in err naming what is wrong. */

@@ -19,15 +19,18 @@
  *                                    credentials carry the epoch they were issued under)
  *   p2m:pod:ID:labels        set     the labels pod ID owns
  *   p2m:labels               hash    LABEL -> owning pod ID (a label has one owner)
- *   p2m:lease:PORT           hash    kind ("pre"|"consumer"), label, pod, addr (the only peer
+ *   p2m:lease:PORT           hash    kind ("pre"|"consumer"), label, service (the service key,
+ *                                    p2m/service.h: "LABEL", "LABEL:http", "LABEL:tcp"; the relay
+ *                                    joins a consumer only to a pre-connection of the same
+ *                                    service), pod, addr (the only peer
  *                                    address the relay accepts on PORT), relay (NAME), created
  *                                    (unix s), state ("pending"|"bound"); has a TTL: a crashed
  *                                    process leaks no port past it
- *   p2m:consumer:LABEL:ADDR  string  the consumer port leased for ADDR and LABEL (TTL as the lease)
+ *   p2m:consumer:SERVICE:ADDR string the consumer port leased for ADDR and SERVICE (TTL as the lease)
  *   p2m:relays               set     relay names (stale ones are pruned when their hash is gone)
  *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started; TTL 15 s, heartbeat 5 s
- *   p2m:idle:NAME            hash    LABEL -> idle pre-connections held by relay NAME
- *   p2m:stats:relay:NAME     hash    LABEL:bytes_in, LABEL:bytes_out, LABEL:conns
+ *   p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME
+ *   p2m:stats:relay:NAME     hash    SERVICE:bytes_in, SERVICE:bytes_out, SERVICE:conns
  *   p2m:portbusy:NAME:PORT   string  PORT could not be bound on relay NAME; TTL 60 s
  *   p2m:totp:ID:STEP         string  a TOTP step already used by pod ID; TTL 5 steps (replay)
  *   p2m:session:DIGEST       hash    pod, label, epoch; TTL registrar.session_ttl

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "p2m/service.h"
+
 /* Commands for programs that talk to Redis asynchronously (the registrar). Each builder fills a
  * p2m_cmd_t with an argv for redisAsyncCommandArgv(); the keys and scripts are spelled in
  * store_cmd.c, next to store.c, so that the schema documented in store.h has one owner. Every
@@ -41,17 +43,20 @@ int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, uin
  * revoked), {"disabled"}, {"notowner"} or {"ok", POD}. */
 int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, unsigned limit);
 
-/* Leases a pre-connection port on a live relay for label/pod, peer addr, ttl seconds. rand picks
- * the relay and the first port probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS}, {"norelay"} or
- * {"noport"}. */
-int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, const char *pod, const char *addr, long long now, unsigned ttl,
-                      uint32_t rand);
+/* Leases a pre-connection port on a live relay for the service (label, proto) of pod, peer addr,
+ * ttl seconds. rand picks the relay and the first port probed. Reply: {"ok", PORT, RELAY,
+ * RELAY_ADDRESS}, {"norelay"} or {"noport"}. */
+int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
+                      unsigned ttl, uint32_t rand);
 
-/* Finds or leases the consumer port for (label, addr). Reply: {"unknown"} (no pod owns label),
- * {"noidle"} (no idle pre-connection on any live relay), {"noport"}, or
- * {"ok", PORT, RELAY_ADDRESS, RELAY, STATE} where STATE is "0" (existing and bound: redirect now),
- * "1" (new: announce it to the relay and wait) or "2" (another request announced it: wait). */
-int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const char *addr, long long now, unsigned ttl, uint32_t rand);
+/* Finds or leases the consumer port for addr and the first of label's services protos[0..n) that
+ * has an idle pre-connection. Reply: {"unknown"} (no pod owns label), {"noidle"} (none of them has
+ * an idle pre-connection on any live relay), {"noport"}, or
+ * {"ok", PORT, RELAY_ADDRESS, RELAY, STATE, SERVICE} where STATE is "0" (existing and bound:
+ * redirect now), "1" (new: announce it to the relay and wait) or "2" (another request announced
+ * it: wait), and SERVICE is the chosen service key. */
+int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
+                           long long now, unsigned ttl, uint32_t rand);
 
 /* Ends the lease on port if it is still in state pending (a relay never answered). Reply: integer. */
 int p2m_cmd_lease_abandon(p2m_cmd_t *c, uint16_t port);

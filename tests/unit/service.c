@@ -1,0 +1,149 @@
+/* Unit tests for lib/service.c: protocol names, service keys, and the registration body parser
+ * with hostile bodies (PROTOCOL.md 1.1). */
+
+#include "check.h"
+#include "p2m/err.h"
+#include "p2m/service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Parses len bytes from a heap block of exactly that size, so that ASan flags any read past it. */
+static int parse_exact(const char *body, size_t len, p2m_proto_t *proto, char *err)
+{
+    char *p = malloc(len == 0 ? 1 : len);
+    if (p == NULL)
+        abort();
+    memcpy(p, body, len);
+    err[0] = '\0';
+    int rc = p2m_register_body_parse(p, len, proto, err);
+    free(p);
+    return rc;
+}
+
+struct body_row {
+    const char *body;
+    size_t len; /* 0: strlen */
+    int rc;
+    p2m_proto_t proto; /* on success */
+    const char *want;  /* on failure: must appear in err */
+};
+
+static void test_body(void)
+{
+    static char big[P2M_REGISTER_BODY_MAX + 2], exact[P2M_REGISTER_BODY_MAX + 1], deep[P2M_REGISTER_BODY_MAX + 1];
+    /* {"protocol":"http"} padded with spaces to exactly the limit, and one byte over */
+    memset(exact, ' ', P2M_REGISTER_BODY_MAX);
+    memcpy(exact, "{\"protocol\":\"http\"}", 19);
+    memset(big, ' ', P2M_REGISTER_BODY_MAX + 1);
+    memcpy(big, "{\"protocol\":\"http\"}", 19);
+    for (size_t i = 0; i < P2M_REGISTER_BODY_MAX; i++)
+        deep[i] = i < P2M_REGISTER_BODY_MAX / 2 ? '[' : ']';
+
+    const struct body_row rows[] = {
+        {"", 0, 0, P2M_PROTO_HTTPS, NULL},
+        {" \r\n\t", 0, 0, P2M_PROTO_HTTPS, NULL},
+        {"{}", 0, 0, P2M_PROTO_HTTPS, NULL},
+        {"{\"protocol\":\"https\"}", 0, 0, P2M_PROTO_HTTPS, NULL},
+        {"{\"protocol\":\"http\"}", 0, 0, P2M_PROTO_HTTP, NULL},
+        {"{\"protocol\":\"tcp\"}", 0, 0, P2M_PROTO_TCP, NULL},
+        {"\n{ \"protocol\" : \"tcp\" }\n", 0, 0, P2M_PROTO_TCP, NULL},
+        {exact, P2M_REGISTER_BODY_MAX, 0, P2M_PROTO_HTTP, NULL},
+        {big, P2M_REGISTER_BODY_MAX + 1, -1, 0, "longer than 1024"},
+        {"{\"protocol\":\"HTTP\"}", 0, -1, 0, "protocol"},
+        {"{\"protocol\":\"udp\"}", 0, -1, 0, "protocol"},
+        {"{\"protocol\":\"\"}", 0, -1, 0, "protocol"},
+        {"{\"protocol\":\"http \"}", 0, -1, 0, "protocol"},
+        {"{\"protocol\":\"http\\u0000\"}", 0, -1, 0, "not JSON"},
+        {"{\"protocol\":1}", 0, -1, 0, "protocol"},
+        {"{\"protocol\":null}", 0, -1, 0, "protocol"},
+        {"{\"protocol\":[\"http\"]}", 0, -1, 0, "protocol"},
+        {"{\"protocol\":\"http\",\"protocol\":\"https\"}", 0, -1, 0, "not JSON"},
+        {"{\"protocol\":\"http\",\"x\":1}", 0, -1, 0, "unknown key"},
+        {"{\"Protocol\":\"http\"}", 0, -1, 0, "unknown key"},
+        {"{\"\\u001b[31m\":1}", 0, -1, 0, "unknown key (5 bytes)"},
+        {"\"http\"", 0, -1, 0, "not JSON"}, /* jansson decodes only arrays and objects by default */
+        {"[\"http\"]", 0, -1, 0, "expected a JSON object"},
+        {"protocol=http", 0, -1, 0, "not JSON"},
+        {"{\"protocol\":\"http\"} {}", 0, -1, 0, "not JSON"},
+        {"{\"protocol\":\"http\"", 0, -1, 0, "not JSON"},
+        {"{\"protocol\":\"http\"}\0", 20, -1, 0, "not JSON"},
+        {"\xef\xbb\xbf{}", 0, -1, 0, "not JSON"},
+        {"{\"protocol\":\"\xff\"}", 0, -1, 0, "not JSON"},
+        {deep, P2M_REGISTER_BODY_MAX, -1, 0, "expected a JSON object"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct body_row *r = &rows[i];
+        size_t len = r->len != 0 ? r->len : strlen(r->body);
+        p2m_proto_t proto = (p2m_proto_t)99;
+        char err[P2M_ERR_LEN];
+        CHECK_CTX("body row %zu %s", i, check_bytes(r->body, len > 60 ? 60 : len));
+        int rc = parse_exact(r->body, len, &proto, err);
+        if (!CHECK_RC(rc, r->rc, err))
+            continue;
+        if (rc == 0) {
+            CHECK_EQ_INT(proto, r->proto);
+        } else {
+            CHECK_MSG(strstr(err, r->want) != NULL, "err \"%s\" does not contain \"%s\"", err, r->want);
+            CHECK_MSG(strchr(err, '\n') == NULL && strchr(err, '\x1b') == NULL, "err has a control byte: %s",
+                      check_bytes(err, strlen(err)));
+        }
+    }
+    CHECK_CTX(NULL);
+}
+
+static void test_names(void)
+{
+    p2m_proto_t p;
+    char err[P2M_ERR_LEN];
+    CHECK_EQ_STR(p2m_proto_name(P2M_PROTO_HTTPS), "https");
+    CHECK_EQ_STR(p2m_proto_name(P2M_PROTO_HTTP), "http");
+    CHECK_EQ_STR(p2m_proto_name(P2M_PROTO_TCP), "tcp");
+    CHECK_EQ_STR(p2m_proto_name((p2m_proto_t)7), "?");
+    CHECK_RC(p2m_proto_parse("tcp", 3, &p, err), 0, err);
+    CHECK_EQ_INT(p, P2M_PROTO_TCP);
+    CHECK_RC(p2m_proto_parse("tc", 2, &p, err), -1, err);
+    CHECK_RC(p2m_proto_parse("tcpx", 4, &p, err), -1, err);
+    CHECK_RC(p2m_proto_parse("http\0", 5, &p, err), -1, err);
+    CHECK_RC(p2m_proto_parse("", 0, &p, err), -1, err);
+
+    char key[P2M_SERVICE_MAX + 1], label[P2M_LABEL_MAX + 1];
+    p2m_service_key("demo", P2M_PROTO_HTTPS, key);
+    CHECK_EQ_STR(key, "demo");
+    p2m_service_key("demo", P2M_PROTO_HTTP, key);
+    CHECK_EQ_STR(key, "demo:http");
+    memset(label, 'z', P2M_LABEL_MAX);
+    label[P2M_LABEL_MAX] = '\0';
+    p2m_service_key(label, P2M_PROTO_HTTPS, key);
+    CHECK_EQ_INT(strlen(key), P2M_LABEL_MAX);
+    p2m_service_key(label, P2M_PROTO_HTTP, key);
+    CHECK_EQ_INT(strlen(key), P2M_LABEL_MAX + 5);
+    p2m_service_key(label, P2M_PROTO_TCP, key);
+    CHECK_EQ_INT(strlen(key), P2M_LABEL_MAX + 4);
+
+    static const struct {
+        const char *in;
+        const char *out; /* NULL: refused */
+    } keys[] = {
+        {"demo", "demo"},         {"Demo:http", "demo:http"},
+        {"demo:tcp", "demo:tcp"}, {"demo:https", NULL},
+        {"demo:", NULL},          {":http", NULL},
+        {"demo:HTTP", NULL},      {"demo:http:x", NULL},
+        {"de mo", NULL},          {"-demo:tcp", NULL},
+        {"demo:tcp\n", NULL},     {"", NULL},
+    };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        CHECK_CTX("service key %s", check_bytes(keys[i].in, strlen(keys[i].in)));
+        int rc = p2m_service_normalize(keys[i].in, strlen(keys[i].in), key, err);
+        if (CHECK_RC(rc, keys[i].out != NULL ? 0 : -1, err) && rc == 0)
+            CHECK_EQ_STR(key, keys[i].out);
+    }
+    CHECK_CTX(NULL);
+}
+
+int main(void)
+{
+    test_body();
+    test_names();
+    return check_done("service");
+}
