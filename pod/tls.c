@@ -234,7 +234,7 @@ struct tls_tunnel {
     /* What the last call of each kind waits for: SSL_ERROR_WANT_READ, _WANT_WRITE, or 0 (none). */
     int hs_want, rd_want, wr_want, sd_want;
     size_t wr_len; /* an SSL_write to repeat with this many bytes of out, 0 when none is pending */
-    int pumping;   /* inside tls_pump(): tls_tunnel_joined() only marks */
+    int pumping;   /* inside tls_run(): tls_tunnel_joined() leaves the work to it */
     char why[160]; /* the reason for the close a step asked for */
     p2m_loop_timer_t hs_timer, again;
     tls_buf_t in, out;
@@ -254,7 +254,8 @@ static size_t buf_len(const tls_buf_t *b)
     return b->end - b->start;
 }
 
-/* Room at the end, moving the waiting bytes to the front when that makes room. */
+/* Room at the end, moving the waiting bytes to the front when that makes room (also the bytes of
+ * an SSL_write to repeat: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows it). */
 static size_t buf_room(tls_buf_t *b)
 {
     if (b->start == b->end) {

@@ -245,6 +245,7 @@ typedef struct {
     size_t raw_len;            /* ... of this length */
     int tls11;                 /* client: offer TLS 1.1 only */
     int tls12;                 /* client: TLS 1.2 at most */
+    int tcp_end;               /* client: end with a TCP FIN, without close_notify */
     SSL_SESSION *resume;       /* client: resume this session (not owned) */
     const unsigned char *alpn; /* client: the ALPN offer, wire format (NULL: none) */
     unsigned alpn_len;
@@ -444,6 +445,10 @@ static void *client_main(void *arg)
                         goto Out;
                     }
                 }
+            } else if (c->tcp_end) {
+                shutdown(c->fd, SHUT_WR);
+                ended = 1;
+                moved = 1;
             } else {
                 ERR_clear_error();
                 int r = SSL_shutdown(ssl);
@@ -868,6 +873,17 @@ static void test_half_close(void)
     b.local.seed = 14;
     run(&b);
     check_clean(&b, 2000, 500);
+
+    CHECK_CTX("consumer TCP end of stream without close_notify: the local service sees the end, the reply gets through");
+    run_t d = {.expect_local = 1};
+    d.client.send_len = 1500;
+    d.client.seed = 15;
+    d.client.tcp_end = 1;
+    d.local.send_len = 70000;
+    d.local.seed = 16;
+    d.local.wait_eof = 1;
+    run(&d);
+    check_clean(&d, 1500, 70000);
 
     CHECK_CTX("nothing either way");
     run_t c = {.expect_local = 1};
