@@ -479,7 +479,7 @@ static struct bad bad_flipped(const char *what, size_t from_end, const char *rea
     return (struct bad){what, pem, strlen(pem), reason};
 }
 
-/* The DER of a good request with the last byte of its CN changed, re-PEMed. */
+/* The DER of a good request with the first letter of its CN upper-cased after signing, re-PEMed. */
 static struct bad bad_cn_altered(void)
 {
     struct spec s = {.key = k_p256, .cn = NAME};
@@ -513,7 +513,8 @@ static struct bad bad_der(const char *what, void (*edit)(unsigned char **der, in
 /* two bytes after the outer SEQUENCE */
 static void append_bytes(unsigned char **der, int *len)
 {
-    *der = OPENSSL_realloc(*der, (size_t)*len + 2);
+    if ((*der = OPENSSL_realloc(*der, (size_t)*len + 2)) == NULL)
+        die("realloc");
     (*der)[(*len)++] = 0x05;
     (*der)[(*len)++] = 0x00;
 }
