@@ -137,8 +137,16 @@ static int run_register(const pod_args_t *a)
         goto Exit;
     }
     status_ok = 1;
-    p2m_log(P2M_LOG_INFO, "started", "id=%s label=%s registrar=%s forward=%s pool=%u max_tunnels=%u", a->id, a->label, a->registrar,
-            pod.fwd_str, a->pool, pod.max_tunnels);
+    p2m_log(P2M_LOG_INFO, "started", "id=%s label=%s registrar=%s forward=%s pool=%u max_tunnels=%u protocol=%s tls_terminate=%s",
+            a->id, a->label, a->registrar, pod.fwd_str, a->pool, pod.max_tunnels, p2m_proto_name(a->proto),
+            a->tls_terminate ? "yes" : "no");
+    /* --tls-terminate: the certificate first (after status_start(), which keeps a second pod off
+     * DIR); no pre-connection opens before it is in place (reg_start() waits for pod.tls_ctx). */
+    if (a->tls_terminate && cert_start(&pod, err) != 0) {
+        fprintf(stderr, "pipe2me-pod: %s\n", err);
+        ret = 2;
+        goto Exit;
+    }
     pool_refill(&pod);
     if (p2m_loop_run(pod.loop) != 0) {
         P2M_LOG_ERR("loop_failed", "error=\"%s\"", strerror(errno));
@@ -152,6 +160,7 @@ Exit:
         pool_close_all(&pod);
         if (status_ok)
             status_stop(&pod); /* before reg_free(): it reports the registrar's state */
+        cert_stop(&pod);       /* before reg_free(): it cancels its requests */
         reg_free(&pod);
         p2m_loop_reap(pod.loop);
     }

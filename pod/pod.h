@@ -235,6 +235,20 @@ unsigned reg_inflight(const pod_t *pod);
 /* The registrar's state, for status. */
 pod_health_t reg_health(const pod_t *pod);
 
+/* What register.c requests: PUT /register/LABEL for the pool; for cert.c, POST /certificate/LABEL
+ * and GET /cacert. */
+typedef enum { REG_REGISTER = 0, REG_CERT, REG_CACERT } reg_kind_t;
+
+/* Asks for a certificate (kind REG_CERT, with csr: len bytes of PEM, copied; it replaces the CSR of
+ * a request not started yet) or for the CA (REG_CACERT, csr NULL). The request starts as soon as
+ * the registrar's holds and the credential allow (Bearer when a session is held, else TOTP under
+ * the step rule, before any waiting registration); a request of that kind already in flight is not
+ * repeated. The answer comes to cert_fetched(). */
+void reg_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len);
+
+/* Forgets what reg_fetch() asked for and aborts those requests in flight (no cert_fetched()). */
+void reg_fetch_cancel(pod_t *pod);
+
 /* --- pool.c --------------------------------------------------------------------------------- */
 
 /* Sizes the pipe pool (pod->pipes) and the tunnel limit from the descriptor limit, and prepares
@@ -336,6 +350,15 @@ int cert_start(pod_t *pod, char *err);
 
 /* Stops the timer and any request in flight, frees pod->tls_ctx. */
 void cert_stop(pod_t *pod);
+
+/* register.c's answer to reg_fetch(kind): on 200, body holds len bytes (NUL-terminated, borrowed
+ * for the call) and reason is NULL; on failure body is NULL, status is the HTTP status (0: no
+ * response), reason one printable line and retry_ms how long register.c holds its requests (0:
+ * not held, e.g. a 400 for the CSR). May call reg_fetch() again. */
+void cert_fetched(pod_t *pod, reg_kind_t kind, long status, const char *body, size_t len, const char *reason, unsigned retry_ms);
+
+/* The current certificate's notAfter (unix seconds), 0 when none is installed. For status. */
+long long cert_not_after(const pod_t *pod);
 
 /* --- tls.c (--tls-terminate) ---------------------------------------------------------------- */
 

@@ -1,24 +1,31 @@
-/* PUT {registrar}/register/LABEL (docs/PROTOCOL.md 1) with libcurl's multi interface on the p2m
- * loop: curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and when to call it back
- * (CURLMOPT_TIMERFUNCTION); we call curl_multi_socket_action() from the loop's callbacks. curl
- * resolves names with its threaded resolver, so nothing here blocks the loop.
+/* The pod's requests to the registrar with libcurl's multi interface on the p2m loop: PUT
+ * {registrar}/register/LABEL (docs/PROTOCOL.md 1) for the pool, and for cert.c POST
+ * /certificate/LABEL (PROTOCOL 4) and GET /cacert. curl tells us which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION) and when to call it back (CURLMOPT_TIMERFUNCTION); we call
+ * curl_multi_socket_action() from the loop's callbacks. curl resolves names with its threaded
+ * resolver, so nothing here blocks the loop. All three kinds go through one request path.
  *
- * Credentials: the first registration uses TOTP and returns a session credential (P2M-Session),
- * presented as Bearer until it expires or a 401 says it is dead. A TOTP code is accepted once per
- * 30-second step, so a TOTP registration is never sent twice in one step: the second waits for the
- * next step rather than burn a 401 (which the registrar counts toward its 429 lockout). With
- * --state-dir the last step used is kept in DIR/totp-step, so that a restarted pod does not reuse it.
- * Only one TOTP request is in flight at a time; with a session, up to REG_PARALLEL.
+ * Credentials: the first authenticated request (a registration or a certificate) uses TOTP and
+ * returns a session credential (P2M-Session), presented as Bearer until it expires or a 401 says
+ * it is dead. A TOTP code is accepted once per 30-second step, so a TOTP request is never sent
+ * twice in one step: the second waits for the next step rather than burn a 401 (which the
+ * registrar counts toward its 429 lockout). With --state-dir the last step used is kept in
+ * DIR/totp-step, so that a restarted pod does not reuse it. Only one TOTP request is in flight at
+ * a time, and nothing else that needs the credential; with a session, up to REG_PARALLEL.
  *
- * Failures hold all registrations: 429 and 503 for Retry-After, others for an exponential backoff
- * with jitter. State changes are logged once (registrar_down, registrar_up); the attempts in
- * between at debug level. Neither the secret, the TOTP codes nor the session credential are logged. */
+ * Failures hold all requests: 429 and 503 for Retry-After, others for an exponential backoff with
+ * jitter, except a 400 to a certificate request (the CSR is at fault, not the registrar). State
+ * changes are logged once (registrar_down, registrar_up); the attempts in between at debug level.
+ * Certificate outcomes go to cert_fetched(), which logs them. Neither the secret, the TOTP codes
+ * nor the session credential are logged. */
 #include "pod.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +43,8 @@
 #define REG_PARALLEL 8          /* Bearer registrations in flight at once, multiplexed on one HTTP/2 connection */
 #define REG_SESSION_MAX 128     /* PROTOCOL 1.1 */
 #define REG_BODY_MAX 256        /* ADDRESS:PORT, or a one-line reason */
-#define REG_BODY_LIMIT 4096     /* a longer response is aborted */
+#define REG_BODY_LIMIT 4096     /* a longer registration response is aborted */
+#define REG_PEM_MAX 65536       /* a certificate chain or /cacert: a longer one is aborted */
 #define REG_RETRY_AFTER_DEFAULT 60
 #define REG_RETRY_AFTER_MAX 3600
 #define REG_CONNECT_TIMEOUT_MS 5000L
@@ -46,6 +54,22 @@
 typedef struct req req_t;
 typedef struct csock csock_t;
 
+typedef enum { AUTH_NONE = 0, AUTH_TOTP, AUTH_BEARER } auth_t;
+
+/* What each kind of request is. */
+static const struct {
+    const char *name;   /* for log lines */
+    const char *method; /* NULL for GET */
+    const char *type;   /* Content-Type of the request body */
+    int auth;
+    size_t body_max; /* bytes of the response kept */
+    size_t body_limit;
+} kinds[] = {
+    [REG_REGISTER] = {"register", "PUT", "application/json", 1, REG_BODY_MAX, REG_BODY_LIMIT},
+    [REG_CERT] = {"certificate", "POST", "application/pkcs10", 1, REG_PEM_MAX, REG_PEM_MAX},
+    [REG_CACERT] = {"cacert", NULL, NULL, 0, REG_PEM_MAX, REG_PEM_MAX},
+};
+
 struct reg {
     uint32_t magic;
     pod_t *pod;
@@ -54,15 +78,23 @@ struct reg {
     p2m_loop_timer_t hold;       /* no request until it fires */
     backoff_t bo;
     pod_health_t health;
-    char last_failure[64]; /* the failure last logged at warn or error: repeats go to debug */
-    char url[P2M_URL_MAX + P2M_LABEL_MAX + 16];
-    char step_path[POD_PATH_MAX + 16];    /* "" without --state-dir */
-    char session_path[POD_PATH_MAX + 16]; /* "" without --state-dir */
+    char last_failure[64];                         /* the failure last logged at warn or error: repeats go to debug */
+    char url[3][P2M_URL_MAX + P2M_LABEL_MAX + 16]; /* by reg_kind_t */
+    char reg_body[64];                             /* {"protocol":"NAME"} */
+    char step_path[POD_PATH_MAX + 16];             /* "" without --state-dir */
+    char session_path[POD_PATH_MAX + 16];          /* "" without --state-dir */
 
     req_t *reqs;
-    unsigned inflight;
+    unsigned inflight; /* registrations */
+    unsigned nauth;    /* requests that carry the credential (registrations, certificates) */
     int totp_inflight;
     uint64_t step_used; /* last TOTP step a request may have consumed */
+
+    /* cert.c's requests: asked for (want), in flight (cur); the CSR of the next certificate request */
+    int want[3];
+    req_t *cur[3];
+    char *csr;
+    size_t csr_len;
 
     char session[REG_SESSION_MAX + 1]; /* "" when none */
     uint64_t session_until;            /* loop ms */
@@ -73,11 +105,12 @@ struct reg {
 struct req {
     uint32_t magic;
     reg_t *reg;
+    reg_kind_t kind;
     CURL *easy;
     struct curl_slist *headers;
-    int bearer;
+    auth_t auth;
     uint64_t step, prev_step; /* TOTP: the step used, and step_used before it */
-    char body[REG_BODY_MAX + 1];
+    char *body;               /* kinds[kind].body_max + 1 bytes */
     size_t body_len, body_total;
     char session[REG_SESSION_MAX + 1];
     unsigned session_ttl;
@@ -315,10 +348,13 @@ static void on_curl_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
     reg_check_done(reg);
 }
 
+static void reg_pump(reg_t *reg);
+
 static void on_hold(p2m_loop_t *loop, p2m_loop_timer_t *t)
 {
     (void)loop;
     reg_t *reg = reg_check((reg_t *)((char *)t - offsetof(reg_t, hold)));
+    reg_pump(reg);
     pool_refill(reg->pod);
 }
 
@@ -329,9 +365,9 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     req_t *req = userp;
     size_t len = size * n;
     req->body_total += len;
-    if (req->body_total > REG_BODY_LIMIT)
+    if (req->body_total > kinds[req->kind].body_limit)
         return 0; /* aborts: no registrar answers that much */
-    size_t room = REG_BODY_MAX - req->body_len;
+    size_t room = kinds[req->kind].body_max - req->body_len;
     size_t take = len < room ? len : room;
     memcpy(req->body + req->body_len, data, take);
     req->body_len += take;
@@ -395,12 +431,6 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
-static size_t on_upload(char *buf, size_t size, size_t n, void *userp)
-{
-    (void)buf, (void)size, (void)n, (void)userp;
-    return 0; /* the request has no body */
-}
-
 static void req_free(req_t *req)
 {
     reg_t *reg = req->reg;
@@ -418,38 +448,59 @@ static void req_free(req_t *req)
         reg->reqs = req->next;
     if (req->next != NULL)
         req->next->prev = req->prev;
-    reg->inflight--;
-    if (!req->bearer)
+    if (req->kind == REG_REGISTER)
+        reg->inflight--;
+    else if (reg->cur[req->kind] == req)
+        reg->cur[req->kind] = NULL;
+    if (req->auth != AUTH_NONE)
+        reg->nauth--;
+    if (req->auth == AUTH_TOTP)
         reg->totp_inflight = 0;
     OPENSSL_cleanse(req->session, sizeof(req->session));
+    free(req->body);
     req->magic = POD_DEAD;
     free(req);
 }
 
-/* Builds and starts one registration. Returns 0 or -1 (logged). */
-static int req_start(reg_t *reg, int bearer, uint64_t step)
+static void *oom(const char *what)
+{
+    p2m_log(P2M_LOG_ERROR, "oom", "what=%s", what);
+    abort();
+}
+
+/* Builds and starts one request of `kind` with the credential `auth` (TOTP: for `step`). The body
+ * is the protocol declaration for a registration, reg->csr for a certificate, none for /cacert.
+ * Returns 0 or -1 (logged). */
+static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step)
 {
     pod_t *pod = reg->pod;
     char hdr[REG_SESSION_MAX + P2M_ID_MAX + 64], err[P2M_ERR_LEN];
     struct curl_slist *l;
     req_t *req = calloc(1, sizeof(*req));
-    if (req == NULL) {
-        p2m_log(P2M_LOG_ERROR, "oom", "what=request");
-        abort();
-    }
+    if (req == NULL)
+        oom("request");
     req->magic = REQ_MAGIC;
     req->reg = reg;
-    req->bearer = bearer;
+    req->kind = kind;
+    req->auth = auth;
     req->retry_after = -1;
+    if ((req->body = malloc(kinds[kind].body_max + 1)) == NULL)
+        oom("request");
+    req->body[0] = '\0';
     req->next = reg->reqs;
     if (reg->reqs != NULL)
         reg->reqs->prev = req;
     reg->reqs = req;
-    reg->inflight++;
+    if (kind == REG_REGISTER)
+        reg->inflight++;
+    else
+        reg->cur[kind] = req;
+    if (auth != AUTH_NONE)
+        reg->nauth++;
 
-    if (bearer) {
+    if (auth == AUTH_BEARER) {
         snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", reg->session);
-    } else {
+    } else if (auth == AUTH_TOTP) {
         char code[P2M_TOTP_DIGITS + 1];
         if (p2m_totp_generate(pod->args->secret, pod->args->secret_len, (time_t)(step * P2M_TOTP_STEP), P2M_TOTP_DIGITS, code,
                               err) != 0) {
@@ -463,26 +514,41 @@ static int req_start(reg_t *reg, int bearer, uint64_t step)
         reg->step_used = step;
         reg->totp_inflight = 1;
         step_save(reg, step);
+    } else {
+        snprintf(hdr, sizeof(hdr), "Accept: application/pem-certificate-chain, */*");
     }
     l = curl_slist_append(NULL, hdr);
     OPENSSL_cleanse(hdr, sizeof(hdr));
     if (l == NULL)
-        goto Oom;
+        oom("request");
     req->headers = l;
     if ((l = curl_slist_append(req->headers, "Expect:")) == NULL) /* no 100-continue round trip */
-        goto Oom;
+        oom("request");
     req->headers = l;
+    if (kinds[kind].type != NULL) {
+        snprintf(hdr, sizeof(hdr), "Content-Type: %s", kinds[kind].type);
+        if ((l = curl_slist_append(req->headers, hdr)) == NULL)
+            oom("request");
+        req->headers = l;
+    }
 
     if ((req->easy = curl_easy_init()) == NULL)
-        goto Oom;
+        oom("request");
     CURL *e = req->easy;
     int bad = 0;
-    bad |= curl_easy_setopt(e, CURLOPT_URL, reg->url) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_URL, reg->url[kind]) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L) != CURLE_OK; /* PUT */
-    bad |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)0) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload) != CURLE_OK;
+    if (kinds[kind].method != NULL) {
+        const char *body = kind == REG_CERT ? reg->csr : reg->reg_body;
+        size_t len = kind == REG_CERT ? reg->csr_len : strlen(reg->reg_body);
+        bad |= body == NULL;
+        bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body != NULL ? body : "") != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, kinds[kind].method) != CURLE_OK;
+    } else {
+        bad |= curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK;
+    }
     bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
@@ -502,7 +568,7 @@ static int req_start(reg_t *reg, int bearer, uint64_t step)
     bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, req) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, req) != CURLE_OK;
     if (bad) {
-        p2m_log(P2M_LOG_ERROR, "curl_setopt_failed", "url=%s", reg->url);
+        p2m_log(P2M_LOG_ERROR, "curl_setopt_failed", "url=%s", reg->url[kind]);
         goto Fail;
     }
     CURLMcode mc = curl_multi_add_handle(reg->multi, e);
@@ -510,14 +576,17 @@ static int req_start(reg_t *reg, int bearer, uint64_t step)
         p2m_log(P2M_LOG_ERROR, "curl_add_failed", "error=\"%s\"", curl_multi_strerror(mc));
         goto Fail;
     }
-    p2m_log(P2M_LOG_DEBUG, "register_start", "label=%s auth=%s inflight=%u", pod->args->label, bearer ? "bearer" : "totp",
-            reg->inflight);
+    if (kind == REG_REGISTER)
+        p2m_log(P2M_LOG_DEBUG, "register_start", "label=%s auth=%s inflight=%u", pod->args->label,
+                auth == AUTH_BEARER ? "bearer" : "totp", reg->inflight);
+    else
+        p2m_log(P2M_LOG_DEBUG, "request_start", "label=%s kind=%s auth=%s", pod->args->label, kinds[kind].name,
+                auth == AUTH_BEARER ? "bearer"
+                : auth == AUTH_TOTP ? "totp"
+                                    : "none");
     return 0;
-Oom:
-    p2m_log(P2M_LOG_ERROR, "oom", "what=request");
-    abort();
 Fail:
-    if (!bearer)
+    if (auth == AUTH_TOTP)
         reg->step_used = req->prev_step;
     req_free(req);
     return -1;
@@ -525,7 +594,7 @@ Fail:
 
 /* --- outcomes --------------------------------------------------------------------------------- */
 
-/* Holds registrations for ms (never shortening a longer hold). */
+/* Holds requests for ms (never shortening a longer hold). */
 static void reg_hold(reg_t *reg, unsigned ms)
 {
     p2m_loop_t *loop = reg->pod->loop;
@@ -534,25 +603,31 @@ static void reg_hold(reg_t *reg, unsigned ms)
 }
 
 /* A failure of kind `kind`, logged as `event` at `level` when it differs from the last one, as
- * register_retry at debug level otherwise; holds registrations for hold_ms. */
-static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *event, const char *kind, unsigned hold_ms, const char *fmt,
-                       ...) __attribute__((format(printf, 6, 7)));
-static void reg_failed(reg_t *reg, p2m_log_level_t level, const char *event, const char *kind, unsigned hold_ms, const char *fmt,
-                       ...)
+ * register_retry at debug level otherwise; holds requests for hold_ms. A failed certificate or
+ * /cacert request is logged by cert.c (cert_failed): here only at debug level. */
+static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, const char *event, const char *kind, unsigned hold_ms,
+                       const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, const char *event, const char *kind, unsigned hold_ms,
+                       const char *fmt, ...)
 {
     char detail[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
+    reg->health = POD_DOWN;
+    reg_hold(reg, hold_ms);
+    if (req->kind != REG_REGISTER) {
+        p2m_log(P2M_LOG_DEBUG, "request_failed", "label=%s kind=%s %s retry_ms=%u", reg->pod->args->label, kinds[req->kind].name,
+                detail, hold_ms);
+        return;
+    }
     reg->pod->stats.registration_failures++;
     int repeat = strcmp(reg->last_failure, kind) == 0;
     if (!repeat)
         snprintf(reg->last_failure, sizeof(reg->last_failure), "%s", kind);
-    reg->health = POD_DOWN;
     p2m_log(repeat ? P2M_LOG_DEBUG : level, repeat ? "register_retry" : event, "label=%s %s retry_ms=%u", reg->pod->args->label,
             detail, hold_ms);
-    reg_hold(reg, hold_ms);
 }
 
 static void reg_succeeded(reg_t *reg)
@@ -564,10 +639,12 @@ static void reg_succeeded(reg_t *reg)
     reg->last_failure[0] = '\0';
 }
 
-/* The body's first line, printable, for a log line. */
+/* The body's first line, printable and at most 200 bytes, for a log line. */
 static const char *body_line(req_t *req)
 {
     size_t n = strcspn(req->body, "\r\n");
+    if (n > 200)
+        n = 200;
     req->body[n] = '\0';
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)req->body[i] < 0x20 || (unsigned char)req->body[i] > 0x7e || req->body[i] == '"')
@@ -575,84 +652,126 @@ static const char *body_line(req_t *req)
     return n > 0 ? req->body : "-";
 }
 
+/* A registration's 200: ADDRESS:PORT. Takes req (freed here). */
+static void registered(req_t *req)
+{
+    reg_t *reg = req->reg;
+    pod_t *pod = reg->pod;
+    p2m_hostport_t relay;
+    char err[P2M_ERR_LEN];
+    char *b = req->body;
+    size_t n = req->body_len;
+    while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
+        b[--n] = '\0';
+    if (req->body_total > REG_BODY_MAX || p2m_hostport_parse(b, &relay, err) != 0 || relay.host[0] == '\0') {
+        reg_failed(reg, req, P2M_LOG_ERROR, "register_failed", "badbody", backoff_next(&reg->bo),
+                   "status=200 reason=\"response is not ADDRESS:PORT\"");
+        req_free(req);
+        return;
+    }
+    reg_succeeded(reg);
+    pod->stats.registrations++;
+    p2m_log(P2M_LOG_INFO, "registered", "label=%s lease=%u relay=%s auth=%s protocol=%s", pod->args->label, (unsigned)relay.port,
+            relay.host, req->auth == AUTH_BEARER ? "bearer" : "totp", p2m_proto_name(pod->args->proto));
+    /* The family the registrar saw us in is the one the relay accepts. */
+    char *local_ip = NULL;
+    int family = AF_UNSPEC;
+    if (curl_easy_getinfo(req->easy, CURLINFO_LOCAL_IP, &local_ip) == CURLE_OK && local_ip != NULL && local_ip[0] != '\0')
+        family = strchr(local_ip, ':') != NULL ? AF_INET6 : AF_INET;
+    req_free(req);
+    pool_on_port(pod, &relay, family);
+}
+
 static void req_done(req_t *req, CURLcode rc)
 {
     reg_t *reg = req->reg;
     pod_t *pod = reg->pod;
+    reg_kind_t kind = req->kind;
     long status = 0;
     curl_off_t sent = 0;
-    p2m_hostport_t relay;
-    char err[P2M_ERR_LEN];
-    int bearer = req->bearer;
+    unsigned retry_ms = 0;
+    char reason[256] = "";
 
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &sent);
     if (rc != CURLE_OK)
         status = 0;
-    if (!bearer && status == 0 && sent == 0) /* the code never left: its step is still unused */
+    if (req->auth == AUTH_TOTP && status == 0 && sent == 0) /* the code never left: its step is still unused */
         reg->step_used = req->prev_step;
 
     if (status == 200) {
-        char *b = req->body;
-        size_t n = req->body_len;
-        while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
-            b[--n] = '\0';
-        if (req->body_total > REG_BODY_MAX || p2m_hostport_parse(b, &relay, err) != 0 || relay.host[0] == '\0') {
-            reg_failed(reg, P2M_LOG_ERROR, "register_failed", "badbody", backoff_next(&reg->bo),
-                       "status=200 reason=\"response is not ADDRESS:PORT\"");
-            goto Exit;
-        }
-        if (!bearer && req->session[0] != '\0') {
+        /* Any authenticated 200 means a TOTP request's credential is good: keep it, so that the
+         * requests after a certificate go on with Bearer. */
+        if (req->auth == AUTH_TOTP && req->session[0] != '\0') {
             session_set(reg, req->session, req->session_ttl != 0 ? req->session_ttl : 60, 1);
-            p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u", pod->args->label, req->session_ttl);
+            p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u via=%s", pod->args->label, req->session_ttl,
+                    kinds[kind].name);
+        }
+        if (kind == REG_REGISTER) {
+            registered(req);
+            goto Next;
         }
         reg_succeeded(reg);
-        pod->stats.registrations++;
-        p2m_log(P2M_LOG_INFO, "registered", "label=%s lease=%u relay=%s auth=%s", pod->args->label, (unsigned)relay.port,
-                relay.host, bearer ? "bearer" : "totp");
-        /* The family the registrar saw us in is the one the relay accepts. */
-        char *local_ip = NULL;
-        int family = AF_UNSPEC;
-        if (curl_easy_getinfo(req->easy, CURLINFO_LOCAL_IP, &local_ip) == CURLE_OK && local_ip != NULL && local_ip[0] != '\0')
-            family = strchr(local_ip, ':') != NULL ? AF_INET6 : AF_INET;
+        if (req->body_total > kinds[kind].body_max) {
+            snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_max);
+            goto Deliver;
+        }
+        /* cert.c gets the body; the request goes first, so that cert.c may ask again at once. */
+        char *body = req->body;
+        size_t len = req->body_len;
+        req->body = NULL;
         req_free(req);
-        pool_on_port(pod, &relay, family);
-        pool_refill(pod);
-        return;
+        cert_fetched(pod, kind, 200, body, len, NULL, 0);
+        free(body);
+        goto Next;
     }
-    if ((status == 401 || status == 403) && bearer) {
+    if ((status == 401 || status == 403) && req->auth == AUTH_BEARER) {
         /* Expired or revoked (401), or for another label (403): back to TOTP at once, which says
-         * what is really wrong (the step rule still applies). Parallel requests share the fate. */
+         * what is really wrong (the step rule still applies). Parallel requests share the fate; a
+         * certificate request is asked again. */
         if (reg->session[0] != '\0') {
-            p2m_log(P2M_LOG_INFO, "session_rejected", "label=%s status=%ld reason=\"%s\"", pod->args->label, status,
-                    body_line(req));
+            p2m_log(P2M_LOG_INFO, "session_rejected", "label=%s status=%ld kind=%s reason=\"%s\"", pod->args->label, status,
+                    kinds[kind].name, body_line(req));
             session_drop(reg);
         }
-        goto Exit;
+        if (kind != REG_REGISTER)
+            reg->want[kind] = 1;
+        req_free(req);
+        goto Next;
     }
     if (status == 429 || status == 503) {
         long ra = req->retry_after;
-        unsigned ms = ra >= 0         ? (unsigned)(ra > 0 ? ra : 1) * 1000u
-                      : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u
-                                      : backoff_next(&reg->bo);
-        reg_failed(reg, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN, status == 429 ? "register_limited" : "registrar_unavailable",
-                   status == 429 ? "limited" : "unavailable", ms, "status=%ld reason=\"%s\"", status, body_line(req));
-        goto Exit;
+        retry_ms = ra >= 0         ? (unsigned)(ra > 0 ? ra : 1) * 1000u
+                   : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u
+                                   : backoff_next(&reg->bo);
+        snprintf(reason, sizeof(reason), "%s", body_line(req));
+        reg_failed(reg, req, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN,
+                   status == 429 ? "register_limited" : "registrar_unavailable", status == 429 ? "limited" : "unavailable",
+                   retry_ms, "status=%ld reason=\"%s\"", status, reason);
+    } else if (status == 0) {
+        snprintf(reason, sizeof(reason), "%s", req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(rc));
+        if (req->body_total > kinds[kind].body_limit)
+            snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_limit);
+        retry_ms = backoff_next(&reg->bo);
+        reg_failed(reg, req, P2M_LOG_WARN, "registrar_down", "transport", retry_ms, "error=\"%s\"", reason);
+    } else if (status == 400 && kind != REG_REGISTER) {
+        /* The registrar refused the CSR: nothing to hold the registrations for; cert.c backs off. */
+        snprintf(reason, sizeof(reason), "%s", body_line(req));
+    } else {
+        /* 401 to TOTP (wrong secret, clock skew, step used), 403 (not our label, disabled), 404, ... */
+        char k[32];
+        snprintf(k, sizeof(k), "status%ld", status);
+        snprintf(reason, sizeof(reason), "%s", body_line(req));
+        retry_ms = backoff_next(&reg->bo);
+        reg_failed(reg, req, P2M_LOG_ERROR, "register_refused", k, retry_ms, "status=%ld auth=%s reason=\"%s\"", status,
+                   req->auth == AUTH_BEARER ? "bearer" : "totp", reason);
     }
-    if (status == 0) {
-        reg_failed(reg, P2M_LOG_WARN, "registrar_down", "transport", backoff_next(&reg->bo), "error=\"%s\"",
-                   req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(rc));
-        goto Exit;
-    }
-    /* 401 to TOTP (wrong secret, clock skew, step used), 403 (not our label, disabled), 404, ... */
-    {
-        char kind[32];
-        snprintf(kind, sizeof(kind), "status%ld", status);
-        reg_failed(reg, P2M_LOG_ERROR, "register_refused", kind, backoff_next(&reg->bo), "status=%ld auth=%s reason=\"%s\"", status,
-                   bearer ? "bearer" : "totp", body_line(req));
-    }
-Exit:
+Deliver:
     req_free(req);
+    if (kind != REG_REGISTER)
+        cert_fetched(pod, kind, status, NULL, 0, reason, retry_ms);
+Next:
+    reg_pump(reg);
     pool_refill(pod);
 }
 
@@ -674,6 +793,56 @@ static void reg_check_done(reg_t *reg)
     }
 }
 
+/* --- what to start next ----------------------------------------------------------------------- */
+
+/* Drops a session past its end. */
+static void session_check(reg_t *reg)
+{
+    if (reg->session[0] != '\0' && p2m_loop_now(reg->pod->loop) >= reg->session_until) {
+        p2m_log(P2M_LOG_INFO, "session_expired", "label=%s", reg->pod->args->label);
+        session_drop(reg);
+    }
+}
+
+/* Starts a request of `kind` with the credential, when the credential allows one now: with a
+ * session, up to REG_PARALLEL at once; with TOTP, one at a time and each step once (a TOTP request
+ * in flight may bring a session). Waiting for the next step holds all requests until it starts.
+ * Returns 1 when started. */
+static int start_authed(reg_t *reg, reg_kind_t kind)
+{
+    if (reg->session[0] != '\0')
+        return reg->nauth < REG_PARALLEL && req_start(reg, kind, AUTH_BEARER, 0) == 0;
+    if (reg->nauth > 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t step = (uint64_t)ts.tv_sec / P2M_TOTP_STEP;
+    if (reg->step_used > step + 1) /* saved before the clock was set back: the registrar's clock decides */
+        reg->step_used = 0;
+    if (step <= reg->step_used) {
+        uint64_t next_ms = (reg->step_used + 1) * P2M_TOTP_STEP * 1000ull;
+        uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        unsigned wait = (unsigned)(next_ms > now_ms ? next_ms - now_ms : 0) + REG_STEP_MARGIN_MS;
+        p2m_log(P2M_LOG_DEBUG, "totp_wait", "label=%s wait_ms=%u", reg->pod->args->label, wait);
+        reg_hold(reg, wait);
+        return 0;
+    }
+    return req_start(reg, kind, AUTH_TOTP, step) == 0;
+}
+
+/* Starts what cert.c asked for, as far as holds and the credential allow. Safe to call any time
+ * outside curl's callbacks. */
+static void reg_pump(reg_t *reg)
+{
+    if (reg->pod->stopping || p2m_loop_timer_armed(&reg->hold))
+        return;
+    session_check(reg);
+    if (reg->want[REG_CACERT] && reg->cur[REG_CACERT] == NULL && req_start(reg, REG_CACERT, AUTH_NONE, 0) == 0)
+        reg->want[REG_CACERT] = 0;
+    if (reg->want[REG_CERT] && reg->cur[REG_CERT] == NULL && start_authed(reg, REG_CERT))
+        reg->want[REG_CERT] = 0;
+}
+
 /* --- public ----------------------------------------------------------------------------------- */
 
 int reg_new(pod_t *pod, char *err)
@@ -685,7 +854,10 @@ int reg_new(pod_t *pod, char *err)
     reg->pod = pod;
     p2m_loop_timer_init(&reg->curl_timer, on_curl_timer);
     p2m_loop_timer_init(&reg->hold, on_hold);
-    snprintf(reg->url, sizeof(reg->url), "%s/register/%s", pod->args->registrar, pod->args->label);
+    snprintf(reg->url[REG_REGISTER], sizeof(reg->url[0]), "%s/register/%s", pod->args->registrar, pod->args->label);
+    snprintf(reg->url[REG_CERT], sizeof(reg->url[0]), "%s/certificate/%s", pod->args->registrar, pod->args->label);
+    snprintf(reg->url[REG_CACERT], sizeof(reg->url[0]), "%s/cacert", pod->args->registrar);
+    snprintf(reg->reg_body, sizeof(reg->reg_body), "{\"protocol\":\"%s\"}", p2m_proto_name(pod->args->proto));
     if (pod->args->state_dir[0] != '\0') {
         snprintf(reg->step_path, sizeof(reg->step_path), "%s/totp-step", pod->args->state_dir);
         snprintf(reg->session_path, sizeof(reg->session_path), "%s/session", pod->args->state_dir);
@@ -719,6 +891,7 @@ void reg_free(pod_t *pod)
     p2m_loop_timer_stop(pod->loop, &reg->hold);
     p2m_loop_reap(pod->loop);
     OPENSSL_cleanse(reg->session, sizeof(reg->session));
+    free(reg->csr);
     reg->magic = POD_DEAD;
     free(reg);
     pod->reg = NULL;
@@ -734,44 +907,51 @@ pod_health_t reg_health(const pod_t *pod)
     return pod->reg != NULL ? pod->reg->health : POD_UNKNOWN;
 }
 
+void reg_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len)
+{
+    reg_t *reg = pod->reg;
+    assert(kind == REG_CERT || kind == REG_CACERT);
+    if (reg == NULL || reg->cur[kind] != NULL)
+        return;
+    if (kind == REG_CERT) {
+        char *copy = malloc(len + 1);
+        if (copy == NULL)
+            oom("csr");
+        memcpy(copy, csr, len);
+        copy[len] = '\0';
+        free(reg->csr);
+        reg->csr = copy;
+        reg->csr_len = len;
+    }
+    reg->want[kind] = 1;
+    reg_pump(reg);
+}
+
+void reg_fetch_cancel(pod_t *pod)
+{
+    reg_t *reg = pod->reg;
+    if (reg == NULL)
+        return;
+    for (int k = REG_CERT; k <= REG_CACERT; k++) {
+        reg->want[k] = 0;
+        if (reg->cur[k] != NULL)
+            req_free(reg->cur[k]);
+    }
+}
+
 unsigned reg_start(pod_t *pod, unsigned want)
 {
     reg_t *reg = pod->reg;
     unsigned started = 0;
-    if (reg == NULL || pod->stopping || p2m_loop_timer_armed(&reg->hold))
+    if (reg == NULL)
         return 0;
-    uint64_t now = p2m_loop_now(pod->loop);
-    if (reg->session[0] != '\0' && now >= reg->session_until) {
-        p2m_log(P2M_LOG_INFO, "session_expired", "label=%s", pod->args->label);
-        session_drop(reg);
-    }
-    while (started < want) {
-        if (reg->session[0] != '\0') {
-            if (reg->inflight >= REG_PARALLEL)
-                break;
-            if (req_start(reg, 1, 0) != 0)
-                break;
-        } else {
-            /* TOTP: one at a time, each step once. A TOTP request in flight may bring a session. */
-            if (reg->inflight > 0)
-                break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t step = (uint64_t)ts.tv_sec / P2M_TOTP_STEP;
-            if (reg->step_used > step + 1) /* saved before the clock was set back: the registrar's clock decides */
-                reg->step_used = 0;
-            if (step <= reg->step_used) {
-                uint64_t next_ms = (reg->step_used + 1) * P2M_TOTP_STEP * 1000ull;
-                uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-                unsigned wait = (unsigned)(next_ms > now_ms ? next_ms - now_ms : 0) + REG_STEP_MARGIN_MS;
-                p2m_log(P2M_LOG_DEBUG, "totp_wait", "label=%s wait_ms=%u", pod->args->label, wait);
-                reg_hold(reg, wait);
-                break;
-            }
-            if (req_start(reg, 0, step) != 0)
-                break;
-        }
+    reg_pump(reg); /* cert.c's requests first: a certificate request may bring the session */
+    if (pod->stopping || p2m_loop_timer_armed(&reg->hold))
+        return 0;
+    /* --tls-terminate: no pre-connection before the first certificate is in place. */
+    if (pod->args->tls_terminate && pod->tls_ctx == NULL)
+        return 0;
+    while (started < want && start_authed(reg, REG_REGISTER))
         started++;
-    }
     return started;
 }

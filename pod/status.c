@@ -61,8 +61,11 @@ static void status_write(pod_t *pod, const char *state)
 {
     const pod_args_t *a = pod->args;
     char path[POD_PATH_MAX + 32], doc[STATUS_DOC_MAX];
+    char cert[64] = "";
     uint64_t in, out;
     forward_bytes(pod, &in, &out);
+    if (a->tls_terminate) /* 0 until the first certificate is in place */
+        snprintf(cert, sizeof(cert), ",\n  \"cert_not_after\": %lld", cert_not_after(pod));
     int n = snprintf(doc, sizeof(doc),
                      "{\n"
                      "  \"pid\": %ld,\n"
@@ -76,13 +79,13 @@ static void status_write(pod_t *pod, const char *state)
                      "  \"tunnels\": {\"active\": %u, \"total\": %llu, \"failed\": %llu},\n"
                      "  \"registrations\": {\"ok\": %llu, \"failed\": %llu},\n"
                      "  \"bytes\": {\"in\": %llu, \"out\": %llu},\n"
-                     "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"}\n"
+                     "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"}%s\n"
                      "}\n",
                      (long)getpid(), state, a->id, a->label, pod->fwd_str, pod->started, (unsigned long long)time(NULL), a->pool,
                      pod->nidle, pod->nconnecting, reg_inflight(pod), pod->ntunnels, (unsigned long long)pod->stats.tunnels,
                      (unsigned long long)pod->stats.tunnel_failures, (unsigned long long)pod->stats.registrations,
                      (unsigned long long)pod->stats.registration_failures, (unsigned long long)in, (unsigned long long)out,
-                     health_name(reg_health(pod)), health_name(pod->relay_health), health_name(pod->local_health));
+                     health_name(reg_health(pod)), health_name(pod->relay_health), health_name(pod->local_health), cert);
     if (n < 0 || (size_t)n >= sizeof(doc))
         return;
     snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
