@@ -2,12 +2,13 @@
 # tools/quickstart as a newcomer runs it: `tools/quickstart --detach DIR` builds into <repo>/build
 # and starts redis-server, the registrar, the relay, a demo HTTPS site and a demo pod under DIR;
 # `curl -L --cacert DIR/state/ca.pem URL` on the URL it prints returns the demo page ("Hello from
-# pipe2me"); `tools/quickstart --stop DIR` stops exactly the processes named in DIR/run (they are
+# pipe2me") over TLS that ends at the pod (subject demo.pipe2me.localhost, issued by the registrar's
+# CA, the pod's key under DIR/pod/tls); `tools/quickstart --stop DIR` stops exactly the processes named in DIR/run (they are
 # gone afterwards, and processes of the same programs that it did not start still run).
 # Skipped, with a message, only when <repo>/build cannot be made.
 . "$(dirname -- "$0")/lib.sh"
 
-p2m_require curl openssl ss redis-server
+p2m_require curl openssl ss redis-server python3
 QS=$P2M_SOURCE_DIR/tools/quickstart
 DIR=$T/qs
 PAGE="Hello from pipe2me"
@@ -63,12 +64,10 @@ trap qs_exit EXIT
 
 # Processes of the same programs that the quickstart did not start: --stop must leave them alone.
 p2m_start_redis
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=decoy \
-    -keyout "$T/decoy.key" -out "$T/decoy.pem" 2>/dev/null
 p2m_free_port DECOY
-p2m_bg decoy openssl s_server -quiet -WWW -accept "127.0.0.1:$DECOY" -cert "$T/decoy.pem" -key "$T/decoy.key"
+p2m_bg decoy python3 -m http.server --bind 127.0.0.1 --directory "$T" "$DECOY"
 DECOY_PID=$P2M_BG_PID
-wait_until 10 "the decoy s_server listens" listening "$DECOY"
+wait_until 10 "the decoy web server listens" listening "$DECOY"
 
 # ---------------------------------------------------------------- --detach
 
@@ -82,7 +81,7 @@ p2m_ok
 echo "quickstart: --detach (build included) took $((t1 - t0)) ms"
 
 url=$(sed -n 's/^quickstart: consumer URL: //p' "$T/qs.out")
-expect_match '^https://demo\.pipe2me\.localhost:[0-9]+/index\.html$' "$url" "the consumer URL quickstart prints"
+expect_match '^https://demo\.pipe2me\.localhost:[0-9]+/$' "$url" "the consumer URL quickstart prints"
 declare -A qs_pids=()
 for f in "$DIR"/run/*.pid; do
     [[ -e $f ]] || fail "no PID files in $DIR/run"
@@ -116,6 +115,18 @@ fi
 p2m_ok
 echo "quickstart: the demo page came through the tunnel $((t1 - t0)) ms after --detach returned"
 
+# TLS ends at the pod: the consumer port presents the pod's certificate, for its key.
+loc=$(curl -sS --max-time 10 --cacert "$DIR/state/ca.pem" -o /dev/null -w '%{redirect_url}' "$url")
+qport=${loc#https://demo.pipe2me.localhost:}
+qport=${qport%%/*}
+openssl s_client -connect "127.0.0.1:$qport" -servername demo.pipe2me.localhost -CAfile "$DIR/state/ca.pem" </dev/null \
+    >"$T/sclient" 2>&1 || true
+expect_match 'subject=CN *= *demo\.pipe2me\.localhost' "$(cat "$T/sclient")" "the consumer port presents the pod's certificate"
+expect_match 'Verify return code: 0 \(ok\)' "$(cat "$T/sclient")" "it verifies against the registrar's CA"
+expect_eq "$(openssl pkey -in "$DIR/pod/tls/key.pem" -pubout)" \
+    "$(sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p' "$T/sclient" | openssl x509 -noout -pubkey)" "for the key the pod keeps"
+expect_eq 600 "$(stat -c %a "$DIR/pod/tls/key.pem")" "the pod's key is mode 0600"
+
 # ---------------------------------------------------------------- --stop
 
 expect_status 0 "$QS" --stop "$DIR"
@@ -124,7 +135,7 @@ for name in "${!qs_pids[@]}"; do
     wait_until 10 "$name (pid ${qs_pids[$name]}) is gone after --stop" eval "! runs ${qs_pids[$name]}"
 done
 expect_eq "" "$(ls "$DIR"/run/*.pid 2>/dev/null || true)" "no PID files left in $DIR/run"
-p2m_alive "$DECOY_PID" || fail "--stop killed an openssl s_server it did not start"
+p2m_alive "$DECOY_PID" || fail "--stop killed a python3 http.server it did not start"
 p2m_ok
 p2m_alive "$P2M_REDIS_PID" || fail "--stop killed a redis-server it did not start"
 p2m_ok

@@ -12,11 +12,9 @@
 # ERR_CERT_AUTHORITY_INVALID: certificate checks are on. Chromium resolves *.localhost to loopback
 # by itself (open-page.mjs checks that each response came from a loopback address).
 #
-# Not in the way of 43-quickstart.sh under ctest -j2: tools/quickstart builds into <its source
-# dir>/build, so it runs here from a view of the source tree made of symlinks under
-# $P2M_BUILD_DIR/quickstart-44 (its build tree lands there and is reused by the next run), and DIR
-# holds a config written beforehand with free ports (quickstart keeps a config it finds), so the
-# fixed relay range of a default quickstart is not used.
+# Not in the way of 43-quickstart.sh under ctest -j2: quickstart builds into
+# P2M_QUICKSTART_BUILD_DIR=$P2M_BUILD_DIR/quickstart-44 (reused by the next run), and DIR holds a
+# config written beforehand with free ports (quickstart keeps a config it finds).
 #
 # Needs what tests/run installs: chromium, certutil (libnss3-tools), node and npm, and
 # tests/browser/node_modules (npm ci). Fails, never skips, when one is missing.
@@ -38,16 +36,8 @@ now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 
 # ---------------------------------------------------------------- a private quickstart
 
-QS_SRC=$P2M_BUILD_DIR/quickstart-44
-mkdir -p -- "$QS_SRC" || fail "cannot make $QS_SRC"
-find "$QS_SRC" -mindepth 1 -maxdepth 1 -type l -delete
-for entry in "$P2M_SOURCE_DIR"/*; do
-    name=$(basename -- "$entry")
-    [[ $name == build* ]] && continue # build trees, ours among them when P2M_BUILD_DIR is build/
-    ln -s -- "$entry" "$QS_SRC/$name"
-done
-QS=$QS_SRC/tools/quickstart
-[[ -x $QS ]] || fail "$QS is missing"
+export P2M_QUICKSTART_BUILD_DIR=$P2M_BUILD_DIR/quickstart-44
+QS=$P2M_SOURCE_DIR/tools/quickstart
 
 # Free ports for the registrar, the relay and the demo web service, in the config quickstart reads.
 mkdir -p -- "$DIR"
