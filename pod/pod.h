@@ -301,9 +301,9 @@ struct tunnel {
     /* [0] relay -> local (bytes in), [1] local -> relay (bytes out). Spliced tunnels move bytes with
      * them; tls.c only counts its plain bytes in .bytes, so that stats and status read both alike. */
     p2m_splice_dir_t dir[2];
-    p2m_loop_timer_t timer;             /* the local connect */
+    p2m_loop_timer_t timer;              /* the local connect */
     uint64_t t_start, t_connect, t_join; /* came alive, local connect started, joined */
-    struct tls_tunnel *tls; /* --tls-terminate: tls.c's state, NULL for a spliced tunnel */
+    struct tls_tunnel *tls;              /* --tls-terminate: tls.c's state, NULL for a spliced tunnel */
     tunnel_t *next, *prev;
     p2m_loop_reap_t reap;
 };
