@@ -2,6 +2,7 @@
  * p2m_id_valid accepts, a digits-only token, a bearer in its alphabet), the input held no NUL
  * and fitted P2M_AUTHHDR_MAX, and the canonical rendering of the result parses to the same. */
 
+#include "fuzz.h"
 #include "p2m/authhdr.h"
 #include "p2m/err.h"
 #include "p2m/label.h"
@@ -10,14 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
-    } while (0)
 
 static int is_bearer_char(char c)
 {
@@ -43,8 +36,6 @@ static void check_fields(const p2m_auth_t *a)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     p2m_auth_t a, b;
@@ -53,9 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = p2m_authhdr_parse((const char *)data, size, &a, err);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc != 0) {
-        size_t n = strnlen(err, sizeof(err));
-        FUZZ_CHECK(n > 0 && n < sizeof(err));
-        FUZZ_CHECK(memchr(err, '\n', n) == NULL);
+        fuzz_check_err(err);
         return 0;
     }
     FUZZ_CHECK(size <= P2M_AUTHHDR_MAX);

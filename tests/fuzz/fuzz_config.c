@@ -1,6 +1,7 @@
 /* libFuzzer target for p2m_config_parse over the defaults: it never crashes or leaks, fails with a
  * one-line reason, and a config it accepts holds values that satisfy config.h. */
 
+#include "fuzz.h"
 #include "p2m/addr.h"
 #include "p2m/config.h"
 #include "p2m/err.h"
@@ -9,18 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
-    } while (0)
-
-#define TERMINATED(field) (memchr((field), '\0', sizeof(field)) != NULL)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -32,16 +21,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = p2m_config_parse((const char *)data, size, &cfg, err);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc != 0) {
-        size_t n = strnlen(err, sizeof(err));
-        FUZZ_CHECK(n > 0 && n < sizeof(err));
-        FUZZ_CHECK(memchr(err, '\n', n) == NULL);
+        fuzz_check_err(err);
         return 0;
     }
     FUZZ_CHECK(size <= 1024 * 1024);
-    FUZZ_CHECK(TERMINATED(cfg.domain) && TERMINATED(cfg.public_address) && TERMINATED(cfg.redis_str) &&
-               TERMINATED(cfg.state_dir) && TERMINATED(cfg.registrar.url) && TERMINATED(cfg.relay.listen) &&
-               TERMINATED(cfg.registrar.listen.host) && TERMINATED(cfg.registrar.http.host) &&
-               TERMINATED(cfg.relay.name));
+    FUZZ_CHECK(FUZZ_TERMINATED(cfg.domain) && FUZZ_TERMINATED(cfg.public_address) && FUZZ_TERMINATED(cfg.redis_str) &&
+               FUZZ_TERMINATED(cfg.state_dir) && FUZZ_TERMINATED(cfg.registrar.url) && FUZZ_TERMINATED(cfg.relay.listen) &&
+               FUZZ_TERMINATED(cfg.registrar.listen.host) && FUZZ_TERMINATED(cfg.registrar.http.host) &&
+               FUZZ_TERMINATED(cfg.relay.name));
     FUZZ_CHECK(p2m_domain_normalize(cfg.domain, dom, err) == 0 && strcmp(dom, cfg.domain) == 0);
     FUZZ_CHECK(cfg.relay.ports.lo >= 1 && cfg.relay.ports.lo <= cfg.relay.ports.hi);
     FUZZ_CHECK(cfg.registrar.listen.port >= 1);
@@ -50,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(cfg.registrar.preconnect_timeout > 0 && cfg.registrar.consumer_ttl > 0 && cfg.registrar.session_ttl > 0 &&
                cfg.registrar.auth_fail_window > 0 && cfg.relay.wait_timeout > 0 && cfg.relay.idle_timeout > 0);
     if (cfg.redis.is_unix)
-        FUZZ_CHECK(TERMINATED(cfg.redis.path) && cfg.redis.path[0] != '\0');
+        FUZZ_CHECK(FUZZ_TERMINATED(cfg.redis.path) && cfg.redis.path[0] != '\0');
     else
         FUZZ_CHECK(cfg.redis.tcp.port >= 1);
     return 0;

@@ -5,6 +5,7 @@
  * start like DER are also tried wrapped in PEM, as they are and re-signed (see below); the
  * corpus entries der_* are such. */
 
+#include "fuzz.h"
 #include "p2m/cert.h"
 #include "p2m/err.h"
 
@@ -17,14 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define FUZZ_CHECK(cond)                                                                                                           \
-    do {                                                                                                                           \
-        if (!(cond)) {                                                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                           \
-            abort();                                                                                                               \
-        }                                                                                                                          \
-    } while (0)
 
 /* the name the seed corpus (tests/fuzz/corpus/csr) was made for */
 #define NAME "demo.pipe2me.localhost"
@@ -61,10 +54,7 @@ static void check_body(const char *body, size_t len)
 
     X509_REQ *req = p2m_csr_check(body, len, NAME, err);
     if (req == NULL) {
-        size_t n = strnlen(err, sizeof(err));
-        FUZZ_CHECK(n > 0 && n < sizeof(err));
-        for (size_t i = 0; i < n; i++)
-            FUZZ_CHECK(err[i] >= 0x20 && err[i] < 0x7f); /* one line, nothing raw from the input */
+        fuzz_check_err_printable(err);
         FUZZ_CHECK(ERR_peek_error() == 0);
         return;
     }
@@ -96,8 +86,6 @@ static void check_pem(const unsigned char *der, long len)
     check_body(pem, (size_t)pem_len);
     BIO_free(mem);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,6 +1,7 @@
 /* libFuzzer target for p2m_domain_normalize: a normalized domain is the lower-cased input, at most
  * 253 bytes, made of labels that p2m_label_normalize accepts, and normalizes again to itself. */
 
+#include "fuzz.h"
 #include "p2m/config.h"
 #include "p2m/err.h"
 #include "p2m/label.h"
@@ -10,31 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *s = malloc(size + 1);
+    char *s = fuzz_cstr(data, size);
     if (s == NULL)
         return 0;
-    memcpy(s, data, size);
-    s[size] = '\0';
 
     char out[P2M_DOMAIN_MAX + 1], again[P2M_DOMAIN_MAX + 1], err[P2M_ERR_LEN] = "";
     int rc = p2m_domain_normalize(s, out, err);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc != 0) {
-        size_t n = strnlen(err, sizeof(err));
-        FUZZ_CHECK(n > 0 && n < sizeof(err));
-        FUZZ_CHECK(memchr(err, '\n', n) == NULL);
+        fuzz_check_err(err);
         goto Exit;
     }
     size_t ol = strnlen(out, sizeof(out)), sl = strlen(s);

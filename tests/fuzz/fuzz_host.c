@@ -4,6 +4,7 @@
  * valid lower-case label, formatting it back must parse to the same result, and upper-casing the
  * input must change nothing. */
 
+#include "fuzz.h"
 #include "p2m/err.h"
 #include "p2m/host.h"
 #include "p2m/label.h"
@@ -12,14 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
-    } while (0)
 
 static uint8_t lower(uint8_t c)
 {
@@ -78,13 +71,6 @@ static int reference(const uint8_t *s, size_t len, const char *domain, char *lab
     return P2M_HOST_LABEL;
 }
 
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, P2M_ERR_LEN);
-    FUZZ_CHECK(n > 0 && n < P2M_ERR_LEN);
-    FUZZ_CHECK(memchr(err, '\n', n) == NULL);
-}
-
 /* Parses a copy of exactly size bytes, so that ASan sees any read past the end. */
 static int parse_copy(const uint8_t *data, size_t size, const char *domain, char *label, uint16_t *port, char *err)
 {
@@ -107,7 +93,7 @@ static void check_domain(const uint8_t *data, size_t size, const char *domain)
     int want = reference(data, size, domain, want_label, &want_port);
     FUZZ_CHECK(rc == want);
     if (rc < 0) {
-        check_err(err);
+        fuzz_check_err(err);
         return;
     }
     FUZZ_CHECK(port == want_port);
@@ -140,8 +126,6 @@ static void check_domain(const uint8_t *data, size_t size, const char *domain)
     FUZZ_CHECK(strcmp(label2, label) == 0 && port2 == port);
     free(upper);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

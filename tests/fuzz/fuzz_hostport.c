@@ -2,6 +2,7 @@
  * address has a host in [A-Za-z0-9.:-]{0,255} and a port 1-65535, and formatting it parses back to
  * the same host and port. */
 
+#include "fuzz.h"
 #include "p2m/addr.h"
 #include "p2m/err.h"
 
@@ -9,21 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
-    } while (0)
-
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, P2M_ERR_LEN);
-    FUZZ_CHECK(n > 0 && n < P2M_ERR_LEN);
-    FUZZ_CHECK(memchr(err, '\n', n) == NULL);
-}
 
 static void check_port_parse(const uint8_t *data, size_t size)
 {
@@ -42,24 +28,20 @@ static void check_port_parse(const uint8_t *data, size_t size)
     FUZZ_CHECK(v >= 1 && v <= 65535 && v == port);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_port_parse(data, size);
 
-    char *s = malloc(size + 1);
+    char *s = fuzz_cstr(data, size);
     if (s == NULL)
         return 0;
-    memcpy(s, data, size);
-    s[size] = '\0';
 
     p2m_hostport_t hp, back;
     char err[P2M_ERR_LEN] = "", buf[P2M_HOST_MAX + 16];
     int rc = p2m_hostport_parse(s, &hp, err);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc != 0) {
-        check_err(err);
+        fuzz_check_err(err);
         goto Exit;
     }
     size_t hl = strnlen(hp.host, sizeof(hp.host));

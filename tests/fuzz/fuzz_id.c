@@ -1,6 +1,7 @@
 /* libFuzzer target for p2m_id_valid: the result must agree with a reference predicate written
  * from label.h (1-64 bytes of [A-Za-z0-9._-], starting with a letter or digit). */
 
+#include "fuzz.h"
 #include "p2m/err.h"
 #include "p2m/label.h"
 
@@ -8,14 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
-    } while (0)
 
 static int is_alnum(uint8_t c)
 {
@@ -32,8 +25,6 @@ static int reference_id(const uint8_t *s, size_t len)
     return 1;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[P2M_ERR_LEN] = "";
@@ -41,9 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc == 0 || rc == -1);
     FUZZ_CHECK((rc == 0) == reference_id(data, size));
     if (rc != 0) {
-        size_t n = strnlen(err, sizeof(err));
-        FUZZ_CHECK(n > 0 && n < sizeof(err));
-        FUZZ_CHECK(memchr(err, '\n', n) == NULL);
+        fuzz_check_err(err);
         return 0;
     }
     /* a valid ID never holds the bytes that would break out of a quoted header value or a Redis key */

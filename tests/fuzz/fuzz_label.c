@@ -1,6 +1,7 @@
 /* libFuzzer target for p2m_label_normalize: the result must agree with a reference predicate
  * written from label.h, be the lower-cased input, and normalize again to itself. */
 
+#include "fuzz.h"
 #include "p2m/err.h"
 #include "p2m/label.h"
 
@@ -8,14 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
-    } while (0)
 
 /* 1-63 bytes of [A-Za-z0-9-], no leading or trailing hyphen */
 static int reference_label(const uint8_t *s, size_t len)
@@ -30,15 +23,6 @@ static int reference_label(const uint8_t *s, size_t len)
     return 1;
 }
 
-static void check_err(const char *err)
-{
-    size_t n = strnlen(err, P2M_ERR_LEN);
-    FUZZ_CHECK(n > 0 && n < P2M_ERR_LEN);
-    FUZZ_CHECK(memchr(err, '\n', n) == NULL);
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char out[P2M_LABEL_MAX + 1], again[P2M_LABEL_MAX + 1], err[P2M_ERR_LEN] = "";
@@ -47,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc == 0 || rc == -1);
     FUZZ_CHECK((rc == 0) == reference_label(data, size));
     if (rc != 0) {
-        check_err(err);
+        fuzz_check_err(err);
         return 0;
     }
     FUZZ_CHECK(strnlen(out, sizeof(out)) == size);

@@ -1,6 +1,7 @@
 /* libFuzzer target for p2m_port_range_parse: a parsed range has 1 <= lo <= hi, and "LO-HI" built
  * from it parses to the same range. */
 
+#include "fuzz.h"
 #include "p2m/addr.h"
 #include "p2m/err.h"
 
@@ -9,32 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FUZZ_CHECK(cond)                                                                                                 \
-    do {                                                                                                                 \
-        if (!(cond)) {                                                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                 \
-            abort();                                                                                                     \
-        }                                                                                                                \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *s = malloc(size + 1);
+    char *s = fuzz_cstr(data, size);
     if (s == NULL)
         return 0;
-    memcpy(s, data, size);
-    s[size] = '\0';
 
     p2m_port_range_t r, back;
     char err[P2M_ERR_LEN] = "", buf[32];
     int rc = p2m_port_range_parse(s, &r, err);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc != 0) {
-        size_t n = strnlen(err, sizeof(err));
-        FUZZ_CHECK(n > 0 && n < sizeof(err));
-        FUZZ_CHECK(memchr(err, '\n', n) == NULL);
+        fuzz_check_err(err);
         goto Exit;
     }
     FUZZ_CHECK(r.lo >= 1 && r.lo <= r.hi);

@@ -4,6 +4,7 @@
  * normalised domain).
  */
 
+#include "fuzz.h"
 #include "pod.h"
 #include "p2m/err.h"
 #include "p2m/label.h"
@@ -13,18 +14,6 @@
 #include <string.h>
 
 #include <stdint.h>
-
-#define FUZZ_CHECK(cond)                                                                                                           \
-    do {                                                                                                                           \
-        if (!(cond)) {                                                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                                           \
-            abort();                                                                                                               \
-        }                                                                                                                          \
-    } while (0)
-
-#define TERMINATED(field) (memchr((field), '\0', sizeof(field)) != NULL)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -37,21 +26,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = provision_parse((const char *)data, size, &p, err);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc != 0) {
-        size_t n = strnlen(err, sizeof(err));
-        FUZZ_CHECK(n > 0 && n < sizeof(err));
-        for (size_t i = 0; i < n; i++)
-            FUZZ_CHECK(err[i] >= 0x20 && err[i] < 0x7f); /* one line, nothing raw from the input */
+        fuzz_check_err_printable(err);
         FUZZ_CHECK(p.secret_len == 0);
         return 0;
     }
     FUZZ_CHECK(size <= POD_PROVISION_MAX);
-    FUZZ_CHECK(TERMINATED(p.id) && TERMINATED(p.registrar) && TERMINATED(p.domain));
+    FUZZ_CHECK(FUZZ_TERMINATED(p.id) && FUZZ_TERMINATED(p.registrar) && FUZZ_TERMINATED(p.domain));
     FUZZ_CHECK(p2m_id_valid(p.id, strlen(p.id), e) == 0);
     FUZZ_CHECK(p.secret_len >= POD_SECRET_MIN && p.secret_len <= POD_SECRET_MAX);
     FUZZ_CHECK(p.nlabels >= 1 && p.nlabels <= POD_LABELS_MAX);
     for (size_t i = 0; i < p.nlabels; i++) {
         char l[P2M_LABEL_MAX + 1];
-        FUZZ_CHECK(TERMINATED(p.labels[i]));
+        FUZZ_CHECK(FUZZ_TERMINATED(p.labels[i]));
         FUZZ_CHECK(p2m_label_normalize(p.labels[i], strlen(p.labels[i]), l, e) == 0 && strcmp(l, p.labels[i]) == 0);
     }
     FUZZ_CHECK(strncmp(p.registrar, "https://", 8) == 0);
