@@ -6,6 +6,16 @@
  *   p2m-bench cps HOST PORT COUNT PARALLEL        COUNT x (connect, 1 KiB each way, close)
  *   p2m-bench first HOST PORT COUNT               COUNT x, one at a time: connect, 64 B, first echo
  *                                                 byte (timed), rest of the echo (checked), close
+ *   p2m-bench echo PORT                           event-driven echo backend on 127.0.0.1:PORT, no
+ *                                                 header (case 6: thousands of connections at once)
+ *   p2m-bench hold HOST PORT[,PORT...] COUNT INFLIGHT SIZE SECS
+ *                                                 opens COUNT connections, round robin over the
+ *                                                 ports, at most INFLIGHT being set up at a time;
+ *                                                 each sends SIZE bytes and checks the echo, then
+ *                                                 stays open. Prints a "hold" line, waits for
+ *                                                 SIGUSR1 (at most SECS), does a second checked echo
+ *                                                 on every connection, closes them all and prints
+ *                                                 a "release" line. No header: for `echo`.
  *
  * A connection starts with a 16-byte header: "P2MB", a mode byte ('U' upload, 'D' download,
  * 'E' echo), 3 pad bytes, a 64-bit little-endian length. Bulk data is a fixed pattern with a
@@ -17,6 +27,8 @@
  * Prints one line of key=value results; exit status 0 only when every check passed. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -24,6 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -349,11 +364,334 @@ static int first(int count)
     return ok == count ? 0 : 1;
 }
 
+/* ---------------------------------------------------------------- case 6: many connections at once */
+
+/* Raises the soft descriptor limit to the hard one: case 6 holds about 10,000 sockets. */
+static void nofile_max(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+#define ECHO_READ 16384
+
+/* One echo connection: bytes it could not take at once wait in pend (reading stops meanwhile). */
+typedef struct {
+    int fd;
+    size_t npend, off;
+    unsigned char *pend;
+} econn_t;
+
+static void echo_close(int ep, econn_t *c)
+{
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    free(c->pend);
+    free(c);
+}
+
+/* Writes what is pending; returns 0 when all of it went, 1 when the socket is full, -1 on error. */
+static int echo_flush(econn_t *c)
+{
+    while (c->off < c->npend) {
+        ssize_t w = write(c->fd, c->pend + c->off, c->npend - c->off);
+        if (w < 0)
+            return errno == EAGAIN ? 1 : -1;
+        c->off += (size_t)w;
+    }
+    free(c->pend);
+    c->pend = NULL, c->npend = c->off = 0;
+    return 0;
+}
+
+static void echo_event(int ep, econn_t *c, uint32_t ev)
+{
+    static unsigned char buf[ECHO_READ];
+    struct epoll_event e = {.data.ptr = c};
+    if (c->pend != NULL) {
+        int rc = echo_flush(c);
+        if (rc < 0)
+            goto Close;
+        if (rc == 0) {
+            e.events = EPOLLIN;
+            epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
+        }
+        return;
+    }
+    if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    for (;;) {
+        ssize_t r = read(c->fd, buf, sizeof buf), w = 0;
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0)
+            goto Close;
+        while (w < r) {
+            ssize_t n = write(c->fd, buf + w, (size_t)(r - w));
+            if (n < 0 && errno == EAGAIN) {
+                if ((c->pend = malloc((size_t)(r - w))) == NULL)
+                    goto Close;
+                memcpy(c->pend, buf + w, (size_t)(r - w));
+                c->npend = (size_t)(r - w), c->off = 0;
+                e.events = EPOLLOUT;
+                epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
+                return;
+            }
+            if (n < 0)
+                goto Close;
+            w += n;
+        }
+    }
+Close:
+    echo_close(ep, c);
+}
+
+static int echo_serve(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1, ep = epoll_create1(0);
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL}, evs[256];
+    nofile_max();
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ep < 0 || bind(lfd, (void *)&a, sizeof a) || listen(lfd, 4096) || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &e)) {
+        perror("echo");
+        return 2;
+    }
+    for (;;) {
+        int n = epoll_wait(ep, evs, 256, -1);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr != NULL) {
+                echo_event(ep, evs[i].data.ptr, evs[i].events);
+                continue;
+            }
+            for (;;) { /* the listener */
+                int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+                econn_t *c;
+                if (fd < 0)
+                    break;
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                if ((c = calloc(1, sizeof *c)) == NULL) {
+                    close(fd);
+                    continue;
+                }
+                c->fd = fd;
+                e.events = EPOLLIN, e.data.ptr = c;
+                if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e)) {
+                    close(fd);
+                    free(c);
+                }
+            }
+        }
+    }
+}
+
+enum { H_IDLE = 0, H_CONNECT, H_ECHO, H_HELD, H_DONE, H_FAILED };
+
+typedef struct {
+    int fd;
+    unsigned char state;
+    unsigned got;
+    unsigned char *back; /* the echo, while one is awaited */
+} hconn_t;
+
+typedef struct {
+    int ep, size, inflight, active;
+    hconn_t *c;
+    int count;
+    int ok, f_connect, f_echo, f_timeout;
+} hold_t;
+
+/* What connection i sends in round 0 (opening) and 1 (release): its own window of the pattern. */
+static const unsigned char *hold_msg(int i, int round)
+{
+    return pat + ((unsigned)(2 * i + round) * 7919u) % PAT_PERIOD;
+}
+
+static void hold_fail(hold_t *h, int i, int *counter)
+{
+    hconn_t *c = &h->c[i];
+    if (c->fd >= 0)
+        close(c->fd); /* also leaves the epoll set */
+    c->fd = -1;
+    free(c->back);
+    c->back = NULL;
+    c->state = H_FAILED;
+    (*counter)++;
+    h->active--;
+}
+
+/* Sends the round's message and waits for its echo. */
+static void hold_send(hold_t *h, int i, int round)
+{
+    hconn_t *c = &h->c[i];
+    struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+    c->got = 0;
+    if ((c->back = malloc((size_t)h->size)) == NULL || write(c->fd, hold_msg(i, round), (size_t)h->size) != h->size ||
+        epoll_ctl(h->ep, EPOLL_CTL_MOD, c->fd, &e)) {
+        hold_fail(h, i, &h->f_echo);
+        return;
+    }
+    c->state = H_ECHO;
+}
+
+static void hold_event(hold_t *h, int i, int round)
+{
+    hconn_t *c = &h->c[i];
+    if (c->state == H_CONNECT) {
+        int e = 0;
+        socklen_t len = sizeof e;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) || e) {
+            hold_fail(h, i, &h->f_connect);
+            return;
+        }
+        hold_send(h, i, round);
+        return;
+    }
+    if (c->state != H_ECHO)
+        return;
+    for (;;) {
+        ssize_t r = read(c->fd, c->back + c->got, (size_t)h->size - c->got);
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0) {
+            hold_fail(h, i, &h->f_echo);
+            return;
+        }
+        c->got += (unsigned)r;
+        if (c->got < (unsigned)h->size)
+            continue;
+        if (memcmp(c->back, hold_msg(i, round), (size_t)h->size)) {
+            hold_fail(h, i, &h->f_echo);
+            return;
+        }
+        free(c->back);
+        c->back = NULL;
+        h->ok++, h->active--;
+        if (round == 0) {
+            struct epoll_event ev = {.events = 0, .data.u32 = (uint32_t)i};
+            epoll_ctl(h->ep, EPOLL_CTL_MOD, c->fd, &ev); /* held: not watched until the release */
+            c->state = H_HELD;
+        } else {
+            close(c->fd);
+            c->fd = -1;
+            c->state = H_DONE;
+        }
+        return;
+    }
+}
+
+/* Starts connection i of round 0 (connect) or 1 (second echo on a held connection). */
+static void hold_start(hold_t *h, int i, int round, const struct sockaddr_in *to)
+{
+    hconn_t *c = &h->c[i];
+    int one = 1;
+    h->active++;
+    if (round == 1) {
+        hold_send(h, i, 1);
+        return;
+    }
+    struct epoll_event e = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
+    if ((c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) < 0) {
+        hold_fail(h, i, &h->f_connect);
+        return;
+    }
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if ((connect(c->fd, (const void *)to, sizeof *to) && errno != EINPROGRESS) || epoll_ctl(h->ep, EPOLL_CTL_ADD, c->fd, &e)) {
+        hold_fail(h, i, &h->f_connect);
+        return;
+    }
+    c->state = H_CONNECT;
+}
+
+/* One round over every connection (round 1: those held), at most h->inflight at a time, within
+ * secs. Returns the wall time it took. */
+static double hold_round(hold_t *h, int round, const struct sockaddr_in *to, int nto, double secs)
+{
+    struct epoll_event evs[256];
+    double t0 = now();
+    int next = 0;
+    h->ok = h->f_connect = h->f_echo = h->f_timeout = 0;
+    for (;;) {
+        while (h->active < h->inflight && next < h->count) {
+            int i = next++;
+            if (round == 0 || h->c[i].state == H_HELD)
+                hold_start(h, i, round, &to[i % nto]);
+        }
+        if (h->active == 0 && next == h->count)
+            break;
+        if (now() - t0 > secs) {
+            for (int i = 0; i < h->count; i++)
+                if (h->c[i].state == H_CONNECT || h->c[i].state == H_ECHO)
+                    hold_fail(h, i, &h->f_timeout);
+            for (; next < h->count; next++)
+                if (round == 0 || h->c[next].state == H_HELD)
+                    h->c[next].state = H_FAILED, h->f_timeout++;
+            break;
+        }
+        int n = epoll_wait(h->ep, evs, 256, 100);
+        for (int k = 0; k < n; k++)
+            hold_event(h, (int)evs[k].data.u32, round);
+    }
+    return now() - t0;
+}
+
+static int hold(const char *host, const char *ports, int count, int inflight, int size, int secs)
+{
+    struct sockaddr_in to[64];
+    int nto = 0, sig = 0;
+    char *list = strdup(ports), *save = NULL;
+    sigset_t set;
+    hold_t h = {.ep = epoll_create1(0), .size = size, .inflight = inflight, .count = count};
+    nofile_max();
+    for (char *p = strtok_r(list, ",", &save); p != NULL && nto < 64; p = strtok_r(NULL, ",", &save)) {
+        to[nto] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(p))};
+        if (inet_pton(AF_INET, host, &to[nto].sin_addr) != 1 || atoi(p) <= 0)
+            return 2;
+        nto++;
+    }
+    free(list);
+    if (nto == 0 || h.ep < 0 || (h.c = calloc((size_t)count, sizeof *h.c)) == NULL)
+        return 2;
+    for (int i = 0; i < count; i++)
+        h.c[i].fd = -1;
+    /* SIGUSR1 ends the hold; taken with sigtimedwait, so blocked from the start. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+
+    double dt = hold_round(&h, 0, to, nto, secs);
+    int held = h.ok, failed0 = count - h.ok;
+    printf("hold ports=%d count=%d inflight=%d size=%d ok=%d failed=%d fail_connect=%d fail_echo=%d fail_timeout=%d secs=%.3f"
+           " conn_s=%.0f\n",
+           nto, count, inflight, size, h.ok, failed0, h.f_connect, h.f_echo, h.f_timeout, dt, h.ok / dt);
+    fflush(stdout);
+
+    struct timespec ts = {.tv_sec = secs};
+    sig = sigtimedwait(&set, NULL, &ts);
+    if (sig == SIGTERM || sig == SIGINT)
+        return 1;
+    dt = hold_round(&h, 1, to, nto, secs);
+    printf("release by=%s held=%d ok=%d failed=%d fail_echo=%d fail_timeout=%d secs=%.3f\n", sig == SIGUSR1 ? "signal" : "timeout",
+           held, h.ok, held - h.ok, h.f_echo, h.f_timeout, dt);
+    return failed0 == 0 && h.ok == count && sig == SIGUSR1 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     pat_init();
     if (argc == 3 && !strcmp(argv[1], "serve"))
         return serve(atoi(argv[2]));
+    if (argc == 3 && !strcmp(argv[1], "echo"))
+        return echo_serve(atoi(argv[2]));
+    if (argc == 8 && !strcmp(argv[1], "hold") && atoi(argv[4]) > 0 && atoi(argv[5]) > 0 && atoi(argv[6]) > 0 &&
+        atoi(argv[6]) <= 4096 && atoi(argv[7]) > 0)
+        return hold(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7]));
     if (argc < 5)
         goto Usage;
     g_host = argv[2], g_port = atoi(argv[3]);
@@ -373,6 +711,7 @@ int main(int argc, char **argv)
         return first(atoi(argv[4]));
 Usage:
     fprintf(stderr, "usage: p2m-bench serve PORT | bulk HOST PORT up|down STREAMS BYTES | rr HOST PORT SIZE COUNT |"
-                    " cps HOST PORT COUNT PARALLEL | first HOST PORT COUNT\n");
+                    " cps HOST PORT COUNT PARALLEL | first HOST PORT COUNT | echo PORT |"
+                    " hold HOST PORT[,PORT...] COUNT INFLIGHT SIZE SECS\n");
     return 2;
 }
