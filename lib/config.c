@@ -36,6 +36,9 @@ void p2m_config_defaults(p2m_config_t *cfg)
     p2m_hostport_parse(":8080", &cfg->registrar.http, NULL);
     cfg->registrar.preconnect_timeout = 10;
     cfg->registrar.consumer_ttl = 60;
+    cfg->registrar.consumer_ports_per_addr = 16;
+    cfg->registrar.consumer_ports_per_label = 1024;
+    cfg->registrar.consumer_ports_share = 50;
     cfg->registrar.session_ttl = 600;
     cfg->registrar.auth_fail_limit = 10;
     cfg->registrar.auth_fail_window = 3600;
@@ -47,6 +50,7 @@ void p2m_config_defaults(p2m_config_t *cfg)
         strcpy(cfg->relay.name, "relay");
     cfg->relay.ports = (p2m_port_range_t){20000, 29999};
     cfg->relay.wait_timeout = 5;
+    cfg->relay.first_byte_timeout = 10;
     cfg->relay.idle_timeout = 600;
     cfg->relay.max_conns_per_addr = 256;
     derive_url(cfg);
@@ -159,6 +163,16 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
             rc = read_seconds(v, "registrar.preconnect_timeout", &r->preconnect_timeout, err);
         } else if (strcmp(key, "consumer_ttl") == 0) {
             rc = read_seconds(v, "registrar.consumer_ttl", &r->consumer_ttl, err);
+        } else if (strcmp(key, "consumer_ports_per_addr") == 0) {
+            rc = read_count(v, "registrar.consumer_ports_per_addr", &r->consumer_ports_per_addr, err);
+        } else if (strcmp(key, "consumer_ports_per_label") == 0) {
+            rc = read_count(v, "registrar.consumer_ports_per_label", &r->consumer_ports_per_label, err);
+        } else if (strcmp(key, "consumer_ports_share") == 0) {
+            rc = 0;
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 90)
+                rc = p2m_err(err, "registrar.consumer_ports_share: expected a percentage from 1 to 90");
+            else
+                r->consumer_ports_share = (unsigned)json_integer_value(v);
         } else if (strcmp(key, "session_ttl") == 0) {
             rc = read_seconds(v, "registrar.session_ttl", &r->session_ttl, err);
         } else if (strcmp(key, "auth_fail_limit") == 0) {
@@ -229,6 +243,8 @@ static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
             }
         } else if (strcmp(key, "wait_timeout") == 0) {
             rc = read_seconds(v, "relay.wait_timeout", &r->wait_timeout, err);
+        } else if (strcmp(key, "first_byte_timeout") == 0) {
+            rc = read_seconds(v, "relay.first_byte_timeout", &r->first_byte_timeout, err);
         } else if (strcmp(key, "idle_timeout") == 0) {
             rc = read_seconds(v, "relay.idle_timeout", &r->idle_timeout, err);
         } else if (strcmp(key, "max_conns_per_addr") == 0) {

@@ -104,14 +104,21 @@ static const char lua_lease_pre[] =
                   "end\n"
                   "return {'noport'}\n";
 
-/* ARGV: label, addr, now, ttl, rand, then the services the request may go to, in order of
- * preference (PROTOCOL 2.1). The first service with an idle pre-connection on a live relay wins. */
+/* ARGV: label, addr, now, ttl, rand, per-address cap, per-label cap, share of the ports (percent),
+ * then the services the request may go to, in order of preference (PROTOCOL 2.1). The first
+ * service with an idle pre-connection on a live relay wins.
+ *
+ * Consumer ports are capped (PROTOCOL 3.6) so that a flood from many addresses cannot take the
+ * whole range: a new one beyond the cap of its address, of its label, or of the consumers' share
+ * of all relays' ports first evicts the least recently used lease in that scope. Three sorted sets
+ * (port -> last use, Redis TIME in microseconds, so that uses within one second keep their order)
+ * track them; members whose lease has expired are dropped when met. */
 static const char lua_consumer_route[] =
     LUA_LEASE_LIB "local owner = redis.call('HGET', 'p2m:labels', ARGV[1])\n"
                   "if not owner then return {'unknown'} end\n"
                   "local relays = live_relays()\n"
                   "local svc, best, best_idle, idle = nil, nil, 0, {}\n"
-                  "for i = 6, #ARGV do\n"
+                  "for i = 9, #ARGV do\n"
                   "  for _, r in ipairs(relays) do\n"
                   "    local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[i]) or '0') or 0\n"
                   "    idle[r[1]] = n\n"
@@ -120,6 +127,9 @@ static const char lua_consumer_route[] =
                   "  if best then svc = ARGV[i] break end\n"
                   "end\n"
                   "if not best then return {'noidle'} end\n"
+                  "local za, zl, zg = 'p2m:cports:addr:' .. ARGV[2], 'p2m:cports:label:' .. ARGV[1], 'p2m:cports'\n"
+                  "local t = redis.call('TIME')\n"
+                  "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
                   "local mk = 'p2m:consumer:' .. svc .. ':' .. ARGV[2]\n"
                   "local port = redis.call('GET', mk)\n"
                   "if port then\n"
@@ -127,15 +137,44 @@ static const char lua_consumer_route[] =
                   "  if l[1] == 'consumer' and l[2] == svc and l[3] == ARGV[2] and (idle[l[4]] or 0) > 0 then\n"
                   "    redis.call('EXPIRE', 'p2m:lease:' .. port, ARGV[4])\n"
                   "    redis.call('EXPIRE', mk, ARGV[4])\n"
+                  "    for _, z in ipairs({za, zl, zg}) do redis.call('ZADD', z, now, port) redis.call('EXPIRE', z, ARGV[4]) end\n"
                   "    for _, r in ipairs(relays) do\n"
                   "      if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2', svc} end\n"
                   "    end\n"
                   "  end\n"
                   "end\n"
+                  "local function evict(p)\n"
+                  "  local k = 'p2m:lease:' .. p\n"
+                  "  local l = redis.call('HMGET', k, 'kind', 'service', 'addr', 'label')\n"
+                  "  if l[1] == 'consumer' then\n"
+                  "    redis.call('DEL', k)\n"
+                  "    local m = 'p2m:consumer:' .. l[2] .. ':' .. l[3]\n"
+                  "    if redis.call('GET', m) == p then redis.call('DEL', m) end\n"
+                  "    redis.call('ZREM', 'p2m:cports:addr:' .. l[3], p)\n"
+                  "    redis.call('ZREM', 'p2m:cports:label:' .. l[4], p)\n"
+                  "    redis.call('PUBLISH', 'p2m:events', 'unlease ' .. p)\n"
+                  "    redis.call('HINCRBY', 'p2m:stats', 'evictions', 1)\n"
+                  "  end\n"
+                  "  redis.call('ZREM', 'p2m:cports', p)\n"
+                  "end\n"
+                  "local function make_room(z, cap)\n"
+                  "  for _ = 1, 64 do\n"
+                  "    if redis.call('ZCARD', z) < cap then return end\n"
+                  "    local oldest = redis.call('ZRANGE', z, 0, 0)[1]\n"
+                  "    if redis.call('HGET', 'p2m:lease:' .. oldest, 'kind') == 'consumer' then evict(oldest)\n"
+                  "    else redis.call('ZREM', z, oldest) end\n"
+                  "  end\n"
+                  "end\n"
+                  "local total = 0\n"
+                  "for _, r in ipairs(relays) do total = total + r[4] - r[3] + 1 end\n"
+                  "make_room(za, tonumber(ARGV[6]))\n"
+                  "make_room(zl, tonumber(ARGV[7]))\n"
+                  "make_room(zg, math.max(1, math.floor(total * tonumber(ARGV[8]) / 100)))\n"
                   "local p = probe(best, tonumber(ARGV[5]))\n"
                   "if not p then return {'noport'} end\n"
                   "make_lease(p, 'consumer', ARGV[1], svc, owner, ARGV[2], best[1], ARGV[3], ARGV[4])\n"
                   "redis.call('SET', mk, p, 'EX', ARGV[4])\n"
+                  "for _, z in ipairs({za, zl, zg}) do redis.call('ZADD', z, now, p) redis.call('EXPIRE', z, ARGV[4]) end\n"
                   "return {'ok', tostring(p), best[2], best[1], '1', svc}\n";
 
 /* KEYS: lease. */
@@ -268,10 +307,10 @@ int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const 
 }
 
 int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
-                           long long now, unsigned ttl, uint32_t rand)
+                           long long now, const p2m_consumer_caps_t *caps, uint32_t rand)
 {
-    if (EVAL(c, lua_consumer_route, 0) || push(c, label) || push(c, addr) || pushu(c, (unsigned long long)now) || pushu(c, ttl) ||
-        pushu(c, rand))
+    if (EVAL(c, lua_consumer_route, 0) || push(c, label) || push(c, addr) || pushu(c, (unsigned long long)now) ||
+        pushu(c, caps->ttl) || pushu(c, rand) || pushu(c, caps->per_addr) || pushu(c, caps->per_label) || pushu(c, caps->share))
         return -1;
     for (size_t i = 0; i < nprotos; i++) {
         char service[P2M_SERVICE_MAX + 1];

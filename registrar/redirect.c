@@ -140,8 +140,12 @@ static void route(op_t *op)
     p2m_cmd_t cmd;
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
-    if (p2m_cmd_consumer_route(&cmd, op->label, protos, nprotos, op->addr, (long long)time(NULL), op->r->cfg.registrar.consumer_ttl,
-                               rnd & 0x7fffffff) != 0 ||
+    const p2m_registrar_config_t *rc = &op->r->cfg.registrar;
+    p2m_consumer_caps_t caps = {.ttl = rc->consumer_ttl,
+                                .per_addr = rc->consumer_ports_per_addr,
+                                .per_label = rc->consumer_ports_per_label,
+                                .share = rc->consumer_ports_share};
+    if (p2m_cmd_consumer_route(&cmd, op->label, protos, nprotos, op->addr, (long long)time(NULL), &caps, rnd & 0x7fffffff) != 0 ||
         redis_send(op->r, &cmd, on_route, op) != 0)
         done(op, 503, "Service Unavailable", "registry unavailable", "5");
 }

@@ -217,49 +217,64 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
     tunnel_log(P2M_LOG_INFO, t, "preconn_idle", "pod=%s idle=%u", l->pod, lab->nidle);
 }
 
-void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer)
+/* Takes the pod side out of idle tunnel i (its pre lease released and counted down) and disposes
+ * of i. Returns the pre-connection's descriptor. */
+static int idle_take(relay_t *r, tunnel_t *i, uint16_t *pport)
 {
-    label_t *lab = l->label;
-    tunnel_t *t = lab->idle_head;
-    if (t != NULL) {
-        match_unlink(r, t);
-        t->qport = l->port;
-        t->qgen = l->gen;
-        t->caddr = *peer;
-        t->limited = 1;
-        if (t->pre != NULL)
-            ports_pre_release(r, t->pre, -1);
-        if (tunnel_attach(t, SIDE_CONSUMER, fd, 1) != 0) {
+    match_unlink(r, i);
+    if (i->pre != NULL)
+        ports_pre_release(r, i->pre, -1); /* clears i->pre */
+    int fd = i->fd[SIDE_POD];
+    p2m_loop_del(r->loop, &i->side[SIDE_POD]);
+    i->fd[SIDE_POD] = -1;
+    *pport = i->pport;
+    tunnel_close(i, "joined"); /* nothing left to close: only the object goes */
+    return fd;
+}
+
+void match_consumer_ready(relay_t *r, tunnel_t *c)
+{
+    label_t *lab = c->label;
+    tunnel_t *i = lab->idle_head;
+    if (i != NULL) {
+        int fd = idle_take(r, i, &c->pport);
+        if (tunnel_attach(c, SIDE_POD, fd, 1) != 0) {
             close(fd);
-            tunnel_close(t, "epoll");
+            tunnel_close(c, "epoll");
             return;
         }
-        tunnel_join(t);
+        tunnel_join(c);
         return;
     }
     if (lab->nwait >= RELAY_WAIT_MAX) {
         char pstr[64];
         p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=consumer label=%s fd=%d peer=%s reason=queue_full waiting=%u",
-                (unsigned)l->port, lab->name, fd, peer_addr_str(peer, pstr), lab->nwait);
-        close(fd);
-        limits_release(r->limits, peer);
-        l->nconns--;
+                (unsigned)c->qport, lab->name, c->fd[SIDE_CONSUMER], peer_addr_str(&c->caddr, pstr), lab->nwait);
+        tunnel_close(c, "queue_full");
         return;
     }
-    t = tunnel_new(r, lab);
-    t->state = TUNNEL_WAIT;
-    t->qport = l->port;
-    t->qgen = l->gen;
-    t->caddr = *peer;
-    t->limited = 1;
-    if (tunnel_attach(t, SIDE_CONSUMER, fd, 0) != 0) {
-        close(fd);
-        tunnel_close(t, "epoll");
-        return;
-    }
-    list_append(&lab->wait_head, &lab->wait_tail, t);
-    t->queued = 1;
+    /* Waiting, the consumer is watched for hang-up only: its bytes stay in the kernel. */
+    c->state = TUNNEL_WAIT;
+    p2m_loop_set_events(r->loop, &c->side[SIDE_CONSUMER], EPOLLRDHUP);
+    list_append(&lab->wait_head, &lab->wait_tail, c);
+    c->queued = 1;
     lab->nwait++;
     r->nwaiting++;
-    tunnel_wait(t);
+    tunnel_wait(c);
+}
+
+void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer)
+{
+    tunnel_t *c = tunnel_new(r, l->label);
+    c->state = TUNNEL_FIRST;
+    c->qport = l->port;
+    c->qgen = l->gen;
+    c->caddr = *peer;
+    c->limited = 1;
+    if (tunnel_attach(c, SIDE_CONSUMER, fd, 1) != 0) {
+        close(fd);
+        tunnel_close(c, "epoll");
+        return;
+    }
+    tunnel_first(c);
 }

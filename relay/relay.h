@@ -112,7 +112,9 @@ struct lease {
 /* --- tunnels (tunnel.c) --------------------------------------------------------------------- */
 
 enum { SIDE_CONSUMER = 0, SIDE_POD = 1 };
-typedef enum { TUNNEL_IDLE = 1, TUNNEL_WAIT, TUNNEL_JOINED, TUNNEL_CLOSED } tunnel_state_t;
+/* TUNNEL_FIRST: a consumer accepted but silent so far; it takes no pre-connection until its first
+ * bytes arrive (relay.first_byte_timeout), so silent connections cannot drain a pod's pool. */
+typedef enum { TUNNEL_IDLE = 1, TUNNEL_WAIT, TUNNEL_JOINED, TUNNEL_CLOSED, TUNNEL_FIRST } tunnel_state_t;
 
 struct tunnel {
     uint32_t magic;
@@ -236,8 +238,12 @@ void label_foreach(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), vo
 void label_flush_counters(relay_t *r, void (*emit)(relay_t *r, const label_t *l, void *arg), void *arg);
 /* A pod connected on pre lease l: join it to the oldest waiting consumer, or make it idle. */
 void match_preconn(relay_t *r, lease_t *l, int fd);
-/* A consumer connected on consumer lease l: join it to an idle pre-connection, or queue it. */
+/* A consumer connected on consumer lease l: it waits for its first bytes (TUNNEL_FIRST), then
+ * match_consumer_ready() runs. */
 void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer);
+/* Consumer c has sent its first bytes: join it to the oldest idle pre-connection of its label, or
+ * queue it (at most RELAY_WAIT_MAX per label, else closed). */
+void match_consumer_ready(relay_t *r, tunnel_t *c);
 /* Takes t off its label's idle list or wait queue (no-op when on neither). */
 void match_unlink(relay_t *r, tunnel_t *t);
 
@@ -252,6 +258,9 @@ void tunnel_join(tunnel_t *t);
 void tunnel_close(tunnel_t *t, const char *reason);
 /* Starts the consumer's wait timeout. */
 void tunnel_wait(tunnel_t *t);
+/* Starts the first-byte timeout of a consumer in TUNNEL_FIRST (watched for reading); goes on at
+ * once when bytes are already there. */
+void tunnel_first(tunnel_t *t);
 /* One log line with lease= label= fd= of t, then fmt (may be NULL). */
 void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -117,7 +117,7 @@ void tunnel_close(tunnel_t *t, const char *reason)
     if (was == TUNNEL_JOINED)
         tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu", reason,
                    (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes, (unsigned long long)(now - t->t_join));
-    else
+    else if (was != TUNNEL_IDLE || strcmp(reason, "joined") != 0) /* an idle half taken by a join goes quietly */
         tunnel_log(P2M_LOG_INFO, t, was == TUNNEL_IDLE ? "preconn_close" : "consumer_close", "reason=%s ms=%llu", reason,
                    (unsigned long long)(now - t->t_start));
 
@@ -148,6 +148,29 @@ void tunnel_close(tunnel_t *t, const char *reason)
     r->ntunnels--;
     t->magic = TUNNEL_DEAD;
     p2m_loop_defer(r->loop, &t->reap, reap_tunnel);
+}
+
+void tunnel_first(tunnel_t *t)
+{
+    relay_t *r = t->relay;
+    int pending = 0;
+    if (ioctl(t->fd[SIDE_CONSUMER], FIONREAD, &pending) == 0 && pending > 0) {
+        match_consumer_ready(r, t);
+        return;
+    }
+    p2m_loop_timer_start(r->loop, &t->timer, (uint64_t)r->cfg.relay.first_byte_timeout * 1000u);
+}
+
+/* A silent consumer became readable: its first bytes, or its end. */
+static void on_first(tunnel_t *t, uint32_t events)
+{
+    int pending = 0;
+    if (ioctl(t->fd[SIDE_CONSUMER], FIONREAD, &pending) == 0 && pending > 0) {
+        p2m_loop_timer_stop(t->relay->loop, &t->timer);
+        match_consumer_ready(t->relay, t);
+        return;
+    }
+    tunnel_close(t, (events & EPOLLERR) ? "consumer_error" : "consumer_closed");
 }
 
 void tunnel_wait(tunnel_t *t)
@@ -295,6 +318,8 @@ static void on_event(tunnel_t *t, int s, uint32_t events)
         on_joined(t, s, events);
     else if (t->state == TUNNEL_IDLE || t->state == TUNNEL_WAIT)
         on_half(t, s, events);
+    else if (t->state == TUNNEL_FIRST)
+        on_first(t, events);
 }
 
 static void on_consumer(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
@@ -315,7 +340,7 @@ void tunnel_join(tunnel_t *t)
     uint64_t now = p2m_loop_now(r->loop);
     /* Joined from an idle pre-connection (how long it sat idle) or a waiting consumer (how long
      * the consumer waited). */
-    const char *age = t->state == TUNNEL_WAIT ? "waited_ms" : "idle_ms";
+    const char *age = t->state == TUNNEL_IDLE ? "idle_ms" : "waited_ms";
     uint64_t ms = now - t->t_start;
     t->state = TUNNEL_JOINED;
     t->t_join = t->t_last = now;
@@ -332,6 +357,10 @@ static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
     tunnel_t *t = tunnel_check((tunnel_t *)((char *)timer - offsetof(tunnel_t, timer)));
     if (t->state == TUNNEL_WAIT) {
         tunnel_close(t, "wait_timeout");
+        return;
+    }
+    if (t->state == TUNNEL_FIRST) {
+        tunnel_close(t, "first_byte_timeout");
         return;
     }
     if (t->state != TUNNEL_JOINED)

@@ -14,16 +14,19 @@
 #define P2M_URL_MAX 512
 
 typedef struct {
-    p2m_hostport_t listen;       /* registrar.https */
-    int http_enabled;            /* registrar.http is not null */
-    p2m_hostport_t http;         /* registrar.http: plain HTTP, redirects to HTTPS */
-    char url[P2M_URL_MAX + 1];   /* registrar.url: what pods are told to use; default https://DOMAIN[:PORT] */
-    unsigned preconnect_timeout; /* registrar.preconnect_timeout: s a P port waits for its pod */
-    unsigned consumer_ttl;       /* registrar.consumer_ttl: s a Q port lives while idle */
-    unsigned session_ttl;        /* registrar.session_ttl: s a Bearer session credential lives */
-    unsigned auth_fail_limit;    /* registrar.auth_fail_limit: failed attempts per ID or address ... */
-    unsigned auth_fail_window;   /* registrar.auth_fail_window: ... in this many seconds, then 429 */
-    unsigned cert_lifetime;      /* registrar.cert_lifetime: s a pod certificate is valid (PROTOCOL 4.3) */
+    p2m_hostport_t listen;             /* registrar.https */
+    int http_enabled;                  /* registrar.http is not null */
+    p2m_hostport_t http;               /* registrar.http: plain HTTP, redirects to HTTPS */
+    char url[P2M_URL_MAX + 1];         /* registrar.url: what pods are told to use; default https://DOMAIN[:PORT] */
+    unsigned preconnect_timeout;       /* registrar.preconnect_timeout: s a P port waits for its pod */
+    unsigned consumer_ttl;             /* registrar.consumer_ttl: s a Q port lives while idle */
+    unsigned consumer_ports_per_addr;  /* registrar.consumer_ports_per_addr: Q ports one address holds */
+    unsigned consumer_ports_per_label; /* registrar.consumer_ports_per_label: Q ports one label has */
+    unsigned consumer_ports_share;     /* registrar.consumer_ports_share: percent of the relays' ports for Q */
+    unsigned session_ttl;              /* registrar.session_ttl: s a Bearer session credential lives */
+    unsigned auth_fail_limit;          /* registrar.auth_fail_limit: failed attempts per ID or address ... */
+    unsigned auth_fail_window;         /* registrar.auth_fail_window: ... in this many seconds, then 429 */
+    unsigned cert_lifetime;            /* registrar.cert_lifetime: s a pod certificate is valid (PROTOCOL 4.3) */
     /* Operator-supplied PEM files; "" = created in state_dir on first start. ca_cert/ca_key are
      * both set or both empty, cert/key likewise. */
     char ca_cert[P2M_PATH_MAX + 1]; /* registrar.ca_cert: the signing CA, then its issuers up to the root */
@@ -37,6 +40,7 @@ typedef struct {
     p2m_port_range_t ports;        /* relay.ports: the rendezvous ports the registrar leases */
     char listen[P2M_HOST_MAX + 1]; /* relay.listen: address the leased ports bind to ("" = all) */
     unsigned wait_timeout;         /* relay.wait_timeout: s a consumer waits for an idle pre-connection */
+    unsigned first_byte_timeout;   /* relay.first_byte_timeout: s a consumer may stay silent before the join */
     unsigned idle_timeout;         /* relay.idle_timeout: s a joined tunnel may stay silent both ways */
     unsigned max_conns_per_addr;   /* relay.max_conns_per_addr: concurrent consumer connections per address */
 } p2m_relay_config_t;

@@ -27,6 +27,9 @@
  *                                    (unix s), state ("pending"|"bound"); has a TTL: a crashed
  *                                    process leaks no port past it
  *   p2m:consumer:SERVICE:ADDR string the consumer port leased for ADDR and SERVICE (TTL as the lease)
+ *   p2m:cports               zset    consumer lease ports -> last use (unix s), all of them
+ *   p2m:cports:addr:ADDR     zset    the same for one source address
+ *   p2m:cports:label:LABEL   zset    the same for one label (caps and eviction: PROTOCOL 3.6)
  *   p2m:relays               set     relay names (stale ones are pruned when their hash is gone)
  *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started; TTL 15 s, heartbeat 5 s
  *   p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME

@@ -49,14 +49,23 @@ int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, 
 int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
                       unsigned ttl, uint32_t rand);
 
+/* Consumer port limits (registrar.consumer_*; PROTOCOL 3.6). */
+typedef struct {
+    unsigned ttl;       /* s a consumer port lives unused */
+    unsigned per_addr;  /* ports one source address may hold, all labels together */
+    unsigned per_label; /* ports one label may have, all addresses together */
+    unsigned share;     /* percent of all live relays' ports consumers may hold */
+} p2m_consumer_caps_t;
+
 /* Finds or leases the consumer port for addr and the first of label's services protos[0..n) that
- * has an idle pre-connection. Reply: {"unknown"} (no pod owns label), {"noidle"} (none of them has
+ * has an idle pre-connection; a new lease beyond one of caps' limits first evicts the least
+ * recently used consumer lease in that scope. Reply: {"unknown"} (no pod owns label), {"noidle"} (none of them has
  * an idle pre-connection on any live relay), {"noport"}, or
  * {"ok", PORT, RELAY_ADDRESS, RELAY, STATE, SERVICE} where STATE is "0" (existing and bound:
  * redirect now), "1" (new: announce it to the relay and wait) or "2" (another request announced
  * it: wait), and SERVICE is the chosen service key. */
 int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
-                           long long now, unsigned ttl, uint32_t rand);
+                           long long now, const p2m_consumer_caps_t *caps, uint32_t rand);
 
 /* Ends the lease on port if it is still in state pending (a relay never answered). Reply: integer. */
 int p2m_cmd_lease_abandon(p2m_cmd_t *c, uint16_t port);
