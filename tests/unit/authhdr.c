@@ -24,10 +24,7 @@ struct row {
 /* Parses len bytes from a heap block of exactly that size, so that ASan flags over-reads. */
 static int parse_exact(const char *in, size_t len, p2m_auth_t *out, char *err)
 {
-    char *p = malloc(len == 0 ? 1 : len);
-    if (p == NULL)
-        abort();
-    memcpy(p, in, len);
+    char *p = check_exact_copy(in, len);
     memset(out, 0x5a, sizeof(*out));
     int rc = p2m_authhdr_parse(p, len, out, err);
     free(p);

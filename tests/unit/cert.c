@@ -433,8 +433,7 @@ static void test_framing_accepted(void)
     X509_REQ_free(req);
 
     CHECK_CTX("not NUL-terminated: the check reads only len bytes");
-    char *exact = malloc(len);
-    memcpy(exact, pem, len);
+    char *exact = check_exact_copy(pem, len);
     req = p2m_csr_check(exact, len, NAME, err);
     CHECK_MSG(req != NULL, "refused: %s", check_str(err));
     X509_REQ_free(req);
@@ -460,9 +459,7 @@ static struct bad bad_spec(const char *what, struct spec s, const char *reason)
 
 static struct bad bad_bytes(const char *what, const char *bytes, size_t len, const char *reason)
 {
-    char *pem = malloc(len == 0 ? 1 : len);
-    memcpy(pem, bytes, len);
-    return (struct bad){what, pem, len, reason};
+    return (struct bad){what, check_exact_copy(bytes, len), len, reason};
 }
 
 /* The DER of a good request with one byte changed, wrapped again as PEM. */

@@ -8,12 +8,14 @@
  *   CHECK_EQ_INT(got, want);  CHECK_EQ_STR(got, want);    print what was expected and what came back
  *   CHECK_RC(rc, want, err);                              a 0/-1 return, printing err on mismatch
  *   return check_done("label");                          "unit.label: 57 passed, 0 failed"
+ *   char *in = check_exact_copy(row, len);               input with no byte after it, for ASan
  *
  * Every macro evaluates to 1 on pass and 0 on failure, so a row can stop early with
  * `if (!CHECK_RC(...)) continue;`. Failures go to stdout, so tests may redirect stderr. */
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct check_state {
@@ -131,6 +133,17 @@ static inline int check_report(int ok, const char *file, int line, const char *f
         check_report(check_got_ == check_want_, __FILE__, __LINE__, "%s: expected %d, got %d (err: %s)", #got,           \
                      check_want_, check_got_, check_str(err));                                                           \
     })
+
+/* Copies len bytes of in into a heap block of exactly that size (1 byte when len is 0), so that
+ * ASan flags any read past them; aborts when out of memory. The caller frees it. */
+static inline char *check_exact_copy(const void *in, size_t len)
+{
+    char *p = malloc(len == 0 ? 1 : len);
+    if (p == NULL)
+        abort();
+    memcpy(p, in, len);
+    return p;
+}
 
 /* Prints an informational line that is not a check (e.g. a skipped cross-check). */
 static inline void check_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -15,10 +15,7 @@
 /* Parses len bytes from a heap block of exactly that size (no NUL after it), over defaults. */
 static int parse_exact(const char *json, size_t len, p2m_config_t *cfg, char *err)
 {
-    char *p = malloc(len == 0 ? 1 : len);
-    if (p == NULL)
-        abort();
-    memcpy(p, json, len);
+    char *p = check_exact_copy(json, len);
     memset(cfg, 0, sizeof(*cfg));
     p2m_config_defaults(cfg);
     err[0] = '\0';

@@ -30,15 +30,6 @@ struct row {
 #define ROW(lit, rc, label, port) {lit, sizeof(lit) - 1, D, rc, label, port}
 #define ROWD(dom, lit, rc, label, port) {lit, sizeof(lit) - 1, dom, rc, label, port}
 
-static char *exact_copy(const char *in, size_t len)
-{
-    char *p = malloc(len == 0 ? 1 : len);
-    if (p == NULL)
-        abort();
-    memcpy(p, in, len);
-    return p;
-}
-
 /* Long inputs built at run time. */
 static char label63[P2M_LABEL_MAX + 1], label63_upper[P2M_LABEL_MAX + 1];
 static char host63[P2M_LABEL_MAX + sizeof("." D ":65535")], host63_upper[sizeof(host63)], host64[sizeof(host63) + 1];
@@ -203,7 +194,7 @@ static void test_rows(void)
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         const struct row *r = &rows[i];
-        char *in = exact_copy(r->in, r->len);
+        char *in = check_exact_copy(r->in, r->len);
         /* The label buffer is exactly P2M_LABEL_MAX + 1 bytes on the heap, pre-filled with junk. */
         char *label = malloc(P2M_LABEL_MAX + 1);
         if (label == NULL)

@@ -21,16 +21,6 @@ struct row {
 static char a63[P2M_LABEL_MAX + 1], a64[P2M_LABEL_MAX + 2], mix63[P2M_LABEL_MAX + 1], low63[P2M_LABEL_MAX + 1];
 static char id64[P2M_ID_MAX + 1], id65[P2M_ID_MAX + 2];
 
-/* Copies the row into a heap block of exactly len bytes, so that ASan flags any read past it. */
-static char *exact_copy(const char *in, size_t len)
-{
-    char *p = malloc(len == 0 ? 1 : len);
-    if (p == NULL)
-        abort();
-    memcpy(p, in, len);
-    return p;
-}
-
 static void test_normalize(void)
 {
     memset(a63, 'a', P2M_LABEL_MAX);
@@ -88,7 +78,7 @@ static void test_normalize(void)
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         const struct row *r = &rows[i];
-        char *in = exact_copy(r->in, r->len);
+        char *in = check_exact_copy(r->in, r->len);
         char out[P2M_LABEL_MAX + 1];
         char err[P2M_ERR_LEN] = "";
         memset(out, 0x5a, sizeof(out));
@@ -152,7 +142,7 @@ static void test_id(void)
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         const struct row *r = &rows[i];
-        char *in = exact_copy(r->in, r->len);
+        char *in = check_exact_copy(r->in, r->len);
         char err[P2M_ERR_LEN] = "";
         CHECK_CTX("id row %zu %s len %zu", i, check_bytes(r->in, r->len), r->len);
         int rc = p2m_id_valid(in, r->len, err);

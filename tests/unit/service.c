@@ -11,10 +11,7 @@
 /* Parses len bytes from a heap block of exactly that size, so that ASan flags any read past it. */
 static int parse_exact(const char *body, size_t len, p2m_proto_t *proto, char *err)
 {
-    char *p = malloc(len == 0 ? 1 : len);
-    if (p == NULL)
-        abort();
-    memcpy(p, body, len);
+    char *p = check_exact_copy(body, len);
     err[0] = '\0';
     int rc = p2m_register_body_parse(p, len, proto, err);
     free(p);
