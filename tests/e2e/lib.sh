@@ -34,6 +34,7 @@ T=$(mktemp -d "$p2m_tmp/p2m-$P2M_TEST.XXXXXX")
 unset p2m_tmp
 OUT=$T/stdout # what expect_status captured
 ERR=$T/stderr
+P2M_CA=$T/state/ca.pem # the CA hreq and the other curl helpers trust: the registrar's, unless a test sets another
 
 # ---------------------------------------------------------------- processes
 
@@ -146,12 +147,19 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- assertions
 
-# The test-script line that led here: the innermost caller outside lib.sh.
+# The test-script line that led here: the innermost caller outside lib.sh and, when that line is
+# inside one of the script's own helpers, the line of the script that called the helper
+# ("10-registrar-register.sh:95 (from line 240)").
 p2m_where() {
-    local i
-    for ((i = 1; i < ${#BASH_SOURCE[@]}; i++)); do
+    local i n=${#BASH_SOURCE[@]} outer
+    for ((i = 1; i < n; i++)); do
         if [[ ${BASH_SOURCE[i]} != "${BASH_SOURCE[0]}" ]]; then
-            echo "$(basename -- "${BASH_SOURCE[i]}"):${BASH_LINENO[i - 1]}"
+            outer=${BASH_LINENO[n - 2]}
+            if ((i < n - 1)) && [[ $outer != "${BASH_LINENO[i - 1]}" ]]; then
+                echo "$(basename -- "${BASH_SOURCE[i]}"):${BASH_LINENO[i - 1]} (from line $outer)"
+            else
+                echo "$(basename -- "${BASH_SOURCE[i]}"):${BASH_LINENO[i - 1]}"
+            fi
             return
         fi
     done
@@ -427,6 +435,11 @@ admin() {
     "$P2M_BUILD_DIR/tools/pipe2me-admin" -c "$P2M_CONFIG" "$@"
 }
 
+# json FILTER [JQ_ARGS...]: jq -er on the last captured stdout ($OUT); fails the test when jq does.
+json() {
+    jq -er "$@" <"$OUT" || fail "jq $(p2m_cmdline "$@") on:"$'\n'"$(cat "$OUT")"
+}
+
 # admin_fails [-r REGEX] ARGS...: pipe2me-admin ARGS must exit with status 2, print nothing on
 # stdout and one line `pipe2me-admin: REASON` on stderr (REASON matching REGEX), and leave
 # Redis as it was.
@@ -452,12 +465,13 @@ p2m_require_built() {
     done
 }
 
-# ---------------------------------------------------------------- the whole system
+# ---------------------------------------------------------------- polling
 
-# p2m_wait_until [-t SECONDS] DESC CMD...: polls CMD (every 0.1 s, at most SECONDS, default 20)
-# until it succeeds, which counts as a check; fails the test with DESC otherwise.
+# p2m_wait_until [-t SECONDS] DESC CMD...: polls CMD (every 0.1 s, at most SECONDS, default
+# $P2M_WAIT_SECONDS or 20) until it succeeds, which counts as a check; fails the test with DESC
+# otherwise. CMD's stderr is discarded.
 p2m_wait_until() {
-    local limit=20 desc i
+    local limit=${P2M_WAIT_SECONDS:-20} desc i
     if [[ $1 == -t ]]; then
         limit=$2
         shift 2
@@ -474,17 +488,200 @@ p2m_wait_until() {
     fail "timed out after ${limit}s waiting until $desc"
 }
 
-# p2m_listening PORT: something listens on TCP PORT.
+# Predicates for p2m_wait_until (and for plain if/||).
+
+# p2m_redis_is WANT ARGS...: `rcli ARGS` prints exactly WANT.
+p2m_redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
+
+# p2m_listening PORT: something listens on TCP PORT. p2m_not_listening PORT: nothing does.
 p2m_listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
+p2m_not_listening() { ! p2m_listening "$1"; }
+
+# p2m_dead PID: PID, which p2m_bg started, has exited (a zombie counts as exited).
+p2m_dead() { ! p2m_alive "$1"; }
+
+# p2m_log_has NAME REGEX: a line of $T/NAME.log matches the basic REGEX.
+p2m_log_has() { grep -q -- "$2" "$T/$1.log"; }
+
+# p2m_log_count NAME REGEX: prints how many lines of $T/NAME.log match the basic REGEX.
+p2m_log_count() { grep -c -- "$2" "$T/$1.log" || true; }
+
+# p2m_log_count_above NAME REGEX N: more than N lines of $T/NAME.log match.
+p2m_log_count_above() { (($(p2m_log_count "$1" "$2") > $3)); }
+
+# p2m_file_is FILE TEXT: FILE exists and holds TEXT (trailing newlines aside).
+p2m_file_is() { [[ -f $1 && $(cat "$1") == "$2" ]]; }
+
+# p2m_now_ms: the time in milliseconds, for the durations tests print.
+p2m_now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+
+# expect_log_clean NAME [REGEX]: no line of $T/NAME.log matches the extended REGEX (default: an
+# error line or a sanitizer report, $P2M_LOG_ERRORS).
+P2M_LOG_ERRORS='level=error|ERROR: AddressSanitizer|runtime error:|LeakSanitizer'
+expect_log_clean() {
+    local lines
+    if lines=$(grep -E -- "${2:-$P2M_LOG_ERRORS}" "$T/$1.log"); then
+        fail "$1.log has lines matching /${2:-$P2M_LOG_ERRORS}/:"$'\n'"$lines"
+    fi
+    p2m_ok
+}
+
+# ---------------------------------------------------------------- stopping programs
+
+# p2m_reap WHAT PID...: waits (a check each) until every PID, which p2m_bg started, has exited by
+# itself ("WHAT PID exits"), and reaps it.
+p2m_reap() {
+    local what=$1 pid
+    shift
+    for pid in "$@"; do
+        p2m_wait_until "$what $pid exits" p2m_dead "$pid"
+        p2m_kill "$pid"
+    done
+}
+
+# p2m_term [-t SECONDS] NAME PID: sends TERM to PID, which p2m_bg started, and waits (a check, as
+# long as p2m_wait_until) until it exits; reaps it and sets P2M_EXIT_STATUS to its exit status.
+p2m_term() {
+    local limit=()
+    if [[ $1 == -t ]]; then
+        limit=(-t "$2")
+        shift 2
+    fi
+    kill -TERM "$2"
+    p2m_wait_until "${limit[@]}" "$1 exits on TERM" p2m_dead "$2"
+    P2M_EXIT_STATUS=0
+    wait "$2" || P2M_EXIT_STATUS=$?
+    p2m_forget "$2"
+}
+
+# p2m_stop [-t SECONDS] NAME PID: p2m_term, and the exit status must be 0 (two checks). Under the
+# sanitizers that includes LeakSanitizer, which reports at exit.
+p2m_stop() {
+    p2m_term "$@"
+    expect_eq 0 "$P2M_EXIT_STATUS" "${*: -2:1} exit status after SIGTERM"
+}
+
+# ---------------------------------------------------------------- HTTP
+
+# hreq CURL_ARGS...: one request with curl (IPv4, at most 10 s, trusting $P2M_CA). Sets CODE to
+# the status and LAST_REQ to the command line, and leaves the headers in $T/resp.h and the body in
+# $T/resp.b; a curl failure fails the test. When P2M_HREQ_LOCATIONS names a file, the Location of
+# every response to an https:// URL is appended to it (to check that HTTPS never sends to http:).
+hreq() {
+    local rc=0
+    CODE=$(curl -4 -sS --max-time 10 --cacert "$P2M_CA" -D "$T/resp.h" -o "$T/resp.b" -w '%{http_code}' "$@" 2>"$T/curl.err") ||
+        rc=$?
+    ((rc == 0)) || fail "curl failed with status $rc: $(p2m_cmdline "$@")"$'\n'"$(cat "$T/curl.err")"
+    LAST_REQ=$(p2m_cmdline "$@")
+    [[ -z ${P2M_HREQ_LOCATIONS:-} || " $* " != *" https://"* ]] || hdr location >>"$P2M_HREQ_LOCATIONS"
+}
+
+# hdr NAME: the value of the last response's header NAME (case-insensitive; the last of several),
+# "" when absent.
+hdr() { tr -d '\r' <"$T/resp.h" | sed -n "s/^$1:[[:space:]]*//Ip" | tail -n 1; }
+
+# has_hdr NAME: the last response has a header NAME.
+has_hdr() { tr -d '\r' <"$T/resp.h" | grep -qi "^$1:"; }
+
+# body: the last response's body.
+body() { cat "$T/resp.b"; }
+
+# resp_dump: the last request and its response's headers and body, for a failure message.
+resp_dump() { printf '%s\n--- headers:\n%s\n--- body:\n%s' "$LAST_REQ" "$(tr -d '\r' <"$T/resp.h")" "$(body)"; }
+
+# expect_http CODES DESC: the last response's status matches CODES, an extended regex ('400|404').
+expect_http() {
+    [[ $CODE =~ ^($1)$ ]] || fail "$2: HTTP $CODE, want $1"$'\n'"$(resp_dump)"
+    p2m_ok
+}
+
+# p2m_health_is CODE: the registrar answers /_health with status CODE.
+p2m_health_is() {
+    [[ $(curl -4 -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$P2M_CA" \
+        "https://pipe2me.localhost:$P2M_HTTPS_PORT/_health") == "$1" ]]
+}
 
 # p2m_registrar_healthy: the registrar answers /_health with 200 (Redis and a relay are live).
-p2m_registrar_healthy() {
-    curl -fsS --max-time 2 --cacert "$T/state/ca.pem" "https://pipe2me.localhost:$P2M_HTTPS_PORT/_health" >/dev/null
+p2m_registrar_healthy() { p2m_health_is 200; }
+
+# ---------------------------------------------------------------- pods and TOTP codes
+
+# A TOTP step is accepted once per pod (replay protection), whatever the secret, so every step a
+# request spends is recorded per pod and never reused unless a test means to.
+declare -A P2M_SECRET=()    # pod ID -> its secret, as p2m_add_pod got it
+declare -A P2M_TOTP_USED=() # "POD:STEP" -> 1 once a code of that step was handed out
+P2M_CODES=()                # every code handed out, to check that no log holds one
+
+# p2m_add_pod ID LABEL: `admin pod add ID --label LABEL` must succeed (a check); records the
+# secret in P2M_SECRET[ID].
+p2m_add_pod() {
+    expect_status 0 admin pod add "$1" --label "$2"
+    P2M_SECRET[$1]=$(jq -er .secret "$OUT")
+}
+
+# p2m_totp_code SECRET STEP: the code of the base32 SECRET for the 30-s time step STEP.
+p2m_totp_code() { oathtool --totp -b "$1" --now "@$(($2 * 30))"; }
+
+# p2m_totp_use POD STEP [SECRET]: sets CODE_ to POD's code at STEP (of SECRET, default
+# P2M_SECRET[POD]) and records the step as spent.
+p2m_totp_use() {
+    P2M_TOTP_USED[$1:$2]=1
+    CODE_=$(p2m_totp_code "${3:-${P2M_SECRET[$1]}}" "$2")
+    P2M_CODES+=("$CODE_")
+}
+
+# p2m_totp_fresh POD [SECRET]: sets CODE_ to a code POD has not spent that the registrar accepts
+# now: the current or the next step (both stay inside the +-1 window for 30 s at least), else the
+# previous one while 5 s or more of the current step remain; else it waits for the next step.
+p2m_totp_fresh() {
+    local i now cur s
+    for ((i = 0; i < 40; i++)); do
+        now=$(date +%s)
+        cur=$((now / 30))
+        for s in "$cur" "$((cur + 1))" "$((cur - 1))"; do
+            ((s != cur - 1 || now % 30 < 25)) || continue
+            if [[ -z ${P2M_TOTP_USED[$1:$s]:-} ]]; then
+                p2m_totp_use "$1" "$s" "${2:-}"
+                return 0
+            fi
+        done
+        sleep 1
+    done
+    fail "no unspent TOTP step for pod $1 within 40 s"
+}
+
+# p2m_totp_auth ID CODE: the Authorization value for a TOTP code.
+p2m_totp_auth() { printf 'TOTP username="%s", response="%s"' "$1" "$2"; }
+
+# ---------------------------------------------------------------- the whole system
+
+# p2m_start_registrar [CONFIG [LOGNAME]]: starts pipe2me-registrar with CONFIG (default
+# $P2M_CONFIG), its output appended to $T/LOGNAME.log (default registrar); sets REGISTRAR_PID.
+# shellcheck disable=SC2120 # the arguments are optional
+p2m_start_registrar() {
+    p2m_bg "${2:-registrar}" "$P2M_BUILD_DIR/registrar/pipe2me-registrar" -c "${1:-$P2M_CONFIG}"
+    REGISTRAR_PID=$P2M_BG_PID
+}
+
+# p2m_start_relay [CONFIG [LOGNAME]]: starts pipe2me-relay with CONFIG (default $P2M_CONFIG), its
+# output appended to $T/LOGNAME.log (default relay); sets RELAY_PID and waits (two checks) until
+# the heartbeat of CONFIG's relay.name names CONFIG's relay.ports and the log says it subscribed.
+# shellcheck disable=SC2120 # the arguments are optional
+p2m_start_relay() {
+    local config=${1:-$P2M_CONFIG} log=${2:-relay} name ports subscribed=0
+    name=$(jq -er .relay.name "$config") || fail "p2m_start_relay: $config names no relay.name"
+    ports=$(jq -er .relay.ports "$config") || fail "p2m_start_relay: $config names no relay.ports"
+    [[ ! -e $T/$log.log ]] || subscribed=$(p2m_log_count "$log" event=redis_subscribed)
+    p2m_bg "$log" "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$config"
+    RELAY_PID=$P2M_BG_PID
+    p2m_wait_until "the relay heartbeat names ports $ports" p2m_redis_is "$ports" HGET "p2m:relay:$name" ports
+    p2m_wait_until "the relay is subscribed" p2m_log_count_above "$log" event=redis_subscribed "$subscribed"
 }
 
 # p2m_start_system [JSON]: redis-server, a config (relay "r1" on 32 fresh ports, wait_timeout 10,
 # with JSON merged over it), the registrar and the relay; waits for the registrar's CA in
-# $T/state/ca.pem and for /_health. Sets REGISTRAR_PID and RELAY_PID.
+# $T/state/ca.pem and for /_health. Sets REGISTRAR_PID and RELAY_PID, and P2M_RELAY_PORT_LO and
+# P2M_RELAY_PORT_HI to the relay's range.
 p2m_start_system() {
     local extra=${1:-'{}'} sys_lo sys_hi merged # not lo/hi: p2m_free_port_range has locals of those names
     p2m_start_redis
@@ -492,23 +689,26 @@ p2m_start_system() {
     merged=$(jq -n --argjson a "{\"relay\": {\"name\": \"r1\", \"ports\": \"$sys_lo-$sys_hi\", \"wait_timeout\": 10}}" \
         --argjson b "$extra" '$a * $b') || fail "p2m_start_system: bad JSON $(p2m_show "$extra")"
     p2m_write_config "$merged"
-    p2m_bg registrar "$P2M_BUILD_DIR/registrar/pipe2me-registrar" -c "$P2M_CONFIG"
-    REGISTRAR_PID=$P2M_BG_PID
+    [[ $(jq -r .relay.ports "$P2M_CONFIG") =~ ^([0-9]+)-([0-9]+)$ ]] || fail "p2m_start_system: relay.ports is not LO-HI"
+    export P2M_RELAY_PORT_LO=${BASH_REMATCH[1]} P2M_RELAY_PORT_HI=${BASH_REMATCH[2]}
+    p2m_start_registrar "$P2M_CONFIG"
     p2m_bg relay "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$P2M_CONFIG"
     RELAY_PID=$P2M_BG_PID
     p2m_wait_until "the registrar wrote its CA" test -s "$T/state/ca.pem"
     p2m_wait_until "the registrar sees the relay" p2m_registrar_healthy
 }
 
-# p2m_consumer_port VAR SCHEME LABEL: sets VAR to the consumer port Q the registrar's SCHEME
-# listener (https or http) redirects this address to for LABEL.
+# p2m_consumer_port VAR SCHEME LABEL: the registrar's SCHEME listener (https or http) must answer
+# this address's request for LABEL with a 307 to a consumer port (a check); sets VAR to that port.
 p2m_consumer_port() {
-    local port loc
+    local port got
     port=$([[ $2 == http ]] && echo "$P2M_HTTP_PORT" || echo "$P2M_HTTPS_PORT")
-    loc=$(curl -sS --max-time 10 --cacert "$T/state/ca.pem" --connect-to ::127.0.0.1: -o /dev/null -w '%{redirect_url}' \
-        "$2://$3.pipe2me.localhost:$port/")
-    [[ $loc =~ ^$2://$3\.pipe2me\.localhost:([0-9]+)/$ ]] || fail "no $2 redirect for $3: $(p2m_show "$loc")"
+    got=$(curl -sS --max-time 10 --cacert "$P2M_CA" --connect-to ::127.0.0.1: -o /dev/null \
+        -w '%{http_code} %{redirect_url}' "$2://$3.pipe2me.localhost:$port/") || fail "curl could not ask the registrar for $3"
+    [[ $got =~ ^307\ $2://$3\.pipe2me\.localhost:([0-9]+)/$ ]] ||
+        fail "redirect for $3: want 307 to $2://$3.pipe2me.localhost:Q/, got $(p2m_show "$got")"
     printf -v "$1" '%s' "${BASH_REMATCH[1]}"
+    p2m_ok
 }
 
 # p2m_pod_json DIR FILTER: a field of `pipe2me-pod status --state-dir DIR --json`.
@@ -519,4 +719,92 @@ p2m_pod_json() { "$P2M_BUILD_DIR/pod/pipe2me-pod" status --state-dir "$1" --json
 p2m_pool_full() {
     [[ $(p2m_pod_json "$1" '"\(.updated) \(.pool.idle)"') =~ ^([0-9]+)\ ([0-9]+)$ ]] &&
         ((BASH_REMATCH[1] > ${3:-0} && BASH_REMATCH[2] == $2))
+}
+
+# p2m_start_pod NAME LABEL FORWARD [ARGS...]: `pipe2me-pod register` for LABEL in front of FORWARD
+# with ARGS, provisioned from $T/NAME.json, its state in $T/NAME and its output in $T/NAME.log, a
+# pool of $P2M_POOL (default 2). Sets NAME_PID (upper case) and waits (a check) until the pod's
+# status says the pool is full.
+p2m_start_pod() {
+    local name=$1 label=$2 fwd=$3
+    shift 3
+    p2m_bg "$name" "$P2M_BUILD_DIR/pod/pipe2me-pod" register --provision "$T/$name.json" --label "$label" --forward "$fwd" \
+        --cacert "$T/state/ca.pem" --state-dir "$T/$name" --pool "${P2M_POOL:-2}" "$@"
+    printf -v "${name^^}_PID" '%s' "$P2M_BG_PID"
+    p2m_wait_until "pod $name fills its pool" p2m_pool_full "$T/$name" "${P2M_POOL:-2}"
+}
+
+# expect_pod_secret_kept NAME: the secret in $T/NAME.json is in neither the log nor the status of
+# the pod p2m_start_pod NAME started.
+expect_pod_secret_kept() {
+    local secret
+    secret=$(jq -r .secret "$T/$1.json")
+    ! grep -qF -- "$secret" "$T/$1.log" "$T/$1/status.json" || fail "$1 wrote its secret"
+    p2m_ok
+}
+
+# p2m_https_site DIR VAR: serves the files in DIR with openssl s_server -WWW (as $T/web.log) on a
+# fresh port, which VAR is set to, with a certificate for web.pipe2me.localhost that the
+# registrar's CA in $T/state signed; waits (a check) until it listens.
+p2m_https_site() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=web.pipe2me.localhost" \
+        -keyout "$T/web.key" -out "$T/web.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:web.pipe2me.localhost\nextendedKeyUsage=serverAuth\n' >"$T/web.ext"
+    openssl x509 -req -in "$T/web.csr" -CA "$T/state/ca.pem" -CAkey "$T/state/ca-key.pem" -CAcreateserial \
+        -CAserial "$T/ca.srl" -days 1 -extfile "$T/web.ext" -out "$T/web.pem" 2>/dev/null
+    p2m_free_port "$2"
+    # s_server -WWW serves its working directory. p2m_bg must run in this shell (inside a
+    # ( cd ... ) subshell its pid would be recorded there and the server never stopped), so cd in
+    # bash, and exec, so that the pid p2m_bg records is the server's own.
+    # shellcheck disable=SC2016 # the inner shell expands its arguments
+    p2m_bg web bash -c 'cd -- "$1" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:$2" -cert "$3" -key "$4"' _ \
+        "$1" "${!2}" "$T/web.pem" "$T/web.key"
+    p2m_wait_until "the HTTPS site listens on ${!2}" p2m_listening "${!2}"
+}
+
+# p2m_fds PID: "TOTAL SOCKETS PIPES OTHER", PID's open descriptors by kind.
+p2m_fds() {
+    find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null |
+        awk '/^socket:/ { s++; next } /^pipe:/ { p++; next } { o++ } END { printf "%d %d %d %d\n", s + p + o, s, p, o }'
+}
+
+# p2m_fds_like PID WANT [PIPES_TOO]: PID's sockets and other descriptors are as in WANT (a p2m_fds
+# line), its pipes too when PIPES_TOO is 1. Pipes are otherwise left out: they are a pool that
+# stays open once used (lib/include/p2m/splice.h).
+p2m_fds_like() {
+    local now w
+    read -r -a now <<<"$(p2m_fds "$1")"
+    read -r -a w <<<"$2"
+    [[ ${now[1]} == "${w[1]}" && ${now[3]} == "${w[3]}" && (${3:-0} == 0 || ${now[2]} == "${w[2]}") ]]
+}
+
+# p2m_show_fds FDS: a p2m_fds line, readable.
+p2m_show_fds() {
+    local f
+    read -r -a f <<<"$1"
+    echo "total=${f[0]} sockets=${f[1]} pipes=${f[2]} other=${f[3]}"
+}
+
+# ---------------------------------------------------------------- tools/quickstart
+
+# p2m_quickstart_trap QS DIR: from now on, the exit trap first stops what `QS --detach DIR`
+# started (`QS --stop DIR`: its processes are not our children, so p2m_cleanup cannot), and when
+# the test failed keeps the last lines of DIR's logs as $T/qs-*.log, dumped with ours.
+p2m_quickstart_trap() {
+    P2M_QS=$1 P2M_QS_DIR=$2
+    trap p2m_quickstart_exit EXIT
+}
+
+p2m_quickstart_exit() {
+    local rc=$? f
+    set +eE
+    trap - ERR
+    [[ ! -d $P2M_QS_DIR/run ]] || "$P2M_QS" --stop "$P2M_QS_DIR" >/dev/null 2>&1 || true
+    if ((rc != 0)); then
+        for f in "$P2M_QS_DIR"/log/*.log "$P2M_QS_DIR"/cmake.log; do
+            [[ -e $f ]] && tail -n 200 -- "$f" >"$T/qs-$(basename -- "$f")"
+        done
+    fi
+    (exit "$rc")
+    p2m_cleanup
 }
