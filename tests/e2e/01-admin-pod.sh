@@ -8,11 +8,6 @@ p2m_require_built tools/pipe2me-admin
 p2m_start_redis
 p2m_write_config
 
-# json FILTER: evaluates a jq filter on the last captured stdout.
-json() {
-    jq -er "$@" <"$OUT" || fail "jq $(p2m_cmdline "$@") on:"$'\n'"$(cat "$OUT")"
-}
-
 # check_provisioning ID LABELS_JSON: $OUT is the provisioning JSON of pod ID; sets SECRET.
 check_provisioning() {
     expect_eq "$1" "$(json .id)" "provisioning id"

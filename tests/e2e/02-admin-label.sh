@@ -8,10 +8,6 @@ p2m_require_built tools/pipe2me-admin
 p2m_start_redis
 p2m_write_config
 
-json() {
-    jq -er "$@" <"$OUT" || fail "jq $(p2m_cmdline "$@") on:"$'\n'"$(cat "$OUT")"
-}
-
 expect_status 0 admin pod add alpha --label one
 expect_status 0 admin pod add beta --label two
 

@@ -8,10 +8,6 @@ p2m_require_built tools/pipe2me-admin
 p2m_start_redis
 p2m_write_config
 
-json() {
-    jq -er "$@" <"$OUT" || fail "jq $(p2m_cmdline "$@") on:"$'\n'"$(cat "$OUT")"
-}
-
 # lease PORT KIND LABEL POD ADDR TTL: what the registrar writes for a leased port.
 lease() {
     rcli HSET "p2m:lease:$1" kind "$2" label "$3" pod "$4" addr "$5" created "$NOW" >/dev/null

@@ -17,8 +17,6 @@
 
 p2m_require curl oathtool jq socat ss sha256sum
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay tools/pipe2me-admin
-REGISTRAR_BIN=$P2M_BUILD_DIR/registrar/pipe2me-registrar
-RELAY_BIN=$P2M_BUILD_DIR/relay/pipe2me-relay
 NAME=r1
 PRECONNECT=5
 SESSION_TTL=300
@@ -27,50 +25,8 @@ FAIL_WINDOW=600
 
 # ---------------------------------------------------------------- helpers
 
-# A failure names the line of this script that made the check (the outermost caller), not a line
-# inside one of the helpers below.
-p2m_where() { echo "$(basename -- "$0"):${BASH_LINENO[${#BASH_LINENO[@]} - 2]}"; }
-
-# wait_until DESC CMD...: polls CMD (every 0.1 s, at most 20 s) until it succeeds.
-wait_until() {
-    local desc=$1 i
-    shift
-    for ((i = 0; i < 200; i++)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out waiting until $desc"
-}
-redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
-listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
-not_listening() { ! listening "$1"; }
-relay_log_has() { grep -q -- "$1" "$T/$RELAY_LOG.log"; }
 lease_count() { rcli --scan --pattern 'p2m:lease:*' | wc -l; }
 lease_count_is() { [[ $(lease_count) == "$1" ]]; }
-health_is() { [[ $(curl -4 -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CA" "$BASE/_health") == "$1" ]]; }
-
-# hreq CURL_ARGS...: one request; sets CODE, headers in $T/resp.h, body in $T/resp.b.
-hreq() {
-    local rc=0
-    CODE=$(curl -4 -sS --max-time 10 --cacert "$CA" -D "$T/resp.h" -o "$T/resp.b" -w '%{http_code}' "$@" 2>"$T/curl.err") ||
-        rc=$?
-    ((rc == 0)) || fail "curl failed with status $rc: $(p2m_cmdline "$@")"$'\n'"$(cat "$T/curl.err")"
-    LAST_REQ=$(p2m_cmdline "$@")
-}
-# hdr NAME: the value of response header NAME (case-insensitive), "" when absent.
-hdr() { tr -d '\r' <"$T/resp.h" | sed -n "s/^$1:[[:space:]]*//Ip" | tail -n 1; }
-has_hdr() { tr -d '\r' <"$T/resp.h" | grep -qi "^$1:"; }
-body() { cat "$T/resp.b"; }
-resp_dump() { printf '%s\n--- headers:\n%s\n--- body:\n%s' "$LAST_REQ" "$(tr -d '\r' <"$T/resp.h")" "$(body)"; }
-
-# expect_http CODE DESC: the last response had status CODE.
-expect_http() {
-    [[ $CODE =~ ^($1)$ ]] || fail "$2: HTTP $CODE, want $1"$'\n'"$(resp_dump)"
-    p2m_ok
-}
 
 # The counters /metrics must show at the end: successful registrations and refusals by reason.
 REG_OK=0
@@ -115,7 +71,7 @@ expect_registered() {
     expect_match "^$RELAY_ADDR_RE:[0-9]+\$" "$(body)" "$1: body is ADDRESS:PORT"
     PORT=$(body)
     PORT=${PORT##*:}
-    listening "$PORT" || fail "$1: the relay does not listen on $PORT when the 200 arrives"
+    p2m_listening "$PORT" || fail "$1: the relay does not listen on $PORT when the 200 arrives"
     ((PORT >= RANGE_LO && PORT <= RANGE_HI)) || fail "$1: port $PORT outside the relay range $RANGE_LO-$RANGE_HI"
     p2m_ok
     REG_OK=$((REG_OK + 1))
@@ -130,66 +86,16 @@ expect_session() {
 }
 SESSIONS=()
 
-# TOTP codes. Each step is accepted once per pod (replay protection), whatever the secret, so
-# every step a request spends is recorded per pod and never reused unless a test means to.
-declare -A SECRET=() USED=()
-CODES=()
-code_at() { oathtool --totp -b "$1" --now "@$(($2 * 30))"; } # SECRET STEP
-
-# use_step POD STEP [SECRET]: sets CODE_ to POD's code at STEP and records the step as spent.
-use_step() {
-    USED[$1:$2]=1
-    CODE_=$(code_at "${3:-${SECRET[$1]}}" "$2")
-    CODES+=("$CODE_")
-}
-
-# fresh POD [SECRET]: sets CODE_ to a code POD has not spent that the registrar accepts now: the
-# current or the next step (both stay inside the +-1 window for 30 s at least), else the previous
-# one while 5 s or more of the current step remain; else it waits for the next step.
-fresh() {
-    local i now cur s
-    for ((i = 0; i < 40; i++)); do
-        now=$(date +%s)
-        cur=$((now / 30))
-        for s in "$cur" "$((cur + 1))" "$((cur - 1))"; do
-            ((s != cur - 1 || now % 30 < 25)) || continue
-            if [[ -z ${USED[$1:$s]:-} ]]; then
-                use_step "$1" "$s" "${2:-}"
-                return 0
-            fi
-        done
-        sleep 1
-    done
-    fail "no unspent TOTP step for pod $1 within 40 s"
-}
-
 # now_code SECRET: the current code of SECRET, for requests the registrar refuses before it
 # spends a step (unknown pod, wrong secret).
-now_code() { CODE_=$(code_at "$1" $(($(date +%s) / 30))); }
+now_code() { CODE_=$(p2m_totp_code "$1" $(($(date +%s) / 30))); }
 
 # wrong_code POD: a 6-digit code that matches none of POD's steps from now-1 to now+2.
 wrong_code() {
     local cur=$(($(date +%s) / 30)) s n=500000 codes=" "
-    for ((s = cur - 1; s <= cur + 2; s++)); do codes+="$(code_at "${SECRET[$1]}" "$s") "; done
+    for ((s = cur - 1; s <= cur + 2; s++)); do codes+="$(p2m_totp_code "${P2M_SECRET[$1]}" "$s") "; done
     while [[ $codes == *" $(printf '%06d' "$n") "* ]]; do n=$((n + 1)); done
     CODE_=$(printf '%06d' "$n")
-}
-
-totp() { printf 'TOTP username="%s", response="%s"' "$1" "$2"; }
-
-# add_pod ID LABEL: creates the pod with pipe2me-admin and records its secret.
-add_pod() {
-    expect_status 0 admin pod add "$1" --label "$2"
-    SECRET[$1]=$(jq -er .secret "$OUT")
-}
-
-# start_relay LOGNAME CONFIG LO-HI: the relay logs to $T/LOGNAME.log.
-start_relay() {
-    RELAY_LOG=$1
-    p2m_bg "$1" "$RELAY_BIN" -c "$2"
-    RELAY_PID=$P2M_BG_PID
-    wait_until "the relay heartbeat names ports $3" redis_is "$3" HGET "p2m:relay:$NAME" ports
-    wait_until "the relay is subscribed" relay_log_has "event=redis_subscribed"
 }
 
 # ---------------------------------------------------------------- setup
@@ -206,23 +112,21 @@ p2m_write_config "$(jq -nc --arg ports "$RANGE_LO-$RANGE_HI" --argjson pre $PREC
     --argjson lim $FAIL_LIMIT --argjson win $FAIL_WINDOW \
     '{relay: {name: "r1", ports: $ports},
       registrar: {preconnect_timeout: $pre, session_ttl: $st, auth_fail_limit: $lim, auth_fail_window: $win}}')"
-CA=$T/state/ca.pem
 BASE=https://pipe2me.localhost:$P2M_HTTPS_PORT
 
-for p in demo other skew dis gone rot lock lock2 pre plain relabel; do add_pod "$p" "$p"; done
+for p in demo other skew dis gone rot lock lock2 pre plain relabel; do p2m_add_pod "$p" "$p"; done
 
-start_relay relay "$P2M_CONFIG" "$RANGE_LO-$RANGE_HI"
-p2m_bg registrar "$REGISTRAR_BIN" -c "$P2M_CONFIG"
-REGISTRAR_PID=$P2M_BG_PID
-wait_until "the registrar answers /_health with 200" health_is 200
-[[ -s $CA ]] || fail "the registrar did not create $CA"
+p2m_start_relay
+p2m_start_registrar
+p2m_wait_until "the registrar answers /_health with 200" p2m_health_is 200
+[[ -s $P2M_CA ]] || fail "the registrar did not create $P2M_CA"
 p2m_ok
 
 # ---------------------------------------------------------------- TOTP registration (1.1-1.3)
 
-fresh demo
+p2m_totp_fresh demo
 DEMO_CODE=$CODE_
-reg demo "$(totp demo "$DEMO_CODE")"
+reg demo "$(p2m_totp_auth demo "$DEMO_CODE")"
 expect_registered "TOTP registration"
 expect_session "TOTP registration"
 DEMO_SESSION=$SESSION
@@ -256,40 +160,40 @@ expect_eq demo "$(rcli HGET "p2m:lease:$PORT" pod)" "the Bearer lease belongs to
 # ---------------------------------------------------------------- refusals from 127.0.0.1 (two)
 
 # Replay of the same token: 401 (failure 1 of 127.0.0.1, 1 of demo).
-reg demo "$(totp demo "$DEMO_CODE")"
+reg demo "$(p2m_totp_auth demo "$DEMO_CODE")"
 expect_refused 401 "token already used" "replayed TOTP code"
 
 # Labels the pod does not own: 403, not counted as failed authentication.
-fresh demo
-reg other "$(totp demo "$CODE_")"
+p2m_totp_fresh demo
+reg other "$(p2m_totp_auth demo "$CODE_")"
 expect_refused 403 "label not owned by this pod" "TOTP for another pod's label"
 reg other "Bearer $DEMO_SESSION"
 expect_refused 403 "label not owned by this pod" "Bearer for another label"
 reg nosuch "Bearer $DEMO_SESSION"
 expect_refused 403 "label not owned by this pod" "Bearer for a label nobody owns"
-fresh other
-reg nosuch "$(totp other "$CODE_")"
+p2m_totp_fresh other
+reg nosuch "$(p2m_totp_auth other "$CODE_")"
 expect_refused 403 "label not owned by this pod" "TOTP for a label nobody owns"
-fresh other
-reg demo "$(totp other "$CODE_")"
+p2m_totp_fresh other
+reg demo "$(p2m_totp_auth other "$CODE_")"
 expect_refused 403 "label not owned by this pod" "TOTP of pod other for demo's label"
 
 # A wrong token: 401 (failure 2 of 127.0.0.1, 1 of other).
 wrong_code other
-reg other "$(totp other "$CODE_")"
+reg other "$(p2m_totp_auth other "$CODE_")"
 expect_refused 401 "wrong token" "wrong TOTP code"
 
 # ---------------------------------------------------------------- plain HTTP never registers
 
 # The HTTP listener sends a registration to HTTPS (308) without looking at it: no lease, and the
 # code is not spent, so it works over HTTPS afterwards.
-fresh plain
+p2m_totp_fresh plain
 n=$(lease_count)
-hreq -X PUT -H "Authorization: $(totp plain "$CODE_")" "http://pipe2me.localhost:$P2M_HTTP_PORT/register/plain"
+hreq -X PUT -H "Authorization: $(p2m_totp_auth plain "$CODE_")" "http://pipe2me.localhost:$P2M_HTTP_PORT/register/plain"
 expect_http 308 "PUT /register over plain HTTP"
 expect_eq "https://pipe2me.localhost:$P2M_HTTPS_PORT/register/plain" "$(hdr location)" "308 Location"
 expect_eq "$n" "$(lease_count)" "plain HTTP leased nothing"
-reg plain "$(totp plain "$CODE_")"
+reg plain "$(p2m_totp_auth plain "$CODE_")"
 expect_registered "the same code over HTTPS"
 expect_session "the same code over HTTPS"
 
@@ -298,25 +202,25 @@ expect_session "the same code over HTTPS"
 # Authentication comes before authorisation: a bad credential for a label the pod does not own,
 # or for no label at all, is 401, not 403 (1.2 steps 3 and 4).
 wrong_code demo
-reg other "$(totp demo "$CODE_")" 127.0.0.10
+reg other "$(p2m_totp_auth demo "$CODE_")" 127.0.0.10
 expect_refused 401 "wrong token" "wrong code for another pod's label"
-now_code "${SECRET[demo]}"
-reg nosuch "$(totp ghost2 "$CODE_")" 127.0.0.10
+now_code "${P2M_SECRET[demo]}"
+reg nosuch "$(p2m_totp_auth ghost2 "$CODE_")" 127.0.0.10
 expect_refused 401 "unknown pod" "unknown pod for an unknown label"
 
 # Pod IDs are case-sensitive; one over 64 bytes is malformed (127.0.0.11).
-now_code "${SECRET[demo]}"
-reg demo "$(totp DEMO "$CODE_")" 127.0.0.11
+now_code "${P2M_SECRET[demo]}"
+reg demo "$(p2m_totp_auth DEMO "$CODE_")" 127.0.0.11
 expect_refused 401 "unknown pod" "the pod ID in upper case"
-reg demo "$(totp "$(printf 'd%.0s' {1..65})" "$CODE_")" 127.0.0.11
+reg demo "$(p2m_totp_auth "$(printf 'd%.0s' {1..65})" "$CODE_")" 127.0.0.11
 expect_http 401 "a 65-byte pod ID"
 expect_match '^malformed Authorization' "$(body)" "a 65-byte pod ID: body"
 count_fail badauth
 
 # ---------------------------------------------------------------- 127.0.0.5: unknown pod, no header
 
-now_code "${SECRET[demo]}"
-reg demo "$(totp ghost "$CODE_")" 127.0.0.5
+now_code "${P2M_SECRET[demo]}"
+reg demo "$(p2m_totp_auth ghost "$CODE_")" 127.0.0.5
 expect_refused 401 "unknown pod" "TOTP for an unknown pod"
 reg demo "" 127.0.0.5
 expect_refused 401 "Authorization header missing" "no Authorization header"
@@ -327,76 +231,76 @@ expect_refused 401 "Authorization header missing" "no Authorization header"
 # on its way: wait out the last 5 s of a step first (bounded).
 i=0
 while (($(date +%s) % 30 >= 25 && i++ < 60)); do sleep 0.2; done
-use_step skew $(($(date +%s) / 30 - 1))
-reg skew "$(totp skew "$CODE_")"
+p2m_totp_use skew $(($(date +%s) / 30 - 1))
+reg skew "$(p2m_totp_auth skew "$CODE_")"
 expect_registered "TOTP code of the previous step"
 expect_session "TOTP code of the previous step"
 
 # Three steps away either side is outside the window, however the clock moves meanwhile.
-use_step skew $(($(date +%s) / 30 - 3))
-reg skew "$(totp skew "$CODE_")" 127.0.0.6
+p2m_totp_use skew $(($(date +%s) / 30 - 3))
+reg skew "$(p2m_totp_auth skew "$CODE_")" 127.0.0.6
 expect_refused 401 "wrong token" "TOTP code 90 s old"
-use_step skew $(($(date +%s) / 30 + 3))
-reg skew "$(totp skew "$CODE_")" 127.0.0.6
+p2m_totp_use skew $(($(date +%s) / 30 + 3))
+reg skew "$(p2m_totp_auth skew "$CODE_")" 127.0.0.6
 expect_refused 401 "wrong token" "TOTP code 90 s ahead"
 
 # ---------------------------------------------------------------- disable / enable (127.0.0.7)
 
-fresh dis
-reg dis "$(totp dis "$CODE_")"
+p2m_totp_fresh dis
+reg dis "$(p2m_totp_auth dis "$CODE_")"
 expect_registered "registration of pod dis"
 expect_session "registration of pod dis"
 DIS_SESSION=$SESSION
 DIS_PORT=$PORT
 expect_status 0 admin pod disable dis
-fresh dis
-reg dis "$(totp dis "$CODE_")"
+p2m_totp_fresh dis
+reg dis "$(p2m_totp_auth dis "$CODE_")"
 expect_refused 403 "pod disabled" "TOTP of a disabled pod"
 expect_eq 0 "$(rcli EXISTS "p2m:lease:$DIS_PORT")" "disabling the pod ended its lease"
-wait_until "the relay closes the disabled pod's port $DIS_PORT" not_listening "$DIS_PORT"
+p2m_wait_until "the relay closes the disabled pod's port $DIS_PORT" p2m_not_listening "$DIS_PORT"
 reg dis "Bearer $DIS_SESSION" 127.0.0.7
 expect_refused 401 "session expired or revoked" "session of a disabled pod"
 expect_status 0 admin pod enable dis
 reg dis "Bearer $DIS_SESSION" 127.0.0.7
 expect_refused 401 "session expired or revoked" "pre-disable session after enable"
-fresh dis
-reg dis "$(totp dis "$CODE_")"
+p2m_totp_fresh dis
+reg dis "$(p2m_totp_auth dis "$CODE_")"
 expect_registered "TOTP of the re-enabled pod"
 expect_session "TOTP of the re-enabled pod"
 
 # ---------------------------------------------------------------- pod rm (127.0.0.8)
 
-fresh gone
-reg gone "$(totp gone "$CODE_")"
+p2m_totp_fresh gone
+reg gone "$(p2m_totp_auth gone "$CODE_")"
 expect_registered "registration of pod gone"
 expect_session "registration of pod gone"
 GONE_SESSION=$SESSION
 expect_status 0 admin pod rm gone
 reg gone "Bearer $GONE_SESSION" 127.0.0.8
 expect_refused 401 "session expired or revoked" "session of a removed pod"
-now_code "${SECRET[gone]}"
-reg gone "$(totp gone "$CODE_")" 127.0.0.8
+now_code "${P2M_SECRET[gone]}"
+reg gone "$(p2m_totp_auth gone "$CODE_")" 127.0.0.8
 expect_refused 401 "unknown pod" "TOTP of a removed pod"
 
 # ---------------------------------------------------------------- rotate-secret (127.0.0.9)
 
-fresh rot
-reg rot "$(totp rot "$CODE_")"
+p2m_totp_fresh rot
+reg rot "$(p2m_totp_auth rot "$CODE_")"
 expect_registered "registration of pod rot"
 expect_session "registration of pod rot"
 ROT_SESSION=$SESSION
-OLD_SECRET=${SECRET[rot]}
+OLD_SECRET=${P2M_SECRET[rot]}
 expect_status 0 admin pod rotate-secret rot
-SECRET[rot]=$(jq -er .secret "$OUT")
-[[ ${SECRET[rot]} != "$OLD_SECRET" ]] || fail "rotate-secret kept the secret"
+P2M_SECRET[rot]=$(jq -er .secret "$OUT")
+[[ ${P2M_SECRET[rot]} != "$OLD_SECRET" ]] || fail "rotate-secret kept the secret"
 p2m_ok
 now_code "$OLD_SECRET"
-reg rot "$(totp rot "$CODE_")" 127.0.0.9
+reg rot "$(p2m_totp_auth rot "$CODE_")" 127.0.0.9
 expect_refused 401 "wrong token" "a code of the old secret"
 reg rot "Bearer $ROT_SESSION" 127.0.0.9
 expect_refused 401 "session expired or revoked" "a session issued before rotate-secret"
-fresh rot
-reg rot "$(totp rot "$CODE_")"
+p2m_totp_fresh rot
+reg rot "$(p2m_totp_auth rot "$CODE_")"
 expect_registered "a code of the new secret"
 expect_session "a code of the new secret"
 
@@ -405,11 +309,11 @@ expect_session "a code of the new secret"
 # Pod lock from 127.0.0.3: three wrong codes, then even the right one is 429.
 for i in 1 2 3; do
     wrong_code lock
-    reg lock "$(totp lock "$CODE_")" 127.0.0.3
+    reg lock "$(p2m_totp_auth lock "$CODE_")" 127.0.0.3
     expect_refused 401 "wrong token" "wrong code $i of pod lock"
 done
-fresh lock
-reg lock "$(totp lock "$CODE_")" 127.0.0.3
+p2m_totp_fresh lock
+reg lock "$(p2m_totp_auth lock "$CODE_")" 127.0.0.3
 expect_refused 429 "too many failed attempts; try later" "right code after $FAIL_LIMIT failures"
 ra=$(hdr retry-after)
 if ! [[ $ra =~ ^[0-9]+$ ]] || ((ra < 1 || ra > FAIL_WINDOW)); then
@@ -417,11 +321,11 @@ if ! [[ $ra =~ ^[0-9]+$ ]] || ((ra < 1 || ra > FAIL_WINDOW)); then
 fi
 p2m_ok
 # The locked ID from a clean address, and another ID from the locked address: 429 too.
-reg lock "$(totp lock "$CODE_")" 127.0.0.4
+reg lock "$(p2m_totp_auth lock "$CODE_")" 127.0.0.4
 expect_refused 429 "too many failed attempts; try later" "locked pod ID from another address"
 expect_match '^[0-9]+$' "$(hdr retry-after)" "Retry-After of the locked ID"
-fresh lock2
-reg lock2 "$(totp lock2 "$CODE_")" 127.0.0.3
+p2m_totp_fresh lock2
+reg lock2 "$(p2m_totp_auth lock2 "$CODE_")" 127.0.0.3
 expect_refused 429 "too many failed attempts; try later" "another pod from the locked address"
 reg demo "Bearer $DEMO_SESSION" 127.0.0.3
 expect_refused 429 "too many failed attempts; try later" "Bearer from the locked address"
@@ -437,7 +341,7 @@ for k in p2m:fail:addr:127.0.0.3 p2m:fail:id:lock; do
 done
 expect_eq 0 "$(rcli EXISTS p2m:fail:addr:127.0.0.4)" "127.0.0.4 has no failures"
 # A different ID from a different address is not locked out (the 429s above counted nothing).
-reg lock2 "$(totp lock2 "$CODE_")" 127.0.0.4
+reg lock2 "$(p2m_totp_auth lock2 "$CODE_")" 127.0.0.4
 expect_registered "another pod from another address"
 expect_session "another pod from another address"
 # 127.0.0.1 has two failures: still below the limit.
@@ -446,8 +350,8 @@ expect_registered "Bearer from 127.0.0.1 with two failures"
 
 # ---------------------------------------------------------------- pre-connection port (1.3, 3.4)
 
-fresh pre
-reg pre "$(totp pre "$CODE_")" 127.0.0.2
+p2m_totp_fresh pre
+reg pre "$(p2m_totp_auth pre "$CODE_")" 127.0.0.2
 expect_registered "registration from 127.0.0.2"
 expect_session "registration from 127.0.0.2"
 PRE_PORT=$PORT
@@ -460,10 +364,10 @@ got=$(timeout 5 socat -u "TCP:127.0.0.1:$PRE_PORT,bind=127.0.0.1" STDOUT 2>&1 </
 expect_eq "" "$got" "a connection from another address reads nothing"
 p2m_bg pod_pre socat -u "TCP:127.0.0.1:$PRE_PORT,bind=127.0.0.2" STDOUT
 POD_PRE=$P2M_BG_PID
-wait_until "the relay logs the refused address" \
-    relay_log_has "event=conn_refused lease=$PRE_PORT kind=pre label=pre fd=[0-9]* peer=127.0.0.1 want=127.0.0.2"
-wait_until "127.0.0.2's pre-connection counts as idle" redis_is 1 HGET "p2m:idle:$NAME" pre
-wait_until "port $PRE_PORT stops listening after its one connection" not_listening "$PRE_PORT"
+p2m_wait_until "the relay logs the refused address" \
+    p2m_log_has relay "event=conn_refused lease=$PRE_PORT kind=pre label=pre fd=[0-9]* peer=127.0.0.1 want=127.0.0.2"
+p2m_wait_until "127.0.0.2's pre-connection counts as idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" pre
+p2m_wait_until "port $PRE_PORT stops listening after its one connection" p2m_not_listening "$PRE_PORT"
 p2m_alive "$POD_PRE" || fail "the pre-connection from 127.0.0.2 was closed"
 p2m_ok
 
@@ -475,19 +379,19 @@ P_UNUSED=$PORT
 ttl=$(rcli TTL "p2m:lease:$P_UNUSED")
 ((ttl > 0 && ttl <= PRECONNECT)) || fail "lease $P_UNUSED TTL $ttl, want 1-$PRECONNECT"
 p2m_ok
-wait_until "lease $P_UNUSED expires" redis_is 0 EXISTS "p2m:lease:$P_UNUSED"
-wait_until "the relay closes $P_UNUSED" not_listening "$P_UNUSED"
+p2m_wait_until "lease $P_UNUSED expires" p2m_redis_is 0 EXISTS "p2m:lease:$P_UNUSED"
+p2m_wait_until "the relay closes $P_UNUSED" p2m_not_listening "$P_UNUSED"
 
 # No leaked leases: once every unconnected pre lease has expired, only the idle one is left.
-wait_until "only the idle pre-connection's lease is left" lease_count_is 1
+p2m_wait_until "only the idle pre-connection's lease is left" lease_count_is 1
 expect_eq "p2m:lease:$PRE_PORT" "$(rcli --scan --pattern 'p2m:lease:*')" "the remaining lease"
 for ((p = RANGE_LO; p <= RANGE_HI; p++)); do
-    listening "$p" && fail "the relay still listens on $p with no lease"
+    p2m_listening "$p" && fail "the relay still listens on $p with no lease"
 done
 p2m_ok
 p2m_kill "$POD_PRE"
-wait_until "the closed pre-connection's lease is deleted" lease_count_is 0
-wait_until "its idle count is gone" redis_is "" HGET "p2m:idle:$NAME" pre
+p2m_wait_until "the closed pre-connection's lease is deleted" lease_count_is 0
+p2m_wait_until "its idle count is gone" p2m_redis_is "" HGET "p2m:idle:$NAME" pre
 
 # ---------------------------------------------------------------- no free port (1.2 step 5)
 
@@ -495,7 +399,7 @@ wait_until "its idle count is gone" redis_is "" HGET "p2m:idle:$NAME" pre
 # an IPv6 public address, which the 200 body writes in brackets.
 jq --arg p "$ONE_PORT-$ONE_PORT" '.relay.ports = $p | .public_address = "::1"' "$P2M_CONFIG" >"$T/one.json"
 p2m_kill "$RELAY_PID"
-start_relay relay-one "$T/one.json" "$ONE_PORT-$ONE_PORT"
+p2m_start_relay "$T/one.json" relay-one
 RANGE_LO=$ONE_PORT RANGE_HI=$ONE_PORT RELAY_ADDR_RE='\[::1\]'
 reg demo "Bearer $DEMO_SESSION"
 expect_registered "registration on a one-port relay"
@@ -505,12 +409,12 @@ RELAY_ADDR_RE='127\.0\.0\.1'
 # no port.
 p2m_bg pod_one socat -u "TCP:127.0.0.1:$ONE_PORT,bind=127.0.0.1" STDOUT
 POD_ONE=$P2M_BG_PID
-wait_until "the pre-connection on $ONE_PORT is idle" redis_is 1 HGET "p2m:idle:$NAME" demo
+p2m_wait_until "the pre-connection on $ONE_PORT is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" demo
 reg demo "Bearer $DEMO_SESSION"
 expect_refused 503 "no free port" "registration with every port leased"
 expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
 p2m_kill "$POD_ONE"
-wait_until "no lease is left" lease_count_is 0
+p2m_wait_until "no lease is left" lease_count_is 0
 
 # ---------------------------------------------------------------- the relay cannot bind (3.2, 3.3)
 
@@ -519,16 +423,16 @@ wait_until "no lease is left" lease_count_is 0
 p2m_kill "$RELAY_PID"
 p2m_bg squatter socat "TCP-LISTEN:$SQUAT_PORT,bind=127.0.0.1,reuseaddr,fork" /dev/null
 SQUATTER=$P2M_BG_PID
-wait_until "the squatter listens on $SQUAT_PORT" listening "$SQUAT_PORT"
+p2m_wait_until "the squatter listens on $SQUAT_PORT" p2m_listening "$SQUAT_PORT"
 jq --arg p "$SQUAT_PORT-$FREE_PORT" '.relay.ports = $p' "$P2M_CONFIG" >"$T/two.json"
-start_relay relay-two "$T/two.json" "$SQUAT_PORT-$FREE_PORT"
+p2m_start_relay "$T/two.json" relay-two
 RANGE_LO=$SQUAT_PORT RANGE_HI=$FREE_PORT
 reg demo "Bearer $DEMO_SESSION"
 expect_registered "registration with one of two ports taken by another program"
 expect_eq "$FREE_PORT" "$PORT" "the port the relay could bind"
 p2m_bg pod_two socat -u "TCP:127.0.0.1:$FREE_PORT,bind=127.0.0.1" STDOUT
 POD_TWO=$P2M_BG_PID
-wait_until "the pre-connection on $FREE_PORT is idle" redis_is 1 HGET "p2m:idle:$NAME" demo
+p2m_wait_until "the pre-connection on $FREE_PORT is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" demo
 reg demo "Bearer $DEMO_SESSION"
 expect_http 503 "registration when the only other port cannot be bound"
 expect_match '^(no free port|relay could not listen)$' "$(body)" "503 body"
@@ -541,7 +445,7 @@ p2m_ok
 expect_eq 0 "$(rcli EXISTS "p2m:lease:$SQUAT_PORT")" "no lease on the squatted port"
 p2m_kill "$POD_TWO"
 p2m_kill "$SQUATTER"
-wait_until "no lease is left" lease_count_is 0
+p2m_wait_until "no lease is left" lease_count_is 0
 
 # ---------------------------------------------------------------- a relay that never answers (3.2)
 
@@ -554,11 +458,11 @@ rcli SADD p2m:relays ghost >/dev/null
 reg demo "Bearer $DEMO_SESSION"
 expect_refused 503 "relay did not answer" "registration on a relay that never answers"
 expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
-wait_until "the abandoned pending lease is deleted" lease_count_is 0
+p2m_wait_until "the abandoned pending lease is deleted" lease_count_is 0
 rcli DEL p2m:relay:ghost >/dev/null
 rcli SREM p2m:relays ghost >/dev/null
 RANGE_LO=$MAIN_LO RANGE_HI=$MAIN_HI
-start_relay relay-three "$P2M_CONFIG" "$RANGE_LO-$RANGE_HI"
+p2m_start_relay "$P2M_CONFIG" relay-three
 
 # ---------------------------------------------------------------- /metrics
 
@@ -581,12 +485,11 @@ p2m_ok
 
 p2m_alive "$REGISTRAR_PID" || fail "the registrar died"
 p2m_ok
-health_is 200 || fail "/_health is not 200 at the end"
+p2m_health_is 200 || fail "/_health is not 200 at the end"
 p2m_ok
-! grep -E 'ERROR: AddressSanitizer|runtime error:' "$T/registrar.log" || fail "sanitizer report in registrar.log"
-p2m_ok
+expect_log_clean registrar 'ERROR: AddressSanitizer|runtime error:'
 # Never log secrets or OTPs (STYLE.md): no session credential and no code we sent.
-for s in "${SESSIONS[@]}" "${CODES[@]}" "${SECRET[@]}" "$OLD_SECRET"; do
+for s in "${SESSIONS[@]}" "${P2M_CODES[@]}" "${P2M_SECRET[@]}" "$OLD_SECRET"; do
     ! grep -qwF -- "$s" "$T/registrar.log" || fail "registrar.log contains a credential or code: $s"
 done
 p2m_ok
@@ -605,8 +508,8 @@ expect_eq 3 "$(rcli GET p2m:fail:addr:127.0.0.3)" "strikes of the locked address
 
 # OPERATIONS.md: removing a label revokes its session credentials. A credential issued for the
 # label stays dead when the label is given back to the same pod (127.0.0.12).
-fresh relabel
-reg relabel "$(totp relabel "$CODE_")"
+p2m_totp_fresh relabel
+reg relabel "$(p2m_totp_auth relabel "$CODE_")"
 expect_registered "registration of pod relabel"
 expect_session "registration of pod relabel"
 RELABEL_SESSION=$SESSION

@@ -11,54 +11,14 @@
 
 p2m_require curl oathtool jq socat ss
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay tools/pipe2me-admin
-REGISTRAR_BIN=$P2M_BUILD_DIR/registrar/pipe2me-registrar
 RELAY_BIN=$P2M_BUILD_DIR/relay/pipe2me-relay
 NAME=r1
 CONSUMER_TTL=60
+P2M_WAIT_SECONDS=25 # how long p2m_wait_until waits
 
 # ---------------------------------------------------------------- helpers
 
-# A failure names the line of this script that made the check (the outermost caller), not a line
-# inside one of the helpers below.
-p2m_where() { echo "$(basename -- "$0"):${BASH_LINENO[${#BASH_LINENO[@]} - 2]}"; }
-
-# wait_until DESC CMD...: polls CMD (every 0.1 s, at most 25 s) until it succeeds.
-wait_until() {
-    local desc=$1 i
-    shift
-    for ((i = 0; i < 250; i++)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out waiting until $desc"
-}
-redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
-listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
-relay_log_has() { grep -q -- "$1" "$T/relay.log"; }
-health_is() { [[ $(curl -4 -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CA" "$BASE/_health") == "$1" ]]; }
-health_body_is() { [[ $(curl -4 -s --max-time 5 --cacert "$CA" "$BASE/_health") == "$1" ]]; }
-
-# hreq CURL_ARGS...: one request; sets CODE, headers in $T/resp.h, body in $T/resp.b. Every
-# Location an HTTPS response carries is collected in $T/https-locations.
-hreq() {
-    local rc=0
-    CODE=$(curl -4 -sS --max-time 10 --cacert "$CA" -D "$T/resp.h" -o "$T/resp.b" -w '%{http_code}' "$@" 2>"$T/curl.err") ||
-        rc=$?
-    ((rc == 0)) || fail "curl failed with status $rc: $(p2m_cmdline "$@")"$'\n'"$(cat "$T/curl.err")"
-    LAST_REQ=$(p2m_cmdline "$@")
-    [[ " $* " != *" https://"* ]] || hdr location >>"$T/https-locations"
-}
-hdr() { tr -d '\r' <"$T/resp.h" | sed -n "s/^$1:[[:space:]]*//Ip" | tail -n 1; }
-has_hdr() { tr -d '\r' <"$T/resp.h" | grep -qi "^$1:"; }
-body() { cat "$T/resp.b"; }
-resp_dump() { printf '%s\n--- headers:\n%s\n--- body:\n%s' "$LAST_REQ" "$(tr -d '\r' <"$T/resp.h")" "$(body)"; }
-expect_http() {
-    [[ $CODE =~ ^($1)$ ]] || fail "$2: HTTP $CODE, want $1"$'\n'"$(resp_dump)"
-    p2m_ok
-}
+health_body_is() { [[ $(curl -4 -s --max-time 5 --cacert "$P2M_CA" "$BASE/_health") == "$1" ]]; }
 
 # redirect DESC URL [CURL_ARGS...]: a consumer request that must be a 307 to the same URL on a
 # relay port; sets Q to that port.
@@ -78,7 +38,7 @@ redirect() {
     Q=${Q%%/*}
     expect_eq "https://$label.pipe2me.localhost:$Q$rest" "$(hdr location)" "$desc: Location keeps path and query"
     ((Q >= RANGE_LO && Q <= RANGE_HI)) || fail "$desc: Q=$Q outside $RANGE_LO-$RANGE_HI"
-    listening "$Q" || fail "$desc: the relay does not listen on $Q when the 307 arrives"
+    p2m_listening "$Q" || fail "$desc: the relay does not listen on $Q when the 307 arrives"
     p2m_ok
     REDIRECTS=$((REDIRECTS + 1))
 }
@@ -99,22 +59,18 @@ p2m_start_redis
 p2m_free_port_range RANGE_LO RANGE_HI 24
 p2m_write_config "{\"relay\": {\"name\": \"$NAME\", \"ports\": \"$RANGE_LO-$RANGE_HI\"},
     \"registrar\": {\"consumer_ttl\": $CONSUMER_TTL, \"preconnect_timeout\": 10}}"
-CA=$T/state/ca.pem
 BASE=https://pipe2me.localhost:$P2M_HTTPS_PORT
 HTTP=http://pipe2me.localhost:$P2M_HTTP_PORT
-: >"$T/https-locations"
+P2M_HREQ_LOCATIONS=$T/https-locations # every Location an HTTPS response carries
+: >"$P2M_HREQ_LOCATIONS"
 
 expect_status 0 admin pod add web --label web
 WEB_SECRET=$(jq -er .secret "$OUT")
 expect_status 0 admin pod add lonely --label lonely
 
-p2m_bg relay "$RELAY_BIN" -c "$P2M_CONFIG"
-RELAY_PID=$P2M_BG_PID
-wait_until "the relay heartbeat is in Redis" redis_is 1 EXISTS "p2m:relay:$NAME"
-wait_until "the relay is subscribed" relay_log_has "event=redis_subscribed"
-p2m_bg registrar "$REGISTRAR_BIN" -c "$P2M_CONFIG"
-REGISTRAR_PID=$P2M_BG_PID
-wait_until "the registrar answers /_health with 200" health_is 200
+p2m_start_relay
+p2m_start_registrar
+p2m_wait_until "the registrar answers /_health with 200" p2m_health_is 200
 
 # ---------------------------------------------------------------- no idle pre-connection, unknown label
 
@@ -138,7 +94,7 @@ P=$(body)
 P=${P##*:}
 p2m_bg pod_web bash -c "exec 3<>/dev/tcp/127.0.0.1/$P && exec cat <&3"
 POD_WEB=$P2M_BG_PID
-wait_until "web's pre-connection is idle" redis_is 1 HGET "p2m:idle:$NAME" web
+p2m_wait_until "web's pre-connection is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" web
 
 # ---------------------------------------------------------------- 307 to a consumer port (2, 3.4)
 
@@ -191,7 +147,7 @@ expect_eq "$Q2" "$Q" "127.0.0.2 reuses its port"
 # The consumer port admits its consumer only (3.4): the relay refuses 127.0.0.2 on Q1.
 got=$(timeout 5 socat -u "TCP:127.0.0.1:$Q1,bind=127.0.0.2" STDOUT 2>&1 </dev/null || true)
 expect_eq "" "$got" "a connection from another address to Q1 reads nothing"
-wait_until "the relay logs the refused consumer" relay_log_has "event=conn_refused lease=$Q1 kind=consumer label=web .*peer=127.0.0.2"
+p2m_wait_until "the relay logs the refused consumer" p2m_log_has relay "event=conn_refused lease=$Q1 kind=consumer label=web .*peer=127.0.0.2"
 expect_eq 1 "$(rcli HGET "p2m:idle:$NAME" web)" "the pre-connection is still idle"
 
 # ---------------------------------------------------------------- plain HTTP (2.1)
@@ -226,7 +182,7 @@ expect_http 200 "/_health"
 expect_eq ok "$(body)" "/_health body"
 hreq "$BASE/cacert"
 expect_http 200 "/cacert"
-cmp -s "$T/resp.b" "$CA" || fail "/cacert differs from state/ca.pem"
+cmp -s "$T/resp.b" "$P2M_CA" || fail "/cacert differs from state/ca.pem"
 p2m_ok
 cp "$T/resp.b" "$T/fetched-ca.pem"
 expect_status 0 curl -4 -sS --max-time 10 --cacert "$T/fetched-ca.pem" -o /dev/null "$BASE/_health"
@@ -261,7 +217,7 @@ done <<<"$METRICS"
 # ---------------------------------------------------------------- the pod leaves, the relay stops
 
 p2m_kill "$POD_WEB"
-wait_until "web has no idle pre-connection" redis_is "" HGET "p2m:idle:$NAME" web
+p2m_wait_until "web has no idle pre-connection" p2m_redis_is "" HGET "p2m:idle:$NAME" web
 hreq "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/x"
 expect_http 503 "web after its pre-connection closed"
 expect_eq 2 "$(hdr retry-after)" "503 Retry-After"
@@ -269,7 +225,7 @@ has_hdr location && fail "the 503 carries a Location"$'\n'"$(resp_dump)"
 p2m_ok
 
 p2m_kill "$RELAY_PID"
-wait_until "/_health turns 503 without a relay heartbeat" health_is 503
+p2m_wait_until "/_health turns 503 without a relay heartbeat" p2m_health_is 503
 hreq "$BASE/_health"
 expect_http 503 "/_health without a relay"
 expect_match 'no relay' "$(body)" "/_health body without a relay"
@@ -283,8 +239,8 @@ p2m_ok
 # /_health needs Redis too; requests that need it get 503 at once while it is down. After Redis is
 # back the registrar reconnects by itself, and with a relay again everything works.
 p2m_stop_redis
-wait_until "/_health says Redis is unavailable" health_body_is "redis unavailable"
-health_is 503 || fail "/_health is not 503 without Redis"
+p2m_wait_until "/_health says Redis is unavailable" health_body_is "redis unavailable"
+p2m_health_is 503 || fail "/_health is not 503 without Redis"
 p2m_ok
 hreq "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/x"
 expect_http 503 "a consumer while Redis is down"
@@ -295,9 +251,9 @@ expect_match '^[0-9]+$' "$(hdr retry-after)" "503 Retry-After while Redis is dow
 hreq "$BASE/metrics"
 expect_http 503 "/metrics while Redis is down"
 p2m_start_redis
-wait_until "the registrar is back on Redis (no relay yet)" health_body_is "no relay is running"
+p2m_wait_until "the registrar is back on Redis (no relay yet)" health_body_is "no relay is running"
 p2m_bg relay2 "$RELAY_BIN" -c "$P2M_CONFIG"
-wait_until "/_health is 200 again" health_is 200
+p2m_wait_until "/_health is 200 again" p2m_health_is 200
 # The step after the one spent above: fresh, and inside the window.
 hreq -X PUT -H "Authorization: TOTP username=\"web\", response=\"$(oathtool --totp -b "$WEB_SECRET" --now "@$(($(date +%s) + 30))")\"" \
     "$BASE/register/web"
@@ -305,14 +261,13 @@ expect_http 200 "registration after Redis came back"
 P=$(body)
 P=${P##*:}
 p2m_bg pod_web2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$P && exec cat <&3"
-wait_until "web is idle again" redis_is 1 HGET "p2m:idle:$NAME" web
+p2m_wait_until "web is idle again" p2m_redis_is 1 HGET "p2m:idle:$NAME" web
 redirect "GET after Redis came back" "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/back?again=1"
 
 expect_no_match '(^|'$'\n'')http:' "$(cat "$T/https-locations")" "an HTTPS response redirected to http:"
 p2m_alive "$REGISTRAR_PID" || fail "the registrar died"
 p2m_ok
-! grep -E 'ERROR: AddressSanitizer|runtime error:' "$T/registrar.log" || fail "sanitizer report in registrar.log"
-p2m_ok
+expect_log_clean registrar 'ERROR: AddressSanitizer|runtime error:'
 
 # ---------------------------------------------------------------- a consumer that gave up
 
@@ -322,7 +277,7 @@ p2m_ok
 # pending for the next request to wait on.
 rcli CLIENT PAUSE 1500 ALL >/dev/null
 rc=0
-curl -4 -sS --max-time 0.5 --cacert "$CA" --interface 127.0.0.30 -o /dev/null \
+curl -4 -sS --max-time 0.5 --cacert "$P2M_CA" --interface 127.0.0.30 -o /dev/null \
     "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/first" 2>/dev/null || rc=$?
 expect_eq 28 "$rc" "the first request times out while Redis is paused"
 expect_eq PONG "$(rcli PING)" "Redis answers again after the pause"
@@ -340,7 +295,7 @@ for round in 1 2 3 4 5 6 7 8; do
     src=127.0.0.$((20 + round))
     pids=()
     for i in $(seq 1 16); do
-        curl -4 -sS --max-time 10 --cacert "$CA" --interface "$src" -o /dev/null -w '%{http_code} %{redirect_url}\n' \
+        curl -4 -sS --max-time 10 --cacert "$P2M_CA" --interface "$src" -o /dev/null -w '%{http_code} %{redirect_url}\n' \
             "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/r$i" >"$T/burst.$round.$i" 2>&1 &
         pids+=($!)
     done

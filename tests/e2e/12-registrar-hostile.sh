@@ -11,49 +11,11 @@
 
 p2m_require curl oathtool jq socat ss openssl
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay tools/pipe2me-admin
-REGISTRAR_BIN=$P2M_BUILD_DIR/registrar/pipe2me-registrar
-RELAY_BIN=$P2M_BUILD_DIR/relay/pipe2me-relay
 NAME=r1
 OURS='^https://([a-z0-9-]+\.)?pipe2me\.localhost:[0-9]+/' # the only Locations allowed
 
 # ---------------------------------------------------------------- helpers
 
-# A failure names the line of this script that made the check (the outermost caller), not a line
-# inside one of the helpers below.
-p2m_where() { echo "$(basename -- "$0"):${BASH_LINENO[${#BASH_LINENO[@]} - 2]}"; }
-
-wait_until() {
-    local desc=$1 i
-    shift
-    for ((i = 0; i < 200; i++)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out waiting until $desc"
-}
-redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
-relay_log_has() { grep -q -- "$1" "$T/relay.log"; }
-health_is() { [[ $(curl -4 -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CA" "$BASE/_health") == "$1" ]]; }
-
-# hreq CURL_ARGS...: one request; sets CODE, headers in $T/resp.h, body in $T/resp.b.
-hreq() {
-    local rc=0
-    CODE=$(curl -4 -sS --max-time 10 --cacert "$CA" -D "$T/resp.h" -o "$T/resp.b" -w '%{http_code}' "$@" 2>"$T/curl.err") ||
-        rc=$?
-    ((rc == 0)) || fail "curl failed with status $rc: $(p2m_cmdline "$@")"$'\n'"$(cat "$T/curl.err")"
-    LAST_REQ=$(p2m_cmdline "$@")
-}
-hdr() { tr -d '\r' <"$T/resp.h" | sed -n "s/^$1:[[:space:]]*//Ip" | tail -n 1; }
-has_hdr() { tr -d '\r' <"$T/resp.h" | grep -qi "^$1:"; }
-body() { cat "$T/resp.b"; }
-resp_dump() { printf '%s\n--- headers:\n%s\n--- body:\n%s' "$LAST_REQ" "$(tr -d '\r' <"$T/resp.h")" "$(body)"; }
-expect_http() {
-    [[ $CODE =~ ^($1)$ ]] || fail "$2: HTTP $CODE, want $1"$'\n'"$(resp_dump)"
-    p2m_ok
-}
 # no_foreign_location DESC: the last response has no Location, or one inside the domain.
 no_foreign_location() {
     local loc
@@ -74,7 +36,7 @@ raw_exchange() {
 raw_https() {
     LAST_REQ="raw TLS: $(printf '%q' "$1")"
     printf '%b' "$1" | timeout 10 openssl s_client -quiet -connect "127.0.0.1:$P2M_HTTPS_PORT" -servername pipe2me.localhost \
-        -CAfile "$CA" -verify_return_error >"$T/raw.out" 2>"$T/raw.err" || true
+        -CAfile "$P2M_CA" -verify_return_error >"$T/raw.out" 2>"$T/raw.err" || true
     raw_exchange
 }
 raw_http() {
@@ -84,12 +46,7 @@ raw_http() {
 }
 
 # TOTP: every pod below is used for one request only, so any code of the current step is fresh.
-declare -A SECRET=()
-add_pod() {
-    expect_status 0 admin pod add "$1" --label "$2"
-    SECRET[$1]=$(jq -er .secret "$OUT")
-}
-code() { oathtool --totp -b "${SECRET[$1]}"; }
+code() { oathtool --totp -b "${P2M_SECRET[$1]}"; }
 # pad TEXT N: TEXT with spaces inserted after its first comma until it is N bytes long.
 pad() {
     local head=${1%%,*} tail=${1#*,} spaces
@@ -119,18 +76,14 @@ p2m_start_redis
 p2m_free_port_range RANGE_LO RANGE_HI 32
 p2m_write_config "$(jq -nc --arg ports "$RANGE_LO-$RANGE_HI" \
     '{relay: {name: "r1", ports: $ports}, registrar: {preconnect_timeout: 2, auth_fail_limit: 100000}}')"
-CA=$T/state/ca.pem
 BASE=https://pipe2me.localhost:$P2M_HTTPS_PORT
 
-add_pod demo demo
-for p in a1 a2 a3 a4 a5 b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b12 b13 b14 b15 b16; do add_pod "$p" "$p"; done
+p2m_add_pod demo demo
+for p in a1 a2 a3 a4 a5 b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b12 b13 b14 b15 b16; do p2m_add_pod "$p" "$p"; done
 
-p2m_bg relay "$RELAY_BIN" -c "$P2M_CONFIG"
-wait_until "the relay heartbeat is in Redis" redis_is 1 EXISTS "p2m:relay:$NAME"
-wait_until "the relay is subscribed" relay_log_has "event=redis_subscribed"
-p2m_bg registrar "$REGISTRAR_BIN" -c "$P2M_CONFIG"
-REGISTRAR_PID=$P2M_BG_PID
-wait_until "the registrar answers /_health with 200" health_is 200
+p2m_start_relay
+p2m_start_registrar
+p2m_wait_until "the registrar answers /_health with 200" p2m_health_is 200
 
 # demo registers and pre-connects, so that demo.DOMAIN redirects.
 hreq -X PUT -H "Authorization: TOTP username=\"demo\", response=\"$(code demo)\"" "$BASE/register/demo"
@@ -139,7 +92,7 @@ SESSION=$(hdr p2m-session)
 P=$(body)
 P=${P##*:}
 p2m_bg pod_demo bash -c "exec 3<>/dev/tcp/127.0.0.1/$P && exec cat <&3"
-wait_until "demo's pre-connection is idle" redis_is 1 HGET "p2m:idle:$NAME" demo
+p2m_wait_until "demo's pre-connection is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" demo
 
 # ---------------------------------------------------------------- hostile Host headers (2)
 
@@ -344,7 +297,7 @@ done
 for v in --http1.1 --http2; do
     # The registrar may answer before it has read the body and close; curl may then fail to send.
     rc=0
-    CODE=$(curl -4 -sS --max-time 20 --cacert "$CA" "$v" -H 'Expect:' -X PUT -H "Authorization: Bearer $SESSION" \
+    CODE=$(curl -4 -sS --max-time 20 --cacert "$P2M_CA" "$v" -H 'Expect:' -X PUT -H "Authorization: Bearer $SESSION" \
         --data-binary @"$T/1m" -D "$T/resp.h" -o "$T/resp.b" -w '%{http_code}' "$BASE/register/demo" 2>"$T/curl.err") || rc=$?
     LAST_REQ="PUT 1 MiB $v (curl status $rc)"
     [[ $CODE =~ ^4[0-9][0-9]$ || ($CODE == 000 && $rc =~ ^(52|55|56|92)$) ]] ||
@@ -353,7 +306,7 @@ for v in --http1.1 --http2; do
     p2m_alive "$REGISTRAR_PID" || fail "the registrar died on a 1 MiB body"
 done
 rc=0
-CODE=$(curl -4 -sS --max-time 20 --cacert "$CA" --http1.1 -H 'Expect:' -H 'Transfer-Encoding: chunked' -X PUT \
+CODE=$(curl -4 -sS --max-time 20 --cacert "$P2M_CA" --http1.1 -H 'Expect:' -H 'Transfer-Encoding: chunked' -X PUT \
     -H "Authorization: Bearer $SESSION" --data-binary @"$T/1m" -o /dev/null -w '%{http_code}' "$BASE/register/demo" \
     2>"$T/curl.err") || rc=$?
 [[ $CODE =~ ^4[0-9][0-9]$ || ($CODE == 000 && $rc =~ ^(52|55|56)$) ]] ||
@@ -396,10 +349,10 @@ pre_leases() {
     echo "$n"
 }
 pre_leases_are() { [[ $(pre_leases) == "$1" ]]; }
-wait_until "only demo's idle pre lease is left" pre_leases_are 1
+p2m_wait_until "only demo's idle pre lease is left" pre_leases_are 1
 pids=()
 for i in $(seq 1 20); do
-    curl -4 -sS --max-time 10 --cacert "$CA" -X PUT -H "Authorization: Bearer $SESSION" -w '\n%{http_code}\n' \
+    curl -4 -sS --max-time 10 --cacert "$P2M_CA" -X PUT -H "Authorization: Bearer $SESSION" -w '\n%{http_code}\n' \
         "$BASE/register/demo" >"$T/burst.$i" 2>&1 &
     pids+=($!)
 done
@@ -418,11 +371,10 @@ done
 
 p2m_alive "$REGISTRAR_PID" || fail "the registrar died"
 p2m_ok
-wait_until "/_health is 200 after everything" health_is 200
+p2m_wait_until "/_health is 200 after everything" p2m_health_is 200
 hreq --interface 127.0.0.2 "https://demo.pipe2me.localhost:$P2M_HTTPS_PORT/still"
 expect_http 307 "a consumer redirect still works"
-! grep -E 'ERROR: AddressSanitizer|runtime error:' "$T/registrar.log" || fail "sanitizer report in registrar.log"
-p2m_ok
+expect_log_clean registrar 'ERROR: AddressSanitizer|runtime error:'
 
 # ---------------------------------------------------------------- more than one Host (2; RFC 9112 3.2)
 
@@ -440,15 +392,8 @@ for send in raw_https raw_http; do
 done
 
 # A clean stop: TERM, exit status 0, and (under ctest's sanitizer settings) no leak report.
-kill -TERM "$REGISTRAR_PID"
-dead() { ! p2m_alive "$1"; }
-wait_until "the registrar exits on TERM" dead "$REGISTRAR_PID"
-rc=0
-wait "$REGISTRAR_PID" || rc=$?
-p2m_forget "$REGISTRAR_PID"
+p2m_term "the registrar" "$REGISTRAR_PID"
 if [[ ${LSAN_OPTIONS:-} == *suppressions* ]]; then
-    expect_eq 0 "$rc" "registrar exit status after SIGTERM"
-    ! grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/registrar.log" ||
-        fail "sanitizer report in registrar.log"
-    p2m_ok
+    expect_eq 0 "$P2M_EXIT_STATUS" "registrar exit status after SIGTERM"
+    expect_log_clean registrar 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:'
 fi

@@ -17,71 +17,12 @@
 p2m_require curl oathtool jq socat ss openssl
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay tools/pipe2me-admin
 REGISTRAR_BIN=$P2M_BUILD_DIR/registrar/pipe2me-registrar
-RELAY_BIN=$P2M_BUILD_DIR/relay/pipe2me-relay
 DOMAIN=pipe2me.localhost
 LIFETIME=3600
 
 # ---------------------------------------------------------------- helpers
 
-p2m_where() { echo "$(basename -- "$0"):${BASH_LINENO[${#BASH_LINENO[@]} - 2]}"; }
-
-wait_until() {
-    local desc=$1 i
-    shift
-    for ((i = 0; i < 200; i++)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out waiting until $desc"
-}
-redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
-listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
 answers() { curl -4 -s -o /dev/null --max-time 2 --cacert "$2" "$1/cacert"; }
-
-# hreq CURL_ARGS...: one request; sets CODE, headers in $T/resp.h, body in $T/resp.b.
-hreq() {
-    local rc=0
-    CODE=$(curl -4 -sS --max-time 10 --cacert "$CA" -D "$T/resp.h" -o "$T/resp.b" -w '%{http_code}' "$@" 2>"$T/curl.err") ||
-        rc=$?
-    ((rc == 0)) || fail "curl failed with status $rc: $(p2m_cmdline "$@")"$'\n'"$(cat "$T/curl.err")"
-    LAST_REQ=$(p2m_cmdline "$@")
-}
-hdr() { tr -d '\r' <"$T/resp.h" | sed -n "s/^$1:[[:space:]]*//Ip" | tail -n 1; }
-body() { cat "$T/resp.b"; }
-resp_dump() { printf '%s\n--- headers:\n%s\n--- body:\n%s' "$LAST_REQ" "$(tr -d '\r' <"$T/resp.h")" "$(body)"; }
-expect_http() {
-    [[ $CODE =~ ^($1)$ ]] || fail "$2: HTTP $CODE, want $1"$'\n'"$(resp_dump)"
-    p2m_ok
-}
-
-declare -A SECRET=() USED=()
-code_at() { oathtool --totp -b "$1" --now "@$(($2 * 30))"; }
-# fresh POD: sets CODE_ to a code of POD's that the registrar accepts now and no request spent.
-fresh() {
-    local i now cur s
-    for ((i = 0; i < 40; i++)); do
-        now=$(date +%s)
-        cur=$((now / 30))
-        for s in "$cur" "$((cur + 1))" "$((cur - 1))"; do
-            ((s != cur - 1 || now % 30 < 25)) || continue
-            if [[ -z ${USED[$1:$s]:-} ]]; then
-                USED[$1:$s]=1
-                CODE_=$(code_at "${SECRET[$1]}" "$s")
-                return 0
-            fi
-        done
-        sleep 1
-    done
-    fail "no unspent TOTP step for pod $1 within 40 s"
-}
-totp() { printf 'TOTP username="%s", response="%s"' "$1" "$2"; }
-add_pod() {
-    expect_status 0 admin pod add "$1" --label "$2"
-    SECRET[$1]=$(jq -er .secret "$OUT")
-}
 
 # csr NAME OUT OPENSSL_REQ_ARGS...: a CSR in $T/OUT.csr with a new key ($T/OUT.key).
 csr() {
@@ -100,7 +41,7 @@ cert_req() {
     hreq -X POST "${args[@]}" -H 'Content-Type: application/pkcs10' --data-binary "@$file" "$@" "$BASE/certificate/$label"
 }
 
-# expect_issued DESC NAME: the last response is a 200 chain for NAME that verifies against $CA.
+# expect_issued DESC NAME: the last response is a 200 chain for NAME that verifies against $P2M_CA.
 expect_issued() {
     expect_http 200 "$1"
     expect_eq application/pem-certificate-chain "$(hdr content-type)" "$1: content type"
@@ -110,7 +51,7 @@ expect_issued() {
     expect_match "DNS:$2\$" "$(grep -A1 'Subject Alternative Name' "$T/issued.txt" | tail -n 1 | tr -d ' ')" "$1: SAN is DNS:$2 alone"
     expect_match 'CA:FALSE' "$(grep -A1 'Basic Constraints' "$T/issued.txt" | tail -n 1)" "$1: CA:FALSE"
     expect_match 'TLS Web Server Authentication' "$(grep -A1 'Extended Key Usage' "$T/issued.txt" | tail -n 1)" "$1: EKU serverAuth"
-    expect_status 0 openssl verify -purpose sslserver -CAfile "$CA" "$T/issued.pem"
+    expect_status 0 openssl verify -purpose sslserver -CAfile "$P2M_CA" "$T/issued.pem"
     local nb na
     nb=$(date -d "$(openssl x509 -in "$T/issued.pem" -noout -startdate | cut -d= -f2)" +%s)
     na=$(date -d "$(openssl x509 -in "$T/issued.pem" -noout -enddate | cut -d= -f2)" +%s)
@@ -131,18 +72,14 @@ expect_csr_refused() {
 
 p2m_start_redis
 p2m_write_config "$(jq -nc --argjson life $LIFETIME '{relay: {name: "r1"}, registrar: {cert_lifetime: $life, auth_fail_limit: 50}}')"
-CA=$T/state/ca.pem
 BASE=https://$DOMAIN:$P2M_HTTPS_PORT
 HBASE=http://$DOMAIN:$P2M_HTTP_PORT
-for p in demo other; do add_pod "$p" "$p"; done
-add_pod web web
+for p in demo other web; do p2m_add_pod "$p" "$p"; done
 
-p2m_bg relay "$RELAY_BIN" -c "$P2M_CONFIG"
-wait_until "the relay heartbeat" redis_is "$P2M_RELAY_PORT_LO-$P2M_RELAY_PORT_HI" HGET p2m:relay:r1 ports
-p2m_bg registrar "$REGISTRAR_BIN" -c "$P2M_CONFIG"
-REGISTRAR_PID=$P2M_BG_PID
-wait_until "the registrar created its CA" test -s "$CA"
-wait_until "the registrar answers" answers "$BASE" "$CA"
+p2m_start_relay
+p2m_start_registrar
+p2m_wait_until "the registrar created its CA" test -s "$P2M_CA"
+p2m_wait_until "the registrar answers" answers "$BASE" "$P2M_CA"
 expect_eq 600 "$(stat -c %a "$T/state/ca-key.pem")" "the CA key is mode 0600"
 expect_eq 600 "$(stat -c %a "$T/state/registrar-key.pem")" "the registrar key is mode 0600"
 
@@ -150,8 +87,8 @@ expect_eq 600 "$(stat -c %a "$T/state/registrar-key.pem")" "the registrar key is
 
 NAME=demo.$DOMAIN
 csr good -subj "/CN=$NAME" -addext "subjectAltName=DNS:$NAME" "${EC256[@]}"
-fresh demo
-cert_req demo "$(totp demo "$CODE_")" "$T/good.csr"
+p2m_totp_fresh demo
+cert_req demo "$(p2m_totp_auth demo "$CODE_")" "$T/good.csr"
 expect_issued "TOTP, EC P-256, CN and SAN" "$NAME"
 SESSION=$(hdr p2m-session)
 expect_match '^[A-Za-z0-9._~+/=-]{16,128}$' "$SESSION" "a TOTP certificate request returns P2M-Session"
@@ -231,10 +168,10 @@ badsig.csr|.|a request whose signature does not verify
 EOF
 
 # A refused CSR spends no TOTP step: the same code then works with a good CSR.
-fresh demo
-cert_req demo "$(totp demo "$CODE_")" "$T/other.csr"
+p2m_totp_fresh demo
+cert_req demo "$(p2m_totp_auth demo "$CODE_")" "$T/other.csr"
 expect_csr_refused "other\.$DOMAIN" "TOTP with a CSR for another name"
-cert_req demo "$(totp demo "$CODE_")" "$T/good.csr"
+cert_req demo "$(p2m_totp_auth demo "$CODE_")" "$T/good.csr"
 expect_issued "the same TOTP code after a refused CSR" "$NAME"
 
 # ---------------------------------------------------------------- other refusals
@@ -246,8 +183,8 @@ expect_csr_refused "demo\.$DOMAIN" "demo's CSR on other's path is a name mismatc
 csr othergood -subj "/CN=other.$DOMAIN" "${EC256[@]}"
 cert_req other "Bearer $SESSION" "$T/othergood.csr"
 expect_http 403 "demo's session for other's label"
-fresh other
-cert_req other "$(totp demo "$CODE_")" "$T/othergood.csr"
+p2m_totp_fresh other
+cert_req other "$(p2m_totp_auth demo "$CODE_")" "$T/othergood.csr"
 expect_http 401 "other's code in demo's name"
 hreq -X GET "$BASE/certificate/demo"
 expect_http 405 "GET /certificate/demo"
@@ -259,7 +196,7 @@ expect_http 404 "a query string"
 head -c 17000 /dev/zero | tr '\0' 'A' >"$T/big"
 cert_req demo "Bearer $SESSION" "$T/big"
 expect_http 413 "a 17,000-byte body"
-wait_until "p2m:stats counts the 6 certificates issued" redis_is 6 HGET p2m:stats certificates
+p2m_wait_until "p2m:stats counts the 6 certificates issued" p2m_redis_is 6 HGET p2m:stats certificates
 
 # ---------------------------------------------------------------- service protocols (1.1, 2)
 
@@ -281,20 +218,20 @@ idle_is() {
     [[ ${n:-0} == "$1" ]]
 }
 
-fresh web
-reg web "$(totp web "$CODE_")" '{"protocol":"bogus"}'
+p2m_totp_fresh web
+reg web "$(p2m_totp_auth web "$CODE_")" '{"protocol":"bogus"}'
 expect_http 400 "protocol bogus"
 expect_match 'protocol' "$(body)" "the 400 names the protocol"
-reg web "$(totp web "$CODE_")" 'not json'
+reg web "$(p2m_totp_auth web "$CODE_")" 'not json'
 expect_http 400 "a body that is not JSON"
-reg web "$(totp web "$CODE_")" '{"protocol":"http","port":1}'
+reg web "$(p2m_totp_auth web "$CODE_")" '{"protocol":"http","port":1}'
 expect_http 400 "an unknown key"
-reg web "$(totp web "$CODE_")" '{"protocol":"http"}'
+reg web "$(p2m_totp_auth web "$CODE_")" '{"protocol":"http"}'
 expect_http 200 "the same TOTP code after three 400s registers the http service"
 WEB_SESSION=$(hdr p2m-session)
 expect_eq "web|web:http" "$(rcli HMGET "p2m:lease:$PORT" label service | paste -sd'|')" "the lease names label and service"
 hold http "$PORT"
-wait_until "web:http has an idle pre-connection" idle_is 1 web:http
+p2m_wait_until "web:http has an idle pre-connection" idle_is 1 web:http
 
 hreq "$BASE/x?y=1" -H "Host: web.$DOMAIN:$P2M_HTTPS_PORT"
 expect_http 503 "https request with only an http service: never a downgrade"
@@ -303,18 +240,18 @@ expect_http 307 "http request with an http service"
 expect_match "^http://web\.$DOMAIN:[0-9]+/x\?y=1\$" "$(hdr location)" "307 to the http service"
 QH=$(hdr location | sed -E 's|^http://[^:]+:([0-9]+)/.*|\1|')
 expect_eq "consumer|web:http" "$(rcli HMGET "p2m:lease:$QH" kind service | paste -sd'|')" "the consumer lease is the http service's"
-wait_until "the relay listens on $QH" listening "$QH"
+p2m_wait_until "the relay listens on $QH" p2m_listening "$QH"
 expect_eq "hello-http" "$(printf 'hello-http' | socat -t 2 - TCP4:127.0.0.1:$QH)" "a consumer on $QH reaches the http pre-connection"
 
 reg web "Bearer $WEB_SESSION" ''
 expect_http 200 "an empty body registers the https service"
 expect_eq "web|web" "$(rcli HMGET "p2m:lease:$PORT" label service | paste -sd'|')" "https service key is the label"
 hold https "$PORT"
-wait_until "web has an idle https pre-connection" idle_is 1 web
+p2m_wait_until "web has an idle https pre-connection" idle_is 1 web
 reg web "Bearer $WEB_SESSION" '{"protocol":"http"}'
 expect_http 200 "a second http pre-connection"
 hold http2 "$PORT"
-wait_until "web:http has an idle pre-connection again" idle_is 1 web:http
+p2m_wait_until "web:http has an idle pre-connection again" idle_is 1 web:http
 
 hreq "$BASE/" -H "Host: web.$DOMAIN:$P2M_HTTPS_PORT"
 expect_http 307 "https request with an https service"
@@ -328,7 +265,7 @@ expect_match "^http://web\.$DOMAIN:$QH/\$" "$(hdr location)" "http goes to the h
 
 # The http service goes away: http requests go to https (an upgrade, never the reverse).
 p2m_kill "$HOLD_http2"
-wait_until "web:http has no idle pre-connection" idle_is 0 web:http
+p2m_wait_until "web:http has no idle pre-connection" idle_is 0 web:http
 hreq "$HBASE/z" -H "Host: web.$DOMAIN:$P2M_HTTP_PORT"
 expect_http 307 "http request with only the https service"
 expect_match "^https://web\.$DOMAIN:$QS/z\$" "$(hdr location)" "http falls back to the https service"
@@ -339,13 +276,13 @@ expect_http 503 "GET /tcp/web before a tcp service exists"
 reg web "Bearer $WEB_SESSION" '{"protocol":"tcp"}'
 expect_http 200 "the tcp service"
 hold tcp "$PORT"
-wait_until "web:tcp has an idle pre-connection" idle_is 1 web:tcp
+p2m_wait_until "web:tcp has an idle pre-connection" idle_is 1 web:tcp
 hreq "$BASE/tcp/web"
 expect_http 200 "GET /tcp/web"
 expect_match "^web\.$DOMAIN:[0-9]+\$" "$(body)" "the body is LABEL.DOMAIN:PORT"
 QT=$(body | sed 's/.*://')
 expect_eq "consumer|web:tcp|127.0.0.1" "$(rcli HMGET "p2m:lease:$QT" kind service addr | paste -sd'|')" "the tcp consumer lease"
-wait_until "the relay listens on $QT" listening "$QT"
+p2m_wait_until "the relay listens on $QT" p2m_listening "$QT"
 expect_eq "hello-tcp" "$(printf 'hello-tcp' | socat -t 2 - TCP4:127.0.0.1:$QT)" "a consumer on $QT reaches the tcp pre-connection"
 hreq "$BASE/tcp/nosuch"
 expect_http 404 "GET /tcp/ of an unknown label"
@@ -388,9 +325,9 @@ expect_status 1 "$REGISTRAR_BIN" -c "$OPCONF"
 expect_match "registrar.key .*wild-key.pem: readable by group or others" "$(cat "$ERR" "$OUT")" "a 0640 registrar key is refused"
 chmod 600 "$OP/wild-key.pem"
 
-p2m_bg registrar-op "$REGISTRAR_BIN" -c "$OPCONF"
-CA=$OP/root.pem
-wait_until "the registrar answers with the operator's certificate" answers "$BASE" "$CA"
+p2m_start_registrar "$OPCONF" registrar-op
+P2M_CA=$OP/root.pem
+p2m_wait_until "the registrar answers with the operator's certificate" answers "$BASE" "$P2M_CA"
 expect_match "subject=CN *= *$DOMAIN" "$(openssl s_client -connect "127.0.0.1:$P2M_HTTPS_PORT" -servername "$DOMAIN" </dev/null 2>/dev/null |
     openssl x509 -noout -subject)" "the registrar serves the operator's certificate"
 hreq "$BASE/cacert"
