@@ -2,47 +2,23 @@
 # pipe2me-relay follows leases (docs/PROTOCOL.md 3.1-3.4), driven the way the registrar drives it:
 # leases written with redis-cli, "lease PORT" published on p2m:relay:NAME, answers read on
 # p2m:bound. Pods are bash /dev/tcp and socat connections on loopback.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 p2m_require socat ss
 p2m_require_built relay/pipe2me-relay
 RELAY_BIN=$P2M_BUILD_DIR/relay/pipe2me-relay
 NAME=r1
+P2M_WAIT_SECONDS=15 # how long p2m_wait_until waits
 
 # ---------------------------------------------------------------- helpers
-
-# wait_until DESC CMD...: polls CMD (every 0.1 s, at most 15 s) until it succeeds.
-wait_until() {
-    local desc=$1 i
-    shift
-    for ((i = 0; i < 150; i++)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out waiting until $desc"
-}
-
-eq() { [[ $1 == "$2" ]]; }
-redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
-listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
-not_listening() { ! listening "$1"; }
-log_has() { grep -q -- "$1" "$T/relay.log"; }
-
-start_relay() {
-    p2m_bg relay "$RELAY_BIN" -c "$P2M_CONFIG"
-    RELAY_PID=$P2M_BG_PID
-    wait_until "the relay heartbeat is in Redis" redis_is 1 EXISTS "p2m:relay:$NAME"
-}
 
 # Subscribes to p2m:bound in the background; answers land in $T/bound.log, one per line.
 start_bound_listener() {
     : >"$T/bound.log"
     p2m_bg bound redis-cli -s "$P2M_REDIS_SOCK" SUBSCRIBE p2m:bound
     BOUND_PID=$P2M_BG_PID
-    wait_until "the p2m:bound subscription is active" redis_is $'p2m:bound\n1' PUBSUB NUMSUB p2m:bound
+    p2m_wait_until "the p2m:bound subscription is active" p2m_redis_is $'p2m:bound\n1' PUBSUB NUMSUB p2m:bound
 }
 bound_has() { grep -qx -- "$1" "$T/bound.log"; }
 
@@ -58,9 +34,9 @@ lease() {
 # lease_ok PORT ...: lease, then wait for "PORT ok" and the listener.
 lease_ok() {
     lease "$@"
-    wait_until "relay answers '$1 ok'" bound_has "$1 ok"
+    p2m_wait_until "relay answers '$1 ok'" bound_has "$1 ok"
     expect_eq bound "$(rcli HGET "p2m:lease:$1" state)" "lease $1 state after binding"
-    listening "$1" || fail "port $1 is not listening after '$1 ok'"
+    p2m_listening "$1" || fail "port $1 is not listening after '$1 ok'"
     p2m_ok
 }
 
@@ -95,7 +71,7 @@ expect_status 0 "$RELAY_BIN" --version
 # A stale idle hash from an earlier run is deleted at start.
 rcli HSET "p2m:idle:$NAME" ghost 3 >/dev/null
 start_bound_listener
-start_relay
+p2m_start_relay
 
 # ---------------------------------------------------------------- heartbeat (3.1)
 
@@ -105,7 +81,7 @@ expect_match '^[0-9]+$' "$(rcli HGET "p2m:relay:$NAME" started)" "relay started"
 ttl=$(rcli TTL "p2m:relay:$NAME")
 ((ttl > 0 && ttl <= 15)) || fail "relay hash TTL $ttl, want 1-15"
 expect_eq 1 "$(rcli SISMEMBER p2m:relays "$NAME")" "relay in p2m:relays"
-wait_until "the stale idle hash is gone" redis_is 0 EXISTS "p2m:idle:$NAME"
+p2m_wait_until "the stale idle hash is gone" p2m_redis_is 0 EXISTS "p2m:idle:$NAME"
 
 # ---------------------------------------------------------------- a pre lease (3.3, 3.4)
 
@@ -113,21 +89,21 @@ P=${ports[0]}
 lease_ok "$P" pre web 127.0.0.1 10
 pod pod1 "$P"
 POD1=$P2M_BG_PID
-wait_until "the pre-connection counts as idle" redis_is 1 HGET "p2m:idle:$NAME" web
-wait_until "the pre port stops listening after one connection" not_listening "$P"
+p2m_wait_until "the pre-connection counts as idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" web
+p2m_wait_until "the pre port stops listening after one connection" p2m_not_listening "$P"
 ttl=$(rcli TTL "p2m:lease:$P")
 ((ttl > 10 && ttl <= 30)) || fail "idle lease TTL $ttl, want 11-30 (kept alive by the relay)"
 p2m_ok
 ttl=$(rcli TTL "p2m:idle:$NAME")
 ((ttl > 0 && ttl <= 15)) || fail "idle hash TTL $ttl, want 1-15"
 p2m_ok
-wait_until "the relay logs the idle pre-connection" log_has "event=preconn_idle lease=$P label=web fd="
+p2m_wait_until "the relay logs the idle pre-connection" p2m_log_has relay "event=preconn_idle lease=$P label=web fd="
 
 # The pod goes away: the count comes down and the lease is deleted.
 p2m_kill "$POD1"
-wait_until "the idle count drops to nothing" redis_is "" HGET "p2m:idle:$NAME" web
-wait_until "the used pre lease is deleted" redis_is 0 EXISTS "p2m:lease:$P"
-wait_until "the relay logs the closed pre-connection" log_has "event=preconn_close lease=$P label=web"
+p2m_wait_until "the idle count drops to nothing" p2m_redis_is "" HGET "p2m:idle:$NAME" web
+p2m_wait_until "the used pre lease is deleted" p2m_redis_is 0 EXISTS "p2m:lease:$P"
+p2m_wait_until "the relay logs the closed pre-connection" p2m_log_has relay "event=preconn_close lease=$P label=web"
 
 # ---------------------------------------------------------------- only the lease's address
 
@@ -136,22 +112,22 @@ lease_ok "$P" pre api 127.0.0.2 10
 # From 127.0.0.1: refused (closed at once), and the port keeps listening for the right pod.
 got=$(timeout 5 socat -u "TCP:127.0.0.1:$P,bind=127.0.0.1" STDOUT 2>&1 </dev/null || true)
 expect_eq "" "$got" "a refused connection reads nothing"
-wait_until "the refusal is logged" log_has "event=conn_refused lease=$P kind=pre label=api fd=[0-9]* peer=127.0.0.1 want=127.0.0.2"
-listening "$P" || fail "port $P stopped listening after a refused connection"
+p2m_wait_until "the refusal is logged" p2m_log_has relay "event=conn_refused lease=$P kind=pre label=api fd=[0-9]* peer=127.0.0.1 want=127.0.0.2"
+p2m_listening "$P" || fail "port $P stopped listening after a refused connection"
 p2m_ok
 pod pod2 "$P" 127.0.0.2
 POD2=$P2M_BG_PID
-wait_until "the right address becomes idle" redis_is 1 HGET "p2m:idle:$NAME" api
-wait_until "the pre port stops listening" not_listening "$P"
+p2m_wait_until "the right address becomes idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" api
+p2m_wait_until "the pre port stops listening" p2m_not_listening "$P"
 
 # ---------------------------------------------------------------- port busy (3.3 failure)
 
 P=${ports[2]}
 p2m_bg squatter socat "TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr,fork" /dev/null
 SQUAT=$P2M_BG_PID
-wait_until "the squatter listens" listening "$P"
+p2m_wait_until "the squatter listens" p2m_listening "$P"
 lease "$P" pre web 127.0.0.1 10
-wait_until "relay answers '$P fail ...'" grep -q "^$P fail " "$T/bound.log"
+p2m_wait_until "relay answers '$P fail ...'" grep -q "^$P fail " "$T/bound.log"
 expect_eq 0 "$(rcli EXISTS "p2m:lease:$P")" "the busy port's lease is deleted"
 expect_eq 1 "$(rcli GET "p2m:portbusy:$NAME:$P")" "portbusy key"
 ttl=$(rcli TTL "p2m:portbusy:$NAME:$P")
@@ -166,22 +142,22 @@ Q=${ports[3]}
 lease_ok "$Q" consumer web 127.0.0.1 60
 rcli DEL "p2m:lease:$Q" >/dev/null
 rcli PUBLISH p2m:events "unlease $Q" >/dev/null
-wait_until "the unleased port stops listening" not_listening "$Q"
-wait_until "the close is logged" log_has "event=lease_closed lease=$Q kind=consumer label=web pod=pod1 reason=unlease"
+p2m_wait_until "the unleased port stops listening" p2m_not_listening "$Q"
+p2m_wait_until "the close is logged" p2m_log_has relay "event=lease_closed lease=$Q kind=consumer label=web pod=pod1 reason=unlease"
 
 # A pre lease nobody connects to expires; the periodic check closes the listener.
 P=${ports[4]}
 lease_ok "$P" pre web 127.0.0.1 30
 rcli EXPIRE "p2m:lease:$P" 1 >/dev/null
-wait_until "the expired lease's port stops listening" not_listening "$P"
-wait_until "the expiry is logged" log_has "event=lease_closed lease=$P kind=pre label=web pod=pod1 reason=lease_gone"
+p2m_wait_until "the expired lease's port stops listening" p2m_not_listening "$P"
+p2m_wait_until "the expiry is logged" p2m_log_has relay "event=lease_closed lease=$P kind=pre label=web pod=pod1 reason=lease_gone"
 
 # An idle pre-connection whose lease is removed (admin lease rm) is closed and uncounted.
-wait_until "pod2 is still idle" redis_is 1 HGET "p2m:idle:$NAME" api
+p2m_wait_until "pod2 is still idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" api
 rcli DEL "p2m:lease:${ports[1]}" >/dev/null
-wait_until "the orphaned pre-connection is closed" log_has "event=preconn_close lease=${ports[1]} label=api"
-wait_until "its idle count is gone" redis_is "" HGET "p2m:idle:$NAME" api
-wait_until "pod2 sees its connection closed" eval '! p2m_alive $POD2'
+p2m_wait_until "the orphaned pre-connection is closed" p2m_log_has relay "event=preconn_close lease=${ports[1]} label=api"
+p2m_wait_until "its idle count is gone" p2m_redis_is "" HGET "p2m:idle:$NAME" api
+p2m_wait_until "pod2 sees its connection closed" p2m_dead "$POD2"
 p2m_kill "$POD2"
 
 # A lease for another relay, or outside the range, is not ours.
@@ -189,8 +165,8 @@ P=${ports[5]}
 rcli HSET "p2m:lease:$P" kind pre label web pod pod1 addr 127.0.0.1 relay other created "$(date +%s)" state pending >/dev/null
 rcli EXPIRE "p2m:lease:$P" 10 >/dev/null
 rcli PUBLISH "p2m:relay:$NAME" "lease $P" >/dev/null
-wait_until "the foreign lease is logged" log_has "event=lease_foreign lease=$P"
-not_listening "$P" || fail "port $P listens for another relay's lease"
+p2m_wait_until "the foreign lease is logged" p2m_log_has relay "event=lease_foreign lease=$P"
+p2m_not_listening "$P" || fail "port $P listens for another relay's lease"
 p2m_ok
 rcli DEL "p2m:lease:$P" >/dev/null
 
@@ -199,7 +175,7 @@ P=${ports[5]}
 rcli HSET "p2m:lease:$P" kind pre label 'bad label!' pod pod1 addr 127.0.0.1 relay "$NAME" created "$(date +%s)" state pending >/dev/null
 rcli EXPIRE "p2m:lease:$P" 10 >/dev/null
 rcli PUBLISH "p2m:relay:$NAME" "lease $P" >/dev/null
-wait_until "relay answers '$P fail invalid lease'" bound_has "$P fail invalid lease"
+p2m_wait_until "relay answers '$P fail invalid lease'" bound_has "$P fail invalid lease"
 rcli DEL "p2m:lease:$P" >/dev/null
 
 # ---------------------------------------------------------------- Redis goes away and comes back
@@ -208,44 +184,38 @@ P=${ports[6]}
 lease_ok "$P" pre web 127.0.0.1 10
 pod pod3 "$P"
 POD3=$P2M_BG_PID
-wait_until "pod3 is idle" redis_is 1 HGET "p2m:idle:$NAME" web
+p2m_wait_until "pod3 is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" web
 p2m_kill "$BOUND_PID"
 p2m_stop_redis
 # While Redis is down the pod leaves: the relay cannot say so until Redis is back.
 p2m_kill "$POD3"
-wait_until "the relay notices pod3 leaving" log_has "event=preconn_close lease=$P label=web"
+p2m_wait_until "the relay notices pod3 leaving" p2m_log_has relay "event=preconn_close lease=$P label=web"
 p2m_start_redis
-wait_until "the relay reconnects" log_has "event=redis_connected conn=cmd"
+p2m_wait_until "the relay reconnects" p2m_log_has relay "event=redis_connected conn=cmd"
 # The AOF still says 1; the resync after the reconnect says what the relay holds: nothing.
-wait_until "the idle count is resynchronised" redis_is "" HGET "p2m:idle:$NAME" web
+p2m_wait_until "the idle count is resynchronised" p2m_redis_is "" HGET "p2m:idle:$NAME" web
 # The lease it could not delete then is deleted now, not listened on again.
-wait_until "the stale pre lease is deleted" redis_is 0 EXISTS "p2m:lease:$P"
-wait_until "the stale lease is logged" log_has "event=lease_stale lease=$P kind=pre"
-not_listening "$P" || fail "the relay listens on a stale lease"
+p2m_wait_until "the stale pre lease is deleted" p2m_redis_is 0 EXISTS "p2m:lease:$P"
+p2m_wait_until "the stale lease is logged" p2m_log_has relay "event=lease_stale lease=$P kind=pre"
+p2m_not_listening "$P" || fail "the relay listens on a stale lease"
 p2m_ok
-wait_until "the heartbeat is back" redis_is 1 EXISTS "p2m:relay:$NAME"
+p2m_wait_until "the heartbeat is back" p2m_redis_is 1 EXISTS "p2m:relay:$NAME"
 start_bound_listener
 
 # ---------------------------------------------------------------- restart: leases found by SCAN
 
 P=${ports[7]}
-kill -TERM "$RELAY_PID"
-wait_until "the relay exits on TERM" eval '! p2m_alive $RELAY_PID'
-rc=0
-wait "$RELAY_PID" || rc=$?
-p2m_forget "$RELAY_PID"
-expect_eq 0 "$rc" "relay exit status after SIGTERM"
+p2m_stop relay "$RELAY_PID"
 expect_eq 0 "$(rcli EXISTS "p2m:relay:$NAME" "p2m:idle:$NAME")" "heartbeat and idle hash removed at exit"
 expect_eq 0 "$(rcli SISMEMBER p2m:relays "$NAME")" "relay left p2m:relays"
-log_has "event=relay_stop name=$NAME status=0" || fail "no relay_stop line"
+p2m_log_has relay "event=relay_stop name=$NAME status=0" || fail "no relay_stop line"
 p2m_ok
 
 # A lease made while the relay is down is bound when it starts.
 lease "$P" pre web 127.0.0.1 30
-start_relay
-wait_until "relay answers '$P ok' after its SCAN" bound_has "$P ok"
-wait_until "port $P listens" listening "$P"
+p2m_start_relay
+p2m_wait_until "relay answers '$P ok' after its SCAN" bound_has "$P ok"
+p2m_wait_until "port $P listens" p2m_listening "$P"
 expect_eq bound "$(rcli HGET "p2m:lease:$P" state)" "state after the startup SCAN"
 
-! grep -E 'level=error' "$T/relay.log" || fail "the relay logged errors"
-p2m_ok
+expect_log_clean relay 'level=error'
