@@ -4,64 +4,21 @@
 # CA signed (TLS ends at the pod's side), plain HTTP to `pipe2me-pod test`'s echo page, 64 MiB
 # each way through its TCP echo, 50 consumers at once, half-closes, the pool refilled to N in
 # `pipe2me-pod status`, and the pod's descriptors back to their baseline after 500 consumers.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 p2m_require curl socat openssl sha256sum jq ss
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-pod tools/pipe2me-admin
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
-POOL=4
+P2M_POOL=4 # each pod's --pool
 
-# wait_until DESC CMD...: polls CMD (every 0.1 s, at most 20 s) until it succeeds.
-wait_until() {
-    local desc=$1 i
-    shift
-    for ((i = 0; i < 200; i++)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out waiting until $desc"
-}
-listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
-healthy() { curl -fsS --max-time 2 --cacert "$T/state/ca.pem" "https://pipe2me.localhost:$P2M_HTTPS_PORT/_health" >/dev/null; }
-dead() { ! p2m_alive "$1"; }
-# pod_json DIR FILTER: a field of the pod's status.
-pod_json() { "$POD_BIN" status --state-dir "$1" --json | jq -r "$2"; }
-# pool_full DIR N [SINCE]: the status (written every second) says N idle, written after SINCE.
-pool_full() { [[ $(pod_json "$1" '"\(.updated) \(.pool.idle)"') =~ ^([0-9]+)\ ([0-9]+)$ ]] && ((BASH_REMATCH[1] > ${3:-0} && BASH_REMATCH[2] == $2)); }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 fds_at_most() { (($(fds "$1") <= $2)); }
 
-# consumer_port LABEL: the consumer port Q the registrar redirects this address to for LABEL.
-consumer_port() {
-    local loc
-    loc=$(curl -sS --max-time 10 --cacert "$T/state/ca.pem" -o /dev/null -w '%{redirect_url}' \
-        "https://$1.pipe2me.localhost:$P2M_HTTPS_PORT/")
-    [[ $loc =~ ^https://$1\.pipe2me\.localhost:([0-9]+)/$ ]] || fail "no redirect for $1: $(p2m_show "$loc")"
-    echo "${BASH_REMATCH[1]}"
-}
-
-# start_pod NAME LABEL FORWARD [ARGS...]: a pod for LABEL in front of FORWARD, state in $T/NAME.
-start_pod() {
-    local name=$1 label=$2 fwd=$3
-    shift 3
-    p2m_bg "$name" "$POD_BIN" register --provision "$T/$name.json" --label "$label" --forward "$fwd" \
-        --cacert "$T/state/ca.pem" --state-dir "$T/$name" --pool "$POOL" "$@"
-    eval "${name^^}_PID=$P2M_BG_PID"
-    wait_until "pod $name fills its pool" pool_full "$T/$name" "$POOL"
-}
-
 # ---------------------------------------------------------------- setup
 
-p2m_start_redis
 p2m_free_port_range PORT_LO PORT_HI 64
-p2m_write_config "{\"relay\": {\"name\": \"r1\", \"ports\": \"$PORT_LO-$PORT_HI\", \"wait_timeout\": 10}}"
-p2m_bg registrar "$P2M_BUILD_DIR/registrar/pipe2me-registrar" -c "$P2M_CONFIG"
-p2m_bg relay "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$P2M_CONFIG"
-wait_until "the registrar wrote its CA" test -s "$T/state/ca.pem"
-wait_until "the registrar sees the relay" healthy
+p2m_start_system "{\"relay\": {\"ports\": \"$PORT_LO-$PORT_HI\"}}"
 
 # One pod (ID and secret) per pod process: a TOTP code is accepted once per pod and 30-s step.
 for label in web echo tcp; do
@@ -87,32 +44,24 @@ p2m_free_port ECHO_HTTP
 p2m_free_port ECHO_TCP
 p2m_bg echo "$POD_BIN" test --forward-http "$ECHO_HTTP" --forward-tcp "$ECHO_TCP"
 ECHO_PID=$P2M_BG_PID
-wait_until "the echo services listen" listening "$ECHO_TCP"
+p2m_wait_until "the echo services listen" p2m_listening "$ECHO_TCP"
 
 mkdir -p "$T/www"
 echo "hello through the tunnel" >"$T/www/hello"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=web.pipe2me.localhost" \
-    -keyout "$T/web.key" -out "$T/web.csr" 2>/dev/null
-printf 'subjectAltName=DNS:web.pipe2me.localhost\nextendedKeyUsage=serverAuth\n' >"$T/web.ext"
-openssl x509 -req -in "$T/web.csr" -CA "$T/state/ca.pem" -CAkey "$T/state/ca-key.pem" -CAcreateserial \
-    -CAserial "$T/ca.srl" -days 1 -extfile "$T/web.ext" -out "$T/web.pem" 2>/dev/null
-p2m_free_port WEB
-# exec in place, so the PID p2m_bg records is the server's own and the EXIT trap stops it.
-p2m_bg web bash -c 'cd "$1" && shift && exec "$@"' _ "$T/www" openssl s_server -quiet -WWW -accept "127.0.0.1:$WEB" -cert "$T/web.pem" -key "$T/web.key"
-wait_until "the HTTPS site listens" listening "$WEB"
+p2m_https_site "$T/www" WEB
 
-start_pod podweb web "127.0.0.1:$WEB"
-start_pod podecho echo "localhost:$ECHO_HTTP"
-start_pod podtcp tcp "127.0.0.1:$ECHO_TCP"
-expect_eq "$POOL" "$(pod_json "$T/podtcp" .pool.target)" "status: pool target"
-expect_eq up "$(pod_json "$T/podtcp" .health.registrar)" "status: registrar health"
+p2m_start_pod podweb web "127.0.0.1:$WEB"
+p2m_start_pod podecho echo "localhost:$ECHO_HTTP"
+p2m_start_pod podtcp tcp "127.0.0.1:$ECHO_TCP"
+expect_eq "$P2M_POOL" "$(p2m_pod_json "$T/podtcp" .pool.target)" "status: pool target"
+expect_eq up "$(p2m_pod_json "$T/podtcp" .health.registrar)" "status: registrar health"
 
 # ---------------------------------------------------------------- HTTPS and HTTP through tunnels
 
 got=$(curl -sS -L --max-time 20 --cacert "$T/state/ca.pem" "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/hello")
 expect_eq "hello through the tunnel" "$got" "HTTPS via the 307 to the pod's s_server"
 
-QE=$(consumer_port echo)
+p2m_consumer_port QE https echo
 got=$(curl -sS --max-time 20 -H 'X-Probe: 42' "http://echo.pipe2me.localhost:$QE/hello?x=1")
 expect_match $'^GET /hello\\?x=1 HTTP/1\\.1\r\n' "$got" "echo page: request line"
 expect_match $'\r\nHost: echo\\.pipe2me\\.localhost:'"$QE"$'\r\n' "$got" "echo page: Host header"
@@ -120,12 +69,12 @@ expect_match $'\r\nX-Probe: 42\r\n' "$got" "echo page: our header"
 
 # ---------------------------------------------------------------- 64 MiB each way
 
-QT=$(consumer_port tcp)
+p2m_consumer_port QT https tcp
 head -c $((64 << 20)) /dev/urandom >"$T/big.in"
 timeout 100 socat -t 30 -T 60 -b 262144 - "TCP:127.0.0.1:$QT" <"$T/big.in" >"$T/big.out"
 expect_eq "$(sha256sum <"$T/big.in")" "$(sha256sum <"$T/big.out")" "64 MiB through the TCP echo, unchanged"
 rm -f "$T/big.in" "$T/big.out"
-wait_until "the pod logs the big tunnel" grep -q "event=tunnel_close label=tcp .* reason=done bytes_in=$((64 << 20)) bytes_out=$((64 << 20))" "$T/podtcp.log"
+p2m_wait_until "the pod logs the big tunnel" grep -q "event=tunnel_close label=tcp .* reason=done bytes_in=$((64 << 20)) bytes_out=$((64 << 20))" "$T/podtcp.log"
 
 # ---------------------------------------------------------------- half-close
 
@@ -145,26 +94,23 @@ for i in $(seq 1 50); do
     p2m_bg "c$i" curl -sS --max-time 30 -o "$T/c$i.out" "http://echo.pipe2me.localhost:$QE/c$i"
     pids+=("$P2M_BG_PID")
 done
-for pid in "${pids[@]}"; do
-    wait_until "consumer $pid finishes" dead "$pid"
-    p2m_kill "$pid"
-done
+p2m_reap consumer "${pids[@]}"
 for i in $(seq 1 50); do
     [[ -f $T/c$i.out ]] && grep -q "^GET /c$i HTTP/1.1" "$T/c$i.out" || fail "consumer $i was not served: $(cat "$T/c$i.log" 2>/dev/null)"
     p2m_ok
 done
-wait_until "the echo pod refills its pool to $POOL" pool_full "$T/podecho" "$POOL" "$since"
-expect_eq 0 "$(pod_json "$T/podecho" .tunnels.active)" "no tunnel left active"
-(($(pod_json "$T/podecho" .tunnels.total) >= 52)) || fail "tunnels.total: $(pod_json "$T/podecho" .tunnels.total)"
+p2m_wait_until "the echo pod refills its pool to $P2M_POOL" p2m_pool_full "$T/podecho" "$P2M_POOL" "$since"
+expect_eq 0 "$(p2m_pod_json "$T/podecho" .tunnels.active)" "no tunnel left active"
+(($(p2m_pod_json "$T/podecho" .tunnels.total) >= 52)) || fail "tunnels.total: $(p2m_pod_json "$T/podecho" .tunnels.total)"
 p2m_ok
 
 "$POD_BIN" status --state-dir "$T/podecho" >"$OUT"
-expect_match "pool +$POOL/$POOL idle" "$(cat "$OUT")" "status table: pool refilled"
+expect_match "pool +$P2M_POOL/$P2M_POOL idle" "$(cat "$OUT")" "status table: pool refilled"
 expect_match "state +running" "$(cat "$OUT")" "status table: running"
 
 # ---------------------------------------------------------------- descriptors after 500 consumers
 
-wait_until "the tcp pod refills its pool" pool_full "$T/podtcp" "$POOL" "$(date +%s)"
+p2m_wait_until "the tcp pod refills its pool" p2m_pool_full "$T/podtcp" "$P2M_POOL" "$(date +%s)"
 base=$(fds "$PODTCP_PID")
 since=$(date +%s)
 for ((i = 0; i < 500; i++)); do
@@ -172,30 +118,20 @@ for ((i = 0; i < 500; i++)); do
     [[ $got == "p$i" ]] || fail "consumer $i: got $(p2m_show "$got")"
 done
 p2m_ok
-wait_until "the tcp pod refills its pool after 500 consumers" pool_full "$T/podtcp" "$POOL" "$since"
-wait_until "the tcp pod's descriptors are back to $base" fds_at_most "$PODTCP_PID" "$base"
+p2m_wait_until "the tcp pod refills its pool after 500 consumers" p2m_pool_full "$T/podtcp" "$P2M_POOL" "$since"
+p2m_wait_until "the tcp pod's descriptors are back to $base" fds_at_most "$PODTCP_PID" "$base"
 echo "e2e: the tcp pod holds $(fds "$PODTCP_PID") descriptors after 500 consumers, $base before"
-expect_eq 0 "$(pod_json "$T/podtcp" .tunnels.active)" "no tunnel left active after 500 consumers"
+expect_eq 0 "$(p2m_pod_json "$T/podtcp" .tunnels.active)" "no tunnel left active after 500 consumers"
 
 # ---------------------------------------------------------------- clean stop
 
 for name in podweb podecho podtcp; do
     pid_var=${name^^}_PID
-    pid=${!pid_var}
-    kill -TERM "$pid"
-    wait_until "$name exits on TERM" dead "$pid"
-    rc=0
-    wait "$pid" || rc=$?
-    p2m_forget "$pid"
-    expect_eq 0 "$rc" "$name exit status after SIGTERM"
+    p2m_stop "$name" "${!pid_var}"
     expect_eq stopped "$(jq -r .state "$T/$name/status.json")" "$name status after exit"
     [[ ! -e $T/$name/pod.pid ]] || fail "$name left its pid file"
     p2m_ok
-    ! grep -E 'level=error' "$T/$name.log" || fail "$name logged errors"
-    p2m_ok
-    # Never the secret or a code.
-    secret=$(jq -r .secret "$T/$name.json")
-    ! grep -qF -- "$secret" "$T/$name.log" "$T/$name/status.json" || fail "$name wrote its secret"
-    p2m_ok
+    expect_log_clean "$name" 'level=error'
+    expect_pod_secret_kept "$name"
 done
 p2m_kill "$ECHO_PID"

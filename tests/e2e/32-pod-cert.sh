@@ -12,40 +12,26 @@
 #     pod's, is replaced at start; a fresh one is loaded as it is;
 #   - --protocol http: the plain-HTTP listener redirects to http://LABEL.DOMAIN:Q/ and curl -L gets
 #     the echo; https:// for that label finds no https service (503).
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 p2m_require curl socat openssl jq ss cmp
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-pod tools/pipe2me-admin
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 DOMAIN=pipe2me.localhost
-POOL=2
+P2M_POOL=2 # each pod's --pool
 
-dead() { ! p2m_alive "$1"; }
 log_line() { grep -n -m 1 -- "$2" "$T/$1.log" | cut -d: -f1; }
-log_count() { grep -c -- "$2" "$T/$1.log" || true; }
 serial_of() { openssl x509 -noout -serial -in "$1" | sed 's/^serial=//'; }
 serial_is_not() { local s; s=$(serial_of "$1") && [[ -n $s && $s != "$2" ]]; }
 
-# start_pod NAME LABEL FORWARD [ARGS...]: a pod for LABEL in front of FORWARD, state in $T/NAME;
-# waits for its pool. Sets NAME_PID (upper case).
-start_pod() {
-    local name=$1 label=$2 fwd=$3
-    shift 3
-    p2m_bg "$name" "$POD_BIN" register --provision "$T/$name.json" --label "$label" --forward "$fwd" \
-        --cacert "$T/state/ca.pem" --state-dir "$T/$name" --pool "$POOL" --log-level debug "$@"
-    printf -v "${name^^}_PID" '%s' "$P2M_BG_PID"
-    p2m_wait_until "pod $name fills its pool" p2m_pool_full "$T/$name" "$POOL"
-}
+# start_pod NAME LABEL FORWARD [ARGS...]: p2m_start_pod, logging at debug level.
+start_pod() { p2m_start_pod "$@" --log-level debug; }
 
 # stop_pod NAME: TERM; it must exit 0.
 stop_pod() {
-    local pid_var=${1^^}_PID rc=0
-    local pid=${!pid_var}
-    kill -TERM "$pid"
-    p2m_wait_until "$1 exits on TERM" dead "$pid"
-    wait "$pid" || rc=$?
-    p2m_forget "$pid"
-    expect_eq 0 "$rc" "$1 exit status after SIGTERM"
+    local pid_var=${1^^}_PID
+    p2m_stop "$1" "${!pid_var}"
 }
 
 # https_get LABEL PATH [CURL_ARGS...]: through the registrar's 307, verified with the pod's CA.
@@ -112,7 +98,7 @@ registered=$(log_line podweb 'event=registered label=web ')
     fail "want cert_issued (line ${issued:-none}) before the first registration (line ${registered:-none})"
 p2m_ok
 expect_match 'event=session_new label=web .* via=certificate' "$(grep 'event=session_new' "$T/podweb.log")" "the session came with the certificate"
-expect_eq 0 "$(log_count podweb 'event=registered label=web .* auth=totp')" "no registration spent a TOTP step"
+expect_eq 0 "$(p2m_log_count podweb 'event=registered label=web .* auth=totp')" "no registration spent a TOTP step"
 expect_match "event=cert_issued label=web name=web\\.$DOMAIN serial=[0-9A-F]+ not_before=[0-9]+ not_after=[0-9]+" \
     "$(grep 'event=cert_issued' "$T/podweb.log")" "cert_issued line"
 expect_match 'event=cert_renew_scheduled label=web at=[0-9]+ ' "$(grep 'event=cert_renew_scheduled' "$T/podweb.log")" \
@@ -154,7 +140,7 @@ serial1=$(serial_of "$TLS/cert.pem")
 p2m_wait_until -t 150 "the pod renews its 60-s certificate" serial_is_not "$TLS/cert.pem" "$serial1"
 expect_match 'event=cert_requested label=web .*reason="two thirds of its lifetime passed"' \
     "$(grep 'event=cert_requested' "$T/podweb.log")" "renewal logged with its reason"
-(($(log_count podweb 'event=cert_issued') >= 2)) || fail "want two cert_issued lines"
+(($(p2m_log_count podweb 'event=cert_issued') >= 2)) || fail "want two cert_issued lines"
 p2m_ok
 # The new certificate is served (a renewal may come between the two reads: try again then).
 for ((i = 0; i < 5; i++)); do
@@ -210,10 +196,10 @@ expect_match $'^GET /after-expired HTTP/1\\.1\r\n' "$got" "echo after the expire
 # A certificate that is fine is loaded as it is (unless it reached its renewal point meanwhile).
 stop_pod podweb
 age=$(($(date +%s) - $(stat -c %Y "$TLS/cert.pem")))
-loaded_before=$(log_count podweb 'event=cert_loaded')
+loaded_before=$(p2m_log_count podweb 'event=cert_loaded')
 start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate
 if ((age < 25)); then
-    expect_eq $((loaded_before + 1)) "$(log_count podweb 'event=cert_loaded label=web ')" "a fresh certificate is loaded at start"
+    expect_eq $((loaded_before + 1)) "$(p2m_log_count podweb 'event=cert_loaded label=web ')" "a fresh certificate is loaded at start"
 else
     echo "e2e: cert.pem was ${age}s old at the restart: not checking cert_loaded"
 fi
@@ -245,12 +231,9 @@ expect_eq 503 "$code" "https:// never goes to an http service"
 
 for name in podweb podbulk podplain; do
     stop_pod "$name"
-    ! grep -E 'level=error' "$T/$name.log" || fail "$name logged errors"
-    p2m_ok
+    expect_log_clean "$name" 'level=error'
     ! grep -qE 'PRIVATE KEY|BEGIN EC' "$T/$name.log" || fail "$name logged its key"
     p2m_ok
-    secret=$(jq -r .secret "$T/$name.json")
-    ! grep -qF -- "$secret" "$T/$name.log" "$T/$name/status.json" || fail "$name wrote its secret"
-    p2m_ok
+    expect_pod_secret_kept "$name"
 done
-expect_eq 0 "$(log_count podweb 'event=cert_failed')" "no certificate request failed"
+expect_eq 0 "$(p2m_log_count podweb 'event=cert_failed')" "no certificate request failed"
