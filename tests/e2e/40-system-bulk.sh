@@ -10,49 +10,17 @@
 #     openssl s_server, whose certificate the registrar's CA signed for web.pipe2me.localhost.
 # sha256 is compared at both ends, the byte counts in the pod's and the relay's logs, and every
 # program must exit 0 on SIGTERM (LeakSanitizer included) with no error or sanitizer report logged.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 p2m_require curl socat openssl sha256sum jq ss df
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-pod tools/pipe2me-admin
-REG_BIN=$P2M_BUILD_DIR/registrar/pipe2me-registrar
-RELAY_BIN=$P2M_BUILD_DIR/relay/pipe2me-relay
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 RELAY_NAME=sys
 POOL=2
 BIG=$((1 << 30))
 
 # ---------------------------------------------------------------- helpers
-
-# wait_until SECONDS DESC CMD...: polls CMD every 0.1 s until it succeeds, for at most SECONDS.
-wait_until() {
-    local limit=$1 desc=$2 end=$((SECONDS + $1))
-    shift 2
-    while ((SECONDS < end)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out after ${limit}s waiting until $desc"
-}
-redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
-listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
-dead() { ! p2m_alive "$1"; }
-file_is() { [[ -f $1 && $(cat "$1") == "$2" ]]; }
-healthy() { curl -fsS --max-time 2 --cacert "$T/state/ca.pem" "https://pipe2me.localhost:$P2M_HTTPS_PORT/_health" >/dev/null; }
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-
-# consumer_port VAR LABEL: VAR = the consumer port Q of the registrar's 307 for LABEL (PROTOCOL 2).
-consumer_port() {
-    local got
-    got=$(curl -sS --max-time 10 --cacert "$T/state/ca.pem" -o /dev/null -w '%{http_code} %{redirect_url}' \
-        "https://$2.pipe2me.localhost:$P2M_HTTPS_PORT/") || fail "curl could not ask the registrar for $2"
-    [[ $got =~ ^307\ https://$2\.pipe2me\.localhost:([0-9]+)/$ ]] ||
-        fail "redirect for $2: want 307 to https://$2.pipe2me.localhost:Q/, got $(p2m_show "$got")"
-    printf -v "$1" '%s' "${BASH_REMATCH[1]}"
-    p2m_ok
-}
 
 # start_pod NAME LABEL FORWARD_PORT: pod NAME (its own pod ID: a TOTP step is accepted once per
 # pod) for LABEL in front of 127.0.0.1:FORWARD_PORT; waits until the relay holds its whole pool.
@@ -62,17 +30,7 @@ start_pod() {
     mkdir -m 700 "$T/$name.state"
     p2m_bg "$name" "$POD_BIN" register --provision "$T/$name.json" --forward "127.0.0.1:$3" --pool "$POOL" \
         --cacert "$T/state/ca.pem" --state-dir "$T/$name.state"
-    wait_until 45 "pod $name has $POOL idle pre-connections at the relay" redis_is "$POOL" HGET "p2m:idle:$RELAY_NAME" "$label"
-}
-
-# stop_prog NAME PID: SIGTERM; it must exit within 15 s with status 0 (LeakSanitizer included).
-stop_prog() {
-    local rc=0
-    kill -TERM "$2"
-    wait_until 15 "$1 exits after SIGTERM" dead "$2"
-    wait "$2" || rc=$?
-    p2m_forget "$2"
-    expect_eq 0 "$rc" "$1: exit status after SIGTERM"
+    p2m_wait_until -t 45 "pod $name has $POOL idle pre-connections at the relay" p2m_redis_is "$POOL" HGET "p2m:idle:$RELAY_NAME" "$label"
 }
 
 # mib_per_s MS: throughput of $BIG bytes in MS milliseconds.
@@ -83,20 +41,11 @@ mib_per_s() { echo $((BIG * 1000 / ($1 > 0 ? $1 : 1) / 1048576)); }
 avail_kib=$(df -Pk "$T" | awk 'NR == 2 { print $4 }')
 ((avail_kib > 3 * 1048576)) || fail "need 3 GiB free in $T for the 1 GiB test data, have $((avail_kib / 1024)) MiB"
 
-p2m_start_redis
-p2m_free_port_range PORT_LO PORT_HI 32
-p2m_write_config "{\"relay\": {\"name\": \"$RELAY_NAME\", \"ports\": \"$PORT_LO-$PORT_HI\", \"wait_timeout\": 10,
-    \"idle_timeout\": 120}, \"registrar\": {\"consumer_ttl\": 300}}"
-p2m_bg registrar "$REG_BIN" -c "$P2M_CONFIG"
-REG_PID=$P2M_BG_PID
-p2m_bg relay "$RELAY_BIN" -c "$P2M_CONFIG"
-RELAY_PID=$P2M_BG_PID
-wait_until 20 "the registrar wrote its CA" test -s "$T/state/ca.pem"
-wait_until 20 "the registrar answers /_health with a live relay" healthy
+p2m_start_system "{\"relay\": {\"name\": \"$RELAY_NAME\", \"idle_timeout\": 120}, \"registrar\": {\"consumer_ttl\": 300}}"
 
-t0=$(now_ms)
+t0=$(p2m_now_ms)
 head -c "$BIG" /dev/urandom >"$T/big.in"
-t1=$(now_ms)
+t1=$(p2m_now_ms)
 BIG_SUM=$(sha256sum <"$T/big.in")
 SUM_LEN=$((${#BIG_SUM} + 1)) # the service's answer: sha256sum's line
 echo "bulk: 1 GiB of test data generated in $((t1 - t0)) ms"
@@ -113,19 +62,9 @@ p2m_bg svc-down socat -t 120 -T 120 "TCP-LISTEN:$SVC_DOWN,bind=127.0.0.1,reusead
 
 mkdir -p "$T/www"
 printf '<h1>bulk web page</h1>\n' >"$T/www/index.html"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=web.pipe2me.localhost" \
-    -keyout "$T/web.key" -out "$T/web.csr" 2>/dev/null
-printf 'subjectAltName=DNS:web.pipe2me.localhost\nextendedKeyUsage=serverAuth\n' >"$T/web.ext"
-openssl x509 -req -in "$T/web.csr" -CA "$T/state/ca.pem" -CAkey "$T/state/ca-key.pem" -CAcreateserial \
-    -CAserial "$T/ca.srl" -days 1 -extfile "$T/web.ext" -out "$T/web.pem" 2>/dev/null
-p2m_free_port SVC_WEB
-# s_server -WWW serves files from its working directory. p2m_bg must run in this shell (inside a
-# ( cd ... ) subshell its pid would be recorded there and the server never stopped), so cd in bash.
-# shellcheck disable=SC2016 # the inner shell expands its arguments
-p2m_bg web bash -c 'cd -- "$1" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:$2" -cert "$3" -key "$4"' _ \
-    "$T/www" "$SVC_WEB" "$T/web.pem" "$T/web.key"
-for port in "$SVC_UP" "$SVC_DOWN" "$SVC_WEB"; do
-    wait_until 10 "a local service listens on $port" listening "$port"
+p2m_https_site "$T/www" SVC_WEB
+for port in "$SVC_UP" "$SVC_DOWN"; do
+    p2m_wait_until -t 10 "a local service listens on $port" p2m_listening "$port"
 done
 
 start_pod podup up "$SVC_UP"
@@ -137,23 +76,23 @@ POD_WEB=$P2M_BG_PID
 
 # ---------------------------------------------------------------- 1 GiB consumer -> pod
 
-consumer_port QUP up
-t0=$(now_ms)
+p2m_consumer_port QUP https up
+t0=$(p2m_now_ms)
 timeout 300 socat -t 120 -T 120 -b 262144 - "TCP:127.0.0.1:$QUP" <"$T/big.in" >"$T/up.resp" ||
     fail "the upload consumer failed (status $?)"
-t1=$(now_ms)
+t1=$(p2m_now_ms)
 expect_eq "$BIG_SUM" "$(cat "$T/up.resp")" "sha256 of 1 GiB as the pod's service received it, answered after the consumer's half-close"
 UP_MS=$((t1 - t0))
 echo "bulk: 1 GiB consumer -> pod in $UP_MS ms ($(mib_per_s $UP_MS) MiB/s), hash answered after the half-close"
-wait_until 20 "the pod logs the upload tunnel's bytes" \
+p2m_wait_until "the pod logs the upload tunnel's bytes" \
     grep -q "event=tunnel_close label=up .*reason=done bytes_in=$BIG bytes_out=$SUM_LEN" "$T/podup.log"
-wait_until 20 "the relay logs the upload tunnel's bytes" \
+p2m_wait_until "the relay logs the upload tunnel's bytes" \
     grep -q "event=tunnel_close lease=$QUP label=up .*reason=done bytes_in=$BIG bytes_out=$SUM_LEN" "$T/relay.log"
 
 # ---------------------------------------------------------------- 1 GiB pod -> consumer
 
-consumer_port QDOWN down
-t0=$(now_ms)
+p2m_consumer_port QDOWN https down
+t0=$(p2m_now_ms)
 # The consumer reads to the end of stream, then still writes: the service's half-close must reach
 # it as an end of stream, and the tunnel must keep the consumer -> pod direction open.
 # shellcheck disable=SC2016 # the inner shell expands its arguments
@@ -163,13 +102,13 @@ timeout 300 bash -c '
     sha256sum <&3 >"$2" || exit 1
     printf "ack after end of stream\n" >&3
     exec 3>&-' _ "$QDOWN" "$T/down.sum" || fail "the download consumer failed (status $?)"
-t1=$(now_ms)
+t1=$(p2m_now_ms)
 expect_eq "$BIG_SUM" "$(cat "$T/down.sum")" "sha256 of 1 GiB as the consumer received it"
 DOWN_MS=$((t1 - t0))
 echo "bulk: 1 GiB pod -> consumer in $DOWN_MS ms ($(mib_per_s $DOWN_MS) MiB/s), consumer answered after the pod's half-close"
-wait_until 20 "the service got the consumer's answer sent after the pod's end of stream" \
-    file_is "$T/down.req" $'GET\nack after end of stream'
-wait_until 20 "the pod logs the download tunnel's bytes" \
+p2m_wait_until "the service got the consumer's answer sent after the pod's end of stream" \
+    p2m_file_is "$T/down.req" $'GET\nack after end of stream'
+p2m_wait_until "the pod logs the download tunnel's bytes" \
     grep -q "event=tunnel_close label=down .*reason=done bytes_in=$((4 + 24)) bytes_out=$BIG" "$T/poddown.log"
 
 # ---------------------------------------------------------------- a web page over HTTPS
@@ -180,19 +119,18 @@ expect_match $'^<h1>bulk web page</h1>\n\n200 1 https://web\\.pipe2me\\.localhos
     "the page from the pod's s_server, one 307 away, certificate verified with the registrar's CA"
 q=${got##*:}
 q=${q%%/*}
-[[ $q != "$P2M_HTTPS_PORT" && $q -ge $PORT_LO && $q -le $PORT_HI ]] || fail "the page came from port $q, not a relay port"
+[[ $q != "$P2M_HTTPS_PORT" && $q -ge $P2M_RELAY_PORT_LO && $q -le $P2M_RELAY_PORT_HI ]] || fail "the page came from port $q, not a relay port"
 p2m_ok
 
 # ---------------------------------------------------------------- clean exits, clean logs
 
-stop_prog podup "$POD_UP"
-stop_prog poddown "$POD_DOWN"
-stop_prog podweb "$POD_WEB"
-stop_prog relay "$RELAY_PID"
-stop_prog registrar "$REG_PID"
+p2m_stop -t 15 podup "$POD_UP"
+p2m_stop -t 15 poddown "$POD_DOWN"
+p2m_stop -t 15 podweb "$POD_WEB"
+p2m_stop -t 15 relay "$RELAY_PID"
+p2m_stop -t 15 registrar "$REGISTRAR_PID"
 for f in registrar relay podup poddown podweb; do
-    ! grep -E 'level=error|ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$T/$f.log" || fail "$f.log reports errors"
-    p2m_ok
+    expect_log_clean "$f"
 done
 rm -f "$T/big.in"
 echo "bulk: upload $(mib_per_s $UP_MS) MiB/s, download $(mib_per_s $DOWN_MS) MiB/s"

@@ -6,6 +6,7 @@
 # CA, the pod's key under DIR/pod/tls); `tools/quickstart --stop DIR` stops exactly the processes named in DIR/run (they are
 # gone afterwards, and processes of the same programs that it did not start still run).
 # Skipped, with a message, only when <repo>/build cannot be made.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 p2m_require curl openssl ss redis-server python3
@@ -20,21 +21,6 @@ fi
 
 # ---------------------------------------------------------------- helpers
 
-# wait_until SECONDS DESC CMD...: polls CMD every 0.1 s until it succeeds, for at most SECONDS.
-wait_until() {
-    local limit=$1 desc=$2 end=$((SECONDS + $1))
-    shift 2
-    while ((SECONDS < end)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out after ${limit}s waiting until $desc"
-}
-listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 # runs PID: PID is a live process (not gone, not a zombie that nobody reaped yet).
 runs() {
     local stat
@@ -43,22 +29,7 @@ runs() {
     [[ ${stat%% *} != Z ]]
 }
 
-# The quickstart's processes are not our children (setsid): whatever happens, --stop them, and on
-# failure show their logs with ours.
-qs_exit() {
-    local rc=$? f
-    set +eE
-    trap - ERR
-    [[ ! -d $DIR/run ]] || "$QS" --stop "$DIR" >/dev/null 2>&1 || true
-    if ((rc != 0)); then
-        for f in "$DIR"/log/*.log "$DIR"/cmake.log; do
-            [[ -e $f ]] && tail -n 200 -- "$f" >"$T/qs-$(basename -- "$f")"
-        done
-    fi
-    (exit "$rc")
-    p2m_cleanup
-}
-trap qs_exit EXIT
+p2m_quickstart_trap "$QS" "$DIR"
 
 # ---------------------------------------------------------------- decoys
 
@@ -67,14 +38,14 @@ p2m_start_redis
 p2m_free_port DECOY
 p2m_bg decoy python3 -m http.server --bind 127.0.0.1 --directory "$T" "$DECOY"
 DECOY_PID=$P2M_BG_PID
-wait_until 10 "the decoy web server listens" listening "$DECOY"
+p2m_wait_until -t 10 "the decoy web server listens" p2m_listening "$DECOY"
 
 # ---------------------------------------------------------------- --detach
 
-t0=$(now_ms)
+t0=$(p2m_now_ms)
 rc=0
 timeout 540 "$QS" --detach "$DIR" >"$T/qs.out" 2>"$T/qs.err" || rc=$?
-t1=$(now_ms)
+t1=$(p2m_now_ms)
 cat "$T/qs.out"
 ((rc == 0)) || fail "tools/quickstart --detach exited with status $rc"$'\n'"--- stderr:"$'\n'"$(cat "$T/qs.err")"
 p2m_ok
@@ -101,12 +72,12 @@ done
 page_ok() {
     curl -sS -L --max-time 10 --cacert "$DIR/state/ca.pem" "$url" >"$T/page" 2>"$T/page.err" && grep -qF "$PAGE" "$T/page"
 }
-t0=$(now_ms)
+t0=$(p2m_now_ms)
 end=$((SECONDS + 60))
 until page_ok || ((SECONDS >= end)); do
     sleep 0.5
 done
-t1=$(now_ms)
+t1=$(p2m_now_ms)
 if ! grep -qF "$PAGE" "$T/page"; then
     # Say precisely what went wrong: the same page by its file name, through the same tunnel.
     other=$(curl -sS -L --max-time 10 --cacert "$DIR/state/ca.pem" "${url}" 2>&1 || true)
@@ -132,7 +103,7 @@ expect_eq 600 "$(stat -c %a "$DIR/pod/tls/key.pem")" "the pod's key is mode 0600
 expect_status 0 "$QS" --stop "$DIR"
 cat "$OUT"
 for name in "${!qs_pids[@]}"; do
-    wait_until 10 "$name (pid ${qs_pids[$name]}) is gone after --stop" eval "! runs ${qs_pids[$name]}"
+    p2m_wait_until -t 10 "$name (pid ${qs_pids[$name]}) is gone after --stop" eval "! runs ${qs_pids[$name]}"
 done
 expect_eq "" "$(ls "$DIR"/run/*.pid 2>/dev/null || true)" "no PID files left in $DIR/run"
 p2m_alive "$DECOY_PID" || fail "--stop killed a python3 http.server it did not start"

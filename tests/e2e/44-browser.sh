@@ -18,6 +18,7 @@
 #
 # Needs what tests/run installs: chromium, certutil (libnss3-tools), node and npm, and
 # tests/browser/node_modules (npm ci). Fails, never skips, when one is missing.
+# shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
 p2m_require curl openssl ss redis-server jq certutil node
@@ -32,8 +33,6 @@ PAGE="Hello from pipe2me"
 DIR=$T/qs
 SHOT_KEEP=$P2M_BUILD_DIR/e2e-44-browser.png # the screenshot, kept after $T is removed
 
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-
 # ---------------------------------------------------------------- a private quickstart
 
 export P2M_QUICKSTART_BUILD_DIR=$P2M_BUILD_DIR/quickstart-44
@@ -47,27 +46,12 @@ p2m_write_config "{\"redis\": \"unix:$DIR/redis.sock\", \"state_dir\": \"$DIR/st
 p2m_free_port DEMO_PORT
 echo "$DEMO_PORT" >"$DIR/demo.port"
 
-# The quickstart's processes are not our children (setsid): whatever happens, --stop them, and on
-# failure keep their logs with ours.
-qs_exit() {
-    local rc=$? f
-    set +eE
-    trap - ERR
-    [[ ! -d $DIR/run ]] || "$QS" --stop "$DIR" >/dev/null 2>&1 || true
-    if ((rc != 0)); then
-        for f in "$DIR"/log/*.log "$DIR"/cmake.log; do
-            [[ -e $f ]] && tail -n 200 -- "$f" >"$T/qs-$(basename -- "$f")"
-        done
-    fi
-    (exit "$rc")
-    p2m_cleanup
-}
-trap qs_exit EXIT
+p2m_quickstart_trap "$QS" "$DIR"
 
-t0=$(now_ms)
+t0=$(p2m_now_ms)
 rc=0
 timeout 540 "$QS" --detach "$DIR" >"$T/qs.out" 2>"$T/qs.err" || rc=$?
-t1=$(now_ms)
+t1=$(p2m_now_ms)
 ((rc == 0)) || fail "tools/quickstart --detach exited with status $rc"$'\n'"--- stderr:"$'\n'"$(cat "$T/qs.err")"
 p2m_ok
 echo "browser: quickstart --detach (build included) took $((t1 - t0)) ms"
@@ -121,9 +105,9 @@ expect_match '^result=expected-error .*ERR_CERT_AUTHORITY_INVALID' "$(cat "$OUT"
 
 # ---------------------------------------------------------------- with the CA
 
-t0=$(now_ms)
+t0=$(p2m_now_ms)
 expect_status 0 open_page "$T/home" --url "$url" --expect "$PAGE" --screenshot "$T/page.png"
-t1=$(now_ms)
+t1=$(p2m_now_ms)
 cat "$OUT"
 echo "browser: the page rendered in $((t1 - t0)) ms (browser start included)"
 expect_file_one_line "$OUT" '^result=ok '
