@@ -345,15 +345,16 @@ rcli() {
     redis-cli -s "${P2M_REDIS_SOCK:-$T/redis.sock}" "$@"
 }
 
-# p2m_start_redis: starts a private redis-server (AOF on, no RDB) on $T/redis.sock, waits up to
-# 10 s for it to answer and exports P2M_REDIS_SOCK. Its data stays in $T across restarts.
+# p2m_start_redis [ARGS...]: starts a private redis-server (AOF on, no RDB) on $T/redis.sock, with
+# ARGS as further options (`--key-load-delay 100`), waits up to 10 s for it to answer and exports
+# P2M_REDIS_SOCK. Its data stays in $T across restarts.
 p2m_start_redis() {
     local i
     p2m_require redis-server redis-cli
     export P2M_REDIS_SOCK=$T/redis.sock
     rm -f -- "$P2M_REDIS_SOCK"
     p2m_bg redis redis-server --port 0 --unixsocket "$P2M_REDIS_SOCK" --unixsocketperm 700 --dir "$T" \
-        --appendonly yes --daemonize no --save ''
+        --appendonly yes --daemonize no --save '' "$@"
     P2M_REDIS_PID=$P2M_BG_PID
     for ((i = 0; i < 100; i++)); do
         [[ $(rcli ping 2>/dev/null) == PONG ]] && return 0
