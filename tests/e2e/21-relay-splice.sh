@@ -43,7 +43,7 @@ echo_pod() {
 p2m_start_redis
 p2m_free_port_range PORT_LO PORT_HI 64
 p2m_write_config "{\"relay\": {\"name\": \"$NAME\", \"ports\": \"$PORT_LO-$PORT_HI\", \"wait_timeout\": 2,
-    \"idle_timeout\": 3, \"max_conns_per_addr\": 3}}"
+    \"idle_timeout\": 3, \"max_conns_per_addr\": 3, \"first_byte_timeout\": 2}}"
 p2m_start_relay
 
 next_port Q
@@ -91,8 +91,13 @@ p2m_kill "$EARLY"
 p2m_wait_until "the pre lease joined at once is deleted" p2m_redis_is 0 EXISTS "p2m:lease:$POD_PORT"
 expect_eq "" "$(rcli HGET "p2m:idle:$NAME" web)" "idle count after a direct join"
 
-# No pod comes: the consumer is closed after relay.wait_timeout.
+# A consumer that never sends takes no pre-connection: closed after relay.first_byte_timeout.
 got=$(timeout 20 socat -u "TCP:127.0.0.1:$Q" STDOUT </dev/null || true)
+expect_eq "" "$got" "a silent consumer reads nothing"
+p2m_wait_until "the first-byte timeout is logged" p2m_log_has relay "event=consumer_close lease=$Q label=web fd=[0-9]* reason=first_byte_timeout"
+
+# No pod comes: a consumer that spoke is closed after relay.wait_timeout.
+got=$(printf x | timeout 20 socat -t 20 - "TCP:127.0.0.1:$Q" || true)
 expect_eq "" "$got" "a consumer nobody serves reads nothing"
 p2m_wait_until "the wait timeout is logged" p2m_log_has relay "event=consumer_close lease=$Q label=web fd=[0-9]* reason=wait_timeout"
 
@@ -105,7 +110,7 @@ p2m_wait_until "the foreign consumer is refused" p2m_log_has relay "event=conn_r
 # relay.max_conns_per_addr = 3: three wait, the fourth is refused at once.
 waiters=()
 for i in 1 2 3; do
-    p2m_bg "waiter$i" socat -u "TCP:127.0.0.1:$Q" STDOUT
+    p2m_bg "waiter$i" socat -t 1 "SYSTEM:printf x; sleep 30" "TCP:127.0.0.1:$Q"
     waiters+=("$P2M_BG_PID")
     p2m_wait_until "waiter $i waits" p2m_log_count_above relay "event=consumer_wait lease=$Q" $((i + 1))
 done
@@ -116,7 +121,8 @@ p2m_reap "waiter released by the wait timeout:" "${waiters[@]}"
 # ---------------------------------------------------------------- idle timeout
 
 echo_pod pod4 web
-p2m_bg quiet socat -u "TCP:127.0.0.1:$Q" STDOUT
+# One byte to be joined, then silence both ways.
+p2m_bg quiet socat -t 1 "SYSTEM:printf q; sleep 30" "TCP:127.0.0.1:$Q"
 QUIET=$P2M_BG_PID
 p2m_wait_until "the quiet consumer is joined" p2m_log_count_above relay "event=tunnel_join lease=$Q" 3
 p2m_wait_until "the silent tunnel is closed by the idle timeout" p2m_log_has relay "event=tunnel_close lease=$Q .* reason=idle_timeout"
