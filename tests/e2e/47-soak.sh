@@ -282,12 +282,14 @@ churn() { # NAME SIGNAL
     case ${CHURN_STATE[$name]} in
     up)
         CHURN_AT[$name]=$(now_ms)
+        # A job killed by a signal other than TERM gets a "Killed" line from bash: not for this one.
+        [[ $sig == TERM ]] || disown "$pid"
         kill "-$sig" "$pid"
         CHURN_STATE[$name]=stopping
         ;;
     stopping)
         p2m_alive "$pid" && return 0
-        wait "$pid" || rc=$?
+        wait "$pid" 2>/dev/null || rc=$?
         p2m_forget "$pid"
         [[ $sig == KILL || $rc == 0 ]] || TERM_FAILED+=("$name exited with status $rc after SIGTERM")
         CHURN_SINCE[$name]=$(date +%s)
