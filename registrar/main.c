@@ -1,11 +1,11 @@
 /* pipe2me-registrar: HTTPS registration for pods and 307 redirects for consumers. */
+#include "args.h"
 #include "registrar.h"
 #include "tls.h"
 #include "p2m/err.h"
 #include "p2m/log.h"
 #include "p2m/totp.h"
 
-#include <getopt.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,45 +31,30 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"check-config", no_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {"version", no_argument, NULL, 'V'},
-                                         {NULL, 0, NULL, 0}};
-    const char *config_path = NULL;
-    int check_only = 0, c;
+    registrar_args_t args;
     char err[P2M_ERR_LEN];
     static registrar_t r; /* large (the waiting table): keep it off the stack */
 
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 't':
-            check_only = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("pipe2me-registrar %s\n", P2M_VERSION);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (config_path == NULL || optind != argc) {
+    if (registrar_args_parse(argc, argv, &args, err) != 0) {
+        fprintf(stderr, "pipe2me-registrar: %s\n", err);
         usage(stderr);
         return 2;
     }
+    if (args.action == REGISTRAR_ACTION_HELP) {
+        usage(stdout);
+        return 0;
+    }
+    if (args.action == REGISTRAR_ACTION_VERSION) {
+        printf("pipe2me-registrar %s\n", P2M_VERSION);
+        return 0;
+    }
+    const char *config_path = args.config;
     p2m_config_defaults(&r.cfg);
     if (p2m_config_load(config_path, &r.cfg, err) != 0) {
         fprintf(stderr, "pipe2me-registrar: %s\n", err);
         return 2;
     }
-    if (check_only) {
+    if (args.check_only) {
         printf("%s: ok\n", config_path);
         return 0;
     }
