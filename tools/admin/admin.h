@@ -8,8 +8,8 @@
 #include "p2m/label.h"
 #include "p2m/store.h"
 
-/* pipe2me-admin: main.c parses the command line, loads the config and dispatches to one
- * handler in pod.c, label.c or lease.c. Every handler validates its arguments before it
+/* pipe2me-admin: args.c parses the command line, main.c loads the config and dispatches to one
+ * handler in pod.c, label.c or lease.c, which share the helpers in util.c. Every handler validates its arguments before it
  * connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line
  * reason in err that main prints as `pipe2me-admin: REASON` before exiting with status 2. */
 
@@ -34,6 +34,30 @@ typedef struct {
     size_t nargs;
     p2m_config_t cfg;
 } admin_t;
+
+/* Options a command accepts besides the global ones (-c, --json, -h, --version). */
+enum { ADMIN_OPT_LABEL = 1, ADMIN_OPT_OUTPUT = 2 };
+
+/* One command: its two words, how many arguments it takes, which ADMIN_OPT_* it accepts, its
+ * handler and the arguments as its usage line shows them. */
+typedef struct {
+    const char *group, *verb;
+    size_t min_args, max_args;
+    unsigned opts;
+    int (*run)(admin_t *a, char *err);
+    const char *args_usage;
+} admin_command_t;
+
+typedef enum { ADMIN_ACTION_RUN = 0, ADMIN_ACTION_HELP, ADMIN_ACTION_VERSION } admin_action_t;
+
+/* Parses the command line (argv[0] is the program; at most ADMIN_ARGC_MAX entries of at most
+ * ADMIN_ARG_MAX bytes). Options may come anywhere until "--"; the other words are moved, in order,
+ * to the front of argv[1..]: the command's two words, then its arguments. a must be zeroed by the
+ * caller; its option fields, args and nargs are filled (borrowed from argv), cfg is left alone.
+ * *action is HELP for -h/--help or a first word "help", VERSION for --version; otherwise RUN with
+ * *cmd the command, whose argument count and options have been checked. Returns 0, or -1 with a
+ * one-line reason in err (outside input quoted by admin_quote). */
+int admin_args_parse(int argc, char **argv, admin_t *a, admin_action_t *action, const admin_command_t **cmd, char *err);
 
 /* The command handlers. Each reads a->args (count already checked against its usage) and
  * returns 0 or -1 with err. */
@@ -71,6 +95,9 @@ char *admin_escape_dup(const char *s);
 /* Formats a Unix time as ISO 8601 UTC ("2026-01-01T00:00:00Z") into out (ADMIN_TIME_LEN bytes),
  * or "-" when t is not a valid time. Returns out. */
 const char *admin_time_iso(long long t, char *out);
+
+/* Checks that stdout took everything written to it. Returns 0 or -1 with err. */
+int admin_flush_stdout(char *err);
 
 /* Pretty-prints v to stdout followed by a newline. Borrows v. Returns 0 or -1 with err. */
 int admin_json_print(json_t *v, char *err);

@@ -1,0 +1,89 @@
+/* libFuzzer target for admin_args_parse (tools/admin/args.c), pipe2me-admin's command line; the
+ * input split on NUL bytes is argv[1..] (fuzz_argv.h). It returns 0 or -1 and refuses with one
+ * printable line; a command it accepts has its argument count and options checked against the
+ * command's own, every string it hands back is borrowed from argv, and the canonical command line
+ * built from the result (options first, then "--" and the words) parses to the same result. */
+
+#include "admin.h"
+#include "fuzz.h"
+#include "fuzz_argv.h"
+#include "p2m/err.h"
+
+#include <stdint.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static admin_t a, b; /* large (the config): keep them off the stack */
+    fuzz_argv_t av;
+    admin_action_t action, action2;
+    const admin_command_t *cmd, *cmd2;
+    char err[P2M_ERR_LEN] = "";
+    char *canon[8 + 2 * ADMIN_LABELS_MAX + 2 + 2 + 1];
+    int n = 0;
+
+    if (fuzz_argv_split(&av, "pipe2me-admin", data, size) != 0)
+        return 0;
+    memset(&a, 0, sizeof(a));
+    int rc = admin_args_parse(av.argc, av.argv, &a, &action, &cmd, err);
+    FUZZ_CHECK(rc == 0 || rc == -1);
+    if (rc != 0) {
+        fuzz_check_err_printable(err);
+        goto Exit;
+    }
+    FUZZ_CHECK(av.argc <= ADMIN_ARGC_MAX);
+    FUZZ_CHECK(action == ADMIN_ACTION_RUN || action == ADMIN_ACTION_HELP || action == ADMIN_ACTION_VERSION);
+    if (action != ADMIN_ACTION_RUN) {
+        FUZZ_CHECK(cmd == NULL);
+        goto Exit;
+    }
+    FUZZ_CHECK(cmd != NULL && cmd->run != NULL);
+    FUZZ_CHECK(a.nargs >= cmd->min_args && a.nargs <= cmd->max_args);
+    FUZZ_CHECK(a.args == av.argv + 3);
+    FUZZ_CHECK(strcmp(av.argv[1], cmd->group) == 0 && strcmp(av.argv[2], cmd->verb) == 0);
+    for (size_t i = 0; i < a.nargs; i++)
+        FUZZ_CHECK(fuzz_argv_owns(&av, a.args[i]) && strnlen(a.args[i], ADMIN_ARG_MAX + 1) <= ADMIN_ARG_MAX);
+    FUZZ_CHECK(a.nlabels <= ADMIN_LABELS_MAX);
+    FUZZ_CHECK(a.nlabels == 0 || (cmd->opts & ADMIN_OPT_LABEL));
+    FUZZ_CHECK(a.output == NULL || (cmd->opts & ADMIN_OPT_OUTPUT));
+    FUZZ_CHECK(a.json == 0 || a.json == 1);
+    FUZZ_CHECK(a.config_path == NULL || (fuzz_argv_owns(&av, a.config_path) && a.config_path[0] != '\0'));
+    FUZZ_CHECK(a.output == NULL || (fuzz_argv_owns(&av, a.output) && a.output[0] != '\0'));
+    for (size_t i = 0; i < a.nlabels; i++)
+        FUZZ_CHECK(fuzz_argv_owns(&av, a.labels[i]) && a.labels[i][0] != '\0');
+
+    canon[n++] = "pipe2me-admin";
+    if (a.config_path != NULL) {
+        canon[n++] = "--config";
+        canon[n++] = (char *)a.config_path;
+    }
+    if (a.json)
+        canon[n++] = "--json";
+    if (a.output != NULL) {
+        canon[n++] = "-o";
+        canon[n++] = (char *)a.output;
+    }
+    for (size_t i = 0; i < a.nlabels; i++) {
+        canon[n++] = "--label";
+        canon[n++] = (char *)a.labels[i];
+    }
+    canon[n++] = "--";
+    canon[n++] = (char *)cmd->group;
+    canon[n++] = (char *)cmd->verb;
+    for (size_t i = 0; i < a.nargs; i++)
+        canon[n++] = a.args[i];
+    canon[n] = NULL;
+    memset(&b, 0, sizeof(b));
+    err[0] = '\0';
+    FUZZ_CHECK(admin_args_parse(n, canon, &b, &action2, &cmd2, err) == 0);
+    FUZZ_CHECK(action2 == ADMIN_ACTION_RUN && cmd2 == cmd);
+    FUZZ_CHECK(b.config_path == a.config_path && b.output == a.output && b.json == a.json && b.nlabels == a.nlabels &&
+               b.nargs == a.nargs);
+    for (size_t i = 0; i < a.nlabels; i++)
+        FUZZ_CHECK(b.labels[i] == a.labels[i]);
+    for (size_t i = 0; i < a.nargs; i++)
+        FUZZ_CHECK(b.args[i] == a.args[i]);
+Exit:
+    fuzz_argv_free(&av);
+    return 0;
+}

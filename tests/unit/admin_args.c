@@ -1,0 +1,113 @@
+/* Unit tests for admin_args_parse (tools/admin/args.c), pipe2me-admin's command line: options
+ * anywhere until "--", the command table's argument counts and options, help and version, and
+ * refusals in one printable line. (tests/e2e/04-admin-errors.sh runs the same through the tool.) */
+
+#include "admin.h"
+#include "check.h"
+#include "p2m/err.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static admin_t a; /* large (the config): keep it off the stack */
+
+/* Runs admin_args_parse on a NULL-terminated list of arguments after the program name. */
+static int parse(admin_action_t *action, const admin_command_t **cmd, char *err, ...)
+{
+    static char *argv[ADMIN_ARGC_MAX + 8];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, err);
+    argv[argc++] = "pipe2me-admin";
+    for (char *s; (s = va_arg(ap, char *)) != NULL && argc < ADMIN_ARGC_MAX + 6;)
+        argv[argc++] = s;
+    va_end(ap);
+    argv[argc] = NULL;
+    memset(&a, 0, sizeof(a));
+    err[0] = '\0';
+    return admin_args_parse(argc, argv, &a, action, cmd, err);
+}
+
+static void refused(int rc, const char *err, const char *want)
+{
+    CHECK_RC(rc, -1, err);
+    CHECK_MSG(strstr(err, want) != NULL, "err %s does not mention %s", check_str(err), check_str(want));
+    for (const char *p = err; *p != '\0'; p++)
+        if (!CHECK_MSG(*p >= 0x20 && *p < 0x7f, "err is not printable: %s", check_str(err)))
+            break;
+}
+
+int main(void)
+{
+    admin_action_t action;
+    const admin_command_t *cmd;
+    char err[P2M_ERR_LEN];
+
+    CHECK_CTX("pod add with every option, options anywhere");
+    if (CHECK_RC(parse(&action, &cmd, err, "--label", "web", "pod", "-c", "c.json", "add", "--json", "p1", "--label=API", "-o",
+                       "out", NULL),
+                 0, err)) {
+        CHECK_EQ_INT(action, ADMIN_ACTION_RUN);
+        CHECK(cmd != NULL && strcmp(cmd->group, "pod") == 0 && strcmp(cmd->verb, "add") == 0);
+        CHECK_EQ_STR(a.config_path, "c.json");
+        CHECK_EQ_INT(a.json, 1);
+        CHECK_EQ_STR(a.output, "out");
+        CHECK_EQ_INT(a.nlabels, 2);
+        if (a.nlabels == 2) {
+            CHECK_EQ_STR(a.labels[0], "web");
+            CHECK_EQ_STR(a.labels[1], "API");
+        }
+        if (CHECK_EQ_INT(a.nargs, 1))
+            CHECK_EQ_STR(a.args[0], "p1");
+    }
+    CHECK_CTX("after --, words only");
+    if (CHECK_RC(parse(&action, &cmd, err, "--", "label", "rm", "-web", NULL), 0, err) && CHECK_EQ_INT(a.nargs, 1))
+        CHECK_EQ_STR(a.args[0], "-web");
+    CHECK_CTX("a lone - is a word");
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "rm", "-", NULL), 0, err) && CHECK_EQ_INT(a.nargs, 1))
+        CHECK_EQ_STR(a.args[0], "-");
+
+    CHECK_CTX("help and version");
+    CHECK(parse(&action, &cmd, err, "help", NULL) == 0 && action == ADMIN_ACTION_HELP && cmd == NULL);
+    CHECK(parse(&action, &cmd, err, "pod", "frob", "-h", NULL) == 0 && action == ADMIN_ACTION_HELP);
+    CHECK(parse(&action, &cmd, err, "--version", "--help", NULL) == 0 && action == ADMIN_ACTION_HELP);
+    CHECK(parse(&action, &cmd, err, "--version", "pod", NULL) == 0 && action == ADMIN_ACTION_VERSION);
+
+    CHECK_CTX("refused");
+    refused(parse(&action, &cmd, err, NULL), err, "missing command");
+    refused(parse(&action, &cmd, err, "pods", NULL), err, "unknown command \"pods\"");
+    refused(parse(&action, &cmd, err, "pod", NULL), err, "pod: missing subcommand");
+    refused(parse(&action, &cmd, err, "pod", "frob\n", NULL), err, "unknown subcommand \"frob\\x0a\"");
+    refused(parse(&action, &cmd, err, "pod", "show", NULL), err, "missing argument (usage: pipe2me-admin pod show ID)");
+    refused(parse(&action, &cmd, err, "pod", "ls", "x", NULL), err, "too many arguments (usage: pipe2me-admin pod ls)");
+    refused(parse(&action, &cmd, err, "pod", "ls", "--label", "x", NULL), err, "option --label does not apply");
+    refused(parse(&action, &cmd, err, "label", "ls", "-o", "x", NULL), err, "option --output does not apply");
+    refused(parse(&action, &cmd, err, "pod", "add", "p", "-o", "a", "--output=b", NULL), err, "--output given twice");
+    refused(parse(&action, &cmd, err, "-c", "a", "--config", "b", "pod", "ls", NULL), err, "--config given twice");
+    refused(parse(&action, &cmd, err, "pod", "ls", "-c", NULL), err, "option --config needs an argument");
+    refused(parse(&action, &cmd, err, "pod", "ls", "--config=", NULL), err, "option --config: empty argument");
+    refused(parse(&action, &cmd, err, "pod", "ls", "--jsonx", NULL), err, "unknown option \"--jsonx\"");
+    refused(parse(&action, &cmd, err, "pod", "ls", "-\xff", NULL), err, "unknown option \"-\\xff\"");
+
+    CHECK_CTX("limits");
+    static char big[ADMIN_ARG_MAX + 2];
+    memset(big, 'a', ADMIN_ARG_MAX + 1);
+    refused(parse(&action, &cmd, err, "pod", "show", big, NULL), err, "argument 3 is longer than 4096 bytes");
+    big[ADMIN_ARG_MAX] = '\0';
+    CHECK_RC(parse(&action, &cmd, err, "pod", "show", big, NULL), 0, err);
+    refused(parse(&action, &cmd, err, "pod", "add", "p", "--label", "1", "--label", "2", "--label", "3", "--label", "4", "--label",
+                  "5", "--label", "6", "--label", "7", "--label", "8", "--label", "9", "--label", "10", "--label", "11", "--label",
+                  "12", "--label", "13", "--label", "14", "--label", "15", "--label", "16", "--label", "17", "--label", "18",
+                  "--label", "19", "--label", "20", "--label", "21", "--label", "22", "--label", "23", "--label", "24", "--label",
+                  "25", "--label", "26", "--label", "27", "--label", "28", "--label", "29", "--label", "30", "--label", "31",
+                  "--label", "32", "--label", "33", NULL),
+            err, "too many --label options (at most 32)");
+    static char *argv[ADMIN_ARGC_MAX + 2];
+    for (int i = 0; i <= ADMIN_ARGC_MAX; i++)
+        argv[i] = i == 0 ? "pipe2me-admin" : i == 1 ? "pod" : i == 2 ? "ls" : "--json";
+    memset(&a, 0, sizeof(a));
+    refused(admin_args_parse(ADMIN_ARGC_MAX + 1, argv, &a, &action, &cmd, err), err, "too many arguments (at most 256)");
+    memset(&a, 0, sizeof(a));
+    CHECK_RC(admin_args_parse(ADMIN_ARGC_MAX, argv, &a, &action, &cmd, err), 0, err);
+    return check_done("admin_args");
+}
