@@ -41,6 +41,22 @@ static const char *shown(const char *s, char *buf, size_t cap)
     return buf;
 }
 
+/* Renders a file name for an error message: printable ASCII kept, any other byte as \xNN (a name
+ * holding a newline must not break the one-line reason), cut short to fit cap. */
+static const char *path_shown(const char *path, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; path[i] != '\0' && n + 5 < cap; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c >= 0x20 && c < 0x7f)
+            buf[n++] = (char)c;
+        else
+            n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", c);
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 /* jansson's copies of the provisioning text hold the secret: wipe them when freed. */
 static void *wiping_malloc(size_t n)
 {
@@ -68,29 +84,29 @@ static void json_wiping_init(void)
  * With `private`, refuses a file group or others may read (it holds a secret). */
 static char *read_small_file(const char *path, size_t max, int private, size_t *len, char *err)
 {
-    char *buf = NULL;
+    char *buf = NULL, shown_path[P2M_ERR_LEN];
     struct stat st;
     size_t got = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        p2m_err(err, "%s: %s", path, strerror(errno));
+        p2m_err(err, "%s: %s", path_shown(path, shown_path, sizeof(shown_path)), strerror(errno));
         goto Exit;
     }
     if (fstat(fd, &st) != 0) {
-        p2m_err(err, "%s: %s", path, strerror(errno));
+        p2m_err(err, "%s: %s", path_shown(path, shown_path, sizeof(shown_path)), strerror(errno));
         goto Exit;
     }
     if (!S_ISREG(st.st_mode)) {
-        p2m_err(err, "%s: not a regular file", path);
+        p2m_err(err, "%s: not a regular file", path_shown(path, shown_path, sizeof(shown_path)));
         goto Exit;
     }
     if (private && (st.st_mode & 077) != 0) {
-        p2m_err(err, "%s: holds a secret but group or others may read it (mode %03o): chmod 600 %s", path,
-                (unsigned)(st.st_mode & 0777), path);
+        p2m_err(err, "%s: holds a secret but group or others may read it (mode %03o): chmod 600 %s",
+                path_shown(path, shown_path, sizeof(shown_path)), (unsigned)(st.st_mode & 0777), shown_path);
         goto Exit;
     }
     if ((size_t)st.st_size > max) {
-        p2m_err(err, "%s: larger than %zu bytes", path, max);
+        p2m_err(err, "%s: larger than %zu bytes", path_shown(path, shown_path, sizeof(shown_path)), max);
         goto Exit;
     }
     if ((buf = malloc(max + 1)) == NULL) {
@@ -102,14 +118,14 @@ static char *read_small_file(const char *path, size_t max, int private, size_t *
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            p2m_err(err, "%s: %s", path, strerror(errno));
+            p2m_err(err, "%s: %s", path_shown(path, shown_path, sizeof(shown_path)), strerror(errno));
             goto Fail;
         }
         if (n == 0)
             break;
         got += (size_t)n;
         if (got > max) {
-            p2m_err(err, "%s: larger than %zu bytes", path, max);
+            p2m_err(err, "%s: larger than %zu bytes", path_shown(path, shown_path, sizeof(shown_path)), max);
             goto Fail;
         }
     }
@@ -176,7 +192,7 @@ Exit:
 int pod_secret_load(const char *path, unsigned char *raw, size_t *raw_len, char *err)
 {
     size_t len = 0;
-    char derr[P2M_ERR_LEN];
+    char derr[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
     int ret = -1;
     char *text = read_small_file(path, POD_SECRET_FILE_MAX, 1, &len, err);
     if (text == NULL)
@@ -185,15 +201,15 @@ int pod_secret_load(const char *path, unsigned char *raw, size_t *raw_len, char 
     size_t n = strcspn(text, "\r\n");
     size_t rest = len - n;
     if (memchr(text, '\0', len) != NULL) {
-        p2m_err(err, "%s: contains a NUL byte", path);
+        p2m_err(err, "%s: contains a NUL byte", path_shown(path, shown_path, sizeof(shown_path)));
         goto Exit;
     }
     if (!(rest == 0 || (rest == 1 && text[n] == '\n') || (rest == 2 && text[n] == '\r' && text[n + 1] == '\n'))) {
-        p2m_err(err, "%s: expected the base32 secret on one line", path);
+        p2m_err(err, "%s: expected the base32 secret on one line", path_shown(path, shown_path, sizeof(shown_path)));
         goto Exit;
     }
     if (pod_secret_decode(text, n, raw, raw_len, derr) != 0) {
-        p2m_err(err, "%s: %s", path, derr);
+        p2m_err(err, "%s: %s", path_shown(path, shown_path, sizeof(shown_path)), derr);
         goto Exit;
     }
     ret = 0;
@@ -409,7 +425,7 @@ Exit:
 int provision_load(const char *path, provision_t *p, char *err)
 {
     size_t len = 0;
-    char e[P2M_ERR_LEN];
+    char e[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
     char *text = read_small_file(path, POD_PROVISION_MAX, 1, &len, err);
     if (text == NULL) {
         memset(p, 0, sizeof(*p));
@@ -417,7 +433,7 @@ int provision_load(const char *path, provision_t *p, char *err)
     }
     int ret = provision_parse(text, len, p, e);
     if (ret != 0)
-        p2m_err(err, "%s: %s", path, e);
+        p2m_err(err, "%s: %s", path_shown(path, shown_path, sizeof(shown_path)), e);
     explicit_bzero(text, len);
     free(text);
     return ret;
