@@ -10,15 +10,16 @@
 #   tcp    --protocol tcp in front of the TCP echo          long-lived
 #   term   --protocol tcp in front of the TCP echo          SIGTERM and started again every SOAK_TERM_EVERY s
 #   kill   --tls-terminate in front of the HTTP echo        SIGKILL and started again every 30-50 s
+# (the relay's wait_timeout is 30 s, so a consumer that comes while its pod restarts waits for it);
 # Consumers, all the time, at most about 15 connections at once:
 #   bulk   p2m-load, 2 at a time, 1 B to 4 MiB each, to tcp and term (every byte checked);
 #   small  p2m-load, 100 connections 8 at a time, 16 B to 2 KiB, to tcp and term;
 #   slow   p2m-load, 3 at a time, 20-60 KiB at 2 KiB/s (10-30 s each), to tcp;
 #   http   curl -L through the registrar's 307 (--cacert, no -k) to web, plain and kill: a POST of
 #          0-60,000 random bytes, whose echo must end with them (sha256);
-# tcp consumers get their port from GET /tcp/LABEL before each round. Every SOAK_SAMPLE s the RSS
-# and descriptors of the registrar, relay, redis-server, echo and the long-lived pods go to
-# $T/soak.csv. At the end:
+# tcp consumers get their port from GET /tcp/LABEL before each round. Every SOAK_SAMPLE s (2; 10
+# beyond 600 s) the RSS and descriptors of the registrar, relay, redis-server, echo and the
+# long-lived pods go to $T/soak.csv. At the end:
 #   - no transfer corrupted (a byte that came back that was not sent, or a body whose sha256 differs);
 #   - every failed transfer was on a pod that was stopped or killed while it ran (in flight at the
 #     signal, or started before the pod was back), at most SOAK_FAIL_PER_STOP per stop;
@@ -203,7 +204,7 @@ http_worker() {
 # ---------------------------------------------------------------- setup
 
 p2m_free_port_range PORT_LO PORT_HI 64
-p2m_start_system "{\"relay\": {\"ports\": \"$PORT_LO-$PORT_HI\", \"wait_timeout\": 10, \"idle_timeout\": 120},
+p2m_start_system "{\"relay\": {\"ports\": \"$PORT_LO-$PORT_HI\", \"wait_timeout\": 30, \"idle_timeout\": 120},
     \"registrar\": {\"consumer_ttl\": 600, \"cert_lifetime\": ${SOAK_CERT_LIFETIME:-600}}}"
 p2m_free_port ECHO_HTTP
 p2m_free_port ECHO_TCP
