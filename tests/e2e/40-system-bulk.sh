@@ -30,7 +30,8 @@ start_pod() {
     mkdir -m 700 "$T/$name.state"
     p2m_bg "$name" "$POD_BIN" register --provision "$T/$name.json" --forward "127.0.0.1:$3" --pool "$POOL" \
         --cacert "$T/state/ca.pem" --state-dir "$T/$name.state"
-    p2m_wait_until -t 45 "pod $name has $POOL idle pre-connections at the relay" p2m_redis_is "$POOL" HGET "p2m:idle:$RELAY_NAME" "$label"
+    p2m_wait_until -t 45 "pod $name has $POOL idle pre-connections at the relay" \
+        p2m_redis_is "$POOL" HGET "p2m:idle:$RELAY_NAME" "$label"
 }
 
 # mib_per_s MS: throughput of $BIG bytes in MS milliseconds.
