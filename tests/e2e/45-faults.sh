@@ -324,7 +324,7 @@ fault() {
     p2m_alive "$P2M_REDIS_PID" || fail "$name: redis-server died"
     p2m_ok
     FIG[$name]+="$worst "
-    [[ $name != redis ]] || per+="the AOF's $REDIS_CMDS commands replayed at ${REDIS_DELAY_US} us each, "
+    [[ $name != redis || $REDIS_DELAY_US == 0 ]] || per+="the AOF's $REDIS_CMDS commands replayed at ${REDIS_DELAY_US} us each, "
     echo "faults: $name kill -9 -> serving again in $worst ms (${per}restarted and ready after $((t_up - t_kill)) ms;" \
         "$fails transfers failed cleanly meanwhile; in flight: $SLOW_RESULT)"
     settle "$name"
