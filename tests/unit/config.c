@@ -393,6 +393,13 @@ static void test_errors(void)
         {"{\"registrar\": {\"key\": \"/x\\u0000y\", \"cert\": \"/c\"}}", 0, "u0000", NULL},
     };
     run_err_rows("certs", certs, sizeof(certs) / sizeof(certs[0]));
+    const struct err_row shares[] = {
+        {"{\"registrar\": {\"consumer_ports_share\": 0}}", 0, "registrar.consumer_ports_share", "1 to 90"},
+        {"{\"registrar\": {\"consumer_ports_share\": 91}}", 0, "registrar.consumer_ports_share", NULL},
+        {"{\"registrar\": {\"consumer_ports_share\": 50.5}}", 0, "registrar.consumer_ports_share", NULL},
+        {"{\"registrar\": {\"consumer_ports_share\": \"50\"}}", 0, "registrar.consumer_ports_share", NULL},
+    };
+    run_err_rows("shares", shares, sizeof(shares) / sizeof(shares[0]));
     CHECK_CTX("cert_lifetime 60 and 34300800");
     CHECK_RC(parse_str("{\"registrar\": {\"cert_lifetime\": 60}}", &cfg, err), 0, err);
     CHECK_RC(parse_str("{\"registrar\": {\"cert_lifetime\": 34300800}}", &cfg, err), 0, err);
@@ -416,10 +423,13 @@ static void test_errors(void)
     static const char *const timeouts[][2] = {
         {"registrar", "preconnect_timeout"}, {"registrar", "consumer_ttl"}, {"registrar", "session_ttl"},
         {"registrar", "auth_fail_window"},   {"relay", "wait_timeout"},     {"relay", "idle_timeout"},
+        {"relay", "first_byte_timeout"},
     };
     static const char *const counts[][2] = {
         {"registrar", "auth_fail_limit"},
         {"relay", "max_conns_per_addr"},
+        {"registrar", "consumer_ports_per_addr"},
+        {"registrar", "consumer_ports_per_label"},
     };
     static const char *const bad_any[] = {"-1", "-4294967296", "1.5", "30.0", "1e3", "\"30\"", "true", "null", "[]", "{}",
                                           "4294967296", "9223372036854775807"};
