@@ -24,20 +24,6 @@ PER_LABEL=8        # registrar.consumer_ports_per_label
 SHARE=25           # registrar.consumer_ports_share: 16 of 64 ports
 FLOOD=60           # source addresses in the flood
 
-poll() { # DESC CMD...: polls CMD every 0.1 s for at most 30 s
-    local desc=$1 i
-    shift
-    for ((i = 0; i < 300; i++)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out waiting until $desc"
-}
-redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
-log_has() { grep -q -- "$2" "$T/$1.log"; }
 idle_is() {
     local n
     n=$(rcli HGET p2m:idle:r1 "$2")
@@ -67,10 +53,10 @@ for p in web other third; do
     SECRET[$p]=$(jq -er .secret "$OUT")
 done
 p2m_bg relay "$RELAY_BIN" -c "$P2M_CONFIG"
-poll "the relay heartbeat" redis_is "$LO-$HI" HGET p2m:relay:r1 ports
+p2m_wait_until -t 30 "the relay heartbeat" p2m_redis_is "$LO-$HI" HGET p2m:relay:r1 ports
 p2m_bg registrar "$REGISTRAR_BIN" -c "$P2M_CONFIG"
-poll "the registrar answers" test -s "$CA"
-poll "the registrar answers /cacert" curl -4 -fsS -o /dev/null --max-time 2 --cacert "$CA" "$BASE/cacert"
+p2m_wait_until -t 30 "the registrar answers" test -s "$CA"
+p2m_wait_until -t 30 "the registrar answers /cacert" curl -4 -fsS -o /dev/null --max-time 2 --cacert "$CA" "$BASE/cacert"
 
 # One idle pre-connection per label, echoing what a consumer sends (socat + cat). The session
 # credential of each pod registers the next ones.
@@ -88,9 +74,9 @@ hold() { # LABEL NAME
 hold web hold-web1
 hold other hold-other
 hold third hold-third
-poll "web has an idle pre-connection" idle_is 1 web
-poll "other has an idle pre-connection" idle_is 1 other
-poll "third has an idle pre-connection" idle_is 1 third
+p2m_wait_until -t 30 "web has an idle pre-connection" idle_is 1 web
+p2m_wait_until -t 30 "other has an idle pre-connection" idle_is 1 other
+p2m_wait_until -t 30 "third has an idle pre-connection" idle_is 1 third
 
 # ---------------------------------------------------------------- flood from many addresses
 
@@ -117,10 +103,10 @@ listening_consumers() {
     done
     ((count == $(rcli ZCARD p2m:cports)))
 }
-poll "the relay listens on the live consumer ports only ($live_ports)" listening_consumers
+p2m_wait_until -t 30 "the relay listens on the live consumer ports only ($live_ports)" listening_consumers
 # Pods still find ports: the range is not exhausted.
 hold web hold-web2
-poll "web registered a second pre-connection after the flood" idle_is 2 web
+p2m_wait_until -t 30 "web registered a second pre-connection after the flood" idle_is 2 web
 
 # A legitimate consumer after the flood is served.
 got=$(redirect 127.0.0.1 web)
@@ -152,7 +138,7 @@ for i in 1 2 3 4 5; do
     p2m_bg "silent$i" socat -u "TCP4:127.0.0.1:$Q3" STDOUT
     silent+=("$P2M_BG_PID")
 done
-poll "the silent consumers are closed by the first-byte timeout" \
+p2m_wait_until -t 30 "the silent consumers are closed by the first-byte timeout" \
     eval "[[ \$(grep -c 'event=consumer_close lease=$Q3 .*reason=first_byte_timeout' '$T/relay.log') -ge 5 ]]"
 expect_eq 1 "$(rcli HGET p2m:idle:r1 third)" "the silent consumers took no pre-connection"
 for pid in "${silent[@]}"; do p2m_kill "$pid"; done
