@@ -352,6 +352,15 @@ void ports_on_lease(relay_t *r, uint16_t port, const lease_info_t *info, int how
         return;
     }
 
+    if (cur == NULL && kind == LEASE_PRE && strcmp(info->state, "connected") == 0) {
+        /* Its pod connected to a relay of this name that no longer holds the connection: this
+         * process started after the one that held it died, or it ended while Redis was away.
+         * Listening again would keep the port for a pod that has long since re-registered. */
+        p2m_log(P2M_LOG_INFO, "lease_stale", "lease=%u kind=%s label=%s pod=%s state=connected", (unsigned)port, info->kind, label,
+                info->pod);
+        rredis_lease_drop(r->redis, port, info);
+        return;
+    }
     if (cur == NULL && how == LOAD_RESCAN && strcmp(info->state, "bound") == 0) {
         /* Bound by this process, which no longer holds it: it ended while Redis was away (a
          * pre-connection joined or closed, a listener closed) and could not be deleted then. */
@@ -362,7 +371,7 @@ void ports_on_lease(relay_t *r, uint16_t port, const lease_info_t *info, int how
     if (cur != NULL) {
         if (same_lease(cur, kind, label, info)) {
             /* Announced again, or found pending by a SCAN after a reconnect: confirm again. */
-            if (cur->bound == 0 || announced || strcmp(info->state, "bound") != 0)
+            if (cur->bound == 0 || announced || (strcmp(info->state, "bound") != 0 && strcmp(info->state, "connected") != 0))
                 rredis_lease_bound(r->redis, cur);
             return;
         }

@@ -89,9 +89,12 @@ static const char lua_busy[] = LUA_LEASE_IS_OURS "redis.call('SET', KEYS[2], '1'
                                                  "return 0\n";
 
 /* A pre-connection became idle (PROTOCOL 3.4). KEYS[1] lease, KEYS[2] idle; ARGV[1] label,
- * ARGV[2] lease ttl, ARGV[3] idle ttl. Returns whether the lease still exists. The count goes up
+ * ARGV[2] lease ttl, ARGV[3] idle ttl. Marks the lease "connected" (a relay that finds such a lease
+ * without holding its connection knows the connection is gone). Returns whether the lease still
+ * exists. The count goes up
  * either way: it comes down with the -1 sent when the connection is closed. */
 static const char lua_idle_add[] = "local alive = redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
+                                   "if alive == 1 then redis.call('HSET', KEYS[1], 'state', 'connected') end\n"
                                    "redis.call('HINCRBY', KEYS[2], ARGV[1], 1)\n"
                                    "redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
                                    "return alive\n";
@@ -774,6 +777,13 @@ static void on_schema(redisAsyncContext *ac, void *reply, void *priv)
     if (rep == NULL || rr->stopping)
         return;
     snprintf(want, sizeof(want), "%d", P2M_SCHEMA_VERSION);
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /* Not an answer about the schema: most likely "LOADING" while a restarted Redis replays
+         * its persistence. Drop the connection; the usual backoff retries it. */
+        p2m_log(P2M_LOG_WARN, "redis_not_ready", "conn=cmd error=\"%.80s\"", rep->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
     if (rep->type != REDIS_REPLY_STRING || strcmp(rep->str, want) != 0) {
         p2m_log(P2M_LOG_ERROR, "redis_schema_mismatch", "want=%s got=\"%.32s\"", want,
                 rep->type == REDIS_REPLY_STRING ? rep->str : "(not a string)");
@@ -796,7 +806,15 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
     rredis_t *rr = rr_from_ac(ac);
     redisReply *rep = reply;
     (void)priv;
-    if (rep == NULL || rr->stopping || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+    if (rep == NULL || rr->stopping)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR && !rr->sub.ready) {
+        /* The SUBSCRIBE was refused (e.g. "LOADING"): reconnect with the usual backoff. */
+        p2m_log(P2M_LOG_WARN, "redis_not_ready", "conn=sub error=\"%.80s\"", rep->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
         return;
     const redisReply *kind = rep->element[0], *chan = rep->element[1], *msg = rep->element[2];
     if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)

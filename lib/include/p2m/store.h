@@ -24,7 +24,7 @@
  *                                    joins a consumer only to a pre-connection of the same
  *                                    service), pod, addr (the only peer
  *                                    address the relay accepts on PORT), relay (NAME), created
- *                                    (unix s), state ("pending"|"bound"); has a TTL: a crashed
+ *                                    (unix s), state ("pending"|"bound"|"connected": a pre lease's pod connected); has a TTL: a crashed
  *                                    process leaks no port past it
  *   p2m:consumer:SERVICE:ADDR string the consumer port leased for ADDR and SERVICE (TTL as the lease)
  *   p2m:cports               zset    consumer lease ports -> last use (unix s), all of them
