@@ -5,6 +5,7 @@
 #include "p2m/log.h"
 
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -76,6 +77,8 @@ void op_free(op_t *op)
     if (h2o_timeout_is_linked(&op->wait_entry))
         h2o_timeout_unlink(&op->wait_entry);
     X509_REQ_free(op->csr);
+    /* The op held the Authorization value and, after a TOTP login, the new session credential. */
+    OPENSSL_cleanse(op, sizeof(*op));
     free(op);
 }
 
