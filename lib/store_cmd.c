@@ -89,13 +89,21 @@ static const char lua_session_lookup[] =
     "if s[2] ~= ARGV[1] or redis.call('HGET', KEYS[3], ARGV[1]) ~= s[1] then return {'notowner'} end\n"
     "return {'ok', s[1]}\n";
 
-/* ARGV: label, pod, addr, now, ttl, rand, service. */
+/* ARGV: label, pod, addr, now, ttl, rand, service.
+ *
+ * A service's pre-connections all go to one relay, its home: the live relay ranking first by
+ * SHA-1 of (service, relay name) (rendezvous hashing), or the next when it has no free port. The
+ * consumer ports of a service are leased on the relay holding its idle pre-connections, so
+ * spreading one service's pre-connections over several relays would leave consumers waiting on
+ * one while the pool sits on another (pipe2me-relay --workers, or several relays). Services spread
+ * over the relays by the hash; a relay that dies or joins moves only its own share. */
 static const char lua_lease_pre[] =
     LUA_LEASE_LIB "local relays = live_relays()\n"
                   "if #relays == 0 then return {'norelay'} end\n"
                   "local rnd = tonumber(ARGV[6])\n"
-                  "for j = 0, #relays - 1 do\n"
-                  "  local r = relays[(rnd + j) % #relays + 1]\n"
+                  "for _, r in ipairs(relays) do r.rank = redis.sha1hex(ARGV[7] .. '/' .. r[1]) end\n"
+                  "table.sort(relays, function(a, b) return a.rank > b.rank end)\n"
+                  "for _, r in ipairs(relays) do\n"
                   "  local p = probe(r, rnd)\n"
                   "  if p then\n"
                   "    make_lease(p, 'pre', ARGV[1], ARGV[7], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
