@@ -7,9 +7,11 @@
  * a chained hash table while leases, tunnels or unpublished counters name them. */
 #include "relay.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "p2m/err.h"
@@ -232,10 +234,26 @@ static int idle_take(relay_t *r, tunnel_t *i, uint16_t *pport)
     return fd;
 }
 
+/* The oldest idle pre-connection of lab that is still open. One whose pod has closed it may not
+ * have been reported by epoll yet (its hang-up waits in the same batch as this consumer's bytes):
+ * a peek that reads end of stream or an error closes it, and the next one is tried. */
+static tunnel_t *idle_alive(tunnel_t **head)
+{
+    tunnel_t *i;
+    while ((i = *head) != NULL) {
+        char b;
+        ssize_t n = recv(i->fd[SIDE_POD], &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+            return i;
+        tunnel_close(i, n == 0 ? "pod_closed" : "pod_error");
+    }
+    return NULL;
+}
+
 void match_consumer_ready(relay_t *r, tunnel_t *c)
 {
     label_t *lab = c->label;
-    tunnel_t *i = lab->idle_head;
+    tunnel_t *i = idle_alive(&lab->idle_head);
     if (i != NULL) {
         int fd = idle_take(r, i, &c->pport);
         if (tunnel_attach(c, SIDE_POD, fd, 1) != 0) {
