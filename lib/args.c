@@ -1,4 +1,5 @@
 #include "p2m/args.h"
+#include "p2m/err.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -36,4 +37,16 @@ const char *p2m_getopt_option_name(const struct option *longopts, int first_long
     }
     /* an unknown or ambiguous long option: getopt has stepped past it */
     return p2m_shown(argv[optind - 1], buf);
+}
+
+int p2m_getopt_fail(const struct option *longopts, int first_long, char **argv, int opt, char *err)
+{
+    char buf[P2M_SHOWN_CAP];
+    const char *name = p2m_getopt_option_name(longopts, first_long, argv, buf);
+    if (opt == ':')
+        return p2m_err(err, "%s needs an argument", name);
+    /* a long option given a value it does not take keeps its own code in optopt */
+    if (optopt >= first_long)
+        return p2m_err(err, "%s takes no argument", name);
+    return p2m_err(err, "unknown option %s", name);
 }

@@ -77,12 +77,8 @@ int relay_args_parse(int argc, char **argv, relay_args_t *out, char *err)
                                p2m_shown(optarg, buf));
             break;
         case ':':
-            return p2m_err(err, "%s needs an argument", p2m_getopt_option_name(longopts, OPT_CONFIG, argv, buf));
         default:
-            /* a long option given a value it does not take keeps its own code in optopt */
-            if (optopt >= OPT_CONFIG)
-                return p2m_err(err, "%s takes no argument", p2m_getopt_option_name(longopts, OPT_CONFIG, argv, buf));
-            return p2m_err(err, "unknown option %s", p2m_getopt_option_name(longopts, OPT_CONFIG, argv, buf));
+            return p2m_getopt_fail(longopts, OPT_CONFIG, argv, opt, err);
         }
     }
     if (optind < argc)

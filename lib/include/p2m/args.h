@@ -21,4 +21,9 @@ const char *p2m_shown(const char *s, char *buf);
  * ':'. */
 const char *p2m_getopt_option_name(const struct option *longopts, int first_long, char **argv, char *buf);
 
+/* Says in err what getopt_long() (opterr 0, optstring starting with ':') refused: its return value
+ * opt is ':' for a missing argument, '?' for an unknown option or a value given to an option that
+ * takes none. Returns -1. */
+int p2m_getopt_fail(const struct option *longopts, int first_long, char **argv, int opt, char *err);
+
 #endif
