@@ -14,27 +14,14 @@ static admin_t a; /* large (the config): keep it off the stack */
 /* Runs admin_args_parse on a NULL-terminated list of arguments after the program name. */
 static int parse(admin_action_t *action, const admin_command_t **cmd, char *err, ...)
 {
-    static char *argv[ADMIN_ARGC_MAX + 8];
-    int argc = 0;
+    static char *argv[ADMIN_ARGC_MAX + 7];
     va_list ap;
     va_start(ap, err);
-    argv[argc++] = "pipe2me-admin";
-    for (char *s; (s = va_arg(ap, char *)) != NULL && argc < ADMIN_ARGC_MAX + 6;)
-        argv[argc++] = s;
+    int argc = check_argv(argv, ADMIN_ARGC_MAX + 7, "pipe2me-admin", ap);
     va_end(ap);
-    argv[argc] = NULL;
     memset(&a, 0, sizeof(a));
     err[0] = '\0';
     return admin_args_parse(argc, argv, &a, action, cmd, err);
-}
-
-static void refused(int rc, const char *err, const char *want)
-{
-    CHECK_RC(rc, -1, err);
-    CHECK_MSG(strstr(err, want) != NULL, "err %s does not mention %s", check_str(err), check_str(want));
-    for (const char *p = err; *p != '\0'; p++)
-        if (!CHECK_MSG(*p >= 0x20 && *p < 0x7f, "err is not printable: %s", check_str(err)))
-            break;
 }
 
 int main(void)
@@ -74,39 +61,39 @@ int main(void)
     CHECK(parse(&action, &cmd, err, "--version", "pod", NULL) == 0 && action == ADMIN_ACTION_VERSION);
 
     CHECK_CTX("refused");
-    refused(parse(&action, &cmd, err, NULL), err, "missing command");
-    refused(parse(&action, &cmd, err, "pods", NULL), err, "unknown command \"pods\"");
-    refused(parse(&action, &cmd, err, "pod", NULL), err, "pod: missing subcommand");
-    refused(parse(&action, &cmd, err, "pod", "frob\n", NULL), err, "unknown subcommand \"frob\\x0a\"");
-    refused(parse(&action, &cmd, err, "pod", "show", NULL), err, "missing argument (usage: pipe2me-admin pod show ID)");
-    refused(parse(&action, &cmd, err, "pod", "ls", "x", NULL), err, "too many arguments (usage: pipe2me-admin pod ls)");
-    refused(parse(&action, &cmd, err, "pod", "ls", "--label", "x", NULL), err, "option --label does not apply");
-    refused(parse(&action, &cmd, err, "label", "ls", "-o", "x", NULL), err, "option --output does not apply");
-    refused(parse(&action, &cmd, err, "pod", "add", "p", "-o", "a", "--output=b", NULL), err, "--output given twice");
-    refused(parse(&action, &cmd, err, "-c", "a", "--config", "b", "pod", "ls", NULL), err, "--config given twice");
-    refused(parse(&action, &cmd, err, "pod", "ls", "-c", NULL), err, "option --config needs an argument");
-    refused(parse(&action, &cmd, err, "pod", "ls", "--config=", NULL), err, "option --config: empty argument");
-    refused(parse(&action, &cmd, err, "pod", "ls", "--jsonx", NULL), err, "unknown option \"--jsonx\"");
-    refused(parse(&action, &cmd, err, "pod", "ls", "-\xff", NULL), err, "unknown option \"-\\xff\"");
+    check_refusal(parse(&action, &cmd, err, NULL), err, "missing command");
+    check_refusal(parse(&action, &cmd, err, "pods", NULL), err, "unknown command \"pods\"");
+    check_refusal(parse(&action, &cmd, err, "pod", NULL), err, "pod: missing subcommand");
+    check_refusal(parse(&action, &cmd, err, "pod", "frob\n", NULL), err, "unknown subcommand \"frob\\x0a\"");
+    check_refusal(parse(&action, &cmd, err, "pod", "show", NULL), err, "missing argument (usage: pipe2me-admin pod show ID)");
+    check_refusal(parse(&action, &cmd, err, "pod", "ls", "x", NULL), err, "too many arguments (usage: pipe2me-admin pod ls)");
+    check_refusal(parse(&action, &cmd, err, "pod", "ls", "--label", "x", NULL), err, "option --label does not apply");
+    check_refusal(parse(&action, &cmd, err, "label", "ls", "-o", "x", NULL), err, "option --output does not apply");
+    check_refusal(parse(&action, &cmd, err, "pod", "add", "p", "-o", "a", "--output=b", NULL), err, "--output given twice");
+    check_refusal(parse(&action, &cmd, err, "-c", "a", "--config", "b", "pod", "ls", NULL), err, "--config given twice");
+    check_refusal(parse(&action, &cmd, err, "pod", "ls", "-c", NULL), err, "option --config needs an argument");
+    check_refusal(parse(&action, &cmd, err, "pod", "ls", "--config=", NULL), err, "option --config: empty argument");
+    check_refusal(parse(&action, &cmd, err, "pod", "ls", "--jsonx", NULL), err, "unknown option \"--jsonx\"");
+    check_refusal(parse(&action, &cmd, err, "pod", "ls", "-\xff", NULL), err, "unknown option \"-\\xff\"");
 
     CHECK_CTX("limits");
     static char big[ADMIN_ARG_MAX + 2];
     memset(big, 'a', ADMIN_ARG_MAX + 1);
-    refused(parse(&action, &cmd, err, "pod", "show", big, NULL), err, "argument 3 is longer than 4096 bytes");
+    check_refusal(parse(&action, &cmd, err, "pod", "show", big, NULL), err, "argument 3 is longer than 4096 bytes");
     big[ADMIN_ARG_MAX] = '\0';
     CHECK_RC(parse(&action, &cmd, err, "pod", "show", big, NULL), 0, err);
-    refused(parse(&action, &cmd, err, "pod", "add", "p", "--label", "1", "--label", "2", "--label", "3", "--label", "4", "--label",
-                  "5", "--label", "6", "--label", "7", "--label", "8", "--label", "9", "--label", "10", "--label", "11", "--label",
-                  "12", "--label", "13", "--label", "14", "--label", "15", "--label", "16", "--label", "17", "--label", "18",
-                  "--label", "19", "--label", "20", "--label", "21", "--label", "22", "--label", "23", "--label", "24", "--label",
-                  "25", "--label", "26", "--label", "27", "--label", "28", "--label", "29", "--label", "30", "--label", "31",
-                  "--label", "32", "--label", "33", NULL),
-            err, "too many --label options (at most 32)");
+    check_refusal(parse(&action, &cmd, err, "pod", "add", "p", "--label", "1", "--label", "2", "--label", "3", "--label", "4",
+                        "--label", "5", "--label", "6", "--label", "7", "--label", "8", "--label", "9", "--label", "10", "--label",
+                        "11", "--label", "12", "--label", "13", "--label", "14", "--label", "15", "--label", "16", "--label", "17",
+                        "--label", "18", "--label", "19", "--label", "20", "--label", "21", "--label", "22", "--label", "23",
+                        "--label", "24", "--label", "25", "--label", "26", "--label", "27", "--label", "28", "--label", "29",
+                        "--label", "30", "--label", "31", "--label", "32", "--label", "33", NULL),
+                  err, "too many --label options (at most 32)");
     static char *argv[ADMIN_ARGC_MAX + 2];
     for (int i = 0; i <= ADMIN_ARGC_MAX; i++)
         argv[i] = i == 0 ? "pipe2me-admin" : i == 1 ? "pod" : i == 2 ? "ls" : "--json";
     memset(&a, 0, sizeof(a));
-    refused(admin_args_parse(ADMIN_ARGC_MAX + 1, argv, &a, &action, &cmd, err), err, "too many arguments (at most 256)");
+    check_refusal(admin_args_parse(ADMIN_ARGC_MAX + 1, argv, &a, &action, &cmd, err), err, "too many arguments (at most 256)");
     memset(&a, 0, sizeof(a));
     CHECK_RC(admin_args_parse(ADMIN_ARGC_MAX, argv, &a, &action, &cmd, err), 0, err);
     return check_done("admin_args");

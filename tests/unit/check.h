@@ -110,28 +110,27 @@ static inline int check_report(int ok, const char *file, int line, const char *f
 
 #define CHECK_MSG(cond, ...) check_report(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
-#define CHECK_EQ_INT(got, want)                                                                                          \
-    __extension__({                                                                                                      \
-        long long check_got_ = (long long)(got), check_want_ = (long long)(want);                                        \
-        check_report(check_got_ == check_want_, __FILE__, __LINE__, "%s: expected %lld, got %lld", #got, check_want_,    \
-                     check_got_);                                                                                        \
+#define CHECK_EQ_INT(got, want)                                                                                                    \
+    __extension__({                                                                                                                \
+        long long check_got_ = (long long)(got), check_want_ = (long long)(want);                                                  \
+        check_report(check_got_ == check_want_, __FILE__, __LINE__, "%s: expected %lld, got %lld", #got, check_want_, check_got_); \
     })
 
-#define CHECK_EQ_STR(got, want)                                                                                          \
-    __extension__({                                                                                                      \
-        const char *check_got_ = (got), *check_want_ = (want);                                                           \
-        int check_ok_ = (check_got_ == NULL || check_want_ == NULL) ? check_got_ == check_want_                          \
-                                                                    : strcmp(check_got_, check_want_) == 0;              \
-        check_report(check_ok_, __FILE__, __LINE__, "%s: expected %s, got %s", #got, check_str(check_want_),             \
-                     check_str(check_got_));                                                                             \
+#define CHECK_EQ_STR(got, want)                                                                                                    \
+    __extension__({                                                                                                                \
+        const char *check_got_ = (got), *check_want_ = (want);                                                                     \
+        int check_ok_ =                                                                                                            \
+            (check_got_ == NULL || check_want_ == NULL) ? check_got_ == check_want_ : strcmp(check_got_, check_want_) == 0;        \
+        check_report(check_ok_, __FILE__, __LINE__, "%s: expected %s, got %s", #got, check_str(check_want_),                       \
+                     check_str(check_got_));                                                                                       \
     })
 
 /* For the 0/-1 convention: on mismatch also shows the err buffer the function filled. */
-#define CHECK_RC(got, want, err)                                                                                         \
-    __extension__({                                                                                                      \
-        int check_got_ = (got), check_want_ = (want);                                                                    \
-        check_report(check_got_ == check_want_, __FILE__, __LINE__, "%s: expected %d, got %d (err: %s)", #got,           \
-                     check_want_, check_got_, check_str(err));                                                           \
+#define CHECK_RC(got, want, err)                                                                                                   \
+    __extension__({                                                                                                                \
+        int check_got_ = (got), check_want_ = (want);                                                                              \
+        check_report(check_got_ == check_want_, __FILE__, __LINE__, "%s: expected %d, got %d (err: %s)", #got, check_want_,        \
+                     check_got_, check_str(err));                                                                                  \
     })
 
 /* Copies len bytes of in into a heap block of exactly that size (1 byte when len is 0), so that
@@ -143,6 +142,18 @@ static inline char *check_exact_copy(const void *in, size_t len)
         abort();
     memcpy(p, in, len);
     return p;
+}
+
+/* Fills argv (cap entries) with prog, then the NULL-terminated char * arguments in ap, then NULL.
+ * Returns argc. For the command-line parsers' tests. */
+static inline int check_argv(char **argv, int cap, const char *prog, va_list ap)
+{
+    int argc = 0;
+    argv[argc++] = (char *)prog;
+    for (char *s; (s = va_arg(ap, char *)) != NULL && argc < cap - 1;)
+        argv[argc++] = s;
+    argv[argc] = NULL;
+    return argc;
 }
 
 /* Prints an informational line that is not a check (e.g. a skipped cross-check). */
@@ -165,6 +176,16 @@ static inline int check_done(const char *module)
     printf("unit.%s: %u passed, %u failed\n", module, st->passed, st->failed);
     fflush(stdout);
     return st->failed != 0 || st->passed == 0;
+}
+
+/* A refusal: rc is -1, and err a printable line that mentions want. */
+static inline void check_refusal(int rc, const char *err, const char *want)
+{
+    CHECK_RC(rc, -1, err);
+    CHECK_MSG(strstr(err, want) != NULL, "err %s does not mention %s", check_str(err), check_str(want));
+    for (const char *p = err; *p != '\0'; p++)
+        if (!CHECK_MSG(*p >= 0x20 && *p < 0x7f, "err is not printable: %s", check_str(err)))
+            break;
 }
 
 #endif

@@ -12,25 +12,12 @@
 static int parse(registrar_args_t *a, char *err, ...)
 {
     char *argv[32];
-    int argc = 0;
     va_list ap;
     va_start(ap, err);
-    argv[argc++] = "pipe2me-registrar";
-    for (char *s; (s = va_arg(ap, char *)) != NULL && argc < 31;)
-        argv[argc++] = s;
+    int argc = check_argv(argv, 32, "pipe2me-registrar", ap);
     va_end(ap);
-    argv[argc] = NULL;
     err[0] = '\0';
     return registrar_args_parse(argc, argv, a, err);
-}
-
-static void refused(int rc, const char *err, const char *want)
-{
-    CHECK_RC(rc, -1, err);
-    CHECK_MSG(strstr(err, want) != NULL, "err %s does not mention %s", check_str(err), check_str(want));
-    for (const char *p = err; *p != '\0'; p++)
-        if (!CHECK_MSG(*p >= 0x20 && *p < 0x7f, "err is not printable: %s", check_str(err)))
-            break;
 }
 
 int main(void)
@@ -57,15 +44,15 @@ int main(void)
     CHECK(parse(&a, err, "--version", "-x", NULL) == 0 && a.action == REGISTRAR_ACTION_VERSION);
 
     CHECK_CTX("refused");
-    refused(parse(&a, err, NULL), err, "-c FILE is required");
-    refused(parse(&a, err, "--check-config", NULL), err, "-c FILE is required");
-    refused(parse(&a, err, "-c", NULL), err, "-c needs an argument");
-    refused(parse(&a, err, "--config", NULL), err, "--config needs an argument");
-    refused(parse(&a, err, "-c", "p", "-t", NULL), err, "unknown option -t"); /* --check-config has no short form */
-    refused(parse(&a, err, "-c", "p", "-V", NULL), err, "unknown option -V");
-    refused(parse(&a, err, "-c", "p", "--frob\x1b[1m", NULL), err, "unknown option --frob\\x1b[1m");
-    refused(parse(&a, err, "-c", "p", "--help=1", NULL), err, "--help takes no argument");
-    refused(parse(&a, err, "-c", "p", "x", NULL), err, "unexpected argument x");
+    check_refusal(parse(&a, err, NULL), err, "-c FILE is required");
+    check_refusal(parse(&a, err, "--check-config", NULL), err, "-c FILE is required");
+    check_refusal(parse(&a, err, "-c", NULL), err, "-c needs an argument");
+    check_refusal(parse(&a, err, "--config", NULL), err, "--config needs an argument");
+    check_refusal(parse(&a, err, "-c", "p", "-t", NULL), err, "unknown option -t"); /* --check-config has no short form */
+    check_refusal(parse(&a, err, "-c", "p", "-V", NULL), err, "unknown option -V");
+    check_refusal(parse(&a, err, "-c", "p", "--frob\x1b[1m", NULL), err, "unknown option --frob\\x1b[1m");
+    check_refusal(parse(&a, err, "-c", "p", "--help=1", NULL), err, "--help takes no argument");
+    check_refusal(parse(&a, err, "-c", "p", "x", NULL), err, "unexpected argument x");
 
     CHECK_CTX("called again: getopt starts over");
     CHECK_RC(parse(&a, err, "-hc", NULL), 0, err);

@@ -14,25 +14,12 @@
 static int parse(relay_args_t *a, char *err, ...)
 {
     char *argv[32];
-    int argc = 0;
     va_list ap;
     va_start(ap, err);
-    argv[argc++] = "pipe2me-relay";
-    for (char *s; (s = va_arg(ap, char *)) != NULL && argc < 31;)
-        argv[argc++] = s;
+    int argc = check_argv(argv, 32, "pipe2me-relay", ap);
     va_end(ap);
-    argv[argc] = NULL;
     err[0] = '\0';
     return relay_args_parse(argc, argv, a, err);
-}
-
-static void refused(int rc, const char *err, const char *want)
-{
-    CHECK_RC(rc, -1, err);
-    CHECK_MSG(strstr(err, want) != NULL, "err %s does not mention %s", check_str(err), check_str(want));
-    for (const char *p = err; *p != '\0'; p++)
-        if (!CHECK_MSG(*p >= 0x20 && *p < 0x7f, "err is not printable: %s", check_str(err)))
-            break;
 }
 
 int main(void)
@@ -80,38 +67,38 @@ int main(void)
     CHECK(parse(&a, err, "--help", NULL) == 0 && a.action == RELAY_ACTION_HELP);
     CHECK(parse(&a, err, "-c", "p", "-h", "--workers", "0", NULL) == 0 && a.action == RELAY_ACTION_HELP);
     CHECK(parse(&a, err, "--version", NULL) == 0 && a.action == RELAY_ACTION_VERSION);
-    refused(parse(&a, err, "--workers", "0", "--help", NULL), err, "--workers"); /* in order: the error comes first */
+    check_refusal(parse(&a, err, "--workers", "0", "--help", NULL), err, "--workers"); /* in order: the error comes first */
 
     CHECK_CTX("refusals");
-    refused(parse(&a, err, NULL), err, "-c FILE is required");
-    refused(parse(&a, err, "-t", NULL), err, "-c FILE is required");
-    refused(parse(&a, err, "-c", "p", "--workers", "0", NULL), err, "--workers: expected 1 to 64 or auto, got 0");
-    refused(parse(&a, err, "-c", "p", "--workers", "65", NULL), err, "got 65");
-    refused(parse(&a, err, "-c", "p", "--workers", "-1", NULL), err, "got -1");
-    refused(parse(&a, err, "-c", "p", "--workers", "", NULL), err, "--workers");
-    refused(parse(&a, err, "-c", "p", "--workers", "2x", NULL), err, "got 2x");
-    refused(parse(&a, err, "-c", "p", "--workers", "4294967297", NULL), err, "--workers");
-    refused(parse(&a, err, "-c", "p", "--pipes", "0", NULL), err, "--pipes: expected 1 to 8192");
-    refused(parse(&a, err, "-c", "p", "--pipes", "8193", NULL), err, "--pipes");
-    refused(parse(&a, err, "-c", "p", "--pipe-size", "4095", NULL), err, "--pipe-size: expected 4096 to 1048576 bytes");
-    refused(parse(&a, err, "-c", "p", "--pipe-size", "1048577", NULL), err, "--pipe-size");
-    refused(parse(&a, err, "-c", NULL), err, "-c needs an argument");
-    refused(parse(&a, err, "-c", "p", "--pipes", NULL), err, "--pipes needs an argument");
-    refused(parse(&a, err, "-c", "p", "--config", NULL), err, "--config needs an argument");
-    refused(parse(&a, err, "-c", "p", "-x", NULL), err, "unknown option -x");
-    refused(parse(&a, err, "-c", "p", "-tx", NULL), err, "unknown option -x"); /* not the program's name */
-    refused(parse(&a, err, "-c", "p", "-\x01", NULL), err, "unknown option -\\x01");
-    refused(parse(&a, err, "-c", "p", "--frob\n", NULL), err, "unknown option --frob\\x0a");
-    refused(parse(&a, err, "-c", "p", "--pipe", "9", NULL), err, "unknown option --pipe"); /* ambiguous */
-    refused(parse(&a, err, "-c", "p", "--check-config=yes", NULL), err, "--check-config takes no argument");
-    refused(parse(&a, err, "-c", "p", "extra\xff", NULL), err, "unexpected argument extra\\xff");
-    refused(parse(&a, err, "-c", "p", "--", "-t", NULL), err, "unexpected argument -t");
+    check_refusal(parse(&a, err, NULL), err, "-c FILE is required");
+    check_refusal(parse(&a, err, "-t", NULL), err, "-c FILE is required");
+    check_refusal(parse(&a, err, "-c", "p", "--workers", "0", NULL), err, "--workers: expected 1 to 64 or auto, got 0");
+    check_refusal(parse(&a, err, "-c", "p", "--workers", "65", NULL), err, "got 65");
+    check_refusal(parse(&a, err, "-c", "p", "--workers", "-1", NULL), err, "got -1");
+    check_refusal(parse(&a, err, "-c", "p", "--workers", "", NULL), err, "--workers");
+    check_refusal(parse(&a, err, "-c", "p", "--workers", "2x", NULL), err, "got 2x");
+    check_refusal(parse(&a, err, "-c", "p", "--workers", "4294967297", NULL), err, "--workers");
+    check_refusal(parse(&a, err, "-c", "p", "--pipes", "0", NULL), err, "--pipes: expected 1 to 8192");
+    check_refusal(parse(&a, err, "-c", "p", "--pipes", "8193", NULL), err, "--pipes");
+    check_refusal(parse(&a, err, "-c", "p", "--pipe-size", "4095", NULL), err, "--pipe-size: expected 4096 to 1048576 bytes");
+    check_refusal(parse(&a, err, "-c", "p", "--pipe-size", "1048577", NULL), err, "--pipe-size");
+    check_refusal(parse(&a, err, "-c", NULL), err, "-c needs an argument");
+    check_refusal(parse(&a, err, "-c", "p", "--pipes", NULL), err, "--pipes needs an argument");
+    check_refusal(parse(&a, err, "-c", "p", "--config", NULL), err, "--config needs an argument");
+    check_refusal(parse(&a, err, "-c", "p", "-x", NULL), err, "unknown option -x");
+    check_refusal(parse(&a, err, "-c", "p", "-tx", NULL), err, "unknown option -x"); /* not the program's name */
+    check_refusal(parse(&a, err, "-c", "p", "-\x01", NULL), err, "unknown option -\\x01");
+    check_refusal(parse(&a, err, "-c", "p", "--frob\n", NULL), err, "unknown option --frob\\x0a");
+    check_refusal(parse(&a, err, "-c", "p", "--pipe", "9", NULL), err, "unknown option --pipe"); /* ambiguous */
+    check_refusal(parse(&a, err, "-c", "p", "--check-config=yes", NULL), err, "--check-config takes no argument");
+    check_refusal(parse(&a, err, "-c", "p", "extra\xff", NULL), err, "unexpected argument extra\\xff");
+    check_refusal(parse(&a, err, "-c", "p", "--", "-t", NULL), err, "unexpected argument -t");
 
     CHECK_CTX("a long value is cut short in the reason");
     char longv[300];
     memset(longv, '9', sizeof(longv) - 1);
     longv[sizeof(longv) - 1] = '\0';
-    refused(parse(&a, err, "-c", "p", "--pipes", longv, NULL), err, "...");
+    check_refusal(parse(&a, err, "-c", "p", "--pipes", longv, NULL), err, "...");
     CHECK(strlen(err) < 120);
 
     CHECK_CTX("called again: getopt starts over");
