@@ -5,7 +5,7 @@
  * directions: EPOLLIN while its direction may read (not at end of stream, not waiting for the
  * other side to drain, not waiting for a pipe), EPOLLOUT while the other direction waits for it to
  * drain. Interest changes cost an epoll_ctl only when they change, so a steady exchange costs one
- * splice in and one splice out per event. End of stream passes on as shutdown(SHUT_WR); the tunnel
+ * read and one write per event (recv/send for small messages, splice for bulk: lib/splice.c). End of stream passes on as shutdown(SHUT_WR); the tunnel
  * closes once both directions are shut, on any error, after relay.idle_timeout seconds without a
  * byte either way, or when a side hangs up with bytes still owed to it.
  *
