@@ -39,10 +39,9 @@
 
 #include "p2m/cert.h"
 #include "p2m/err.h"
+#include "chain.h"
 
 #define CERT_MAGIC 0x43455254u          /* "CERT" */
-#define CERT_PEM_MAX 65536              /* bytes of a chain or CA file */
-#define CERT_CHAIN_MAX 8                /* certificates in a chain or CA file */
 #define CERT_REFUSED_MIN_MS 60000       /* a refused CSR or a bad certificate: retried after a minute, */
 #define CERT_REFUSED_MAX_MS 3600000     /* doubling up to an hour */
 #define CERT_CHECK_MAX_MS (3600 * 1000) /* the renewal timer wakes at least hourly: clocks jump */
@@ -154,41 +153,7 @@ static int file_write(const cert_t *c, const char *path, const void *data, size_
     return file_stage(path, data, len, mode, err) != 0 ? -1 : file_commit(c, path, err);
 }
 
-/* The certificates in pem[0..len) (at least one, at most CERT_CHAIN_MAX), or NULL with err. */
-static STACK_OF(X509) * chain_parse(const char *pem, size_t len, char *err)
-{
-    STACK_OF(X509) *sk = NULL;
-    X509 *x;
-    BIO *bio = NULL;
-    if (len == 0 || len > CERT_PEM_MAX) {
-        p2m_err(err, len == 0 ? "empty" : "larger than %d bytes", CERT_PEM_MAX);
-        return NULL;
-    }
-    if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL || (sk = sk_X509_new_null()) == NULL) {
-        p2m_err(err, "out of memory");
-        goto Fail;
-    }
-    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-        if (sk_X509_num(sk) >= CERT_CHAIN_MAX || !sk_X509_push(sk, x)) {
-            X509_free(x);
-            p2m_err(err, "more than %d certificates", CERT_CHAIN_MAX);
-            goto Fail;
-        }
-    }
-    ERR_clear_error(); /* the end of the input reads as an error */
-    if (sk_X509_num(sk) == 0) {
-        p2m_err(err, "no PEM certificate");
-        goto Fail;
-    }
-    BIO_free(bio);
-    return sk;
-Fail:
-    BIO_free(bio);
-    sk_X509_pop_free(sk, X509_free);
-    return NULL;
-}
-
-/* Reads a PEM file of at most CERT_PEM_MAX bytes. Returns its certificates or NULL with err
+/* Reads a PEM file of at most CHAIN_PEM_MAX bytes. Returns its certificates or NULL with err
  * ("missing" when there is no file). */
 static STACK_OF(X509) * chain_load(const char *path, char *err)
 {
@@ -200,12 +165,12 @@ static STACK_OF(X509) * chain_load(const char *path, char *err)
         p2m_err(err, errno == ENOENT ? "missing" : "unreadable: %s", strerror(errno));
         return NULL;
     }
-    if ((buf = malloc(CERT_PEM_MAX + 1)) == NULL) {
+    if ((buf = malloc(CHAIN_PEM_MAX + 1)) == NULL) {
         p2m_err(err, "out of memory");
         goto Exit;
     }
     for (;;) {
-        ssize_t n = read(fd, buf + got, CERT_PEM_MAX + 1 - got);
+        ssize_t n = read(fd, buf + got, CHAIN_PEM_MAX + 1 - got);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -215,8 +180,8 @@ static STACK_OF(X509) * chain_load(const char *path, char *err)
         if (n == 0)
             break;
         got += (size_t)n;
-        if (got > CERT_PEM_MAX) {
-            p2m_err(err, "unreadable: larger than %d bytes", CERT_PEM_MAX);
+        if (got > CHAIN_PEM_MAX) {
+            p2m_err(err, "unreadable: larger than %d bytes", CHAIN_PEM_MAX);
             goto Exit;
         }
     }

@@ -15,15 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "echo_http.h"
 #include "p2m/err.h"
 
 #define ECHO_MAGIC 0x4543484fu /* "ECHO" */
-#define ECHO_HEAD_MAX 16384
-#define ECHO_BODY_MAX 65536
 #define ECHO_IN_MAX (ECHO_HEAD_MAX + ECHO_BODY_MAX)
 #define ECHO_ACCEPT_BATCH 64
 
@@ -157,96 +155,24 @@ static void respond(echo_conn_t *c, int status, const char *reason, const char *
     }
 }
 
-/* A header's value (trimmed) in head[0..len), or NULL. */
-static const char *find_header(const char *head, size_t len, const char *name, size_t *vlen)
-{
-    size_t nl = strlen(name);
-    const char *p = memchr(head, '\n', len), *end = head + len;
-    while (p != NULL && p + 1 < end) {
-        const char *line = p + 1, *eol = memchr(line, '\n', (size_t)(end - line));
-        if (eol == NULL)
-            break;
-        if ((size_t)(eol - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
-            const char *v = line + nl + 1, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            *vlen = (size_t)(ve - v);
-            return v;
-        }
-        p = eol;
-    }
-    return NULL;
-}
-
 /* Answers every complete request in c->in. Returns 0, or -1 when the connection must close after
  * what is queued. */
 static int http_process(echo_conn_t *c)
 {
     for (;;) {
-        char *end = NULL;
-        for (size_t i = 3; i < c->in_len && i < ECHO_HEAD_MAX; i++)
-            if (c->in[i] == '\n' && c->in[i - 1] == '\r' && c->in[i - 2] == '\n' && c->in[i - 3] == '\r') {
-                end = c->in + i + 1;
-                break;
-            }
-        if (end == NULL) {
-            if (c->in_len >= ECHO_HEAD_MAX) {
-                c->close_after = 1;
-                respond(c, 431, "Request Header Fields Too Large", "", 0, "", 0, 1);
-                return -1;
-            }
+        echo_http_req_t r;
+        int status = echo_http_parse(c->in, c->in_len, &r);
+        if (status == 0)
             return 0;
-        }
-        size_t head_len = (size_t)(end - c->in), vlen;
-        /* Request line: METHOD SP TARGET SP HTTP/1.x */
-        const char *eol = memchr(c->in, '\r', head_len); /* head_len ends in CRLFCRLF: found */
-        size_t line_len = (size_t)(eol - c->in);
-        const char *sp1 = memchr(c->in, ' ', line_len);
-        const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
-        if (sp1 == NULL || sp2 == NULL || sp1 == c->in || sp2 == sp1 + 1 || eol - sp2 != 9 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
+        if (status != 200) {
             c->close_after = 1;
-            respond(c, 400, "Bad Request", "", 0, "", 0, 1);
+            respond(c, status, echo_http_reason(status), "", 0, "", 0, 1);
             return -1;
         }
-        int http10 = sp2[8] == '0';
-        const char *v;
-        size_t body_len = 0;
-        if ((v = find_header(c->in, head_len, "Transfer-Encoding", &vlen)) != NULL) {
-            c->close_after = 1;
-            respond(c, 411, "Length Required", "", 0, "", 0, 1);
-            return -1;
-        }
-        if ((v = find_header(c->in, head_len, "Content-Length", &vlen)) != NULL) {
-            int digits = vlen > 0;
-            for (size_t i = 0; i < vlen; i++) {
-                digits &= v[i] >= '0' && v[i] <= '9';
-                if (digits && body_len <= ECHO_BODY_MAX)
-                    body_len = body_len * 10 + (size_t)(v[i] - '0');
-            }
-            if (!digits) {
-                c->close_after = 1;
-                respond(c, 400, "Bad Request", "", 0, "", 0, 1);
-                return -1;
-            }
-            if (body_len > ECHO_BODY_MAX) {
-                c->close_after = 1;
-                respond(c, 413, "Content Too Large", "", 0, "", 0, 1);
-                return -1;
-            }
-        }
-        if (c->in_len < head_len + body_len)
-            return 0; /* the body is still coming */
-        v = find_header(c->in, head_len, "Connection", &vlen);
-        if (http10)
-            c->close_after = !(v != NULL && vlen == 10 && strncasecmp(v, "keep-alive", 10) == 0);
-        else
-            c->close_after = v != NULL && vlen == 5 && strncasecmp(v, "close", 5) == 0;
-        int is_head = sp1 - c->in == 4 && strncmp(c->in, "HEAD", 4) == 0;
-        respond(c, 200, "OK", c->in + head_len, body_len, c->in, head_len, !is_head);
+        c->close_after = r.close;
+        respond(c, 200, "OK", c->in + r.head_len, r.body_len, c->in, r.head_len, !r.head);
         c->e->served++;
-        size_t used = head_len + body_len;
+        size_t used = r.head_len + r.body_len;
         memmove(c->in, c->in + used, c->in_len - used);
         c->in_len -= used;
         if (c->close_after)

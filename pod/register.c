@@ -29,24 +29,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "p2m/err.h"
 #include "p2m/totp.h"
+#include "reg_header.h"
 
 #define REG_MAGIC 0x52454749u   /* "REGI" */
 #define REQ_MAGIC 0x52455155u   /* "REQU" */
 #define CSOCK_MAGIC 0x43534f43u /* "CSOC" */
 #define REG_PARALLEL 8          /* Bearer registrations in flight at once, multiplexed on one HTTP/2 connection */
-#define REG_SESSION_MAX 128     /* PROTOCOL 1.1 */
 #define REG_BODY_MAX 256        /* ADDRESS:PORT, or a one-line reason */
 #define REG_BODY_LIMIT 4096     /* a longer registration response is aborted */
 #define REG_PEM_MAX 65536       /* a certificate chain or /cacert: a longer one is aborted */
 #define REG_RETRY_AFTER_DEFAULT 60
-#define REG_RETRY_AFTER_MAX 3600
 #define REG_CONNECT_TIMEOUT_MS 5000L
 #define REG_TIMEOUT_MS 20000L  /* the registrar waits up to 3 x 3 s for the relay */
 #define REG_STEP_MARGIN_MS 250 /* after a step boundary, so that clocks agree */
@@ -112,9 +110,7 @@ struct req {
     uint64_t step, prev_step; /* TOTP: the step used, and step_used before it */
     char *body;               /* kinds[kind].body_max + 1 bytes */
     size_t body_len, body_total;
-    char session[REG_SESSION_MAX + 1];
-    unsigned session_ttl;
-    long retry_after; /* -1 when absent */
+    reg_header_t hdr; /* what the response's headers said */
     char errbuf[CURL_ERROR_SIZE];
     req_t *next, *prev;
 };
@@ -188,19 +184,6 @@ static void step_load(reg_t *reg)
         reg->step_used = v;
 }
 
-static int session_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > REG_SESSION_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("._~+/=-", c) != NULL))
-            return 0;
-    }
-    return 1;
-}
-
 /* Keeps the session for ttl_s seconds (less a margin: it is renewed before the registrar drops it). */
 static void session_set(reg_t *reg, const char *cred, unsigned ttl_s, int save)
 {
@@ -233,7 +216,7 @@ static void session_load(reg_t *reg)
     unsigned long long until = 0, now = (unsigned long long)time(NULL);
     if (small_read(reg->session_path, buf, sizeof(buf)) > 0 &&
         sscanf(buf, "v1 %64s %63s %llu %128s", id, label, &until, cred) == 4 && strcmp(id, reg->pod->args->id) == 0 &&
-        strcmp(label, reg->pod->args->label) == 0 && session_valid(cred) && until > now + 60 && until < now + 30ull * 86400) {
+        strcmp(label, reg->pod->args->label) == 0 && reg_session_valid(cred) && until > now + 60 && until < now + 30ull * 86400) {
         session_set(reg, cred, (unsigned)(until - now), 0);
         p2m_log(P2M_LOG_INFO, "session_resumed", "label=%s expires_s=%llu", reg->pod->args->label, until - now);
     }
@@ -375,59 +358,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
-/* A header value: after "name:", trimmed. Returns its length, or -1 when the line is another header. */
-static int header_value(const char *line, size_t len, const char *name, const char **value)
-{
-    size_t nl = strlen(name);
-    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return -1;
-    const char *v = line + nl + 1, *end = line + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    *value = v;
-    return (int)(end - v);
-}
-
-/* Digits only, at most max; -1 otherwise. */
-static long parse_seconds(const char *v, int len, long max)
-{
-    long x = 0;
-    if (len <= 0 || len > 9)
-        return -1;
-    for (int i = 0; i < len; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return -1;
-        x = x * 10 + (v[i] - '0');
-    }
-    return x > max ? max : x;
-}
-
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
     req_t *req = userp;
     size_t len = size * n;
-    const char *v;
-    int vl;
-    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after a 100, say) */
-        req->session[0] = '\0';
-        req->session_ttl = 0;
-        req->retry_after = -1;
-    } else if ((vl = header_value(data, len, "P2M-Session", &v)) >= 0) {
-        /* PROTOCOL 1.1: 1*( ALPHA / DIGIT / "." / "_" / "~" / "+" / "/" / "=" / "-" ), at most 128 */
-        if (vl > 0 && vl <= REG_SESSION_MAX) {
-            memcpy(req->session, v, (size_t)vl);
-            req->session[vl] = '\0';
-            if (!session_valid(req->session))
-                req->session[0] = '\0';
-        }
-    } else if ((vl = header_value(data, len, "P2M-Session-Expires", &v)) >= 0) {
-        long s = parse_seconds(v, vl, 30L * 86400);
-        req->session_ttl = s > 0 ? (unsigned)s : 0;
-    } else if ((vl = header_value(data, len, "Retry-After", &v)) >= 0) {
-        req->retry_after = parse_seconds(v, vl, REG_RETRY_AFTER_MAX); /* an HTTP-date reads as absent */
-    }
+    reg_header_parse(&req->hdr, data, len);
     return len;
 }
 
@@ -456,7 +391,7 @@ static void req_free(req_t *req)
         reg->nauth--;
     if (req->auth == AUTH_TOTP)
         reg->totp_inflight = 0;
-    OPENSSL_cleanse(req->session, sizeof(req->session));
+    OPENSSL_cleanse(req->hdr.session, sizeof(req->hdr.session));
     free(req->body);
     req->magic = POD_DEAD;
     free(req);
@@ -483,7 +418,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step)
     req->reg = reg;
     req->kind = kind;
     req->auth = auth;
-    req->retry_after = -1;
+    reg_header_reset(&req->hdr);
     if ((req->body = malloc(kinds[kind].body_max + 1)) == NULL)
         oom("request");
     req->body[0] = '\0';
@@ -702,9 +637,9 @@ static void req_done(req_t *req, CURLcode rc)
     if (status == 200) {
         /* Any authenticated 200 means a TOTP request's credential is good: keep it, so that the
          * requests after a certificate go on with Bearer. */
-        if (req->auth == AUTH_TOTP && req->session[0] != '\0') {
-            session_set(reg, req->session, req->session_ttl != 0 ? req->session_ttl : 60, 1);
-            p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u via=%s", pod->args->label, req->session_ttl,
+        if (req->auth == AUTH_TOTP && req->hdr.session[0] != '\0') {
+            session_set(reg, req->hdr.session, req->hdr.session_ttl != 0 ? req->hdr.session_ttl : 60, 1);
+            p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u via=%s", pod->args->label, req->hdr.session_ttl,
                     kinds[kind].name);
         }
         if (kind == REG_REGISTER) {
@@ -740,7 +675,7 @@ static void req_done(req_t *req, CURLcode rc)
         goto Next;
     }
     if (status == 429 || status == 503) {
-        long ra = req->retry_after;
+        long ra = req->hdr.retry_after;
         retry_ms = ra >= 0         ? (unsigned)(ra > 0 ? ra : 1) * 1000u
                    : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u
                                    : backoff_next(&reg->bo);

@@ -1,0 +1,42 @@
+/* A PEM certificate chain (see chain.h). */
+#include "chain.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "p2m/err.h"
+
+STACK_OF(X509) * chain_parse(const char *pem, size_t len, char *err)
+{
+    STACK_OF(X509) *sk = NULL;
+    X509 *x;
+    BIO *bio = NULL;
+    if (len == 0 || len > CHAIN_PEM_MAX) {
+        p2m_err(err, len == 0 ? "empty" : "larger than %d bytes", CHAIN_PEM_MAX);
+        return NULL;
+    }
+    if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL || (sk = sk_X509_new_null()) == NULL) {
+        p2m_err(err, "out of memory");
+        goto Fail;
+    }
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (sk_X509_num(sk) >= CHAIN_CERTS_MAX || !sk_X509_push(sk, x)) {
+            X509_free(x);
+            p2m_err(err, "more than %d certificates", CHAIN_CERTS_MAX);
+            goto Fail;
+        }
+    }
+    ERR_clear_error(); /* the end of the input reads as an error */
+    if (sk_X509_num(sk) == 0) {
+        p2m_err(err, "no PEM certificate");
+        goto Fail;
+    }
+    BIO_free(bio);
+    return sk;
+Fail:
+    BIO_free(bio);
+    sk_X509_pop_free(sk, X509_free);
+    return NULL;
+}
