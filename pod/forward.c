@@ -116,6 +116,9 @@ void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
     pod->ntunnels--;
     t->magic = POD_DEAD;
     p2m_loop_defer(pod->loop, &t->reap, reap_tunnel);
+    /* The last tunnel of the drain: the pod may exit. */
+    if (pod->draining && pod->ntunnels == 0)
+        p2m_loop_stop(pod->loop);
     pool_refill(pod); /* below the tunnel limit again, perhaps */
 }
 

@@ -24,6 +24,9 @@ static const char usage_text[] =
     "  register --registrar URL --id ID --secret-file FILE --label LABEL --forward HOST:PORT [OPTIONS]\n"
     "        keep --pool idle pre-connections to the relay and join each consumer to HOST:PORT\n"
     "        --pool N            idle pre-connections, 1-1024 (default 4)\n"
+    "        --drain-timeout S   on SIGTERM or SIGINT, give the idle pre-connections back and let joined\n"
+    "                            tunnels finish for up to S seconds, 0-3600 (default 10; 0: cut them at\n"
+    "                            once); a second signal cuts them at once\n"
     "        --cacert FILE       the registrar's CA certificate (GET https://DOMAIN/cacert)\n"
     "        --state-dir DIR     write DIR/status.json every second and DIR/pod.pid\n"
     "        --domain DOMAIN     the consumers' domain (default: the provisioning file's, else the registrar's host)\n"
@@ -91,14 +94,59 @@ static int resolve_forward(pod_t *pod, char *err)
     return 0;
 }
 
+/* The first SIGTERM/SIGINT ends the pool's loop; run_register() then drains outside any callback
+ * (reg_free() runs the loop's deferred frees, which must not happen in the middle of a batch). A
+ * second one, while the drain runs or before it starts, cuts the joined tunnels at once. */
 static void on_signal(p2m_loop_t *loop, int signo, void *data)
 {
     pod_t *pod = data;
-    if (pod->stopping)
+    if (pod->stop_now)
         return;
-    p2m_log(P2M_LOG_INFO, "stopping", "signal=%d label=%s tunnels=%u idle=%u", signo, pod->args->label, pod->ntunnels, pod->nidle);
+    if (pod->stopping) {
+        p2m_log(P2M_LOG_INFO, "stop_now", "signal=%d label=%s tunnels=%u", signo, pod->args->label, pod->ntunnels);
+        pod->stop_now = 1;
+        p2m_loop_stop(loop);
+        return;
+    }
+    p2m_log(P2M_LOG_INFO, "stopping", "signal=%d label=%s tunnels=%u idle=%u drain_timeout=%u", signo, pod->args->label,
+            pod->ntunnels, pod->nidle, pod->args->drain_timeout);
     pod->stopping = 1;
     p2m_loop_stop(loop);
+}
+
+static void on_drain_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    pod_t *pod = (pod_t *)((char *)t - offsetof(pod_t, drain_timer));
+    if (pod->magic != POD_MAGIC)
+        abort();
+    p2m_loop_stop(loop);
+}
+
+/* After the first signal: no more registrations, the idle pre-connections given back (those whose
+ * consumer's bytes already wait are served), and the loop run again until the last tunnel closes,
+ * --drain-timeout passes or a second signal comes. What is left is cut by the caller, as before.
+ * Returns 0, or -1 with errno when the loop fails. */
+static int drain(pod_t *pod)
+{
+    uint64_t t0 = p2m_loop_now(pod->loop);
+    int rc = 0;
+    reg_free(pod); /* aborts registrations in flight and stops their timers; the status says "unknown" */
+    if (!pod->stop_now && pod->args->drain_timeout > 0) {
+        pod->draining = 1;
+        pool_drain(pod);
+        status_update(pod);
+        if (pod->ntunnels > 0) {
+            p2m_loop_timer_init(&pod->drain_timer, on_drain_timer);
+            p2m_loop_timer_start(pod->loop, &pod->drain_timer, (uint64_t)pod->args->drain_timeout * 1000u);
+            rc = p2m_loop_run(pod->loop);
+            p2m_loop_timer_stop(pod->loop, &pod->drain_timer);
+        }
+        pod->draining = 0;
+    }
+    p2m_loop_update_now(pod->loop);
+    p2m_log(P2M_LOG_INFO, "drained", "label=%s tunnels_left=%u ms=%llu", pod->args->label, pod->ntunnels,
+            (unsigned long long)(p2m_loop_now(pod->loop) - t0));
+    return rc;
 }
 
 static int run_register(const pod_args_t *a)
@@ -148,7 +196,7 @@ static int run_register(const pod_args_t *a)
         goto Exit;
     }
     pool_refill(&pod);
-    if (p2m_loop_run(pod.loop) != 0) {
+    if (p2m_loop_run(pod.loop) != 0 || drain(&pod) != 0) {
         P2M_LOG_ERR("loop_failed", "error=\"%s\"", strerror(errno));
         goto Exit;
     }

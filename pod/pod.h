@@ -37,6 +37,8 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 #define POD_POOL_DEFAULT 4
 #define POD_POOL_MAX 1024
+#define POD_DRAIN_DEFAULT 10    /* seconds joined tunnels get to finish after SIGTERM */
+#define POD_DRAIN_MAX 3600      /* a stop that waits longer than an hour is a hang */
 #define POD_SECRET_MIN 16       /* bytes decoded: RFC 4226 R6 asks for at least 128 bits */
 #define POD_SECRET_MAX 64       /* bytes decoded */
 #define POD_SECRET_FILE_MAX 256 /* bytes in a secret file */
@@ -76,6 +78,7 @@ typedef struct {
     int have_forward;
     p2m_hostport_t forward;
     unsigned pool;
+    unsigned drain_timeout;           /* --drain-timeout: seconds; 0 cuts joined tunnels at once */
     char cacert[POD_PATH_MAX + 1];    /* "" for the system's CAs */
     char state_dir[POD_PATH_MAX + 1]; /* "" for none */
     p2m_log_level_t log_level;
@@ -120,7 +123,7 @@ int pod_registrar_url_parse(const char *url, char *base, char *host, uint16_t *p
 /* Counters the running pod writes to DIR/status.json, as read back by `pipe2me-pod status`. */
 typedef struct {
     long long pid;
-    char state[16]; /* "running" or "stopped" */
+    char state[16]; /* "running", "draining" (stopping: joined tunnels finish) or "stopped" */
     char id[P2M_ID_MAX + 1];
     char label[P2M_LABEL_MAX + 1];
     char forward[P2M_HOST_MAX + 16];
@@ -177,7 +180,12 @@ struct pod {
     const pod_args_t *args;
     p2m_loop_t *loop;
     p2m_pipe_pool_t *pipes;
-    int stopping;
+    int stopping; /* a first SIGTERM/SIGINT (or the end): no registration, no refill */
+    int stop_now; /* a second one: joined tunnels are cut without waiting */
+
+    /* main.c: the drain after the first signal (docs/OPERATIONS.md "Stopping a pod") */
+    int draining;                 /* joined tunnels are given until drain_timer to finish */
+    p2m_loop_timer_t drain_timer; /* --drain-timeout */
 
     /* --forward, resolved once at start */
     struct sockaddr_storage fwd_addr;
@@ -272,6 +280,13 @@ void pool_local_failed(pod_t *pod, const char *reason);
 
 /* The local service accepted a connection. */
 void pool_local_ok(pod_t *pod);
+
+/* The drain: stops the refill's hold and gives the pool back to the relay. A pre-connection still
+ * connecting is closed; an idle one with nothing to read is shut down and closed, so that the relay
+ * reads its FIN and takes it out of its idle set; an idle one whose consumer's bytes already wait
+ * (the relay joined it before our FIN) goes to forward_start() like any live one, so that those
+ * bytes are answered rather than reset. Call with pod->stopping set, outside loop callbacks. */
+void pool_drain(pod_t *pod);
 
 /* Closes every pre-connection (at shutdown). */
 void pool_close_all(pod_t *pod);
@@ -394,6 +409,10 @@ void tls_tunnel_free(struct tls_tunnel *x);
 /* Writes DIR/pod.pid (refusing when another pod runs there) and starts writing DIR/status.json
  * every POD_STATUS_MS. No-op without --state-dir. Returns 0 or -1 with err. */
 int status_start(pod_t *pod, char *err);
+
+/* Writes the status now (state "draining" while pod->draining), as the timer would. No-op without
+ * --state-dir. */
+void status_update(pod_t *pod);
 
 /* Writes the final status ("stopped") and removes DIR/pod.pid. */
 void status_stop(pod_t *pod);

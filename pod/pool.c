@@ -37,6 +37,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "p2m/err.h"
@@ -547,6 +548,34 @@ int pool_init(pod_t *pod, char *err)
         return -1;
     p2m_loop_timer_init(&pod->hold, on_hold);
     return 0;
+}
+
+void pool_drain(pod_t *pod)
+{
+    p2m_loop_timer_stop(pod->loop, &pod->hold);
+    for (preconn_t *p = pod->preconns, *next; p != NULL; p = next) {
+        next = p->next;
+        int fd = p->h.fd, waiting = 0;
+        if (p->state != PRE_IDLE || fd < 0) {
+            pre_close(p, 0); /* not connected yet: the relay never counted it idle */
+            continue;
+        }
+        uint64_t lived = p2m_loop_now(pod->loop) - p->t_idle;
+        if (ioctl(fd, FIONREAD, &waiting) == 0 && waiting > 0) {
+            /* Joined at the relay in the moment before we noticed: a consumer waits for an answer. */
+            p2m_log(P2M_LOG_INFO, "preconn_alive", "label=%s lease=%u fd=%d idle_ms=%llu draining=yes bytes=%d", pod->args->label,
+                    (unsigned)p->lease, fd, (unsigned long long)lived, waiting);
+            uint16_t lease = p->lease;
+            pre_close(p, 1);
+            forward_start(pod, fd, lease);
+            continue;
+        }
+        p2m_log(P2M_LOG_INFO, "preconn_close", "label=%s lease=%u fd=%d reason=\"draining\" idle_ms=%llu", pod->args->label,
+                (unsigned)p->lease, fd, (unsigned long long)lived);
+        /* A FIN, not a reset: the relay reads the end of stream and drops it from its idle set. */
+        shutdown(fd, SHUT_WR);
+        pre_close(p, 0);
+    }
 }
 
 void pool_close_all(pod_t *pod)

@@ -459,6 +459,7 @@ enum {
     OPT_PROTOCOL,
     OPT_TLS_TERMINATE,
     OPT_ALPN,
+    OPT_DRAIN_TIMEOUT,
     OPT_COUNT
 };
 
@@ -489,6 +490,7 @@ static const struct {
     [OPT_PROTOCOL] = {"protocol", 1, FOR_REG | FOR_ENV},
     [OPT_TLS_TERMINATE] = {"tls-terminate", 0, FOR_REG | FOR_ENV},
     [OPT_ALPN] = {"alpn", 1, FOR_REG | FOR_ENV},
+    [OPT_DRAIN_TIMEOUT] = {"drain-timeout", 1, FOR_REG | FOR_ENV},
 };
 
 static int copy_path(const char *opt, const char *v, char *out, char *err)
@@ -580,6 +582,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
 
     memset(a, 0, sizeof(*a));
     a->pool = POD_POOL_DEFAULT;
+    a->drain_timeout = POD_DRAIN_DEFAULT;
     a->log_level = P2M_LOG_INFO;
     a->proto = P2M_PROTO_HTTPS;
     snprintf(a->alpn, sizeof(a->alpn), "%s", POD_ALPN_DEFAULT);
@@ -631,6 +634,8 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
         return p2m_err(err, "--log-level: expected debug, info, warn or error");
     if (val[OPT_POOL] != NULL && parse_uint(val[OPT_POOL], 1, POD_POOL_MAX, &a->pool) != 0)
         return p2m_err(err, "--pool: expected a number from 1 to %d", POD_POOL_MAX);
+    if (val[OPT_DRAIN_TIMEOUT] != NULL && parse_uint(val[OPT_DRAIN_TIMEOUT], 0, POD_DRAIN_MAX, &a->drain_timeout) != 0)
+        return p2m_err(err, "--drain-timeout: expected seconds from 0 to %d", POD_DRAIN_MAX);
     if (val[OPT_CACERT] != NULL && copy_path("cacert", val[OPT_CACERT], a->cacert, err) != 0)
         return -1;
     if (val[OPT_STATE_DIR] != NULL && copy_path("state-dir", val[OPT_STATE_DIR], a->state_dir, err) != 0)

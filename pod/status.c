@@ -104,8 +104,14 @@ static void on_status_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
     pod_t *pod = (pod_t *)((char *)t - offsetof(pod_t, status_timer));
     if (pod->magic != POD_MAGIC)
         abort();
-    status_write(pod, "running");
+    status_write(pod, pod->draining ? "draining" : "running");
     p2m_loop_timer_start(loop, t, POD_STATUS_MS);
+}
+
+void status_update(pod_t *pod)
+{
+    if (pod->args->state_dir[0] != '\0')
+        status_write(pod, pod->draining ? "draining" : "running");
 }
 
 /* The pid in DIR/pod.pid if that process runs and is a pipe2me-pod, else 0. */
@@ -219,18 +225,19 @@ int status_command(const pod_args_t *a)
         return 2;
     }
     unsigned long long now = (unsigned long long)time(NULL);
-    int alive =
-        strcmp(st.state, "running") == 0 && (kill((pid_t)st.pid, 0) == 0 || errno == EPERM) && now <= st.updated + STATUS_STALE_S;
+    /* A draining pod still runs: it serves its last tunnels before it stops. */
+    int live_state = strcmp(st.state, "running") == 0 || strcmp(st.state, "draining") == 0;
+    int alive = live_state && (kill((pid_t)st.pid, 0) == 0 || errno == EPERM) && now <= st.updated + STATUS_STALE_S;
     if (a->json) {
         fwrite(doc, 1, (size_t)n, stdout);
         return alive ? 0 : 1;
     }
     printf("pod         %s (label %s)\n", st.id, st.label);
     if (alive)
-        printf("state       running (pid %lld, up %s, updated %s ago)\n", st.pid, human_age(now - st.started, b1, sizeof(b1)),
+        printf("state       %s (pid %lld, up %s, updated %s ago)\n", st.state, st.pid, human_age(now - st.started, b1, sizeof(b1)),
                human_age(now > st.updated ? now - st.updated : 0, b2, sizeof(b2)));
     else
-        printf("state       %s (pid %lld, last update %s ago)\n", strcmp(st.state, "running") == 0 ? "gone" : st.state, st.pid,
+        printf("state       %s (pid %lld, last update %s ago)\n", live_state ? "gone" : st.state, st.pid,
                human_age(now > st.updated ? now - st.updated : 0, b2, sizeof(b2)));
     printf("forward     %s\n", st.forward);
     printf("health      registrar %s, relay %s, local service %s\n", st.registrar_state, st.relay_state, st.local_state);

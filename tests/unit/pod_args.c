@@ -118,6 +118,7 @@ static void test_register_flags(void)
         CHECK_EQ_STR(a.forward.host, "127.0.0.1");
         CHECK_EQ_INT(a.forward.port, 8080);
         CHECK_EQ_INT(a.pool, POD_POOL_DEFAULT);
+        CHECK_EQ_INT(a.drain_timeout, POD_DRAIN_DEFAULT);
         CHECK_EQ_INT(a.log_level, P2M_LOG_INFO);
         pod_args_wipe(&a);
         CHECK_EQ_INT(a.secret_len, 0);
@@ -156,6 +157,20 @@ static void test_register_flags(void)
         {"--pool", "", "--pool"},
         {"--pool", "99999999999999999999", "--pool"},
         {"--pool", " 4", "--pool"},
+        {"--drain-timeout", "-1", "--drain-timeout"},
+        {"--drain-timeout", "3601", "--drain-timeout"},
+        {"--drain-timeout", "999999999", "--drain-timeout"},
+        {"--drain-timeout", "99999999999999999999", "--drain-timeout"},
+        {"--drain-timeout", "4294967306", "--drain-timeout"}, /* 2^32 + 10: must not wrap to 10 */
+        {"--drain-timeout", "", "--drain-timeout"},
+        {"--drain-timeout", "ten", "--drain-timeout"},
+        {"--drain-timeout", "10s", "--drain-timeout"},
+        {"--drain-timeout", "1.5", "--drain-timeout"},
+        {"--drain-timeout", "0x10", "--drain-timeout"},
+        {"--drain-timeout", "+5", "--drain-timeout"},
+        {"--drain-timeout", " 5", "--drain-timeout"},
+        {"--drain-timeout", "5\n", "--drain-timeout"},
+        {"--drain-timeout", "\xff", "--drain-timeout"},
         {"--forward", "host", "--forward"},
         {"--forward", "host:0", "--forward"},
         {"--forward", "host:65536", "--forward"},
@@ -210,6 +225,24 @@ static void test_register_flags(void)
         check_refused(rc, err, strstr(err, "twice") != NULL ? "twice" : rows[i].want);
         CHECK_EQ_INT(a.secret_len, 0);
     }
+
+    CHECK_CTX("register: --drain-timeout limits");
+    static const struct {
+        const char *value;
+        unsigned want;
+    } drains[] = {{"0", 0}, {"1", 1}, {"10", 10}, {"0010", 10}, {"3600", POD_DRAIN_MAX}};
+    for (size_t i = 0; i < sizeof(drains) / sizeof(drains[0]); i++) {
+        CHECK_CTX("--drain-timeout %s", drains[i].value);
+        if (CHECK_RC(parse(&a, err, "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--label", "web", "--forward",
+                           "127.0.0.1:80", "--drain-timeout", drains[i].value, NULL),
+                     0, err))
+            CHECK_EQ_INT(a.drain_timeout, drains[i].want);
+    }
+    check_refused(parse(&a, err, "register", "--drain-timeout", "1", "--drain-timeout", "2", NULL), err,
+                  "--drain-timeout given twice");
+    check_refused(parse(&a, err, "register", "--drain-timeout", NULL), err, "--drain-timeout needs a value");
+    check_refused(parse(&a, err, "status", "--state-dir", "/x", "--drain-timeout", "5", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "test", "--forward-tcp", "9", "--drain-timeout", "5", NULL), err, "unknown option");
 
     CHECK_CTX("register: repeated, missing and conflicting");
     check_refused(parse(&a, err, "register", "--pool", "4", "--pool", "5", NULL), err, "--pool given twice");
