@@ -19,7 +19,11 @@ void reg_header_parse(reg_header_t *h, const char *line, size_t len)
     if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         reg_header_reset(h);
     } else if ((vl = reg_header_value(line, len, "P2M-Session", &v)) >= 0) {
-        if (vl > 0 && vl <= REG_SESSION_MAX) {
+        /* Each P2M-Session line replaces what an earlier one said, so a value that is not a
+         * credential (empty, too long, a byte outside the alphabet, a NUL that would cut it to a
+         * shorter credential) leaves none. */
+        h->session[0] = '\0';
+        if (vl > 0 && vl <= REG_SESSION_MAX && memchr(v, '\0', (size_t)vl) == NULL) {
             memcpy(h->session, v, (size_t)vl);
             h->session[vl] = '\0';
             if (!reg_session_valid(h->session))

@@ -7,9 +7,9 @@
 
 #include <stddef.h>
 
-#define REG_SESSION_MAX 128            /* PROTOCOL 1.1: bytes of a session credential */
+#define REG_SESSION_MAX 128               /* PROTOCOL 1.1: bytes of a session credential */
 #define REG_SESSION_TTL_MAX (30L * 86400) /* a longer P2M-Session-Expires is cut to this */
-#define REG_RETRY_AFTER_MAX 3600       /* a longer Retry-After is cut to this */
+#define REG_RETRY_AFTER_MAX 3600          /* a longer Retry-After is cut to this */
 
 /* What one response's headers said. */
 typedef struct {
@@ -23,8 +23,9 @@ void reg_header_reset(reg_header_t *h);
 
 /* Reads one header line as curl hands it over (len bytes, CRLF included, not NUL-terminated) into
  * *h. A status line ("HTTP/...", a new response after a 100, say) resets *h. P2M-Session keeps a
- * value that reg_session_valid() accepts and drops any other; P2M-Session-Expires and Retry-After
- * keep reg_header_seconds() of their value. Other lines leave *h as it is. */
+ * value that reg_session_valid() accepts and holds no NUL, and leaves no session for any other
+ * value; P2M-Session-Expires and Retry-After keep reg_header_seconds() of their value. Other lines
+ * leave *h as it is. */
 void reg_header_parse(reg_header_t *h, const char *line, size_t len);
 
 /* The value of header `name` (case-insensitive, the colon right after it) in line[0..len): *value
