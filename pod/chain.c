@@ -28,7 +28,17 @@ STACK_OF(X509) * chain_parse(const char *pem, size_t len, char *err)
             goto Fail;
         }
     }
-    ERR_clear_error(); /* the end of the input reads as an error */
+    /* The end of the input reads as an error too: "no start line". Any other error is a block that
+     * does not decode, and the certificates after it would be lost: a cut chain is refused. */
+    unsigned long e = ERR_peek_last_error();
+    ERR_clear_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+        if (sk_X509_num(sk) == 0)
+            p2m_err(err, "a PEM block does not decode");
+        else
+            p2m_err(err, "a PEM block after certificate %d does not decode", sk_X509_num(sk));
+        goto Fail;
+    }
     if (sk_X509_num(sk) == 0) {
         p2m_err(err, "no PEM certificate");
         goto Fail;

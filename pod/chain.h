@@ -16,7 +16,8 @@ struct stack_st_X509; /* STACK_OF(X509): OpenSSL stays out of this header */
  * skipped, as OpenSSL's PEM reader does) in their order. Returns a new stack of 1 to
  * CHAIN_CERTS_MAX certificates that the caller frees with sk_X509_pop_free(sk, X509_free), or NULL
  * with err when the input is empty, longer than CHAIN_PEM_MAX, holds no certificate or more than
- * CHAIN_CERTS_MAX. OpenSSL's error queue is left empty either way. */
+ * CHAIN_CERTS_MAX, or a PEM block (of any type) that does not decode to what it says it is. OpenSSL's
+ * error queue is left empty either way. */
 struct stack_st_X509 *chain_parse(const char *pem, size_t len, char *err);
 
 #endif
