@@ -4,12 +4,13 @@
 #include <string.h>
 #include <strings.h>
 
-/* A header's value (trimmed) in head[0..len), the first line after the request line that names it,
- * or NULL. */
-static const char *find_header(const char *head, size_t len, const char *name, size_t *vlen)
+/* A header's value (trimmed) in head[0..len), from the first line after *from (a LF in head, or
+ * NULL) that names it, or NULL. *from moves to the LF that ends that line, so that a second call
+ * finds the next one. */
+static const char *find_header_from(const char *head, size_t len, const char **from, const char *name, size_t *vlen)
 {
     size_t nl = strlen(name);
-    const char *p = memchr(head, '\n', len), *end = head + len;
+    const char *p = *from, *end = head + len;
     while (p != NULL && p + 1 < end) {
         const char *line = p + 1, *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
@@ -21,11 +22,19 @@ static const char *find_header(const char *head, size_t len, const char *name, s
             while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
                 ve--;
             *vlen = (size_t)(ve - v);
+            *from = eol;
             return v;
         }
         p = eol;
     }
     return NULL;
+}
+
+/* The first line after the request line that names the header, as find_header_from(). */
+static const char *find_header(const char *head, size_t len, const char *name, size_t *vlen)
+{
+    const char *from = memchr(head, '\n', len);
+    return find_header_from(head, len, &from, name, vlen);
 }
 
 int echo_http_parse(const char *in, size_t len, echo_http_req_t *req)
@@ -51,18 +60,23 @@ int echo_http_parse(const char *in, size_t len, echo_http_req_t *req)
     size_t body_len = 0;
     if (find_header(in, head_len, "Transfer-Encoding", &vlen) != NULL)
         return 411;
-    if ((v = find_header(in, head_len, "Content-Length", &vlen)) != NULL) {
+    /* Every Content-Length line must say the same (RFC 9112 6.3): a reader that took another one
+     * would see a different request boundary. */
+    const char *from = memchr(in, '\n', head_len);
+    for (int seen = 0; (v = find_header_from(in, head_len, &from, "Content-Length", &vlen)) != NULL; seen = 1) {
+        size_t n = 0;
         int digits = vlen > 0;
         for (size_t i = 0; i < vlen; i++) {
             digits &= v[i] >= '0' && v[i] <= '9';
-            if (digits && body_len <= ECHO_BODY_MAX) /* stops growing past the limit: no overflow */
-                body_len = body_len * 10 + (size_t)(v[i] - '0');
+            if (digits && n <= ECHO_BODY_MAX) /* stops growing past the limit: no overflow */
+                n = n * 10 + (size_t)(v[i] - '0');
         }
-        if (!digits)
+        if (!digits || (seen && n != body_len))
             return 400;
-        if (body_len > ECHO_BODY_MAX)
-            return 413;
+        body_len = n;
     }
+    if (body_len > ECHO_BODY_MAX)
+        return 413;
     if (len < head_len + body_len)
         return 0; /* the body is still coming */
     v = find_header(in, head_len, "Connection", &vlen);

@@ -21,8 +21,8 @@ typedef struct {
 /* Reads the request at the start of in[0..len) (not NUL-terminated). Returns
  *   0    the head (within ECHO_HEAD_MAX) or the body is not complete yet: call again with more;
  *   200  a complete request, described in *req (its head and body are in[0..head_len + body_len));
- *   400  a request line that is not METHOD SP TARGET SP HTTP/1.x, or a Content-Length that is not
- *        digits only;
+ *   400  a request line that is not METHOD SP TARGET SP HTTP/1.x, a Content-Length that is not
+ *        digits only, or Content-Length lines that differ;
  *   411  Transfer-Encoding (a chunked body is not read);
  *   413  Content-Length over ECHO_BODY_MAX;
  *   431  no end of head in the first ECHO_HEAD_MAX bytes.
