@@ -94,7 +94,7 @@ pod_rx_waiting() {
 
 # ---------------------------------------------------------------- setup
 
-p2m_start_system
+p2m_start_system '{}'
 admin pod add poddrain --label "$LABEL" -o "$T/pod.json" >/dev/null
 p2m_free_port ECHO_TCP
 p2m_bg echo "$POD_BIN" test --forward-tcp "$ECHO_TCP"
@@ -119,6 +119,8 @@ consumer inflight 60 "$T/inflight.fifo" "$T/inflight.out"
 exec 7>"$T/inflight.fifo"
 cat "$T/part1" >&7
 p2m_wait_until "the first MiB is echoed back" size_at_least "$T/inflight.out" $((1 << 20))
+# The consumer took a pre-connection: once the pod has replaced it, every idle one is counted below.
+p2m_wait_until "the relay counts $POOL idle again" p2m_redis_is "$POOL" HGET p2m:idle:r1 "$LABEL"
 
 term_pod
 # The pool is given back while the tunnel still runs: the relay joins nobody else to this pod.
