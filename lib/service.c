@@ -48,12 +48,13 @@ int p2m_service_normalize(const char *s, size_t len, char *out, char *err)
     return 0;
 }
 
-int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, char *err)
+int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err)
 {
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
         i++;
     *proto = P2M_PROTO_HTTPS;
+    *conns = 1;
     if (i == len)
         return 0;
     if (len > P2M_REGISTER_BODY_MAX)
@@ -73,17 +74,25 @@ int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, ch
     json_t *value;
     json_object_foreach(root, key, value)
     {
-        if (strcmp(key, "protocol") != 0) {
+        if (strcmp(key, "protocol") == 0) {
+            if (!json_is_string(value)) {
+                p2m_err(err, "protocol: expected \"https\", \"http\" or \"tcp\"");
+                goto Exit;
+            }
+            if (p2m_proto_parse(json_string_value(value), json_string_length(value), proto, err) != 0)
+                goto Exit;
+        } else if (strcmp(key, "connections") == 0) {
+            /* An integer, not 2.0 or "2": a pod that sends something else has a bug worth hearing of. */
+            if (!json_is_integer(value) || json_integer_value(value) < 1 || json_integer_value(value) > P2M_LEASE_CONNS_MAX) {
+                p2m_err(err, "connections: expected an integer from 1 to %d", P2M_LEASE_CONNS_MAX);
+                goto Exit;
+            }
+            *conns = (unsigned)json_integer_value(value);
+        } else {
             /* The key may hold anything: name only its length, never its bytes. */
-            p2m_err(err, "body: unknown key (%zu bytes); the only key is \"protocol\"", strlen(key));
+            p2m_err(err, "body: unknown key (%zu bytes); the keys are \"protocol\" and \"connections\"", strlen(key));
             goto Exit;
         }
-        if (!json_is_string(value)) {
-            p2m_err(err, "protocol: expected \"https\", \"http\" or \"tcp\"");
-            goto Exit;
-        }
-        if (p2m_proto_parse(json_string_value(value), json_string_length(value), proto, err) != 0)
-            goto Exit;
     }
     ret = 0;
 Exit:

@@ -107,6 +107,7 @@ static const char lua_lease_pre[] =
                   "  local p = probe(r, rnd)\n"
                   "  if p then\n"
                   "    make_lease(p, 'pre', ARGV[1], ARGV[7], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
+                  "    if ARGV[8] ~= '1' then redis.call('HSET', 'p2m:lease:' .. p, 'conns', ARGV[8]) end\n"
                   "    return {'ok', tostring(p), r[1], r[2]}\n"
                   "  end\n"
                   "end\n"
@@ -304,12 +305,12 @@ int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, 
 }
 
 int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
-                      unsigned ttl, uint32_t rand)
+                      unsigned ttl, uint32_t rand, unsigned conns)
 {
     char service[P2M_SERVICE_MAX + 1];
     p2m_service_key(label, proto, service);
     return EVAL(c, lua_lease_pre, 0) || push(c, label) || push(c, pod) || push(c, addr) || pushu(c, (unsigned long long)now) ||
-                   pushu(c, ttl) || pushu(c, rand) || push(c, service)
+                   pushu(c, ttl) || pushu(c, rand) || push(c, service) || pushu(c, conns)
                ? -1
                : 0;
 }

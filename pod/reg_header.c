@@ -10,6 +10,7 @@ void reg_header_reset(reg_header_t *h)
     h->session[0] = '\0';
     h->session_ttl = 0;
     h->retry_after = -1;
+    h->connections = 0;
 }
 
 void reg_header_parse(reg_header_t *h, const char *line, size_t len)
@@ -32,6 +33,10 @@ void reg_header_parse(reg_header_t *h, const char *line, size_t len)
     } else if ((vl = reg_header_value(line, len, "P2M-Session-Expires", &v)) >= 0) {
         long s = reg_header_seconds(v, vl, REG_SESSION_TTL_MAX);
         h->session_ttl = s > 0 ? (unsigned)s : 0;
+    } else if ((vl = reg_header_value(line, len, "P2M-Connections", &v)) >= 0) {
+        /* Not cut to the maximum like the delays: more than a pod may ask for is a broken answer. */
+        long n = reg_header_seconds(v, vl, REG_CONNECTIONS_MAX + 1L);
+        h->connections = n >= 1 && n <= REG_CONNECTIONS_MAX ? (unsigned)n : 0;
     } else if ((vl = reg_header_value(line, len, "Retry-After", &v)) >= 0) {
         h->retry_after = reg_header_seconds(v, vl, REG_RETRY_AFTER_MAX); /* an HTTP-date reads as absent */
     }

@@ -41,6 +41,9 @@
 #define REQ_MAGIC 0x52455155u   /* "REQU" */
 #define CSOCK_MAGIC 0x43534f43u /* "CSOC" */
 #define REG_PARALLEL 8          /* Bearer registrations in flight at once, multiplexed on one HTTP/2 connection */
+/* Pre-connections one registration asks for (PROTOCOL 1.1): a pool refills with one request per
+ * batch instead of one per connection, the registrar's and the relay's work per lease shared. */
+#define REG_LEASE_CONNS 16
 #define REG_BODY_MAX 256        /* ADDRESS:PORT, or a one-line reason */
 #define REG_BODY_LIMIT 4096     /* a longer registration response is aborted */
 #define REG_PEM_MAX 65536       /* a certificate chain or /cacert: a longer one is aborted */
@@ -78,12 +81,13 @@ struct reg {
     pod_health_t health;
     char last_failure[64];                         /* the failure last logged at warn or error: repeats go to debug */
     char url[3][P2M_URL_MAX + P2M_LABEL_MAX + 16]; /* by reg_kind_t */
-    char reg_body[64];                             /* {"protocol":"NAME"} */
+    unsigned next_conns;                           /* the next registration asks for this many (reg_start) */
+    int single;                                    /* the registrar refused "connections": ask for one */
     char step_path[POD_PATH_MAX + 16];             /* "" without --state-dir */
     char session_path[POD_PATH_MAX + 16];          /* "" without --state-dir */
 
     req_t *reqs;
-    unsigned inflight; /* registrations */
+    unsigned inflight; /* pre-connections asked for by the registrations in flight */
     unsigned nauth;    /* requests that carry the credential (registrations, certificates) */
     int totp_inflight;
     uint64_t step_used; /* last TOTP step a request may have consumed */
@@ -107,6 +111,8 @@ struct req {
     CURL *easy;
     struct curl_slist *headers;
     auth_t auth;
+    unsigned conns;     /* registration: pre-connections asked for */
+    char reg_body[80];  /* registration: {"protocol":"NAME","connections":N} */
     uint64_t step, prev_step; /* TOTP: the step used, and step_used before it */
     char *body;               /* kinds[kind].body_max + 1 bytes */
     size_t body_len, body_total;
@@ -384,7 +390,7 @@ static void req_free(req_t *req)
     if (req->next != NULL)
         req->next->prev = req->prev;
     if (req->kind == REG_REGISTER)
-        reg->inflight--;
+        reg->inflight -= req->conns;
     else if (reg->cur[req->kind] == req)
         reg->cur[req->kind] = NULL;
     if (req->auth != AUTH_NONE)
@@ -426,8 +432,16 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step)
     if (reg->reqs != NULL)
         reg->reqs->prev = req;
     reg->reqs = req;
-    if (kind == REG_REGISTER)
-        reg->inflight++;
+    if (kind == REG_REGISTER) {
+        req->conns = reg->single || reg->next_conns == 0 ? 1 : reg->next_conns;
+        /* "connections" only when more than one: a registrar that predates it still answers. */
+        if (req->conns > 1)
+            snprintf(req->reg_body, sizeof(req->reg_body), "{\"protocol\":\"%s\",\"connections\":%u}",
+                     p2m_proto_name(pod->args->proto), req->conns);
+        else
+            snprintf(req->reg_body, sizeof(req->reg_body), "{\"protocol\":\"%s\"}", p2m_proto_name(pod->args->proto));
+        reg->inflight += req->conns;
+    }
     else
         reg->cur[kind] = req;
     if (auth != AUTH_NONE)
@@ -475,8 +489,8 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step)
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
     if (kinds[kind].method != NULL) {
-        const char *body = kind == REG_CERT ? reg->csr : reg->reg_body;
-        size_t len = kind == REG_CERT ? reg->csr_len : strlen(reg->reg_body);
+        const char *body = kind == REG_CERT ? reg->csr : req->reg_body;
+        size_t len = kind == REG_CERT ? reg->csr_len : strlen(req->reg_body);
         bad |= body == NULL;
         bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len) != CURLE_OK;
         bad |= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body != NULL ? body : "") != CURLE_OK;
@@ -512,8 +526,8 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step)
         goto Fail;
     }
     if (kind == REG_REGISTER)
-        p2m_log(P2M_LOG_DEBUG, "register_start", "label=%s auth=%s inflight=%u", pod->args->label,
-                auth == AUTH_BEARER ? "bearer" : "totp", reg->inflight);
+        p2m_log(P2M_LOG_DEBUG, "register_start", "label=%s auth=%s conns=%u inflight=%u", pod->args->label,
+                auth == AUTH_BEARER ? "bearer" : "totp", req->conns, reg->inflight);
     else
         p2m_log(P2M_LOG_DEBUG, "request_start", "label=%s kind=%s auth=%s", pod->args->label, kinds[kind].name,
                 auth == AUTH_BEARER ? "bearer"
@@ -606,15 +620,20 @@ static void registered(req_t *req)
     }
     reg_succeeded(reg);
     pod->stats.registrations++;
-    p2m_log(P2M_LOG_INFO, "registered", "label=%s lease=%u relay=%s auth=%s protocol=%s", pod->args->label, (unsigned)relay.port,
-            relay.host, req->auth == AUTH_BEARER ? "bearer" : "totp", p2m_proto_name(pod->args->proto));
+    /* As many as the port takes, never more than asked for; no header: one (PROTOCOL 1.3). */
+    unsigned conns = req->hdr.connections == 0 ? 1 : req->hdr.connections;
+    if (conns > req->conns)
+        conns = req->conns;
+    p2m_log(P2M_LOG_INFO, "registered", "label=%s lease=%u relay=%s auth=%s protocol=%s conns=%u", pod->args->label,
+            (unsigned)relay.port, relay.host, req->auth == AUTH_BEARER ? "bearer" : "totp", p2m_proto_name(pod->args->proto), conns);
     /* The family the registrar saw us in is the one the relay accepts. */
     char *local_ip = NULL;
     int family = AF_UNSPEC;
     if (curl_easy_getinfo(req->easy, CURLINFO_LOCAL_IP, &local_ip) == CURLE_OK && local_ip != NULL && local_ip[0] != '\0')
         family = strchr(local_ip, ':') != NULL ? AF_INET6 : AF_INET;
     req_free(req);
-    pool_on_port(pod, &relay, family);
+    for (unsigned i = 0; i < conns; i++)
+        pool_on_port(pod, &relay, family);
 }
 
 static void req_done(req_t *req, CURLcode rc)
@@ -689,6 +708,10 @@ static void req_done(req_t *req, CURLcode rc)
             snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_limit);
         retry_ms = backoff_next(&reg->bo);
         reg_failed(reg, req, P2M_LOG_WARN, "registrar_down", "transport", retry_ms, "error=\"%s\"", reason);
+    } else if (status == 400 && kind == REG_REGISTER && req->conns > 1 && !reg->single) {
+        /* A registrar older than "connections" refuses the key: one per registration from now on. */
+        reg->single = 1;
+        p2m_log(P2M_LOG_WARN, "register_single", "label=%s reason=\"%s\"", pod->args->label, body_line(req));
     } else if (status == 400 && kind != REG_REGISTER) {
         /* The registrar refused the CSR: nothing to hold the registrations for; cert.c backs off. */
         snprintf(reason, sizeof(reason), "%s", body_line(req));
@@ -792,7 +815,6 @@ int reg_new(pod_t *pod, char *err)
     snprintf(reg->url[REG_REGISTER], sizeof(reg->url[0]), "%s/register/%s", pod->args->registrar, pod->args->label);
     snprintf(reg->url[REG_CERT], sizeof(reg->url[0]), "%s/certificate/%s", pod->args->registrar, pod->args->label);
     snprintf(reg->url[REG_CACERT], sizeof(reg->url[0]), "%s/cacert", pod->args->registrar);
-    snprintf(reg->reg_body, sizeof(reg->reg_body), "{\"protocol\":\"%s\"}", p2m_proto_name(pod->args->proto));
     if (pod->args->state_dir[0] != '\0') {
         snprintf(reg->step_path, sizeof(reg->step_path), "%s/totp-step", pod->args->state_dir);
         snprintf(reg->session_path, sizeof(reg->session_path), "%s/session", pod->args->state_dir);
@@ -886,7 +908,13 @@ unsigned reg_start(pod_t *pod, unsigned want)
     /* --tls-terminate: no pre-connection before the first certificate is in place. */
     if (pod->args->tls_terminate && pod->tls_ctx == NULL)
         return 0;
-    while (started < want && start_authed(reg, REG_REGISTER))
-        started++;
+    while (started < want) {
+        unsigned k = want - started < REG_LEASE_CONNS ? want - started : REG_LEASE_CONNS;
+        reg->next_conns = reg->single ? 1 : k;
+        if (!start_authed(reg, REG_REGISTER))
+            break;
+        started += reg->next_conns;
+    }
+    reg->next_conns = 0;
     return started;
 }

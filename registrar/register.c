@@ -36,8 +36,9 @@ static void log_result(op_t *op, int status, const char *why)
     const char *auth = op->auth.scheme == P2M_AUTH_BEARER ? "bearer" : op->auth.scheme == P2M_AUTH_TOTP ? "totp" : "-";
     p2m_log_level_t level = status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN;
     if (op->kind == OP_REGISTER)
-        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u reason=\"%s\"", status,
-                op->label, p2m_proto_name(op->proto), op->id[0] ? op->id : "-", op->addr, auth, (unsigned)op->port, why);
+        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u reason=\"%s\"",
+                status, op->label, p2m_proto_name(op->proto), op->id[0] ? op->id : "-", op->addr, auth, (unsigned)op->port,
+                op->conns, why);
     else
         p2m_log(level, "certificate", "status=%d label=%s pod=%s addr=%s auth=%s reason=\"%s\"", status, op->label,
                 op->id[0] ? op->id : "-", op->addr, auth, why);
@@ -141,8 +142,12 @@ void register_bound(op_t *op, int ok)
 {
     if (ok > 0) {
         char body[P2M_HOST_MAX + 16];
+        char conns[16];
         p2m_hostport_format(op->relay_addr, op->port, body, sizeof(body));
         session_headers(op);
+        /* Always sent, so that a pod knows how many connections the port takes without assuming. */
+        snprintf(conns, sizeof(conns), "%u", op->conns);
+        op_header(op, "P2M-Connections", conns);
         p2m_cmd_t cmd;
         if (p2m_cmd_stat(&cmd, "registrations") == 0)
             redis_send_nowait(op->r, &cmd);
@@ -200,7 +205,7 @@ static void lease_request(op_t *op)
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
     if (p2m_cmd_lease_pre(&cmd, op->label, op->proto, op->id, op->addr, (long long)time(NULL),
-                          op->r->cfg.registrar.preconnect_timeout, rnd & 0x7fffffff) != 0 ||
+                          op->r->cfg.registrar.preconnect_timeout, rnd & 0x7fffffff, op->conns) != 0 ||
         redis_send(op->r, &cmd, on_lease, op) != 0)
         redis_down(op);
 }
@@ -294,13 +299,14 @@ void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, siz
 {
     op_t *op = op_new(r, req, OP_REGISTER);
     char err[P2M_ERR_LEN];
+    op->conns = 1;
     if (p2m_label_normalize(label_part, label_len, op->label, err) != 0) {
         snprintf(op->label, sizeof(op->label), "-");
         op_fail(op, 404, "Not Found", "no such label");
         return;
     }
     if (p2m_register_body_parse(req->entity.base != NULL ? req->entity.base : "", req->entity.base != NULL ? req->entity.len : 0,
-                                &op->proto, err) != 0) {
+                                &op->proto, &op->conns, err) != 0) {
         op_fail(op, 400, "Bad Request", err);
         return;
     }

@@ -205,12 +205,11 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
     if (tunnel_attach(t, SIDE_POD, fd, 0) != 0) {
         close(fd);
         t->pre = l;
-        l->idle = t;
         tunnel_close(t, "epoll"); /* releases l, counted 0: never announced idle */
         return;
     }
     t->pre = l;
-    l->idle = t;
+    l->held++;
     list_append(&lab->idle_head, &lab->idle_tail, t);
     t->queued = 1;
     lab->nidle++;
@@ -224,8 +223,11 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
 static int idle_take(relay_t *r, tunnel_t *i, uint16_t *pport)
 {
     match_unlink(r, i);
-    if (i->pre != NULL)
-        ports_pre_release(r, i->pre, -1); /* clears i->pre */
+    if (i->pre != NULL) {
+        lease_t *l = i->pre;
+        i->pre = NULL;
+        ports_pre_release(r, l, -1);
+    }
     int fd = i->fd[SIDE_POD];
     p2m_loop_del(r->loop, &i->side[SIDE_POD]);
     i->fd[SIDE_POD] = -1;

@@ -19,7 +19,7 @@
 
 #include "p2m/err.h"
 
-#define PRE_BACKLOG 8 /* one connection is wanted; a few more are refused one by one */
+#define PRE_BACKLOG 64 /* up to P2M_LEASE_CONNS_MAX wanted at once; more are refused one by one */
 #define CONSUMER_BACKLOG 1024
 
 static void lease_reap(p2m_loop_reap_t *rp);
@@ -94,12 +94,14 @@ static const char *kind_name(const lease_t *l)
  * any, must have been dealt with. */
 static void lease_destroy(relay_t *r, lease_t *l)
 {
-    if (l->idle != NULL) {
-        l->idle->pre = NULL;
-        l->idle = NULL;
-    }
+    if (l->held > 0) /* not expected: every idle one releases it first; never leave them pointing here */
+        for (tunnel_t *t = l->label->idle_head; t != NULL; t = t->next)
+            if (t->pre == l)
+                t->pre = NULL;
+    l->held = 0;
     p2m_loop_close(r->loop, &l->listener);
     p2m_loop_timer_stop(r->loop, &l->pause);
+    p2m_loop_timer_stop(r->loop, &l->deadline);
     if (r->leases[l->port - r->cfg.relay.ports.lo] == l) {
         r->leases[l->port - r->cfg.relay.ports.lo] = NULL;
         r->nleases--;
@@ -121,10 +123,20 @@ static void lease_close(relay_t *r, lease_t *l, const char *why)
 {
     p2m_log(P2M_LOG_INFO, "lease_closed", "lease=%u kind=%s label=%s pod=%s reason=%s", (unsigned)l->port, kind_name(l),
             l->label->name, l->pod, why);
-    if (l->kind == LEASE_PRE && l->idle != NULL)
-        tunnel_close(l->idle, why); /* releases the lease through ports_pre_release() */
-    else
+    p2m_loop_close(r->loop, &l->listener);
+    p2m_loop_timer_stop(r->loop, &l->deadline);
+    if (l->kind == LEASE_PRE && l->held > 0) {
+        /* Each close releases the lease through ports_pre_release(); the last one destroys it. */
+        for (tunnel_t *t = l->label->idle_head, *next; t != NULL && l->held > 0; t = next) {
+            next = t->next;
+            if (t->pre == l)
+                tunnel_close(t, why);
+        }
+        if (l->held > 0)
+            lease_destroy(r, l);
+    } else {
         lease_destroy(r, l);
+    }
 }
 
 void ports_close_all(relay_t *r)
@@ -143,8 +155,29 @@ void ports_free(relay_t *r)
 
 void ports_pre_release(relay_t *r, lease_t *l, int delta)
 {
-    rredis_pre_release(r->redis, l, delta);
-    lease_destroy(r, l);
+    if (delta < 0 && l->held > 0)
+        l->held--;
+    /* The lease lives while its listener may still accept or a pre-connection on it is idle. */
+    int last = l->held == 0 && l->listener.fd < 0;
+    rredis_pre_release(r->redis, l, delta, last);
+    if (last)
+        lease_destroy(r, l);
+}
+
+/* preconnect_timeout after the listener opened, a multi-connection pre lease stops accepting:
+ * the pod had its time to open them all. */
+static void on_deadline(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    lease_t *l = (lease_t *)((char *)t - offsetof(lease_t, deadline));
+    relay_t *r = l->relay;
+    (void)loop;
+    if (l->magic != LEASE_MAGIC || l->listener.fd < 0)
+        return;
+    p2m_log(P2M_LOG_INFO, "lease_listen_done", "lease=%u kind=pre label=%s reason=deadline unused=%u held=%u", (unsigned)l->port,
+            l->label->name, l->conns_left, l->held);
+    p2m_loop_close(r->loop, &l->listener);
+    if (l->held == 0)
+        ports_pre_release(r, l, 0);
 }
 
 void ports_consumer_closed(relay_t *r, uint16_t qport, uint32_t qgen)
@@ -214,11 +247,18 @@ static void on_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
             continue;
         }
         if (l->kind == LEASE_PRE) {
-            /* Exactly one pre-connection per lease: the port stops listening now. */
-            p2m_loop_close(loop, &l->listener);
+            /* conns_left more connections, then the port stops listening. */
+            if (l->conns_left > 0)
+                l->conns_left--;
+            if (l->conns_left == 0) {
+                p2m_loop_close(loop, &l->listener);
+                p2m_loop_timer_stop(loop, &l->deadline);
+            }
             set_sockopts(fd, 1);
-            match_preconn(r, l, fd); /* may release l: do not touch it after this */
-            return;
+            match_preconn(r, l, fd);
+            /* It may have released l; a released lease's object lives to the end of the turn,
+             * and its listener is closed. */
+            continue;
         }
         if (limits_acquire(r->limits, &peer) != 0) {
             p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=consumer label=%s fd=%d peer=%s reason=limit max=%u",
@@ -308,6 +348,12 @@ static int lease_check(const lease_info_t *info, lease_kind_t *kind, char *label
         return p2m_err(why, "addr");
     if (!created_valid(info->created))
         return p2m_err(why, "created");
+    if (info->conns[0] != '\0') {
+        size_t n = strlen(info->conns);
+        if (n > 2 || strspn(info->conns, "0123456789") != n || atoi(info->conns) < 1 || atoi(info->conns) > P2M_LEASE_CONNS_MAX ||
+            *kind != LEASE_PRE)
+            return p2m_err(why, "conns");
+    }
     return 0;
 }
 
@@ -391,6 +437,8 @@ void ports_on_lease(relay_t *r, uint16_t port, const lease_info_t *info, int how
     memcpy(l->addr_str, info->addr, strlen(info->addr) + 1); /* lease_check() bounded it */
     p2m_loop_handler_init(&l->listener);
     p2m_loop_timer_init(&l->pause, on_pause_end);
+    p2m_loop_timer_init(&l->deadline, on_deadline);
+    l->conns_left = kind == LEASE_PRE ? (info->conns[0] != '\0' ? (unsigned)atoi(info->conns) : 1u) : 0;
 
     char reason[P2M_ERR_LEN];
     if (lease_listen(r, l, reason, sizeof(reason)) != 0) {
@@ -403,8 +451,10 @@ void ports_on_lease(relay_t *r, uint16_t port, const lease_info_t *info, int how
     }
     r->leases[port - r->cfg.relay.ports.lo] = l;
     r->nleases++;
-    p2m_log(P2M_LOG_INFO, "lease_listen", "lease=%u kind=%s label=%s pod=%s addr=%s fd=%d", (unsigned)port, kind_name(l), label,
-            l->pod, l->addr_str, l->listener.fd);
+    if (kind == LEASE_PRE && l->conns_left > 1)
+        p2m_loop_timer_start(r->loop, &l->deadline, (uint64_t)r->cfg.registrar.preconnect_timeout * 1000u);
+    p2m_log(P2M_LOG_INFO, "lease_listen", "lease=%u kind=%s label=%s pod=%s addr=%s fd=%d conns=%u", (unsigned)port, kind_name(l),
+            label, l->pod, l->addr_str, l->listener.fd, l->kind == LEASE_PRE ? l->conns_left : 0u);
     rredis_lease_bound(r->redis, l);
 }
 

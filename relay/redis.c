@@ -100,8 +100,9 @@ static const char lua_idle_add[] = "local alive = redis.call('EXPIRE', KEYS[1], 
                                    "return alive\n";
 
 /* A pre-connection stopped being idle (joined or closed). KEYS[2] idle; ARGV[4] label, ARGV[5]
- * delta. Deletes the lease if it is still ours. Returns the new count (-1: drifted, resync). */
-static const char lua_pre_release[] = LUA_LEASE_IS_OURS "if ours then redis.call('DEL', KEYS[1]) end\n"
+ * delta, ARGV[6] 1 when it was the lease's last (no other idle, the listener closed): then the
+ * lease is deleted if it is still ours. Returns the new count (-1: drifted, resync). */
+static const char lua_pre_release[] = LUA_LEASE_IS_OURS "if ours and ARGV[6] == '1' then redis.call('DEL', KEYS[1]) end\n"
                                                         "if ARGV[5] == '0' then return 0 end\n"
                                                         "local n = redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])\n"
                                                         "if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end\n"
@@ -298,6 +299,8 @@ static void on_lease_load(redisAsyncContext *ac, void *reply, void *priv)
             copy_field(info.created, sizeof(info.created), v);
         else if (strcmp(k->str, "state") == 0)
             copy_field(info.state, sizeof(info.state), v);
+        else if (strcmp(k->str, "conns") == 0)
+            copy_field(info.conns, sizeof(info.conns), v);
     }
     ports_on_lease(rr->relay, cookie_port(priv), &info, (int)cookie_flag(priv));
 }
@@ -432,7 +435,7 @@ static void on_pre_release(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta)
+void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta, int last)
 {
     cmd_t c;
     char key[64];
@@ -443,6 +446,7 @@ void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta)
     push_ours(&c, rr->relay, l);
     cmd_push(&c, l->label->name);
     cmd_pushf(&c, "%d", delta);
+    cmd_push(&c, last ? "1" : "0");
     cmd_send(rr, &c, on_pre_release, cookie(l->port, l->gen, 0));
 }
 
@@ -580,7 +584,7 @@ static void heartbeat(rredis_t *rr)
         lease_t *l = r->leases[i];
         if (l == NULL)
             continue;
-        if (l->kind == LEASE_PRE && l->idle != NULL)
+        if (l->kind == LEASE_PRE && l->held > 0)
             rredis_lease_touch(rr, l, RELAY_IDLE_LEASE_TTL);
         else if (l->kind == LEASE_CONSUMER && l->nconns > 0)
             rredis_lease_touch(rr, l, r->cfg.registrar.consumer_ttl);

@@ -88,6 +88,7 @@ typedef struct {
     char relay[P2M_LABEL_MAX + 1];
     char created[24];
     char state[16];
+    char conns[8]; /* pre: connections the port accepts; "" in a lease written without it: 1 */
 } lease_info_t;
 
 struct lease {
@@ -105,8 +106,10 @@ struct lease {
     p2m_loop_handler_t listener; /* fd -1 once closed */
     p2m_loop_timer_t pause;      /* accept paused after EMFILE */
     p2m_loop_reap_t reap;
-    tunnel_t *idle;  /* pre: the connection accepted on it while idle */
-    unsigned nconns; /* consumer: connections accepted and still open */
+    unsigned conns_left;        /* pre: connections the listener still accepts (PROTOCOL 1.1) */
+    unsigned held;              /* pre: idle pre-connections accepted on it (tunnels whose pre is it) */
+    p2m_loop_timer_t deadline;  /* pre: the listener closes preconnect_timeout after it opened */
+    unsigned nconns;            /* consumer: connections accepted and still open */
 };
 
 /* --- tunnels (tunnel.c) --------------------------------------------------------------------- */
@@ -285,7 +288,7 @@ void rredis_lease_bound(rredis_t *rr, const lease_t *l);
 void rredis_lease_busy(rredis_t *rr, uint16_t port, const lease_info_t *info, const char *reason);
 void rredis_lease_fail(rredis_t *rr, uint16_t port, const char *reason);
 void rredis_idle_add(rredis_t *rr, const lease_t *l);
-void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta);
+void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta, int last);
 void rredis_lease_check(rredis_t *rr, const lease_t *l);
 void rredis_lease_touch(rredis_t *rr, const lease_t *l, unsigned ttl);
 /* Final writes before exit (idle hash and heartbeat removed, counters flushed); calls

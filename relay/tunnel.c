@@ -110,8 +110,11 @@ void tunnel_close(tunnel_t *t, const char *reason)
     tunnel_state_t was = (tunnel_state_t)t->state;
     int counted = was == TUNNEL_IDLE && t->queued; /* announced idle: the count comes down */
     match_unlink(r, t);
-    if (t->pre != NULL)
-        ports_pre_release(r, t->pre, counted ? -1 : 0);
+    if (t->pre != NULL) {
+        lease_t *l = t->pre;
+        t->pre = NULL;
+        ports_pre_release(r, l, counted ? -1 : 0);
+    }
 
     uint64_t now = p2m_loop_now(r->loop);
     if (was == TUNNEL_JOINED)

@@ -156,6 +156,24 @@ p2m_ok
 [[ $PORT != "$P1" ]] || fail "the Bearer registration got $P1 again while its lease lives"
 p2m_ok
 expect_eq demo "$(rcli HGET "p2m:lease:$PORT" pod)" "the Bearer lease belongs to demo"
+expect_eq 1 "$(hdr p2m-connections)" "a registration without \"connections\": P2M-Connections 1"
+expect_eq "" "$(rcli HGET "p2m:lease:$PORT" conns)" "a one-connection lease has no conns field"
+
+# Several pre-connections on one port (PROTOCOL 1.1, 1.3): the lease says how many, the 200 too.
+hreq -X PUT -H "Authorization: Bearer $DEMO_SESSION" --data-binary '{"connections":5}' "$BASE/register/demo"
+expect_registered "a registration for 5 connections"
+expect_eq 5 "$(hdr p2m-connections)" "P2M-Connections of a 5-connection registration"
+expect_eq 5 "$(rcli HGET "p2m:lease:$PORT" conns)" "the lease's conns field"
+p2m_wait_until "the relay logs a listener for 5" p2m_log_has relay "event=lease_listen lease=$PORT kind=pre label=demo pod=demo addr=127.0.0.1 fd=[0-9]* conns=5"
+hreq -X PUT -H "Authorization: Bearer $DEMO_SESSION" --data-binary '{"protocol":"https","connections":32}' "$BASE/register/demo"
+expect_registered "a registration for 32 connections"
+expect_eq 32 "$(hdr p2m-connections)" "P2M-Connections at the maximum"
+for b in '{"connections":0}' '{"connections":33}' '{"connections":-1}' '{"connections":"2"}' '{"connections":2.5}' \
+    '{"connections":null}' '{"connections":2,"connections":3}'; do
+    hreq -X PUT -H "Authorization: Bearer $DEMO_SESSION" --data-binary "$b" "$BASE/register/demo"
+    expect_http 400 "a registration body $b"
+    expect_match '^(connections: expected an integer from 1 to 32|body: not JSON)' "$(body)" "the 400 for $b says why"
+done
 
 # ---------------------------------------------------------------- refusals from 127.0.0.1 (two)
 

@@ -22,11 +22,13 @@ start_bound_listener() {
 }
 bound_has() { grep -qx -- "$1" "$T/bound.log"; }
 
-# lease PORT KIND LABEL ADDR TTL [POD]: creates the lease as the registrar does and announces it.
+# lease PORT KIND LABEL ADDR TTL [POD [CONNS]]: creates the lease as the registrar does and
+# announces it.
 lease() {
-    local port=$1 kind=$2 label=$3 addr=$4 ttl=$5 pod=${6:-pod1}
+    local port=$1 kind=$2 label=$3 addr=$4 ttl=$5 pod=${6:-pod1} conns=()
+    [[ -z ${7:-} ]] || conns=(conns "$7")
     rcli HSET "p2m:lease:$port" kind "$kind" label "$label" pod "$pod" addr "$addr" relay "$NAME" \
-        created "$(date +%s)" state pending >/dev/null
+        created "$(date +%s)" state pending "${conns[@]}" >/dev/null
     rcli EXPIRE "p2m:lease:$port" "$ttl" >/dev/null
     rcli PUBLISH "p2m:relay:$NAME" "lease $port" >/dev/null
 }
@@ -104,6 +106,73 @@ p2m_kill "$POD1"
 p2m_wait_until "the idle count drops to nothing" p2m_redis_is "" HGET "p2m:idle:$NAME" web
 p2m_wait_until "the used pre lease is deleted" p2m_redis_is 0 EXISTS "p2m:lease:$P"
 p2m_wait_until "the relay logs the closed pre-connection" p2m_log_has relay "event=preconn_close lease=$P label=web"
+
+# ---------------------------------------------------------------- several connections on one pre lease (1.1, 3.4)
+
+# The range has 8 ports and the sections around this one hold the others: every case here reuses
+# the first, whose lease above is gone (bound.log is emptied so that its old answers do not count).
+# conns 3: the port takes three connections, then stops listening; the lease lives while one of
+# them is idle and goes with the last.
+P=${ports[0]}
+: >"$T/bound.log"
+lease_ok "$P" pre multi 127.0.0.1 10 pod1 3
+pod m1 "$P"
+M1=$P2M_BG_PID
+pod m2 "$P"
+M2=$P2M_BG_PID
+p2m_wait_until "two of three count as idle" p2m_redis_is 2 HGET "p2m:idle:$NAME" multi
+p2m_listening "$P" || fail "port $P stopped listening after two of its three connections"
+p2m_ok
+expect_eq connected "$(rcli HGET "p2m:lease:$P" state)" "a multi lease with connections in it"
+pod m3 "$P"
+M3=$P2M_BG_PID
+p2m_wait_until "three count as idle" p2m_redis_is 3 HGET "p2m:idle:$NAME" multi
+p2m_wait_until "the port stops listening after its third connection" p2m_not_listening "$P"
+p2m_kill "$M1"
+p2m_kill "$M2"
+p2m_wait_until "two closed, one idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" multi
+expect_eq 1 "$(rcli EXISTS "p2m:lease:$P")" "the lease lives while one of its connections is idle"
+ttl=$(rcli TTL "p2m:lease:$P")
+((ttl > 10 && ttl <= 30)) || fail "multi lease TTL $ttl, want 11-30 (kept alive by the relay)"
+p2m_ok
+p2m_kill "$M3"
+p2m_wait_until "no idle left" p2m_redis_is "" HGET "p2m:idle:$NAME" multi
+p2m_wait_until "the lease goes with its last connection" p2m_redis_is 0 EXISTS "p2m:lease:$P"
+
+# conns 4 and one connection: preconnect_timeout (10 s) after binding the port stops listening,
+# the lease stays for the one idle connection.
+p2m_wait_until "its port is closed" p2m_not_listening "$P"
+: >"$T/bound.log"
+lease_ok "$P" pre multi 127.0.0.1 30 pod1 4
+pod m4 "$P"
+M4=$P2M_BG_PID
+p2m_wait_until "one counts as idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" multi
+p2m_wait_until -t 30 "the listener closes at the deadline" p2m_log_has relay \
+    "event=lease_listen_done lease=$P kind=pre label=multi reason=deadline unused=3 held=1"
+p2m_wait_until "the port stops listening" p2m_not_listening "$P"
+expect_eq 1 "$(rcli EXISTS "p2m:lease:$P")" "the lease lives for its idle connection"
+p2m_kill "$M4"
+p2m_wait_until "the lease goes with its connection" p2m_redis_is 0 EXISTS "p2m:lease:$P"
+
+# conns 4 and none: at the deadline the listener closes and the lease is deleted.
+: >"$T/bound.log"
+lease_ok "$P" pre multi 127.0.0.1 30 pod1 4
+p2m_wait_until -t 30 "the unused lease is deleted at the deadline" p2m_redis_is 0 EXISTS "p2m:lease:$P"
+p2m_wait_until "its port stops listening" p2m_not_listening "$P"
+
+# A conns field out of range, or on a consumer lease, is an invalid lease.
+for c in 0 33 x 007; do
+    : >"$T/bound.log"
+    lease "$P" pre multi 127.0.0.1 10 pod1 "$c"
+    p2m_wait_until "conns $c is refused" bound_has "$P fail invalid lease"
+    p2m_not_listening "$P" || fail "port $P listens for a lease with conns $c"
+    p2m_ok
+done
+: >"$T/bound.log"
+lease "$P" consumer multi 127.0.0.1 10 pod1 2
+p2m_wait_until "conns on a consumer lease is refused" bound_has "$P fail invalid lease"
+rcli DEL "p2m:lease:$P" >/dev/null
+p2m_wait_until "the invalid leases are logged" p2m_log_has relay "event=lease_invalid lease=$P field=conns"
 
 # ---------------------------------------------------------------- only the lease's address
 

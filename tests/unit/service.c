@@ -9,11 +9,11 @@
 #include <string.h>
 
 /* Parses len bytes from a heap block of exactly that size, so that ASan flags any read past it. */
-static int parse_exact(const char *body, size_t len, p2m_proto_t *proto, char *err)
+static int parse_exact(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err)
 {
     char *p = check_exact_copy(body, len);
     err[0] = '\0';
-    int rc = p2m_register_body_parse(p, len, proto, err);
+    int rc = p2m_register_body_parse(p, len, proto, conns, err);
     free(p);
     return rc;
 }
@@ -24,6 +24,7 @@ struct body_row {
     int rc;
     p2m_proto_t proto; /* on success */
     const char *want;  /* on failure: must appear in err */
+    unsigned conns;    /* on success; 0 reads as 1 */
 };
 
 static void test_body(void)
@@ -57,6 +58,21 @@ static void test_body(void)
         {"{\"protocol\":[\"http\"]}", 0, -1, 0, "protocol"},
         {"{\"protocol\":\"http\",\"protocol\":\"https\"}", 0, -1, 0, "not JSON"},
         {"{\"protocol\":\"http\",\"x\":1}", 0, -1, 0, "unknown key"},
+        {"{\"connections\":1}", 0, 0, P2M_PROTO_HTTPS, NULL, 1},
+        {"{\"connections\":32,\"protocol\":\"tcp\"}", 0, 0, P2M_PROTO_TCP, NULL, 32},
+        {"{\"protocol\":\"http\", \"connections\": 7}", 0, 0, P2M_PROTO_HTTP, NULL, 7},
+        {"{\"connections\":0}", 0, -1, 0, "connections: expected an integer from 1 to 32"},
+        {"{\"connections\":33}", 0, -1, 0, "connections"},
+        {"{\"connections\":-1}", 0, -1, 0, "connections"},
+        {"{\"connections\":4294967297}", 0, -1, 0, "connections"},
+        {"{\"connections\":99999999999999999999999}", 0, -1, 0, "not JSON"},
+        {"{\"connections\":2.0}", 0, -1, 0, "connections"},
+        {"{\"connections\":\"2\"}", 0, -1, 0, "connections"},
+        {"{\"connections\":true}", 0, -1, 0, "connections"},
+        {"{\"connections\":null}", 0, -1, 0, "connections"},
+        {"{\"connections\":[2]}", 0, -1, 0, "connections"},
+        {"{\"connections\":2,\"connections\":3}", 0, -1, 0, "not JSON"},
+        {"{\"Connections\":2}", 0, -1, 0, "unknown key"},
         {"{\"Protocol\":\"http\"}", 0, -1, 0, "unknown key"},
         {"{\"\\u001b[31m\":1}", 0, -1, 0, "unknown key (5 bytes)"},
         {"\"http\"", 0, -1, 0, "not JSON"}, /* jansson decodes only arrays and objects by default */
@@ -73,13 +89,15 @@ static void test_body(void)
         const struct body_row *r = &rows[i];
         size_t len = r->len != 0 ? r->len : strlen(r->body);
         p2m_proto_t proto = (p2m_proto_t)99;
+        unsigned conns = 99;
         char err[P2M_ERR_LEN];
         CHECK_CTX("body row %zu %s", i, check_bytes(r->body, len > 60 ? 60 : len));
-        int rc = parse_exact(r->body, len, &proto, err);
+        int rc = parse_exact(r->body, len, &proto, &conns, err);
         if (!CHECK_RC(rc, r->rc, err))
             continue;
         if (rc == 0) {
             CHECK_EQ_INT(proto, r->proto);
+            CHECK_EQ_INT(conns, r->conns != 0 ? r->conns : 1);
         } else {
             CHECK_MSG(strstr(err, r->want) != NULL, "err \"%s\" does not contain \"%s\"", err, r->want);
             CHECK_MSG(strchr(err, '\n') == NULL && strchr(err, '\x1b') == NULL, "err has a control byte: %s",

@@ -31,9 +31,14 @@ void p2m_service_key(const char *label, p2m_proto_t proto, char *out);
  * normalized (label lower-cased) to out (P2M_SERVICE_MAX + 1 bytes). Returns 0 or -1 with err. */
 int p2m_service_normalize(const char *s, size_t len, char *out, char *err);
 
-/* Parses the body of PUT /register/LABEL: empty (or only white space) means https; otherwise a
- * JSON object of at most P2M_REGISTER_BODY_MAX bytes whose only key is "protocol", a string.
- * Returns 0 with *proto, or -1 with a one-line reason in err naming what is wrong. */
-int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, char *err);
+/* Most pre-connections one registration may ask for (PROTOCOL 1.1): one port, up to this many
+ * connections from the pod, so that a pool refills with one request per batch. */
+#define P2M_LEASE_CONNS_MAX 32
+
+/* Parses the body of PUT /register/LABEL: empty (or only white space) means https and one
+ * connection; otherwise a JSON object of at most P2M_REGISTER_BODY_MAX bytes whose keys are
+ * "protocol" (a string) and "connections" (an integer, 1 to P2M_LEASE_CONNS_MAX), both optional.
+ * Returns 0 with *proto and *conns, or -1 with a one-line reason in err naming what is wrong. */
+int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err);
 
 #endif

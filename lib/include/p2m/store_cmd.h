@@ -44,10 +44,11 @@ int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, uin
 int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, unsigned limit);
 
 /* Leases a pre-connection port on a live relay for the service (label, proto) of pod, peer addr,
- * ttl seconds. rand picks the relay and the first port probed. Reply: {"ok", PORT, RELAY,
- * RELAY_ADDRESS}, {"norelay"} or {"noport"}. */
+ * ttl seconds, on which the pod may open conns connections (field "conns" when more than 1). rand
+ * picks the relay and the first port probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS},
+ * {"norelay"} or {"noport"}. */
 int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
-                      unsigned ttl, uint32_t rand);
+                      unsigned ttl, uint32_t rand, unsigned conns);
 
 /* Consumer port limits (registrar.consumer_*; PROTOCOL 3.6). */
 typedef struct {
