@@ -39,6 +39,8 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define POD_POOL_MAX 1024
 #define POD_DRAIN_DEFAULT 10    /* seconds joined tunnels get to finish after SIGTERM */
 #define POD_DRAIN_MAX 3600      /* a stop that waits longer than an hour is a hang */
+#define POD_REFILL_BATCH 16     /* pre-connections asked for per registration at most (PROTOCOL 1.1) */
+#define POD_TOPUP_MS 250        /* a deficit smaller than a batch waits at most this long */
 #define POD_SECRET_MIN 16       /* bytes decoded: RFC 4226 R6 asks for at least 128 bits */
 #define POD_SECRET_MAX 64       /* bytes decoded */
 #define POD_SECRET_FILE_MAX 256 /* bytes in a secret file */
@@ -204,7 +206,9 @@ struct pod {
     preconn_t *preconns; /* connecting and idle */
     unsigned nconnecting, nidle;
     unsigned max_tunnels;  /* from the descriptor limit */
-    p2m_loop_timer_t hold; /* no refill while armed: the relay or the local service backs off */
+    p2m_loop_timer_t hold;  /* no refill while armed: the relay or the local service backs off */
+    p2m_loop_timer_t topup; /* a deficit smaller than a batch is refilled when it fires */
+    int topup_due;          /* pool_refill() called from it: refill whatever the deficit */
     backoff_t bo_relay, bo_local;
     pod_health_t relay_health, local_health;
     int limit_logged;

@@ -107,6 +107,17 @@ static void on_hold(p2m_loop_t *loop, p2m_loop_timer_t *t)
     pool_refill(pod);
 }
 
+static void on_topup(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    (void)loop;
+    pod_t *pod = (pod_t *)((char *)t - offsetof(pod_t, topup));
+    if (pod->magic != POD_MAGIC)
+        abort();
+    pod->topup_due = 1;
+    pool_refill(pod);
+    pod->topup_due = 0;
+}
+
 static void hold(pod_t *pod, unsigned ms)
 {
     uint64_t left = p2m_loop_timer_left(pod->loop, &pod->hold);
@@ -525,7 +536,17 @@ void pool_refill(pod_t *pod)
         unsigned want = target - have;
         if (pod->ntunnels + have + want > pod->max_tunnels)
             want = pod->max_tunnels - pod->ntunnels - have;
-        reg_start(pod, want);
+        /* Refilled in batches: one registration leases a port for up to POD_REFILL_BATCH
+         * connections, so a pool that lost one to a consumer waits for a quarter of itself to be
+         * gone (or POD_TOPUP_MS) rather than paying a registration per connection. A small pool,
+         * or one at half or less, refills at once. */
+        unsigned batch = target / 4 < 1 ? 1 : target / 4 > POD_REFILL_BATCH ? POD_REFILL_BATCH : target / 4;
+        if (want >= batch || have * 2 <= target || pod->topup_due) {
+            p2m_loop_timer_stop(pod->loop, &pod->topup);
+            reg_start(pod, want);
+        } else if (!p2m_loop_timer_armed(&pod->topup)) {
+            p2m_loop_timer_start(pod->loop, &pod->topup, POD_TOPUP_MS);
+        }
     }
 }
 
@@ -547,12 +568,14 @@ int pool_init(pod_t *pod, char *err)
     if ((pod->pipes = p2m_pipe_pool_new(pipes, POD_PIPE_SIZE, err)) == NULL)
         return -1;
     p2m_loop_timer_init(&pod->hold, on_hold);
+    p2m_loop_timer_init(&pod->topup, on_topup);
     return 0;
 }
 
 void pool_drain(pod_t *pod)
 {
     p2m_loop_timer_stop(pod->loop, &pod->hold);
+    p2m_loop_timer_stop(pod->loop, &pod->topup);
     for (preconn_t *p = pod->preconns, *next; p != NULL; p = next) {
         next = p->next;
         int fd = p->h.fd, waiting = 0;
@@ -583,5 +606,6 @@ void pool_close_all(pod_t *pod)
     while (pod->preconns != NULL)
         pre_close(pod->preconns, 0);
     p2m_loop_timer_stop(pod->loop, &pod->hold);
+    p2m_loop_timer_stop(pod->loop, &pod->topup);
     resolve_stop(pod);
 }

@@ -43,7 +43,7 @@
 #define REG_PARALLEL 8          /* Bearer registrations in flight at once, multiplexed on one HTTP/2 connection */
 /* Pre-connections one registration asks for (PROTOCOL 1.1): a pool refills with one request per
  * batch instead of one per connection, the registrar's and the relay's work per lease shared. */
-#define REG_LEASE_CONNS 16
+#define REG_LEASE_CONNS POD_REFILL_BATCH
 #define REG_BODY_MAX 256        /* ADDRESS:PORT, or a one-line reason */
 #define REG_BODY_LIMIT 4096     /* a longer registration response is aborted */
 #define REG_PEM_MAX 65536       /* a certificate chain or /cacert: a longer one is aborted */

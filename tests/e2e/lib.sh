@@ -809,3 +809,26 @@ p2m_quickstart_exit() {
     (exit "$rc")
     p2m_cleanup
 }
+
+# p2m_pre_conns_are N: the pre leases in Redis hold N established connections at the relay between
+# them, and none holds none (a leaked lease). One lease may take up to 32 connections (PROTOCOL
+# 1.1), so lease keys and pre-connections are not counted one for one. Meant for a system at rest:
+# a joined tunnel keeps its pod-side connection on the lease's port.
+P2M_PRE_PORTS_LUA='
+local ports, cursor = {}, "0"
+repeat
+  local r = redis.call("SCAN", cursor, "MATCH", "p2m:lease:*", "COUNT", 1000)
+  cursor = r[1]
+  for _, k in ipairs(r[2]) do
+    if redis.call("HGET", k, "kind") == "pre" then ports[#ports + 1] = string.sub(k, 11) end
+  end
+until cursor == "0"
+return ports'
+p2m_pre_conns_are() {
+    local ports
+    ports=$(rcli EVAL "$P2M_PRE_PORTS_LUA" 0) || return 1
+    ss -Htn state established | awk -v want="$1" '
+        NR == FNR { if ($1 != "") n[$1] = 0; next }
+        { k = $3; sub(/.*:/, "", k); if (k in n) n[k]++ }
+        END { t = 0; for (k in n) { if (n[k] == 0) exit 1; t += n[k] } exit (t == want ? 0 : 1) }' <(printf '%s\n' "$ports") -
+}

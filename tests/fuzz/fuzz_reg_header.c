@@ -64,9 +64,15 @@ static void check_line(const char *line, size_t len)
     FUZZ_CHECK(h.session[0] == '\0' || reg_session_valid(h.session));
     FUZZ_CHECK(h.session_ttl <= REG_SESSION_TTL_MAX);
     FUZZ_CHECK(h.retry_after >= -1 && h.retry_after <= REG_RETRY_AFTER_MAX);
+    FUZZ_CHECK(h.connections <= REG_CONNECTIONS_MAX);
 
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        FUZZ_CHECK(h.session[0] == '\0' && h.session_ttl == 0 && h.retry_after == -1);
+        FUZZ_CHECK(h.session[0] == '\0' && h.session_ttl == 0 && h.retry_after == -1 && h.connections == 0);
+    } else if ((n = ref_value(line, len, "P2M-Connections", &v)) >= 0) {
+        long c = ref_seconds(v, n, REG_CONNECTIONS_MAX + 1L);
+        FUZZ_CHECK(h.connections == (c >= 1 && c <= REG_CONNECTIONS_MAX ? (unsigned)c : 0u));
+        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.session_ttl == before.session_ttl &&
+                   h.retry_after == before.retry_after);
     } else if ((n = ref_value(line, len, "P2M-Session", &v)) >= 0) {
         int cred = n >= 1 && n <= REG_SESSION_MAX;
         for (long i = 0; cred && i < n; i++)
@@ -75,17 +81,20 @@ static void check_line(const char *line, size_t len)
             FUZZ_CHECK((long)strlen(h.session) == n && memcmp(h.session, v, (size_t)n) == 0);
         else
             FUZZ_CHECK(h.session[0] == '\0');
-        FUZZ_CHECK(h.session_ttl == before.session_ttl && h.retry_after == before.retry_after);
+        FUZZ_CHECK(h.session_ttl == before.session_ttl && h.retry_after == before.retry_after &&
+                   h.connections == before.connections);
     } else if ((n = ref_value(line, len, "P2M-Session-Expires", &v)) >= 0) {
         long s = ref_seconds(v, n, REG_SESSION_TTL_MAX);
         FUZZ_CHECK(h.session_ttl == (unsigned)(s > 0 ? s : 0));
-        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.retry_after == before.retry_after);
+        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.retry_after == before.retry_after &&
+                   h.connections == before.connections);
     } else if ((n = ref_value(line, len, "Retry-After", &v)) >= 0) {
         FUZZ_CHECK(h.retry_after == ref_seconds(v, n, REG_RETRY_AFTER_MAX));
-        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.session_ttl == before.session_ttl);
+        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.session_ttl == before.session_ttl &&
+                   h.connections == before.connections);
     } else {
         FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.session_ttl == before.session_ttl &&
-                   h.retry_after == before.retry_after);
+                   h.retry_after == before.retry_after && h.connections == before.connections);
     }
 }
 

@@ -278,6 +278,56 @@ static void test_parse_sequences(void)
     CHECK_CTX(NULL);
 }
 
+/* P2M-Connections (PROTOCOL 1.3): 1 to REG_CONNECTIONS_MAX digits-only, anything else reads as
+ * absent (0), never cut to the maximum; the other fields untouched; a status line resets it. */
+static void test_parse_connections(void)
+{
+    static const struct {
+        const char *line;
+        unsigned want;
+    } rows[] = {
+        {"P2M-Connections: 16\r\n", 16},
+        {"p2m-connections:1", 1},
+        {"P2M-Connections: 32\r\n", 32},
+        {"P2M-Connections: \t 7 \t\r\n", 7},
+        {"P2M-Connections: 0\r\n", 0},
+        {"P2M-Connections: 33\r\n", 0},
+        {"P2M-Connections: 999999999\r\n", 0},
+        {"P2M-Connections: 99999999999999999999\r\n", 0},
+        {"P2M-Connections: -1\r\n", 0},
+        {"P2M-Connections: +5\r\n", 0},
+        {"P2M-Connections: 5x\r\n", 0},
+        {"P2M-Connections: 1 6\r\n", 0},
+        {"P2M-Connections:\r\n", 0},
+        {"P2M-Connection: 5\r\n", 0},
+        {"P2M-Connectionsx: 5\r\n", 0},
+        {"P2M-Connections 5\r\n", 0},
+        {" P2M-Connections: 5\r\n", 0},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        reg_header_t h;
+        const char *lines[] = {"P2M-Session: abc\r\n", "Retry-After: 9\r\n", rows[i].line, NULL};
+        CHECK_CTX("connections row %zu: %s", i, check_bytes(rows[i].line, strlen(rows[i].line)));
+        memset(&h, 0x5a, sizeof(h));
+        reg_header_reset(&h);
+        feed(&h, lines);
+        CHECK_EQ_INT(h.connections, rows[i].want);
+        expect(&h, "abc", 0, 9);
+    }
+    reg_header_t h;
+    const char *again[] = {"P2M-Connections: 4\r\n", "P2M-Connections: x\r\n", NULL};
+    CHECK_CTX("a bad second P2M-Connections drops the first");
+    reg_header_reset(&h);
+    feed(&h, again);
+    CHECK_EQ_INT(h.connections, 0);
+    const char *reset[] = {"P2M-Connections: 4\r\n", "HTTP/1.1 200 OK\r\n", NULL};
+    CHECK_CTX("a status line resets P2M-Connections");
+    reg_header_reset(&h);
+    feed(&h, reset);
+    CHECK_EQ_INT(h.connections, 0);
+    CHECK_CTX(NULL);
+}
+
 /* Lines with NUL bytes: the length covers them. */
 static void test_parse_nul(void)
 {
@@ -367,6 +417,7 @@ int main(void)
     test_seconds();
     test_session_valid();
     test_parse_sequences();
+    test_parse_connections();
     test_parse_nul();
     test_parse_long();
     return check_done("reg_header");
