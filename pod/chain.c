@@ -17,6 +17,9 @@ STACK_OF(X509) * chain_parse(const char *pem, size_t len, char *err)
         p2m_err(err, len == 0 ? "empty" : "larger than %d bytes", CHAIN_PEM_MAX);
         return NULL;
     }
+    /* The verdict below reads OpenSSL's error queue: start it empty, whatever the pod's TLS code
+     * (same thread) left in it. */
+    ERR_clear_error();
     if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL || (sk = sk_X509_new_null()) == NULL) {
         p2m_err(err, "out of memory");
         goto Fail;
