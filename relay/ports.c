@@ -159,7 +159,8 @@ void ports_pre_release(relay_t *r, lease_t *l, int delta)
         l->held--;
     /* The lease lives while its listener may still accept or a pre-connection on it is idle. */
     int last = l->held == 0 && l->listener.fd < 0;
-    rredis_pre_release(r->redis, l, delta, last);
+    if (delta != 0 || last) /* else Redis has nothing to learn: a connection joined as it came */
+        rredis_pre_release(r->redis, l, delta, last);
     if (last)
         lease_destroy(r, l);
 }
