@@ -206,19 +206,28 @@ static void fail(p2m_splice_dir_t *d, int err)
     d->err = err;
 }
 
-ssize_t p2m_splice_in(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src)
+/* Gives d a pipe to read into, borrowing one when it has none. Returns 0, or -1 with errno
+ * ENOBUFS when the pool is exhausted (a borrowed pipe will come back: wait), or the system's
+ * refusal when none is borrowed (P2M_SPLICE_ERROR set). */
+static int have_pipe(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool)
 {
-    if (d->pipe == NULL && (d->pipe = p2m_pipe_get(pool)) == NULL) {
-        /* Waiting only makes sense when a borrowed pipe will come back; with none borrowed the
-         * system refused to make one (descriptors, memory), and waiting would hang. */
-        if (pool->borrowed == 0) {
-            fail(d, errno == EAGAIN ? ENOBUFS : errno);
-            errno = d->err;
-            return -1;
-        }
-        errno = ENOBUFS;
+    if (d->pipe != NULL || (d->pipe = p2m_pipe_get(pool)) != NULL)
+        return 0;
+    /* Waiting only makes sense when a borrowed pipe will come back; with none borrowed the
+     * system refused to make one (descriptors, memory), and waiting would hang. */
+    if (pool->borrowed == 0) {
+        fail(d, errno == EAGAIN ? ENOBUFS : errno);
+        errno = d->err;
         return -1;
     }
+    errno = ENOBUFS;
+    return -1;
+}
+
+ssize_t p2m_splice_in(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src)
+{
+    if (have_pipe(d, pool) != 0)
+        return -1;
     if (d->pending >= pool->size) {
         errno = EAGAIN;
         return -1;
@@ -280,15 +289,8 @@ static ssize_t copy_through(p2m_splice_dir_t *d, p2m_pipe_pool_t *pool, int src,
 {
     char buf[P2M_SPLICE_COPY_MAX];
     *sent = 0;
-    if (d->pipe == NULL && (d->pipe = p2m_pipe_get(pool)) == NULL) {
-        if (pool->borrowed == 0) {
-            fail(d, errno == EAGAIN ? ENOBUFS : errno);
-            errno = d->err;
-            return -1;
-        }
-        errno = ENOBUFS;
+    if (have_pipe(d, pool) != 0)
         return -1;
-    }
     size_t want = d->pipe->size < sizeof(buf) ? d->pipe->size : sizeof(buf);
     *asked = want;
     ssize_t n;
