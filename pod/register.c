@@ -81,7 +81,6 @@ struct reg {
     pod_health_t health;
     char last_failure[64];                         /* the failure last logged at warn or error: repeats go to debug */
     char url[3][P2M_URL_MAX + P2M_LABEL_MAX + 16]; /* by reg_kind_t */
-    unsigned next_conns;                           /* the next registration asks for this many (reg_start) */
     int single;                                    /* the registrar refused "connections": ask for one */
     char step_path[POD_PATH_MAX + 16];             /* "" without --state-dir */
     char session_path[POD_PATH_MAX + 16];          /* "" without --state-dir */
@@ -410,9 +409,9 @@ static void *oom(const char *what)
 }
 
 /* Builds and starts one request of `kind` with the credential `auth` (TOTP: for `step`). The body
- * is the protocol declaration for a registration, reg->csr for a certificate, none for /cacert.
- * Returns 0 or -1 (logged). */
-static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step)
+ * is the protocol declaration and `conns` (pre-connections asked for; 0 reads as 1) for a
+ * registration, reg->csr for a certificate, none for /cacert. Returns 0 or -1 (logged). */
+static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, unsigned conns)
 {
     pod_t *pod = reg->pod;
     char hdr[REG_SESSION_MAX + P2M_ID_MAX + 64], err[P2M_ERR_LEN];
@@ -433,7 +432,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step)
         reg->reqs->prev = req;
     reg->reqs = req;
     if (kind == REG_REGISTER) {
-        req->conns = reg->single || reg->next_conns == 0 ? 1 : reg->next_conns;
+        req->conns = reg->single || conns == 0 ? 1 : conns;
         /* "connections" only when more than one: a registrar that predates it still answers. */
         if (req->conns > 1)
             snprintf(req->reg_body, sizeof(req->reg_body), "{\"protocol\":\"%s\",\"connections\":%u}",
@@ -766,10 +765,10 @@ static void session_check(reg_t *reg)
  * session, up to REG_PARALLEL at once; with TOTP, one at a time and each step once (a TOTP request
  * in flight may bring a session). Waiting for the next step holds all requests until it starts.
  * Returns 1 when started. */
-static int start_authed(reg_t *reg, reg_kind_t kind)
+static int start_authed(reg_t *reg, reg_kind_t kind, unsigned conns)
 {
     if (reg->session[0] != '\0')
-        return reg->nauth < REG_PARALLEL && req_start(reg, kind, AUTH_BEARER, 0) == 0;
+        return reg->nauth < REG_PARALLEL && req_start(reg, kind, AUTH_BEARER, 0, conns) == 0;
     if (reg->nauth > 0)
         return 0;
     struct timespec ts;
@@ -785,7 +784,7 @@ static int start_authed(reg_t *reg, reg_kind_t kind)
         reg_hold(reg, wait);
         return 0;
     }
-    return req_start(reg, kind, AUTH_TOTP, step) == 0;
+    return req_start(reg, kind, AUTH_TOTP, step, conns) == 0;
 }
 
 /* Starts what cert.c asked for, as far as holds and the credential allow. Safe to call any time
@@ -795,9 +794,9 @@ static void reg_pump(reg_t *reg)
     if (reg->pod->stopping || p2m_loop_timer_armed(&reg->hold))
         return;
     session_check(reg);
-    if (reg->want[REG_CACERT] && reg->cur[REG_CACERT] == NULL && req_start(reg, REG_CACERT, AUTH_NONE, 0) == 0)
+    if (reg->want[REG_CACERT] && reg->cur[REG_CACERT] == NULL && req_start(reg, REG_CACERT, AUTH_NONE, 0, 0) == 0)
         reg->want[REG_CACERT] = 0;
-    if (reg->want[REG_CERT] && reg->cur[REG_CERT] == NULL && start_authed(reg, REG_CERT))
+    if (reg->want[REG_CERT] && reg->cur[REG_CERT] == NULL && start_authed(reg, REG_CERT, 0))
         reg->want[REG_CERT] = 0;
 }
 
@@ -910,11 +909,11 @@ unsigned reg_start(pod_t *pod, unsigned want)
         return 0;
     while (started < want) {
         unsigned k = want - started < REG_LEASE_CONNS ? want - started : REG_LEASE_CONNS;
-        reg->next_conns = reg->single ? 1 : k;
-        if (!start_authed(reg, REG_REGISTER))
+        if (reg->single)
+            k = 1;
+        if (!start_authed(reg, REG_REGISTER, k))
             break;
-        started += reg->next_conns;
+        started += k;
     }
-    reg->next_conns = 0;
     return started;
 }
