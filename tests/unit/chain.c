@@ -22,19 +22,26 @@ static void die(const char *what)
     abort();
 }
 
-/* A growing byte buffer. */
+/* A growing byte buffer. It grows by doubling: the over-long rows append a byte at a time, and
+ * growing by the byte would copy the whole buffer each time (ASan's realloc always moves). */
 typedef struct {
     char *p;
-    size_t len;
+    size_t len, cap;
 } buf_t;
 
 static void buf_add(buf_t *b, const void *data, size_t len)
 {
-    char *p = realloc(b->p, b->len + len + 1);
-    if (p == NULL)
-        die("realloc");
-    memcpy(p + b->len, data, len);
-    b->p = p;
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap < 256 ? 256 : b->cap;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL)
+            die("realloc");
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, len);
     b->len += len;
     b->p[b->len] = '\0';
 }
@@ -48,7 +55,7 @@ static void buf_reset(buf_t *b)
 {
     free(b->p);
     b->p = NULL;
-    b->len = 0;
+    b->len = b->cap = 0;
 }
 
 static EVP_PKEY *key;
