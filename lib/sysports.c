@@ -101,6 +101,10 @@ int p2m_sysports_set_format(const p2m_port_set_t *set, char *out, size_t cap)
         return -1;
     out[0] = '\0';
     for (unsigned p = 0; p <= 65535; p++) {
+        if (p % 64 == 0 && set->bits[p / 64] == 0) {
+            p += 63; /* most of a set is empty words */
+            continue;
+        }
         if (!p2m_sysports_set_has(set, (uint16_t)p))
             continue;
         unsigned lo = p;
