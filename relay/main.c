@@ -11,6 +11,8 @@
 #include <stdlib.h>
 
 #include "p2m/err.h"
+#include "p2m/log.h"
+#include "p2m/sysports.h"
 
 #ifndef P2M_VERSION
 #define P2M_VERSION "0.1.0"
@@ -70,11 +72,25 @@ int main(int argc, char **argv)
         return 2;
     }
     free(probe.leases);
+    /* Outgoing connections on this host take their ports from the kernel's ephemeral range, so a
+     * lease there can find its port taken (lease_bind_failed). Said once, before --workers splits
+     * the range; nothing where the /proc files cannot be read. */
+    p2m_sysports_risk_t risk;
+    char warn[2 * P2M_SYSPORTS_FIX_MAX] = "";
+    if (p2m_sysports_read(cfg.relay.ports, NULL, NULL, &risk, NULL) == 0 && risk.at_risk > 0)
+        p2m_sysports_format(&risk, warn, sizeof(warn));
     if (args.check_only) {
+        if (warn[0] != '\0')
+            fprintf(stderr,
+                    "pipe2me-relay: warning: relay.ports overlaps the kernel's ephemeral ports (net.ipv4.ip_local_port_range), "
+                    "which outgoing connections may take; reserve them in net.ipv4.ip_local_reserved_ports: %s\n",
+                    warn);
         printf("pipe2me-relay: %s: configuration ok (relay %s, ports %u-%u, workers %u)\n", config, cfg.relay.name,
                (unsigned)cfg.relay.ports.lo, (unsigned)cfg.relay.ports.hi, workers);
         return 0;
     }
     p2m_log_set_level(cfg.log_level);
+    if (warn[0] != '\0')
+        p2m_log(P2M_LOG_WARN, "port_range_ephemeral", "%s", warn);
     return workers > 1 ? workers_run(&cfg, workers, args.pipes, args.pipe_size) : relay_run(&cfg, args.pipes, args.pipe_size);
 }
