@@ -242,8 +242,10 @@ static void on_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
         if (peer_addr_from_sa((struct sockaddr *)&ss, &peer) != 0)
             memset(&peer, 0, sizeof(peer));
         if (memcmp(&peer, &l->addr, sizeof(peer)) != 0) {
-            p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=%s label=%s fd=%d peer=%s want=%s reason=address",
-                    (unsigned)l->port, kind_name(l), l->label->name, fd, peer_addr_str(&peer, pstr), l->addr_str);
+            /* A scan of the range lands here once per port and pass: summed per peer. */
+            if (relay_refusal_log_full(r, &peer, "address", l->port, l->label->name))
+                p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=%s label=%s fd=%d peer=%s want=%s reason=address",
+                        (unsigned)l->port, kind_name(l), l->label->name, fd, peer_addr_str(&peer, pstr), l->addr_str);
             close(fd);
             continue;
         }
@@ -262,8 +264,9 @@ static void on_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
             continue;
         }
         if (limits_acquire(r->limits, &peer) != 0) {
-            p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=consumer label=%s fd=%d peer=%s reason=limit max=%u",
-                    (unsigned)l->port, l->label->name, fd, peer_addr_str(&peer, pstr), r->cfg.relay.max_conns_per_addr);
+            if (relay_refusal_log_full(r, &peer, "limit", l->port, l->label->name))
+                p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=consumer label=%s fd=%d peer=%s reason=limit max=%u",
+                        (unsigned)l->port, l->label->name, fd, peer_addr_str(&peer, pstr), r->cfg.relay.max_conns_per_addr);
             close(fd);
             continue;
         }

@@ -2,9 +2,11 @@
 #include "relay.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -58,14 +60,81 @@ const char *peer_addr_str(const peer_addr_t *a, char *out)
     return out;
 }
 
+/* --- refusals: logged in full once per (peer, reason) and interval, the rest summed ----------- */
+
+#define PEER_LEN sizeof(((peer_addr_t *)0)->b) /* a refusal's key: the peer's 16 bytes, then the reason */
+
+/* What a conn_refused_repeat line names besides the count: the last refusal counted. */
+typedef struct {
+    uint16_t lease;
+    char label[P2M_SERVICE_MAX + 1];
+} refusal_t;
+
+int relay_refusal_log_full(relay_t *r, const peer_addr_t *peer, const char *reason, uint16_t lease, const char *label)
+{
+    if (r->refusals == NULL)
+        return 1;
+    uint8_t key[PEER_LEN + RELAY_REFUSAL_REASON_MAX];
+    size_t n = strlen(reason);
+    assert(n <= RELAY_REFUSAL_REASON_MAX);
+    if (n > RELAY_REFUSAL_REASON_MAX)
+        n = RELAY_REFUSAL_REASON_MAX;
+    memcpy(key, peer->b, PEER_LEN);
+    memcpy(key + PEER_LEN, reason, n);
+    refusal_t last = {.lease = lease};
+    snprintf(last.label, sizeof(last.label), "%s", label != NULL ? label : "");
+    return p2m_logsum_event(r->refusals, key, PEER_LEN + n, p2m_loop_now(r->loop), &last) == P2M_LOGSUM_FULL;
+}
+
+static void on_refusal_report(const void *key, size_t key_len, uint64_t count, const void *data, void *arg)
+{
+    const refusal_t *last = data;
+    char pstr[PEER_ADDR_STRLEN] = "other";
+    const char *reason = "various";
+    int reason_len = 7;
+    (void)arg;
+    if (key != NULL && key_len >= PEER_LEN) {
+        peer_addr_t peer;
+        memcpy(peer.b, key, PEER_LEN);
+        peer_addr_str(&peer, pstr);
+        reason = (const char *)key + PEER_LEN;
+        reason_len = (int)(key_len - PEER_LEN);
+    }
+    p2m_log(P2M_LOG_WARN, "conn_refused_repeat", "peer=%s reason=%.*s count=%llu interval_s=%d lease=%u label=%s", pstr, reason_len,
+            reason, (unsigned long long)count, RELAY_REFUSAL_INTERVAL_MS / 1000, last != NULL ? (unsigned)last->lease : 0u,
+            last != NULL ? last->label : "");
+}
+
+/* Logs the refusals counted since the last flush; a shutdown calls it too, so none is lost. */
+static void refusals_flush(relay_t *r)
+{
+    if (r->refusals != NULL && r->loop != NULL)
+        p2m_logsum_flush(r->refusals, p2m_loop_now(r->loop), on_refusal_report, NULL);
+}
+
+static void on_refusals_flush(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    relay_t *r = (relay_t *)((char *)t - offsetof(relay_t, refusals_flush));
+    if (r->magic != RELAY_MAGIC)
+        abort();
+    refusals_flush(r);
+    p2m_loop_timer_start(loop, t, RELAY_REFUSAL_INTERVAL_MS);
+}
+
 relay_t *relay_new(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size, char *err)
 {
     relay_t *r = relay_xcalloc(1, sizeof(*r));
     r->magic = RELAY_MAGIC;
     r->cfg = *cfg;
     r->started = (long long)time(NULL);
+    p2m_loop_timer_init(&r->refusals_flush, on_refusals_flush); /* before any relay_free() */
     if ((r->loop = p2m_loop_new(err)) == NULL)
         goto Error;
+    r->refusals =
+        p2m_logsum_new(RELAY_REFUSAL_KEYS, PEER_LEN + RELAY_REFUSAL_REASON_MAX, sizeof(refusal_t), RELAY_REFUSAL_INTERVAL_MS, err);
+    if (r->refusals == NULL)
+        goto Error;
+    p2m_loop_timer_start(r->loop, &r->refusals_flush, RELAY_REFUSAL_INTERVAL_MS);
     if ((r->pipes = p2m_pipe_pool_new(pipes, pipe_size, err)) == NULL)
         goto Error;
     r->limits = limits_new(cfg->relay.max_conns_per_addr);
@@ -90,6 +159,9 @@ void relay_shutdown(relay_t *r, const char *why)
     ports_close_all(r);
     while (r->tunnels != NULL)
         tunnel_close(r->tunnels, "shutdown");
+    /* The listeners are closed: nothing more is refused, and what was counted is logged now. */
+    p2m_loop_timer_stop(r->loop, &r->refusals_flush);
+    refusals_flush(r);
     r->stopping = 1;
     rredis_shutdown(r->redis);
 }
@@ -109,6 +181,10 @@ void relay_free(relay_t *r)
     ports_free(r);
     match_free(r);
     limits_free(r->limits);
+    if (r->loop != NULL)
+        p2m_loop_timer_stop(r->loop, &r->refusals_flush);
+    refusals_flush(r);
+    p2m_logsum_free(r->refusals);
     p2m_pipe_pool_free(r->pipes);
     p2m_loop_free(r->loop);
     r->magic = 0;

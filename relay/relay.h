@@ -21,6 +21,7 @@
 
 #include "p2m/config.h"
 #include "p2m/log.h"
+#include "p2m/logsum.h"
 #include "p2m/loop.h"
 #include "p2m/service.h"
 #include "p2m/splice.h"
@@ -40,6 +41,12 @@
 #define RELAY_PUMP_BUDGET (1024 * 1024) /* bytes per direction per event, for fairness */
 #define RELAY_PIPES_DEFAULT 1024        /* pipes per process (2 descriptors each) */
 #define RELAY_PIPE_SIZE_DEFAULT (64 * 1024)
+/* Refused connections are logged per (peer address, reason): the first in full, the rest counted
+ * and logged as one conn_refused_repeat line per interval, so that a port scan of the range
+ * cannot flood the log (lib/include/p2m/logsum.h). About 650 KiB for the table. */
+#define RELAY_REFUSAL_INTERVAL_MS 10000
+#define RELAY_REFUSAL_KEYS 4096     /* (address, reason) pairs followed at once; more share one "other" line */
+#define RELAY_REFUSAL_REASON_MAX 31 /* bytes of a reason= constant */
 
 typedef struct relay relay_t;
 typedef struct lease lease_t;
@@ -167,6 +174,9 @@ struct relay {
     size_t ntunnels, njoined, nidle, nwaiting;
     int stopping;
     int exit_code;
+
+    p2m_logsum_t *refusals;          /* relay_refusal_log_full() */
+    p2m_loop_timer_t refusals_flush; /* every RELAY_REFUSAL_INTERVAL_MS: the conn_refused_repeat lines */
 };
 
 /* relay lifecycle (main.c builds one, runs its loop, frees it) */
@@ -294,6 +304,14 @@ void rredis_lease_touch(rredis_t *rr, const lease_t *l, unsigned ttl);
 /* Final writes before exit (idle hash and heartbeat removed, counters flushed); calls
  * p2m_loop_stop() once Redis acknowledged them or after a bounded wait. */
 void rredis_shutdown(rredis_t *rr);
+
+/* A connection from peer refused for reason (a constant of at most RELAY_REFUSAL_REASON_MAX bytes,
+ * the log line's reason=) on port lease of label (NULL: none). Returns 1 when the caller should
+ * log it in full: the first refusal of this peer and reason, or the first after an interval in
+ * which none was counted. Returns 0 when it was only counted: one line `event=conn_refused_repeat
+ * peer= reason= count= interval_s= lease= label=` (lease and label of the last one counted)
+ * reports them at the next flush, within RELAY_REFUSAL_INTERVAL_MS, or when the relay stops. */
+int relay_refusal_log_full(relay_t *r, const peer_addr_t *peer, const char *reason, uint16_t lease, const char *label);
 
 /* Out of memory: log and abort (STYLE.md). */
 void *relay_xcalloc(size_t n, size_t size);
