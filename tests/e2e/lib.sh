@@ -271,12 +271,35 @@ p2m_port_free() {
     fi
 }
 
-# p2m_free_port VAR: sets VAR to a free TCP port below the ephemeral range (so that outgoing
+# The window p2m_free_port and p2m_free_port_range pick from, P2M_PORT_BASE..+P2M_PORT_SPAN-1:
+# outside the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range), so that outgoing
+# connections cannot take a port we hand out, and a relay range from here draws no
+# event=port_range_ephemeral warning. Up to 12,000 ports just below the range's start, from 1024
+# (20000-31999 when it starts at 32000 or above, as Linux's default 32768); above its end when
+# there are fewer than 1,000 below and more above; 20000-31999 as before when the file cannot be
+# read or neither side has 100 ports.
+p2m_port_window() {
+    local elo ehi base below above
+    P2M_PORT_BASE=20000 P2M_PORT_SPAN=12000
+    read -r elo ehi _ 2>/dev/null </proc/sys/net/ipv4/ip_local_port_range || return 0
+    [[ $elo =~ ^[0-9]{1,5}$ && $ehi =~ ^[0-9]{1,5}$ ]] && ((elo <= ehi && ehi <= 65535)) || return 0
+    base=$((elo - 12000 > 20000 ? 20000 : (elo - 12000 < 1024 ? 1024 : elo - 12000)))
+    below=$((elo - base < 12000 ? elo - base : 12000))
+    above=$((65535 - ehi < 12000 ? 65535 - ehi : 12000))
+    if ((below >= 1000 || (below >= above && below >= 100))); then
+        P2M_PORT_BASE=$base P2M_PORT_SPAN=$below
+    elif ((above >= 100)); then
+        P2M_PORT_BASE=$((ehi + 1)) P2M_PORT_SPAN=$above
+    fi
+}
+p2m_port_window
+
+# p2m_free_port VAR: sets VAR to a free TCP port outside the ephemeral range (so that outgoing
 # connections do not take it meanwhile).
 p2m_free_port() {
     local tries port
     for ((tries = 0; tries < 500; tries++)); do
-        port=$((20000 + RANDOM % 12000))
+        port=$((P2M_PORT_BASE + RANDOM % P2M_PORT_SPAN))
         if p2m_port_free "$port"; then
             P2M_PORTS_GIVEN+="$port "
             printf -v "$1" '%s' "$port"
@@ -286,11 +309,12 @@ p2m_free_port() {
     fail "no free TCP port found"
 }
 
-# p2m_free_port_range VAR_LO VAR_HI N: N consecutive free ports.
+# p2m_free_port_range VAR_LO VAR_HI N: N consecutive free ports, in the same window.
 p2m_free_port_range() {
     local tries lo p ok
+    (($3 < P2M_PORT_SPAN)) || fail "no room for $3 ports in $P2M_PORT_BASE-$((P2M_PORT_BASE + P2M_PORT_SPAN - 1))"
     for ((tries = 0; tries < 500; tries++)); do
-        lo=$((20000 + RANDOM % (12000 - $3)))
+        lo=$((P2M_PORT_BASE + RANDOM % (P2M_PORT_SPAN - $3)))
         ok=1
         for ((p = lo; p < lo + $3; p++)); do
             p2m_port_free "$p" || {
