@@ -36,6 +36,7 @@ void p2m_config_defaults(p2m_config_t *cfg)
     p2m_hostport_parse(":8080", &cfg->registrar.http, NULL);
     cfg->registrar.preconnect_timeout = 10;
     cfg->registrar.consumer_ttl = 60;
+    cfg->registrar.alive_window = 30;
     cfg->registrar.consumer_ports_per_addr = 16;
     cfg->registrar.consumer_ports_per_label = 1024;
     cfg->registrar.consumer_ports_share = 50;
@@ -163,6 +164,14 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
             rc = read_seconds(v, "registrar.preconnect_timeout", &r->preconnect_timeout, err);
         } else if (strcmp(key, "consumer_ttl") == 0) {
             rc = read_seconds(v, "registrar.consumer_ttl", &r->consumer_ttl, err);
+        } else if (strcmp(key, "alive_window") == 0) {
+            /* Relays refresh the mark every heartbeat (5 s) while they hold the pod's connections:
+             * a window of two heartbeats and more never lapses for a pod that is there. */
+            rc = 0;
+            if (!json_is_integer(v) || json_integer_value(v) < 10 || json_integer_value(v) > 86400)
+                rc = p2m_err(err, "registrar.alive_window: expected whole seconds from 10 to 86400");
+            else
+                r->alive_window = (unsigned)json_integer_value(v);
         } else if (strcmp(key, "consumer_ports_per_addr") == 0) {
             rc = read_count(v, "registrar.consumer_ports_per_addr", &r->consumer_ports_per_addr, err);
         } else if (strcmp(key, "consumer_ports_per_label") == 0) {

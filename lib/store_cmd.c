@@ -89,102 +89,125 @@ static const char lua_session_lookup[] =
     "if s[2] ~= ARGV[1] or redis.call('HGET', KEYS[3], ARGV[1]) ~= s[1] then return {'notowner'} end\n"
     "return {'ok', s[1]}\n";
 
-/* ARGV: label, pod, addr, now, ttl, rand, service.
+/* ARGV: label, pod, addr, now, ttl, rand, service, conns, alive window.
  *
  * A service's pre-connections all go to one relay, its home: the live relay ranking first by
  * SHA-1 of (service, relay name) (rendezvous hashing), or the next when it has no free port. The
  * consumer ports of a service are leased on the relay holding its idle pre-connections, so
  * spreading one service's pre-connections over several relays would leave consumers waiting on
  * one while the pool sits on another (pipe2me-relay --workers, or several relays). Services spread
- * over the relays by the hash; a relay that dies or joins moves only its own share. */
-static const char lua_lease_pre[] =
-    LUA_LEASE_LIB "local relays = live_relays()\n"
-                  "if #relays == 0 then return {'norelay'} end\n"
-                  "local rnd = tonumber(ARGV[6])\n"
-                  "for _, r in ipairs(relays) do r.rank = redis.sha1hex(ARGV[7] .. '/' .. r[1]) end\n"
-                  "table.sort(relays, function(a, b) return a.rank > b.rank end)\n"
-                  "for _, r in ipairs(relays) do\n"
-                  "  local p = probe(r, rnd)\n"
-                  "  if p then\n"
-                  "    make_lease(p, 'pre', ARGV[1], ARGV[7], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
-                  "    if ARGV[8] ~= '1' then redis.call('HSET', 'p2m:lease:' .. p, 'conns', ARGV[8]) end\n"
-                  "    return {'ok', tostring(p), r[1], r[2]}\n"
-                  "  end\n"
-                  "end\n"
-                  "return {'noport'}\n";
+ * over the relays by the hash; a relay that dies or joins moves only its own share.
+ *
+ * The registration marks the service alive on that relay (p2m:alive:SERVICE, PROTOCOL 2.1) and
+ * reads the demand the pod is told of: the consumers waiting for it now on every live relay
+ * (p2m:wait:NAME) and those that have had to wait so far (SERVICE:queued in the relays' stats). */
+static const char lua_lease_pre[] = LUA_LEASE_LIB
+    "local relays = live_relays()\n"
+    "if #relays == 0 then return {'norelay'} end\n"
+    "local rnd = tonumber(ARGV[6])\n"
+    "for _, r in ipairs(relays) do r.rank = redis.sha1hex(ARGV[7] .. '/' .. r[1]) end\n"
+    "table.sort(relays, function(a, b) return a.rank > b.rank end)\n"
+    "for _, r in ipairs(relays) do\n"
+    "  local p = probe(r, rnd)\n"
+    "  if p then\n"
+    "    make_lease(p, 'pre', ARGV[1], ARGV[7], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
+    "    if ARGV[8] ~= '1' then redis.call('HSET', 'p2m:lease:' .. p, 'conns', ARGV[8]) end\n"
+    "    redis.call('SET', 'p2m:alive:' .. ARGV[7], r[1], 'EX', ARGV[9])\n"
+    "    local waiting, waited = 0, 0\n"
+    "    for _, x in ipairs(relays) do\n"
+    "      waiting = waiting + (tonumber(redis.call('HGET', 'p2m:wait:' .. x[1], ARGV[7]) or '0') or 0)\n"
+    "      waited = waited + (tonumber(redis.call('HGET', 'p2m:stats:relay:' .. x[1], ARGV[7] .. ':queued') or '0') or 0)\n"
+    "    end\n"
+    "    return {'ok', tostring(p), r[1], r[2], string.format('%.0f', waiting), string.format('%.0f', waited)}\n"
+    "  end\n"
+    "end\n"
+    "return {'noport'}\n";
 
 /* ARGV: label, addr, now, ttl, rand, per-address cap, per-label cap, share of the ports (percent),
  * then the services the request may go to, in order of preference (PROTOCOL 2.1). The first
- * service with an idle pre-connection on a live relay wins.
+ * service with an idle pre-connection on a live relay wins; when none has one, the first whose pod
+ * is alive (p2m:alive:SERVICE names a live relay: the pod registered, or a relay held its
+ * connections, within registrar.alive_window) wins, on that relay, and the consumer waits there
+ * for the pre-connections the pod is opening. Neither: the pod is gone.
  *
  * Consumer ports are capped (PROTOCOL 3.6) so that a flood from many addresses cannot take the
  * whole range: a new one beyond the cap of its address, of its label, or of the consumers' share
  * of all relays' ports first evicts the least recently used lease in that scope. Three sorted sets
  * (port -> last use, Redis TIME in microseconds, so that uses within one second keep their order)
  * track them; members whose lease has expired are dropped when met. */
-static const char lua_consumer_route[] =
-    LUA_LEASE_LIB "local owner = redis.call('HGET', 'p2m:labels', ARGV[1])\n"
-                  "if not owner then return {'unknown'} end\n"
-                  "local relays = live_relays()\n"
-                  "local svc, best, best_idle, idle = nil, nil, 0, {}\n"
-                  "for i = 9, #ARGV do\n"
-                  "  for _, r in ipairs(relays) do\n"
-                  "    local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[i]) or '0') or 0\n"
-                  "    idle[r[1]] = n\n"
-                  "    if n > best_idle then best, best_idle = r, n end\n"
-                  "  end\n"
-                  "  if best then svc = ARGV[i] break end\n"
-                  "end\n"
-                  "if not best then return {'noidle'} end\n"
-                  "local za, zl, zg = 'p2m:cports:addr:' .. ARGV[2], 'p2m:cports:label:' .. ARGV[1], 'p2m:cports'\n"
-                  "local t = redis.call('TIME')\n"
-                  "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-                  "local mk = 'p2m:consumer:' .. svc .. ':' .. ARGV[2]\n"
-                  "local port = redis.call('GET', mk)\n"
-                  "if port then\n"
-                  "  local l = redis.call('HMGET', 'p2m:lease:' .. port, 'kind', 'service', 'addr', 'relay', 'state')\n"
-                  "  if l[1] == 'consumer' and l[2] == svc and l[3] == ARGV[2] and (idle[l[4]] or 0) > 0 then\n"
-                  "    redis.call('EXPIRE', 'p2m:lease:' .. port, ARGV[4])\n"
-                  "    redis.call('EXPIRE', mk, ARGV[4])\n"
-                  "    for _, z in ipairs({za, zl, zg}) do redis.call('ZADD', z, now, port) redis.call('EXPIRE', z, ARGV[4]) end\n"
-                  "    for _, r in ipairs(relays) do\n"
-                  "      if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2', svc} end\n"
-                  "    end\n"
-                  "  end\n"
-                  "end\n"
-                  "local function evict(p)\n"
-                  "  local k = 'p2m:lease:' .. p\n"
-                  "  local l = redis.call('HMGET', k, 'kind', 'service', 'addr', 'label')\n"
-                  "  if l[1] == 'consumer' then\n"
-                  "    redis.call('DEL', k)\n"
-                  "    local m = 'p2m:consumer:' .. l[2] .. ':' .. l[3]\n"
-                  "    if redis.call('GET', m) == p then redis.call('DEL', m) end\n"
-                  "    redis.call('ZREM', 'p2m:cports:addr:' .. l[3], p)\n"
-                  "    redis.call('ZREM', 'p2m:cports:label:' .. l[4], p)\n"
-                  "    redis.call('PUBLISH', 'p2m:events', 'unlease ' .. p)\n"
-                  "    redis.call('HINCRBY', 'p2m:stats', 'evictions', 1)\n"
-                  "  end\n"
-                  "  redis.call('ZREM', 'p2m:cports', p)\n"
-                  "end\n"
-                  "local function make_room(z, cap)\n"
-                  "  for _ = 1, 64 do\n"
-                  "    if redis.call('ZCARD', z) < cap then return end\n"
-                  "    local oldest = redis.call('ZRANGE', z, 0, 0)[1]\n"
-                  "    if redis.call('HGET', 'p2m:lease:' .. oldest, 'kind') == 'consumer' then evict(oldest)\n"
-                  "    else redis.call('ZREM', z, oldest) end\n"
-                  "  end\n"
-                  "end\n"
-                  "local total = 0\n"
-                  "for _, r in ipairs(relays) do total = total + r[4] - r[3] + 1 end\n"
-                  "make_room(za, tonumber(ARGV[6]))\n"
-                  "make_room(zl, tonumber(ARGV[7]))\n"
-                  "make_room(zg, math.max(1, math.floor(total * tonumber(ARGV[8]) / 100)))\n"
-                  "local p = probe(best, tonumber(ARGV[5]))\n"
-                  "if not p then return {'noport'} end\n"
-                  "make_lease(p, 'consumer', ARGV[1], svc, owner, ARGV[2], best[1], ARGV[3], ARGV[4])\n"
-                  "redis.call('SET', mk, p, 'EX', ARGV[4])\n"
-                  "for _, z in ipairs({za, zl, zg}) do redis.call('ZADD', z, now, p) redis.call('EXPIRE', z, ARGV[4]) end\n"
-                  "return {'ok', tostring(p), best[2], best[1], '1', svc}\n";
+static const char lua_consumer_route[] = LUA_LEASE_LIB
+    "local owner = redis.call('HGET', 'p2m:labels', ARGV[1])\n"
+    "if not owner then return {'unknown'} end\n"
+    "local relays = live_relays()\n"
+    "local svc, best, best_idle, idle = nil, nil, 0, {}\n"
+    "for i = 9, #ARGV do\n"
+    "  for _, r in ipairs(relays) do\n"
+    "    local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[i]) or '0') or 0\n"
+    "    idle[r[1]] = n\n"
+    "    if n > best_idle then best, best_idle = r, n end\n"
+    "  end\n"
+    "  if best then svc = ARGV[i] break end\n"
+    "end\n"
+    "local queued = '0'\n"
+    "if not best then\n"
+    "  for i = 9, #ARGV do\n"
+    "    local home = redis.call('GET', 'p2m:alive:' .. ARGV[i])\n"
+    "    for _, r in ipairs(relays) do\n"
+    "      if r[1] == home then best = r break end\n"
+    "    end\n"
+    "    if best then svc, queued = ARGV[i], '1' break end\n"
+    "  end\n"
+    "end\n"
+    "if not best then return {'gone'} end\n"
+    "local za, zl, zg = 'p2m:cports:addr:' .. ARGV[2], 'p2m:cports:label:' .. ARGV[1], 'p2m:cports'\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local mk = 'p2m:consumer:' .. svc .. ':' .. ARGV[2]\n"
+    "local port = redis.call('GET', mk)\n"
+    "if port then\n"
+    "  local l = redis.call('HMGET', 'p2m:lease:' .. port, 'kind', 'service', 'addr', 'relay', 'state')\n"
+    "  if l[1] == 'consumer' and l[2] == svc and l[3] == ARGV[2] and (l[4] == best[1] or (idle[l[4]] or 0) > 0) then\n"
+    "    redis.call('EXPIRE', 'p2m:lease:' .. port, ARGV[4])\n"
+    "    redis.call('EXPIRE', mk, ARGV[4])\n"
+    "    for _, z in ipairs({za, zl, zg}) do redis.call('ZADD', z, now, port) redis.call('EXPIRE', z, ARGV[4]) end\n"
+    "    for _, r in ipairs(relays) do\n"
+    "      if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2', svc, queued} end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local function evict(p)\n"
+    "  local k = 'p2m:lease:' .. p\n"
+    "  local l = redis.call('HMGET', k, 'kind', 'service', 'addr', 'label')\n"
+    "  if l[1] == 'consumer' then\n"
+    "    redis.call('DEL', k)\n"
+    "    local m = 'p2m:consumer:' .. l[2] .. ':' .. l[3]\n"
+    "    if redis.call('GET', m) == p then redis.call('DEL', m) end\n"
+    "    redis.call('ZREM', 'p2m:cports:addr:' .. l[3], p)\n"
+    "    redis.call('ZREM', 'p2m:cports:label:' .. l[4], p)\n"
+    "    redis.call('PUBLISH', 'p2m:events', 'unlease ' .. p)\n"
+    "    redis.call('HINCRBY', 'p2m:stats', 'evictions', 1)\n"
+    "  end\n"
+    "  redis.call('ZREM', 'p2m:cports', p)\n"
+    "end\n"
+    "local function make_room(z, cap)\n"
+    "  for _ = 1, 64 do\n"
+    "    if redis.call('ZCARD', z) < cap then return end\n"
+    "    local oldest = redis.call('ZRANGE', z, 0, 0)[1]\n"
+    "    if redis.call('HGET', 'p2m:lease:' .. oldest, 'kind') == 'consumer' then evict(oldest)\n"
+    "    else redis.call('ZREM', z, oldest) end\n"
+    "  end\n"
+    "end\n"
+    "local total = 0\n"
+    "for _, r in ipairs(relays) do total = total + r[4] - r[3] + 1 end\n"
+    "make_room(za, tonumber(ARGV[6]))\n"
+    "make_room(zl, tonumber(ARGV[7]))\n"
+    "make_room(zg, math.max(1, math.floor(total * tonumber(ARGV[8]) / 100)))\n"
+    "local p = probe(best, tonumber(ARGV[5]))\n"
+    "if not p then return {'noport'} end\n"
+    "make_lease(p, 'consumer', ARGV[1], svc, owner, ARGV[2], best[1], ARGV[3], ARGV[4])\n"
+    "redis.call('SET', mk, p, 'EX', ARGV[4])\n"
+    "for _, z in ipairs({za, zl, zg}) do redis.call('ZADD', z, now, p) redis.call('EXPIRE', z, ARGV[4]) end\n"
+    "return {'ok', tostring(p), best[2], best[1], '1', svc, queued}\n";
 
 /* KEYS: lease. */
 static const char lua_lease_abandon[] = "if redis.call('HGET', KEYS[1], 'state') == 'pending' then\n"
@@ -207,14 +230,16 @@ static const char lua_metrics[] =
     "    if kind == 'pre' then pre = pre + 1 elseif kind == 'consumer' then consumer = consumer + 1 end\n"
     "  end\n"
     "until cursor == '0'\n"
-    "local idle, rstats = {}, {}\n"
+    "local idle, rstats, wait = {}, {}, {}\n"
     "for _, name in ipairs(names) do\n"
     "  local h = redis.call('HGETALL', 'p2m:idle:' .. name)\n"
     "  for i = 1, #h, 2 do table.insert(idle, name) table.insert(idle, h[i]) table.insert(idle, h[i + 1]) end\n"
+    "  h = redis.call('HGETALL', 'p2m:wait:' .. name)\n"
+    "  for i = 1, #h, 2 do table.insert(wait, name) table.insert(wait, h[i]) table.insert(wait, h[i + 1]) end\n"
     "  h = redis.call('HGETALL', 'p2m:stats:relay:' .. name)\n"
     "  for i = 1, #h, 2 do table.insert(rstats, name) table.insert(rstats, h[i]) table.insert(rstats, h[i + 1]) end\n"
     "end\n"
-    "return {#names, redis.call('HGETALL', 'p2m:stats'), pre, consumer, idle, rstats}\n";
+    "return {#names, redis.call('HGETALL', 'p2m:stats'), pre, consumer, idle, rstats, wait}\n";
 
 /* Appends a copy of s to the command. Returns 0, or -1 when the command is full. */
 static int push(p2m_cmd_t *c, const char *s)
@@ -305,12 +330,12 @@ int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, 
 }
 
 int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
-                      unsigned ttl, uint32_t rand, unsigned conns)
+                      unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window)
 {
     char service[P2M_SERVICE_MAX + 1];
     p2m_service_key(label, proto, service);
     return EVAL(c, lua_lease_pre, 0) || push(c, label) || push(c, pod) || push(c, addr) || pushu(c, (unsigned long long)now) ||
-                   pushu(c, ttl) || pushu(c, rand) || push(c, service) || pushu(c, conns)
+                   pushu(c, ttl) || pushu(c, rand) || push(c, service) || pushu(c, conns) || pushu(c, alive_window)
                ? -1
                : 0;
 }

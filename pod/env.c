@@ -43,7 +43,7 @@ static int assign(const char *name, const char *value)
 
 int env_command(const pod_args_t *a)
 {
-    char url[P2M_LABEL_MAX + P2M_DOMAIN_MAX + 32], fwd[P2M_HOST_MAX + 16], pool[16];
+    char url[P2M_LABEL_MAX + P2M_DOMAIN_MAX + 32], fwd[P2M_HOST_MAX + 16], pool[16], pool_max[16];
     if (a->domain[0] == '\0') {
         fprintf(stderr, "pipe2me-pod: env needs --domain DOMAIN: the registrar URL's host %s is not a domain\n", a->reg_host);
         return 2;
@@ -54,6 +54,7 @@ int env_command(const pod_args_t *a)
     else
         snprintf(url, sizeof(url), "https://%s.%s", a->label, a->domain);
     snprintf(pool, sizeof(pool), "%u", a->pool);
+    snprintf(pool_max, sizeof(pool_max), "%u", a->pool_max);
     int bad = 0;
     bad |= assign("P2M_ID", a->id);
     bad |= assign("P2M_LABEL", a->label);
@@ -61,6 +62,7 @@ int env_command(const pod_args_t *a)
     bad |= assign("P2M_URL", url);
     bad |= assign("P2M_REGISTRAR", a->registrar);
     bad |= assign("P2M_POOL", pool);
+    bad |= assign("P2M_POOL_MAX", pool_max);
     if (a->have_forward) {
         p2m_hostport_format(a->forward.host, a->forward.port, fwd, sizeof(fwd));
         bad |= assign("P2M_FORWARD", fwd);

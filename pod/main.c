@@ -23,7 +23,10 @@ static const char usage_text[] =
     "  register --provision FILE --forward HOST:PORT [--label LABEL] [OPTIONS]\n"
     "  register --registrar URL --id ID --secret-file FILE --label LABEL --forward HOST:PORT [OPTIONS]\n"
     "        keep --pool idle pre-connections to the relay and join each consumer to HOST:PORT\n"
-    "        --pool N            idle pre-connections, 1-1024 (default 4)\n"
+    "        --pool N            idle pre-connections kept at rest (the floor), 1-1024 (default 4)\n"
+    "        --pool-max M        the most the pool grows to while consumers wait or use it faster than\n"
+    "                            it refills, N-1024 (default 256, or N when higher); it shrinks back to N\n"
+    "                            within 15 s of the last demand\n"
     "        --drain-timeout S   on SIGTERM or SIGINT, give the idle pre-connections back and let joined\n"
     "                            tunnels finish for up to S seconds, 0-3600 (default 10; 0: cut them at\n"
     "                            once); a second signal cuts them at once\n"
@@ -185,8 +188,9 @@ static int run_register(const pod_args_t *a)
         goto Exit;
     }
     status_ok = 1;
-    p2m_log(P2M_LOG_INFO, "started", "id=%s label=%s registrar=%s forward=%s pool=%u max_tunnels=%u protocol=%s tls_terminate=%s",
-            a->id, a->label, a->registrar, pod.fwd_str, a->pool, pod.max_tunnels, p2m_proto_name(a->proto),
+    p2m_log(P2M_LOG_INFO, "started",
+            "id=%s label=%s registrar=%s forward=%s pool=%u pool_max=%u max_tunnels=%u protocol=%s tls_terminate=%s", a->id,
+            a->label, a->registrar, pod.fwd_str, a->pool, a->pool_max, pod.max_tunnels, p2m_proto_name(a->proto),
             a->tls_terminate ? "yes" : "no");
     /* --tls-terminate: the certificate first (after status_start(), which keeps a second pod off
      * DIR); no pre-connection opens before it is in place (reg_start() waits for pod.tls_ctx). */

@@ -36,16 +36,17 @@
 typedef struct ssl_ctx_st SSL_CTX;
 
 #define POD_POOL_DEFAULT 4
-#define POD_POOL_MAX 1024
-#define POD_DRAIN_DEFAULT 10    /* seconds joined tunnels get to finish after SIGTERM */
-#define POD_DRAIN_MAX 3600      /* a stop that waits longer than an hour is a hang */
-#define POD_REFILL_BATCH 16     /* pre-connections asked for per registration at most (PROTOCOL 1.1) */
-#define POD_TOPUP_MS 250        /* a deficit smaller than a batch waits at most this long */
-#define POD_SECRET_MIN 16       /* bytes decoded: RFC 4226 R6 asks for at least 128 bits */
-#define POD_SECRET_MAX 64       /* bytes decoded */
-#define POD_SECRET_FILE_MAX 256 /* bytes in a secret file */
-#define POD_PROVISION_MAX 65536 /* bytes in a provisioning file */
-#define POD_LABELS_MAX 64       /* labels in a provisioning file */
+#define POD_POOL_MAX 1024            /* --pool and --pool-max */
+#define POD_POOL_CEILING_DEFAULT 256 /* --pool-max when not given (or --pool, when higher) */
+#define POD_DRAIN_DEFAULT 10         /* seconds joined tunnels get to finish after SIGTERM */
+#define POD_DRAIN_MAX 3600           /* a stop that waits longer than an hour is a hang */
+#define POD_REFILL_BATCH 16          /* pre-connections asked for per registration at most (PROTOCOL 1.1) */
+#define POD_TOPUP_MS 250             /* a deficit smaller than a batch waits at most this long */
+#define POD_SECRET_MIN 16            /* bytes decoded: RFC 4226 R6 asks for at least 128 bits */
+#define POD_SECRET_MAX 64            /* bytes decoded */
+#define POD_SECRET_FILE_MAX 256      /* bytes in a secret file */
+#define POD_PROVISION_MAX 65536      /* bytes in a provisioning file */
+#define POD_LABELS_MAX 64            /* labels in a provisioning file */
 #define POD_OTPAUTH_MAX 1024
 #define POD_PATH_MAX 4095
 #define POD_ALPN_MAX 127 /* bytes of --alpn */
@@ -79,7 +80,8 @@ typedef struct {
     size_t secret_len;
     int have_forward;
     p2m_hostport_t forward;
-    unsigned pool;
+    unsigned pool;                    /* --pool: the floor, idle pre-connections kept at rest */
+    unsigned pool_max;                /* --pool-max: the ceiling the pool grows to with demand */
     unsigned drain_timeout;           /* --drain-timeout: seconds; 0 cuts joined tunnels at once */
     char cacert[POD_PATH_MAX + 1];    /* "" for the system's CAs */
     char state_dir[POD_PATH_MAX + 1]; /* "" for none */
@@ -131,7 +133,8 @@ typedef struct {
     char forward[P2M_HOST_MAX + 16];
     char registrar_state[16], relay_state[16], local_state[16]; /* "up", "down", "unknown" */
     unsigned long long updated, started;                        /* unix seconds */
-    unsigned long long pool_target, pool_idle, pool_connecting, pool_registering;
+    unsigned long long pool_target, pool_floor, pool_ceiling, pool_idle, pool_connecting, pool_registering, pool_joined;
+    unsigned long long consumers_waiting, consumers_waited; /* as the registrar last said (P2M-Waiting, P2M-Waited) */
     unsigned long long tunnels_active, tunnels_total, tunnels_failed;
     unsigned long long registrations, registration_failures;
     unsigned long long bytes_in, bytes_out;
@@ -160,6 +163,9 @@ typedef struct tunnel tunnel_t;
 #define POD_PUMP_BUDGET (1024 * 1024)
 #define POD_PIPE_SIZE (64 * 1024)
 #define POD_STATUS_MS 1000
+#define POD_SHRINK_QUIET_MS 5000 /* no demand for this long: the pool starts shrinking */
+#define POD_GROW_MS 250          /* a pool that runs dry doubles at most this often */
+#define POD_SHRINK_TICK_MS 1000  /* each tick halves the distance to the floor: 1024 to 4 in 10 ticks */
 
 /* Exponential backoff with jitter: POD_BACKOFF_MIN_MS doubling to POD_BACKOFF_MAX_MS, +-25%. */
 typedef struct {
@@ -205,10 +211,19 @@ struct pod {
     /* pool.c */
     preconn_t *preconns; /* connecting and idle */
     unsigned nconnecting, nidle;
-    unsigned max_tunnels;  /* from the descriptor limit */
-    p2m_loop_timer_t hold;  /* no refill while armed: the relay or the local service backs off */
-    p2m_loop_timer_t topup; /* a deficit smaller than a batch is refilled when it fires */
-    int topup_due;          /* pool_refill() called from it: refill whatever the deficit */
+    /* The elastic pool: the refill fills idle + connecting + registering up to target, which starts
+     * at --pool (the floor), grows with demand up to --pool-max (the ceiling) and, once there has
+     * been no demand for POD_SHRINK_QUIET_MS, halves its distance to the floor every
+     * POD_SHRINK_TICK_MS, closing the newest idle pre-connections beyond it. */
+    unsigned target;
+    uint64_t demand_at;                 /* loop ms of the last demand: consumers waiting, the pool run dry */
+    uint64_t grown_at;                  /* loop ms the pool last doubled for running dry */
+    p2m_loop_timer_t shrink;            /* armed while the pool is above the floor */
+    unsigned long long waiting, waited; /* P2M-Waiting and P2M-Waited of the last registration */
+    unsigned max_tunnels;               /* from the descriptor limit */
+    p2m_loop_timer_t hold;              /* no refill while armed: the relay or the local service backs off */
+    p2m_loop_timer_t topup;             /* a deficit smaller than a batch is refilled when it fires */
+    int topup_due;                      /* pool_refill() called from it: refill whatever the deficit */
     backoff_t bo_relay, bo_local;
     pod_health_t relay_health, local_health;
     int limit_logged;
@@ -271,9 +286,14 @@ int pool_init(pod_t *pod, char *err);
  * NATs. Failures only cost the optimisation. */
 void pool_sockopts(int fd);
 
-/* Registers more pre-connections until idle + connecting + registering reaches the pool size,
+/* Registers more pre-connections until idle + connecting + registering reaches the pool's target,
  * unless a backoff holds the refill or the tunnel limit is reached. Safe to call any time. */
 void pool_refill(pod_t *pod);
+
+/* A registration's answer said how many consumers wait for the service now (waiting) and have had
+ * to wait so far (waited); -1 when it did not say. Waiting consumers raise the target to the floor
+ * plus their number (at most the ceiling). Does not refill: the caller does. */
+void pool_demand(pod_t *pod, long waiting, long waited);
 
 /* A registration gave relay port `relay`: connect to it (non-blocking). A name in relay->host is
  * resolved in `family` (AF_INET or AF_INET6: the registration's; AF_UNSPEC when not known). */

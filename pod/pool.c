@@ -118,6 +118,107 @@ static void on_topup(p2m_loop_t *loop, p2m_loop_timer_t *t)
     pod->topup_due = 0;
 }
 
+/* --- the elastic pool ------------------------------------------------------------------------ */
+
+static void pre_close(preconn_t *p, int keep_fd);
+
+static void set_target(pod_t *pod, unsigned target, const char *why)
+{
+    unsigned floor = pod->args->pool, ceiling = pod->args->pool_max;
+    if (target < floor)
+        target = floor;
+    if (target > ceiling)
+        target = ceiling;
+    if (target == pod->target)
+        return;
+    p2m_log(P2M_LOG_INFO, "pool_target", "label=%s target=%u was=%u reason=%s idle=%u waiting=%llu", pod->args->label, target,
+            pod->target, why, pod->nidle, pod->waiting);
+    pod->target = target;
+    if (target > floor && !p2m_loop_timer_armed(&pod->shrink))
+        p2m_loop_timer_start(pod->loop, &pod->shrink, POD_SHRINK_TICK_MS);
+}
+
+/* The last idle pre-connection was taken before the refill brought more: consumers use the pool
+ * faster than it refills, so it doubles (up to the ceiling), at most once per POD_GROW_MS, the time
+ * a refill takes to show. */
+static void ran_dry(pod_t *pod)
+{
+    uint64_t now = p2m_loop_now(pod->loop);
+    pod->demand_at = now;
+    if (pod->grown_at != 0 && now - pod->grown_at < POD_GROW_MS)
+        return;
+    pod->grown_at = now;
+    set_target(pod, pod->target * 2, "ran_dry");
+}
+
+void pool_demand(pod_t *pod, long waiting, long waited)
+{
+    if (waited >= 0)
+        pod->waited = (unsigned long long)waited;
+    if (waiting < 0)
+        return;
+    pod->waiting = (unsigned long long)waiting;
+    if (waiting == 0)
+        return;
+    /* Each waiting consumer takes one of the pre-connections coming, and the floor stays idle. */
+    pod->demand_at = p2m_loop_now(pod->loop);
+    unsigned long long want = (unsigned long long)pod->args->pool + (unsigned long long)waiting;
+    if (want > pod->target)
+        set_target(pod, want > POD_POOL_MAX ? POD_POOL_MAX : (unsigned)want, "waiting");
+}
+
+/* Gives back up to n idle pre-connections, the newest first: the relay joins the oldest first
+ * (PROTOCOL 3.4), so the ones given back are the last it would reach, and a consumer joined to one
+ * in the moment before our end of stream arrived is the rarest case. Such a one (its consumer's
+ * bytes already wait) is served, as pool_drain() does. */
+static void give_back(pod_t *pod, unsigned n)
+{
+    for (preconn_t *p = pod->preconns, *next; p != NULL && n > 0; p = next) {
+        next = p->next;
+        if (p->state != PRE_IDLE || p->h.fd < 0)
+            continue;
+        int fd = p->h.fd, waiting = 0;
+        uint64_t lived = p2m_loop_now(pod->loop) - p->t_idle;
+        n--;
+        if (ioctl(fd, FIONREAD, &waiting) == 0 && waiting > 0) {
+            uint16_t lease = p->lease;
+            p2m_log(P2M_LOG_INFO, "preconn_alive", "label=%s lease=%u fd=%d idle_ms=%llu shrinking=yes bytes=%d", pod->args->label,
+                    (unsigned)lease, fd, (unsigned long long)lived, waiting);
+            pre_close(p, 1);
+            forward_start(pod, fd, lease);
+            continue;
+        }
+        p2m_log(P2M_LOG_DEBUG, "preconn_close", "label=%s lease=%u fd=%d reason=\"shrinking\" idle_ms=%llu", pod->args->label,
+                (unsigned)p->lease, fd, (unsigned long long)lived);
+        shutdown(fd, SHUT_WR); /* a FIN: the relay reads the end of stream and drops it from its idle set */
+        pre_close(p, 0);
+    }
+}
+
+/* Every POD_SHRINK_TICK_MS while the pool is above its floor: after POD_SHRINK_QUIET_MS without
+ * demand the target halves its distance to the floor, and the idle pre-connections beyond it are
+ * given back. */
+static void on_shrink(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    pod_t *pod = (pod_t *)((char *)t - offsetof(pod_t, shrink));
+    if (pod->magic != POD_MAGIC)
+        abort();
+    if (pod->stopping)
+        return;
+    unsigned floor = pod->args->pool;
+    uint64_t now = p2m_loop_now(loop);
+    if (now - pod->demand_at >= POD_SHRINK_QUIET_MS && pod->target > floor)
+        set_target(pod, floor + (pod->target - floor) / 2, "quiet");
+    unsigned have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    if (have > pod->target && now - pod->demand_at >= POD_SHRINK_QUIET_MS)
+        give_back(pod, have - pod->target < pod->nidle ? have - pod->target : pod->nidle);
+    have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    if (pod->target > floor || have > pod->target)
+        p2m_loop_timer_start(loop, t, POD_SHRINK_TICK_MS);
+    else
+        p2m_log(P2M_LOG_INFO, "pool_floor", "label=%s target=%u idle=%u", pod->args->label, pod->target, pod->nidle);
+}
+
 static void hold(pod_t *pod, unsigned ms)
 {
     uint64_t left = p2m_loop_timer_left(pod->loop, &pod->hold);
@@ -204,6 +305,8 @@ static void on_idle(p2m_loop_t *loop, preconn_t *p, uint32_t events)
         uint16_t lease = p->lease;
         pre_close(p, 1);
         forward_start(pod, fd, lease);
+        if (pod->nidle == 0)
+            ran_dry(pod);
         pool_refill(pod);
         return;
     }
@@ -522,7 +625,7 @@ void pool_refill(pod_t *pod)
 {
     if (pod->stopping || p2m_loop_timer_armed(&pod->hold))
         return;
-    unsigned target = pod->args->pool;
+    unsigned target = pod->target;
     unsigned have = pod->nidle + pod->nconnecting + reg_inflight(pod);
     /* Every pre-connection may become a tunnel: stay within the descriptors we have. */
     if (pod->ntunnels + have >= pod->max_tunnels) {
@@ -541,7 +644,9 @@ void pool_refill(pod_t *pod)
          * gone (or POD_TOPUP_MS) rather than paying a registration per connection. A small pool,
          * or one at half or less, refills at once. */
         unsigned batch = target / 4 < 1 ? 1 : target / 4 > POD_REFILL_BATCH ? POD_REFILL_BATCH : target / 4;
-        if (want >= batch || have * 2 <= target || pod->topup_due) {
+        /* Consumers waiting, or none idle: they wait for this refill, not for a batch to gather. */
+        int demand = pod->waiting > 0 || pod->nidle == 0;
+        if (want >= batch || have * 2 <= target || pod->topup_due || demand) {
             p2m_loop_timer_stop(pod->loop, &pod->topup);
             reg_start(pod, want);
         } else if (!p2m_loop_timer_armed(&pod->topup)) {
@@ -569,6 +674,8 @@ int pool_init(pod_t *pod, char *err)
         return -1;
     p2m_loop_timer_init(&pod->hold, on_hold);
     p2m_loop_timer_init(&pod->topup, on_topup);
+    p2m_loop_timer_init(&pod->shrink, on_shrink);
+    pod->target = pod->args->pool;
     return 0;
 }
 
@@ -576,6 +683,7 @@ void pool_drain(pod_t *pod)
 {
     p2m_loop_timer_stop(pod->loop, &pod->hold);
     p2m_loop_timer_stop(pod->loop, &pod->topup);
+    p2m_loop_timer_stop(pod->loop, &pod->shrink);
     for (preconn_t *p = pod->preconns, *next; p != NULL; p = next) {
         next = p->next;
         int fd = p->h.fd, waiting = 0;
@@ -607,5 +715,6 @@ void pool_close_all(pod_t *pod)
         pre_close(pod->preconns, 0);
     p2m_loop_timer_stop(pod->loop, &pod->hold);
     p2m_loop_timer_stop(pod->loop, &pod->topup);
+    p2m_loop_timer_stop(pod->loop, &pod->shrink);
     resolve_stop(pod);
 }

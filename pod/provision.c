@@ -449,6 +449,7 @@ enum {
     OPT_LABEL,
     OPT_FORWARD,
     OPT_POOL,
+    OPT_POOL_MAX,
     OPT_CACERT,
     OPT_STATE_DIR,
     OPT_DOMAIN,
@@ -480,6 +481,7 @@ static const struct {
     [OPT_LABEL] = {"label", 1, FOR_REG | FOR_ENV},
     [OPT_FORWARD] = {"forward", 1, FOR_REG | FOR_ENV},
     [OPT_POOL] = {"pool", 1, FOR_REG | FOR_ENV},
+    [OPT_POOL_MAX] = {"pool-max", 1, FOR_REG | FOR_ENV},
     [OPT_CACERT] = {"cacert", 1, FOR_REG | FOR_ENV},
     [OPT_STATE_DIR] = {"state-dir", 1, FOR_REG | FOR_ENV | FOR_STATUS},
     [OPT_DOMAIN] = {"domain", 1, FOR_REG | FOR_ENV},
@@ -582,6 +584,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
 
     memset(a, 0, sizeof(*a));
     a->pool = POD_POOL_DEFAULT;
+    a->pool_max = POD_POOL_CEILING_DEFAULT;
     a->drain_timeout = POD_DRAIN_DEFAULT;
     a->log_level = P2M_LOG_INFO;
     a->proto = P2M_PROTO_HTTPS;
@@ -634,6 +637,14 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
         return p2m_err(err, "--log-level: expected debug, info, warn or error");
     if (val[OPT_POOL] != NULL && parse_uint(val[OPT_POOL], 1, POD_POOL_MAX, &a->pool) != 0)
         return p2m_err(err, "--pool: expected a number from 1 to %d", POD_POOL_MAX);
+    /* The ceiling defaults to POD_POOL_CEILING_DEFAULT, or to the floor when that is higher. */
+    a->pool_max = a->pool > POD_POOL_CEILING_DEFAULT ? a->pool : POD_POOL_CEILING_DEFAULT;
+    if (val[OPT_POOL_MAX] != NULL) {
+        if (parse_uint(val[OPT_POOL_MAX], 1, POD_POOL_MAX, &a->pool_max) != 0)
+            return p2m_err(err, "--pool-max: expected a number from 1 to %d", POD_POOL_MAX);
+        if (a->pool_max < a->pool)
+            return p2m_err(err, "--pool-max %u is below --pool %u: the ceiling must be at least the floor", a->pool_max, a->pool);
+    }
     if (val[OPT_DRAIN_TIMEOUT] != NULL && parse_uint(val[OPT_DRAIN_TIMEOUT], 0, POD_DRAIN_MAX, &a->drain_timeout) != 0)
         return p2m_err(err, "--drain-timeout: expected seconds from 0 to %d", POD_DRAIN_MAX);
     if (val[OPT_CACERT] != NULL && copy_path("cacert", val[OPT_CACERT], a->cacert, err) != 0)
@@ -799,6 +810,20 @@ static int status_str(json_t *doc, const char *path, char *out, size_t cap)
     return 0;
 }
 
+/* The value at path ("key" or "object.key") exists. */
+static int status_present(json_t *doc, const char *path)
+{
+    const char *dot = strchr(path, '.');
+    json_t *v = doc;
+    if (dot != NULL) {
+        char first[32];
+        snprintf(first, sizeof(first), "%.*s", (int)(dot - path), path);
+        v = json_object_get(doc, first);
+        path = dot + 1;
+    }
+    return json_object_get(v, path) != NULL;
+}
+
 static int status_num(json_t *doc, const char *path, unsigned long long *out)
 {
     const char *dot = strchr(path, '.');
@@ -827,23 +852,31 @@ int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
         p2m_err(err, "not a status document (line %d, column %d)", jerr.line, jerr.column);
         goto Exit;
     }
+    /* The pool's floor, ceiling and demand came with the elastic pool: a status written by an
+     * older pod has none, and reads as 0. */
     static const struct {
         const char *path;
         size_t off;
+        int optional;
     } nums[] = {
-        {"updated", offsetof(pod_status_t, updated)},
-        {"started", offsetof(pod_status_t, started)},
-        {"pool.target", offsetof(pod_status_t, pool_target)},
-        {"pool.idle", offsetof(pod_status_t, pool_idle)},
-        {"pool.connecting", offsetof(pod_status_t, pool_connecting)},
-        {"pool.registering", offsetof(pod_status_t, pool_registering)},
-        {"tunnels.active", offsetof(pod_status_t, tunnels_active)},
-        {"tunnels.total", offsetof(pod_status_t, tunnels_total)},
-        {"tunnels.failed", offsetof(pod_status_t, tunnels_failed)},
-        {"registrations.ok", offsetof(pod_status_t, registrations)},
-        {"registrations.failed", offsetof(pod_status_t, registration_failures)},
-        {"bytes.in", offsetof(pod_status_t, bytes_in)},
-        {"bytes.out", offsetof(pod_status_t, bytes_out)},
+        {"updated", offsetof(pod_status_t, updated), 0},
+        {"started", offsetof(pod_status_t, started), 0},
+        {"pool.target", offsetof(pod_status_t, pool_target), 0},
+        {"pool.floor", offsetof(pod_status_t, pool_floor), 1},
+        {"pool.ceiling", offsetof(pod_status_t, pool_ceiling), 1},
+        {"pool.idle", offsetof(pod_status_t, pool_idle), 0},
+        {"pool.connecting", offsetof(pod_status_t, pool_connecting), 0},
+        {"pool.registering", offsetof(pod_status_t, pool_registering), 0},
+        {"pool.joined", offsetof(pod_status_t, pool_joined), 1},
+        {"pool.waiting", offsetof(pod_status_t, consumers_waiting), 1},
+        {"pool.waited", offsetof(pod_status_t, consumers_waited), 1},
+        {"tunnels.active", offsetof(pod_status_t, tunnels_active), 0},
+        {"tunnels.total", offsetof(pod_status_t, tunnels_total), 0},
+        {"tunnels.failed", offsetof(pod_status_t, tunnels_failed), 0},
+        {"registrations.ok", offsetof(pod_status_t, registrations), 0},
+        {"registrations.failed", offsetof(pod_status_t, registration_failures), 0},
+        {"bytes.in", offsetof(pod_status_t, bytes_in), 0},
+        {"bytes.out", offsetof(pod_status_t, bytes_out), 0},
     };
     static const struct {
         const char *path;
@@ -862,11 +895,14 @@ int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
         goto Exit;
     }
     st->pid = (long long)pid;
-    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        if (nums[i].optional && !status_present(doc, nums[i].path))
+            continue;
         if (status_num(doc, nums[i].path, (unsigned long long *)((char *)st + nums[i].off)) != 0) {
             p2m_err(err, "%s: expected a number", nums[i].path);
             goto Exit;
         }
+    }
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         if (status_str(doc, strs[i].path, (char *)st + strs[i].off, strs[i].cap) != 0) {
             p2m_err(err, "%s: expected a string", strs[i].path);

@@ -11,6 +11,8 @@ void reg_header_reset(reg_header_t *h)
     h->session_ttl = 0;
     h->retry_after = -1;
     h->connections = 0;
+    h->waiting = -1;
+    h->waited = -1;
 }
 
 void reg_header_parse(reg_header_t *h, const char *line, size_t len)
@@ -37,6 +39,10 @@ void reg_header_parse(reg_header_t *h, const char *line, size_t len)
         /* Not cut to the maximum like the delays: more than a pod may ask for is a broken answer. */
         long n = reg_header_seconds(v, vl, REG_CONNECTIONS_MAX + 1L);
         h->connections = n >= 1 && n <= REG_CONNECTIONS_MAX ? (unsigned)n : 0;
+    } else if ((vl = reg_header_value(line, len, "P2M-Waiting", &v)) >= 0) {
+        h->waiting = reg_header_seconds(v, vl, REG_WAITING_MAX); /* a count, read like delay-seconds */
+    } else if ((vl = reg_header_value(line, len, "P2M-Waited", &v)) >= 0) {
+        h->waited = reg_header_seconds(v, vl, REG_WAITING_MAX);
     } else if ((vl = reg_header_value(line, len, "Retry-After", &v)) >= 0) {
         h->retry_after = reg_header_seconds(v, vl, REG_RETRY_AFTER_MAX); /* an HTTP-date reads as absent */
     }

@@ -43,10 +43,10 @@
 #define REG_PARALLEL 8          /* Bearer registrations in flight at once, multiplexed on one HTTP/2 connection */
 /* Pre-connections one registration asks for (PROTOCOL 1.1): a pool refills with one request per
  * batch instead of one per connection, the registrar's and the relay's work per lease shared. */
-#define REG_LEASE_CONNS POD_REFILL_BATCH
-#define REG_BODY_MAX 256        /* ADDRESS:PORT, or a one-line reason */
-#define REG_BODY_LIMIT 4096     /* a longer registration response is aborted */
-#define REG_PEM_MAX 65536       /* a certificate chain or /cacert: a longer one is aborted */
+#define REG_LEASE_CONNS P2M_LEASE_CONNS_MAX
+#define REG_BODY_MAX 256    /* ADDRESS:PORT, or a one-line reason */
+#define REG_BODY_LIMIT 4096 /* a longer registration response is aborted */
+#define REG_PEM_MAX 65536   /* a certificate chain or /cacert: a longer one is aborted */
 #define REG_RETRY_AFTER_DEFAULT 60
 #define REG_CONNECT_TIMEOUT_MS 5000L
 #define REG_TIMEOUT_MS 20000L  /* the registrar waits up to 3 x 3 s for the relay */
@@ -110,8 +110,8 @@ struct req {
     CURL *easy;
     struct curl_slist *headers;
     auth_t auth;
-    unsigned conns;     /* registration: pre-connections asked for */
-    char reg_body[80];  /* registration: {"protocol":"NAME","connections":N} */
+    unsigned conns;           /* registration: pre-connections asked for */
+    char reg_body[80];        /* registration: {"protocol":"NAME","connections":N} */
     uint64_t step, prev_step; /* TOTP: the step used, and step_used before it */
     char *body;               /* kinds[kind].body_max + 1 bytes */
     size_t body_len, body_total;
@@ -440,8 +440,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
         else
             snprintf(req->reg_body, sizeof(req->reg_body), "{\"protocol\":\"%s\"}", p2m_proto_name(pod->args->proto));
         reg->inflight += req->conns;
-    }
-    else
+    } else
         reg->cur[kind] = req;
     if (auth != AUTH_NONE)
         reg->nauth++;
@@ -623,8 +622,10 @@ static void registered(req_t *req)
     unsigned conns = req->hdr.connections == 0 ? 1 : req->hdr.connections;
     if (conns > req->conns)
         conns = req->conns;
-    p2m_log(P2M_LOG_INFO, "registered", "label=%s lease=%u relay=%s auth=%s protocol=%s conns=%u", pod->args->label,
-            (unsigned)relay.port, relay.host, req->auth == AUTH_BEARER ? "bearer" : "totp", p2m_proto_name(pod->args->proto), conns);
+    p2m_log(P2M_LOG_INFO, "registered", "label=%s lease=%u relay=%s auth=%s protocol=%s conns=%u waiting=%ld", pod->args->label,
+            (unsigned)relay.port, relay.host, req->auth == AUTH_BEARER ? "bearer" : "totp", p2m_proto_name(pod->args->proto), conns,
+            req->hdr.waiting);
+    pool_demand(pod, req->hdr.waiting, req->hdr.waited);
     /* The family the registrar saw us in is the one the relay accepts. */
     char *local_ip = NULL;
     int family = AF_UNSPEC;

@@ -75,14 +75,16 @@ static void status_write(pod_t *pod, const char *state)
                      "  \"forward\": \"%s\",\n"
                      "  \"started\": %llu,\n"
                      "  \"updated\": %llu,\n"
-                     "  \"pool\": {\"target\": %u, \"idle\": %u, \"connecting\": %u, \"registering\": %u},\n"
+                     "  \"pool\": {\"floor\": %u, \"ceiling\": %u, \"target\": %u, \"idle\": %u, \"connecting\": %u, "
+                     "\"registering\": %u, \"joined\": %u, \"waiting\": %llu, \"waited\": %llu},\n"
                      "  \"tunnels\": {\"active\": %u, \"total\": %llu, \"failed\": %llu},\n"
                      "  \"registrations\": {\"ok\": %llu, \"failed\": %llu},\n"
                      "  \"bytes\": {\"in\": %llu, \"out\": %llu},\n"
                      "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"}%s\n"
                      "}\n",
                      (long)getpid(), state, a->id, a->label, pod->fwd_str, pod->started, (unsigned long long)time(NULL), a->pool,
-                     pod->nidle, pod->nconnecting, reg_inflight(pod), pod->ntunnels, (unsigned long long)pod->stats.tunnels,
+                     a->pool_max, pod->target, pod->nidle, pod->nconnecting, reg_inflight(pod), pod->ntunnels, pod->waiting,
+                     pod->waited, pod->ntunnels, (unsigned long long)pod->stats.tunnels,
                      (unsigned long long)pod->stats.tunnel_failures, (unsigned long long)pod->stats.registrations,
                      (unsigned long long)pod->stats.registration_failures, (unsigned long long)in, (unsigned long long)out,
                      health_name(reg_health(pod)), health_name(pod->relay_health), health_name(pod->local_health), cert);
@@ -241,8 +243,10 @@ int status_command(const pod_args_t *a)
                human_age(now > st.updated ? now - st.updated : 0, b2, sizeof(b2)));
     printf("forward     %s\n", st.forward);
     printf("health      registrar %s, relay %s, local service %s\n", st.registrar_state, st.relay_state, st.local_state);
-    printf("pool        %llu/%llu idle, %llu connecting, %llu registering\n", st.pool_idle, st.pool_target, st.pool_connecting,
-           st.pool_registering);
+    printf("pool        %llu/%llu idle, %llu connecting, %llu registering (floor %llu, ceiling %llu)\n", st.pool_idle,
+           st.pool_target, st.pool_connecting, st.pool_registering, st.pool_floor, st.pool_ceiling);
+    printf("consumers   %llu joined, %llu waiting at the relay, %llu had to wait so far\n", st.pool_joined, st.consumers_waiting,
+           st.consumers_waited);
     printf("tunnels     %llu active, %llu total, %llu failed\n", st.tunnels_active, st.tunnels_total, st.tunnels_failed);
     printf("registered  %llu ok, %llu failed\n", st.registrations, st.registration_failures);
     printf("traffic     %s in, %s out\n", human_bytes(st.bytes_in, b1, sizeof(b1)), human_bytes(st.bytes_out, b2, sizeof(b2)));

@@ -82,19 +82,60 @@ static long long num(const redisReply *e)
     return e->type == REDIS_REPLY_INTEGER ? e->integer : e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
 }
 
+/* The consumers that had to wait (PROTOCOL 2.1), per label, all relays together: one family per
+ * outcome, summed from the relays' SERVICE:queued, SERVICE:waited_served and SERVICE:wait_timeouts. */
+static void wait_families(text_t *t, const redisReply *rstats)
+{
+    static const struct {
+        const char *counter, *family, *help;
+    } fams[] = {
+        {"queued", "pipe2me_consumers_queued_total", "Consumers that found no idle pre-connection and waited at a relay."},
+        {"waited_served", "pipe2me_consumers_waited_served_total", "Consumers joined to a pre-connection after waiting."},
+        {"wait_timeouts", "pipe2me_consumers_wait_timeouts_total", "Consumers closed after waiting relay.wait_timeout."},
+    };
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+        add(t, "# HELP %s %s\n# TYPE %s counter\n", fams[f].family, fams[f].help, fams[f].family);
+        /* Sum over relays: the triples are few (services x counters x relays); a label seen
+         * before is skipped when met again. */
+        for (size_t i = 0; i + 2 < rstats->elements; i += 3) {
+            const char *field = rstats->element[i + 1]->str, *colon = strrchr(field, ':');
+            if (colon == NULL || strcmp(colon + 1, fams[f].counter) != 0)
+                continue;
+            size_t llen = (size_t)(colon - field);
+            int seen = 0;
+            for (size_t j = 0; j < i && !seen; j += 3) {
+                const char *g = rstats->element[j + 1]->str, *gc = strrchr(g, ':');
+                seen =
+                    gc != NULL && (size_t)(gc - g) == llen && strncmp(g, field, llen) == 0 && strcmp(gc + 1, fams[f].counter) == 0;
+            }
+            if (seen)
+                continue;
+            long long sum = 0;
+            for (size_t j = i; j + 2 < rstats->elements; j += 3) {
+                const char *g = rstats->element[j + 1]->str;
+                if (strlen(g) == strlen(field) && strcmp(g, field) == 0)
+                    sum += num(rstats->element[j + 2]);
+            }
+            char lb[128], name[128];
+            snprintf(name, sizeof(name), "%.*s", (int)llen, field);
+            add(t, "%s{label=\"%s\"} %lld\n", fams[f].family, esc(name, lb, sizeof(lb)), sum);
+        }
+    }
+}
+
 static void on_metrics(op_t *op, redisReply *rep)
 {
     if (op->req == NULL) {
         op_free(op);
         return;
     }
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 6) {
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 7) {
         op_respond(op, 503, "Service Unavailable", "redis unavailable");
         return;
     }
     text_t t = {NULL, 0, 0};
     char a[128], b[128];
-    redisReply *stats = rep->element[1], *idle = rep->element[4], *rstats = rep->element[5];
+    redisReply *stats = rep->element[1], *idle = rep->element[4], *rstats = rep->element[5], *wait = rep->element[6];
     long long registrations = 0, redirects = 0;
     for (size_t i = 0; i + 1 < stats->elements; i += 2) {
         if (strcmp(stats->element[i]->str, "registrations") == 0)
@@ -125,6 +166,12 @@ static void on_metrics(op_t *op, redisReply *rep)
     for (size_t i = 0; i + 2 < idle->elements; i += 3)
         add(&t, "pipe2me_idle_preconnections{relay=\"%s\",label=\"%s\"} %lld\n", esc(idle->element[i]->str, a, sizeof(a)),
             esc(idle->element[i + 1]->str, b, sizeof(b)), num(idle->element[i + 2]));
+    add(&t, "# HELP pipe2me_consumers_waiting Consumers waiting at a relay for a pre-connection.\n"
+            "# TYPE pipe2me_consumers_waiting gauge\n");
+    for (size_t i = 0; i + 2 < wait->elements; i += 3)
+        add(&t, "pipe2me_consumers_waiting{relay=\"%s\",label=\"%s\"} %lld\n", esc(wait->element[i]->str, a, sizeof(a)),
+            esc(wait->element[i + 1]->str, b, sizeof(b)), num(wait->element[i + 2]));
+    wait_families(&t, rstats);
     add(&t, "# HELP pipe2me_relay_total Relay traffic counters by label.\n# TYPE pipe2me_relay_total counter\n");
     for (size_t i = 0; i + 2 < rstats->elements; i += 3) {
         /* Relay fields are LABEL:COUNTER. */

@@ -25,8 +25,8 @@ static void count(op_t *op, const char *name)
 static void done(op_t *op, int status, const char *reason, const char *why, const char *retry_after)
 {
     p2m_log(status < 400 ? P2M_LOG_INFO : P2M_LOG_WARN, op->kind == OP_TCP ? "tcp_port" : "redirect",
-            "status=%d label=%s protocol=%s addr=%s lease=%u reason=\"%s\"", status, op->label, p2m_proto_name(op->proto), op->addr,
-            (unsigned)op->port, why);
+            "status=%d label=%s protocol=%s addr=%s lease=%u queued=%s reason=\"%s\"", status, op->label, p2m_proto_name(op->proto),
+            op->addr, (unsigned)op->port, op->queued ? "yes" : "no", why);
     if (retry_after != NULL)
         op_header(op, "Retry-After", retry_after);
     if (status != 307) {
@@ -50,8 +50,8 @@ void redirect_bound(op_t *op, int ok)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
             h2o_iovec_t v = h2o_strdup(&req->pool, body, (size_t)n);
             send_body(req, v.base, v.len);
-            p2m_log(P2M_LOG_INFO, "tcp_port", "status=200 label=%s protocol=tcp addr=%s lease=%u reason=\"ok\"", op->label,
-                    op->addr, (unsigned)op->port);
+            p2m_log(P2M_LOG_INFO, "tcp_port", "status=200 label=%s protocol=tcp addr=%s lease=%u queued=%s reason=\"ok\"",
+                    op->label, op->addr, (unsigned)op->port, op->queued ? "yes" : "no");
         }
         count(op, "tcp_ports");
         op_free(op);
@@ -98,8 +98,10 @@ static void announce(op_t *op, const char *relay)
 static void on_route(op_t *op, redisReply *rep)
 {
     const char *status = elem(rep, 0), *port = elem(rep, 1), *relay = elem(rep, 3), *state = elem(rep, 4), *svc = elem(rep, 5);
+    const char *queued = elem(rep, 6);
     int leased = status != NULL && strcmp(status, "ok") == 0 && port != NULL && relay != NULL && state != NULL && svc != NULL;
     if (leased) {
+        op->queued = queued != NULL && strcmp(queued, "1") == 0;
         const char *colon = strchr(svc, ':');
         op->port = (uint16_t)atoi(port);
         op->proto = colon == NULL ? P2M_PROTO_HTTPS : strcmp(colon + 1, "http") == 0 ? P2M_PROTO_HTTP : P2M_PROTO_TCP;
@@ -115,8 +117,10 @@ static void on_route(op_t *op, redisReply *rep)
         done(op, 503, "Service Unavailable", "registry unavailable", "5");
     } else if (strcmp(status, "unknown") == 0) {
         done(op, 404, "Not Found", "no such label", NULL);
-    } else if (strcmp(status, "noidle") == 0) {
-        done(op, 503, "Service Unavailable", "the pod has no idle connection; try again", "2");
+    } else if (strcmp(status, "gone") == 0) {
+        /* No idle pre-connection and no sign of the pod within registrar.alive_window: nothing to
+         * wait for (PROTOCOL 2.1). */
+        done(op, 503, "Service Unavailable", "the pod is offline; try again later", "10");
     } else if (!leased) {
         done(op, 503, "Service Unavailable", "no free port", "5");
     } else if (state[0] == '0') {

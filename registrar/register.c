@@ -36,9 +36,8 @@ static void log_result(op_t *op, int status, const char *why)
     const char *auth = op->auth.scheme == P2M_AUTH_BEARER ? "bearer" : op->auth.scheme == P2M_AUTH_TOTP ? "totp" : "-";
     p2m_log_level_t level = status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN;
     if (op->kind == OP_REGISTER)
-        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u reason=\"%s\"",
-                status, op->label, p2m_proto_name(op->proto), op->id[0] ? op->id : "-", op->addr, auth, (unsigned)op->port,
-                op->conns, why);
+        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u reason=\"%s\"", status,
+                op->label, p2m_proto_name(op->proto), op->id[0] ? op->id : "-", op->addr, auth, (unsigned)op->port, op->conns, why);
     else
         p2m_log(level, "certificate", "status=%d label=%s pod=%s addr=%s auth=%s reason=\"%s\"", status, op->label,
                 op->id[0] ? op->id : "-", op->addr, auth, why);
@@ -148,6 +147,9 @@ void register_bound(op_t *op, int ok)
         /* Always sent, so that a pod knows how many connections the port takes without assuming. */
         snprintf(conns, sizeof(conns), "%u", op->conns);
         op_header(op, "P2M-Connections", conns);
+        /* The demand for the service (PROTOCOL 1.3): the pod grows its pool to meet it. */
+        op_header(op, "P2M-Waiting", op->waiting[0] ? op->waiting : "0");
+        op_header(op, "P2M-Waited", op->waited[0] ? op->waited : "0");
         p2m_cmd_t cmd;
         if (p2m_cmd_stat(&cmd, "registrations") == 0)
             redis_send_nowait(op->r, &cmd);
@@ -171,6 +173,18 @@ void register_bound(op_t *op, int ok)
     op_fail(op, 503, "Service Unavailable", ok < 0 ? "relay did not answer" : "relay could not listen");
 }
 
+/* A count from a script's reply as a P2M-Waiting or P2M-Waited value: "0" when it is not digits. */
+static void count_header(const char *v, char *out, size_t cap)
+{
+    size_t n = v != NULL ? strlen(v) : 0;
+    if (n == 0 || strspn(v, "0123456789") != n)
+        snprintf(out, cap, "0");
+    else if (n > 9)
+        snprintf(out, cap, "999999999");
+    else
+        snprintf(out, cap, "%s", v);
+}
+
 static void on_lease(op_t *op, redisReply *rep)
 {
     const char *status = reply_str(rep, 0);
@@ -190,10 +204,15 @@ static void on_lease(op_t *op, redisReply *rep)
         }
     }
     const char *port = reply_str(rep, 1), *relay = reply_str(rep, 2), *addr = reply_str(rep, 3);
+    const char *waiting = reply_str(rep, 4), *waited = reply_str(rep, 5);
     if (port == NULL || relay == NULL || addr == NULL) {
         redis_down(op);
         return;
     }
+    /* Counts summed by the script from the relays' hashes: digits only reach a header, at most 9
+     * of them (PROTOCOL 1.3: a larger count is sent as 999999999). */
+    count_header(waiting, op->waiting, sizeof(op->waiting));
+    count_header(waited, op->waited, sizeof(op->waited));
     op->port = (uint16_t)atoi(port);
     snprintf(op->relay_addr, sizeof(op->relay_addr), "%s", addr);
     lease_wait(op, relay, 1);
@@ -205,7 +224,8 @@ static void lease_request(op_t *op)
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
     if (p2m_cmd_lease_pre(&cmd, op->label, op->proto, op->id, op->addr, (long long)time(NULL),
-                          op->r->cfg.registrar.preconnect_timeout, rnd & 0x7fffffff, op->conns) != 0 ||
+                          op->r->cfg.registrar.preconnect_timeout, rnd & 0x7fffffff, op->conns,
+                          op->r->cfg.registrar.alive_window) != 0 ||
         redis_send(op->r, &cmd, on_lease, op) != 0)
         redis_down(op);
 }

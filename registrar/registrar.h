@@ -64,12 +64,14 @@ struct op {
     char relay_addr[P2M_HOST_MAX + 1];
     op_t *next_waiting;
     h2o_timeout_entry_t wait_entry;
-    h2o_iovec_t path;           /* consumer: path and query, in the request pool */
-    p2m_proto_t proto;          /* register: the service declared; consumer: the service chosen */
-    unsigned conns;             /* register: pre-connections the leased port accepts (PROTOCOL 1.1) */
-    int plain_http;             /* consumer: the request came on the plain-HTTP listener */
-    struct X509_req_st *csr;    /* certificate: the checked request, freed with the op */
-    char why[P2M_ERR_LEN + 32]; /* a refusal's reason while its strike is being counted */
+    h2o_iovec_t path;             /* consumer: path and query, in the request pool */
+    p2m_proto_t proto;            /* register: the service declared; consumer: the service chosen */
+    unsigned conns;               /* register: pre-connections the leased port accepts (PROTOCOL 1.1) */
+    char waiting[24], waited[24]; /* register: the demand the pod is told of (P2M-Waiting, P2M-Waited) */
+    int queued;                   /* consumer: no idle pre-connection now, the consumer will wait at the relay */
+    int plain_http;               /* consumer: the request came on the plain-HTTP listener */
+    struct X509_req_st *csr;      /* certificate: the checked request, freed with the op */
+    char why[P2M_ERR_LEN + 32];   /* a refusal's reason while its strike is being counted */
 };
 
 /* http.c */

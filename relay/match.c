@@ -87,9 +87,16 @@ label_t *label_get(relay_t *r, const char *name)
     return l;
 }
 
+static int counters_zero(const label_t *l)
+{
+    return l->bytes_in == 0 && l->bytes_out == 0 && l->conns == 0 && l->queued == 0 && l->waited_served == 0 &&
+           l->wait_timeouts == 0;
+}
+
+/* Unused: no lease or tunnel names it, nothing waits to be written to Redis. */
 static int label_unused(const label_t *l)
 {
-    return l->refs == 0 && l->bytes_in == 0 && l->bytes_out == 0 && l->conns == 0;
+    return l->refs == 0 && counters_zero(l) && !l->wait_dirty;
 }
 
 static void label_remove(relay_t *r, label_t *l)
@@ -124,11 +131,12 @@ void label_flush_counters(relay_t *r, void (*emit)(relay_t *r, const label_t *l,
         label_t **pp = &r->labels[i];
         while (*pp != NULL) {
             label_t *l = *pp;
-            if (l->bytes_in != 0 || l->bytes_out != 0 || l->conns != 0) {
+            if (!counters_zero(l)) {
                 emit(r, l, arg);
                 l->bytes_in = l->bytes_out = l->conns = 0;
+                l->queued = l->waited_served = l->wait_timeouts = 0;
             }
-            if (l->refs == 0) {
+            if (label_unused(l)) {
                 *pp = l->_hnext;
                 r->nlabels--;
                 free(l);
@@ -165,6 +173,43 @@ static void list_remove(tunnel_t **head, tunnel_t **tail, tunnel_t *t)
     t->prev = t->next = NULL;
 }
 
+static void on_wait_flush(p2m_loop_reap_t *rp)
+{
+    relay_t *r = (relay_t *)((char *)rp - offsetof(relay_t, wait_flush));
+    if (r->redis != NULL)
+        rredis_wait_flush(r->redis);
+    else
+        match_wait_flush(r, NULL, NULL);
+}
+
+/* lab's wait count changed: it is written to Redis at the end of the turn (p2m:wait:NAME, which
+ * the registrar reads to tell the pod how many consumers wait for it). */
+static void wait_changed(relay_t *r, label_t *lab)
+{
+    if (lab->wait_dirty)
+        return;
+    lab->wait_dirty = 1;
+    lab->wait_next = r->wait_dirty;
+    r->wait_dirty = lab;
+    p2m_loop_defer(r->loop, &r->wait_flush, on_wait_flush);
+}
+
+void match_wait_flush(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg)
+{
+    label_t *l = r->wait_dirty;
+    r->wait_dirty = NULL;
+    while (l != NULL) {
+        label_t *next = l->wait_next;
+        l->wait_next = NULL;
+        l->wait_dirty = 0;
+        if (cb != NULL)
+            cb(r, l, arg);
+        if (label_unused(l))
+            label_remove(r, l);
+        l = next;
+    }
+}
+
 void match_unlink(relay_t *r, tunnel_t *t)
 {
     if (!t->queued)
@@ -178,6 +223,7 @@ void match_unlink(relay_t *r, tunnel_t *t)
         list_remove(&l->wait_head, &l->wait_tail, t);
         l->nwait--;
         r->nwaiting--;
+        wait_changed(r, l);
     }
     t->queued = 0;
 }
@@ -189,6 +235,7 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
     if (w != NULL) {
         /* A consumer is waiting: join at once; the pre-connection is never counted idle. */
         match_unlink(r, w);
+        lab->waited_served++;
         w->pport = l->port;
         ports_pre_release(r, l, 0);
         if (tunnel_attach(w, SIDE_POD, fd, 1) != 0) {
@@ -268,8 +315,9 @@ void match_consumer_ready(relay_t *r, tunnel_t *c)
     }
     if (lab->nwait >= RELAY_WAIT_MAX) {
         char pstr[64];
-        p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=consumer label=%s fd=%d peer=%s reason=queue_full waiting=%u",
-                (unsigned)c->qport, lab->name, c->fd[SIDE_CONSUMER], peer_addr_str(&c->caddr, pstr), lab->nwait);
+        if (relay_refusal_log_full(r, &c->caddr, "queue_full", c->qport, lab->name))
+            p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=consumer label=%s fd=%d peer=%s reason=queue_full waiting=%u",
+                    (unsigned)c->qport, lab->name, c->fd[SIDE_CONSUMER], peer_addr_str(&c->caddr, pstr), lab->nwait);
         tunnel_close(c, "queue_full");
         return;
     }
@@ -279,7 +327,9 @@ void match_consumer_ready(relay_t *r, tunnel_t *c)
     list_append(&lab->wait_head, &lab->wait_tail, c);
     c->queued = 1;
     lab->nwait++;
+    lab->queued++;
     r->nwaiting++;
+    wait_changed(r, lab);
     tunnel_wait(c);
 }
 

@@ -58,6 +58,11 @@ static int key_stats(const char *name, char *out, size_t cap) /* hash: LABEL:byt
 {
     return snprintf(out, cap, "p2m:stats:relay:%s", name);
 }
+static int key_wait(const char *name, char *out, size_t cap) /* hash: LABEL -> consumers waiting */
+{
+    return snprintf(out, cap, "p2m:wait:%s", name);
+}
+#define KEY_ALIVE_PREFIX "p2m:alive:" /* string per service: the relay that saw its pod last */
 static int key_portbusy(const char *name, uint16_t port, char *out, size_t cap)
 {
     return snprintf(out, cap, "p2m:portbusy:%s:%u", name, (unsigned)port);
@@ -109,12 +114,18 @@ static const char lua_pre_release[] = LUA_LEASE_IS_OURS "if ours and ARGV[6] == 
                                                         "if n < 0 then return -1 end\n"
                                                         "return n\n";
 
-/* Rewrites the idle hash from what the relay holds. KEYS[1] idle; ARGV[1] ttl, then LABEL COUNT
- * pairs. */
+/* Rewrites a count hash (idle or wait) from what the relay holds. KEYS[1] the hash; ARGV[1] ttl,
+ * then LABEL COUNT pairs. */
 static const char lua_idle_resync[] = "redis.call('DEL', KEYS[1])\n"
                                       "for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
                                       "if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
                                       "return 0\n";
+
+/* Marks services alive on this relay (PROTOCOL 2.1): it holds their pods' pre-connections or
+ * tunnels. ARGV[1] relay name, ARGV[2] seconds, then the service keys. */
+static const char lua_alive[] =
+    "for i = 3, #ARGV do redis.call('SET', '" KEY_ALIVE_PREFIX "' .. ARGV[i], ARGV[1], 'EX', ARGV[2]) end\n"
+    "return 0\n";
 
 /* --- connections ------------------------------------------------------------------------------ */
 
@@ -140,7 +151,7 @@ struct rredis {
     int synced;           /* a SCAN completed since the process started: later ones are rescans */
     uint64_t ping_sent;   /* loop ms of the PING awaiting its PONG, 0 when none */
     unsigned ping_missed; /* heartbeats since that PING */
-    char key_relay[96], key_idle[96], key_stats[96], chan_relay[96];
+    char key_relay[96], key_idle[96], key_stats[96], key_wait[96], chan_relay[96];
     char ports[16], started[24];
 };
 
@@ -419,6 +430,7 @@ void rredis_idle_add(rredis_t *rr, const lease_t *l)
 }
 
 static void idle_resync(rredis_t *rr);
+static void alive_marks(rredis_t *rr);
 
 static void on_pre_release(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -495,7 +507,8 @@ static void emit_counters(relay_t *r, const label_t *l, void *arg)
     const struct {
         const char *name;
         uint64_t v;
-    } fields[] = {{"bytes_in", l->bytes_in}, {"bytes_out", l->bytes_out}, {"conns", l->conns}};
+    } fields[] = {{"bytes_in", l->bytes_in}, {"bytes_out", l->bytes_out},         {"conns", l->conns},
+                  {"queued", l->queued},     {"waited_served", l->waited_served}, {"wait_timeouts", l->wait_timeouts}};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         if (fields[i].v == 0)
             continue;
@@ -579,6 +592,14 @@ static void heartbeat(rredis_t *rr)
     cmd_pushf(&c, "%d", RELAY_HEARTBEAT_TTL);
     cmd_send(rr, &c, NULL, NULL);
 
+    cmd_begin(&c);
+    cmd_push(&c, "EXPIRE");
+    cmd_push(&c, rr->key_wait);
+    cmd_pushf(&c, "%d", RELAY_HEARTBEAT_TTL);
+    cmd_send(rr, &c, NULL, NULL);
+
+    alive_marks(rr);
+
     /* Idle pre-connections keep their lease; consumer leases live while connections do. */
     for (size_t i = 0; i < r->nports; i++) {
         lease_t *l = r->leases[i];
@@ -620,15 +641,27 @@ typedef struct {
     const char **argv;
     size_t *len;
     char (*counts)[16];
+    int what; /* COUNT_IDLE or COUNT_WAIT */
 } resync_acc_t;
 
-static void collect_idle(relay_t *r, label_t *l, void *arg)
+enum { COUNT_IDLE, COUNT_WAIT, COUNT_ALIVE };
+
+static void collect(relay_t *r, label_t *l, void *arg)
 {
     resync_acc_t *acc = arg;
     (void)r;
-    if (l->nidle == 0 || acc->n + 2 > acc->cap)
+    if (acc->what == COUNT_ALIVE) {
+        /* A pod with idle pre-connections or open tunnels here is there. */
+        if ((l->nidle == 0 && l->njoined == 0) || acc->n + 1 > acc->cap)
+            return;
+        acc->argv[acc->n] = l->name;
+        acc->len[acc->n++] = strlen(l->name);
         return;
-    snprintf(acc->counts[acc->n / 2], sizeof(acc->counts[0]), "%u", l->nidle);
+    }
+    unsigned v = acc->what == COUNT_IDLE ? l->nidle : l->nwait;
+    if (v == 0 || acc->n + 2 > acc->cap)
+        return;
+    snprintf(acc->counts[acc->n / 2], sizeof(acc->counts[0]), "%u", v);
     acc->argv[acc->n] = l->name;
     acc->len[acc->n++] = strlen(l->name);
     acc->argv[acc->n] = acc->counts[(acc->n - 1) / 2];
@@ -636,31 +669,80 @@ static void collect_idle(relay_t *r, label_t *l, void *arg)
     acc->n++;
 }
 
-/* Rewrites p2m:idle:NAME from the pre-connections held now. */
-static void idle_resync(rredis_t *rr)
+/* One script over every label: head is the script's first arguments (EVAL, script, numkeys, ...),
+ * then collect() adds what `what` asks for. Sends nothing when there are no labels and skip_empty. */
+static void send_over_labels(rredis_t *rr, const char *const *head, size_t nhead, int what, int skip_empty)
 {
     relay_t *r = rr->relay;
-    if (!rr->cmd.ready)
-        return;
-    size_t head = 5, cap = 2 * r->nlabels;
-    resync_acc_t acc = {head, head + cap, NULL, NULL, NULL};
-    acc.argv = relay_xcalloc(head + cap, sizeof(*acc.argv));
-    acc.len = relay_xcalloc(head + cap, sizeof(*acc.len));
-    acc.counts = relay_xcalloc(head + cap, sizeof(*acc.counts)); /* indexed by argv slot / 2 */
-    char ttl[16];
-    snprintf(ttl, sizeof(ttl), "%d", RELAY_HEARTBEAT_TTL);
-    acc.argv[0] = "EVAL";
-    acc.argv[1] = lua_idle_resync;
-    acc.argv[2] = "1";
-    acc.argv[3] = rr->key_idle;
-    acc.argv[4] = ttl;
-    for (int i = 0; i < 5; i++)
-        acc.len[i] = strlen(acc.argv[i]);
-    label_foreach(r, collect_idle, &acc);
-    conn_send(&rr->cmd, NULL, NULL, (int)acc.n, acc.argv, acc.len);
+    size_t cap = 2 * r->nlabels;
+    resync_acc_t acc = {nhead, nhead + cap, NULL, NULL, NULL, what};
+    acc.argv = relay_xcalloc(nhead + cap, sizeof(*acc.argv));
+    acc.len = relay_xcalloc(nhead + cap, sizeof(*acc.len));
+    acc.counts = relay_xcalloc(nhead + cap, sizeof(*acc.counts)); /* indexed by argv slot / 2 */
+    for (size_t i = 0; i < nhead; i++) {
+        acc.argv[i] = head[i];
+        acc.len[i] = strlen(head[i]);
+    }
+    label_foreach(r, collect, &acc);
+    if (!skip_empty || acc.n > nhead)
+        conn_send(&rr->cmd, NULL, NULL, (int)acc.n, acc.argv, acc.len);
     free(acc.argv);
     free(acc.len);
     free(acc.counts);
+}
+
+/* Rewrites p2m:idle:NAME and p2m:wait:NAME from the pre-connections and consumers held now. */
+static void idle_resync(rredis_t *rr)
+{
+    if (!rr->cmd.ready)
+        return;
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%d", RELAY_HEARTBEAT_TTL);
+    const char *idle[] = {"EVAL", lua_idle_resync, "1", rr->key_idle, ttl};
+    send_over_labels(rr, idle, 5, COUNT_IDLE, 0);
+    const char *wait[] = {"EVAL", lua_idle_resync, "1", rr->key_wait, ttl};
+    send_over_labels(rr, wait, 5, COUNT_WAIT, 0);
+}
+
+/* Every heartbeat: the services whose pods this relay holds stay alive for the registrar. */
+static void alive_marks(rredis_t *rr)
+{
+    char window[16];
+    snprintf(window, sizeof(window), "%u", rr->relay->cfg.registrar.alive_window);
+    const char *head[] = {"EVAL", lua_alive, "0", rr->relay->cfg.relay.name, window};
+    send_over_labels(rr, head, 5, COUNT_ALIVE, 1);
+}
+
+static void emit_counters(relay_t *r, const label_t *l, void *arg);
+
+/* A label's wait count changed: its new count, and its counters with it, so that the consumers that
+ * waited are in p2m:stats:relay:NAME by the time the pod's next registration reads them (they
+ * would otherwise wait for the heartbeat). */
+static void emit_wait(relay_t *r, label_t *l, void *arg)
+{
+    rredis_t *rr = arg;
+    emit_counters(r, l, rr);
+    l->bytes_in = l->bytes_out = l->conns = 0;
+    l->queued = l->waited_served = l->wait_timeouts = 0;
+    cmd_t c;
+    cmd_begin(&c);
+    if (l->nwait > 0) {
+        cmd_push(&c, "HSET");
+        cmd_push(&c, rr->key_wait);
+        cmd_push(&c, l->name);
+        cmd_pushf(&c, "%u", l->nwait);
+    } else {
+        cmd_push(&c, "HDEL");
+        cmd_push(&c, rr->key_wait);
+        cmd_push(&c, l->name);
+    }
+    cmd_send(rr, &c, NULL, NULL);
+}
+
+void rredis_wait_flush(rredis_t *rr)
+{
+    /* While Redis is away the marks are dropped: the resync after the reconnect rewrites the hash. */
+    match_wait_flush(rr->relay, rr->cmd.ready && !rr->stopping ? emit_wait : NULL, rr);
 }
 
 /* --- startup SCAN --------------------------------------------------------------------------- */
@@ -958,6 +1040,7 @@ rredis_t *rredis_new(relay_t *r, char *err)
     key_relay(name, rr->key_relay, sizeof(rr->key_relay));
     key_idle(name, rr->key_idle, sizeof(rr->key_idle));
     key_stats(name, rr->key_stats, sizeof(rr->key_stats));
+    key_wait(name, rr->key_wait, sizeof(rr->key_wait));
     channel_relay(name, rr->chan_relay, sizeof(rr->chan_relay));
     snprintf(rr->ports, sizeof(rr->ports), "%u-%u", (unsigned)r->cfg.relay.ports.lo, (unsigned)r->cfg.relay.ports.hi);
     snprintf(rr->started, sizeof(rr->started), "%lld", r->started);
@@ -1002,6 +1085,7 @@ void rredis_shutdown(rredis_t *rr)
     cmd_begin(&c);
     cmd_push(&c, "DEL");
     cmd_push(&c, rr->key_idle);
+    cmd_push(&c, rr->key_wait);
     cmd_push(&c, rr->key_relay);
     cmd_send(rr, &c, NULL, NULL);
     cmd_begin(&c);

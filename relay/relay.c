@@ -176,6 +176,7 @@ void relay_free(relay_t *r)
     while (r->tunnels != NULL)
         tunnel_close(r->tunnels, "shutdown");
     rredis_free(r->redis);
+    r->redis = NULL; /* a wait flush still queued for the reap below finds it gone */
     if (r->loop != NULL)
         p2m_loop_reap(r->loop); /* frees closed tunnels and leases, dropping their labels */
     ports_free(r);

@@ -74,10 +74,16 @@ struct label {
     unsigned nidle;
     tunnel_t *wait_head, *wait_tail; /* consumers waiting, oldest first */
     unsigned nwait;
+    unsigned njoined;   /* tunnels joined and open: the pod is there (p2m:alive, PROTOCOL 2.1) */
+    uint8_t wait_dirty; /* nwait changed since it was last written to p2m:wait:NAME */
+    label_t *wait_next; /* the relay's list of labels with wait_dirty set */
     /* counters not yet added to Redis (p2m:stats:relay:NAME) */
-    uint64_t bytes_in;  /* consumer -> pod */
-    uint64_t bytes_out; /* pod -> consumer */
-    uint64_t conns;     /* tunnels joined */
+    uint64_t bytes_in;      /* consumer -> pod */
+    uint64_t bytes_out;     /* pod -> consumer */
+    uint64_t conns;         /* tunnels joined */
+    uint64_t queued;        /* consumers that found no idle pre-connection and waited */
+    uint64_t waited_served; /* ... and were joined to a pre-connection that came */
+    uint64_t wait_timeouts; /* ... and were closed after relay.wait_timeout */
 };
 
 /* --- leases (ports.c) ----------------------------------------------------------------------- */
@@ -113,10 +119,10 @@ struct lease {
     p2m_loop_handler_t listener; /* fd -1 once closed */
     p2m_loop_timer_t pause;      /* accept paused after EMFILE */
     p2m_loop_reap_t reap;
-    unsigned conns_left;        /* pre: connections the listener still accepts (PROTOCOL 1.1) */
-    unsigned held;              /* pre: idle pre-connections accepted on it (tunnels whose pre is it) */
-    p2m_loop_timer_t deadline;  /* pre: the listener closes preconnect_timeout after it opened */
-    unsigned nconns;            /* consumer: connections accepted and still open */
+    unsigned conns_left;       /* pre: connections the listener still accepts (PROTOCOL 1.1) */
+    unsigned held;             /* pre: idle pre-connections accepted on it (tunnels whose pre is it) */
+    p2m_loop_timer_t deadline; /* pre: the listener closes preconnect_timeout after it opened */
+    unsigned nconns;           /* consumer: connections accepted and still open */
 };
 
 /* --- tunnels (tunnel.c) --------------------------------------------------------------------- */
@@ -172,6 +178,11 @@ struct relay {
 
     tunnel_t *tunnels; /* every tunnel, for shutdown */
     size_t ntunnels, njoined, nidle, nwaiting;
+
+    /* Labels whose wait count changed this loop turn: written to Redis once, at the end of the
+     * turn, however many consumers came or went (a burst costs one command per label). */
+    label_t *wait_dirty;
+    p2m_loop_reap_t wait_flush;
     int stopping;
     int exit_code;
 
@@ -259,6 +270,10 @@ void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer);
 void match_consumer_ready(relay_t *r, tunnel_t *c);
 /* Takes t off its label's idle list or wait queue (no-op when on neither). */
 void match_unlink(relay_t *r, tunnel_t *t);
+/* The labels whose wait count changed since the last call, each once: calls cb for each (which may
+ * publish and zero the label's counters) and clears the marks; labels nothing references any more
+ * are freed after. */
+void match_wait_flush(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg);
 
 /* tunnel.c */
 tunnel_t *tunnel_new(relay_t *r, label_t *label); /* takes a label reference */
@@ -301,6 +316,8 @@ void rredis_idle_add(rredis_t *rr, const lease_t *l);
 void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta, int last);
 void rredis_lease_check(rredis_t *rr, const lease_t *l);
 void rredis_lease_touch(rredis_t *rr, const lease_t *l, unsigned ttl);
+/* Writes the wait counts that changed this turn to p2m:wait:NAME; called at the end of the turn. */
+void rredis_wait_flush(rredis_t *rr);
 /* Final writes before exit (idle hash and heartbeat removed, counters flushed); calls
  * p2m_loop_stop() once Redis acknowledged them or after a bounded wait. */
 void rredis_shutdown(rredis_t *rr);

@@ -5,9 +5,9 @@
  * directions: EPOLLIN while its direction may read (not at end of stream, not waiting for the
  * other side to drain, not waiting for a pipe), EPOLLOUT while the other direction waits for it to
  * drain. Interest changes cost an epoll_ctl only when they change, so a steady exchange costs one
- * read and one write per event (recv/send for small messages, splice for bulk: lib/splice.c). End of stream passes on as shutdown(SHUT_WR); the tunnel
- * closes once both directions are shut, on any error, after relay.idle_timeout seconds without a
- * byte either way, or when a side hangs up with bytes still owed to it.
+ * read and one write per event (recv/send for small messages, splice for bulk: lib/splice.c). End of stream passes on as
+ * shutdown(SHUT_WR); the tunnel closes once both directions are shut, on any error, after relay.idle_timeout seconds without a byte
+ * either way, or when a side hangs up with bytes still owed to it.
  *
  * Before the join the same object holds one half: an idle pre-connection (TUNNEL_IDLE) or a
  * waiting consumer (TUNNEL_WAIT), watched only for hang-up so that bytes a consumer sends early
@@ -139,8 +139,10 @@ void tunnel_close(tunnel_t *t, const char *reason)
     if (t->limited)
         limits_release(r->limits, &t->caddr);
     t->limited = 0;
-    if (was == TUNNEL_JOINED)
+    if (was == TUNNEL_JOINED) {
         r->njoined--;
+        t->label->njoined--;
+    }
 
     if (t->all_prev != NULL)
         t->all_prev->all_next = t->all_next;
@@ -348,6 +350,7 @@ void tunnel_join(tunnel_t *t)
     t->state = TUNNEL_JOINED;
     t->t_join = t->t_last = now;
     t->label->conns++;
+    t->label->njoined++;
     r->njoined++;
     p2m_loop_timer_start(r->loop, &t->timer, (uint64_t)r->cfg.relay.idle_timeout * 1000u);
     tunnel_log(P2M_LOG_INFO, t, "tunnel_join", "%s=%llu", age, (unsigned long long)ms);
@@ -355,10 +358,28 @@ void tunnel_join(tunnel_t *t)
         tunnel_close(t, "epoll");
 }
 
+/* Reads and drops what a consumer sent and no pod will answer, at most WAIT_DRAIN_MAX bytes:
+ * closing a socket with unread bytes sends a reset, and the consumer should see an orderly end
+ * of stream instead. */
+#define WAIT_DRAIN_MAX (64 * 1024)
+static void drop_unread(int fd)
+{
+    char buf[4096];
+    size_t total = 0;
+    ssize_t n;
+    while (total < WAIT_DRAIN_MAX && (n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+        total += (size_t)n;
+}
+
 static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
 {
     tunnel_t *t = tunnel_check((tunnel_t *)((char *)timer - offsetof(tunnel_t, timer)));
     if (t->state == TUNNEL_WAIT) {
+        /* No pre-connection came in relay.wait_timeout: counted per label (PROTOCOL 3.6). */
+        t->label->wait_timeouts++;
+        drop_unread(t->fd[SIDE_CONSUMER]);
+        tunnel_log(P2M_LOG_WARN, t, "consumer_wait_timeout", "waited_ms=%llu waiting=%u",
+                   (unsigned long long)(p2m_loop_now(loop) - t->t_start), t->label->nwait);
         tunnel_close(t, "wait_timeout");
         return;
     }

@@ -57,8 +57,9 @@ expect_lease() {
 
 p2m_start_redis
 p2m_free_port_range RANGE_LO RANGE_HI 24
+ALIVE_WINDOW=10
 p2m_write_config "{\"relay\": {\"name\": \"$NAME\", \"ports\": \"$RANGE_LO-$RANGE_HI\"},
-    \"registrar\": {\"consumer_ttl\": $CONSUMER_TTL, \"preconnect_timeout\": 10}}"
+    \"registrar\": {\"consumer_ttl\": $CONSUMER_TTL, \"preconnect_timeout\": 10, \"alive_window\": $ALIVE_WINDOW}}"
 BASE=https://pipe2me.localhost:$P2M_HTTPS_PORT
 HTTP=http://pipe2me.localhost:$P2M_HTTP_PORT
 P2M_HREQ_LOCATIONS=$T/https-locations # every Location an HTTPS response carries
@@ -75,8 +76,9 @@ p2m_wait_until "the registrar answers /_health with 200" p2m_health_is 200
 # ---------------------------------------------------------------- no idle pre-connection, unknown label
 
 hreq "https://lonely.pipe2me.localhost:$P2M_HTTPS_PORT/x"
-expect_http 503 "a label without an idle pre-connection"
-expect_eq 2 "$(hdr retry-after)" "503 Retry-After"
+expect_http 503 "a label whose pod never registered"
+expect_eq 10 "$(hdr retry-after)" "503 Retry-After"
+expect_eq "the pod is offline; try again later" "$(body)" "503 body"
 expect_match '^text/plain' "$(hdr content-type)" "503 content type"
 has_hdr location && fail "the 503 carries a Location"$'\n'"$(resp_dump)"
 hreq "https://nosuch.pipe2me.localhost:$P2M_HTTPS_PORT/x"
@@ -218,9 +220,21 @@ done <<<"$METRICS"
 
 p2m_kill "$POD_WEB"
 p2m_wait_until "web has no idle pre-connection" p2m_redis_is "" HGET "p2m:idle:$NAME" web
+# Within registrar.alive_window of the pod's last sign of life a consumer is still sent to the
+# relay, to wait there for the pod's next pre-connection (PROTOCOL 2.1); the mark says where.
+expect_eq "$NAME" "$(rcli GET p2m:alive:web)" "the pod is marked alive on the relay"
+ttl=$(rcli TTL p2m:alive:web)
+((ttl > 0 && ttl <= ALIVE_WINDOW)) || fail "p2m:alive:web TTL $ttl, want 1-$ALIVE_WINDOW"
+p2m_ok
 hreq "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/x"
-expect_http 503 "web after its pre-connection closed"
-expect_eq 2 "$(hdr retry-after)" "503 Retry-After"
+expect_http 307 "web just after its pre-connection closed: the consumer will wait"
+grep -q "event=redirect status=307 label=web .*queued=yes" "$T/registrar.log" || fail "the 307 is not logged queued=yes"
+p2m_ok
+# Then the pod is gone: 503, no Location.
+p2m_wait_until "the alive mark lapses" p2m_redis_is 0 EXISTS p2m:alive:web
+hreq "https://web.pipe2me.localhost:$P2M_HTTPS_PORT/x"
+expect_http 503 "web once its pod has been gone for the alive window"
+expect_eq 10 "$(hdr retry-after)" "503 Retry-After"
 has_hdr location && fail "the 503 carries a Location"$'\n'"$(resp_dump)"
 p2m_ok
 

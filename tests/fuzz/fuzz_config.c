@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(!cfg.registrar.http_enabled || cfg.registrar.http.port >= 1);
     FUZZ_CHECK(cfg.log_level >= P2M_LOG_DEBUG && cfg.log_level <= P2M_LOG_ERROR);
     FUZZ_CHECK(cfg.registrar.preconnect_timeout > 0 && cfg.registrar.consumer_ttl > 0 && cfg.registrar.session_ttl > 0 &&
-               cfg.registrar.auth_fail_window > 0 && cfg.relay.wait_timeout > 0 && cfg.relay.idle_timeout > 0);
+               cfg.registrar.alive_window >= 10 && cfg.registrar.alive_window <= 86400 && cfg.registrar.auth_fail_window > 0 &&
+               cfg.relay.wait_timeout > 0 && cfg.relay.idle_timeout > 0);
     if (cfg.redis.is_unix)
         FUZZ_CHECK(FUZZ_TERMINATED(cfg.redis.path) && cfg.redis.path[0] != '\0');
     else

@@ -131,6 +131,7 @@ static void check_values(const pod_args_t *a)
                FUZZ_TERMINATED(a->label) && FUZZ_TERMINATED(a->domain) && FUZZ_TERMINATED(a->cacert) &&
                FUZZ_TERMINATED(a->state_dir) && FUZZ_TERMINATED(a->alpn) && FUZZ_TERMINATED(a->forward.host));
     FUZZ_CHECK(a->pool >= 1 && a->pool <= POD_POOL_MAX);
+    FUZZ_CHECK(a->pool_max >= a->pool && a->pool_max <= POD_POOL_MAX);
     FUZZ_CHECK(a->drain_timeout <= POD_DRAIN_MAX);
     FUZZ_CHECK(a->log_level >= P2M_LOG_DEBUG && a->log_level <= P2M_LOG_ERROR);
     FUZZ_CHECK(a->proto == P2M_PROTO_HTTPS || a->proto == P2M_PROTO_HTTP || a->proto == P2M_PROTO_TCP);
@@ -177,7 +178,7 @@ static void check_canonical(const pod_args_t *a)
         [POD_CMD_STATUS] = "status", [POD_CMD_ENV] = "env",           [POD_CMD_TEST] = "test"};
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     static pod_args_t b;
-    char *argv[40], pool[16], drain[16], fwd[P2M_HOST_MAX + 16], http[8], tcp[8], err[P2M_ERR_LEN] = "";
+    char *argv[40], pool[16], pool_max[16], drain[16], fwd[P2M_HOST_MAX + 16], http[8], tcp[8], err[P2M_ERR_LEN] = "";
     int n = 0;
 
     argv[n++] = "pipe2me-pod";
@@ -204,11 +205,13 @@ static void check_canonical(const pod_args_t *a)
     }
     if (a->cmd == POD_CMD_REGISTER || a->cmd == POD_CMD_ENV) {
         snprintf(pool, sizeof(pool), "%u", a->pool);
+        snprintf(pool_max, sizeof(pool_max), "%u", a->pool_max);
         snprintf(drain, sizeof(drain), "%u", a->drain_timeout);
         OPT("registrar", a->registrar);
         OPT("id", a->id);
         OPT("label", a->label);
         OPT("pool", pool);
+        OPT("pool-max", pool_max);
         OPT("drain-timeout", drain);
         OPT("protocol", p2m_proto_name(a->proto));
         if (a->domain[0] != '\0')
@@ -234,10 +237,10 @@ static void check_canonical(const pod_args_t *a)
     FUZZ_CHECK(b.cmd == a->cmd && strcmp(b.registrar, a->registrar) == 0 && strcmp(b.reg_host, a->reg_host) == 0 &&
                b.reg_port == a->reg_port && strcmp(b.id, a->id) == 0 && strcmp(b.label, a->label) == 0 &&
                strcmp(b.domain, a->domain) == 0 && b.have_forward == a->have_forward && b.pool == a->pool &&
-               b.drain_timeout == a->drain_timeout &&
-               strcmp(b.cacert, a->cacert) == 0 && strcmp(b.state_dir, a->state_dir) == 0 && b.json == a->json &&
-               b.proto == a->proto && b.tls_terminate == a->tls_terminate && strcmp(b.alpn, a->alpn) == 0 &&
-               b.http_port == a->http_port && b.tcp_port == a->tcp_port);
+               b.pool_max == a->pool_max && b.drain_timeout == a->drain_timeout && strcmp(b.cacert, a->cacert) == 0 &&
+               strcmp(b.state_dir, a->state_dir) == 0 && b.json == a->json && b.proto == a->proto &&
+               b.tls_terminate == a->tls_terminate && strcmp(b.alpn, a->alpn) == 0 && b.http_port == a->http_port &&
+               b.tcp_port == a->tcp_port);
     FUZZ_CHECK(a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_ENV || b.log_level == a->log_level);
     FUZZ_CHECK(!a->have_forward || (strcmp(b.forward.host, a->forward.host) == 0 && b.forward.port == a->forward.port));
     FUZZ_CHECK(a->cmd != POD_CMD_REGISTER || (b.secret_len == a->secret_len && memcmp(b.secret, a->secret, a->secret_len) == 0));

@@ -52,6 +52,17 @@ static long ref_seconds(const char *v, long n, long max)
 
 static reg_header_t h; /* one response's state, fresh for each input */
 
+/* Every field of h but the one named `except` is as in before. */
+static int same_but(const reg_header_t *before, const char *except)
+{
+    return (strcmp(except, "session") == 0 || strcmp(h.session, before->session) == 0) &&
+           (strcmp(except, "session_ttl") == 0 || h.session_ttl == before->session_ttl) &&
+           (strcmp(except, "retry_after") == 0 || h.retry_after == before->retry_after) &&
+           (strcmp(except, "connections") == 0 || h.connections == before->connections) &&
+           (strcmp(except, "waiting") == 0 || h.waiting == before->waiting) &&
+           (strcmp(except, "waited") == 0 || h.waited == before->waited);
+}
+
 static void check_line(const char *line, size_t len)
 {
     reg_header_t before;
@@ -65,14 +76,21 @@ static void check_line(const char *line, size_t len)
     FUZZ_CHECK(h.session_ttl <= REG_SESSION_TTL_MAX);
     FUZZ_CHECK(h.retry_after >= -1 && h.retry_after <= REG_RETRY_AFTER_MAX);
     FUZZ_CHECK(h.connections <= REG_CONNECTIONS_MAX);
+    FUZZ_CHECK(h.waiting >= -1 && h.waiting <= REG_WAITING_MAX && h.waited >= -1 && h.waited <= REG_WAITING_MAX);
 
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        FUZZ_CHECK(h.session[0] == '\0' && h.session_ttl == 0 && h.retry_after == -1 && h.connections == 0);
+        FUZZ_CHECK(h.session[0] == '\0' && h.session_ttl == 0 && h.retry_after == -1 && h.connections == 0 && h.waiting == -1 &&
+                   h.waited == -1);
     } else if ((n = ref_value(line, len, "P2M-Connections", &v)) >= 0) {
         long c = ref_seconds(v, n, REG_CONNECTIONS_MAX + 1L);
         FUZZ_CHECK(h.connections == (c >= 1 && c <= REG_CONNECTIONS_MAX ? (unsigned)c : 0u));
-        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.session_ttl == before.session_ttl &&
-                   h.retry_after == before.retry_after);
+        FUZZ_CHECK(same_but(&before, "connections"));
+    } else if ((n = ref_value(line, len, "P2M-Waiting", &v)) >= 0) {
+        FUZZ_CHECK(h.waiting == ref_seconds(v, n, REG_WAITING_MAX));
+        FUZZ_CHECK(same_but(&before, "waiting"));
+    } else if ((n = ref_value(line, len, "P2M-Waited", &v)) >= 0) {
+        FUZZ_CHECK(h.waited == ref_seconds(v, n, REG_WAITING_MAX));
+        FUZZ_CHECK(same_but(&before, "waited"));
     } else if ((n = ref_value(line, len, "P2M-Session", &v)) >= 0) {
         int cred = n >= 1 && n <= REG_SESSION_MAX;
         for (long i = 0; cred && i < n; i++)
@@ -81,20 +99,16 @@ static void check_line(const char *line, size_t len)
             FUZZ_CHECK((long)strlen(h.session) == n && memcmp(h.session, v, (size_t)n) == 0);
         else
             FUZZ_CHECK(h.session[0] == '\0');
-        FUZZ_CHECK(h.session_ttl == before.session_ttl && h.retry_after == before.retry_after &&
-                   h.connections == before.connections);
+        FUZZ_CHECK(same_but(&before, "session"));
     } else if ((n = ref_value(line, len, "P2M-Session-Expires", &v)) >= 0) {
         long s = ref_seconds(v, n, REG_SESSION_TTL_MAX);
         FUZZ_CHECK(h.session_ttl == (unsigned)(s > 0 ? s : 0));
-        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.retry_after == before.retry_after &&
-                   h.connections == before.connections);
+        FUZZ_CHECK(same_but(&before, "session_ttl"));
     } else if ((n = ref_value(line, len, "Retry-After", &v)) >= 0) {
         FUZZ_CHECK(h.retry_after == ref_seconds(v, n, REG_RETRY_AFTER_MAX));
-        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.session_ttl == before.session_ttl &&
-                   h.connections == before.connections);
+        FUZZ_CHECK(same_but(&before, "retry_after"));
     } else {
-        FUZZ_CHECK(strcmp(h.session, before.session) == 0 && h.session_ttl == before.session_ttl &&
-                   h.retry_after == before.retry_after && h.connections == before.connections);
+        FUZZ_CHECK(same_but(&before, ""));
     }
 }
 

@@ -119,6 +119,7 @@ static const char full_json[] = "{\n"
                                 "    \"url\": \"https://example.com:8443\",\n"
                                 "    \"preconnect_timeout\": 11,\n"
                                 "    \"consumer_ttl\": 12,\n"
+                                "    \"alive_window\": 45,\n"
                                 "    \"session_ttl\": 13,\n"
                                 "    \"auth_fail_limit\": 14,\n"
                                 "    \"auth_fail_window\": 15,\n"
@@ -155,6 +156,7 @@ static void check_full(const p2m_config_t *cfg)
     CHECK_EQ_STR(cfg->registrar.url, "https://example.com:8443");
     CHECK_EQ_INT(cfg->registrar.preconnect_timeout, 11);
     CHECK_EQ_INT(cfg->registrar.consumer_ttl, 12);
+    CHECK_EQ_INT(cfg->registrar.alive_window, 45);
     CHECK_EQ_INT(cfg->registrar.session_ttl, 13);
     CHECK_EQ_INT(cfg->registrar.auth_fail_limit, 14);
     CHECK_EQ_INT(cfg->registrar.auth_fail_window, 15);
@@ -228,7 +230,8 @@ static void test_full(void)
 
     /* limits: 253-byte domain ok; exactly 1 MiB ok */
     char dom253[400];
-    snprintf(dom253, sizeof(dom253), "{\"domain\": \"%.63s.%.63s.%.63s.%.61s\"}", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    snprintf(dom253, sizeof(dom253), "{\"domain\": \"%.63s.%.63s.%.63s.%.61s\"}",
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
              "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
              "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
              "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd");
@@ -248,7 +251,7 @@ static void test_full(void)
 
 struct err_row {
     const char *json;
-    size_t len;      /* 0: strlen */
+    size_t len;       /* 0: strlen */
     const char *want; /* must appear in err */
     const char *want2;
 };
@@ -398,6 +401,13 @@ static void test_errors(void)
         {"{\"registrar\": {\"consumer_ports_share\": 91}}", 0, "registrar.consumer_ports_share", NULL},
         {"{\"registrar\": {\"consumer_ports_share\": 50.5}}", 0, "registrar.consumer_ports_share", NULL},
         {"{\"registrar\": {\"consumer_ports_share\": \"50\"}}", 0, "registrar.consumer_ports_share", NULL},
+        /* below two relay heartbeats the mark could lapse while the pod is there */
+        {"{\"registrar\": {\"alive_window\": 9}}", 0, "registrar.alive_window", "10 to 86400"},
+        {"{\"registrar\": {\"alive_window\": 0}}", 0, "registrar.alive_window", NULL},
+        {"{\"registrar\": {\"alive_window\": 86401}}", 0, "registrar.alive_window", NULL},
+        {"{\"registrar\": {\"alive_window\": 30.5}}", 0, "registrar.alive_window", NULL},
+        {"{\"registrar\": {\"alive_window\": \"30\"}}", 0, "registrar.alive_window", NULL},
+        {"{\"registrar\": {\"alive_window\": null}}", 0, "registrar.alive_window", NULL},
     };
     run_err_rows("shares", shares, sizeof(shares) / sizeof(shares[0]));
     CHECK_CTX("cert_lifetime 60 and 34300800");
@@ -431,8 +441,8 @@ static void test_errors(void)
         {"registrar", "consumer_ports_per_addr"},
         {"registrar", "consumer_ports_per_label"},
     };
-    static const char *const bad_any[] = {"-1", "-4294967296", "1.5", "30.0", "1e3", "\"30\"", "true", "null", "[]", "{}",
-                                          "4294967296", "9223372036854775807"};
+    static const char *const bad_any[] = {"-1",   "-4294967296", "1.5", "30.0", "1e3",        "\"30\"",
+                                          "true", "null",        "[]",  "{}",   "4294967296", "9223372036854775807"};
     for (int pass = 0; pass < 2; pass++) {
         size_t nkeys = pass == 0 ? sizeof(timeouts) / sizeof(timeouts[0]) : sizeof(counts) / sizeof(counts[0]);
         for (size_t k = 0; k < nkeys; k++) {

@@ -118,6 +118,7 @@ static void test_register_flags(void)
         CHECK_EQ_STR(a.forward.host, "127.0.0.1");
         CHECK_EQ_INT(a.forward.port, 8080);
         CHECK_EQ_INT(a.pool, POD_POOL_DEFAULT);
+        CHECK_EQ_INT(a.pool_max, POD_POOL_CEILING_DEFAULT);
         CHECK_EQ_INT(a.drain_timeout, POD_DRAIN_DEFAULT);
         CHECK_EQ_INT(a.log_level, P2M_LOG_INFO);
         pod_args_wipe(&a);
@@ -140,6 +141,7 @@ static void test_register_flags(void)
         CHECK_EQ_STR(a.forward.host, "127.0.0.1");
         CHECK_EQ_INT(a.forward.port, 9);
         CHECK_EQ_INT(a.pool, 1024);
+        CHECK_EQ_INT(a.pool_max, 1024); /* the ceiling follows a floor above its default */
         CHECK_EQ_INT(a.log_level, P2M_LOG_DEBUG);
         CHECK_EQ_STR(a.state_dir, "/tmp/x");
         CHECK_EQ_STR(a.cacert, "/etc/ssl/ca.pem");
@@ -157,6 +159,13 @@ static void test_register_flags(void)
         {"--pool", "", "--pool"},
         {"--pool", "99999999999999999999", "--pool"},
         {"--pool", " 4", "--pool"},
+        {"--pool-max", "0", "--pool-max"},
+        {"--pool-max", "1025", "--pool-max"},
+        {"--pool-max", "-1", "--pool-max"},
+        {"--pool-max", "8x", "--pool-max"},
+        {"--pool-max", "", "--pool-max"},
+        {"--pool-max", "4294967297", "--pool-max"}, /* 2^32 + 1: must not wrap to 1 */
+        {"--pool-max", "3", "below --pool"},        /* the good line's --pool is 4 */
         {"--drain-timeout", "-1", "--drain-timeout"},
         {"--drain-timeout", "3601", "--drain-timeout"},
         {"--drain-timeout", "999999999", "--drain-timeout"},
@@ -224,6 +233,48 @@ static void test_register_flags(void)
         /* Options already given make "given twice": both are refusals worth having. */
         check_refused(rc, err, strstr(err, "twice") != NULL ? "twice" : rows[i].want);
         CHECK_EQ_INT(a.secret_len, 0);
+    }
+
+    CHECK_CTX("register: --pool and --pool-max");
+    static const struct {
+        const char *pool, *pool_max;
+        int rc;
+        unsigned want_pool, want_max;
+    } pools[] = {
+        {NULL, NULL, 0, POD_POOL_DEFAULT, POD_POOL_CEILING_DEFAULT},
+        {"8", NULL, 0, 8, POD_POOL_CEILING_DEFAULT},
+        {"300", NULL, 0, 300, 300},
+        {NULL, "4", 0, 4, 4},
+        {NULL, "1024", 0, 4, 1024},
+        {"16", "16", 0, 16, 16},
+        {"16", "15", -1, 0, 0},
+        {"1", "1", 0, 1, 1},
+        {"1024", "1000", -1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(pools) / sizeof(pools[0]); i++) {
+        const char *argv[20] = {"register", "--registrar", url,   "--id",      "p",           "--secret-file",
+                                sf,         "--label",     "web", "--forward", "127.0.0.1:80"};
+        int n = 11;
+        if (pools[i].pool != NULL) {
+            argv[n++] = "--pool";
+            argv[n++] = pools[i].pool;
+        }
+        if (pools[i].pool_max != NULL) {
+            argv[n++] = "--pool-max";
+            argv[n++] = pools[i].pool_max;
+        }
+        CHECK_CTX("--pool %s --pool-max %s", check_str(pools[i].pool), check_str(pools[i].pool_max));
+        char *full[22] = {"pipe2me-pod"};
+        for (int k = 0; k < n; k++)
+            full[k + 1] = (char *)argv[k];
+        int rc = pod_args_parse(n + 1, full, &a, err);
+        if (pools[i].rc < 0) {
+            check_refused(rc, err, "below --pool");
+        } else if (CHECK_RC(rc, 0, err)) {
+            CHECK_EQ_INT(a.pool, pools[i].want_pool);
+            CHECK_EQ_INT(a.pool_max, pools[i].want_max);
+        }
+        pod_args_wipe(&a);
     }
 
     CHECK_CTX("register: --drain-timeout limits");
@@ -661,6 +712,31 @@ static void test_status_doc(void)
         CHECK_EQ_INT(st.pool_idle, 3);
         CHECK_EQ_INT(st.tunnels_total, 9);
         CHECK_EQ_STR(st.relay_state, "down");
+        /* written by a pod before the elastic pool: read as 0 */
+        CHECK_EQ_INT(st.pool_floor, 0);
+        CHECK_EQ_INT(st.consumers_waited, 0);
+    }
+    const char *elastic = "{\"pid\": 12, \"state\": \"running\", \"id\": \"p\", \"label\": \"web\", \"forward\": \"127.0.0.1:80\","
+                          " \"started\": 1, \"updated\": 2, \"pool\": {\"floor\": 4, \"ceiling\": 256, \"target\": 64, \"idle\": 3,"
+                          " \"connecting\": 1, \"registering\": 32, \"joined\": 50, \"waiting\": 7, \"waited\": 190},"
+                          " \"tunnels\": {\"active\": 50, \"total\": 9, \"failed\": 1}, \"registrations\":"
+                          " {\"ok\": 10, \"failed\": 0}, \"bytes\": {\"in\": 5, \"out\": 6}, \"health\": {\"registrar\": \"up\","
+                          " \"relay\": \"up\", \"local\": \"up\"}}";
+    CHECK_CTX("status doc with the elastic pool");
+    if (CHECK_RC(pod_status_parse(elastic, strlen(elastic), &st, err), 0, err)) {
+        CHECK_EQ_INT(st.pool_floor, 4);
+        CHECK_EQ_INT(st.pool_ceiling, 256);
+        CHECK_EQ_INT(st.pool_target, 64);
+        CHECK_EQ_INT(st.pool_joined, 50);
+        CHECK_EQ_INT(st.consumers_waiting, 7);
+        CHECK_EQ_INT(st.consumers_waited, 190);
+    }
+    char bad[1024];
+    snprintf(bad, sizeof(bad), "%s", elastic);
+    char *w = strstr(bad, "\"waited\": 190");
+    if (CHECK(w != NULL)) {
+        memcpy(w, "\"waited\": -19", 13);
+        check_refused(pod_status_parse(bad, strlen(bad), &st, err), err, "pool.waited");
     }
     check_refused(pod_status_parse("{}", 2, &st, err), err, "pid");
     check_refused(pod_status_parse("{\"pid\": -1}", 11, &st, err), err, "pid");

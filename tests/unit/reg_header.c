@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define LIT(s) s, sizeof(s) - 1
 
@@ -110,7 +111,9 @@ static void test_seconds(void)
         {LIT("0x10"), 3600, -1},
         {LIT("5,6"), 3600, -1},
         {LIT("5\0"), 3600, -1},
-        {LIT("\0" "5"), 3600, -1},
+        {LIT("\0"
+             "5"),
+         3600, -1},
         {LIT("\xd9\xa1"), 3600, -1}, /* ARABIC-INDIC DIGIT ONE */
         {LIT("Fri, 31 Dec 1999 23:59:59 GMT"), 3600, -1},
         {"5", 0, 3600, -1},
@@ -149,7 +152,9 @@ static void test_session_valid(void)
         {"a\nb", 0},
         {"a:b", 0},
         {"a\\b", 0},
-        {"p\xc3\xb6" "d", 0},
+        {"p\xc3\xb6"
+         "d",
+         0},
         {"\xff", 0},
         {"a\x7f", 0},
     };
@@ -286,22 +291,14 @@ static void test_parse_connections(void)
         const char *line;
         unsigned want;
     } rows[] = {
-        {"P2M-Connections: 16\r\n", 16},
-        {"p2m-connections:1", 1},
-        {"P2M-Connections: 32\r\n", 32},
-        {"P2M-Connections: \t 7 \t\r\n", 7},
-        {"P2M-Connections: 0\r\n", 0},
-        {"P2M-Connections: 33\r\n", 0},
-        {"P2M-Connections: 999999999\r\n", 0},
-        {"P2M-Connections: 99999999999999999999\r\n", 0},
-        {"P2M-Connections: -1\r\n", 0},
-        {"P2M-Connections: +5\r\n", 0},
-        {"P2M-Connections: 5x\r\n", 0},
-        {"P2M-Connections: 1 6\r\n", 0},
-        {"P2M-Connections:\r\n", 0},
-        {"P2M-Connection: 5\r\n", 0},
-        {"P2M-Connectionsx: 5\r\n", 0},
-        {"P2M-Connections 5\r\n", 0},
+        {"P2M-Connections: 16\r\n", 16},       {"p2m-connections:1", 1},
+        {"P2M-Connections: 32\r\n", 32},       {"P2M-Connections: \t 7 \t\r\n", 7},
+        {"P2M-Connections: 0\r\n", 0},         {"P2M-Connections: 33\r\n", 0},
+        {"P2M-Connections: 999999999\r\n", 0}, {"P2M-Connections: 99999999999999999999\r\n", 0},
+        {"P2M-Connections: -1\r\n", 0},        {"P2M-Connections: +5\r\n", 0},
+        {"P2M-Connections: 5x\r\n", 0},        {"P2M-Connections: 1 6\r\n", 0},
+        {"P2M-Connections:\r\n", 0},           {"P2M-Connection: 5\r\n", 0},
+        {"P2M-Connectionsx: 5\r\n", 0},        {"P2M-Connections 5\r\n", 0},
         {" P2M-Connections: 5\r\n", 0},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -325,6 +322,65 @@ static void test_parse_connections(void)
     reg_header_reset(&h);
     feed(&h, reset);
     CHECK_EQ_INT(h.connections, 0);
+    CHECK_CTX(NULL);
+}
+
+/* P2M-Waiting and P2M-Waited (PROTOCOL 1.3): 1 to 9 digits and nothing else (the registrar cuts a
+ * larger count to 999999999), anything else reads as absent (-1); the other fields untouched; a
+ * status line resets them. */
+static void test_parse_demand(void)
+{
+    static const struct {
+        const char *name;
+        const char *value;
+        long want;
+    } rows[] = {
+        {"P2M-Waiting", "0", 0},
+        {"P2M-Waiting", "196", 196},
+        {"p2m-waiting", "7", 7},
+        {"P2M-Waiting", " \t 12 \t", 12},
+        {"P2M-Waiting", "999999999", REG_WAITING_MAX},
+        {"P2M-Waiting", "000000007", 7},
+        {"P2M-Waiting", "1000000000", -1}, /* ten digits: not a count we read */
+        {"P2M-Waiting", "99999999999999999999", -1},
+        {"P2M-Waiting", "-1", -1},
+        {"P2M-Waiting", "+5", -1},
+        {"P2M-Waiting", "5x", -1},
+        {"P2M-Waiting", "1 6", -1},
+        {"P2M-Waiting", "", -1},
+        {"P2M-Waiting", "0x10", -1},
+        {"P2M-Waited", "0", 0},
+        {"P2M-Waited", "123456789", 123456789},
+        {"P2M-Waited", "12e3", -1},
+        {"P2M-Waited", "", -1},
+    };
+    char line[128];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        reg_header_t h;
+        int waiting = strncasecmp(rows[i].name, "P2M-Waiting", 11) == 0;
+        snprintf(line, sizeof(line), "%s:%s\r\n", rows[i].name, rows[i].value);
+        const char *lines[] = {"P2M-Session: abc\r\n", "Retry-After: 9\r\n", "P2M-Connections: 3\r\n", line, NULL};
+        CHECK_CTX("demand row %zu: %s", i, check_bytes(line, strlen(line)));
+        reg_header_reset(&h);
+        feed(&h, lines);
+        CHECK_EQ_INT(waiting ? h.waiting : h.waited, rows[i].want);
+        CHECK_EQ_INT(waiting ? h.waited : h.waiting, -1);
+        CHECK_EQ_INT(h.connections, 3);
+        expect(&h, "abc", 0, 9);
+    }
+    reg_header_t h;
+    const char *names[] = {"P2M-Waite: 5\r\n", "P2M-Waitingx: 5\r\n", "P2M-Waiting 5\r\n", " P2M-Waited: 5\r\n", NULL};
+    CHECK_CTX("near misses are other headers");
+    reg_header_reset(&h);
+    feed(&h, names);
+    CHECK_EQ_INT(h.waiting, -1);
+    CHECK_EQ_INT(h.waited, -1);
+    const char *reset[] = {"P2M-Waiting: 4\r\n", "P2M-Waited: 40\r\n", "HTTP/1.1 200 OK\r\n", NULL};
+    CHECK_CTX("a status line resets both");
+    reg_header_reset(&h);
+    feed(&h, reset);
+    CHECK_EQ_INT(h.waiting, -1);
+    CHECK_EQ_INT(h.waited, -1);
     CHECK_CTX(NULL);
 }
 
@@ -356,7 +412,8 @@ static void test_parse_nul(void)
 
     CHECK_CTX("expiry with a NUL");
     reg_header_reset(&h);
-    feed_bytes(&h, LIT("P2M-Session-Expires: 6\0" "0\r\n"));
+    feed_bytes(&h, LIT("P2M-Session-Expires: 6\0"
+                       "0\r\n"));
     expect(&h, "", 0, -1);
 
     CHECK_CTX("retry-after with a NUL");
@@ -418,6 +475,7 @@ int main(void)
     test_session_valid();
     test_parse_sequences();
     test_parse_connections();
+    test_parse_demand();
     test_parse_nul();
     test_parse_long();
     return check_done("reg_header");

@@ -24,16 +24,20 @@
  *                                    joins a consumer only to a pre-connection of the same
  *                                    service), pod, addr (the only peer
  *                                    address the relay accepts on PORT), relay (NAME), created
- *                                    (unix s), state ("pending"|"bound"|"connected": a pre lease's pod connected); has a TTL: a crashed
- *                                    process leaks no port past it
- *   p2m:consumer:SERVICE:ADDR string the consumer port leased for ADDR and SERVICE (TTL as the lease)
- *   p2m:cports               zset    consumer lease ports -> last use (unix s), all of them
- *   p2m:cports:addr:ADDR     zset    the same for one source address
- *   p2m:cports:label:LABEL   zset    the same for one label (caps and eviction: PROTOCOL 3.6)
- *   p2m:relays               set     relay names (stale ones are pruned when their hash is gone)
- *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started; TTL 15 s, heartbeat 5 s
- *   p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME
- *   p2m:stats:relay:NAME     hash    SERVICE:bytes_in, SERVICE:bytes_out, SERVICE:conns
+ *                                    (unix s), state ("pending"|"bound"|"connected": a pre lease's pod connected); has a TTL: a
+ * crashed process leaks no port past it p2m:consumer:SERVICE:ADDR string the consumer port leased for ADDR and SERVICE (TTL as the
+ * lease) p2m:cports               zset    consumer lease ports -> last use (unix s), all of them p2m:cports:addr:ADDR     zset the
+ * same for one source address p2m:cports:label:LABEL   zset    the same for one label (caps and eviction: PROTOCOL 3.6) p2m:relays
+ * set     relay names (stale ones are pruned when their hash is gone) p2m:relay:NAME           hash    address, ports ("LO-HI"),
+ * started; TTL 15 s, heartbeat 5 s p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME
+ *   p2m:wait:NAME            hash    SERVICE -> consumers waiting at relay NAME for a pre-connection
+ *                                    (written at the end of the relay's loop turn; TTL as the idle hash)
+ *   p2m:alive:SERVICE        string  NAME of the relay where the service's pod registered last, or
+ *                                    that holds its pre-connections or tunnels; TTL
+ *                                    registrar.alive_window: while it lives, consumers of a
+ *                                    service without an idle pre-connection are queued, not refused
+ *   p2m:stats:relay:NAME     hash    SERVICE:bytes_in, SERVICE:bytes_out, SERVICE:conns,
+ *                                    SERVICE:queued, SERVICE:waited_served, SERVICE:wait_timeouts
  *   p2m:portbusy:NAME:PORT   string  PORT could not be bound on relay NAME; TTL 60 s
  *   p2m:totp:ID:STEP         string  a TOTP step already used by pod ID; TTL 5 steps (replay)
  *   p2m:session:DIGEST       hash    pod, label, epoch; TTL registrar.session_ttl

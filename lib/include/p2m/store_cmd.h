@@ -44,11 +44,13 @@ int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, uin
 int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, unsigned limit);
 
 /* Leases a pre-connection port on a live relay for the service (label, proto) of pod, peer addr,
- * ttl seconds, on which the pod may open conns connections (field "conns" when more than 1). rand
- * picks the relay and the first port probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS},
- * {"norelay"} or {"noport"}. */
+ * ttl seconds, on which the pod may open conns connections (field "conns" when more than 1), and
+ * marks the service alive on that relay for alive_window seconds. rand picks the first port
+ * probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS, WAITING, WAITED}, {"norelay"} or {"noport"};
+ * WAITING is the number of consumers waiting for the service on all live relays now, WAITED the
+ * number that have had to wait so far (as the relays last counted). */
 int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
-                      unsigned ttl, uint32_t rand, unsigned conns);
+                      unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window);
 
 /* Consumer port limits (registrar.consumer_*; PROTOCOL 3.6). */
 typedef struct {
@@ -59,12 +61,14 @@ typedef struct {
 } p2m_consumer_caps_t;
 
 /* Finds or leases the consumer port for addr and the first of label's services protos[0..n) that
- * has an idle pre-connection; a new lease beyond one of caps' limits first evicts the least
- * recently used consumer lease in that scope. Reply: {"unknown"} (no pod owns label), {"noidle"} (none of them has
- * an idle pre-connection on any live relay), {"noport"}, or
- * {"ok", PORT, RELAY_ADDRESS, RELAY, STATE, SERVICE} where STATE is "0" (existing and bound:
- * redirect now), "1" (new: announce it to the relay and wait) or "2" (another request announced
- * it: wait), and SERVICE is the chosen service key. */
+ * has an idle pre-connection or, when none has, the first whose pod is alive (PROTOCOL 2.1); a new
+ * lease beyond one of caps' limits first evicts the least recently used consumer lease in that
+ * scope. Reply: {"unknown"} (no pod owns label), {"gone"} (none of them has an idle
+ * pre-connection on any live relay nor a pod alive), {"noport"}, or
+ * {"ok", PORT, RELAY_ADDRESS, RELAY, STATE, SERVICE, QUEUED} where STATE is "0" (existing and
+ * bound: redirect now), "1" (new: announce it to the relay and wait) or "2" (another request
+ * announced it: wait), SERVICE is the chosen service key and QUEUED is "1" when the service has no
+ * idle pre-connection now (the consumer will wait at the relay), else "0". */
 int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
                            long long now, const p2m_consumer_caps_t *caps, uint32_t rand);
 
@@ -82,7 +86,7 @@ int p2m_cmd_stat(p2m_cmd_t *c, const char *name);
 
 /* Everything /metrics and /_health show. Reply: {NRELAYS, STATS (flat field/value array),
  * LEASES_PRE, LEASES_CONSUMER, IDLE (flat array of relay, label, count triples), RELAY_STATS (flat
- * array of relay, field, value triples)}. */
+ * array of relay, field, value triples), WAITING (relay, label, consumers waiting triples)}. */
 int p2m_cmd_metrics(p2m_cmd_t *c);
 
 /* The channel name relays answer on, for matching subscription messages. */
