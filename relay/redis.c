@@ -127,6 +127,23 @@ static const char lua_alive[] =
     "for i = 3, #ARGV do redis.call('SET', '" KEY_ALIVE_PREFIX "' .. ARGV[i], ARGV[1], 'EX', ARGV[2]) end\n"
     "return 0\n";
 
+/* The live relays other than ARGV[1] whose port range overlaps ARGV[2]-ARGV[3] (PROTOCOL 3.1: ranges
+ * sharing a Redis must be disjoint, lease keys are named by port alone). Returns NAME, LO-HI pairs,
+ * sorted by name. */
+static const char lua_overlaps[] = "local out, names = {}, redis.call('SMEMBERS', '" KEY_RELAYS "')\n"
+                                   "table.sort(names)\n"
+                                   "local lo, hi = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+                                   "for _, name in ipairs(names) do\n"
+                                   "  if name ~= ARGV[1] then\n"
+                                   "    local p = redis.call('HGET', 'p2m:relay:' .. name, 'ports') or ''\n"
+                                   "    local a, b = string.match(p, '^(%d+)-(%d+)$')\n"
+                                   "    if a and tonumber(a) <= hi and tonumber(b) >= lo then\n"
+                                   "      table.insert(out, name) table.insert(out, p)\n"
+                                   "    end\n"
+                                   "  end\n"
+                                   "end\n"
+                                   "return out\n";
+
 /* --- connections ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -150,6 +167,7 @@ struct rredis {
     int scan_running, scan_again;
     int synced;           /* a SCAN completed since the process started: later ones are rescans */
     uint64_t ping_sent;   /* loop ms of the PING awaiting its PONG, 0 when none */
+    uint64_t overlaps;    /* hash of the last overlapping relays reported (0: none), so each change is logged once */
     unsigned ping_missed; /* heartbeats since that PING */
     char key_relay[96], key_idle[96], key_stats[96], key_wait[96], chan_relay[96];
     char ports[16], started[24];
@@ -557,6 +575,48 @@ static int watchdog(rredis_t *rr)
     return 0;
 }
 
+static void on_overlaps(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rredis_t *rr = rr_from_ac(ac);
+    redisReply *rep = reply;
+    (void)priv;
+    if (rep == NULL || rr->stopping || rep->type != REDIS_REPLY_ARRAY)
+        return;
+    uint64_t h = rep->elements > 0 ? 1469598103934665603ull : 0; /* FNV-1a over the pairs */
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        for (size_t k = 0; e->type == REDIS_REPLY_STRING && k < e->len; k++)
+            h = (h ^ (unsigned char)e->str[k]) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull;
+    }
+    if (h == rr->overlaps)
+        return;
+    rr->overlaps = h;
+    const relay_t *r = rr->relay;
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const redisReply *name = rep->element[i], *ports = rep->element[i + 1];
+        if (name->type != REDIS_REPLY_STRING || ports->type != REDIS_REPLY_STRING)
+            continue;
+        p2m_log(P2M_LOG_WARN, "relay_range_overlap",
+                "relay=%s ports=%s other=%.63s other_ports=%.31s fix=\"give each relay sharing a Redis its own relay.ports\"",
+                r->cfg.relay.name, rr->ports, name->str, ports->str);
+    }
+    if (rep->elements == 0)
+        p2m_log(P2M_LOG_INFO, "relay_range_overlap_gone", "relay=%s ports=%s", r->cfg.relay.name, rr->ports);
+}
+
+/* Two live relays with overlapping ranges would bind each other's leases: say so, once per change. */
+static void check_overlaps(rredis_t *rr)
+{
+    const relay_t *r = rr->relay;
+    cmd_t c;
+    CMD_SCRIPT(&c, lua_overlaps, 0);
+    cmd_push(&c, r->cfg.relay.name);
+    cmd_pushf(&c, "%u", (unsigned)r->cfg.relay.ports.lo);
+    cmd_pushf(&c, "%u", (unsigned)r->cfg.relay.ports.hi);
+    cmd_send(rr, &c, on_overlaps, NULL);
+}
+
 static void heartbeat(rredis_t *rr)
 {
     relay_t *r = rr->relay;
@@ -599,6 +659,7 @@ static void heartbeat(rredis_t *rr)
     cmd_send(rr, &c, NULL, NULL);
 
     alive_marks(rr);
+    check_overlaps(rr);
 
     /* Idle pre-connections keep their lease; consumer leases live while connections do. */
     for (size_t i = 0; i < r->nports; i++) {

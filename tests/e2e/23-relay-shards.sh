@@ -64,3 +64,16 @@ for l in "${LABELS[@]}"; do
     p2m_wait_until "$l's pool is full again, on its home" one_home "$l"
 done
 expect_eq 0 "$(p2m_log_count relay 'reason=wait_timeout')" "no consumer timed out waiting"
+
+# A relay started by mistake with a range that overlaps the workers' (PROTOCOL 3.1: relays sharing
+# a Redis need disjoint ranges) says so at its first heartbeat, naming the relays it collides with,
+# and so do they at theirs; once it has stopped they say the overlap is gone.
+jq '.relay.name = "stray"' "$P2M_CONFIG" >"$T/stray.json"
+p2m_bg stray "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$T/stray.json"
+STRAY_PID=$P2M_BG_PID
+p2m_wait_until "the stray relay warns of w-0" p2m_log_count_above stray "event=relay_range_overlap relay=stray .*other=w-0 " 0
+p2m_wait_until "the stray relay warns of w-1" p2m_log_count_above stray "event=relay_range_overlap relay=stray .*other=w-1 " 0
+p2m_wait_until "the workers warn of the stray relay" p2m_log_count_above relay "event=relay_range_overlap relay=w-[01] .*other=stray " 1
+p2m_stop stray "$STRAY_PID"
+p2m_wait_until "the workers see the overlap gone" p2m_log_count_above relay "event=relay_range_overlap_gone relay=w-[01] " 1
+expect_eq 1 "$(p2m_log_count stray 'event=relay_range_overlap relay=stray .*other=w-0 ')" "one warning per overlap, not one per heartbeat"
