@@ -26,7 +26,7 @@ static const char usage_text[] =
     "        --pool N            idle pre-connections kept at rest (the floor), 1-1024 (default 4)\n"
     "        --pool-max M        the most the pool grows to while consumers wait or use it faster than\n"
     "                            it refills, N-1024 (default 256, or N when higher); it shrinks back to N\n"
-    "                            within 15 s of the last demand\n"
+    "                            within 16 s of the last demand\n"
     "        --drain-timeout S   on SIGTERM or SIGINT, give the idle pre-connections back and let joined\n"
     "                            tunnels finish for up to S seconds, 0-3600 (default 10; 0: cut them at\n"
     "                            once); a second signal cuts them at once\n"
