@@ -6,6 +6,13 @@
  *   p2m-bench cps HOST PORT COUNT PARALLEL        COUNT x (connect, 1 KiB each way, close)
  *   p2m-bench first HOST PORT COUNT               COUNT x, one at a time: connect, 64 B, first echo
  *                                                 byte (timed), rest of the echo (checked), close
+ *   p2m-bench burst HOST PORT COUNT SECS          COUNT connections opened at once (non-blocking,
+ *                                                 one event loop): each sends a header and 64 B as
+ *                                                 soon as it is connected, times its first echo
+ *                                                 byte from the burst's start, checks the echo and
+ *                                                 closes. Refused: connect refused, or a reset or
+ *                                                 end of stream before any byte came back; errors:
+ *                                                 wrong bytes, or not done within SECS.
  *   p2m-bench echo PORT                           event-driven echo backend on 127.0.0.1:PORT, no
  *                                                 header (case 6: thousands of connections at once)
  *   p2m-bench hold HOST PORT[,PORT...] COUNT INFLIGHT SIZE SECS
@@ -682,6 +689,101 @@ static int hold(const char *host, const char *ports, int count, int inflight, in
     return failed0 == 0 && h.ok == count && sig == SIGUSR1 ? 0 : 1;
 }
 
+/* ---------------------------------------------------------------- a burst of connections */
+
+typedef struct {
+    int fd;
+    int state; /* 0 connecting, 1 waiting for the echo, 2 done */
+    size_t got;
+    double first; /* seconds from the burst's start to the first echo byte, -1 before */
+} bconn_t;
+
+enum { B_OK, B_REFUSED, B_ERROR };
+
+static int burst(int count, int secs)
+{
+    bconn_t *c = calloc((size_t)count, sizeof(*c));
+    double *lat = malloc(sizeof(double) * (size_t)count);
+    unsigned char out[HDR + 64], back[64];
+    int ep = epoll_create1(0), left = count, ok = 0, refused = 0, errors = 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+    if (!c || !lat || ep < 0 || inet_pton(AF_INET, g_host, &a.sin_addr) != 1)
+        return 2;
+    nofile_max();
+    hdr(out, 'E', 0);
+    memcpy(out + HDR, pat + 4242, 64);
+    double t0 = now();
+    for (int i = 0; i < count; i++) {
+        int one = 1;
+        c[i].first = -1;
+        c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (c[i].fd < 0)
+            return 2;
+        setsockopt(c[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(c[i].fd, (void *)&a, sizeof a) != 0 && errno != EINPROGRESS) {
+            close(c[i].fd);
+            c[i].state = 2, refused++, left--;
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &ev);
+    }
+    struct epoll_event evs[256];
+    while (left > 0) {
+        int n = epoll_wait(ep, evs, 256, 100);
+        if (now() - t0 > secs)
+            break;
+        for (int k = 0; k < n; k++) {
+            bconn_t *b = &c[evs[k].data.u32];
+            int res = -1;
+            if (b->state == 0) {
+                int e = 0;
+                socklen_t l = sizeof e;
+                getsockopt(b->fd, SOL_SOCKET, SO_ERROR, &e, &l);
+                if (e != 0 || write(b->fd, out, sizeof out) != (ssize_t)sizeof out) {
+                    res = B_REFUSED;
+                } else {
+                    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = evs[k].data.u32};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, b->fd, &ev);
+                    b->state = 1;
+                }
+            } else {
+                ssize_t r = read(b->fd, back + b->got, sizeof back - b->got);
+                if (r > 0 && b->first < 0)
+                    b->first = now() - t0;
+                if (r > 0)
+                    b->got += (size_t)r;
+                if (r <= 0 && !(r < 0 && errno == EAGAIN))
+                    res = b->got == 0 ? B_REFUSED : B_ERROR; /* nothing came back: turned away */
+                else if (b->got == sizeof back)
+                    res = memcmp(back, out + HDR, sizeof back) ? B_ERROR : B_OK;
+            }
+            if (res < 0)
+                continue;
+            close(b->fd);
+            b->state = 2, left--;
+            if (res == B_OK)
+                lat[ok++] = b->first * 1e6;
+            else if (res == B_REFUSED)
+                refused++;
+            else
+                errors++;
+        }
+    }
+    for (int i = 0; i < count; i++)
+        if (c[i].state != 2) {
+            close(c[i].fd);
+            errors++; /* not done within SECS */
+        }
+    qsort(lat, (size_t)ok, sizeof(double), cmp_d);
+    printf("burst count=%d ok=%d refused=%d errors=%d p50_us=%.1f p99_us=%.1f max_us=%.1f secs=%.3f\n", count, ok, refused,
+           errors, ok ? pct(lat, ok, .5) : 0, ok ? pct(lat, ok, .99) : 0, ok ? lat[ok - 1] : 0, now() - t0);
+    free(c);
+    free(lat);
+    close(ep);
+    return ok == count ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     pat_init();
@@ -709,9 +811,11 @@ int main(int argc, char **argv)
         return cps(atoi(argv[4]), atoi(argv[5]));
     if (argc == 5 && !strcmp(argv[1], "first") && atoi(argv[4]) > 0)
         return first(atoi(argv[4]));
+    if (argc == 6 && !strcmp(argv[1], "burst") && atoi(argv[4]) > 0 && atoi(argv[4]) <= 10000 && atoi(argv[5]) > 0)
+        return burst(atoi(argv[4]), atoi(argv[5]));
 Usage:
     fprintf(stderr, "usage: p2m-bench serve PORT | bulk HOST PORT up|down STREAMS BYTES | rr HOST PORT SIZE COUNT |"
-                    " cps HOST PORT COUNT PARALLEL | first HOST PORT COUNT | echo PORT |"
+                    " cps HOST PORT COUNT PARALLEL | first HOST PORT COUNT | burst HOST PORT COUNT SECS | echo PORT |"
                     " hold HOST PORT[,PORT...] COUNT INFLIGHT SIZE SECS\n");
     return 2;
 }

@@ -110,8 +110,9 @@ sockets_are() { [[ $(sockets_of "$1") == "$2" ]]; }
 # $T/rec-NAME: LABEL KIND INDEX START_MS END_MS BYTES GOT RESULT (p2m-load -o, with two columns in
 # front). A worker never fails the test itself: the records are judged at the end.
 
-# tcp_port VAR LABEL: VAR = the consumer port of GET /tcp/LABEL; a 503 (no idle pre-connection at
-# that instant, or the pod is down) is retried for 30 s and counted in $T/busy-LABEL.
+# tcp_port VAR LABEL: VAR = the consumer port of GET /tcp/LABEL; a 503 (its pod gone for longer than
+# registrar.alive_window: the consumer is no longer queued) is retried for 30 s and counted in
+# $T/busy-LABEL.
 tcp_port() {
     local got i
     for ((i = 0; i < 120; i++)); do
@@ -187,7 +188,7 @@ http_worker() {
         if ((rc != 0)); then
             result=curl_$rc
         elif [[ $code == "503 0" ]]; then
-            result=unavailable # the registrar found no idle pre-connection: not a transfer
+            result=unavailable # the registrar found the pod gone (PROTOCOL 2.1): not a transfer
         elif [[ $code != "200 1" ]]; then
             result=http_${code// /_}
         elif [[ $(head -n 1 "$T/http.resp") != "POST /soak/$i HTTP/1.1"$'\r' ]]; then
@@ -423,7 +424,7 @@ awk -F, -v d="$DURATION" '
         }
     }' "$T/soak.csv" | sort >"$T/flat"
 
-busy=$(cat "$T"/busy-* 2>/dev/null | wc -l)
+busy=$({ cat "$T"/busy-* 2>/dev/null || true; } | wc -l) # none when every GET /tcp/ was served
 {
     echo "soak: ${DURATION}s, $((($(wc -l <"$T/soak.csv") - 1) / ${#SAMPLED[@]})) samples of ${#SAMPLED[@]} processes, stops: $(awk '$2 == "TERM"' "$T/stops" | wc -l) SIGTERM," \
         "$(awk '$2 == "KILL"' "$T/stops" | wc -l) SIGKILL; GET /tcp/ answered 503 (retried) $busy times"
