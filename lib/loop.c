@@ -161,6 +161,26 @@ void p2m_loop_del(p2m_loop_t *loop, p2m_loop_handler_t *h)
     forget(loop, h);
 }
 
+int p2m_loop_move(p2m_loop_t *loop, p2m_loop_handler_t *from, p2m_loop_handler_t *to, uint32_t events, p2m_loop_io_cb cb, char *err)
+{
+    handler_check(from);
+    handler_check(to);
+    if (from->fd < 0)
+        return p2m_err(err, "handler watches no fd");
+    if (to->fd >= 0)
+        return p2m_err(err, "handler already watches fd %d", to->fd);
+    int fd = from->fd;
+    struct epoll_event ev = {.events = events, .data.ptr = to};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
+        return p2m_err(err, "epoll_ctl MOD fd %d: %s", fd, strerror(errno));
+    forget(loop, from); /* an event of this batch for from was about the old owner */
+    loop->nhandlers++;
+    to->fd = fd;
+    to->_events = events;
+    to->_cb = cb;
+    return 0;
+}
+
 void p2m_loop_close(p2m_loop_t *loop, p2m_loop_handler_t *h)
 {
     if (h->fd < 0)

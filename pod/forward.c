@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -277,10 +279,13 @@ static void on_connecting(tunnel_t *t, int s, uint32_t events)
         }
         return;
     }
+    /* A failed connect reports EPOLLERR (with EPOLLHUP): only then is SO_ERROR worth a syscall. */
     int e = 0;
     socklen_t len = sizeof(e);
-    if (getsockopt(t->fd[SIDE_LOCAL], SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+    if ((events & (EPOLLERR | EPOLLHUP)) && getsockopt(t->fd[SIDE_LOCAL], SOL_SOCKET, SO_ERROR, &e, &len) != 0)
         e = errno;
+    if (e == 0 && (events & (EPOLLERR | EPOLLHUP)))
+        e = ECONNREFUSED; /* reported, but the error was read meanwhile */
     if (e != 0) {
         local_failed(t, strerror(e));
         return;
@@ -336,7 +341,10 @@ void tunnel_connect(tunnel_t *t)
         return;
     }
     t->fd[SIDE_LOCAL] = lfd;
-    pool_sockopts(lfd);
+    /* Nagle off, as on every pod socket; no keepalive: the local service is near and a dead one
+     * shows as a refused connect or a closed tunnel. One setsockopt per connection, not five. */
+    int one = 1;
+    setsockopt(lfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     int rc = connect(lfd, (struct sockaddr *)&pod->fwd_addr, pod->fwd_len);
     if (rc != 0 && errno != EINPROGRESS) {
         local_failed(t, strerror(errno));
@@ -354,9 +362,10 @@ void tunnel_connect(tunnel_t *t)
     p2m_loop_timer_start(pod->loop, &t->timer, POD_LOCAL_CONNECT_MS);
 }
 
-void forward_start(pod_t *pod, int fd, uint16_t lease)
+void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease)
 {
     char err[P2M_ERR_LEN];
+    int fd = from->fd;
     tunnel_t *t = calloc(1, sizeof(*t));
     if (t == NULL) {
         p2m_log(P2M_LOG_ERROR, "oom", "what=tunnel");
@@ -381,8 +390,11 @@ void forward_start(pod_t *pod, int fd, uint16_t lease)
     pod->stats.tunnels++;
     t->fd[SIDE_RELAY] = fd;
 
-    if (p2m_loop_add(pod->loop, &t->side[SIDE_RELAY], fd, 0, on_relay, err) != 0) {
+    /* The pre-connection's registration passes to the tunnel with one epoll_ctl. */
+    if (p2m_loop_move(pod->loop, from, &t->side[SIDE_RELAY], 0, on_relay, err) != 0) {
         tunnel_log(P2M_LOG_ERROR, t, "tunnel_failed", "error=\"%s\"", err);
+        p2m_loop_close(pod->loop, from);
+        t->fd[SIDE_RELAY] = -1;
         tunnel_close(t, "epoll", 0);
         return;
     }

@@ -40,7 +40,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define POD_POOL_CEILING_DEFAULT 256 /* --pool-max when not given (or --pool, when higher) */
 #define POD_DRAIN_DEFAULT 10         /* seconds joined tunnels get to finish after SIGTERM */
 #define POD_DRAIN_MAX 3600           /* a stop that waits longer than an hour is a hang */
-#define POD_REFILL_BATCH 16          /* pre-connections asked for per registration at most (PROTOCOL 1.1) */
+#define POD_REFILL_BATCH 32          /* the largest refill waited for; = P2M_LEASE_CONNS_MAX (PROTOCOL 1.1) */
 #define POD_TOPUP_MS 250             /* a deficit smaller than a batch waits at most this long */
 #define POD_SECRET_MIN 16            /* bytes decoded: RFC 4226 R6 asks for at least 128 bits */
 #define POD_SECRET_MAX 64            /* bytes decoded */
@@ -282,9 +282,12 @@ void reg_fetch_cancel(pod_t *pod);
  * the pool. Returns 0 or -1 with err. */
 int pool_init(pod_t *pod, char *err);
 
-/* Socket options of every pod socket: TCP_NODELAY, and keepalives, as idle pre-connections cross
- * NATs. Failures only cost the optimisation. */
+/* Socket options of every pod socket: TCP_NODELAY. Failures only cost the optimisation. */
 void pool_sockopts(int fd);
+
+/* Keepalives (60 s idle, then every 10 s, 3 probes) for a pre-connection that has stayed idle: it
+ * crosses NATs, whose mappings they keep. Failures only cost the optimisation. */
+void pool_keepalive(int fd);
 
 /* Registers more pre-connections until idle + connecting + registering reaches the pool's target,
  * unless a backoff holds the refill or the tunnel limit is reached. Safe to call any time. */
@@ -347,9 +350,10 @@ struct tunnel {
     p2m_loop_reap_t reap;
 };
 
-/* A pre-connection (fd, taken over) came alive: with --tls-terminate, serve TLS on it (tls.c) and
+/* A pre-connection came alive: its socket and epoll registration pass from handler `from` (which
+ * watches nothing afterwards) to a new tunnel. With --tls-terminate, serve TLS on it (tls.c) and
  * connect to --forward once the handshake is done; else connect to --forward and splice. */
-void forward_start(pod_t *pod, int fd, uint16_t lease);
+void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease);
 
 /* Aborts unless t's magic is TUNNEL_MAGIC. Returns t. */
 tunnel_t *tunnel_check(tunnel_t *t);

@@ -44,6 +44,11 @@
 
 #define POD_RESOLVE_TTL_MS 60000
 #define KEEPALIVE_IDLE_S 60 /* idle pre-connections cross NATs: keep their mappings */
+/* ... turned on once a pre-connection has been idle this long: most are used within milliseconds,
+ * and four setsockopt calls apiece would be a sixth of the pod's system calls per consumer. A NAT
+ * keeps an idle TCP mapping for minutes at least (RFC 5382: 2 h 4 min), so the first probe, some
+ * 60 + 10 s into the idleness, comes long before one forgets it. */
+#define POD_KEEPALIVE_AFTER_MS 10000
 #define KEEPALIVE_INTVL_S 10
 #define KEEPALIVE_CNT 3
 
@@ -185,7 +190,7 @@ static void give_back(pod_t *pod, unsigned n)
             p2m_log(P2M_LOG_INFO, "preconn_alive", "label=%s lease=%u fd=%d idle_ms=%llu shrinking=yes bytes=%d", pod->args->label,
                     (unsigned)lease, fd, (unsigned long long)lived, waiting);
             pre_close(p, 1);
-            forward_start(pod, fd, lease);
+            forward_start(pod, &p->h, lease);
             continue;
         }
         p2m_log(P2M_LOG_DEBUG, "preconn_close", "label=%s lease=%u fd=%d reason=\"shrinking\" idle_ms=%llu", pod->args->label,
@@ -262,7 +267,8 @@ static void reap_pre(p2m_loop_reap_t *r)
     free((char *)r - offsetof(preconn_t, reap));
 }
 
-/* Unlinks p and frees it at the end of the turn. Closes its socket unless keep_fd. */
+/* Unlinks p and frees it at the end of the turn. Closes its socket unless keep_fd; with keep_fd the
+ * socket stays registered with p's handler, for forward_start() to take over. */
 static void pre_close(preconn_t *p, int keep_fd)
 {
     pod_t *pod = p->pod;
@@ -274,9 +280,7 @@ static void pre_close(preconn_t *p, int keep_fd)
         pod->nconnecting--;
     p->state = PRE_CLOSED;
     p2m_loop_timer_stop(pod->loop, &p->timer);
-    if (keep_fd)
-        p2m_loop_del(pod->loop, &p->h);
-    else
+    if (!keep_fd)
         p2m_loop_close(pod->loop, &p->h);
     if (p->prev != NULL)
         p->prev->next = p->next;
@@ -294,7 +298,10 @@ static void on_idle(p2m_loop_t *loop, preconn_t *p, uint32_t events)
     p2m_loop_handler_t *h = &p->h;
     int fd = h->fd;
     char c;
-    ssize_t n = (events & EPOLLERR) ? -1 : recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    /* Readable without a hang-up or an error: the consumer's bytes (the interest has EPOLLRDHUP). */
+    ssize_t n = (events & EPOLLERR)                                       ? -1
+                : (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) == EPOLLIN ? 1
+                                                                          : recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(events & EPOLLERR))
         return;
     uint64_t lived = p2m_loop_now(loop) - p->t_idle;
@@ -304,7 +311,7 @@ static void on_idle(p2m_loop_t *loop, preconn_t *p, uint32_t events)
                 "label=%s lease=%u fd=%d idle_ms=%llu", pod->args->label, (unsigned)p->lease, fd, (unsigned long long)lived);
         uint16_t lease = p->lease;
         pre_close(p, 1);
-        forward_start(pod, fd, lease);
+        forward_start(pod, &p->h, lease);
         if (pod->nidle == 0)
             ran_dry(pod);
         pool_refill(pod);
@@ -329,8 +336,10 @@ static void on_idle(p2m_loop_t *loop, preconn_t *p, uint32_t events)
 static void pre_idle(preconn_t *p)
 {
     pod_t *pod = p->pod;
-    p2m_loop_timer_stop(pod->loop, &p->timer);
-    if (p2m_loop_set_events(pod->loop, &p->h, EPOLLIN) != 0) {
+    /* The timer now waits for the idleness after which the keepalives are turned on. */
+    p2m_loop_timer_start(pod->loop, &p->timer, POD_KEEPALIVE_AFTER_MS);
+    /* EPOLLRDHUP: a readable event without it is the consumer's bytes, known without a peek. */
+    if (p2m_loop_set_events(pod->loop, &p->h, EPOLLIN | EPOLLRDHUP) != 0) {
         relay_failed(pod, strerror(errno));
         pre_close(p, 0);
         return;
@@ -355,13 +364,16 @@ static void pre_connect_failed(preconn_t *p, const char *why)
     pool_refill(pod);
 }
 
-static void on_connect(preconn_t *p)
+static void on_connect(preconn_t *p, uint32_t events)
 {
     p2m_loop_handler_t *h = &p->h;
+    /* A failed connect reports EPOLLERR (with EPOLLHUP): only then is SO_ERROR worth a syscall. */
     int e = 0;
     socklen_t len = sizeof(e);
-    if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+    if ((events & (EPOLLERR | EPOLLHUP)) && getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
         e = errno;
+    if (e == 0 && (events & (EPOLLERR | EPOLLHUP)))
+        e = ECONNREFUSED; /* reported, but the error was read meanwhile */
     if (e != 0) {
         char why[128];
         snprintf(why, sizeof(why), "connect: %s", strerror(e));
@@ -376,7 +388,7 @@ static void on_pre(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
 {
     preconn_t *p = pre_check((preconn_t *)((char *)h - offsetof(preconn_t, h)));
     if (p->state == PRE_CONNECTING)
-        on_connect(p);
+        on_connect(p, events);
     else if (p->state == PRE_IDLE)
         on_idle(loop, p, events);
 }
@@ -385,13 +397,22 @@ static void on_pre_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
 {
     (void)loop;
     preconn_t *p = pre_check((preconn_t *)((char *)t - offsetof(preconn_t, timer)));
+    if (p->state == PRE_IDLE) {
+        pool_keepalive(p->h.fd);
+        return;
+    }
     pre_connect_failed(p, p->state == PRE_RESOLVING ? "resolving the relay took too long" : "connect: timed out");
 }
 
 void pool_sockopts(int fd)
 {
-    int one = 1, idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTVL_S, cnt = KEEPALIVE_CNT;
+    int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void pool_keepalive(int fd)
+{
+    int one = 1, idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTVL_S, cnt = KEEPALIVE_CNT;
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
@@ -640,10 +661,11 @@ void pool_refill(pod_t *pod)
         if (pod->ntunnels + have + want > pod->max_tunnels)
             want = pod->max_tunnels - pod->ntunnels - have;
         /* Refilled in batches: one registration leases a port for up to POD_REFILL_BATCH
-         * connections, so a pool that lost one to a consumer waits for a quarter of itself to be
-         * gone (or POD_TOPUP_MS) rather than paying a registration per connection. A small pool,
-         * or one at half or less, refills at once. */
-        unsigned batch = target / 4 < 1 ? 1 : target / 4 > POD_REFILL_BATCH ? POD_REFILL_BATCH : target / 4;
+         * connections, so a pool that lost one to a consumer waits until half of itself (at most
+         * POD_REFILL_BATCH) is gone, or POD_TOPUP_MS, rather than paying a registration per
+         * connection: the registrar's and Redis's share of a connection halves with each doubling
+         * of the batch. A pool under 8 refills at once; a pool that runs dry doubles. */
+        unsigned batch = target < 8 ? 1 : target / 2 > POD_REFILL_BATCH ? POD_REFILL_BATCH : target / 2;
         /* Consumers waiting, or none idle: they wait for this refill, not for a batch to gather. */
         int demand = pod->waiting > 0 || pod->nidle == 0;
         if (want >= batch || have * 2 <= target || pod->topup_due || demand) {
@@ -698,7 +720,7 @@ void pool_drain(pod_t *pod)
                     (unsigned)p->lease, fd, (unsigned long long)lived, waiting);
             uint16_t lease = p->lease;
             pre_close(p, 1);
-            forward_start(pod, fd, lease);
+            forward_start(pod, &p->h, lease);
             continue;
         }
         p2m_log(P2M_LOG_INFO, "preconn_close", "label=%s lease=%u fd=%d reason=\"draining\" idle_ms=%llu", pod->args->label,

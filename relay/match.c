@@ -96,7 +96,7 @@ static int counters_zero(const label_t *l)
 /* Unused: no lease or tunnel names it, nothing waits to be written to Redis. */
 static int label_unused(const label_t *l)
 {
-    return l->refs == 0 && counters_zero(l) && !l->wait_dirty;
+    return l->refs == 0 && counters_zero(l) && !l->sync_dirty;
 }
 
 static void label_remove(relay_t *r, label_t *l)
@@ -173,37 +173,28 @@ static void list_remove(tunnel_t **head, tunnel_t **tail, tunnel_t *t)
     t->prev = t->next = NULL;
 }
 
-static void on_wait_flush(p2m_loop_reap_t *rp)
+void match_sync_mark(relay_t *r, label_t *lab)
 {
-    relay_t *r = (relay_t *)((char *)rp - offsetof(relay_t, wait_flush));
+    if (!lab->sync_dirty) {
+        lab->sync_dirty = 1;
+        lab->sync_next = r->sync_dirty;
+        r->sync_dirty = lab;
+    }
     if (r->redis != NULL)
-        rredis_wait_flush(r->redis);
-    else
-        match_wait_flush(r, NULL, NULL);
+        rredis_sync_soon(r->redis);
 }
 
-/* lab's wait count changed: it is written to Redis at the end of the turn (p2m:wait:NAME, which
- * the registrar reads to tell the pod how many consumers wait for it). */
-static void wait_changed(relay_t *r, label_t *lab)
+void match_sync_flush(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg)
 {
-    if (lab->wait_dirty)
-        return;
-    lab->wait_dirty = 1;
-    lab->wait_next = r->wait_dirty;
-    r->wait_dirty = lab;
-    p2m_loop_defer(r->loop, &r->wait_flush, on_wait_flush);
-}
-
-void match_wait_flush(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg)
-{
-    label_t *l = r->wait_dirty;
-    r->wait_dirty = NULL;
+    label_t *l = r->sync_dirty;
+    r->sync_dirty = NULL;
     while (l != NULL) {
-        label_t *next = l->wait_next;
-        l->wait_next = NULL;
-        l->wait_dirty = 0;
+        label_t *next = l->sync_next;
+        l->sync_next = NULL;
+        l->sync_dirty = 0;
         if (cb != NULL)
             cb(r, l, arg);
+        l->idle_delta = 0;
         if (label_unused(l))
             label_remove(r, l);
         l = next;
@@ -223,7 +214,7 @@ void match_unlink(relay_t *r, tunnel_t *t)
         list_remove(&l->wait_head, &l->wait_tail, t);
         l->nwait--;
         r->nwaiting--;
-        wait_changed(r, l);
+        match_sync_mark(r, l);
     }
     t->queued = 0;
 }
@@ -265,9 +256,10 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
     tunnel_log(P2M_LOG_INFO, t, "preconn_idle", "pod=%s idle=%u", l->pod, lab->nidle);
 }
 
-/* Takes the pod side out of idle tunnel i (its pre lease released and counted down) and disposes
- * of i. Returns the pre-connection's descriptor. */
-static int idle_take(relay_t *r, tunnel_t *i, uint16_t *pport)
+/* Joins consumer c to idle tunnel i's pre-connection: i's pre lease is released and counted down,
+ * the pre-connection's epoll registration passes to c (one epoll_ctl), and i is disposed of.
+ * Returns 0, or -1 when epoll refused (the pre-connection is then closed with i). */
+static int idle_take(relay_t *r, tunnel_t *i, tunnel_t *c)
 {
     match_unlink(r, i);
     if (i->pre != NULL) {
@@ -275,12 +267,13 @@ static int idle_take(relay_t *r, tunnel_t *i, uint16_t *pport)
         i->pre = NULL;
         ports_pre_release(r, l, -1);
     }
-    int fd = i->fd[SIDE_POD];
-    p2m_loop_del(r->loop, &i->side[SIDE_POD]);
-    i->fd[SIDE_POD] = -1;
-    *pport = i->pport;
+    c->pport = i->pport;
+    if (tunnel_take_side(c, SIDE_POD, i) != 0) {
+        tunnel_close(i, "epoll");
+        return -1;
+    }
     tunnel_close(i, "joined"); /* nothing left to close: only the object goes */
-    return fd;
+    return 0;
 }
 
 /* The oldest idle pre-connection of lab that is still open. One whose pod has closed it may not
@@ -304,13 +297,14 @@ void match_consumer_ready(relay_t *r, tunnel_t *c)
     label_t *lab = c->label;
     tunnel_t *i = idle_alive(&lab->idle_head);
     if (i != NULL) {
-        int fd = idle_take(r, i, &c->pport);
-        if (tunnel_attach(c, SIDE_POD, fd, 1) != 0) {
-            close(fd);
+        if (idle_take(r, i, c) != 0) {
             tunnel_close(c, "epoll");
             return;
         }
         tunnel_join(c);
+        /* The consumer's bytes are there: moving them now saves the loop turn epoll would take
+         * to report them again. */
+        tunnel_pump_now(c, SIDE_CONSUMER);
         return;
     }
     if (lab->nwait >= RELAY_WAIT_MAX) {
@@ -329,7 +323,7 @@ void match_consumer_ready(relay_t *r, tunnel_t *c)
     lab->nwait++;
     lab->queued++;
     r->nwaiting++;
-    wait_changed(r, lab);
+    match_sync_mark(r, lab);
     tunnel_wait(c);
 }
 

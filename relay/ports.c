@@ -190,6 +190,8 @@ void ports_consumer_closed(relay_t *r, uint16_t qport, uint32_t qgen)
 
 /* --- accepting -------------------------------------------------------------------------------- */
 
+/* Options of every connection the listener fd accepts: Linux copies them from the listener to each
+ * accepted socket, so they cost one setsockopt per lease instead of one per connection. */
 static void set_sockopts(int fd, int keepalive)
 {
     int one = 1;
@@ -257,7 +259,6 @@ static void on_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
                 p2m_loop_close(loop, &l->listener);
                 p2m_loop_timer_stop(loop, &l->deadline);
             }
-            set_sockopts(fd, 1);
             match_preconn(r, l, fd);
             /* It may have released l; a released lease's object lives to the end of the turn,
              * and its listener is closed. */
@@ -270,7 +271,6 @@ static void on_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
             close(fd);
             continue;
         }
-        set_sockopts(fd, 0);
         l->nconns++;
         match_consumer(r, l, fd, &peer);
     }
@@ -295,6 +295,7 @@ static int lease_listen(relay_t *r, lease_t *l, char *why, size_t cap)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     if (bind(fd, (struct sockaddr *)&sa, r->listen_len) != 0)
         goto Fail;
+    set_sockopts(fd, l->kind == LEASE_PRE);
     if (listen(fd, l->kind == LEASE_PRE ? PRE_BACKLOG : CONSUMER_BACKLOG) != 0)
         goto Fail;
     if (p2m_loop_add(r->loop, &l->listener, fd, EPOLLIN, on_accept, err) != 0) {

@@ -15,6 +15,7 @@
  * store_cmd.c (see the relay's report): the builders are written so that they can move there. */
 #include "relay.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -93,26 +94,51 @@ static const char lua_busy[] = LUA_LEASE_IS_OURS "redis.call('SET', KEYS[2], '1'
                                                  "redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' fail ' .. ARGV[5])\n"
                                                  "return 0\n";
 
-/* A pre-connection became idle (PROTOCOL 3.4). KEYS[1] lease, KEYS[2] idle; ARGV[1] label,
- * ARGV[2] lease ttl, ARGV[3] idle ttl. Marks the lease "connected" (a relay that finds such a lease
- * without holding its connection knows the connection is gone). Returns whether the lease still
- * exists. The count goes up
- * either way: it comes down with the -1 sent when the connection is closed. */
-static const char lua_idle_add[] = "local alive = redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
-                                   "if alive == 1 then redis.call('HSET', KEYS[1], 'state', 'connected') end\n"
-                                   "redis.call('HINCRBY', KEYS[2], ARGV[1], 1)\n"
-                                   "redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
-                                   "return alive\n";
-
-/* A pre-connection stopped being idle (joined or closed). KEYS[2] idle; ARGV[4] label, ARGV[5]
- * delta, ARGV[6] 1 when it was the lease's last (no other idle, the listener closed): then the
- * lease is deleted if it is still ours. Returns the new count (-1: drifted, resync). */
-static const char lua_pre_release[] = LUA_LEASE_IS_OURS "if ours and ARGV[6] == '1' then redis.call('DEL', KEYS[1]) end\n"
-                                                        "if ARGV[5] == '0' then return 0 end\n"
-                                                        "local n = redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])\n"
-                                                        "if n <= 0 then redis.call('HDEL', KEYS[2], ARGV[4]) end\n"
-                                                        "if n < 0 then return -1 end\n"
-                                                        "return n\n";
+/* What the relay learnt in the last RELAY_SYNC_MS (PROTOCOL 3.4), in one script. KEYS[1] idle hash,
+ * KEYS[2] wait hash, KEYS[3] stats hash; ARGV[1] relay name, ARGV[2] the ttl of a lease with an idle
+ * connection, ARGV[3] the hashes' ttl, then three sections, each a count and its entries:
+ *   leases a connection came on: PORT ... The lease is kept (EXPIRE) and marked "connected" (a
+ *     relay that finds such a lease without holding its connection knows the connection is gone);
+ *   leases ended: PORT CREATED POD ... Deleted if still the one this relay held;
+ *   services: SERVICE IDLE_DELTA WAITING QUEUED WAITED_SERVED WAIT_TIMEOUTS ... The idle count
+ *     moves by the delta (a field at 0 or below is removed), the wait count is set, the counters
+ *     are added.
+ * Returns {DRIFT, I...}: DRIFT 1 when an idle count went below 0 (resync), then the positions
+ * (1-based) of the leases of the first section that no longer exist. */
+static const char lua_sync[] =
+    "local i, out, drift = 4, {}, 0\n"
+    "local n = tonumber(ARGV[i]) i = i + 1\n"
+    "for k = 1, n do\n"
+    "  local key = '" KEY_LEASE_PREFIX "' .. ARGV[i]\n"
+    "  if redis.call('EXPIRE', key, ARGV[2]) == 1 then redis.call('HSET', key, 'state', 'connected')\n"
+    "  else table.insert(out, k) end\n"
+    "  i = i + 1\n"
+    "end\n"
+    "n = tonumber(ARGV[i]) i = i + 1\n"
+    "for k = 1, n do\n"
+    "  local key = '" KEY_LEASE_PREFIX "' .. ARGV[i]\n"
+    "  local l = redis.call('HMGET', key, 'relay', 'created', 'pod')\n"
+    "  if l[1] == ARGV[1] and l[2] == ARGV[i + 1] and l[3] == ARGV[i + 2] then redis.call('DEL', key) end\n"
+    "  i = i + 3\n"
+    "end\n"
+    "n = tonumber(ARGV[i]) i = i + 1\n"
+    "for k = 1, n do\n"
+    "  local svc, d = ARGV[i], tonumber(ARGV[i + 1])\n"
+    "  if d ~= 0 then\n"
+    "    local c = redis.call('HINCRBY', KEYS[1], svc, d)\n"
+    "    if c <= 0 then redis.call('HDEL', KEYS[1], svc) end\n"
+    "    if c < 0 then drift = 1 end\n"
+    "  end\n"
+    "  if ARGV[i + 2] ~= '0' then redis.call('HSET', KEYS[2], svc, ARGV[i + 2])\n"
+    "  else redis.call('HDEL', KEYS[2], svc) end\n"
+    "  for f, name in ipairs({'queued', 'waited_served', 'wait_timeouts'}) do\n"
+    "    if ARGV[i + 2 + f] ~= '0' then redis.call('HINCRBY', KEYS[3], svc .. ':' .. name, ARGV[i + 2 + f]) end\n"
+    "  end\n"
+    "  i = i + 6\n"
+    "end\n"
+    "if n > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) redis.call('EXPIRE', KEYS[2], ARGV[3]) end\n"
+    "table.insert(out, 1, drift)\n"
+    "return out\n";
 
 /* Rewrites a count hash (idle or wait) from what the relay holds. KEYS[1] the hash; ARGV[1] ttl,
  * then LABEL COUNT pairs. */
@@ -159,9 +185,26 @@ typedef struct {
     int failures;
 } conn_t;
 
+/* A lease a connection came on, or one that ended, waiting for the next sync (lua_sync). */
+typedef struct {
+    uint16_t port;
+    uint32_t gen;
+} sync_conn_t;
+typedef struct {
+    uint16_t port;
+    char created[24];
+    char pod[P2M_ID_MAX + 1];
+} sync_drop_t;
+
 struct rredis {
     relay_t *relay;
     conn_t cmd, sub;
+    p2m_loop_timer_t sync_timer; /* armed while something waits for the next sync */
+    uint32_t sync_round;         /* the round sync_conns belong to (lease_t.sync_round) */
+    sync_conn_t *sync_conns;
+    size_t nsync_conns, sync_conns_cap;
+    sync_drop_t *sync_drops;
+    size_t nsync_drops, sync_drops_cap;
     p2m_loop_timer_t heartbeat, check, stop_wait;
     int stopping;
     int scan_running, scan_again;
@@ -433,51 +476,175 @@ static void on_lease_alive(redisAsyncContext *ac, void *reply, void *priv)
         p2m_log(P2M_LOG_WARN, "redis_reply_unexpected", "lease=%u error=\"%s\"", (unsigned)cookie_port(priv), rep->str);
 }
 
-void rredis_idle_add(rredis_t *rr, const lease_t *l)
-{
-    cmd_t c;
-    char key[64];
-    lease_key(l->port, key, sizeof(key));
-    CMD_SCRIPT(&c, lua_idle_add, 2);
-    cmd_push(&c, key);
-    cmd_push(&c, rr->key_idle);
-    cmd_push(&c, l->label->name);
-    cmd_pushf(&c, "%d", RELAY_IDLE_LEASE_TTL);
-    cmd_pushf(&c, "%d", RELAY_HEARTBEAT_TTL);
-    cmd_send(rr, &c, on_lease_alive, cookie(l->port, l->gen, 0));
-}
-
 static void idle_resync(rredis_t *rr);
 static void alive_marks(rredis_t *rr);
 
-static void on_pre_release(redisAsyncContext *ac, void *reply, void *priv)
+void rredis_idle_add(rredis_t *rr, const lease_t *l)
 {
-    rredis_t *rr = rr_from_ac(ac);
-    redisReply *rep = reply;
-    (void)priv;
-    if (rep == NULL || rr->stopping)
-        return;
-    if (rep->type == REDIS_REPLY_INTEGER && rep->integer < 0) {
-        p2m_log(P2M_LOG_WARN, "idle_count_drift", "lease=%u", (unsigned)cookie_port(priv));
-        idle_resync(rr);
-    } else if (rep->type == REDIS_REPLY_ERROR) {
-        p2m_log(P2M_LOG_WARN, "redis_reply_unexpected", "command=pre_release error=\"%s\"", rep->str);
+    relay_t *r = rr->relay;
+    lease_t *ml = (lease_t *)l;
+    if (ml->sync_round != rr->sync_round) { /* once per lease and sync, however many came on it */
+        if (rr->nsync_conns == rr->sync_conns_cap) {
+            rr->sync_conns_cap = rr->sync_conns_cap ? rr->sync_conns_cap * 2 : 64;
+            rr->sync_conns = relay_xrealloc(rr->sync_conns, rr->sync_conns_cap, sizeof(*rr->sync_conns));
+        }
+        rr->sync_conns[rr->nsync_conns++] = (sync_conn_t){l->port, l->gen};
+        ml->sync_round = rr->sync_round;
     }
+    /* The count goes up whatever becomes of the lease: it comes down with the connection. */
+    l->label->idle_delta++;
+    match_sync_mark(r, l->label);
 }
 
 void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta, int last)
 {
-    cmd_t c;
-    char key[64];
-    lease_key(l->port, key, sizeof(key));
-    CMD_SCRIPT(&c, lua_pre_release, 2);
-    cmd_push(&c, key);
-    cmd_push(&c, rr->key_idle);
-    push_ours(&c, rr->relay, l);
-    cmd_push(&c, l->label->name);
-    cmd_pushf(&c, "%d", delta);
-    cmd_push(&c, last ? "1" : "0");
-    cmd_send(rr, &c, on_pre_release, cookie(l->port, l->gen, 0));
+    relay_t *r = rr->relay;
+    if (last) {
+        if (rr->nsync_drops == rr->sync_drops_cap) {
+            rr->sync_drops_cap = rr->sync_drops_cap ? rr->sync_drops_cap * 2 : 16;
+            rr->sync_drops = relay_xrealloc(rr->sync_drops, rr->sync_drops_cap, sizeof(*rr->sync_drops));
+        }
+        sync_drop_t *d = &rr->sync_drops[rr->nsync_drops++];
+        d->port = l->port;
+        snprintf(d->created, sizeof(d->created), "%s", l->created);
+        snprintf(d->pod, sizeof(d->pod), "%s", l->pod);
+        rredis_sync_soon(rr);
+    }
+    if (delta != 0) {
+        l->label->idle_delta += delta;
+        match_sync_mark(r, l->label);
+    }
+}
+
+/* The lease marks of one sync, kept for its reply. */
+typedef struct {
+    rredis_t *rr;
+    size_t n;
+    sync_conn_t conns[];
+} sync_reply_t;
+
+static void on_sync(redisAsyncContext *ac, void *reply, void *priv)
+{
+    sync_reply_t *sr = priv;
+    redisReply *rep = reply;
+    rredis_t *rr = rr_from_ac(ac);
+    if (rep != NULL && !rr->stopping) {
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && rep->element[0]->type == REDIS_REPLY_INTEGER) {
+            for (size_t i = 1; i < rep->elements; i++) {
+                const redisReply *e = rep->element[i];
+                if (e->type == REDIS_REPLY_INTEGER && e->integer >= 1 && (size_t)e->integer <= sr->n) {
+                    const sync_conn_t *c = &sr->conns[e->integer - 1];
+                    ports_on_gone(rr->relay, c->port, c->gen, "lease_gone");
+                }
+            }
+            if (rep->element[0]->integer == 1) {
+                p2m_log(P2M_LOG_WARN, "idle_count_drift", "relay=%s", rr->relay->cfg.relay.name);
+                idle_resync(rr);
+            }
+        } else {
+            p2m_log(P2M_LOG_WARN, "redis_reply_unexpected", "command=sync error=\"%s\"",
+                    reply_error(rep) ? reply_error(rep) : "shape");
+        }
+    }
+    free(sr);
+}
+
+/* Arguments of one sync: argv into one arena, sized before the first is written. */
+typedef struct {
+    const char **argv;
+    size_t *len;
+    size_t n;
+    char *arena;
+    size_t used;
+} sync_args_t;
+
+static void sync_arg(sync_args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sync_arg(sync_args_t *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsprintf(a->arena + a->used, fmt, ap); /* the arena was sized for the longest values */
+    va_end(ap);
+    a->argv[a->n] = a->arena + a->used;
+    a->len[a->n++] = (size_t)k;
+    a->used += (size_t)k + 1;
+}
+
+static void sync_service(relay_t *r, label_t *l, void *arg)
+{
+    sync_args_t *a = arg;
+    (void)r;
+    sync_arg(a, "%s", l->name);
+    sync_arg(a, "%d", l->idle_delta);
+    sync_arg(a, "%u", l->nwait);
+    sync_arg(a, "%llu", (unsigned long long)l->queued);
+    sync_arg(a, "%llu", (unsigned long long)l->waited_served);
+    sync_arg(a, "%llu", (unsigned long long)l->wait_timeouts);
+    l->queued = l->waited_served = l->wait_timeouts = 0;
+}
+
+/* Writes everything the relay learnt since the last sync in one script (lua_sync). With the
+ * command connection down it drops it: the resync after the reconnect rewrites the counts. */
+static void sync_flush(rredis_t *rr)
+{
+    relay_t *r = rr->relay;
+    p2m_loop_timer_stop(r->loop, &rr->sync_timer);
+    rr->sync_round++;
+    if (!rr->cmd.ready || rr->stopping) {
+        rr->nsync_conns = rr->nsync_drops = 0;
+        match_sync_flush(r, NULL, NULL);
+        return;
+    }
+    size_t nlabels = 0;
+    for (const label_t *l = r->sync_dirty; l != NULL; l = l->sync_next)
+        nlabels++;
+    size_t nargs = 12 + rr->nsync_conns + 3 * rr->nsync_drops + 6 * nlabels; /* 9 ahead of the sections, a count each */
+    size_t arena = 64 + 8 * rr->nsync_conns + (8 + 24 + P2M_ID_MAX + 3) * rr->nsync_drops + (P2M_SERVICE_MAX + 6 * 24) * nlabels;
+    sync_args_t a = {relay_xcalloc(nargs, sizeof(*a.argv)), relay_xcalloc(nargs, sizeof(*a.len)), 0, relay_xcalloc(arena, 1), 0};
+    sync_reply_t *sr = relay_xcalloc(1, sizeof(*sr) + rr->nsync_conns * sizeof(sync_conn_t));
+    sr->rr = rr;
+    sr->n = rr->nsync_conns;
+    a.argv[a.n] = "EVAL", a.len[a.n++] = 4;
+    a.argv[a.n] = lua_sync, a.len[a.n++] = sizeof(lua_sync) - 1;
+    sync_arg(&a, "3");
+    a.argv[a.n] = rr->key_idle, a.len[a.n++] = strlen(rr->key_idle);
+    a.argv[a.n] = rr->key_wait, a.len[a.n++] = strlen(rr->key_wait);
+    a.argv[a.n] = rr->key_stats, a.len[a.n++] = strlen(rr->key_stats);
+    a.argv[a.n] = r->cfg.relay.name, a.len[a.n++] = strlen(r->cfg.relay.name);
+    sync_arg(&a, "%d", RELAY_IDLE_LEASE_TTL);
+    sync_arg(&a, "%d", RELAY_HEARTBEAT_TTL);
+    sync_arg(&a, "%zu", rr->nsync_conns);
+    for (size_t i = 0; i < rr->nsync_conns; i++) {
+        sync_arg(&a, "%u", (unsigned)rr->sync_conns[i].port);
+        sr->conns[i] = rr->sync_conns[i];
+    }
+    sync_arg(&a, "%zu", rr->nsync_drops);
+    for (size_t i = 0; i < rr->nsync_drops; i++) {
+        sync_arg(&a, "%u", (unsigned)rr->sync_drops[i].port);
+        sync_arg(&a, "%s", rr->sync_drops[i].created);
+        sync_arg(&a, "%s", rr->sync_drops[i].pod);
+    }
+    sync_arg(&a, "%zu", nlabels);
+    match_sync_flush(r, sync_service, &a);
+    rr->nsync_conns = rr->nsync_drops = 0;
+    assert(a.n <= nargs && a.used <= arena);
+    if (conn_send(&rr->cmd, on_sync, sr, (int)a.n, a.argv, a.len) != 0)
+        free(sr);
+    free(a.argv);
+    free(a.len);
+    free(a.arena);
+}
+
+static void on_sync_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
+{
+    (void)loop;
+    sync_flush((rredis_t *)((char *)t - offsetof(rredis_t, sync_timer)));
+}
+
+void rredis_sync_soon(rredis_t *rr)
+{
+    if (!p2m_loop_timer_armed(&rr->sync_timer))
+        p2m_loop_timer_start(rr->relay->loop, &rr->sync_timer, RELAY_SYNC_MS);
 }
 
 static void on_lease_check(redisAsyncContext *ac, void *reply, void *priv)
@@ -757,6 +924,9 @@ static void idle_resync(rredis_t *rr)
 {
     if (!rr->cmd.ready)
         return;
+    /* The counts written are those of now: changes not yet synced are in them already. */
+    for (label_t *l = rr->relay->sync_dirty; l != NULL; l = l->sync_next)
+        l->idle_delta = 0;
     char ttl[16];
     snprintf(ttl, sizeof(ttl), "%d", RELAY_HEARTBEAT_TTL);
     const char *idle[] = {"EVAL", lua_idle_resync, "1", rr->key_idle, ttl};
@@ -772,38 +942,6 @@ static void alive_marks(rredis_t *rr)
     snprintf(window, sizeof(window), "%u", rr->relay->cfg.registrar.alive_window);
     const char *head[] = {"EVAL", lua_alive, "0", rr->relay->cfg.relay.name, window};
     send_over_labels(rr, head, 5, COUNT_ALIVE, 1);
-}
-
-static void emit_counters(relay_t *r, const label_t *l, void *arg);
-
-/* A label's wait count changed: its new count, and its counters with it, so that the consumers that
- * waited are in p2m:stats:relay:NAME by the time the pod's next registration reads them (they
- * would otherwise wait for the heartbeat). */
-static void emit_wait(relay_t *r, label_t *l, void *arg)
-{
-    rredis_t *rr = arg;
-    emit_counters(r, l, rr);
-    l->bytes_in = l->bytes_out = l->conns = 0;
-    l->queued = l->waited_served = l->wait_timeouts = 0;
-    cmd_t c;
-    cmd_begin(&c);
-    if (l->nwait > 0) {
-        cmd_push(&c, "HSET");
-        cmd_push(&c, rr->key_wait);
-        cmd_push(&c, l->name);
-        cmd_pushf(&c, "%u", l->nwait);
-    } else {
-        cmd_push(&c, "HDEL");
-        cmd_push(&c, rr->key_wait);
-        cmd_push(&c, l->name);
-    }
-    cmd_send(rr, &c, NULL, NULL);
-}
-
-void rredis_wait_flush(rredis_t *rr)
-{
-    /* While Redis is away the marks are dropped: the resync after the reconnect rewrites the hash. */
-    match_wait_flush(rr->relay, rr->cmd.ready && !rr->stopping ? emit_wait : NULL, rr);
 }
 
 /* --- startup SCAN --------------------------------------------------------------------------- */
@@ -1027,6 +1165,8 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
                 ac->errstr[0] ? ac->errstr : "closed");
     if (conn == &rr->cmd) {
         rr->ping_sent = 0;
+        rr->cmd.ready = 0;
+        sync_flush(rr); /* drops what waits: the resync after the reconnect rewrites the counts */
         p2m_loop_timer_stop(rr->relay->loop, &rr->heartbeat);
         p2m_loop_timer_stop(rr->relay->loop, &rr->check);
         rr->scan_running = 0;
@@ -1108,6 +1248,8 @@ rredis_t *rredis_new(relay_t *r, char *err)
     p2m_loop_timer_init(&rr->heartbeat, on_heartbeat);
     p2m_loop_timer_init(&rr->check, on_check);
     p2m_loop_timer_init(&rr->stop_wait, on_stop_wait);
+    p2m_loop_timer_init(&rr->sync_timer, on_sync_timer);
+    rr->sync_round = 1; /* leases start at 0: none is marked yet */
     conn_init(rr, &rr->cmd, "cmd");
     conn_init(rr, &rr->sub, "sub");
     conn_start(&rr->cmd);
@@ -1141,6 +1283,7 @@ void rredis_shutdown(rredis_t *rr)
         p2m_loop_stop(r->loop);
         return;
     }
+    sync_flush(rr); /* the leases ended by the shutdown are deleted */
     label_flush_counters(r, emit_counters, rr);
     cmd_t c;
     cmd_begin(&c);
@@ -1169,6 +1312,9 @@ void rredis_free(rredis_t *rr)
     p2m_loop_timer_stop(r->loop, &rr->cmd.retry);
     p2m_loop_timer_stop(r->loop, &rr->sub.retry);
     p2m_loop_timer_stop(r->loop, &rr->stop_wait);
+    p2m_loop_timer_stop(r->loop, &rr->sync_timer);
+    free(rr->sync_conns);
+    free(rr->sync_drops);
     /* Pending callbacks run with NULL replies and do nothing; on_release closes the pollers. */
     if (rr->cmd.ac != NULL)
         redisAsyncFree(rr->cmd.ac);

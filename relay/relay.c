@@ -24,6 +24,16 @@ void *relay_xcalloc(size_t n, size_t size)
     return p;
 }
 
+void *relay_xrealloc(void *ptr, size_t n, size_t size)
+{
+    void *p = n != 0 && size > SIZE_MAX / n ? NULL : realloc(ptr, n * size == 0 ? 1 : n * size);
+    if (p == NULL) {
+        p2m_log(P2M_LOG_ERROR, "oom", "bytes=%zu", n * size);
+        abort();
+    }
+    return p;
+}
+
 static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 int peer_addr_from_sa(const struct sockaddr *sa, peer_addr_t *out)

@@ -31,9 +31,13 @@
 #define TUNNEL_MAGIC 0x54554e4eu /* "TUNN" */
 #define TUNNEL_DEAD 0x44454144u  /* "DEAD": a closed tunnel waiting to be reaped */
 
-#define RELAY_HEARTBEAT_MS 5000         /* PROTOCOL 3.1 */
-#define RELAY_HEARTBEAT_TTL 15          /* s, relay hash and idle hash */
-#define RELAY_LEASE_CHECK_MS 2000       /* PROTOCOL 3.4 */
+#define RELAY_HEARTBEAT_MS 5000   /* PROTOCOL 3.1 */
+#define RELAY_HEARTBEAT_TTL 15    /* s, relay hash and idle hash */
+#define RELAY_LEASE_CHECK_MS 2000 /* PROTOCOL 3.4 */
+/* Idle counts, lease marks and wait counts reach Redis at most this late, in one script for all the
+ * connections of the interval: a script per connection took more of Redis than all the rest a
+ * connection costs it. */
+#define RELAY_SYNC_MS 5
 #define RELAY_IDLE_LEASE_TTL 30         /* s, a pre lease while its connection is idle */
 #define RELAY_WAIT_MAX 1024             /* consumers waiting per label; more are refused */
 #define RELAY_ACCEPT_BATCH 64           /* accepts per listener event */
@@ -74,9 +78,12 @@ struct label {
     unsigned nidle;
     tunnel_t *wait_head, *wait_tail; /* consumers waiting, oldest first */
     unsigned nwait;
-    unsigned njoined;   /* tunnels joined and open: the pod is there (p2m:alive, PROTOCOL 2.1) */
-    uint8_t wait_dirty; /* nwait changed since it was last written to p2m:wait:NAME */
-    label_t *wait_next; /* the relay's list of labels with wait_dirty set */
+    unsigned njoined; /* tunnels joined and open: the pod is there (p2m:alive, PROTOCOL 2.1) */
+    /* What Redis has not heard yet (redis.c writes it every RELAY_SYNC_MS, see rredis_sync_soon()):
+     * the change of the idle count, and (sync_dirty) whether the wait count changed. */
+    int idle_delta;
+    uint8_t sync_dirty; /* on the relay's sync list */
+    label_t *sync_next;
     /* counters not yet added to Redis (p2m:stats:relay:NAME) */
     uint64_t bytes_in;      /* consumer -> pod */
     uint64_t bytes_out;     /* pod -> consumer */
@@ -110,6 +117,7 @@ struct lease {
     uint8_t kind;  /* lease_kind_t */
     uint8_t bound; /* Redis says state bound (our script ran) */
     uint32_t gen;
+    uint32_t sync_round; /* the sync round that already marks it connected (redis.c) */
     relay_t *relay;
     label_t *label;
     char created[24];
@@ -179,10 +187,8 @@ struct relay {
     tunnel_t *tunnels; /* every tunnel, for shutdown */
     size_t ntunnels, njoined, nidle, nwaiting;
 
-    /* Labels whose wait count changed this loop turn: written to Redis once, at the end of the
-     * turn, however many consumers came or went (a burst costs one command per label). */
-    label_t *wait_dirty;
-    p2m_loop_reap_t wait_flush;
+    /* Labels with changes Redis has not heard yet (label_t.sync_dirty), most recent first. */
+    label_t *sync_dirty;
     int stopping;
     int exit_code;
 
@@ -270,24 +276,35 @@ void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer);
 void match_consumer_ready(relay_t *r, tunnel_t *c);
 /* Takes t off its label's idle list or wait queue (no-op when on neither). */
 void match_unlink(relay_t *r, tunnel_t *t);
-/* The labels whose wait count changed since the last call, each once: calls cb for each (which may
- * publish and zero the label's counters) and clears the marks; labels nothing references any more
- * are freed after. */
-void match_wait_flush(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg);
+/* Puts l on the relay's sync list (its idle delta, wait count or counters changed) and asks redis.c
+ * to write the list soon. */
+void match_sync_mark(relay_t *r, label_t *l);
+/* Every label on the sync list, each once: calls cb (which writes the label's idle delta, wait count
+ * and counters and zeroes the counters; NULL drops them) and clears the marks and the idle delta;
+ * labels nothing references any more are freed after. */
+void match_sync_flush(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg);
 
 /* tunnel.c */
 tunnel_t *tunnel_new(relay_t *r, label_t *label); /* takes a label reference */
 /* Registers fd (accepted, non-blocking) as side s: watched for hang-up only while the tunnel
- * waits for its other half, for reading when joining (tunnel_join() follows at once). */
+ * waits for its other half (joining 0); else for reading and hang-up, as a joined side is (a
+ * consumer awaiting its first bytes, or tunnel_join() follows at once). */
 int tunnel_attach(tunnel_t *t, int side, int fd, int joining);
+/* Side s of t becomes from's side s (its socket and epoll registration, moved with one epoll_ctl,
+ * with the interest a joining side wants); from keeps no descriptor on that side. Returns 0, or -1
+ * when epoll refused (from keeps it). */
+int tunnel_take_side(tunnel_t *t, int s, tunnel_t *from);
 /* Both sides attached: starts splicing and the idle timeout, counts the join. */
 void tunnel_join(tunnel_t *t);
+/* A joined t's direction d has bytes waiting: moves them now rather than at the next loop turn.
+ * May close t. */
+void tunnel_pump_now(tunnel_t *t, int d);
 /* Closes both sides, releases pipes, counters and leases, and frees t at the end of the turn. */
 void tunnel_close(tunnel_t *t, const char *reason);
 /* Starts the consumer's wait timeout. */
 void tunnel_wait(tunnel_t *t);
-/* Starts the first-byte timeout of a consumer in TUNNEL_FIRST (watched for reading); goes on at
- * once when bytes are already there. */
+/* Starts the first-byte timeout of a consumer in TUNNEL_FIRST (watched for reading): its first
+ * bytes, already there or not, come as an event. */
 void tunnel_first(tunnel_t *t);
 /* One log line with lease= label= fd= of t, then fmt (may be NULL). */
 void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
@@ -316,8 +333,8 @@ void rredis_idle_add(rredis_t *rr, const lease_t *l);
 void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta, int last);
 void rredis_lease_check(rredis_t *rr, const lease_t *l);
 void rredis_lease_touch(rredis_t *rr, const lease_t *l, unsigned ttl);
-/* Writes the wait counts that changed this turn to p2m:wait:NAME; called at the end of the turn. */
-void rredis_wait_flush(rredis_t *rr);
+/* Schedules the next write of the sync list and of the lease marks (at most RELAY_SYNC_MS from now). */
+void rredis_sync_soon(rredis_t *rr);
 /* Final writes before exit (idle hash and heartbeat removed, counters flushed); calls
  * p2m_loop_stop() once Redis acknowledged them or after a bounded wait. */
 void rredis_shutdown(rredis_t *rr);
@@ -332,5 +349,6 @@ int relay_refusal_log_full(relay_t *r, const peer_addr_t *peer, const char *reas
 
 /* Out of memory: log and abort (STYLE.md). */
 void *relay_xcalloc(size_t n, size_t size);
+void *relay_xrealloc(void *ptr, size_t n, size_t size);
 
 #endif

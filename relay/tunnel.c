@@ -82,14 +82,28 @@ tunnel_t *tunnel_new(relay_t *r, label_t *label)
 int tunnel_attach(tunnel_t *t, int side, int fd, int joining)
 {
     char err[P2M_ERR_LEN];
-    /* Before the join only a hang-up matters; joining, the interest tunnel_join() will want. */
-    uint32_t events = joining ? EPOLLIN : EPOLLRDHUP;
+    /* Before the join only a hang-up matters; joining, the interest tunnel_join() will want; a
+     * consumer waiting for its first bytes, EPOLLIN | EPOLLRDHUP (see on_first). */
+    uint32_t events = joining ? EPOLLIN | EPOLLRDHUP : EPOLLRDHUP;
     if (p2m_loop_add(t->relay->loop, &t->side[side], fd, events, side == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0) {
         tunnel_log(P2M_LOG_ERROR, t, "tunnel_attach_failed", "side=%s error=\"%s\"", side == SIDE_CONSUMER ? "consumer" : "pod",
                    err);
         return -1;
     }
     t->fd[side] = fd;
+    return 0;
+}
+
+int tunnel_take_side(tunnel_t *t, int s, tunnel_t *from)
+{
+    char err[P2M_ERR_LEN];
+    if (p2m_loop_move(t->relay->loop, &from->side[s], &t->side[s], EPOLLIN | EPOLLRDHUP, s == SIDE_CONSUMER ? on_consumer : on_pod,
+                      err) != 0) {
+        tunnel_log(P2M_LOG_ERROR, t, "tunnel_attach_failed", "side=%s error=\"%s\"", s == SIDE_CONSUMER ? "consumer" : "pod", err);
+        return -1;
+    }
+    t->fd[s] = from->fd[s];
+    from->fd[s] = -1;
     return 0;
 }
 
@@ -158,11 +172,8 @@ void tunnel_close(tunnel_t *t, const char *reason)
 void tunnel_first(tunnel_t *t)
 {
     relay_t *r = t->relay;
-    int pending = 0;
-    if (ioctl(t->fd[SIDE_CONSUMER], FIONREAD, &pending) == 0 && pending > 0) {
-        match_consumer_ready(r, t);
-        return;
-    }
+    /* Bytes that came with the connection are reported by the next epoll_wait (the side watches
+     * EPOLLIN): asking the kernel now would cost a syscall per connection for the rare case. */
     p2m_loop_timer_start(r->loop, &t->timer, (uint64_t)r->cfg.relay.first_byte_timeout * 1000u);
 }
 
@@ -170,7 +181,10 @@ void tunnel_first(tunnel_t *t)
 static void on_first(tunnel_t *t, uint32_t events)
 {
     int pending = 0;
-    if (ioctl(t->fd[SIDE_CONSUMER], FIONREAD, &pending) == 0 && pending > 0) {
+    /* Readable without a hang-up or an error (the interest has EPOLLRDHUP): bytes, known without
+     * asking the kernel how many. */
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == EPOLLIN ||
+        (ioctl(t->fd[SIDE_CONSUMER], FIONREAD, &pending) == 0 && pending > 0)) {
         p2m_loop_timer_stop(t->relay->loop, &t->timer);
         match_consumer_ready(t->relay, t);
         return;
@@ -205,12 +219,14 @@ static int tunnel_arm(tunnel_t *t)
         if (t->hup[s]) {
             if (!can_read)
                 p2m_loop_del(r->loop, &t->side[s]);
-            else if (t->side[s].fd < 0 &&
-                     p2m_loop_add(r->loop, &t->side[s], t->fd[s], EPOLLIN, s == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0)
+            else if (t->side[s].fd < 0 && p2m_loop_add(r->loop, &t->side[s], t->fd[s], EPOLLIN | EPOLLRDHUP,
+                                                       s == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0)
                 return -1;
             continue;
         }
-        uint32_t ev = can_read ? EPOLLIN : 0;
+        /* EPOLLRDHUP with EPOLLIN: the interest a consumer has before the join, so that joining
+         * changes nothing (no epoll_ctl); a peer's end of stream reads like bytes. */
+        uint32_t ev = can_read ? EPOLLIN | EPOLLRDHUP : 0;
         if (t->dir[1 - s].flags & P2M_SPLICE_DST_FULL)
             ev |= EPOLLOUT;
         if (p2m_loop_set_events(r->loop, &t->side[s], ev) != 0)
@@ -277,6 +293,14 @@ static void tunnel_update(tunnel_t *t)
     }
     if (tunnel_arm(t) != 0)
         tunnel_close(t, "epoll");
+}
+
+void tunnel_pump_now(tunnel_t *t, int d)
+{
+    if (t->state != TUNNEL_JOINED)
+        return;
+    pump(t, d);
+    tunnel_update(t);
 }
 
 static void on_joined(tunnel_t *t, int s, uint32_t events)

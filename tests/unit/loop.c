@@ -245,6 +245,79 @@ static void test_io(void)
     p2m_loop_free(loop);
 }
 
+/* p2m_loop_move: the fd changes owner in one call; the old owner's events of the batch are dropped,
+ * the new owner gets the next ones; a move to a registered handler or from an unregistered one is
+ * refused with both unchanged. */
+struct mover {
+    p2m_loop_handler_t h;
+    int calls;
+    struct io *to; /* moves its fd there from inside its callback */
+};
+
+static void on_mover(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    struct mover *m = (struct mover *)h;
+    char err[P2M_ERR_LEN];
+    (void)events;
+    m->calls++;
+    if (m->to != NULL)
+        p2m_loop_move(loop, &m->h, &m->to->h, EPOLLIN, on_io, err);
+}
+
+static void test_move(void)
+{
+    char err[P2M_ERR_LEN] = "";
+    p2m_loop_t *loop = p2m_loop_new(err);
+    int a[2];
+    CHECK_CTX("move");
+    if (!CHECK(loop != NULL) || !CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a) == 0))
+        return;
+    struct mover m = {0};
+    struct io x = {0}, y = {0};
+    p2m_loop_handler_init(&m.h);
+    p2m_loop_handler_init(&x.h);
+    p2m_loop_handler_init(&y.h);
+    CHECK_RC(p2m_loop_move(loop, &m.h, &x.h, EPOLLIN, on_io, err), -1, err); /* from watches nothing */
+    CHECK_RC(p2m_loop_add(loop, &m.h, a[0], EPOLLRDHUP, on_mover, err), 0, err);
+    CHECK_RC(p2m_loop_add(loop, &y.h, a[1], 0, on_io, err), 0, err);
+    CHECK_RC(p2m_loop_move(loop, &m.h, &y.h, EPOLLIN, on_io, err), -1, err); /* to is registered */
+    CHECK_EQ_INT(m.h.fd, a[0]);
+    CHECK_EQ_INT(p2m_loop_handler_count(loop), 2);
+
+    /* Readable, but the old interest (hang-up only) reports nothing. */
+    CHECK_EQ_INT(write(a[1], "x", 1), 1);
+    CHECK_EQ_INT(p2m_loop_run_once(loop, 0), 0);
+    /* Moved with EPOLLIN: the new owner gets the byte at once, the old one nothing. */
+    CHECK_RC(p2m_loop_move(loop, &m.h, &x.h, EPOLLIN, on_io, err), 0, err);
+    CHECK_EQ_INT(m.h.fd, -1);
+    CHECK_EQ_INT(x.h.fd, a[0]);
+    CHECK_EQ_INT(p2m_loop_events(&x.h), EPOLLIN);
+    CHECK_EQ_INT(p2m_loop_handler_count(loop), 2);
+    CHECK_EQ_INT(p2m_loop_run_once(loop, 1000), 1);
+    CHECK_EQ_INT(x.calls, 1);
+    CHECK_EQ_INT(m.calls, 0);
+
+    /* Moved back inside a callback of the batch: the event already queued for the old owner is
+     * dropped (only the mover's own runs). */
+    p2m_loop_del(loop, &x.h);
+    x.calls = 0;
+    struct io z = {0};
+    p2m_loop_handler_init(&z.h);
+    m.to = &z;
+    CHECK_RC(p2m_loop_add(loop, &m.h, a[0], EPOLLIN, on_mover, err), 0, err);
+    CHECK_EQ_INT(p2m_loop_run_once(loop, 1000), 1);
+    CHECK_EQ_INT(m.calls, 1);
+    CHECK_EQ_INT(z.h.fd, a[0]);
+    CHECK_EQ_INT(m.h.fd, -1);
+    z.reads = 1;
+    CHECK_EQ_INT(p2m_loop_run_once(loop, 1000), 1);
+    CHECK_EQ_INT(z.calls, 1);
+    p2m_loop_close(loop, &z.h);
+    p2m_loop_close(loop, &y.h);
+    CHECK_EQ_INT(p2m_loop_handler_count(loop), 0);
+    p2m_loop_free(loop);
+}
+
 /* --- deferred frees ------------------------------------------------------------------------- */
 
 struct obj {
@@ -370,6 +443,7 @@ int main(void)
     test_timer_heap();
     test_timer_rearm();
     test_io();
+    test_move();
     test_defer();
     test_signals();
     test_run_stop();

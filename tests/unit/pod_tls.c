@@ -622,6 +622,12 @@ typedef struct {
     int finished; /* every peer done and the tunnel closed within the bound */
 } run_t;
 
+static void on_unused(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+{
+    (void)loop, (void)h, (void)events;
+    die("the pre-connection's handler was called after forward_start() took it over");
+}
+
 static void run(run_t *r)
 {
     pthread_t ct, lt;
@@ -635,7 +641,13 @@ static void run(run_t *r)
         die("pthread_create");
     if (pthread_create(&ct, NULL, client_main, &r->client) != 0)
         die("pthread_create");
-    forward_start(&pod, pod_end, next_lease++);
+    /* As the pool hands a live pre-connection over: registered with its handler, then moved. */
+    p2m_loop_handler_t pre;
+    char aerr[P2M_ERR_LEN];
+    p2m_loop_handler_init(&pre);
+    if (p2m_loop_add(pod.loop, &pre, pod_end, EPOLLIN, on_unused, aerr) != 0)
+        die(aerr);
+    forward_start(&pod, &pre, next_lease++);
     uint64_t deadline = now_ms() + WAIT_MS + 5000;
     int swapped = 0;
     while (now_ms() < deadline) {

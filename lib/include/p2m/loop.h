@@ -94,6 +94,13 @@ static inline uint32_t p2m_loop_events(const p2m_loop_handler_t *h)
  * h are dropped. No-op when h is not registered. */
 void p2m_loop_del(p2m_loop_t *loop, p2m_loop_handler_t *h);
 
+/* Hands the fd that `from` watches to `to` (initialised, not registered) with interest `events` and
+ * callback cb, in one epoll_ctl instead of a p2m_loop_del() and a p2m_loop_add(): from becomes
+ * unregistered (its events of the current batch are dropped), to watches the fd. Returns 0, or -1
+ * with err (both unchanged). */
+int p2m_loop_move(p2m_loop_t *loop, p2m_loop_handler_t *from, p2m_loop_handler_t *to, uint32_t events, p2m_loop_io_cb cb,
+                  char *err);
+
 /* Closes h's fd, which also removes it from epoll (the fd must not have been duplicated), and
  * makes h unregistered like p2m_loop_del(), with one syscall. No-op when h is not registered. */
 void p2m_loop_close(p2m_loop_t *loop, p2m_loop_handler_t *h);
