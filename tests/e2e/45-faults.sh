@@ -165,7 +165,9 @@ slow_start() {
     [[ $got =~ :([0-9]+)[[:space:]]*$ ]] || fail "GET /tcp/fecho: $(p2m_show "$got")"
     q=${BASH_REMATCH[1]}
     # shellcheck disable=SC2016 # the inner shell expands its arguments
-    p2m_bg slowtcp bash -c 'while IFS= read -r l; do printf "%s\n" "$l"; sleep 0.01; done <"$1" |
+    # The pause between lines is a read with a timeout on a pipe nobody writes to, not `sleep`: 400
+    # forks of sleep on a machine busy with other tests took long enough to pass the bound.
+    p2m_bg slowtcp bash -c 'exec {pause}<> <(:); while IFS= read -r l; do printf "%s\n" "$l"; read -r -t 0.01 -u "$pause" || true; done <"$1" |
         timeout $3 socat -t 1 -T $3 - "TCP:127.0.0.1:$2" >"$4"' _ "$T/slow.want" "$q" "$XFER_MAX" "$T/slow-tcp.got"
     SLOW_TCP_PID=$P2M_BG_PID
     p2m_consumer_port q https fweb
