@@ -120,6 +120,15 @@ static int read_seconds(json_t *v, const char *path, unsigned *out, char *err)
     return 0;
 }
 
+/* A whole number from lo to hi; the error says what it is ("whole seconds", "a percentage"). */
+static int read_range(json_t *v, const char *path, long long lo, long long hi, const char *what, unsigned *out, char *err)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return p2m_err(err, "%s: expected %s from %lld to %lld", path, what, lo, hi);
+    *out = (unsigned)json_integer_value(v);
+    return 0;
+}
+
 static int read_count(json_t *v, const char *path, unsigned *out, char *err)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
@@ -167,21 +176,13 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
         } else if (strcmp(key, "alive_window") == 0) {
             /* Relays refresh the mark every heartbeat (5 s) while they hold the pod's connections:
              * a window of two heartbeats and more never lapses for a pod that is there. */
-            rc = 0;
-            if (!json_is_integer(v) || json_integer_value(v) < 10 || json_integer_value(v) > 86400)
-                rc = p2m_err(err, "registrar.alive_window: expected whole seconds from 10 to 86400");
-            else
-                r->alive_window = (unsigned)json_integer_value(v);
+            rc = read_range(v, "registrar.alive_window", 10, 86400, "whole seconds", &r->alive_window, err);
         } else if (strcmp(key, "consumer_ports_per_addr") == 0) {
             rc = read_count(v, "registrar.consumer_ports_per_addr", &r->consumer_ports_per_addr, err);
         } else if (strcmp(key, "consumer_ports_per_label") == 0) {
             rc = read_count(v, "registrar.consumer_ports_per_label", &r->consumer_ports_per_label, err);
         } else if (strcmp(key, "consumer_ports_share") == 0) {
-            rc = 0;
-            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 90)
-                rc = p2m_err(err, "registrar.consumer_ports_share: expected a percentage from 1 to 90");
-            else
-                r->consumer_ports_share = (unsigned)json_integer_value(v);
+            rc = read_range(v, "registrar.consumer_ports_share", 1, 90, "a percentage", &r->consumer_ports_share, err);
         } else if (strcmp(key, "session_ttl") == 0) {
             rc = read_seconds(v, "registrar.session_ttl", &r->session_ttl, err);
         } else if (strcmp(key, "auth_fail_limit") == 0) {

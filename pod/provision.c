@@ -793,7 +793,8 @@ Exit:
 
 /* --- the status file, read back --------------------------------------------------------------- */
 
-static int status_str(json_t *doc, const char *path, char *out, size_t cap)
+/* The value at path ("key" or "object.key"), NULL when there is none. */
+static json_t *status_get(json_t *doc, const char *path)
 {
     const char *dot = strchr(path, '.');
     json_t *v = doc;
@@ -803,38 +804,21 @@ static int status_str(json_t *doc, const char *path, char *out, size_t cap)
         v = json_object_get(doc, first);
         path = dot + 1;
     }
-    v = json_object_get(v, path);
+    return json_object_get(v, path);
+}
+
+static int status_str(json_t *doc, const char *path, char *out, size_t cap)
+{
+    json_t *v = status_get(doc, path);
     if (!json_is_string(v) || json_string_length(v) >= cap || memchr(json_string_value(v), '\0', json_string_length(v)))
         return -1;
     memcpy(out, json_string_value(v), json_string_length(v) + 1);
     return 0;
 }
 
-/* The value at path ("key" or "object.key") exists. */
-static int status_present(json_t *doc, const char *path)
-{
-    const char *dot = strchr(path, '.');
-    json_t *v = doc;
-    if (dot != NULL) {
-        char first[32];
-        snprintf(first, sizeof(first), "%.*s", (int)(dot - path), path);
-        v = json_object_get(doc, first);
-        path = dot + 1;
-    }
-    return json_object_get(v, path) != NULL;
-}
-
 static int status_num(json_t *doc, const char *path, unsigned long long *out)
 {
-    const char *dot = strchr(path, '.');
-    json_t *v = doc;
-    if (dot != NULL) {
-        char first[32];
-        snprintf(first, sizeof(first), "%.*s", (int)(dot - path), path);
-        v = json_object_get(doc, first);
-        path = dot + 1;
-    }
-    v = json_object_get(v, path);
+    json_t *v = status_get(doc, path);
     if (!json_is_integer(v) || json_integer_value(v) < 0)
         return -1;
     *out = (unsigned long long)json_integer_value(v);
@@ -896,7 +880,7 @@ int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
     }
     st->pid = (long long)pid;
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
-        if (nums[i].optional && !status_present(doc, nums[i].path))
+        if (nums[i].optional && status_get(doc, nums[i].path) == NULL)
             continue;
         if (status_num(doc, nums[i].path, (unsigned long long *)((char *)st + nums[i].off)) != 0) {
             p2m_err(err, "%s: expected a number", nums[i].path);
