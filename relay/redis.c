@@ -147,11 +147,20 @@ static const char lua_idle_resync[] = "redis.call('DEL', KEYS[1])\n"
                                       "if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
                                       "return 0\n";
 
-/* Marks services alive on this relay (PROTOCOL 2.1): it holds their pods' pre-connections or
- * tunnels. ARGV[1] relay name, ARGV[2] seconds, then the service keys. */
-static const char lua_alive[] =
-    "for i = 3, #ARGV do redis.call('SET', '" KEY_ALIVE_PREFIX "' .. ARGV[i], ARGV[1], 'EX', ARGV[2]) end\n"
-    "return 0\n";
+/* Marks services alive on this relay (PROTOCOL 2.1). ARGV[1] relay name, ARGV[2] seconds, then
+ * SERVICE FLAG pairs: FLAG "1" when the relay holds idle pre-connections of the service (new ones
+ * come here: the mark names this relay), "0" when it holds only joined tunnels (the pod is there,
+ * but its next pre-connections may go to another relay: the mark is refreshed only when it names
+ * this relay or is gone). */
+static const char lua_alive[] = "for i = 3, #ARGV, 2 do\n"
+                                "  local k = '" KEY_ALIVE_PREFIX "' .. ARGV[i]\n"
+                                "  if ARGV[i + 1] == '1' then redis.call('SET', k, ARGV[1], 'EX', ARGV[2])\n"
+                                "  else\n"
+                                "    local cur = redis.call('GET', k)\n"
+                                "    if not cur or cur == ARGV[1] then redis.call('SET', k, ARGV[1], 'EX', ARGV[2]) end\n"
+                                "  end\n"
+                                "end\n"
+                                "return 0\n";
 
 /* The live relays other than ARGV[1] whose port range overlaps ARGV[2]-ARGV[3] (PROTOCOL 3.1: ranges
  * sharing a Redis must be disjoint, lease keys are named by port alone). Returns NAME, LO-HI pairs,
@@ -879,11 +888,13 @@ static void collect(relay_t *r, label_t *l, void *arg)
     resync_acc_t *acc = arg;
     (void)r;
     if (acc->what == COUNT_ALIVE) {
-        /* A pod with idle pre-connections or open tunnels here is there. */
-        if ((l->nidle == 0 && l->njoined == 0) || acc->n + 1 > acc->cap)
+        /* A pod with idle pre-connections or open tunnels here is there (lua_alive). */
+        if ((l->nidle == 0 && l->njoined == 0) || acc->n + 2 > acc->cap)
             return;
         acc->argv[acc->n] = l->name;
         acc->len[acc->n++] = strlen(l->name);
+        acc->argv[acc->n] = l->nidle > 0 ? "1" : "0";
+        acc->len[acc->n++] = 1;
         return;
     }
     unsigned v = acc->what == COUNT_IDLE ? l->nidle : l->nwait;

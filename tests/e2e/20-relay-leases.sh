@@ -206,13 +206,16 @@ p2m_kill "$SQUAT"
 
 # ---------------------------------------------------------------- leases that go away
 
-# A consumer lease ended by a revocation: "unlease PORT" on p2m:events closes it at once.
+# A consumer lease ended by a revocation: "unlease PORT" on p2m:events closes it at once. The
+# notice goes first and the key stays until the close is seen: with the key deleted first, the
+# relay's periodic check (every 2 s) could find it gone before the notice arrives, and close it
+# for that reason instead.
 Q=${ports[3]}
 lease_ok "$Q" consumer web 127.0.0.1 60
-rcli DEL "p2m:lease:$Q" >/dev/null
 rcli PUBLISH p2m:events "unlease $Q" >/dev/null
 p2m_wait_until "the unleased port stops listening" p2m_not_listening "$Q"
 p2m_wait_until "the close is logged" p2m_log_has relay "event=lease_closed lease=$Q kind=consumer label=web pod=pod1 reason=unlease"
+rcli DEL "p2m:lease:$Q" >/dev/null
 
 # A pre lease nobody connects to expires; the periodic check closes the listener.
 P=${ports[4]}
