@@ -177,6 +177,15 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
             /* Relays refresh the mark every heartbeat (5 s) while they hold the pod's connections:
              * a window of two heartbeats and more never lapses for a pod that is there. */
             rc = read_range(v, "registrar.alive_window", 10, 86400, "whole seconds", &r->alive_window, err);
+        } else if (strcmp(key, "consumer_ports") == 0) {
+            char mode[16];
+            rc = read_string(v, "registrar.consumer_ports", mode, sizeof(mode), err);
+            if (rc == 0 && strcmp(mode, "per-service") == 0)
+                r->consumer_ports_per_address = 0;
+            else if (rc == 0 && strcmp(mode, "per-address") == 0)
+                r->consumer_ports_per_address = 1;
+            else if (rc == 0 || json_is_string(v))
+                rc = p2m_err(err, "registrar.consumer_ports: expected \"per-service\" or \"per-address\"");
         } else if (strcmp(key, "consumer_ports_per_addr") == 0) {
             rc = read_count(v, "registrar.consumer_ports_per_addr", &r->consumer_ports_per_addr, err);
         } else if (strcmp(key, "consumer_ports_per_label") == 0) {

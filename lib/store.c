@@ -37,12 +37,21 @@ static const char lua_pod_add[] =
     "return 'OK'\n";
 
 /* KEYS: pod, pod-labels, pods, labels. ARGV: id. */
-static const char lua_pod_rm[] =
-    LUA_NEED_POD "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', KEYS[4], l) end\n"
-                 "redis.call('DEL', KEYS[1], KEYS[2])\n"
-                 "redis.call('SREM', KEYS[3], ARGV[1])\n"
-                 "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
-                 "return 'OK'\n";
+/* Forgets the consumer ports of label l's services (their leases end with the label's, below). */
+#define LUA_FORGET_CPORTS                                                                                                          \
+    "local function forget_cports(l)\n"                                                                                            \
+    "  for _, s in ipairs({l, l .. ':http', l .. ':tcp'}) do\n"                                                                    \
+    "    local p = redis.call('GET', 'p2m:cport:' .. s)\n"                                                                         \
+    "    if p then redis.call('SREM', 'p2m:cports:service', p) redis.call('DEL', 'p2m:cport:' .. s) end\n"                         \
+    "  end\n"                                                                                                                      \
+    "end\n"
+
+static const char lua_pod_rm[] = LUA_NEED_POD LUA_FORGET_CPORTS
+    "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', KEYS[4], l) forget_cports(l) end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "redis.call('SREM', KEYS[3], ARGV[1])\n"
+    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+    "return 'OK'\n";
 
 /* KEYS: pod. ARGV: id, field, value. Any change of credentials or state bumps the epoch. */
 static const char lua_pod_set[] = LUA_NEED_POD "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
@@ -61,18 +70,22 @@ static const char lua_label_add[] =
 
 /* KEYS: labels. ARGV: label, pod-key prefix. Returns the former owner, whose epoch is bumped so
  * that session credentials issued for the label die with it. */
-static const char lua_label_rm[] = "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
-                                   "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
-                                   "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-                                   "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
-                                   "if redis.call('EXISTS', ARGV[2] .. owner) == 1 then\n"
-                                   "  redis.call('HINCRBY', ARGV[2] .. owner, 'epoch', 1)\n"
-                                   "end\n"
-                                   "return owner\n";
+static const char lua_label_rm[] =
+    LUA_FORGET_CPORTS "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                      "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
+                      "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                      "forget_cports(ARGV[1])\n"
+                      "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
+                      "if redis.call('EXISTS', ARGV[2] .. owner) == 1 then\n"
+                      "  redis.call('HINCRBY', ARGV[2] .. owner, 'epoch', 1)\n"
+                      "end\n"
+                      "return owner\n";
 
-/* KEYS: lease. ARGV: field, value ('' = any), port. Deletes the lease if field matches. */
+/* KEYS: lease. ARGV: field, value ('' = any), port, keep ("1": not a service's consumer port, which
+ * outlives a disabled pod: PROTOCOL 3.6). Deletes the lease if field matches. */
 static const char lua_lease_drop[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
                                      "if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+                                     "if ARGV[4] == '1' and redis.call('HGET', KEYS[1], 'addr') == '*' then return 0 end\n"
                                      "redis.call('DEL', KEYS[1])\n"
                                      "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'unlease ' .. ARGV[3])\n"
                                      "return 1\n";
@@ -360,6 +373,7 @@ static int scan_leases(p2m_store_t *st, int (*visit)(p2m_store_t *, const char *
 
 typedef struct {
     const char *field, *value;
+    const char *keep_service_ports; /* "1" or "0" */
     char *err;
 } drop_ctx_t;
 
@@ -367,15 +381,15 @@ static int drop_one(p2m_store_t *st, const char *key, void *arg)
 {
     drop_ctx_t *ctx = arg;
     const char *keys[] = {key};
-    const char *args[] = {ctx->field, ctx->value, key + strlen(KEY_LEASE_PREFIX)};
-    return run_script(st, lua_lease_drop, 1, keys, 3, args, NULL, ctx->err);
+    const char *args[] = {ctx->field, ctx->value, key + strlen(KEY_LEASE_PREFIX), ctx->keep_service_ports};
+    return run_script(st, lua_lease_drop, 1, keys, 4, args, NULL, ctx->err);
 }
 
 /* Ends every lease whose field equals value, so that revoking a pod or a label takes effect at
  * once rather than when the leases expire. */
-static int drop_leases(p2m_store_t *st, const char *field, const char *value, char *err)
+static int drop_leases(p2m_store_t *st, const char *field, const char *value, int keep_service_ports, char *err)
 {
-    drop_ctx_t ctx = {field, value, err};
+    drop_ctx_t ctx = {field, value, keep_service_ports ? "1" : "0", err};
     return scan_leases(st, drop_one, &ctx, err);
 }
 
@@ -388,7 +402,7 @@ int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err)
     const char *args[] = {id};
     if (run_script(st, lua_pod_rm, 4, keys, 1, args, NULL, err) != 0)
         return -1;
-    return drop_leases(st, "pod", id, err);
+    return drop_leases(st, "pod", id, 0, err);
 }
 
 static int pod_set(p2m_store_t *st, const char *id, const char *field, const char *value, char *err)
@@ -405,7 +419,8 @@ int p2m_store_pod_set_disabled(p2m_store_t *st, const char *id, int disabled, ch
 {
     if (pod_set(st, id, "disabled", disabled ? "1" : "0", err) != 0)
         return -1;
-    return disabled ? drop_leases(st, "pod", id, err) : 0;
+    /* A disabled pod's services keep their consumer ports: the labels are still its. */
+    return disabled ? drop_leases(st, "pod", id, 1, err) : 0;
 }
 
 int p2m_store_pod_set_secret(p2m_store_t *st, const char *id, const char *secret, char *err)
@@ -439,7 +454,7 @@ int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *er
     if (owner != NULL)
         snprintf(owner, P2M_ID_MAX + 1, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
     freeReplyObject(r);
-    return drop_leases(st, "label", label, err);
+    return drop_leases(st, "label", label, 0, err);
 }
 
 int p2m_store_label_exists(p2m_store_t *st, const char *label, char *err)
@@ -566,9 +581,9 @@ int p2m_store_lease_rm(p2m_store_t *st, uint16_t port, char *err)
     p2m_store_key_lease(port, key, sizeof(key));
     snprintf(port_s, sizeof(port_s), "%u", (unsigned)port);
     const char *keys[] = {key};
-    const char *args[] = {"kind", "", port_s};
+    const char *args[] = {"kind", "", port_s, "0"};
     redisReply *r;
-    if (run_script(st, lua_lease_drop, 1, keys, 3, args, &r, err) != 0)
+    if (run_script(st, lua_lease_drop, 1, keys, 4, args, &r, err) != 0)
         return -1;
     int dropped = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);

@@ -98,6 +98,9 @@ static const char lua_session_lookup[] =
  * one while the pool sits on another (pipe2me-relay --workers, or several relays). Services spread
  * over the relays by the hash; a relay that dies or joins moves only its own share.
  *
+ * With consumer ports per service, the relay of the service's consumer port (p2m:cport:SERVICE) is
+ * its home, whatever the hash says: consumers go there, so its pre-connections must too.
+ *
  * The registration marks the service alive on that relay (p2m:alive:SERVICE, PROTOCOL 2.1) and
  * reads the demand the pod is told of: the consumers waiting for it now on every live relay
  * (p2m:wait:NAME) and those that have had to wait so far (SERVICE:queued in the relays' stats). */
@@ -106,6 +109,9 @@ static const char lua_lease_pre[] = LUA_LEASE_LIB
     "if #relays == 0 then return {'norelay'} end\n"
     "local rnd = tonumber(ARGV[6])\n"
     "for _, r in ipairs(relays) do r.rank = redis.sha1hex(ARGV[7] .. '/' .. r[1]) end\n"
+    "local cp = redis.call('GET', 'p2m:cport:' .. ARGV[7])\n"
+    "local home = cp and redis.call('HGET', 'p2m:lease:' .. cp, 'relay')\n"
+    "for _, r in ipairs(relays) do if r[1] == home then r.rank = 'z' end end\n"
     "table.sort(relays, function(a, b) return a.rank > b.rank end)\n"
     "for _, r in ipairs(relays) do\n"
     "  local p = probe(r, rnd)\n"
@@ -123,14 +129,20 @@ static const char lua_lease_pre[] = LUA_LEASE_LIB
     "end\n"
     "return {'noport'}\n";
 
-/* ARGV: label, addr, now, ttl, rand, per-address cap, per-label cap, share of the ports (percent),
+/* ARGV: label, addr ('*': one consumer port per service), now, ttl, rand, per-address cap, per-label
+ * cap, share of the ports (percent),
  * then the services the request may go to, in order of preference (PROTOCOL 2.1). The first
  * service with an idle pre-connection on a live relay wins; when none has one, the first whose pod
  * is alive (p2m:alive:SERVICE names a live relay: the pod registered, or a relay held its
  * connections, within registrar.alive_window) wins, on that relay, and the consumer waits there
  * for the pre-connections the pod is opening. Neither: the pod is gone.
  *
- * Consumer ports are capped (PROTOCOL 3.6) so that a flood from many addresses cannot take the
+ * Per service (addr '*'), the service's consumer port is p2m:cport:SERVICE, leased once for every
+ * address and kept while the label is (no TTL once the relay has bound it); only a port whose relay
+ * is no longer live is leased again, on the relay chosen above. Such ports are not evicted: they
+ * stand in p2m:cports:service, at most the share of all relays' ports, beyond which 'noport'.
+ *
+ * Per address, consumer ports are capped (PROTOCOL 3.6) so that a flood from many addresses cannot take the
  * whole range: a new one beyond the cap of its address, of its label, or of the consumers' share
  * of all relays' ports first evicts the least recently used lease in that scope. Three sorted sets
  * (port -> last use, Redis TIME in microseconds, so that uses within one second keep their order)
@@ -159,6 +171,37 @@ static const char lua_consumer_route[] = LUA_LEASE_LIB
     "  end\n"
     "end\n"
     "if not best then return {'gone'} end\n"
+    "if ARGV[2] == '*' then\n"
+    "  local ck = 'p2m:cport:' .. svc\n"
+    "  local port = redis.call('GET', ck)\n"
+    "  if port then\n"
+    "    local k = 'p2m:lease:' .. port\n"
+    "    local l = redis.call('HMGET', k, 'kind', 'service', 'addr', 'relay', 'state')\n"
+    "    if l[1] == 'consumer' and l[2] == svc and l[3] == '*' then\n"
+    "      for _, r in ipairs(relays) do\n"
+    "        if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2', svc, queued} end\n"
+    "      end\n"
+    "      redis.call('DEL', k)\n"
+    "      redis.call('PUBLISH', 'p2m:events', 'unlease ' .. port)\n"
+    "    end\n"
+    "    redis.call('SREM', 'p2m:cports:service', port)\n"
+    "  end\n"
+    "  local total = 0\n"
+    "  for _, r in ipairs(relays) do total = total + r[4] - r[3] + 1 end\n"
+    "  local cap = math.max(1, math.floor(total * tonumber(ARGV[8]) / 100))\n"
+    "  if redis.call('SCARD', 'p2m:cports:service') >= cap then\n"
+    "    for _, m in ipairs(redis.call('SMEMBERS', 'p2m:cports:service')) do\n"
+    "      if redis.call('HGET', 'p2m:lease:' .. m, 'addr') ~= '*' then redis.call('SREM', 'p2m:cports:service', m) end\n"
+    "    end\n"
+    "    if redis.call('SCARD', 'p2m:cports:service') >= cap then return {'noport'} end\n"
+    "  end\n"
+    "  local p = probe(best, tonumber(ARGV[5]))\n"
+    "  if not p then return {'noport'} end\n"
+    "  make_lease(p, 'consumer', ARGV[1], svc, owner, '*', best[1], ARGV[3], ARGV[4])\n"
+    "  redis.call('SET', ck, p)\n"
+    "  redis.call('SADD', 'p2m:cports:service', p)\n"
+    "  return {'ok', tostring(p), best[2], best[1], '1', svc, queued}\n"
+    "end\n"
     "local za, zl, zg = 'p2m:cports:addr:' .. ARGV[2], 'p2m:cports:label:' .. ARGV[1], 'p2m:cports'\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"

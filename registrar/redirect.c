@@ -149,7 +149,9 @@ static void route(op_t *op)
                                 .per_addr = rc->consumer_ports_per_addr,
                                 .per_label = rc->consumer_ports_per_label,
                                 .share = rc->consumer_ports_share};
-    if (p2m_cmd_consumer_route(&cmd, op->label, protos, nprotos, op->addr, (long long)time(NULL), &caps, rnd & 0x7fffffff) != 0 ||
+    /* Per service (the default), every address shares the service's one port: "*" (PROTOCOL 3.6). */
+    const char *who = rc->consumer_ports_per_address ? op->addr : "*";
+    if (p2m_cmd_consumer_route(&cmd, op->label, protos, nprotos, who, (long long)time(NULL), &caps, rnd & 0x7fffffff) != 0 ||
         redis_send(op->r, &cmd, on_route, op) != 0)
         done(op, 503, "Service Unavailable", "registry unavailable", "5");
 }

@@ -243,7 +243,7 @@ static void on_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
         char pstr[64];
         if (peer_addr_from_sa((struct sockaddr *)&ss, &peer) != 0)
             memset(&peer, 0, sizeof(peer));
-        if (memcmp(&peer, &l->addr, sizeof(peer)) != 0) {
+        if (!l->any_addr && memcmp(&peer, &l->addr, sizeof(peer)) != 0) {
             /* A scan of the range lands here once per port and pass: summed per peer. */
             if (relay_refusal_log_full(r, &peer, "address", l->port, l->label->name))
                 p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=%s label=%s fd=%d peer=%s want=%s reason=address",
@@ -349,7 +349,10 @@ static int lease_check(const lease_info_t *info, lease_kind_t *kind, char *label
         return p2m_err(why, "service");
     if (p2m_id_valid(info->pod, strlen(info->pod), NULL) != 0)
         return p2m_err(why, "pod");
-    if (strlen(info->addr) >= PEER_ADDR_STRLEN || peer_addr_parse(info->addr, addr) != 0)
+    /* "*": a service's consumer port, open to every address (PROTOCOL 3.6); pre leases name one. */
+    if (strcmp(info->addr, "*") == 0 && *kind == LEASE_CONSUMER)
+        memset(addr, 0, sizeof(*addr));
+    else if (strlen(info->addr) >= PEER_ADDR_STRLEN || peer_addr_parse(info->addr, addr) != 0)
         return p2m_err(why, "addr");
     if (!created_valid(info->created))
         return p2m_err(why, "created");
@@ -437,6 +440,7 @@ void ports_on_lease(relay_t *r, uint16_t port, const lease_info_t *info, int how
     l->relay = r;
     l->label = label_get(r, label);
     l->addr = addr;
+    l->any_addr = kind == LEASE_CONSUMER && strcmp(info->addr, "*") == 0;
     snprintf(l->created, sizeof(l->created), "%s", info->created);
     snprintf(l->pod, sizeof(l->pod), "%s", info->pod);
     memcpy(l->addr_str, info->addr, strlen(info->addr) + 1); /* lease_check() bounded it */

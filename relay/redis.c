@@ -79,14 +79,17 @@ static int channel_relay(const char *name, char *out, size_t cap) /* "lease PORT
     "local l = redis.call('HMGET', KEYS[1], 'relay', 'created', 'pod')\n"                                                          \
     "local ours = l[1] == ARGV[1] and l[2] == ARGV[2] and l[3] == ARGV[3]\n"
 
-/* PROTOCOL 3.3, success. ARGV[4] port. Returns 1, or 0 (and says fail) when the lease is gone. */
-static const char lua_bound[] = LUA_LEASE_IS_OURS "if ours then\n"
-                                                  "  redis.call('HSET', KEYS[1], 'state', 'bound')\n"
-                                                  "  redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' ok')\n"
-                                                  "  return 1\n"
-                                                  "end\n"
-                                                  "redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' fail lease gone')\n"
-                                                  "return 0\n";
+/* PROTOCOL 3.3, success. ARGV[4] port. Returns 1, or 0 (and says fail) when the lease is gone. A
+ * service's consumer port (addr '*') lives as long as its label from now on: no TTL (3.6). */
+static const char lua_bound[] =
+    LUA_LEASE_IS_OURS "if ours then\n"
+                      "  redis.call('HSET', KEYS[1], 'state', 'bound')\n"
+                      "  if redis.call('HGET', KEYS[1], 'addr') == '*' then redis.call('PERSIST', KEYS[1]) end\n"
+                      "  redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' ok')\n"
+                      "  return 1\n"
+                      "end\n"
+                      "redis.call('PUBLISH', '" CHANNEL_BOUND "', ARGV[4] .. ' fail lease gone')\n"
+                      "return 0\n";
 
 /* PROTOCOL 3.3, failure. KEYS[2] portbusy; ARGV[4] port, ARGV[5] reason. */
 static const char lua_busy[] = LUA_LEASE_IS_OURS "redis.call('SET', KEYS[2], '1', 'EX', 60)\n"
@@ -844,7 +847,7 @@ static void heartbeat(rredis_t *rr)
             continue;
         if (l->kind == LEASE_PRE && l->held > 0)
             rredis_lease_touch(rr, l, RELAY_IDLE_LEASE_TTL);
-        else if (l->kind == LEASE_CONSUMER && l->nconns > 0)
+        else if (l->kind == LEASE_CONSUMER && l->nconns > 0 && !l->any_addr) /* a service's port has no TTL */
             rredis_lease_touch(rr, l, r->cfg.registrar.consumer_ttl);
     }
     label_flush_counters(r, emit_counters, rr);

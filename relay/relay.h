@@ -114,8 +114,9 @@ typedef struct {
 struct lease {
     uint32_t magic;
     uint16_t port;
-    uint8_t kind;  /* lease_kind_t */
-    uint8_t bound; /* Redis says state bound (our script ran) */
+    uint8_t kind;     /* lease_kind_t */
+    uint8_t bound;    /* Redis says state bound (our script ran) */
+    uint8_t any_addr; /* consumer: the service's one port, for every address (lease addr "*") */
     uint32_t gen;
     uint32_t sync_round; /* the sync round that already marks it connected (redis.c) */
     relay_t *relay;

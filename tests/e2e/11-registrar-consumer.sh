@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# pipe2me-registrar, consumer side (docs/PROTOCOL.md 2 and 3.2-3.4): https://LABEL.DOMAIN/... is a
+# pipe2me-registrar, consumer side (docs/PROTOCOL.md 2 and 3.2-3.4), with registrar.consumer_ports
+# "per-address" (the per-service default is 52-consumer-ports.sh): https://LABEL.DOMAIN/... is a
 # 307 to a consumer port Q leased per consumer address and label, reused while it lives; 503 with
 # Retry-After when no pre-connection is idle, 404 for unknown labels; the plain-HTTP listener
 # only ever sends clients to HTTPS (308); the bare domain serves /_health, /cacert and /metrics.
@@ -59,7 +60,8 @@ p2m_start_redis
 p2m_free_port_range RANGE_LO RANGE_HI 24
 ALIVE_WINDOW=10
 p2m_write_config "{\"relay\": {\"name\": \"$NAME\", \"ports\": \"$RANGE_LO-$RANGE_HI\"},
-    \"registrar\": {\"consumer_ttl\": $CONSUMER_TTL, \"preconnect_timeout\": 10, \"alive_window\": $ALIVE_WINDOW}}"
+    \"registrar\": {\"consumer_ttl\": $CONSUMER_TTL, \"preconnect_timeout\": 10, \"alive_window\": $ALIVE_WINDOW,
+    \"consumer_ports\": \"per-address\"}}"
 BASE=https://pipe2me.localhost:$P2M_HTTPS_PORT
 HTTP=http://pipe2me.localhost:$P2M_HTTP_PORT
 P2M_HREQ_LOCATIONS=$T/https-locations # every Location an HTTPS response carries

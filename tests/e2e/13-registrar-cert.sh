@@ -281,7 +281,9 @@ hreq "$BASE/tcp/web"
 expect_http 200 "GET /tcp/web"
 expect_match "^web\.$DOMAIN:[0-9]+\$" "$(body)" "the body is LABEL.DOMAIN:PORT"
 QT=$(body | sed 's/.*://')
-expect_eq "consumer|web:tcp|127.0.0.1" "$(rcli HMGET "p2m:lease:$QT" kind service addr | paste -sd'|')" "the tcp consumer lease"
+expect_eq "consumer|web:tcp|*" "$(rcli HMGET "p2m:lease:$QT" kind service addr | paste -sd'|')" \
+    "the tcp service's consumer port, for every address (consumer_ports per-service)"
+expect_eq "$QT" "$(rcli GET p2m:cport:web:tcp)" "the tcp service's consumer port is kept with the service"
 p2m_wait_until "the relay listens on $QT" p2m_listening "$QT"
 expect_eq "hello-tcp" "$(printf 'hello-tcp' | socat -t 2 - TCP4:127.0.0.1:$QT)" "a consumer on $QT reaches the tcp pre-connection"
 hreq "$BASE/tcp/nosuch"

@@ -43,7 +43,7 @@ p2m_start_redis
 p2m_free_port_range LO HI "$RANGE"
 p2m_write_config "$(jq -nc --arg ports "$LO-$HI" --argjson a $PER_ADDR --argjson l $PER_LABEL --argjson s $SHARE \
     '{relay: {name: "r1", ports: $ports, first_byte_timeout: 2, max_conns_per_addr: 64},
-      registrar: {consumer_ports_per_addr: $a, consumer_ports_per_label: $l, consumer_ports_share: $s,
+      registrar: {consumer_ports: "per-address", consumer_ports_per_addr: $a, consumer_ports_per_label: $l, consumer_ports_share: $s,
                   auth_fail_limit: 100}}')"
 CA=$T/state/ca.pem
 BASE=https://$DOMAIN:$P2M_HTTPS_PORT

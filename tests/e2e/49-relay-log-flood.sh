@@ -31,7 +31,8 @@ read -r EPH_LO EPH_HI </proc/sys/net/ipv4/ip_local_port_range
 p2m_free_port_range LO HI "$RANGE"
 ((HI < EPH_LO || LO > EPH_HI)) || fail "relay range $LO-$HI overlaps ip_local_port_range $EPH_LO-$EPH_HI"
 p2m_ok
-p2m_start_system "{\"relay\": {\"ports\": \"$LO-$HI\"}, \"registrar\": {\"consumer_ttl\": 600}}"
+# Per-address consumer ports: one listening port per consumer address, for the scan to hit.
+p2m_start_system "{\"relay\": {\"ports\": \"$LO-$HI\"}, \"registrar\": {\"consumer_ttl\": 600, \"consumer_ports\": \"per-address\"}}"
 
 p2m_free_port BACKEND
 p2m_bg backend socat "TCP-LISTEN:$BACKEND,bind=127.0.0.1,reuseaddr,fork" /dev/null

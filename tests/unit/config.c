@@ -66,6 +66,7 @@ static void test_defaults(void)
     CHECK_MSG(!cfg.registrar.http_enabled || cfg.registrar.http.port != 0, "registrar.http enabled with port 0");
     CHECK(cfg.registrar.preconnect_timeout > 0);
     CHECK(cfg.registrar.consumer_ttl > 0);
+    CHECK_EQ_INT(cfg.registrar.consumer_ports_per_address, 0); /* per-service by default */
     CHECK(cfg.registrar.session_ttl > 0);
     CHECK(cfg.registrar.auth_fail_limit > 0);
     CHECK(cfg.registrar.auth_fail_window > 0);
@@ -120,6 +121,7 @@ static const char full_json[] = "{\n"
                                 "    \"preconnect_timeout\": 11,\n"
                                 "    \"consumer_ttl\": 12,\n"
                                 "    \"alive_window\": 45,\n"
+                                "    \"consumer_ports\": \"per-address\",\n"
                                 "    \"session_ttl\": 13,\n"
                                 "    \"auth_fail_limit\": 14,\n"
                                 "    \"auth_fail_window\": 15,\n"
@@ -157,6 +159,7 @@ static void check_full(const p2m_config_t *cfg)
     CHECK_EQ_INT(cfg->registrar.preconnect_timeout, 11);
     CHECK_EQ_INT(cfg->registrar.consumer_ttl, 12);
     CHECK_EQ_INT(cfg->registrar.alive_window, 45);
+    CHECK_EQ_INT(cfg->registrar.consumer_ports_per_address, 1);
     CHECK_EQ_INT(cfg->registrar.session_ttl, 13);
     CHECK_EQ_INT(cfg->registrar.auth_fail_limit, 14);
     CHECK_EQ_INT(cfg->registrar.auth_fail_window, 15);
@@ -401,6 +404,12 @@ static void test_errors(void)
         {"{\"registrar\": {\"consumer_ports_share\": 91}}", 0, "registrar.consumer_ports_share", NULL},
         {"{\"registrar\": {\"consumer_ports_share\": 50.5}}", 0, "registrar.consumer_ports_share", NULL},
         {"{\"registrar\": {\"consumer_ports_share\": \"50\"}}", 0, "registrar.consumer_ports_share", NULL},
+        {"{\"registrar\": {\"consumer_ports\": \"per-label\"}}", 0, "registrar.consumer_ports", "per-service"},
+        {"{\"registrar\": {\"consumer_ports\": \"\"}}", 0, "registrar.consumer_ports", NULL},
+        {"{\"registrar\": {\"consumer_ports\": \"Per-Service\"}}", 0, "registrar.consumer_ports", NULL},
+        {"{\"registrar\": {\"consumer_ports\": \"per-service-and-more\"}}", 0, "registrar.consumer_ports", NULL},
+        {"{\"registrar\": {\"consumer_ports\": 1}}", 0, "registrar.consumer_ports", "string"},
+        {"{\"registrar\": {\"consumer_ports\": null}}", 0, "registrar.consumer_ports", NULL},
         /* below two relay heartbeats the mark could lapse while the pod is there */
         {"{\"registrar\": {\"alive_window\": 9}}", 0, "registrar.alive_window", "10 to 86400"},
         {"{\"registrar\": {\"alive_window\": 0}}", 0, "registrar.alive_window", NULL},

@@ -21,6 +21,7 @@ typedef struct {
     unsigned preconnect_timeout;       /* registrar.preconnect_timeout: s a P port waits for its pod */
     unsigned consumer_ttl;             /* registrar.consumer_ttl: s a Q port lives while idle */
     unsigned alive_window;             /* registrar.alive_window: s a service counts as served after its pod was last seen */
+    int consumer_ports_per_address;    /* registrar.consumer_ports: "per-address" (1) or "per-service" (0, the default) */
     unsigned consumer_ports_per_addr;  /* registrar.consumer_ports_per_addr: Q ports one address holds */
     unsigned consumer_ports_per_label; /* registrar.consumer_ports_per_label: Q ports one label has */
     unsigned consumer_ports_share;     /* registrar.consumer_ports_share: percent of the relays' ports for Q */

@@ -22,16 +22,25 @@
  *   p2m:lease:PORT           hash    kind ("pre"|"consumer"), label, service (the service key,
  *                                    p2m/service.h: "LABEL", "LABEL:http", "LABEL:tcp"; the relay
  *                                    joins a consumer only to a pre-connection of the same
- *                                    service), pod, addr (the only peer
- *                                    address the relay accepts on PORT), relay (NAME), created
- *                                    (unix s), state ("pending"|"bound"|"connected": a pre lease's pod connected); has a TTL: a
- * crashed process leaks no port past it p2m:consumer:SERVICE:ADDR string the consumer port leased for ADDR and SERVICE (TTL as the
- * lease) p2m:cports               zset    consumer lease ports -> last use (unix s), all of them p2m:cports:addr:ADDR     zset the
- * same for one source address p2m:cports:label:LABEL   zset    the same for one label (caps and eviction: PROTOCOL 3.6) p2m:relays
- * set     relay names (stale ones are pruned when their hash is gone) p2m:relay:NAME           hash    address, ports ("LO-HI"),
- * started; TTL 15 s, heartbeat 5 s p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME
- *   p2m:wait:NAME            hash    SERVICE -> consumers waiting at relay NAME for a pre-connection
- *                                    (written at the end of the relay's loop turn; TTL as the idle hash)
+ *                                    service), pod, addr (the only peer address the relay accepts
+ *                                    on PORT; "*" for a service's consumer port: any), relay
+ *                                    (NAME), created (unix s), state ("pending"|"bound"|
+ *                                    "connected": a pre lease's pod connected); has a TTL (a
+ *                                    crashed process leaks no port past it), but for a service's
+ *                                    consumer port once bound, which lives with its label
+ *   p2m:cport:SERVICE        string  the service's consumer port (registrar.consumer_ports
+ *                                    "per-service", the default); no TTL; ends with the label
+ *   p2m:cports:service       set     every such port (at most consumer_ports_share of the ports)
+ *   p2m:consumer:SERVICE:ADDR string the consumer port leased for ADDR and SERVICE (TTL as the
+ *                                    lease; consumer_ports "per-address" only)
+ *   p2m:cports               zset    consumer lease ports -> last use (unix s), all of them
+ *   p2m:cports:addr:ADDR     zset    the same for one source address
+ *   p2m:cports:label:LABEL   zset    the same for one label (caps and eviction: PROTOCOL 3.6)
+ *   p2m:relays               set     relay names (stale ones are pruned when their hash is gone)
+ *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started; TTL 15 s, heartbeat 5 s
+ *   p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME
+ *   p2m:wait:NAME            hash    SERVICE -> consumers waiting at relay NAME for a
+ *                                    pre-connection (written at most 5 ms late; TTL as the idle hash)
  *   p2m:alive:SERVICE        string  NAME of the relay where the service's pod registered last, or
  *                                    that holds its pre-connections or tunnels; TTL
  *                                    registrar.alive_window: while it lives, consumers of a

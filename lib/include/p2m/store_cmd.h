@@ -61,14 +61,16 @@ typedef struct {
 } p2m_consumer_caps_t;
 
 /* Finds or leases the consumer port for addr and the first of label's services protos[0..n) that
- * has an idle pre-connection or, when none has, the first whose pod is alive (PROTOCOL 2.1); a new
- * lease beyond one of caps' limits first evicts the least recently used consumer lease in that
- * scope. Reply: {"unknown"} (no pod owns label), {"gone"} (none of them has an idle
- * pre-connection on any live relay nor a pod alive), {"noport"}, or
- * {"ok", PORT, RELAY_ADDRESS, RELAY, STATE, SERVICE, QUEUED} where STATE is "0" (existing and
- * bound: redirect now), "1" (new: announce it to the relay and wait) or "2" (another request
- * announced it: wait), SERVICE is the chosen service key and QUEUED is "1" when the service has no
- * idle pre-connection now (the consumer will wait at the relay), else "0". */
+ * has an idle pre-connection or, when none has, the first whose pod is alive (PROTOCOL 2.1). addr
+ * "*" asks for the service's one port, shared by every address (registrar.consumer_ports
+ * "per-service", PROTOCOL 3.6); an address, for that address's own port, where a new lease beyond
+ * one of caps' limits first evicts the least recently used consumer lease in that scope. Reply:
+ * {"unknown"} (no pod owns label), {"gone"} (none of them has an idle pre-connection on any live
+ * relay nor a pod alive), {"noport"}, or {"ok", PORT, RELAY_ADDRESS, RELAY, STATE, SERVICE, QUEUED}
+ * where STATE is "0" (existing and bound: redirect now), "1" (new: announce it to the relay and
+ * wait) or "2" (another request announced it: wait), SERVICE is the chosen service key and QUEUED
+ * is "1" when the service has no idle pre-connection now (the consumer will wait at the relay),
+ * else "0". */
 int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
                            long long now, const p2m_consumer_caps_t *caps, uint32_t rand);
 
