@@ -2,6 +2,7 @@
 #include "p2m/err.h"
 #include "p2m/label.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -44,6 +45,9 @@ void p2m_config_defaults(p2m_config_t *cfg)
     cfg->registrar.auth_fail_limit = 10;
     cfg->registrar.auth_fail_window = 3600;
     cfg->registrar.cert_lifetime = 30 * 86400;
+    strcpy(cfg->registrar.proxy_from[0], "127.0.0.1");
+    strcpy(cfg->registrar.proxy_from[1], "::1");
+    cfg->registrar.nproxy_from = 2;
 
     /* A host name that is not a valid label (dots, odd bytes) falls back to "relay". */
     char host[256] = "";
@@ -147,6 +151,24 @@ static int read_hostport(json_t *v, const char *path, p2m_hostport_t *out, char 
     return 0;
 }
 
+/* An IP address literal, written back in its canonical form (IPv4-mapped IPv6 as IPv4). */
+static int read_ip(json_t *v, const char *path, char *out, size_t cap, char *err)
+{
+    char buf[P2M_HOST_MAX + 1];
+    unsigned char a[16];
+    if (read_string(v, path, buf, sizeof(buf), err) != 0)
+        return -1;
+    if (inet_pton(AF_INET, buf, a) == 1)
+        return inet_ntop(AF_INET, a, out, (socklen_t)cap) != NULL ? 0 : p2m_err(err, "%s: address too long", path);
+    if (inet_pton(AF_INET6, buf, a) == 1) {
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        int mapped = memcmp(a, v4mapped, 12) == 0;
+        const char *ok = mapped ? inet_ntop(AF_INET, a + 12, out, (socklen_t)cap) : inet_ntop(AF_INET6, a, out, (socklen_t)cap);
+        return ok != NULL ? 0 : p2m_err(err, "%s: address too long", path);
+    }
+    return p2m_err(err, "%s: expected an IP address", path);
+}
+
 static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
 {
     if (!json_is_object(obj))
@@ -206,6 +228,26 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
                 rc = p2m_err(err, "registrar.cert_lifetime: expected whole seconds from 60 to 34300800 (397 days)");
             else
                 r->cert_lifetime = (unsigned)json_integer_value(v);
+        } else if (strcmp(key, "proxy_listen") == 0) {
+            r->proxy_enabled = !json_is_null(v);
+            rc = r->proxy_enabled ? read_hostport(v, "registrar.proxy_listen", &r->proxy_listen, err) : 0;
+        } else if (strcmp(key, "proxy_from") == 0) {
+            rc = 0;
+            if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > P2M_PROXY_FROM_MAX) {
+                rc = p2m_err(err, "registrar.proxy_from: expected a list of 1 to %d IP addresses", P2M_PROXY_FROM_MAX);
+            } else {
+                size_t i;
+                json_t *e;
+                r->nproxy_from = 0;
+                json_array_foreach(v, i, e)
+                {
+                    char path[48];
+                    snprintf(path, sizeof(path), "registrar.proxy_from[%zu]", i);
+                    if ((rc = read_ip(e, path, r->proxy_from[i], sizeof(r->proxy_from[i]), err)) != 0)
+                        break;
+                    r->nproxy_from++;
+                }
+            }
         } else if (strcmp(key, "ca_cert") == 0) {
             rc = read_string(v, "registrar.ca_cert", r->ca_cert, sizeof(r->ca_cert), err);
         } else if (strcmp(key, "ca_key") == 0) {
@@ -268,6 +310,13 @@ static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
             rc = read_seconds(v, "relay.idle_timeout", &r->idle_timeout, err);
         } else if (strcmp(key, "max_conns_per_addr") == 0) {
             rc = read_count(v, "relay.max_conns_per_addr", &r->max_conns_per_addr, err);
+        } else if (strcmp(key, "sni_listen") == 0) {
+            r->sni_enabled = !json_is_null(v);
+            rc = r->sni_enabled ? read_hostport(v, "relay.sni_listen", &r->sni_listen, err) : 0;
+        } else if (strcmp(key, "sni_registrar") == 0) {
+            rc = read_hostport(v, "relay.sni_registrar", &r->sni_registrar, err);
+            if (rc == 0 && r->sni_registrar.host[0] == '\0')
+                rc = p2m_err(err, "relay.sni_registrar: expected HOST:PORT with a host");
         } else {
             rc = p2m_err(err, "relay.%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
         }
@@ -342,6 +391,18 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
     }
     if (json_object_get(json_object_get(root, "registrar"), "url") == NULL)
         derive_url(cfg);
+    /* The relay passes the registrar's names to its PROXY listener unless told another address;
+     * a listener on every address is reached on loopback. */
+    if (cfg->relay.sni_enabled && cfg->relay.sni_registrar.port == 0) {
+        if (!cfg->registrar.proxy_enabled) {
+            p2m_err(err, "relay.sni_listen: needs relay.sni_registrar or registrar.proxy_listen, where the registrar's own "
+                         "names go");
+            goto Exit;
+        }
+        cfg->relay.sni_registrar = cfg->registrar.proxy_listen;
+        if (cfg->relay.sni_registrar.host[0] == '\0')
+            snprintf(cfg->relay.sni_registrar.host, sizeof(cfg->relay.sni_registrar.host), "127.0.0.1");
+    }
     ret = 0;
 Exit:
     json_decref(root);

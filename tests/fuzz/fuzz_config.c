@@ -2,6 +2,8 @@
  * one-line reason, and a config it accepts holds values that satisfy config.h. */
 
 #include "fuzz.h"
+
+#include <arpa/inet.h>
 #include "p2m/addr.h"
 #include "p2m/config.h"
 #include "p2m/err.h"
@@ -37,6 +39,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(cfg.registrar.preconnect_timeout > 0 && cfg.registrar.consumer_ttl > 0 && cfg.registrar.session_ttl > 0 &&
                cfg.registrar.alive_window >= 10 && cfg.registrar.alive_window <= 86400 && cfg.registrar.auth_fail_window > 0 &&
                cfg.relay.wait_timeout > 0 && cfg.relay.idle_timeout > 0);
+    /* The SNI port always knows where the registrar's names go; proxy_from holds 1 to 16 IPs. */
+    FUZZ_CHECK(!cfg.relay.sni_enabled || (cfg.relay.sni_registrar.port >= 1 && cfg.relay.sni_registrar.host[0] != '\0'));
+    FUZZ_CHECK(cfg.registrar.nproxy_from >= 1 && cfg.registrar.nproxy_from <= P2M_PROXY_FROM_MAX);
+    for (unsigned i = 0; i < cfg.registrar.nproxy_from; i++) {
+        unsigned char a[16];
+        FUZZ_CHECK(FUZZ_TERMINATED(cfg.registrar.proxy_from[i]));
+        FUZZ_CHECK(inet_pton(AF_INET, cfg.registrar.proxy_from[i], a) == 1 ||
+                   inet_pton(AF_INET6, cfg.registrar.proxy_from[i], a) == 1);
+    }
     if (cfg.redis.is_unix)
         FUZZ_CHECK(FUZZ_TERMINATED(cfg.redis.path) && cfg.redis.path[0] != '\0');
     else

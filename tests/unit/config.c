@@ -177,6 +177,50 @@ static void check_full(const p2m_config_t *cfg)
     CHECK_EQ_INT(cfg->relay.max_conns_per_addr, 18);
 }
 
+/* The SNI port and the registrar's PROXY listener: defaults, the relay's registrar address derived
+ * from proxy_listen, addresses normalised. */
+static void test_sni(void)
+{
+    p2m_config_t cfg;
+    char err[P2M_ERR_LEN] = "";
+    CHECK_CTX("sni: defaults");
+    if (CHECK_RC(parse_str("{}", &cfg, err), 0, err)) {
+        CHECK_EQ_INT(cfg.relay.sni_enabled, 0);
+        CHECK_EQ_INT(cfg.registrar.proxy_enabled, 0);
+        CHECK_EQ_INT(cfg.registrar.nproxy_from, 2);
+        CHECK_EQ_STR(cfg.registrar.proxy_from[0], "127.0.0.1");
+        CHECK_EQ_STR(cfg.registrar.proxy_from[1], "::1");
+    }
+    CHECK_CTX("sni: the relay's registrar address from proxy_listen");
+    if (CHECK_RC(parse_str("{\"registrar\": {\"proxy_listen\": \":8444\", \"proxy_from\": [\"::ffff:10.0.0.7\", \"2001:DB8::1\"]},"
+                           " \"relay\": {\"sni_listen\": \"0.0.0.0:443\"}}",
+                           &cfg, err),
+                 0, err)) {
+        CHECK_EQ_INT(cfg.relay.sni_enabled, 1);
+        CHECK_EQ_STR(cfg.relay.sni_listen.host, "0.0.0.0");
+        CHECK_EQ_INT(cfg.relay.sni_listen.port, 443);
+        CHECK_EQ_STR(cfg.relay.sni_registrar.host, "127.0.0.1");
+        CHECK_EQ_INT(cfg.relay.sni_registrar.port, 8444);
+        CHECK_EQ_INT(cfg.registrar.nproxy_from, 2);
+        CHECK_EQ_STR(cfg.registrar.proxy_from[0], "10.0.0.7");
+        CHECK_EQ_STR(cfg.registrar.proxy_from[1], "2001:db8::1");
+    }
+    CHECK_CTX("sni: an explicit registrar address wins");
+    if (CHECK_RC(parse_str("{\"registrar\": {\"proxy_listen\": \"10.0.0.1:8444\"},"
+                           " \"relay\": {\"sni_listen\": \":443\", \"sni_registrar\": \"10.0.0.2:9444\"}}",
+                           &cfg, err),
+                 0, err)) {
+        CHECK_EQ_STR(cfg.relay.sni_registrar.host, "10.0.0.2");
+        CHECK_EQ_INT(cfg.relay.sni_registrar.port, 9444);
+    }
+    CHECK_CTX("sni: null turns both off");
+    if (CHECK_RC(parse_str("{\"registrar\": {\"proxy_listen\": null}, \"relay\": {\"sni_listen\": null}}", &cfg, err), 0, err)) {
+        CHECK_EQ_INT(cfg.relay.sni_enabled, 0);
+        CHECK_EQ_INT(cfg.registrar.proxy_enabled, 0);
+    }
+    CHECK_CTX(NULL);
+}
+
 static void test_full(void)
 {
     p2m_config_t cfg;
@@ -419,6 +463,27 @@ static void test_errors(void)
         {"{\"registrar\": {\"alive_window\": null}}", 0, "registrar.alive_window", NULL},
     };
     run_err_rows("shares", shares, sizeof(shares) / sizeof(shares[0]));
+    const struct err_row sni[] = {
+        {"{\"registrar\": {\"proxy_from\": \"127.0.0.1\"}}", 0, "registrar.proxy_from", "list"},
+        {"{\"registrar\": {\"proxy_from\": []}}", 0, "registrar.proxy_from", "1 to 16"},
+        {"{\"registrar\": {\"proxy_from\": [\"1.1.1.1\",\"1.1.1.2\",\"1.1.1.3\",\"1.1.1.4\",\"1.1.1.5\",\"1.1.1.6\",\"1.1.1.7\","
+         "\"1.1.1.8\",\"1.1.1.9\",\"1.1.1.10\",\"1.1.1.11\",\"1.1.1.12\",\"1.1.1.13\",\"1.1.1.14\",\"1.1.1.15\",\"1.1.1.16\","
+         "\"1.1.1.17\"]}}",
+         0, "registrar.proxy_from", NULL},
+        {"{\"registrar\": {\"proxy_from\": [\"localhost\"]}}", 0, "registrar.proxy_from[0]", "IP address"},
+        {"{\"registrar\": {\"proxy_from\": [\"127.0.0.1\", \" 10.0.0.1\"]}}", 0, "registrar.proxy_from[1]", NULL},
+        {"{\"registrar\": {\"proxy_from\": [\"10.0.0.1:80\"]}}", 0, "registrar.proxy_from[0]", NULL},
+        {"{\"registrar\": {\"proxy_from\": [\"10.0.0.0/8\"]}}", 0, "registrar.proxy_from[0]", NULL},
+        {"{\"registrar\": {\"proxy_from\": [7]}}", 0, "registrar.proxy_from[0]", "string"},
+        {"{\"registrar\": {\"proxy_from\": [\"\"]}}", 0, "registrar.proxy_from[0]", NULL},
+        {"{\"registrar\": {\"proxy_listen\": \"127.0.0.1\"}}", 0, "registrar.proxy_listen", NULL},
+        {"{\"registrar\": {\"proxy_listen\": 8444}}", 0, "registrar.proxy_listen", NULL},
+        {"{\"relay\": {\"sni_listen\": \"127.0.0.1:0\"}}", 0, "relay.sni_listen", NULL},
+        {"{\"relay\": {\"sni_listen\": \":8443\"}}", 0, "relay.sni_listen", "relay.sni_registrar or registrar.proxy_listen"},
+        {"{\"relay\": {\"sni_listen\": \":8443\", \"sni_registrar\": \":8444\"}}", 0, "relay.sni_registrar", "host"},
+        {"{\"relay\": {\"sni_registrar\": \"[::1\"}}", 0, "relay.sni_registrar", NULL},
+    };
+    run_err_rows("sni", sni, sizeof(sni) / sizeof(sni[0]));
     CHECK_CTX("cert_lifetime 60 and 34300800");
     CHECK_RC(parse_str("{\"registrar\": {\"cert_lifetime\": 60}}", &cfg, err), 0, err);
     CHECK_RC(parse_str("{\"registrar\": {\"cert_lifetime\": 34300800}}", &cfg, err), 0, err);
@@ -632,6 +697,7 @@ int main(void)
 {
     test_defaults();
     test_full();
+    test_sni();
     test_errors();
     test_load();
     test_domain();

@@ -12,6 +12,7 @@
 
 #define P2M_DOMAIN_MAX 253
 #define P2M_URL_MAX 512
+#define P2M_PROXY_FROM_MAX 16 /* registrar.proxy_from: addresses at most */
 
 typedef struct {
     p2m_hostport_t listen;             /* registrar.https */
@@ -35,6 +36,13 @@ typedef struct {
     char ca_key[P2M_PATH_MAX + 1];  /* registrar.ca_key: its private key */
     char cert[P2M_PATH_MAX + 1];    /* registrar.cert: the chain for DOMAIN and *.DOMAIN (e.g. from ACME) */
     char key[P2M_PATH_MAX + 1];     /* registrar.key: its private key */
+    /* registrar.proxy_listen: an HTTPS listener whose connections start with a PROXY protocol v1
+     * line (the relay's SNI port passes the registrar's own names to it); null: none */
+    int proxy_enabled;
+    p2m_hostport_t proxy_listen;
+    /* registrar.proxy_from: the only peer addresses proxy_listen accepts (IP literals, normalised) */
+    char proxy_from[P2M_PROXY_FROM_MAX][P2M_HOST_MAX + 1];
+    unsigned nproxy_from;
 } p2m_registrar_config_t;
 
 typedef struct {
@@ -45,6 +53,9 @@ typedef struct {
     unsigned first_byte_timeout;   /* relay.first_byte_timeout: s a consumer may stay silent before the join */
     unsigned idle_timeout;         /* relay.idle_timeout: s a joined tunnel may stay silent both ways */
     unsigned max_conns_per_addr;   /* relay.max_conns_per_addr: concurrent consumer connections per address */
+    int sni_enabled;               /* relay.sni_listen is set */
+    p2m_hostport_t sni_listen;     /* relay.sni_listen: TLS consumers routed by server name, no redirect */
+    p2m_hostport_t sni_registrar;  /* relay.sni_registrar: where the registrar's names go (default: proxy_listen) */
 } p2m_relay_config_t;
 
 typedef struct {
