@@ -68,6 +68,14 @@ static void grow(relay_t *r)
     r->nbuckets = n;
 }
 
+label_t *label_find(relay_t *r, const char *name)
+{
+    for (label_t *l = r->labels[hash_name(name) & (r->nbuckets - 1)]; l != NULL; l = l->_hnext)
+        if (strcmp(l->name, name) == 0)
+            return l;
+    return NULL;
+}
+
 label_t *label_get(relay_t *r, const char *name)
 {
     size_t i = hash_name(name) & (r->nbuckets - 1);

@@ -182,6 +182,25 @@ static const char lua_overlaps[] = "local out, names = {}, redis.call('SMEMBERS'
                                    "end\n"
                                    "return out\n";
 
+/* Where an SNI consumer of SERVICE (ARGV[2], of label ARGV[1]) is served (relay/sni.c): "unknown" (no
+ * pod owns the label), "gone" (no idle pre-connection on a live relay and no alive mark naming one),
+ * "here" (the live relay with the most idle pre-connections, or else the alive mark, names ARGV[3],
+ * this relay) or "elsewhere". */
+static const char lua_sni_lookup[] = "if not redis.call('HGET', 'p2m:labels', ARGV[1]) then return 'unknown' end\n"
+                                     "local best, most = nil, 0\n"
+                                     "for _, name in ipairs(redis.call('SMEMBERS', '" KEY_RELAYS "')) do\n"
+                                     "  if redis.call('EXISTS', 'p2m:relay:' .. name) == 1 then\n"
+                                     "    local n = tonumber(redis.call('HGET', 'p2m:idle:' .. name, ARGV[2]) or '0') or 0\n"
+                                     "    if n > most then best, most = name, n end\n"
+                                     "  end\n"
+                                     "end\n"
+                                     "if not best then\n"
+                                     "  local home = redis.call('GET', '" KEY_ALIVE_PREFIX "' .. ARGV[2])\n"
+                                     "  if home and redis.call('EXISTS', 'p2m:relay:' .. home) == 1 then best = home end\n"
+                                     "end\n"
+                                     "if not best then return 'gone' end\n"
+                                     "return best == ARGV[3] and 'here' or 'elsewhere'\n";
+
 /* --- connections ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -659,6 +678,26 @@ void rredis_sync_soon(rredis_t *rr)
         p2m_loop_timer_start(rr->relay->loop, &rr->sync_timer, RELAY_SYNC_MS);
 }
 
+static void on_sni_lookup(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redisReply *rep = reply;
+    (void)ac;
+    const char *verdict = rep != NULL && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS) ? rep->str : NULL;
+    sni_on_lookup(priv, verdict);
+}
+
+int rredis_sni_lookup(rredis_t *rr, const char *service, void *cookie)
+{
+    cmd_t c;
+    char label[P2M_SERVICE_MAX + 1];
+    snprintf(label, sizeof(label), "%.*s", (int)strcspn(service, ":"), service);
+    CMD_SCRIPT(&c, lua_sni_lookup, 0);
+    cmd_push(&c, label);
+    cmd_push(&c, service);
+    cmd_push(&c, rr->relay->cfg.relay.name);
+    return cmd_send(rr, &c, on_sni_lookup, cookie);
+}
+
 static void on_lease_check(redisAsyncContext *ac, void *reply, void *priv)
 {
     rredis_t *rr = rr_from_ac(ac);
@@ -701,6 +740,8 @@ static void emit_counters(relay_t *r, const label_t *l, void *arg)
 {
     rredis_t *rr = arg;
     (void)r;
+    if (l->name[0] == '\0') /* the SNI port's consumers before their service is known: no service */
+        return;
     const struct {
         const char *name;
         uint64_t v;
@@ -890,6 +931,8 @@ static void collect(relay_t *r, label_t *l, void *arg)
 {
     resync_acc_t *acc = arg;
     (void)r;
+    if (l->name[0] == '\0') /* the SNI port's placeholder (relay/sni.c) is no service */
+        return;
     if (acc->what == COUNT_ALIVE) {
         /* A pod with idle pre-connections or open tunnels here is there (lua_alive). */
         if ((l->nidle == 0 && l->njoined == 0) || acc->n + 2 > acc->cap)

@@ -136,6 +136,9 @@ relay_t *relay_new(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size, 
     relay_t *r = relay_xcalloc(1, sizeof(*r));
     r->magic = RELAY_MAGIC;
     r->cfg = *cfg;
+    /* Before anything can fail: relay_free() closes and stops these. */
+    p2m_loop_handler_init(&r->sni_listener);
+    p2m_loop_timer_init(&r->sni_pause, NULL);
     r->started = (long long)time(NULL);
     p2m_loop_timer_init(&r->refusals_flush, on_refusals_flush); /* before any relay_free() */
     if ((r->loop = p2m_loop_new(err)) == NULL)
@@ -148,7 +151,7 @@ relay_t *relay_new(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size, 
     if ((r->pipes = p2m_pipe_pool_new(pipes, pipe_size, err)) == NULL)
         goto Error;
     r->limits = limits_new(cfg->relay.max_conns_per_addr);
-    if (match_init(r, err) != 0 || ports_init(r, err) != 0)
+    if (match_init(r, err) != 0 || ports_init(r, err) != 0 || sni_init(r, err) != 0)
         goto Error;
     if ((r->redis = rredis_new(r, err)) == NULL)
         goto Error;
@@ -167,6 +170,7 @@ void relay_shutdown(relay_t *r, const char *why)
     }
     p2m_log(P2M_LOG_INFO, "relay_stopping", "reason=%s leases=%zu tunnels=%zu", why, r->nleases, r->ntunnels);
     ports_close_all(r);
+    p2m_loop_close(r->loop, &r->sni_listener);
     while (r->tunnels != NULL)
         tunnel_close(r->tunnels, "shutdown");
     /* The listeners are closed: nothing more is refused, and what was counted is logged now. */
@@ -190,6 +194,7 @@ void relay_free(relay_t *r)
     if (r->loop != NULL)
         p2m_loop_reap(r->loop); /* frees closed tunnels and leases, dropping their labels */
     ports_free(r);
+    sni_free(r); /* before match_free: it drops a label reference */
     match_free(r);
     limits_free(r->limits);
     if (r->loop != NULL)

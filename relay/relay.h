@@ -139,7 +139,17 @@ struct lease {
 enum { SIDE_CONSUMER = 0, SIDE_POD = 1 };
 /* TUNNEL_FIRST: a consumer accepted but silent so far; it takes no pre-connection until its first
  * bytes arrive (relay.first_byte_timeout), so silent connections cannot drain a pod's pool. */
-typedef enum { TUNNEL_IDLE = 1, TUNNEL_WAIT, TUNNEL_JOINED, TUNNEL_CLOSED, TUNNEL_FIRST } tunnel_state_t;
+/* TUNNEL_SNI: a consumer on the SNI port whose ClientHello is being read (sni.c); TUNNEL_UPSTREAM:
+ * one passed to the registrar, whose connection is being made (the pod side holds it). */
+typedef enum {
+    TUNNEL_IDLE = 1,
+    TUNNEL_WAIT,
+    TUNNEL_JOINED,
+    TUNNEL_CLOSED,
+    TUNNEL_FIRST,
+    TUNNEL_SNI,
+    TUNNEL_UPSTREAM
+} tunnel_state_t;
 
 struct tunnel {
     uint32_t magic;
@@ -147,6 +157,7 @@ struct tunnel {
     uint8_t hup[2];  /* side reported EPOLLHUP and is no longer watched */
     uint8_t limited; /* holds a slot in the per-address limit */
     uint8_t queued;  /* on its label's idle list (TUNNEL_IDLE) or wait queue (TUNNEL_WAIT) */
+    uint8_t via_sni; /* came on the SNI port (sni.c), not on a consumer port */
     relay_t *relay;
     label_t *label;
     lease_t *pre; /* TUNNEL_IDLE: the pre lease it came on (ports.c owns the link) */
@@ -160,6 +171,8 @@ struct tunnel {
     uint16_t qport, pport;         /* consumer lease, pre lease (0 = none) */
     uint32_t qgen;
     peer_addr_t caddr;
+    uint16_t cport;                   /* SNI: the consumer's port, for the PROXY line */
+    struct sni_lookup *sni_lookup;    /* SNI: the Redis lookup in flight, NULL when none */
     uint64_t t_start, t_join, t_last; /* loop ms: created, joined, last byte moved */
 };
 
@@ -184,6 +197,13 @@ struct relay {
 
     label_t **labels; /* hash table */
     size_t nbuckets, nlabels;
+
+    /* sni.c: relay.sni_listen */
+    p2m_loop_handler_t sni_listener;
+    p2m_loop_timer_t sni_pause;            /* accept paused after EMFILE */
+    label_t *sni_label;                    /* consumers whose service is not known yet ("": never counted) */
+    struct sockaddr_storage sni_registrar; /* relay.sni_registrar */
+    socklen_t sni_registrar_len;
 
     tunnel_t *tunnels; /* every tunnel, for shutdown */
     size_t ntunnels, njoined, nidle, nwaiting;
@@ -260,8 +280,9 @@ void ports_consumer_closed(relay_t *r, uint16_t qport, uint32_t qgen);
 /* match.c */
 int match_init(relay_t *r, char *err);
 void match_free(relay_t *r);
-label_t *label_get(relay_t *r, const char *name); /* finds or creates; takes a reference */
-void label_put(relay_t *r, label_t *l);           /* drops a reference; frees when unused and flushed */
+label_t *label_get(relay_t *r, const char *name);  /* finds or creates; takes a reference */
+label_t *label_find(relay_t *r, const char *name); /* NULL when there is none; takes no reference */
+void label_put(relay_t *r, label_t *l);            /* drops a reference; frees when unused and flushed */
 /* Visits every label (for counters and resync); cb must not create or free labels. */
 void label_foreach(relay_t *r, void (*cb)(relay_t *r, label_t *l, void *arg), void *arg);
 /* Calls emit for every label with counters not yet published, zeroes them, and frees the labels
@@ -295,8 +316,13 @@ int tunnel_attach(tunnel_t *t, int side, int fd, int joining);
  * with the interest a joining side wants); from keeps no descriptor on that side. Returns 0, or -1
  * when epoll refused (from keeps it). */
 int tunnel_take_side(tunnel_t *t, int s, tunnel_t *from);
+/* Registers fd (connecting, non-blocking) as the pod side of an SNI consumer passed to the
+ * registrar (TUNNEL_UPSTREAM), watched for the connect's completion. Returns 0 or -1. */
+int tunnel_attach_upstream(tunnel_t *t, int fd);
 /* Both sides attached: starts splicing and the idle timeout, counts the join. */
 void tunnel_join(tunnel_t *t);
+/* The registrar took an SNI consumer (sni.c): joined, the ClientHello moved on at once. */
+void tunnel_pass_on(tunnel_t *t);
 /* A joined t's direction d has bytes waiting: moves them now rather than at the next loop turn.
  * May close t. */
 void tunnel_pump_now(tunnel_t *t, int d);
@@ -310,6 +336,20 @@ void tunnel_first(tunnel_t *t);
 /* One log line with lease= label= fd= of t, then fmt (may be NULL). */
 void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* sni.c: the SNI port (relay.sni_listen) */
+/* Opens the listener when configured. Returns 0 or -1 with err. */
+int sni_init(relay_t *r, char *err);
+void sni_free(relay_t *r);
+/* Events of a consumer in TUNNEL_SNI: reads its ClientHello so far and routes it when it can. */
+void sni_on_consumer(tunnel_t *c, uint32_t events);
+/* Events of a TUNNEL_UPSTREAM tunnel: the registrar's connect, or the consumer leaving first. */
+void sni_on_upstream(tunnel_t *c, int side, uint32_t events);
+/* rredis_sni_lookup()'s answer for cookie: "here", "unknown", "gone", "elsewhere", or NULL (no
+ * answer: Redis went away). */
+void sni_on_lookup(void *cookie, const char *verdict);
+/* From tunnel_close(): a lookup in flight for t finds no tunnel. */
+void sni_forget(tunnel_t *t);
 
 /* limits.c */
 limits_t *limits_new(unsigned max_per_addr);
@@ -334,6 +374,9 @@ void rredis_idle_add(rredis_t *rr, const lease_t *l);
 void rredis_pre_release(rredis_t *rr, const lease_t *l, int delta, int last);
 void rredis_lease_check(rredis_t *rr, const lease_t *l);
 void rredis_lease_touch(rredis_t *rr, const lease_t *l, unsigned ttl);
+/* Asks Redis where service's consumers are served (relay/sni.c): sni_on_lookup(cookie, ...) gets the
+ * answer. Returns 0, or -1 when Redis is away (no call then). */
+int rredis_sni_lookup(rredis_t *rr, const char *service, void *cookie);
 /* Schedules the next write of the sync list and of the lease marks (at most RELAY_SYNC_MS from now). */
 void rredis_sync_soon(rredis_t *rr);
 /* Final writes before exit (idle hash and heartbeat removed, counters flushed); calls

@@ -43,14 +43,17 @@ void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, con
         vsnprintf(extra, sizeof(extra), fmt, ap);
         va_end(ap);
     }
-    /* The lease a tunnel is known by: the consumer's once there is one, else the pre lease. */
-    unsigned lease = t->qport != 0 ? t->qport : t->pport;
-    int fd = t->qport != 0 ? t->fd[SIDE_CONSUMER] : t->fd[SIDE_POD];
+    /* The lease a tunnel is known by: the consumer's once there is one, else the pre lease; an SNI
+     * consumer's is the SNI port's (sni=1). */
+    unsigned lease = t->via_sni ? t->relay->cfg.relay.sni_listen.port : t->qport != 0 ? t->qport : t->pport;
+    int fd = t->qport != 0 || t->via_sni ? t->fd[SIDE_CONSUMER] : t->fd[SIDE_POD];
+    /* A consumer of the SNI port before its service is known, or passed to the registrar: label=-. */
+    const char *label = t->label->name[0] != '\0' ? t->label->name : "-", *sni = t->via_sni ? " sni=1" : "";
     if (t->state == TUNNEL_JOINED || (t->fd[SIDE_CONSUMER] >= 0 && t->fd[SIDE_POD] >= 0))
-        p2m_log(level, event, "lease=%u label=%s fd=%d pre=%u pod_fd=%d%s%s", lease, t->label->name, fd, (unsigned)t->pport,
-                t->fd[SIDE_POD], extra[0] ? " " : "", extra);
+        p2m_log(level, event, "lease=%u label=%s fd=%d pre=%u pod_fd=%d%s%s%s", lease, label, fd, (unsigned)t->pport,
+                t->fd[SIDE_POD], sni, extra[0] ? " " : "", extra);
     else
-        p2m_log(level, event, "lease=%u label=%s fd=%d%s%s", lease, t->label->name, fd, extra[0] ? " " : "", extra);
+        p2m_log(level, event, "lease=%u label=%s fd=%d%s%s%s", lease, label, fd, sni, extra[0] ? " " : "", extra);
 }
 
 static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer);
@@ -94,6 +97,17 @@ int tunnel_attach(tunnel_t *t, int side, int fd, int joining)
     return 0;
 }
 
+int tunnel_attach_upstream(tunnel_t *t, int fd)
+{
+    char err[P2M_ERR_LEN];
+    if (p2m_loop_add(t->relay->loop, &t->side[SIDE_POD], fd, EPOLLOUT, on_pod, err) != 0) {
+        tunnel_log(P2M_LOG_ERROR, t, "tunnel_attach_failed", "side=registrar error=\"%s\"", err);
+        return -1;
+    }
+    t->fd[SIDE_POD] = fd;
+    return 0;
+}
+
 int tunnel_take_side(tunnel_t *t, int s, tunnel_t *from)
 {
     char err[P2M_ERR_LEN];
@@ -123,6 +137,7 @@ void tunnel_close(tunnel_t *t, const char *reason)
         return;
     tunnel_state_t was = (tunnel_state_t)t->state;
     int counted = was == TUNNEL_IDLE && t->queued; /* announced idle: the count comes down */
+    sni_forget(t);
     match_unlink(r, t);
     if (t->pre != NULL) {
         lease_t *l = t->pre;
@@ -295,6 +310,12 @@ static void tunnel_update(tunnel_t *t)
         tunnel_close(t, "epoll");
 }
 
+void tunnel_pass_on(tunnel_t *t)
+{
+    tunnel_join(t);
+    tunnel_pump_now(t, SIDE_CONSUMER);
+}
+
 void tunnel_pump_now(tunnel_t *t, int d)
 {
     if (t->state != TUNNEL_JOINED)
@@ -349,6 +370,10 @@ static void on_event(tunnel_t *t, int s, uint32_t events)
         on_half(t, s, events);
     else if (t->state == TUNNEL_FIRST)
         on_first(t, events);
+    else if (t->state == TUNNEL_SNI && s == SIDE_CONSUMER)
+        sni_on_consumer(t, events);
+    else if (t->state == TUNNEL_UPSTREAM)
+        sni_on_upstream(t, s, events);
 }
 
 static void on_consumer(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
@@ -407,8 +432,12 @@ static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
         tunnel_close(t, "wait_timeout");
         return;
     }
-    if (t->state == TUNNEL_FIRST) {
+    if (t->state == TUNNEL_FIRST || t->state == TUNNEL_SNI) {
         tunnel_close(t, "first_byte_timeout");
+        return;
+    }
+    if (t->state == TUNNEL_UPSTREAM) {
+        tunnel_close(t, "registrar_timeout");
         return;
     }
     if (t->state != TUNNEL_JOINED)
