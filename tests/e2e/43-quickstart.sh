@@ -9,7 +9,7 @@
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
-p2m_require curl openssl ss redis-server python3
+p2m_require curl openssl ss redis-server python3 jq
 QS=$P2M_SOURCE_DIR/tools/quickstart
 DIR=$T/qs
 PAGE="Hello from pipe2me"
@@ -53,6 +53,11 @@ echo "quickstart: --detach (build included) took $((t1 - t0)) ms"
 
 url=$(sed -n 's/^quickstart: consumer URL: //p' "$T/qs.out")
 expect_match '^https://demo\.pipe2me\.localhost:[0-9]+/$' "$url" "the consumer URL quickstart prints"
+sni_port=$(jq -r '.relay.sni_listen' "$DIR/pipe2me.json" | sed 's/.*://')
+expect_eq "https://demo.pipe2me.localhost:$sni_port/" "$url" "the consumer URL is the relay's SNI port"
+url307=$(sed -n 's/^quickstart: or through the registrar.s redirect: curl -L --cacert [^ ]* //p' "$T/qs.out")
+https_port=$(jq -r '.registrar.https' "$DIR/pipe2me.json" | sed 's/.*://')
+expect_eq "https://demo.pipe2me.localhost:$https_port/" "$url307" "the 307 URL quickstart prints beside it"
 declare -A qs_pids=()
 for f in "$DIR"/run/*.pid; do
     [[ -e $f ]] || fail "no PID files in $DIR/run"
@@ -86,8 +91,14 @@ fi
 p2m_ok
 echo "quickstart: the demo page came through the tunnel $((t1 - t0)) ms after --detach returned"
 
+# With no redirect on the SNI port; through the 307 as well.
+expect_eq "200 0" "$(curl -sS --max-time 10 --cacert "$DIR/state/ca.pem" -o /dev/null -w '%{http_code} %{num_redirects}' "$url")" \
+    "the SNI URL: 200 with no redirect"
+curl -sS -L --max-time 10 --cacert "$DIR/state/ca.pem" "$url307" | grep -qF "$PAGE" || fail "the 307 URL did not return the demo page"
+p2m_ok
+
 # TLS ends at the pod: the consumer port presents the pod's certificate, for its key.
-loc=$(curl -sS --max-time 10 --cacert "$DIR/state/ca.pem" -o /dev/null -w '%{redirect_url}' "$url")
+loc=$(curl -sS --max-time 10 --cacert "$DIR/state/ca.pem" -o /dev/null -w '%{redirect_url}' "$url307")
 qport=${loc#https://demo.pipe2me.localhost:}
 qport=${qport%%/*}
 openssl s_client -connect "127.0.0.1:$qport" -servername demo.pipe2me.localhost -CAfile "$DIR/state/ca.pem" </dev/null \
