@@ -1,22 +1,36 @@
 /* Request routing, the op lifecycle, and the HTTPS and HTTP listeners. */
 #include "registrar.h"
+#include "p2m/addr.h"
 #include "p2m/err.h"
 #include "p2m/host.h"
 #include "p2m/log.h"
+#include "p2m/logsum.h"
 
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define MAX_PATH_LEN 4096
 #define MAX_BODY 65536
+
+/* registrar.proxy_listen */
+#define PROXY_LINE_MAX 107              /* a PROXY protocol v1 line with its CRLF, at most (the spec's bound) */
+#define PROXY_LINE_TIMEOUT_MS 10000     /* from accept to a whole PROXY line */
+#define PROXY_REFUSAL_INTERVAL_MS 10000 /* a (peer, reason) is logged in full at most once per interval */
+#define PROXY_REFUSAL_KEYS 1024         /* (peer, reason) pairs followed at once; more share one "other" line */
+#define PROXY_REFUSAL_KEY_MAX 64        /* "reason peer" */
+#define PROXY_CONN_MAGIC 0x70726f78u    /* "prox" */
+
+static h2o_hostconf_t *https_hosts[2], *http_hosts[2], *proxy_hosts[2];
 
 /* Lives in the request's pool: when h2o disposes of the request (the response went out, or the
  * client left first), it detaches the op so that a late Redis reply never touches a freed req. */
@@ -33,23 +47,31 @@ static void on_guard_dispose(void *p)
     }
 }
 
-static void peer_addr(h2o_req_t *req, char *out, size_t cap)
+/* sa's address as text, an IPv4-mapped IPv6 address as IPv4; "unknown" for anything else. */
+static void sockaddr_str(const struct sockaddr *sa, char *out, size_t cap)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     snprintf(out, cap, "unknown");
-    if (len == 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
-    } else if (ss.ss_family == AF_INET6) {
-        struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
         /* An IPv4 client on a dual-stack socket is the same client as on an IPv4 socket. */
         if (IN6_IS_ADDR_V4MAPPED(a))
             inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)cap);
         else
             inet_ntop(AF_INET6, a, out, (socklen_t)cap);
     }
+}
+
+static void peer_addr(h2o_req_t *req, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    /* Through registrar.proxy_listen, the address the PROXY line named (h2o_socket_setpeername). */
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (len == 0)
+        snprintf(out, cap, "unknown");
+    else
+        sockaddr_str((struct sockaddr *)&ss, out, cap);
 }
 
 op_t *op_new(registrar_t *r, h2o_req_t *req, op_kind_t kind)
@@ -65,7 +87,14 @@ op_t *op_new(registrar_t *r, h2o_req_t *req, op_kind_t kind)
     op->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*op->guard), on_guard_dispose);
     op->guard->op = op;
     peer_addr(req, op->addr, sizeof(op->addr));
+    /* Each listener has its own host list: the connection's names the listener it came on. */
+    op->via_sni = req->conn->hosts == proxy_hosts;
     return op;
+}
+
+const char *op_via(const op_t *op)
+{
+    return op->via_sni ? " via=sni" : "";
 }
 
 void op_free(op_t *op)
@@ -143,24 +172,24 @@ static int path_ok(h2o_iovec_t path)
     return 1;
 }
 
-static int on_req_https(h2o_handler_t *self, h2o_req_t *req)
+/* Everything the HTTPS listener serves; the PROXY listener serves the same after its 421 check. */
+static void serve_https(registrar_t *r, h2o_req_t *req)
 {
-    registrar_t *r = *(registrar_t **)(self + 1);
     char label[P2M_LABEL_MAX + 1];
     r->requests++;
 
     int kind = classify_host(r, req, label);
     if (kind < 0) {
         send_text(req, 404, "Not Found", "unknown host");
-        return 0;
+        return;
     }
     if (!path_ok(req->path)) {
         send_text(req, 400, "Bad Request", "invalid request target");
-        return 0;
+        return;
     }
     if (kind == P2M_HOST_LABEL) {
         redirect_handle(r, req, label, 0);
-        return 0;
+        return;
     }
     h2o_iovec_t path = req->path_normalized;
     int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
@@ -182,15 +211,15 @@ static int on_req_https(h2o_handler_t *self, h2o_req_t *req)
         if (!h2o_memis(req->method.base, req->method.len, labelled[i].method, strlen(labelled[i].method))) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, labelled[i].method, strlen(labelled[i].method));
             send_text(req, 405, "Method Not Allowed", labelled[i].usage);
-            return 0;
+            return;
         }
         /* The raw path, not the normalized one: "/register/a/../b" is not a label. */
         if (req->query_at != SIZE_MAX || req->path.len != path.len) {
             send_text(req, 404, "Not Found", "no such label");
-            return 0;
+            return;
         }
         labelled[i].handle(r, req, req->path.base + plen, req->path.len - plen);
-        return 0;
+        return;
     }
     if (is_get && h2o_memis(path.base, path.len, H2O_STRLIT("/_health"))) {
         health_handle(r, req);
@@ -201,6 +230,98 @@ static int on_req_https(h2o_handler_t *self, h2o_req_t *req)
     } else {
         send_text(req, 404, "Not Found", "not found");
     }
+}
+
+static int on_req_https(h2o_handler_t *self, h2o_req_t *req)
+{
+    serve_https(*(registrar_t **)(self + 1), req);
+    return 0;
+}
+
+/* libh2o 2.2.5 has no h2o_socket_get_ssl_server_name (2.3 added it). Its struct
+ * st_h2o_socket_ssl_t is private, but begins with the SSL_CTX the handshake was given and then the
+ * SSL: h2o_socket_ssl_handshake stores them there and h2o_socket_get_ssl_cipher reads the SSL from
+ * the second word (checked in the disassembly of the Debian build, 2.2.5+dfsg2-7). Only a socket
+ * whose first word is our own SSL_CTX is read further. */
+struct h2o_ssl_head_225 {
+    SSL_CTX *ssl_ctx;
+    SSL *ossl;
+};
+
+/* The TLS server name conn was opened for, or NULL when the client sent none. */
+static const char *conn_server_name(registrar_t *r, h2o_conn_t *conn)
+{
+    h2o_socket_t *sock = conn->callbacks->get_socket != NULL ? conn->callbacks->get_socket(conn) : NULL;
+    if (sock == NULL || sock->ssl == NULL)
+        return NULL;
+    const struct h2o_ssl_head_225 *head = (const struct h2o_ssl_head_225 *)sock->ssl;
+    if (head->ssl_ctx != r->ssl_ctx || head->ossl == NULL)
+        return NULL;
+    const char *name = SSL_get_servername(head->ossl, TLSEXT_NAMETYPE_host_name);
+    return name != NULL && name[0] != '\0' ? name : NULL;
+}
+
+/* A host name without its one trailing dot, if any. */
+static size_t name_len(const char *s, size_t len)
+{
+    return len > 1 && s[len - 1] == '.' ? len - 1 : len;
+}
+
+/* Whether authority (a Host value, maybe with a port or an IPv6 literal) names the host name sni,
+ * case-insensitively and ignoring a trailing dot on either. */
+static int authority_is(h2o_iovec_t authority, const char *sni)
+{
+    const char *a = authority.base;
+    size_t alen = authority.len;
+    if (alen > 0 && a[0] == '[')
+        return 0; /* an IP literal: a server name is never one (RFC 6066 3) */
+    const char *colon = memchr(a, ':', alen);
+    if (colon != NULL)
+        alen = (size_t)(colon - a);
+    alen = name_len(a, alen);
+    size_t slen = name_len(sni, strlen(sni));
+    return alen == slen && strncasecmp(a, sni, alen) == 0;
+}
+
+/* Copies a name from outside into a log field: bytes outside [A-Za-z0-9.:_[]-] become '?', at most
+ * cap - 1 of them, "-" when empty. */
+static const char *log_name(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr(".:_[]-", c) != NULL;
+        out[n++] = ok && c != '\0' ? (char)c : '?';
+    }
+    if (n == 0)
+        out[n++] = '-';
+    out[n] = '\0';
+    return out;
+}
+
+/* The PROXY listener: a request whose Host is not the name its TLS connection was opened for is
+ * answered 421 (RFC 9110 15.5.20). A browser holding an HTTP/2 connection to DOMAIN may send
+ * LABEL.DOMAIN requests on it, since the certificate covers *.DOMAIN; after the 421 it opens a
+ * connection of its own, which the relay's SNI port routes to the pod. A connection without a
+ * server name cannot have been coalesced: any Host is served. */
+static int on_req_proxy(h2o_handler_t *self, h2o_req_t *req)
+{
+    registrar_t *r = *(registrar_t **)(self + 1);
+    const char *sni = conn_server_name(r, req->conn);
+    if (sni == NULL || authority_is(req->authority, sni)) {
+        serve_https(r, req);
+        return 0;
+    }
+    r->requests++;
+    char addr[64], host[80], name[P2M_HOST_MAX + 8], body[P2M_HOST_MAX + 64];
+    p2m_cmd_t cmd;
+    peer_addr(req, addr, sizeof(addr));
+    p2m_log(P2M_LOG_INFO, "misdirected", "status=421 addr=%s host=%s sni=%s via=sni", addr,
+            log_name(req->authority.base, req->authority.len, host, sizeof(host)), log_name(sni, strlen(sni), name, sizeof(name)));
+    if (p2m_cmd_stat(&cmd, "fail:421") == 0)
+        redis_send_nowait(r, &cmd);
+    snprintf(body, sizeof(body), "misdirected request: this connection is for %s", log_name(sni, strlen(sni), name, sizeof(name)));
+    send_text(req, 421, "Misdirected Request", body);
     return 0;
 }
 
@@ -243,27 +364,251 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_accept(listener->data, sock);
 }
 
-static int listen_on(registrar_t *r, const p2m_hostport_t *hp, h2o_accept_ctx_t *actx, const char *what, char *err)
+/* --- registrar.proxy_listen: the relay's SNI port passes the registrar's own names here ------------
+ *
+ * Every connection starts with one PROXY protocol v1 line naming the consumer, then TLS. libh2o
+ * 2.2.5 can read that line itself (h2o_accept_ctx_t.expect_proxy_line), but it treats a connection
+ * whose first bytes are not a valid line as one without a line: a malformed line goes on to the TLS
+ * handshake, and a connection that starts with a ClientHello is served with the relay's address as
+ * the consumer's; it tells the application nothing either way (lib/core/util.c, on_read_proxy_line:
+ * "error, just pass the input to the next handler"). So the registrar reads the line itself, strictly
+ * and within PROXY_LINE_TIMEOUT_MS, sets the address it names as the socket's peer name with
+ * h2o_socket_setpeername (where h2o's own reader puts it, and what get_peername answers from then
+ * on), and hands the socket to h2o_accept with expect_proxy_line off: h2o's TLS handshake starts
+ * with the bytes already read after the line. */
+
+typedef struct {
+    uint32_t magic;
+    registrar_t *r;
+    h2o_socket_t *sock;
+    h2o_timeout_entry_t timeout;
+    char peer[INET6_ADDRSTRLEN]; /* the TCP peer: a relay */
+} proxy_conn_t;
+
+/* Reads a PROXY protocol v1 line at the start of buf (len bytes): "PROXY TCP4 SRC DST SPORT
+ * DPORT\r\n" or the same with TCP6, single spaces, addresses of the family named, ports 1-65535,
+ * printable ASCII, at most PROXY_LINE_MAX bytes. "PROXY UNKNOWN" is refused: a relay always knows
+ * its consumer. Returns the line's length with the source address and port in *sa and *salen; 0
+ * when the bytes so far can still begin such a line; -1 when they cannot (a ClientHello is refused
+ * at its first byte). Pure: buf is only read. */
+static ssize_t proxy_line_parse(const char *buf, size_t len, struct sockaddr_storage *sa, socklen_t *salen)
 {
+    static const char prefix[] = "PROXY ";
+    size_t n = len < PROXY_LINE_MAX ? len : PROXY_LINE_MAX, end;
+    if (memcmp(buf, prefix, n < sizeof(prefix) - 1 ? n : sizeof(prefix) - 1) != 0)
+        return -1;
+    for (end = 0; end < n; end++) {
+        unsigned char c = (unsigned char)buf[end];
+        if (c == '\r')
+            break;
+        if (c < 0x20 || c > 0x7e)
+            return -1;
+    }
+    if (end + 1 >= n) /* no CR yet, or a CR as the last byte so far */
+        return len >= PROXY_LINE_MAX ? -1 : 0;
+    if (buf[end + 1] != '\n')
+        return -1;
+
+    /* PROXY, the protocol, source, destination, source port, destination port */
+    char line[PROXY_LINE_MAX + 1], *field[6];
+    size_t nfields = 0;
+    memcpy(line, buf, end);
+    line[end] = '\0';
+    for (char *p = line; nfields < 6; nfields++) {
+        field[nfields] = p;
+        char *sp = strchr(p, ' ');
+        if (sp == NULL) {
+            nfields++;
+            break;
+        }
+        *sp = '\0';
+        p = sp + 1;
+    }
+    if (nfields != 6 || strchr(field[5], ' ') != NULL)
+        return -1;
+    int family = strcmp(field[1], "TCP4") == 0 ? AF_INET : strcmp(field[1], "TCP6") == 0 ? AF_INET6 : -1;
+    unsigned char dst[16];
+    uint16_t sport, dport;
+    if (family < 0 || inet_pton(family, field[3], dst) != 1 || p2m_port_parse(field[4], strlen(field[4]), &sport) != 0 ||
+        p2m_port_parse(field[5], strlen(field[5]), &dport) != 0)
+        return -1;
+    memset(sa, 0, sizeof(*sa));
+    if (family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(sport);
+        if (inet_pton(AF_INET, field[2], &s4->sin_addr) != 1)
+            return -1;
+        *salen = sizeof(*s4);
+    } else {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(sport);
+        if (inet_pton(AF_INET6, field[2], &s6->sin6_addr) != 1)
+            return -1;
+        *salen = sizeof(*s6);
+    }
+    return (ssize_t)(end + 2);
+}
+
+/* Logs a refusal on the PROXY listener: in full the first time for (reason, peer) in an interval,
+ * counted otherwise (reported by on_proxy_flush). */
+static void proxy_refused(registrar_t *r, const char *peer, const char *reason)
+{
+    char key[PROXY_REFUSAL_KEY_MAX];
+    int n = snprintf(key, sizeof(key), "%s %s", reason, peer);
+    size_t klen = n > 0 && (size_t)n < sizeof(key) ? (size_t)n : sizeof(key) - 1;
+    if (r->proxy_refusals == NULL ||
+        p2m_logsum_event(r->proxy_refusals, key, klen, h2o_now(r->h2o_ctx.loop), NULL) == P2M_LOGSUM_FULL)
+        p2m_log(P2M_LOG_WARN, "proxy_refused", "peer=%s reason=%s", peer, reason);
+}
+
+static void on_proxy_report(const void *key, size_t key_len, uint64_t count, const void *data, void *arg)
+{
+    const char *k = key, *sp = key != NULL ? memchr(key, ' ', key_len) : NULL;
+    (void)data;
+    (void)arg;
+    if (sp == NULL) {
+        p2m_log(P2M_LOG_WARN, "proxy_refused_repeat", "peer=other reason=various count=%llu interval_s=%d",
+                (unsigned long long)count, PROXY_REFUSAL_INTERVAL_MS / 1000);
+        return;
+    }
+    p2m_log(P2M_LOG_WARN, "proxy_refused_repeat", "peer=%.*s reason=%.*s count=%llu interval_s=%d",
+            (int)(key_len - (size_t)(sp - k) - 1), sp + 1, (int)(sp - k), k, (unsigned long long)count,
+            PROXY_REFUSAL_INTERVAL_MS / 1000);
+}
+
+static void on_proxy_flush(h2o_timeout_entry_t *entry)
+{
+    registrar_t *r = H2O_STRUCT_FROM_MEMBER(registrar_t, proxy_flush_entry, entry);
+    p2m_logsum_flush(r->proxy_refusals, h2o_now(r->h2o_ctx.loop), on_proxy_report, NULL);
+    h2o_timeout_link(r->h2o_ctx.loop, &r->proxy_flush_timeout, &r->proxy_flush_entry);
+}
+
+/* Ends a connection that never reached h2o: logged, closed, its state freed. */
+static void proxy_conn_refuse(proxy_conn_t *pc, const char *reason)
+{
+    h2o_socket_t *sock = pc->sock;
+    proxy_refused(pc->r, pc->peer, reason);
+    if (h2o_timeout_is_linked(&pc->timeout))
+        h2o_timeout_unlink(&pc->timeout);
+    pc->magic = 0;
+    free(pc);
+    sock->data = NULL;
+    h2o_socket_close(sock);
+}
+
+static void on_proxy_timeout(h2o_timeout_entry_t *entry)
+{
+    proxy_conn_t *pc = H2O_STRUCT_FROM_MEMBER(proxy_conn_t, timeout, entry);
+    if (pc->magic != PROXY_CONN_MAGIC)
+        abort();
+    proxy_conn_refuse(pc, "timeout");
+}
+
+static void on_proxy_line(h2o_socket_t *sock, const char *err)
+{
+    proxy_conn_t *pc = sock->data;
+    if (pc == NULL || pc->magic != PROXY_CONN_MAGIC)
+        abort();
+    if (err != NULL) {
+        proxy_conn_refuse(pc, "closed");
+        return;
+    }
     struct sockaddr_storage ss;
-    socklen_t sslen;
-    memset(&ss, 0, sizeof(ss));
+    socklen_t sslen = 0;
+    ssize_t n = proxy_line_parse(sock->input->bytes, sock->input->size, &ss, &sslen);
+    if (n == 0)
+        return; /* more to come, within the timeout */
+    if (n < 0) {
+        proxy_conn_refuse(pc, "proxy_line");
+        return;
+    }
+    registrar_t *r = pc->r;
+    char consumer[INET6_ADDRSTRLEN];
+    sockaddr_str((struct sockaddr *)&ss, consumer, sizeof(consumer));
+    /* One line per connection, so that every consumer the relays pass on is on record, also where
+     * its requests (/cacert, /_health) log nothing of their own. */
+    p2m_log(P2M_LOG_INFO, "proxy_accepted", "peer=%s addr=%s via=sni", pc->peer, consumer);
+    h2o_socket_read_stop(sock);
+    h2o_buffer_consume(&sock->input, (size_t)n);
+    h2o_socket_setpeername(sock, (struct sockaddr *)&ss, sslen);
+    h2o_timeout_unlink(&pc->timeout);
+    pc->magic = 0;
+    free(pc);
+    sock->data = NULL;
+    h2o_accept(&r->accept_proxy, sock);
+}
+
+static void on_accept_proxy(h2o_socket_t *listener, const char *err)
+{
+    registrar_t *r = listener->data;
+    if (err != NULL)
+        return;
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock == NULL)
+        return;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    char peer[INET6_ADDRSTRLEN];
+    if (getpeername(h2o_socket_get_fd(sock), (struct sockaddr *)&ss, &sslen) != 0) {
+        h2o_socket_close(sock); /* already gone */
+        return;
+    }
+    sockaddr_str((struct sockaddr *)&ss, peer, sizeof(peer));
+    unsigned i;
+    for (i = 0; i < r->cfg.registrar.nproxy_from; i++)
+        if (strcmp(peer, r->cfg.registrar.proxy_from[i]) == 0)
+            break;
+    if (i == r->cfg.registrar.nproxy_from) {
+        proxy_refused(r, peer, "address");
+        h2o_socket_close(sock);
+        return;
+    }
+    proxy_conn_t *pc = calloc(1, sizeof(*pc));
+    if (pc == NULL) {
+        p2m_log(P2M_LOG_ERROR, "out_of_memory", "where=on_accept_proxy");
+        abort();
+    }
+    pc->magic = PROXY_CONN_MAGIC;
+    pc->r = r;
+    pc->sock = sock;
+    pc->timeout.cb = on_proxy_timeout;
+    snprintf(pc->peer, sizeof(pc->peer), "%s", peer);
+    sock->data = pc;
+    h2o_timeout_link(r->h2o_ctx.loop, &r->proxy_line_timeout, &pc->timeout);
+    h2o_socket_read_start(sock, on_proxy_line);
+}
+
+/* hp as a socket address; what names the key in err. */
+static int listen_addr(const p2m_hostport_t *hp, const char *what, struct sockaddr_storage *ss, socklen_t *sslen, char *err)
+{
+    memset(ss, 0, sizeof(*ss));
     if (hp->host[0] == '\0' || strchr(hp->host, ':') != NULL) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons(hp->port);
         s6->sin6_addr = in6addr_any;
         if (hp->host[0] != '\0' && inet_pton(AF_INET6, hp->host, &s6->sin6_addr) != 1)
             return p2m_err(err, "registrar.%s: %s is not an IP address", what, hp->host);
-        sslen = sizeof(*s6);
+        *sslen = sizeof(*s6);
     } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
         s4->sin_family = AF_INET;
         s4->sin_port = htons(hp->port);
         if (inet_pton(AF_INET, hp->host, &s4->sin_addr) != 1)
             return p2m_err(err, "registrar.%s: %s is not an IP address", what, hp->host);
-        sslen = sizeof(*s4);
+        *sslen = sizeof(*s4);
     }
+    return 0;
+}
+
+static int listen_on(registrar_t *r, const p2m_hostport_t *hp, h2o_socket_cb cb, void *data, const char *what, char *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (listen_addr(hp, what, &ss, &sslen, err) != 0)
+        return -1;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int on = 1, off = 0;
     if (fd < 0)
@@ -278,8 +623,8 @@ static int listen_on(registrar_t *r, const p2m_hostport_t *hp, h2o_accept_ctx_t 
                        strerror(e));
     }
     h2o_socket_t *sock = h2o_evloop_socket_create(r->h2o_ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    sock->data = actx;
-    h2o_socket_read_start(sock, on_accept);
+    sock->data = data;
+    h2o_socket_read_start(sock, cb);
     p2m_log(P2M_LOG_INFO, "listening", "what=%s addr=%s port=%u", what, hp->host[0] ? hp->host : "*", (unsigned)hp->port);
     return 0;
 }
@@ -295,8 +640,6 @@ static h2o_hostconf_t *make_host(h2o_globalconf_t *conf, const char *name, int (
     return host;
 }
 
-static h2o_hostconf_t *https_hosts[2], *http_hosts[2];
-
 int registrar_http_setup(registrar_t *r)
 {
     h2o_config_init(&r->h2o_config);
@@ -304,10 +647,24 @@ int registrar_http_setup(registrar_t *r)
     r->h2o_config.server_name = h2o_iovec_init(H2O_STRLIT("pipe2me"));
     r->h2o_config.http1.req_timeout = 10000; /* slowloris: a request must arrive whole in 10 s */
     r->h2o_config.http2.idle_timeout = 30000;
-    /* Two host lists share one globalconf: h2o falls back to a list's first host for any Host, so
+    /* The host lists share one globalconf: h2o falls back to a list's first host for any Host, so
      * each listener gets a one-host list and every request reaches the right handler. */
     https_hosts[0] = make_host(&r->h2o_config, "https", on_req_https, r);
     http_hosts[0] = make_host(&r->h2o_config, "http", on_req_http, r);
+    proxy_hosts[0] = make_host(&r->h2o_config, "proxy", on_req_proxy, r);
+    return 0;
+}
+
+int registrar_listen_check(const p2m_config_t *cfg, char *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (listen_addr(&cfg->registrar.listen, "https", &ss, &sslen, err) != 0)
+        return -1;
+    if (cfg->registrar.http_enabled && listen_addr(&cfg->registrar.http, "http", &ss, &sslen, err) != 0)
+        return -1;
+    if (cfg->registrar.proxy_enabled && listen_addr(&cfg->registrar.proxy_listen, "proxy_listen", &ss, &sslen, err) != 0)
+        return -1;
     return 0;
 }
 
@@ -315,9 +672,37 @@ int registrar_listen(registrar_t *r, char *err)
 {
     r->accept_https = (h2o_accept_ctx_t){.ctx = &r->h2o_ctx, .hosts = https_hosts, .ssl_ctx = r->ssl_ctx};
     r->accept_http = (h2o_accept_ctx_t){.ctx = &r->h2o_ctx, .hosts = http_hosts, .ssl_ctx = NULL};
-    if (listen_on(r, &r->cfg.registrar.listen, &r->accept_https, "https", err) != 0)
+    /* expect_proxy_line stays off: on_proxy_line has read the line by the time h2o sees the socket. */
+    r->accept_proxy = (h2o_accept_ctx_t){.ctx = &r->h2o_ctx, .hosts = proxy_hosts, .ssl_ctx = r->ssl_ctx};
+    if (listen_on(r, &r->cfg.registrar.listen, on_accept, &r->accept_https, "https", err) != 0)
         return -1;
-    if (r->cfg.registrar.http_enabled && listen_on(r, &r->cfg.registrar.http, &r->accept_http, "http", err) != 0)
+    if (r->cfg.registrar.http_enabled && listen_on(r, &r->cfg.registrar.http, on_accept, &r->accept_http, "http", err) != 0)
         return -1;
+    if (!r->cfg.registrar.proxy_enabled)
+        return 0;
+    r->proxy_refusals = p2m_logsum_new(PROXY_REFUSAL_KEYS, PROXY_REFUSAL_KEY_MAX, 0, PROXY_REFUSAL_INTERVAL_MS, err);
+    if (r->proxy_refusals == NULL)
+        return -1;
+    h2o_timeout_init(r->h2o_ctx.loop, &r->proxy_line_timeout, PROXY_LINE_TIMEOUT_MS);
+    h2o_timeout_init(r->h2o_ctx.loop, &r->proxy_flush_timeout, PROXY_REFUSAL_INTERVAL_MS);
+    r->proxy_flush_entry = (h2o_timeout_entry_t){.cb = on_proxy_flush};
+    h2o_timeout_link(r->h2o_ctx.loop, &r->proxy_flush_timeout, &r->proxy_flush_entry);
+    if (listen_on(r, &r->cfg.registrar.proxy_listen, on_accept_proxy, r, "proxy_listen", err) != 0)
+        return -1;
+    char from[P2M_PROXY_FROM_MAX * (P2M_HOST_MAX + 1) + 1] = "";
+    for (unsigned i = 0; i < r->cfg.registrar.nproxy_from; i++)
+        snprintf(from + strlen(from), sizeof(from) - strlen(from), "%s%s", i ? "," : "", r->cfg.registrar.proxy_from[i]);
+    p2m_log(P2M_LOG_INFO, "proxy_listen", "from=%s", from);
     return 0;
+}
+
+void registrar_listen_close(registrar_t *r)
+{
+    if (r->proxy_refusals == NULL)
+        return;
+    if (h2o_timeout_is_linked(&r->proxy_flush_entry))
+        h2o_timeout_unlink(&r->proxy_flush_entry);
+    p2m_logsum_flush(r->proxy_refusals, h2o_now(r->h2o_ctx.loop), on_proxy_report, NULL);
+    p2m_logsum_free(r->proxy_refusals);
+    r->proxy_refusals = NULL;
 }

@@ -29,6 +29,30 @@ static void usage(FILE *out)
                  "      --version       print the version\n");
 }
 
+/* --check-config: "FILE: ok", then the listeners the registrar would open. */
+static void check_report(const char *path, const p2m_config_t *cfg)
+{
+    char a[P2M_HOST_MAX + 16];
+    printf("%s: ok\n", path);
+    p2m_hostport_format(cfg->registrar.listen.host, cfg->registrar.listen.port, a, sizeof(a));
+    printf("https %s\n", a);
+    if (cfg->registrar.http_enabled) {
+        p2m_hostport_format(cfg->registrar.http.host, cfg->registrar.http.port, a, sizeof(a));
+        printf("http %s\n", a);
+    } else {
+        printf("http off\n");
+    }
+    if (!cfg->registrar.proxy_enabled) {
+        printf("proxy_listen off\n");
+        return;
+    }
+    p2m_hostport_format(cfg->registrar.proxy_listen.host, cfg->registrar.proxy_listen.port, a, sizeof(a));
+    printf("proxy_listen %s (HTTPS after a PROXY protocol v1 line; from", a);
+    for (unsigned i = 0; i < cfg->registrar.nproxy_from; i++)
+        printf(" %s", cfg->registrar.proxy_from[i]);
+    printf(" only)\n");
+}
+
 int main(int argc, char **argv)
 {
     registrar_args_t args;
@@ -54,8 +78,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "pipe2me-registrar: %s\n", err);
         return 2;
     }
+    if (registrar_listen_check(&r.cfg, err) != 0) {
+        fprintf(stderr, "pipe2me-registrar: %s\n", err);
+        return 2;
+    }
     if (args.check_only) {
-        printf("%s: ok\n", config_path);
+        check_report(config_path, &r.cfg);
         return 0;
     }
     p2m_log_set_level(r.cfg.log_level);
@@ -87,5 +115,6 @@ int main(int argc, char **argv)
     while (!stopping)
         h2o_evloop_run(r.h2o_ctx.loop, 1000);
     p2m_log(P2M_LOG_INFO, "stopping", NULL);
+    registrar_listen_close(&r);
     return 0;
 }

@@ -25,8 +25,8 @@ static void count(op_t *op, const char *name)
 static void done(op_t *op, int status, const char *reason, const char *why, const char *retry_after)
 {
     p2m_log(status < 400 ? P2M_LOG_INFO : P2M_LOG_WARN, op->kind == OP_TCP ? "tcp_port" : "redirect",
-            "status=%d label=%s protocol=%s addr=%s lease=%u queued=%s reason=\"%s\"", status, op->label, p2m_proto_name(op->proto),
-            op->addr, (unsigned)op->port, op->queued ? "yes" : "no", why);
+            "status=%d label=%s protocol=%s addr=%s lease=%u queued=%s reason=\"%s\"%s", status, op->label,
+            p2m_proto_name(op->proto), op->addr, (unsigned)op->port, op->queued ? "yes" : "no", why, op_via(op));
     if (retry_after != NULL)
         op_header(op, "Retry-After", retry_after);
     if (status != 307) {
@@ -50,8 +50,8 @@ void redirect_bound(op_t *op, int ok)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
             h2o_iovec_t v = h2o_strdup(&req->pool, body, (size_t)n);
             send_body(req, v.base, v.len);
-            p2m_log(P2M_LOG_INFO, "tcp_port", "status=200 label=%s protocol=tcp addr=%s lease=%u queued=%s reason=\"ok\"",
-                    op->label, op->addr, (unsigned)op->port, op->queued ? "yes" : "no");
+            p2m_log(P2M_LOG_INFO, "tcp_port", "status=200 label=%s protocol=tcp addr=%s lease=%u queued=%s reason=\"ok\"%s",
+                    op->label, op->addr, (unsigned)op->port, op->queued ? "yes" : "no", op_via(op));
         }
         count(op, "tcp_ports");
         op_free(op);

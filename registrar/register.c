@@ -36,11 +36,12 @@ static void log_result(op_t *op, int status, const char *why)
     const char *auth = op->auth.scheme == P2M_AUTH_BEARER ? "bearer" : op->auth.scheme == P2M_AUTH_TOTP ? "totp" : "-";
     p2m_log_level_t level = status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN;
     if (op->kind == OP_REGISTER)
-        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u reason=\"%s\"", status,
-                op->label, p2m_proto_name(op->proto), op->id[0] ? op->id : "-", op->addr, auth, (unsigned)op->port, op->conns, why);
+        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u reason=\"%s\"%s",
+                status, op->label, p2m_proto_name(op->proto), op->id[0] ? op->id : "-", op->addr, auth, (unsigned)op->port,
+                op->conns, why, op_via(op));
     else
-        p2m_log(level, "certificate", "status=%d label=%s pod=%s addr=%s auth=%s reason=\"%s\"", status, op->label,
-                op->id[0] ? op->id : "-", op->addr, auth, why);
+        p2m_log(level, "certificate", "status=%d label=%s pod=%s addr=%s auth=%s reason=\"%s\"%s", status, op->label,
+                op->id[0] ? op->id : "-", op->addr, auth, why, op_via(op));
 }
 
 static void limited(op_t *op, const char *retry_after);

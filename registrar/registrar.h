@@ -13,6 +13,7 @@
 
 struct redisAsyncContext;
 struct redisReply;
+struct p2m_logsum;
 typedef struct registrar registrar_t;
 typedef struct op op_t;
 
@@ -30,6 +31,7 @@ struct registrar {
     h2o_globalconf_t h2o_config;
     h2o_context_t h2o_ctx;
     h2o_accept_ctx_t accept_https, accept_http;
+    h2o_accept_ctx_t accept_proxy; /* registrar.proxy_listen: HTTPS after our own check of the PROXY line */
     SSL_CTX *ssl_ctx;
     tls_ca_t ca;
     uint16_t https_port; /* the port consumers reach HTTPS on, for HTTP -> HTTPS redirects */
@@ -41,6 +43,13 @@ struct registrar {
     h2o_timeout_t bound_timeout; /* how long an op waits for a relay to bind its port */
     op_t *waiting[65536];        /* ops waiting for "PORT ok", by port */
     uint64_t requests;
+
+    /* registrar.proxy_listen (http.c): how long a connection may take to send its PROXY line, and
+     * the refusals of that listener, logged in full once per (peer, reason) and interval. */
+    h2o_timeout_t proxy_line_timeout;
+    struct p2m_logsum *proxy_refusals;
+    h2o_timeout_t proxy_flush_timeout;
+    h2o_timeout_entry_t proxy_flush_entry;
 };
 
 /* The state of one request that needs Redis. Ops are malloc'd, never in the request pool: the
@@ -70,6 +79,7 @@ struct op {
     char waiting[24], waited[24]; /* register: the demand the pod is told of (P2M-Waiting, P2M-Waited) */
     int queued;                   /* consumer: no idle pre-connection now, the consumer will wait at the relay */
     int plain_http;               /* consumer: the request came on the plain-HTTP listener */
+    int via_sni;                  /* the request came through registrar.proxy_listen (the relay's SNI port) */
     struct X509_req_st *csr;      /* certificate: the checked request, freed with the op */
     char why[P2M_ERR_LEN + 32];   /* a refusal's reason while its strike is being counted */
 };
@@ -86,8 +96,18 @@ void send_body(h2o_req_t *req, const char *body, size_t len);
 void op_header(op_t *op, const char *name, const char *value);
 /* Registers the handlers: before h2o_context_init. */
 int registrar_http_setup(registrar_t *r);
-/* Opens the HTTPS and HTTP listeners: after h2o_context_init. Returns 0 or -1 with err. */
+/* Checks that every configured listener's host is an IP address (what --check-config adds to the
+ * shared checks). Returns 0 or -1 with err naming the key. */
+int registrar_listen_check(const p2m_config_t *cfg, char *err);
+/* Opens the HTTPS and HTTP listeners, and the PROXY listener when registrar.proxy_listen is set:
+ * after h2o_context_init. Returns 0 or -1 with err. */
 int registrar_listen(registrar_t *r, char *err);
+/* Logs the PROXY listener's refusals counted but not yet reported and frees its summariser:
+ * before exit, so that no count is lost. Safe to call when the listener never opened. */
+void registrar_listen_close(registrar_t *r);
+/* The log field added to the request lines of requests that came through the PROXY listener:
+ * " via=sni", or "" for the others. */
+const char *op_via(const op_t *op);
 
 /* redis_h2o.c */
 int redis_start(registrar_t *r, char *err);
