@@ -238,12 +238,16 @@ static int on_req_https(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-/* libh2o 2.2.5 has no h2o_socket_get_ssl_server_name (2.3 added it). Its struct
+/* libh2o 2.2 has no h2o_socket_get_ssl_server_name (2.3 added it). Its struct
  * st_h2o_socket_ssl_t is private, but begins with the SSL_CTX the handshake was given and then the
  * SSL: h2o_socket_ssl_handshake stores them there and h2o_socket_get_ssl_cipher reads the SSL from
  * the second word (checked in the disassembly of the Debian build, 2.2.5+dfsg2-7). Only a socket
- * whose first word is our own SSL_CTX is read further. */
-struct h2o_ssl_head_225 {
+ * whose first word is our own SSL_CTX, and whose SSL says so too, is read further; another h2o
+ * version fails the build here rather than reading a struct it does not know. */
+#if H2O_VERSION_MAJOR != 2 || H2O_VERSION_MINOR != 2
+#error "conn_server_name reads libh2o 2.2's private socket struct: use h2o_socket_get_ssl_server_name (2.3+) instead"
+#endif
+struct h2o_ssl_head_22 {
     SSL_CTX *ssl_ctx;
     SSL *ossl;
 };
@@ -254,8 +258,8 @@ static const char *conn_server_name(registrar_t *r, h2o_conn_t *conn)
     h2o_socket_t *sock = conn->callbacks->get_socket != NULL ? conn->callbacks->get_socket(conn) : NULL;
     if (sock == NULL || sock->ssl == NULL)
         return NULL;
-    const struct h2o_ssl_head_225 *head = (const struct h2o_ssl_head_225 *)sock->ssl;
-    if (head->ssl_ctx != r->ssl_ctx || head->ossl == NULL)
+    const struct h2o_ssl_head_22 *head = (const struct h2o_ssl_head_22 *)sock->ssl;
+    if (head->ssl_ctx != r->ssl_ctx || head->ossl == NULL || SSL_get_SSL_CTX(head->ossl) != r->ssl_ctx)
         return NULL;
     const char *name = SSL_get_servername(head->ossl, TLSEXT_NAMETYPE_host_name);
     return name != NULL && name[0] != '\0' ? name : NULL;
