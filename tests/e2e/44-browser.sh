@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # A real browser on the quickstart: `tools/quickstart --detach DIR` starts redis-server, the
-# registrar, the relay, the demo web service and the demo pod; Debian's headless Chromium, driven
-# by playwright-core (tests/browser/open-page.mjs), opens https://demo.pipe2me.localhost:PORT/,
-# follows the registrar's 307 to the consumer port in its Location, and the demo page renders
-# ("Hello from pipe2me"); the test checks the chain 307,200, the page text, and the PNG screenshot
-# (kept as $P2M_BUILD_DIR/e2e-44-browser.png). The demo service must answer `/` with its page.
+# registrar, the relay (with its SNI port), the demo web service and the demo pod; Debian's headless
+# Chromium, driven by playwright-core (tests/browser/open-page.mjs), opens the consumer URL
+# quickstart prints, https://demo.pipe2me.localhost:SNIPORT/, and the demo page renders ("Hello
+# from pipe2me") with no redirect (status chain 200), over TLS that ends at the pod. Before that,
+# the same browser downloads https://pipe2me.localhost:SNIPORT/cacert through the same port: it
+# then holds an HTTP/2 connection to the registrar whose certificate covers *.pipe2me.localhost at
+# the same address, which Chromium may reuse for the label's URL (connection coalescing); the
+# registrar answers such a request 421 and the browser opens its own connection, so the page still
+# comes from the pod (checked by the certificate it came with). The 307 URL printed beside it is
+# opened too: the chain 307,200 to the service's consumer port. The PNG screenshot of the SNI page
+# is kept as $P2M_BUILD_DIR/e2e-44-browser.png. The demo service must answer `/` with its page.
 #
 # The CA is trusted the way a person would trust it: Chromium reads $HOME/.pki/nssdb, so the
 # browser runs with HOME set to a fresh directory whose NSS database holds DIR/state/ca.pem (added
@@ -38,11 +44,15 @@ SHOT_KEEP=$P2M_BUILD_DIR/e2e-44-browser.png # the screenshot, kept after $T is r
 export P2M_QUICKSTART_BUILD_DIR=$P2M_BUILD_DIR/quickstart-44
 QS=$P2M_SOURCE_DIR/tools/quickstart
 
-# Free ports for the registrar, the relay and the demo web service, in the config quickstart reads.
+# Free ports for the registrar (HTTPS, HTTP, PROXY listener), the relay (range, SNI port) and the
+# demo web service, in the config quickstart reads.
 mkdir -p -- "$DIR"
 p2m_free_port_range RELAY_LO RELAY_HI 32
+p2m_free_port SNI_PORT
+p2m_free_port PROXY_PORT
 p2m_write_config "{\"redis\": \"unix:$DIR/redis.sock\", \"state_dir\": \"$DIR/state\",
-    \"relay\": {\"ports\": \"$RELAY_LO-$RELAY_HI\"}}" "$DIR/pipe2me.json"
+    \"registrar\": {\"proxy_listen\": \"127.0.0.1:$PROXY_PORT\"},
+    \"relay\": {\"ports\": \"$RELAY_LO-$RELAY_HI\", \"sni_listen\": \"127.0.0.1:$SNI_PORT\"}}" "$DIR/pipe2me.json"
 p2m_free_port DEMO_PORT
 echo "$DEMO_PORT" >"$DIR/demo.port"
 
@@ -57,8 +67,11 @@ p2m_ok
 echo "browser: quickstart --detach (build included) took $((t1 - t0)) ms"
 
 printed=$(sed -n 's/^quickstart: consumer URL: //p' "$T/qs.out")
-expect_match "^https://demo\.pipe2me\.localhost:$P2M_HTTPS_PORT(/.*)?$" "$printed" "the consumer URL quickstart prints"
-url=https://demo.pipe2me.localhost:$P2M_HTTPS_PORT/ # the printed URL, with the path replaced by /
+expect_eq "https://demo.pipe2me.localhost:$SNI_PORT/" "$printed" "the consumer URL quickstart prints (the SNI port)"
+printed307=$(sed -n "s/^quickstart: or through the registrar's redirect: curl -L --cacert [^ ]* //p" "$T/qs.out")
+expect_eq "https://demo.pipe2me.localhost:$P2M_HTTPS_PORT/" "$printed307" "the 307 URL quickstart prints beside it"
+sni_url=$printed
+url=$printed307
 CA=$DIR/state/ca.pem
 [[ -s $CA ]] || fail "quickstart left no CA certificate in $CA"
 
@@ -102,17 +115,48 @@ expect_status 0 open_page "$T/home-untrusted" --url "$url" --expect-error 'ERR_C
 cat "$OUT"
 expect_match '^result=expected-error .*ERR_CERT_AUTHORITY_INVALID' "$(cat "$OUT")" \
     "without the CA in its NSS database the browser must refuse the registrar's certificate"
+expect_status 0 open_page "$T/home-untrusted" --url "$sni_url" --expect-error 'ERR_CERT_AUTHORITY_INVALID'
+cat "$OUT"
+expect_match '^result=expected-error .*ERR_CERT_AUTHORITY_INVALID' "$(cat "$OUT")" \
+    "without the CA in its NSS database the browser must refuse the pod's certificate on the SNI port"
 
-# ---------------------------------------------------------------- with the CA
+field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<" $line"; }
+
+# ---------------------------------------------------------------- the SNI URL, after /cacert
+
+REG_LOG=$DIR/log/registrar.log
+[[ -f $REG_LOG ]] || fail "quickstart left no registrar log in $REG_LOG"
+misdirected_before=$(grep -c 'status=421' "$REG_LOG" || true)
+t0=$(p2m_now_ms)
+expect_status 0 open_page "$T/home" --first "https://pipe2me.localhost:$SNI_PORT/cacert" \
+    --url "$sni_url" --chain 200 --expect "$PAGE" --screenshot "$T/page.png"
+t1=$(p2m_now_ms)
+cat "$OUT"
+echo "browser: /cacert, then the SNI page, rendered in $((t1 - t0)) ms (browser start included)"
+expect_file_one_line "$OUT" '^result=ok '
+line=$(cat "$OUT")
+expect_eq "200" "$(field status_chain)" "the main-frame responses on the SNI port (no redirect)"
+expect_eq "https://pipe2me.localhost:$SNI_PORT/cacert:download:certificate:$(stat -c %s "$CA")B" "$(field first)" \
+    "the earlier visit: the registrar's CA certificate, through the SNI port"
+expect_eq "$sni_url" "$(field final_url)" "the page's URL (the one quickstart printed)"
+expect_eq "127.0.0.1:$SNI_PORT" "$(field server)" "the page was served on loopback by the relay's SNI port"
+expect_eq "demo.pipe2me.localhost" "$(field tls_subject)" "the certificate the page came with (TLS ends at the pod, not the registrar)"
+# Whether Chromium tried the registrar's connection first is its choice; when it did, the registrar
+# logged the 421 that sent it to its own connection.
+misdirected=$(($(grep -c 'status=421' "$REG_LOG" || true) - misdirected_before))
+echo "browser: requests the registrar answered 421 (coalesced onto its connection): $misdirected"
+[[ -s $T/page.png ]] || fail "no screenshot in $T/page.png"
+cp -- "$T/page.png" "$SHOT_KEEP"
+
+# ---------------------------------------------------------------- the 307 URL (TAAS's flow)
 
 t0=$(p2m_now_ms)
-expect_status 0 open_page "$T/home" --url "$url" --expect "$PAGE" --screenshot "$T/page.png"
+expect_status 0 open_page "$T/home" --url "$url" --expect "$PAGE" --screenshot "$T/page307.png"
 t1=$(p2m_now_ms)
 cat "$OUT"
 echo "browser: the page rendered in $((t1 - t0)) ms (browser start included)"
 expect_file_one_line "$OUT" '^result=ok '
 line=$(cat "$OUT")
-field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<" $line"; }
 expect_eq "307,200" "$(field status_chain)" "the main-frame responses"
 expect_eq "$url" "$(field start_url)" "where the browser started"
 final=$(field final_url)
@@ -125,14 +169,15 @@ p2m_ok
 expect_eq "127.0.0.1:$port" "$(field server)" "the page was served on loopback by the relay"
 expect_eq "demo.pipe2me.localhost" "$(field tls_subject)" "the certificate the page came with (TLS ends at the pod's side)"
 
-# The screenshot: a non-empty PNG.
-[[ -s $T/page.png ]] || fail "no screenshot in $T/page.png"
-expect_eq "89504e470d0a1a0a" "$(od -An -tx1 -N8 "$T/page.png" | tr -d ' \n')" "the screenshot's PNG signature"
-size=$(stat -c %s "$T/page.png")
-((size > 1000)) || fail "the screenshot is only $size bytes"
+# The screenshots: non-empty PNGs.
+for png in "$T/page.png" "$T/page307.png"; do
+    [[ -s $png ]] || fail "no screenshot in $png"
+    expect_eq "89504e470d0a1a0a" "$(od -An -tx1 -N8 "$png" | tr -d ' \n')" "the screenshot's PNG signature ($png)"
+    size=$(stat -c %s "$png")
+    ((size > 1000)) || fail "the screenshot $png is only $size bytes"
+done
 p2m_ok
-cp -- "$T/page.png" "$SHOT_KEEP"
-echo "browser: screenshot ($size bytes) kept in $SHOT_KEEP"
+echo "browser: screenshot of the SNI page ($(stat -c %s "$SHOT_KEEP") bytes) kept in $SHOT_KEEP"
 
 # ---------------------------------------------------------------- --stop
 
