@@ -115,7 +115,7 @@ closed("not TLS", b"GET / HTTP/1.1\r\nHost: demo.pipe2me.localhost\r\n\r\n")
 # One record header announcing 16384 bytes of handshake, then 17 KiB: over the 16 KiB it reads.
 closed("over 16 KiB", b"\x16\x03\x01\x40\x00\x01\x00\x40\x00" + b"\x00" * 17000)
 EOF
-cat "$T/hostile.out" | sed 's/^/e2e: /'
+sed 's/^/e2e: /' "$T/hostile.out"
 p2m_ok
 expect_eq "$P2M_POOL" "$(rcli HGET p2m:idle:r1 demo)" "no pre-connection lost to the hostile flights"
 p2m_log_has relay "reason=first_byte_timeout" || fail "the silent consumers were not closed by the first-byte timeout"
