@@ -6,6 +6,10 @@
  *   p2m-bench cps HOST PORT COUNT PARALLEL        COUNT x (connect, 1 KiB each way, close)
  *   p2m-bench first HOST PORT COUNT               COUNT x, one at a time: connect, 64 B, first echo
  *                                                 byte (timed), rest of the echo (checked), close
+ *   p2m-bench hello HOST PORT COUNT NAME          COUNT x, one at a time: connect, a TLS ClientHello
+ *                                                 naming NAME (server_name), first echo byte
+ *                                                 (timed), rest of the echo (checked), close. No
+ *                                                 header: for `echo`, behind an SNI router
  *   p2m-bench burst HOST PORT COUNT SECS          COUNT connections opened at once (non-blocking,
  *                                                 one event loop): each sends a header and 64 B as
  *                                                 soon as it is connected, times its first echo
@@ -367,6 +371,66 @@ static int first(int count)
     }
     qsort(lat, (size_t)count, sizeof(double), cmp_d);
     printf("first count=%d ok=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", count, ok, pct(lat, count, .5),
+           pct(lat, count, .99), lat[count - 1]);
+    return ok == count ? 0 : 1;
+}
+
+/* ---------------------------------------------------------------- time to first byte, by server name */
+
+/* A TLS 1.3 ClientHello (RFC 8446 4.1.2) as one record: what an SNI router reads before it picks a
+ * backend. Offered: three cipher suites, no compression, server_name (RFC 6066 3) and
+ * supported_versions. The echo backend never answers it as TLS; it only sends it back. */
+static size_t client_hello(unsigned char *b, const char *name, unsigned seed)
+{
+    size_t n = strlen(name), at = 0, body, ext;
+    unsigned char *p = b;
+#define PUT8(v) (p[at++] = (unsigned char)(v))
+#define PUT16(v) (PUT8((v) >> 8), PUT8(v))
+    PUT8(0x16), PUT16(0x0301), PUT16(0);   /* record: handshake, length below */
+    PUT8(0x01), PUT8(0), PUT16(0);          /* ClientHello, 24-bit length below */
+    body = at;
+    PUT16(0x0303);                          /* legacy_version */
+    for (int i = 0; i < 32; i++)            /* random */
+        PUT8(pat[(seed * 31u + (unsigned)i) % PAT_PERIOD]);
+    PUT8(32);                               /* legacy_session_id */
+    for (int i = 0; i < 32; i++)
+        PUT8(pat[(seed * 17u + 101u + (unsigned)i) % PAT_PERIOD]);
+    PUT16(6), PUT16(0x1301), PUT16(0x1302), PUT16(0xc02f);
+    PUT8(1), PUT8(0);                       /* compression: null */
+    PUT16(0);                               /* extensions, length below */
+    ext = at;
+    PUT16(0x0000), PUT16(n + 5), PUT16(n + 3), PUT8(0), PUT16(n); /* server_name: host_name */
+    memcpy(p + at, name, n), at += n;
+    PUT16(0x002b), PUT16(3), PUT8(2), PUT16(0x0304); /* supported_versions: TLS 1.3 */
+#undef PUT16
+#undef PUT8
+    p[ext - 2] = (unsigned char)((at - ext) >> 8), p[ext - 1] = (unsigned char)(at - ext);
+    p[body - 2] = (unsigned char)((at - body) >> 8), p[body - 1] = (unsigned char)(at - body);
+    p[3] = (unsigned char)((at - 5) >> 8), p[4] = (unsigned char)(at - 5);
+    return at;
+}
+
+static int hello(int count, const char *name)
+{
+    double *lat = malloc(sizeof(double) * (size_t)count), t0;
+    unsigned char out[512], back[512];
+    int ok = 0;
+    if (!lat || strlen(name) > 253)
+        return 2;
+    for (int i = 0; i < count; i++) {
+        size_t len = client_hello(out, name, (unsigned)i);
+        int fd, good;
+        t0 = now();
+        fd = dial(g_host, g_port);
+        good = fd >= 0 && !writen(fd, out, len) && read(fd, back, 1) == 1;
+        lat[i] = (now() - t0) * 1e6;
+        good = good && !readn(fd, back + 1, len - 1) && !memcmp(back, out, len);
+        if (fd >= 0)
+            close(fd);
+        ok += good;
+    }
+    qsort(lat, (size_t)count, sizeof(double), cmp_d);
+    printf("hello count=%d ok=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", count, ok, pct(lat, count, .5),
            pct(lat, count, .99), lat[count - 1]);
     return ok == count ? 0 : 1;
 }
@@ -811,11 +875,13 @@ int main(int argc, char **argv)
         return cps(atoi(argv[4]), atoi(argv[5]));
     if (argc == 5 && !strcmp(argv[1], "first") && atoi(argv[4]) > 0)
         return first(atoi(argv[4]));
+    if (argc == 6 && !strcmp(argv[1], "hello") && atoi(argv[4]) > 0)
+        return hello(atoi(argv[4]), argv[5]);
     if (argc == 6 && !strcmp(argv[1], "burst") && atoi(argv[4]) > 0 && atoi(argv[4]) <= 10000 && atoi(argv[5]) > 0)
         return burst(atoi(argv[4]), atoi(argv[5]));
 Usage:
     fprintf(stderr, "usage: p2m-bench serve PORT | bulk HOST PORT up|down STREAMS BYTES | rr HOST PORT SIZE COUNT |"
-                    " cps HOST PORT COUNT PARALLEL | first HOST PORT COUNT | burst HOST PORT COUNT SECS | echo PORT |"
+                    " cps HOST PORT COUNT PARALLEL | first HOST PORT COUNT | hello HOST PORT COUNT NAME | burst HOST PORT COUNT SECS | echo PORT |"
                     " hold HOST PORT[,PORT...] COUNT INFLIGHT SIZE SECS\n");
     return 2;
 }
