@@ -5,6 +5,7 @@
 #include "p2m/host.h"
 #include "p2m/log.h"
 #include "p2m/logsum.h"
+#include "p2m/proxyline.h"
 
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
@@ -23,7 +24,6 @@
 #define MAX_BODY 65536
 
 /* registrar.proxy_listen */
-#define PROXY_LINE_MAX 107              /* a PROXY protocol v1 line with its CRLF, at most (the spec's bound) */
 #define PROXY_LINE_TIMEOUT_MS 10000     /* from accept to a whole PROXY line */
 #define PROXY_REFUSAL_INTERVAL_MS 10000 /* a (peer, reason) is logged in full at most once per interval */
 #define PROXY_REFUSAL_KEYS 1024         /* (peer, reason) pairs followed at once; more share one "other" line */
@@ -389,72 +389,6 @@ typedef struct {
     char peer[INET6_ADDRSTRLEN]; /* the TCP peer: a relay */
 } proxy_conn_t;
 
-/* Reads a PROXY protocol v1 line at the start of buf (len bytes): "PROXY TCP4 SRC DST SPORT
- * DPORT\r\n" or the same with TCP6, single spaces, addresses of the family named, ports 1-65535,
- * printable ASCII, at most PROXY_LINE_MAX bytes. "PROXY UNKNOWN" is refused: a relay always knows
- * its consumer. Returns the line's length with the source address and port in *sa and *salen; 0
- * when the bytes so far can still begin such a line; -1 when they cannot (a ClientHello is refused
- * at its first byte). Pure: buf is only read. */
-static ssize_t proxy_line_parse(const char *buf, size_t len, struct sockaddr_storage *sa, socklen_t *salen)
-{
-    static const char prefix[] = "PROXY ";
-    size_t n = len < PROXY_LINE_MAX ? len : PROXY_LINE_MAX, end;
-    if (memcmp(buf, prefix, n < sizeof(prefix) - 1 ? n : sizeof(prefix) - 1) != 0)
-        return -1;
-    for (end = 0; end < n; end++) {
-        unsigned char c = (unsigned char)buf[end];
-        if (c == '\r')
-            break;
-        if (c < 0x20 || c > 0x7e)
-            return -1;
-    }
-    if (end + 1 >= n) /* no CR yet, or a CR as the last byte so far */
-        return len >= PROXY_LINE_MAX ? -1 : 0;
-    if (buf[end + 1] != '\n')
-        return -1;
-
-    /* PROXY, the protocol, source, destination, source port, destination port */
-    char line[PROXY_LINE_MAX + 1], *field[6];
-    size_t nfields = 0;
-    memcpy(line, buf, end);
-    line[end] = '\0';
-    for (char *p = line; nfields < 6; nfields++) {
-        field[nfields] = p;
-        char *sp = strchr(p, ' ');
-        if (sp == NULL) {
-            nfields++;
-            break;
-        }
-        *sp = '\0';
-        p = sp + 1;
-    }
-    if (nfields != 6 || strchr(field[5], ' ') != NULL)
-        return -1;
-    int family = strcmp(field[1], "TCP4") == 0 ? AF_INET : strcmp(field[1], "TCP6") == 0 ? AF_INET6 : -1;
-    unsigned char dst[16];
-    uint16_t sport, dport;
-    if (family < 0 || inet_pton(family, field[3], dst) != 1 || p2m_port_parse(field[4], strlen(field[4]), &sport) != 0 ||
-        p2m_port_parse(field[5], strlen(field[5]), &dport) != 0)
-        return -1;
-    memset(sa, 0, sizeof(*sa));
-    if (family == AF_INET) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(sport);
-        if (inet_pton(AF_INET, field[2], &s4->sin_addr) != 1)
-            return -1;
-        *salen = sizeof(*s4);
-    } else {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(sport);
-        if (inet_pton(AF_INET6, field[2], &s6->sin6_addr) != 1)
-            return -1;
-        *salen = sizeof(*s6);
-    }
-    return (ssize_t)(end + 2);
-}
-
 /* Logs a refusal on the PROXY listener: in full the first time for (reason, peer) in an interval,
  * counted otherwise (reported by on_proxy_flush). */
 static void proxy_refused(registrar_t *r, const char *peer, const char *reason)
@@ -521,7 +455,8 @@ static void on_proxy_line(h2o_socket_t *sock, const char *err)
     }
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
-    ssize_t n = proxy_line_parse(sock->input->bytes, sock->input->size, &ss, &sslen);
+    /* Strict (lib/proxyline.c): a wrong byte ends the connection as soon as it arrives. */
+    ssize_t n = p2m_proxy_line_parse(sock->input->bytes, sock->input->size, &ss, &sslen, NULL);
     if (n == 0)
         return; /* more to come, within the timeout */
     if (n < 0) {

@@ -35,6 +35,7 @@
 
 #include "p2m/err.h"
 #include "p2m/label.h"
+#include "p2m/proxyline.h"
 #include "p2m/sni.h"
 
 #define SNI_BACKLOG 1024
@@ -198,29 +199,18 @@ static void route_here(tunnel_t *c, const char *service)
     match_consumer_ready(r, c);
 }
 
-/* The PROXY protocol v1 line naming the consumer and the address it reached (PROTOCOL 2.4); an
- * IPv4 consumer on a dual-stack listener is TCP4, as the registrar reads its peer addresses. */
+/* The PROXY protocol v1 line naming the consumer and the address it reached (PROTOCOL 2.4): an
+ * IPv4 consumer on a dual-stack listener is TCP4, as the registrar reads its peer addresses
+ * (p2m_proxy_line_format() sees through IPv4-mapped addresses). Returns its length or -1. */
 static int proxy_line(const tunnel_t *c, char *out, size_t cap)
 {
-    char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
     struct sockaddr_storage me;
     socklen_t ml = sizeof(me);
-    peer_addr_t local;
-    if (getsockname(c->fd[SIDE_CONSUMER], (struct sockaddr *)&me, &ml) != 0 ||
-        peer_addr_from_sa((struct sockaddr *)&me, &local) != 0)
+    if (getsockname(c->fd[SIDE_CONSUMER], (struct sockaddr *)&me, &ml) != 0)
         return -1;
-    uint16_t dport =
-        me.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&me)->sin_port) : ntohs(((struct sockaddr_in6 *)&me)->sin6_port);
-    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    int v4 = memcmp(c->caddr.b, v4mapped, 12) == 0;
-    peer_addr_str(&c->caddr, src);
-    if (v4 && memcmp(local.b, v4mapped, 12) == 0)
-        peer_addr_str(&local, dst);
-    else if (v4)
-        snprintf(dst, sizeof(dst), "0.0.0.0"); /* an IPv4 peer of an IPv6 address: cannot happen */
-    else
-        peer_addr_str(&local, dst);
-    return snprintf(out, cap, "PROXY %s %s %s %u %u\r\n", v4 ? "TCP4" : "TCP6", src, dst, (unsigned)c->cport, (unsigned)dport);
+    struct sockaddr_in6 consumer = {.sin6_family = AF_INET6, .sin6_port = htons(c->cport)};
+    memcpy(&consumer.sin6_addr, c->caddr.b, sizeof(c->caddr.b)); /* IPv4 as ::ffff:a.b.c.d */
+    return p2m_proxy_line_format((const struct sockaddr *)&consumer, (const struct sockaddr *)&me, out, cap);
 }
 
 /* Passes the consumer on to the registrar's PROXY listener: connect, then the PROXY line, then the
