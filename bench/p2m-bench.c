@@ -347,35 +347,7 @@ static int cps(int count, int par)
     return g_ok == count ? 0 : 1;
 }
 
-/* ---------------------------------------------------------------- time to first byte */
-
-static int first(int count)
-{
-    double *lat = malloc(sizeof(double) * (size_t)count), t0;
-    unsigned char out[HDR + 64], back[64];
-    int ok = 0;
-    if (!lat)
-        return 2;
-    for (int i = 0; i < count; i++) {
-        int fd, good;
-        hdr(out, 'E', 0);
-        memcpy(out + HDR, pat + ((unsigned)i * 7919u) % PAT_PERIOD, 64);
-        t0 = now();
-        fd = dial(g_host, g_port);
-        good = fd >= 0 && !writen(fd, out, sizeof out) && read(fd, back, 1) == 1;
-        lat[i] = (now() - t0) * 1e6;
-        good = good && !readn(fd, back + 1, sizeof back - 1) && !memcmp(back, out + HDR, sizeof back);
-        if (fd >= 0)
-            close(fd);
-        ok += good;
-    }
-    qsort(lat, (size_t)count, sizeof(double), cmp_d);
-    printf("first count=%d ok=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", count, ok, pct(lat, count, .5),
-           pct(lat, count, .99), lat[count - 1]);
-    return ok == count ? 0 : 1;
-}
-
-/* ---------------------------------------------------------------- time to first byte, by server name */
+/* ---------------------------------------------------------------- a ClientHello naming a server (case 8) */
 
 /* A TLS 1.3 ClientHello (RFC 8446 4.1.2) as one record: what an SNI router reads before it picks a
  * backend. Offered: three cipher suites, no compression, server_name (RFC 6066 3) and
@@ -410,28 +382,42 @@ static size_t client_hello(unsigned char *b, const char *name, unsigned seed)
     return at;
 }
 
-static int hello(int count, const char *name)
+/* ---------------------------------------------------------------- time to first byte */
+
+/* COUNT connections one after the other: connect, send one message, time until the first byte of its
+ * echo, then check the rest. The message is 64 B of pattern behind an 'E' header (case 3, the serve
+ * backend echoes the 64 B), or with SNI a ClientHello naming it (case 8, the echo backend sends it
+ * all back). Prints WHAT count=... ok=... p50_us=... */
+static int first_bytes(const char *what, int count, const char *sni)
 {
     double *lat = malloc(sizeof(double) * (size_t)count), t0;
     unsigned char out[512], back[512];
     int ok = 0;
-    if (!lat || strlen(name) > 253)
-        return 2;
+    if (!lat || (sni && strlen(sni) > 253))
+        return free(lat), 2;
     for (int i = 0; i < count; i++) {
-        size_t len = client_hello(out, name, (unsigned)i);
+        size_t len, skip = 0;
         int fd, good;
+        if (sni) {
+            len = client_hello(out, sni, (unsigned)i);
+        } else {
+            hdr(out, 'E', 0);
+            memcpy(out + HDR, pat + ((unsigned)i * 7919u) % PAT_PERIOD, 64);
+            len = HDR + 64, skip = HDR;
+        }
         t0 = now();
         fd = dial(g_host, g_port);
         good = fd >= 0 && !writen(fd, out, len) && read(fd, back, 1) == 1;
         lat[i] = (now() - t0) * 1e6;
-        good = good && !readn(fd, back + 1, len - 1) && !memcmp(back, out, len);
+        good = good && !readn(fd, back + 1, len - skip - 1) && !memcmp(back, out + skip, len - skip);
         if (fd >= 0)
             close(fd);
         ok += good;
     }
     qsort(lat, (size_t)count, sizeof(double), cmp_d);
-    printf("hello count=%d ok=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", count, ok, pct(lat, count, .5),
+    printf("%s count=%d ok=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", what, count, ok, pct(lat, count, .5),
            pct(lat, count, .99), lat[count - 1]);
+    free(lat);
     return ok == count ? 0 : 1;
 }
 
@@ -874,9 +860,9 @@ int main(int argc, char **argv)
     if (argc == 6 && !strcmp(argv[1], "cps") && atoi(argv[4]) > 0 && atoi(argv[5]) > 0 && atoi(argv[5]) <= 256)
         return cps(atoi(argv[4]), atoi(argv[5]));
     if (argc == 5 && !strcmp(argv[1], "first") && atoi(argv[4]) > 0)
-        return first(atoi(argv[4]));
+        return first_bytes("first", atoi(argv[4]), NULL);
     if (argc == 6 && !strcmp(argv[1], "hello") && atoi(argv[4]) > 0)
-        return hello(atoi(argv[4]), argv[5]);
+        return first_bytes("hello", atoi(argv[4]), argv[5]);
     if (argc == 6 && !strcmp(argv[1], "burst") && atoi(argv[4]) > 0 && atoi(argv[4]) <= 10000 && atoi(argv[5]) > 0)
         return burst(atoi(argv[4]), atoi(argv[5]));
 Usage:
