@@ -42,8 +42,9 @@ void p2m_config_defaults(p2m_config_t *cfg)
     cfg->registrar.consumer_ports_per_label = 1024;
     cfg->registrar.consumer_ports_share = 50;
     cfg->registrar.session_ttl = 600;
-    cfg->registrar.auth_fail_limit = 10;
-    cfg->registrar.auth_fail_window = 3600;
+    cfg->registrar.auth_fail_limit = 5;
+    cfg->registrar.auth_fail_window = 86400;
+    cfg->registrar.auth_backoff_max = 900;
     cfg->registrar.cert_lifetime = 30 * 86400;
     strcpy(cfg->registrar.proxy_from[0], "127.0.0.1");
     strcpy(cfg->registrar.proxy_from[1], "::1");
@@ -220,6 +221,8 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
             rc = read_count(v, "registrar.auth_fail_limit", &r->auth_fail_limit, err);
         } else if (strcmp(key, "auth_fail_window") == 0) {
             rc = read_seconds(v, "registrar.auth_fail_window", &r->auth_fail_window, err);
+        } else if (strcmp(key, "auth_backoff_max") == 0) {
+            rc = read_seconds(v, "registrar.auth_backoff_max", &r->auth_backoff_max, err);
         } else if (strcmp(key, "cert_lifetime") == 0) {
             /* Short lifetimes are what makes revocation unnecessary; a minute is the floor a pod
              * can still renew within. */

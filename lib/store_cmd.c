@@ -1,4 +1,6 @@
 #include "p2m/store_cmd.h"
+#include "p2m/addr.h"
+#include "p2m/label.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -39,55 +41,122 @@ const char p2m_channel_bound[] = "p2m:bound";
     "  redis.call('EXPIRE', k, ttl)\n"                                                                                             \
     "end\n"
 
-/* KEYS: fail:id, fail:addr, pod, labels. ARGV: label, limit. */
-static const char lua_auth_lookup[] =
-    "local lim = tonumber(ARGV[2])\n"
-    "if tonumber(redis.call('GET', KEYS[1]) or '0') >= lim or tonumber(redis.call('GET', KEYS[2]) or '0') >= lim then\n"
-    "  return {'limited', tostring(math.max(redis.call('TTL', KEYS[1]), redis.call('TTL', KEYS[2]), 1))}\n"
+/* The authentication limiters (PROTOCOL 1.2, OPERATIONS "Security model"). Each is a hash
+ * {n, until}: n failures so far, and no code is checked for its subject before `until`. One counts
+ * per (pod ID, address), one per pod ID, and one per address over the distinct IDs that failed from
+ * it. The first `free` failures cost nothing; then the wait is 1 s, doubling with every failure, up
+ * to `cap`; a limiter is forgotten `keep` seconds after its last wait ends. An address the pod
+ * authenticated from within `span` seconds (p2m:known:ID) answers only to its own (ID, address)
+ * limiter, so a stranger guessing an ID, or a neighbour failing behind the same address, never
+ * holds up a pod where it lives. */
+#define LUA_LIMIT_LIB                                                                                                              \
+    "local function lim_left(k, now)\n"                                                                                            \
+    "  local u = tonumber(redis.call('HGET', k, 'until') or '0') or 0\n"                                                           \
+    "  if u > now then return u - now end\n"                                                                                       \
+    "  return 0\n"                                                                                                                 \
+    "end\n"                                                                                                                        \
+    "local function lim_strike(k, n, now, free, cap, keep)\n"                                                                      \
+    "  local d = 0\n"                                                                                                              \
+    "  if n > free then d = math.min(2 ^ math.min(n - free - 1, 30), cap) end\n"                                                   \
+    "  redis.call('HSET', k, 'n', string.format('%d', n), 'until', string.format('%d', now + d))\n"                                \
+    "  redis.call('EXPIRE', k, string.format('%d', keep + d))\n"                                                                   \
+    "end\n"                                                                                                                        \
+    "local function lim_known(k, addr, now, span)\n"                                                                               \
+    "  local s = redis.call('ZSCORE', k, addr)\n"                                                                                  \
+    "  return s and tonumber(s) >= now - span\n"                                                                                   \
+    "end\n"                                                                                                                        \
+    "local function mark_known(k, addr, now, span)\n"                                                                              \
+    "  redis.call('ZADD', k, now, addr)\n"                                                                                         \
+    "  redis.call('ZREMRANGEBYRANK', k, 0, -17)\n"                                                                                 \
+    "  redis.call('EXPIRE', k, span)\n"                                                                                            \
     "end\n"
-    "local p = redis.call('HMGET', KEYS[3], 'secret', 'disabled', 'epoch')\n"
-    "if not p[1] then return {'nopod'} end\n"
-    "return {'ok', p[1], p[2] or '0', p[3] or '0', redis.call('HGET', KEYS[4], ARGV[1]) or ''}\n";
 
-/* KEYS: fail:id or '', fail:addr, stats. ARGV: window, reason, limit. A strike against an ID or
- * address already at the limit is not counted again (that would extend its lockout) but reported. */
-static const char lua_auth_fail[] =
-    "for i = 1, 2 do\n"
-    "  if KEYS[i] ~= '' and tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[3]) then\n"
-    "    return {'limited', tostring(math.max(redis.call('TTL', KEYS[i]), 1))}\n"
+/* KEYS: limit:pair, limit:id, limit:addr, limit:addrids, known, pod, labels, labels:protocol.
+ * ARGV: label, id, addr, now, free, cap, keep, span.
+ *
+ * The attempt is counted as a failure before its code is checked (register_commit takes it back
+ * when the code matches): many guesses sent at once cannot all be checked before the first
+ * failure lands. An unknown ID is counted exactly as a known one, so that the limiters do not tell
+ * them apart either. */
+static const char lua_auth_lookup[] =
+    LUA_LIMIT_LIB "local now, free, cap, keep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+                  "local known = lim_known(KEYS[5], ARGV[3], now, tonumber(ARGV[8]))\n"
+                  "local wait = lim_left(KEYS[1], now)\n"
+                  "if not known then wait = math.max(wait, lim_left(KEYS[2], now), lim_left(KEYS[3], now)) end\n"
+                  "if wait > 0 then return {'limited', string.format('%d', wait)} end\n"
+                  "lim_strike(KEYS[1], (tonumber(redis.call('HGET', KEYS[1], 'n')) or 0) + 1, now, free, cap, keep)\n"
+                  "local struck = 'pair'\n"
+                  "if not known then\n"
+                  "  struck = 'all'\n"
+                  "  lim_strike(KEYS[2], (tonumber(redis.call('HGET', KEYS[2], 'n')) or 0) + 1, now, free, cap, keep)\n"
+                  "  if redis.call('SADD', KEYS[4], ARGV[2]) == 1 then\n"
+                  "    redis.call('EXPIRE', KEYS[4], string.format('%d', keep + cap))\n"
+                  "    lim_strike(KEYS[3], redis.call('SCARD', KEYS[4]), now, free, cap, keep)\n"
+                  "  end\n"
+                  "end\n"
+                  "local p = redis.call('HMGET', KEYS[6], 'secret', 'disabled', 'epoch', 'digits', 'token_reuse')\n"
+                  "if not p[1] then return {'nopod'} end\n"
+                  "return {'ok', p[1], p[2] or '0', p[3] or '0', redis.call('HGET', KEYS[7], ARGV[1]) or '', p[4] or '6',\n"
+                  "        p[5] or 'none', redis.call('HGET', KEYS[8], ARGV[1]) or '', struck}\n";
+
+/* KEYS: otp step, pod, labels, session or '', limit:pair, limit:id, limit:addr, limit:addrids, known.
+ * ARGV: id, label, session ttl, replay ttl, addr, now, struck, free, span.
+ *
+ * RFC 6238 5.2: a code is accepted once. A pod whose token_reuse is "same-address" (TAAS clients
+ * open several pre-connections with one code) may use a code again within its step, for the same
+ * label, from the address that used it first, 32 times in all; anything else is a replay. */
+static const char lua_register_commit[] = LUA_LIMIT_LIB
+    "local p = redis.call('HMGET', KEYS[2], 'disabled', 'epoch', 'token_reuse')\n"
+    "local used = redis.call('HMGET', KEYS[1], 'addr', 'label', 'uses')\n"
+    "local status = 'ok'\n"
+    "if used[1] then\n"
+    "  if p[3] ~= 'same-address' or used[1] ~= ARGV[5] or used[2] ~= ARGV[2] or (tonumber(used[3]) or 32) >= 32 then\n"
+    "    return 'replay'\n"
+    "  end\n"
+    "  redis.call('HINCRBY', KEYS[1], 'uses', 1)\n"
+    "  status = 'reused'\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[1], 'addr', ARGV[5], 'label', ARGV[2], 'uses', 1)\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "end\n"
+    "redis.call('DEL', KEYS[5])\n"
+    "if ARGV[7] == 'all' then\n"
+    "  local free = tonumber(ARGV[8])\n"
+    "  if redis.call('EXISTS', KEYS[6]) == 1 and redis.call('HINCRBY', KEYS[6], 'n', -1) <= free then\n"
+    "    redis.call('HSET', KEYS[6], 'until', 0)\n"
+    "  end\n"
+    "  if redis.call('SREM', KEYS[8], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[7]) == 1 then\n"
+    "    local n = redis.call('SCARD', KEYS[8])\n"
+    "    redis.call('HSET', KEYS[7], 'n', n)\n"
+    "    if n <= free then redis.call('HSET', KEYS[7], 'until', 0) end\n"
     "  end\n"
     "end\n"
-    "for i = 1, 2 do\n"
-    "  if KEYS[i] ~= '' and redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end\n"
+    "if not p[1] then return 'nopod' end\n"
+    "if p[1] == '1' then return 'disabled' end\n"
+    "if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[1] then return 'notowner' end\n"
+    "mark_known(KEYS[9], ARGV[5], ARGV[6], ARGV[9])\n"
+    "if KEYS[4] ~= '' then\n"
+    "  redis.call('HSET', KEYS[4], 'pod', ARGV[1], 'label', ARGV[2], 'epoch', p[2] or '0')\n"
+    "  redis.call('EXPIRE', KEYS[4], ARGV[3])\n"
     "end\n"
-    "redis.call('HINCRBY', KEYS[3], 'fail:' .. ARGV[2], 1)\n"
-    "return {'counted'}\n";
+    "return status\n";
 
-/* KEYS: totp step, pod, labels, session or ''. ARGV: id, label, session ttl, replay ttl. */
-static const char lua_register_commit[] = "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then return 'replay' end\n"
-                                          "local p = redis.call('HMGET', KEYS[2], 'disabled', 'epoch')\n"
-                                          "if not p[1] then return 'nopod' end\n"
-                                          "if p[1] == '1' then return 'disabled' end\n"
-                                          "if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[1] then return 'notowner' end\n"
-                                          "if KEYS[4] ~= '' then\n"
-                                          "  redis.call('HSET', KEYS[4], 'pod', ARGV[1], 'label', ARGV[2], 'epoch', p[2] or '0')\n"
-                                          "  redis.call('EXPIRE', KEYS[4], ARGV[3])\n"
-                                          "end\n"
-                                          "return 'ok'\n";
-
-/* KEYS: session, fail:addr, labels. ARGV: label, limit. A session issued under an older epoch
- * (the pod was disabled, enabled or its secret rotated since) or for a removed pod is dead. */
+/* KEYS: session, labels, labels:protocol. ARGV: label, addr, now, span. A session issued under an
+ * older epoch (the pod was disabled, enabled or its secret rotated since) or for a removed pod is
+ * dead. A live one passes whatever the limiters say (it cannot be guessed: 256 bits), and marks
+ * its address as the pod's own (at most once an hour per address, to keep the hot path a read). */
 static const char lua_session_lookup[] =
-    "if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then\n"
-    "  return {'limited', tostring(math.max(redis.call('TTL', KEYS[2]), 1))}\n"
-    "end\n"
-    "local s = redis.call('HMGET', KEYS[1], 'pod', 'label', 'epoch')\n"
-    "if not s[1] then return {'badsession'} end\n"
-    "local p = redis.call('HMGET', 'p2m:pod:' .. s[1], 'disabled', 'epoch')\n"
-    "if not p[1] or p[2] ~= s[3] then redis.call('DEL', KEYS[1]) return {'badsession'} end\n"
-    "if p[1] == '1' then return {'disabled'} end\n"
-    "if s[2] ~= ARGV[1] or redis.call('HGET', KEYS[3], ARGV[1]) ~= s[1] then return {'notowner'} end\n"
-    "return {'ok', s[1]}\n";
+    LUA_LIMIT_LIB "local s = redis.call('HMGET', KEYS[1], 'pod', 'label', 'epoch')\n"
+                  "if not s[1] then return {'badsession'} end\n"
+                  "local p = redis.call('HMGET', 'p2m:pod:' .. s[1], 'disabled', 'epoch')\n"
+                  "if not p[1] or p[2] ~= s[3] then redis.call('DEL', KEYS[1]) return {'badsession'} end\n"
+                  "if p[1] == '1' then return {'disabled'} end\n"
+                  "if s[2] ~= ARGV[1] or redis.call('HGET', KEYS[2], ARGV[1]) ~= s[1] then return {'notowner'} end\n"
+                  "local now = tonumber(ARGV[3])\n"
+                  "if not lim_known('p2m:known:' .. s[1], ARGV[2], now, 3600) then\n"
+                  "  mark_known('p2m:known:' .. s[1], ARGV[2], ARGV[3], ARGV[4])\n"
+                  "end\n"
+                  "return {'ok', s[1], redis.call('HGET', KEYS[3], ARGV[1]) or ''}\n";
 
 /* ARGV: label, pod, addr, now, ttl, rand, service, conns, alive window.
  *
@@ -334,40 +403,44 @@ static void begin(p2m_cmd_t *c)
 
 #define EVAL(c, script, nkeys) (begin(c), push(c, "EVAL") || push_static(c, script, sizeof(script) - 1) || pushu(c, nkeys))
 
-int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, unsigned limit)
+int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
+                        const p2m_auth_limits_t *lim)
 {
-    return EVAL(c, lua_auth_lookup, 4) || pushf(c, "p2m:fail:id:%s%s", id, "") || pushf(c, "p2m:fail:addr:%s%s", addr, "") ||
-                   pushf(c, "p2m:pod:%s%s", id, "") || push(c, "p2m:labels") || push(c, label) || pushu(c, limit)
+    char pair[P2M_ID_MAX + P2M_HOST_MAX + 2];
+    snprintf(pair, sizeof(pair), "%.64s:%.253s", id, addr);
+    return EVAL(c, lua_auth_lookup, 8) || pushf(c, "p2m:limit:pair:%s%s", pair, "") || pushf(c, "p2m:limit:id:%s%s", id, "") ||
+                   pushf(c, "p2m:limit:addr:%s%s", addr, "") || pushf(c, "p2m:limit:addrids:%s%s", addr, "") ||
+                   pushf(c, "p2m:known:%s%s", id, "") || pushf(c, "p2m:pod:%s%s", id, "") || push(c, "p2m:labels") ||
+                   push(c, "p2m:labels:protocol") || push(c, label) || push(c, id) || push(c, addr) ||
+                   pushu(c, (unsigned long long)now) || pushu(c, lim->free) || pushu(c, lim->backoff_max) ||
+                   pushu(c, lim->window) || pushu(c, P2M_AUTH_KNOWN_SECS)
                ? -1
                : 0;
 }
 
-int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason, unsigned limit)
+int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now, uint64_t step,
+                            int struck_all, const char *session_digest, unsigned session_ttl, const p2m_auth_limits_t *lim)
 {
-    return EVAL(c, lua_auth_fail, 3) || (id[0] ? pushf(c, "p2m:fail:id:%s%s", id, "") : push(c, "")) ||
-                   pushf(c, "p2m:fail:addr:%s%s", addr, "") || push(c, "p2m:stats") || pushu(c, window) || push(c, reason) ||
-                   pushu(c, limit)
-               ? -1
-               : 0;
-}
-
-int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, uint64_t step, const char *session_digest,
-                            unsigned session_ttl)
-{
-    char stepkey[128];
-    snprintf(stepkey, sizeof(stepkey), "p2m:totp:%.64s:%" PRIu64, id, step);
+    char stepkey[128], pair[P2M_ID_MAX + P2M_HOST_MAX + 2];
+    snprintf(stepkey, sizeof(stepkey), "p2m:otp:%.64s:%" PRIu64, id, step);
+    snprintf(pair, sizeof(pair), "%.64s:%.253s", id, addr);
     /* A step is spent for as long as any window that contains it can still match: 5 steps. */
-    return EVAL(c, lua_register_commit, 4) || push(c, stepkey) || pushf(c, "p2m:pod:%s%s", id, "") || push(c, "p2m:labels") ||
-                   (session_digest[0] ? pushf(c, "p2m:session:%s%s", session_digest, "") : push(c, "")) || push(c, id) ||
-                   push(c, label) || pushu(c, session_ttl) || pushu(c, 150)
+    return EVAL(c, lua_register_commit, 9) || push(c, stepkey) || pushf(c, "p2m:pod:%s%s", id, "") || push(c, "p2m:labels") ||
+                   (session_digest[0] ? pushf(c, "p2m:session:%s%s", session_digest, "") : push(c, "")) ||
+                   pushf(c, "p2m:limit:pair:%s%s", pair, "") || pushf(c, "p2m:limit:id:%s%s", id, "") ||
+                   pushf(c, "p2m:limit:addr:%s%s", addr, "") || pushf(c, "p2m:limit:addrids:%s%s", addr, "") ||
+                   pushf(c, "p2m:known:%s%s", id, "") || push(c, id) || push(c, label) || pushu(c, session_ttl) || pushu(c, 150) ||
+                   push(c, addr) || pushu(c, (unsigned long long)now) || push(c, struck_all ? "all" : "pair") ||
+                   pushu(c, lim->free) || pushu(c, P2M_AUTH_KNOWN_SECS)
                ? -1
                : 0;
 }
 
-int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, unsigned limit)
+int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, long long now)
 {
-    return EVAL(c, lua_session_lookup, 3) || pushf(c, "p2m:session:%s%s", digest, "") || pushf(c, "p2m:fail:addr:%s%s", addr, "") ||
-                   push(c, "p2m:labels") || push(c, label) || pushu(c, limit)
+    return EVAL(c, lua_session_lookup, 3) || pushf(c, "p2m:session:%s%s", digest, "") || push(c, "p2m:labels") ||
+                   push(c, "p2m:labels:protocol") || push(c, label) || push(c, addr) || pushu(c, (unsigned long long)now) ||
+                   pushu(c, P2M_AUTH_KNOWN_SECS)
                ? -1
                : 0;
 }

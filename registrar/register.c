@@ -24,6 +24,13 @@
 
 static void lease_request(op_t *op);
 
+static p2m_auth_limits_t auth_limits(const registrar_t *r)
+{
+    return (p2m_auth_limits_t){.free = r->cfg.registrar.auth_fail_limit,
+                               .window = r->cfg.registrar.auth_fail_window,
+                               .backoff_max = r->cfg.registrar.auth_backoff_max};
+}
+
 static const char *reply_str(const redisReply *r, size_t i)
 {
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
@@ -36,42 +43,30 @@ static void log_result(op_t *op, int status, const char *why)
     const char *auth = op->auth.scheme == P2M_AUTH_BEARER ? "bearer" : op->auth.scheme == P2M_AUTH_TOTP ? "totp" : "-";
     p2m_log_level_t level = status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN;
     if (op->kind == OP_REGISTER)
-        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u reason=\"%s\"%s",
+        p2m_log(level, "register", "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u reason=\"%s\"%s%s",
                 status, op->label, p2m_proto_name(op->proto), op->id[0] ? op->id : "-", op->addr, auth, (unsigned)op->port,
-                op->conns, why, op_via(op));
+                op->conns, why, op->reused ? " token=reused" : "", op_via(op));
     else
         p2m_log(level, "certificate", "status=%d label=%s pod=%s addr=%s auth=%s reason=\"%s\"%s", status, op->label,
                 op->id[0] ? op->id : "-", op->addr, auth, why, op_via(op));
 }
 
-static void limited(op_t *op, const char *retry_after);
+/* What a wrong code and an unknown pod ID both answer, byte for byte (no enumeration of IDs). */
+static const char auth_failed[] = "authentication failed";
 
-static void on_fail_counted(op_t *op, redisReply *rep)
-{
-    if (op->req == NULL) {
-        op_free(op);
-        return;
-    }
-    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[0]->type == REDIS_REPLY_STRING &&
-        strcmp(rep->element[0]->str, "limited") == 0 && rep->element[1]->type == REDIS_REPLY_STRING) {
-        limited(op, rep->element[1]->str);
-        return;
-    }
-    log_result(op, 401, op->why);
-    op_header(op, "WWW-Authenticate", "TOTP");
-    op_respond(op, 401, "Unauthorized", op->why);
-}
-
-/* 401 and a strike against the ID (if known) and the source address; 429 instead when either is
- * already locked out, so that a locked address learns nothing from any request. */
-static void fail_auth(op_t *op, const char *counter, const char *why)
+/* 401 with WWW-Authenticate: TOTP. `why` goes to the log and the fail:COUNTER statistic, `answer`
+ * to the client. The limiters were counted before the code was checked (auth_lookup), so a
+ * refusal costs no further Redis round trip than the statistic. */
+static void refuse_auth(op_t *op, const char *counter, const char *why, const char *answer)
 {
     p2m_cmd_t cmd;
-    snprintf(op->why, sizeof(op->why), "%s", why);
-    if (p2m_cmd_auth_fail(&cmd, op->auth.scheme == P2M_AUTH_TOTP ? op->id : "", op->addr, op->r->cfg.registrar.auth_fail_window,
-                          counter, op->r->cfg.registrar.auth_fail_limit) != 0 ||
-        redis_send(op->r, &cmd, on_fail_counted, op) != 0)
-        on_fail_counted(op, NULL);
+    char name[64];
+    snprintf(name, sizeof(name), "fail:%s", counter);
+    if (p2m_cmd_stat(&cmd, name) == 0)
+        redis_send_nowait(op->r, &cmd);
+    log_result(op, 401, why);
+    op_header(op, "WWW-Authenticate", "TOTP");
+    op_respond(op, 401, "Unauthorized", answer);
 }
 
 void op_fail(op_t *op, int status, const char *reason, const char *why)
@@ -241,16 +236,20 @@ static int settled(op_t *op, const char *status, const redisReply *rep)
     }
     if (status != NULL && strcmp(status, "ok") == 0)
         return 0;
+    if (status != NULL && strcmp(status, "reused") == 0) {
+        op->reused = 1;
+        return 0;
+    }
     if (status == NULL)
         redis_down(op);
     else if (strcmp(status, "limited") == 0)
         limited(op, reply_str(rep, 1));
-    else if (strcmp(status, "nopod") == 0)
-        fail_auth(op, "nopod", "unknown pod");
+    else if (strcmp(status, "nopod") == 0) /* removed between lookup and commit */
+        refuse_auth(op, "nopod", "unknown pod", auth_failed);
     else if (strcmp(status, "replay") == 0)
-        fail_auth(op, "replay", "token already used");
+        refuse_auth(op, "replay", "token already used", "token already used");
     else if (strcmp(status, "badsession") == 0)
-        fail_auth(op, "badsession", "session expired or revoked");
+        refuse_auth(op, "badsession", "session expired or revoked", "session expired or revoked");
     else if (strcmp(status, "disabled") == 0)
         op_fail(op, 403, "Forbidden", "pod disabled");
     else if (strcmp(status, "notowner") == 0)
@@ -276,29 +275,53 @@ static void on_commit(op_t *op, redisReply *rep)
         authorized(op);
 }
 
+/* A label's default protocol (admin `label add --protocol`) for a registration without a body. */
+static void default_protocol(op_t *op, const char *name)
+{
+    p2m_proto_t proto;
+    if (!op->has_body && name != NULL && name[0] != '\0' && p2m_proto_parse(name, strlen(name), &proto, NULL) == 0)
+        op->proto = proto;
+}
+
 static void on_auth_lookup(op_t *op, redisReply *rep)
 {
-    if (settled(op, reply_str(rep, 0), rep))
-        return;
-    const char *secret = reply_str(rep, 1);
+    const char *status = reply_str(rep, 0);
+    unsigned digits = strlen(op->auth.token) == 8 ? 8 : 6;
     unsigned char raw[128];
     size_t raw_len = 0;
     uint64_t step = 0;
+    time_t now = time(NULL);
+    if (status != NULL && strcmp(status, "nopod") == 0 && op->req != NULL) {
+        /* The same work as for a known pod's wrong code, against a secret nobody has, so that
+         * neither the answer nor its timing tells whether the ID exists. */
+        static const unsigned char nobody[20] = {0};
+        (void)p2m_totp_validate(nobody, sizeof(nobody), now, 1, digits, op->auth.token, &step);
+        refuse_auth(op, "nopod", "unknown pod", auth_failed);
+        return;
+    }
+    if (settled(op, status, rep))
+        return;
+    const char *secret = reply_str(rep, 1), *digits_str = reply_str(rep, 5), *struck = reply_str(rep, 8);
     char err[P2M_ERR_LEN] = "missing";
-    if (secret == NULL || p2m_totp_secret_decode(secret, raw, sizeof(raw), &raw_len, err) != 0) {
+    if (secret == NULL || struck == NULL || p2m_totp_secret_decode(secret, raw, sizeof(raw), &raw_len, err) != 0) {
         p2m_log(P2M_LOG_ERROR, "bad_secret", "pod=%s error=\"%s\"", op->id, err);
         redis_down(op);
         return;
     }
-    int match = p2m_totp_validate(raw, raw_len, time(NULL), 1, op->auth.token, &step);
+    op->struck_all = strcmp(struck, "all") == 0;
+    digits = digits_str != NULL && strcmp(digits_str, "8") == 0 ? 8 : 6;
+    default_protocol(op, reply_str(rep, 7));
+    int match = p2m_totp_validate(raw, raw_len, now, 1, digits, op->auth.token, &step);
     OPENSSL_cleanse(raw, sizeof(raw));
     if (match != 0) {
-        fail_auth(op, "badtoken", "wrong token");
+        refuse_auth(op, "badtoken", "wrong token", auth_failed);
         return;
     }
+    p2m_auth_limits_t lim = auth_limits(op->r);
     p2m_cmd_t cmd;
     if (make_session(op) != 0 ||
-        p2m_cmd_register_commit(&cmd, op->id, op->label, step, op->session_digest, op->r->cfg.registrar.session_ttl) != 0 ||
+        p2m_cmd_register_commit(&cmd, op->id, op->label, op->addr, (long long)now, step, op->struck_all, op->session_digest,
+                                op->r->cfg.registrar.session_ttl, &lim) != 0 ||
         redis_send(op->r, &cmd, on_commit, op) != 0)
         redis_down(op);
 }
@@ -313,6 +336,7 @@ static void on_session_lookup(op_t *op, redisReply *rep)
         return;
     }
     snprintf(op->id, sizeof(op->id), "%s", pod);
+    default_protocol(op, reply_str(rep, 2));
     authorized(op);
 }
 
@@ -326,6 +350,7 @@ void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, siz
         op_fail(op, 404, "Not Found", "no such label");
         return;
     }
+    op->has_body = req->entity.base != NULL && req->entity.len > 0;
     if (p2m_register_body_parse(req->entity.base != NULL ? req->entity.base : "", req->entity.base != NULL ? req->entity.len : 0,
                                 &op->proto, &op->conns, err) != 0) {
         op_fail(op, 400, "Bad Request", err);
@@ -341,18 +366,18 @@ void auth_start(op_t *op)
     char err[P2M_ERR_LEN];
     ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (at < 0) {
-        fail_auth(op, "noauth", "Authorization header missing");
+        refuse_auth(op, "noauth", "Authorization header missing", "Authorization header missing");
         return;
     }
     if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, at) >= 0) {
-        fail_auth(op, "badauth", "more than one Authorization header");
+        refuse_auth(op, "badauth", "more than one Authorization header", "more than one Authorization header");
         return;
     }
     h2o_iovec_t v = req->headers.entries[at].value;
     if (p2m_authhdr_parse(v.base, v.len, &op->auth, err) != 0) {
         char why[P2M_ERR_LEN + 32];
         snprintf(why, sizeof(why), "malformed Authorization: %s", err);
-        fail_auth(op, "badauth", why);
+        refuse_auth(op, "badauth", why, why);
         return;
     }
 
@@ -360,13 +385,14 @@ void auth_start(op_t *op)
     int rc;
     if (op->auth.scheme == P2M_AUTH_TOTP) {
         snprintf(op->id, sizeof(op->id), "%s", op->auth.id);
-        rc = p2m_cmd_auth_lookup(&cmd, op->id, op->label, op->addr, r->cfg.registrar.auth_fail_limit) == 0
+        p2m_auth_limits_t lim = auth_limits(r);
+        rc = p2m_cmd_auth_lookup(&cmd, op->id, op->label, op->addr, (long long)time(NULL), &lim) == 0
                  ? redis_send(r, &cmd, on_auth_lookup, op)
                  : -1;
     } else {
         char digest[65];
         digest_bearer(op->auth.bearer, digest);
-        rc = p2m_cmd_session_lookup(&cmd, digest, op->label, op->addr, r->cfg.registrar.auth_fail_limit) == 0
+        rc = p2m_cmd_session_lookup(&cmd, digest, op->label, op->addr, (long long)time(NULL)) == 0
                  ? redis_send(r, &cmd, on_session_lookup, op)
                  : -1;
     }

@@ -82,6 +82,9 @@ struct op {
     int via_sni;                  /* the request came through registrar.proxy_listen (the relay's SNI port) */
     struct X509_req_st *csr;      /* certificate: the checked request, freed with the op */
     char why[P2M_ERR_LEN + 32];   /* a refusal's reason while its strike is being counted */
+    int has_body;                 /* register: the request had a body (else the label's default protocol applies) */
+    int struck_all;               /* register: auth_lookup counted the ID and address limiters too */
+    int reused;                   /* register: the TOTP code was used again, as the pod's token_reuse allows */
 };
 
 /* http.c */

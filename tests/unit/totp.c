@@ -230,7 +230,7 @@ static void test_validate(void)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         uint64_t got_step = 0xdeadbeef;
         CHECK_CTX("validate row %zu otp %s window %u", i, check_str(rows[i].otp), rows[i].window);
-        int rc = p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, now, rows[i].window, rows[i].otp, &got_step);
+        int rc = p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, now, rows[i].window, 6, rows[i].otp, &got_step);
         if (CHECK_EQ_INT(rc, rows[i].rc) && rows[i].rc == 0)
             CHECK_EQ_INT(got_step, rows[i].step);
     }
@@ -238,12 +238,12 @@ static void test_validate(void)
     /* RFC vector at t=59 is step 1; near the epoch a window must not wrap below step 0 */
     uint64_t got_step = 0;
     CHECK_CTX("validate 287082 at t=59");
-    if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, 59, 0, "287082", &got_step), 0))
+    if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, 59, 0, 6, "287082", &got_step), 0))
         CHECK_EQ_INT(got_step, 1);
     char z[7];
     code_at(0, z);
     CHECK_CTX("validate code of step 0 at t=10 window 1");
-    if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, 10, 1, z, &got_step), 0))
+    if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, 10, 1, 6, z, &got_step), 0))
         CHECK_EQ_INT(got_step, 0);
     CHECK_CTX(NULL);
 }
@@ -389,7 +389,7 @@ static void test_oathtool(void)
         if (CHECK_RC(p2m_totp_generate(raw, raw_len, OATHTOOL_NOW, 6, code, err), 0, err))
             matched += CHECK_EQ_STR(code, line);
         uint64_t step = 0;
-        if (CHECK_EQ_INT(p2m_totp_validate(raw, raw_len, OATHTOOL_NOW, 1, line, &step), 0))
+        if (CHECK_EQ_INT(p2m_totp_validate(raw, raw_len, OATHTOOL_NOW, 1, 6, line, &step), 0))
             CHECK_EQ_INT(step, (uint64_t)OATHTOOL_NOW / P2M_TOTP_STEP);
     }
     check_note("oathtool cross-check at 2026-01-01T00:00:00Z: %d of 3 fresh secrets agree", matched);

@@ -27,8 +27,9 @@ typedef struct {
     unsigned consumer_ports_per_label; /* registrar.consumer_ports_per_label: Q ports one label has */
     unsigned consumer_ports_share;     /* registrar.consumer_ports_share: percent of the relays' ports for Q */
     unsigned session_ttl;              /* registrar.session_ttl: s a Bearer session credential lives */
-    unsigned auth_fail_limit;          /* registrar.auth_fail_limit: failed attempts per ID or address ... */
-    unsigned auth_fail_window;         /* registrar.auth_fail_window: ... in this many seconds, then 429 */
+    unsigned auth_fail_limit;          /* registrar.auth_fail_limit: failures a limiter allows before it backs off */
+    unsigned auth_fail_window;         /* registrar.auth_fail_window: s after its last failure a limiter forgets */
+    unsigned auth_backoff_max;         /* registrar.auth_backoff_max: s the backoff doubles up to (from 1 s) */
     unsigned cert_lifetime;            /* registrar.cert_lifetime: s a pod certificate is valid (PROTOCOL 4.3) */
     /* Operator-supplied PEM files; "" = created in state_dir on first start. ca_cert/ca_key are
      * both set or both empty, cert/key likewise. */

@@ -12,7 +12,7 @@
  * multi-key decision is one Lua script, so registrars sharing a Redis never race each other.
  * Replies are arrays whose first element is a status word, documented per builder. */
 
-#define P2M_CMD_ARGS 16
+#define P2M_CMD_ARGS 24
 
 typedef struct {
     int argc;
@@ -22,26 +22,38 @@ typedef struct {
     size_t _used;
 } p2m_cmd_t;
 
-/* TOTP registration, first step. Reply: {"limited", RETRY_AFTER} when the ID or the address has
- * `limit` failures in the window; {"nopod"}; or {"ok", SECRET, DISABLED "0"|"1", EPOCH, OWNER}
- * where OWNER is the pod owning label, "" if none. */
-int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, unsigned limit);
+/* The authentication limiters' settings (registrar.auth_*; PROTOCOL 1.2). */
+typedef struct {
+    unsigned free;        /* failures a limiter allows before it makes the next attempt wait */
+    unsigned window;      /* s after its last wait ends that a limiter is forgotten */
+    unsigned backoff_max; /* s the wait doubles up to, from 1 s */
+} p2m_auth_limits_t;
 
-/* Counts a failed authentication against id (may be "") and addr for `window` seconds and bumps
- * the fail:REASON counter. Reply: {"counted"}, or {"limited", RETRY_AFTER} (nothing counted) when
- * the ID or the address is already at `limit`. */
-int p2m_cmd_auth_fail(p2m_cmd_t *c, const char *id, const char *addr, unsigned window, const char *reason, unsigned limit);
+/* How long an address the pod authenticated from counts as its own (p2m:known:ID): 7 days. */
+#define P2M_AUTH_KNOWN_SECS 604800u
 
-/* TOTP registration, second step, after the code matched `step`: claims the step (a replayed
- * step fails), re-checks that the pod is enabled and owns label, and stores the session credential
- * digest (if not "") for session_ttl seconds. Reply: status "ok", "replay", "nopod", "disabled"
- * or "notowner". */
-int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, uint64_t step, const char *session_digest,
-                            unsigned session_ttl);
+/* TOTP registration, first step, at unix time now. Checks the limiters for (id, addr), then counts
+ * this attempt as a failure (taken back by p2m_cmd_register_commit). Reply: {"limited",
+ * RETRY_AFTER} (nothing counted) when a limiter makes the attempt wait; {"nopod"}; or {"ok",
+ * SECRET, DISABLED "0"|"1", EPOCH, OWNER, DIGITS, TOKEN_REUSE, PROTOCOL, STRUCK} where OWNER is the
+ * pod owning label ("" if none), DIGITS "6" or "8", TOKEN_REUSE "none" or "same-address",
+ * PROTOCOL the label's default protocol ("" = https) and STRUCK "all" when the address is not one
+ * the pod authenticated from lately (the ID and address limiters were counted too) or "pair". */
+int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
+                        const p2m_auth_limits_t *lim);
 
-/* Bearer registration. Reply: {"limited", RETRY_AFTER}, {"badsession"} (unknown, expired or
- * revoked), {"disabled"}, {"notowner"} or {"ok", POD}. */
-int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, unsigned limit);
+/* TOTP registration, second step, after the code matched `step`: claims the step (a replayed step
+ * fails, but for a pod with token_reuse "same-address": see store_cmd.c), takes back the strike of
+ * auth_lookup (struck_all as its STRUCK was "all"), re-checks that the pod is enabled and owns
+ * label, records addr as the pod's own, and stores the session credential digest (if not "") for
+ * session_ttl seconds. Reply: status "ok", "reused" (a code used again as token_reuse allows),
+ * "replay", "nopod", "disabled" or "notowner". */
+int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now, uint64_t step,
+                            int struck_all, const char *session_digest, unsigned session_ttl, const p2m_auth_limits_t *lim);
+
+/* Bearer registration (no limiter: a session cannot be guessed). Reply: {"badsession"} (unknown,
+ * expired or revoked), {"disabled"}, {"notowner"} or {"ok", POD, PROTOCOL}, PROTOCOL as above. */
+int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, long long now);
 
 /* Leases a pre-connection port on a live relay for the service (label, proto) of pod, peer addr,
  * ttl seconds, on which the pod may open conns connections (field "conns" when more than 1), and

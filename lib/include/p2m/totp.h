@@ -29,11 +29,12 @@ int p2m_totp_secret_decode(const char *b32, unsigned char *raw, size_t raw_cap, 
 /* Writes the `digits`-digit code for time `now` to out (digits + 1 bytes). digits is 6, 7 or 8. */
 int p2m_totp_generate(const unsigned char *raw, size_t raw_len, time_t now, unsigned digits, char *out, char *err);
 
-/* Checks a 6-digit code against time `now`, accepting `window` steps either side. On a match
+/* Checks a `digits`-digit code (6 or 8) against time `now`, accepting `window` steps either side. On a match
  * returns 0 and sets *step to the matched step number (what replay protection records);
  * returns -1 when the code is malformed or does not match, or window is over 10. The comparison does not depend on
  * where the codes differ. */
-int p2m_totp_validate(const unsigned char *raw, size_t raw_len, time_t now, unsigned window, const char *otp, uint64_t *step);
+int p2m_totp_validate(const unsigned char *raw, size_t raw_len, time_t now, unsigned window, unsigned digits, const char *otp,
+                      uint64_t *step);
 
 /* Builds the otpauth:// URI that authenticator apps and provisioning files carry. Returns the
  * number of bytes written (excluding NUL) or -1 when cap is too small. */
