@@ -370,13 +370,13 @@ p2m_wait_until "the redirect line names the consumer, via=sni" \
 wrong_code rl
 px --sni "$DOMAIN" --proxy "PROXY TCP4 198.51.100.9 127.0.0.1 40001 443" \
     --req "PUT|$DOMAIN|/register/rl|Authorization: $(p2m_totp_auth rl "$CODE_")"
-expect_px 401 "wrong token" "a wrong code through the PROXY listener"
-expect_eq 1 "$(rcli GET p2m:fail:addr:198.51.100.9)" "the strike counts against the consumer's address"
+expect_px 401 "authentication failed" "a wrong code through the PROXY listener"
+expect_eq 1 "$(rcli HGET p2m:limit:pair:rl:198.51.100.9 n)" "the strike counts against the consumer's address"
 wrong_code six
 px --sni "$DOMAIN" --proxy "PROXY TCP6 2001:db8::7 ::1 40002 443" --req "PUT|$DOMAIN|/register/six|Authorization: $(p2m_totp_auth six "$CODE_")"
-expect_px 401 "wrong token" "a wrong code through the PROXY listener, TCP6"
-expect_eq 1 "$(rcli GET p2m:fail:addr:2001:db8::7)" "the strike counts against the consumer's IPv6 address"
-expect_eq 0 "$(rcli EXISTS p2m:fail:addr:127.0.0.1)" "no strike against the relay's address"
+expect_px 401 "authentication failed" "a wrong code through the PROXY listener, TCP6"
+expect_eq 1 "$(rcli HGET p2m:limit:pair:six:2001:db8::7 n)" "the strike counts against the consumer's IPv6 address"
+expect_eq 0 "$(rcli EXISTS p2m:limit:pair:six:127.0.0.1 p2m:limit:pair:rl:127.0.0.1)" "no strike against the relay's address"
 p2m_wait_until "the refusal's log line names the IPv6 consumer" \
     p2m_log_has registrar "event=register status=401 label=six .* addr=2001:db8::7 .*via=sni$"
 
