@@ -71,12 +71,14 @@ WHI=$((WLO + WINDOW - 1))
 ((WLO <= LO && HI <= WHI)) || fail "window $WLO-$WHI does not hold the range $LO-$HI"
 
 # The scanner: connects from SRC to every port of LO-HI (PASSES times), skipping the ports listed
-# in SKIP_FILE, closes each connection at once, and prints the connections that reached a port of
-# RLO-RHI (each one the relay accepts and refuses) and the connects that succeeded elsewhere.
+# in SKIP_FILE, closes each connection at once, and prints the connections that reached one of the
+# relay's ports listed in RELAY_FILE (each one the relay accepts and refuses) and the connects that
+# succeeded elsewhere (another test's listener may open inside the range while the scan runs).
 cat >"$T/scan.py" <<'EOF'
 import socket, sys
-src, lo, hi, rlo, rhi, passes, skip_file = sys.argv[1], *map(int, sys.argv[2:7]), sys.argv[7]
+src, lo, hi, passes, skip_file, relay_file = sys.argv[1], *map(int, sys.argv[2:5]), sys.argv[5], sys.argv[6]
 skip = {int(p) for p in open(skip_file).read().split()}
+relay_ports = {int(p) for p in open(relay_file).read().split()}
 relay = other = 0
 for _ in range(passes):
     for port in range(lo, hi + 1):
@@ -91,7 +93,7 @@ for _ in range(passes):
             s.close()
             continue
         s.close()
-        if rlo <= port <= rhi:
+        if port in relay_ports:
             relay += 1
         else:
             other += 1
@@ -106,8 +108,11 @@ scan() {
     # Other programs' listeners in the window (other tests may run at the same time) are left alone.
     ss -Htln | awk -v lo="$WLO" -v hi="$WHI" -v rlo="$LO" -v rhi="$HI" \
         '{ p = $4; sub(/.*:/, "", p) } p >= lo && p <= hi && (p < rlo || p > rhi) { print p }' >"$T/skip"
+    # The relay's own listeners, by its pid.
+    ss -Htlnp | awk -v pid="pid=$RELAY_PID," 'index($0, pid) { p = $4; sub(/.*:/, "", p); print p }' >"$T/relay-ports"
+    [[ -s $T/relay-ports ]] || fail "ss shows no listener of the relay (pid $RELAY_PID)"
     t0=$(p2m_now_ms)
-    read -r REFUSED other < <(python3 "$T/scan.py" "$SCANNER" "$WLO" "$WHI" "$LO" "$HI" "$1" "$T/skip") || fail "the scanner failed"
+    read -r REFUSED other < <(python3 "$T/scan.py" "$SCANNER" "$WLO" "$WHI" "$1" "$T/skip" "$T/relay-ports") || fail "the scanner failed"
     p2m_wait_until "the relay accepted every scanned connection" queues_empty
     ELAPSED_MS=$(($(p2m_now_ms) - t0))
     echo "scan: $1 passes of $WLO-$WHI from $SCANNER: $REFUSED connections refused by the relay, $other elsewhere, ${ELAPSED_MS} ms"
