@@ -9,6 +9,8 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include <arpa/inet.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -655,4 +657,23 @@ int p2m_cert_validity(const X509 *cert, long long *not_before, long long *not_af
         *outs[i] = (long long)timegm(&tm);
     }
     return 0;
+}
+
+int p2m_cert_has_name(const X509 *cert, const char *name)
+{
+    unsigned char ip[16];
+    int iplen = inet_pton(AF_INET, name, ip) == 1 ? 4 : inet_pton(AF_INET6, name, ip) == 1 ? 16 : 0;
+    GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    int found = 0;
+    for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens) && !found; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (iplen != 0 && g->type == GEN_IPADD)
+            found = ASN1_STRING_length(g->d.iPAddress) == iplen &&
+                    memcmp(ASN1_STRING_get0_data(g->d.iPAddress), ip, (size_t)iplen) == 0;
+        else if (iplen == 0 && g->type == GEN_DNS)
+            found = (size_t)ASN1_STRING_length(g->d.dNSName) == strlen(name) &&
+                    strncasecmp((const char *)ASN1_STRING_get0_data(g->d.dNSName), name, strlen(name)) == 0;
+    }
+    GENERAL_NAMES_free(gens);
+    return found;
 }

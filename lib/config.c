@@ -49,6 +49,8 @@ void p2m_config_defaults(p2m_config_t *cfg)
     strcpy(cfg->registrar.proxy_from[0], "127.0.0.1");
     strcpy(cfg->registrar.proxy_from[1], "::1");
     cfg->registrar.nproxy_from = 2;
+    cfg->registrar.metrics_enabled = 1;
+    p2m_hostport_parse("127.0.0.1:9464", &cfg->registrar.metrics_listen, NULL);
 
     /* A host name that is not a valid label (dots, odd bytes) falls back to "relay". */
     char host[256] = "";
@@ -170,6 +172,51 @@ static int read_ip(json_t *v, const char *path, char *out, size_t cap, char *err
     return p2m_err(err, "%s: expected an IP address", path);
 }
 
+/* registrar.names[i]: a DNS name (as the domain), lower-cased; not an IPv4 literal, which would
+ * pass as a name of digit labels (IP literals are answered as the registrar's own addresses), and
+ * no repeat of an earlier entry. */
+static int read_name(json_t *v, size_t i, p2m_registrar_config_t *r, char *err)
+{
+    char path[48], buf[P2M_DOMAIN_MAX + 1], derr[P2M_ERR_LEN];
+    unsigned char a[16];
+    snprintf(path, sizeof(path), "registrar.names[%zu]", i);
+    if (read_string(v, path, buf, sizeof(buf), err) != 0)
+        return -1;
+    if (inet_pton(AF_INET, buf, a) == 1 || inet_pton(AF_INET6, buf, a) == 1)
+        return p2m_err(err, "%s: an IP address, not a host name (the registrar's own addresses need no entry)", path);
+    if (p2m_domain_normalize(buf, r->names[i], derr) != 0)
+        return p2m_err(err, "%s: %s", path, derr);
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(r->names[j], r->names[i]) == 0)
+            return p2m_err(err, "%s: %s repeats registrar.names[%zu]", path, r->names[i], j);
+    return 0;
+}
+
+/* registrar.metrics_token: a Bearer credential (RFC 6750 b64token characters) long enough that
+ * guessing it is hopeless, since nothing rate-limits /metrics. */
+static int read_metrics_token(json_t *v, p2m_registrar_config_t *r, char *err)
+{
+    static const char *path = "registrar.metrics_token";
+    if (json_is_null(v)) {
+        r->metrics_token[0] = '\0';
+        return 0;
+    }
+    if (!json_is_string(v))
+        return p2m_err(err, "%s: expected a string or null", path);
+    size_t n = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (n < P2M_METRICS_TOKEN_MIN || n > P2M_METRICS_TOKEN_MAX)
+        return p2m_err(err, "%s: expected %d to %d characters", path, P2M_METRICS_TOKEN_MIN, P2M_METRICS_TOKEN_MAX);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (c != '\0' && strchr("-._~+/=", c));
+        if (!ok)
+            return p2m_err(err, "%s: only letters, digits and -._~+/= are allowed", path);
+    }
+    memcpy(r->metrics_token, s, n + 1);
+    return 0;
+}
+
 static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
 {
     if (!json_is_object(obj))
@@ -251,6 +298,26 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
                     r->nproxy_from++;
                 }
             }
+        } else if (strcmp(key, "names") == 0) {
+            rc = 0;
+            r->nnames = 0;
+            if (!json_is_array(v) || json_array_size(v) > P2M_NAMES_MAX) {
+                rc = p2m_err(err, "registrar.names: expected a list of at most %d host names", P2M_NAMES_MAX);
+            } else {
+                size_t i;
+                json_t *e;
+                json_array_foreach(v, i, e)
+                {
+                    if ((rc = read_name(e, i, r, err)) != 0)
+                        break;
+                    r->nnames++;
+                }
+            }
+        } else if (strcmp(key, "metrics_listen") == 0) {
+            r->metrics_enabled = !json_is_null(v);
+            rc = r->metrics_enabled ? read_hostport(v, "registrar.metrics_listen", &r->metrics_listen, err) : 0;
+        } else if (strcmp(key, "metrics_token") == 0) {
+            rc = read_metrics_token(v, r, err);
         } else if (strcmp(key, "ca_cert") == 0) {
             rc = read_string(v, "registrar.ca_cert", r->ca_cert, sizeof(r->ca_cert), err);
         } else if (strcmp(key, "ca_key") == 0) {
@@ -394,6 +461,18 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
     }
     if (json_object_get(json_object_get(root, "registrar"), "url") == NULL)
         derive_url(cfg);
+    /* Checked once the domain is known, wherever it stands in the file: a name under DOMAIN would
+     * take a label's requests (or a nested name's, which *.DOMAIN does not cover) for the registrar. */
+    size_t dlen = strlen(cfg->domain);
+    for (unsigned i = 0; i < cfg->registrar.nnames; i++) {
+        const char *n = cfg->registrar.names[i];
+        size_t nlen = strlen(n);
+        if (strcmp(n, cfg->domain) == 0 ||
+            (nlen > dlen && n[nlen - dlen - 1] == '.' && strcmp(n + nlen - dlen, cfg->domain) == 0)) {
+            p2m_err(err, "registrar.names[%u]: %s is the domain or under it, where names are labels", i, n);
+            goto Exit;
+        }
+    }
     /* The relay passes the registrar's names to its PROXY listener unless told another address;
      * a listener on every address is reached on loopback. */
     if (cfg->relay.sni_enabled && cfg->relay.sni_registrar.port == 0) {

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <errno.h>
@@ -30,7 +31,7 @@
 #define PROXY_REFUSAL_KEY_MAX 64        /* "reason peer" */
 #define PROXY_CONN_MAGIC 0x70726f78u    /* "prox" */
 
-static h2o_hostconf_t *https_hosts[2], *http_hosts[2], *proxy_hosts[2];
+static h2o_hostconf_t *https_hosts[2], *http_hosts[2], *proxy_hosts[2], *metrics_hosts[2];
 
 /* Lives in the request's pool: when h2o disposes of the request (the response went out, or the
  * client left first), it detaches the op so that a late Redis reply never touches a freed req. */
@@ -149,17 +150,67 @@ void op_respond(op_t *op, int status, const char *reason, const char *body)
     op_free(op);
 }
 
-/* Writes req's authority (Host) into a bounded check; h2o has already refused requests without one. */
-static int classify_host(registrar_t *r, h2o_req_t *req, char *label)
+/* Sorts a request by its authority (Host): P2M_HOST_LABEL for LABEL.DOMAIN (label written),
+ * P2M_HOST_BARE for the registrar itself, which is DOMAIN, a registrar.names entry or one of its
+ * own addresses (names.h), with *self the name or address as the registrar spells it; -1 for
+ * anything else. h2o has already refused requests without one. */
+static int classify_host(registrar_t *r, h2o_req_t *req, char *label, const char **self)
 {
     uint16_t port;
     char err[P2M_ERR_LEN];
+    *self = r->cfg.domain;
     /* RFC 9112 3.2: a request with more than one Host is answered 400; we answer it like any
      * other host we do not serve. */
     ssize_t first = h2o_find_header(&req->headers, H2O_TOKEN_HOST, -1);
     if (first >= 0 && h2o_find_header(&req->headers, H2O_TOKEN_HOST, first) >= 0)
         return -1;
-    return p2m_host_parse(req->authority.base, req->authority.len, r->cfg.domain, label, &port, err);
+    int kind = p2m_host_parse(req->authority.base, req->authority.len, r->cfg.domain, label, &port, err);
+    if (kind >= 0)
+        return kind;
+    int own = p2m_host_is_own(req->authority.base, req->authority.len, r->names.own, r->names.nown, &port);
+    if (own < 0)
+        return -1;
+    *self = r->names.own[own];
+    return P2M_HOST_BARE;
+}
+
+/* /metrics on the HTTPS listeners (PROTOCOL 2.3): only with registrar.metrics_token, presented as
+ * "Authorization: Bearer TOKEN"; without a token configured the path does not exist there. The
+ * digests are compared, in constant time, so that neither the token's bytes nor its length show in
+ * the time a refusal takes. Returns 1 when the request may have the metrics, else answers it. */
+static int metrics_allowed(registrar_t *r, h2o_req_t *req)
+{
+    if (r->cfg.registrar.metrics_token[0] == '\0') {
+        send_text(req, 404, "Not Found", "not found");
+        return 0;
+    }
+    const char *why = "no_token";
+    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (at >= 0 && h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, at) < 0) {
+        h2o_iovec_t v = req->headers.entries[at].value;
+        const char *p = v.base, *end = v.base + v.len;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        why = "bad_token";
+        if (end - p > 7 && strncasecmp(p, "Bearer ", 7) == 0) {
+            p += 7;
+            while (p < end && *p == ' ')
+                p++;
+            unsigned char md[32];
+            unsigned mdlen = 0;
+            if (EVP_Digest(p, (size_t)(end - p), md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == sizeof(md) &&
+                CRYPTO_memcmp(md, r->metrics_token_sha256, sizeof(md)) == 0)
+                return 1;
+        }
+    }
+    char addr[64];
+    peer_addr(req, addr, sizeof(addr));
+    p2m_log(P2M_LOG_INFO, "metrics_refused", "status=401 addr=%s reason=%s", addr, why);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer realm=\"metrics\""));
+    send_text(req, 401, "Unauthorized", "metrics need Authorization: Bearer with registrar.metrics_token");
+    return 0;
 }
 
 static int path_ok(h2o_iovec_t path)
@@ -176,9 +227,10 @@ static int path_ok(h2o_iovec_t path)
 static void serve_https(registrar_t *r, h2o_req_t *req)
 {
     char label[P2M_LABEL_MAX + 1];
+    const char *self;
     r->requests++;
 
-    int kind = classify_host(r, req, label);
+    int kind = classify_host(r, req, label, &self);
     if (kind < 0) {
         send_text(req, 404, "Not Found", "unknown host");
         return;
@@ -226,7 +278,8 @@ static void serve_https(registrar_t *r, h2o_req_t *req)
     } else if (is_get && h2o_memis(path.base, path.len, H2O_STRLIT("/cacert"))) {
         cacert_handle(r, req);
     } else if (is_get && h2o_memis(path.base, path.len, H2O_STRLIT("/metrics"))) {
-        metrics_handle(r, req);
+        if (metrics_allowed(r, req))
+            metrics_handle(r, req);
     } else {
         send_text(req, 404, "Not Found", "not found");
     }
@@ -335,7 +388,8 @@ static int on_req_http(h2o_handler_t *self, h2o_req_t *req)
 {
     registrar_t *r = *(registrar_t **)(self + 1);
     char label[P2M_LABEL_MAX + 1];
-    int kind = classify_host(r, req, label);
+    const char *host;
+    int kind = classify_host(r, req, label, &host);
     if (kind < 0) {
         send_text(req, 404, "Not Found", "unknown host");
         return 0;
@@ -348,14 +402,40 @@ static int on_req_http(h2o_handler_t *self, h2o_req_t *req)
         redirect_handle(r, req, label, 1);
         return 0;
     }
+    /* To the name the client used, as the registrar spells it: it is one the certificate has. */
     char port[8] = "";
+    int v6 = strchr(host, ':') != NULL;
     if (r->https_port != 443)
         snprintf(port, sizeof(port), ":%u", (unsigned)r->https_port);
     h2o_iovec_t loc =
-        h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")), h2o_iovec_init(r->cfg.domain, strlen(r->cfg.domain)),
-                   h2o_iovec_init(port, strlen(port)), req->path);
+        h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")), h2o_iovec_init("[", v6), h2o_iovec_init(host, strlen(host)),
+                   h2o_iovec_init("]", v6), h2o_iovec_init(port, strlen(port)), req->path);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
     send_text(req, 308, "Permanent Redirect", "use https");
+    return 0;
+}
+
+/* registrar.metrics_listen: plain HTTP for a scraper, no Host check (it may name the address),
+ * nothing but the metrics and the health check. */
+static int on_req_metrics(h2o_handler_t *self, h2o_req_t *req)
+{
+    registrar_t *r = *(registrar_t **)(self + 1);
+    h2o_iovec_t path = req->path_normalized;
+    int is_metrics = h2o_memis(path.base, path.len, H2O_STRLIT("/metrics")),
+        is_health = h2o_memis(path.base, path.len, H2O_STRLIT("/_health"));
+    int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                 h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    r->requests++;
+    if (!is_metrics && !is_health) {
+        send_text(req, 404, "Not Found", "not found");
+    } else if (!is_get) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+        send_text(req, 405, "Method Not Allowed", "use GET");
+    } else if (is_metrics) {
+        metrics_handle(r, req);
+    } else {
+        health_handle(r, req);
+    }
     return 0;
 }
 
@@ -591,6 +671,10 @@ int registrar_http_setup(registrar_t *r)
     https_hosts[0] = make_host(&r->h2o_config, "https", on_req_https, r);
     http_hosts[0] = make_host(&r->h2o_config, "http", on_req_http, r);
     proxy_hosts[0] = make_host(&r->h2o_config, "proxy", on_req_proxy, r);
+    metrics_hosts[0] = make_host(&r->h2o_config, "metrics", on_req_metrics, r);
+    const char *token = r->cfg.registrar.metrics_token;
+    if (token[0] != '\0' && EVP_Digest(token, strlen(token), r->metrics_token_sha256, NULL, EVP_sha256(), NULL) != 1)
+        return -1;
     return 0;
 }
 
@@ -604,6 +688,8 @@ int registrar_listen_check(const p2m_config_t *cfg, char *err)
         return -1;
     if (cfg->registrar.proxy_enabled && listen_addr(&cfg->registrar.proxy_listen, "proxy_listen", &ss, &sslen, err) != 0)
         return -1;
+    if (cfg->registrar.metrics_enabled && listen_addr(&cfg->registrar.metrics_listen, "metrics_listen", &ss, &sslen, err) != 0)
+        return -1;
     return 0;
 }
 
@@ -616,6 +702,10 @@ int registrar_listen(registrar_t *r, char *err)
     if (listen_on(r, &r->cfg.registrar.listen, on_accept, &r->accept_https, "https", err) != 0)
         return -1;
     if (r->cfg.registrar.http_enabled && listen_on(r, &r->cfg.registrar.http, on_accept, &r->accept_http, "http", err) != 0)
+        return -1;
+    r->accept_metrics = (h2o_accept_ctx_t){.ctx = &r->h2o_ctx, .hosts = metrics_hosts, .ssl_ctx = NULL};
+    if (r->cfg.registrar.metrics_enabled &&
+        listen_on(r, &r->cfg.registrar.metrics_listen, on_accept, &r->accept_metrics, "metrics_listen", err) != 0)
         return -1;
     if (!r->cfg.registrar.proxy_enabled)
         return 0;

@@ -42,15 +42,31 @@ static void check_report(const char *path, const p2m_config_t *cfg)
     } else {
         printf("http off\n");
     }
-    if (!cfg->registrar.proxy_enabled) {
+    if (cfg->registrar.proxy_enabled) {
+        p2m_hostport_format(cfg->registrar.proxy_listen.host, cfg->registrar.proxy_listen.port, a, sizeof(a));
+        printf("proxy_listen %s (HTTPS after a PROXY protocol v1 line; from", a);
+        for (unsigned i = 0; i < cfg->registrar.nproxy_from; i++)
+            printf(" %s", cfg->registrar.proxy_from[i]);
+        printf(" only)\n");
+    } else {
         printf("proxy_listen off\n");
-        return;
     }
-    p2m_hostport_format(cfg->registrar.proxy_listen.host, cfg->registrar.proxy_listen.port, a, sizeof(a));
-    printf("proxy_listen %s (HTTPS after a PROXY protocol v1 line; from", a);
-    for (unsigned i = 0; i < cfg->registrar.nproxy_from; i++)
-        printf(" %s", cfg->registrar.proxy_from[i]);
-    printf(" only)\n");
+    if (cfg->registrar.metrics_enabled) {
+        p2m_hostport_format(cfg->registrar.metrics_listen.host, cfg->registrar.metrics_listen.port, a, sizeof(a));
+        printf("metrics_listen %s (plain HTTP: /metrics and /_health only)\n", a);
+    } else {
+        printf("metrics_listen off\n");
+    }
+    /* The token itself stays out of the output, which may end up in a ticket. */
+    printf("/metrics on https %s\n", cfg->registrar.metrics_token[0] != '\0' ? "with registrar.metrics_token (Bearer)" : "off");
+    registrar_names_t names;
+    registrar_names_init(cfg, &names);
+    printf("names");
+    for (unsigned i = 0; i < names.ndns; i++)
+        printf(" %s", names.dns[i]);
+    for (unsigned i = 0; i < names.naddrs; i++)
+        printf(" %s", names.addrs[i]);
+    printf("\n");
 }
 
 int main(int argc, char **argv)
@@ -93,11 +109,15 @@ int main(int argc, char **argv)
         return 1;
     }
     r.https_port = r.cfg.registrar.listen.port;
-    if ((r.ssl_ctx = tls_setup(&r.cfg, &r.ca, err)) == NULL) {
+    registrar_names_init(&r.cfg, &r.names);
+    if ((r.ssl_ctx = tls_setup(&r.cfg, &r.names, &r.ca, err)) == NULL) {
         P2M_LOG_ERR("startup_failed", "error=\"%s\"", err);
         return 1;
     }
-    registrar_http_setup(&r);
+    if (registrar_http_setup(&r) != 0) {
+        P2M_LOG_ERR("startup_failed", "error=\"%s\"", "hashing registrar.metrics_token");
+        return 1;
+    }
     h2o_context_init(&r.h2o_ctx, h2o_evloop_create(), &r.h2o_config);
     h2o_timeout_init(r.h2o_ctx.loop, &r.bound_timeout, 3000);
     if (registrar_listen(&r, err) != 0) {

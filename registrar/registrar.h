@@ -9,6 +9,7 @@
 #include "p2m/err.h"
 #include "p2m/service.h"
 #include "p2m/store_cmd.h"
+#include "names.h"
 #include "tls.h"
 
 struct redisAsyncContext;
@@ -31,7 +32,10 @@ struct registrar {
     h2o_globalconf_t h2o_config;
     h2o_context_t h2o_ctx;
     h2o_accept_ctx_t accept_https, accept_http;
-    h2o_accept_ctx_t accept_proxy; /* registrar.proxy_listen: HTTPS after our own check of the PROXY line */
+    h2o_accept_ctx_t accept_proxy;          /* registrar.proxy_listen: HTTPS after our own check of the PROXY line */
+    h2o_accept_ctx_t accept_metrics;        /* registrar.metrics_listen: plain HTTP, /metrics and /_health only */
+    registrar_names_t names;                /* what the registrar answers as itself (names.h) */
+    unsigned char metrics_token_sha256[32]; /* of registrar.metrics_token, when set */
     SSL_CTX *ssl_ctx;
     tls_ca_t ca;
     uint16_t https_port; /* the port consumers reach HTTPS on, for HTTP -> HTTPS redirects */
@@ -102,8 +106,9 @@ int registrar_http_setup(registrar_t *r);
 /* Checks that every configured listener's host is an IP address (what --check-config adds to the
  * shared checks). Returns 0 or -1 with err naming the key. */
 int registrar_listen_check(const p2m_config_t *cfg, char *err);
-/* Opens the HTTPS and HTTP listeners, and the PROXY listener when registrar.proxy_listen is set:
- * after h2o_context_init. Returns 0 or -1 with err. */
+/* Opens the HTTPS and HTTP listeners, the PROXY listener when registrar.proxy_listen is set and
+ * the metrics listener when registrar.metrics_listen is: after h2o_context_init. Returns 0 or -1
+ * with err. */
 int registrar_listen(registrar_t *r, char *err);
 /* Logs the PROXY listener's refusals counted but not yet reported and frees its summariser:
  * before exit, so that no count is lost. Safe to call when the listener never opened. */

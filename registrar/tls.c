@@ -1,4 +1,5 @@
 #include "tls.h"
+#include "p2m/cert.h"
 #include "p2m/err.h"
 #include "p2m/log.h"
 
@@ -277,21 +278,48 @@ static int emit_leaf_chain(BIO *b, void *arg)
                : 0;
 }
 
-/* Makes the registrar's certificate for DOMAIN and *.DOMAIN when it is missing or was not issued
- * by the current CA (the CA was replaced). */
-static int ensure_registrar_cert(const p2m_config_t *cfg, const tls_ca_t *ca, const char *crt_path, const char *key_path, char *err)
+/* The first of names' DNS names and addresses that cert lacks, or NULL when it has them all. */
+static const char *missing_name(const X509 *cert, const registrar_names_t *names)
+{
+    for (unsigned i = 0; i < names->ndns; i++)
+        if (!p2m_cert_has_name(cert, names->dns[i]))
+            return names->dns[i];
+    for (unsigned i = 0; i < names->naddrs; i++)
+        if (!p2m_cert_has_name(cert, names->addrs[i]))
+            return names->addrs[i];
+    return NULL;
+}
+
+/* Makes the registrar's certificate for names when it is missing, expired, was not issued by the
+ * current CA (the CA was replaced) or lacks a name (registrar.names or a listener changed). */
+static int ensure_registrar_cert(const p2m_config_t *cfg, const registrar_names_t *names, const tls_ca_t *ca, const char *crt_path,
+                                 const char *key_path, char *err)
 {
     X509 *leaf = NULL;
     EVP_PKEY *key = NULL;
     int ret = -1;
-    if (access(crt_path, R_OK) == 0 && access(key_path, R_OK) == 0 && (leaf = read_cert(crt_path)) != NULL &&
-        X509_check_issued(ca->cert, leaf) == X509_V_OK && X509_cmp_time(X509_get0_notAfter(leaf), NULL) > 0) {
-        ret = 0;
-        goto Exit;
+    char reason[P2M_DOMAIN_MAX + 32] = "";
+    if (access(crt_path, R_OK) == 0 && access(key_path, R_OK) == 0 && (leaf = read_cert(crt_path)) != NULL) {
+        const char *lacks;
+        if (X509_check_issued(ca->cert, leaf) != X509_V_OK)
+            snprintf(reason, sizeof(reason), "reason=other_ca");
+        else if (X509_cmp_time(X509_get0_notAfter(leaf), NULL) <= 0)
+            snprintf(reason, sizeof(reason), "reason=expired");
+        else if ((lacks = missing_name(leaf, names)) != NULL)
+            snprintf(reason, sizeof(reason), "reason=missing_name name=%s", lacks);
+        else {
+            ret = 0;
+            goto Exit;
+        }
     }
     X509_free(leaf);
-    char san[2 * P2M_DOMAIN_MAX + 16];
-    snprintf(san, sizeof(san), "DNS:%s,DNS:*.%s", cfg->domain, cfg->domain);
+    /* "DNS:" or "IP:" and a comma per entry */
+    char san[(P2M_NAMES_MAX + 2) * (P2M_DOMAIN_MAX + 8) + REGISTRAR_ADDRS_MAX * (INET6_ADDRSTRLEN + 4)];
+    size_t n = 0;
+    for (unsigned i = 0; i < names->ndns; i++)
+        n += (size_t)snprintf(san + n, sizeof(san) - n, "%sDNS:%s", n ? "," : "", names->dns[i]);
+    for (unsigned i = 0; i < names->naddrs; i++)
+        n += (size_t)snprintf(san + n, sizeof(san) - n, ",IP:%s", names->addrs[i]);
     if ((key = EVP_EC_gen("P-256")) == NULL || (leaf = make_cert(key, cfg->domain, ca->cert, ca->key, LEAF_DAYS, san)) == NULL) {
         p2m_err(err, "creating the registrar certificate: %s", ssl_reason());
         goto Exit;
@@ -299,12 +327,29 @@ static int ensure_registrar_cert(const p2m_config_t *cfg, const tls_ca_t *ca, co
     void *pair[2] = {leaf, (void *)ca};
     if (write_pem(key_path, 0600, emit_key, key, err) != 0 || write_pem(crt_path, 0644, emit_leaf_chain, pair, err) != 0)
         goto Exit;
-    p2m_log(P2M_LOG_INFO, "cert_created", "path=%s domain=%s", crt_path, cfg->domain);
+    if (reason[0] != '\0')
+        p2m_log(P2M_LOG_INFO, "cert_reissued", "path=%s domain=%s %s", crt_path, cfg->domain, reason);
+    else
+        p2m_log(P2M_LOG_INFO, "cert_created", "path=%s domain=%s", crt_path, cfg->domain);
     ret = 0;
 Exit:
     X509_free(leaf);
     EVP_PKEY_free(key);
     return ret;
+}
+
+/* An operator's certificate is theirs to change: each registrar.names entry it lacks is only
+ * logged, since a client naming it would fail verification. Addresses are not checked: public
+ * CAs rarely certify them. */
+static void check_operator_cert(const char *path, const registrar_names_t *names)
+{
+    X509 *leaf = read_cert(path);
+    if (leaf == NULL)
+        return;                                /* SSL_CTX_use_certificate_chain_file says why */
+    for (unsigned i = 2; i < names->ndns; i++) /* after DOMAIN and *.DOMAIN */
+        if (!p2m_cert_has_name(leaf, names->dns[i]))
+            p2m_log(P2M_LOG_WARN, "cert_name_missing", "path=%s name=%s", path, names->dns[i]);
+    X509_free(leaf);
 }
 
 void tls_ca_free(tls_ca_t *ca)
@@ -316,7 +361,7 @@ void tls_ca_free(tls_ca_t *ca)
     memset(ca, 0, sizeof(*ca));
 }
 
-SSL_CTX *tls_setup(const p2m_config_t *cfg, tls_ca_t *ca, char *err)
+SSL_CTX *tls_setup(const p2m_config_t *cfg, const registrar_names_t *names, tls_ca_t *ca, char *err)
 {
     char ca_path[P2M_PATH_MAX + 32], ca_key_path[P2M_PATH_MAX + 32], crt_path[P2M_PATH_MAX + 32], key_path[P2M_PATH_MAX + 32];
     const p2m_registrar_config_t *rc = &cfg->registrar;
@@ -341,7 +386,8 @@ SSL_CTX *tls_setup(const p2m_config_t *cfg, tls_ca_t *ca, char *err)
         snprintf(key_path, sizeof(key_path), "%s", rc->key);
         if (key_private("registrar.key", key_path, err) != 0)
             goto Error;
-    } else if (ensure_registrar_cert(cfg, ca, crt_path, key_path, err) != 0) {
+        check_operator_cert(crt_path, names);
+    } else if (ensure_registrar_cert(cfg, names, ca, crt_path, key_path, err) != 0) {
         goto Error;
     }
 

@@ -504,7 +504,7 @@ p2m_start_relay "$P2M_CONFIG" relay-three
 
 # ---------------------------------------------------------------- /metrics
 
-hreq "$BASE/metrics"
+hreq "$P2M_METRICS_URL"
 expect_http 200 "/metrics"
 METRICS=$(body)
 metric() { sed -n "s/^$1 //p" <<<"$METRICS"; }

@@ -3,7 +3,8 @@
 # "per-address" (the per-service default is 52-consumer-ports.sh): https://LABEL.DOMAIN/... is a
 # 307 to a consumer port Q leased per consumer address and label, reused while it lives; 503 with
 # Retry-After when no pre-connection is idle, 404 for unknown labels; the plain-HTTP listener
-# only ever sends clients to HTTPS (308); the bare domain serves /_health, /cacert and /metrics.
+# only ever sends clients to HTTPS (308); the bare domain serves /_health and /cacert, the metrics
+# listener /metrics.
 # Also Redis going away and coming back, a consumer whose first request was abandoned while Redis
 # was slow, and a browser's parallel first requests. Real registrar, relay and redis-server; a pod
 # is a bash /dev/tcp connection held open to its port P.
@@ -194,7 +195,11 @@ expect_match '^-----BEGIN CERTIFICATE-----' "$(head -n 1 "$T/fetched-ca.pem")" "
 hreq "$BASE/nope"
 expect_http 404 "an unknown path on the bare domain"
 
+# /metrics is served on the metrics listener alone; without registrar.metrics_token the HTTPS
+# listener does not have it.
 hreq "$BASE/metrics"
+expect_http 404 "/metrics on the HTTPS listener without a token"
+hreq "$P2M_METRICS_URL"
 expect_http 200 "/metrics"
 expect_match '^text/plain; version=0\.0\.4' "$(hdr content-type)" "/metrics content type"
 METRICS=$(body)
@@ -264,7 +269,7 @@ expect_match '^[0-9]+$' "$(hdr retry-after)" "503 Retry-After while Redis is dow
 hreq -X PUT -H "Authorization: TOTP username=\"web\", response=\"123456\"" "$BASE/register/web"
 expect_http 503 "a registration while Redis is down"
 expect_match '^[0-9]+$' "$(hdr retry-after)" "503 Retry-After while Redis is down"
-hreq "$BASE/metrics"
+hreq "$P2M_METRICS_URL"
 expect_http 503 "/metrics while Redis is down"
 p2m_start_redis
 p2m_wait_until "the registrar is back on Redis (no relay yet)" health_body_is "no relay is running"

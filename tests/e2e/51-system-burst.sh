@@ -78,7 +78,7 @@ echo "e2e: $N consumers served; $queued waited at the relay; the pool grew to $g
 
 # The registrar's /metrics counts them per label (the relay adds its counters every heartbeat).
 metric() {
-    curl -fsS --max-time 5 --cacert "$P2M_CA" "https://pipe2me.localhost:$P2M_HTTPS_PORT/metrics" | sed -n "s/^$1 //p"
+    curl -fsS --max-time 5 "$P2M_METRICS_URL" | sed -n "s/^$1 //p"
 }
 metric_is() { [[ $(metric "$1") == "$2" ]]; }
 metric_positive() { [[ $(metric "$1") =~ ^[1-9][0-9]*$ ]]; }

@@ -341,7 +341,7 @@ expect_px 200 "-----BEGIN CERTIFICATE-----" "HTTP/2 stream 1, /cacert on DOMAIN"
 expect_px 421 "misdirected request: this connection is for $DOMAIN" "HTTP/2 stream 3, demo.DOMAIN on DOMAIN's connection" 1
 MISDIRECTED=4
 p2m_wait_until "p2m:stats counts $MISDIRECTED fail:421" p2m_redis_is "$MISDIRECTED" HGET p2m:stats fail:421
-hreq "$BASE/metrics"
+hreq "$P2M_METRICS_URL"
 expect_match "pipe2me_failures_total\{reason=\"421\"\} $MISDIRECTED" "$(body)" "/metrics shows the 421s"
 expect_eq "$MISDIRECTED" "$(p2m_log_count registrar "event=misdirected status=421 addr=$CONSUMER host=[^ ]* sni=[^ ]* via=sni")" \
     "421 log lines name the consumer"

@@ -336,19 +336,24 @@ p2m_free_port_range() {
 
 # p2m_write_config [JSON [FILE]]: writes FILE (default $T/pipe2me.json) for loopback use on
 # fresh ports, with JSON (an object) merged over it recursively, and exports P2M_CONFIG=FILE and
-# the ports chosen: P2M_HTTPS_PORT, P2M_HTTP_PORT, P2M_RELAY_PORT_LO, P2M_RELAY_PORT_HI. Call
+# the ports chosen: P2M_HTTPS_PORT, P2M_HTTP_PORT, P2M_METRICS_PORT (registrar.metrics_listen,
+# whose default port two registrars on one host cannot share), P2M_RELAY_PORT_LO,
+# P2M_RELAY_PORT_HI, and P2M_METRICS_URL, where the registrar serves /metrics. Call
 # p2m_start_redis first (or set P2M_REDIS_SOCK) so that the config names the right socket.
 # shellcheck disable=SC2120 # the argument is optional
 p2m_write_config() {
     local extra=${1:-'{}'} file=${2:-$T/pipe2me.json}
     p2m_free_port P2M_HTTPS_PORT
     p2m_free_port P2M_HTTP_PORT
+    p2m_free_port P2M_METRICS_PORT
     p2m_free_port_range P2M_RELAY_PORT_LO P2M_RELAY_PORT_HI 8
-    export P2M_HTTPS_PORT P2M_HTTP_PORT P2M_RELAY_PORT_LO P2M_RELAY_PORT_HI
+    P2M_METRICS_URL=http://127.0.0.1:$P2M_METRICS_PORT/metrics
+    export P2M_HTTPS_PORT P2M_HTTP_PORT P2M_METRICS_PORT P2M_METRICS_URL P2M_RELAY_PORT_LO P2M_RELAY_PORT_HI
     mkdir -p "$T/state"
     jq -n --argjson extra "$extra" \
         --arg redis "unix:${P2M_REDIS_SOCK:-$T/redis.sock}" --arg state "$T/state" \
         --arg https "127.0.0.1:$P2M_HTTPS_PORT" --arg http "127.0.0.1:$P2M_HTTP_PORT" \
+        --arg metrics "127.0.0.1:$P2M_METRICS_PORT" \
         --arg url "https://pipe2me.localhost:$P2M_HTTPS_PORT" \
         --arg ports "$P2M_RELAY_PORT_LO-$P2M_RELAY_PORT_HI" '
         {
@@ -356,7 +361,7 @@ p2m_write_config() {
             public_address: "127.0.0.1",
             redis: $redis,
             state_dir: $state,
-            registrar: {https: $https, http: $http, url: $url},
+            registrar: {https: $https, http: $http, url: $url, metrics_listen: $metrics},
             relay: {ports: $ports, listen: "127.0.0.1"}
         } * $extra' >"$file" || fail "p2m_write_config: bad JSON $(p2m_show "$extra")"
     export P2M_CONFIG=$file

@@ -1,5 +1,6 @@
 /* libFuzzer target for p2m_config_parse over the defaults: it never crashes or leaks, fails with a
- * one-line reason, and a config it accepts holds values that satisfy config.h. */
+ * one-line reason, and a config it accepts holds values that satisfy config.h (registrar.names and
+ * metrics_token included). */
 
 #include "fuzz.h"
 
@@ -48,6 +49,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(inet_pton(AF_INET, cfg.registrar.proxy_from[i], a) == 1 ||
                    inet_pton(AF_INET6, cfg.registrar.proxy_from[i], a) == 1);
     }
+    /* registrar.names: normalised DNS names, no IP literal, none repeated, none DOMAIN or under it;
+     * metrics_token: "" or 16-128 b64token characters; metrics_listen has a port when on. */
+    size_t dlen = strlen(cfg.domain);
+    FUZZ_CHECK(cfg.registrar.nnames <= P2M_NAMES_MAX);
+    for (unsigned i = 0; i < cfg.registrar.nnames; i++) {
+        const char *n = cfg.registrar.names[i];
+        size_t nlen;
+        unsigned char a[16];
+        FUZZ_CHECK(FUZZ_TERMINATED(cfg.registrar.names[i]));
+        FUZZ_CHECK(p2m_domain_normalize(n, dom, err) == 0 && strcmp(dom, n) == 0);
+        FUZZ_CHECK(inet_pton(AF_INET, n, a) != 1 && inet_pton(AF_INET6, n, a) != 1);
+        nlen = strlen(n);
+        FUZZ_CHECK(strcmp(n, cfg.domain) != 0);
+        FUZZ_CHECK(!(nlen > dlen && n[nlen - dlen - 1] == '.' && strcmp(n + nlen - dlen, cfg.domain) == 0));
+        for (unsigned j = 0; j < i; j++)
+            FUZZ_CHECK(strcmp(cfg.registrar.names[j], n) != 0);
+    }
+    FUZZ_CHECK(FUZZ_TERMINATED(cfg.registrar.metrics_token));
+    size_t tlen = strlen(cfg.registrar.metrics_token);
+    FUZZ_CHECK(tlen == 0 || (tlen >= P2M_METRICS_TOKEN_MIN && tlen <= P2M_METRICS_TOKEN_MAX));
+    FUZZ_CHECK(strspn(cfg.registrar.metrics_token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=") ==
+               tlen);
+    FUZZ_CHECK(!cfg.registrar.metrics_enabled ||
+               (cfg.registrar.metrics_listen.port >= 1 && FUZZ_TERMINATED(cfg.registrar.metrics_listen.host)));
     if (cfg.redis.is_unix)
         FUZZ_CHECK(FUZZ_TERMINATED(cfg.redis.path) && cfg.redis.path[0] != '\0');
     else

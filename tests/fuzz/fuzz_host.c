@@ -127,8 +127,32 @@ static void check_domain(const uint8_t *data, size_t size, const char *domain)
     free(upper);
 }
 
+/* p2m_host_is_own: an index into the list or -1, read within size bytes (an exact copy), port 0
+ * on -1; upper-casing the input changes nothing (names are case-insensitive, addresses have none
+ * that matter: hex digits of IPv6 compare as addresses). */
+static void check_own(const uint8_t *data, size_t size)
+{
+    static const char *const own[] = {"registrar.example.org", "127.0.0.1", "::1", "2001:db8::7"};
+    char *copy = malloc(size == 0 ? 1 : size);
+    uint8_t *upper = malloc(size == 0 ? 1 : size);
+    uint16_t port = 7, port2 = 7;
+    FUZZ_CHECK(copy != NULL && upper != NULL);
+    memcpy(copy, data, size);
+    for (size_t i = 0; i < size; i++)
+        upper[i] = data[i] >= 'a' && data[i] <= 'z' ? (uint8_t)(data[i] - 'a' + 'A') : data[i];
+    int rc = p2m_host_is_own(copy, size, own, 4, &port);
+    FUZZ_CHECK(rc >= -1 && rc < 4);
+    FUZZ_CHECK(rc >= 0 || port == 0);
+    FUZZ_CHECK(rc < 0 || size <= P2M_HOST_HEADER_MAX);
+    memcpy(copy, upper, size);
+    FUZZ_CHECK(p2m_host_is_own(copy, size, own, 4, &port2) == rc && port2 == port);
+    free(copy);
+    free(upper);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_own(data, size);
     check_domain(data, size, "pipe2me.localhost");
     check_domain(data, size, "localhost");
     return 0;

@@ -878,6 +878,45 @@ static void test_validity(void)
     CHECK_CTX(NULL);
 }
 
+/* p2m_cert_has_name: exact DNS entries (case-insensitive, a wildcard only as itself) and IP
+ * entries by address; a name never matches an IP entry nor the reverse. */
+static void test_has_name(void)
+{
+    X509 *cert = X509_new();
+    X509V3_CTX ctx;
+    CHECK_CTX("p2m_cert_has_name");
+    CHECK_EQ_INT(p2m_cert_has_name(cert, "example.org"), 0); /* no subjectAltName at all */
+    X509V3_set_ctx(&ctx, ca, cert, NULL, NULL, 0);
+    add_ext(cert, &ctx, NID_subject_alt_name, "DNS:Example.ORG,DNS:*.t.example.org,IP:127.0.0.1,IP:2001:db8::1,DNS:10.0.0.1");
+    static const struct {
+        const char *name;
+        int want;
+    } rows[] = {
+        {"example.org", 1},
+        {"EXAMPLE.org", 1},
+        {"example.org.", 0},
+        {"xexample.org", 0},
+        {"example.or", 0},
+        {"*.t.example.org", 1},
+        {"a.t.example.org", 0},
+        {"t.example.org", 0},
+        {"127.0.0.1", 1},
+        {"127.0.0.2", 0},
+        {"::1", 0},
+        {"2001:db8::1", 1},
+        {"2001:DB8:0::1", 1},
+        {"::ffff:127.0.0.1", 0}, /* 16 bytes, not 4 */
+        {"10.0.0.1", 0},         /* a DNS entry spelled like an address is no IP entry */
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK_CTX("p2m_cert_has_name %s", rows[i].name);
+        CHECK_EQ_INT(p2m_cert_has_name(cert, rows[i].name), rows[i].want);
+    }
+    X509_free(cert);
+    CHECK_CTX(NULL);
+}
+
 int main(void)
 {
     now = (long long)time(NULL);
@@ -897,6 +936,7 @@ int main(void)
     ca_not_after = now + 10 * 86400;
 
     test_validity();
+    test_has_name();
     test_accepted();
     test_framing_accepted();
     test_refused();

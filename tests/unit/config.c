@@ -550,6 +550,117 @@ static void test_errors(void)
     CHECK_CTX(NULL);
 }
 
+/* registrar.names, metrics_listen and metrics_token: defaults, accepted forms, and hostile input
+ * whose errors name the key (and the index in names). */
+static void test_names_metrics(void)
+{
+    p2m_config_t cfg;
+    char err[P2M_ERR_LEN] = "";
+    CHECK_CTX("names/metrics: defaults");
+    if (CHECK_RC(parse_str("{}", &cfg, err), 0, err)) {
+        CHECK_EQ_INT(cfg.registrar.nnames, 0);
+        CHECK_EQ_INT(cfg.registrar.metrics_enabled, 1);
+        CHECK_EQ_STR(cfg.registrar.metrics_listen.host, "127.0.0.1");
+        CHECK_EQ_INT(cfg.registrar.metrics_listen.port, 9464);
+        CHECK_EQ_STR(cfg.registrar.metrics_token, "");
+    }
+    CHECK_CTX("names/metrics: set");
+    if (CHECK_RC(parse_str("{\"registrar\": {\"names\": [\"Registrar.Example.ORG\", \"r2.example.org.x\"],"
+                           " \"metrics_listen\": \"[::1]:9100\", \"metrics_token\": \"0123456789abcdef\"},"
+                           " \"domain\": \"tunnels.example.org\"}",
+                           &cfg, err),
+                 0, err)) {
+        CHECK_EQ_INT(cfg.registrar.nnames, 2);
+        CHECK_EQ_STR(cfg.registrar.names[0], "registrar.example.org");
+        CHECK_EQ_STR(cfg.registrar.names[1], "r2.example.org.x");
+        CHECK_EQ_STR(cfg.registrar.metrics_listen.host, "::1");
+        CHECK_EQ_INT(cfg.registrar.metrics_listen.port, 9100);
+        CHECK_EQ_STR(cfg.registrar.metrics_token, "0123456789abcdef");
+    }
+    CHECK_CTX("names/metrics: empty list, null listener and token, 16 names, 253-byte name, 128-byte token");
+    if (CHECK_RC(parse_str("{\"registrar\": {\"names\": [], \"metrics_listen\": null, \"metrics_token\": null}}", &cfg, err), 0,
+                 err)) {
+        CHECK_EQ_INT(cfg.registrar.nnames, 0);
+        CHECK_EQ_INT(cfg.registrar.metrics_enabled, 0);
+        CHECK_EQ_STR(cfg.registrar.metrics_token, "");
+    }
+    char json[8192], name253[P2M_DOMAIN_MAX + 2], token[P2M_METRICS_TOKEN_MAX + 2];
+    /* 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253 */
+    snprintf(name253, sizeof(name253), "%063d.%063d.%063d.%061d", 1, 2, 3, 4);
+    CHECK_EQ_INT(strlen(name253), P2M_DOMAIN_MAX);
+    int n = snprintf(json, sizeof(json), "{\"registrar\": {\"names\": [\"%s\"", name253);
+    for (int i = 1; i < P2M_NAMES_MAX; i++)
+        n += snprintf(json + n, sizeof(json) - (size_t)n, ", \"n%d.example.org\"", i);
+    memset(token, 'T', P2M_METRICS_TOKEN_MAX);
+    token[P2M_METRICS_TOKEN_MAX] = '\0';
+    snprintf(json + n, sizeof(json) - (size_t)n, "], \"metrics_token\": \"%s\"}}", token);
+    if (CHECK_RC(parse_str(json, &cfg, err), 0, err)) {
+        CHECK_EQ_INT(cfg.registrar.nnames, P2M_NAMES_MAX);
+        CHECK_EQ_STR(cfg.registrar.names[0], name253);
+        CHECK_EQ_STR(cfg.registrar.names[P2M_NAMES_MAX - 1], "n15.example.org");
+        CHECK_EQ_STR(cfg.registrar.metrics_token, token);
+    }
+    CHECK_CTX(NULL);
+
+    /* 17 names; a 254-byte name; a 129-byte token */
+    static char names17[2048], name254[600], token129[400];
+    n = snprintf(names17, sizeof(names17), "{\"registrar\": {\"names\": [\"n0.example.org\"");
+    for (int i = 1; i <= P2M_NAMES_MAX; i++)
+        n += snprintf(names17 + n, sizeof(names17) - (size_t)n, ", \"n%d.example.org\"", i);
+    snprintf(names17 + n, sizeof(names17) - (size_t)n, "]}}");
+    snprintf(name254, sizeof(name254), "{\"registrar\": {\"names\": [\"ok.example.org\", \"%s1\"]}}", name253);
+    memset(token, 'T', P2M_METRICS_TOKEN_MAX + 1);
+    token[P2M_METRICS_TOKEN_MAX + 1] = '\0';
+    snprintf(token129, sizeof(token129), "{\"registrar\": {\"metrics_token\": \"%s\"}}", token);
+    const struct err_row rows[] = {
+        {"{\"registrar\": {\"names\": \"registrar.example.org\"}}", 0, "registrar.names", "list"},
+        {"{\"registrar\": {\"names\": null}}", 0, "registrar.names", "list"},
+        {"{\"registrar\": {\"names\": {}}}", 0, "registrar.names", "list"},
+        {names17, 0, "registrar.names", "at most 16"},
+        {name254, 0, "registrar.names[1]", "longer than 253"},
+        {"{\"registrar\": {\"names\": [\"a.example.org\", 7]}}", 0, "registrar.names[1]", "string"},
+        {"{\"registrar\": {\"names\": [null]}}", 0, "registrar.names[0]", "string"},
+        {"{\"registrar\": {\"names\": [[\"a.example.org\"]]}}", 0, "registrar.names[0]", "string"},
+        {"{\"registrar\": {\"names\": [\"\"]}}", 0, "registrar.names[0]", "empty"},
+        {"{\"registrar\": {\"names\": [\"a.example.org\", \"b.example.org\", \"127.0.0.1\"]}}", 0, "registrar.names[2]", "IP"},
+        {"{\"registrar\": {\"names\": [\"::1\"]}}", 0, "registrar.names[0]", "IP"},
+        {"{\"registrar\": {\"names\": [\"[::1]\"]}}", 0, "registrar.names[0]", NULL},
+        {"{\"registrar\": {\"names\": [\"*.example.org\"]}}", 0, "registrar.names[0]", NULL},
+        {"{\"registrar\": {\"names\": [\"a..example.org\"]}}", 0, "registrar.names[0]", NULL},
+        {"{\"registrar\": {\"names\": [\"a.example.org.\"]}}", 0, "registrar.names[0]", NULL},
+        {"{\"registrar\": {\"names\": [\"a.example.org:443\"]}}", 0, "registrar.names[0]", NULL},
+        {"{\"registrar\": {\"names\": [\"-a.example.org\"]}}", 0, "registrar.names[0]", NULL},
+        {"{\"registrar\": {\"names\": [\"a b.example.org\"]}}", 0, "registrar.names[0]", NULL},
+        {"{\"registrar\": {\"names\": [\"a.example.org\\u0000x\"]}}", 0, "line", "col"}, /* jansson refuses NULs */
+        {"{\"registrar\": {\"names\": [\"\\u00e9.example.org\"]}}", 0, "registrar.names[0]", NULL},
+        {"{\"registrar\": {\"names\": [\"A.example.org\", \"a.EXAMPLE.org\"]}}", 0, "registrar.names[1]", "repeats"},
+        {"{\"registrar\": {\"names\": [\"pipe2me.localhost\"]}}", 0, "registrar.names[0]", "domain"},
+        {"{\"registrar\": {\"names\": [\"x.pipe2me.localhost\"]}}", 0, "registrar.names[0]", "domain"},
+        {"{\"registrar\": {\"names\": [\"ok.org\", \"a.b.tunnels.example.org\"]}, \"domain\": \"tunnels.example.org\"}", 0,
+         "registrar.names[1]", "domain"},
+        {"{\"registrar\": {\"metrics_listen\": \"127.0.0.1\"}}", 0, "registrar.metrics_listen", NULL},
+        {"{\"registrar\": {\"metrics_listen\": \"127.0.0.1:0\"}}", 0, "registrar.metrics_listen", NULL},
+        {"{\"registrar\": {\"metrics_listen\": \"127.0.0.1:65536\"}}", 0, "registrar.metrics_listen", NULL},
+        {"{\"registrar\": {\"metrics_listen\": \"127.0.0.1:-1\"}}", 0, "registrar.metrics_listen", NULL},
+        {"{\"registrar\": {\"metrics_listen\": \"127.0.0.1:9x\"}}", 0, "registrar.metrics_listen", NULL},
+        {"{\"registrar\": {\"metrics_listen\": 9464}}", 0, "registrar.metrics_listen", "string"},
+        {"{\"registrar\": {\"metrics_listen\": \"\"}}", 0, "registrar.metrics_listen", NULL},
+        {"{\"registrar\": {\"metrics_token\": \"short\"}}", 0, "registrar.metrics_token", "16 to 128"},
+        {"{\"registrar\": {\"metrics_token\": \"0123456789abcde\"}}", 0, "registrar.metrics_token", "16 to 128"},
+        {"{\"registrar\": {\"metrics_token\": \"\"}}", 0, "registrar.metrics_token", "16 to 128"},
+        {token129, 0, "registrar.metrics_token", "16 to 128"},
+        {"{\"registrar\": {\"metrics_token\": 1234567890123456789}}", 0, "registrar.metrics_token", "string"},
+        {"{\"registrar\": {\"metrics_token\": [\"0123456789abcdef\"]}}", 0, "registrar.metrics_token", "string"},
+        {"{\"registrar\": {\"metrics_token\": true}}", 0, "registrar.metrics_token", "string"},
+        {"{\"registrar\": {\"metrics_token\": \"0123456789 abcdef\"}}", 0, "registrar.metrics_token", "only"},
+        {"{\"registrar\": {\"metrics_token\": \"0123456789abcdef\\\"\"}}", 0, "registrar.metrics_token", "only"},
+        {"{\"registrar\": {\"metrics_token\": \"0123456789abcdef\\u0000\"}}", 0, "line", "col"},
+        {"{\"registrar\": {\"metrics_token\": \"0123456789abcdef\\n\"}}", 0, "registrar.metrics_token", "only"},
+        {"{\"registrar\": {\"metrics_token\": \"0123456789abcdef\\u00e9\"}}", 0, "registrar.metrics_token", "only"},
+    };
+    run_err_rows("names/metrics", rows, sizeof(rows) / sizeof(rows[0]));
+}
+
 static void test_load(void)
 {
     p2m_config_t cfg;
@@ -699,6 +810,7 @@ int main(void)
     test_full();
     test_sni();
     test_errors();
+    test_names_metrics();
     test_load();
     test_domain();
     return check_done("config");

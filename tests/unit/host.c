@@ -27,8 +27,14 @@ struct row {
     unsigned port;
 };
 
-#define ROW(lit, rc, label, port) {lit, sizeof(lit) - 1, D, rc, label, port}
-#define ROWD(dom, lit, rc, label, port) {lit, sizeof(lit) - 1, dom, rc, label, port}
+#define ROW(lit, rc, label, port)                                                                                                  \
+    {                                                                                                                              \
+        lit, sizeof(lit) - 1, D, rc, label, port                                                                                   \
+    }
+#define ROWD(dom, lit, rc, label, port)                                                                                            \
+    {                                                                                                                              \
+        lit, sizeof(lit) - 1, dom, rc, label, port                                                                                 \
+    }
 
 /* Long inputs built at run time. */
 static char label63[P2M_LABEL_MAX + 1], label63_upper[P2M_LABEL_MAX + 1];
@@ -268,11 +274,77 @@ static void test_ports(void)
     CHECK_MSG(bad == 0, "%u ports misjudged", bad);
 }
 
+/* p2m_host_is_own: names and addresses, ports, brackets, and what must not match. */
+static void test_own(void)
+{
+    static const char *const own[] = {"registrar.example.org", "127.0.0.1", "::1", "2001:db8::7", "r2.example.org"};
+    static const struct {
+        const char *in;
+        int want;
+        unsigned port;
+    } rows[] = {
+        {"registrar.example.org", 0, 0},
+        {"Registrar.Example.ORG:8443", 0, 8443},
+        {"registrar.example.org.", 0, 0},
+        {"registrar.example.org.:1", 0, 1},
+        {"registrar.example.org..", -1, 0},
+        {"registrar.example.orgx", -1, 0},
+        {"xregistrar.example.org", -1, 0},
+        {"a.registrar.example.org", -1, 0},
+        {"registrar.example.org:0", -1, 0},
+        {"registrar.example.org:65536", -1, 0},
+        {"registrar.example.org:", -1, 0},
+        {"registrar.example.org:80:80", -1, 0},
+        {"user@registrar.example.org", -1, 0},
+        {"r2.example.org:443", 4, 443},
+        {"127.0.0.1", 1, 0},
+        {"127.0.0.1:8443", 1, 8443},
+        {"127.0.0.1.", -1, 0},
+        {"127.0.0.01", -1, 0},
+        {"127.1", -1, 0},
+        {"127.0.0.2", -1, 0},
+        {"[127.0.0.1]", -1, 0},
+        {"[::ffff:127.0.0.1]:8443", 1, 8443},
+        {"[::1]", 2, 0},
+        {"[::1]:8443", 2, 8443},
+        {"[0:0::1]:8443", 2, 8443},
+        {"::1", -1, 0},
+        {"[::1", -1, 0},
+        {"[::1]8443", -1, 0},
+        {"[::1]:", -1, 0},
+        {"[::2]", -1, 0},
+        {"[2001:DB8::7]", 3, 0},
+        {"[registrar.example.org]", -1, 0},
+        {"[]", -1, 0},
+        {"", -1, 0},
+        {":8443", -1, 0},
+        {".", -1, 0},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        size_t len = strlen(rows[i].in);
+        char *copy = malloc(len == 0 ? 1 : len);
+        memcpy(copy, rows[i].in, len);
+        uint16_t port = 7;
+        CHECK_CTX("p2m_host_is_own %s", check_str(rows[i].in));
+        CHECK_EQ_INT(p2m_host_is_own(copy, len, own, sizeof(own) / sizeof(own[0]), &port), rows[i].want);
+        CHECK_EQ_INT(port, rows[i].port);
+        free(copy);
+    }
+    uint16_t port;
+    CHECK_CTX("p2m_host_is_own: NUL, no entries, too long");
+    CHECK_EQ_INT(p2m_host_is_own("127.0.0.1\0", 10, own, 5, &port), -1);
+    CHECK_EQ_INT(p2m_host_is_own("127.0.0.1", 9, own, 0, &port), -1);
+    CHECK_EQ_INT(p2m_host_is_own(NULL, 0, own, 5, &port), -1);
+    CHECK_EQ_INT(p2m_host_is_own(huge, sizeof(huge), own, 5, &port), -1);
+    CHECK_CTX(NULL);
+}
+
 int main(void)
 {
     test_rows();
     test_null();
     test_each_byte();
     test_ports();
+    test_own();
     return check_done("host");
 }

@@ -45,4 +45,10 @@ char *p2m_csr_make(EVP_PKEY *key, const char *name, size_t *len, char *err);
  * cannot be read. */
 int p2m_cert_validity(const X509 *cert, long long *not_before, long long *not_after);
 
+/* Whether cert's subjectAltName lists name exactly: a DNS entry equal to it (ASCII case-insensitive;
+ * "*.example.org" matches only the entry "*.example.org", no wildcard matching), or, when name is
+ * an IP literal ("192.0.2.1", "2001:db8::1"), an IP entry of that address. cert is borrowed.
+ * Returns 1 or 0 (also when cert has no subjectAltName). */
+int p2m_cert_has_name(const X509 *cert, const char *name);
+
 #endif

@@ -13,6 +13,9 @@
 #define P2M_DOMAIN_MAX 253
 #define P2M_URL_MAX 512
 #define P2M_PROXY_FROM_MAX 16 /* registrar.proxy_from: addresses at most */
+#define P2M_NAMES_MAX 16      /* registrar.names: host names at most */
+#define P2M_METRICS_TOKEN_MIN 16
+#define P2M_METRICS_TOKEN_MAX 128
 
 typedef struct {
     p2m_hostport_t listen;             /* registrar.https */
@@ -44,6 +47,16 @@ typedef struct {
     /* registrar.proxy_from: the only peer addresses proxy_listen accepts (IP literals, normalised) */
     char proxy_from[P2M_PROXY_FROM_MAX][P2M_HOST_MAX + 1];
     unsigned nproxy_from;
+    /* registrar.names: further DNS names the registrar answers as itself (beside DOMAIN), lower
+     * case, none equal to DOMAIN or under it; they go into its generated certificate and Host check */
+    char names[P2M_NAMES_MAX][P2M_DOMAIN_MAX + 1];
+    unsigned nnames;
+    /* registrar.metrics_listen: plain HTTP serving only /metrics and /_health; null: none */
+    int metrics_enabled;
+    p2m_hostport_t metrics_listen;
+    /* registrar.metrics_token: the Bearer credential /metrics on the HTTPS listeners wants; "" =
+     * /metrics is not served there at all */
+    char metrics_token[P2M_METRICS_TOKEN_MAX + 1];
 } p2m_registrar_config_t;
 
 typedef struct {
