@@ -290,7 +290,7 @@ static void on_auth_lookup(op_t *op, redisReply *rep)
         redis_down(op);
         return;
     }
-    int match = p2m_totp_validate(raw, raw_len, time(NULL), 1, op->auth.token, &step);
+    int match = p2m_totp_validate(raw, raw_len, time(NULL), 1, 6, op->auth.token, &step);
     OPENSSL_cleanse(raw, sizeof(raw));
     if (match != 0) {
         fail_auth(op, "badtoken", "wrong token");

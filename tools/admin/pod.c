@@ -89,7 +89,7 @@ static json_t *provisioning_new(const admin_t *a, const char *id, const char *se
     char uri[POD_URI_LEN];
     json_t *jlabels = NULL, *doc = NULL;
 
-    if (p2m_totp_uri("pipe2me", id, secret, uri, sizeof(uri)) < 0) {
+    if (p2m_totp_uri("pipe2me", id, secret, P2M_TOTP_DIGITS, uri, sizeof(uri)) < 0) {
         p2m_err(err, "pod %s: cannot build the otpauth URI", id);
         goto Exit;
     }
