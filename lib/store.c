@@ -12,6 +12,7 @@
 #define KEY_SCHEMA "p2m:schema"
 #define KEY_PODS "p2m:pods"
 #define KEY_LABELS "p2m:labels"
+#define KEY_LABELS_PROTOCOL "p2m:labels:protocol"
 #define KEY_LEASE_PATTERN "p2m:lease:*"
 #define KEY_LEASE_PREFIX "p2m:lease:"
 #define CHANNEL_EVENTS "p2m:events"
@@ -20,23 +21,25 @@
 /* Scripts report refusals as "P2M <reason>" errors; store_call strips the tag. */
 #define LUA_NEED_POD "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('P2M unknown pod ' .. ARGV[1]) end\n"
 
-/* KEYS: pod, pod-labels, pods, labels. ARGV: id, secret, created, label... */
+/* KEYS: pod, pod-labels, pods, labels, labels-protocol. ARGV: id, secret, created, token_reuse,
+ * digits, label... A new label starts with the default protocol, whatever an older run left. */
 static const char lua_pod_add[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('P2M pod ' .. ARGV[1] .. ' exists already') end\n"
-    "for i = 4, #ARGV do\n"
+    "for i = 6, #ARGV do\n"
     "  local owner = redis.call('HGET', KEYS[4], ARGV[i])\n"
     "  if owner then return redis.error_reply('P2M label ' .. ARGV[i] .. ' belongs to pod ' .. owner) end\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'secret', ARGV[2], 'created', ARGV[3], 'disabled', '0', 'epoch', '0')\n"
+    "redis.call('HSET', KEYS[1], 'secret', ARGV[2], 'created', ARGV[3], 'disabled', '0', 'epoch', '0', 'token_reuse', ARGV[4],\n"
+    "           'digits', ARGV[5])\n"
     "redis.call('SADD', KEYS[3], ARGV[1])\n"
-    "for i = 4, #ARGV do\n"
+    "for i = 6, #ARGV do\n"
     "  redis.call('HSET', KEYS[4], ARGV[i], ARGV[1])\n"
+    "  redis.call('HDEL', KEYS[5], ARGV[i])\n"
     "  redis.call('SADD', KEYS[2], ARGV[i])\n"
     "end\n"
     "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
     "return 'OK'\n";
 
-/* KEYS: pod, pod-labels, pods, labels. ARGV: id. */
 /* Forgets the consumer ports of label l's services (their leases end with the label's, below). */
 #define LUA_FORGET_CPORTS                                                                                                          \
     "local function forget_cports(l)\n"                                                                                            \
@@ -46,12 +49,15 @@ static const char lua_pod_add[] =
     "  end\n"                                                                                                                      \
     "end\n"
 
-static const char lua_pod_rm[] = LUA_NEED_POD LUA_FORGET_CPORTS
-    "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', KEYS[4], l) forget_cports(l) end\n"
-    "redis.call('DEL', KEYS[1], KEYS[2])\n"
-    "redis.call('SREM', KEYS[3], ARGV[1])\n"
-    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
-    "return 'OK'\n";
+/* KEYS: pod, pod-labels, pods, labels, labels-protocol. ARGV: id. */
+static const char lua_pod_rm[] =
+    LUA_NEED_POD LUA_FORGET_CPORTS "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+                                   "  redis.call('HDEL', KEYS[4], l) redis.call('HDEL', KEYS[5], l) forget_cports(l)\n"
+                                   "end\n"
+                                   "redis.call('DEL', KEYS[1], KEYS[2])\n"
+                                   "redis.call('SREM', KEYS[3], ARGV[1])\n"
+                                   "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+                                   "return 'OK'\n";
 
 /* KEYS: pod. ARGV: id, field, value. Any change of credentials or state bumps the epoch. */
 static const char lua_pod_set[] = LUA_NEED_POD "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
@@ -59,21 +65,39 @@ static const char lua_pod_set[] = LUA_NEED_POD "redis.call('HSET', KEYS[1], ARGV
                                                "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
                                                "return 'OK'\n";
 
-/* KEYS: pod, pod-labels, labels. ARGV: id, label. Returns 1 if the pod owned it already. */
+/* KEYS: pod, pod-labels, labels, labels-protocol. ARGV: id, label, protocol ('' = not given).
+ * Returns {1 if the pod owned it already, the label's protocol afterwards ('' = the default)}. */
 static const char lua_label_add[] =
     LUA_NEED_POD "local owner = redis.call('HGET', KEYS[3], ARGV[2])\n"
-                 "if owner == ARGV[1] then return 1 end\n"
-                 "if owner then return redis.error_reply('P2M label ' .. ARGV[2] .. ' belongs to pod ' .. owner) end\n"
-                 "redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])\n"
-                 "redis.call('SADD', KEYS[2], ARGV[2])\n"
-                 "return 0\n";
+                 "if owner and owner ~= ARGV[1] then\n"
+                 "  return redis.error_reply('P2M label ' .. ARGV[2] .. ' belongs to pod ' .. owner)\n"
+                 "end\n"
+                 "if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])\n"
+                 "elseif not owner then redis.call('HDEL', KEYS[4], ARGV[2]) end\n"
+                 "if not owner then\n"
+                 "  redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])\n"
+                 "  redis.call('SADD', KEYS[2], ARGV[2])\n"
+                 "end\n"
+                 "return {owner and 1 or 0, redis.call('HGET', KEYS[4], ARGV[2]) or ''}\n";
 
-/* KEYS: labels. ARGV: label, pod-key prefix. Returns the former owner, whose epoch is bumped so
- * that session credentials issued for the label die with it. */
+/* KEYS: labels, labels-protocol. ARGV: label, protocol. Returns the owner. */
+static const char lua_label_protocol[] = "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                                         "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
+                                         "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
+                                         "return owner\n";
+
+/* KEYS: pod. ARGV: id, then field, value pairs. Settings leave the epoch alone: a pod whose
+ * OTPs change length or reuse is still the same pod, and its sessions stay valid. */
+static const char lua_pod_settings[] = LUA_NEED_POD "for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+                                                    "return 'OK'\n";
+
+/* KEYS: labels, labels-protocol. ARGV: label, pod-key prefix. Returns the former owner, whose epoch
+ * is bumped so that session credentials issued for the label die with it. */
 static const char lua_label_rm[] =
     LUA_FORGET_CPORTS "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
                       "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
                       "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                      "redis.call('HDEL', KEYS[2], ARGV[1])\n"
                       "forget_cports(ARGV[1])\n"
                       "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
                       "if redis.call('EXISTS', ARGV[2] .. owner) == 1 then\n"
@@ -235,23 +259,45 @@ void p2m_store_free(p2m_store_t *st)
     free(st);
 }
 
+int p2m_token_reuse_parse(const char *s, int *out)
+{
+    if (strcmp(s, "none") == 0)
+        *out = P2M_TOKEN_REUSE_NONE;
+    else if (strcmp(s, "same-address") == 0)
+        *out = P2M_TOKEN_REUSE_SAME_ADDRESS;
+    else
+        return -1;
+    return 0;
+}
+
+const char *p2m_token_reuse_name(int token_reuse)
+{
+    return token_reuse == P2M_TOKEN_REUSE_SAME_ADDRESS ? "same-address" : "none";
+}
+
 int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels,
-                      long long now, char *err)
+                      int token_reuse, unsigned digits, long long now, char *err)
 {
     char kpod[KEY_MAX], klabels[KEY_MAX], created[24];
-    const char *args[64];
+    const char *args[66];
     if (nlabels > 60)
         return p2m_err(err, "too many labels (at most 60 at once)");
+    if (token_reuse != P2M_TOKEN_REUSE_NONE && token_reuse != P2M_TOKEN_REUSE_SAME_ADDRESS)
+        return p2m_err(err, "token_reuse: expected none or same-address");
+    if (digits != 6 && digits != 8)
+        return p2m_err(err, "digits: expected 6 or 8");
     if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
         return p2m_err(err, "pod ID too long");
     snprintf(created, sizeof(created), "%lld", now);
-    const char *keys[] = {kpod, klabels, KEY_PODS, KEY_LABELS};
+    const char *keys[] = {kpod, klabels, KEY_PODS, KEY_LABELS, KEY_LABELS_PROTOCOL};
     args[0] = id;
     args[1] = secret;
     args[2] = created;
+    args[3] = p2m_token_reuse_name(token_reuse);
+    args[4] = digits == 8 ? "8" : "6";
     for (size_t i = 0; i < nlabels; i++)
-        args[3 + i] = labels[i];
-    return run_script(st, lua_pod_add, 4, keys, 3 + (int)nlabels, args, NULL, err);
+        args[5 + i] = labels[i];
+    return run_script(st, lua_pod_add, 5, keys, 5 + (int)nlabels, args, NULL, err);
 }
 
 static int cmp_label(const void *a, const void *b)
@@ -296,6 +342,10 @@ int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *er
         goto Exit;
     }
     snprintf(pod->id, sizeof(pod->id), "%s", id);
+    /* Fields a pod created before they existed lacks read as the defaults. Anything unexpected
+     * reads as the strict choice: no reuse. */
+    pod->token_reuse = P2M_TOKEN_REUSE_NONE;
+    pod->digits = 6;
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
         const char *k = h->element[i]->str, *v = h->element[i + 1]->str;
         if (k == NULL || v == NULL)
@@ -308,6 +358,10 @@ int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *er
             pod->disabled = strcmp(v, "1") == 0;
         else if (strcmp(k, "epoch") == 0)
             pod->epoch = reply_ll(h->element[i + 1]);
+        else if (strcmp(k, "token_reuse") == 0)
+            pod->token_reuse = strcmp(v, "same-address") == 0 ? P2M_TOKEN_REUSE_SAME_ADDRESS : P2M_TOKEN_REUSE_NONE;
+        else if (strcmp(k, "digits") == 0)
+            pod->digits = strcmp(v, "8") == 0 ? 8 : 6;
     }
     for (size_t i = 0; i < l->elements; i++)
         if (l->element[i]->type == REDIS_REPLY_STRING)
@@ -398,9 +452,9 @@ int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err)
     char kpod[KEY_MAX], klabels[KEY_MAX];
     if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
         return p2m_err(err, "pod ID too long");
-    const char *keys[] = {kpod, klabels, KEY_PODS, KEY_LABELS};
+    const char *keys[] = {kpod, klabels, KEY_PODS, KEY_LABELS, KEY_LABELS_PROTOCOL};
     const char *args[] = {id};
-    if (run_script(st, lua_pod_rm, 4, keys, 1, args, NULL, err) != 0)
+    if (run_script(st, lua_pod_rm, 5, keys, 1, args, NULL, err) != 0)
         return -1;
     return drop_leases(st, "pod", id, 0, err);
 }
@@ -428,28 +482,80 @@ int p2m_store_pod_set_secret(p2m_store_t *st, const char *id, const char *secret
     return pod_set(st, id, "secret", secret, err);
 }
 
-int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, int *existed, char *err)
+int p2m_store_pod_set_settings(p2m_store_t *st, const char *id, int token_reuse, unsigned digits, char *err)
+{
+    char kpod[KEY_MAX];
+    const char *args[5] = {id};
+    int nargs = 1;
+    if (token_reuse != -1 && token_reuse != P2M_TOKEN_REUSE_NONE && token_reuse != P2M_TOKEN_REUSE_SAME_ADDRESS)
+        return p2m_err(err, "token_reuse: expected none or same-address");
+    if (digits != 0 && digits != 6 && digits != 8)
+        return p2m_err(err, "digits: expected 6 or 8");
+    if (token_reuse == -1 && digits == 0)
+        return p2m_err(err, "pod %s: no setting to change", id);
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0)
+        return p2m_err(err, "pod ID too long");
+    if (token_reuse != -1) {
+        args[nargs++] = "token_reuse";
+        args[nargs++] = p2m_token_reuse_name(token_reuse);
+    }
+    if (digits != 0) {
+        args[nargs++] = "digits";
+        args[nargs++] = digits == 8 ? "8" : "6";
+    }
+    const char *keys[] = {kpod};
+    return run_script(st, lua_pod_settings, 1, keys, nargs, args, NULL, err);
+}
+
+/* A stored protocol name to the protocol; what is not a name reads as the default. */
+static p2m_proto_t proto_of(const redisReply *r)
+{
+    p2m_proto_t proto = P2M_PROTO_HTTPS;
+    char e[P2M_ERR_LEN];
+    if (r == NULL || r->type != REDIS_REPLY_STRING || p2m_proto_parse(r->str, r->len, &proto, e) != 0)
+        return P2M_PROTO_HTTPS;
+    return proto;
+}
+
+int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, const p2m_proto_t *proto, int *existed,
+                        p2m_proto_t *proto_now, char *err)
 {
     char kpod[KEY_MAX], klabels[KEY_MAX];
     if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
         return p2m_err(err, "pod ID too long");
-    const char *keys[] = {kpod, klabels, KEY_LABELS};
-    const char *args[] = {id, label};
+    const char *keys[] = {kpod, klabels, KEY_LABELS, KEY_LABELS_PROTOCOL};
+    const char *args[] = {id, label, proto != NULL ? p2m_proto_name(*proto) : ""};
     redisReply *r;
-    if (run_script(st, lua_label_add, 3, keys, 2, args, &r, err) != 0)
+    if (run_script(st, lua_label_add, 4, keys, 3, args, &r, err) != 0)
         return -1;
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER;
     if (existed != NULL)
-        *existed = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        *existed = ok && r->element[0]->integer == 1;
+    if (proto_now != NULL)
+        *proto_now = ok ? proto_of(r->element[1]) : P2M_PROTO_HTTPS;
+    freeReplyObject(r);
+    return ok ? 0 : p2m_err(err, "%s: unexpected reply to label add", st->where);
+}
+
+int p2m_store_label_set_protocol(p2m_store_t *st, const char *label, p2m_proto_t proto, char *owner, char *err)
+{
+    const char *keys[] = {KEY_LABELS, KEY_LABELS_PROTOCOL};
+    const char *args[] = {label, p2m_proto_name(proto)};
+    redisReply *r;
+    if (run_script(st, lua_label_protocol, 2, keys, 2, args, &r, err) != 0)
+        return -1;
+    if (owner != NULL)
+        snprintf(owner, P2M_ID_MAX + 1, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
     freeReplyObject(r);
     return 0;
 }
 
 int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *err)
 {
-    const char *keys[] = {KEY_LABELS};
+    const char *keys[] = {KEY_LABELS, KEY_LABELS_PROTOCOL};
     const char *args[] = {label, "p2m:pod:"};
     redisReply *r;
-    if (run_script(st, lua_label_rm, 1, keys, 2, args, &r, err) != 0)
+    if (run_script(st, lua_label_rm, 2, keys, 2, args, &r, err) != 0)
         return -1;
     if (owner != NULL)
         snprintf(owner, P2M_ID_MAX + 1, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
@@ -488,10 +594,26 @@ int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, ch
             continue;
         snprintf(list[k].label, sizeof(list[k].label), "%s", r->element[i]->str);
         snprintf(list[k].pod, sizeof(list[k].pod), "%s", r->element[i + 1]->str);
+        list[k].proto = P2M_PROTO_HTTPS;
         k++;
     }
     freeReplyObject(r);
     qsort(list, k, sizeof(*list), cmp_owner);
+    /* A second read, not a script: a label added in between shows the default, as it has. */
+    if ((r = store_call(st, err, "HGETALL", KEY_LABELS_PROTOCOL, NULL)) == NULL) {
+        free(list);
+        return -1;
+    }
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        p2m_label_owner_t key;
+        if (r->element[i]->type != REDIS_REPLY_STRING)
+            continue;
+        snprintf(key.label, sizeof(key.label), "%s", r->element[i]->str);
+        p2m_label_owner_t *hit = bsearch(&key, list, k, sizeof(*list), cmp_owner);
+        if (hit != NULL)
+            hit->proto = proto_of(r->element[i + 1]);
+    }
+    freeReplyObject(r);
     *out = list;
     *n = k;
     return 0;

@@ -145,9 +145,8 @@ int p2m_totp_validate(const unsigned char *raw, size_t raw_len, time_t now, unsi
         if (d < 0 && current < (uint64_t)-d)
             continue;
         uint64_t s = current + (uint64_t)d;
-        char code[9];
-        if (oath_totp_generate((const char *)raw, raw_len, (time_t)(s * P2M_TOTP_STEP), P2M_TOTP_STEP, 0, (unsigned)digits, code) !=
-            OATH_OK)
+        char code[P2M_TOTP_DIGITS_MAX + 1];
+        if (oath_totp_generate((const char *)raw, raw_len, (time_t)(s * P2M_TOTP_STEP), P2M_TOTP_STEP, 0, digits, code) != OATH_OK)
             return -1;
         int eq = CRYPTO_memcmp(code, otp, digits) == 0;
         OPENSSL_cleanse(code, sizeof(code));
@@ -191,15 +190,15 @@ static int append(const char *s, char *out, size_t cap, size_t *pos)
     return 0;
 }
 
-int p2m_totp_uri(const char *issuer, const char *account, const char *secret_b32, char *out, size_t cap)
+int p2m_totp_uri(const char *issuer, const char *account, const char *secret_b32, unsigned digits, char *out, size_t cap)
 {
     size_t pos = 0;
     char tail[64];
-    snprintf(tail, sizeof(tail), "&algorithm=SHA1&digits=%d&period=%d", P2M_TOTP_DIGITS, P2M_TOTP_STEP);
-    if (cap == 0 || append("otpauth://totp/", out, cap, &pos) != 0 || uri_escape(issuer, out, cap, &pos) != 0 ||
-        append(":", out, cap, &pos) != 0 || uri_escape(account, out, cap, &pos) != 0 || append("?secret=", out, cap, &pos) != 0 ||
-        uri_escape(secret_b32, out, cap, &pos) != 0 || append("&issuer=", out, cap, &pos) != 0 ||
-        uri_escape(issuer, out, cap, &pos) != 0 || append(tail, out, cap, &pos) != 0)
+    snprintf(tail, sizeof(tail), "&algorithm=SHA1&digits=%u&period=%d", digits, P2M_TOTP_STEP);
+    if (cap == 0 || (digits != 6 && digits != 8) || append("otpauth://totp/", out, cap, &pos) != 0 ||
+        uri_escape(issuer, out, cap, &pos) != 0 || append(":", out, cap, &pos) != 0 || uri_escape(account, out, cap, &pos) != 0 ||
+        append("?secret=", out, cap, &pos) != 0 || uri_escape(secret_b32, out, cap, &pos) != 0 ||
+        append("&issuer=", out, cap, &pos) != 0 || uri_escape(issuer, out, cap, &pos) != 0 || append(tail, out, cap, &pos) != 0)
         return -1;
     return (int)pos;
 }

@@ -34,6 +34,8 @@ static const char usage_text[] =
     "        --state-dir DIR     write DIR/status.json every second and DIR/pod.pid\n"
     "        --domain DOMAIN     the consumers' domain (default: the provisioning file's, else the registrar's host)\n"
     "        --protocol PROTO    what HOST:PORT serves: https (default: TLS for LABEL.DOMAIN), http or tcp\n"
+    "        --digits 6|8        with --secret-file: the length of the pod's one-time passwords, as\n"
+    "                            pipe2me-admin pod show says (default 6; a provisioning file says its own)\n"
     "        --tls-terminate     serve TLS for LABEL.DOMAIN in the pod, in front of a plain HOST:PORT, with a\n"
     "                            certificate from the registrar kept and renewed in DIR/tls/\n"
     "                            (needs --state-dir, a domain and --protocol https)\n"

@@ -65,6 +65,7 @@ typedef struct {
     size_t nlabels;
     char registrar[P2M_URL_MAX + 1]; /* normalised: see pod_registrar_url_parse() */
     char domain[P2M_DOMAIN_MAX + 1];
+    unsigned digits; /* "digits": 6 or 8, 6 when the file has none */
 } provision_t;
 
 /* Everything a command needs, validated. Paths are copied. */
@@ -78,6 +79,7 @@ typedef struct {
     char domain[P2M_DOMAIN_MAX + 1];      /* "" when neither --domain nor the provisioning file says */
     unsigned char secret[POD_SECRET_MAX]; /* raw; secret_len 0 when none was read */
     size_t secret_len;
+    unsigned digits; /* OTP length, 6 or 8: --digits or the provisioning file's, else 6 */
     int have_forward;
     p2m_hostport_t forward;
     unsigned pool;                    /* --pool: the floor, idle pre-connections kept at rest */

@@ -314,6 +314,7 @@ int provision_parse(const char *text, size_t len, provision_t *p, char *err)
     int ret = -1, have_id = 0, have_secret = 0, have_labels = 0, have_registrar = 0, have_domain = 0;
 
     memset(p, 0, sizeof(*p));
+    p->digits = P2M_TOTP_DIGITS; /* a file written before "digits" existed */
     json_wiping_init();
     if (len > POD_PROVISION_MAX) {
         p2m_err(err, "larger than %d bytes", POD_PROVISION_MAX);
@@ -390,6 +391,13 @@ int provision_parse(const char *text, size_t len, provision_t *p, char *err)
                 goto Exit;
             }
             have_domain = 1;
+        } else if (strcmp(key, "digits") == 0) {
+            /* An integer, 6 or 8: "8", 8.0 or 7 are refused rather than guessed at. */
+            if (!json_is_integer(v) || (json_integer_value(v) != 6 && json_integer_value(v) != 8)) {
+                p2m_err(err, "digits: expected 6 or 8");
+                goto Exit;
+            }
+            p->digits = (unsigned)json_integer_value(v);
         } else if (strcmp(key, "otpauth") == 0) {
             /* Carries the secret again, for authenticator apps; the pod does not need it. */
             if (json_str(v, "otpauth", &s, POD_OTPAUTH_MAX, err) != 0)
@@ -461,6 +469,7 @@ enum {
     OPT_TLS_TERMINATE,
     OPT_ALPN,
     OPT_DRAIN_TIMEOUT,
+    OPT_DIGITS,
     OPT_COUNT
 };
 
@@ -493,6 +502,7 @@ static const struct {
     [OPT_TLS_TERMINATE] = {"tls-terminate", 0, FOR_REG | FOR_ENV},
     [OPT_ALPN] = {"alpn", 1, FOR_REG | FOR_ENV},
     [OPT_DRAIN_TIMEOUT] = {"drain-timeout", 1, FOR_REG | FOR_ENV},
+    [OPT_DIGITS] = {"digits", 1, FOR_REG | FOR_ENV},
 };
 
 static int copy_path(const char *opt, const char *v, char *out, char *err)
@@ -588,6 +598,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     a->drain_timeout = POD_DRAIN_DEFAULT;
     a->log_level = P2M_LOG_INFO;
     a->proto = P2M_PROTO_HTTPS;
+    a->digits = P2M_TOTP_DIGITS;
     snprintf(a->alpn, sizeof(a->alpn), "%s", POD_ALPN_DEFAULT);
     if (argc < 2 || argv[1] == NULL)
         return p2m_err(err, "expected a command: register, status, env or test (see --help)");
@@ -644,6 +655,11 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
             return p2m_err(err, "--pool-max: expected a number from 1 to %d", POD_POOL_MAX);
         if (a->pool_max < a->pool)
             return p2m_err(err, "--pool-max %u is below --pool %u: the ceiling must be at least the floor", a->pool_max, a->pool);
+    }
+    if (val[OPT_DIGITS] != NULL) {
+        if (strcmp(val[OPT_DIGITS], "6") != 0 && strcmp(val[OPT_DIGITS], "8") != 0)
+            return p2m_err(err, "--digits: expected 6 or 8");
+        a->digits = (unsigned)(val[OPT_DIGITS][0] - '0');
     }
     if (val[OPT_DRAIN_TIMEOUT] != NULL && parse_uint(val[OPT_DRAIN_TIMEOUT], 0, POD_DRAIN_MAX, &a->drain_timeout) != 0)
         return p2m_err(err, "--drain-timeout: expected seconds from 0 to %d", POD_DRAIN_MAX);
@@ -711,6 +727,8 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     if (val[OPT_PROVISION] != NULL) {
         if (val[OPT_ID] != NULL || val[OPT_SECRET_FILE] != NULL)
             return p2m_err(err, "--provision gives the ID and secret: drop --id and --secret-file");
+        if (val[OPT_DIGITS] != NULL)
+            return p2m_err(err, "--provision gives the digits: drop --digits");
         if (strlen(val[OPT_PROVISION]) > POD_PATH_MAX)
             return p2m_err(err, "--provision: path longer than %d bytes", POD_PATH_MAX);
         if ((prov = malloc(sizeof(*prov))) == NULL)
@@ -722,6 +740,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
         snprintf(a->id, sizeof(a->id), "%s", prov->id);
         memcpy(a->secret, prov->secret, prov->secret_len);
         a->secret_len = prov->secret_len;
+        a->digits = prov->digits;
         if (a->registrar[0] == '\0' && pod_registrar_url_parse(prov->registrar, a->registrar, a->reg_host, &a->reg_port, e) != 0) {
             p2m_err(err, "--provision: registrar: %s", e); /* cannot happen: checked when parsed */
             goto Exit;

@@ -448,8 +448,8 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     if (auth == AUTH_BEARER) {
         snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", reg->session);
     } else if (auth == AUTH_TOTP) {
-        char code[P2M_TOTP_DIGITS + 1];
-        if (p2m_totp_generate(pod->args->secret, pod->args->secret_len, (time_t)(step * P2M_TOTP_STEP), P2M_TOTP_DIGITS, code,
+        char code[P2M_TOTP_DIGITS_MAX + 1];
+        if (p2m_totp_generate(pod->args->secret, pod->args->secret_len, (time_t)(step * P2M_TOTP_STEP), pod->args->digits, code,
                               err) != 0) {
             p2m_log(P2M_LOG_ERROR, "totp_failed", "error=\"%s\"", err);
             goto Fail;

@@ -14,7 +14,8 @@ check_provisioning() {
     expect_eq "$2" "$(json -c '.labels')" "provisioning labels"
     expect_eq "https://pipe2me.localhost:$P2M_HTTPS_PORT" "$(json .registrar)" "registrar URL from the config"
     expect_eq "pipe2me.localhost" "$(json .domain)" "domain from the config"
-    expect_eq '["domain","id","labels","otpauth","registrar","secret"]' "$(json -c 'keys')" "provisioning fields"
+    expect_eq '["digits","domain","id","labels","otpauth","registrar","secret"]' "$(json -c 'keys')" "provisioning fields"
+    expect_eq 6 "$(json .digits)" "provisioning digits: the default"
     SECRET=$(json .secret)
     expect_match '^[A-Z2-7]{32}$' "$SECRET" "secret is 32 base32 characters"
     expect_match "^otpauth://totp/pipe2me:$1\\?(.*&)?secret=$SECRET(&|$)" "$(json .otpauth)" "otpauth URI"
@@ -96,12 +97,14 @@ expect_eq "state: enabled" "$(sed -n 2p "$OUT")"
 expect_eq "labels: api,web" "$(sed -n 3p "$OUT")"
 expect_match '^created: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$' "$(sed -n 4p "$OUT")"
 expect_match '^epoch: [0-9]+$' "$(sed -n 5p "$OUT")"
-expect_eq 5 "$(wc -l <"$OUT")" "pod show lines"
+expect_eq "token_reuse: none" "$(sed -n 6p "$OUT")"
+expect_eq "digits: 6" "$(sed -n 7p "$OUT")"
+expect_eq 7 "$(wc -l <"$OUT")" "pod show lines"
 grep -qi secret "$OUT" && fail "pod show shows the secret"
 EPOCH0=$(sed -n 's/^epoch: //p' "$OUT")
 
 expect_status 0 admin pod show web1 --json
-expect_eq '["created","disabled","epoch","id","labels"]' "$(json -c keys)" "pod show --json fields"
+expect_eq '["created","digits","disabled","epoch","id","labels","token_reuse"]' "$(json -c keys)" "pod show --json fields"
 expect_eq "$EPOCH0" "$(json .epoch)"
 expect_eq "$CREATED" "$(json .created)"
 

@@ -26,10 +26,10 @@ expect_status 0 admin label add alpha EXTRA
 expect_eq "label extra already belongs to pod alpha" "$(cat "$OUT")"
 expect_redis_unchanged
 expect_status 0 admin --json label add alpha extra
-expect_eq '{"ok":true,"label":"extra","pod":"alpha","existed":true}' "$(json -c .)"
+expect_eq '{"ok":true,"label":"extra","pod":"alpha","existed":true,"protocol":"https"}' "$(json -c .)"
 expect_redis_unchanged
 expect_status 0 admin label add beta b2 --json
-expect_eq '{"ok":true,"label":"b2","pod":"beta","existed":false}' "$(json -c .)"
+expect_eq '{"ok":true,"label":"b2","pod":"beta","existed":false,"protocol":"https"}' "$(json -c .)"
 
 # ---- a label owned by another pod is refused, in any case
 admin_fails -r 'extra' label add beta extra
@@ -42,11 +42,13 @@ expect_eq alpha "$(rcli HGET p2m:labels extra)" "owner unchanged"
 
 # ---- label ls: sorted by label, text and JSON
 expect_status 0 admin label ls
-expect_match '^LABEL +POD$' "$(head -n 1 "$OUT")" "label ls header"
-expect_eq "b2 beta|extra alpha|one alpha|two beta" "$(tail -n +2 "$OUT" | tr -s ' ' | paste -sd '|')" "label ls rows"
+expect_match '^LABEL +POD +PROTOCOL$' "$(head -n 1 "$OUT")" "label ls header"
+expect_eq "b2 beta https|extra alpha https|one alpha https|two beta https" "$(tail -n +2 "$OUT" | tr -s ' ' | paste -sd '|')" \
+    "label ls rows"
 expect_status 0 admin label ls --json
 expect_eq '[{"label":"b2","pod":"beta"},{"label":"extra","pod":"alpha"},{"label":"one","pod":"alpha"},{"label":"two","pod":"beta"}]' \
-    "$(json -c .)" "label ls --json"
+    "$(json -c '[.[] | {label: .label, pod: .pod}]')" "label ls --json"
+expect_eq '["https"]' "$(json -c '[.[].protocol] | unique')" "label ls --json: the default protocol"
 
 # ---- label rm: says who owned it, frees it for someone else
 expect_status 0 admin label rm Extra

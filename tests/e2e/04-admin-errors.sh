@@ -190,4 +190,5 @@ expect_status 0 admin pod ls --json
 expect_eq '["owner","second"]' "$(jq -c '[.[].id]' <"$OUT")"
 expect_status 0 admin label ls --json
 expect_eq '[{"label":"mine","pod":"second"},{"label":"other","pod":"owner"},{"label":"taken","pod":"owner"}]' \
-    "$(jq -c . <"$OUT")"
+    "$(jq -c '[.[] | {label: .label, pod: .pod}]' <"$OUT")"
+expect_eq '["https"]' "$(jq -c '[.[].protocol] | unique' <"$OUT")" "label ls --json: the default protocol"

@@ -1,8 +1,9 @@
 /* libFuzzer target for admin_args_parse (tools/admin/args.c), pipe2me-admin's command line; the
  * input split on NUL bytes is argv[1..] (fuzz_argv.h). It returns 0 or -1 and refuses with one
  * printable line; a command it accepts has its argument count and options checked against the
- * command's own, every string it hands back is borrowed from argv, and the canonical command line
- * built from the result (options first, then "--" and the words) parses to the same result. */
+ * command's own, settings (--token-reuse, --digits, --protocol) hold only their allowed values,
+ * every string it hands back is borrowed from argv, and the canonical command line built from the
+ * result (options first, then "--" and the words) parses to the same result. */
 
 #include "admin.h"
 #include "fuzz.h"
@@ -19,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     admin_action_t action, action2;
     const admin_command_t *cmd, *cmd2;
     char err[P2M_ERR_LEN] = "";
-    char *canon[8 + 2 * ADMIN_LABELS_MAX + 2 + 2 + 1];
+    char *canon[8 + 2 * ADMIN_LABELS_MAX + 6 + 2 + 2 + 1];
     int n = 0;
 
     if (fuzz_argv_split(&av, "pipe2me-admin", data, size) != 0)
@@ -51,6 +52,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(a.output == NULL || (fuzz_argv_owns(&av, a.output) && a.output[0] != '\0'));
     for (size_t i = 0; i < a.nlabels; i++)
         FUZZ_CHECK(fuzz_argv_owns(&av, a.labels[i]) && a.labels[i][0] != '\0');
+    FUZZ_CHECK(!a.have_token_reuse || (cmd->opts & ADMIN_OPT_TOKEN_REUSE));
+    FUZZ_CHECK(a.digits == 0 || (cmd->opts & ADMIN_OPT_DIGITS));
+    FUZZ_CHECK(!a.have_proto || (cmd->opts & ADMIN_OPT_PROTOCOL));
+    FUZZ_CHECK(a.token_reuse == P2M_TOKEN_REUSE_NONE || (a.have_token_reuse && a.token_reuse == P2M_TOKEN_REUSE_SAME_ADDRESS));
+    FUZZ_CHECK(a.digits == 0 || a.digits == 6 || a.digits == 8);
+    FUZZ_CHECK(a.proto == P2M_PROTO_HTTPS || (a.have_proto && (a.proto == P2M_PROTO_HTTP || a.proto == P2M_PROTO_TCP)));
+    /* a command that needs a setting got one */
+    FUZZ_CHECK(cmd->need == 0 || ((cmd->need & ADMIN_OPT_TOKEN_REUSE) && a.have_token_reuse) ||
+               ((cmd->need & ADMIN_OPT_DIGITS) && a.digits != 0) || ((cmd->need & ADMIN_OPT_PROTOCOL) && a.have_proto));
 
     canon[n++] = "pipe2me-admin";
     if (a.config_path != NULL) {
@@ -67,6 +77,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         canon[n++] = "--label";
         canon[n++] = (char *)a.labels[i];
     }
+    if (a.have_token_reuse) {
+        canon[n++] = "--token-reuse";
+        canon[n++] = (char *)p2m_token_reuse_name(a.token_reuse);
+    }
+    if (a.digits != 0) {
+        canon[n++] = "--digits";
+        canon[n++] = a.digits == 8 ? "8" : "6";
+    }
+    if (a.have_proto) {
+        canon[n++] = "--protocol";
+        canon[n++] = (char *)p2m_proto_name(a.proto);
+    }
     canon[n++] = "--";
     canon[n++] = (char *)cmd->group;
     canon[n++] = (char *)cmd->verb;
@@ -79,6 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(action2 == ADMIN_ACTION_RUN && cmd2 == cmd);
     FUZZ_CHECK(b.config_path == a.config_path && b.output == a.output && b.json == a.json && b.nlabels == a.nlabels &&
                b.nargs == a.nargs);
+    FUZZ_CHECK(b.have_token_reuse == a.have_token_reuse && b.token_reuse == a.token_reuse && b.digits == a.digits &&
+               b.have_proto == a.have_proto && b.proto == a.proto);
     for (size_t i = 0; i < a.nlabels; i++)
         FUZZ_CHECK(b.labels[i] == a.labels[i]);
     for (size_t i = 0; i < a.nargs; i++)

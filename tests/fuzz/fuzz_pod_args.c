@@ -1,13 +1,14 @@
 /* libFuzzer target for pod_args_parse (pod/provision.c), pipe2me-pod's command line; the input
  * split on NUL bytes is argv[1..] (fuzz_argv.h). Files come from a private temp dir made once: an
  * argument "@P" (or "--NAME=@P") stands for a valid provisioning file, "@S" a secret file, "@O" a
- * secret file others may read, "@B" a broken provisioning file, "@D" the directory itself.
+ * secret file others may read, "@B" a broken provisioning file, "@D" the directory itself, "@E" a
+ * provisioning file with 8 digits.
  *
  * It returns 0 or -1 and refuses with one line that never shows the files' secret and leaves no
  * secret in *a; a command line it accepts holds values within pod.h's bounds (the registrar URL,
- * ID, label, domain, forward address, pool, ALPN list and test ports pass their own checks again;
- * a register command carries the files' secret), and the canonical command line built from the
- * result parses to the same result. */
+ * ID, label, domain, forward address, pool, ALPN list and test ports pass their own checks again,
+ * digits are 6 or 8; a register command carries the files' secret), and the canonical command line
+ * built from the result parses to the same result. */
 
 #include "fuzz.h"
 #include "fuzz_argv.h"
@@ -29,7 +30,7 @@
 /* 20 bytes; its first 8 characters must never appear in an error unless the input holds them */
 #define FILE_SECRET "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"
 
-static char dir[4096], prov_path[4200], secret_path[4200], open_path[4200], bad_path[4200];
+static char dir[4096], prov_path[4200], secret_path[4200], open_path[4200], bad_path[4200], prov8_path[4200];
 static unsigned char secret_raw[POD_SECRET_MAX];
 static size_t secret_len;
 
@@ -48,6 +49,7 @@ static void cleanup(void)
     unlink(secret_path);
     unlink(open_path);
     unlink(bad_path);
+    unlink(prov8_path);
     rmdir(dir);
 }
 
@@ -67,9 +69,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(secret_path, sizeof(secret_path), "%s/secret", dir);
     snprintf(open_path, sizeof(open_path), "%s/secret-open", dir);
     snprintf(bad_path, sizeof(bad_path), "%s/bad.json", dir);
+    snprintf(prov8_path, sizeof(prov8_path), "%s/provision8.json", dir);
     put(prov_path,
         "{\"id\": \"pod-1\", \"secret\": \"" FILE_SECRET "\", \"labels\": [\"web\", \"Api\"], "
         "\"registrar\": \"https://reg.example.net:8443/p2m/\", \"domain\": \"Example.NET\"}\n",
+        0600);
+    put(prov8_path,
+        "{\"id\": \"pod-8\", \"secret\": \"" FILE_SECRET "\", \"digits\": 8, \"labels\": [\"web\"], "
+        "\"registrar\": \"https://reg.example.net\", \"domain\": \"example.net\"}\n",
         0600);
     put(secret_path, FILE_SECRET "\n", 0600);
     put(open_path, FILE_SECRET "\n", 0644);
@@ -84,7 +91,7 @@ static int substitute(fuzz_argv_t *av)
 {
     static const struct {
         const char *token, *path;
-    } files[] = {{"@P", prov_path}, {"@S", secret_path}, {"@O", open_path}, {"@B", bad_path}, {"@D", dir}};
+    } files[] = {{"@P", prov_path}, {"@S", secret_path}, {"@O", open_path}, {"@B", bad_path}, {"@D", dir}, {"@E", prov8_path}};
     for (int i = 1; i < av->argc; i++) {
         char *arg = av->own[i];
         size_t n = strlen(arg);
@@ -135,6 +142,7 @@ static void check_values(const pod_args_t *a)
     FUZZ_CHECK(a->drain_timeout <= POD_DRAIN_MAX);
     FUZZ_CHECK(a->log_level >= P2M_LOG_DEBUG && a->log_level <= P2M_LOG_ERROR);
     FUZZ_CHECK(a->proto == P2M_PROTO_HTTPS || a->proto == P2M_PROTO_HTTP || a->proto == P2M_PROTO_TCP);
+    FUZZ_CHECK(a->digits == 6 || a->digits == 8);
     FUZZ_CHECK(a->secret_len == 0 || (a->secret_len >= POD_SECRET_MIN && a->secret_len <= POD_SECRET_MAX));
     FUZZ_CHECK(all_zero(a->secret + a->secret_len, sizeof(a->secret) - a->secret_len));
     size_t alpn = strlen(a->alpn);
@@ -214,6 +222,7 @@ static void check_canonical(const pod_args_t *a)
         OPT("pool-max", pool_max);
         OPT("drain-timeout", drain);
         OPT("protocol", p2m_proto_name(a->proto));
+        OPT("digits", a->digits == 8 ? "8" : "6");
         if (a->domain[0] != '\0')
             OPT("domain", a->domain);
         if (a->cacert[0] != '\0')
@@ -240,7 +249,7 @@ static void check_canonical(const pod_args_t *a)
                b.pool_max == a->pool_max && b.drain_timeout == a->drain_timeout && strcmp(b.cacert, a->cacert) == 0 &&
                strcmp(b.state_dir, a->state_dir) == 0 && b.json == a->json && b.proto == a->proto &&
                b.tls_terminate == a->tls_terminate && strcmp(b.alpn, a->alpn) == 0 && b.http_port == a->http_port &&
-               b.tcp_port == a->tcp_port);
+               b.tcp_port == a->tcp_port && b.digits == a->digits);
     FUZZ_CHECK(a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_ENV || b.log_level == a->log_level);
     FUZZ_CHECK(!a->have_forward || (strcmp(b.forward.host, a->forward.host) == 0 && b.forward.port == a->forward.port));
     FUZZ_CHECK(a->cmd != POD_CMD_REGISTER || (b.secret_len == a->secret_len && memcmp(b.secret, a->secret, a->secret_len) == 0));

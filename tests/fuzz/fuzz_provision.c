@@ -1,7 +1,7 @@
 /* libFuzzer target for the pod's provisioning file parser (pod/provision.c: provision_parse): it
  * never crashes or leaks, fails with one printable line, and a document it accepts holds values
  * that pass the same checks again (ID, labels lower-cased, secret 16-64 bytes, https registrar,
- * normalised domain).
+ * normalised domain, digits 6 or 8).
  */
 
 #include "fuzz.h"
@@ -43,5 +43,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(strncmp(p.registrar, "https://", 8) == 0);
     FUZZ_CHECK(pod_registrar_url_parse(p.registrar, base, host, &port, e) == 0 && strcmp(base, p.registrar) == 0);
     FUZZ_CHECK(p2m_domain_normalize(p.domain, norm, e) == 0 && strcmp(norm, p.domain) == 0);
+    FUZZ_CHECK(p.digits == 6 || p.digits == 8);
     return 0;
 }

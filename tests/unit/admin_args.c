@@ -76,6 +76,101 @@ int main(void)
     check_refusal(parse(&action, &cmd, err, "pod", "ls", "--jsonx", NULL), err, "unknown option \"--jsonx\"");
     check_refusal(parse(&action, &cmd, err, "pod", "ls", "-\xff", NULL), err, "unknown option \"-\\xff\"");
 
+    CHECK_CTX("settings: pod add, pod set, label add, label set");
+    if (CHECK_RC(parse(&action, &cmd, err, "pod", "add", "p1", "--token-reuse", "same-address", "--digits=8", NULL), 0, err)) {
+        CHECK(cmd != NULL && strcmp(cmd->verb, "add") == 0);
+        CHECK_EQ_INT(a.have_token_reuse, 1);
+        CHECK_EQ_INT(a.token_reuse, P2M_TOKEN_REUSE_SAME_ADDRESS);
+        CHECK_EQ_INT(a.digits, 8);
+        CHECK_EQ_INT(a.have_proto, 0);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "pod", "add", "p1", NULL), 0, err)) {
+        CHECK_EQ_INT(a.have_token_reuse, 0);
+        CHECK_EQ_INT(a.digits, 0);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "--digits", "6", "pod", "set", "p1", NULL), 0, err)) {
+        CHECK(cmd != NULL && cmd->run == pod_set);
+        CHECK_EQ_INT(a.digits, 6);
+        CHECK_EQ_INT(a.have_token_reuse, 0);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "pod", "set", "p1", "--token-reuse=none", NULL), 0, err)) {
+        CHECK_EQ_INT(a.have_token_reuse, 1);
+        CHECK_EQ_INT(a.token_reuse, P2M_TOKEN_REUSE_NONE);
+        CHECK_EQ_INT(a.digits, 0);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "add", "p1", "web", "--protocol", "tcp", NULL), 0, err)) {
+        CHECK(cmd != NULL && cmd->run == label_add);
+        CHECK_EQ_INT(a.have_proto, 1);
+        CHECK_EQ_INT(a.proto, P2M_PROTO_TCP);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "add", "p1", "web", NULL), 0, err))
+        CHECK_EQ_INT(a.have_proto, 0);
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "set", "web", "--protocol=http", NULL), 0, err)) {
+        CHECK(cmd != NULL && cmd->run == label_set);
+        CHECK_EQ_INT(a.proto, P2M_PROTO_HTTP);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "set", "web", "--protocol", "https", NULL), 0, err))
+        CHECK_EQ_INT(a.proto, P2M_PROTO_HTTPS);
+    CHECK_CTX("settings: after --, a setting option is a word");
+    check_refusal(parse(&action, &cmd, err, "pod", "set", "p1", "--", "--digits", "8", NULL), err, "too many arguments");
+
+    CHECK_CTX("settings refused");
+    static const struct {
+        const char *argv[8];
+        const char *want;
+    } bad[] = {
+        {{"pod", "add", "p", "--digits", "9"}, "option --digits: expected 6 or 8, not \"9\""},
+        {{"pod", "add", "p", "--digits", "7"}, "option --digits: expected 6 or 8, not \"7\""},
+        {{"pod", "add", "p", "--digits", ""}, "option --digits: expected 6 or 8, not \"\""},
+        {{"pod", "add", "p", "--digits="}, "option --digits: expected 6 or 8, not \"\""},
+        {{"pod", "add", "p", "--digits", "08"}, "option --digits: expected 6 or 8"},
+        {{"pod", "add", "p", "--digits", " 8"}, "option --digits: expected 6 or 8"},
+        {{"pod", "add", "p", "--digits", "8 "}, "option --digits: expected 6 or 8"},
+        {{"pod", "add", "p", "--digits", "-6"}, "option --digits: expected 6 or 8"},
+        {{"pod", "add", "p", "--digits", "1e9"}, "option --digits: expected 6 or 8"},
+        {{"pod", "add", "p", "--digits", "6\n"}, "option --digits: expected 6 or 8, not \"6\\x0a\""},
+        {{"pod", "add", "p", "--digits"}, "option --digits needs an argument: 6 or 8"},
+        {{"pod", "add", "p", "--digits", "6", "--digits", "6"}, "option --digits given twice"},
+        {{"pod", "add", "p", "--digits", "6", "--digits=8"}, "option --digits given twice"},
+        {{"pod", "add", "p", "--digitsx", "6"}, "unknown option \"--digitsx\""},
+        {{"pod", "add", "p", "--token-reuse", "yes"}, "option --token-reuse: expected none or same-address, not \"yes\""},
+        {{"pod", "add", "p", "--token-reuse", "Same-Address"}, "option --token-reuse: expected none or same-address"},
+        {{"pod", "add", "p", "--token-reuse", "same-address\x1b"}, "not \"same-address\\x1b\""},
+        {{"pod", "add", "p", "--token-reuse", ""}, "option --token-reuse: expected none or same-address, not \"\""},
+        {{"pod", "add", "p", "--token-reuse"}, "option --token-reuse needs an argument: none or same-address"},
+        {{"pod", "set", "p", "--token-reuse", "none", "--token-reuse=same-address"}, "option --token-reuse given twice"},
+        {{"label", "add", "p", "l", "--protocol", "ftp"}, "option --protocol: expected http, https or tcp, not \"ftp\""},
+        {{"label", "add", "p", "l", "--protocol", "TCP"}, "option --protocol: expected http, https or tcp"},
+        {{"label", "add", "p", "l", "--protocol", "http:"}, "option --protocol: expected http, https or tcp"},
+        {{"label", "add", "p", "l", "--protocol="}, "option --protocol: expected http, https or tcp"},
+        {{"label", "add", "p", "l", "--protocol", "tcp", "--protocol", "tcp"}, "option --protocol given twice"},
+        {{"pod", "set", "p"}, "pod set: nothing to change"},
+        {{"label", "set", "l"}, "label set: nothing to change"},
+        {{"pod", "set"}, "missing argument"},
+        {{"label", "set", "l", "m", "--protocol", "tcp"}, "too many arguments"},
+        {{"pod", "show", "p", "--digits", "8"}, "pod show: option --digits does not apply"},
+        {{"pod", "rotate-secret", "p", "--digits", "8"}, "option --digits does not apply"},
+        {{"pod", "add", "p", "--protocol", "tcp"}, "pod add: option --protocol does not apply"},
+        {{"pod", "set", "p", "--protocol", "tcp"}, "pod set: option --protocol does not apply"},
+        {{"pod", "set", "p", "--digits", "8", "--label", "x"}, "option --label does not apply"},
+        {{"pod", "set", "p", "--digits", "8", "-o", "x"}, "option --output does not apply"},
+        {{"label", "set", "l", "--protocol", "tcp", "--digits", "8"}, "label set: option --digits does not apply"},
+        {{"label", "ls", "--protocol", "tcp"}, "label ls: option --protocol does not apply"},
+        {{"label", "add", "p", "l", "--token-reuse", "none"}, "option --token-reuse does not apply"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        static char *argv[10];
+        int argc = 0;
+        argv[argc++] = "pipe2me-admin";
+        for (size_t j = 0; j < 8 && bad[i].argv[j] != NULL; j++)
+            argv[argc++] = (char *)bad[i].argv[j];
+        argv[argc] = NULL;
+        CHECK_CTX("settings refused row %zu: %s", i, bad[i].want);
+        memset(&a, 0, sizeof(a));
+        err[0] = '\0';
+        check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, bad[i].want);
+    }
+
     CHECK_CTX("limits");
     static char big[ADMIN_ARG_MAX + 2];
     memset(big, 'a', ADMIN_ARG_MAX + 1);

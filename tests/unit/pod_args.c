@@ -491,7 +491,8 @@ static void test_provision(void)
     pod_args_t a;
     char err[P2M_ERR_LEN];
     const char *reg = "https://pipe2me.localhost:8443";
-    const char *good = provision_doc("pod1", SECRET, "[\"web\", \"Api\"]", reg, "pipe2me.localhost", "");
+    static char good[4096]; /* provision_doc's buffer is reused below */
+    snprintf(good, sizeof(good), "%s", provision_doc("pod1", SECRET, "[\"web\", \"Api\"]", reg, "pipe2me.localhost", ""));
 
     CHECK_CTX("provision: good");
     if (CHECK_RC(provision_parse(good, strlen(good), &p, err), 0, err)) {
@@ -501,6 +502,43 @@ static void test_provision(void)
         CHECK_EQ_STR(p.registrar, reg);
         CHECK_EQ_STR(p.domain, "pipe2me.localhost");
         CHECK_EQ_INT(p.secret_len, 20);
+        CHECK_EQ_INT(p.digits, 6); /* no "digits": a file from before they existed */
+    }
+
+    /* "digits": the integer 6 or 8, nothing else; hostile values name the key and leave no secret */
+    static const struct {
+        const char *extra;
+        unsigned digits;  /* 0: refused */
+        const char *want; /* the refusal */
+    } digit_rows[] = {
+        {", \"digits\": 6", 6, NULL},
+        {", \"digits\": 8", 8, NULL},
+        {", \"digits\": 7", 0, "digits: expected 6 or 8"},
+        {", \"digits\": \"8\"", 0, "digits: expected 6 or 8"},
+        {", \"digits\": -1", 0, "digits: expected 6 or 8"},
+        {", \"digits\": 1e9", 0, "digits: expected 6 or 8"},
+        {", \"digits\": 8.0", 0, "digits: expected 6 or 8"},
+        {", \"digits\": 0", 0, "digits: expected 6 or 8"},
+        {", \"digits\": null", 0, "digits: expected 6 or 8"},
+        {", \"digits\": true", 0, "digits: expected 6 or 8"},
+        {", \"digits\": [8]", 0, "digits: expected 6 or 8"},
+        {", \"digits\": 4294967304", 0, "digits: expected 6 or 8"}, /* 8 + 2^32 */
+        {", \"digits\": -4294967288", 0, "digits: expected 6 or 8"},
+        {", \"digits\": 9223372036854775807", 0, "digits: expected 6 or 8"},
+        {", \"digits\": 8, \"digits\": 6", 0, "not valid JSON"}, /* jansson refuses the duplicate */
+    };
+    for (size_t i = 0; i < sizeof(digit_rows) / sizeof(digit_rows[0]); i++) {
+        const char *doc = provision_doc("pod1", SECRET, "[\"web\"]", reg, "pipe2me.localhost", digit_rows[i].extra);
+        CHECK_CTX("provision digits row %zu: %s", i, check_str(digit_rows[i].extra));
+        err[0] = '\0';
+        int rc = provision_parse(doc, strlen(doc), &p, err);
+        if (digit_rows[i].digits != 0) {
+            if (CHECK_RC(rc, 0, err))
+                CHECK_EQ_INT(p.digits, digit_rows[i].digits);
+        } else {
+            check_refused(rc, err, digit_rows[i].want);
+            CHECK_EQ_INT(p.secret_len, 0);
+        }
     }
 
     static const struct {
@@ -570,6 +608,7 @@ static void test_provision(void)
     CHECK_CTX("provision via the command line");
     const char *pf = puts0600("prov.json", good);
     if (CHECK_RC(parse(&a, err, "register", "--provision", pf, "--forward", "localhost:80", NULL), 0, err)) {
+        CHECK_EQ_INT(a.digits, 6);
         CHECK_EQ_STR(a.id, "pod1");
         CHECK_EQ_STR(a.label, "web");
         CHECK_EQ_STR(a.registrar, reg);
@@ -595,6 +634,43 @@ static void test_provision(void)
                         "1.2.3.4:80", NULL),
                   err, "not valid JSON");
     check_refused(parse(&a, err, "register", "--provision", "/nonexistent", "--forward", "1.2.3.4:80", NULL), err, "No such file");
+
+    CHECK_CTX("provision with 8 digits via the command line; --digits is the file's to say");
+    const char *pf8 =
+        puts0600("prov8.json", provision_doc("pod1", SECRET, "[\"web\"]", reg, "pipe2me.localhost", ", \"digits\": 8"));
+    if (CHECK_RC(parse(&a, err, "register", "--provision", pf8, "--forward", "localhost:80", NULL), 0, err))
+        CHECK_EQ_INT(a.digits, 8);
+    check_refused(parse(&a, err, "register", "--provision", pf8, "--digits", "8", "--forward", "localhost:80", NULL), err,
+                  "--provision gives the digits");
+    check_refused(parse(&a, err, "env", "--provision", pf, "--digits=6", NULL), err, "--provision gives the digits");
+}
+
+/* --digits with --secret-file: 6 or 8 exactly, once. */
+static void test_digits_flag(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    const char *sf = puts0600("secret-digits", SECRET "\n");
+#define BASE                                                                                                                       \
+    "register", "--registrar", "https://h.example", "--id", "p", "--secret-file", sf, "--label", "web", "--forward", "127.0.0.1:1"
+    CHECK_CTX("--digits");
+    if (CHECK_RC(parse(&a, err, BASE, NULL), 0, err))
+        CHECK_EQ_INT(a.digits, 6);
+    if (CHECK_RC(parse(&a, err, BASE, "--digits", "8", NULL), 0, err))
+        CHECK_EQ_INT(a.digits, 8);
+    if (CHECK_RC(parse(&a, err, BASE, "--digits=6", NULL), 0, err))
+        CHECK_EQ_INT(a.digits, 6);
+    static const char *const bad[] = {"", "7", "9", "08", " 8", "8 ", "-6", "+8", "6\n", "1e9", "eight", "88", "\xff"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_CTX("--digits %s", check_str(bad[i]));
+        check_refused(parse(&a, err, BASE, "--digits", bad[i], NULL), err, "--digits: expected 6 or 8");
+        CHECK_EQ_INT(a.secret_len, 0);
+    }
+    CHECK_CTX("--digits twice, without a value, for status");
+    check_refused(parse(&a, err, BASE, "--digits", "6", "--digits", "8", NULL), err, "--digits given twice");
+    check_refused(parse(&a, err, BASE, "--digits", NULL), err, "--digits needs a value");
+    check_refused(parse(&a, err, "status", "--state-dir", "/tmp", "--digits", "8", NULL), err, "unknown option");
+#undef BASE
 }
 
 static void test_other_commands(void)
@@ -771,6 +847,7 @@ int main(void)
     test_service_flags();
     test_secret_file();
     test_provision();
+    test_digits_flag();
     test_other_commands();
     test_url();
     test_env_quote();

@@ -224,7 +224,9 @@ static void test_validate(void)
         {"+81804", 1, -1, 0},
         {"-81804", 1, -1, 0},
         {"08180\xff", 1, -1, 0},
-        {"\xef\xbc\x90" "81804", 1, -1, 0}, /* fullwidth zero */
+        {"\xef\xbc\x90"
+         "81804",
+         1, -1, 0}, /* fullwidth zero */
     };
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -245,6 +247,55 @@ static void test_validate(void)
     CHECK_CTX("validate code of step 0 at t=10 window 1");
     if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, 10, 1, 6, z, &got_step), 0))
         CHECK_EQ_INT(got_step, 0);
+    CHECK_CTX(NULL);
+}
+
+/* 8 digits: the RFC 6238 appendix B vectors as they are printed, each valid at its own time and
+ * not as its 6-digit tail; a 6-digit code is refused when 8 are wanted, and digits other than 6
+ * and 8 are refused whatever the code. */
+static void test_validate8(void)
+{
+    for (size_t i = 0; i < sizeof(rfc_vectors) / sizeof(rfc_vectors[0]); i++) {
+        const time_t t = rfc_vectors[i].t;
+        const char *code8 = rfc_vectors[i].code8;
+        uint64_t got_step = 0xdeadbeef;
+        CHECK_CTX("validate8 t=%lld %s", (long long)t, code8);
+        if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, t, 0, 8, code8, &got_step), 0))
+            CHECK_EQ_INT(got_step, (uint64_t)t / P2M_TOTP_STEP);
+        CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, t, 1, 8, code8 + 2, &got_step), -1);
+        CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, t, 1, 6, code8, &got_step), -1);
+        if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, t, 0, 6, code8 + 2, &got_step), 0))
+            CHECK_EQ_INT(got_step, (uint64_t)t / P2M_TOTP_STEP);
+    }
+
+    const time_t now = 1111111109;
+    const struct {
+        const char *otp;
+        unsigned digits;
+        int rc;
+    } rows[] = {
+        {"07081804", 8, 0},   {"7081804", 8, -1},  {"070818040", 8, -1},   {"0708180a", 8, -1}, {"07081804 ", 8, -1},
+        {" 07081804", 8, -1}, {"", 8, -1},         {"0708 1804", 8, -1},   {"07081804", 7, -1}, {"7081804", 7, -1},
+        {"07081804", 9, -1},  {"07081804", 0, -1}, {"081804", 5, -1},      {"081804", 7, -1},   {"07081804", 1000000000u, -1},
+        {"-7081804", 8, -1},  {"+7081804", 8, -1}, {"0708180\xff", 8, -1},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint64_t got_step = 0;
+        CHECK_CTX("validate8 row %zu otp %s digits %u", i, check_str(rows[i].otp), rows[i].digits);
+        CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, now, 1, rows[i].digits, rows[i].otp, &got_step), rows[i].rc);
+    }
+    /* the neighbouring steps' 8-digit codes within the window */
+    char err[P2M_ERR_LEN] = "", prev[9], next[9];
+    CHECK_CTX("validate8 window");
+    if (CHECK_RC(p2m_totp_generate(rfc_secret, RFC_SECRET_LEN, now - 30, 8, prev, err), 0, err) &&
+        CHECK_RC(p2m_totp_generate(rfc_secret, RFC_SECRET_LEN, now + 30, 8, next, err), 0, err)) {
+        uint64_t got_step = 0;
+        if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, now, 1, 8, prev, &got_step), 0))
+            CHECK_EQ_INT(got_step, (uint64_t)now / P2M_TOTP_STEP - 1);
+        if (CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, now, 1, 8, next, &got_step), 0))
+            CHECK_EQ_INT(got_step, (uint64_t)now / P2M_TOTP_STEP + 1);
+        CHECK_EQ_INT(p2m_totp_validate(rfc_secret, RFC_SECRET_LEN, now, 0, 8, next, &got_step), -1);
+    }
     CHECK_CTX(NULL);
 }
 
@@ -314,7 +365,7 @@ static void test_uri(void)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         char uri[1024], val[1024], path[1024];
         CHECK_CTX("uri issuer %s account %s", check_str(rows[i].issuer), check_str(rows[i].account));
-        int n = p2m_totp_uri(rows[i].issuer, rows[i].account, secret, uri, sizeof(uri));
+        int n = p2m_totp_uri(rows[i].issuer, rows[i].account, secret, 6, uri, sizeof(uri));
         if (!CHECK_MSG(n > 0, "p2m_totp_uri returned %d", n))
             continue;
         CHECK_EQ_INT(n, strlen(uri));
@@ -343,15 +394,27 @@ static void test_uri(void)
 
         /* cap: exactly n + 1 fits, n does not, 0 does not */
         char *exact = malloc((size_t)n + 1);
-        CHECK_EQ_INT(p2m_totp_uri(rows[i].issuer, rows[i].account, secret, exact, (size_t)n + 1), n);
+        CHECK_EQ_INT(p2m_totp_uri(rows[i].issuer, rows[i].account, secret, 6, exact, (size_t)n + 1), n);
         CHECK_EQ_STR(exact, uri);
         free(exact);
         char *shorter = malloc((size_t)n);
-        CHECK_EQ_INT(p2m_totp_uri(rows[i].issuer, rows[i].account, secret, shorter, (size_t)n), -1);
+        CHECK_EQ_INT(p2m_totp_uri(rows[i].issuer, rows[i].account, secret, 6, shorter, (size_t)n), -1);
         free(shorter);
         char one[1];
-        CHECK_EQ_INT(p2m_totp_uri(rows[i].issuer, rows[i].account, secret, one, 1), -1);
-        CHECK_EQ_INT(p2m_totp_uri(rows[i].issuer, rows[i].account, secret, one, 0), -1);
+        CHECK_EQ_INT(p2m_totp_uri(rows[i].issuer, rows[i].account, secret, 6, one, 1), -1);
+        CHECK_EQ_INT(p2m_totp_uri(rows[i].issuer, rows[i].account, secret, 6, one, 0), -1);
+    }
+
+    /* 8 digits are said in the URI; any other count is refused */
+    char uri[1024], val[1024];
+    CHECK_CTX("uri digits 8");
+    if (CHECK_MSG(p2m_totp_uri("pipe2me", "pod1", secret, 8, uri, sizeof(uri)) > 0, "p2m_totp_uri digits 8 failed") &&
+        CHECK_MSG(query_param(uri, "digits", val, sizeof(val)) == 0, "no digits= in %s", check_str(uri)))
+        CHECK_EQ_STR(val, "8");
+    static const unsigned bad_digits[] = {0, 5, 7, 9, 10, 1000000000u};
+    for (size_t i = 0; i < sizeof(bad_digits) / sizeof(bad_digits[0]); i++) {
+        CHECK_CTX("uri digits %u", bad_digits[i]);
+        CHECK_EQ_INT(p2m_totp_uri("pipe2me", "pod1", secret, bad_digits[i], uri, sizeof(uri)), -1);
     }
     CHECK_CTX(NULL);
 }
@@ -405,6 +468,7 @@ int main(void)
     test_secret_new();
     test_secret_decode();
     test_validate();
+    test_validate8();
     test_uri();
     test_oathtool();
     p2m_totp_done();

@@ -6,6 +6,7 @@
 #include "p2m/config.h"
 #include "p2m/err.h"
 #include "p2m/label.h"
+#include "p2m/service.h"
 #include "p2m/store.h"
 
 /* pipe2me-admin: args.c parses the command line, main.c loads the config and dispatches to one
@@ -30,20 +31,32 @@ typedef struct {
     const char *output;                   /* -o/--output FILE, NULL when not given */
     const char *labels[ADMIN_LABELS_MAX]; /* --label values as given, in order */
     size_t nlabels;
-    char **args; /* positional words after the command's two words */
+    int have_token_reuse; /* --token-reuse given */
+    int token_reuse;      /* its value, P2M_TOKEN_REUSE_* */
+    unsigned digits;      /* --digits: 6 or 8, 0 when not given */
+    int have_proto;       /* --protocol given */
+    p2m_proto_t proto;    /* its value */
+    char **args;          /* positional words after the command's two words */
     size_t nargs;
     p2m_config_t cfg;
 } admin_t;
 
 /* Options a command accepts besides the global ones (-c, --json, -h, --version). */
-enum { ADMIN_OPT_LABEL = 1, ADMIN_OPT_OUTPUT = 2 };
+enum {
+    ADMIN_OPT_LABEL = 1,
+    ADMIN_OPT_OUTPUT = 2,
+    ADMIN_OPT_TOKEN_REUSE = 4, /* --token-reuse none|same-address */
+    ADMIN_OPT_DIGITS = 8,      /* --digits 6|8 */
+    ADMIN_OPT_PROTOCOL = 16,   /* --protocol http|https|tcp */
+};
 
-/* One command: its two words, how many arguments it takes, which ADMIN_OPT_* it accepts, its
- * handler and the arguments as its usage line shows them. */
+/* One command: its two words, how many arguments it takes, which ADMIN_OPT_* it accepts and of
+ * which at least one must be given (need, 0 for none), its handler and the arguments as its
+ * usage line shows them. */
 typedef struct {
     const char *group, *verb;
     size_t min_args, max_args;
-    unsigned opts;
+    unsigned opts, need;
     int (*run)(admin_t *a, char *err);
     const char *args_usage;
 } admin_command_t;
@@ -55,7 +68,9 @@ typedef enum { ADMIN_ACTION_RUN = 0, ADMIN_ACTION_HELP, ADMIN_ACTION_VERSION } a
  * to the front of argv[1..]: the command's two words, then its arguments. a must be zeroed by the
  * caller; its option fields, args and nargs are filled (borrowed from argv), cfg is left alone.
  * *action is HELP for -h/--help or a first word "help", VERSION for --version; otherwise RUN with
- * *cmd the command, whose argument count and options have been checked. Returns 0, or -1 with a
+ * *cmd the command, whose argument count and options have been checked. The values of
+ * --token-reuse, --digits and --protocol are parsed here: a bad one is refused naming the option
+ * and the values it takes. Returns 0, or -1 with a
  * one-line reason in err (outside input quoted by admin_quote). */
 int admin_args_parse(int argc, char **argv, admin_t *a, admin_action_t *action, const admin_command_t **cmd, char *err);
 
@@ -68,7 +83,9 @@ int pod_rm(admin_t *a, char *err);
 int pod_disable(admin_t *a, char *err);
 int pod_enable(admin_t *a, char *err);
 int pod_rotate_secret(admin_t *a, char *err);
+int pod_set(admin_t *a, char *err);
 int label_add(admin_t *a, char *err);
+int label_set(admin_t *a, char *err);
 int label_rm(admin_t *a, char *err);
 int label_ls(admin_t *a, char *err);
 int lease_ls(admin_t *a, char *err);

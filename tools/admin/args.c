@@ -3,20 +3,67 @@
 
 #include <string.h>
 
+#define POD_SETTINGS (ADMIN_OPT_TOKEN_REUSE | ADMIN_OPT_DIGITS)
+
 static const admin_command_t commands[] = {
-    {"pod", "add", 1, 1, ADMIN_OPT_LABEL | ADMIN_OPT_OUTPUT, pod_add, "ID [--label LABEL]... [-o FILE]"},
-    {"pod", "ls", 0, 0, 0, pod_ls, ""},
-    {"pod", "show", 1, 1, 0, pod_show, "ID"},
-    {"pod", "rm", 1, 1, 0, pod_rm, "ID"},
-    {"pod", "disable", 1, 1, 0, pod_disable, "ID"},
-    {"pod", "enable", 1, 1, 0, pod_enable, "ID"},
-    {"pod", "rotate-secret", 1, 1, ADMIN_OPT_OUTPUT, pod_rotate_secret, "ID [-o FILE]"},
-    {"label", "add", 2, 2, 0, label_add, "ID LABEL"},
-    {"label", "rm", 1, 1, 0, label_rm, "LABEL"},
-    {"label", "ls", 0, 0, 0, label_ls, ""},
-    {"lease", "ls", 0, 0, 0, lease_ls, ""},
-    {"lease", "rm", 1, 1, 0, lease_rm, "PORT"},
+    {"pod", "add", 1, 1, ADMIN_OPT_LABEL | ADMIN_OPT_OUTPUT | POD_SETTINGS, 0, pod_add,
+     "ID [--label LABEL]... [--token-reuse none|same-address] [--digits 6|8] [-o FILE]"},
+    {"pod", "ls", 0, 0, 0, 0, pod_ls, ""},
+    {"pod", "show", 1, 1, 0, 0, pod_show, "ID"},
+    {"pod", "set", 1, 1, POD_SETTINGS, POD_SETTINGS, pod_set, "ID [--token-reuse none|same-address] [--digits 6|8]"},
+    {"pod", "rm", 1, 1, 0, 0, pod_rm, "ID"},
+    {"pod", "disable", 1, 1, 0, 0, pod_disable, "ID"},
+    {"pod", "enable", 1, 1, 0, 0, pod_enable, "ID"},
+    {"pod", "rotate-secret", 1, 1, ADMIN_OPT_OUTPUT, 0, pod_rotate_secret, "ID [-o FILE]"},
+    {"label", "add", 2, 2, ADMIN_OPT_PROTOCOL, 0, label_add, "ID LABEL [--protocol http|https|tcp]"},
+    {"label", "set", 1, 1, ADMIN_OPT_PROTOCOL, ADMIN_OPT_PROTOCOL, label_set, "LABEL --protocol http|https|tcp"},
+    {"label", "rm", 1, 1, 0, 0, label_rm, "LABEL"},
+    {"label", "ls", 0, 0, 0, 0, label_ls, ""},
+    {"lease", "ls", 0, 0, 0, 0, lease_ls, ""},
+    {"lease", "rm", 1, 1, 0, 0, lease_rm, "PORT"},
 };
+
+/* The options that name a setting, with the values they take as the errors spell them. */
+static const struct {
+    unsigned opt;
+    const char *name, *values;
+} setting_opts[] = {
+    {ADMIN_OPT_TOKEN_REUSE, "--token-reuse", "none or same-address"},
+    {ADMIN_OPT_DIGITS, "--digits", "6 or 8"},
+    {ADMIN_OPT_PROTOCOL, "--protocol", "http, https or tcp"},
+};
+
+/* Parses the value of setting option opt into a. Exact spellings only: "08", " 8" or "TCP" are
+ * refused, so that what is stored is what the documentation says. */
+static int setting_parse(admin_t *a, unsigned opt, const char *v)
+{
+    char e[P2M_ERR_LEN];
+    switch (opt) {
+    case ADMIN_OPT_TOKEN_REUSE:
+        return p2m_token_reuse_parse(v, &a->token_reuse);
+    case ADMIN_OPT_DIGITS:
+        if (strcmp(v, "6") != 0 && strcmp(v, "8") != 0)
+            return -1;
+        a->digits = (unsigned)(v[0] - '0');
+        return 0;
+    default:
+        return p2m_proto_parse(v, strlen(v), &a->proto, e);
+    }
+}
+
+/* Whether setting option opt was given. */
+static int setting_given(const admin_t *a, unsigned opt)
+{
+    return opt == ADMIN_OPT_TOKEN_REUSE ? a->have_token_reuse : opt == ADMIN_OPT_DIGITS ? a->digits != 0 : a->have_proto;
+}
+
+static void setting_mark(admin_t *a, unsigned opt)
+{
+    if (opt == ADMIN_OPT_TOKEN_REUSE)
+        a->have_token_reuse = 1;
+    else if (opt == ADMIN_OPT_PROTOCOL)
+        a->have_proto = 1;
+}
 
 /* Matches arg against a short (may be NULL) and a long option name. A long option may carry
  * its value as --name=VALUE, which is returned in *inline_value. */
@@ -51,6 +98,15 @@ static int option_value(int argc, char **argv, int *i, const char *name, const c
     return 0;
 }
 
+/* Returns the index in setting_opts of the option arg names, or -1. */
+static int setting_index(const char *arg, const char **inline_value)
+{
+    for (size_t k = 0; k < sizeof(setting_opts) / sizeof(setting_opts[0]); k++)
+        if (option_is(arg, NULL, setting_opts[k].name, inline_value))
+            return (int)k;
+    return -1;
+}
+
 /* Splits argv into options (anywhere on the line, until "--") and words, which it moves to the
  * front of argv[1..]: the command words, then the command's arguments. */
 static int parse_args(int argc, char **argv, admin_t *a, char ***words, size_t *nwords, admin_action_t *action, char *err)
@@ -70,6 +126,7 @@ static int parse_args(int argc, char **argv, admin_t *a, char ***words, size_t *
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i];
         const char *val;
+        int k;
         if (opts_done || arg[0] != '-' || arg[1] == '\0') {
             argv[1 + n++] = arg; /* never overtakes i: safe in place */
             continue;
@@ -92,6 +149,16 @@ static int parse_args(int argc, char **argv, admin_t *a, char ***words, size_t *
             if (option_value(argc, argv, &i, "--label", val, &a->labels[a->nlabels], err) != 0)
                 return -1;
             a->nlabels++;
+        } else if ((k = setting_index(arg, &val)) >= 0) {
+            if (setting_given(a, setting_opts[k].opt))
+                return p2m_err(err, "option %s given twice", setting_opts[k].name);
+            if (val == NULL && i + 1 >= argc)
+                return p2m_err(err, "option %s needs an argument: %s", setting_opts[k].name, setting_opts[k].values);
+            const char *v = val != NULL ? val : argv[++i];
+            if (setting_parse(a, setting_opts[k].opt, v) != 0)
+                return p2m_err(err, "option %s: expected %s, not %s", setting_opts[k].name, setting_opts[k].values,
+                               admin_quote(v, q));
+            setting_mark(a, setting_opts[k].opt);
         } else if (strcmp(arg, "--json") == 0) {
             a->json = 1;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
@@ -153,6 +220,21 @@ static const admin_command_t *find_command(admin_t *a, char **words, size_t nwor
     }
     if (a->output != NULL && !(cmd->opts & ADMIN_OPT_OUTPUT)) {
         p2m_err(err, "%s %s: option --output does not apply", cmd->group, cmd->verb);
+        return NULL;
+    }
+    int needed = 0;
+    for (size_t k = 0; k < sizeof(setting_opts) / sizeof(setting_opts[0]); k++) {
+        if (!setting_given(a, setting_opts[k].opt))
+            continue;
+        if (!(cmd->opts & setting_opts[k].opt)) {
+            p2m_err(err, "%s %s: option %s does not apply", cmd->group, cmd->verb, setting_opts[k].name);
+            return NULL;
+        }
+        needed |= (cmd->need & setting_opts[k].opt) != 0;
+    }
+    if (cmd->need != 0 && !needed) {
+        p2m_err(err, "%s %s: nothing to change (usage: pipe2me-admin %s %s %s)", cmd->group, cmd->verb, cmd->group, cmd->verb,
+                cmd->args_usage);
         return NULL;
     }
     a->args = words + 2;

@@ -82,14 +82,15 @@ static int write_all(int fd, const char *s, size_t len)
     return 0;
 }
 
-/* Builds the provisioning document a pod is configured with. Returns it or NULL with err. */
-static json_t *provisioning_new(const admin_t *a, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1],
-                                size_t nlabels, char *err)
+/* Builds the provisioning document a pod is configured with, for OTPs of `digits` digits.
+ * Returns it or NULL with err. */
+static json_t *provisioning_new(const admin_t *a, const char *id, const char *secret, unsigned digits,
+                                const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels, char *err)
 {
     char uri[POD_URI_LEN];
     json_t *jlabels = NULL, *doc = NULL;
 
-    if (p2m_totp_uri("pipe2me", id, secret, uri, sizeof(uri)) < 0) {
+    if (p2m_totp_uri("pipe2me", id, secret, digits, uri, sizeof(uri)) < 0) {
         p2m_err(err, "pod %s: cannot build the otpauth URI", id);
         goto Exit;
     }
@@ -99,8 +100,8 @@ static json_t *provisioning_new(const admin_t *a, const char *id, const char *se
         if (json_array_append_new(jlabels, json_string(labels[i])) != 0)
             goto Fail;
     }
-    doc = json_pack("{s:s, s:s, s:O, s:s, s:s, s:s}", "id", id, "secret", secret, "labels", jlabels, "registrar",
-                    a->cfg.registrar.url, "domain", a->cfg.domain, "otpauth", uri);
+    doc = json_pack("{s:s, s:s, s:i, s:O, s:s, s:s, s:s}", "id", id, "secret", secret, "digits", (int)digits, "labels", jlabels,
+                    "registrar", a->cfg.registrar.url, "domain", a->cfg.domain, "otpauth", uri);
     if (doc == NULL)
         goto Fail;
     goto Exit;
@@ -115,13 +116,13 @@ Exit:
 /* Formats the provisioning document as pretty JSON ending in a newline. Returns the text (wipe
  * and free() it; *len bytes, no NUL) or NULL with err. Done before the store changes, so that a
  * failure here changes nothing. */
-static char *provisioning_format(const admin_t *a, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1],
-                                 size_t nlabels, size_t *len, char *err)
+static char *provisioning_format(const admin_t *a, const char *id, const char *secret, unsigned digits,
+                                 const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels, size_t *len, char *err)
 {
     json_t *doc = NULL;
     char *text = NULL;
 
-    if ((doc = provisioning_new(a, id, secret, labels, nlabels, err)) == NULL)
+    if ((doc = provisioning_new(a, id, secret, digits, labels, nlabels, err)) == NULL)
         goto Exit;
     if ((text = json_dumps(doc, JSON_INDENT(2))) == NULL) {
         p2m_err(err, "pod %s: cannot format the provisioning JSON", id);
@@ -214,6 +215,7 @@ int pod_add(admin_t *a, char *err)
     char labels[ADMIN_LABELS_MAX][P2M_LABEL_MAX + 1];
     char secret[P2M_TOTP_SECRET_B32_LEN + 1] = "", why[P2M_ERR_LEN];
     size_t nlabels = 0, len = 0;
+    unsigned digits = a->digits != 0 ? a->digits : P2M_TOTP_DIGITS;
     char *text = NULL;
     p2m_store_t *st = NULL;
     sink_t sink = {NULL, -1};
@@ -231,11 +233,12 @@ int pod_add(admin_t *a, char *err)
         p2m_err(err, "cannot draw a secret: %s", why);
         goto Exit;
     }
-    if ((text = provisioning_format(a, id, secret, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels, &len, err)) == NULL)
+    if ((text = provisioning_format(a, id, secret, digits, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels, &len, err)) == NULL)
         goto Exit;
     if (sink_open(a, &sink, err) != 0)
         goto Exit;
-    if (p2m_store_pod_add(st, id, secret, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels, (long long)time(NULL), err) != 0)
+    if (p2m_store_pod_add(st, id, secret, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels,
+                          a->have_token_reuse ? a->token_reuse : P2M_TOKEN_REUSE_NONE, digits, (long long)time(NULL), err) != 0)
         goto Exit;
     if (provisioning_deliver(&sink, id, text, len, err) != 0)
         goto Exit;
@@ -269,8 +272,8 @@ int pod_rotate_secret(admin_t *a, char *err)
         p2m_err(err, "cannot draw a secret: %s", why);
         goto Exit;
     }
-    if ((text = provisioning_format(a, id, secret, (const char(*)[P2M_LABEL_MAX + 1]) pod->labels, pod->nlabels, &len, err)) ==
-        NULL)
+    if ((text = provisioning_format(a, id, secret, pod->digits, (const char(*)[P2M_LABEL_MAX + 1]) pod->labels, pod->nlabels, &len,
+                                    err)) == NULL)
         goto Exit;
     if (sink_open(a, &sink, err) != 0)
         goto Exit;
@@ -304,7 +307,8 @@ static char *labels_join(const p2m_pod_t *pod)
     return s;
 }
 
-/* Describes a pod as JSON, never with its secret; with_epoch for `show`. NULL when jansson fails. */
+/* Describes a pod as JSON, never with its secret; with_epoch for `show`, which adds the epoch and
+ * the settings. NULL when jansson fails. */
 static json_t *pod_json(const p2m_pod_t *pod, int with_epoch)
 {
     json_t *labels = json_array(), *obj = NULL;
@@ -316,7 +320,10 @@ static json_t *pod_json(const p2m_pod_t *pod, int with_epoch)
     }
     obj = json_pack("{s:s, s:b, s:O, s:I}", "id", pod->id, "disabled", pod->disabled, "labels", labels, "created",
                     (json_int_t)pod->created);
-    if (obj != NULL && with_epoch && json_object_set_new(obj, "epoch", json_integer((json_int_t)pod->epoch)) != 0) {
+    if (obj != NULL && with_epoch &&
+        (json_object_set_new(obj, "epoch", json_integer((json_int_t)pod->epoch)) != 0 ||
+         json_object_set_new(obj, "token_reuse", json_string(p2m_token_reuse_name(pod->token_reuse))) != 0 ||
+         json_object_set_new(obj, "digits", json_integer((json_int_t)pod->digits)) != 0)) {
         json_decref(obj);
         obj = NULL;
     }
@@ -407,8 +414,9 @@ int pod_show(admin_t *a, char *err)
     } else {
         char created[ADMIN_TIME_LEN];
         joined = labels_join(pod);
-        printf("id: %s\nstate: %s\nlabels: %s\ncreated: %s\nepoch: %lld\n", pod->id, pod->disabled ? "disabled" : "enabled",
-               joined[0] != '\0' ? joined : "-", admin_time_iso(pod->created, created), pod->epoch);
+        printf("id: %s\nstate: %s\nlabels: %s\ncreated: %s\nepoch: %lld\ntoken_reuse: %s\ndigits: %u\n", pod->id,
+               pod->disabled ? "disabled" : "enabled", joined[0] != '\0' ? joined : "-", admin_time_iso(pod->created, created),
+               pod->epoch, p2m_token_reuse_name(pod->token_reuse), pod->digits);
     }
     ret = 0;
 Exit:
@@ -459,4 +467,41 @@ int pod_disable(admin_t *a, char *err)
 int pod_enable(admin_t *a, char *err)
 {
     return pod_change(a, CHANGE_ENABLE, err);
+}
+
+/* pod set: changes the settings given, together. A change of digits is not one the pod can follow
+ * on its own: its provisioning file (or its --digits) still says the old length, so the operator
+ * is told to give it a new file. Re-printing the current secret for that would undo the rule that
+ * a secret is shown once, when it is drawn; rotate-secret draws a new one with the new length. */
+int pod_set(admin_t *a, char *err)
+{
+    int ret = -1;
+    const char *id = a->args[0];
+    p2m_store_t *st = NULL;
+    p2m_pod_t *pod = NULL;
+
+    if (admin_check_id(id, err) != 0)
+        goto Exit;
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if (p2m_store_pod_get(st, id, &pod, err) != 0)
+        goto Exit;
+    if (p2m_store_pod_set_settings(st, id, a->have_token_reuse ? a->token_reuse : -1, a->digits, err) != 0)
+        goto Exit;
+    const char *reuse = p2m_token_reuse_name(a->have_token_reuse ? a->token_reuse : pod->token_reuse);
+    unsigned digits = a->digits != 0 ? a->digits : pod->digits;
+    int reprovision = digits != pod->digits;
+    if (reprovision)
+        fprintf(stderr,
+                "pipe2me-admin: pod %s now takes %u-digit codes and refuses %u-digit ones: give it a new provisioning file "
+                "with 'pipe2me-admin pod rotate-secret %s -o FILE' (or restart it with --digits %u)\n",
+                id, digits, pod->digits, id, digits);
+    ret = admin_confirm(a,
+                        json_pack("{s:b, s:s, s:s, s:i, s:b}", "ok", 1, "id", id, "token_reuse", reuse, "digits", (int)digits,
+                                  "reprovision", reprovision),
+                        err, "pod %s: token_reuse %s, digits %u", id, reuse, digits);
+Exit:
+    p2m_pod_free(pod);
+    p2m_store_free(st);
+    return ret;
 }

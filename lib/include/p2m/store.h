@@ -6,6 +6,7 @@
 
 #include "p2m/addr.h"
 #include "p2m/label.h"
+#include "p2m/service.h"
 #include "p2m/totp.h"
 
 /* The Redis schema. store.c is the sole owner of pipe2me's keys: no other file spells a key.
@@ -16,9 +17,17 @@
  *   p2m:pods                 set     every pod ID
  *   p2m:pod:ID               hash    secret (base32), created (unix s), disabled ("0"|"1"),
  *                                    epoch (bumped on disable, enable and rotate-secret: session
- *                                    credentials carry the epoch they were issued under)
+ *                                    credentials carry the epoch they were issued under),
+ *                                    token_reuse ("none"|"same-address"; absent = "none": an OTP
+ *                                    is accepted once, RFC 6238 5.2; "same-address": again within
+ *                                    its step for the same label from the address that used it
+ *                                    first, a bounded number of times), digits ("6"|"8"; absent =
+ *                                    "6": the length of the pod's OTPs). Pods created before these
+ *                                    two fields existed lack them and read as the defaults.
  *   p2m:pod:ID:labels        set     the labels pod ID owns
  *   p2m:labels               hash    LABEL -> owning pod ID (a label has one owner)
+ *   p2m:labels:protocol      hash    LABEL -> "http"|"https"|"tcp": the protocol a registration
+ *                                    without a body is for (absent = "https"); ends with the label
  *   p2m:lease:PORT           hash    kind ("pre"|"consumer"), label, service (the service key,
  *                                    p2m/service.h: "LABEL", "LABEL:http", "LABEL:tcp"; the relay
  *                                    joins a consumer only to a pre-connection of the same
@@ -66,12 +75,25 @@
 
 typedef struct p2m_store p2m_store_t;
 
+/* A pod's token_reuse: whether an OTP may be accepted again (p2m:pod:ID above). */
+#define P2M_TOKEN_REUSE_NONE 0
+#define P2M_TOKEN_REUSE_SAME_ADDRESS 1
+
+/* Parses a token_reuse name as the admin tool and Redis spell it: "none" or "same-address"
+ * (exactly, lower case). Returns 0 with *out a P2M_TOKEN_REUSE_*, or -1. */
+int p2m_token_reuse_parse(const char *s, int *out);
+
+/* "none" or "same-address"; any other value reads as "none". */
+const char *p2m_token_reuse_name(int token_reuse);
+
 typedef struct {
     char id[P2M_ID_MAX + 1];
     char secret[P2M_TOTP_SECRET_B32_LEN + 1];
     long long created;
     int disabled;
     long long epoch;
+    int token_reuse; /* P2M_TOKEN_REUSE_*: NONE unless Redis says "same-address" */
+    unsigned digits; /* 6 or 8: 6 unless Redis says "8" */
     size_t nlabels;
     char (*labels)[P2M_LABEL_MAX + 1]; /* nlabels entries, sorted */
 } p2m_pod_t;
@@ -89,6 +111,7 @@ typedef struct {
 typedef struct {
     char label[P2M_LABEL_MAX + 1];
     char pod[P2M_ID_MAX + 1];
+    p2m_proto_t proto; /* the label's default protocol (p2m:labels:protocol), https when unset */
 } p2m_label_owner_t;
 
 /* Connects (blocking, timeout_ms for connect and each command), checks or writes the schema
@@ -98,10 +121,12 @@ p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms
 /* Closes the connection. NULL is a no-op. */
 void p2m_store_free(p2m_store_t *st);
 
-/* Creates pod id with the given secret and labels (already normalized), atomically: fails with
- * nothing changed if the pod exists or any label has an owner. */
+/* Creates pod id with the given secret, labels (already normalized), token_reuse
+ * (P2M_TOKEN_REUSE_*) and digits (6 or 8), atomically: fails with nothing changed if the pod
+ * exists, any label has an owner, or a setting is out of range. The labels start with the
+ * default protocol. */
 int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels,
-                      long long now, char *err);
+                      int token_reuse, unsigned digits, long long now, char *err);
 
 /* Loads one pod. Returns 0 with *out (free with p2m_pod_free), or -1 with err ("unknown pod"). */
 int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *err);
@@ -110,7 +135,7 @@ void p2m_pod_free(p2m_pod_t *pod);
 /* Lists every pod ID, sorted. *ids is nids entries of P2M_ID_MAX + 1; free() it. */
 int p2m_store_pod_list(p2m_store_t *st, char (**ids)[P2M_ID_MAX + 1], size_t *nids, char *err);
 
-/* Removes pod id and its labels in one script, then ends its leases (a lease left by a connection
+/* Removes pod id and its labels (with their default protocols) in one script, then ends its leases (a lease left by a connection
  * lost in between still expires with its TTL). Session credentials die with the pod: the registrar
  * checks the pod and its epoch on every use. */
 int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err);
@@ -122,17 +147,30 @@ int p2m_store_pod_set_disabled(p2m_store_t *st, const char *id, int disabled, ch
 /* Replaces the secret and bumps the epoch. */
 int p2m_store_pod_set_secret(p2m_store_t *st, const char *id, const char *secret, char *err);
 
-/* Gives label to pod id. Fails with nothing changed if the pod is unknown or another pod owns
- * the label; giving a pod a label it already owns succeeds and sets *existed. */
-int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, int *existed, char *err);
+/* Changes a pod's token_reuse (P2M_TOKEN_REUSE_*, or -1 to keep it) and digits (6 or 8, or 0 to
+ * keep them), together. Session credentials stay valid: neither changes who the pod is. Fails
+ * with nothing changed if the pod is unknown, nothing is asked for or a value is out of range. */
+int p2m_store_pod_set_settings(p2m_store_t *st, const char *id, int token_reuse, unsigned digits, char *err);
 
-/* Takes label from its owner and ends the label's leases, writing the former owner to owner (P2M_ID_MAX + 1) if not NULL. */
+/* Gives label to pod id. Fails with nothing changed if the pod is unknown or another pod owns
+ * the label; giving a pod a label it already owns succeeds and sets *existed. proto (borrowed,
+ * may be NULL) sets the label's default protocol; NULL gives a new label the default (https) and
+ * leaves an existing one's alone. The label's protocol afterwards goes to *proto_now if not NULL. */
+int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, const p2m_proto_t *proto, int *existed,
+                        p2m_proto_t *proto_now, char *err);
+
+/* Sets the default protocol of label, which must have an owner (written to owner,
+ * P2M_ID_MAX + 1 bytes, if not NULL). */
+int p2m_store_label_set_protocol(p2m_store_t *st, const char *label, p2m_proto_t proto, char *owner, char *err);
+
+/* Takes label from its owner, forgets its default protocol and ends the label's leases, writing
+ * the former owner to owner (P2M_ID_MAX + 1) if not NULL. */
 int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *err);
 
 /* Returns 1 if label has an owner, 0 if not, -1 on error. */
 int p2m_store_label_exists(p2m_store_t *st, const char *label, char *err);
 
-/* Lists every label with its owner, sorted by label. free() *out. */
+/* Lists every label with its owner and default protocol, sorted by label. free() *out. */
 int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, char *err);
 
 /* Lists every live lease, sorted by port. free() *out. */
