@@ -39,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(cfg.log_level >= P2M_LOG_DEBUG && cfg.log_level <= P2M_LOG_ERROR);
     FUZZ_CHECK(cfg.registrar.preconnect_timeout > 0 && cfg.registrar.consumer_ttl > 0 && cfg.registrar.session_ttl > 0 &&
                cfg.registrar.alive_window >= 10 && cfg.registrar.alive_window <= 86400 && cfg.registrar.auth_fail_window > 0 &&
-               cfg.relay.wait_timeout > 0 && cfg.relay.idle_timeout > 0);
+               cfg.registrar.auth_backoff_max >= 1 && cfg.registrar.auth_backoff_max <= 86400 && cfg.relay.wait_timeout > 0 &&
+               cfg.relay.idle_timeout > 0);
     /* The SNI port always knows where the registrar's names go; proxy_from holds 1 to 16 IPs. */
     FUZZ_CHECK(!cfg.relay.sni_enabled || (cfg.relay.sni_registrar.port >= 1 && cfg.relay.sni_registrar.host[0] != '\0'));
     FUZZ_CHECK(cfg.registrar.nproxy_from >= 1 && cfg.registrar.nproxy_from <= P2M_PROXY_FROM_MAX);

@@ -70,6 +70,9 @@ static void test_defaults(void)
     CHECK(cfg.registrar.session_ttl > 0);
     CHECK(cfg.registrar.auth_fail_limit > 0);
     CHECK(cfg.registrar.auth_fail_window > 0);
+    CHECK_EQ_INT(cfg.registrar.auth_fail_limit, 5);
+    CHECK_EQ_INT(cfg.registrar.auth_fail_window, 86400);
+    CHECK_EQ_INT(cfg.registrar.auth_backoff_max, 900);
     CHECK(cfg.relay.wait_timeout > 0);
     CHECK(cfg.relay.idle_timeout > 0);
     CHECK(cfg.relay.max_conns_per_addr > 0);
@@ -125,6 +128,7 @@ static const char full_json[] = "{\n"
                                 "    \"session_ttl\": 13,\n"
                                 "    \"auth_fail_limit\": 14,\n"
                                 "    \"auth_fail_window\": 15,\n"
+                                "    \"auth_backoff_max\": 16,\n"
                                 "    \"cert_lifetime\": 3600,\n"
                                 "    \"ca_cert\": \"/etc/pipe2me/ca.pem\",\n"
                                 "    \"ca_key\": \"/etc/pipe2me/ca-key.pem\",\n"
@@ -163,6 +167,7 @@ static void check_full(const p2m_config_t *cfg)
     CHECK_EQ_INT(cfg->registrar.session_ttl, 13);
     CHECK_EQ_INT(cfg->registrar.auth_fail_limit, 14);
     CHECK_EQ_INT(cfg->registrar.auth_fail_window, 15);
+    CHECK_EQ_INT(cfg->registrar.auth_backoff_max, 16);
     CHECK_EQ_INT(cfg->registrar.cert_lifetime, 3600);
     CHECK_EQ_STR(cfg->registrar.ca_cert, "/etc/pipe2me/ca.pem");
     CHECK_EQ_STR(cfg->registrar.ca_key, "/etc/pipe2me/ca-key.pem");
@@ -505,9 +510,9 @@ static void test_errors(void)
 
     /* every timeout-like key refuses 0, negatives, floats, strings, booleans and out-of-range values */
     static const char *const timeouts[][2] = {
-        {"registrar", "preconnect_timeout"}, {"registrar", "consumer_ttl"}, {"registrar", "session_ttl"},
-        {"registrar", "auth_fail_window"},   {"relay", "wait_timeout"},     {"relay", "idle_timeout"},
-        {"relay", "first_byte_timeout"},
+        {"registrar", "preconnect_timeout"}, {"registrar", "consumer_ttl"},     {"registrar", "session_ttl"},
+        {"registrar", "auth_fail_window"},   {"relay", "wait_timeout"},         {"relay", "idle_timeout"},
+        {"relay", "first_byte_timeout"},     {"registrar", "auth_backoff_max"},
     };
     static const char *const counts[][2] = {
         {"registrar", "auth_fail_limit"},
