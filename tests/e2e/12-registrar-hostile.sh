@@ -103,8 +103,8 @@ BAD_HOSTS=(
     demo.pipe2me.localhost.evil.com evilpipe2me.localhost demo-pipe2me.localhost localhost "$LONG400"
     "$LONG400.pipe2me.localhost" "$LABEL64.pipe2me.localhost" demo.pipe2me.localhost:0 demo.pipe2me.localhost:99999
     demo.pipe2me.localhost:65536 demo.pipe2me.localhost: demo.pipe2me.localhost:-1 demo.pipe2me.localhost:+443
-    "demo.pipe2me.localhost:$P2M_HTTPS_PORT:1" '[::1]' "[::1]:$P2M_HTTPS_PORT" '[::ffff:127.0.0.1]' 127.0.0.1
-    "127.0.0.1:$P2M_HTTPS_PORT" user@demo.pipe2me.localhost demo.pipe2me.localhost@evil.com 'demo.pipe2me.localhost evil.com'
+    "demo.pipe2me.localhost:$P2M_HTTPS_PORT:1" '[::1]' "[::1]:$P2M_HTTPS_PORT" "127.0.0.2:$P2M_HTTPS_PORT" '[::ffff:127.0.0.2]' 127.0.0.3
+    user@demo.pipe2me.localhost demo.pipe2me.localhost@evil.com 'demo.pipe2me.localhost evil.com'
     demo_x.pipe2me.localhost -demo.pipe2me.localhost demo-.pipe2me.localhost '*.pipe2me.localhost' demo..pipe2me.localhost
     .pipe2me.localhost pipe2me.localhost.. 'demo.pipe2me.localhost/evil' 'demo%2epipe2me.localhost' 'dém.pipe2me.localhost'
 )
@@ -120,6 +120,20 @@ for h in "${BAD_HOSTS[@]}"; do
     p2m_ok
 done
 expect_eq "" "$(rcli KEYS 'p2m:consumer:*')" "no hostile Host leased a consumer port"
+
+# The registrar's own address (its listeners are on 127.0.0.1; ::1 is not one) is the registrar
+# itself (PROTOCOL 2.3): an unknown path is 404 "not found" over HTTPS (a foreign Host is "unknown
+# host"), and plain HTTP is sent to HTTPS at the same address, in its canonical spelling.
+for h in 127.0.0.1 "127.0.0.1:$P2M_HTTPS_PORT" '[::ffff:127.0.0.1]'; do
+    hreq -H "Host: $h" "$BASE/x"
+    expect_http 404 "HTTPS Host $h (the registrar's own address)"
+    expect_eq "not found" "$(body)" "HTTPS Host $h: the registrar's own 404"
+    hreq -H "Host: $h" "http://pipe2me.localhost:$P2M_HTTP_PORT/x"
+    expect_http 308 "plain HTTP Host $h"
+    expect_eq "https://127.0.0.1:$P2M_HTTPS_PORT/x" "$(hdr location)" "plain HTTP Host $h: Location"
+done
+hreq -H "Host: [::1]" "$BASE/x"
+expect_eq "unknown host" "$(body)" "HTTPS Host [::1], not one of the registrar's addresses here"
 
 # Upper case is normalised; a port or one trailing dot is allowed. The Location names the label
 # in lower case, inside the domain.
