@@ -114,7 +114,11 @@ total=$(grep -c '^put ' "$T/taas1.log")
 echo "taas: $served consumers over ${TAAS_SECS}s, $total PUTs in $steps steps, all answered:"
 grep -o 'status=[0-9]*' "$T/taas1.log" | sort | uniq -c
 expect_eq "$total" "$(puts 200 taas1)" "every PUT of the client is 200"
-((served >= 5 && steps >= 3)) || fail "only $served consumers in $steps steps"
+# About one consumer every 11 s, and refills in most steps: at least half of each, however short
+# P2M_TAAS_SECS is set.
+min_served=$(((TAAS_SECS - 20) / 22)) min_steps=$((TAAS_SECS / 60))
+((served >= min_served && served >= 1 && steps >= min_steps)) ||
+    fail "only $served consumers in $steps steps, want $min_served and $min_steps"
 p2m_ok
 expect_eq 0 "$(p2m_log_count registrar 'event=register status=\(401\|429\) .*pod=taas ')" "no refusal of taas in the registrar's log"
 
