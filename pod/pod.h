@@ -8,7 +8,8 @@
  *                pod module that sees jansson; it also reads the status file back)
  *   register.c   PUT /register/LABEL with libcurl's multi interface on the p2m loop; TOTP, then the
  *                P2M-Session Bearer credential; Retry-After; the registrar's backoff
- *   pool.c       the idle pre-connections: refill, connect to the relay, liveness; backoff + jitter
+ *   pool.c       the idle pre-connections: refill, connect to the relay, liveness
+ *   backoff.c    the exponential backoff with jitter that register.c, pool.c and cert.c retry with
  *   forward.c    a live pre-connection spliced to a connection to --forward
  *   status.c     DIR/status.json and DIR/pod.pid for `pipe2me-pod status`, and that command
  *   env.c        `pipe2me-pod env`: shell assignments
@@ -32,6 +33,8 @@
 #include "p2m/loop.h"
 #include "p2m/service.h"
 #include "p2m/splice.h"
+
+#include "backoff.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -157,8 +160,6 @@ typedef struct tunnel tunnel_t;
 #define TUNNEL_MAGIC 0x54554e4eu  /* "TUNN" */
 #define POD_DEAD 0x44454144u      /* "DEAD": closed, waiting to be reaped */
 
-#define POD_BACKOFF_MIN_MS 250
-#define POD_BACKOFF_MAX_MS 30000
 #define POD_PRECONNECT_MS 10000    /* PROTOCOL 1.3: connect to P within preconnect_timeout */
 #define POD_LOCAL_CONNECT_MS 10000 /* a local service that neither accepts nor refuses */
 #define POD_QUICK_CLOSE_MS 1000    /* an idle pre-connection ended sooner: the relay refused it */
@@ -168,19 +169,6 @@ typedef struct tunnel tunnel_t;
 #define POD_SHRINK_QUIET_MS 5000 /* no demand for this long: the pool starts shrinking */
 #define POD_GROW_MS 250          /* a pool that runs dry doubles at most this often */
 #define POD_SHRINK_TICK_MS 1000  /* each tick halves the distance to the floor: 1024 to 4 in 10 ticks */
-
-/* Exponential backoff with jitter: POD_BACKOFF_MIN_MS doubling to POD_BACKOFF_MAX_MS, +-25%. */
-typedef struct {
-    unsigned fails;
-} backoff_t;
-
-/* Returns the delay before the next attempt after one more failure, in ms. */
-unsigned backoff_next(backoff_t *b);
-
-static inline void backoff_reset(backoff_t *b)
-{
-    b->fails = 0;
-}
 
 /* Up, down or not known yet: each component's state, logged when it changes. */
 typedef enum { POD_UNKNOWN = 0, POD_UP, POD_DOWN } pod_health_t;
@@ -226,7 +214,7 @@ struct pod {
     p2m_loop_timer_t hold;              /* no refill while armed: the relay or the local service backs off */
     p2m_loop_timer_t topup;             /* a deficit smaller than a batch is refilled when it fires */
     int topup_due;                      /* pool_refill() called from it: refill whatever the deficit */
-    backoff_t bo_relay, bo_local;
+    pod_backoff_t bo_relay, bo_local;
     pod_health_t relay_health, local_health;
     int limit_logged;
 

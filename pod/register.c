@@ -77,7 +77,7 @@ struct reg {
     CURLM *multi;
     p2m_loop_timer_t curl_timer; /* CURLMOPT_TIMERFUNCTION */
     p2m_loop_timer_t hold;       /* no request until it fires */
-    backoff_t bo;
+    pod_backoff_t bo;
     pod_health_t health;
     char last_failure[64];                         /* the failure last logged at warn or error: repeats go to debug */
     char url[3][P2M_URL_MAX + P2M_LABEL_MAX + 16]; /* by reg_kind_t */
@@ -579,7 +579,7 @@ static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, cons
 
 static void reg_succeeded(reg_t *reg)
 {
-    backoff_reset(&reg->bo);
+    pod_backoff_reset(&reg->bo);
     if (reg->health != POD_UP)
         p2m_log(P2M_LOG_INFO, "registrar_up", "label=%s url=%s", reg->pod->args->label, reg->pod->args->registrar);
     reg->health = POD_UP;
@@ -611,7 +611,7 @@ static void registered(req_t *req)
     while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
         b[--n] = '\0';
     if (req->body_total > REG_BODY_MAX || p2m_hostport_parse(b, &relay, err) != 0 || relay.host[0] == '\0') {
-        reg_failed(reg, req, P2M_LOG_ERROR, "register_failed", "badbody", backoff_next(&reg->bo),
+        reg_failed(reg, req, P2M_LOG_ERROR, "register_failed", "badbody", pod_backoff_next(&reg->bo),
                    "status=200 reason=\"response is not ADDRESS:PORT\"");
         req_free(req);
         return;
@@ -697,7 +697,7 @@ static void req_done(req_t *req, CURLcode rc)
         long ra = req->hdr.retry_after;
         retry_ms = ra >= 0         ? (unsigned)(ra > 0 ? ra : 1) * 1000u
                    : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u
-                                   : backoff_next(&reg->bo);
+                                   : pod_backoff_next(&reg->bo);
         snprintf(reason, sizeof(reason), "%s", body_line(req));
         reg_failed(reg, req, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN,
                    status == 429 ? "register_limited" : "registrar_unavailable", status == 429 ? "limited" : "unavailable",
@@ -706,7 +706,7 @@ static void req_done(req_t *req, CURLcode rc)
         snprintf(reason, sizeof(reason), "%s", req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(rc));
         if (req->body_total > kinds[kind].body_limit)
             snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_limit);
-        retry_ms = backoff_next(&reg->bo);
+        retry_ms = pod_backoff_next(&reg->bo);
         reg_failed(reg, req, P2M_LOG_WARN, "registrar_down", "transport", retry_ms, "error=\"%s\"", reason);
     } else if (status == 400 && kind == REG_REGISTER && req->conns > 1 && !reg->single) {
         /* A registrar older than "connections" refuses the key: one per registration from now on. */
@@ -720,7 +720,7 @@ static void req_done(req_t *req, CURLcode rc)
         char k[32];
         snprintf(k, sizeof(k), "status%ld", status);
         snprintf(reason, sizeof(reason), "%s", body_line(req));
-        retry_ms = backoff_next(&reg->bo);
+        retry_ms = pod_backoff_next(&reg->bo);
         reg_failed(reg, req, P2M_LOG_ERROR, "register_refused", k, retry_ms, "status=%ld auth=%s reason=\"%s\"", status,
                    req->auth == AUTH_BEARER ? "bearer" : "totp", reason);
     }
