@@ -17,43 +17,6 @@
 #include "p2m/err.h"
 #include "p2m/totp.h"
 
-static const char usage_text[] =
-    "Usage: pipe2me-pod COMMAND [OPTIONS]\n"
-    "\n"
-    "  register --provision FILE --forward HOST:PORT [--label LABEL] [OPTIONS]\n"
-    "  register --registrar URL --id ID --secret-file FILE --label LABEL --forward HOST:PORT [OPTIONS]\n"
-    "        keep --pool idle pre-connections to the relay and join each consumer to HOST:PORT\n"
-    "        --pool N            idle pre-connections kept at rest (the floor), 1-1024 (default 4)\n"
-    "        --pool-max M        the most the pool grows to while consumers wait or use it faster than\n"
-    "                            it refills, N-1024 (default 256, or N when higher); it shrinks back to N\n"
-    "                            within 16 s of the last demand\n"
-    "        --drain-timeout S   on SIGTERM or SIGINT, give the idle pre-connections back and let joined\n"
-    "                            tunnels finish for up to S seconds, 0-3600 (default 10; 0: cut them at\n"
-    "                            once); a second signal cuts them at once\n"
-    "        --cacert FILE       the registrar's CA certificate (GET https://DOMAIN/cacert)\n"
-    "        --state-dir DIR     write DIR/status.json every second and DIR/pod.pid\n"
-    "        --domain DOMAIN     the consumers' domain (default: the provisioning file's, else the registrar's host)\n"
-    "        --protocol PROTO    what HOST:PORT serves: https (default: TLS for LABEL.DOMAIN), http or tcp\n"
-    "        --digits 6|8        with --secret-file: the length of the pod's one-time passwords, as\n"
-    "                            pipe2me-admin pod show says (default 6; a provisioning file says its own)\n"
-    "        --tls-terminate     serve TLS for LABEL.DOMAIN in the pod, in front of a plain HOST:PORT, with a\n"
-    "                            certificate from the registrar kept and renewed in DIR/tls/\n"
-    "                            (needs --state-dir, a domain and --protocol https)\n"
-    "        --alpn LIST         with --tls-terminate: the ALPN names HOST:PORT speaks, comma-separated\n"
-    "                            (default http/1.1; h2,http/1.1 for a service that speaks h2c)\n"
-    "        --log-level LEVEL   debug, info (default), warn or error\n"
-    "  status --state-dir DIR [--json]\n"
-    "        the pool and traffic of the pod running with DIR (exit 1 when it is not running)\n"
-    "  env --provision FILE | --registrar URL --id ID --label LABEL [--domain DOMAIN]\n"
-    "        shell assignments: P2M_ID, P2M_LABEL, P2M_DOMAIN, P2M_URL, P2M_REGISTRAR, ... (never the secret)\n"
-    "  test [--forward-http PORT] [--forward-tcp PORT]\n"
-    "        HTTP echo and TCP echo services on 127.0.0.1, to check a tunnel with\n"
-    "  --help, --version\n"
-    "\n"
-    "The secret file holds the base32 TOTP secret on one line and must not be readable by group or\n"
-    "others; so must the provisioning file (pipe2me-admin pod add -o FILE). Errors: one line on\n"
-    "stderr, exit status 2.\n";
-
 /* --forward's host to an address, before the loop runs (so the loop never waits for DNS). */
 static int resolve_forward(pod_t *pod, char *err)
 {
@@ -242,7 +205,7 @@ int main(int argc, char **argv)
     }
     switch (args.cmd) {
     case POD_CMD_HELP:
-        fputs(usage_text, stdout);
+        pod_args_usage(stdout);
         return 0;
     case POD_CMD_VERSION:
         printf("pipe2me-pod %s\n", P2M_VERSION);

@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "p2m/addr.h"
@@ -103,6 +104,9 @@ typedef struct {
  * value is checked and bounded. Returns 0, or -1 with a one-line reason in err (never containing
  * the secret). On failure *a holds no secret. */
 int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err);
+
+/* Writes --help: the commands, and register's options from the table pod_args_parse() reads. */
+void pod_args_usage(FILE *out);
 
 /* Wipes the secret from *a. */
 void pod_args_wipe(pod_args_t *a);
