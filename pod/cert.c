@@ -386,7 +386,7 @@ static void renew(cert_t *c, const char *why)
     c->busy = 1;
     snprintf(c->why, sizeof(c->why), "%s", why);
     p2m_loop_timer_stop(c->pod->loop, &c->timer);
-    reg_fetch(c->pod, REG_CACERT, NULL, 0);
+    pod_register_fetch(c->pod, REG_CACERT, NULL, 0);
 }
 
 /* Whether the installed certificate needs renewing now; renews or re-arms the timer. */
@@ -477,7 +477,7 @@ static void got_cacert(cert_t *c, const char *body, size_t len)
         return;
     }
     p2m_log(P2M_LOG_INFO, "cert_requested", "label=%s name=%s reason=\"%s\"", c->pod->args->label, c->name, c->why);
-    reg_fetch(c->pod, REG_CERT, csr, csr_len);
+    pod_register_fetch(c->pod, REG_CERT, csr, csr_len);
     free(csr);
 }
 
@@ -601,7 +601,7 @@ void cert_stop(pod_t *pod)
         return;
     cert_check(c);
     p2m_loop_timer_stop(pod->loop, &c->timer);
-    reg_fetch_cancel(pod);
+    pod_register_fetch_cancel(pod);
     SSL_CTX_free(pod->tls_ctx);
     pod->tls_ctx = NULL;
     sk_X509_pop_free(c->chain, X509_free);

@@ -63,7 +63,7 @@ static int resolve_forward(pod_t *pod, char *err)
 }
 
 /* The first SIGTERM/SIGINT ends the pool's loop; run_register() then drains outside any callback
- * (reg_free() runs the loop's deferred frees, which must not happen in the middle of a batch). A
+ * (pod_register_free() runs the loop's deferred frees, which must not happen in the middle of a batch). A
  * second one, while the drain runs or before it starts, cuts the joined tunnels at once. */
 static void on_signal(p2m_loop_t *loop, int signo, void *data)
 {
@@ -98,7 +98,7 @@ static int drain(pod_t *pod)
 {
     uint64_t t0 = p2m_loop_now(pod->loop);
     int rc = 0;
-    reg_free(pod); /* aborts registrations in flight and stops their timers; the status says "unknown" */
+    pod_register_free(pod); /* aborts registrations in flight and stops their timers; the status says "unknown" */
     if (!pod->stop_now && pod->args->drain_timeout > 0) {
         pod->draining = 1;
         pool_drain(pod);
@@ -142,7 +142,7 @@ static int run_register(const pod_args_t *a)
     }
     curl_ok = 1;
     if ((pod.loop = p2m_loop_new(err)) == NULL || pool_init(&pod, err) != 0 ||
-        p2m_loop_signals(pod.loop, sigs, 2, on_signal, &pod, err) != 0 || reg_new(&pod, err) != 0) {
+        p2m_loop_signals(pod.loop, sigs, 2, on_signal, &pod, err) != 0 || pod_register_new(&pod, err) != 0) {
         fprintf(stderr, "pipe2me-pod: %s\n", err);
         ret = 2;
         goto Exit;
@@ -158,7 +158,7 @@ static int run_register(const pod_args_t *a)
             a->label, a->registrar, pod.fwd_str, a->pool, a->pool_max, pod.max_tunnels, p2m_proto_name(a->proto),
             a->tls_terminate ? "yes" : "no");
     /* --tls-terminate: the certificate first (after status_start(), which keeps a second pod off
-     * DIR); no pre-connection opens before it is in place (reg_start() waits for pod.tls_ctx). */
+     * DIR); no pre-connection opens before it is in place (pod_register_start() waits for pod.tls_ctx). */
     if (a->tls_terminate && cert_start(&pod, err) != 0) {
         fprintf(stderr, "pipe2me-pod: %s\n", err);
         ret = 2;
@@ -176,9 +176,9 @@ Exit:
         forward_close_all(&pod);
         pool_close_all(&pod);
         if (status_ok)
-            status_stop(&pod); /* before reg_free(): it reports the registrar's state */
-        cert_stop(&pod);       /* before reg_free(): it cancels its requests */
-        reg_free(&pod);
+            status_stop(&pod); /* before pod_register_free(): it reports the registrar's state */
+        cert_stop(&pod);       /* before pod_register_free(): it cancels its requests */
+        pod_register_free(&pod);
         p2m_loop_reap(pod.loop);
     }
     p2m_pipe_pool_free(pod.pipes);

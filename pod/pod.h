@@ -240,21 +240,21 @@ struct pod {
 /* --- register.c ----------------------------------------------------------------------------- */
 
 /* Sets up libcurl's multi handle on pod->loop. Returns 0 or -1 with err. */
-int reg_new(pod_t *pod, char *err);
+int pod_register_new(pod_t *pod, char *err);
 
 /* Aborts requests in flight and frees everything. */
-void reg_free(pod_t *pod);
+void pod_register_free(pod_t *pod);
 
 /* Starts up to `want` registrations, as many as the credential and the registrar allow now (one at
  * a time with TOTP, a few at once with a session; none while waiting for Retry-After, a backoff or
  * the next TOTP step, after which it calls pool_refill()). Returns the number started. */
-unsigned reg_start(pod_t *pod, unsigned want);
+unsigned pod_register_start(pod_t *pod, unsigned want);
 
 /* Registrations in flight. */
-unsigned reg_inflight(const pod_t *pod);
+unsigned pod_register_inflight(const pod_t *pod);
 
 /* The registrar's state, for status. */
-pod_health_t reg_health(const pod_t *pod);
+pod_health_t pod_register_health(const pod_t *pod);
 
 /* What register.c requests: PUT /register/LABEL for the pool; for cert.c, POST /certificate/LABEL
  * and GET /cacert. */
@@ -265,10 +265,10 @@ typedef enum { REG_REGISTER = 0, REG_CERT, REG_CACERT } reg_kind_t;
  * the registrar's holds and the credential allow (Bearer when a session is held, else TOTP under
  * the step rule, before any waiting registration); a request of that kind already in flight is not
  * repeated. The answer comes to cert_fetched(). */
-void reg_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len);
+void pod_register_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len);
 
-/* Forgets what reg_fetch() asked for and aborts those requests in flight (no cert_fetched()). */
-void reg_fetch_cancel(pod_t *pod);
+/* Forgets what pod_register_fetch() asked for and aborts those requests in flight (no cert_fetched()). */
+void pod_register_fetch_cancel(pod_t *pod);
 
 /* --- pool.c --------------------------------------------------------------------------------- */
 
@@ -388,10 +388,10 @@ int cert_start(pod_t *pod, char *err);
 /* Stops the timer and any request in flight, frees pod->tls_ctx. */
 void cert_stop(pod_t *pod);
 
-/* register.c's answer to reg_fetch(kind): on 200, body holds len bytes (NUL-terminated, borrowed
+/* register.c's answer to pod_register_fetch(kind): on 200, body holds len bytes (NUL-terminated, borrowed
  * for the call) and reason is NULL; on failure body is NULL, status is the HTTP status (0: no
  * response), reason one printable line and retry_ms how long register.c holds its requests (0:
- * not held, e.g. a 400 for the CSR). May call reg_fetch() again. */
+ * not held, e.g. a 400 for the CSR). May call pod_register_fetch() again. */
 void cert_fetched(pod_t *pod, reg_kind_t kind, long status, const char *body, size_t len, const char *reason, unsigned retry_ms);
 
 /* The current certificate's notAfter (unix seconds), 0 when none is installed. For status. */

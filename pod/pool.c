@@ -195,10 +195,10 @@ static void on_shrink(p2m_loop_t *loop, p2m_loop_timer_t *t)
     uint64_t now = p2m_loop_now(loop);
     if (now - pod->demand_at >= POD_SHRINK_QUIET_MS && pod->target > floor)
         set_target(pod, floor + (pod->target - floor) / 2, "quiet");
-    unsigned have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    unsigned have = pod->nidle + pod->nconnecting + pod_register_inflight(pod);
     if (have > pod->target && now - pod->demand_at >= POD_SHRINK_QUIET_MS)
         give_back(pod, have - pod->target < pod->nidle ? have - pod->target : pod->nidle);
-    have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    have = pod->nidle + pod->nconnecting + pod_register_inflight(pod);
     if (pod->target > floor || have > pod->target)
         p2m_loop_timer_start(loop, t, POD_SHRINK_TICK_MS);
     else
@@ -630,7 +630,7 @@ void pool_refill(pod_t *pod)
     if (pod->stopping || p2m_loop_timer_armed(&pod->hold))
         return;
     unsigned target = pod->target;
-    unsigned have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    unsigned have = pod->nidle + pod->nconnecting + pod_register_inflight(pod);
     /* Every pre-connection may become a tunnel: stay within the descriptors we have. */
     if (pod->ntunnels + have >= pod->max_tunnels) {
         if (!pod->limit_logged)
@@ -653,7 +653,7 @@ void pool_refill(pod_t *pod)
         int demand = pod->waiting > 0 || pod->nidle == 0;
         if (want >= batch || have * 2 <= target || pod->topup_due || demand) {
             p2m_loop_timer_stop(pod->loop, &pod->topup);
-            reg_start(pod, want);
+            pod_register_start(pod, want);
         } else if (!p2m_loop_timer_armed(&pod->topup)) {
             p2m_loop_timer_start(pod->loop, &pod->topup, POD_TOPUP_MS);
         }

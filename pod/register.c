@@ -579,7 +579,7 @@ static void reg_pump(reg_t *reg)
 
 /* --- public ----------------------------------------------------------------------------------- */
 
-int reg_new(pod_t *pod, char *err)
+int pod_register_new(pod_t *pod, char *err)
 {
     reg_t *reg = calloc(1, sizeof(*reg));
     if (reg == NULL)
@@ -600,7 +600,7 @@ int reg_new(pod_t *pod, char *err)
     return 0;
 }
 
-void reg_free(pod_t *pod)
+void pod_register_free(pod_t *pod)
 {
     reg_t *reg = pod->reg;
     if (reg == NULL)
@@ -616,17 +616,17 @@ void reg_free(pod_t *pod)
     pod->reg = NULL;
 }
 
-unsigned reg_inflight(const pod_t *pod)
+unsigned pod_register_inflight(const pod_t *pod)
 {
     return pod->reg != NULL ? pod->reg->inflight : 0;
 }
 
-pod_health_t reg_health(const pod_t *pod)
+pod_health_t pod_register_health(const pod_t *pod)
 {
     return pod->reg != NULL ? pod->reg->health : POD_UNKNOWN;
 }
 
-void reg_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len)
+void pod_register_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len)
 {
     reg_t *reg = pod->reg;
     assert(kind == REG_CERT || kind == REG_CACERT);
@@ -646,7 +646,7 @@ void reg_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len)
     reg_pump(reg);
 }
 
-void reg_fetch_cancel(pod_t *pod)
+void pod_register_fetch_cancel(pod_t *pod)
 {
     reg_t *reg = pod->reg;
     if (reg == NULL)
@@ -658,7 +658,7 @@ void reg_fetch_cancel(pod_t *pod)
     }
 }
 
-unsigned reg_start(pod_t *pod, unsigned want)
+unsigned pod_register_start(pod_t *pod, unsigned want)
 {
     reg_t *reg = pod->reg;
     unsigned started = 0;
