@@ -64,8 +64,8 @@ struct pod_cert {
     p2m_loop_timer_t timer;
     int busy; /* a renewal runs: /cacert, then the certificate */
     char why[64];
-    backoff_t bo;          /* the registrar's troubles */
-    unsigned refused;      /* refusals in a row (400, a bad certificate) */
+    pod_backoff_t bo;      /* the registrar's troubles */
+    pod_backoff_t refused; /* refusals in a row (400, a bad certificate): a minute doubling to an hour, no jitter */
     unsigned long renewed; /* certificates installed since start */
 };
 
@@ -98,6 +98,7 @@ static int file_stage(const char *path, const void *data, size_t len, mode_t mod
 {
     char tmp[POD_PATH_MAX + 48];
     size_t off = 0;
+    int ret = -1;
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     unlink(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
@@ -109,25 +110,27 @@ static int file_stage(const char *path, const void *data, size_t len, mode_t mod
             continue;
         if (n < 0) {
             p2m_err(err, "%s: %s", tmp, strerror(errno));
-            goto Fail;
+            goto Exit;
         }
         off += (size_t)n;
     }
     if (fsync(fd) != 0) {
         p2m_err(err, "%s: fsync: %s", tmp, strerror(errno));
-        goto Fail;
+        goto Exit;
     }
-    if (close(fd) != 0) {
-        fd = -1;
+    int rc = close(fd);
+    fd = -1;
+    if (rc != 0) {
         p2m_err(err, "%s: %s", tmp, strerror(errno));
-        goto Fail;
+        goto Exit;
     }
-    return 0;
-Fail:
+    ret = 0;
+Exit:
     if (fd >= 0)
         close(fd);
-    unlink(tmp);
-    return -1;
+    if (ret != 0)
+        unlink(tmp);
+    return ret;
 }
 
 /* Renames path.tmp over path and syncs the directory. Returns 0 or -1 with err. */
@@ -363,15 +366,9 @@ static void renewal_failed(cert_t *c, long status, const char *reason, unsigned 
     uint64_t ms;
     c->busy = 0;
     if (refused) {
-        ms = CERT_REFUSED_MIN_MS;
-        for (unsigned i = 0; i < c->refused && ms < CERT_REFUSED_MAX_MS; i++)
-            ms *= 2;
-        if (ms > CERT_REFUSED_MAX_MS)
-            ms = CERT_REFUSED_MAX_MS;
-        if (c->refused < 32)
-            c->refused++;
+        ms = pod_backoff_next(&c->refused);
     } else {
-        ms = backoff_next(&c->bo);
+        ms = pod_backoff_next(&c->bo);
     }
     if (ms < retry_ms)
         ms = retry_ms;
@@ -389,7 +386,7 @@ static void renew(cert_t *c, const char *why)
     c->busy = 1;
     snprintf(c->why, sizeof(c->why), "%s", why);
     p2m_loop_timer_stop(c->pod->loop, &c->timer);
-    reg_fetch(c->pod, REG_CACERT, NULL, 0);
+    pod_register_fetch(c->pod, REG_CACERT, NULL, 0);
 }
 
 /* Whether the installed certificate needs renewing now; renews or re-arms the timer. */
@@ -423,15 +420,16 @@ static int install(cert_t *c, STACK_OF(X509) * chain, long long nb, long long na
 {
     char tmp[POD_PATH_MAX + 48], e[P2M_ERR_LEN];
     pod_t *pod = c->pod;
+    int ret = -1;
     snprintf(tmp, sizeof(tmp), "%s.tmp", c->cert_path);
     SSL_CTX *ctx = tls_server_ctx(staged ? tmp : c->cert_path, c->key_path, pod->args->alpn, e);
     if (ctx == NULL) {
         p2m_err(err, "cannot serve it: %s", e);
-        goto Fail;
+        goto Exit;
     }
     if (staged && file_commit(c, c->cert_path, err) != 0) {
         SSL_CTX_free(ctx);
-        goto Fail;
+        goto Exit;
     }
     int first = pod->tls_ctx == NULL;
     SSL_CTX_free(pod->tls_ctx); /* live connections keep their own reference */
@@ -442,14 +440,15 @@ static int install(cert_t *c, STACK_OF(X509) * chain, long long nb, long long na
     c->not_after = na;
     c->since = since;
     serial_hex(sk_X509_value(chain, 0), c->serial, sizeof(c->serial));
+    ret = 0;
     if (first)
         pool_refill(pod); /* the pool waited for the first certificate */
-    return 0;
-Fail:
-    if (staged)
+Exit:
+    if (ret != 0 && staged)
         unlink(tmp);
-    sk_X509_pop_free(chain, X509_free);
-    return -1;
+    if (ret != 0)
+        sk_X509_pop_free(chain, X509_free);
+    return ret;
 }
 
 /* GET /cacert answered: keep it as ca.pem, then ask for the certificate. */
@@ -478,7 +477,7 @@ static void got_cacert(cert_t *c, const char *body, size_t len)
         return;
     }
     p2m_log(P2M_LOG_INFO, "cert_requested", "label=%s name=%s reason=\"%s\"", c->pod->args->label, c->name, c->why);
-    reg_fetch(c->pod, REG_CERT, csr, csr_len);
+    pod_register_fetch(c->pod, REG_CERT, csr, csr_len);
     free(csr);
 }
 
@@ -510,8 +509,8 @@ static void got_cert(cert_t *c, const char *body, size_t len)
         return;
     }
     c->busy = 0;
-    c->refused = 0;
-    backoff_reset(&c->bo);
+    pod_backoff_reset(&c->refused);
+    pod_backoff_reset(&c->bo);
     c->renewed++;
     p2m_log(P2M_LOG_INFO, "cert_issued", "label=%s name=%s serial=%s not_before=%lld not_after=%lld", c->pod->args->label, c->name,
             c->serial, c->not_before, c->not_after);
@@ -550,6 +549,7 @@ int cert_start(pod_t *pod, char *err)
         return p2m_err(err, "out of memory");
     c->magic = CERT_MAGIC;
     c->pod = pod;
+    c->refused = (pod_backoff_t){.min_ms = CERT_REFUSED_MIN_MS, .max_ms = CERT_REFUSED_MAX_MS, .exact = 1};
     p2m_loop_timer_init(&c->timer, on_timer);
     pod->cert = c;
     if ((size_t)snprintf(c->name, sizeof(c->name), "%s.%s", a->label, a->domain) >= sizeof(c->name) ||
@@ -601,7 +601,7 @@ void cert_stop(pod_t *pod)
         return;
     cert_check(c);
     p2m_loop_timer_stop(pod->loop, &c->timer);
-    reg_fetch_cancel(pod);
+    pod_register_fetch_cancel(pod);
     SSL_CTX_free(pod->tls_ctx);
     pod->tls_ctx = NULL;
     sk_X509_pop_free(c->chain, X509_free);

@@ -17,43 +17,6 @@
 #include "p2m/err.h"
 #include "p2m/totp.h"
 
-static const char usage_text[] =
-    "Usage: pipe2me-pod COMMAND [OPTIONS]\n"
-    "\n"
-    "  register --provision FILE --forward HOST:PORT [--label LABEL] [OPTIONS]\n"
-    "  register --registrar URL --id ID --secret-file FILE --label LABEL --forward HOST:PORT [OPTIONS]\n"
-    "        keep --pool idle pre-connections to the relay and join each consumer to HOST:PORT\n"
-    "        --pool N            idle pre-connections kept at rest (the floor), 1-1024 (default 4)\n"
-    "        --pool-max M        the most the pool grows to while consumers wait or use it faster than\n"
-    "                            it refills, N-1024 (default 256, or N when higher); it shrinks back to N\n"
-    "                            within 16 s of the last demand\n"
-    "        --drain-timeout S   on SIGTERM or SIGINT, give the idle pre-connections back and let joined\n"
-    "                            tunnels finish for up to S seconds, 0-3600 (default 10; 0: cut them at\n"
-    "                            once); a second signal cuts them at once\n"
-    "        --cacert FILE       the registrar's CA certificate (GET https://DOMAIN/cacert)\n"
-    "        --state-dir DIR     write DIR/status.json every second and DIR/pod.pid\n"
-    "        --domain DOMAIN     the consumers' domain (default: the provisioning file's, else the registrar's host)\n"
-    "        --protocol PROTO    what HOST:PORT serves: https (default: TLS for LABEL.DOMAIN), http or tcp\n"
-    "        --digits 6|8        with --secret-file: the length of the pod's one-time passwords, as\n"
-    "                            pipe2me-admin pod show says (default 6; a provisioning file says its own)\n"
-    "        --tls-terminate     serve TLS for LABEL.DOMAIN in the pod, in front of a plain HOST:PORT, with a\n"
-    "                            certificate from the registrar kept and renewed in DIR/tls/\n"
-    "                            (needs --state-dir, a domain and --protocol https)\n"
-    "        --alpn LIST         with --tls-terminate: the ALPN names HOST:PORT speaks, comma-separated\n"
-    "                            (default http/1.1; h2,http/1.1 for a service that speaks h2c)\n"
-    "        --log-level LEVEL   debug, info (default), warn or error\n"
-    "  status --state-dir DIR [--json]\n"
-    "        the pool and traffic of the pod running with DIR (exit 1 when it is not running)\n"
-    "  env --provision FILE | --registrar URL --id ID --label LABEL [--domain DOMAIN]\n"
-    "        shell assignments: P2M_ID, P2M_LABEL, P2M_DOMAIN, P2M_URL, P2M_REGISTRAR, ... (never the secret)\n"
-    "  test [--forward-http PORT] [--forward-tcp PORT]\n"
-    "        HTTP echo and TCP echo services on 127.0.0.1, to check a tunnel with\n"
-    "  --help, --version\n"
-    "\n"
-    "The secret file holds the base32 TOTP secret on one line and must not be readable by group or\n"
-    "others; so must the provisioning file (pipe2me-admin pod add -o FILE). Errors: one line on\n"
-    "stderr, exit status 2.\n";
-
 /* --forward's host to an address, before the loop runs (so the loop never waits for DNS). */
 static int resolve_forward(pod_t *pod, char *err)
 {
@@ -100,7 +63,7 @@ static int resolve_forward(pod_t *pod, char *err)
 }
 
 /* The first SIGTERM/SIGINT ends the pool's loop; run_register() then drains outside any callback
- * (reg_free() runs the loop's deferred frees, which must not happen in the middle of a batch). A
+ * (pod_register_free() runs the loop's deferred frees, which must not happen in the middle of a batch). A
  * second one, while the drain runs or before it starts, cuts the joined tunnels at once. */
 static void on_signal(p2m_loop_t *loop, int signo, void *data)
 {
@@ -135,7 +98,7 @@ static int drain(pod_t *pod)
 {
     uint64_t t0 = p2m_loop_now(pod->loop);
     int rc = 0;
-    reg_free(pod); /* aborts registrations in flight and stops their timers; the status says "unknown" */
+    pod_register_free(pod); /* aborts registrations in flight and stops their timers; the status says "unknown" */
     if (!pod->stop_now && pod->args->drain_timeout > 0) {
         pod->draining = 1;
         pool_drain(pod);
@@ -179,7 +142,7 @@ static int run_register(const pod_args_t *a)
     }
     curl_ok = 1;
     if ((pod.loop = p2m_loop_new(err)) == NULL || pool_init(&pod, err) != 0 ||
-        p2m_loop_signals(pod.loop, sigs, 2, on_signal, &pod, err) != 0 || reg_new(&pod, err) != 0) {
+        p2m_loop_signals(pod.loop, sigs, 2, on_signal, &pod, err) != 0 || pod_register_new(&pod, err) != 0) {
         fprintf(stderr, "pipe2me-pod: %s\n", err);
         ret = 2;
         goto Exit;
@@ -195,7 +158,7 @@ static int run_register(const pod_args_t *a)
             a->label, a->registrar, pod.fwd_str, a->pool, a->pool_max, pod.max_tunnels, p2m_proto_name(a->proto),
             a->tls_terminate ? "yes" : "no");
     /* --tls-terminate: the certificate first (after status_start(), which keeps a second pod off
-     * DIR); no pre-connection opens before it is in place (reg_start() waits for pod.tls_ctx). */
+     * DIR); no pre-connection opens before it is in place (pod_register_start() waits for pod.tls_ctx). */
     if (a->tls_terminate && cert_start(&pod, err) != 0) {
         fprintf(stderr, "pipe2me-pod: %s\n", err);
         ret = 2;
@@ -213,9 +176,9 @@ Exit:
         forward_close_all(&pod);
         pool_close_all(&pod);
         if (status_ok)
-            status_stop(&pod); /* before reg_free(): it reports the registrar's state */
-        cert_stop(&pod);       /* before reg_free(): it cancels its requests */
-        reg_free(&pod);
+            status_stop(&pod); /* before pod_register_free(): it reports the registrar's state */
+        cert_stop(&pod);       /* before pod_register_free(): it cancels its requests */
+        pod_register_free(&pod);
         p2m_loop_reap(pod.loop);
     }
     p2m_pipe_pool_free(pod.pipes);
@@ -242,7 +205,7 @@ int main(int argc, char **argv)
     }
     switch (args.cmd) {
     case POD_CMD_HELP:
-        fputs(usage_text, stdout);
+        pod_args_usage(stdout);
         return 0;
     case POD_CMD_VERSION:
         printf("pipe2me-pod %s\n", P2M_VERSION);

@@ -8,7 +8,8 @@
  *                pod module that sees jansson; it also reads the status file back)
  *   register.c   PUT /register/LABEL with libcurl's multi interface on the p2m loop; TOTP, then the
  *                P2M-Session Bearer credential; Retry-After; the registrar's backoff
- *   pool.c       the idle pre-connections: refill, connect to the relay, liveness; backoff + jitter
+ *   pool.c       the idle pre-connections: refill, connect to the relay, liveness
+ *   backoff.c    the exponential backoff with jitter that register.c, pool.c and cert.c retry with
  *   forward.c    a live pre-connection spliced to a connection to --forward
  *   status.c     DIR/status.json and DIR/pod.pid for `pipe2me-pod status`, and that command
  *   env.c        `pipe2me-pod env`: shell assignments
@@ -23,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "p2m/addr.h"
@@ -32,6 +34,8 @@
 #include "p2m/loop.h"
 #include "p2m/service.h"
 #include "p2m/splice.h"
+
+#include "backoff.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -101,6 +105,9 @@ typedef struct {
  * the secret). On failure *a holds no secret. */
 int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err);
 
+/* Writes --help: the commands, and register's options from the table pod_args_parse() reads. */
+void pod_args_usage(FILE *out);
+
 /* Wipes the secret from *a. */
 void pod_args_wipe(pod_args_t *a);
 
@@ -157,8 +164,6 @@ typedef struct tunnel tunnel_t;
 #define TUNNEL_MAGIC 0x54554e4eu  /* "TUNN" */
 #define POD_DEAD 0x44454144u      /* "DEAD": closed, waiting to be reaped */
 
-#define POD_BACKOFF_MIN_MS 250
-#define POD_BACKOFF_MAX_MS 30000
 #define POD_PRECONNECT_MS 10000    /* PROTOCOL 1.3: connect to P within preconnect_timeout */
 #define POD_LOCAL_CONNECT_MS 10000 /* a local service that neither accepts nor refuses */
 #define POD_QUICK_CLOSE_MS 1000    /* an idle pre-connection ended sooner: the relay refused it */
@@ -168,19 +173,6 @@ typedef struct tunnel tunnel_t;
 #define POD_SHRINK_QUIET_MS 5000 /* no demand for this long: the pool starts shrinking */
 #define POD_GROW_MS 250          /* a pool that runs dry doubles at most this often */
 #define POD_SHRINK_TICK_MS 1000  /* each tick halves the distance to the floor: 1024 to 4 in 10 ticks */
-
-/* Exponential backoff with jitter: POD_BACKOFF_MIN_MS doubling to POD_BACKOFF_MAX_MS, +-25%. */
-typedef struct {
-    unsigned fails;
-} backoff_t;
-
-/* Returns the delay before the next attempt after one more failure, in ms. */
-unsigned backoff_next(backoff_t *b);
-
-static inline void backoff_reset(backoff_t *b)
-{
-    b->fails = 0;
-}
 
 /* Up, down or not known yet: each component's state, logged when it changes. */
 typedef enum { POD_UNKNOWN = 0, POD_UP, POD_DOWN } pod_health_t;
@@ -226,7 +218,7 @@ struct pod {
     p2m_loop_timer_t hold;              /* no refill while armed: the relay or the local service backs off */
     p2m_loop_timer_t topup;             /* a deficit smaller than a batch is refilled when it fires */
     int topup_due;                      /* pool_refill() called from it: refill whatever the deficit */
-    backoff_t bo_relay, bo_local;
+    pod_backoff_t bo_relay, bo_local;
     pod_health_t relay_health, local_health;
     int limit_logged;
 
@@ -248,21 +240,21 @@ struct pod {
 /* --- register.c ----------------------------------------------------------------------------- */
 
 /* Sets up libcurl's multi handle on pod->loop. Returns 0 or -1 with err. */
-int reg_new(pod_t *pod, char *err);
+int pod_register_new(pod_t *pod, char *err);
 
 /* Aborts requests in flight and frees everything. */
-void reg_free(pod_t *pod);
+void pod_register_free(pod_t *pod);
 
 /* Starts up to `want` registrations, as many as the credential and the registrar allow now (one at
  * a time with TOTP, a few at once with a session; none while waiting for Retry-After, a backoff or
  * the next TOTP step, after which it calls pool_refill()). Returns the number started. */
-unsigned reg_start(pod_t *pod, unsigned want);
+unsigned pod_register_start(pod_t *pod, unsigned want);
 
 /* Registrations in flight. */
-unsigned reg_inflight(const pod_t *pod);
+unsigned pod_register_inflight(const pod_t *pod);
 
 /* The registrar's state, for status. */
-pod_health_t reg_health(const pod_t *pod);
+pod_health_t pod_register_health(const pod_t *pod);
 
 /* What register.c requests: PUT /register/LABEL for the pool; for cert.c, POST /certificate/LABEL
  * and GET /cacert. */
@@ -273,10 +265,10 @@ typedef enum { REG_REGISTER = 0, REG_CERT, REG_CACERT } reg_kind_t;
  * the registrar's holds and the credential allow (Bearer when a session is held, else TOTP under
  * the step rule, before any waiting registration); a request of that kind already in flight is not
  * repeated. The answer comes to cert_fetched(). */
-void reg_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len);
+void pod_register_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len);
 
-/* Forgets what reg_fetch() asked for and aborts those requests in flight (no cert_fetched()). */
-void reg_fetch_cancel(pod_t *pod);
+/* Forgets what pod_register_fetch() asked for and aborts those requests in flight (no cert_fetched()). */
+void pod_register_fetch_cancel(pod_t *pod);
 
 /* --- pool.c --------------------------------------------------------------------------------- */
 
@@ -396,10 +388,10 @@ int cert_start(pod_t *pod, char *err);
 /* Stops the timer and any request in flight, frees pod->tls_ctx. */
 void cert_stop(pod_t *pod);
 
-/* register.c's answer to reg_fetch(kind): on 200, body holds len bytes (NUL-terminated, borrowed
+/* register.c's answer to pod_register_fetch(kind): on 200, body holds len bytes (NUL-terminated, borrowed
  * for the call) and reason is NULL; on failure body is NULL, status is the HTTP status (0: no
  * response), reason one printable line and retry_ms how long register.c holds its requests (0:
- * not held, e.g. a 400 for the CSR). May call reg_fetch() again. */
+ * not held, e.g. a 400 for the CSR). May call pod_register_fetch() again. */
 void cert_fetched(pod_t *pod, reg_kind_t kind, long status, const char *body, size_t len, const char *reason, unsigned retry_ms);
 
 /* The current certificate's notAfter (unix seconds), 0 when none is installed. For status. */

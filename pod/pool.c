@@ -14,7 +14,7 @@
  *
  * Backoff: when the relay refuses or drops connections, or the local service is down, refilling
  * is held for an exponential backoff with jitter (POD_BACKOFF_MIN_MS doubling to
- * POD_BACKOFF_MAX_MS, +-25%); the registrar's backoff lives in register.c. Each component's state
+ * POD_BACKOFF_MAX_MS, +-25%: backoff.c), as the registrar's in register.c. Each component's state
  * change is logged once.
  *
  * The relay's address comes back as ADDRESS:PORT; addresses and *.localhost are used as they are,
@@ -29,7 +29,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,24 +66,6 @@ struct preconn {
     preconn_t *next, *prev;
     p2m_loop_reap_t reap;
 };
-
-/* --- backoff ---------------------------------------------------------------------------------- */
-
-unsigned backoff_next(backoff_t *b)
-{
-    uint64_t ms = POD_BACKOFF_MIN_MS;
-    for (unsigned i = 0; i < b->fails && ms < POD_BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    if (ms > POD_BACKOFF_MAX_MS)
-        ms = POD_BACKOFF_MAX_MS;
-    if (b->fails < 64)
-        b->fails++;
-    uint32_t r = 0;
-    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-        r = (uint32_t)random();
-    /* +-25%: ms * (0.75 + 0.5 * r / 2^32) */
-    return (unsigned)(ms * 3 / 4 + ((ms / 2) * (uint64_t)r >> 32));
-}
 
 /* --- state changes, logged once --------------------------------------------------------------- */
 
@@ -214,10 +195,10 @@ static void on_shrink(p2m_loop_t *loop, p2m_loop_timer_t *t)
     uint64_t now = p2m_loop_now(loop);
     if (now - pod->demand_at >= POD_SHRINK_QUIET_MS && pod->target > floor)
         set_target(pod, floor + (pod->target - floor) / 2, "quiet");
-    unsigned have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    unsigned have = pod->nidle + pod->nconnecting + pod_register_inflight(pod);
     if (have > pod->target && now - pod->demand_at >= POD_SHRINK_QUIET_MS)
         give_back(pod, have - pod->target < pod->nidle ? have - pod->target : pod->nidle);
-    have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    have = pod->nidle + pod->nconnecting + pod_register_inflight(pod);
     if (pod->target > floor || have > pod->target)
         p2m_loop_timer_start(loop, t, POD_SHRINK_TICK_MS);
     else
@@ -233,21 +214,21 @@ static void hold(pod_t *pod, unsigned ms)
 
 static void relay_failed(pod_t *pod, const char *why)
 {
-    unsigned ms = backoff_next(&pod->bo_relay);
+    unsigned ms = pod_backoff_next(&pod->bo_relay);
     set_health(pod, &pod->relay_health, POD_DOWN, "relay", why, ms);
     hold(pod, ms);
 }
 
 void pool_local_failed(pod_t *pod, const char *reason)
 {
-    unsigned ms = backoff_next(&pod->bo_local);
+    unsigned ms = pod_backoff_next(&pod->bo_local);
     set_health(pod, &pod->local_health, POD_DOWN, "local", reason, ms);
     hold(pod, ms);
 }
 
 void pool_local_ok(pod_t *pod)
 {
-    backoff_reset(&pod->bo_local);
+    pod_backoff_reset(&pod->bo_local);
     set_health(pod, &pod->local_health, POD_UP, "local", NULL, 0);
 }
 
@@ -348,7 +329,7 @@ static void pre_idle(preconn_t *p)
     p->t_idle = p2m_loop_now(pod->loop);
     pod->nconnecting--;
     pod->nidle++;
-    backoff_reset(&pod->bo_relay);
+    pod_backoff_reset(&pod->bo_relay);
     set_health(pod, &pod->relay_health, POD_UP, "relay", NULL, 0);
     p2m_log(P2M_LOG_INFO, "preconn_idle", "label=%s lease=%u fd=%d ms=%llu idle=%u", pod->args->label, (unsigned)p->lease, p->h.fd,
             (unsigned long long)(p->t_idle - p->t_start), pod->nidle);
@@ -424,29 +405,31 @@ static void pre_connect(preconn_t *p, const struct sockaddr *sa, socklen_t salen
 {
     pod_t *pod = p->pod;
     char err[P2M_ERR_LEN], why[P2M_ERR_LEN];
+    int ok = 0;
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(why, sizeof(why), "socket: %s", strerror(errno));
-        goto Fail;
+        goto Exit;
     }
     pool_sockopts(fd);
     int rc = connect(fd, sa, salen);
     if (rc != 0 && errno != EINPROGRESS) {
         snprintf(why, sizeof(why), "connect: %s", strerror(errno));
         close(fd);
-        goto Fail;
+        goto Exit;
     }
     if (p2m_loop_add(pod->loop, &p->h, fd, rc == 0 ? 0 : EPOLLOUT, on_pre, err) != 0) {
         snprintf(why, sizeof(why), "%s", err);
         close(fd);
-        goto Fail;
+        goto Exit;
     }
     p->state = PRE_CONNECTING;
     if (rc == 0)
         pre_idle(p);
-    return;
-Fail:
-    pre_connect_failed(p, why);
+    ok = 1;
+Exit:
+    if (!ok)
+        pre_connect_failed(p, why);
 }
 
 /* --- resolving the relay's name --------------------------------------------------------------- */
@@ -647,7 +630,7 @@ void pool_refill(pod_t *pod)
     if (pod->stopping || p2m_loop_timer_armed(&pod->hold))
         return;
     unsigned target = pod->target;
-    unsigned have = pod->nidle + pod->nconnecting + reg_inflight(pod);
+    unsigned have = pod->nidle + pod->nconnecting + pod_register_inflight(pod);
     /* Every pre-connection may become a tunnel: stay within the descriptors we have. */
     if (pod->ntunnels + have >= pod->max_tunnels) {
         if (!pod->limit_logged)
@@ -670,7 +653,7 @@ void pool_refill(pod_t *pod)
         int demand = pod->waiting > 0 || pod->nidle == 0;
         if (want >= batch || have * 2 <= target || pod->topup_due || demand) {
             p2m_loop_timer_stop(pod->loop, &pod->topup);
-            reg_start(pod, want);
+            pod_register_start(pod, want);
         } else if (!p2m_loop_timer_armed(&pod->topup)) {
             p2m_loop_timer_start(pod->loop, &pod->topup, POD_TOPUP_MS);
         }

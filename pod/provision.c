@@ -87,6 +87,7 @@ static char *read_small_file(const char *path, size_t max, int private, size_t *
     char *buf = NULL, shown_path[P2M_ERR_LEN];
     struct stat st;
     size_t got = 0;
+    int ok = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         p2m_err(err, "%s: %s", path_shown(path, shown_path, sizeof(shown_path)), strerror(errno));
@@ -119,24 +120,25 @@ static char *read_small_file(const char *path, size_t max, int private, size_t *
             continue;
         if (n < 0) {
             p2m_err(err, "%s: %s", path_shown(path, shown_path, sizeof(shown_path)), strerror(errno));
-            goto Fail;
+            goto Exit;
         }
         if (n == 0)
             break;
         got += (size_t)n;
         if (got > max) {
             p2m_err(err, "%s: larger than %zu bytes", path_shown(path, shown_path, sizeof(shown_path)), max);
-            goto Fail;
+            goto Exit;
         }
     }
     buf[got] = '\0';
     *len = got;
-    goto Exit;
-Fail:
-    explicit_bzero(buf, max + 1);
-    free(buf);
-    buf = NULL;
+    ok = 1;
 Exit:
+    if (!ok && buf != NULL) {
+        explicit_bzero(buf, max + 1);
+        free(buf);
+        buf = NULL;
+    }
     if (fd >= 0)
         close(fd);
     return buf;
@@ -449,72 +451,115 @@ int provision_load(const char *path, provision_t *p, char *err)
 
 /* --- the command line ------------------------------------------------------------------------- */
 
-enum {
-    OPT_PROVISION,
-    OPT_REGISTRAR,
-    OPT_ID,
-    OPT_SECRET_FILE,
-    OPT_LABEL,
-    OPT_FORWARD,
-    OPT_POOL,
-    OPT_POOL_MAX,
-    OPT_CACERT,
-    OPT_STATE_DIR,
-    OPT_DOMAIN,
-    OPT_LOG_LEVEL,
-    OPT_JSON,
-    OPT_FORWARD_HTTP,
-    OPT_FORWARD_TCP,
-    OPT_PROTOCOL,
-    OPT_TLS_TERMINATE,
-    OPT_ALPN,
-    OPT_DRAIN_TIMEOUT,
-    OPT_DIGITS,
-    OPT_COUNT
-};
-
 #define FOR_REG (1u << POD_CMD_REGISTER)
 #define FOR_STATUS (1u << POD_CMD_STATUS)
 #define FOR_ENV (1u << POD_CMD_ENV)
 #define FOR_TEST (1u << POD_CMD_TEST)
 
-static const struct {
+typedef struct opt opt_t;
+
+/* Checks an option's value (NULL for a flag) and stores it in *a, at o->field unless it fills
+ * more than one field. Returns 0, or -1 with err naming the option. */
+typedef int (*opt_parse_t)(const opt_t *o, const char *v, pod_args_t *a, char *err);
+
+struct opt {
     const char *name;
-    int has_value;
-    unsigned cmds;
-} options[OPT_COUNT] = {
-    [OPT_PROVISION] = {"provision", 1, FOR_REG | FOR_ENV},
-    [OPT_REGISTRAR] = {"registrar", 1, FOR_REG | FOR_ENV},
-    [OPT_ID] = {"id", 1, FOR_REG | FOR_ENV},
-    [OPT_SECRET_FILE] = {"secret-file", 1, FOR_REG | FOR_ENV},
-    [OPT_LABEL] = {"label", 1, FOR_REG | FOR_ENV},
-    [OPT_FORWARD] = {"forward", 1, FOR_REG | FOR_ENV},
-    [OPT_POOL] = {"pool", 1, FOR_REG | FOR_ENV},
-    [OPT_POOL_MAX] = {"pool-max", 1, FOR_REG | FOR_ENV},
-    [OPT_CACERT] = {"cacert", 1, FOR_REG | FOR_ENV},
-    [OPT_STATE_DIR] = {"state-dir", 1, FOR_REG | FOR_ENV | FOR_STATUS},
-    [OPT_DOMAIN] = {"domain", 1, FOR_REG | FOR_ENV},
-    [OPT_LOG_LEVEL] = {"log-level", 1, FOR_REG | FOR_TEST},
-    [OPT_JSON] = {"json", 0, FOR_STATUS},
-    [OPT_FORWARD_HTTP] = {"forward-http", 1, FOR_TEST},
-    [OPT_FORWARD_TCP] = {"forward-tcp", 1, FOR_TEST},
-    [OPT_PROTOCOL] = {"protocol", 1, FOR_REG | FOR_ENV},
-    [OPT_TLS_TERMINATE] = {"tls-terminate", 0, FOR_REG | FOR_ENV},
-    [OPT_ALPN] = {"alpn", 1, FOR_REG | FOR_ENV},
-    [OPT_DRAIN_TIMEOUT] = {"drain-timeout", 1, FOR_REG | FOR_ENV},
-    [OPT_DIGITS] = {"digits", 1, FOR_REG | FOR_ENV},
+    const char *arg;   /* the value's name in --help; NULL: a flag, which sets the int at field */
+    unsigned cmds;     /* FOR_*: the commands that take it */
+    opt_parse_t parse; /* NULL: kept as given, for the checks after the table (the files read last) */
+    size_t field;      /* offsetof(pod_args_t, ...) */
+    unsigned lo, hi;   /* numbers: the range */
+    const char *unit;  /* numbers: "a number", "seconds", "a port" */
+    const char *help;  /* register's option list in --help; lines after the first start with the column */
 };
 
-static int copy_path(const char *opt, const char *v, char *out, char *err)
-{
-    size_t n = strlen(v);
-    if (n == 0)
-        return p2m_err(err, "--%s: empty path", opt);
-    if (n > POD_PATH_MAX)
-        return p2m_err(err, "--%s: path longer than %d bytes", opt, POD_PATH_MAX);
-    memcpy(out, v, n + 1);
-    return 0;
-}
+#define FIELD(f) offsetof(pod_args_t, f)
+#define FIELD_AT(a, o, type) ((type *)(void *)((char *)(a) + (o)->field))
+
+static int parse_number(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_pool_max(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_port(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_path(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_domain(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_protocol(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_digits(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_tls_terminate(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_alpn(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_log_level(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_forward(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_id(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_label(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_registrar(const opt_t *o, const char *v, pod_args_t *a, char *err);
+
+/* Indexes of options[], which the checks after the table name. */
+enum {
+    OPT_POOL,
+    OPT_POOL_MAX,
+    OPT_DRAIN_TIMEOUT,
+    OPT_CACERT,
+    OPT_STATE_DIR,
+    OPT_DOMAIN,
+    OPT_PROTOCOL,
+    OPT_DIGITS,
+    OPT_TLS_TERMINATE,
+    OPT_ALPN,
+    OPT_LOG_LEVEL,
+    OPT_FORWARD,
+    OPT_FORWARD_HTTP,
+    OPT_FORWARD_TCP,
+    OPT_ID,
+    OPT_LABEL,
+    OPT_REGISTRAR,
+    OPT_JSON,
+    OPT_PROVISION,
+    OPT_SECRET_FILE,
+    OPT_COUNT
+};
+
+/* Every option. Values are checked in this order (what a check needs comes before it: --pool
+ * before --pool-max, --state-dir and --protocol before --tls-terminate), and --help lists them in
+ * it. */
+static const opt_t options[OPT_COUNT] = {
+    [OPT_POOL] = {"pool", "N", FOR_REG | FOR_ENV, parse_number, FIELD(pool), 1, POD_POOL_MAX, "a number",
+                  "idle pre-connections kept at rest (the floor), 1-1024 (default 4)"},
+    [OPT_POOL_MAX] = {"pool-max", "M", FOR_REG | FOR_ENV, parse_pool_max, FIELD(pool_max), 1, POD_POOL_MAX, "a number",
+                      "the most the pool grows to while consumers wait or use it faster than\n"
+                      "it refills, N-1024 (default 256, or N when higher); it shrinks back to N\n"
+                      "within 16 s of the last demand"},
+    [OPT_DRAIN_TIMEOUT] = {"drain-timeout", "S", FOR_REG | FOR_ENV, parse_number, FIELD(drain_timeout), 0, POD_DRAIN_MAX, "seconds",
+                           "on SIGTERM or SIGINT, give the idle pre-connections back and let joined\n"
+                           "tunnels finish for up to S seconds, 0-3600 (default 10; 0: cut them at\n"
+                           "once); a second signal cuts them at once"},
+    [OPT_CACERT] = {"cacert", "FILE", FOR_REG | FOR_ENV, parse_path, FIELD(cacert), 0, 0, NULL,
+                    "the registrar's CA certificate (GET https://DOMAIN/cacert)"},
+    [OPT_STATE_DIR] = {"state-dir", "DIR", FOR_REG | FOR_ENV | FOR_STATUS, parse_path, FIELD(state_dir), 0, 0, NULL,
+                       "write DIR/status.json every second and DIR/pod.pid"},
+    [OPT_DOMAIN] = {"domain", "DOMAIN", FOR_REG | FOR_ENV, parse_domain, FIELD(domain), 0, 0, NULL,
+                    "the consumers' domain (default: the provisioning file's, else the registrar's host)"},
+    [OPT_PROTOCOL] = {"protocol", "PROTO", FOR_REG | FOR_ENV, parse_protocol, FIELD(proto), 0, 0, NULL,
+                      "what HOST:PORT serves: https (default: TLS for LABEL.DOMAIN), http or tcp"},
+    [OPT_DIGITS] = {"digits", "6|8", FOR_REG | FOR_ENV, parse_digits, FIELD(digits), 0, 0, NULL,
+                    "with --secret-file: the length of the pod's one-time passwords, as\n"
+                    "pipe2me-admin pod show says (default 6; a provisioning file says its own)"},
+    [OPT_TLS_TERMINATE] = {"tls-terminate", NULL, FOR_REG | FOR_ENV, parse_tls_terminate, FIELD(tls_terminate), 0, 0, NULL,
+                           "serve TLS for LABEL.DOMAIN in the pod, in front of a plain HOST:PORT, with a\n"
+                           "certificate from the registrar kept and renewed in DIR/tls/\n"
+                           "(needs --state-dir, a domain and --protocol https)"},
+    [OPT_ALPN] = {"alpn", "LIST", FOR_REG | FOR_ENV, parse_alpn, FIELD(alpn), 0, POD_ALPN_MAX, NULL,
+                  "with --tls-terminate: the ALPN names HOST:PORT speaks, comma-separated\n"
+                  "(default http/1.1; h2,http/1.1 for a service that speaks h2c)"},
+    [OPT_LOG_LEVEL] = {"log-level", "LEVEL", FOR_REG | FOR_TEST, parse_log_level, FIELD(log_level), 0, 0, NULL,
+                       "debug, info (default), warn or error"},
+    [OPT_FORWARD] = {"forward", "HOST:PORT", FOR_REG | FOR_ENV, parse_forward, FIELD(forward), 0, 0, NULL, NULL},
+    [OPT_FORWARD_HTTP] = {"forward-http", "PORT", FOR_TEST, parse_port, FIELD(http_port), 1, 65535, "a port", NULL},
+    [OPT_FORWARD_TCP] = {"forward-tcp", "PORT", FOR_TEST, parse_port, FIELD(tcp_port), 1, 65535, "a port", NULL},
+    [OPT_ID] = {"id", "ID", FOR_REG | FOR_ENV, parse_id, FIELD(id), 0, 0, NULL, NULL},
+    [OPT_LABEL] = {"label", "LABEL", FOR_REG | FOR_ENV, parse_label, FIELD(label), 0, 0, NULL, NULL},
+    [OPT_REGISTRAR] = {"registrar", "URL", FOR_REG | FOR_ENV, parse_registrar, FIELD(registrar), 0, 0, NULL, NULL},
+    [OPT_JSON] = {"json", NULL, FOR_STATUS, NULL, FIELD(json), 0, 0, NULL, NULL},
+    [OPT_PROVISION] = {"provision", "FILE", FOR_REG | FOR_ENV, NULL, 0, 0, 0, NULL, NULL},
+    [OPT_SECRET_FILE] = {"secret-file", "FILE", FOR_REG | FOR_ENV, NULL, 0, 0, 0, NULL, NULL},
+};
 
 /* A decimal number lo..hi, digits only. */
 static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
@@ -534,22 +579,98 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
     return 0;
 }
 
+static int parse_number(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    if (parse_uint(v, o->lo, o->hi, FIELD_AT(a, o, unsigned)) != 0)
+        return p2m_err(err, "--%s: expected %s from %u to %u", o->name, o->unit, o->lo, o->hi);
+    return 0;
+}
+
+/* The ceiling: at least the floor (--pool, checked before). */
+static int parse_pool_max(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    if (parse_number(o, v, a, err) != 0)
+        return -1;
+    if (a->pool_max < a->pool)
+        return p2m_err(err, "--pool-max %u is below --pool %u: the ceiling must be at least the floor", a->pool_max, a->pool);
+    return 0;
+}
+
+static int parse_port(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    unsigned port;
+    if (parse_uint(v, o->lo, o->hi, &port) != 0)
+        return p2m_err(err, "--%s: expected %s from %u to %u", o->name, o->unit, o->lo, o->hi);
+    *FIELD_AT(a, o, uint16_t) = (uint16_t)port;
+    return 0;
+}
+
+/* A path of 1..POD_PATH_MAX bytes, copied into a POD_PATH_MAX + 1 byte field. */
+static int parse_path(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    size_t n = strlen(v);
+    if (n == 0)
+        return p2m_err(err, "--%s: empty path", o->name);
+    if (n > POD_PATH_MAX)
+        return p2m_err(err, "--%s: path longer than %d bytes", o->name, POD_PATH_MAX);
+    memcpy(FIELD_AT(a, o, char), v, n + 1);
+    return 0;
+}
+
+static int parse_domain(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (p2m_domain_normalize(v, FIELD_AT(a, o, char), e) != 0)
+        return p2m_err(err, "--%s: %s", o->name, e);
+    return 0;
+}
+
+static int parse_protocol(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (p2m_proto_parse(v, strlen(v), FIELD_AT(a, o, p2m_proto_t), e) != 0)
+        return p2m_err(err, "--%s: expected https, http or tcp", o->name);
+    return 0;
+}
+
+static int parse_digits(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    if (strcmp(v, "6") != 0 && strcmp(v, "8") != 0)
+        return p2m_err(err, "--%s: expected 6 or 8", o->name);
+    *FIELD_AT(a, o, unsigned) = (unsigned)(v[0] - '0');
+    return 0;
+}
+
+/* The flag is set while scanning; here what it needs (checked before it in the table). */
+static int parse_tls_terminate(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    (void)o;
+    (void)v;
+    if (a->proto != P2M_PROTO_HTTPS)
+        return p2m_err(err, "--tls-terminate serves TLS: it needs --protocol https, not %s", p2m_proto_name(a->proto));
+    if (a->state_dir[0] == '\0')
+        return p2m_err(err, "--tls-terminate needs --state-dir DIR (the key and certificate are kept in DIR/tls/)");
+    return 0;
+}
+
 /* --alpn: comma-separated protocol names as TLS's ALPN carries them (RFC 7301: 1..255 bytes each),
  * here printable ASCII without spaces, quotes or backslashes (the list is logged), no empty item,
- * at most cap - 1 (POD_ALPN_MAX) bytes in all. Returns 0 with the list in out, or -1 with err. */
-static int parse_alpn(const char *s, char *out, size_t cap, char *err)
+ * at most o->hi (POD_ALPN_MAX) bytes in all. Only with --tls-terminate (set while scanning). */
+static int parse_alpn(const opt_t *o, const char *v, pod_args_t *a, char *err)
 {
     char buf[200];
-    size_t n = strlen(s);
+    size_t n = strlen(v);
+    if (!a->tls_terminate)
+        return p2m_err(err, "--alpn is for --tls-terminate: the names the local service speaks behind the pod's TLS");
     if (n == 0)
         return p2m_err(err, "--alpn: empty; expected names like h2,http/1.1");
-    if (n >= cap)
-        return p2m_err(err, "--alpn: longer than %zu bytes", cap - 1);
+    if (n > o->hi)
+        return p2m_err(err, "--alpn: longer than %u bytes", o->hi);
     for (size_t i = 0, item = 0; i <= n; i++) {
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c = (unsigned char)v[i];
         if (c == ',' || c == '\0') {
             if (item == 0)
-                return p2m_err(err, "--alpn: empty name in \"%s\"", shown(s, buf, sizeof(buf)));
+                return p2m_err(err, "--alpn: empty name in \"%s\"", shown(v, buf, sizeof(buf)));
             if (item > 255)
                 return p2m_err(err, "--alpn: a name is longer than 255 bytes");
             item = 0;
@@ -557,10 +678,55 @@ static int parse_alpn(const char *s, char *out, size_t cap, char *err)
         }
         if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
             return p2m_err(err, "--alpn: \"%s\" holds a space, quote, backslash or a byte that is not printable ASCII",
-                           shown(s, buf, sizeof(buf)));
+                           shown(v, buf, sizeof(buf)));
         item++;
     }
-    memcpy(out, s, n + 1);
+    memcpy(FIELD_AT(a, o, char), v, n + 1);
+    return 0;
+}
+
+static int parse_log_level(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    if (p2m_log_level_parse(v, FIELD_AT(a, o, p2m_log_level_t)) != 0)
+        return p2m_err(err, "--%s: expected debug, info, warn or error", o->name);
+    return 0;
+}
+
+static int parse_forward(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    p2m_hostport_t *f = FIELD_AT(a, o, p2m_hostport_t);
+    if (p2m_hostport_parse(v, f, e) != 0)
+        return p2m_err(err, "--%s: %s", o->name, e);
+    if (f->host[0] == '\0') /* ":PORT" or "PORT": this machine */
+        snprintf(f->host, sizeof(f->host), "127.0.0.1");
+    a->have_forward = 1;
+    return 0;
+}
+
+static int parse_id(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (p2m_id_valid(v, strlen(v), e) != 0)
+        return p2m_err(err, "--%s: %s", o->name, e);
+    snprintf(FIELD_AT(a, o, char), sizeof(a->id), "%s", v);
+    return 0;
+}
+
+static int parse_label(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (p2m_label_normalize(v, strlen(v), FIELD_AT(a, o, char), e) != 0)
+        return p2m_err(err, "--%s: %s", o->name, e);
+    return 0;
+}
+
+/* Fills the URL's host and port too. */
+static int parse_registrar(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (pod_registrar_url_parse(v, FIELD_AT(a, o, char), a->reg_host, &a->reg_port, e) != 0)
+        return p2m_err(err, "--%s: %s", o->name, e);
     return 0;
 }
 
@@ -584,37 +750,52 @@ void pod_args_wipe(pod_args_t *a)
     a->secret_len = 0;
 }
 
-int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
+void pod_args_usage(FILE *out)
 {
-    const char *val[OPT_COUNT] = {0};
-    int seen[OPT_COUNT] = {0};
-    char e[P2M_ERR_LEN], buf[200];
-    provision_t *prov = NULL;
-    int ret = -1;
-
-    memset(a, 0, sizeof(*a));
-    a->pool = POD_POOL_DEFAULT;
-    a->pool_max = POD_POOL_CEILING_DEFAULT;
-    a->drain_timeout = POD_DRAIN_DEFAULT;
-    a->log_level = P2M_LOG_INFO;
-    a->proto = P2M_PROTO_HTTPS;
-    a->digits = P2M_TOTP_DIGITS;
-    snprintf(a->alpn, sizeof(a->alpn), "%s", POD_ALPN_DEFAULT);
-    if (argc < 2 || argv[1] == NULL)
-        return p2m_err(err, "expected a command: register, status, env or test (see --help)");
-    if ((a->cmd = parse_command(argv[1])) == 0)
-        return p2m_err(err, "unknown command \"%s\" (see --help)", shown(argv[1], buf, sizeof(buf)));
-    if (a->cmd == POD_CMD_HELP || a->cmd == POD_CMD_VERSION) {
-        if (argc > 2)
-            return p2m_err(err, "%s takes no arguments", argv[1]);
-        return 0;
+    fputs("Usage: pipe2me-pod COMMAND [OPTIONS]\n"
+          "\n"
+          "  register --provision FILE --forward HOST:PORT [--label LABEL] [OPTIONS]\n"
+          "  register --registrar URL --id ID --secret-file FILE --label LABEL --forward HOST:PORT [OPTIONS]\n"
+          "        keep --pool idle pre-connections to the relay and join each consumer to HOST:PORT\n",
+          out);
+    for (size_t o = 0; o < OPT_COUNT; o++) {
+        char flag[32];
+        const char *h = options[o].help;
+        if (h == NULL)
+            continue;
+        snprintf(flag, sizeof(flag), "--%s%s%s", options[o].name, options[o].arg != NULL ? " " : "",
+                 options[o].arg != NULL ? options[o].arg : "");
+        fprintf(out, "        %-20s", flag);
+        for (size_t n; *h != '\0'; h += n + (h[n] == '\n')) {
+            n = strcspn(h, "\n");
+            fprintf(out, "%s%.*s\n", h == options[o].help ? "" : "                            ", (int)n, h);
+        }
     }
+    fputs("  status --state-dir DIR [--json]\n"
+          "        the pool and traffic of the pod running with DIR (exit 1 when it is not running)\n"
+          "  env --provision FILE | --registrar URL --id ID --label LABEL [--domain DOMAIN]\n"
+          "        shell assignments: P2M_ID, P2M_LABEL, P2M_DOMAIN, P2M_URL, P2M_REGISTRAR, ... (never the secret)\n"
+          "  test [--forward-http PORT] [--forward-tcp PORT]\n"
+          "        HTTP echo and TCP echo services on 127.0.0.1, to check a tunnel with\n"
+          "  --help, --version\n"
+          "\n"
+          "The secret file holds the base32 TOTP secret on one line and must not be readable by group or\n"
+          "others; so must the provisioning file (pipe2me-admin pod add -o FILE). Errors: one line on\n"
+          "stderr, exit status 2.\n",
+          out);
+}
 
+/* Splits argv[2..] into the options' values (val, NULL when not given) and sets the flags given.
+ * Returns 0, 1 for -h or --help (a->cmd set), or -1 with err. */
+static int args_scan(int argc, char **argv, const char **val, pod_args_t *a, char *err)
+{
+    int seen[OPT_COUNT] = {0};
+    char buf[200];
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             a->cmd = POD_CMD_HELP;
-            return 0;
+            return 1;
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
             return p2m_err(err, "unexpected argument \"%s\"", shown(arg, buf, sizeof(buf)));
@@ -629,9 +810,11 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
         if (seen[o])
             return p2m_err(err, "--%s given twice", options[o].name);
         seen[o] = 1;
-        if (!options[o].has_value) {
+        if (options[o].arg == NULL) {
             if (eq != NULL)
                 return p2m_err(err, "--%s takes no value", options[o].name);
+            *FIELD_AT(a, &options[o], int) = 1;
+            val[o] = "";
             continue;
         }
         if (eq != NULL) {
@@ -642,88 +825,16 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
             val[o] = argv[++i];
         }
     }
+    return 0;
+}
 
-    /* Each value on its own. */
-    if (val[OPT_LOG_LEVEL] != NULL && p2m_log_level_parse(val[OPT_LOG_LEVEL], &a->log_level) != 0)
-        return p2m_err(err, "--log-level: expected debug, info, warn or error");
-    if (val[OPT_POOL] != NULL && parse_uint(val[OPT_POOL], 1, POD_POOL_MAX, &a->pool) != 0)
-        return p2m_err(err, "--pool: expected a number from 1 to %d", POD_POOL_MAX);
-    /* The ceiling defaults to POD_POOL_CEILING_DEFAULT, or to the floor when that is higher. */
-    a->pool_max = a->pool > POD_POOL_CEILING_DEFAULT ? a->pool : POD_POOL_CEILING_DEFAULT;
-    if (val[OPT_POOL_MAX] != NULL) {
-        if (parse_uint(val[OPT_POOL_MAX], 1, POD_POOL_MAX, &a->pool_max) != 0)
-            return p2m_err(err, "--pool-max: expected a number from 1 to %d", POD_POOL_MAX);
-        if (a->pool_max < a->pool)
-            return p2m_err(err, "--pool-max %u is below --pool %u: the ceiling must be at least the floor", a->pool_max, a->pool);
-    }
-    if (val[OPT_DIGITS] != NULL) {
-        if (strcmp(val[OPT_DIGITS], "6") != 0 && strcmp(val[OPT_DIGITS], "8") != 0)
-            return p2m_err(err, "--digits: expected 6 or 8");
-        a->digits = (unsigned)(val[OPT_DIGITS][0] - '0');
-    }
-    if (val[OPT_DRAIN_TIMEOUT] != NULL && parse_uint(val[OPT_DRAIN_TIMEOUT], 0, POD_DRAIN_MAX, &a->drain_timeout) != 0)
-        return p2m_err(err, "--drain-timeout: expected seconds from 0 to %d", POD_DRAIN_MAX);
-    if (val[OPT_CACERT] != NULL && copy_path("cacert", val[OPT_CACERT], a->cacert, err) != 0)
-        return -1;
-    if (val[OPT_STATE_DIR] != NULL && copy_path("state-dir", val[OPT_STATE_DIR], a->state_dir, err) != 0)
-        return -1;
-    a->json = seen[OPT_JSON];
-    a->tls_terminate = seen[OPT_TLS_TERMINATE];
-    if (val[OPT_PROTOCOL] != NULL && p2m_proto_parse(val[OPT_PROTOCOL], strlen(val[OPT_PROTOCOL]), &a->proto, e) != 0)
-        return p2m_err(err, "--protocol: expected https, http or tcp");
-    if (val[OPT_ALPN] != NULL) {
-        if (!a->tls_terminate)
-            return p2m_err(err, "--alpn is for --tls-terminate: the names the local service speaks behind the pod's TLS");
-        if (parse_alpn(val[OPT_ALPN], a->alpn, sizeof(a->alpn), err) != 0)
-            return -1;
-    }
-    if (a->tls_terminate && a->proto != P2M_PROTO_HTTPS)
-        return p2m_err(err, "--tls-terminate serves TLS: it needs --protocol https, not %s", p2m_proto_name(a->proto));
-    if (a->tls_terminate && a->state_dir[0] == '\0')
-        return p2m_err(err, "--tls-terminate needs --state-dir DIR (the key and certificate are kept in DIR/tls/)");
-    if (val[OPT_FORWARD] != NULL) {
-        if (p2m_hostport_parse(val[OPT_FORWARD], &a->forward, e) != 0)
-            return p2m_err(err, "--forward: %s", e);
-        if (a->forward.host[0] == '\0') /* ":PORT" or "PORT": this machine */
-            snprintf(a->forward.host, sizeof(a->forward.host), "127.0.0.1");
-        a->have_forward = 1;
-    }
-    for (int o = OPT_FORWARD_HTTP; o <= OPT_FORWARD_TCP; o++) {
-        unsigned port;
-        if (val[o] == NULL)
-            continue;
-        if (parse_uint(val[o], 1, 65535, &port) != 0)
-            return p2m_err(err, "--%s: expected a port from 1 to 65535", options[o].name);
-        *(o == OPT_FORWARD_HTTP ? &a->http_port : &a->tcp_port) = (uint16_t)port;
-    }
-    if (val[OPT_DOMAIN] != NULL && p2m_domain_normalize(val[OPT_DOMAIN], a->domain, e) != 0)
-        return p2m_err(err, "--domain: %s", e);
-    if (val[OPT_ID] != NULL) {
-        if (p2m_id_valid(val[OPT_ID], strlen(val[OPT_ID]), e) != 0)
-            return p2m_err(err, "--id: %s", e);
-        snprintf(a->id, sizeof(a->id), "%s", val[OPT_ID]);
-    }
-    if (val[OPT_LABEL] != NULL && p2m_label_normalize(val[OPT_LABEL], strlen(val[OPT_LABEL]), a->label, e) != 0)
-        return p2m_err(err, "--label: %s", e);
-    if (val[OPT_REGISTRAR] != NULL && pod_registrar_url_parse(val[OPT_REGISTRAR], a->registrar, a->reg_host, &a->reg_port, e) != 0)
-        return p2m_err(err, "--registrar: %s", e);
-
-    switch (a->cmd) {
-    case POD_CMD_STATUS:
-        if (a->state_dir[0] == '\0')
-            return p2m_err(err, "status needs --state-dir DIR");
-        return 0;
-    case POD_CMD_TEST:
-        if (a->http_port == 0 && a->tcp_port == 0)
-            return p2m_err(err, "test needs --forward-http PORT, --forward-tcp PORT or both");
-        if (a->http_port == a->tcp_port)
-            return p2m_err(err, "--forward-http and --forward-tcp must differ");
-        return 0;
-    default:
-        break;
-    }
-
-    /* register and env: the provisioning file supplies what the flags do not. */
+/* register and env: the provisioning file or the secret file supplies what the flags do not. Returns
+ * 0 or -1 with err. */
+static int args_files(const char **val, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    provision_t *prov = NULL;
+    int ret = -1;
     if (val[OPT_PROVISION] != NULL) {
         if (val[OPT_ID] != NULL || val[OPT_SECRET_FILE] != NULL)
             return p2m_err(err, "--provision gives the ID and secret: drop --id and --secret-file");
@@ -769,42 +880,89 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
             goto Exit;
         }
     }
-
-    if (a->registrar[0] == '\0') {
-        p2m_err(err, "%s needs --registrar URL or --provision FILE", argv[1]);
-        goto Exit;
-    }
-    if (a->id[0] == '\0') {
-        p2m_err(err, "%s needs --id ID or --provision FILE", argv[1]);
-        goto Exit;
-    }
-    if (a->label[0] == '\0') {
-        p2m_err(err, "%s needs --label LABEL or --provision FILE", argv[1]);
-        goto Exit;
-    }
-    if (a->cmd == POD_CMD_REGISTER) {
-        if (a->secret_len == 0) {
-            p2m_err(err, "register needs --secret-file FILE or --provision FILE");
-            goto Exit;
-        }
-        if (!a->have_forward) {
-            p2m_err(err, "register needs --forward HOST:PORT (the local service)");
-            goto Exit;
-        }
-    }
-    if (a->tls_terminate && a->domain[0] == '\0') {
-        p2m_err(err, "--tls-terminate needs the domain the certificate is for: --domain DOMAIN or --provision FILE");
-        goto Exit;
-    }
-    /* The domain consumers use: the registrar's host unless told otherwise. */
-    if (a->domain[0] == '\0' && p2m_domain_normalize(a->reg_host, a->domain, e) != 0)
-        a->domain[0] = '\0';
     ret = 0;
 Exit:
     if (prov != NULL) {
         explicit_bzero(prov, sizeof(*prov));
         free(prov);
     }
+    return ret;
+}
+
+/* What each command needs in the end. Returns 0 or -1 with err. */
+static int args_complete(const char *cmd, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (a->registrar[0] == '\0')
+        return p2m_err(err, "%s needs --registrar URL or --provision FILE", cmd);
+    if (a->id[0] == '\0')
+        return p2m_err(err, "%s needs --id ID or --provision FILE", cmd);
+    if (a->label[0] == '\0')
+        return p2m_err(err, "%s needs --label LABEL or --provision FILE", cmd);
+    if (a->cmd == POD_CMD_REGISTER && a->secret_len == 0)
+        return p2m_err(err, "register needs --secret-file FILE or --provision FILE");
+    if (a->cmd == POD_CMD_REGISTER && !a->have_forward)
+        return p2m_err(err, "register needs --forward HOST:PORT (the local service)");
+    if (a->tls_terminate && a->domain[0] == '\0')
+        return p2m_err(err, "--tls-terminate needs the domain the certificate is for: --domain DOMAIN or --provision FILE");
+    /* The domain consumers use: the registrar's host unless told otherwise. */
+    if (a->domain[0] == '\0' && p2m_domain_normalize(a->reg_host, a->domain, e) != 0)
+        a->domain[0] = '\0';
+    return 0;
+}
+
+int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
+{
+    const char *val[OPT_COUNT] = {0};
+    char buf[200];
+    int ret = -1;
+
+    memset(a, 0, sizeof(*a));
+    a->pool = POD_POOL_DEFAULT;
+    a->pool_max = POD_POOL_CEILING_DEFAULT;
+    a->drain_timeout = POD_DRAIN_DEFAULT;
+    a->log_level = P2M_LOG_INFO;
+    a->proto = P2M_PROTO_HTTPS;
+    a->digits = P2M_TOTP_DIGITS;
+    snprintf(a->alpn, sizeof(a->alpn), "%s", POD_ALPN_DEFAULT);
+    if (argc < 2 || argv[1] == NULL)
+        return p2m_err(err, "expected a command: register, status, env or test (see --help)");
+    if ((a->cmd = parse_command(argv[1])) == 0)
+        return p2m_err(err, "unknown command \"%s\" (see --help)", shown(argv[1], buf, sizeof(buf)));
+    if (a->cmd == POD_CMD_HELP || a->cmd == POD_CMD_VERSION) {
+        if (argc > 2)
+            return p2m_err(err, "%s takes no arguments", argv[1]);
+        return 0;
+    }
+    int rc = args_scan(argc, argv, val, a, err);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+
+    /* Each value on its own, in the table's order. The ceiling defaults to the floor when that is
+     * higher than POD_POOL_CEILING_DEFAULT. */
+    for (size_t o = 0; o < OPT_COUNT; o++) {
+        if (o == OPT_POOL_MAX && val[o] == NULL && a->pool > POD_POOL_CEILING_DEFAULT)
+            a->pool_max = a->pool;
+        if (val[o] != NULL && options[o].parse != NULL && options[o].parse(&options[o], val[o], a, err) != 0)
+            return -1;
+    }
+
+    switch (a->cmd) {
+    case POD_CMD_STATUS:
+        if (a->state_dir[0] == '\0')
+            return p2m_err(err, "status needs --state-dir DIR");
+        return 0;
+    case POD_CMD_TEST:
+        if (a->http_port == 0 && a->tcp_port == 0)
+            return p2m_err(err, "test needs --forward-http PORT, --forward-tcp PORT or both");
+        if (a->http_port == a->tcp_port)
+            return p2m_err(err, "--forward-http and --forward-tcp must differ");
+        return 0;
+    default:
+        break;
+    }
+    if (args_files(val, a, err) == 0 && args_complete(argv[1], a, err) == 0)
+        ret = 0;
     if (ret != 0)
         pod_args_wipe(a);
     return ret;

@@ -1,46 +1,41 @@
-/* The pod's requests to the registrar with libcurl's multi interface on the p2m loop: PUT
- * {registrar}/register/LABEL (docs/PROTOCOL.md 1) for the pool, and for cert.c POST
- * /certificate/LABEL (PROTOCOL 4) and GET /cacert. curl tells us which sockets to watch
- * (CURLMOPT_SOCKETFUNCTION) and when to call it back (CURLMOPT_TIMERFUNCTION); we call
- * curl_multi_socket_action() from the loop's callbacks. curl resolves names with its threaded
- * resolver, so nothing here blocks the loop. All three kinds go through one request path.
+/* The pod's requests to the registrar: PUT {registrar}/register/LABEL (docs/PROTOCOL.md 1) for
+ * the pool, and for cert.c POST /certificate/LABEL (PROTOCOL 4) and GET /cacert. Here they are
+ * built, started when the credential and the holds allow, and their answers acted on; curl runs
+ * them on the p2m loop (curl_loop.c). All three kinds go through one request path.
  *
  * Credentials: the first authenticated request (a registration or a certificate) uses TOTP and
  * returns a session credential (P2M-Session), presented as Bearer until it expires or a 401 says
  * it is dead. A TOTP code is accepted once per 30-second step, so a TOTP request is never sent
  * twice in one step: the second waits for the next step rather than burn a 401 (which the
- * registrar counts toward its 429 lockout). With --state-dir the last step used is kept in
- * DIR/totp-step, so that a restarted pod does not reuse it. Only one TOTP request is in flight at
- * a time, and nothing else that needs the credential; with a session, up to REG_PARALLEL.
+ * registrar counts toward its 429 lockout). session.c keeps the step used and the session, with
+ * --state-dir across restarts. Only one TOTP request is in flight at a time, and nothing else that
+ * needs the credential; with a session, up to REG_PARALLEL.
  *
  * Failures hold all requests: 429 and 503 for Retry-After, others for an exponential backoff with
- * jitter, except a 400 to a certificate request (the CSR is at fault, not the registrar). State
- * changes are logged once (registrar_down, registrar_up); the attempts in between at debug level.
- * Certificate outcomes go to cert_fetched(), which logs them. Neither the secret, the TOTP codes
- * nor the session credential are logged. */
+ * jitter (backoff.c), except a 400 to a certificate request (the CSR is at fault, not the
+ * registrar). State changes are logged once (registrar_down, registrar_up); the attempts in
+ * between at debug level. Certificate outcomes go to cert_fetched(), which logs them. Neither the
+ * secret, the TOTP codes nor the session credential are logged. */
 #include "pod.h"
 
 #include <assert.h>
 #include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "curl_loop.h"
 #include "p2m/err.h"
 #include "p2m/totp.h"
 #include "reg_header.h"
+#include "session.h"
 
-#define REG_MAGIC 0x52454749u   /* "REGI" */
-#define REQ_MAGIC 0x52455155u   /* "REQU" */
-#define CSOCK_MAGIC 0x43534f43u /* "CSOC" */
-#define REG_PARALLEL 8          /* Bearer registrations in flight at once, multiplexed on one HTTP/2 connection */
+#define REG_MAGIC 0x52454749u /* "REGI" */
+#define REQ_MAGIC 0x52455155u /* "REQU" */
+#define REG_PARALLEL 8        /* Bearer registrations in flight at once, multiplexed on one HTTP/2 connection */
 /* Pre-connections one registration asks for (PROTOCOL 1.1): a pool refills with one request per
  * batch instead of one per connection, the registrar's and the relay's work per lease shared. */
 #define REG_LEASE_CONNS P2M_LEASE_CONNS_MAX
@@ -49,11 +44,9 @@
 #define REG_PEM_MAX 65536   /* a certificate chain or /cacert: a longer one is aborted */
 #define REG_RETRY_AFTER_DEFAULT 60
 #define REG_CONNECT_TIMEOUT_MS 5000L
-#define REG_TIMEOUT_MS 20000L  /* the registrar waits up to 3 x 3 s for the relay */
-#define REG_STEP_MARGIN_MS 250 /* after a step boundary, so that clocks agree */
+#define REG_TIMEOUT_MS 20000L /* the registrar waits up to 3 x 3 s for the relay */
 
 typedef struct req req_t;
-typedef struct csock csock_t;
 
 typedef enum { AUTH_NONE = 0, AUTH_TOTP, AUTH_BEARER } auth_t;
 
@@ -74,22 +67,17 @@ static const struct {
 struct reg {
     uint32_t magic;
     pod_t *pod;
-    CURLM *multi;
-    p2m_loop_timer_t curl_timer; /* CURLMOPT_TIMERFUNCTION */
-    p2m_loop_timer_t hold;       /* no request until it fires */
-    backoff_t bo;
+    pod_curl_loop_t *curl;
+    p2m_loop_timer_t hold; /* no request until it fires */
+    pod_backoff_t bo;
     pod_health_t health;
     char last_failure[64];                         /* the failure last logged at warn or error: repeats go to debug */
     char url[3][P2M_URL_MAX + P2M_LABEL_MAX + 16]; /* by reg_kind_t */
     int single;                                    /* the registrar refused "connections": ask for one */
-    char step_path[POD_PATH_MAX + 16];             /* "" without --state-dir */
-    char session_path[POD_PATH_MAX + 16];          /* "" without --state-dir */
 
     req_t *reqs;
     unsigned inflight; /* pre-connections asked for by the registrations in flight */
     unsigned nauth;    /* requests that carry the credential (registrations, certificates) */
-    int totp_inflight;
-    uint64_t step_used; /* last TOTP step a request may have consumed */
 
     /* cert.c's requests: asked for (want), in flight (cur); the CSR of the next certificate request */
     int want[3];
@@ -97,10 +85,7 @@ struct reg {
     char *csr;
     size_t csr_len;
 
-    char session[REG_SESSION_MAX + 1]; /* "" when none */
-    uint64_t session_until;            /* loop ms */
-
-    csock_t *socks; /* every socket curl asked us to watch */
+    pod_session_t sess; /* the TOTP step used and the session credential */
 };
 
 struct req {
@@ -110,22 +95,14 @@ struct req {
     CURL *easy;
     struct curl_slist *headers;
     auth_t auth;
-    unsigned conns;           /* registration: pre-connections asked for */
-    char reg_body[80];        /* registration: {"protocol":"NAME","connections":N} */
-    uint64_t step, prev_step; /* TOTP: the step used, and step_used before it */
-    char *body;               /* kinds[kind].body_max + 1 bytes */
+    unsigned conns;     /* registration: pre-connections asked for */
+    char reg_body[80];  /* registration: {"protocol":"NAME","connections":N} */
+    uint64_t prev_step; /* TOTP: the step used before this request's */
+    char *body;         /* kinds[kind].body_max + 1 bytes */
     size_t body_len, body_total;
     reg_header_t hdr; /* what the response's headers said */
     char errbuf[CURL_ERROR_SIZE];
     req_t *next, *prev;
-};
-
-struct csock {
-    uint32_t magic;
-    reg_t *reg;
-    p2m_loop_handler_t h;
-    p2m_loop_reap_t reap;
-    csock_t *next, *prev;
 };
 
 static reg_t *reg_check(reg_t *reg)
@@ -135,205 +112,6 @@ static reg_t *reg_check(reg_t *reg)
         abort();
     }
     return reg;
-}
-
-/* --- what survives a restart (with --state-dir) ----------------------------------------------
- *
- * DIR/totp-step: the last TOTP step used, so that a restarted pod waits for the next step rather
- * than burn a 401. DIR/session: the session credential with its pod, label and expiry (mode 0600,
- * like the secret file beside it), so that a restarted pod goes on with Bearer registrations. Both
- * are a few bytes on a local disk, written with rename(2); a failure only costs a TOTP round. */
-
-/* Reads at most cap - 1 bytes of a small file into buf. Returns the length or -1. */
-static ssize_t small_read(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, cap - 1);
-    close(fd);
-    if (n < 0)
-        return -1;
-    buf[n] = '\0';
-    return n;
-}
-
-static void small_write(const char *path, const char *data, size_t len)
-{
-    char tmp[POD_PATH_MAX + 32];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    unlink(tmp); /* created afresh, so with mode 0600 */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return;
-    int ok = write(fd, data, len) == (ssize_t)len;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0)
-        unlink(tmp);
-}
-
-static void step_save(reg_t *reg, uint64_t step)
-{
-    char buf[32];
-    if (reg->step_path[0] == '\0')
-        return;
-    int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)step);
-    small_write(reg->step_path, buf, (size_t)n);
-}
-
-static void step_load(reg_t *reg)
-{
-    char buf[32];
-    unsigned long long v = 0;
-    if (small_read(reg->step_path, buf, sizeof(buf)) > 0 && sscanf(buf, "%llu", &v) == 1)
-        reg->step_used = v;
-}
-
-/* Keeps the session for ttl_s seconds (less a margin: it is renewed before the registrar drops it). */
-static void session_set(reg_t *reg, const char *cred, unsigned ttl_s, int save)
-{
-    char buf[REG_SESSION_MAX + P2M_ID_MAX + P2M_LABEL_MAX + 64];
-    uint64_t ttl_ms = (uint64_t)ttl_s * 1000u;
-    uint64_t margin = ttl_ms / 10 < 30000 ? ttl_ms / 10 : 30000;
-    snprintf(reg->session, sizeof(reg->session), "%s", cred);
-    reg->session_until = p2m_loop_now(reg->pod->loop) + ttl_ms - margin;
-    if (!save || reg->session_path[0] == '\0')
-        return;
-    int n = snprintf(buf, sizeof(buf), "v1 %s %s %llu %s\n", reg->pod->args->id, reg->pod->args->label,
-                     (unsigned long long)time(NULL) + ttl_s, cred);
-    if (n > 0 && (size_t)n < sizeof(buf))
-        small_write(reg->session_path, buf, (size_t)n);
-    OPENSSL_cleanse(buf, sizeof(buf));
-}
-
-static void session_drop(reg_t *reg)
-{
-    OPENSSL_cleanse(reg->session, sizeof(reg->session));
-    reg->session[0] = '\0';
-    if (reg->session_path[0] != '\0')
-        unlink(reg->session_path);
-}
-
-static void session_load(reg_t *reg)
-{
-    char buf[REG_SESSION_MAX + P2M_ID_MAX + P2M_LABEL_MAX + 64];
-    char id[P2M_ID_MAX + 1], label[P2M_LABEL_MAX + 1], cred[REG_SESSION_MAX + 1];
-    unsigned long long until = 0, now = (unsigned long long)time(NULL);
-    if (small_read(reg->session_path, buf, sizeof(buf)) > 0 &&
-        sscanf(buf, "v1 %64s %63s %llu %128s", id, label, &until, cred) == 4 && strcmp(id, reg->pod->args->id) == 0 &&
-        strcmp(label, reg->pod->args->label) == 0 && reg_session_valid(cred) && until > now + 60 && until < now + 30ull * 86400) {
-        session_set(reg, cred, (unsigned)(until - now), 0);
-        p2m_log(P2M_LOG_INFO, "session_resumed", "label=%s expires_s=%llu", reg->pod->args->label, until - now);
-    }
-    OPENSSL_cleanse(buf, sizeof(buf));
-    OPENSSL_cleanse(cred, sizeof(cred));
-}
-
-/* --- curl's sockets and timer on the loop ----------------------------------------------------- */
-
-static void reg_check_done(reg_t *reg);
-
-static void reap_csock(p2m_loop_reap_t *r)
-{
-    csock_t *cs = (csock_t *)((char *)r - offsetof(csock_t, reap));
-    free(cs);
-}
-
-static void csock_drop(reg_t *reg, csock_t *cs)
-{
-    p2m_loop_del(reg->pod->loop, &cs->h);
-    if (cs->prev != NULL)
-        cs->prev->next = cs->next;
-    else
-        reg->socks = cs->next;
-    if (cs->next != NULL)
-        cs->next->prev = cs->prev;
-    cs->magic = POD_DEAD;
-    p2m_loop_defer(reg->pod->loop, &cs->reap, reap_csock);
-}
-
-static void on_curl_io(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
-{
-    (void)loop;
-    csock_t *cs = (csock_t *)((char *)h - offsetof(csock_t, h));
-    if (cs->magic != CSOCK_MAGIC) {
-        p2m_log(P2M_LOG_ERROR, "csock_bad_magic", "ptr=%p", (void *)cs);
-        abort();
-    }
-    reg_t *reg = reg_check(cs->reg);
-    int mask = 0, running = 0;
-    if (events & (EPOLLIN | EPOLLHUP))
-        mask |= CURL_CSELECT_IN;
-    if (events & EPOLLOUT)
-        mask |= CURL_CSELECT_OUT;
-    if (events & EPOLLERR)
-        mask |= CURL_CSELECT_ERR;
-    /* cs may be dropped inside (CURL_POLL_REMOVE); its memory lives until the end of the turn. */
-    curl_multi_socket_action(reg->multi, h->fd, mask, &running);
-    reg_check_done(reg);
-}
-
-static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    (void)easy;
-    reg_t *reg = reg_check(userp);
-    csock_t *cs = socketp;
-    char err[P2M_ERR_LEN];
-
-    if (what == CURL_POLL_REMOVE) {
-        if (cs != NULL) {
-            curl_multi_assign(reg->multi, s, NULL);
-            csock_drop(reg, cs);
-        }
-        return 0;
-    }
-    uint32_t ev = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-    if (cs == NULL) {
-        if ((cs = calloc(1, sizeof(*cs))) == NULL) {
-            p2m_log(P2M_LOG_ERROR, "oom", "what=curl_socket");
-            abort();
-        }
-        cs->magic = CSOCK_MAGIC;
-        cs->reg = reg;
-        p2m_loop_handler_init(&cs->h);
-        if (p2m_loop_add(reg->pod->loop, &cs->h, s, ev, on_curl_io, err) != 0) {
-            p2m_log(P2M_LOG_ERROR, "curl_socket_failed", "fd=%d error=\"%s\"", (int)s, err);
-            free(cs);
-            return -1;
-        }
-        cs->next = reg->socks;
-        if (reg->socks != NULL)
-            reg->socks->prev = cs;
-        reg->socks = cs;
-        curl_multi_assign(reg->multi, s, cs);
-        return 0;
-    }
-    if (p2m_loop_set_events(reg->pod->loop, &cs->h, ev) != 0) {
-        p2m_log(P2M_LOG_ERROR, "curl_socket_failed", "fd=%d error=\"%s\"", (int)s, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int on_curl_timer_set(CURLM *multi, long timeout_ms, void *userp)
-{
-    (void)multi;
-    reg_t *reg = reg_check(userp);
-    /* Only arm here: curl must not be called back from inside this callback. */
-    if (timeout_ms < 0)
-        p2m_loop_timer_stop(reg->pod->loop, &reg->curl_timer);
-    else
-        p2m_loop_timer_start(reg->pod->loop, &reg->curl_timer, (uint64_t)timeout_ms);
-    return 0;
-}
-
-static void on_curl_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
-{
-    (void)loop;
-    reg_t *reg = reg_check((reg_t *)((char *)t - offsetof(reg_t, curl_timer)));
-    int running = 0;
-    curl_multi_socket_action(reg->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    reg_check_done(reg);
 }
 
 static void reg_pump(reg_t *reg);
@@ -375,7 +153,7 @@ static void req_free(req_t *req)
 {
     reg_t *reg = req->reg;
     if (req->easy != NULL) {
-        curl_multi_remove_handle(reg->multi, req->easy);
+        curl_multi_remove_handle(pod_curl_loop_multi(reg->curl), req->easy);
         curl_easy_cleanup(req->easy);
     }
     /* The Authorization header holds a TOTP code or the session credential. */
@@ -394,8 +172,6 @@ static void req_free(req_t *req)
         reg->cur[req->kind] = NULL;
     if (req->auth != AUTH_NONE)
         reg->nauth--;
-    if (req->auth == AUTH_TOTP)
-        reg->totp_inflight = 0;
     OPENSSL_cleanse(req->hdr.session, sizeof(req->hdr.session));
     free(req->body);
     req->magic = POD_DEAD;
@@ -416,6 +192,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     pod_t *pod = reg->pod;
     char hdr[REG_SESSION_MAX + P2M_ID_MAX + 64], err[P2M_ERR_LEN];
     struct curl_slist *l;
+    int ret = -1;
     req_t *req = calloc(1, sizeof(*req));
     if (req == NULL)
         oom("request");
@@ -446,21 +223,17 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
         reg->nauth++;
 
     if (auth == AUTH_BEARER) {
-        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", reg->session);
+        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", reg->sess.cred);
     } else if (auth == AUTH_TOTP) {
         char code[P2M_TOTP_DIGITS_MAX + 1];
         if (p2m_totp_generate(pod->args->secret, pod->args->secret_len, (time_t)(step * P2M_TOTP_STEP), pod->args->digits, code,
                               err) != 0) {
             p2m_log(P2M_LOG_ERROR, "totp_failed", "error=\"%s\"", err);
-            goto Fail;
+            goto Exit;
         }
         snprintf(hdr, sizeof(hdr), "Authorization: TOTP username=\"%s\", response=\"%s\"", pod->args->id, code);
         OPENSSL_cleanse(code, sizeof(code));
-        req->step = step;
-        req->prev_step = reg->step_used;
-        reg->step_used = step;
-        reg->totp_inflight = 1;
-        step_save(reg, step);
+        req->prev_step = pod_session_step_use(&reg->sess, step);
     } else {
         snprintf(hdr, sizeof(hdr), "Accept: application/pem-certificate-chain, */*");
     }
@@ -516,12 +289,12 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, req) != CURLE_OK;
     if (bad) {
         p2m_log(P2M_LOG_ERROR, "curl_setopt_failed", "url=%s", reg->url[kind]);
-        goto Fail;
+        goto Exit;
     }
-    CURLMcode mc = curl_multi_add_handle(reg->multi, e);
+    CURLMcode mc = curl_multi_add_handle(pod_curl_loop_multi(reg->curl), e);
     if (mc != CURLM_OK) {
         p2m_log(P2M_LOG_ERROR, "curl_add_failed", "error=\"%s\"", curl_multi_strerror(mc));
-        goto Fail;
+        goto Exit;
     }
     if (kind == REG_REGISTER)
         p2m_log(P2M_LOG_DEBUG, "register_start", "label=%s auth=%s conns=%u inflight=%u", pod->args->label,
@@ -531,12 +304,13 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
                 auth == AUTH_BEARER ? "bearer"
                 : auth == AUTH_TOTP ? "totp"
                                     : "none");
-    return 0;
-Fail:
-    if (auth == AUTH_TOTP)
-        reg->step_used = req->prev_step;
-    req_free(req);
-    return -1;
+    ret = 0;
+Exit:
+    if (ret != 0 && auth == AUTH_TOTP)
+        pod_session_step_unuse(&reg->sess, req->prev_step);
+    if (ret != 0)
+        req_free(req);
+    return ret;
 }
 
 /* --- outcomes --------------------------------------------------------------------------------- */
@@ -579,7 +353,7 @@ static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, cons
 
 static void reg_succeeded(reg_t *reg)
 {
-    backoff_reset(&reg->bo);
+    pod_backoff_reset(&reg->bo);
     if (reg->health != POD_UP)
         p2m_log(P2M_LOG_INFO, "registrar_up", "label=%s url=%s", reg->pod->args->label, reg->pod->args->registrar);
     reg->health = POD_UP;
@@ -611,7 +385,7 @@ static void registered(req_t *req)
     while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
         b[--n] = '\0';
     if (req->body_total > REG_BODY_MAX || p2m_hostport_parse(b, &relay, err) != 0 || relay.host[0] == '\0') {
-        reg_failed(reg, req, P2M_LOG_ERROR, "register_failed", "badbody", backoff_next(&reg->bo),
+        reg_failed(reg, req, P2M_LOG_ERROR, "register_failed", "badbody", pod_backoff_next(&reg->bo),
                    "status=200 reason=\"response is not ADDRESS:PORT\"");
         req_free(req);
         return;
@@ -636,7 +410,55 @@ static void registered(req_t *req)
         pool_on_port(pod, &relay, family);
 }
 
-static void req_done(req_t *req, CURLcode rc)
+/* A request that got no usable answer: frees req, then gives cert.c its outcome (cert.c may ask
+ * again at once). */
+static void req_failed_done(req_t *req, long status, const char *reason, unsigned retry_ms)
+{
+    pod_t *pod = req->reg->pod;
+    reg_kind_t kind = req->kind;
+    req_free(req);
+    if (kind != REG_REGISTER)
+        cert_fetched(pod, kind, status, NULL, 0, reason, retry_ms);
+}
+
+/* A 200: keeps a new session, and hands the answer on (a relay port to the pool, a PEM body to
+ * cert.c). Takes req (freed here). */
+static void answered_ok(req_t *req)
+{
+    reg_t *reg = req->reg;
+    pod_t *pod = reg->pod;
+    reg_kind_t kind = req->kind;
+    char reason[256];
+
+    /* Any authenticated 200 means a TOTP request's credential is good: keep it, so that the
+     * requests after a certificate go on with Bearer. */
+    if (req->auth == AUTH_TOTP && req->hdr.session[0] != '\0') {
+        pod_session_set(&reg->sess, req->hdr.session, req->hdr.session_ttl != 0 ? req->hdr.session_ttl : 60, 1);
+        p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u via=%s", pod->args->label, req->hdr.session_ttl,
+                kinds[kind].name);
+    }
+    if (kind == REG_REGISTER) {
+        registered(req);
+        return;
+    }
+    reg_succeeded(reg);
+    if (req->body_total > kinds[kind].body_max) {
+        snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_max);
+        req_failed_done(req, 200, reason, 0);
+        return;
+    }
+    /* cert.c gets the body; the request goes first, so that cert.c may ask again at once. */
+    char *body = req->body;
+    size_t len = req->body_len;
+    req->body = NULL;
+    req_free(req);
+    cert_fetched(pod, kind, 200, body, len, NULL, 0);
+    free(body);
+}
+
+/* Acts on a finished request's answer (rc: curl's result): holds, backoffs, the session, the
+ * outcome to the pool or cert.c, each logged. Takes req (freed here). */
+static void answered(req_t *req, CURLcode rc)
 {
     reg_t *reg = req->reg;
     pod_t *pod = reg->pod;
@@ -651,53 +473,31 @@ static void req_done(req_t *req, CURLcode rc)
     if (rc != CURLE_OK)
         status = 0;
     if (req->auth == AUTH_TOTP && status == 0 && sent == 0) /* the code never left: its step is still unused */
-        reg->step_used = req->prev_step;
+        pod_session_step_unuse(&reg->sess, req->prev_step);
 
     if (status == 200) {
-        /* Any authenticated 200 means a TOTP request's credential is good: keep it, so that the
-         * requests after a certificate go on with Bearer. */
-        if (req->auth == AUTH_TOTP && req->hdr.session[0] != '\0') {
-            session_set(reg, req->hdr.session, req->hdr.session_ttl != 0 ? req->hdr.session_ttl : 60, 1);
-            p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u via=%s", pod->args->label, req->hdr.session_ttl,
-                    kinds[kind].name);
-        }
-        if (kind == REG_REGISTER) {
-            registered(req);
-            goto Next;
-        }
-        reg_succeeded(reg);
-        if (req->body_total > kinds[kind].body_max) {
-            snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_max);
-            goto Deliver;
-        }
-        /* cert.c gets the body; the request goes first, so that cert.c may ask again at once. */
-        char *body = req->body;
-        size_t len = req->body_len;
-        req->body = NULL;
-        req_free(req);
-        cert_fetched(pod, kind, 200, body, len, NULL, 0);
-        free(body);
-        goto Next;
+        answered_ok(req);
+        return;
     }
     if ((status == 401 || status == 403) && req->auth == AUTH_BEARER) {
         /* Expired or revoked (401), or for another label (403): back to TOTP at once, which says
          * what is really wrong (the step rule still applies). Parallel requests share the fate; a
          * certificate request is asked again. */
-        if (reg->session[0] != '\0') {
+        if (reg->sess.cred[0] != '\0') {
             p2m_log(P2M_LOG_INFO, "session_rejected", "label=%s status=%ld kind=%s reason=\"%s\"", pod->args->label, status,
                     kinds[kind].name, body_line(req));
-            session_drop(reg);
+            pod_session_drop(&reg->sess);
         }
         if (kind != REG_REGISTER)
             reg->want[kind] = 1;
         req_free(req);
-        goto Next;
+        return;
     }
     if (status == 429 || status == 503) {
         long ra = req->hdr.retry_after;
         retry_ms = ra >= 0         ? (unsigned)(ra > 0 ? ra : 1) * 1000u
                    : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u
-                                   : backoff_next(&reg->bo);
+                                   : pod_backoff_next(&reg->bo);
         snprintf(reason, sizeof(reason), "%s", body_line(req));
         reg_failed(reg, req, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN,
                    status == 429 ? "register_limited" : "registrar_unavailable", status == 429 ? "limited" : "unavailable",
@@ -706,7 +506,7 @@ static void req_done(req_t *req, CURLcode rc)
         snprintf(reason, sizeof(reason), "%s", req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(rc));
         if (req->body_total > kinds[kind].body_limit)
             snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_limit);
-        retry_ms = backoff_next(&reg->bo);
+        retry_ms = pod_backoff_next(&reg->bo);
         reg_failed(reg, req, P2M_LOG_WARN, "registrar_down", "transport", retry_ms, "error=\"%s\"", reason);
     } else if (status == 400 && kind == REG_REGISTER && req->conns > 1 && !reg->single) {
         /* A registrar older than "connections" refuses the key: one per registration from now on. */
@@ -720,47 +520,29 @@ static void req_done(req_t *req, CURLcode rc)
         char k[32];
         snprintf(k, sizeof(k), "status%ld", status);
         snprintf(reason, sizeof(reason), "%s", body_line(req));
-        retry_ms = backoff_next(&reg->bo);
+        retry_ms = pod_backoff_next(&reg->bo);
         reg_failed(reg, req, P2M_LOG_ERROR, "register_refused", k, retry_ms, "status=%ld auth=%s reason=\"%s\"", status,
                    req->auth == AUTH_BEARER ? "bearer" : "totp", reason);
     }
-Deliver:
-    req_free(req);
-    if (kind != REG_REGISTER)
-        cert_fetched(pod, kind, status, NULL, 0, reason, retry_ms);
-Next:
-    reg_pump(reg);
-    pool_refill(pod);
+    req_failed_done(req, status, reason, retry_ms);
 }
 
-static void reg_check_done(reg_t *reg)
+/* curl_loop.c: a transfer finished. Acts on it, then starts what may start now. */
+static void on_done(void *data, CURL *easy, CURLcode rc)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(reg->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        req_t *req = NULL;
-        CURLcode rc = msg->data.result;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
-        if (req == NULL || req->magic != REQ_MAGIC) {
-            p2m_log(P2M_LOG_ERROR, "req_bad_magic", "ptr=%p", (void *)req);
-            abort();
-        }
-        req_done(req, rc);
+    reg_t *reg = reg_check(data);
+    req_t *req = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&req);
+    if (req == NULL || req->magic != REQ_MAGIC) {
+        p2m_log(P2M_LOG_ERROR, "req_bad_magic", "ptr=%p", (void *)req);
+        abort();
     }
+    answered(req, rc);
+    reg_pump(reg);
+    pool_refill(reg->pod);
 }
 
 /* --- what to start next ----------------------------------------------------------------------- */
-
-/* Drops a session past its end. */
-static void session_check(reg_t *reg)
-{
-    if (reg->session[0] != '\0' && p2m_loop_now(reg->pod->loop) >= reg->session_until) {
-        p2m_log(P2M_LOG_INFO, "session_expired", "label=%s", reg->pod->args->label);
-        session_drop(reg);
-    }
-}
 
 /* Starts a request of `kind` with the credential, when the credential allows one now: with a
  * session, up to REG_PARALLEL at once; with TOTP, one at a time and each step once (a TOTP request
@@ -768,19 +550,13 @@ static void session_check(reg_t *reg)
  * Returns 1 when started. */
 static int start_authed(reg_t *reg, reg_kind_t kind, unsigned conns)
 {
-    if (reg->session[0] != '\0')
+    uint64_t step = 0;
+    unsigned wait = 0;
+    if (reg->sess.cred[0] != '\0')
         return reg->nauth < REG_PARALLEL && req_start(reg, kind, AUTH_BEARER, 0, conns) == 0;
     if (reg->nauth > 0)
         return 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t step = (uint64_t)ts.tv_sec / P2M_TOTP_STEP;
-    if (reg->step_used > step + 1) /* saved before the clock was set back: the registrar's clock decides */
-        reg->step_used = 0;
-    if (step <= reg->step_used) {
-        uint64_t next_ms = (reg->step_used + 1) * P2M_TOTP_STEP * 1000ull;
-        uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-        unsigned wait = (unsigned)(next_ms > now_ms ? next_ms - now_ms : 0) + REG_STEP_MARGIN_MS;
+    if (pod_session_step_next(&reg->sess, &step, &wait) != 0) {
         p2m_log(P2M_LOG_DEBUG, "totp_wait", "label=%s wait_ms=%u", reg->pod->args->label, wait);
         reg_hold(reg, wait);
         return 0;
@@ -794,7 +570,7 @@ static void reg_pump(reg_t *reg)
 {
     if (reg->pod->stopping || p2m_loop_timer_armed(&reg->hold))
         return;
-    session_check(reg);
+    pod_session_expire(&reg->sess);
     if (reg->want[REG_CACERT] && reg->cur[REG_CACERT] == NULL && req_start(reg, REG_CACERT, AUTH_NONE, 0, 0) == 0)
         reg->want[REG_CACERT] = 0;
     if (reg->want[REG_CERT] && reg->cur[REG_CERT] == NULL && start_authed(reg, REG_CERT, 0))
@@ -803,68 +579,54 @@ static void reg_pump(reg_t *reg)
 
 /* --- public ----------------------------------------------------------------------------------- */
 
-int reg_new(pod_t *pod, char *err)
+int pod_register_new(pod_t *pod, char *err)
 {
     reg_t *reg = calloc(1, sizeof(*reg));
     if (reg == NULL)
         return p2m_err(err, "out of memory");
     reg->magic = REG_MAGIC;
     reg->pod = pod;
-    p2m_loop_timer_init(&reg->curl_timer, on_curl_timer);
     p2m_loop_timer_init(&reg->hold, on_hold);
     snprintf(reg->url[REG_REGISTER], sizeof(reg->url[0]), "%s/register/%s", pod->args->registrar, pod->args->label);
     snprintf(reg->url[REG_CERT], sizeof(reg->url[0]), "%s/certificate/%s", pod->args->registrar, pod->args->label);
     snprintf(reg->url[REG_CACERT], sizeof(reg->url[0]), "%s/cacert", pod->args->registrar);
-    if (pod->args->state_dir[0] != '\0') {
-        snprintf(reg->step_path, sizeof(reg->step_path), "%s/totp-step", pod->args->state_dir);
-        snprintf(reg->session_path, sizeof(reg->session_path), "%s/session", pod->args->state_dir);
-        step_load(reg);
-        session_load(reg);
-    }
-    if ((reg->multi = curl_multi_init()) == NULL) {
+    pod_session_init(&reg->sess, pod->args, pod->loop);
+    if ((reg->curl = pod_curl_loop_new(pod->loop, on_done, reg, err)) == NULL) {
+        pod_session_wipe(&reg->sess);
         free(reg);
-        return p2m_err(err, "curl_multi_init failed");
+        return -1;
     }
-    curl_multi_setopt(reg->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(reg->multi, CURLMOPT_SOCKETDATA, reg);
-    curl_multi_setopt(reg->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer_set);
-    curl_multi_setopt(reg->multi, CURLMOPT_TIMERDATA, reg);
-    curl_multi_setopt(reg->multi, CURLMOPT_MAXCONNECTS, 2L);
     pod->reg = reg;
     return 0;
 }
 
-void reg_free(pod_t *pod)
+void pod_register_free(pod_t *pod)
 {
     reg_t *reg = pod->reg;
     if (reg == NULL)
         return;
     while (reg->reqs != NULL)
         req_free(reg->reqs);
-    curl_multi_cleanup(reg->multi); /* closes cached connections, calling on_curl_socket */
-    while (reg->socks != NULL)
-        csock_drop(reg, reg->socks);
-    p2m_loop_timer_stop(pod->loop, &reg->curl_timer);
     p2m_loop_timer_stop(pod->loop, &reg->hold);
-    p2m_loop_reap(pod->loop);
-    OPENSSL_cleanse(reg->session, sizeof(reg->session));
+    pod_curl_loop_free(reg->curl); /* also runs the loop's deferred frees */
+    pod_session_wipe(&reg->sess);
     free(reg->csr);
     reg->magic = POD_DEAD;
     free(reg);
     pod->reg = NULL;
 }
 
-unsigned reg_inflight(const pod_t *pod)
+unsigned pod_register_inflight(const pod_t *pod)
 {
     return pod->reg != NULL ? pod->reg->inflight : 0;
 }
 
-pod_health_t reg_health(const pod_t *pod)
+pod_health_t pod_register_health(const pod_t *pod)
 {
     return pod->reg != NULL ? pod->reg->health : POD_UNKNOWN;
 }
 
-void reg_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len)
+void pod_register_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len)
 {
     reg_t *reg = pod->reg;
     assert(kind == REG_CERT || kind == REG_CACERT);
@@ -884,7 +646,7 @@ void reg_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len)
     reg_pump(reg);
 }
 
-void reg_fetch_cancel(pod_t *pod)
+void pod_register_fetch_cancel(pod_t *pod)
 {
     reg_t *reg = pod->reg;
     if (reg == NULL)
@@ -896,7 +658,7 @@ void reg_fetch_cancel(pod_t *pod)
     }
 }
 
-unsigned reg_start(pod_t *pod, unsigned want)
+unsigned pod_register_start(pod_t *pod, unsigned want)
 {
     reg_t *reg = pod->reg;
     unsigned started = 0;

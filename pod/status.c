@@ -83,11 +83,11 @@ static void status_write(pod_t *pod, const char *state)
                      "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"}%s\n"
                      "}\n",
                      (long)getpid(), state, a->id, a->label, pod->fwd_str, pod->started, (unsigned long long)time(NULL), a->pool,
-                     a->pool_max, pod->target, pod->nidle, pod->nconnecting, reg_inflight(pod), pod->ntunnels, pod->waiting,
-                     pod->waited, pod->ntunnels, (unsigned long long)pod->stats.tunnels,
+                     a->pool_max, pod->target, pod->nidle, pod->nconnecting, pod_register_inflight(pod), pod->ntunnels,
+                     pod->waiting, pod->waited, pod->ntunnels, (unsigned long long)pod->stats.tunnels,
                      (unsigned long long)pod->stats.tunnel_failures, (unsigned long long)pod->stats.registrations,
                      (unsigned long long)pod->stats.registration_failures, (unsigned long long)in, (unsigned long long)out,
-                     health_name(reg_health(pod)), health_name(pod->relay_health), health_name(pod->local_health), cert);
+                     health_name(pod_register_health(pod)), health_name(pod->relay_health), health_name(pod->local_health), cert);
     if (n < 0 || (size_t)n >= sizeof(doc))
         return;
     snprintf(path, sizeof(path), "%s/status.json", a->state_dir);

@@ -1,4 +1,4 @@
-/* Unit tests for pod/provision.c (and env_quote, backoff_next): the pod's command line, secret
+/* Unit tests for pod/provision.c (and env_quote): the pod's command line, secret
  * file, provisioning file and status file, fed hostile input. Every refusal must be one line that
  * never contains the secret. */
 
@@ -820,21 +820,6 @@ static void test_status_doc(void)
     check_refused(pod_status_parse("nope", 4, &st, err), err, "not a status document");
 }
 
-static void test_backoff(void)
-{
-    backoff_t b = {0};
-    CHECK_CTX("backoff");
-    unsigned long long want = POD_BACKOFF_MIN_MS;
-    for (int i = 0; i < 20; i++) {
-        unsigned ms = backoff_next(&b);
-        CHECK_MSG(ms >= want * 3 / 4 && ms <= want * 5 / 4, "attempt %d: %u ms, want %llu +-25%%", i, ms, want);
-        want = want * 2 > POD_BACKOFF_MAX_MS ? POD_BACKOFF_MAX_MS : want * 2;
-    }
-    backoff_reset(&b);
-    unsigned ms = backoff_next(&b);
-    CHECK_MSG(ms >= POD_BACKOFF_MIN_MS * 3 / 4 && ms <= POD_BACKOFF_MIN_MS * 5 / 4, "after reset: %u ms", ms);
-}
-
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/unit-pod-args.XXXXXX");
@@ -852,7 +837,6 @@ int main(void)
     test_url();
     test_env_quote();
     test_status_doc();
-    test_backoff();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
