@@ -7,6 +7,7 @@
 #include "check.h"
 #include "p2m/bridge.h"
 #include "p2m/err.h"
+#include "tcp_pair.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,30 +18,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* A connected loopback pair: out[0] the client end, out[1] the accepted end; non-blocking. */
-static int tcp_pair(int out[2])
-{
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int ok = l >= 0 && bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(l, 1) == 0 &&
-             getsockname(l, (struct sockaddr *)&sa, &len) == 0;
-    out[0] = out[1] = -1;
-    if (ok) {
-        out[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ok = out[0] >= 0 && connect(out[0], (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    }
-    if (ok)
-        ok = (out[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0;
-    if (l >= 0)
-        close(l);
-    if (!ok)
-        return -1;
-    fcntl(out[0], F_SETFL, O_NONBLOCK);
-    fcntl(out[1], F_SETFL, O_NONBLOCK);
-    return 0;
-}
 
 /* One bridge and its two peers: peer[0] talks to side 0, peer[1] to side 1. */
 struct rig {
@@ -189,6 +166,15 @@ static void small_buffers(struct rig *g)
     setsockopt(g->peer[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 }
 
+/* Closes *fd with a reset (SO_LINGER 0) rather than a FIN. */
+static void reset_close(int *fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(*fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(*fd);
+    *fd = -1;
+}
+
 static p2m_pipe_pool_t *pool_new(unsigned max, unsigned size)
 {
     char err[P2M_ERR_LEN] = "";
@@ -268,10 +254,7 @@ static void test_reset(void)
     char buf[16];
     CHECK(write(g.peer[0], "ping", 4) == 4);
     CHECK_EQ_INT(read_all(g.peer[1], buf, 4), 4);
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(g.peer[1], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    close(g.peer[1]);
-    g.peer[1] = -1;
+    reset_close(&g.peer[1]);
     CHECK(run_until(&g.closed));
     CHECK_EQ_INT(g.closed, 1);
     /* Which of the two notices first depends on the event order: EPOLLERR on side b, or a pump's failed read. */
@@ -294,10 +277,7 @@ static void test_hangup(void)
     CHECK_CTX("hang-up");
     if (!CHECK(rig_open(&g, pool, &ops_plain) == 0))
         return;
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(g.peer[1], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    close(g.peer[1]);
-    g.peer[1] = -1;
+    reset_close(&g.peer[1]);
     usleep(20000); /* the reset crosses loopback */
     int e = 0;
     socklen_t len = sizeof(e);
