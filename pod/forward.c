@@ -2,12 +2,10 @@
  *
  * The relay side arrives with the consumer's first bytes unread; the local connect is started
  * (non-blocking) and until it completes the relay side is watched for nothing but errors, so those
- * bytes wait in the kernel. Then dir[0] moves relay -> local (bytes in), dir[1] local -> relay
- * (bytes out), each with p2m_splice_pump() through a pipe borrowed from the pod's pool only while
- * bytes sit in it, exactly as relay/tunnel.c does: EPOLLIN on a side while its direction may read,
- * EPOLLOUT while the other direction waits for it to drain, end of stream passed on with
- * shutdown(SHUT_WR), and the tunnel closed once both directions are shut, on any error, or when a
- * side hangs up with bytes still owed to it.
+ * bytes wait in the kernel. Then t->br (lib/bridge.c, as in the relay's tunnels) moves the bytes:
+ * br.dir[0] relay -> local (bytes in), br.dir[1] local -> relay (bytes out), spliced through pipes
+ * borrowed from the pod's pool, end of stream passed on with shutdown(SHUT_WR), and the tunnel closed
+ * once both directions are shut, on any error, or when a side hangs up with bytes still owed to it.
  *
  * The local service down (refused, or no answer in POD_LOCAL_CONNECT_MS): the consumer's bytes are
  * drained and the relay side closed with a FIN, so the consumer sees a clean close; the pool backs
@@ -53,8 +51,8 @@ void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, con
         vsnprintf(extra, sizeof(extra), fmt, ap);
         va_end(ap);
     }
-    p2m_log(level, event, "label=%s lease=%u fd=%d local_fd=%d%s%s", t->pod->args->label, (unsigned)t->lease, t->fd[SIDE_RELAY],
-            t->fd[SIDE_LOCAL], extra[0] ? " " : "", extra);
+    p2m_log(level, event, "label=%s lease=%u fd=%d local_fd=%d%s%s", t->pod->args->label, (unsigned)t->lease, t->br.fd[SIDE_RELAY],
+            t->br.fd[SIDE_LOCAL], extra[0] ? " " : "", extra);
 }
 
 static void reap_tunnel(p2m_loop_reap_t *r)
@@ -85,30 +83,24 @@ void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
     uint64_t now = p2m_loop_now(pod->loop);
     if (t->state == TUNNEL_JOINED)
         tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu", reason,
-                   (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes, (unsigned long long)(now - t->t_join));
+                   (unsigned long long)t->br.dir[0].bytes, (unsigned long long)t->br.dir[1].bytes,
+                   (unsigned long long)(now - t->t_join));
     else
         tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s forward=%s ms=%llu", reason, pod->fwd_str,
                    (unsigned long long)(now - t->t_start));
     if (t->state != TUNNEL_JOINED)
         pod->stats.tunnel_failures++;
-    pod->stats.bytes_in += t->dir[0].bytes;
-    pod->stats.bytes_out += t->dir[1].bytes;
+    pod->stats.bytes_in += t->br.dir[0].bytes;
+    pod->stats.bytes_out += t->br.dir[1].bytes;
     if (t->tls != NULL)
         tls_tunnel_close(t, drain_relay);
     t->state = TUNNEL_CLOSED;
     p2m_loop_timer_stop(pod->loop, &t->timer);
-    if (drain_relay && t->fd[SIDE_RELAY] >= 0) {
-        drain(t->fd[SIDE_RELAY]);
-        shutdown(t->fd[SIDE_RELAY], SHUT_WR);
+    if (drain_relay && t->br.fd[SIDE_RELAY] >= 0) {
+        drain(t->br.fd[SIDE_RELAY]);
+        shutdown(t->br.fd[SIDE_RELAY], SHUT_WR);
     }
-    for (int s = 0; s < 2; s++) {
-        p2m_splice_dir_release(&t->dir[s], pod->pipes);
-        if (t->side[s].fd >= 0)
-            p2m_loop_close(pod->loop, &t->side[s]);
-        else if (t->fd[s] >= 0)
-            close(t->fd[s]);
-        t->fd[s] = -1;
-    }
+    p2m_bridge_close(&t->br);
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
@@ -129,110 +121,23 @@ void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
 static void on_relay(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
 static void on_local(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
 
-/* Sets each side's interest from the state of the two directions (relay/tunnel.c's rules). Returns
- * 0, or -1 when epoll refused. Never closes: pipe waiters call it from inside another pump. */
-static int tunnel_arm(tunnel_t *t)
+static void on_bridge_close(p2m_bridge_t *b, const char *reason)
 {
-    pod_t *pod = t->pod;
-    for (int s = 0; s < 2; s++) {
-        if (t->fd[s] < 0)
-            continue;
-        int can_read =
-            !(t->dir[s].flags & (P2M_SPLICE_EOF | P2M_SPLICE_SHUT | P2M_SPLICE_ERROR | P2M_SPLICE_DST_FULL | P2M_SPLICE_NO_PIPE));
-        if (t->hup[s]) {
-            /* EPOLLHUP is level-triggered for good: watch only while the direction can read. */
-            if (!can_read)
-                p2m_loop_del(pod->loop, &t->side[s]);
-            else if (t->side[s].fd < 0 && tunnel_watch(t, s, EPOLLIN) != 0)
-                return -1;
-            continue;
-        }
-        uint32_t ev = can_read ? EPOLLIN : 0;
-        if (t->dir[1 - s].flags & P2M_SPLICE_DST_FULL)
-            ev |= EPOLLOUT;
-        if (tunnel_watch(t, s, ev) != 0)
-            return -1;
-    }
-    return 0;
+    tunnel_close(tunnel_check((tunnel_t *)((char *)b - offsetof(tunnel_t, br))), reason, 0);
 }
+
+static const p2m_bridge_ops_t bridge_ops = {
+    .io = {on_relay, on_local},
+    .name = {"relay", "local"},
+    .read_events = EPOLLIN,
+    .budget = POD_PUMP_BUDGET,
+    .on_moved = NULL,
+    .on_close = on_bridge_close,
+};
 
 int tunnel_watch(tunnel_t *t, int s, uint32_t events)
 {
-    char err[P2M_ERR_LEN];
-    if (t->side[s].fd < 0)
-        return p2m_loop_add(t->pod->loop, &t->side[s], t->fd[s], events, s == SIDE_RELAY ? on_relay : on_local, err);
-    return p2m_loop_set_events(t->pod->loop, &t->side[s], events);
-}
-
-static void on_pipe_free(tunnel_t *t, int d)
-{
-    if (t->magic != TUNNEL_MAGIC || t->state != TUNNEL_JOINED)
-        return;
-    t->dir[d].flags &= ~P2M_SPLICE_NO_PIPE;
-    tunnel_arm(t); /* a refusal here shows again at the next event */
-}
-
-static void on_pipe_free0(p2m_pipe_waiter_t *w)
-{
-    on_pipe_free((tunnel_t *)((char *)w - offsetof(tunnel_t, dir[0].waiter)), 0);
-}
-
-static void on_pipe_free1(p2m_pipe_waiter_t *w)
-{
-    on_pipe_free((tunnel_t *)((char *)w - offsetof(tunnel_t, dir[1].waiter)), 1);
-}
-
-static void pump(tunnel_t *t, int d)
-{
-    unsigned f = p2m_splice_pump(&t->dir[d], t->pod->pipes, t->fd[d], t->fd[1 - d], POD_PUMP_BUDGET, NULL);
-    if (f & P2M_SPLICE_NO_PIPE)
-        p2m_pipe_wait(t->pod->pipes, &t->dir[d].waiter, d == 0 ? on_pipe_free0 : on_pipe_free1);
-}
-
-/* After events: close when done or broken, else set the interest. */
-static void tunnel_update(tunnel_t *t)
-{
-    p2m_splice_dir_t *d0 = &t->dir[0], *d1 = &t->dir[1];
-    if ((d0->flags | d1->flags) & P2M_SPLICE_ERROR) {
-        int e = (d0->flags & P2M_SPLICE_ERROR) ? d0->err : d1->err;
-        char reason[96];
-        snprintf(reason, sizeof(reason), "error error=\"%s\" dir=%s", strerror(e), (d0->flags & P2M_SPLICE_ERROR) ? "in" : "out");
-        tunnel_close(t, reason, 0);
-        return;
-    }
-    if ((d0->flags & P2M_SPLICE_SHUT) && (d1->flags & P2M_SPLICE_SHUT)) {
-        tunnel_close(t, "done", 0);
-        return;
-    }
-    for (int s = 0; s < 2; s++) {
-        if (t->hup[s] && !(t->dir[1 - s].flags & P2M_SPLICE_SHUT)) {
-            tunnel_close(t, s == SIDE_RELAY ? "relay_hangup" : "local_hangup", 0);
-            return;
-        }
-    }
-    if (tunnel_arm(t) != 0)
-        tunnel_close(t, "epoll", 0);
-}
-
-static void on_joined(tunnel_t *t, int s, uint32_t events)
-{
-    if (events & EPOLLERR) {
-        int e = 0;
-        socklen_t len = sizeof(e);
-        getsockopt(t->fd[s], SOL_SOCKET, SO_ERROR, &e, &len);
-        char reason[96];
-        snprintf(reason, sizeof(reason), "%s error=\"%s\"", s == SIDE_RELAY ? "relay_error" : "local_error",
-                 strerror(e != 0 ? e : EIO));
-        tunnel_close(t, reason, 0);
-        return;
-    }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-        pump(t, s);
-    if (events & EPOLLOUT)
-        pump(t, 1 - s);
-    if (events & EPOLLHUP)
-        t->hup[s] = 1;
-    tunnel_update(t);
+    return p2m_bridge_watch(&t->br, s, events);
 }
 
 /* The local connect completed: the splice (or tls.c) starts. */
@@ -250,8 +155,8 @@ static void tunnel_join(tunnel_t *t)
         return;
     }
     /* The consumer's first bytes wait in the relay socket: the first pump finds them. */
-    pump(t, SIDE_RELAY);
-    tunnel_update(t);
+    p2m_bridge_start(&t->br);
+    p2m_bridge_pump(&t->br, SIDE_RELAY);
 }
 
 /* --- connecting ------------------------------------------------------------------------------- */
@@ -274,15 +179,15 @@ static void on_connecting(tunnel_t *t, int s, uint32_t events)
             return;
         }
         if (events & EPOLLHUP) {
-            t->hup[SIDE_RELAY] = 1;
-            p2m_loop_del(t->pod->loop, &t->side[SIDE_RELAY]); /* level-triggered: would fire again */
+            t->br.hup[SIDE_RELAY] = 1;
+            p2m_loop_del(t->pod->loop, &t->br.side[SIDE_RELAY]); /* level-triggered: would fire again */
         }
         return;
     }
     /* A failed connect reports EPOLLERR (with EPOLLHUP): only then is SO_ERROR worth a syscall. */
     int e = 0;
     socklen_t len = sizeof(e);
-    if ((events & (EPOLLERR | EPOLLHUP)) && getsockopt(t->fd[SIDE_LOCAL], SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+    if ((events & (EPOLLERR | EPOLLHUP)) && getsockopt(t->br.fd[SIDE_LOCAL], SOL_SOCKET, SO_ERROR, &e, &len) != 0)
         e = errno;
     if (e == 0 && (events & (EPOLLERR | EPOLLHUP)))
         e = ECONNREFUSED; /* reported, but the error was read meanwhile */
@@ -303,19 +208,19 @@ static void on_event(tunnel_t *t, int s, uint32_t events)
     else if (t->tls != NULL)
         tls_tunnel_event(t, s, events);
     else if (t->state == TUNNEL_JOINED)
-        on_joined(t, s, events);
+        p2m_bridge_event(&t->br, s, events);
 }
 
 static void on_relay(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
 {
     (void)loop;
-    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, side[SIDE_RELAY])), SIDE_RELAY, events);
+    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, br.side[SIDE_RELAY])), SIDE_RELAY, events);
 }
 
 static void on_local(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
 {
     (void)loop;
-    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, side[SIDE_LOCAL])), SIDE_LOCAL, events);
+    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, br.side[SIDE_LOCAL])), SIDE_LOCAL, events);
 }
 
 static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
@@ -340,7 +245,7 @@ void tunnel_connect(tunnel_t *t)
         tunnel_close(t, reason, 1);
         return;
     }
-    t->fd[SIDE_LOCAL] = lfd;
+    t->br.fd[SIDE_LOCAL] = lfd;
     /* Nagle off, as on every pod socket; no keepalive: the local service is near and a dead one
      * shows as a refused connect or a closed tunnel. One setsockopt per connection, not five. */
     int one = 1;
@@ -350,7 +255,7 @@ void tunnel_connect(tunnel_t *t)
         local_failed(t, strerror(errno));
         return;
     }
-    if (p2m_loop_add(pod->loop, &t->side[SIDE_LOCAL], lfd, rc == 0 ? 0 : EPOLLOUT, on_local, err) != 0) {
+    if (p2m_loop_add(pod->loop, &t->br.side[SIDE_LOCAL], lfd, rc == 0 ? 0 : EPOLLOUT, on_local, err) != 0) {
         tunnel_log(P2M_LOG_ERROR, t, "tunnel_failed", "error=\"%s\"", err);
         tunnel_close(t, "epoll", 0);
         return;
@@ -375,11 +280,7 @@ void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease)
     t->pod = pod;
     t->lease = lease;
     t->state = pod->args->tls_terminate ? TUNNEL_HANDSHAKE : TUNNEL_CONNECTING;
-    for (int s = 0; s < 2; s++) {
-        p2m_loop_handler_init(&t->side[s]);
-        t->fd[s] = -1;
-        p2m_splice_dir_init(&t->dir[s]);
-    }
+    p2m_bridge_init(&t->br, pod->loop, pod->pipes, &bridge_ops);
     p2m_loop_timer_init(&t->timer, on_timer);
     t->t_start = p2m_loop_now(pod->loop);
     t->next = pod->tunnels;
@@ -388,13 +289,13 @@ void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease)
     pod->tunnels = t;
     pod->ntunnels++;
     pod->stats.tunnels++;
-    t->fd[SIDE_RELAY] = fd;
+    t->br.fd[SIDE_RELAY] = fd;
 
     /* The pre-connection's registration passes to the tunnel with one epoll_ctl. */
-    if (p2m_loop_move(pod->loop, from, &t->side[SIDE_RELAY], 0, on_relay, err) != 0) {
+    if (p2m_loop_move(pod->loop, from, &t->br.side[SIDE_RELAY], 0, on_relay, err) != 0) {
         tunnel_log(P2M_LOG_ERROR, t, "tunnel_failed", "error=\"%s\"", err);
         p2m_loop_close(pod->loop, from);
-        t->fd[SIDE_RELAY] = -1;
+        t->br.fd[SIDE_RELAY] = -1;
         tunnel_close(t, "epoll", 0);
         return;
     }
@@ -415,7 +316,7 @@ void forward_bytes(const pod_t *pod, uint64_t *in, uint64_t *out)
     *in = pod->stats.bytes_in;
     *out = pod->stats.bytes_out;
     for (const tunnel_t *t = pod->tunnels; t != NULL; t = t->next) {
-        *in += t->dir[0].bytes;
-        *out += t->dir[1].bytes;
+        *in += t->br.dir[0].bytes;
+        *out += t->br.dir[1].bytes;
     }
 }

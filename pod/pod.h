@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 
 #include "p2m/addr.h"
+#include "p2m/bridge.h"
 #include "p2m/config.h"
 #include "p2m/label.h"
 #include "p2m/log.h"
@@ -331,12 +332,11 @@ struct tunnel {
     pod_t *pod;
     tunnel_state_t state;
     uint16_t lease;
-    p2m_loop_handler_t side[2]; /* indexed by TUNNEL_RELAY, TUNNEL_LOCAL; both call back into forward.c */
-    int fd[2];                  /* -1 when none */
-    int hup[2];                 /* EPOLLHUP seen: the side is done both ways */
-    /* [0] relay -> local (bytes in), [1] local -> relay (bytes out). Spliced tunnels move bytes with
-     * them; tls.c only counts its plain bytes in .bytes, so that stats and status read both alike. */
-    p2m_splice_dir_t dir[2];
+    /* The sides, indexed by TUNNEL_RELAY, TUNNEL_LOCAL: br.fd (-1 when none), br.side (both call back
+     * into forward.c), br.hup (EPOLLHUP seen: the side is done both ways). br.dir[0] is relay -> local
+     * (bytes in), br.dir[1] local -> relay (bytes out). A spliced tunnel's bytes move through br; tls.c
+     * only counts its plain bytes in br.dir[].bytes, so that stats and status read both alike. */
+    p2m_bridge_t br;
     p2m_loop_timer_t timer;              /* the local connect */
     uint64_t t_start, t_connect, t_join; /* came alive, local connect started, joined */
     struct tls_tunnel *tls;              /* --tls-terminate: tls.c's state, NULL for a spliced tunnel */

@@ -29,7 +29,7 @@
  * SSL_OP_IGNORE_UNEXPECTED_EOF keeps the session writable for the reply): the local service could
  * not tell a truncation from a plain TCP consumer's close either.
  *
- * Bytes are counted plain, in t->dir[0].bytes (delivered to the local side) and t->dir[1].bytes
+ * Bytes are counted plain, in t->br.dir[0].bytes (delivered to the local side) and t->br.dir[1].bytes
  * (accepted by SSL_write), which pod->stats and forward_bytes() read as for a spliced tunnel. */
 #include "pod.h"
 
@@ -339,10 +339,10 @@ static int step_local_send(struct tls_tunnel *x)
     tunnel_t *t = x->t;
     int moved = STEP_IDLE;
     while (buf_len(&x->in) > 0) {
-        ssize_t n = send(t->fd[TUNNEL_LOCAL], x->in.data + x->in.start, buf_len(&x->in), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send(t->br.fd[TUNNEL_LOCAL], x->in.data + x->in.start, buf_len(&x->in), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             x->in.start += (size_t)n;
-            t->dir[0].bytes += (uint64_t)n;
+            t->br.dir[0].bytes += (uint64_t)n;
             moved = STEP_MOVED;
         } else if (n < 0 && errno == EINTR) {
             continue;
@@ -354,7 +354,7 @@ static int step_local_send(struct tls_tunnel *x)
         }
     }
     if ((x->flags & (TLS_IN_EOF | TLS_IN_SHUT)) == TLS_IN_EOF) {
-        if (shutdown(t->fd[TUNNEL_LOCAL], SHUT_WR) != 0 && errno != ENOTCONN) {
+        if (shutdown(t->br.fd[TUNNEL_LOCAL], SHUT_WR) != 0 && errno != ENOTCONN) {
             snprintf(x->why, sizeof(x->why), "local_error error=\"%s\" dir=in", strerror(errno));
             return STEP_FAIL;
         }
@@ -373,7 +373,7 @@ static int step_local_recv(struct tls_tunnel *x)
         size_t room = buf_room(&x->out);
         if (room == 0)
             return moved;
-        ssize_t n = recv(t->fd[TUNNEL_LOCAL], x->out.data + x->out.end, room, MSG_DONTWAIT);
+        ssize_t n = recv(t->br.fd[TUNNEL_LOCAL], x->out.data + x->out.end, room, MSG_DONTWAIT);
         if (n > 0) {
             x->out.end += (size_t)n;
             moved = STEP_MOVED;
@@ -407,7 +407,7 @@ static int step_ssl_write(struct tls_tunnel *x)
         int n = SSL_write(x->ssl, x->out.data + x->out.start, (int)len);
         if (n > 0) {
             x->out.start += (size_t)n;
-            t->dir[1].bytes += (uint64_t)n;
+            t->br.dir[1].bytes += (uint64_t)n;
             x->wr_len = 0;
             x->wr_want = 0;
             moved = STEP_MOVED;
@@ -435,7 +435,7 @@ static int step_ssl_write(struct tls_tunnel *x)
         return ssl_failed(x, "tls_error", e);
     }
     x->sd_want = 0;
-    if (shutdown(t->fd[TUNNEL_RELAY], SHUT_WR) != 0 && errno != ENOTCONN) {
+    if (shutdown(t->br.fd[TUNNEL_RELAY], SHUT_WR) != 0 && errno != ENOTCONN) {
         snprintf(x->why, sizeof(x->why), "relay_error error=\"%s\" dir=out", strerror(errno));
         return STEP_FAIL;
     }
@@ -506,12 +506,12 @@ static int tls_arm(tunnel_t *t)
             ev[TUNNEL_LOCAL] |= EPOLLOUT; /* send() would block: that is why bytes wait */
     }
     for (int s = 0; s < 2; s++) {
-        if (t->fd[s] < 0 || (s == TUNNEL_LOCAL && t->state != TUNNEL_JOINED))
+        if (t->br.fd[s] < 0 || (s == TUNNEL_LOCAL && t->state != TUNNEL_JOINED))
             continue;
-        if (t->hup[s]) {
+        if (t->br.hup[s]) {
             /* EPOLLHUP is level-triggered for good: watch only while the side is read. */
             if (!(ev[s] & EPOLLIN)) {
-                p2m_loop_del(t->pod->loop, &t->side[s]);
+                p2m_loop_del(t->pod->loop, &t->br.side[s]);
                 continue;
             }
             ev[s] = EPOLLIN;
@@ -528,7 +528,7 @@ static void tls_run(tunnel_t *t)
 {
     struct tls_tunnel *x = t->tls;
     pod_t *pod = t->pod;
-    uint64_t start = t->dir[0].bytes + t->dir[1].bytes;
+    uint64_t start = t->br.dir[0].bytes + t->br.dir[1].bytes;
     int rc;
 
     if (t->state == TUNNEL_CLOSED || x->pumping)
@@ -566,7 +566,7 @@ static void tls_run(tunnel_t *t)
         }
         if (moved == STEP_IDLE)
             break;
-        if (t->dir[0].bytes + t->dir[1].bytes - start >= POD_PUMP_BUDGET) {
+        if (t->br.dir[0].bytes + t->br.dir[1].bytes - start >= POD_PUMP_BUDGET) {
             p2m_loop_timer_start(pod->loop, &x->again, 0); /* the rest next turn: others get theirs */
             break;
         }
@@ -577,11 +577,11 @@ static void tls_run(tunnel_t *t)
         return;
     }
     /* A side that hung up while it is still owed bytes (or the close_notify) will not take them. */
-    if (t->hup[TUNNEL_RELAY] && !(x->flags & TLS_OUT_SHUT)) {
+    if (t->br.hup[TUNNEL_RELAY] && !(x->flags & TLS_OUT_SHUT)) {
         tunnel_close(t, "relay_hangup", 0);
         return;
     }
-    if (t->hup[TUNNEL_LOCAL] && t->state == TUNNEL_JOINED && !(x->flags & TLS_IN_SHUT)) {
+    if (t->br.hup[TUNNEL_LOCAL] && t->state == TUNNEL_JOINED && !(x->flags & TLS_IN_SHUT)) {
         tunnel_close(t, "local_hangup", 0);
         return;
     }
@@ -599,7 +599,7 @@ void tls_tunnel_event(tunnel_t *t, int side, uint32_t events)
     if (events & EPOLLERR) {
         int e = 0;
         socklen_t len = sizeof(e);
-        getsockopt(t->fd[side], SOL_SOCKET, SO_ERROR, &e, &len);
+        getsockopt(t->br.fd[side], SOL_SOCKET, SO_ERROR, &e, &len);
         snprintf(x->why, sizeof(x->why), "%s error=\"%s\"", side == TUNNEL_RELAY ? "relay_error" : "local_error",
                  strerror(e != 0 ? e : EIO));
         x->flags |= TLS_FATAL;
@@ -607,7 +607,7 @@ void tls_tunnel_event(tunnel_t *t, int side, uint32_t events)
         return;
     }
     if (events & EPOLLHUP)
-        t->hup[side] = 1;
+        t->br.hup[side] = 1;
     tls_run(t);
 }
 
@@ -652,7 +652,7 @@ void tls_tunnel_start(tunnel_t *t)
     p2m_loop_timer_init(&x->again, on_again);
     t->tls = x;
     ERR_clear_error();
-    if ((x->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(x->ssl, t->fd[TUNNEL_RELAY]) != 1) {
+    if ((x->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(x->ssl, t->br.fd[TUNNEL_RELAY]) != 1) {
         tunnel_log(P2M_LOG_ERROR, t, "tls_failed", "reason=\"%s\"", ssl_reason(r, sizeof(r)));
         tunnel_close(t, "tls_failed", 1);
         return;

@@ -292,7 +292,7 @@ static tunnel_t *idle_alive(tunnel_t **head)
     tunnel_t *i;
     while ((i = *head) != NULL) {
         char b;
-        ssize_t n = recv(i->fd[SIDE_POD], &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        ssize_t n = recv(i->br.fd[SIDE_POD], &b, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
             return i;
         tunnel_close(i, n == 0 ? "pod_closed" : "pod_error");
@@ -319,13 +319,13 @@ void match_consumer_ready(relay_t *r, tunnel_t *c)
         char pstr[64];
         if (relay_refusal_log_full(r, &c->caddr, "queue_full", c->qport, lab->name))
             p2m_log(P2M_LOG_WARN, "conn_refused", "lease=%u kind=consumer label=%s fd=%d peer=%s reason=queue_full waiting=%u",
-                    (unsigned)c->qport, lab->name, c->fd[SIDE_CONSUMER], peer_addr_str(&c->caddr, pstr), lab->nwait);
+                    (unsigned)c->qport, lab->name, c->br.fd[SIDE_CONSUMER], peer_addr_str(&c->caddr, pstr), lab->nwait);
         tunnel_close(c, "queue_full");
         return;
     }
     /* Waiting, the consumer is watched for hang-up only: its bytes stay in the kernel. */
     c->state = TUNNEL_WAIT;
-    p2m_loop_set_events(r->loop, &c->side[SIDE_CONSUMER], EPOLLRDHUP);
+    p2m_loop_set_events(r->loop, &c->br.side[SIDE_CONSUMER], EPOLLRDHUP);
     list_append(&lab->wait_head, &lab->wait_tail, c);
     c->queued = 1;
     lab->nwait++;

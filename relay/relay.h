@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "p2m/bridge.h"
 #include "p2m/config.h"
 #include "p2m/log.h"
 #include "p2m/logsum.h"
@@ -154,17 +155,16 @@ typedef enum {
 struct tunnel {
     uint32_t magic;
     uint8_t state;   /* tunnel_state_t */
-    uint8_t hup[2];  /* side reported EPOLLHUP and is no longer watched */
     uint8_t limited; /* holds a slot in the per-address limit */
     uint8_t queued;  /* on its label's idle list (TUNNEL_IDLE) or wait queue (TUNNEL_WAIT) */
     uint8_t via_sni; /* came on the SNI port (sni.c), not on a consumer port */
     relay_t *relay;
     label_t *label;
     lease_t *pre; /* TUNNEL_IDLE: the pre lease it came on (ports.c owns the link) */
-    p2m_loop_handler_t side[2];
-    int fd[2];               /* the sides' sockets (-1: none), kept when a side stops being watched */
-    p2m_splice_dir_t dir[2]; /* dir[s] moves side[s] -> side[1 - s] */
-    p2m_loop_timer_t timer;  /* wait timeout, then idle timeout */
+    /* The sides (br.fd, br.side, indexed by SIDE_CONSUMER, SIDE_POD), watched by tunnel.c's callbacks from the first
+     * attach; joined, br moves the bytes and counts them (br.dir[s] moves side s -> side 1 - s). */
+    p2m_bridge_t br;
+    p2m_loop_timer_t timer; /* wait timeout, then idle timeout */
     p2m_loop_reap_t reap;
     tunnel_t *prev, *next;         /* label's idle list or wait queue */
     tunnel_t *all_prev, *all_next; /* every tunnel of the relay */

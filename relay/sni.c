@@ -175,8 +175,8 @@ static void on_sni_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t even
         /* Edge-triggered: the bytes are only peeked at, so a level-triggered interest would fire
          * again at once; each new segment is a new edge. */
         if (tunnel_attach(c, SIDE_CONSUMER, fd, 1) != 0 ||
-            p2m_loop_set_events(loop, &c->side[SIDE_CONSUMER], EPOLLIN | EPOLLRDHUP | EPOLLET) != 0) {
-            if (c->fd[SIDE_CONSUMER] < 0)
+            p2m_loop_set_events(loop, &c->br.side[SIDE_CONSUMER], EPOLLIN | EPOLLRDHUP | EPOLLET) != 0) {
+            if (c->br.fd[SIDE_CONSUMER] < 0)
                 close(fd);
             tunnel_close(c, "epoll");
             continue;
@@ -206,7 +206,7 @@ static int proxy_line(const tunnel_t *c, char *out, size_t cap)
 {
     struct sockaddr_storage me;
     socklen_t ml = sizeof(me);
-    if (getsockname(c->fd[SIDE_CONSUMER], (struct sockaddr *)&me, &ml) != 0)
+    if (getsockname(c->br.fd[SIDE_CONSUMER], (struct sockaddr *)&me, &ml) != 0)
         return -1;
     struct sockaddr_in6 consumer = {.sin6_family = AF_INET6, .sin6_port = htons(c->cport)};
     memcpy(&consumer.sin6_addr, c->caddr.b, sizeof(c->caddr.b)); /* IPv4 as ::ffff:a.b.c.d */
@@ -234,7 +234,7 @@ static void route_registrar(tunnel_t *c, const char *why)
         return;
     }
     /* The consumer's bytes wait in its socket until the line has gone: no interest meanwhile. */
-    p2m_loop_set_events(r->loop, &c->side[SIDE_CONSUMER], EPOLLRDHUP);
+    p2m_loop_set_events(r->loop, &c->br.side[SIDE_CONSUMER], EPOLLRDHUP);
     c->state = TUNNEL_UPSTREAM;
     if (tunnel_attach_upstream(c, fd) != 0) {
         close(fd);
@@ -252,11 +252,11 @@ void sni_on_upstream(tunnel_t *c, int side, uint32_t events)
     }
     int e = 0;
     socklen_t len = sizeof(e);
-    if ((events & (EPOLLERR | EPOLLHUP)) && (getsockopt(c->fd[SIDE_POD], SOL_SOCKET, SO_ERROR, &e, &len) != 0 || e == 0))
+    if ((events & (EPOLLERR | EPOLLHUP)) && (getsockopt(c->br.fd[SIDE_POD], SOL_SOCKET, SO_ERROR, &e, &len) != 0 || e == 0))
         e = ECONNREFUSED;
     char line[128];
     int n = e == 0 ? proxy_line(c, line, sizeof(line)) : -1;
-    if (e == 0 && (n <= 0 || (size_t)n >= sizeof(line) || send(c->fd[SIDE_POD], line, (size_t)n, MSG_NOSIGNAL) != n))
+    if (e == 0 && (n <= 0 || (size_t)n >= sizeof(line) || send(c->br.fd[SIDE_POD], line, (size_t)n, MSG_NOSIGNAL) != n))
         e = errno != 0 ? errno : EIO;
     if (e != 0) {
         tunnel_log(P2M_LOG_WARN, c, "sni_registrar_failed", "error=\"%s\"", strerror(e));
@@ -277,7 +277,7 @@ static void route(tunnel_t *c, p2m_sni_status_t st, const char *name, const char
         char pstr[64];
         if (relay_refusal_log_full(r, &c->caddr, "not_tls", 0, "-"))
             p2m_log(P2M_LOG_WARN, "conn_refused", "sni=%u fd=%d peer=%s reason=not_tls error=\"%s\"",
-                    (unsigned)r->cfg.relay.sni_listen.port, c->fd[SIDE_CONSUMER], peer_addr_str(&c->caddr, pstr), why);
+                    (unsigned)r->cfg.relay.sni_listen.port, c->br.fd[SIDE_CONSUMER], peer_addr_str(&c->caddr, pstr), why);
         tunnel_close(c, "not_tls");
         return;
     }
@@ -345,7 +345,7 @@ void sni_on_consumer(tunnel_t *c, uint32_t events)
     char name[P2M_SNI_NAME_MAX + 1], why[P2M_ERR_LEN];
     if (c->sni_lookup != NULL) /* waiting for Redis: more bytes change nothing */
         return;
-    ssize_t n = recv(c->fd[SIDE_CONSUMER], buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = recv(c->br.fd[SIDE_CONSUMER], buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) && !(events & (EPOLLERR | EPOLLHUP)))
         return;
     if (n <= 0) {

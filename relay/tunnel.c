@@ -1,13 +1,11 @@
 /* The data path: one consumer connection spliced to one pre-connection.
  *
- * dir[0] moves consumer -> pod, dir[1] pod -> consumer, each with p2m_splice_pump() through a pipe
- * borrowed from the relay's pool only while bytes sit in it. Interest per side follows the
- * directions: EPOLLIN while its direction may read (not at end of stream, not waiting for the
- * other side to drain, not waiting for a pipe), EPOLLOUT while the other direction waits for it to
- * drain. Interest changes cost an epoll_ctl only when they change, so a steady exchange costs one
- * read and one write per event (recv/send for small messages, splice for bulk: lib/splice.c). End of stream passes on as
- * shutdown(SHUT_WR); the tunnel closes once both directions are shut, on any error, after relay.idle_timeout seconds without a byte
- * either way, or when a side hangs up with bytes still owed to it.
+ * Joined, t->br (lib/bridge.c) moves the bytes: br.dir[0] consumer -> pod, br.dir[1] pod -> consumer, with
+ * p2m_splice_pump() through a pipe borrowed from the relay's pool only while bytes sit in it, and end of stream passed on
+ * as shutdown(SHUT_WR). Here are the relay's parts: the join, the counters per label, and the close, once both directions
+ * are shut, on any error, after relay.idle_timeout seconds without a byte either way, or when a side hangs up with bytes
+ * still owed to it. A joined side's interest has EPOLLRDHUP beside EPOLLIN, as before the join, so that joining changes
+ * nothing (no epoll_ctl) and a peer's end of stream reads like bytes.
  *
  * Before the join the same object holds one half: an idle pre-connection (TUNNEL_IDLE) or a
  * waiting consumer (TUNNEL_WAIT), watched only for hang-up so that bytes a consumer sends early
@@ -46,12 +44,12 @@ void tunnel_log(p2m_log_level_t level, const tunnel_t *t, const char *event, con
     /* The lease a tunnel is known by: the consumer's once there is one, else the pre lease; an SNI
      * consumer's is the SNI port's (sni=1). */
     unsigned lease = t->via_sni ? t->relay->cfg.relay.sni_listen.port : t->qport != 0 ? t->qport : t->pport;
-    int fd = t->qport != 0 || t->via_sni ? t->fd[SIDE_CONSUMER] : t->fd[SIDE_POD];
+    int fd = t->qport != 0 || t->via_sni ? t->br.fd[SIDE_CONSUMER] : t->br.fd[SIDE_POD];
     /* A consumer of the SNI port before its service is known, or passed to the registrar: label=-. */
     const char *label = t->label->name[0] != '\0' ? t->label->name : "-", *sni = t->via_sni ? " sni=1" : "";
-    if (t->state == TUNNEL_JOINED || (t->fd[SIDE_CONSUMER] >= 0 && t->fd[SIDE_POD] >= 0))
+    if (t->state == TUNNEL_JOINED || (t->br.fd[SIDE_CONSUMER] >= 0 && t->br.fd[SIDE_POD] >= 0))
         p2m_log(level, event, "lease=%u label=%s fd=%d pre=%u pod_fd=%d%s%s%s", lease, label, fd, (unsigned)t->pport,
-                t->fd[SIDE_POD], sni, extra[0] ? " " : "", extra);
+                t->br.fd[SIDE_POD], sni, extra[0] ? " " : "", extra);
     else
         p2m_log(level, event, "lease=%u label=%s fd=%d%s%s%s", lease, label, fd, sni, extra[0] ? " " : "", extra);
 }
@@ -60,6 +58,31 @@ static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer);
 static void on_consumer(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
 static void on_pod(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events);
 
+/* Bytes moved on a joined tunnel: counted per label, and the idle timeout starts over. */
+static void on_moved(p2m_bridge_t *b, int d, size_t n)
+{
+    tunnel_t *t = (tunnel_t *)((char *)b - offsetof(tunnel_t, br));
+    t->t_last = p2m_loop_now(t->relay->loop);
+    if (d == SIDE_CONSUMER)
+        t->label->bytes_in += n;
+    else
+        t->label->bytes_out += n;
+}
+
+static void on_bridge_close(p2m_bridge_t *b, const char *reason)
+{
+    tunnel_close(tunnel_check((tunnel_t *)((char *)b - offsetof(tunnel_t, br))), reason);
+}
+
+static const p2m_bridge_ops_t bridge_ops = {
+    .io = {on_consumer, on_pod},
+    .name = {"consumer", "pod"},
+    .read_events = EPOLLIN | EPOLLRDHUP,
+    .budget = RELAY_PUMP_BUDGET,
+    .on_moved = on_moved,
+    .on_close = on_bridge_close,
+};
+
 tunnel_t *tunnel_new(relay_t *r, label_t *label)
 {
     tunnel_t *t = relay_xcalloc(1, sizeof(*t));
@@ -67,11 +90,7 @@ tunnel_t *tunnel_new(relay_t *r, label_t *label)
     t->relay = r;
     t->label = label;
     label->refs++;
-    for (int s = 0; s < 2; s++) {
-        p2m_loop_handler_init(&t->side[s]);
-        t->fd[s] = -1;
-        p2m_splice_dir_init(&t->dir[s]);
-    }
+    p2m_bridge_init(&t->br, r->loop, r->pipes, &bridge_ops);
     p2m_loop_timer_init(&t->timer, on_timer);
     t->t_start = p2m_loop_now(r->loop);
     t->all_next = r->tunnels;
@@ -88,36 +107,36 @@ int tunnel_attach(tunnel_t *t, int side, int fd, int joining)
     /* Before the join only a hang-up matters; joining, the interest tunnel_join() will want; a
      * consumer waiting for its first bytes, EPOLLIN | EPOLLRDHUP (see on_first). */
     uint32_t events = joining ? EPOLLIN | EPOLLRDHUP : EPOLLRDHUP;
-    if (p2m_loop_add(t->relay->loop, &t->side[side], fd, events, side == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0) {
+    if (p2m_loop_add(t->relay->loop, &t->br.side[side], fd, events, side == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0) {
         tunnel_log(P2M_LOG_ERROR, t, "tunnel_attach_failed", "side=%s error=\"%s\"", side == SIDE_CONSUMER ? "consumer" : "pod",
                    err);
         return -1;
     }
-    t->fd[side] = fd;
+    t->br.fd[side] = fd;
     return 0;
 }
 
 int tunnel_attach_upstream(tunnel_t *t, int fd)
 {
     char err[P2M_ERR_LEN];
-    if (p2m_loop_add(t->relay->loop, &t->side[SIDE_POD], fd, EPOLLOUT, on_pod, err) != 0) {
+    if (p2m_loop_add(t->relay->loop, &t->br.side[SIDE_POD], fd, EPOLLOUT, on_pod, err) != 0) {
         tunnel_log(P2M_LOG_ERROR, t, "tunnel_attach_failed", "side=registrar error=\"%s\"", err);
         return -1;
     }
-    t->fd[SIDE_POD] = fd;
+    t->br.fd[SIDE_POD] = fd;
     return 0;
 }
 
 int tunnel_take_side(tunnel_t *t, int s, tunnel_t *from)
 {
     char err[P2M_ERR_LEN];
-    if (p2m_loop_move(t->relay->loop, &from->side[s], &t->side[s], EPOLLIN | EPOLLRDHUP, s == SIDE_CONSUMER ? on_consumer : on_pod,
-                      err) != 0) {
+    if (p2m_loop_move(t->relay->loop, &from->br.side[s], &t->br.side[s], EPOLLIN | EPOLLRDHUP,
+                      s == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0) {
         tunnel_log(P2M_LOG_ERROR, t, "tunnel_attach_failed", "side=%s error=\"%s\"", s == SIDE_CONSUMER ? "consumer" : "pod", err);
         return -1;
     }
-    t->fd[s] = from->fd[s];
-    from->fd[s] = -1;
+    t->br.fd[s] = from->br.fd[s];
+    from->br.fd[s] = -1;
     return 0;
 }
 
@@ -148,21 +167,15 @@ void tunnel_close(tunnel_t *t, const char *reason)
     uint64_t now = p2m_loop_now(r->loop);
     if (was == TUNNEL_JOINED)
         tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu", reason,
-                   (unsigned long long)t->dir[0].bytes, (unsigned long long)t->dir[1].bytes, (unsigned long long)(now - t->t_join));
+                   (unsigned long long)t->br.dir[0].bytes, (unsigned long long)t->br.dir[1].bytes,
+                   (unsigned long long)(now - t->t_join));
     else if (was != TUNNEL_IDLE || strcmp(reason, "joined") != 0) /* an idle half taken by a join goes quietly */
         tunnel_log(P2M_LOG_INFO, t, was == TUNNEL_IDLE ? "preconn_close" : "consumer_close", "reason=%s ms=%llu", reason,
                    (unsigned long long)(now - t->t_start));
 
     t->state = TUNNEL_CLOSED;
     p2m_loop_timer_stop(r->loop, &t->timer);
-    for (int s = 0; s < 2; s++) {
-        p2m_splice_dir_release(&t->dir[s], r->pipes);
-        if (t->side[s].fd >= 0)
-            p2m_loop_close(r->loop, &t->side[s]);
-        else if (t->fd[s] >= 0)
-            close(t->fd[s]);
-        t->fd[s] = -1;
-    }
+    p2m_bridge_close(&t->br);
     if (t->qport != 0)
         ports_consumer_closed(r, t->qport, t->qgen);
     if (t->limited)
@@ -199,7 +212,7 @@ static void on_first(tunnel_t *t, uint32_t events)
     /* Readable without a hang-up or an error (the interest has EPOLLRDHUP): bytes, known without
      * asking the kernel how many. */
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == EPOLLIN ||
-        (ioctl(t->fd[SIDE_CONSUMER], FIONREAD, &pending) == 0 && pending > 0)) {
+        (ioctl(t->br.fd[SIDE_CONSUMER], FIONREAD, &pending) == 0 && pending > 0)) {
         p2m_loop_timer_stop(t->relay->loop, &t->timer);
         match_consumer_ready(t->relay, t);
         return;
@@ -216,100 +229,6 @@ void tunnel_wait(tunnel_t *t)
 
 /* --- joined ----------------------------------------------------------------------------------- */
 
-/* Sets each side's interest from the state of the two directions. Returns 0, or -1 when epoll
- * refused (the caller closes). Never closes: pipe waiters call it from inside another pump.
- *
- * A side that hung up (EPOLLHUP: its peer finished and so did we, level-triggered for good) is
- * watched only while its direction can read; while that direction waits for the other side or
- * for a pipe, the side is taken out of epoll and put back when the wait ends. */
-static int tunnel_arm(tunnel_t *t)
-{
-    relay_t *r = t->relay;
-    char err[P2M_ERR_LEN];
-    for (int s = 0; s < 2; s++) {
-        if (t->fd[s] < 0)
-            continue;
-        int can_read =
-            !(t->dir[s].flags & (P2M_SPLICE_EOF | P2M_SPLICE_SHUT | P2M_SPLICE_ERROR | P2M_SPLICE_DST_FULL | P2M_SPLICE_NO_PIPE));
-        if (t->hup[s]) {
-            if (!can_read)
-                p2m_loop_del(r->loop, &t->side[s]);
-            else if (t->side[s].fd < 0 && p2m_loop_add(r->loop, &t->side[s], t->fd[s], EPOLLIN | EPOLLRDHUP,
-                                                       s == SIDE_CONSUMER ? on_consumer : on_pod, err) != 0)
-                return -1;
-            continue;
-        }
-        /* EPOLLRDHUP with EPOLLIN: the interest a consumer has before the join, so that joining
-         * changes nothing (no epoll_ctl); a peer's end of stream reads like bytes. */
-        uint32_t ev = can_read ? EPOLLIN | EPOLLRDHUP : 0;
-        if (t->dir[1 - s].flags & P2M_SPLICE_DST_FULL)
-            ev |= EPOLLOUT;
-        if (p2m_loop_set_events(r->loop, &t->side[s], ev) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static void on_pipe_free(tunnel_t *t, int d)
-{
-    if (t->magic != TUNNEL_MAGIC || t->state != TUNNEL_JOINED)
-        return;
-    t->dir[d].flags &= ~P2M_SPLICE_NO_PIPE;
-    tunnel_arm(t); /* a refusal here shows again at the next event */
-}
-
-static void on_pipe_free0(p2m_pipe_waiter_t *w)
-{
-    on_pipe_free((tunnel_t *)((char *)w - offsetof(tunnel_t, dir[0].waiter)), 0);
-}
-
-static void on_pipe_free1(p2m_pipe_waiter_t *w)
-{
-    on_pipe_free((tunnel_t *)((char *)w - offsetof(tunnel_t, dir[1].waiter)), 1);
-}
-
-static void pump(tunnel_t *t, int d)
-{
-    relay_t *r = t->relay;
-    size_t moved = 0;
-    unsigned f = p2m_splice_pump(&t->dir[d], r->pipes, t->fd[d], t->fd[1 - d], RELAY_PUMP_BUDGET, &moved);
-    if (moved != 0) {
-        t->t_last = p2m_loop_now(r->loop);
-        if (d == SIDE_CONSUMER)
-            t->label->bytes_in += moved;
-        else
-            t->label->bytes_out += moved;
-    }
-    if (f & P2M_SPLICE_NO_PIPE)
-        p2m_pipe_wait(r->pipes, &t->dir[d].waiter, d == 0 ? on_pipe_free0 : on_pipe_free1);
-}
-
-/* After events: close when done or broken, else set the interest. */
-static void tunnel_update(tunnel_t *t)
-{
-    p2m_splice_dir_t *d0 = &t->dir[0], *d1 = &t->dir[1];
-    if ((d0->flags | d1->flags) & P2M_SPLICE_ERROR) {
-        int e = (d0->flags & P2M_SPLICE_ERROR) ? d0->err : d1->err;
-        char reason[96];
-        snprintf(reason, sizeof(reason), "error error=\"%s\" dir=%s", strerror(e), (d0->flags & P2M_SPLICE_ERROR) ? "in" : "out");
-        tunnel_close(t, reason);
-        return;
-    }
-    if ((d0->flags & P2M_SPLICE_SHUT) && (d1->flags & P2M_SPLICE_SHUT)) {
-        tunnel_close(t, "done");
-        return;
-    }
-    for (int s = 0; s < 2; s++) {
-        /* Hung up with bytes still owed to it: they can no longer be written. */
-        if (t->hup[s] && !(t->dir[1 - s].flags & P2M_SPLICE_SHUT)) {
-            tunnel_close(t, s == SIDE_CONSUMER ? "consumer_hangup" : "pod_hangup");
-            return;
-        }
-    }
-    if (tunnel_arm(t) != 0)
-        tunnel_close(t, "epoll");
-}
-
 void tunnel_pass_on(tunnel_t *t)
 {
     tunnel_join(t);
@@ -320,29 +239,7 @@ void tunnel_pump_now(tunnel_t *t, int d)
 {
     if (t->state != TUNNEL_JOINED)
         return;
-    pump(t, d);
-    tunnel_update(t);
-}
-
-static void on_joined(tunnel_t *t, int s, uint32_t events)
-{
-    if (events & EPOLLERR) {
-        int e = 0;
-        socklen_t len = sizeof(e);
-        getsockopt(t->fd[s], SOL_SOCKET, SO_ERROR, &e, &len);
-        char reason[96];
-        snprintf(reason, sizeof(reason), "%s error=\"%s\"", s == SIDE_CONSUMER ? "consumer_error" : "pod_error",
-                 strerror(e != 0 ? e : EIO));
-        tunnel_close(t, reason);
-        return;
-    }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-        pump(t, s);
-    if (events & EPOLLOUT)
-        pump(t, 1 - s);
-    if (events & EPOLLHUP)
-        t->hup[s] = 1;
-    tunnel_update(t);
+    p2m_bridge_pump(&t->br, d);
 }
 
 /* Before the join: a hang-up ends the half that waits. A consumer that half-closed after sending
@@ -354,8 +251,8 @@ static void on_half(tunnel_t *t, int s, uint32_t events)
         return;
     }
     int pending = 0;
-    if (!(events & (EPOLLERR | EPOLLHUP)) && ioctl(t->fd[s], FIONREAD, &pending) == 0 && pending > 0) {
-        p2m_loop_set_events(t->relay->loop, &t->side[s], 0);
+    if (!(events & (EPOLLERR | EPOLLHUP)) && ioctl(t->br.fd[s], FIONREAD, &pending) == 0 && pending > 0) {
+        p2m_loop_set_events(t->relay->loop, &t->br.side[s], 0);
         return;
     }
     tunnel_close(t, (events & EPOLLERR) ? "consumer_error" : "consumer_closed");
@@ -365,7 +262,7 @@ static void on_event(tunnel_t *t, int s, uint32_t events)
 {
     tunnel_check(t);
     if (t->state == TUNNEL_JOINED)
-        on_joined(t, s, events);
+        p2m_bridge_event(&t->br, s, events);
     else if (t->state == TUNNEL_IDLE || t->state == TUNNEL_WAIT)
         on_half(t, s, events);
     else if (t->state == TUNNEL_FIRST)
@@ -379,13 +276,13 @@ static void on_event(tunnel_t *t, int s, uint32_t events)
 static void on_consumer(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
 {
     (void)loop;
-    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, side[SIDE_CONSUMER])), SIDE_CONSUMER, events);
+    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, br.side[SIDE_CONSUMER])), SIDE_CONSUMER, events);
 }
 
 static void on_pod(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
 {
     (void)loop;
-    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, side[SIDE_POD])), SIDE_POD, events);
+    on_event((tunnel_t *)((char *)h - offsetof(tunnel_t, br.side[SIDE_POD])), SIDE_POD, events);
 }
 
 void tunnel_join(tunnel_t *t)
@@ -403,8 +300,8 @@ void tunnel_join(tunnel_t *t)
     r->njoined++;
     p2m_loop_timer_start(r->loop, &t->timer, (uint64_t)r->cfg.relay.idle_timeout * 1000u);
     tunnel_log(P2M_LOG_INFO, t, "tunnel_join", "%s=%llu", age, (unsigned long long)ms);
-    if (tunnel_arm(t) != 0)
-        tunnel_close(t, "epoll");
+    p2m_bridge_start(&t->br);
+    p2m_bridge_update(&t->br); /* sets the interest; an epoll refusal closes */
 }
 
 /* Reads and drops what a consumer sent and no pod will answer, at most WAIT_DRAIN_MAX bytes:
@@ -426,7 +323,7 @@ static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
     if (t->state == TUNNEL_WAIT) {
         /* No pre-connection came in relay.wait_timeout: counted per label (PROTOCOL 3.6). */
         t->label->wait_timeouts++;
-        drop_unread(t->fd[SIDE_CONSUMER]);
+        drop_unread(t->br.fd[SIDE_CONSUMER]);
         tunnel_log(P2M_LOG_WARN, t, "consumer_wait_timeout", "waited_ms=%llu waiting=%u",
                    (unsigned long long)(p2m_loop_now(loop) - t->t_start), t->label->nwait);
         tunnel_close(t, "wait_timeout");

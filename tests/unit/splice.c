@@ -7,6 +7,7 @@
 #include "check.h"
 #include "p2m/err.h"
 #include "p2m/splice.h"
+#include "tcp_pair.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,30 +19,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* A connected loopback pair: out[0] the client end, out[1] the accepted end; non-blocking. */
-static int tcp_pair(int out[2])
-{
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int ok = l >= 0 && bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(l, 1) == 0 &&
-             getsockname(l, (struct sockaddr *)&sa, &len) == 0;
-    out[0] = out[1] = -1;
-    if (ok) {
-        out[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ok = out[0] >= 0 && connect(out[0], (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    }
-    if (ok)
-        ok = (out[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC)) >= 0;
-    if (l >= 0)
-        close(l);
-    if (!ok)
-        return -1;
-    fcntl(out[0], F_SETFL, O_NONBLOCK);
-    fcntl(out[1], F_SETFL, O_NONBLOCK);
-    return 0;
-}
 
 /* A relay's view: the consumer writes to c[0], the relay reads c[1] and writes p[1], the pod
  * reads p[0]. */
