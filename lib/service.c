@@ -48,7 +48,7 @@ int p2m_service_normalize(const char *s, size_t len, char *out, char *err)
     return 0;
 }
 
-int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err)
+int p2m_service_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err)
 {
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))

@@ -305,7 +305,7 @@ static int cmp_label(const void *a, const void *b)
     return strcmp((const char *)a, (const char *)b);
 }
 
-void p2m_pod_free(p2m_pod_t *pod)
+void p2m_store_pod_free(p2m_pod_t *pod)
 {
     if (pod == NULL)
         return;
@@ -371,7 +371,7 @@ int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *er
     pod = NULL;
     ret = 0;
 Exit:
-    p2m_pod_free(pod);
+    p2m_store_pod_free(pod);
     if (h != NULL)
         freeReplyObject(h);
     if (l != NULL)

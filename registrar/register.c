@@ -351,8 +351,8 @@ void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, siz
         return;
     }
     op->has_body = req->entity.base != NULL && req->entity.len > 0;
-    if (p2m_register_body_parse(req->entity.base != NULL ? req->entity.base : "", req->entity.base != NULL ? req->entity.len : 0,
-                                &op->proto, &op->conns, err) != 0) {
+    if (p2m_service_body_parse(req->entity.base != NULL ? req->entity.base : "", req->entity.base != NULL ? req->entity.len : 0,
+                               &op->proto, &op->conns, err) != 0) {
         op_fail(op, 400, "Bad Request", err);
         return;
     }

@@ -1,4 +1,4 @@
-/* libFuzzer target for p2m_register_body_parse (PROTOCOL.md 1.1): it must return 0 or -1, give a
+/* libFuzzer target for p2m_service_body_parse (PROTOCOL.md 1.1): it must return 0 or -1, give a
  * known protocol and 1 to P2M_LEASE_CONNS_MAX connections on success and a one-line reason on
  * failure, and parse its own canonical form back to the same values. */
 
@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p2m_proto_t proto = (p2m_proto_t)99, again;
     unsigned conns = 0, conns_again = 0;
     char err[P2M_ERR_LEN] = "";
-    int rc = p2m_register_body_parse((const char *)data, size, &proto, &conns, err);
+    int rc = p2m_service_body_parse((const char *)data, size, &proto, &conns, err);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc != 0) {
         fuzz_check_err_printable(err);
@@ -26,7 +26,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(conns >= 1 && conns <= P2M_LEASE_CONNS_MAX);
     char canon[80];
     int n = snprintf(canon, sizeof(canon), "{\"protocol\":\"%s\",\"connections\":%u}", p2m_proto_name(proto), conns);
-    FUZZ_CHECK(p2m_register_body_parse(canon, (size_t)n, &again, &conns_again, err) == 0 && again == proto &&
-               conns_again == conns);
+    FUZZ_CHECK(p2m_service_body_parse(canon, (size_t)n, &again, &conns_again, err) == 0 && again == proto && conns_again == conns);
     return 0;
 }

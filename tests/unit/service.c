@@ -13,7 +13,7 @@ static int parse_exact(const char *body, size_t len, p2m_proto_t *proto, unsigne
 {
     char *p = check_exact_copy(body, len);
     err[0] = '\0';
-    int rc = p2m_register_body_parse(p, len, proto, conns, err);
+    int rc = p2m_service_body_parse(p, len, proto, conns, err);
     free(p);
     return rc;
 }

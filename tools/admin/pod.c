@@ -286,7 +286,7 @@ Exit:
     sink_discard(&sink);
     text_wipe(text, len);
     explicit_bzero(secret, sizeof(secret));
-    p2m_pod_free(pod);
+    p2m_store_pod_free(pod);
     p2m_store_free(st);
     return ret;
 }
@@ -381,7 +381,7 @@ JsonFail:
 Exit:
     json_decref(arr);
     for (size_t i = 0; i < npods; i++)
-        p2m_pod_free(pods[i]);
+        p2m_store_pod_free(pods[i]);
     free(pods);
     free(ids);
     admin_table_dispose(&table);
@@ -422,7 +422,7 @@ int pod_show(admin_t *a, char *err)
 Exit:
     free(joined);
     json_decref(obj);
-    p2m_pod_free(pod);
+    p2m_store_pod_free(pod);
     p2m_store_free(st);
     return ret;
 }
@@ -501,7 +501,7 @@ int pod_set(admin_t *a, char *err)
                                   "reprovision", reprovision),
                         err, "pod %s: token_reuse %s, digits %u", id, reuse, digits);
 Exit:
-    p2m_pod_free(pod);
+    p2m_store_pod_free(pod);
     p2m_store_free(st);
     return ret;
 }

@@ -39,6 +39,6 @@ int p2m_service_normalize(const char *s, size_t len, char *out, char *err);
  * connection; otherwise a JSON object of at most P2M_REGISTER_BODY_MAX bytes whose keys are
  * "protocol" (a string) and "connections" (an integer, 1 to P2M_LEASE_CONNS_MAX), both optional.
  * Returns 0 with *proto and *conns, or -1 with a one-line reason in err naming what is wrong. */
-int p2m_register_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err);
+int p2m_service_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err);
 
 #endif

@@ -128,9 +128,9 @@ void p2m_store_free(p2m_store_t *st);
 int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels,
                       int token_reuse, unsigned digits, long long now, char *err);
 
-/* Loads one pod. Returns 0 with *out (free with p2m_pod_free), or -1 with err ("unknown pod"). */
+/* Loads one pod. Returns 0 with *out (free with p2m_store_pod_free), or -1 with err ("unknown pod"). */
 int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *err);
-void p2m_pod_free(p2m_pod_t *pod);
+void p2m_store_pod_free(p2m_pod_t *pod);
 
 /* Lists every pod ID, sorted. *ids is nids entries of P2M_ID_MAX + 1; free() it. */
 int p2m_store_pod_list(p2m_store_t *st, char (**ids)[P2M_ID_MAX + 1], size_t *nids, char *err);
