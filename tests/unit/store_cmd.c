@@ -3,6 +3,7 @@
  * busy and dropped only while it is the one the relay holds, the heartbeat, and the schema
  * verdict. Needs redis-server on PATH; it is started on a unix socket in a temp dir. */
 #include "check.h"
+#include "redis_server.h"
 #include "p2m/err.h"
 #include "p2m/store.h"
 #include "p2m/store_cmd.h"
@@ -96,31 +97,6 @@ static int sync_run(const uint16_t *conns, size_t nconns, const p2m_sync_drop_t 
     freeReplyObject(r);
     p2m_cmdv_free(&v);
     return CHECK_EQ_STR(got, want);
-}
-
-static pid_t start_redis(const char *dir, char *sock, size_t cap)
-{
-    snprintf(sock, cap, "%s/redis.sock", dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (freopen("/dev/null", "w", stdout) == NULL)
-            _exit(127);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700", "--dir", dir,
-               "--save", "", "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    /* Ready when the socket answers; a stopped child is a failure, not something to wait out. */
-    for (;;) {
-        int status;
-        if (pid < 0 || waitpid(pid, &status, WNOHANG) != 0)
-            return -1;
-        rc = redisConnectUnix(sock);
-        if (rc != NULL && rc->err == 0)
-            return pid;
-        redisFree(rc);
-        rc = NULL;
-        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
-    }
 }
 
 static void test_schema(void)
@@ -302,7 +278,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    pid_t pid = start_redis(dir, sock, sizeof(sock));
+    pid_t pid = test_redis_start(dir, sock, sizeof(sock), &rc);
     if (!CHECK(pid > 0)) {
         printf("redis-server did not start (is it installed?)\n");
         return check_done("store_cmd");
@@ -312,13 +288,6 @@ int main(void)
     test_leases();
     test_relay();
 
-    redisFree(rc);
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    char path[200];
-    snprintf(path, sizeof(path), "%s/dump.rdb", dir);
-    unlink(path);
-    unlink(sock);
-    rmdir(dir);
+    test_redis_stop(pid, rc, dir, sock);
     return check_done("store_cmd");
 }
