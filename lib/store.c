@@ -1,5 +1,7 @@
 #include "p2m/store.h"
 #include "p2m/err.h"
+#include "p2m/store_cmd.h"
+#include "store_priv.h"
 
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -8,14 +10,8 @@
 #include <string.h>
 #include <sys/time.h>
 
-/* Every key this program reads or writes is spelled in this file and documented in store.h. */
-#define KEY_SCHEMA "p2m:schema"
-#define KEY_PODS "p2m:pods"
-#define KEY_LABELS "p2m:labels"
-#define KEY_LABELS_PROTOCOL "p2m:labels:protocol"
-#define KEY_LEASE_PATTERN "p2m:lease:*"
-#define KEY_LEASE_PREFIX "p2m:lease:"
-#define CHANNEL_EVENTS "p2m:events"
+/* The keys the admin's side reads or writes, documented in store.h; the names shared with the
+ * asynchronous side are in store_priv.h. */
 #define KEY_MAX 128
 
 /* Scripts report refusals as "P2M <reason>" errors; store_call strips the tag. */
@@ -37,7 +33,7 @@ static const char lua_pod_add[] =
     "  redis.call('HDEL', KEYS[5], ARGV[i])\n"
     "  redis.call('SADD', KEYS[2], ARGV[i])\n"
     "end\n"
-    "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+    "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
     "return 'OK'\n";
 
 /* Forgets the consumer ports of label l's services (their leases end with the label's, below). */
@@ -56,13 +52,13 @@ static const char lua_pod_rm[] =
                                    "end\n"
                                    "redis.call('DEL', KEYS[1], KEYS[2])\n"
                                    "redis.call('SREM', KEYS[3], ARGV[1])\n"
-                                   "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+                                   "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
                                    "return 'OK'\n";
 
 /* KEYS: pod. ARGV: id, field, value. Any change of credentials or state bumps the epoch. */
 static const char lua_pod_set[] = LUA_NEED_POD "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
                                                "redis.call('HINCRBY', KEYS[1], 'epoch', 1)\n"
-                                               "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+                                               "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
                                                "return 'OK'\n";
 
 /* KEYS: pod, pod-labels, labels, labels-protocol. ARGV: id, label, protocol ('' = not given).
@@ -111,7 +107,7 @@ static const char lua_lease_drop[] = "if redis.call('EXISTS', KEYS[1]) == 0 then
                                      "if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
                                      "if ARGV[4] == '1' and redis.call('HGET', KEYS[1], 'addr') == '*' then return 0 end\n"
                                      "redis.call('DEL', KEYS[1])\n"
-                                     "redis.call('PUBLISH', '" CHANNEL_EVENTS "', 'unlease ' .. ARGV[3])\n"
+                                     "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'unlease ' .. ARGV[3])\n"
                                      "return 1\n";
 
 struct p2m_store {
@@ -133,7 +129,7 @@ static int key_pod_labels(const char *id, char *out, size_t cap)
 
 int p2m_store_key_lease(uint16_t port, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, KEY_LEASE_PREFIX "%u", (unsigned)port);
+    int n = snprintf(out, cap, P2M_KEY_LEASE "%u", (unsigned)port);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
@@ -196,23 +192,18 @@ static int run_script(p2m_store_t *st, const char *script, int nkeys, const char
     return 0;
 }
 
+/* The check every asynchronous connection makes too (p2m_store_schema_check). */
 static int check_schema(p2m_store_t *st, char *err)
 {
-    char want[16];
-    snprintf(want, sizeof(want), "%d", P2M_SCHEMA_VERSION);
-    redisReply *r = store_call(st, err, "SET", KEY_SCHEMA, want, "NX", NULL);
-    if (r == NULL)
+    p2m_cmd_t c;
+    char why[P2M_ERR_LEN];
+    redisReply *r;
+    if (p2m_cmd_schema_init(&c) != 0 || (r = store_callv(st, err, c.argc, c.argv, c.argvlen)) == NULL)
         return -1;
     freeReplyObject(r);
-    if ((r = store_call(st, err, "GET", KEY_SCHEMA, NULL)) == NULL)
+    if (p2m_cmd_schema_get(&c) != 0 || (r = store_callv(st, err, c.argc, c.argv, c.argvlen)) == NULL)
         return -1;
-    int ret = 0;
-    if (r->type != REDIS_REPLY_STRING || strcmp(r->str, want) != 0) {
-        /* Version 1 is the first: there is nothing older to migrate from yet. A newer version
-         * means a newer pipe2me wrote this database; refuse rather than corrupt it. */
-        ret = p2m_err(err, "%s: schema version %s, this program knows %s", st->where,
-                      r->type == REDIS_REPLY_STRING ? r->str : "(not a string)", want);
-    }
+    int ret = p2m_store_schema_check(r, why) == 0 ? 0 : p2m_err(err, "%s: %s", st->where, why);
     freeReplyObject(r);
     return ret;
 }
@@ -289,7 +280,7 @@ int p2m_store_pod_add(p2m_store_t *st, const char *id, const char *secret, const
     if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
         return p2m_err(err, "pod ID too long");
     snprintf(created, sizeof(created), "%lld", now);
-    const char *keys[] = {kpod, klabels, KEY_PODS, KEY_LABELS, KEY_LABELS_PROTOCOL};
+    const char *keys[] = {kpod, klabels, P2M_KEY_PODS, P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL};
     args[0] = id;
     args[1] = secret;
     args[2] = created;
@@ -381,7 +372,7 @@ Exit:
 
 int p2m_store_pod_list(p2m_store_t *st, char (**ids)[P2M_ID_MAX + 1], size_t *nids, char *err)
 {
-    redisReply *r = store_call(st, err, "SMEMBERS", KEY_PODS, NULL);
+    redisReply *r = store_call(st, err, "SMEMBERS", P2M_KEY_PODS, NULL);
     if (r == NULL)
         return -1;
     char(*list)[P2M_ID_MAX + 1] = calloc(r->elements + 1, sizeof(*list));
@@ -405,7 +396,7 @@ static int scan_leases(p2m_store_t *st, int (*visit)(p2m_store_t *, const char *
 {
     char cursor[32] = "0";
     do {
-        redisReply *r = store_call(st, err, "SCAN", cursor, "MATCH", KEY_LEASE_PATTERN, "COUNT", "1000", NULL);
+        redisReply *r = store_call(st, err, "SCAN", cursor, "MATCH", P2M_KEY_LEASE_PATTERN, "COUNT", "1000", NULL);
         if (r == NULL)
             return -1;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING) {
@@ -435,7 +426,7 @@ static int drop_one(p2m_store_t *st, const char *key, void *arg)
 {
     drop_ctx_t *ctx = arg;
     const char *keys[] = {key};
-    const char *args[] = {ctx->field, ctx->value, key + strlen(KEY_LEASE_PREFIX), ctx->keep_service_ports};
+    const char *args[] = {ctx->field, ctx->value, key + strlen(P2M_KEY_LEASE), ctx->keep_service_ports};
     return run_script(st, lua_lease_drop, 1, keys, 4, args, NULL, ctx->err);
 }
 
@@ -452,7 +443,7 @@ int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err)
     char kpod[KEY_MAX], klabels[KEY_MAX];
     if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
         return p2m_err(err, "pod ID too long");
-    const char *keys[] = {kpod, klabels, KEY_PODS, KEY_LABELS, KEY_LABELS_PROTOCOL};
+    const char *keys[] = {kpod, klabels, P2M_KEY_PODS, P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL};
     const char *args[] = {id};
     if (run_script(st, lua_pod_rm, 5, keys, 1, args, NULL, err) != 0)
         return -1;
@@ -523,7 +514,7 @@ int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, cons
     char kpod[KEY_MAX], klabels[KEY_MAX];
     if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
         return p2m_err(err, "pod ID too long");
-    const char *keys[] = {kpod, klabels, KEY_LABELS, KEY_LABELS_PROTOCOL};
+    const char *keys[] = {kpod, klabels, P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL};
     const char *args[] = {id, label, proto != NULL ? p2m_proto_name(*proto) : ""};
     redisReply *r;
     if (run_script(st, lua_label_add, 4, keys, 3, args, &r, err) != 0)
@@ -539,7 +530,7 @@ int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, cons
 
 int p2m_store_label_set_protocol(p2m_store_t *st, const char *label, p2m_proto_t proto, char *owner, char *err)
 {
-    const char *keys[] = {KEY_LABELS, KEY_LABELS_PROTOCOL};
+    const char *keys[] = {P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL};
     const char *args[] = {label, p2m_proto_name(proto)};
     redisReply *r;
     if (run_script(st, lua_label_protocol, 2, keys, 2, args, &r, err) != 0)
@@ -552,7 +543,7 @@ int p2m_store_label_set_protocol(p2m_store_t *st, const char *label, p2m_proto_t
 
 int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *err)
 {
-    const char *keys[] = {KEY_LABELS, KEY_LABELS_PROTOCOL};
+    const char *keys[] = {P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL};
     const char *args[] = {label, "p2m:pod:"};
     redisReply *r;
     if (run_script(st, lua_label_rm, 2, keys, 2, args, &r, err) != 0)
@@ -565,7 +556,7 @@ int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *er
 
 int p2m_store_label_exists(p2m_store_t *st, const char *label, char *err)
 {
-    redisReply *r = store_call(st, err, "HEXISTS", KEY_LABELS, label, NULL);
+    redisReply *r = store_call(st, err, "HEXISTS", P2M_KEY_LABELS, label, NULL);
     if (r == NULL)
         return -1;
     int ret = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
@@ -580,7 +571,7 @@ static int cmp_owner(const void *a, const void *b)
 
 int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, char *err)
 {
-    redisReply *r = store_call(st, err, "HGETALL", KEY_LABELS, NULL);
+    redisReply *r = store_call(st, err, "HGETALL", P2M_KEY_LABELS, NULL);
     if (r == NULL)
         return -1;
     p2m_label_owner_t *list = calloc(r->elements / 2 + 1, sizeof(*list));
@@ -600,7 +591,7 @@ int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, ch
     freeReplyObject(r);
     qsort(list, k, sizeof(*list), cmp_owner);
     /* A second read, not a script: a label added in between shows the default, as it has. */
-    if ((r = store_call(st, err, "HGETALL", KEY_LABELS_PROTOCOL, NULL)) == NULL) {
+    if ((r = store_call(st, err, "HGETALL", P2M_KEY_LABELS_PROTOCOL, NULL)) == NULL) {
         free(list);
         return -1;
     }
@@ -629,7 +620,7 @@ static int collect_lease(p2m_store_t *st, const char *key, void *arg)
 {
     lease_acc_t *acc = arg;
     uint16_t port;
-    const char *suffix = key + strlen(KEY_LEASE_PREFIX);
+    const char *suffix = key + strlen(P2M_KEY_LEASE);
     if (p2m_port_parse(suffix, strlen(suffix), &port) != 0)
         return 0; /* not one of ours */
     redisReply *h = store_call(st, acc->err, "HGETALL", key, NULL);

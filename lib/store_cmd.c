@@ -2,13 +2,19 @@
 #include "p2m/addr.h"
 #include "p2m/label.h"
 
+#include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "p2m/err.h"
+#include "p2m/store.h"
+#include "store_priv.h"
+
 /* Keys (see store.h). These scripts need a non-cluster Redis: they touch keys derived inside
  * the script (a relay's hash, a lease found by probing). */
-const char p2m_channel_bound[] = "p2m:bound";
+const char p2m_channel_bound[] = P2M_CHANNEL_BOUND;
 
 /* Helpers shared by the leasing scripts. live_relays() also forgets relays whose heartbeat hash
  * expired. probe() returns the first port of the relay's range, from `start` on and wrapping, that
@@ -354,7 +360,7 @@ static const char lua_metrics[] =
     "return {#names, redis.call('HGETALL', 'p2m:stats'), pre, consumer, idle, rstats, wait}\n";
 
 /* Appends a copy of s to the command. Returns 0, or -1 when the command is full. */
-static int push(p2m_cmd_t *c, const char *s)
+int store_cmd_push(p2m_cmd_t *c, const char *s)
 {
     size_t n = strlen(s);
     if (c->argc >= P2M_CMD_ARGS || c->_used + n + 1 > sizeof(c->_buf))
@@ -368,8 +374,7 @@ static int push(p2m_cmd_t *c, const char *s)
     return 0;
 }
 
-/* Appends a long constant (a script) without copying it. */
-static int push_static(p2m_cmd_t *c, const char *s, size_t n)
+int store_cmd_push_static(p2m_cmd_t *c, const char *s, size_t n)
 {
     if (c->argc >= P2M_CMD_ARGS)
         return -1;
@@ -379,29 +384,41 @@ static int push_static(p2m_cmd_t *c, const char *s, size_t n)
     return 0;
 }
 
-static int pushf(p2m_cmd_t *c, const char *fmt, const char *a, const char *b)
+int store_cmd_pushf(p2m_cmd_t *c, const char *fmt, ...)
 {
     char buf[512];
-    int n = snprintf(buf, sizeof(buf), fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
     if (n < 0 || (size_t)n >= sizeof(buf))
         return -1;
-    return push(c, buf);
+    return store_cmd_push(c, buf);
 }
 
-static int pushu(p2m_cmd_t *c, unsigned long long v)
+int store_cmd_pushu(p2m_cmd_t *c, unsigned long long v)
 {
     char buf[24];
     snprintf(buf, sizeof(buf), "%llu", v);
-    return push(c, buf);
+    return store_cmd_push(c, buf);
 }
 
-static void begin(p2m_cmd_t *c)
+void store_cmd_begin(p2m_cmd_t *c)
 {
     c->argc = 0;
     c->_used = 0;
 }
 
-#define EVAL(c, script, nkeys) (begin(c), push(c, "EVAL") || push_static(c, script, sizeof(script) - 1) || pushu(c, nkeys))
+/* Short names for the builders below. */
+#define push store_cmd_push
+#define pushu store_cmd_pushu
+#define begin store_cmd_begin
+#define EVAL STORE_EVAL
+
+static int pushf(p2m_cmd_t *c, const char *fmt, const char *a, const char *b)
+{
+    return store_cmd_pushf(c, fmt, a, b);
+}
 
 int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
                         const p2m_auth_limits_t *lim)
@@ -474,7 +491,7 @@ int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *p
 int p2m_cmd_lease_abandon(p2m_cmd_t *c, uint16_t port)
 {
     char key[32];
-    snprintf(key, sizeof(key), "p2m:lease:%u", (unsigned)port);
+    snprintf(key, sizeof(key), P2M_KEY_LEASE "%u", (unsigned)port);
     return EVAL(c, lua_lease_abandon, 1) || push(c, key) ? -1 : 0;
 }
 
@@ -483,7 +500,7 @@ int p2m_cmd_announce_lease(p2m_cmd_t *c, const char *relay, uint16_t port)
     char msg[32];
     snprintf(msg, sizeof(msg), "lease %u", (unsigned)port);
     begin(c);
-    return push(c, "PUBLISH") || pushf(c, "p2m:relay:%s%s", relay, "") || push(c, msg) ? -1 : 0;
+    return push(c, "PUBLISH") || pushf(c, P2M_KEY_RELAY "%s%s", relay, "") || push(c, msg) ? -1 : 0;
 }
 
 int p2m_cmd_subscribe_bound(p2m_cmd_t *c)
@@ -501,4 +518,28 @@ int p2m_cmd_stat(p2m_cmd_t *c, const char *name)
 int p2m_cmd_metrics(p2m_cmd_t *c)
 {
     return EVAL(c, lua_metrics, 0) ? -1 : 0;
+}
+
+int p2m_cmd_schema_init(p2m_cmd_t *c)
+{
+    begin(c);
+    return push(c, "SET") || push(c, P2M_KEY_SCHEMA) || pushu(c, P2M_SCHEMA_VERSION) || push(c, "NX") ? -1 : 0;
+}
+
+int p2m_cmd_schema_get(p2m_cmd_t *c)
+{
+    begin(c);
+    return push(c, "GET") || push(c, P2M_KEY_SCHEMA) ? -1 : 0;
+}
+
+int p2m_store_schema_check(const redisReply *r, char *err)
+{
+    char want[16];
+    snprintf(want, sizeof(want), "%d", P2M_SCHEMA_VERSION);
+    if (r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, want) == 0)
+        return 0;
+    /* Version 1 is the first: there is nothing older to migrate from yet. A newer version means a
+     * newer pipe2me wrote this database; refuse rather than corrupt it. */
+    return p2m_err(err, "schema version %.32s, this program knows %s",
+                   r != NULL && r->type == REDIS_REPLY_STRING ? r->str : "(not a string)", want);
 }

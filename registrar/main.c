@@ -132,9 +132,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     p2m_log(P2M_LOG_INFO, "started", "domain=%s url=%s redis=%s", r.cfg.domain, r.cfg.registrar.url, r.cfg.redis_str);
-    while (!stopping)
+    while (!stopping && !r.fatal)
         h2o_evloop_run(r.h2o_ctx.loop, 1000);
     p2m_log(P2M_LOG_INFO, "stopping", NULL);
     registrar_listen_close(&r);
-    return 0;
+    return r.fatal ? 1 : 0;
 }

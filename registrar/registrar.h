@@ -18,15 +18,6 @@ struct p2m_logsum;
 typedef struct registrar registrar_t;
 typedef struct op op_t;
 
-/* One Redis connection living on h2o's loop (see redis_h2o.c). */
-typedef struct {
-    registrar_t *r;
-    struct redisAsyncContext *ac;
-    h2o_socket_t *sock; /* wraps the poller's descriptor */
-    int connected;
-    int is_subscriber;
-} rconn_t;
-
 struct registrar {
     p2m_config_t cfg;
     h2o_globalconf_t h2o_config;
@@ -40,12 +31,11 @@ struct registrar {
     tls_ca_t ca;
     uint16_t https_port; /* the port consumers reach HTTPS on, for HTTP -> HTTPS redirects */
 
-    rconn_t cmd, sub;
-    h2o_timeout_t reconnect_timeout;
-    h2o_timeout_entry_t reconnect_entry;
-    unsigned reconnect_backoff_ms;
-    h2o_timeout_t bound_timeout; /* how long an op waits for a relay to bind its port */
-    op_t *waiting[65536];        /* ops waiting for "PORT ok", by port */
+    struct p2m_redis *redis;       /* the connection manager (redis_h2o.c) */
+    struct p2m_redis_ev *redis_ev; /* its adapter to h2o's loop */
+    int fatal;                     /* Redis holds another schema version: main exits 1 */
+    h2o_timeout_t bound_timeout;   /* how long an op waits for a relay to bind its port */
+    op_t *waiting[65536];          /* ops waiting for "PORT ok", by port */
     uint64_t requests;
 
     /* registrar.proxy_listen (http.c): how long a connection may take to send its PROXY line, and
@@ -118,6 +108,7 @@ void registrar_listen_close(registrar_t *r);
 const char *op_via(const op_t *op);
 
 /* redis_h2o.c */
+/* Starts the connection manager on r's h2o loop. Returns 0. */
 int redis_start(registrar_t *r, char *err);
 /* Sends a command; cb gets (reply or NULL on failure, op). Returns 0, or -1 when Redis is down. */
 int redis_send(registrar_t *r, const p2m_cmd_t *cmd, void (*cb)(op_t *, struct redisReply *), op_t *op);

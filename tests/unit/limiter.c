@@ -4,6 +4,7 @@
  * scripts must answer. Needs redis-server on PATH; the server is started on a unix socket in a
  * temp dir and stopped at the end. */
 #include "check.h"
+#include "redis_server.h"
 #include "p2m/store_cmd.h"
 
 #include <hiredis/hiredis.h>
@@ -162,31 +163,6 @@ static const event_t events[] = {
     {5030, "commit", "taas", "10.0.0.6", "t2", 167, "ok"},
 };
 
-static pid_t start_redis(const char *dir, char *sock, size_t cap)
-{
-    snprintf(sock, cap, "%s/redis.sock", dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (freopen("/dev/null", "w", stdout) == NULL)
-            _exit(127);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700", "--dir", dir,
-               "--save", "", "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    /* Ready when the socket answers; a stopped child is a failure, not something to wait out. */
-    for (;;) {
-        int status;
-        if (pid < 0 || waitpid(pid, &status, WNOHANG) != 0)
-            return -1;
-        rc = redisConnectUnix(sock);
-        if (rc != NULL && rc->err == 0)
-            return pid;
-        redisFree(rc);
-        rc = NULL;
-        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
-    }
-}
-
 static void seed(void)
 {
     static const char *pods[][3] = {{"alice", "web", "none"},       {"bob", "api", "none"},         {"carol", "blog", "none"},
@@ -206,7 +182,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    pid_t pid = start_redis(dir, sock, sizeof(sock));
+    pid_t pid = test_redis_start(dir, sock, sizeof(sock), &rc);
     if (!CHECK(pid > 0)) {
         printf("redis-server did not start (is it installed?)\n");
         return check_done("limiter");
@@ -282,13 +258,6 @@ int main(void)
     }
     CHECK_EQ_INT(reused, 31);
 
-    redisFree(rc);
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    char path[200];
-    snprintf(path, sizeof(path), "%s/dump.rdb", dir);
-    unlink(path);
-    unlink(sock);
-    rmdir(dir);
+    test_redis_stop(pid, rc, dir, sock);
     return check_done("limiter");
 }

@@ -66,7 +66,10 @@
  *   p2m:relay:NAME           channel "lease PORT": a registrar asks relay NAME to bind PORT
  *   p2m:bound                channel "PORT ok" | "PORT fail REASON": relays answer registrars
  *
- * The registrar's scripts are in store_cmd.c; the relay's in relay/redis.c, in one section.
+ * The commands and scripts of the programs that talk to Redis asynchronously are built in
+ * lib/store_cmd.c (the registrar's, and the schema check every connection makes) and
+ * lib/store_relay.c (the relay's), declared in p2m/store_cmd.h; the key names C code builds are
+ * spelled once, in lib/store_priv.h. No program spells a key.
  *
  * Multi-key changes run as Lua scripts, so that a refused change (a label owned by another pod,
  * an unknown pod) changes nothing, and several admins or registrars can share one Redis. */

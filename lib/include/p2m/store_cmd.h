@@ -6,11 +6,13 @@
 
 #include "p2m/service.h"
 
-/* Commands for programs that talk to Redis asynchronously (the registrar). Each builder fills a
- * p2m_cmd_t with an argv for redisAsyncCommandArgv(); the keys and scripts are spelled in
- * store_cmd.c, next to store.c, so that the schema documented in store.h has one owner. Every
- * multi-key decision is one Lua script, so registrars sharing a Redis never race each other.
- * Replies are arrays whose first element is a status word, documented per builder. */
+/* Commands for programs that talk to Redis asynchronously (the registrar and the relay). Each
+ * builder fills a p2m_cmd_t with an argv for redisAsyncCommandArgv() (p2m_redis_send()) and
+ * returns 0, or -1 when the command would not fit (nothing to send). The keys and scripts are
+ * spelled in store_cmd.c (the registrar's) and store_relay.c (the relay's), next to store.c, so
+ * that the schema documented in store.h has one owner. Every multi-key decision is one Lua
+ * script, so registrars and relays sharing a Redis never race each other. Replies are documented
+ * per builder. */
 
 #define P2M_CMD_ARGS 24
 
@@ -105,5 +107,154 @@ int p2m_cmd_metrics(p2m_cmd_t *c);
 
 /* The channel name relays answer on, for matching subscription messages. */
 extern const char p2m_channel_bound[];
+
+/* --- the schema version (store.h), checked by every program on every connect ----------------- */
+
+struct redisReply;
+
+/* SET p2m:schema P2M_SCHEMA_VERSION NX: a new database gets this program's version. */
+int p2m_cmd_schema_init(p2m_cmd_t *c);
+
+/* GET p2m:schema. */
+int p2m_cmd_schema_get(p2m_cmd_t *c);
+
+/* Judges the reply to p2m_cmd_schema_get() (not an error reply: the caller tells "-LOADING" from
+ * an answer). Returns 0 when it is this program's version, or -1 with err ("schema version 2, this
+ * program knows 1"): a newer pipe2me wrote the database, and nothing may write to it. */
+int p2m_store_schema_check(const struct redisReply *r, char *err);
+
+/* --- the relay's commands (store_relay.c; PROTOCOL 3.1 to 3.4) -------------------------------- *
+ * relay is the relay's name (relay.name), created and pod identify the lease the relay holds:
+ * a script changes a lease only while it still names this relay with that created and pod. */
+
+/* SUBSCRIBE to the relay's own channel ("lease PORT") and p2m:events ("unlease PORT"). */
+int p2m_cmd_relay_subscribe(p2m_cmd_t *c, const char *relay);
+
+/* What a message on the relay's subscription asks for. */
+typedef enum {
+    P2M_RELAY_MSG_NONE,    /* another channel, or not for this relay */
+    P2M_RELAY_MSG_LEASE,   /* a registrar asks to bind *port */
+    P2M_RELAY_MSG_UNLEASE, /* the lease on *port ended */
+    P2M_RELAY_MSG_UNKNOWN, /* on the relay's own channel, but not understood */
+} p2m_relay_msg_t;
+
+/* Parses a message (msg, len bytes) that arrived on channel for relay. */
+p2m_relay_msg_t p2m_store_relay_message(const char *relay, const char *channel, const char *msg, size_t len, uint16_t *port);
+
+/* The channels p2m_cmd_relay_subscribe() names, "A,B", for logs. Returns the length, or -1. */
+int p2m_store_relay_channels(const char *relay, char *out, size_t cap);
+
+/* HGETALL of the lease on port. Reply: flat field/value array, empty when there is no lease. */
+int p2m_cmd_lease_get(p2m_cmd_t *c, uint16_t port);
+
+/* One SCAN step over every lease key from cursor ("0" first). Reply: {CURSOR, {KEY...}}. */
+int p2m_cmd_lease_scan(p2m_cmd_t *c, const char *cursor);
+
+/* The port of a lease key that p2m_cmd_lease_scan() returned (len bytes). Returns 0, or -1 when it
+ * is no lease key. */
+int p2m_store_lease_key_port(const char *key, size_t len, uint16_t *port);
+
+/* HMGET of the lease's relay and created. Reply: {RELAY|nil, CREATED|nil}. */
+int p2m_cmd_lease_owner(p2m_cmd_t *c, uint16_t port);
+
+/* EXPIRE of the lease on port. Reply: 1, or 0 when the lease is gone. */
+int p2m_cmd_lease_touch(p2m_cmd_t *c, uint16_t port, unsigned ttl);
+
+/* Deletes the lease if it is still the one held. Reply: 1 deleted, 0 not. */
+int p2m_cmd_lease_drop(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod);
+
+/* PROTOCOL 3.3, success: marks the lease bound (a service's consumer port loses its TTL) and
+ * publishes "PORT ok" on p2m:bound. Reply: 1, or 0 (and "PORT fail lease gone" was published)
+ * when the lease is no longer the one held. */
+int p2m_cmd_lease_bound(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod);
+
+/* PROTOCOL 3.3, failure: marks port busy on relay for 60 s, deletes the lease if still the one
+ * held and publishes "PORT fail REASON" (reason cut at 200 bytes). Reply: 0. */
+int p2m_cmd_lease_busy(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod, const char *reason);
+
+/* Publishes "PORT fail REASON" on p2m:bound (a lease that could not even be read). */
+int p2m_cmd_lease_fail(p2m_cmd_t *c, uint16_t port, const char *reason);
+
+/* The heartbeat (PROTOCOL 3.1): the relay's hash (address, ports "LO-HI", started) with a TTL of
+ * ttl seconds, its name in p2m:relays, and the same TTL on its idle and wait hashes. Reply: 0. */
+int p2m_cmd_relay_heartbeat(p2m_cmd_t *c, const char *relay, const char *address, const char *ports, const char *started,
+                            unsigned ttl);
+
+/* The live relays other than relay whose port range overlaps lo-hi. Reply: flat NAME, "LO-HI"
+ * array sorted by name. */
+int p2m_cmd_relay_overlaps(p2m_cmd_t *c, const char *relay, uint16_t lo, uint16_t hi);
+
+/* Adds value to the relay's counter SERVICE:field. Reply: integer. */
+int p2m_cmd_relay_stat(p2m_cmd_t *c, const char *relay, const char *service, const char *field, unsigned long long value);
+
+/* A relay that stops: its hashes (heartbeat, idle, wait) go and its name leaves p2m:relays.
+ * Reply: 0. */
+int p2m_cmd_relay_leave(p2m_cmd_t *c, const char *relay);
+
+/* Where an SNI consumer of service (LABEL or LABEL:PROTO) is served: reply "unknown" (no pod owns
+ * the label), "gone" (no idle pre-connection on a live relay and no alive mark naming one),
+ * "here" (the live relay with the most idle pre-connections, else the alive mark, is relay) or
+ * "elsewhere". */
+int p2m_cmd_sni_lookup(p2m_cmd_t *c, const char *service, const char *relay);
+
+/* Commands whose length follows the relay's labels: argv and the bytes it points at are on the
+ * heap, sized by the builder. Free with p2m_cmdv_free(). */
+typedef struct {
+    int argc;
+    const char **argv;
+    size_t *argvlen;
+    size_t _cap;
+    char *_arena;
+    size_t _used, _arena_cap;
+} p2m_cmdv_t;
+
+/* Frees what a builder allocated; the struct may be built again. */
+void p2m_cmdv_free(p2m_cmdv_t *v);
+
+/* A lease ended at the relay, for p2m_cmdv_relay_sync_begin(). */
+typedef struct {
+    uint16_t port;
+    const char *created;
+    const char *pod;
+} p2m_sync_drop_t;
+
+/* What changed for one service since the last sync. */
+typedef struct {
+    const char *service;
+    int idle_delta;   /* idle pre-connections gained (or lost, < 0) */
+    unsigned waiting; /* consumers waiting now */
+    unsigned long long queued, waited_served, wait_timeouts;
+} p2m_sync_service_t;
+
+/* What the relay learnt since its last sync (PROTOCOL 3.4), in one script: the leases in conns
+ * (a pre-connection came on them) get lease_ttl and state "connected"; the leases in drops are
+ * deleted if still the ones held; then nsvcs services, each added with
+ * p2m_cmdv_relay_sync_service(), move their idle count by the delta (a field at 0 or below goes),
+ * set their wait count and add their counters; idle and wait hashes get hash_ttl. Reply: {DRIFT,
+ * I...}: DRIFT 1 when an idle count went below 0 (resync), then the 1-based positions in conns of
+ * the leases that no longer exist. Returns 0, or -1 out of memory. */
+int p2m_cmdv_relay_sync_begin(p2m_cmdv_t *v, const char *relay, unsigned lease_ttl, unsigned hash_ttl, const uint16_t *conns,
+                              size_t nconns, const p2m_sync_drop_t *drops, size_t ndrops, size_t nsvcs);
+
+/* Appends one of the nsvcs services (copied). Returns 0, or -1 beyond nsvcs. */
+int p2m_cmdv_relay_sync_service(p2m_cmdv_t *v, const p2m_sync_service_t *s);
+
+/* A service and a count, for the builders below. */
+typedef struct {
+    const char *service;
+    unsigned n;
+} p2m_count_t;
+
+typedef enum { P2M_COUNT_IDLE, P2M_COUNT_WAIT } p2m_count_kind_t;
+
+/* Rewrites the relay's idle or wait hash from what it holds now (services with n > 0), with a TTL
+ * of ttl seconds. Reply: 0. */
+int p2m_cmdv_relay_counts(p2m_cmdv_t *v, const char *relay, p2m_count_kind_t kind, unsigned ttl, const p2m_count_t *items,
+                          size_t n);
+
+/* Marks services alive on the relay for window seconds (PROTOCOL 2.1): n 1 when the relay holds
+ * idle pre-connections of the service (the mark names this relay), 0 when only joined tunnels
+ * (the mark is refreshed only when it names this relay or is gone). Reply: 0. */
+int p2m_cmdv_relay_alive(p2m_cmdv_t *v, const char *relay, unsigned window, const p2m_count_t *items, size_t n);
 
 #endif

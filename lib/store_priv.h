@@ -1,0 +1,42 @@
+#ifndef P2M_STORE_PRIV_H
+#define P2M_STORE_PRIV_H
+
+/* Private to lib/store*.c: programs call the builders instead.
+ *
+ * The key names and channels that C code in store.c, store_cmd.c and store_relay.c builds or
+ * compares, each spelled once (the schema: p2m/store.h). The relay's scripts paste these literals
+ * where they name a key; the registrar's and the admin's scripts spell in Lua the keys they
+ * derive inside the script. */
+
+#define P2M_KEY_SCHEMA "p2m:schema"
+#define P2M_KEY_PODS "p2m:pods"
+#define P2M_KEY_LABELS "p2m:labels"
+#define P2M_KEY_LABELS_PROTOCOL "p2m:labels:protocol"
+#define P2M_KEY_RELAYS "p2m:relays"
+#define P2M_KEY_LEASE "p2m:lease:"              /* + PORT */
+#define P2M_KEY_LEASE_PATTERN P2M_KEY_LEASE "*" /* for SCAN */
+#define P2M_KEY_RELAY "p2m:relay:"              /* + NAME: the heartbeat hash, and the channel of its "lease PORT" */
+#define P2M_KEY_IDLE "p2m:idle:"                /* + NAME */
+#define P2M_KEY_WAIT "p2m:wait:"                /* + NAME */
+#define P2M_KEY_RELAY_STATS "p2m:stats:relay:"  /* + NAME */
+#define P2M_KEY_PORTBUSY "p2m:portbusy:"        /* + NAME:PORT */
+#define P2M_KEY_ALIVE "p2m:alive:"              /* + SERVICE */
+#define P2M_CHANNEL_BOUND "p2m:bound"
+#define P2M_CHANNEL_EVENTS "p2m:events"
+
+/* The argv builder under every p2m_cmd_* (store_cmd.c). Each returns 0, or -1 when the command
+ * is full: P2M_CMD_ARGS arguments or its buffer. */
+#include "p2m/store_cmd.h"
+
+void store_cmd_begin(p2m_cmd_t *c);
+int store_cmd_push(p2m_cmd_t *c, const char *s);
+/* A long constant (a script), not copied. */
+int store_cmd_push_static(p2m_cmd_t *c, const char *s, size_t n);
+int store_cmd_pushu(p2m_cmd_t *c, unsigned long long v);
+int store_cmd_pushf(p2m_cmd_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Starts EVAL of script with nkeys keys. */
+#define STORE_EVAL(c, script, nkeys)                                                                                               \
+    (store_cmd_begin(c),                                                                                                           \
+     store_cmd_push(c, "EVAL") || store_cmd_push_static(c, script, sizeof(script) - 1) || store_cmd_pushu(c, nkeys))
+
+#endif
