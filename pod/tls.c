@@ -533,6 +533,8 @@ static void tls_run(tunnel_t *t)
     struct tls_tunnel *x = t->tls;
     pod_t *pod = t->pod;
     uint64_t start = t->br.dir[0].bytes + t->br.dir[1].bytes;
+    const char *close_why = NULL; /* set: Exit closes the tunnel for this reason */
+    int drain_relay = 0;
     int rc;
 
     if (t->state == TUNNEL_CLOSED || x->pumping)
@@ -542,30 +544,38 @@ static void tls_run(tunnel_t *t)
         int moved = STEP_IDLE;
         if (!(x->flags & TLS_HANDSHAKEN)) {
             if ((rc = step_handshake(x)) == STEP_FAIL) {
-                x->pumping = 0;
                 tunnel_log(P2M_LOG_INFO, t, "tls_failed", "reason=\"%s\" ms=%llu", x->why,
                            (unsigned long long)(p2m_loop_now(pod->loop) - t->t_start));
-                tunnel_close(t, "tls_failed", 1); /* the alert OpenSSL wrote goes out before the FIN */
-                return;
+                close_why = "tls_failed";
+                drain_relay = 1; /* the alert OpenSSL wrote goes out before the FIN */
+                goto Exit;
             }
             if (rc == STEP_IDLE)
                 break;
             tunnel_connect(t); /* may join (tls_tunnel_joined() only marks) or close at once */
             if (t->state == TUNNEL_CLOSED)
-                return;
+                goto Exit;
         }
-        if ((rc = step_ssl_read(x)) == STEP_FAIL)
-            goto Fail;
+        if ((rc = step_ssl_read(x)) == STEP_FAIL) {
+            close_why = x->why;
+            goto Exit;
+        }
         moved |= rc;
         if (t->state == TUNNEL_JOINED) {
-            if ((rc = step_local_send(x)) == STEP_FAIL)
-                goto Fail;
+            if ((rc = step_local_send(x)) == STEP_FAIL) {
+                close_why = x->why;
+                goto Exit;
+            }
             moved |= rc;
-            if ((rc = step_local_recv(x)) == STEP_FAIL)
-                goto Fail;
+            if ((rc = step_local_recv(x)) == STEP_FAIL) {
+                close_why = x->why;
+                goto Exit;
+            }
             moved |= rc;
-            if ((rc = step_ssl_write(x)) == STEP_FAIL)
-                goto Fail;
+            if ((rc = step_ssl_write(x)) == STEP_FAIL) {
+                close_why = x->why;
+                goto Exit;
+            }
             moved |= rc;
         }
         if (moved == STEP_IDLE)
@@ -575,26 +585,20 @@ static void tls_run(tunnel_t *t)
             break;
         }
     }
-    x->pumping = 0;
-    if ((x->flags & (TLS_IN_SHUT | TLS_OUT_SHUT)) == (TLS_IN_SHUT | TLS_OUT_SHUT)) {
-        tunnel_close(t, "done", 0);
-        return;
-    }
-    /* A side that hung up while it is still owed bytes (or the close_notify) will not take them. */
-    if (t->br.hup[TUNNEL_RELAY] && !(x->flags & TLS_OUT_SHUT)) {
-        tunnel_close(t, "relay_hangup", 0);
-        return;
-    }
-    if (t->br.hup[TUNNEL_LOCAL] && t->state == TUNNEL_JOINED && !(x->flags & TLS_IN_SHUT)) {
-        tunnel_close(t, "local_hangup", 0);
-        return;
-    }
-    if (tls_arm(t) != 0)
-        tunnel_close(t, "epoll", 0);
-    return;
-Fail:
-    x->pumping = 0;
-    tunnel_close(t, x->why, 0);
+    /* Done, else a side that hung up while it is still owed bytes (or the close_notify): it will not
+     * take them. */
+    if ((x->flags & (TLS_IN_SHUT | TLS_OUT_SHUT)) == (TLS_IN_SHUT | TLS_OUT_SHUT))
+        close_why = "done";
+    else if (t->br.hup[TUNNEL_RELAY] && !(x->flags & TLS_OUT_SHUT))
+        close_why = "relay_hangup";
+    else if (t->br.hup[TUNNEL_LOCAL] && t->state == TUNNEL_JOINED && !(x->flags & TLS_IN_SHUT))
+        close_why = "local_hangup";
+    else if (tls_arm(t) != 0)
+        close_why = "epoll";
+Exit:
+    x->pumping = 0; /* tunnel_close() frees nothing yet: x lives until the loop reaps the tunnel */
+    if (close_why != NULL)
+        tunnel_close(t, close_why, drain_relay);
 }
 
 void tls_tunnel_event(tunnel_t *t, int side, uint32_t events)
