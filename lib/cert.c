@@ -63,20 +63,23 @@ static GENERAL_NAMES *san_for(const char *name)
     GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
     GENERAL_NAME *gen = GENERAL_NAME_new();
     ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
+    GENERAL_NAMES *ret = NULL;
 
     if (gens == NULL || gen == NULL || dns == NULL || !ASN1_STRING_set(dns, name, -1))
-        goto Error;
+        goto Exit;
     GENERAL_NAME_set0_value(gen, GEN_DNS, dns);
     dns = NULL;
     if (!sk_GENERAL_NAME_push(gens, gen))
-        goto Error;
-    return gens;
+        goto Exit;
+    ret = gens;
 
-Error:
+Exit:
     ASN1_IA5STRING_free(dns);
-    GENERAL_NAME_free(gen);
-    sk_GENERAL_NAME_free(gens);
-    return NULL;
+    if (ret == NULL) {
+        GENERAL_NAME_free(gen); /* holds dns once set0 took it */
+        sk_GENERAL_NAME_free(gens);
+    }
+    return ret;
 }
 
 /* Copies what a memory BIO holds into a malloc'd NUL-terminated string. */

@@ -79,9 +79,12 @@ p2m_logsum_t *p2m_logsum_new(size_t max_keys, size_t key_max, size_t data_size, 
         p2m_err(err, "logsum: interval_ms must be above 0");
         return NULL;
     }
+    p2m_logsum_t *ret = NULL;
     p2m_logsum_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        goto Oom;
+    if (s == NULL) {
+        p2m_err(err, "logsum: out of memory for %zu keys", max_keys);
+        goto Exit;
+    }
     s->max_keys = max_keys;
     s->key_max = key_max;
     s->data_size = data_size;
@@ -93,19 +96,21 @@ p2m_logsum_t *p2m_logsum_new(size_t max_keys, size_t key_max, size_t data_size, 
     s->data = malloc((max_keys + 1) * data_size + 1); /* + 1: malloc(0) may return NULL */
     s->index = calloc(s->cap, sizeof(*s->index));
     s->unused = malloc(max_keys * sizeof(*s->unused));
-    if (s->entries == NULL || s->keys == NULL || s->data == NULL || s->index == NULL || s->unused == NULL)
-        goto Oom;
+    if (s->entries == NULL || s->keys == NULL || s->data == NULL || s->index == NULL || s->unused == NULL) {
+        p2m_err(err, "logsum: out of memory for %zu keys", max_keys);
+        goto Exit;
+    }
     /* Popped from the end: entry 0 is used first, which keeps reports in creation order. */
     for (size_t i = 0; i < max_keys; i++)
         s->unused[i] = (uint32_t)(max_keys - 1 - i);
     s->nunused = max_keys;
     if (getrandom(&s->seed, sizeof(s->seed), GRND_NONBLOCK) != (ssize_t)sizeof(s->seed))
         s->seed = (uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull; /* no entropy yet: still differs per process (ASLR) */
-    return s;
-Oom:
-    p2m_logsum_free(s);
-    p2m_err(err, "logsum: out of memory for %zu keys", max_keys);
-    return NULL;
+    ret = s;
+Exit:
+    if (ret == NULL)
+        p2m_logsum_free(s);
+    return ret;
 }
 
 void p2m_logsum_free(p2m_logsum_t *s)

@@ -345,6 +345,7 @@ static void on_signal(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
 int p2m_loop_signals(p2m_loop_t *loop, const int *signos, size_t n, p2m_loop_signal_cb cb, void *data, char *err)
 {
     int fd = -1;
+    int ret = -1;
     if (loop->sig.fd >= 0)
         return p2m_err(err, "signals already set up");
     sigemptyset(&loop->sig_mask);
@@ -355,20 +356,22 @@ int p2m_loop_signals(p2m_loop_t *loop, const int *signos, size_t n, p2m_loop_sig
         return p2m_err(err, "pthread_sigmask failed");
     if ((fd = signalfd(-1, &loop->sig_mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
         p2m_err(err, "signalfd: %s", strerror(errno));
-        goto Error;
+        goto Exit;
     }
     loop->sig_cb = cb;
     loop->sig_data = data;
     if (p2m_loop_add(loop, &loop->sig, fd, EPOLLIN, on_signal, err) != 0)
-        goto Error;
+        goto Exit;
     /* Not counted: a loop whose only handler is its signalfd has nothing to do. */
     loop->nhandlers--;
-    return 0;
-Error:
-    if (fd >= 0)
-        close(fd);
-    pthread_sigmask(SIG_SETMASK, &loop->sig_old_mask, NULL);
-    return -1;
+    ret = 0;
+Exit:
+    if (ret != 0) {
+        if (fd >= 0)
+            close(fd);
+        pthread_sigmask(SIG_SETMASK, &loop->sig_old_mask, NULL);
+    }
+    return ret;
 }
 
 /* --- running -------------------------------------------------------------------------------- */

@@ -10,7 +10,7 @@
 
 STACK_OF(X509) * chain_parse(const char *pem, size_t len, char *err)
 {
-    STACK_OF(X509) *sk = NULL;
+    STACK_OF(X509) *sk = NULL, *ret = NULL;
     X509 *x;
     BIO *bio = NULL;
     if (len == 0 || len > CHAIN_PEM_MAX) {
@@ -22,13 +22,13 @@ STACK_OF(X509) * chain_parse(const char *pem, size_t len, char *err)
     ERR_clear_error();
     if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL || (sk = sk_X509_new_null()) == NULL) {
         p2m_err(err, "out of memory");
-        goto Fail;
+        goto Exit;
     }
     while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
         if (sk_X509_num(sk) >= CHAIN_CERTS_MAX || !sk_X509_push(sk, x)) {
             X509_free(x);
             p2m_err(err, "more than %d certificates", CHAIN_CERTS_MAX);
-            goto Fail;
+            goto Exit;
         }
     }
     /* The end of the input reads as an error too: "no start line". Any other error is a block that
@@ -40,16 +40,16 @@ STACK_OF(X509) * chain_parse(const char *pem, size_t len, char *err)
             p2m_err(err, "a PEM block does not decode");
         else
             p2m_err(err, "a PEM block after certificate %d does not decode", sk_X509_num(sk));
-        goto Fail;
+        goto Exit;
     }
     if (sk_X509_num(sk) == 0) {
         p2m_err(err, "no PEM certificate");
-        goto Fail;
+        goto Exit;
     }
+    ret = sk;
+Exit:
     BIO_free(bio);
-    return sk;
-Fail:
-    BIO_free(bio);
-    sk_X509_pop_free(sk, X509_free);
-    return NULL;
+    if (ret == NULL)
+        sk_X509_pop_free(sk, X509_free);
+    return ret;
 }

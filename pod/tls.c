@@ -84,6 +84,7 @@ static alpn_list_t *alpn_parse(const char *s, char *err)
         p2m_err(err, "ALPN list: longer than %d bytes", ALPN_INPUT_MAX);
         return NULL;
     }
+    alpn_list_t *ret = NULL;
     alpn_list_t *l = malloc(sizeof(*l) + n + 1); /* n + 1: every comma becomes a length byte, plus the first */
     if (l == NULL) {
         p2m_log(P2M_LOG_ERROR, "oom", "what=alpn");
@@ -97,17 +98,17 @@ static alpn_list_t *alpn_parse(const char *s, char *err)
         size_t len = j - i;
         if (len == 0) {
             p2m_err(err, "ALPN list: name %zu is empty", item);
-            goto Fail;
+            goto Exit;
         }
         if (len > 255) {
             p2m_err(err, "ALPN list: name %zu is longer than 255 bytes", item);
-            goto Fail;
+            goto Exit;
         }
         for (size_t k = i; k < j; k++) {
             unsigned char c = (unsigned char)s[k];
             if (c <= 0x20 || c >= 0x7f) {
                 p2m_err(err, "ALPN list: name %zu has a byte that is not printable ASCII (0x%02x)", item, c);
-                goto Fail;
+                goto Exit;
             }
         }
         l->wire[l->len++] = (unsigned char)len;
@@ -115,10 +116,11 @@ static alpn_list_t *alpn_parse(const char *s, char *err)
         l->len += len;
         i = j + 1; /* past the comma; n + 1 ends the loop after the last name */
     }
-    return l;
-Fail:
-    free(l);
-    return NULL;
+    ret = l;
+Exit:
+    if (ret == NULL)
+        free(l);
+    return ret;
 }
 
 /* The client's first offer that is in our list; none (the handshake goes on without ALPN) when
@@ -162,15 +164,15 @@ static const char *ssl_reason(char *buf, size_t cap)
 SSL_CTX *tls_server_ctx(const char *chain_path, const char *key_path, const char *alpn, char *err)
 {
     char why[160];
-    SSL_CTX *ctx = NULL;
+    SSL_CTX *ctx = NULL, *ret = NULL;
     alpn_list_t *l = NULL;
 
     ERR_clear_error();
     if (alpn != NULL && (l = alpn_parse(alpn, err)) == NULL)
-        goto Fail;
+        goto Exit;
     if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
         p2m_err(err, "SSL_CTX_new: %s", ssl_reason(why, sizeof(why)));
-        goto Fail;
+        goto Exit;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* SSL_OP_IGNORE_UNEXPECTED_EOF: see the top of this file (half-close). */
@@ -183,32 +185,34 @@ SSL_CTX *tls_server_ctx(const char *chain_path, const char *key_path, const char
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     if (SSL_CTX_use_certificate_chain_file(ctx, chain_path) != 1) {
         p2m_err(err, "certificate chain %s: %s", chain_path, ssl_reason(why, sizeof(why)));
-        goto Fail;
+        goto Exit;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
         p2m_err(err, "private key %s: %s", key_path, ssl_reason(why, sizeof(why)));
-        goto Fail;
+        goto Exit;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         p2m_err(err, "private key %s does not match the certificate in %s: %s", key_path, chain_path, ssl_reason(why, sizeof(why)));
-        goto Fail;
+        goto Exit;
     }
     if (l != NULL) {
         pthread_once(&alpn_once, alpn_index_init);
         if (alpn_index < 0 || SSL_CTX_set_ex_data(ctx, alpn_index, l) != 1) {
             p2m_err(err, "SSL_CTX_set_ex_data: %s", ssl_reason(why, sizeof(why)));
-            goto Fail;
+            goto Exit;
         }
         SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, l); /* l now lives as long as ctx */
     }
-    return ctx;
-Fail:
-    if (ctx != NULL && l != NULL && alpn_index >= 0 && SSL_CTX_get_ex_data(ctx, alpn_index) == l)
-        l = NULL; /* SSL_CTX_free frees it */
-    SSL_CTX_free(ctx);
-    free(l);
-    ERR_clear_error();
-    return NULL;
+    ret = ctx;
+Exit:
+    if (ret == NULL) {
+        if (ctx != NULL && l != NULL && alpn_index >= 0 && SSL_CTX_get_ex_data(ctx, alpn_index) == l)
+            l = NULL; /* SSL_CTX_free frees it */
+        SSL_CTX_free(ctx);
+        free(l);
+        ERR_clear_error();
+    }
+    return ret;
 }
 
 /* --- the tunnel ------------------------------------------------------------------------------- */
@@ -529,6 +533,8 @@ static void tls_run(tunnel_t *t)
     struct tls_tunnel *x = t->tls;
     pod_t *pod = t->pod;
     uint64_t start = t->br.dir[0].bytes + t->br.dir[1].bytes;
+    const char *close_why = NULL; /* set: Exit closes the tunnel for this reason */
+    int drain_relay = 0;
     int rc;
 
     if (t->state == TUNNEL_CLOSED || x->pumping)
@@ -538,30 +544,38 @@ static void tls_run(tunnel_t *t)
         int moved = STEP_IDLE;
         if (!(x->flags & TLS_HANDSHAKEN)) {
             if ((rc = step_handshake(x)) == STEP_FAIL) {
-                x->pumping = 0;
                 tunnel_log(P2M_LOG_INFO, t, "tls_failed", "reason=\"%s\" ms=%llu", x->why,
                            (unsigned long long)(p2m_loop_now(pod->loop) - t->t_start));
-                tunnel_close(t, "tls_failed", 1); /* the alert OpenSSL wrote goes out before the FIN */
-                return;
+                close_why = "tls_failed";
+                drain_relay = 1; /* the alert OpenSSL wrote goes out before the FIN */
+                goto Exit;
             }
             if (rc == STEP_IDLE)
                 break;
             tunnel_connect(t); /* may join (tls_tunnel_joined() only marks) or close at once */
             if (t->state == TUNNEL_CLOSED)
-                return;
+                goto Exit;
         }
-        if ((rc = step_ssl_read(x)) == STEP_FAIL)
-            goto Fail;
+        if ((rc = step_ssl_read(x)) == STEP_FAIL) {
+            close_why = x->why;
+            goto Exit;
+        }
         moved |= rc;
         if (t->state == TUNNEL_JOINED) {
-            if ((rc = step_local_send(x)) == STEP_FAIL)
-                goto Fail;
+            if ((rc = step_local_send(x)) == STEP_FAIL) {
+                close_why = x->why;
+                goto Exit;
+            }
             moved |= rc;
-            if ((rc = step_local_recv(x)) == STEP_FAIL)
-                goto Fail;
+            if ((rc = step_local_recv(x)) == STEP_FAIL) {
+                close_why = x->why;
+                goto Exit;
+            }
             moved |= rc;
-            if ((rc = step_ssl_write(x)) == STEP_FAIL)
-                goto Fail;
+            if ((rc = step_ssl_write(x)) == STEP_FAIL) {
+                close_why = x->why;
+                goto Exit;
+            }
             moved |= rc;
         }
         if (moved == STEP_IDLE)
@@ -571,26 +585,20 @@ static void tls_run(tunnel_t *t)
             break;
         }
     }
-    x->pumping = 0;
-    if ((x->flags & (TLS_IN_SHUT | TLS_OUT_SHUT)) == (TLS_IN_SHUT | TLS_OUT_SHUT)) {
-        tunnel_close(t, "done", 0);
-        return;
-    }
-    /* A side that hung up while it is still owed bytes (or the close_notify) will not take them. */
-    if (t->br.hup[TUNNEL_RELAY] && !(x->flags & TLS_OUT_SHUT)) {
-        tunnel_close(t, "relay_hangup", 0);
-        return;
-    }
-    if (t->br.hup[TUNNEL_LOCAL] && t->state == TUNNEL_JOINED && !(x->flags & TLS_IN_SHUT)) {
-        tunnel_close(t, "local_hangup", 0);
-        return;
-    }
-    if (tls_arm(t) != 0)
-        tunnel_close(t, "epoll", 0);
-    return;
-Fail:
-    x->pumping = 0;
-    tunnel_close(t, x->why, 0);
+    /* Done, else a side that hung up while it is still owed bytes (or the close_notify): it will not
+     * take them. */
+    if ((x->flags & (TLS_IN_SHUT | TLS_OUT_SHUT)) == (TLS_IN_SHUT | TLS_OUT_SHUT))
+        close_why = "done";
+    else if (t->br.hup[TUNNEL_RELAY] && !(x->flags & TLS_OUT_SHUT))
+        close_why = "relay_hangup";
+    else if (t->br.hup[TUNNEL_LOCAL] && t->state == TUNNEL_JOINED && !(x->flags & TLS_IN_SHUT))
+        close_why = "local_hangup";
+    else if (tls_arm(t) != 0)
+        close_why = "epoll";
+Exit:
+    x->pumping = 0; /* tunnel_close() frees nothing yet: x lives until the loop reaps the tunnel */
+    if (close_why != NULL)
+        tunnel_close(t, close_why, drain_relay);
 }
 
 void tls_tunnel_event(tunnel_t *t, int side, uint32_t events)

@@ -81,14 +81,14 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 /* Builds a certificate for key, signed by issuer_key (self-signed when issuer is NULL). */
 static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, int days, const char *san)
 {
-    X509 *cert = X509_new();
+    X509 *cert = X509_new(), *ret = NULL;
     unsigned char serial[16];
     BIGNUM *bn = NULL;
     if (cert == NULL || RAND_bytes(serial, sizeof(serial)) != 1)
-        goto Error;
+        goto Exit;
     serial[0] &= 0x7f;
     if ((bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL || BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) == NULL)
-        goto Error;
+        goto Exit;
     X509_set_version(cert, 2);
     X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
     X509_gmtime_adj(X509_getm_notAfter(cert), (long)days * 86400);
@@ -102,22 +102,22 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
         if (add_ext(cert, iss, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") != 0 ||
             add_ext(cert, iss, NID_key_usage, "critical,keyCertSign,cRLSign") != 0 ||
             add_ext(cert, iss, NID_subject_key_identifier, "hash") != 0)
-            goto Error;
+            goto Exit;
     } else {
         if (add_ext(cert, iss, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
             add_ext(cert, iss, NID_key_usage, "critical,digitalSignature") != 0 ||
             add_ext(cert, iss, NID_ext_key_usage, "serverAuth") != 0 || add_ext(cert, iss, NID_subject_alt_name, san) != 0 ||
             add_ext(cert, iss, NID_authority_key_identifier, "keyid:always") != 0)
-            goto Error;
+            goto Exit;
     }
     if (X509_sign(cert, issuer_key != NULL ? issuer_key : key, EVP_sha256()) == 0)
-        goto Error;
+        goto Exit;
+    ret = cert;
+Exit:
     BN_free(bn);
-    return cert;
-Error:
-    BN_free(bn);
-    X509_free(cert);
-    return NULL;
+    if (ret == NULL)
+        X509_free(cert);
+    return ret;
 }
 
 static X509 *read_cert(const char *path)
@@ -365,7 +365,7 @@ SSL_CTX *tls_setup(const p2m_config_t *cfg, const registrar_names_t *names, tls_
 {
     char ca_path[P2M_PATH_MAX + 32], ca_key_path[P2M_PATH_MAX + 32], crt_path[P2M_PATH_MAX + 32], key_path[P2M_PATH_MAX + 32];
     const p2m_registrar_config_t *rc = &cfg->registrar;
-    SSL_CTX *ctx = NULL;
+    SSL_CTX *ctx = NULL, *ret = NULL;
 
     memset(ca, 0, sizeof(*ca));
     if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
@@ -380,32 +380,34 @@ SSL_CTX *tls_setup(const p2m_config_t *cfg, const registrar_names_t *names, tls_
         return NULL;
     }
     if ((rc->ca_cert[0] != '\0' ? load_operator_ca(rc, ca, err) : load_own_ca(ca_path, ca_key_path, ca, err)) != 0)
-        goto Error;
+        goto Exit;
     if (rc->cert[0] != '\0') {
         snprintf(crt_path, sizeof(crt_path), "%s", rc->cert);
         snprintf(key_path, sizeof(key_path), "%s", rc->key);
         if (key_private("registrar.key", key_path, err) != 0)
-            goto Error;
+            goto Exit;
         check_operator_cert(crt_path, names);
     } else if (ensure_registrar_cert(cfg, names, ca, crt_path, key_path, err) != 0) {
-        goto Error;
+        goto Exit;
     }
 
     if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
         p2m_err(err, "SSL_CTX_new: %s", ssl_reason());
-        goto Error;
+        goto Exit;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_use_certificate_chain_file(ctx, crt_path) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         p2m_err(err, "%s: %s", crt_path, ssl_reason());
-        goto Error;
+        goto Exit;
     }
     h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
-    return ctx;
-Error:
-    SSL_CTX_free(ctx);
-    tls_ca_free(ca);
-    return NULL;
+    ret = ctx;
+Exit:
+    if (ret == NULL) {
+        SSL_CTX_free(ctx);
+        tls_ca_free(ca);
+    }
+    return ret;
 }

@@ -86,12 +86,16 @@ int label_ls(admin_t *a, char *err)
     if (p2m_store_label_list(st, &owners, &n, err) != 0)
         goto Exit;
     if (a->json) {
-        if ((arr = json_array()) == NULL)
-            goto JsonFail;
+        if ((arr = json_array()) == NULL) {
+            p2m_err(err, "cannot build the JSON reply");
+            goto Exit;
+        }
         for (size_t i = 0; i < n; i++) {
             if (json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "label", owners[i].label, "pod", owners[i].pod, "protocol",
-                                                     p2m_proto_name(owners[i].proto))) != 0)
-                goto JsonFail;
+                                                     p2m_proto_name(owners[i].proto))) != 0) {
+                p2m_err(err, "cannot build the JSON reply");
+                goto Exit;
+            }
         }
         if (admin_json_print(arr, err) != 0)
             goto Exit;
@@ -104,9 +108,6 @@ int label_ls(admin_t *a, char *err)
             goto Exit;
     }
     ret = 0;
-    goto Exit;
-JsonFail:
-    p2m_err(err, "cannot build the JSON reply");
 Exit:
     json_decref(arr);
     free(owners);

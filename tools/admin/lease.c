@@ -25,14 +25,18 @@ int lease_ls(admin_t *a, char *err)
     if (p2m_store_lease_list(st, &leases, &n, err) != 0)
         goto Exit;
     if (a->json) {
-        if ((arr = json_array()) == NULL)
-            goto JsonFail;
+        if ((arr = json_array()) == NULL) {
+            p2m_err(err, "cannot build the JSON reply");
+            goto Exit;
+        }
         for (size_t i = 0; i < n; i++) {
             const p2m_lease_t *l = &leases[i];
             json_t *obj = json_pack("{s:i, s:s, s:s, s:s, s:s, s:I, s:I}", "port", (int)l->port, "kind", l->kind, "label", l->label,
                                     "pod", l->pod, "addr", l->addr, "created", (json_int_t)l->created, "ttl", (json_int_t)l->ttl);
-            if (json_array_append_new(arr, obj) != 0)
-                goto JsonFail;
+            if (json_array_append_new(arr, obj) != 0) {
+                p2m_err(err, "cannot build the JSON reply");
+                goto Exit;
+            }
         }
         if (admin_json_print(arr, err) != 0)
             goto Exit;
@@ -52,9 +56,6 @@ int lease_ls(admin_t *a, char *err)
             goto Exit;
     }
     ret = 0;
-    goto Exit;
-JsonFail:
-    p2m_err(err, "cannot build the JSON reply");
 Exit:
     json_decref(arr);
     free(leases);

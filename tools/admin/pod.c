@@ -94,19 +94,20 @@ static json_t *provisioning_new(const admin_t *a, const char *id, const char *se
         p2m_err(err, "pod %s: cannot build the otpauth URI", id);
         goto Exit;
     }
-    if ((jlabels = json_array()) == NULL)
-        goto Fail;
+    if ((jlabels = json_array()) == NULL) {
+        p2m_err(err, "pod %s: cannot build the provisioning JSON", id);
+        goto Exit;
+    }
     for (size_t i = 0; i < nlabels; i++) {
-        if (json_array_append_new(jlabels, json_string(labels[i])) != 0)
-            goto Fail;
+        if (json_array_append_new(jlabels, json_string(labels[i])) != 0) {
+            p2m_err(err, "pod %s: cannot build the provisioning JSON", id);
+            goto Exit;
+        }
     }
     doc = json_pack("{s:s, s:s, s:i, s:O, s:s, s:s, s:s}", "id", id, "secret", secret, "digits", (int)digits, "labels", jlabels,
                     "registrar", a->cfg.registrar.url, "domain", a->cfg.domain, "otpauth", uri);
     if (doc == NULL)
-        goto Fail;
-    goto Exit;
-Fail:
-    p2m_err(err, "pod %s: cannot build the provisioning JSON", id);
+        p2m_err(err, "pod %s: cannot build the provisioning JSON", id);
 Exit:
     json_decref(jlabels);
     explicit_bzero(uri, sizeof(uri));
@@ -148,33 +149,37 @@ static void text_wipe(char *text, size_t len)
 static int provisioning_deliver(sink_t *sink, const char *id, const char *text, size_t len, char *err)
 {
     char q[ADMIN_QUOTE_LEN], why[P2M_ERR_LEN];
+    int ret = -1;
 
     if (sink->fd < 0) {
         if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
             snprintf(why, sizeof(why), "stdout: %s", strerror(errno));
-            goto Fail;
+            goto Exit;
         }
-        return 0;
+    } else {
+        if (write_all(sink->fd, text, len) != 0 || fsync(sink->fd) != 0) {
+            snprintf(why, sizeof(why), "%s: %s", admin_quote(sink->path, q), strerror(errno));
+            goto Exit;
+        }
+        int fd = sink->fd;
+        sink->fd = -1;
+        if (close(fd) != 0) {
+            snprintf(why, sizeof(why), "%s: %s", admin_quote(sink->path, q), strerror(errno));
+            unlink(sink->path);
+            goto Exit;
+        }
+        char *path = admin_escape_dup(sink->path);
+        fprintf(stderr, "pipe2me-admin: provisioning for pod %s (with its secret) written to %s, mode 0600\n", id, path);
+        free(path);
     }
-    if (write_all(sink->fd, text, len) != 0 || fsync(sink->fd) != 0) {
-        snprintf(why, sizeof(why), "%s: %s", admin_quote(sink->path, q), strerror(errno));
-        goto Fail;
-    }
-    int fd = sink->fd;
-    sink->fd = -1;
-    if (close(fd) != 0) {
-        snprintf(why, sizeof(why), "%s: %s", admin_quote(sink->path, q), strerror(errno));
-        unlink(sink->path);
-        goto Fail;
-    }
-    char *path = admin_escape_dup(sink->path);
-    fprintf(stderr, "pipe2me-admin: provisioning for pod %s (with its secret) written to %s, mode 0600\n", id, path);
-    free(path);
-    return 0;
+    ret = 0;
 
-Fail:
-    sink_discard(sink);
-    return p2m_err(err, "pod %s: new secret set but not delivered: %s; run 'pipe2me-admin pod rotate-secret %s'", id, why, id);
+Exit:
+    if (ret != 0) {
+        sink_discard(sink);
+        p2m_err(err, "pod %s: new secret set but not delivered: %s; run 'pipe2me-admin pod rotate-secret %s'", id, why, id);
+    }
+    return ret;
 }
 
 /* Normalizes the --label values into labels, refusing duplicates (after lower-casing). */
@@ -355,11 +360,15 @@ int pod_ls(admin_t *a, char *err)
     }
 
     if (a->json) {
-        if ((arr = json_array()) == NULL)
-            goto JsonFail;
+        if ((arr = json_array()) == NULL) {
+            p2m_err(err, "cannot build the JSON reply");
+            goto Exit;
+        }
         for (size_t i = 0; i < npods; i++) {
-            if (json_array_append_new(arr, pod_json(pods[i], 0)) != 0)
-                goto JsonFail;
+            if (json_array_append_new(arr, pod_json(pods[i], 0)) != 0) {
+                p2m_err(err, "cannot build the JSON reply");
+                goto Exit;
+            }
         }
         if (admin_json_print(arr, err) != 0)
             goto Exit;
@@ -375,9 +384,6 @@ int pod_ls(admin_t *a, char *err)
             goto Exit;
     }
     ret = 0;
-    goto Exit;
-JsonFail:
-    p2m_err(err, "cannot build the JSON reply");
 Exit:
     json_decref(arr);
     for (size_t i = 0; i < npods; i++)
