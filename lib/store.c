@@ -225,20 +225,22 @@ p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms
         snprintf(st->where, sizeof(st->where), "redis %s", hp);
         st->rc = redisConnectWithTimeout(addr->tcp.host, addr->tcp.port, tv);
     }
+    int ok = 0;
     if (st->rc == NULL || st->rc->err) {
         p2m_err(err, "%s: %s", st->where, st->rc != NULL ? st->rc->errstr : "cannot allocate context");
-        goto Error;
+        goto Exit;
     }
     if (redisSetTimeout(st->rc, tv) != REDIS_OK) {
         p2m_err(err, "%s: cannot set timeout", st->where);
-        goto Error;
+        goto Exit;
     }
-    if (check_schema(st, err) != 0)
-        goto Error;
+    ok = check_schema(st, err) == 0;
+Exit:
+    if (!ok) {
+        p2m_store_free(st);
+        st = NULL;
+    }
     return st;
-Error:
-    p2m_store_free(st);
-    return NULL;
 }
 
 void p2m_store_free(p2m_store_t *st)

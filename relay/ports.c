@@ -280,35 +280,38 @@ static void on_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
 static int lease_listen(relay_t *r, lease_t *l, char *why, size_t cap)
 {
     struct sockaddr_storage sa = r->listen_sa;
-    int fd = -1, one = 1, zero = 0;
+    int fd = -1, one = 1, zero = 0, rc = -1, why_set = 0;
     char err[P2M_ERR_LEN];
     if (sa.ss_family == AF_INET)
         ((struct sockaddr_in *)&sa)->sin_port = htons(l->port);
     else
         ((struct sockaddr_in6 *)&sa)->sin6_port = htons(l->port);
     if ((fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-        goto Fail;
+        goto Exit;
     /* Leased ports come and go: TIME_WAIT from an earlier lease must not block the next one. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
-        goto Fail;
+        goto Exit;
     if (sa.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&sa)->sin6_addr))
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     if (bind(fd, (struct sockaddr *)&sa, r->listen_len) != 0)
-        goto Fail;
+        goto Exit;
     set_sockopts(fd, l->kind == LEASE_PRE);
     if (listen(fd, l->kind == LEASE_PRE ? PRE_BACKLOG : CONSUMER_BACKLOG) != 0)
-        goto Fail;
+        goto Exit;
     if (p2m_loop_add(r->loop, &l->listener, fd, EPOLLIN, on_accept, err) != 0) {
         snprintf(why, cap, "%s", err);
-        close(fd);
-        return -1;
+        why_set = 1;
+        goto Exit;
     }
-    return 0;
-Fail:
-    snprintf(why, cap, "%s", strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
+    rc = 0;
+Exit:
+    if (rc != 0) {
+        if (!why_set) /* a system call failed: before close() can change errno */
+            snprintf(why, cap, "%s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    return rc;
 }
 
 /* --- following leases ------------------------------------------------------------------------- */

@@ -134,6 +134,7 @@ static void on_refusals_flush(p2m_loop_t *loop, p2m_loop_timer_t *t)
 relay_t *relay_new(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size, char *err)
 {
     relay_t *r = relay_xcalloc(1, sizeof(*r));
+    int ok = 0;
     r->magic = RELAY_MAGIC;
     r->cfg = *cfg;
     /* Before anything can fail: relay_free() closes and stops these. */
@@ -142,23 +143,24 @@ relay_t *relay_new(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size, 
     r->started = (long long)time(NULL);
     p2m_loop_timer_init(&r->refusals_flush, on_refusals_flush); /* before any relay_free() */
     if ((r->loop = p2m_loop_new(err)) == NULL)
-        goto Error;
+        goto Exit;
     r->refusals =
         p2m_logsum_new(RELAY_REFUSAL_KEYS, PEER_LEN + RELAY_REFUSAL_REASON_MAX, sizeof(refusal_t), RELAY_REFUSAL_INTERVAL_MS, err);
     if (r->refusals == NULL)
-        goto Error;
+        goto Exit;
     p2m_loop_timer_start(r->loop, &r->refusals_flush, RELAY_REFUSAL_INTERVAL_MS);
     if ((r->pipes = p2m_pipe_pool_new(pipes, pipe_size, err)) == NULL)
-        goto Error;
+        goto Exit;
     r->limits = limits_new(cfg->relay.max_conns_per_addr);
     if (match_init(r, err) != 0 || ports_init(r, err) != 0 || sni_init(r, err) != 0)
-        goto Error;
-    if ((r->redis = rredis_new(r, err)) == NULL)
-        goto Error;
+        goto Exit;
+    ok = (r->redis = rredis_new(r, err)) != NULL;
+Exit:
+    if (!ok) { /* relay_free() releases whatever was set up (see above) */
+        relay_free(r);
+        r = NULL;
+    }
     return r;
-Error:
-    relay_free(r);
-    return NULL;
 }
 
 void relay_shutdown(relay_t *r, const char *why)
