@@ -19,6 +19,7 @@ POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 RELAY_NAME=sys
 LABEL=scale
 POOL=64
+P2M_RELAY_NAME=$RELAY_NAME
 PARALLEL=${P2M_SCALE_PARALLEL:-200}
 CONNS=${P2M_SCALE_CONNS:-10000}
 CONCURRENCY=${P2M_SCALE_CONCURRENCY:-20}
@@ -57,13 +58,12 @@ at_rest_leases() {
     read -r -a n <<<"$(leases)"
     ((n[0] >= 1 && n[0] <= POOL && n[1] == 1 && n[2] == 0)) && p2m_pre_conns_are "$POOL"
 }
-idle_is() { p2m_redis_is "$1" HGET "p2m:idle:$RELAY_NAME" "$LABEL"; }
 
 # at_rest WHEN: the pool is full again and every count is back where it started; prints them.
 at_rest() {
     local t0 t1
     t0=$(p2m_now_ms)
-    p2m_wait_until -t $SETTLE "$1: the relay holds $POOL idle pre-connections again" idle_is "$POOL"
+    p2m_wait_until -t $SETTLE "$1: the relay holds $POOL idle pre-connections again" p2m_idle_is "$POOL" "$LABEL"
     p2m_wait_until -t $SETTLE "$1: Redis holds pre leases for $POOL pre-connections and 1 consumer lease" at_rest_leases
     p2m_wait_until -t $SETTLE "$1: the relay's sockets and other descriptors are back to $(p2m_show_fds "$RELAY_FDS0")" \
         p2m_fds_like "$RELAY_PID" "$RELAY_FDS0"
@@ -101,7 +101,7 @@ t0=$(p2m_now_ms)
 p2m_bg pod "$POD_BIN" register --provision "$T/podscale.json" --forward "127.0.0.1:$ECHO_TCP" --pool "$POOL" \
     --cacert "$T/state/ca.pem" --state-dir "$T/podscale.state"
 POD_PID=$P2M_BG_PID
-p2m_wait_until -t 60 "the relay holds the pod's $POOL idle pre-connections" idle_is "$POOL"
+p2m_wait_until -t 60 "the relay holds the pod's $POOL idle pre-connections" p2m_idle_is "$POOL" "$LABEL"
 t1=$(p2m_now_ms)
 echo "scale: pool of $POOL filled in $((t1 - t0)) ms"
 p2m_consumer_port Q https "$LABEL"
