@@ -5,13 +5,10 @@
  * temp dir and stopped at the end. */
 #include "check.h"
 #include "p2m/store_cmd.h"
+#include "redis_server.h"
 
 #include <hiredis/hiredis.h>
-#include <signal.h>
 #include <stdint.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 /* Small numbers keep the table readable: 3 free failures, waits of 1, 2, 4, then 8 s at most. */
 static const p2m_auth_limits_t lim = {.free = 3, .window = 100, .backoff_max = 8};
@@ -162,31 +159,6 @@ static const event_t events[] = {
     {5030, "commit", "taas", "10.0.0.6", "t2", 167, "ok"},
 };
 
-static pid_t start_redis(const char *dir, char *sock, size_t cap)
-{
-    snprintf(sock, cap, "%s/redis.sock", dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (freopen("/dev/null", "w", stdout) == NULL)
-            _exit(127);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700", "--dir", dir,
-               "--save", "", "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    /* Ready when the socket answers; a stopped child is a failure, not something to wait out. */
-    for (;;) {
-        int status;
-        if (pid < 0 || waitpid(pid, &status, WNOHANG) != 0)
-            return -1;
-        rc = redisConnectUnix(sock);
-        if (rc != NULL && rc->err == 0)
-            return pid;
-        redisFree(rc);
-        rc = NULL;
-        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
-    }
-}
-
 static void seed(void)
 {
     static const char *pods[][3] = {{"alice", "web", "none"},       {"bob", "api", "none"},         {"carol", "blog", "none"},
@@ -201,13 +173,8 @@ static void seed(void)
 
 int main(void)
 {
-    char dir[] = "/tmp/p2m-limiter.XXXXXX", sock[128];
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    pid_t pid = start_redis(dir, sock, sizeof(sock));
-    if (!CHECK(pid > 0)) {
+    redis_server_t srv;
+    if (!CHECK(redis_server_start(&srv, "limiter", &rc) == 0)) {
         printf("redis-server did not start (is it installed?)\n");
         return check_done("limiter");
     }
@@ -283,12 +250,6 @@ int main(void)
     CHECK_EQ_INT(reused, 31);
 
     redisFree(rc);
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    char path[200];
-    snprintf(path, sizeof(path), "%s/dump.rdb", dir);
-    unlink(path);
-    unlink(sock);
-    rmdir(dir);
+    redis_server_stop(&srv);
     return check_done("limiter");
 }
