@@ -54,7 +54,7 @@ mkdir -p "$T/www"
 printf '<h1>bulk web page</h1>\n' >"$T/www/index.html"
 p2m_https_site "$T/www" SVC_WEB
 for port in "$SVC_UP" "$SVC_DOWN"; do
-    p2m_wait_until -t 10 "a local service listens on $port" p2m_listening "$port"
+    p2m_wait_until -t 30 "a local service listens on $port" p2m_listening "$port"
 done
 
 # Each its own pod ID (a TOTP step is accepted once per pod); each waits until the relay holds its

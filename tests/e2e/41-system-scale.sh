@@ -93,7 +93,7 @@ p2m_start_system "{\"relay\": {\"name\": \"$RELAY_NAME\", \"ports\": \"$PORT_LO-
 p2m_free_port ECHO_TCP
 p2m_free_port ECHO_HTTP
 p2m_bg echo "$POD_BIN" test --forward-tcp "$ECHO_TCP" --forward-http "$ECHO_HTTP"
-p2m_wait_until -t 10 "the echo service listens" p2m_listening "$ECHO_TCP"
+p2m_wait_until -t 30 "the echo service listens" p2m_listening "$ECHO_TCP"
 
 admin pod add podscale --label "$LABEL" -o "$T/podscale.json" >/dev/null
 mkdir -m 700 "$T/podscale.state"
@@ -130,9 +130,9 @@ p2m_wait_until -t $SETTLE "the pod's descriptors, pipes included, are back to $(
 # ---------------------------------------------------------------- the counters agree
 
 status_is() { [[ $("$POD_BIN" status --state-dir "$T/podscale.state" --json | jq -r "$1") == "$2" ]]; }
-p2m_wait_until -t 5 "the pod's status counts $((PARALLEL + CONNS)) tunnels, none failed" \
+p2m_wait_until -t 30 "the pod's status counts $((PARALLEL + CONNS)) tunnels, none failed" \
     status_is '"\(.tunnels.total) \(.tunnels.failed)"' "$((PARALLEL + CONNS)) 0"
-p2m_wait_until -t 15 "the relay's per-label counter counts every tunnel" \
+p2m_wait_until -t 30 "the relay's per-label counter counts every tunnel" \
     p2m_redis_is $((PARALLEL + CONNS)) HGET "p2m:stats:relay:$RELAY_NAME" "$LABEL:conns"
 
 p2m_stop -t 15 pod "$POD_PID"

@@ -52,7 +52,7 @@ leases_live() {
 start_service() {
     p2m_bg svc socat -T 60 "TCP-LISTEN:$SVC,bind=127.0.0.1,reuseaddr,fork" "EXEC:$T/svc.sh"
     SVC_PID=$P2M_BG_PID
-    p2m_wait_until -t 10 "the local service listens" p2m_listening "$SVC"
+    p2m_wait_until -t 30 "the local service listens" p2m_listening "$SVC"
 }
 cat >"$T/svc.sh" <<'EOF'
 #!/usr/bin/env bash
@@ -89,23 +89,23 @@ p2m_bg stream bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 99
     printf "stream\n" >&3
     exec cat <&3 >"$2"' _ "$Q" "$T/stream.out"
 STREAM_PID=$P2M_BG_PID
-p2m_wait_until -t 10 "the stream is flowing (256 KiB arrived)" p2m_size_at_least "$T/stream.out" 262144
+p2m_wait_until -t 30 "the stream is flowing (256 KiB arrived)" p2m_size_at_least "$T/stream.out" 262144
 closes=$(p2m_log_count relay "event=tunnel_close lease=$Q ")
 kill -KILL "$POD_PID"
 t_kill=$(p2m_now_ms)
-p2m_wait_until -t 10 "the consumer's connection ends after the pod died" p2m_dead "$STREAM_PID"
+p2m_wait_until -t 30 "the consumer's connection ends after the pod died" p2m_dead "$STREAM_PID"
 t_end=$(p2m_now_ms)
 rc=0
 wait "$STREAM_PID" || rc=$?
 p2m_forget "$STREAM_PID"
 expect_eq 0 "$rc" "the consumer's read ended with an end of stream, not an error (cat's status)"
-p2m_wait_until -t 10 "the relay closes the tunnel" p2m_log_count_above relay "event=tunnel_close lease=$Q " "$closes"
+p2m_wait_until -t 30 "the relay closes the tunnel" p2m_log_count_above relay "event=tunnel_close lease=$Q " "$closes"
 why=$(grep "event=tunnel_close lease=$Q " "$T/relay.log" | tail -n 1 | sed -n 's/.* \(reason=[^ ]*\).*/\1/p')
 echo "restart: pod killed after $(stat -c %s "$T/stream.out") bytes; the consumer saw the end $((t_end - t_kill)) ms later; relay: $why"
 wait "$POD_PID" 2>/dev/null || true # reaped, as init would: a zombie still looks like a running pod
 p2m_forget "$POD_PID"
-p2m_wait_until -t 10 "the relay has no idle pre-connection of the dead pod" p2m_idle_is 0 "$LABEL"
-p2m_wait_until -t 10 "the dead pod's pre leases are gone; only the consumer lease is left" \
+p2m_wait_until -t 30 "the relay has no idle pre-connection of the dead pod" p2m_idle_is 0 "$LABEL"
+p2m_wait_until -t 30 "the dead pod's pre leases are gone; only the consumer lease is left" \
     lease_kinds_are consumer
 
 t0=$(p2m_now_ms)
@@ -113,16 +113,16 @@ p2m_start_pod -f "$T/pod.json" -d "$T/pod.state" -w none pod "" "127.0.0.1:$SVC"
 p2m_wait_until -t 45 "the restarted pod's $POOL pre-connections are idle at the relay" p2m_idle_is "$POOL" "$LABEL"
 p2m_consumer_port Q2 https "$LABEL"
 expect_eq "$Q" "$Q2" "the consumer keeps its consumer port"
-p2m_wait_until -t 10 "the next consumer is served by the restarted pod" echo_ok "after the pod restart"
+p2m_wait_until -t 30 "the next consumer is served by the restarted pod" echo_ok "after the pod restart"
 t1=$(p2m_now_ms)
 echo "restart: pod restarted and serving after $((t1 - t0)) ms"
-p2m_wait_until -t 10 "lease ls: only live leases" leases_live
+p2m_wait_until -t 30 "lease ls: only live leases" leases_live
 POD_FDS0=$(p2m_fds "$POD_PID")
 
 # ---------------------------------------------------------------- the relay restarted
 
 p2m_stop -t 15 relay "$RELAY_PID"
-p2m_wait_until -t 10 "the pod sees its pre-connections closed" pod_status_is .pool.idle 0
+p2m_wait_until -t 30 "the pod sees its pre-connections closed" pod_status_is .pool.idle 0
 t0=$(p2m_now_ms)
 p2m_start_relay
 p2m_wait_until -t 60 "the pod's $POOL pre-connections are idle at the new relay" p2m_idle_is "$POOL" "$LABEL"
@@ -130,7 +130,7 @@ t1=$(p2m_now_ms)
 p2m_consumer_port Q3 https "$LABEL"
 echo "restart: relay restarted; the pod's pool refilled $((t1 - t0)) ms after the start; consumer port $Q3 (was $Q)"
 Q=$Q3
-p2m_wait_until -t 10 "a consumer is served after the relay restart" echo_ok "after the relay restart"
+p2m_wait_until -t 30 "a consumer is served after the relay restart" echo_ok "after the relay restart"
 t0=$(p2m_now_ms)
 p2m_wait_until -t 35 "lease ls: only live leases after the relay restart" leases_live
 t1=$(p2m_now_ms)
@@ -144,15 +144,17 @@ echo "restart: pod fds before the relay restart $(p2m_show_fds "$POD_FDS0"), aft
 # ---------------------------------------------------------------- the local service down, then back
 
 p2m_kill "$SVC_PID"
-p2m_wait_until -t 10 "the local service is gone" p2m_not_listening "$SVC"
+p2m_wait_until -t 30 "the local service is gone" p2m_not_listening "$SVC"
 t0=$(p2m_now_ms)
 got=$(printf 'hello\n' | timeout 30 socat -t 25 -T 25 - "TCP:127.0.0.1:$Q") || fail "the consumer failed (status $?)"
 t1=$(p2m_now_ms)
 expect_eq "" "$got" "with the local service down, the consumer reads nothing"
-(((t1 - t0) < WAIT_TIMEOUT * 1000 / 2)) ||
-    fail "the consumer was closed after $((t1 - t0)) ms, want well under relay.wait_timeout (${WAIT_TIMEOUT}s): the pod did not close it"
+# The pod closed it, not the relay's wait timeout (which a slow machine may also reach: the
+# verdict is the relay's reason, not the time it took).
+! p2m_log_has relay "event=consumer_wait_timeout lease=$Q " ||
+    fail "the consumer was closed by relay.wait_timeout after $((t1 - t0)) ms: the pod did not close it"
 p2m_ok
-p2m_wait_until -t 10 "the pod logs the refused local connection" \
+p2m_wait_until -t 30 "the pod logs the refused local connection" \
     grep -q "event=tunnel_close label=$LABEL .*reason=local_down error=\"Connection refused\"" "$T/pod.log"
 echo "restart: with the local service down the consumer was closed after $((t1 - t0)) ms"
 

@@ -38,7 +38,7 @@ p2m_start_redis
 p2m_free_port DECOY
 p2m_bg decoy python3 -m http.server --bind 127.0.0.1 --directory "$T" "$DECOY"
 DECOY_PID=$P2M_BG_PID
-p2m_wait_until -t 10 "the decoy web server listens" p2m_listening "$DECOY"
+p2m_wait_until -t 30 "the decoy web server listens" p2m_listening "$DECOY"
 
 # ---------------------------------------------------------------- --detach
 
@@ -114,7 +114,7 @@ expect_eq 600 "$(stat -c %a "$DIR/pod/tls/key.pem")" "the pod's key is mode 0600
 expect_status 0 "$QS" --stop "$DIR"
 cat "$OUT"
 for name in "${!qs_pids[@]}"; do
-    p2m_wait_until -t 10 "$name (pid ${qs_pids[$name]}) is gone after --stop" eval "! runs ${qs_pids[$name]}"
+    p2m_wait_until -t 30 "$name (pid ${qs_pids[$name]}) is gone after --stop" eval "! runs ${qs_pids[$name]}"
 done
 expect_eq "" "$(ls "$DIR"/run/*.pid 2>/dev/null || true)" "no PID files left in $DIR/run"
 p2m_alive "$DECOY_PID" || fail "--stop killed a python3 http.server it did not start"

@@ -68,7 +68,7 @@ tcp_once() {
 }
 tls_once() {
     local code rc=0
-    code=$(curl -4 -sS -L --max-time "$XFER_MAX" --cacert "$CA" --connect-to ::127.0.0.1: -H 'Expect:' \
+    code=$(curl -4 -sS -L --max-time 120 --speed-limit 1 --speed-time "$XFER_MAX" --cacert "$CA" --connect-to ::127.0.0.1: -H 'Expect:' \
         --data-binary "@$PAYLOAD" -o "$out.body" -w '%{http_code}' "https://$TLS_LABEL.pipe2me.localhost:$HTTPS/x" \
         2>/dev/null) || rc=$?
     if ((rc == 28)); then
@@ -110,7 +110,7 @@ traffic_stop() {
     touch "$T/traffic.stop"
     for k in TCP TLS; do
         local pid_var=TRAFFIC_${k}_PID
-        p2m_wait_until -t $((XFER_MAX + 10)) "the ${k,,} consumer loop stops" p2m_dead "${!pid_var}"
+        p2m_wait_until -t 150 "the ${k,,} consumer loop stops" p2m_dead "${!pid_var}"
         wait "${!pid_var}" || fail "the ${k,,} consumer loop failed"
         p2m_forget "${!pid_var}"
     done

@@ -256,10 +256,11 @@ expect_px() {
     expect_eq "$1" "$(pj ".[$n].status")" "$3: status"
     expect_eq "$2" "$(pj ".[$n].body" | sed -n 1p)" "$3: body (first line)"
 }
-# expect_closed DESC: the registrar closed the connection without answering, within 5 s.
+# expect_closed DESC: the registrar closed the connection without answering, before the 10-s
+# PROXY line timeout could have (at once when the machine is idle; the margin is for a loaded one).
 expect_closed() {
     expect_eq true "$(pj .closed)" "$1: closed by the registrar"$'\n'"$(cat "$T/px.json")"
-    (($(pj '.seconds | floor') < 5)) || fail "$1: closed only after $(pj .seconds) s"
+    (($(pj '.seconds | floor') < 9)) || fail "$1: closed only after $(pj .seconds) s"
     p2m_ok
 }
 # refusals_of PEER REASON: refusals of (PEER, REASON) the log accounts for: the lines in full plus

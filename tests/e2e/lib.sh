@@ -230,7 +230,7 @@ rcli() {
 }
 
 # p2m_start_redis [ARGS...]: starts a private redis-server (AOF on, no RDB) on $T/redis.sock, with
-# ARGS as further options (`--key-load-delay 100`), waits up to 10 s for it to answer and exports
+# ARGS as further options (`--key-load-delay 100`), waits (300 tries, 0.1 s apart) for it to answer and exports
 # P2M_REDIS_SOCK. Its data stays in $T across restarts.
 p2m_start_redis() {
     local i
@@ -240,12 +240,12 @@ p2m_start_redis() {
     p2m_bg redis redis-server --port 0 --unixsocket "$P2M_REDIS_SOCK" --unixsocketperm 700 --dir "$T" \
         --appendonly yes --daemonize no --save '' "$@"
     P2M_REDIS_PID=$P2M_BG_PID
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         [[ $(rcli ping 2>/dev/null) == PONG ]] && return 0
         p2m_alive "$P2M_REDIS_PID" || fail "redis-server exited while starting (see redis.log)"
         sleep 0.1
     done
-    fail "redis-server did not answer on $P2M_REDIS_SOCK within 10s"
+    fail "redis-server did not answer on $P2M_REDIS_SOCK after 300 tries"
 }
 
 # p2m_stop_redis: stops it gracefully (the AOF is flushed) and waits for it to exit.
@@ -588,8 +588,8 @@ p2m_start_relay() {
     [[ ! -e $T/$log.log ]] || subscribed=$(p2m_log_count "$log" event=redis_subscribed)
     p2m_bg "$log" "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$config"
     RELAY_PID=$P2M_BG_PID
-    p2m_wait_until "the relay heartbeat names ports $ports" p2m_redis_is "$ports" HGET "p2m:relay:$name" ports
-    p2m_wait_until "the relay is subscribed" p2m_log_count_above "$log" event=redis_subscribed "$subscribed"
+    p2m_wait_until -t 60 "the relay heartbeat names ports $ports" p2m_redis_is "$ports" HGET "p2m:relay:$name" ports
+    p2m_wait_until -t 60 "the relay is subscribed" p2m_log_count_above "$log" event=redis_subscribed "$subscribed"
 }
 
 # p2m_start_system [JSON]: redis-server, a config (relay "r1" on 32 fresh ports, wait_timeout 10,
@@ -608,8 +608,8 @@ p2m_start_system() {
     p2m_start_registrar "$P2M_CONFIG"
     p2m_bg relay "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$P2M_CONFIG"
     RELAY_PID=$P2M_BG_PID
-    p2m_wait_until "the registrar wrote its CA" test -s "$T/state/ca.pem"
-    p2m_wait_until "the registrar sees the relay" p2m_registrar_healthy
+    p2m_wait_until -t 60 "the registrar wrote its CA" test -s "$T/state/ca.pem"
+    p2m_wait_until -t 60 "the registrar sees the relay" p2m_registrar_healthy
 }
 
 # p2m_consumer_port VAR SCHEME LABEL: the registrar's SCHEME listener (https or http) must answer
