@@ -83,11 +83,12 @@ p2m_kill() {
 }
 
 # p2m_stop_all: TERM every pid p2m_bg started, one bounded wait (5 s) for all of them, then KILL
-# what still runs, and reap them all. For exit traps: never fails.
+# what still runs, and reap them all. For exit traps: never fails, under set -e too (a reaped
+# child's status 143 would end the trap there).
 p2m_stop_all() {
     local pid i running
     for pid in "${P2M_PIDS[@]}"; do
-        p2m_alive "$pid" && kill -TERM "$pid" 2>/dev/null
+        if p2m_alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
     done
     for ((i = 0; i < 50; i++)); do
         running=0
@@ -100,9 +101,9 @@ p2m_stop_all() {
     for pid in "${P2M_PIDS[@]}"; do
         if p2m_alive "$pid"; then
             echo "$(basename -- "$0"): pid $pid still runs 5s after TERM; sending KILL" >&2
-            kill -KILL "$pid" 2>/dev/null
+            kill -KILL "$pid" 2>/dev/null || true
         fi
-        wait "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null || true
     done
     P2M_PIDS=()
     return 0
