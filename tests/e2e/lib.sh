@@ -537,7 +537,8 @@ p2m_reg() {
     done
     [[ -z $2 ]] || args+=(-H "Authorization: $2")
     hreq -X PUT "${args[@]}" "https://pipe2me.localhost:$P2M_HTTPS_PORT/register/$1"
-    REG_PORT=
+    # shellcheck disable=SC2034 # the tests read it
+    REG_PORT=''
     [[ $CODE != 200 ]] || REG_PORT=$(body | sed 's/.*://')
 }
 
@@ -547,18 +548,18 @@ p2m_reg() {
 # announces it on p2m:relay:RELAY; with -w as well, waits (two checks) until the relay bound it
 # and listens on PORT. Without -r it is a record only, as pipe2me-admin lists it.
 p2m_lease() {
-    local relay= created= wait=0 extra=()
+    local relay='' created='' wait=0 fields=()
     while [[ $1 == -[rctw] ]]; do
         case $1 in
         -r) relay=$2 ;;
-        -c) extra+=(conns "$2") ;;
+        -c) fields+=(conns "$2") ;;
         -t) created=$2 ;;
         -w) wait=1 && shift && continue ;;
         esac
         shift 2
     done
-    [[ -z $relay ]] || extra=(relay "$relay" state pending "${extra[@]}")
-    rcli HSET "p2m:lease:$1" kind "$2" label "$3" pod "$4" addr "$5" created "${created:-$(date +%s)}" "${extra[@]}" >/dev/null
+    [[ -z $relay ]] || fields=(relay "$relay" state pending "${fields[@]}")
+    rcli HSET "p2m:lease:$1" kind "$2" label "$3" pod "$4" addr "$5" created "${created:-$(date +%s)}" "${fields[@]}" >/dev/null
     rcli EXPIRE "p2m:lease:$1" "$6" >/dev/null
     [[ -n $relay ]] || return 0
     rcli PUBLISH "p2m:relay:$relay" "lease $1" >/dev/null
@@ -645,7 +646,7 @@ p2m_pool_full() {
 # started says its pool is full; relay, until the relay counts $P2M_POOL idle pre-connections of
 # LABEL (p2m_idle_is); both; none.
 p2m_start_pod() {
-    local file= dir= log= wait=pool name label fwd since labelarg=() pool=${P2M_POOL:-2} pid
+    local file='' dir='' log='' wait=pool name label fwd since labelarg=() pool=${P2M_POOL:-2} pid
     while [[ $1 == -[fdow] ]]; do
         case $1 in
         -f) file=$2 ;;
