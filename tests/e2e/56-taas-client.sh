@@ -112,7 +112,13 @@ total=$(grep -c '^put ' "$T/taas1.log")
 echo "taas: $served consumers over ${TAAS_SECS}s, $total PUTs in $steps steps, all answered:"
 grep -o 'status=[0-9]*' "$T/taas1.log" | sort | uniq -c
 expect_eq "$total" "$(puts 200 taas1)" "every PUT of the client is 200"
-((served >= 5 && steps >= 3)) || fail "only $served consumers in $steps steps"
+# One consumer every 10 s or so for TAAS_SECS - 20 s, over TAAS_SECS / 30 steps: at least half as
+# many consumers (a loaded machine is slower), 5 and 3 at most, so that P2M_TAAS_SECS=60 passes too.
+min_served=$(((TAAS_SECS - 20) / 20)) min_steps=$((TAAS_SECS / 30))
+((min_served <= 5)) || min_served=5
+((min_steps <= 3)) || min_steps=3
+((served >= (min_served > 0 ? min_served : 1) && steps >= min_steps)) ||
+    fail "only $served consumers in $steps steps over ${TAAS_SECS}s, want $min_served and $min_steps"
 p2m_ok
 expect_eq 0 "$(p2m_log_count registrar 'event=register status=\(401\|429\) .*pod=taas ')" "no refusal of taas in the registrar's log"
 

@@ -76,13 +76,13 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- assertions
 
-# The test-script line that led here: the innermost caller outside lib.sh and, when that line is
+# The test-script line that led here: the innermost caller outside lib.sh and common.sh and, when that line is
 # inside one of the script's own helpers, the line of the script that called the helper
 # ("10-registrar-register.sh:95 (from line 240)").
 p2m_where() {
     local i n=${#BASH_SOURCE[@]} outer
     for ((i = 1; i < n; i++)); do
-        if [[ ${BASH_SOURCE[i]} != "${BASH_SOURCE[0]}" ]]; then
+        if [[ ${BASH_SOURCE[i]} != "${BASH_SOURCE[0]}" && ${BASH_SOURCE[i]} != "$P2M_E2E_DIR/common.sh" ]]; then
             outer=${BASH_LINENO[n - 2]}
             if ((i < n - 1)) && [[ $outer != "${BASH_LINENO[i - 1]}" ]]; then
                 echo "$(basename -- "${BASH_SOURCE[i]}"):${BASH_LINENO[i - 1]} (from line $outer)"
