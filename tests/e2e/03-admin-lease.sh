@@ -8,11 +8,6 @@ p2m_require_built tools/pipe2me-admin
 p2m_start_redis
 p2m_write_config
 
-# lease PORT KIND LABEL POD ADDR TTL: what the registrar writes for a leased port.
-lease() {
-    rcli HSET "p2m:lease:$1" kind "$2" label "$3" pod "$4" addr "$5" created "$NOW" >/dev/null
-    rcli EXPIRE "p2m:lease:$1" "$6" >/dev/null
-}
 
 expect_status 0 admin pod add p1 --label l1 --label l1b
 expect_status 0 admin pod add p2 --label l2
@@ -24,9 +19,9 @@ expect_status 0 admin lease ls --json
 expect_eq '[]' "$(json -c .)"
 
 NOW=$(date +%s)
-lease "$P2M_RELAY_PORT_LO" pre l1 p1 127.0.0.1 300
-lease "$((P2M_RELAY_PORT_LO + 1))" consumer l2 p2 127.0.0.2 200
-lease "$((P2M_RELAY_PORT_LO + 2))" pre l1b p1 ::1 100
+p2m_lease -t "$NOW" "$P2M_RELAY_PORT_LO" pre l1 p1 127.0.0.1 300
+p2m_lease -t "$NOW" "$((P2M_RELAY_PORT_LO + 1))" consumer l2 p2 127.0.0.2 200
+p2m_lease -t "$NOW" "$((P2M_RELAY_PORT_LO + 2))" pre l1b p1 ::1 100
 P1=$P2M_RELAY_PORT_LO P2=$((P2M_RELAY_PORT_LO + 1)) P3=$((P2M_RELAY_PORT_LO + 2))
 
 # ---- lease ls: sorted by port, TTL counting down
@@ -55,12 +50,12 @@ expect_status 0 admin lease ls --json
 expect_eq "[$P1,$P3]" "$(json -c '[.[].port]')"
 
 # the --json form of lease rm
-lease "$P2" consumer l2 p2 127.0.0.2 200
+p2m_lease -t "$NOW" "$P2" consumer l2 p2 127.0.0.2 200
 expect_status 0 admin --json lease rm "$P2"
 expect_eq "{\"ok\":true,\"port\":$P2}" "$(json -c .)"
 
 # ---- pod rm ends that pod's leases and leaves the others
-lease "$P2" consumer l2 p2 127.0.0.2 200
+p2m_lease -t "$NOW" "$P2" consumer l2 p2 127.0.0.2 200
 expect_status 0 admin pod rm p1
 expect_eq 0 "$(rcli EXISTS "p2m:lease:$P1" "p2m:lease:$P3")" "pod rm removed the pod's leases"
 expect_eq 1 "$(rcli EXISTS "p2m:lease:$P2")" "pod rm kept other pods' leases"
@@ -69,17 +64,16 @@ expect_eq 2 "$(wc -l <"$OUT")"
 expect_match "^$P2 +consumer +l2 +p2 " "$(sed -n 2p "$OUT")"
 
 # ---- an expired lease is gone from the list
-lease 65535 pre l2 p2 127.0.0.1 1
+p2m_lease -t "$NOW" 65535 pre l2 p2 127.0.0.1 1
 expect_status 0 admin lease ls --json
 expect_eq "[$P2,65535]" "$(json -c '[.[].port]')" "port 65535 listed"
-sleep 2.2
-expect_status 0 admin lease ls --json
-expect_eq "[$P2]" "$(json -c '[.[].port]')" "expired lease not listed"
+ports_listed() { [[ $(admin lease ls --json | jq -c '[.[].port]') == "$1" ]]; }
+p2m_wait_until "the expired lease is not listed" ports_listed "[$P2]"
 
 # ---- taking a label ends the leases made for it; disabling a pod ends all of its leases
 expect_status 0 admin label add p2 l2b
-lease "$P1" pre l2b p2 127.0.0.1 300
-lease "$P3" pre l2 p2 127.0.0.1 300
+p2m_lease -t "$NOW" "$P1" pre l2b p2 127.0.0.1 300
+p2m_lease -t "$NOW" "$P3" pre l2 p2 127.0.0.1 300
 expect_status 0 admin label rm l2b
 expect_eq 0 "$(rcli EXISTS "p2m:lease:$P1")" "label rm ended the label's lease"
 expect_eq 2 "$(rcli EXISTS "p2m:lease:$P2" "p2m:lease:$P3")" "label rm kept other labels' leases"

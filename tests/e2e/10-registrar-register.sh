@@ -56,13 +56,6 @@ expect_refused() {
     fi
 }
 
-# reg LABEL AUTH [SRC]: PUT /register/LABEL from source address SRC (default 127.0.0.1) with
-# Authorization AUTH ("" sends none).
-reg() {
-    local label=$1 auth=$2 src=${3:-127.0.0.1} args=()
-    [[ -z $auth ]] || args=(-H "Authorization: $auth")
-    hreq --interface "$src" -X PUT "${args[@]}" "$BASE/register/$label"
-}
 
 # expect_registered DESC: the last response is a registration 200 (PROTOCOL 1.3) with the relay
 # already listening on the port; sets PORT.
@@ -91,13 +84,6 @@ SESSIONS=()
 # spends a step (unknown pod, wrong secret).
 now_code() { CODE_=$(p2m_totp_code "$1" $(($(date +%s) / 30))); }
 
-# wrong_code POD: a 6-digit code that matches none of POD's steps from now-1 to now+2.
-wrong_code() {
-    local cur=$(($(date +%s) / 30)) s n=500000 codes=" "
-    for ((s = cur - 1; s <= cur + 2; s++)); do codes+="$(p2m_totp_code "${P2M_SECRET[$1]}" "$s") "; done
-    while [[ $codes == *" $(printf '%06d' "$n") "* ]]; do n=$((n + 1)); done
-    CODE_=$(printf '%06d' "$n")
-}
 
 # ---------------------------------------------------------------- setup
 
@@ -127,7 +113,7 @@ p2m_ok
 
 p2m_totp_fresh demo
 DEMO_CODE=$CODE_
-reg demo "$(p2m_totp_auth demo "$DEMO_CODE")"
+p2m_reg demo "$(p2m_totp_auth demo "$DEMO_CODE")"
 expect_registered "TOTP registration"
 expect_session "TOTP registration"
 DEMO_SESSION=$SESSION
@@ -149,7 +135,7 @@ redis_snapshot "$T/keys"
 p2m_ok
 
 # Bearer: another port, no new credential.
-reg demo "Bearer $DEMO_SESSION"
+p2m_reg demo "Bearer $DEMO_SESSION"
 expect_registered "Bearer registration"
 has_hdr p2m-session && fail "a Bearer registration returned a new P2M-Session"$'\n'"$(resp_dump)"
 has_hdr p2m-session-expires && fail "a Bearer registration returned P2M-Session-Expires"$'\n'"$(resp_dump)"
@@ -179,27 +165,27 @@ done
 # ---------------------------------------------------------------- refusals from 127.0.0.1 (two)
 
 # Replay of the same token: 401 (failure 1 of 127.0.0.1, 1 of demo).
-reg demo "$(p2m_totp_auth demo "$DEMO_CODE")"
+p2m_reg demo "$(p2m_totp_auth demo "$DEMO_CODE")"
 expect_refused 401 "token already used" "replayed TOTP code"
 
 # Labels the pod does not own: 403, not counted as failed authentication.
 p2m_totp_fresh demo
-reg other "$(p2m_totp_auth demo "$CODE_")"
+p2m_reg other "$(p2m_totp_auth demo "$CODE_")"
 expect_refused 403 "label not owned by this pod" "TOTP for another pod's label"
-reg other "Bearer $DEMO_SESSION"
+p2m_reg other "Bearer $DEMO_SESSION"
 expect_refused 403 "label not owned by this pod" "Bearer for another label"
-reg nosuch "Bearer $DEMO_SESSION"
+p2m_reg nosuch "Bearer $DEMO_SESSION"
 expect_refused 403 "label not owned by this pod" "Bearer for a label nobody owns"
 p2m_totp_fresh other
-reg nosuch "$(p2m_totp_auth other "$CODE_")"
+p2m_reg nosuch "$(p2m_totp_auth other "$CODE_")"
 expect_refused 403 "label not owned by this pod" "TOTP for a label nobody owns"
 p2m_totp_fresh other
-reg demo "$(p2m_totp_auth other "$CODE_")"
+p2m_reg demo "$(p2m_totp_auth other "$CODE_")"
 expect_refused 403 "label not owned by this pod" "TOTP of pod other for demo's label"
 
 # A wrong token: 401 (failure 2 of 127.0.0.1, 1 of other).
-wrong_code other
-reg other "$(p2m_totp_auth other "$CODE_")"
+p2m_wrong_code "${P2M_SECRET[other]}"
+p2m_reg other "$(p2m_totp_auth other "$CODE_")"
 expect_refused 401 "authentication failed" "wrong TOTP code" badtoken
 
 # ---------------------------------------------------------------- plain HTTP never registers
@@ -212,7 +198,7 @@ hreq -X PUT -H "Authorization: $(p2m_totp_auth plain "$CODE_")" "http://pipe2me.
 expect_http 308 "PUT /register over plain HTTP"
 expect_eq "https://pipe2me.localhost:$P2M_HTTPS_PORT/register/plain" "$(hdr location)" "308 Location"
 expect_eq "$n" "$(lease_count)" "plain HTTP leased nothing"
-reg plain "$(p2m_totp_auth plain "$CODE_")"
+p2m_reg plain "$(p2m_totp_auth plain "$CODE_")"
 expect_registered "the same code over HTTPS"
 expect_session "the same code over HTTPS"
 
@@ -220,18 +206,18 @@ expect_session "the same code over HTTPS"
 
 # Authentication comes before authorisation: a bad credential for a label the pod does not own,
 # or for no label at all, is 401, not 403 (1.2 steps 3 and 4).
-wrong_code demo
-reg other "$(p2m_totp_auth demo "$CODE_")" 127.0.0.10
+p2m_wrong_code "${P2M_SECRET[demo]}"
+p2m_reg -s 127.0.0.10 other "$(p2m_totp_auth demo "$CODE_")"
 expect_refused 401 "authentication failed" "wrong code for another pod's label" badtoken
 now_code "${P2M_SECRET[demo]}"
-reg nosuch "$(p2m_totp_auth ghost2 "$CODE_")" 127.0.0.10
+p2m_reg -s 127.0.0.10 nosuch "$(p2m_totp_auth ghost2 "$CODE_")"
 expect_refused 401 "authentication failed" "unknown pod for an unknown label" nopod
 
 # Pod IDs are case-sensitive; one over 64 bytes is malformed (127.0.0.11).
 now_code "${P2M_SECRET[demo]}"
-reg demo "$(p2m_totp_auth DEMO "$CODE_")" 127.0.0.11
+p2m_reg -s 127.0.0.11 demo "$(p2m_totp_auth DEMO "$CODE_")"
 expect_refused 401 "authentication failed" "the pod ID in upper case" nopod
-reg demo "$(p2m_totp_auth "$(printf 'd%.0s' {1..65})" "$CODE_")" 127.0.0.11
+p2m_reg -s 127.0.0.11 demo "$(p2m_totp_auth "$(printf 'd%.0s' {1..65})" "$CODE_")"
 expect_http 401 "a 65-byte pod ID"
 expect_match '^malformed Authorization' "$(body)" "a 65-byte pod ID: body"
 count_fail badauth
@@ -239,9 +225,9 @@ count_fail badauth
 # ---------------------------------------------------------------- 127.0.0.5: unknown pod, no header
 
 now_code "${P2M_SECRET[demo]}"
-reg demo "$(p2m_totp_auth ghost "$CODE_")" 127.0.0.5
+p2m_reg -s 127.0.0.5 demo "$(p2m_totp_auth ghost "$CODE_")"
 expect_refused 401 "authentication failed" "TOTP for an unknown pod" nopod
-reg demo "" 127.0.0.5
+p2m_reg -s 127.0.0.5 demo ""
 expect_refused 401 "Authorization header missing" "no Authorization header"
 
 # ---------------------------------------------------------------- clock skew (1.2 step 3)
@@ -251,60 +237,60 @@ expect_refused 401 "Authorization header missing" "no Authorization header"
 i=0
 while (($(date +%s) % 30 >= 25 && i++ < 60)); do sleep 0.2; done
 p2m_totp_use skew $(($(date +%s) / 30 - 1))
-reg skew "$(p2m_totp_auth skew "$CODE_")"
+p2m_reg skew "$(p2m_totp_auth skew "$CODE_")"
 expect_registered "TOTP code of the previous step"
 expect_session "TOTP code of the previous step"
 
 # Three steps away either side is outside the window, however the clock moves meanwhile.
 p2m_totp_use skew $(($(date +%s) / 30 - 3))
-reg skew "$(p2m_totp_auth skew "$CODE_")" 127.0.0.6
+p2m_reg -s 127.0.0.6 skew "$(p2m_totp_auth skew "$CODE_")"
 expect_refused 401 "authentication failed" "TOTP code 90 s old" badtoken
 p2m_totp_use skew $(($(date +%s) / 30 + 3))
-reg skew "$(p2m_totp_auth skew "$CODE_")" 127.0.0.6
+p2m_reg -s 127.0.0.6 skew "$(p2m_totp_auth skew "$CODE_")"
 expect_refused 401 "authentication failed" "TOTP code 90 s ahead" badtoken
 
 # ---------------------------------------------------------------- disable / enable (127.0.0.7)
 
 p2m_totp_fresh dis
-reg dis "$(p2m_totp_auth dis "$CODE_")"
+p2m_reg dis "$(p2m_totp_auth dis "$CODE_")"
 expect_registered "registration of pod dis"
 expect_session "registration of pod dis"
 DIS_SESSION=$SESSION
 DIS_PORT=$PORT
 expect_status 0 admin pod disable dis
 p2m_totp_fresh dis
-reg dis "$(p2m_totp_auth dis "$CODE_")"
+p2m_reg dis "$(p2m_totp_auth dis "$CODE_")"
 expect_refused 403 "pod disabled" "TOTP of a disabled pod"
 expect_eq 0 "$(rcli EXISTS "p2m:lease:$DIS_PORT")" "disabling the pod ended its lease"
 p2m_wait_until "the relay closes the disabled pod's port $DIS_PORT" p2m_not_listening "$DIS_PORT"
-reg dis "Bearer $DIS_SESSION" 127.0.0.7
+p2m_reg -s 127.0.0.7 dis "Bearer $DIS_SESSION"
 expect_refused 401 "session expired or revoked" "session of a disabled pod"
 expect_status 0 admin pod enable dis
-reg dis "Bearer $DIS_SESSION" 127.0.0.7
+p2m_reg -s 127.0.0.7 dis "Bearer $DIS_SESSION"
 expect_refused 401 "session expired or revoked" "pre-disable session after enable"
 p2m_totp_fresh dis
-reg dis "$(p2m_totp_auth dis "$CODE_")"
+p2m_reg dis "$(p2m_totp_auth dis "$CODE_")"
 expect_registered "TOTP of the re-enabled pod"
 expect_session "TOTP of the re-enabled pod"
 
 # ---------------------------------------------------------------- pod rm (127.0.0.8)
 
 p2m_totp_fresh gone
-reg gone "$(p2m_totp_auth gone "$CODE_")"
+p2m_reg gone "$(p2m_totp_auth gone "$CODE_")"
 expect_registered "registration of pod gone"
 expect_session "registration of pod gone"
 GONE_SESSION=$SESSION
 expect_status 0 admin pod rm gone
-reg gone "Bearer $GONE_SESSION" 127.0.0.8
+p2m_reg -s 127.0.0.8 gone "Bearer $GONE_SESSION"
 expect_refused 401 "session expired or revoked" "session of a removed pod"
 now_code "${P2M_SECRET[gone]}"
-reg gone "$(p2m_totp_auth gone "$CODE_")" 127.0.0.8
+p2m_reg -s 127.0.0.8 gone "$(p2m_totp_auth gone "$CODE_")"
 expect_refused 401 "authentication failed" "TOTP of a removed pod" nopod
 
 # ---------------------------------------------------------------- rotate-secret (127.0.0.9)
 
 p2m_totp_fresh rot
-reg rot "$(p2m_totp_auth rot "$CODE_")"
+p2m_reg rot "$(p2m_totp_auth rot "$CODE_")"
 expect_registered "registration of pod rot"
 expect_session "registration of pod rot"
 ROT_SESSION=$SESSION
@@ -314,12 +300,12 @@ P2M_SECRET[rot]=$(jq -er .secret "$OUT")
 [[ ${P2M_SECRET[rot]} != "$OLD_SECRET" ]] || fail "rotate-secret kept the secret"
 p2m_ok
 now_code "$OLD_SECRET"
-reg rot "$(p2m_totp_auth rot "$CODE_")" 127.0.0.9
+p2m_reg -s 127.0.0.9 rot "$(p2m_totp_auth rot "$CODE_")"
 expect_refused 401 "authentication failed" "a code of the old secret" badtoken
-reg rot "Bearer $ROT_SESSION" 127.0.0.9
+p2m_reg -s 127.0.0.9 rot "Bearer $ROT_SESSION"
 expect_refused 401 "session expired or revoked" "a session issued before rotate-secret"
 p2m_totp_fresh rot
-reg rot "$(p2m_totp_auth rot "$CODE_")"
+p2m_reg rot "$(p2m_totp_auth rot "$CODE_")"
 expect_registered "a code of the new secret"
 expect_session "a code of the new secret"
 
@@ -330,8 +316,8 @@ expect_session "a code of the new secret"
 # (Retry-After), so that each code it sends is checked, until 8 have failed: the wait is then 16 s.
 fails=0 waits=0
 while ((fails < 8)); do
-    wrong_code lock
-    reg lock "$(p2m_totp_auth lock "$CODE_")" 127.0.0.3
+    p2m_wrong_code "${P2M_SECRET[lock]}"
+    p2m_reg -s 127.0.0.3 lock "$(p2m_totp_auth lock "$CODE_")"
     if [[ $CODE == 429 ]]; then
         expect_refused 429 "too many failed attempts; try later" "a guess during a wait"
         ra=$(hdr retry-after)
@@ -352,7 +338,7 @@ for k in p2m:limit:pair:lock:127.0.0.3 p2m:limit:id:lock; do
 done
 # Now even the right code waits: the guesser learns nothing until the wait ends.
 p2m_totp_fresh lock
-reg lock "$(p2m_totp_auth lock "$CODE_")" 127.0.0.3
+p2m_reg -s 127.0.0.3 lock "$(p2m_totp_auth lock "$CODE_")"
 expect_refused 429 "too many failed attempts; try later" "the right code during the 16 s wait"
 ra=$(hdr retry-after)
 if ! [[ $ra =~ ^[0-9]+$ ]] || ((ra < 1 || ra > 16)); then
@@ -360,18 +346,18 @@ if ! [[ $ra =~ ^[0-9]+$ ]] || ((ra < 1 || ra > 16)); then
 fi
 p2m_ok
 # The ID waits from any address it never authenticated from ...
-reg lock "$(p2m_totp_auth lock "$CODE_")" 127.0.0.4
+p2m_reg -s 127.0.0.4 lock "$(p2m_totp_auth lock "$CODE_")"
 expect_refused 429 "too many failed attempts; try later" "the guessed pod ID from another address"
 expect_match '^[0-9]+$' "$(hdr retry-after)" "Retry-After of the guessed ID"
 # ... but one ID's failures hold up no other pod at that address, and no live session.
 p2m_totp_fresh lock2
-reg lock2 "$(p2m_totp_auth lock2 "$CODE_")" 127.0.0.3
+p2m_reg -s 127.0.0.3 lock2 "$(p2m_totp_auth lock2 "$CODE_")"
 expect_registered "another pod from the guessing address"
 expect_session "another pod from the guessing address"
-reg demo "Bearer $DEMO_SESSION" 127.0.0.3
+p2m_reg -s 127.0.0.3 demo "Bearer $DEMO_SESSION"
 expect_registered "a live session from the guessing address"
 # The path is checked before the limiters (1.2 step 1).
-reg 'not_a_label' "" 127.0.0.3
+p2m_reg -s 127.0.0.3 'not_a_label' ""
 expect_refused 404 "no such label" "an invalid label from the guessing address"
 # The 429s and the 404 counted nothing; 127.0.0.4 failed nothing.
 expect_eq 8 "$(rcli HGET p2m:limit:pair:lock:127.0.0.3 n)" "failures of (lock, 127.0.0.3) after the 429s"
@@ -379,17 +365,17 @@ expect_eq 0 "$(rcli EXISTS p2m:limit:pair:lock:127.0.0.4)" "(lock, 127.0.0.4) ha
 expect_eq 0 "$(rcli EXISTS p2m:limit:addr:127.0.0.4)" "127.0.0.4 has no failures"
 # A different ID from a different address is not held up either.
 p2m_totp_fresh lock2
-reg lock2 "$(p2m_totp_auth lock2 "$CODE_")" 127.0.0.4
+p2m_reg -s 127.0.0.4 lock2 "$(p2m_totp_auth lock2 "$CODE_")"
 expect_registered "another pod from another address"
 expect_session "another pod from another address"
 # 127.0.0.1 has two failures: below the limit.
-reg demo "Bearer $DEMO_SESSION"
+p2m_reg demo "Bearer $DEMO_SESSION"
 expect_registered "Bearer from 127.0.0.1 with two failures"
 
 # ---------------------------------------------------------------- pre-connection port (1.3, 3.4)
 
 p2m_totp_fresh pre
-reg pre "$(p2m_totp_auth pre "$CODE_")" 127.0.0.2
+p2m_reg -s 127.0.0.2 pre "$(p2m_totp_auth pre "$CODE_")"
 expect_registered "registration from 127.0.0.2"
 expect_session "registration from 127.0.0.2"
 PRE_PORT=$PORT
@@ -411,7 +397,7 @@ p2m_ok
 
 # ---------------------------------------------------------------- an unconnected lease expires
 
-reg demo "Bearer $DEMO_SESSION"
+p2m_reg demo "Bearer $DEMO_SESSION"
 expect_registered "a registration nobody connects to"
 P_UNUSED=$PORT
 ttl=$(rcli TTL "p2m:lease:$P_UNUSED")
@@ -441,7 +427,7 @@ jq --arg p "$ONE_PORT-$ONE_PORT" '.relay.ports = $p | .public_address = "::1"' "
 p2m_kill "$RELAY_PID"
 p2m_start_relay "$T/one.json" relay-one
 RANGE_LO=$ONE_PORT RANGE_HI=$ONE_PORT RELAY_ADDR_RE='\[::1\]'
-reg demo "Bearer $DEMO_SESSION"
+p2m_reg demo "Bearer $DEMO_SESSION"
 expect_registered "registration on a one-port relay"
 expect_eq "[::1]:$ONE_PORT" "$(body)" "the only port, at the relay's IPv6 address"
 RELAY_ADDR_RE='127\.0\.0\.1'
@@ -450,7 +436,7 @@ RELAY_ADDR_RE='127\.0\.0\.1'
 p2m_bg pod_one socat -u "TCP:127.0.0.1:$ONE_PORT,bind=127.0.0.1" STDOUT
 POD_ONE=$P2M_BG_PID
 p2m_wait_until "the pre-connection on $ONE_PORT is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" demo
-reg demo "Bearer $DEMO_SESSION"
+p2m_reg demo "Bearer $DEMO_SESSION"
 expect_refused 503 "no free port" "registration with every port leased"
 expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
 p2m_kill "$POD_ONE"
@@ -467,13 +453,13 @@ p2m_wait_until "the squatter listens on $SQUAT_PORT" p2m_listening "$SQUAT_PORT"
 jq --arg p "$SQUAT_PORT-$FREE_PORT" '.relay.ports = $p' "$P2M_CONFIG" >"$T/two.json"
 p2m_start_relay "$T/two.json" relay-two
 RANGE_LO=$SQUAT_PORT RANGE_HI=$FREE_PORT
-reg demo "Bearer $DEMO_SESSION"
+p2m_reg demo "Bearer $DEMO_SESSION"
 expect_registered "registration with one of two ports taken by another program"
 expect_eq "$FREE_PORT" "$PORT" "the port the relay could bind"
 p2m_bg pod_two socat -u "TCP:127.0.0.1:$FREE_PORT,bind=127.0.0.1" STDOUT
 POD_TWO=$P2M_BG_PID
 p2m_wait_until "the pre-connection on $FREE_PORT is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" demo
-reg demo "Bearer $DEMO_SESSION"
+p2m_reg demo "Bearer $DEMO_SESSION"
 expect_http 503 "registration when the only other port cannot be bound"
 expect_match '^(no free port|relay could not listen)$' "$(body)" "503 body"
 expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
@@ -495,7 +481,7 @@ p2m_kill "$RELAY_PID"
 rcli HSET p2m:relay:ghost address 127.0.0.1 ports "$GHOST_PORT-$GHOST_PORT" started "$(date +%s)" >/dev/null
 rcli EXPIRE p2m:relay:ghost 60 >/dev/null
 rcli SADD p2m:relays ghost >/dev/null
-reg demo "Bearer $DEMO_SESSION"
+p2m_reg demo "Bearer $DEMO_SESSION"
 expect_refused 503 "relay did not answer" "registration on a relay that never answers"
 expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
 p2m_wait_until "the abandoned pending lease is deleted" lease_count_is 0
@@ -538,9 +524,9 @@ p2m_ok
 
 # A request without a pod ID to count against (no or a malformed Authorization) is refused for
 # what it is, even from an address where an ID waits, and counts nothing: it checks no code.
-reg lock "" 127.0.0.3
+p2m_reg -s 127.0.0.3 lock ""
 expect_refused 401 "Authorization header missing" "no Authorization from the guessing address"
-reg lock 'TOTP username="lock", response=123456x' 127.0.0.3
+p2m_reg -s 127.0.0.3 lock 'TOTP username="lock", response=123456x'
 expect_http 401 "malformed Authorization from the guessing address"
 expect_match '^malformed Authorization' "$(body)" "malformed Authorization: body"
 expect_eq 8 "$(rcli HGET p2m:limit:pair:lock:127.0.0.3 n)" "failures of (lock, 127.0.0.3) at the end"
@@ -550,13 +536,13 @@ expect_eq 8 "$(rcli HGET p2m:limit:pair:lock:127.0.0.3 n)" "failures of (lock, 1
 # OPERATIONS.md: removing a label revokes its session credentials. A credential issued for the
 # label stays dead when the label is given back to the same pod (127.0.0.12).
 p2m_totp_fresh relabel
-reg relabel "$(p2m_totp_auth relabel "$CODE_")"
+p2m_reg relabel "$(p2m_totp_auth relabel "$CODE_")"
 expect_registered "registration of pod relabel"
 expect_session "registration of pod relabel"
 RELABEL_SESSION=$SESSION
 expect_status 0 admin label rm relabel
-reg relabel "Bearer $RELABEL_SESSION" 127.0.0.12
+p2m_reg -s 127.0.0.12 relabel "Bearer $RELABEL_SESSION"
 expect_http '401|403' "a session whose label was removed"
 expect_status 0 admin label add relabel relabel
-reg relabel "Bearer $RELABEL_SESSION" 127.0.0.12
+p2m_reg -s 127.0.0.12 relabel "Bearer $RELABEL_SESSION"
 expect_refused 401 "session expired or revoked" "a session whose label was removed and given back"

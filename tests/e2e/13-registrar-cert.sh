@@ -200,38 +200,26 @@ p2m_wait_until "p2m:stats counts the 6 certificates issued" p2m_redis_is 6 HGET 
 
 # ---------------------------------------------------------------- service protocols (1.1, 2)
 
-# reg LABEL AUTH BODY: PUT /register/LABEL with BODY; sets PORT on 200.
-reg() {
-    hreq -X PUT -H "Authorization: $2" -H 'Content-Type: application/json' --data-binary "$3" "$BASE/register/$1"
-    PORT=
-    [[ $CODE != 200 ]] || PORT=$(body | sed 's/.*://')
-}
 # hold NAME PORT: an idle pre-connection to PORT, echoing what a consumer sends (socat + cat).
 hold() {
     p2m_bg "$1" socat "TCP4:127.0.0.1:$2" SYSTEM:cat
     eval "HOLD_$1=\$P2M_BG_PID"
 }
-# idle_is N SERVICE: the relay counts N idle pre-connections of SERVICE (a field reaching 0 is removed).
-idle_is() {
-    local n
-    n=$(rcli HGET p2m:idle:r1 "$2")
-    [[ ${n:-0} == "$1" ]]
-}
 
 p2m_totp_fresh web
-reg web "$(p2m_totp_auth web "$CODE_")" '{"protocol":"bogus"}'
+p2m_reg -b '{"protocol":"bogus"}' web "$(p2m_totp_auth web "$CODE_")"
 expect_http 400 "protocol bogus"
 expect_match 'protocol' "$(body)" "the 400 names the protocol"
-reg web "$(p2m_totp_auth web "$CODE_")" 'not json'
+p2m_reg -b 'not json' web "$(p2m_totp_auth web "$CODE_")"
 expect_http 400 "a body that is not JSON"
-reg web "$(p2m_totp_auth web "$CODE_")" '{"protocol":"http","port":1}'
+p2m_reg -b '{"protocol":"http","port":1}' web "$(p2m_totp_auth web "$CODE_")"
 expect_http 400 "an unknown key"
-reg web "$(p2m_totp_auth web "$CODE_")" '{"protocol":"http"}'
+p2m_reg -b '{"protocol":"http"}' web "$(p2m_totp_auth web "$CODE_")"
 expect_http 200 "the same TOTP code after three 400s registers the http service"
 WEB_SESSION=$(hdr p2m-session)
-expect_eq "web|web:http" "$(rcli HMGET "p2m:lease:$PORT" label service | paste -sd'|')" "the lease names label and service"
-hold http "$PORT"
-p2m_wait_until "web:http has an idle pre-connection" idle_is 1 web:http
+expect_eq "web|web:http" "$(rcli HMGET "p2m:lease:$REG_PORT" label service | paste -sd'|')" "the lease names label and service"
+hold http "$REG_PORT"
+p2m_wait_until "web:http has an idle pre-connection" p2m_idle_is 1 web:http
 
 hreq "$BASE/x?y=1" -H "Host: web.$DOMAIN:$P2M_HTTPS_PORT"
 expect_http 503 "https request with only an http service: never a downgrade"
@@ -243,15 +231,15 @@ expect_eq "consumer|web:http" "$(rcli HMGET "p2m:lease:$QH" kind service | paste
 p2m_wait_until "the relay listens on $QH" p2m_listening "$QH"
 expect_eq "hello-http" "$(printf 'hello-http' | socat -t 2 - TCP4:127.0.0.1:$QH)" "a consumer on $QH reaches the http pre-connection"
 
-reg web "Bearer $WEB_SESSION" ''
+p2m_reg -b '' web "Bearer $WEB_SESSION"
 expect_http 200 "an empty body registers the https service"
-expect_eq "web|web" "$(rcli HMGET "p2m:lease:$PORT" label service | paste -sd'|')" "https service key is the label"
-hold https "$PORT"
-p2m_wait_until "web has an idle https pre-connection" idle_is 1 web
-reg web "Bearer $WEB_SESSION" '{"protocol":"http"}'
+expect_eq "web|web" "$(rcli HMGET "p2m:lease:$REG_PORT" label service | paste -sd'|')" "https service key is the label"
+hold https "$REG_PORT"
+p2m_wait_until "web has an idle https pre-connection" p2m_idle_is 1 web
+p2m_reg -b '{"protocol":"http"}' web "Bearer $WEB_SESSION"
 expect_http 200 "a second http pre-connection"
-hold http2 "$PORT"
-p2m_wait_until "web:http has an idle pre-connection again" idle_is 1 web:http
+hold http2 "$REG_PORT"
+p2m_wait_until "web:http has an idle pre-connection again" p2m_idle_is 1 web:http
 
 hreq "$BASE/" -H "Host: web.$DOMAIN:$P2M_HTTPS_PORT"
 expect_http 307 "https request with an https service"
@@ -265,7 +253,7 @@ expect_match "^http://web\.$DOMAIN:$QH/\$" "$(hdr location)" "http goes to the h
 
 # The http service goes away: http requests go to https (an upgrade, never the reverse).
 p2m_kill "$HOLD_http2"
-p2m_wait_until "web:http has no idle pre-connection" idle_is 0 web:http
+p2m_wait_until "web:http has no idle pre-connection" p2m_idle_is 0 web:http
 hreq "$HBASE/z" -H "Host: web.$DOMAIN:$P2M_HTTP_PORT"
 expect_http 307 "http request with only the https service"
 expect_match "^https://web\.$DOMAIN:$QS/z\$" "$(hdr location)" "http falls back to the https service"
@@ -273,10 +261,10 @@ expect_match "^https://web\.$DOMAIN:$QS/z\$" "$(hdr location)" "http falls back 
 # tcp: never a redirect target; GET /tcp/LABEL names the port.
 hreq "$BASE/tcp/web"
 expect_http 503 "GET /tcp/web before a tcp service exists"
-reg web "Bearer $WEB_SESSION" '{"protocol":"tcp"}'
+p2m_reg -b '{"protocol":"tcp"}' web "Bearer $WEB_SESSION"
 expect_http 200 "the tcp service"
-hold tcp "$PORT"
-p2m_wait_until "web:tcp has an idle pre-connection" idle_is 1 web:tcp
+hold tcp "$REG_PORT"
+p2m_wait_until "web:tcp has an idle pre-connection" p2m_idle_is 1 web:tcp
 hreq "$BASE/tcp/web"
 expect_http 200 "GET /tcp/web"
 expect_match "^web\.$DOMAIN:[0-9]+\$" "$(body)" "the body is LABEL.DOMAIN:PORT"

@@ -24,11 +24,6 @@ PER_LABEL=8        # registrar.consumer_ports_per_label
 SHARE=25           # registrar.consumer_ports_share: 16 of 64 ports
 FLOOD=60           # source addresses in the flood
 
-idle_is() {
-    local n
-    n=$(rcli HGET p2m:idle:r1 "$2")
-    [[ ${n:-0} == "$1" ]]
-}
 totp() { printf 'TOTP username="%s", response="%s"' "$1" "$(oathtool --totp -b "$2")"; }
 consumer_leases() { rcli --scan --pattern 'p2m:lease:*' | while read -r k; do rcli HGET "$k" kind; done | grep -c '^consumer$' || true; }
 # redirect SRC LABEL: GET https://LABEL.DOMAIN/ from source address SRC; prints "CODE PORT".
@@ -74,9 +69,9 @@ hold() { # LABEL NAME
 hold web hold-web1
 hold other hold-other
 hold third hold-third
-p2m_wait_until -t 30 "web has an idle pre-connection" idle_is 1 web
-p2m_wait_until -t 30 "other has an idle pre-connection" idle_is 1 other
-p2m_wait_until -t 30 "third has an idle pre-connection" idle_is 1 third
+p2m_wait_until -t 30 "web has an idle pre-connection" p2m_idle_is 1 web
+p2m_wait_until -t 30 "other has an idle pre-connection" p2m_idle_is 1 other
+p2m_wait_until -t 30 "third has an idle pre-connection" p2m_idle_is 1 third
 
 # ---------------------------------------------------------------- flood from many addresses
 
@@ -106,7 +101,7 @@ listening_consumers() {
 p2m_wait_until -t 30 "the relay listens on the live consumer ports only ($live_ports)" listening_consumers
 # Pods still find ports: the range is not exhausted.
 hold web hold-web2
-p2m_wait_until -t 30 "web registered a second pre-connection after the flood" idle_is 2 web
+p2m_wait_until -t 30 "web registered a second pre-connection after the flood" p2m_idle_is 2 web
 
 # A legitimate consumer after the flood is served.
 got=$(redirect 127.0.0.1 web)

@@ -22,20 +22,12 @@ start_bound_listener() {
 }
 bound_has() { grep -qx -- "$1" "$T/bound.log"; }
 
-# lease PORT KIND LABEL ADDR TTL [POD [CONNS]]: creates the lease as the registrar does and
-# announces it.
-lease() {
-    local port=$1 kind=$2 label=$3 addr=$4 ttl=$5 pod=${6:-pod1} conns=()
-    [[ -z ${7:-} ]] || conns=(conns "$7")
-    rcli HSET "p2m:lease:$port" kind "$kind" label "$label" pod "$pod" addr "$addr" relay "$NAME" \
-        created "$(date +%s)" state pending "${conns[@]}" >/dev/null
-    rcli EXPIRE "p2m:lease:$port" "$ttl" >/dev/null
-    rcli PUBLISH "p2m:relay:$NAME" "lease $port" >/dev/null
-}
 
-# lease_ok PORT ...: lease, then wait for "PORT ok" and the listener.
+# lease_ok [-c CONNS] PORT KIND LABEL POD ADDR TTL: p2m_lease for this relay, then wait for
+# "PORT ok" and the listener.
 lease_ok() {
-    lease "$@"
+    p2m_lease -r "$NAME" "$@"
+    [[ $1 != -c ]] || shift 2
     p2m_wait_until "relay answers '$1 ok'" bound_has "$1 ok"
     expect_eq bound "$(rcli HGET "p2m:lease:$1" state)" "lease $1 state after binding"
     p2m_listening "$1" || fail "port $1 is not listening after '$1 ok'"
@@ -88,7 +80,7 @@ p2m_wait_until "the stale idle hash is gone" p2m_redis_is 0 EXISTS "p2m:idle:$NA
 # ---------------------------------------------------------------- a pre lease (3.3, 3.4)
 
 P=${ports[0]}
-lease_ok "$P" pre web 127.0.0.1 10
+lease_ok "$P" pre web pod1 127.0.0.1 10
 pod pod1 "$P"
 POD1=$P2M_BG_PID
 p2m_wait_until "the pre-connection counts as idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" web
@@ -115,7 +107,7 @@ p2m_wait_until "the relay logs the closed pre-connection" p2m_log_has relay "eve
 # them is idle and goes with the last.
 P=${ports[0]}
 : >"$T/bound.log"
-lease_ok "$P" pre multi 127.0.0.1 10 pod1 3
+lease_ok -c 3 "$P" pre multi pod1 127.0.0.1 10
 pod m1 "$P"
 M1=$P2M_BG_PID
 pod m2 "$P"
@@ -143,7 +135,7 @@ p2m_wait_until "the lease goes with its last connection" p2m_redis_is 0 EXISTS "
 # the lease stays for the one idle connection.
 p2m_wait_until "its port is closed" p2m_not_listening "$P"
 : >"$T/bound.log"
-lease_ok "$P" pre multi 127.0.0.1 30 pod1 4
+lease_ok -c 4 "$P" pre multi pod1 127.0.0.1 30
 pod m4 "$P"
 M4=$P2M_BG_PID
 p2m_wait_until "one counts as idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" multi
@@ -156,20 +148,20 @@ p2m_wait_until "the lease goes with its connection" p2m_redis_is 0 EXISTS "p2m:l
 
 # conns 4 and none: at the deadline the listener closes and the lease is deleted.
 : >"$T/bound.log"
-lease_ok "$P" pre multi 127.0.0.1 30 pod1 4
+lease_ok -c 4 "$P" pre multi pod1 127.0.0.1 30
 p2m_wait_until -t 30 "the unused lease is deleted at the deadline" p2m_redis_is 0 EXISTS "p2m:lease:$P"
 p2m_wait_until "its port stops listening" p2m_not_listening "$P"
 
 # A conns field out of range, or on a consumer lease, is an invalid lease.
 for c in 0 33 x 007; do
     : >"$T/bound.log"
-    lease "$P" pre multi 127.0.0.1 10 pod1 "$c"
+    p2m_lease -r "$NAME" -c "$c" "$P" pre multi pod1 127.0.0.1 10
     p2m_wait_until "conns $c is refused" bound_has "$P fail invalid lease"
     p2m_not_listening "$P" || fail "port $P listens for a lease with conns $c"
     p2m_ok
 done
 : >"$T/bound.log"
-lease "$P" consumer multi 127.0.0.1 10 pod1 2
+p2m_lease -r "$NAME" -c 2 "$P" consumer multi pod1 127.0.0.1 10
 p2m_wait_until "conns on a consumer lease is refused" bound_has "$P fail invalid lease"
 rcli DEL "p2m:lease:$P" >/dev/null
 p2m_wait_until "the invalid leases are logged" p2m_log_has relay "event=lease_invalid lease=$P field=conns"
@@ -177,7 +169,7 @@ p2m_wait_until "the invalid leases are logged" p2m_log_has relay "event=lease_in
 # ---------------------------------------------------------------- only the lease's address
 
 P=${ports[1]}
-lease_ok "$P" pre api 127.0.0.2 10
+lease_ok "$P" pre api pod1 127.0.0.2 10
 # From 127.0.0.1: refused (closed at once), and the port keeps listening for the right pod.
 got=$(timeout 5 socat -u "TCP:127.0.0.1:$P,bind=127.0.0.1" STDOUT 2>&1 </dev/null || true)
 expect_eq "" "$got" "a refused connection reads nothing"
@@ -195,7 +187,7 @@ P=${ports[2]}
 p2m_bg squatter socat "TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr,fork" /dev/null
 SQUAT=$P2M_BG_PID
 p2m_wait_until "the squatter listens" p2m_listening "$P"
-lease "$P" pre web 127.0.0.1 10
+p2m_lease -r "$NAME" "$P" pre web pod1 127.0.0.1 10
 p2m_wait_until "relay answers '$P fail ...'" grep -q "^$P fail " "$T/bound.log"
 expect_eq 0 "$(rcli EXISTS "p2m:lease:$P")" "the busy port's lease is deleted"
 expect_eq 1 "$(rcli GET "p2m:portbusy:$NAME:$P")" "portbusy key"
@@ -211,7 +203,7 @@ p2m_kill "$SQUAT"
 # relay's periodic check (every 2 s) could find it gone before the notice arrives, and close it
 # for that reason instead.
 Q=${ports[3]}
-lease_ok "$Q" consumer web 127.0.0.1 60
+lease_ok "$Q" consumer web pod1 127.0.0.1 60
 rcli PUBLISH p2m:events "unlease $Q" >/dev/null
 p2m_wait_until "the unleased port stops listening" p2m_not_listening "$Q"
 p2m_wait_until "the close is logged" p2m_log_has relay "event=lease_closed lease=$Q kind=consumer label=web pod=pod1 reason=unlease"
@@ -219,7 +211,7 @@ rcli DEL "p2m:lease:$Q" >/dev/null
 
 # A pre lease nobody connects to expires; the periodic check closes the listener.
 P=${ports[4]}
-lease_ok "$P" pre web 127.0.0.1 30
+lease_ok "$P" pre web pod1 127.0.0.1 30
 rcli EXPIRE "p2m:lease:$P" 1 >/dev/null
 p2m_wait_until "the expired lease's port stops listening" p2m_not_listening "$P"
 p2m_wait_until "the expiry is logged" p2m_log_has relay "event=lease_closed lease=$P kind=pre label=web pod=pod1 reason=lease_gone"
@@ -253,7 +245,7 @@ rcli DEL "p2m:lease:$P" >/dev/null
 # ---------------------------------------------------------------- Redis goes away and comes back
 
 P=${ports[6]}
-lease_ok "$P" pre web 127.0.0.1 10
+lease_ok "$P" pre web pod1 127.0.0.1 10
 pod pod3 "$P"
 POD3=$P2M_BG_PID
 p2m_wait_until "pod3 is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" web
@@ -284,7 +276,7 @@ p2m_log_has relay "event=relay_stop name=$NAME status=0" || fail "no relay_stop 
 p2m_ok
 
 # A lease made while the relay is down is bound when it starts.
-lease "$P" pre web 127.0.0.1 30
+p2m_lease -r "$NAME" "$P" pre web pod1 127.0.0.1 30
 p2m_start_relay
 p2m_wait_until "relay answers '$P ok' after its SCAN" bound_has "$P ok"
 p2m_wait_until "port $P listens" p2m_listening "$P"

@@ -16,15 +16,6 @@ P2M_WAIT_SECONDS=15 # how long p2m_wait_until waits
 NEXT=0
 next_port() { printf -v "$1" '%s' $((PORT_LO + NEXT)) && NEXT=$((NEXT + 1)); }
 
-# lease PORT KIND LABEL ADDR TTL: as the registrar does (PROTOCOL 3.2), then waits for the bind.
-lease() {
-    rcli HSET "p2m:lease:$1" kind "$2" label "$3" pod pod1 addr "$4" relay "$NAME" created "$(date +%s)" \
-        state pending >/dev/null
-    rcli EXPIRE "p2m:lease:$1" "$5" >/dev/null
-    rcli PUBLISH "p2m:relay:$NAME" "lease $1" >/dev/null
-    p2m_wait_until "lease $1 is bound" p2m_redis_is bound HGET "p2m:lease:$1" state
-    p2m_wait_until "port $1 listens" p2m_listening "$1"
-}
 
 # echo_pod NAME LABEL: leases a pre port for LABEL and connects an echo pod to it; waits until
 # the relay counts it idle. Sets POD_PID and POD_PORT.
@@ -32,7 +23,7 @@ echo_pod() {
     local before
     before=$(rcli HGET "p2m:idle:$NAME" "$2")
     next_port POD_PORT
-    lease "$POD_PORT" pre "$2" 127.0.0.1 10
+    p2m_lease -r "$NAME" -w "$POD_PORT" pre "$2" pod1 127.0.0.1 10
     p2m_bg "$1" socat -t 30 -T 60 "TCP:127.0.0.1:$POD_PORT" EXEC:cat
     POD_PID=$P2M_BG_PID
     p2m_wait_until "pod $1 is idle" p2m_redis_is $((${before:-0} + 1)) HGET "p2m:idle:$NAME" "$2"
@@ -47,7 +38,7 @@ p2m_write_config "{\"relay\": {\"name\": \"$NAME\", \"ports\": \"$PORT_LO-$PORT_
 p2m_start_relay
 
 next_port Q
-lease "$Q" consumer web 127.0.0.1 60
+p2m_lease -r "$NAME" -w "$Q" consumer web pod1 127.0.0.1 60
 
 # ---------------------------------------------------------------- one exchange, half-closes both ways
 
@@ -80,7 +71,7 @@ EARLY=$P2M_BG_PID
 p2m_wait_until "the consumer waits" p2m_log_has relay "event=consumer_wait lease=$Q label=web"
 echo_pod_nowait() {
     next_port POD_PORT
-    lease "$POD_PORT" pre web 127.0.0.1 10
+    p2m_lease -r "$NAME" -w "$POD_PORT" pre web pod1 127.0.0.1 10
     p2m_bg "$1" socat -t 30 -T 60 "TCP:127.0.0.1:$POD_PORT" EXEC:cat
 }
 echo_pod_nowait pod3
@@ -140,7 +131,7 @@ p2m_free_port WEB
 p2m_bg web bash -c 'cd "$1" && shift && exec "$@"' _ "$T/www" openssl s_server -quiet -WWW -accept "127.0.0.1:$WEB" -cert "$T/web.pem" -key "$T/web.key"
 p2m_wait_until "the web service listens" p2m_listening "$WEB"
 next_port P
-lease "$P" pre web 127.0.0.1 10
+p2m_lease -r "$NAME" -w "$P" pre web pod1 127.0.0.1 10
 p2m_bg tlspod socat -T 60 "TCP:127.0.0.1:$P" "TCP:127.0.0.1:$WEB"
 p2m_wait_until "the TLS pod is idle" p2m_redis_is 1 HGET "p2m:idle:$NAME" web
 got=$(curl -sS --max-time 20 --cacert "$T/web.pem" --resolve "web.pipe2me.localhost:$Q:127.0.0.1" \

@@ -25,8 +25,6 @@ log_line() { grep -n -m 1 -- "$2" "$T/$1.log" | cut -d: -f1; }
 serial_of() { openssl x509 -noout -serial -in "$1" | sed 's/^serial=//'; }
 serial_is_not() { local s; s=$(serial_of "$1") && [[ -n $s && $s != "$2" ]]; }
 
-# start_pod NAME LABEL FORWARD [ARGS...]: p2m_start_pod, logging at debug level.
-start_pod() { p2m_start_pod "$@" --log-level debug; }
 
 # stop_pod NAME: TERM; it must exit 0.
 stop_pod() {
@@ -74,7 +72,7 @@ p2m_ok
 
 # ---------------------------------------------------------------- the first certificate
 
-start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate
+p2m_start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate --log-level debug
 TLS=$T/podweb/tls
 expect_eq 700 "$(stat -c %a "$TLS")" "DIR/tls mode"
 expect_eq 600 "$(stat -c %a "$TLS/key.pem")" "DIR/tls/key.pem mode"
@@ -123,7 +121,7 @@ expect_eq 1.1 "$ver" "curl --http2: the default --alpn gives HTTP/1.1"
 
 # ---------------------------------------------------------------- 1 MiB through TLS
 
-start_pod podbulk bulk "127.0.0.1:$ECHO_TCP" --tls-terminate
+p2m_start_pod podbulk bulk "127.0.0.1:$ECHO_TCP" --tls-terminate --log-level debug
 p2m_consumer_port QB https bulk
 head -c $((1 << 20)) /dev/urandom >"$T/up.in"
 timeout 60 socat -t 30 -T 60 - \
@@ -184,7 +182,7 @@ openssl ca -batch -notext -config "$T/ca/ca.cnf" -cert "$T/state/ca.pem" -keyfil
 p2m_ok
 cp "$T/expired.pem" "$TLS/cert.pem"
 expired_serial=$(serial_of "$TLS/cert.pem")
-start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate
+p2m_start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate --log-level debug
 expect_match 'event=cert_unusable label=web .*reason="expired"' "$(grep 'event=cert_unusable' "$T/podweb.log")" \
     "the expired certificate is noticed"
 serial_is_not "$TLS/cert.pem" "$expired_serial" || fail "the expired certificate is still in cert.pem"
@@ -197,7 +195,7 @@ expect_match $'^GET /after-expired HTTP/1\\.1\r\n' "$got" "echo after the expire
 stop_pod podweb
 age=$(($(date +%s) - $(stat -c %Y "$TLS/cert.pem")))
 loaded_before=$(p2m_log_count podweb 'event=cert_loaded')
-start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate
+p2m_start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate --log-level debug
 if ((age < 25)); then
     expect_eq $((loaded_before + 1)) "$(p2m_log_count podweb 'event=cert_loaded label=web ')" "a fresh certificate is loaded at start"
 else
@@ -207,14 +205,14 @@ fi
 # Another pod's certificate (another name, another key) is replaced too.
 stop_pod podweb
 cp "$T/podbulk/tls/cert.pem" "$TLS/cert.pem"
-start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate
+p2m_start_pod podweb web "127.0.0.1:$ECHO_HTTP" --tls-terminate --log-level debug
 expect_match 'event=cert_unusable label=web .*reason="not for our key"' "$(grep 'event=cert_unusable' "$T/podweb.log")" \
     "another pod's certificate is noticed"
 expect_match "DNS:web\\.$DOMAIN" "$(openssl x509 -noout -ext subjectAltName -in "$TLS/cert.pem")" "cert.pem is web's again"
 
 # ---------------------------------------------------------------- --protocol http
 
-start_pod podplain plain "127.0.0.1:$ECHO_HTTP" --protocol http
+p2m_start_pod podplain plain "127.0.0.1:$ECHO_HTTP" --protocol http --log-level debug
 expect_match 'event=registered label=plain .* protocol=http' "$(grep 'event=registered' "$T/podplain.log")" "registered as http"
 [[ ! -e $T/podplain/tls ]] || fail "a pod without --tls-terminate made DIR/tls"
 p2m_ok

@@ -18,21 +18,10 @@ p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-po
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 RELAY_NAME=sys
 POOL=2
+P2M_POOL=$POOL P2M_RELAY_NAME=$RELAY_NAME
 BIG=$((1 << 30))
 
 # ---------------------------------------------------------------- helpers
-
-# start_pod NAME LABEL FORWARD_PORT: pod NAME (its own pod ID: a TOTP step is accepted once per
-# pod) for LABEL in front of 127.0.0.1:FORWARD_PORT; waits until the relay holds its whole pool.
-start_pod() {
-    local name=$1 label=$2
-    [[ -f $T/$name.json ]] || admin pod add "$name" --label "$label" -o "$T/$name.json" >/dev/null
-    mkdir -m 700 "$T/$name.state"
-    p2m_bg "$name" "$POD_BIN" register --provision "$T/$name.json" --forward "127.0.0.1:$3" --pool "$POOL" \
-        --cacert "$T/state/ca.pem" --state-dir "$T/$name.state"
-    p2m_wait_until -t 45 "pod $name has $POOL idle pre-connections at the relay" \
-        p2m_redis_is "$POOL" HGET "p2m:idle:$RELAY_NAME" "$label"
-}
 
 # mib_per_s MS: throughput of $BIG bytes in MS milliseconds.
 mib_per_s() { echo $((BIG * 1000 / ($1 > 0 ? $1 : 1) / 1048576)); }
@@ -65,14 +54,16 @@ mkdir -p "$T/www"
 printf '<h1>bulk web page</h1>\n' >"$T/www/index.html"
 p2m_https_site "$T/www" SVC_WEB
 for port in "$SVC_UP" "$SVC_DOWN"; do
-    p2m_wait_until -t 10 "a local service listens on $port" p2m_listening "$port"
+    p2m_wait_until -t 30 "a local service listens on $port" p2m_listening "$port"
 done
 
-start_pod podup up "$SVC_UP"
+# Each its own pod ID (a TOTP step is accepted once per pod); each waits until the relay holds its
+# whole pool.
+p2m_start_pod -w relay podup up "127.0.0.1:$SVC_UP"
 POD_UP=$P2M_BG_PID
-start_pod poddown down "$SVC_DOWN"
+p2m_start_pod -w relay poddown down "127.0.0.1:$SVC_DOWN"
 POD_DOWN=$P2M_BG_PID
-start_pod podweb web "$SVC_WEB"
+p2m_start_pod -w relay podweb web "127.0.0.1:$SVC_WEB"
 POD_WEB=$P2M_BG_PID
 
 # ---------------------------------------------------------------- 1 GiB consumer -> pod

@@ -19,6 +19,7 @@ POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 RELAY_NAME=sys
 LABEL=scale
 POOL=64
+P2M_RELAY_NAME=$RELAY_NAME
 PARALLEL=${P2M_SCALE_PARALLEL:-200}
 CONNS=${P2M_SCALE_CONNS:-10000}
 CONCURRENCY=${P2M_SCALE_CONCURRENCY:-20}
@@ -57,13 +58,12 @@ at_rest_leases() {
     read -r -a n <<<"$(leases)"
     ((n[0] >= 1 && n[0] <= POOL && n[1] == 1 && n[2] == 0)) && p2m_pre_conns_are "$POOL"
 }
-idle_is() { p2m_redis_is "$1" HGET "p2m:idle:$RELAY_NAME" "$LABEL"; }
 
 # at_rest WHEN: the pool is full again and every count is back where it started; prints them.
 at_rest() {
     local t0 t1
     t0=$(p2m_now_ms)
-    p2m_wait_until -t $SETTLE "$1: the relay holds $POOL idle pre-connections again" idle_is "$POOL"
+    p2m_wait_until -t $SETTLE "$1: the relay holds $POOL idle pre-connections again" p2m_idle_is "$POOL" "$LABEL"
     p2m_wait_until -t $SETTLE "$1: Redis holds pre leases for $POOL pre-connections and 1 consumer lease" at_rest_leases
     p2m_wait_until -t $SETTLE "$1: the relay's sockets and other descriptors are back to $(p2m_show_fds "$RELAY_FDS0")" \
         p2m_fds_like "$RELAY_PID" "$RELAY_FDS0"
@@ -93,7 +93,7 @@ p2m_start_system "{\"relay\": {\"name\": \"$RELAY_NAME\", \"ports\": \"$PORT_LO-
 p2m_free_port ECHO_TCP
 p2m_free_port ECHO_HTTP
 p2m_bg echo "$POD_BIN" test --forward-tcp "$ECHO_TCP" --forward-http "$ECHO_HTTP"
-p2m_wait_until -t 10 "the echo service listens" p2m_listening "$ECHO_TCP"
+p2m_wait_until -t 30 "the echo service listens" p2m_listening "$ECHO_TCP"
 
 admin pod add podscale --label "$LABEL" -o "$T/podscale.json" >/dev/null
 mkdir -m 700 "$T/podscale.state"
@@ -101,7 +101,7 @@ t0=$(p2m_now_ms)
 p2m_bg pod "$POD_BIN" register --provision "$T/podscale.json" --forward "127.0.0.1:$ECHO_TCP" --pool "$POOL" \
     --cacert "$T/state/ca.pem" --state-dir "$T/podscale.state"
 POD_PID=$P2M_BG_PID
-p2m_wait_until -t 60 "the relay holds the pod's $POOL idle pre-connections" idle_is "$POOL"
+p2m_wait_until -t 60 "the relay holds the pod's $POOL idle pre-connections" p2m_idle_is "$POOL" "$LABEL"
 t1=$(p2m_now_ms)
 echo "scale: pool of $POOL filled in $((t1 - t0)) ms"
 p2m_consumer_port Q https "$LABEL"
@@ -130,9 +130,9 @@ p2m_wait_until -t $SETTLE "the pod's descriptors, pipes included, are back to $(
 # ---------------------------------------------------------------- the counters agree
 
 status_is() { [[ $("$POD_BIN" status --state-dir "$T/podscale.state" --json | jq -r "$1") == "$2" ]]; }
-p2m_wait_until -t 5 "the pod's status counts $((PARALLEL + CONNS)) tunnels, none failed" \
+p2m_wait_until -t 30 "the pod's status counts $((PARALLEL + CONNS)) tunnels, none failed" \
     status_is '"\(.tunnels.total) \(.tunnels.failed)"' "$((PARALLEL + CONNS)) 0"
-p2m_wait_until -t 15 "the relay's per-label counter counts every tunnel" \
+p2m_wait_until -t 30 "the relay's per-label counter counts every tunnel" \
     p2m_redis_is $((PARALLEL + CONNS)) HGET "p2m:stats:relay:$RELAY_NAME" "$LABEL:conns"
 
 p2m_stop -t 15 pod "$POD_PID"

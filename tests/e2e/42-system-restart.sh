@@ -18,14 +18,13 @@ POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 RELAY_NAME=sys
 LABEL=rs
 POOL=2
+P2M_POOL=$POOL P2M_RELAY_NAME=$RELAY_NAME
 WAIT_TIMEOUT=10 # relay.wait_timeout: a consumer nobody serves is closed after this
 
 # ---------------------------------------------------------------- helpers
 
 # lease_kinds_are KINDS: the kinds of the leases `pipe2me-admin lease ls` lists, in its order.
 lease_kinds_are() { [[ $(admin lease ls --json | jq -r '[.[] | .kind] | join(" ")') == "$1" ]]; }
-size_at_least() { (($(stat -c %s "$1" 2>/dev/null || echo 0) >= $2)); }
-idle_is() { p2m_redis_is "$1" HGET "p2m:idle:$RELAY_NAME" "$LABEL"; }
 pod_status_is() { [[ $("$POD_BIN" status --state-dir "$T/pod.state" --json | jq -r "$1") == "$2" ]]; }
 
 # echo_ok MSG: one consumer on Q sends the line MSG, half-closes and gets MSG back.
@@ -47,21 +46,13 @@ leases_live() {
     ((${#pre[@]} >= 1 && ${#pre[@]} <= POOL)) || return 1
     p2m_pre_conns_are "$POOL"
 }
-show_leases() { admin lease ls | sed 's/^/    /'; }
-
-# start_pod: the pod for LABEL in front of the service, state in $T/pod.state; sets POD_PID.
-start_pod() {
-    p2m_bg pod "$POD_BIN" register --provision "$T/pod.json" --forward "127.0.0.1:$SVC" --pool "$POOL" \
-        --cacert "$T/state/ca.pem" --state-dir "$T/pod.state"
-    POD_PID=$P2M_BG_PID
-}
 
 # The local service: a first line "stream" gets endless bytes (64 KiB every 50 ms); any other
 # line is echoed back, then everything after it, up to the end of stream.
 start_service() {
     p2m_bg svc socat -T 60 "TCP-LISTEN:$SVC,bind=127.0.0.1,reuseaddr,fork" "EXEC:$T/svc.sh"
     SVC_PID=$P2M_BG_PID
-    p2m_wait_until -t 10 "the local service listens" p2m_listening "$SVC"
+    p2m_wait_until -t 30 "the local service listens" p2m_listening "$SVC"
 }
 cat >"$T/svc.sh" <<'EOF'
 #!/usr/bin/env bash
@@ -84,12 +75,12 @@ start_service
 
 admin pod add podrs --label "$LABEL" -o "$T/pod.json" >/dev/null
 mkdir -m 700 "$T/pod.state"
-start_pod
-p2m_wait_until -t 45 "the relay holds the pod's $POOL idle pre-connections" idle_is "$POOL"
+p2m_start_pod -f "$T/pod.json" -d "$T/pod.state" -w none pod "" "127.0.0.1:$SVC"
+p2m_wait_until -t 45 "the relay holds the pod's $POOL idle pre-connections" p2m_idle_is "$POOL" "$LABEL"
 p2m_consumer_port Q https "$LABEL"
 p2m_wait_until "a first consumer is served" echo_ok first
 echo "restart: pod up, consumer port $Q; leases:"
-show_leases
+p2m_show_leases
 
 # ---------------------------------------------------------------- the pod killed mid-transfer
 
@@ -98,53 +89,53 @@ p2m_bg stream bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 99
     printf "stream\n" >&3
     exec cat <&3 >"$2"' _ "$Q" "$T/stream.out"
 STREAM_PID=$P2M_BG_PID
-p2m_wait_until -t 10 "the stream is flowing (256 KiB arrived)" size_at_least "$T/stream.out" 262144
+p2m_wait_until -t 30 "the stream is flowing (256 KiB arrived)" p2m_size_at_least "$T/stream.out" 262144
 closes=$(p2m_log_count relay "event=tunnel_close lease=$Q ")
 kill -KILL "$POD_PID"
 t_kill=$(p2m_now_ms)
-p2m_wait_until -t 10 "the consumer's connection ends after the pod died" p2m_dead "$STREAM_PID"
+p2m_wait_until -t 30 "the consumer's connection ends after the pod died" p2m_dead "$STREAM_PID"
 t_end=$(p2m_now_ms)
 rc=0
 wait "$STREAM_PID" || rc=$?
 p2m_forget "$STREAM_PID"
 expect_eq 0 "$rc" "the consumer's read ended with an end of stream, not an error (cat's status)"
-p2m_wait_until -t 10 "the relay closes the tunnel" p2m_log_count_above relay "event=tunnel_close lease=$Q " "$closes"
+p2m_wait_until -t 30 "the relay closes the tunnel" p2m_log_count_above relay "event=tunnel_close lease=$Q " "$closes"
 why=$(grep "event=tunnel_close lease=$Q " "$T/relay.log" | tail -n 1 | sed -n 's/.* \(reason=[^ ]*\).*/\1/p')
 echo "restart: pod killed after $(stat -c %s "$T/stream.out") bytes; the consumer saw the end $((t_end - t_kill)) ms later; relay: $why"
 wait "$POD_PID" 2>/dev/null || true # reaped, as init would: a zombie still looks like a running pod
 p2m_forget "$POD_PID"
-p2m_wait_until -t 10 "the relay has no idle pre-connection of the dead pod" idle_is ""
-p2m_wait_until -t 10 "the dead pod's pre leases are gone; only the consumer lease is left" \
+p2m_wait_until -t 30 "the relay has no idle pre-connection of the dead pod" p2m_idle_is 0 "$LABEL"
+p2m_wait_until -t 30 "the dead pod's pre leases are gone; only the consumer lease is left" \
     lease_kinds_are consumer
 
 t0=$(p2m_now_ms)
-start_pod
-p2m_wait_until -t 45 "the restarted pod's $POOL pre-connections are idle at the relay" idle_is "$POOL"
+p2m_start_pod -f "$T/pod.json" -d "$T/pod.state" -w none pod "" "127.0.0.1:$SVC"
+p2m_wait_until -t 45 "the restarted pod's $POOL pre-connections are idle at the relay" p2m_idle_is "$POOL" "$LABEL"
 p2m_consumer_port Q2 https "$LABEL"
 expect_eq "$Q" "$Q2" "the consumer keeps its consumer port"
-p2m_wait_until -t 10 "the next consumer is served by the restarted pod" echo_ok "after the pod restart"
+p2m_wait_until -t 30 "the next consumer is served by the restarted pod" echo_ok "after the pod restart"
 t1=$(p2m_now_ms)
 echo "restart: pod restarted and serving after $((t1 - t0)) ms"
-p2m_wait_until -t 10 "lease ls: only live leases" leases_live
+p2m_wait_until -t 30 "lease ls: only live leases" leases_live
 POD_FDS0=$(p2m_fds "$POD_PID")
 
 # ---------------------------------------------------------------- the relay restarted
 
 p2m_stop -t 15 relay "$RELAY_PID"
-p2m_wait_until -t 10 "the pod sees its pre-connections closed" pod_status_is .pool.idle 0
+p2m_wait_until -t 30 "the pod sees its pre-connections closed" pod_status_is .pool.idle 0
 t0=$(p2m_now_ms)
 p2m_start_relay
-p2m_wait_until -t 60 "the pod's $POOL pre-connections are idle at the new relay" idle_is "$POOL"
+p2m_wait_until -t 60 "the pod's $POOL pre-connections are idle at the new relay" p2m_idle_is "$POOL" "$LABEL"
 t1=$(p2m_now_ms)
 p2m_consumer_port Q3 https "$LABEL"
 echo "restart: relay restarted; the pod's pool refilled $((t1 - t0)) ms after the start; consumer port $Q3 (was $Q)"
 Q=$Q3
-p2m_wait_until -t 10 "a consumer is served after the relay restart" echo_ok "after the relay restart"
+p2m_wait_until -t 30 "a consumer is served after the relay restart" echo_ok "after the relay restart"
 t0=$(p2m_now_ms)
 p2m_wait_until -t 35 "lease ls: only live leases after the relay restart" leases_live
 t1=$(p2m_now_ms)
 echo "restart: leases live-only $((t1 - t0)) ms after the first consumer:"
-show_leases
+p2m_show_leases
 p2m_alive "$POD_PID" || fail "the pod died during the relay restart"
 p2m_ok
 p2m_wait_until -t 30 "the pod's sockets and other descriptors are back to $(p2m_show_fds "$POD_FDS0")" p2m_fds_like "$POD_PID" "$POD_FDS0"
@@ -153,15 +144,17 @@ echo "restart: pod fds before the relay restart $(p2m_show_fds "$POD_FDS0"), aft
 # ---------------------------------------------------------------- the local service down, then back
 
 p2m_kill "$SVC_PID"
-p2m_wait_until -t 10 "the local service is gone" p2m_not_listening "$SVC"
+p2m_wait_until -t 30 "the local service is gone" p2m_not_listening "$SVC"
 t0=$(p2m_now_ms)
 got=$(printf 'hello\n' | timeout 30 socat -t 25 -T 25 - "TCP:127.0.0.1:$Q") || fail "the consumer failed (status $?)"
 t1=$(p2m_now_ms)
 expect_eq "" "$got" "with the local service down, the consumer reads nothing"
-(((t1 - t0) < WAIT_TIMEOUT * 1000 / 2)) ||
-    fail "the consumer was closed after $((t1 - t0)) ms, want well under relay.wait_timeout (${WAIT_TIMEOUT}s): the pod did not close it"
+# The pod closed it, not the relay's wait timeout (which a slow machine may also reach: the
+# verdict is the relay's reason, not the time it took).
+! p2m_log_has relay "event=consumer_wait_timeout lease=$Q " ||
+    fail "the consumer was closed by relay.wait_timeout after $((t1 - t0)) ms: the pod did not close it"
 p2m_ok
-p2m_wait_until -t 10 "the pod logs the refused local connection" \
+p2m_wait_until -t 30 "the pod logs the refused local connection" \
     grep -q "event=tunnel_close label=$LABEL .*reason=local_down error=\"Connection refused\"" "$T/pod.log"
 echo "restart: with the local service down the consumer was closed after $((t1 - t0)) ms"
 

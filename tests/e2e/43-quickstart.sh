@@ -5,7 +5,10 @@
 # pipe2me") over TLS that ends at the pod (subject demo.pipe2me.localhost, issued by the registrar's
 # CA, the pod's key under DIR/pod/tls); `tools/quickstart --stop DIR` stops exactly the processes named in DIR/run (they are
 # gone afterwards, and processes of the same programs that it did not start still run).
-# Skipped, with a message, only when <repo>/build cannot be made.
+# Skipped, with a message, only when <repo>/build cannot be made. When <repo>/build is the tree the
+# tests run from (cmake -B build), the quickstart builds into a private tree instead
+# (P2M_QUICKSTART_BUILD_DIR, as 44 does): its own configure (RelWithDebInfo) and build would relink
+# the programs under the tests that ctest -j runs beside this one.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
@@ -17,6 +20,9 @@ PAGE="Hello from pipe2me"
 if ! mkdir -p -- "$P2M_SOURCE_DIR/build" 2>/dev/null || [[ ! -w $P2M_SOURCE_DIR/build ]]; then
     echo "SKIP: $P2M_SOURCE_DIR/build cannot be made or written, and tools/quickstart builds there"
     exit 0
+fi
+if [[ $(cd -- "$P2M_BUILD_DIR" && pwd -P) == "$(cd -- "$P2M_SOURCE_DIR/build" && pwd -P)" ]]; then
+    export P2M_QUICKSTART_BUILD_DIR=$P2M_BUILD_DIR/quickstart-43
 fi
 
 # ---------------------------------------------------------------- helpers
@@ -38,7 +44,7 @@ p2m_start_redis
 p2m_free_port DECOY
 p2m_bg decoy python3 -m http.server --bind 127.0.0.1 --directory "$T" "$DECOY"
 DECOY_PID=$P2M_BG_PID
-p2m_wait_until -t 10 "the decoy web server listens" p2m_listening "$DECOY"
+p2m_wait_until -t 30 "the decoy web server listens" p2m_listening "$DECOY"
 
 # ---------------------------------------------------------------- --detach
 
@@ -114,7 +120,7 @@ expect_eq 600 "$(stat -c %a "$DIR/pod/tls/key.pem")" "the pod's key is mode 0600
 expect_status 0 "$QS" --stop "$DIR"
 cat "$OUT"
 for name in "${!qs_pids[@]}"; do
-    p2m_wait_until -t 10 "$name (pid ${qs_pids[$name]}) is gone after --stop" eval "! runs ${qs_pids[$name]}"
+    p2m_wait_until -t 30 "$name (pid ${qs_pids[$name]}) is gone after --stop" eval "! runs ${qs_pids[$name]}"
 done
 expect_eq "" "$(ls "$DIR"/run/*.pid 2>/dev/null || true)" "no PID files left in $DIR/run"
 p2m_alive "$DECOY_PID" || fail "--stop killed a python3 http.server it did not start"

@@ -28,7 +28,7 @@
 # P2M_FAULT_REDIS_LOAD_MS=0 restarts Redis without the loading delay.
 . "$(dirname -- "$0")/lib.sh"
 
-p2m_require curl jq ss socat oathtool cmp od base32
+p2m_require curl jq ss socat oathtool cmp od base32 python3
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-pod tools/pipe2me-admin tests/tools/p2m-load
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 LOAD=$P2M_BUILD_DIR/tests/tools/p2m-load
@@ -68,7 +68,7 @@ tcp_once() {
 }
 tls_once() {
     local code rc=0
-    code=$(curl -4 -sS -L --max-time "$XFER_MAX" --cacert "$CA" --connect-to ::127.0.0.1: -H 'Expect:' \
+    code=$(curl -4 -sS -L --max-time 120 --speed-limit 1 --speed-time "$XFER_MAX" --cacert "$CA" --connect-to ::127.0.0.1: -H 'Expect:' \
         --data-binary "@$PAYLOAD" -o "$out.body" -w '%{http_code}' "https://$TLS_LABEL.pipe2me.localhost:$HTTPS/x" \
         2>/dev/null) || rc=$?
     if ((rc == 28)); then
@@ -110,7 +110,7 @@ traffic_stop() {
     touch "$T/traffic.stop"
     for k in TCP TLS; do
         local pid_var=TRAFFIC_${k}_PID
-        p2m_wait_until -t $((XFER_MAX + 10)) "the ${k,,} consumer loop stops" p2m_dead "${!pid_var}"
+        p2m_wait_until -t 150 "the ${k,,} consumer loop stops" p2m_dead "${!pid_var}"
         wait "${!pid_var}" || fail "the ${k,,} consumer loop failed"
         p2m_forget "${!pid_var}"
     done
@@ -154,58 +154,110 @@ failed_between() { awk -v a="$2" -v b="$3" '$2 >= a && $2 <= b && $3 == "err"' "
 # traffic_wait_ok N: both loops have completed N transfers each in this traffic run.
 traffic_has_ok() { (($(grep -c ' ok$' "$T/$TRAFFIC-tcp.out" || true) >= $1 && $(grep -c ' ok$' "$T/$TRAFFIC-tls.out" || true) >= $1)); }
 
-# Slow consumers, in flight when the kill comes. tcp: 400 lines, one every 10 ms, through socat;
+# Slow consumers, in flight when the kill comes. tcp: 400 lines, one every 10 ms at the fastest,
+# from one python3 process ($T/slow.py) that holds after line 200 until the test has killed and
+# restarted (slow_release), so that the kill finds it mid-transfer however slow the machine is;
 # what comes back must be a prefix of what was sent. tls: 32 KiB POSTed at 8 KiB/s straight to the
-# consumer port (as a browser does after the 307), which the echo must return unchanged.
+# consumer port (as a browser does after the 307), which the echo must return unchanged. Both are
+# bounded by progress, not by wall time: a transfer hangs when what it waits for does not come for
+# XFER_MAX s (slow.py exits 124, curl's --speed-time 28).
 seq -f 'line %g of the slow consumer' 1 400 >"$T/slow.want"
+cat >"$T/slow.py" <<'EOF'
+# slow.py PORT WANT OUT HOLD RELEASE IDLE: sends WANT's lines to 127.0.0.1:PORT, at most one per 10
+# ms, holding before line HOLD (0-based) until the file RELEASE exists, and half-closes after the
+# last; writes what comes back to OUT. Exits 0 at the end of stream (or 1 s after all of it came
+# back), 1 on a connection error, 124 when something sent has not come back and nothing arrived
+# for IDLE s.
+import os, select, socket, sys, time
+
+port, want, out, hold, release, idle = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], float(sys.argv[6])
+lines = open(want, "rb").read().splitlines(keepends=True)
+s = socket.create_connection(("127.0.0.1", port), timeout=idle)
+f = open(out, "wb", buffering=0)
+sent = got = i = 0
+last = next_send = time.monotonic()
+while True:
+    now = time.monotonic()
+    if i < len(lines) and now >= next_send and (i != hold or os.path.exists(release)):
+        if got == sent:
+            last = now  # the hang clock starts when something is outstanding
+        try:
+            s.sendall(lines[i])
+        except OSError:
+            sys.exit(1)
+        sent += len(lines[i])
+        i += 1
+        next_send = now + 0.01
+        if i == len(lines):
+            s.shutdown(socket.SHUT_WR)
+    if got == sent and i == len(lines) and now - last > 1:
+        sys.exit(0)
+    if got < sent and now - last > idle:
+        sys.exit(124)
+    if select.select([s], [], [], 0.01)[0]:
+        try:
+            d = s.recv(65536)
+        except OSError:
+            sys.exit(1)
+        if not d:
+            sys.exit(0)
+        f.write(d)
+        got += len(d)
+        last = time.monotonic()
+EOF
 slow_start() {
     local got q
     got=$(curl -4 -sS --max-time 10 --cacert "$P2M_CA" --connect-to ::127.0.0.1: \
         "https://pipe2me.localhost:$P2M_HTTPS_PORT/tcp/fecho") || fail "GET /tcp/fecho failed"
     [[ $got =~ :([0-9]+)[[:space:]]*$ ]] || fail "GET /tcp/fecho: $(p2m_show "$got")"
     q=${BASH_REMATCH[1]}
-    # shellcheck disable=SC2016 # the inner shell expands its arguments
-    # The pause between lines is a read with a timeout on a pipe nobody writes to, not `sleep`: 400
-    # forks of sleep on a machine busy with other tests took long enough to pass the bound.
-    p2m_bg slowtcp bash -c 'exec {pause}<> <(:); while IFS= read -r l; do printf "%s\n" "$l"; read -r -t 0.01 -u "$pause" || true; done <"$1" |
-        timeout $3 socat -t 1 -T $3 - "TCP:127.0.0.1:$2" >"$4"' _ "$T/slow.want" "$q" "$XFER_MAX" "$T/slow-tcp.got"
+    rm -f -- "$T/slow.release" "$T/slow-tcp.got" # not the last round's lines: the wait below reads this one's
+    p2m_bg slowtcp python3 "$T/slow.py" "$q" "$T/slow.want" "$T/slow-tcp.got" 200 "$T/slow.release" "$XFER_MAX"
     SLOW_TCP_PID=$P2M_BG_PID
+    p2m_wait_until -t 60 "the slow tcp consumer is under way (200 lines back)" grep -q '^line 200 ' "$T/slow-tcp.got"
     p2m_consumer_port q https fweb
-    p2m_bg slowtls curl -4 -sS --max-time "$XFER_MAX" --limit-rate 8k --cacert "$P2M_CA" --connect-to ::127.0.0.1: -H 'Expect:' \
-        --data-binary "@$T/payload" -o "$T/slow-tls.got" -w '%{http_code}\n' "https://fweb.pipe2me.localhost:$q/slow"
+    p2m_bg slowtls curl -4 -sS --max-time 300 --speed-limit 1 --speed-time "$XFER_MAX" --limit-rate 8k --cacert "$P2M_CA" \
+        --connect-to ::127.0.0.1: -H 'Expect:' --data-binary "@$T/payload" -o "$T/slow-tls.got" -w '%{http_code}\n' \
+        "https://fweb.pipe2me.localhost:$q/slow"
     SLOW_TLS_PID=$P2M_BG_PID
-    p2m_wait_until -t 10 "the slow tcp consumer is under way" grep -q 'line 20 ' "$T/slow-tcp.got"
-    sleep 0.5 # the slow upload is under way too (it takes 4 s)
+    # The upload takes 4 s once connected, and the kill follows at once.
+    p2m_wait_until -t 60 "the slow tls consumer is connected" connected_to "$q"
 }
+
+# connected_to PORT: a TCP connection to 127.0.0.1:PORT is established.
+connected_to() { [[ -n $(ss -Htn state established "( dport = :$1 )") ]]; }
+
+# slow_release: the slow tcp consumer sends the rest of its lines.
+slow_release() { touch "$T/slow.release"; }
 
 # slow_end WHAT EXPECT: both slow consumers end within their bound; nothing altered arrives.
 # EXPECT names the services whose transfer must have been cut ("tcp tls", "tcp", "") -- the others
 # must have completed. Sets SLOW_RESULT to a summary.
 slow_end() {
     local what=$1 expect=" $2 " rc n
-    p2m_wait_until -t $((XFER_MAX + 5)) "$what: the slow tcp consumer ends" p2m_dead "$SLOW_TCP_PID"
+    p2m_wait_until -t 300 "$what: the slow tcp consumer ends" p2m_dead "$SLOW_TCP_PID"
     rc=0
     wait "$SLOW_TCP_PID" || rc=$?
     p2m_forget "$SLOW_TCP_PID"
-    ((rc != 124)) || fail "$what: the slow tcp consumer hung until its timeout"
+    ((rc != 124)) || fail "$what: the slow tcp consumer hung (nothing came back for ${XFER_MAX}s)"
     n=$(stat -c %s "$T/slow-tcp.got")
     head -c "$n" "$T/slow.want" | cmp -s - "$T/slow-tcp.got" || fail "$what: the slow tcp consumer got altered bytes"
     if [[ $expect == *" tcp "* ]]; then
         ((n < $(stat -c %s "$T/slow.want"))) || fail "$what: the slow tcp transfer was not cut"
-        SLOW_RESULT="tcp cut after $n bytes (socat status $rc)"
+        SLOW_RESULT="tcp cut after $n bytes (status $rc)"
     else
         if ((rc != 0)) || ! cmp -s "$T/slow.want" "$T/slow-tcp.got"; then
-            fail "$what: the slow tcp transfer did not complete (socat status $rc, $n bytes)"
+            fail "$what: the slow tcp transfer did not complete (status $rc, $n bytes)"
         fi
         SLOW_RESULT="tcp complete"
     fi
     p2m_ok
 
-    p2m_wait_until -t $((XFER_MAX + 5)) "$what: the slow tls consumer ends" p2m_dead "$SLOW_TLS_PID"
+    p2m_wait_until -t 300 "$what: the slow tls consumer ends" p2m_dead "$SLOW_TLS_PID"
     rc=0
     wait "$SLOW_TLS_PID" || rc=$?
     p2m_forget "$SLOW_TLS_PID"
-    ((rc != 28)) || fail "$what: the slow tls consumer hung until its timeout"
+    ((rc != 28)) || fail "$what: the slow tls consumer hung (under 1 byte/s for ${XFER_MAX}s)"
     if ((rc == 0)) && [[ $(tail -n 1 "$T/slowtls.log") == 200 ]]; then
         tail -c "$(stat -c %s "$T/payload")" "$T/slow-tls.got" | cmp -s - "$T/payload" ||
             fail "$what: the slow tls consumer got an altered body"
@@ -236,7 +288,6 @@ leases_settled() {
     done
     p2m_redis_is $POOL HGET p2m:idle:r1 fecho:tcp && p2m_redis_is $POOL HGET p2m:idle:r1 fweb
 }
-show_leases() { admin lease ls | sed 's/^/    /'; }
 
 # settle WHAT: no leaked lease, every process back to its descriptors of before.
 settle() {
@@ -307,6 +358,7 @@ fault() {
     t_restart=$(p2m_now_ms)
     "restart_$name"
     t_up=$(p2m_now_ms)
+    slow_release
     DIED=
     for k in $kinds; do
         p2m_wait_until -t $BOUND "$name: $k consumers are served again" served_or_died "$k" "$t_restart"
@@ -362,7 +414,7 @@ for p in relay registrar podtcp podtls echo; do
 done
 echo "faults: baseline: relay $(p2m_show_fds "$RELAY_FDS0"), registrar $(p2m_show_fds "$REGISTRAR_FDS0"),"\
     "podtcp $(p2m_show_fds "$PODTCP_FDS0"), podtls $(p2m_show_fds "$PODTLS_FDS0"); leases:"
-show_leases
+p2m_show_leases
 
 # Persistent state before any fault, to compare after the Redis restart.
 admin pod ls --json | jq -S . >"$T/pods.before"

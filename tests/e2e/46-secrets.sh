@@ -35,8 +35,6 @@ keep_out() { # keep the last tool output for the final scan
     TOOL_OUT+=("$T/tool.$1.out" "$T/tool.$1.err")
 }
 
-# reg LABEL AUTH: PUT /register/LABEL with that Authorization value.
-reg() { hreq -X PUT -H "Authorization: $2" "$BASE/register/$1"; }
 # certreq LABEL AUTH CSR: POST /certificate/LABEL.
 certreq() { hreq -X POST -H "Authorization: $2" -H 'Content-Type: application/pkcs10' --data-binary "@$3" "$BASE/certificate/$1"; }
 # session_of DESC: the last response carries a P2M-Session; records it.
@@ -133,7 +131,7 @@ keep_out env
 
 # TOTP, then Bearer with the session it brought.
 p2m_totp_fresh podb
-reg sb "$(p2m_totp_auth podb "$CODE_")"
+p2m_reg sb "$(p2m_totp_auth podb "$CODE_")"
 expect_http 200 "TOTP registration"
 session_of "TOTP registration"
 SESSION_B=${SESSIONS[-1]}
@@ -141,22 +139,22 @@ expect_eq 1 "$(rcli EXISTS "p2m:session:$(sha256_hex "$SESSION_B")")" "Redis key
 redis_snapshot "$T/keyspace"
 ! grep -qF -- "$SESSION_B" "$T/keyspace" || fail "Redis holds a session credential in clear"
 p2m_ok
-reg sb "Bearer $SESSION_B"
+p2m_reg sb "Bearer $SESSION_B"
 expect_http 200 "Bearer registration"
 
 # A wrong code, a wrong credential, and the secret itself where a code or credential goes.
 p2m_totp_fresh podb
 wrong=$(printf '%06d' $(((10#$CODE_ + 500000) % 1000000)))
 P2M_CODES+=("$wrong")
-reg sb "$(p2m_totp_auth podb "$wrong")"
+p2m_reg sb "$(p2m_totp_auth podb "$wrong")"
 expect_http 401 "a wrong code"
 no_echo "a wrong code" "$wrong"
-reg sb "Bearer $(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+p2m_reg sb "Bearer $(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
 expect_http 401 "a wrong session credential"
-reg sb "$(p2m_totp_auth podb "${P2M_SECRET[podb]}")"
+p2m_reg sb "$(p2m_totp_auth podb "${P2M_SECRET[podb]}")"
 expect_http 401 "the secret as the response"
 no_echo "the secret as the response" "${P2M_SECRET[podb]}"
-reg sb "Bearer ${P2M_SECRET[podb]}"
+p2m_reg sb "Bearer ${P2M_SECRET[podb]}"
 expect_http 401 "the secret as a Bearer credential"
 no_echo "the secret as a Bearer credential" "${P2M_SECRET[podb]}"
 

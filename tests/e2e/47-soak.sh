@@ -57,9 +57,6 @@ if [[ ! -x $LOAD ]]; then
         fail "cannot compile tests/tools/p2m-load.c"
 fi
 
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-dead() { ! p2m_alive "$1"; }
-
 # ---------------------------------------------------------------- pods
 
 declare -A POD_PID=() POD_ARGS=()
@@ -92,7 +89,7 @@ fd_kinds() {
 SAMPLED=(registrar relay redis echo web plain tcp)
 declare -A SAMPLE_PID=()
 sample() {
-    local t=$(($(now_ms) - T0_MS)) name pid rss
+    local t=$(($(p2m_now_ms) - T0_MS)) name pid rss
     for name in "${SAMPLED[@]}"; do
         pid=${SAMPLE_PID[$name]}
         rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || rss=
@@ -122,7 +119,7 @@ tcp_port() {
             printf -v "$1" '%s' "${BASH_REMATCH[1]}"
             return 0
         fi
-        echo "$(now_ms) ${got//$'\n'/ }" >>"$T/busy-$2"
+        echo "$(p2m_now_ms) ${got//$'\n'/ }" >>"$T/busy-$2"
         sleep 0.25
     done
     return 1
@@ -137,10 +134,10 @@ load_worker() {
     trap - ERR
     set +eE
     trap '[[ -n $child ]] && kill "$child" 2>/dev/null; exit 0' TERM
-    while (($(now_ms) + last * 1000 < DEADLINE)); do
+    while (($(p2m_now_ms) + last * 1000 < DEADLINE)); do
         label=${labels[RANDOM % ${#labels[@]}]}
         if ! tcp_port q "$label"; then
-            echo "$label $name 0 $(now_ms) $(now_ms) 0 0 noport" >>"$T/rec-$name"
+            echo "$label $name 0 $(p2m_now_ms) $(p2m_now_ms) 0 0 noport" >>"$T/rec-$name"
             continue
         fi
         : >"$T/rec-$name.round"
@@ -149,7 +146,7 @@ load_worker() {
         wait "$child"
         rc=$?
         child=
-        ((rc <= 1)) || echo "$label $name 0 $(now_ms) $(now_ms) 0 0 load_status_$rc" >>"$T/rec-$name"
+        ((rc <= 1)) || echo "$label $name 0 $(p2m_now_ms) $(p2m_now_ms) 0 0 load_status_$rc" >>"$T/rec-$name"
         sed "s/^/$label $name /" "$T/rec-$name.round" >>"$T/rec-$name"
         sleep "$pause"
     done
@@ -163,7 +160,7 @@ http_worker() {
     trap - ERR
     set +eE
     trap '[[ -n $child ]] && kill "$child" 2>/dev/null; exit 0' TERM
-    while (($(now_ms) < DEADLINE)); do
+    while (($(p2m_now_ms) < DEADLINE)); do
         i=$((i + 1))
         label=${labels[i % 3]}
         if [[ $label == plain ]]; then
@@ -175,7 +172,7 @@ http_worker() {
         off=$((RANDOM * 16))
         tail -c +$((off + 1)) "$T/random.bin" | head -c "$size" >"$T/http.body"
         want=$(sha256sum <"$T/http.body")
-        start=$(now_ms)
+        start=$(p2m_now_ms)
         curl -sS -L --max-time 20 --cacert "$T/state/ca.pem" --connect-to ::127.0.0.1: \
             -H 'Content-Type: application/octet-stream' --data-binary "@$T/http.body" \
             -o "$T/http.resp" -w '%{http_code} %{num_redirects}' "$url" >"$T/http.code" 2>>"$T/http-curl.log" &
@@ -183,7 +180,7 @@ http_worker() {
         wait "$child"
         rc=$?
         child=
-        end=$(now_ms)
+        end=$(p2m_now_ms)
         code=$(cat "$T/http.code")
         if ((rc != 0)); then
             result=curl_$rc
@@ -257,7 +254,7 @@ SAMPLE_PID=([registrar]=$REGISTRAR_PID [relay]=$RELAY_PID [redis]=$P2M_REDIS_PID
 
 echo "t_s,process,pid,rss_kib,fds,sockets,pipes" >"$T/soak.csv"
 : >"$T/stops"
-T0_MS=$(now_ms)
+T0_MS=$(p2m_now_ms)
 DEADLINE=$((T0_MS + DURATION * 1000))
 echo "soak: ${DURATION}s, samples every ${SAMPLE}s, build $(basename -- "$P2M_BUILD_DIR"), started $(date -u +%FT%TZ)"
 
@@ -286,7 +283,7 @@ churn() { # NAME SIGNAL
     local name=$1 sig=$2 pid=${POD_PID[$1]} rc=0 now
     case ${CHURN_STATE[$name]} in
     up)
-        CHURN_AT[$name]=$(now_ms)
+        CHURN_AT[$name]=$(p2m_now_ms)
         # A job killed by a signal other than TERM gets a "Killed" line from bash: not for this one.
         [[ $sig == TERM ]] || disown "$pid"
         kill "-$sig" "$pid"
@@ -303,7 +300,7 @@ churn() { # NAME SIGNAL
         ;;
     starting)
         pod_up "$name" "${CHURN_SINCE[$name]}" || return 0
-        now=$(now_ms)
+        now=$(p2m_now_ms)
         echo "$name $sig ${CHURN_AT[$name]} $now" >>"$T/stops"
         CHURN_STATE[$name]=up
         if [[ $sig == TERM ]]; then
@@ -316,7 +313,7 @@ churn() { # NAME SIGNAL
 }
 
 while :; do
-    now=$(now_ms)
+    now=$(p2m_now_ms)
     if ((now >= NEXT_SAMPLE)); then
         sample
         NEXT_SAMPLE=$((NEXT_SAMPLE + SAMPLE * 1000))
@@ -337,7 +334,7 @@ done
 for name in term kill; do
     while [[ ${CHURN_STATE[$name]} != up ]]; do
         churn "$name" "$([[ $name == term ]] && echo TERM || echo KILL)"
-        now=$(now_ms)
+        now=$(p2m_now_ms)
         ((now - CHURN_AT[$name] < 60000)) || fail "pod $name is not back 60 s after its stop"
         sleep 0.2
     done
@@ -347,7 +344,7 @@ for pid in "${WORKERS[@]}"; do
     p2m_forget "$pid"
 done
 sample
-echo "soak: traffic ended after $((($(now_ms) - T0_MS) / 1000))s"
+echo "soak: traffic ended after $((($(p2m_now_ms) - T0_MS) / 1000))s"
 ((${#TERM_FAILED[@]} == 0)) || fail "$(printf '%s\n' "${TERM_FAILED[@]}")"
 p2m_ok
 
@@ -474,7 +471,7 @@ for name in web plain tcp term kill echo relay registrar; do
     *) pid=${POD_PID[$name]} ;;
     esac
     kill -TERM "$pid"
-    p2m_wait_until -t 30 "$name exits on SIGTERM" dead "$pid"
+    p2m_wait_until -t 30 "$name exits on SIGTERM" p2m_dead "$pid"
     rc=0
     wait "$pid" || rc=$?
     p2m_forget "$pid"

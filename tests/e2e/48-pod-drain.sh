@@ -14,29 +14,12 @@ p2m_require socat jq ss sha256sum
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-pod tools/pipe2me-admin
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 POOL=3
+P2M_POOL=$POOL
 LABEL=drain
 
-# idle_none: the relay holds no idle pre-connection for the label (the field goes at 0).
-idle_none() {
-    local n
-    n=$(rcli HGET p2m:idle:r1 "$LABEL")
-    [[ -z $n || $n == 0 ]]
-}
-
-# start_pod LOG [ARGS...]: the pod in front of the TCP echo, its output in $T/LOG.log, the same
-# state dir every time (the session it keeps spares a TOTP step per start); waits until its pool is
-# full and the relay counts it idle. Sets POD_PID and POD_LOG.
-start_pod() {
-    local since
-    POD_LOG=$1
-    shift
-    since=$(date +%s)
-    p2m_bg "$POD_LOG" "$POD_BIN" register --provision "$T/pod.json" --forward "127.0.0.1:$ECHO_TCP" --cacert "$T/state/ca.pem" \
-        --state-dir "$T/podstate" --pool "$POOL" "$@"
-    POD_PID=$P2M_BG_PID
-    p2m_wait_until "pod ($POD_LOG) fills its pool" p2m_pool_full "$T/podstate" "$POOL" "$since"
-    p2m_wait_until "the relay counts $POOL idle for $LABEL" p2m_redis_is "$POOL" HGET p2m:idle:r1 "$LABEL"
-}
+# Every pod below runs in front of the TCP echo with the same state dir (the session it keeps spares
+# a TOTP step per start), its output in $T/$POD_LOG.log; p2m_start_pod waits until its pool is full
+# and the relay counts it idle, and sets POD_PID.
 
 # term_pod: SIGTERM, and the pod logs that it stops (a check).
 term_pod() {
@@ -70,8 +53,6 @@ consumer() {
     CONSUMER_PID=$P2M_BG_PID
 }
 
-# size_at_least FILE N
-size_at_least() { (($(stat -c %s "$1") >= $2)); }
 
 # consumer_done NAME: the consumer exited with status 0 and wrote nothing on stderr (no reset).
 consumer_done() {
@@ -104,7 +85,8 @@ p2m_wait_until "the echo service listens" p2m_listening "$ECHO_TCP"
 expect_status 0 "$POD_BIN" --help
 expect_match '--drain-timeout S' "$(cat "$OUT")" "--help shows --drain-timeout"
 
-start_pod pod-inflight --log-level debug
+POD_LOG=pod-inflight
+p2m_start_pod -f "$T/pod.json" -d "$T/podstate" -o "$POD_LOG" -w both pod "$LABEL" "127.0.0.1:$ECHO_TCP" --log-level debug
 p2m_consumer_port Q https "$LABEL"
 
 # ---------------------------------------------------------------- a transfer in flight
@@ -118,13 +100,13 @@ mkfifo "$T/inflight.fifo"
 consumer inflight 60 "$T/inflight.fifo" "$T/inflight.out"
 exec 7>"$T/inflight.fifo"
 cat "$T/part1" >&7
-p2m_wait_until "the first MiB is echoed back" size_at_least "$T/inflight.out" $((1 << 20))
+p2m_wait_until "the first MiB is echoed back" p2m_size_at_least "$T/inflight.out" $((1 << 20))
 # The consumer took a pre-connection: once the pod has replaced it, every idle one is counted below.
 p2m_wait_until "the relay counts $POOL idle again" p2m_redis_is "$POOL" HGET p2m:idle:r1 "$LABEL"
 
 term_pod
 # The pool is given back while the tunnel still runs: the relay joins nobody else to this pod.
-p2m_wait_until "the relay's idle count for $LABEL drops to 0" idle_none
+p2m_wait_until "the relay's idle count for $LABEL drops to 0" p2m_idle_is 0 "$LABEL"
 p2m_wait_until "the pod's status says draining" pod_state_is draining
 expect_eq "$POOL" "$(p2m_log_count "$POD_LOG" 'event=preconn_close .*reason="draining"')" "every idle pre-connection closed"
 p2m_alive "$POD_PID" || fail "the pod exited with a tunnel in flight"
@@ -147,7 +129,8 @@ expect_eq stopped "$(jq -r .state "$T/podstate/status.json")" "status after exit
 
 # ---------------------------------------------------------------- --drain-timeout 1 and a silent consumer
 
-start_pod pod-bound --drain-timeout 1
+POD_LOG=pod-bound
+p2m_start_pod -f "$T/pod.json" -d "$T/podstate" -o "$POD_LOG" -w both pod "$LABEL" "127.0.0.1:$ECHO_TCP" --drain-timeout 1
 mkfifo "$T/silent.fifo"
 consumer silent 1 "$T/silent.fifo" "$T/silent.out"
 exec 7>"$T/silent.fifo"
@@ -170,7 +153,8 @@ exec 7>&-
 
 # The pod is held with SIGSTOP while the consumer connects and sends: the relay joins it to an idle
 # pre-connection and its bytes wait in the pod's socket, unread. Then SIGTERM, then SIGCONT.
-start_pod pod-waiting --log-level debug
+POD_LOG=pod-waiting
+p2m_start_pod -f "$T/pod.json" -d "$T/podstate" -o "$POD_LOG" -w both pod "$LABEL" "127.0.0.1:$ECHO_TCP" --log-level debug
 printf 'early request' >"$T/early.in"
 kill -STOP "$POD_PID"
 consumer early 60 "$T/early.in" "$T/early.out"
@@ -185,11 +169,12 @@ drained_line
 expect_match "event=drained label=$LABEL tunnels_left=0 " "$DRAINED" "drained with no tunnel left"
 expect_eq 1 "$(p2m_log_count "$POD_LOG" 'event=preconn_alive')" "one pre-connection came alive"
 expect_eq $((POOL - 1)) "$(p2m_log_count "$POD_LOG" 'event=preconn_close .*reason="draining"')" "the others were given back"
-p2m_wait_until "the relay's idle count for $LABEL is 0" idle_none
+p2m_wait_until "the relay's idle count for $LABEL is 0" p2m_idle_is 0 "$LABEL"
 
 # ---------------------------------------------------------------- a second SIGTERM
 
-start_pod pod-twice --drain-timeout 600
+POD_LOG=pod-twice
+p2m_start_pod -f "$T/pod.json" -d "$T/podstate" -o "$POD_LOG" -w both pod "$LABEL" "127.0.0.1:$ECHO_TCP" --drain-timeout 600
 mkfifo "$T/twice.fifo"
 consumer twice 1 "$T/twice.fifo" "$T/twice.out"
 exec 7>"$T/twice.fifo"
@@ -210,7 +195,8 @@ exec 7>&-
 
 # ---------------------------------------------------------------- --drain-timeout 0: as before
 
-start_pod pod-zero --drain-timeout 0
+POD_LOG=pod-zero
+p2m_start_pod -f "$T/pod.json" -d "$T/podstate" -o "$POD_LOG" -w both pod "$LABEL" "127.0.0.1:$ECHO_TCP" --drain-timeout 0
 mkfifo "$T/zero.fifo"
 consumer zero 1 "$T/zero.fifo" "$T/zero.out"
 exec 7>"$T/zero.fifo"
@@ -224,4 +210,4 @@ expect_eq 0 "$(p2m_log_count "$POD_LOG" 'reason="draining"')" "--drain-timeout 0
 p2m_wait_until "the consumer sees the close" p2m_dead "$CONSUMER_PID"
 p2m_kill "$CONSUMER_PID"
 exec 7>&-
-p2m_wait_until "the relay's idle count for $LABEL is 0 after the stop" idle_none
+p2m_wait_until "the relay's idle count for $LABEL is 0 after the stop" p2m_idle_is 0 "$LABEL"

@@ -133,7 +133,7 @@ scan "$PASSES"
 p2m_ok
 
 # Every refusal is accounted for once the flush (every 10 s) has logged the counts.
-p2m_wait_until -t $((3 * INTERVAL_S)) "full lines + counts reported = $REFUSED refusals" accounted_is "$REFUSED"
+p2m_wait_until -t $((6 * INTERVAL_S)) "full lines + counts reported = $REFUSED refusals" accounted_is "$REFUSED"
 lines=$(($(full_lines) + $(repeat_lines)))
 bound=$(($(reasons) * (1 + (ELAPSED_MS + INTERVAL_S * 1000 - 1) / (INTERVAL_S * 1000) + 1)))
 echo "relay log: $lines lines for $REFUSED refusals from $SCANNER ($(full_lines) in full, $(repeat_lines) repeat lines; bound $bound)"

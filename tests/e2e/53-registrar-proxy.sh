@@ -256,10 +256,11 @@ expect_px() {
     expect_eq "$1" "$(pj ".[$n].status")" "$3: status"
     expect_eq "$2" "$(pj ".[$n].body" | sed -n 1p)" "$3: body (first line)"
 }
-# expect_closed DESC: the registrar closed the connection without answering, within 5 s.
+# expect_closed DESC: the registrar closed the connection without answering, before the 10-s
+# PROXY line timeout could have (at once when the machine is idle; the margin is for a loaded one).
 expect_closed() {
     expect_eq true "$(pj .closed)" "$1: closed by the registrar"$'\n'"$(cat "$T/px.json")"
-    (($(pj '.seconds | floor') < 5)) || fail "$1: closed only after $(pj .seconds) s"
+    (($(pj '.seconds | floor') < 9)) || fail "$1: closed only after $(pj .seconds) s"
     p2m_ok
 }
 # refusals_of PEER REASON: refusals of (PEER, REASON) the log accounts for: the lines in full plus
@@ -273,13 +274,6 @@ refusals_of() {
 }
 refusals_are() { [[ $(refusals_of "$1" "$2") == "$3" ]]; }
 
-# wrong_code POD: a 6-digit code that matches none of POD's steps from now-1 to now+2.
-wrong_code() {
-    local cur=$(($(date +%s) / 30)) s n=500000 codes=" "
-    for ((s = cur - 1; s <= cur + 2; s++)); do codes+="$(p2m_totp_code "${P2M_SECRET[$1]}" "$s") "; done
-    while [[ $codes == *" $(printf '%06d' "$n") "* ]]; do n=$((n + 1)); done
-    CODE_=$(printf '%06d' "$n")
-}
 
 # ---------------------------------------------------------------- setup
 
@@ -367,12 +361,12 @@ p2m_wait_until "the redirect line names the consumer, via=sni" \
     p2m_log_has registrar "event=redirect status=307 label=demo .* addr=$CONSUMER .*reason=\"ok\" via=sni$"
 
 # The rate limits count the consumer's address, over IPv4 and IPv6 lines alike.
-wrong_code rl
+p2m_wrong_code "${P2M_SECRET[rl]}"
 px --sni "$DOMAIN" --proxy "PROXY TCP4 198.51.100.9 127.0.0.1 40001 443" \
     --req "PUT|$DOMAIN|/register/rl|Authorization: $(p2m_totp_auth rl "$CODE_")"
 expect_px 401 "authentication failed" "a wrong code through the PROXY listener"
 expect_eq 1 "$(rcli HGET p2m:limit:pair:rl:198.51.100.9 n)" "the strike counts against the consumer's address"
-wrong_code six
+p2m_wrong_code "${P2M_SECRET[six]}"
 px --sni "$DOMAIN" --proxy "PROXY TCP6 2001:db8::7 ::1 40002 443" --req "PUT|$DOMAIN|/register/six|Authorization: $(p2m_totp_auth six "$CODE_")"
 expect_px 401 "authentication failed" "a wrong code through the PROXY listener, TCP6"
 expect_eq 1 "$(rcli HGET p2m:limit:pair:six:2001:db8::7 n)" "the strike counts against the consumer's IPv6 address"
@@ -381,7 +375,7 @@ p2m_wait_until "the refusal's log line names the IPv6 consumer" \
     p2m_log_has registrar "event=register status=401 label=six .* addr=2001:db8::7 .*via=sni$"
 
 # Requests on the HTTPS listener are not marked.
-wrong_code rl
+p2m_wrong_code "${P2M_SECRET[rl]}"
 hreq -X PUT -H "Authorization: $(p2m_totp_auth rl "$CODE_")" "$BASE/register/rl"
 expect_http 401 "a wrong code on the HTTPS listener"
 p2m_wait_until "its log line" p2m_log_has registrar "event=register status=401 label=rl .* addr=127\.0\.0\.1 "

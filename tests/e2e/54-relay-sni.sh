@@ -29,8 +29,7 @@ p2m_free_port ECHO_HTTP
 p2m_bg echo "$POD_BIN" test --forward-http "$ECHO_HTTP"
 p2m_wait_until "the echo service listens" p2m_listening "$ECHO_HTTP"
 p2m_start_pod demo demo "127.0.0.1:$ECHO_HTTP" --tls-terminate
-idle_is() { p2m_redis_is "$1" HGET p2m:idle:r1 demo; }
-p2m_wait_until "the relay holds the pool" idle_is "$P2M_POOL"
+p2m_wait_until "the relay holds the pool" p2m_idle_is "$P2M_POOL" demo
 
 # ---------------------------------------------------------------- a consumer, no redirect
 
@@ -41,7 +40,7 @@ expect_match "^GET /hello HTTP/1.1" "$(head -n 1 "$T/resp.b")" "the pod's echo, 
 got=$(curl -4 -sS --max-time 10 --cacert "$P2M_CA" -o /dev/null -w '%{http_code} %{num_redirects}' -L "https://demo.$DOMAIN:$SNI/again")
 expect_eq "200 0" "$got" "curl -L: 200 and no redirect"
 p2m_wait_until "the relay logged the SNI consumers' tunnels" p2m_log_has relay "event=tunnel_join lease=$SNI label=demo .*sni=1"
-p2m_wait_until "the pool is full again" idle_is "$P2M_POOL"
+p2m_wait_until "the pool is full again" p2m_idle_is "$P2M_POOL" demo
 
 # ---------------------------------------------------------------- the registrar's names
 

@@ -62,8 +62,6 @@ EOF
 
 # The client's PUT lines, by status.
 puts() { grep -c "^put .*status=$1 " "$T/$2.log" || true; }
-# The relay's idle count of taas (the field is gone at 0).
-idle_is() { local n; n=$(rcli HGET p2m:idle:r1 taas); [[ ${n:-0} == "$1" ]]; }
 
 # ---------------------------------------------------------------- setup
 
@@ -88,7 +86,7 @@ expect_status 0 curl -sS --max-time 10 --cacert "$P2M_CA" -o /dev/null "$URL/cac
 t0=$(date +%s)
 p2m_bg taas1 bash "$T/taas-client.sh" taas "$SECRET" 8 "$URL" taas "$P2M_CA" "$ECHO" "$POOL" "$TAAS_SECS"
 CLIENT=$P2M_BG_PID
-p2m_wait_until "the relay holds $POOL idle pre-connections of taas" idle_is "$POOL"
+p2m_wait_until "the relay holds $POOL idle pre-connections of taas" p2m_idle_is "$POOL" taas
 # The first fill: one code, four PUTs, all 200 (three of them reusing the code).
 head -n "$POOL" "$T/taas1.log" >"$T/first"
 expect_eq "$POOL" "$(grep -c ' status=200 ' "$T/first")" "the first $POOL PUTs are 200"$'\n'"$(cat "$T/taas1.log")"
@@ -104,7 +102,7 @@ while (($(date +%s) < t0 + TAAS_SECS - 20)); do
     got=$(printf 'taas-%s\n' "$served" | socat -t 5 -T 10 - "TCP:127.0.0.1:$Q") || fail "consumer $served: socat failed"
     expect_eq "taas-$served" "$got" "consumer $served: the echo through a TAAS pre-connection"
     served=$((served + 1))
-    p2m_wait_until -t 60 "the client refilled its pool after consumer $served" idle_is "$POOL"
+    p2m_wait_until -t 60 "the client refilled its pool after consumer $served" p2m_idle_is "$POOL" taas
     p2m_pool_full "$T/demo" 2 || fail "the pipe2me pod at the same address lost its pool"
     sleep 10
 done
@@ -125,7 +123,7 @@ expect_eq 0 "$(p2m_log_count registrar 'event=register status=\(401\|429\) .*pod
 # ---------------------------------------------------------------- 2. without token reuse
 
 expect_status 0 admin pod set taas --token-reuse none
-p2m_wait_until "the first client's pre-connections are gone" idle_is 0
+p2m_wait_until "the first client's pre-connections are gone" p2m_idle_is 0 taas
 p2m_bg taas2 bash "$T/taas-client.sh" taas "$SECRET" 8 "$URL" taas "$P2M_CA" "$ECHO" "$POOL" 45
 CLIENT=$P2M_BG_PID
 p2m_wait_until "the second client is refused" p2m_log_count_above taas2 'status=401 body=token already used' 2

@@ -19,14 +19,6 @@ p2m_require curl oathtool jq socat ss cmp
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-pod tools/pipe2me-admin
 GUESSES=100
 
-# wrong_code SECRET: sets CODE_ to a 6-digit code that matches none of SECRET's steps from now-1
-# to now+2.
-wrong_code() {
-    local cur=$(($(date +%s) / 30)) s n=$((RANDOM * 30 % 1000000)) codes=" "
-    for ((s = cur - 1; s <= cur + 2; s++)); do codes+="$(p2m_totp_code "$1" "$s") "; done
-    while [[ $codes == *" $(printf '%06d' "$n") "* ]]; do n=$(((n + 1) % 1000000)); done
-    CODE_=$(printf '%06d' "$n")
-}
 
 # consume LABEL Q N: one consumer through consumer port Q, its echo checked; then the pod of LABEL
 # (state in $T/LABEL, pool of 2) has its pool back.
@@ -56,7 +48,7 @@ p2m_bg b "$P2M_BUILD_DIR/pod/pipe2me-pod" register --provision "$T/b-broken.json
 # ---------------------------------------------------------------- 1. no enumeration
 
 # From two fresh addresses, so that the limiters are in the same state for both.
-wrong_code "$SECRET_A"
+p2m_wrong_code "$SECRET_A"
 curl -4 -sS --max-time 10 --cacert "$P2M_CA" --interface 127.0.0.20 -X PUT -D "$T/nopod.h" -o "$T/nopod.b" \
     -H "Authorization: $(p2m_totp_auth nosuchpod "$CODE_")" "$BASE/register/a"
 curl -4 -sS --max-time 10 --cacert "$P2M_CA" --interface 127.0.0.21 -X PUT -D "$T/badtoken.h" -o "$T/badtoken.b" \
@@ -76,7 +68,7 @@ first_guess=$(($(wc -l <"$T/registrar.log") + 1))
 declare -A STATUS=() BACKED_OFF=()
 for ((i = 1; i <= GUESSES; i++)); do
     src=127.0.0.$((9 + i % 2))
-    wrong_code "$SECRET_A"
+    p2m_wrong_code "$SECRET_A"
     hreq --interface "$src" -X PUT -H "Authorization: $(p2m_totp_auth a "$CODE_")" "$BASE/register/a"
     expect_http '401|429' "guess $i from $src"
     STATUS[$CODE]=$((${STATUS[$CODE]:-0} + 1))

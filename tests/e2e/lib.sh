@@ -21,9 +21,10 @@ P2M_E2E_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 : "${P2M_BUILD_DIR:=$P2M_SOURCE_DIR/build}"
 export P2M_SOURCE_DIR P2M_BUILD_DIR
 
+# shellcheck source=common.sh
+. "$P2M_E2E_DIR/common.sh"
+
 P2M_TEST=$(basename -- "$0" .sh)
-P2M_PIDS=()         # every pid p2m_bg started and has not reaped yet
-P2M_PORTS_GIVEN=" " # ports p2m_free_port handed out, so that two calls never agree
 P2M_CHECKS=0        # assertions passed
 P2M_REDIS_PID=
 
@@ -37,85 +38,13 @@ ERR=$T/stderr
 P2M_CA=$T/state/ca.pem # the CA hreq and the other curl helpers trust: the registrar's, unless a test sets another
 
 # ---------------------------------------------------------------- processes
-
-# Prints the state letter of PID (R, S, Z, ...) if it is a child of this shell; fails
-# otherwise, so that a pid the kernel has since given to someone else is never touched.
-p2m_child_state() {
-    local stat rest state ppid
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    rest=${stat##*) }
-    read -r state ppid _ <<<"$rest"
-    [[ $ppid == "$$" ]] || return 1
-    echo "$state"
-}
-
-# True while PID is our child and not yet a zombie.
-p2m_alive() {
-    local state
-    state=$(p2m_child_state "$1") || return 1
-    [[ $state != Z ]]
-}
-
-p2m_forget() {
-    local keep=() pid
-    for pid in "${P2M_PIDS[@]}"; do
-        [[ $pid == "$1" ]] || keep+=("$pid")
-    done
-    P2M_PIDS=("${keep[@]}")
-}
-
-# p2m_bg NAME CMD...: runs CMD in the background, output appended to $T/NAME.log. Sets
-# P2M_BG_PID and records it for p2m_kill and the exit trap.
-p2m_bg() {
-    local name=$1
-    shift
-    "$@" </dev/null >>"$T/$name.log" 2>&1 &
-    P2M_BG_PID=$!
-    P2M_PIDS+=("$P2M_BG_PID")
-}
-
-# p2m_kill PID [SECONDS]: TERM, then KILL if it still runs after SECONDS (default 5); reaps it.
-p2m_kill() {
-    local pid=$1 limit=${2:-5} i
-    if p2m_alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < limit * 10; i++)); do
-            p2m_alive "$pid" || break
-            sleep 0.1
-        done
-        if p2m_alive "$pid"; then
-            echo "e2e: pid $pid still runs ${limit}s after TERM; sending KILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-    p2m_forget "$pid"
-}
+# (p2m_bg, p2m_kill, p2m_alive, p2m_dead: common.sh)
 
 p2m_cleanup() {
-    local rc=$? pid f i
+    local rc=$? f
     set +eE
     trap - EXIT ERR
-    # TERM everything first, then give all of them one bounded wait.
-    for pid in "${P2M_PIDS[@]}"; do
-        p2m_alive "$pid" && kill -TERM "$pid" 2>/dev/null
-    done
-    for ((i = 0; i < 50; i++)); do
-        local running=0
-        for pid in "${P2M_PIDS[@]}"; do
-            p2m_alive "$pid" && running=1
-        done
-        ((running)) || break
-        sleep 0.1
-    done
-    for pid in "${P2M_PIDS[@]}"; do
-        if p2m_alive "$pid"; then
-            echo "e2e: pid $pid still runs 5s after TERM; sending KILL" >&2
-            kill -KILL "$pid" 2>/dev/null
-        fi
-        wait "$pid" 2>/dev/null
-    done
-    P2M_PIDS=()
+    p2m_stop_all
 
     if ((rc != 0)); then
         echo "e2e: $P2M_TEST FAILED (status $rc) after $P2M_CHECKS checks passed" >&2
@@ -147,13 +76,13 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- assertions
 
-# The test-script line that led here: the innermost caller outside lib.sh and, when that line is
+# The test-script line that led here: the innermost caller outside lib.sh and common.sh and, when that line is
 # inside one of the script's own helpers, the line of the script that called the helper
 # ("10-registrar-register.sh:95 (from line 240)").
 p2m_where() {
     local i n=${#BASH_SOURCE[@]} outer
     for ((i = 1; i < n; i++)); do
-        if [[ ${BASH_SOURCE[i]} != "${BASH_SOURCE[0]}" ]]; then
+        if [[ ${BASH_SOURCE[i]} != "${BASH_SOURCE[0]}" && ${BASH_SOURCE[i]} != "$P2M_E2E_DIR/common.sh" ]]; then
             outer=${BASH_LINENO[n - 2]}
             if ((i < n - 1)) && [[ $outer != "${BASH_LINENO[i - 1]}" ]]; then
                 echo "$(basename -- "${BASH_SOURCE[i]}"):${BASH_LINENO[i - 1]} (from line $outer)"
@@ -258,81 +187,7 @@ expect_empty() {
 }
 
 # ---------------------------------------------------------------- ports and config
-
-# p2m_port_free PORT: nothing on 127.0.0.1 uses TCP PORT (any state) and we did not hand it out.
-p2m_port_free() {
-    [[ $P2M_PORTS_GIVEN != *" $1 "* ]] || return 1
-    if command -v ss >/dev/null; then
-        [[ -z $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]
-    else
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 1
-        fi
-    fi
-}
-
-# The window p2m_free_port and p2m_free_port_range pick from, P2M_PORT_BASE..+P2M_PORT_SPAN-1:
-# outside the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range), so that outgoing
-# connections cannot take a port we hand out, and a relay range from here draws no
-# event=port_range_ephemeral warning. Up to 12,000 ports just below the range's start, from 1024
-# (20000-31999 when it starts at 32000 or above, as Linux's default 32768); above its end when
-# there are fewer than 1,000 below and more above; 20000-31999 as before when the file cannot be
-# read or neither side has 100 ports.
-p2m_port_window() {
-    local elo ehi base below above
-    P2M_PORT_BASE=20000 P2M_PORT_SPAN=12000
-    read -r elo ehi _ 2>/dev/null </proc/sys/net/ipv4/ip_local_port_range || return 0
-    [[ $elo =~ ^[0-9]{1,5}$ && $ehi =~ ^[0-9]{1,5}$ ]] && ((elo <= ehi && ehi <= 65535)) || return 0
-    base=$((elo - 12000 > 20000 ? 20000 : (elo - 12000 < 1024 ? 1024 : elo - 12000)))
-    below=$((elo - base < 12000 ? elo - base : 12000))
-    above=$((65535 - ehi < 12000 ? 65535 - ehi : 12000))
-    if ((below >= 1000 || (below >= above && below >= 100))); then
-        P2M_PORT_BASE=$base P2M_PORT_SPAN=$below
-    elif ((above >= 100)); then
-        P2M_PORT_BASE=$((ehi + 1)) P2M_PORT_SPAN=$above
-    fi
-}
-p2m_port_window
-
-# p2m_free_port VAR: sets VAR to a free TCP port outside the ephemeral range (so that outgoing
-# connections do not take it meanwhile).
-p2m_free_port() {
-    local tries port
-    for ((tries = 0; tries < 500; tries++)); do
-        port=$((P2M_PORT_BASE + RANDOM % P2M_PORT_SPAN))
-        if p2m_port_free "$port"; then
-            P2M_PORTS_GIVEN+="$port "
-            printf -v "$1" '%s' "$port"
-            return 0
-        fi
-    done
-    fail "no free TCP port found"
-}
-
-# p2m_free_port_range VAR_LO VAR_HI N: N consecutive free ports, in the same window.
-p2m_free_port_range() {
-    local tries lo p ok
-    (($3 < P2M_PORT_SPAN)) || fail "no room for $3 ports in $P2M_PORT_BASE-$((P2M_PORT_BASE + P2M_PORT_SPAN - 1))"
-    for ((tries = 0; tries < 500; tries++)); do
-        lo=$((P2M_PORT_BASE + RANDOM % (P2M_PORT_SPAN - $3)))
-        ok=1
-        for ((p = lo; p < lo + $3; p++)); do
-            p2m_port_free "$p" || {
-                ok=0
-                break
-            }
-        done
-        if ((ok)); then
-            for ((p = lo; p < lo + $3; p++)); do
-                P2M_PORTS_GIVEN+="$p "
-            done
-            printf -v "$1" '%s' "$lo"
-            printf -v "$2" '%s' "$((lo + $3 - 1))"
-            return 0
-        fi
-    done
-    fail "no $3 consecutive free TCP ports found"
-}
+# (p2m_free_port, p2m_free_port_range, p2m_listening: common.sh)
 
 # p2m_write_config [JSON [FILE]]: writes FILE (default $T/pipe2me.json) for loopback use on
 # fresh ports, with JSON (an object) merged over it recursively, and exports P2M_CONFIG=FILE and
@@ -375,7 +230,7 @@ rcli() {
 }
 
 # p2m_start_redis [ARGS...]: starts a private redis-server (AOF on, no RDB) on $T/redis.sock, with
-# ARGS as further options (`--key-load-delay 100`), waits up to 10 s for it to answer and exports
+# ARGS as further options (`--key-load-delay 100`), waits (300 tries, 0.1 s apart) for it to answer and exports
 # P2M_REDIS_SOCK. Its data stays in $T across restarts.
 p2m_start_redis() {
     local i
@@ -385,12 +240,12 @@ p2m_start_redis() {
     p2m_bg redis redis-server --port 0 --unixsocket "$P2M_REDIS_SOCK" --unixsocketperm 700 --dir "$T" \
         --appendonly yes --daemonize no --save '' "$@"
     P2M_REDIS_PID=$P2M_BG_PID
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 300; i++)); do
         [[ $(rcli ping 2>/dev/null) == PONG ]] && return 0
         p2m_alive "$P2M_REDIS_PID" || fail "redis-server exited while starting (see redis.log)"
         sleep 0.1
     done
-    fail "redis-server did not answer on $P2M_REDIS_SOCK within 10s"
+    fail "redis-server did not answer on $P2M_REDIS_SOCK after 300 tries"
 }
 
 # p2m_stop_redis: stops it gracefully (the AOF is flushed) and waits for it to exit.
@@ -496,39 +351,12 @@ p2m_require_built() {
 }
 
 # ---------------------------------------------------------------- polling
-
-# p2m_wait_until [-t SECONDS] DESC CMD...: polls CMD (every 0.1 s, at most SECONDS, default
-# $P2M_WAIT_SECONDS or 20) until it succeeds, which counts as a check; fails the test with DESC
-# otherwise. CMD's stderr is discarded.
-p2m_wait_until() {
-    local limit=${P2M_WAIT_SECONDS:-20} desc i
-    if [[ $1 == -t ]]; then
-        limit=$2
-        shift 2
-    fi
-    desc=$1
-    shift
-    for ((i = 0; i < limit * 10; i++)); do
-        "$@" 2>/dev/null && {
-            p2m_ok
-            return 0
-        }
-        sleep 0.1
-    done
-    fail "timed out after ${limit}s waiting until $desc"
-}
+# (p2m_wait_until, p2m_listening, p2m_dead: common.sh)
 
 # Predicates for p2m_wait_until (and for plain if/||).
 
 # p2m_redis_is WANT ARGS...: `rcli ARGS` prints exactly WANT.
 p2m_redis_is() { [[ $(rcli "${@:2}") == "$1" ]]; }
-
-# p2m_listening PORT: something listens on TCP PORT. p2m_not_listening PORT: nothing does.
-p2m_listening() { [[ -n $(ss -Htln "( sport = :$1 )") ]]; }
-p2m_not_listening() { ! p2m_listening "$1"; }
-
-# p2m_dead PID: PID, which p2m_bg started, has exited (a zombie counts as exited).
-p2m_dead() { ! p2m_alive "$1"; }
 
 # p2m_log_has NAME REGEX: a line of $T/NAME.log matches the basic REGEX.
 p2m_log_has() { grep -q -- "$2" "$T/$1.log"; }
@@ -544,6 +372,9 @@ p2m_file_is() { [[ -f $1 && $(cat "$1") == "$2" ]]; }
 
 # p2m_now_ms: the time in milliseconds, for the durations tests print.
 p2m_now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+
+# p2m_size_at_least FILE N: FILE exists and holds N bytes or more.
+p2m_size_at_least() { (($(stat -c %s "$1" 2>/dev/null || echo 0) >= $2)); }
 
 # expect_log_clean NAME [REGEX]: no line of $T/NAME.log matches the extended REGEX (default: an
 # error line or a sanitizer report, $P2M_LOG_ERRORS).
@@ -683,6 +514,60 @@ p2m_totp_fresh() {
 # p2m_totp_auth ID CODE: the Authorization value for a TOTP code.
 p2m_totp_auth() { printf 'TOTP username="%s", response="%s"' "$1" "$2"; }
 
+# p2m_wrong_code SECRET: sets CODE_ to a 6-digit code that matches none of SECRET's steps from
+# now-1 to now+2 (so no step is spent by a request that carries it).
+p2m_wrong_code() {
+    local cur=$(($(date +%s) / 30)) s n=$((RANDOM * 30 % 1000000)) codes=" "
+    for ((s = cur - 1; s <= cur + 2; s++)); do codes+="$(p2m_totp_code "$1" "$s") "; done
+    while [[ $codes == *" $(printf '%06d' "$n") "* ]]; do n=$(((n + 1) % 1000000)); done
+    CODE_=$(printf '%06d' "$n")
+}
+
+# p2m_reg [-s SRC] [-b BODY] LABEL AUTH: PUT /register/LABEL to the registrar's HTTPS listener
+# (hreq), from source address SRC when given, with Authorization AUTH ("" sends none) and, with
+# -b, BODY as application/json (even when empty). Sets REG_PORT to the port of a 200's body, else "".
+p2m_reg() {
+    local args=()
+    while [[ $1 == -[sb] ]]; do
+        case $1 in
+        -s) args+=(--interface "$2") ;;
+        -b) args+=(-H 'Content-Type: application/json' --data-binary "$2") ;;
+        esac
+        shift 2
+    done
+    [[ -z $2 ]] || args+=(-H "Authorization: $2")
+    hreq -X PUT "${args[@]}" "https://pipe2me.localhost:$P2M_HTTPS_PORT/register/$1"
+    # shellcheck disable=SC2034 # the tests read it
+    REG_PORT=''
+    [[ $CODE != 200 ]] || REG_PORT=$(body | sed 's/.*://')
+}
+
+# p2m_lease [-r RELAY] [-c CONNS] [-t CREATED] [-w] PORT KIND LABEL POD ADDR TTL: writes the lease
+# p2m:lease:PORT as the registrar does (kind, label, pod, addr, created: CREATED or now) with a TTL
+# of TTL s. With -r, for relay RELAY: relay and state pending too (and conns CONNS with -c), and
+# announces it on p2m:relay:RELAY; with -w as well, waits (two checks) until the relay bound it
+# and listens on PORT. Without -r it is a record only, as pipe2me-admin lists it.
+p2m_lease() {
+    local relay='' created='' wait=0 fields=()
+    while [[ $1 == -[rctw] ]]; do
+        case $1 in
+        -r) relay=$2 ;;
+        -c) fields+=(conns "$2") ;;
+        -t) created=$2 ;;
+        -w) wait=1 && shift && continue ;;
+        esac
+        shift 2
+    done
+    [[ -z $relay ]] || fields=(relay "$relay" state pending "${fields[@]}")
+    rcli HSET "p2m:lease:$1" kind "$2" label "$3" pod "$4" addr "$5" created "${created:-$(date +%s)}" "${fields[@]}" >/dev/null
+    rcli EXPIRE "p2m:lease:$1" "$6" >/dev/null
+    [[ -n $relay ]] || return 0
+    rcli PUBLISH "p2m:relay:$relay" "lease $1" >/dev/null
+    ((wait)) || return 0
+    p2m_wait_until "lease $1 is bound" p2m_redis_is bound HGET "p2m:lease:$1" state
+    p2m_wait_until "port $1 listens" p2m_listening "$1"
+}
+
 # ---------------------------------------------------------------- the whole system
 
 # p2m_start_registrar [CONFIG [LOGNAME]]: starts pipe2me-registrar with CONFIG (default
@@ -704,8 +589,8 @@ p2m_start_relay() {
     [[ ! -e $T/$log.log ]] || subscribed=$(p2m_log_count "$log" event=redis_subscribed)
     p2m_bg "$log" "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$config"
     RELAY_PID=$P2M_BG_PID
-    p2m_wait_until "the relay heartbeat names ports $ports" p2m_redis_is "$ports" HGET "p2m:relay:$name" ports
-    p2m_wait_until "the relay is subscribed" p2m_log_count_above "$log" event=redis_subscribed "$subscribed"
+    p2m_wait_until -t 60 "the relay heartbeat names ports $ports" p2m_redis_is "$ports" HGET "p2m:relay:$name" ports
+    p2m_wait_until -t 60 "the relay is subscribed" p2m_log_count_above "$log" event=redis_subscribed "$subscribed"
 }
 
 # p2m_start_system [JSON]: redis-server, a config (relay "r1" on 32 fresh ports, wait_timeout 10,
@@ -724,8 +609,8 @@ p2m_start_system() {
     p2m_start_registrar "$P2M_CONFIG"
     p2m_bg relay "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$P2M_CONFIG"
     RELAY_PID=$P2M_BG_PID
-    p2m_wait_until "the registrar wrote its CA" test -s "$T/state/ca.pem"
-    p2m_wait_until "the registrar sees the relay" p2m_registrar_healthy
+    p2m_wait_until -t 60 "the registrar wrote its CA" test -s "$T/state/ca.pem"
+    p2m_wait_until -t 60 "the registrar sees the relay" p2m_registrar_healthy
 }
 
 # p2m_consumer_port VAR SCHEME LABEL: the registrar's SCHEME listener (https or http) must answer
@@ -751,18 +636,57 @@ p2m_pool_full() {
         ((BASH_REMATCH[1] > ${3:-0} && BASH_REMATCH[2] == $2))
 }
 
-# p2m_start_pod NAME LABEL FORWARD [ARGS...]: `pipe2me-pod register` for LABEL in front of FORWARD
-# with ARGS, provisioned from $T/NAME.json, its state in $T/NAME and its output in $T/NAME.log, a
-# pool of $P2M_POOL (default 2). Sets NAME_PID (upper case) and waits (a check) until the pod's
-# status says the pool is full.
+# p2m_start_pod [-f FILE] [-d DIR] [-o LOG] [-w WAIT] NAME LABEL FORWARD [ARGS...]: `pipe2me-pod
+# register` in front of FORWARD (HOST:PORT) with ARGS and a pool of $P2M_POOL (default 2),
+# provisioned from FILE (default $T/NAME.json; when it does not exist, `admin pod add NAME --label
+# LABEL` writes it first), its state in DIR (default $T/NAME), its output appended to $T/LOG.log
+# (default NAME), and --label LABEL unless LABEL is "" (then the provisioning file's label). Sets
+# NAME_PID (upper case) and P2M_BG_PID. WAIT says what to wait for, a check each, 60 s at most (a
+# loaded machine registers slowly): pool (the default), until a status the pod wrote after it
+# started says its pool is full; relay, until the relay counts $P2M_POOL idle pre-connections of
+# LABEL (p2m_idle_is); both; none.
 p2m_start_pod() {
-    local name=$1 label=$2 fwd=$3
+    local file='' dir='' log='' wait=pool name label fwd since labelarg=() pool=${P2M_POOL:-2} pid
+    while [[ $1 == -[fdow] ]]; do
+        case $1 in
+        -f) file=$2 ;;
+        -d) dir=$2 ;;
+        -o) log=$2 ;;
+        -w) wait=$2 ;;
+        esac
+        shift 2
+    done
+    name=$1 label=$2 fwd=$3
     shift 3
-    p2m_bg "$name" "$P2M_BUILD_DIR/pod/pipe2me-pod" register --provision "$T/$name.json" --label "$label" --forward "$fwd" \
-        --cacert "$T/state/ca.pem" --state-dir "$T/$name" --pool "${P2M_POOL:-2}" "$@"
-    printf -v "${name^^}_PID" '%s' "$P2M_BG_PID"
-    p2m_wait_until "pod $name fills its pool" p2m_pool_full "$T/$name" "${P2M_POOL:-2}"
+    file=${file:-$T/$name.json} dir=${dir:-$T/$name} log=${log:-$name}
+    [[ -z $label ]] || labelarg=(--label "$label")
+    [[ -e $file ]] || admin pod add "$name" --label "$label" -o "$file" >/dev/null ||
+        fail "p2m_start_pod: admin pod add $name failed"
+    since=$(($(date +%s) - 1))
+    p2m_bg "$log" "$P2M_BUILD_DIR/pod/pipe2me-pod" register --provision "$file" "${labelarg[@]}" --forward "$fwd" \
+        --cacert "$T/state/ca.pem" --state-dir "$dir" --pool "$pool" "$@"
+    pid=$P2M_BG_PID
+    printf -v "${name^^}_PID" '%s' "$pid"
+    case $wait in
+    pool | both) p2m_wait_until -t 60 "pod $name fills its pool" p2m_pool_full "$dir" "$pool" "$since" ;;&
+    relay | both) p2m_wait_until -t 60 "the relay counts $pool idle pre-connections of $label" p2m_idle_is "$pool" "$label" ;;
+    pool | none) ;;
+    *) fail "p2m_start_pod: -w $wait: expected pool, relay, both or none" ;;
+    esac
+    P2M_BG_PID=$pid
 }
+
+# p2m_idle_is N LABEL [RELAY]: relay RELAY (default $P2M_RELAY_NAME, else r1) counts N idle
+# pre-connections of LABEL in p2m:idle:RELAY. The field is removed when it reaches 0, so an absent
+# field is 0.
+p2m_idle_is() {
+    local n
+    n=$(rcli HGET "p2m:idle:${3:-${P2M_RELAY_NAME:-r1}}" "$2") || return 1
+    [[ ${n:-0} == "$1" ]]
+}
+
+# p2m_show_leases: `admin lease ls`, indented, for a test's progress output.
+p2m_show_leases() { admin lease ls | sed 's/^/    /'; }
 
 # expect_pod_secret_kept NAME: the secret in $T/NAME.json is in neither the log nor the status of
 # the pod p2m_start_pod NAME started.

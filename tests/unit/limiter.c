@@ -4,15 +4,11 @@
  * scripts must answer. Needs redis-server on PATH; the server is started on a unix socket in a
  * temp dir and stopped at the end. */
 #include "check.h"
-#include "redis_server.h"
 #include "p2m/store_cmd.h"
+#include "redis_server.h"
 
 #include <hiredis/hiredis.h>
-#include <signal.h>
 #include <stdint.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 /* Small numbers keep the table readable: 3 free failures, waits of 1, 2, 4, then 8 s at most. */
 static const p2m_auth_limits_t lim = {.free = 3, .window = 100, .backoff_max = 8};
@@ -177,13 +173,8 @@ static void seed(void)
 
 int main(void)
 {
-    char dir[] = "/tmp/p2m-limiter.XXXXXX", sock[128];
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    pid_t pid = test_redis_start(dir, sock, sizeof(sock), &rc);
-    if (!CHECK(pid > 0)) {
+    redis_server_t srv;
+    if (!CHECK(redis_server_start(&srv, "limiter", &rc) == 0)) {
         printf("redis-server did not start (is it installed?)\n");
         return check_done("limiter");
     }
@@ -258,6 +249,7 @@ int main(void)
     }
     CHECK_EQ_INT(reused, 31);
 
-    test_redis_stop(pid, rc, dir, sock);
+    redisFree(rc);
+    redis_server_stop(&srv);
     return check_done("limiter");
 }

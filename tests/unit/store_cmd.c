@@ -273,13 +273,8 @@ static void test_relay(void)
 
 int main(void)
 {
-    char dir[] = "/tmp/p2m-store-cmd.XXXXXX", sock[128];
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    pid_t pid = test_redis_start(dir, sock, sizeof(sock), &rc);
-    if (!CHECK(pid > 0)) {
+    redis_server_t srv;
+    if (!CHECK_EQ_INT(redis_server_start(&srv, "store-cmd", &rc), 0)) {
         printf("redis-server did not start (is it installed?)\n");
         return check_done("store_cmd");
     }
@@ -288,6 +283,7 @@ int main(void)
     test_leases();
     test_relay();
 
-    test_redis_stop(pid, rc, dir, sock);
+    redisFree(rc);
+    redis_server_stop(&srv);
     return check_done("store_cmd");
 }

@@ -1,0 +1,155 @@
+/* relay/match.c: consumers joined to idle pre-connections of the same service. A relay in this
+ * process (relay_harness.h) against a private redis-server; the test's sockets are the pods (on
+ * pre leases) and the consumers (on the service's consumer port). The oldest idle pre-connection
+ * is taken first and carries bytes both ways; a consumer with none waits in a FIFO queue and is
+ * joined at once when a pre-connection comes; a pre-connection of another service of the label is
+ * never taken; a waiting consumer that leaves leaves the queue; one nobody serves is closed after
+ * relay.wait_timeout (never sooner); a pre-connection whose pod left is never joined. */
+#include "relay_harness.h"
+
+static rh_t h;
+static unsigned next_port;
+
+static int nidle_is(rh_t *hh, void *arg)
+{
+    return hh->r->nidle == (size_t)(uintptr_t)arg;
+}
+
+static int nwaiting_is(rh_t *hh, void *arg)
+{
+    return hh->r->nwaiting == (size_t)(uintptr_t)arg;
+}
+
+/* A pod's pre-connection for service: a fresh pre lease, bound, then connected; waits until the
+ * relay counts idle pre-connections (nidle_after, or the wait queue shrinks when a consumer was
+ * waiting: then pass -1). */
+static int pod(const char *service, long nidle_after)
+{
+    unsigned p = next_port++;
+    char want[32];
+    rh_lease(&h, p, "pre", service, "pod1", "127.0.0.1", RH_NAME, "");
+    snprintf(want, sizeof(want), "%u ok", p);
+    if (!CHECK_EQ_STR(rh_answer(&h, p), want))
+        return -1;
+    int fd = rh_connect((uint16_t)p, NULL);
+    CHECK(fd >= 0);
+    if (nidle_after >= 0)
+        CHECK_MSG(rh_until(&h, nidle_is, (void *)(uintptr_t)nidle_after), "idle %zu, want %ld", h.r->nidle, nidle_after);
+    return fd;
+}
+
+/* A consumer on port q that sends what. */
+static int consumer(unsigned q, const char *what)
+{
+    int fd = rh_connect((uint16_t)q, NULL);
+    if (CHECK(fd >= 0))
+        CHECK(send(fd, what, strlen(what), 0) == (ssize_t)strlen(what));
+    return fd;
+}
+
+/* peer reads exactly want (and nothing more arrives meanwhile). */
+static void expect_reads(int fd, const char *want, const char *who)
+{
+    rh_peer_t p = {.fd = fd};
+    CHECK_MSG(rh_until(&h, rh_peer_has, &p), "%s read nothing", who);
+    while (p.len < strlen(want) && !p.eof && rh_until(&h, rh_peer_has, &p) && p.len < strlen(want))
+        ;
+    CHECK_MSG(strcmp(p.buf, want) == 0 && !p.eof, "%s: want \"%s\", got \"%s\"%s", who, want, p.buf, p.eof ? " and EOF" : "");
+}
+
+/* Nothing arrives at fd for ms while the loop turns. */
+static void expect_quiet(int fd, unsigned ms, const char *who)
+{
+    rh_turn(&h, ms);
+    rh_peer_t p = {.fd = fd};
+    rh_read(&p);
+    CHECK_MSG(p.len == 0 && !p.eof, "%s: want nothing, got \"%s\"%s", who, p.buf, p.eof ? " and EOF" : "");
+}
+
+int main(void)
+{
+    const unsigned wait_timeout = 2;
+    if (rh_start(&h, "relay-match", wait_timeout) != 0) {
+        rh_stop(&h);
+        return check_done("relay_match");
+    }
+    unsigned q = h.lo;
+    next_port = h.lo + 1;
+    rh_lease(&h, q, "consumer", "web", "pod1", "*", RH_NAME, "");
+    CHECK_CTX("the consumer port");
+    char want[32];
+    snprintf(want, sizeof(want), "%u ok", q);
+    CHECK_EQ_STR(rh_answer(&h, q), want);
+    if (!CHECK(ports_find(h.r, (uint16_t)q) != NULL))
+        goto Exit;
+
+    CHECK_CTX("oldest idle pre-connection first, bytes both ways");
+    int a = pod("web", 1), b = pod("web", 2);
+    label_t *web = label_find(h.r, "web");
+    if (CHECK(web != NULL))
+        CHECK_EQ_INT(web->nidle, 2);
+    int c1 = consumer(q, "hello");
+    expect_reads(a, "hello", "pod a");
+    CHECK(rh_until(&h, nidle_is, (void *)(uintptr_t)1));
+    CHECK(send(a, "world", 5, 0) == 5);
+    expect_reads(c1, "world", "consumer 1");
+    expect_quiet(b, 100, "pod b");
+    CHECK_EQ_INT(h.r->njoined, 1);
+
+    CHECK_CTX("a pod that left is never joined");
+    close(b);
+    CHECK(rh_until(&h, nidle_is, (void *)(uintptr_t)0));
+    int d = pod("web", 1);
+    int c2 = consumer(q, "two");
+    expect_reads(d, "two", "pod d");
+
+    CHECK_CTX("no idle pre-connection: the consumer waits, and is joined when one comes");
+    int c3 = consumer(q, "three");
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)1));
+    if (web = label_find(h.r, "web"), CHECK(web != NULL))
+        CHECK_EQ_INT(web->nwait, 1);
+    int e = pod("web", -1);
+    expect_reads(e, "three", "pod e");
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)0));
+    CHECK_EQ_INT(h.r->nidle, 0); /* never counted idle */
+    CHECK(send(e, "3", 1, 0) == 1);
+    expect_reads(c3, "3", "consumer 3");
+
+    CHECK_CTX("waiting consumers are served in order");
+    int c4 = consumer(q, "four");
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)1));
+    int c5 = consumer(q, "five");
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)2));
+    int f = pod("web", -1);
+    expect_reads(f, "four", "pod f");
+    int g = pod("web", -1);
+    expect_reads(g, "five", "pod g");
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)0));
+
+    CHECK_CTX("another service of the label is never taken; a consumer that leaves leaves the queue");
+    int t = pod("web:tcp", 1);
+    int c6 = consumer(q, "six");
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)1));
+    expect_quiet(t, 200, "pod of web:tcp");
+    close(c6);
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)0));
+    CHECK_EQ_INT(h.r->nidle, 1);
+
+    CHECK_CTX("a consumer nobody serves is closed after relay.wait_timeout, not sooner");
+    uint64_t t0 = rh_ms();
+    rh_peer_t c7 = {.fd = consumer(q, "seven")};
+    CHECK(rh_until(&h, rh_peer_eof, &c7));
+    uint64_t waited = rh_ms() - t0;
+    CHECK_MSG(waited + 100 >= wait_timeout * 1000u, "closed after %llu ms, wait_timeout is %u s", (unsigned long long)waited,
+              wait_timeout);
+    CHECK_EQ_INT(h.r->nwaiting, 0);
+    close(c7.fd);
+
+    int fds[] = {a, c1, d, c2, c3, e, c4, c5, f, g, t};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+Exit:
+    rh_stop(&h);
+    return check_done("relay_match");
+}

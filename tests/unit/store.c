@@ -1,0 +1,499 @@
+/* lib/store.c, the admin tool's side of the Redis schema, against a real redis-server
+ * (tests/unit/redis_server.h): the schema check, pod add/rm/show/set, label add/rm/set, lease
+ * list/rm, and hostile input. Every refusal must leave Redis as it was, so each refused row
+ * compares a dump of the p2m:* keyspace before and after. */
+#include "check.h"
+#include "p2m/err.h"
+#include "p2m/store.h"
+#include "redis_server.h"
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static redisContext *rc;  /* the test's own connection, to look behind the store's back */
+static redisContext *sub; /* subscribed to p2m:events; NULL after a read timed out */
+static const char *sock_path;
+static char got[4096];
+
+#define R(...) redis_fmt(rc, got, sizeof(got), __VA_ARGS__)
+
+/* Every p2m:* key with its type and contents, sorted: what "nothing changed" compares. */
+static const char dump_lua[] = "local out = {}\n"
+                               "for _, k in ipairs(redis.call('KEYS', 'p2m:*')) do\n"
+                               "  local t = redis.call('TYPE', k).ok\n"
+                               "  local v\n"
+                               "  if t == 'string' then v = redis.call('GET', k)\n"
+                               "  elseif t == 'hash' then local h = redis.call('HGETALL', k) table.sort(h) v = table.concat(h, ',')\n"
+                               "  elseif t == 'set' then local m = redis.call('SMEMBERS', k) table.sort(m) v = table.concat(m, ',')\n"
+                               "  else v = '?' end\n"
+                               "  out[#out + 1] = k .. '=' .. t .. ':' .. v\n"
+                               "end\n"
+                               "table.sort(out)\n"
+                               "return table.concat(out, '\\n')\n";
+
+static char *dump(void)
+{
+    redisReply *r = redisCommand(rc, "EVAL %s 0", dump_lua);
+    char *s = strdup(r != NULL && r->type == REDIS_REPLY_STRING ? r->str : "dump failed");
+    freeReplyObject(r);
+    if (s == NULL)
+        abort();
+    return s;
+}
+
+static void subscribe(void)
+{
+    sub = redisConnectUnix(sock_path);
+    if (sub == NULL || sub->err != 0)
+        abort();
+    redisSetTimeout(sub, (struct timeval){2, 0});
+    freeReplyObject(redisCommand(sub, "SUBSCRIBE p2m:events"));
+}
+
+/* The next message on p2m:events within 2 s, "" when none came. */
+static const char *event(void)
+{
+    static char msg[256];
+    redisReply *r = NULL;
+    msg[0] = '\0';
+    if (sub == NULL)
+        subscribe();
+    if (redisGetReply(sub, (void **)&r) == REDIS_OK && r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[2]->type == REDIS_REPLY_STRING)
+        snprintf(msg, sizeof(msg), "%s", r->element[2]->str);
+    freeReplyObject(r);
+    if (sub->err != 0) { /* a timeout leaves the context unusable: reconnect and subscribe again */
+        redisFree(sub);
+        sub = NULL;
+    }
+    return msg;
+}
+
+static const char (*labels(const char *a, const char *b))[P2M_LABEL_MAX + 1]
+{
+    static char l[2][P2M_LABEL_MAX + 1];
+    snprintf(l[0], sizeof(l[0]), "%s", a);
+    snprintf(l[1], sizeof(l[1]), "%s", b != NULL ? b : "");
+    return (const char(*)[P2M_LABEL_MAX + 1])l;
+}
+
+/* Longer than any key buffer of store.c: refused. (The ID's syntax and P2M_ID_MAX are the admin
+ * tool's checks, p2m_label.h; the store only bounds what it spells into a key.) */
+static char LONG_ID[201];
+
+static const char SECRET[] = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+static const char SECRET2[] = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U";
+
+static void lease(unsigned port, const char *kind, const char *label, const char *pod, const char *addr, int ttl)
+{
+    R("HSET p2m:lease:%u kind %s label %s pod %s addr %s created 1000 relay r1 state bound", port, kind, label, pod, addr);
+    if (ttl > 0)
+        R("EXPIRE p2m:lease:%u %d", port, ttl);
+}
+
+static void test_token_reuse_names(void)
+{
+    static const struct {
+        const char *in;
+        int rc, out;
+    } rows[] = {
+        {"none", 0, P2M_TOKEN_REUSE_NONE}, {"same-address", 0, P2M_TOKEN_REUSE_SAME_ADDRESS}, {"", -1, 0}, {"None", -1, 0},
+        {"same_address", -1, 0},           {"same-address ", -1, 0},                          {"same", -1, 0},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        CHECK_CTX("token_reuse %s", check_str(rows[i].in));
+        int out = -7;
+        if (CHECK_EQ_INT(p2m_token_reuse_parse(rows[i].in, &out), rows[i].rc) && rows[i].rc == 0)
+            CHECK_EQ_INT(out, rows[i].out);
+    }
+    CHECK_EQ_STR(p2m_token_reuse_name(P2M_TOKEN_REUSE_SAME_ADDRESS), "same-address");
+    CHECK_EQ_STR(p2m_token_reuse_name(P2M_TOKEN_REUSE_NONE), "none");
+    CHECK_EQ_STR(p2m_token_reuse_name(42), "none");
+}
+
+static void test_keys(void)
+{
+    char k[32];
+    CHECK_CTX("key names");
+    CHECK_EQ_INT(p2m_store_key_pod("web1", k, sizeof(k)), 12);
+    CHECK_EQ_STR(k, "p2m:pod:web1");
+    CHECK_EQ_INT(p2m_store_key_pod("web1", k, 12), -1); /* no room for the NUL */
+    CHECK_EQ_INT(p2m_store_key_lease(65535, k, sizeof(k)), 15);
+    CHECK_EQ_STR(k, "p2m:lease:65535");
+    CHECK_EQ_INT(p2m_store_key_lease(1, k, 11), -1); /* "p2m:lease:1" and its NUL need 12 */
+}
+
+static p2m_store_t *connect_store(const char *addr)
+{
+    p2m_redis_addr_t a;
+    char err[P2M_ERR_LEN] = "";
+    if (!CHECK_RC(p2m_redis_addr_parse(addr, &a, err), 0, err))
+        return NULL;
+    p2m_store_t *st = p2m_store_connect(&a, 2000, err);
+    CHECK_MSG(st != NULL, "connect to %s: %s", addr, err);
+    return st;
+}
+
+static void test_schema(const char *addr)
+{
+    char err[P2M_ERR_LEN] = "";
+    p2m_redis_addr_t a;
+    CHECK_CTX("schema");
+    p2m_store_free(NULL);
+    p2m_store_t *st = connect_store(addr);
+    p2m_store_free(st);
+    CHECK_EQ_STR(R("GET p2m:schema"), "1"); /* written on first connect */
+    st = connect_store(addr);               /* and accepted on the next */
+    p2m_store_free(st);
+    R("SET p2m:schema 2");
+    p2m_redis_addr_parse(addr, &a, err);
+    st = p2m_store_connect(&a, 2000, err);
+    if (CHECK(st == NULL))
+        check_refusal(-1, err, "schema version 2");
+    p2m_store_free(st);
+    R("SET p2m:schema 1");
+
+    CHECK_CTX("schema: no server");
+    p2m_redis_addr_parse("unix:/nonexistent/redis.sock", &a, err);
+    st = p2m_store_connect(&a, 500, err);
+    if (CHECK(st == NULL))
+        CHECK_MSG(err[0] != '\0', "no reason given");
+    p2m_store_free(st);
+}
+
+static void test_pods(p2m_store_t *st)
+{
+    char err[P2M_ERR_LEN];
+    char *before;
+    p2m_pod_t *pod = NULL;
+
+    CHECK_CTX("pod add");
+    CHECK_RC(p2m_store_pod_add(st, "alice", SECRET, labels("web", "blog"), 2, P2M_TOKEN_REUSE_NONE, 6, 1000, err), 0, err);
+    CHECK_EQ_STR(event(), "pod alice");
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice secret created disabled epoch token_reuse digits"),
+                 "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ|1000|0|0|none|6");
+    CHECK_EQ_STR(R("HMGET p2m:labels web blog"), "alice|alice");
+    R("HSET p2m:labels:protocol gone tcp"); /* left by an older run: a new owner starts afresh */
+    CHECK_RC(p2m_store_pod_add(st, "bob", SECRET2, labels("gone", NULL), 1, P2M_TOKEN_REUSE_SAME_ADDRESS, 8, 1001, err), 0, err);
+    CHECK_EQ_STR(event(), "pod bob");
+    CHECK_EQ_STR(R("HEXISTS p2m:labels:protocol gone"), "0");
+    CHECK_RC(p2m_store_pod_add(st, "carol", SECRET, NULL, 0, P2M_TOKEN_REUSE_NONE, 6, 1002, err), 0, err);
+    event();
+
+    /* Refused, with nothing changed. */
+    static const struct {
+        const char *what, *id, *l1, *l2;
+        int reuse;
+        unsigned digits;
+        const char *want;
+    } refused[] = {
+        {"an existing pod", "alice", "new", NULL, 0, 6, "pod alice exists already"},
+        {"a label of another pod", "dave", "new", "web", 0, 6, "label web belongs to pod alice"},
+        {"token_reuse out of range", "dave", "new", NULL, 2, 6, "token_reuse"},
+        {"token_reuse negative", "dave", "new", NULL, -1, 6, "token_reuse"},
+        {"digits 7", "dave", "new", NULL, 0, 7, "digits: expected 6 or 8"},
+        {"digits 0", "dave", "new", NULL, 0, 0, "digits: expected 6 or 8"},
+        {"an overlong ID", LONG_ID, "new", NULL, 0, 6,
+         "pod ID too long"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        CHECK_CTX("pod add refuses %s", refused[i].what);
+        before = dump();
+        int ret = p2m_store_pod_add(st, refused[i].id, SECRET, labels(refused[i].l1, refused[i].l2), refused[i].l2 ? 2 : 1,
+                                   refused[i].reuse, refused[i].digits, 1003, err);
+        check_refusal(ret, err, refused[i].want);
+        char *after = dump();
+        CHECK_EQ_STR(after, before);
+        free(after);
+        free(before);
+    }
+    CHECK_CTX("pod add refuses 61 labels");
+    static char many[61][P2M_LABEL_MAX + 1];
+    for (int i = 0; i < 61; i++)
+        snprintf(many[i], sizeof(many[i]), "m%d", i);
+    check_refusal(p2m_store_pod_add(st, "dave", SECRET, (const char(*)[P2M_LABEL_MAX + 1])many, 61, 0, 6, 1003, err), err,
+                  "too many labels");
+    CHECK_EQ_STR(R("EXISTS p2m:pod:dave"), "0");
+
+    /* Hostile bytes are data: a key or script never reads them as syntax. */
+    CHECK_CTX("pod add with hostile IDs and labels");
+    static const char *hostile[] = {"x y", "a\r\nFLUSHALL", "'..redis.call('FLUSHALL')..'", "p2m:pods", "*", "%s%n"};
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        char label[P2M_LABEL_MAX + 1];
+        snprintf(label, sizeof(label), "h%zu%s", i, hostile[i]);
+        CHECK_CTX("hostile %s", check_str(hostile[i]));
+        CHECK_RC(p2m_store_pod_add(st, hostile[i], SECRET, labels(label, NULL), 1, 0, 6, 1004, err), 0, err);
+        event();
+        CHECK_EQ_STR(R("HGET p2m:labels %s", label), hostile[i]);
+        if (CHECK_RC(p2m_store_pod_get(st, hostile[i], &pod, err), 0, err)) {
+            CHECK_EQ_STR(pod->id, hostile[i]);
+            CHECK_EQ_INT(pod->nlabels, 1);
+            p2m_store_pod_free(pod);
+        }
+        CHECK_RC(p2m_store_pod_rm(st, hostile[i], err), 0, err);
+        event();
+        CHECK_EQ_STR(R("HEXISTS p2m:labels %s", label), "0");
+    }
+    CHECK_EQ_STR(R("HGET p2m:labels web"), "alice"); /* nothing was flushed */
+    CHECK_EQ_STR(R("TYPE p2m:pods"), "set");
+
+    CHECK_CTX("pod get");
+    if (CHECK_RC(p2m_store_pod_get(st, "alice", &pod, err), 0, err)) {
+        CHECK_EQ_STR(pod->secret, SECRET);
+        CHECK_EQ_INT(pod->created, 1000);
+        CHECK_EQ_INT(pod->disabled, 0);
+        CHECK_EQ_INT(pod->epoch, 0);
+        CHECK_EQ_INT(pod->token_reuse, P2M_TOKEN_REUSE_NONE);
+        CHECK_EQ_INT(pod->digits, 6);
+        if (CHECK_EQ_INT(pod->nlabels, 2)) { /* sorted */
+            CHECK_EQ_STR(pod->labels[0], "blog");
+            CHECK_EQ_STR(pod->labels[1], "web");
+        }
+        p2m_store_pod_free(pod);
+    }
+    if (CHECK_RC(p2m_store_pod_get(st, "bob", &pod, err), 0, err)) {
+        CHECK_EQ_INT(pod->token_reuse, P2M_TOKEN_REUSE_SAME_ADDRESS);
+        CHECK_EQ_INT(pod->digits, 8);
+        p2m_store_pod_free(pod);
+    }
+    /* A pod written before token_reuse and digits existed reads as the defaults. */
+    R("HSET p2m:pod:old secret %s created 5 disabled 1 epoch 3", SECRET);
+    R("SADD p2m:pods old");
+    if (CHECK_RC(p2m_store_pod_get(st, "old", &pod, err), 0, err)) {
+        CHECK_EQ_INT(pod->token_reuse, P2M_TOKEN_REUSE_NONE);
+        CHECK_EQ_INT(pod->digits, 6);
+        CHECK_EQ_INT(pod->disabled, 1);
+        CHECK_EQ_INT(pod->epoch, 3);
+        CHECK_EQ_INT(pod->nlabels, 0);
+        p2m_store_pod_free(pod);
+    }
+    p2m_store_pod_free(NULL);
+    pod = NULL;
+    check_refusal(p2m_store_pod_get(st, "nobody", &pod, err), err, "unknown pod nobody");
+    CHECK(pod == NULL);
+    check_refusal(p2m_store_pod_get(st, LONG_ID, &pod, err), err,
+                  "pod ID too long");
+
+    CHECK_CTX("pod list");
+    char(*ids)[P2M_ID_MAX + 1] = NULL;
+    size_t nids = 0;
+    if (CHECK_RC(p2m_store_pod_list(st, &ids, &nids, err), 0, err) && CHECK_EQ_INT(nids, 4)) {
+        CHECK_EQ_STR(ids[0], "alice");
+        CHECK_EQ_STR(ids[1], "bob");
+        CHECK_EQ_STR(ids[2], "carol");
+        CHECK_EQ_STR(ids[3], "old");
+    }
+    free(ids);
+
+    CHECK_CTX("pod set secret");
+    CHECK_RC(p2m_store_pod_set_secret(st, "alice", SECRET2, err), 0, err);
+    CHECK_EQ_STR(event(), "pod alice");
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice secret epoch"), "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U|1");
+    check_refusal(p2m_store_pod_set_secret(st, "nobody", SECRET2, err), err, "unknown pod nobody");
+    CHECK_EQ_STR(R("EXISTS p2m:pod:nobody"), "0");
+
+    CHECK_CTX("pod set disabled: the pod's leases end, a service's consumer port stays");
+    lease(30001, "pre", "web", "alice", "127.0.0.1", 30);
+    lease(30002, "consumer", "web", "alice", "127.0.0.1", 30);
+    lease(30003, "consumer", "web", "alice", "*", 0);
+    lease(30004, "pre", "gone", "bob", "127.0.0.1", 30);
+    CHECK_RC(p2m_store_pod_set_disabled(st, "alice", 1, err), 0, err);
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice disabled epoch"), "1|2");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30001 p2m:lease:30002 p2m:lease:30003 p2m:lease:30004"), "2");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30003"), "1");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30004"), "1");
+    /* the pod's change first, then one unlease per lease ended */
+    CHECK_EQ_STR(event(), "pod alice");
+    char e1[64], e2[64];
+    snprintf(e1, sizeof(e1), "%s", event());
+    snprintf(e2, sizeof(e2), "%s", event());
+    CHECK(strcmp(e1, "unlease 30001") == 0 || strcmp(e1, "unlease 30002") == 0);
+    CHECK(strcmp(e2, "unlease 30001") == 0 || strcmp(e2, "unlease 30002") == 0);
+    CHECK(strcmp(e1, e2) != 0);
+    CHECK_RC(p2m_store_pod_set_disabled(st, "alice", 0, err), 0, err);
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice disabled epoch"), "0|3");
+    event();
+    check_refusal(p2m_store_pod_set_disabled(st, "nobody", 1, err), err, "unknown pod nobody");
+
+    CHECK_CTX("pod set settings");
+    CHECK_RC(p2m_store_pod_set_settings(st, "alice", P2M_TOKEN_REUSE_SAME_ADDRESS, 0, err), 0, err);
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice token_reuse digits epoch"), "same-address|6|3"); /* sessions stay valid */
+    CHECK_RC(p2m_store_pod_set_settings(st, "alice", -1, 8, err), 0, err);
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice token_reuse digits epoch"), "same-address|8|3");
+    CHECK_RC(p2m_store_pod_set_settings(st, "alice", P2M_TOKEN_REUSE_NONE, 6, err), 0, err);
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice token_reuse digits epoch"), "none|6|3");
+    before = dump();
+    check_refusal(p2m_store_pod_set_settings(st, "alice", -1, 0, err), err, "no setting to change");
+    check_refusal(p2m_store_pod_set_settings(st, "alice", 2, 0, err), err, "token_reuse");
+    check_refusal(p2m_store_pod_set_settings(st, "alice", -1, 7, err), err, "digits: expected 6 or 8");
+    check_refusal(p2m_store_pod_set_settings(st, "alice", P2M_TOKEN_REUSE_NONE, 9, err), err, "digits: expected 6 or 8");
+    check_refusal(p2m_store_pod_set_settings(st, "nobody", -1, 8, err), err, "unknown pod nobody");
+    char *after = dump();
+    CHECK_EQ_STR(after, before);
+    free(after);
+    free(before);
+    R("DEL p2m:lease:30003 p2m:lease:30004");
+}
+
+static void test_labels(p2m_store_t *st)
+{
+    char err[P2M_ERR_LEN], owner[P2M_ID_MAX + 1];
+    int existed = -1;
+    p2m_proto_t now = P2M_PROTO_HTTPS, tcp = P2M_PROTO_TCP, http = P2M_PROTO_HTTP;
+
+    CHECK_CTX("label add");
+    CHECK_RC(p2m_store_label_add(st, "carol", "shop", NULL, &existed, &now, err), 0, err);
+    CHECK_EQ_INT(existed, 0);
+    CHECK_EQ_INT(now, P2M_PROTO_HTTPS);
+    CHECK_EQ_STR(R("SISMEMBER p2m:pod:carol:labels shop"), "1");
+    CHECK_RC(p2m_store_label_add(st, "carol", "shop", &tcp, &existed, &now, err), 0, err);
+    CHECK_EQ_INT(existed, 1);
+    CHECK_EQ_INT(now, P2M_PROTO_TCP);
+    CHECK_RC(p2m_store_label_add(st, "carol", "shop", NULL, &existed, &now, err), 0, err); /* keeps the protocol */
+    CHECK_EQ_INT(now, P2M_PROTO_TCP);
+    CHECK_RC(p2m_store_label_add(st, "carol", "api", &http, NULL, NULL, err), 0, err);
+    CHECK_EQ_STR(R("HGET p2m:labels:protocol api"), "http");
+
+    char *before = dump();
+    check_refusal(p2m_store_label_add(st, "carol", "web", NULL, &existed, NULL, err), err, "label web belongs to pod alice");
+    check_refusal(p2m_store_label_add(st, "nobody", "free", NULL, &existed, NULL, err), err, "unknown pod nobody");
+    check_refusal(p2m_store_label_add(st, LONG_ID, "free", NULL,
+                                      &existed, NULL, err),
+                  err, "pod ID too long");
+    CHECK_CTX("label set protocol");
+    check_refusal(p2m_store_label_set_protocol(st, "free", P2M_PROTO_TCP, owner, err), err, "unknown label free");
+    char *after = dump();
+    CHECK_EQ_STR(after, before);
+    free(after);
+    free(before);
+    CHECK_RC(p2m_store_label_set_protocol(st, "web", P2M_PROTO_HTTP, owner, err), 0, err);
+    CHECK_EQ_STR(owner, "alice");
+    CHECK_EQ_STR(R("HGET p2m:labels:protocol web"), "http");
+    CHECK_RC(p2m_store_label_set_protocol(st, "web", P2M_PROTO_HTTPS, NULL, err), 0, err);
+
+    CHECK_CTX("label exists");
+    CHECK_EQ_INT(p2m_store_label_exists(st, "web", err), 1);
+    CHECK_EQ_INT(p2m_store_label_exists(st, "free", err), 0);
+    CHECK_EQ_INT(p2m_store_label_exists(st, "", err), 0);
+
+    CHECK_CTX("label list");
+    p2m_label_owner_t *ls = NULL;
+    size_t n = 0;
+    if (CHECK_RC(p2m_store_label_list(st, &ls, &n, err), 0, err) && CHECK_EQ_INT(n, 5)) {
+        static const char *want[][2] = {{"api", "carol"}, {"blog", "alice"}, {"gone", "bob"}, {"shop", "carol"}, {"web", "alice"}};
+        for (size_t i = 0; i < n; i++) {
+            CHECK_EQ_STR(ls[i].label, want[i][0]);
+            CHECK_EQ_STR(ls[i].pod, want[i][1]);
+        }
+        CHECK_EQ_INT(ls[0].proto, P2M_PROTO_HTTP);
+        CHECK_EQ_INT(ls[3].proto, P2M_PROTO_TCP);
+        CHECK_EQ_INT(ls[4].proto, P2M_PROTO_HTTPS);
+    }
+    free(ls);
+
+    CHECK_CTX("label rm: its leases and consumer ports end, the owner's sessions die");
+    R("SET p2m:cport:shop:tcp 30010");
+    R("SADD p2m:cports:service 30010");
+    lease(30010, "consumer", "shop", "carol", "*", 0);
+    lease(30011, "pre", "shop", "carol", "127.0.0.1", 30);
+    lease(30012, "pre", "api", "carol", "127.0.0.1", 30);
+    CHECK_EQ_STR(R("HGET p2m:pod:carol epoch"), "0");
+    CHECK_RC(p2m_store_label_rm(st, "shop", owner, err), 0, err);
+    CHECK_EQ_STR(owner, "carol");
+    CHECK_EQ_STR(R("HGET p2m:pod:carol epoch"), "1");
+    CHECK_EQ_STR(R("HEXISTS p2m:labels shop"), "0");
+    CHECK_EQ_STR(R("HEXISTS p2m:labels:protocol shop"), "0");
+    CHECK_EQ_STR(R("SISMEMBER p2m:pod:carol:labels shop"), "0");
+    CHECK_EQ_STR(R("EXISTS p2m:cport:shop:tcp"), "0");
+    CHECK_EQ_STR(R("SISMEMBER p2m:cports:service 30010"), "0");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30010 p2m:lease:30011 p2m:lease:30012"), "1");
+    check_refusal(p2m_store_label_rm(st, "shop", owner, err), err, "unknown label shop");
+    R("DEL p2m:lease:30012");
+}
+
+static void test_leases(p2m_store_t *st)
+{
+    char err[P2M_ERR_LEN];
+    p2m_lease_t *ls = NULL;
+    size_t n = 7;
+
+    CHECK_CTX("lease list: none");
+    if (CHECK_RC(p2m_store_lease_list(st, &ls, &n, err), 0, err))
+        CHECK_EQ_INT(n, 0);
+    free(ls);
+
+    CHECK_CTX("lease list");
+    lease(65535, "pre", "web", "alice", "::1", 100);
+    lease(1, "consumer", "web", "alice", "*", 0);
+    lease(20000, "pre", "blog", "alice", "127.0.0.1", 50);
+    R("SET p2m:lease:notaport x");                                  /* not a lease: skipped */
+    R("HSET p2m:lease:70000 kind pre label web pod alice addr x"); /* a port out of range: skipped */
+    ls = NULL;
+    if (CHECK_RC(p2m_store_lease_list(st, &ls, &n, err), 0, err) && CHECK_EQ_INT(n, 3)) {
+        CHECK_EQ_INT(ls[0].port, 1);
+        CHECK_EQ_STR(ls[0].kind, "consumer");
+        CHECK_EQ_STR(ls[0].addr, "*");
+        CHECK_EQ_INT(ls[0].ttl, -1);
+        CHECK_EQ_INT(ls[1].port, 20000);
+        CHECK_EQ_STR(ls[1].label, "blog");
+        CHECK(ls[1].ttl > 40 && ls[1].ttl <= 50);
+        CHECK_EQ_INT(ls[2].port, 65535);
+        CHECK_EQ_STR(ls[2].pod, "alice");
+        CHECK_EQ_STR(ls[2].addr, "::1");
+        CHECK_EQ_INT(ls[2].created, 1000);
+    }
+    free(ls);
+    R("DEL p2m:lease:notaport p2m:lease:70000");
+
+    CHECK_CTX("lease rm");
+    while (event()[0] != '\0') /* the notices of the label's leases, and none after them */
+        ;
+    subscribe(); /* the read that timed out dropped the subscription */
+    CHECK_RC(p2m_store_lease_rm(st, 20000, err), 0, err);
+    CHECK_EQ_STR(event(), "unlease 20000");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:20000"), "0");
+    check_refusal(p2m_store_lease_rm(st, 20000, err), err, "no lease on port 20000");
+    check_refusal(p2m_store_lease_rm(st, 0, err), err, "no lease on port 0");
+    CHECK_RC(p2m_store_lease_rm(st, 1, err), 0, err); /* the admin may end a service's consumer port */
+    CHECK_EQ_STR(event(), "unlease 1");
+
+    CHECK_CTX("pod rm: labels, protocols, consumer ports and leases go");
+    R("SET p2m:cport:web 30020");
+    R("SADD p2m:cports:service 30020");
+    lease(30020, "consumer", "web", "alice", "*", 0);
+    CHECK_RC(p2m_store_pod_rm(st, "alice", err), 0, err);
+    CHECK_EQ_STR(event(), "pod alice");
+    CHECK_EQ_STR(R("EXISTS p2m:pod:alice p2m:pod:alice:labels p2m:cport:web p2m:lease:30020 p2m:lease:65535"), "0");
+    CHECK_EQ_STR(R("HMGET p2m:labels web blog"), "(nil)|(nil)");
+    CHECK_EQ_STR(R("SISMEMBER p2m:pods alice"), "0");
+    CHECK_EQ_STR(R("HGET p2m:labels gone"), "bob"); /* the others' are untouched */
+    check_refusal(p2m_store_pod_rm(st, "alice", err), err, "unknown pod alice");
+}
+
+int main(void)
+{
+    redis_server_t srv;
+    if (!CHECK(redis_server_start(&srv, "store", &rc) == 0)) {
+        printf("redis-server did not start (is it installed?)\n");
+        return check_done("store");
+    }
+    sock_path = srv.sock;
+    memset(LONG_ID, 'i', sizeof(LONG_ID) - 1);
+    test_token_reuse_names();
+    test_keys();
+    test_schema(srv.addr);
+    subscribe();
+    p2m_store_t *st = connect_store(srv.addr);
+    if (st != NULL) {
+        test_pods(st);
+        test_labels(st);
+        test_leases(st);
+    }
+    p2m_store_free(st);
+    redisFree(sub);
+    redisFree(rc);
+    redis_server_stop(&srv);
+    return check_done("store");
+}
