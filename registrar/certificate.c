@@ -3,6 +3,7 @@
  * neither a Redis round trip nor the pod's TOTP step; issuing happens once auth_start() has
  * confirmed the pod owns the label. */
 #include "registrar.h"
+#include "req.h"
 #include "p2m/cert.h"
 #include "p2m/err.h"
 #include "p2m/log.h"
@@ -84,7 +85,7 @@ void certificate_authorized(op_t *op)
                        H2O_STRLIT("application/pem-certificate-chain"));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
         h2o_iovec_t body = h2o_strdup(&req->pool, data, (size_t)n);
-        send_body(req, body.base, body.len);
+        req_send_body(req, body.base, body.len);
     }
     X509_free(cert);
     BIO_free(bio);

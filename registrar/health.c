@@ -1,5 +1,6 @@
 /* The bare domain's service endpoints: /_health, /cacert, /metrics. */
 #include "registrar.h"
+#include "req.h"
 #include "p2m/log.h"
 
 #include <hiredis/hiredis.h>
@@ -30,7 +31,7 @@ void cacert_handle(registrar_t *r, h2o_req_t *req)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-pem-file"));
-    send_body(req, r->ca.pem, r->ca.pem_len);
+    req_send_body(req, r->ca.pem, r->ca.pem_len);
 }
 
 /* Accumulates the exposition text in the request pool. */
@@ -187,7 +188,7 @@ static void on_metrics(op_t *op, redisReply *rep)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; version=0.0.4"));
-    send_body(req, t.buf, t.len);
+    req_send_body(req, t.buf, t.len);
     free(t.buf);
     op_free(op);
 }

@@ -2,6 +2,7 @@
  * its address and the service the protocol rule picks (PROTOCOL.md 2.1); GET /tcp/LABEL leases the
  * same way for the label's tcp service and names the port in the body (2.2). */
 #include "registrar.h"
+#include "req.h"
 #include "p2m/log.h"
 
 #include <hiredis/hiredis.h>
@@ -49,7 +50,7 @@ void redirect_bound(op_t *op, int ok)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
             h2o_iovec_t v = h2o_strdup(&req->pool, body, (size_t)n);
-            send_body(req, v.base, v.len);
+            req_send_body(req, v.base, v.len);
             p2m_log(P2M_LOG_INFO, "tcp_port", "status=200 label=%s protocol=tcp addr=%s lease=%u queued=%s reason=\"ok\"%s",
                     op->label, op->addr, (unsigned)op->port, op->queued ? "yes" : "no", op_via(op));
         }

@@ -7,6 +7,7 @@
  * POST /certificate/LABEL authenticates the same way (auth_start) and then goes to certificate.c
  * instead of leasing a port. */
 #include "registrar.h"
+#include "req.h"
 #include "p2m/err.h"
 #include "p2m/log.h"
 #include "p2m/totp.h"
@@ -156,7 +157,7 @@ void register_bound(op_t *op, int ok)
             req->res.reason = "OK";
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-            send_body(req, body, strlen(body));
+            req_send_body(req, body, strlen(body));
         }
         op_free(op);
         return;

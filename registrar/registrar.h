@@ -87,8 +87,6 @@ void op_free(op_t *op);
 /* Sends status with a one-line text/plain body ("reason\n") and frees op. Does nothing to a
  * request whose client has gone, but still frees op. */
 void op_respond(op_t *op, int status, const char *reason, const char *body);
-/* Sends a whole response body with its Content-Length (so HTTP/1.1 connections stay open). */
-void send_body(h2o_req_t *req, const char *body, size_t len);
 /* Adds a header to op's response (before op_respond). name must be a static string. */
 void op_header(op_t *op, const char *name, const char *value);
 /* Registers the handlers: before h2o_context_init. */
