@@ -1,4 +1,10 @@
-/* Request routing, the op lifecycle, and the HTTPS and HTTP listeners. */
+/* Request routing, and the HTTPS, HTTP, PROXY and metrics listeners. */
+#include "http.h"
+#include "certificate.h"
+#include "health.h"
+#include "redirect.h"
+#include "redis_h2o.h"
+#include "register.h"
 #include "registrar.h"
 #include "req.h"
 #include "p2m/addr.h"
@@ -7,6 +13,7 @@
 #include "p2m/log.h"
 #include "p2m/logsum.h"
 #include "p2m/proxyline.h"
+#include "p2m/store_cmd.h"
 
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
@@ -33,77 +40,6 @@
 #define PROXY_CONN_MAGIC 0x70726f78u    /* "prox" */
 
 static h2o_hostconf_t *https_hosts[2], *http_hosts[2], *proxy_hosts[2], *metrics_hosts[2];
-
-/* Lives in the request's pool: when h2o disposes of the request (the response went out, or the
- * client left first), it detaches the op so that a late Redis reply never touches a freed req. */
-struct op_guard {
-    op_t *op;
-};
-
-static void on_guard_dispose(void *p)
-{
-    struct op_guard *g = p;
-    if (g->op != NULL) {
-        g->op->req = NULL;
-        g->op->guard = NULL;
-    }
-}
-
-op_t *op_new(registrar_t *r, h2o_req_t *req, op_kind_t kind)
-{
-    op_t *op = calloc(1, sizeof(*op));
-    if (op == NULL) {
-        p2m_log(P2M_LOG_ERROR, "out_of_memory", "where=op_new");
-        abort();
-    }
-    op->r = r;
-    op->req = req;
-    op->kind = kind;
-    op->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*op->guard), on_guard_dispose);
-    op->guard->op = op;
-    req_peer_addr(req, op->addr, sizeof(op->addr));
-    /* Each listener has its own host list: the connection's names the listener it came on. */
-    op->via_sni = req->conn->hosts == proxy_hosts;
-    return op;
-}
-
-const char *op_via(const op_t *op)
-{
-    return op->via_sni ? " via=sni" : "";
-}
-
-void op_free(op_t *op)
-{
-    if (op == NULL)
-        return;
-    if (op->guard != NULL)
-        op->guard->op = NULL;
-    if (h2o_timeout_is_linked(&op->wait_entry))
-        h2o_timeout_unlink(&op->wait_entry);
-    X509_REQ_free(op->csr);
-    /* The op held the Authorization value and, after a TOTP login, the new session credential. */
-    OPENSSL_cleanse(op, sizeof(*op));
-    free(op);
-}
-
-void op_header(op_t *op, const char *name, const char *value)
-{
-    if (op->req == NULL)
-        return;
-    h2o_req_t *req = op->req;
-    h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
-    /* HTTP/2 wants lower-case field names; HTTP/1 responses keep the usual spelling. */
-    h2o_iovec_t lower = h2o_strdup(&req->pool, name, SIZE_MAX);
-    h2o_strtolower(lower.base, lower.len);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, lower.base, lower.len, 1, name, v.base, v.len);
-}
-
-void op_respond(op_t *op, int status, const char *reason, const char *body)
-{
-    if (op->req != NULL)
-        req_send_text(op->req, status, reason, body);
-    op_free(op);
-}
 
 /* Sorts a request by its authority (Host): P2M_HOST_LABEL for LABEL.DOMAIN (label written),
  * P2M_HOST_BARE for the registrar itself, which is DOMAIN, a registrar.names entry or one of its
