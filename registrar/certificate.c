@@ -25,6 +25,12 @@ typedef struct {
     X509_REQ *csr; /* the checked request, freed with the op */
 } cert_op_t;
 
+static cert_op_t *cert_of(op_t *op)
+{
+    assert(op->kind == OP_CERTIFICATE);
+    return (cert_op_t *)op;
+}
+
 static void pod_name(const auth_op_t *op, char *out, size_t cap)
 {
     snprintf(out, cap, "%s.%s", op->label, op->super.r->cfg.domain);
@@ -39,7 +45,7 @@ static void log_result(const auth_op_t *op, int status, const char *why)
 
 static void on_authorized(auth_op_t *a)
 {
-    cert_op_t *op = (cert_op_t *)a;
+    cert_op_t *op = cert_of(&a->super);
     registrar_t *r = a->super.r;
     char err[P2M_ERR_LEN], name[P2M_LABEL_MAX + P2M_DOMAIN_MAX + 2];
     pod_name(a, name, sizeof(name));
@@ -90,8 +96,7 @@ static void on_authorized(auth_op_t *a)
 
 static void release(op_t *base)
 {
-    assert(base->kind == OP_CERTIFICATE);
-    X509_REQ_free(((cert_op_t *)base)->csr);
+    X509_REQ_free(cert_of(base)->csr);
 }
 
 void certificate_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len)

@@ -157,7 +157,7 @@ static void lease_request(register_op_t *op)
 
 static void on_authorized(auth_op_t *a)
 {
-    lease_request((register_op_t *)a);
+    lease_request(register_of(&a->super));
 }
 
 /* An op freed while its relay's answer is still due (never today: every path out of a wait goes
