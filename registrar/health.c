@@ -1,6 +1,12 @@
-/* The bare domain's service endpoints: /_health, /cacert, /metrics. */
+/* The bare domain's service endpoints: /_health, /cacert, /metrics. The checks that wait for Redis
+ * need nothing beyond the base op (op.h). */
+#include "health.h"
+#include "op.h"
+#include "redis_h2o.h"
 #include "registrar.h"
+#include "req.h"
 #include "p2m/log.h"
+#include "p2m/store_cmd.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -19,7 +25,7 @@ static void on_health(op_t *op, redisReply *rep)
 
 void health_handle(registrar_t *r, h2o_req_t *req)
 {
-    op_t *op = op_new(r, req, OP_HEALTH);
+    op_t *op = op_new(r, req, OP_HEALTH, sizeof(op_t));
     p2m_cmd_t cmd;
     if (p2m_cmd_metrics(&cmd) != 0 || redis_send(r, &cmd, on_health, op) != 0)
         op_respond(op, 503, "Service Unavailable", "redis unavailable");
@@ -30,7 +36,7 @@ void cacert_handle(registrar_t *r, h2o_req_t *req)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/x-pem-file"));
-    send_body(req, r->ca.pem, r->ca.pem_len);
+    req_send_body(req, r->ca.pem, r->ca.pem_len);
 }
 
 /* Accumulates the exposition text in the request pool. */
@@ -187,14 +193,14 @@ static void on_metrics(op_t *op, redisReply *rep)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; version=0.0.4"));
-    send_body(req, t.buf, t.len);
+    req_send_body(req, t.buf, t.len);
     free(t.buf);
     op_free(op);
 }
 
 void metrics_handle(registrar_t *r, h2o_req_t *req)
 {
-    op_t *op = op_new(r, req, OP_METRICS);
+    op_t *op = op_new(r, req, OP_METRICS, sizeof(op_t));
     p2m_cmd_t cmd;
     if (p2m_cmd_metrics(&cmd) != 0 || redis_send(r, &cmd, on_metrics, op) != 0)
         op_respond(op, 503, "Service Unavailable", "redis unavailable");

@@ -1,11 +1,19 @@
-/* Request routing, the op lifecycle, and the HTTPS and HTTP listeners. */
+/* Request routing, and the HTTPS, HTTP, PROXY and metrics listeners. */
+#include "http.h"
+#include "certificate.h"
+#include "health.h"
+#include "redirect.h"
+#include "redis_h2o.h"
+#include "register.h"
 #include "registrar.h"
+#include "req.h"
 #include "p2m/addr.h"
 #include "p2m/err.h"
 #include "p2m/host.h"
 #include "p2m/log.h"
 #include "p2m/logsum.h"
 #include "p2m/proxyline.h"
+#include "p2m/store_cmd.h"
 
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
@@ -32,123 +40,6 @@
 #define PROXY_CONN_MAGIC 0x70726f78u    /* "prox" */
 
 static h2o_hostconf_t *https_hosts[2], *http_hosts[2], *proxy_hosts[2], *metrics_hosts[2];
-
-/* Lives in the request's pool: when h2o disposes of the request (the response went out, or the
- * client left first), it detaches the op so that a late Redis reply never touches a freed req. */
-struct op_guard {
-    op_t *op;
-};
-
-static void on_guard_dispose(void *p)
-{
-    struct op_guard *g = p;
-    if (g->op != NULL) {
-        g->op->req = NULL;
-        g->op->guard = NULL;
-    }
-}
-
-/* sa's address as text, an IPv4-mapped IPv6 address as IPv4; "unknown" for anything else. */
-static void sockaddr_str(const struct sockaddr *sa, char *out, size_t cap)
-{
-    snprintf(out, cap, "unknown");
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        /* An IPv4 client on a dual-stack socket is the same client as on an IPv4 socket. */
-        if (IN6_IS_ADDR_V4MAPPED(a))
-            inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)cap);
-        else
-            inet_ntop(AF_INET6, a, out, (socklen_t)cap);
-    }
-}
-
-static void peer_addr(h2o_req_t *req, char *out, size_t cap)
-{
-    struct sockaddr_storage ss;
-    /* Through registrar.proxy_listen, the address the PROXY line named (h2o_socket_setpeername). */
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    if (len == 0)
-        snprintf(out, cap, "unknown");
-    else
-        sockaddr_str((struct sockaddr *)&ss, out, cap);
-}
-
-op_t *op_new(registrar_t *r, h2o_req_t *req, op_kind_t kind)
-{
-    op_t *op = calloc(1, sizeof(*op));
-    if (op == NULL) {
-        p2m_log(P2M_LOG_ERROR, "out_of_memory", "where=op_new");
-        abort();
-    }
-    op->r = r;
-    op->req = req;
-    op->kind = kind;
-    op->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*op->guard), on_guard_dispose);
-    op->guard->op = op;
-    peer_addr(req, op->addr, sizeof(op->addr));
-    /* Each listener has its own host list: the connection's names the listener it came on. */
-    op->via_sni = req->conn->hosts == proxy_hosts;
-    return op;
-}
-
-const char *op_via(const op_t *op)
-{
-    return op->via_sni ? " via=sni" : "";
-}
-
-void op_free(op_t *op)
-{
-    if (op == NULL)
-        return;
-    if (op->guard != NULL)
-        op->guard->op = NULL;
-    if (h2o_timeout_is_linked(&op->wait_entry))
-        h2o_timeout_unlink(&op->wait_entry);
-    X509_REQ_free(op->csr);
-    /* The op held the Authorization value and, after a TOTP login, the new session credential. */
-    OPENSSL_cleanse(op, sizeof(*op));
-    free(op);
-}
-
-void op_header(op_t *op, const char *name, const char *value)
-{
-    if (op->req == NULL)
-        return;
-    h2o_req_t *req = op->req;
-    h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
-    /* HTTP/2 wants lower-case field names; HTTP/1 responses keep the usual spelling. */
-    h2o_iovec_t lower = h2o_strdup(&req->pool, name, SIZE_MAX);
-    h2o_strtolower(lower.base, lower.len);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, lower.base, lower.len, 1, name, v.base, v.len);
-}
-
-void send_body(h2o_req_t *req, const char *body, size_t len)
-{
-    /* h2o_send_inline leaves the length unset, and HTTP/1.1 then ends the body by closing the
-     * connection: every redirect would cost the client a new TLS handshake. */
-    req->res.content_length = len;
-    h2o_send_inline(req, body, len);
-}
-
-static void send_text(h2o_req_t *req, int status, const char *reason, const char *body)
-{
-    char line[512];
-    int n = snprintf(line, sizeof(line), "%s\n", body);
-    req->res.status = status;
-    req->res.reason = reason;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; charset=utf-8"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    send_body(req, line, n > 0 && (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-}
-
-void op_respond(op_t *op, int status, const char *reason, const char *body)
-{
-    if (op->req != NULL)
-        send_text(op->req, status, reason, body);
-    op_free(op);
-}
 
 /* Sorts a request by its authority (Host): P2M_HOST_LABEL for LABEL.DOMAIN (label written),
  * P2M_HOST_BARE for the registrar itself, which is DOMAIN, a registrar.names entry or one of its
@@ -181,7 +72,7 @@ static int classify_host(registrar_t *r, h2o_req_t *req, char *label, const char
 static int metrics_allowed(registrar_t *r, h2o_req_t *req)
 {
     if (r->cfg.registrar.metrics_token[0] == '\0') {
-        send_text(req, 404, "Not Found", "not found");
+        req_send_text(req, 404, "Not Found", "not found");
         return 0;
     }
     const char *why = "no_token";
@@ -206,10 +97,10 @@ static int metrics_allowed(registrar_t *r, h2o_req_t *req)
         }
     }
     char addr[64];
-    peer_addr(req, addr, sizeof(addr));
+    req_peer_addr(req, addr, sizeof(addr));
     p2m_log(P2M_LOG_INFO, "metrics_refused", "status=401 addr=%s reason=%s", addr, why);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer realm=\"metrics\""));
-    send_text(req, 401, "Unauthorized", "metrics need Authorization: Bearer with registrar.metrics_token");
+    req_send_text(req, 401, "Unauthorized", "metrics need Authorization: Bearer with registrar.metrics_token");
     return 0;
 }
 
@@ -232,11 +123,11 @@ static void serve_https(registrar_t *r, h2o_req_t *req)
 
     int kind = classify_host(r, req, label, &self);
     if (kind < 0) {
-        send_text(req, 404, "Not Found", "unknown host");
+        req_send_text(req, 404, "Not Found", "unknown host");
         return;
     }
     if (!path_ok(req->path)) {
-        send_text(req, 400, "Bad Request", "invalid request target");
+        req_send_text(req, 400, "Bad Request", "invalid request target");
         return;
     }
     if (kind == P2M_HOST_LABEL) {
@@ -262,12 +153,12 @@ static void serve_https(registrar_t *r, h2o_req_t *req)
             continue;
         if (!h2o_memis(req->method.base, req->method.len, labelled[i].method, strlen(labelled[i].method))) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, labelled[i].method, strlen(labelled[i].method));
-            send_text(req, 405, "Method Not Allowed", labelled[i].usage);
+            req_send_text(req, 405, "Method Not Allowed", labelled[i].usage);
             return;
         }
         /* The raw path, not the normalized one: "/register/a/../b" is not a label. */
         if (req->query_at != SIZE_MAX || req->path.len != path.len) {
-            send_text(req, 404, "Not Found", "no such label");
+            req_send_text(req, 404, "Not Found", "no such label");
             return;
         }
         labelled[i].handle(r, req, req->path.base + plen, req->path.len - plen);
@@ -281,7 +172,7 @@ static void serve_https(registrar_t *r, h2o_req_t *req)
         if (metrics_allowed(r, req))
             metrics_handle(r, req);
     } else {
-        send_text(req, 404, "Not Found", "not found");
+        req_send_text(req, 404, "Not Found", "not found");
     }
 }
 
@@ -372,13 +263,13 @@ static int on_req_proxy(h2o_handler_t *self, h2o_req_t *req)
     r->requests++;
     char addr[64], host[80], name[P2M_HOST_MAX + 8], body[P2M_HOST_MAX + 64];
     p2m_cmd_t cmd;
-    peer_addr(req, addr, sizeof(addr));
+    req_peer_addr(req, addr, sizeof(addr));
     p2m_log(P2M_LOG_INFO, "misdirected", "status=421 addr=%s host=%s sni=%s via=sni", addr,
             log_name(req->authority.base, req->authority.len, host, sizeof(host)), log_name(sni, strlen(sni), name, sizeof(name)));
     if (p2m_cmd_stat(&cmd, "fail:421") == 0)
         redis_send_nowait(r, &cmd);
     snprintf(body, sizeof(body), "misdirected request: this connection is for %s", log_name(sni, strlen(sni), name, sizeof(name)));
-    send_text(req, 421, "Misdirected Request", body);
+    req_send_text(req, 421, "Misdirected Request", body);
     return 0;
 }
 
@@ -391,11 +282,11 @@ static int on_req_http(h2o_handler_t *self, h2o_req_t *req)
     const char *host;
     int kind = classify_host(r, req, label, &host);
     if (kind < 0) {
-        send_text(req, 404, "Not Found", "unknown host");
+        req_send_text(req, 404, "Not Found", "unknown host");
         return 0;
     }
     if (!path_ok(req->path)) {
-        send_text(req, 400, "Bad Request", "invalid request target");
+        req_send_text(req, 400, "Bad Request", "invalid request target");
         return 0;
     }
     if (kind == P2M_HOST_LABEL) {
@@ -411,7 +302,7 @@ static int on_req_http(h2o_handler_t *self, h2o_req_t *req)
         h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("https://")), h2o_iovec_init("[", v6), h2o_iovec_init(host, strlen(host)),
                    h2o_iovec_init("]", v6), h2o_iovec_init(port, strlen(port)), req->path);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
-    send_text(req, 308, "Permanent Redirect", "use https");
+    req_send_text(req, 308, "Permanent Redirect", "use https");
     return 0;
 }
 
@@ -427,10 +318,10 @@ static int on_req_metrics(h2o_handler_t *self, h2o_req_t *req)
                  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     r->requests++;
     if (!is_metrics && !is_health) {
-        send_text(req, 404, "Not Found", "not found");
+        req_send_text(req, 404, "Not Found", "not found");
     } else if (!is_get) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
-        send_text(req, 405, "Method Not Allowed", "use GET");
+        req_send_text(req, 405, "Method Not Allowed", "use GET");
     } else if (is_metrics) {
         metrics_handle(r, req);
     } else {
@@ -545,7 +436,7 @@ static void on_proxy_line(h2o_socket_t *sock, const char *err)
     }
     registrar_t *r = pc->r;
     char consumer[INET6_ADDRSTRLEN];
-    sockaddr_str((struct sockaddr *)&ss, consumer, sizeof(consumer));
+    req_sockaddr_str((struct sockaddr *)&ss, consumer, sizeof(consumer));
     /* One line per connection, so that every consumer the relays pass on is on record, also where
      * its requests (/cacert, /_health) log nothing of their own. */
     p2m_log(P2M_LOG_INFO, "proxy_accepted", "peer=%s addr=%s via=sni", pc->peer, consumer);
@@ -574,7 +465,7 @@ static void on_accept_proxy(h2o_socket_t *listener, const char *err)
         h2o_socket_close(sock); /* already gone */
         return;
     }
-    sockaddr_str((struct sockaddr *)&ss, peer, sizeof(peer));
+    req_sockaddr_str((struct sockaddr *)&ss, peer, sizeof(peer));
     unsigned i;
     for (i = 0; i < r->cfg.registrar.nproxy_from; i++)
         if (strcmp(peer, r->cfg.registrar.proxy_from[i]) == 0)

@@ -1,66 +1,71 @@
 /* Waiting for a relay to confirm it listens on a freshly leased port (PROTOCOL.md 3.2-3.3). */
+#include "lease.h"
 #include "registrar.h"
+#include "redis_h2o.h"
 #include "p2m/log.h"
+#include "p2m/store_cmd.h"
 
 #include <string.h>
 
-static void finish(op_t *op, int ok)
+static void unlink_waiting(lease_waiter_t *w)
 {
-    if (op->kind == OP_REGISTER)
-        register_bound(op, ok);
-    else
-        redirect_bound(op, ok);
-}
-
-static void unlink_waiting(op_t *op)
-{
-    for (op_t **pp = &op->r->waiting[op->port]; *pp != NULL; pp = &(*pp)->next_waiting) {
-        if (*pp == op) {
-            *pp = op->next_waiting;
+    for (lease_waiter_t **pp = &w->_r->waiting[w->_port]; *pp != NULL; pp = &(*pp)->_next) {
+        if (*pp == w) {
+            *pp = w->_next;
             break;
         }
     }
-    op->next_waiting = NULL;
+    w->_next = NULL;
 }
 
 static void on_wait_timeout(h2o_timeout_entry_t *entry)
 {
-    op_t *op = H2O_STRUCT_FROM_MEMBER(op_t, wait_entry, entry);
-    unlink_waiting(op);
-    p2m_log(P2M_LOG_WARN, "relay_timeout", "lease=%u label=%s", (unsigned)op->port, op->label);
+    lease_waiter_t *w = H2O_STRUCT_FROM_MEMBER(lease_waiter_t, _timeout, entry);
+    unlink_waiting(w);
+    p2m_log(P2M_LOG_WARN, "relay_timeout", "lease=%u label=%s", (unsigned)w->_port, w->label);
     /* The relay never answered: give the port back unless it got bound meanwhile. */
     p2m_cmd_t cmd;
-    p2m_cmd_lease_abandon(&cmd, op->port);
-    redis_send_nowait(op->r, &cmd);
-    finish(op, -1);
+    p2m_cmd_lease_abandon(&cmd, w->_port);
+    redis_send_nowait(w->_r, &cmd);
+    w->on_bound(w, -1);
 }
 
-void lease_wait(op_t *op, const char *relay, int announce)
+void lease_wait(registrar_t *r, lease_waiter_t *w, uint16_t port, const char *relay, int announce)
 {
-    registrar_t *r = op->r;
-    op->next_waiting = r->waiting[op->port];
-    r->waiting[op->port] = op;
-    op->wait_entry = (h2o_timeout_entry_t){0};
-    op->wait_entry.cb = on_wait_timeout;
-    h2o_timeout_link(r->h2o_ctx.loop, &r->bound_timeout, &op->wait_entry);
+    w->_r = r;
+    w->_port = port;
+    w->_next = r->waiting[port];
+    r->waiting[port] = w;
+    w->_timeout = (h2o_timeout_entry_t){0};
+    w->_timeout.cb = on_wait_timeout;
+    h2o_timeout_link(r->h2o_ctx.loop, &r->bound_timeout, &w->_timeout);
     if (announce) {
         p2m_cmd_t cmd;
-        p2m_cmd_announce_lease(&cmd, relay, op->port);
+        p2m_cmd_announce_lease(&cmd, relay, port);
         redis_send_nowait(r, &cmd);
     }
 }
 
+void lease_cancel(lease_waiter_t *w)
+{
+    /* Linked to its timeout exactly while it is in a waiting list (lease_on_bound unlinks both). */
+    if (!h2o_timeout_is_linked(&w->_timeout))
+        return;
+    h2o_timeout_unlink(&w->_timeout);
+    unlink_waiting(w);
+}
+
 void lease_on_bound(registrar_t *r, uint16_t port, int ok, const char *reason)
 {
-    op_t *list = r->waiting[port];
+    lease_waiter_t *list = r->waiting[port];
     r->waiting[port] = NULL;
     if (!ok && list != NULL)
         p2m_log(P2M_LOG_WARN, "relay_bind_failed", "lease=%u reason=\"%s\"", (unsigned)port, reason);
     while (list != NULL) {
-        op_t *op = list;
-        list = op->next_waiting;
-        op->next_waiting = NULL;
-        h2o_timeout_unlink(&op->wait_entry);
-        finish(op, ok ? 1 : 0);
+        lease_waiter_t *w = list;
+        list = w->_next;
+        w->_next = NULL;
+        h2o_timeout_unlink(&w->_timeout);
+        w->on_bound(w, ok ? 1 : 0);
     }
 }

@@ -1,5 +1,8 @@
 /* pipe2me-registrar: HTTPS registration for pods and 307 redirects for consumers. */
 #include "args.h"
+#include "http.h"
+#include "lease.h"
+#include "redis_h2o.h"
 #include "registrar.h"
 #include "tls.h"
 #include "p2m/err.h"
@@ -124,7 +127,7 @@ int main(int argc, char **argv)
         P2M_LOG_ERR("startup_failed", "error=\"%s\"", err);
         return 1;
     }
-    redis_start(&r, err);
+    redis_start(&r, lease_on_bound, err);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));

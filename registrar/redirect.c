@@ -1,9 +1,18 @@
 /* A consumer asks for https://LABEL.DOMAIN/path (or http://): 307 to the consumer port leased for
  * its address and the service the protocol rule picks (PROTOCOL.md 2.1); GET /tcp/LABEL leases the
  * same way for the label's tcp service and names the port in the body (2.2). */
+#include "redirect.h"
+#include "lease.h"
+#include "op.h"
+#include "redis_h2o.h"
 #include "registrar.h"
+#include "req.h"
+#include "p2m/label.h"
 #include "p2m/log.h"
+#include "p2m/service.h"
+#include "p2m/store_cmd.h"
 
+#include <assert.h>
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -13,61 +22,84 @@
 
 #define ROUTE_TRIES 3
 
-static void route(op_t *op);
+/* OP_CONSUMER (a request for LABEL.DOMAIN) and OP_TCP (GET /tcp/LABEL) differ only in the services
+ * they may be routed to and in their answer. */
+typedef struct {
+    op_t super;
+    lease_waiter_t wait;
+    char label[P2M_LABEL_MAX + 1]; /* "-" when the path had none */
+    h2o_iovec_t path;              /* consumer: path and query, in the request pool */
+    p2m_proto_t proto;             /* the service asked for, then the one chosen */
+    int plain_http;                /* consumer: the request came on the plain-HTTP listener */
+    int queued;                    /* no idle pre-connection now, the consumer will wait at the relay */
+    unsigned tries;                /* leases whose relay could not listen */
+    uint16_t port;                 /* the port leased, 0 before */
+} consumer_op_t;
 
-static void count(op_t *op, const char *name)
+static void route(consumer_op_t *op);
+
+static consumer_op_t *consumer_of(op_t *op)
+{
+    assert(op->kind == OP_CONSUMER || op->kind == OP_TCP);
+    return (consumer_op_t *)op;
+}
+
+static void count(consumer_op_t *op, const char *name)
 {
     p2m_cmd_t cmd;
     if (p2m_cmd_stat(&cmd, name) == 0)
-        redis_send_nowait(op->r, &cmd);
+        redis_send_nowait(op->super.r, &cmd);
 }
 
-static void done(op_t *op, int status, const char *reason, const char *why, const char *retry_after)
+static void done(consumer_op_t *op, int status, const char *reason, const char *why, const char *retry_after)
 {
-    p2m_log(status < 400 ? P2M_LOG_INFO : P2M_LOG_WARN, op->kind == OP_TCP ? "tcp_port" : "redirect",
+    p2m_log(status < 400 ? P2M_LOG_INFO : P2M_LOG_WARN, op->super.kind == OP_TCP ? "tcp_port" : "redirect",
             "status=%d label=%s protocol=%s addr=%s lease=%u queued=%s reason=\"%s\"%s", status, op->label,
-            p2m_proto_name(op->proto), op->addr, (unsigned)op->port, op->queued ? "yes" : "no", why, op_via(op));
+            p2m_proto_name(op->proto), op->super.addr, (unsigned)op->port, op->queued ? "yes" : "no", why, op_via(&op->super));
     if (retry_after != NULL)
-        op_header(op, "Retry-After", retry_after);
+        op_header(&op->super, "Retry-After", retry_after);
     if (status != 307) {
         char counter[32];
         snprintf(counter, sizeof(counter), "fail:%d", status);
         count(op, counter);
     }
-    op_respond(op, status, reason, why);
+    op_respond(&op->super, status, reason, why);
 }
 
-void redirect_bound(op_t *op, int ok)
+/* The lease's relay listens (ok 1), could not (0) or did not answer (-1); also called with 1 for a
+ * lease whose port was bound already. */
+static void bound(consumer_op_t *op, int ok)
 {
-    if (ok > 0 && op->kind == OP_TCP) {
-        if (op->req != NULL) {
+    registrar_t *r = op->super.r;
+    if (ok > 0 && op->super.kind == OP_TCP) {
+        if (op->super.req != NULL) {
             char body[P2M_LABEL_MAX + P2M_DOMAIN_MAX + 16];
-            h2o_req_t *req = op->req;
-            int n = snprintf(body, sizeof(body), "%s.%s:%u\n", op->label, op->r->cfg.domain, (unsigned)op->port);
+            h2o_req_t *req = op->super.req;
+            int n = snprintf(body, sizeof(body), "%s.%s:%u\n", op->label, r->cfg.domain, (unsigned)op->port);
             req->res.status = 200;
             req->res.reason = "OK";
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
             h2o_iovec_t v = h2o_strdup(&req->pool, body, (size_t)n);
-            send_body(req, v.base, v.len);
+            req_send_body(req, v.base, v.len);
             p2m_log(P2M_LOG_INFO, "tcp_port", "status=200 label=%s protocol=tcp addr=%s lease=%u queued=%s reason=\"ok\"%s",
-                    op->label, op->addr, (unsigned)op->port, op->queued ? "yes" : "no", op_via(op));
+                    op->label, op->super.addr, (unsigned)op->port, op->queued ? "yes" : "no", op_via(&op->super));
         }
         count(op, "tcp_ports");
-        op_free(op);
+        op_free(&op->super);
         return;
     }
     if (ok > 0) {
-        if (op->req != NULL) {
+        if (op->super.req != NULL) {
             char port[8];
             snprintf(port, sizeof(port), ":%u", (unsigned)op->port);
-            h2o_req_t *req = op->req;
+            h2o_req_t *req = op->super.req;
             /* The scheme is the chosen service's: an https service is never reached over http. */
             h2o_iovec_t scheme =
                 op->proto == P2M_PROTO_HTTP ? h2o_iovec_init(H2O_STRLIT("http://")) : h2o_iovec_init(H2O_STRLIT("https://"));
-            h2o_iovec_t loc = h2o_concat(
-                &req->pool, scheme, h2o_iovec_init(op->label, strlen(op->label)), h2o_iovec_init(H2O_STRLIT(".")),
-                h2o_iovec_init(op->r->cfg.domain, strlen(op->r->cfg.domain)), h2o_iovec_init(port, strlen(port)), op->path);
+            h2o_iovec_t loc =
+                h2o_concat(&req->pool, scheme, h2o_iovec_init(op->label, strlen(op->label)), h2o_iovec_init(H2O_STRLIT(".")),
+                           h2o_iovec_init(r->cfg.domain, strlen(r->cfg.domain)), h2o_iovec_init(port, strlen(port)), op->path);
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
         }
         count(op, "redirects");
@@ -81,24 +113,24 @@ void redirect_bound(op_t *op, int ok)
     done(op, 503, "Service Unavailable", ok < 0 ? "relay did not answer" : "relay could not listen", "2");
 }
 
-static const char *elem(const redisReply *r, size_t i)
+static void on_bound(lease_waiter_t *w, int ok)
 {
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
-        return NULL;
-    return r->element[i]->str;
+    bound(H2O_STRUCT_FROM_MEMBER(consumer_op_t, wait, w), ok);
 }
 
-static void announce(op_t *op, const char *relay)
+static void announce(consumer_op_t *op, const char *relay)
 {
     p2m_cmd_t cmd;
     if (p2m_cmd_announce_lease(&cmd, relay, op->port) == 0)
-        redis_send_nowait(op->r, &cmd);
+        redis_send_nowait(op->super.r, &cmd);
 }
 
-static void on_route(op_t *op, redisReply *rep)
+static void on_route(op_t *base, redisReply *rep)
 {
-    const char *status = elem(rep, 0), *port = elem(rep, 1), *relay = elem(rep, 3), *state = elem(rep, 4), *svc = elem(rep, 5);
-    const char *queued = elem(rep, 6);
+    consumer_op_t *op = consumer_of(base);
+    const char *status = redis_reply_str(rep, 0), *port = redis_reply_str(rep, 1), *relay = redis_reply_str(rep, 3),
+               *state = redis_reply_str(rep, 4), *svc = redis_reply_str(rep, 5);
+    const char *queued = redis_reply_str(rep, 6);
     int leased = status != NULL && strcmp(status, "ok") == 0 && port != NULL && relay != NULL && state != NULL && svc != NULL;
     if (leased) {
         op->queued = queued != NULL && strcmp(queued, "1") == 0;
@@ -106,11 +138,11 @@ static void on_route(op_t *op, redisReply *rep)
         op->port = (uint16_t)atoi(port);
         op->proto = colon == NULL ? P2M_PROTO_HTTPS : strcmp(colon + 1, "http") == 0 ? P2M_PROTO_HTTP : P2M_PROTO_TCP;
     }
-    if (op->req == NULL) {
+    if (base->req == NULL) {
         /* The consumer left, but its next request will find this lease: have the relay bind it. */
         if (leased && state[0] != '0')
             announce(op, relay);
-        op_free(op);
+        op_free(base);
         return;
     }
     if (status == NULL || (strcmp(status, "ok") == 0 && !leased)) {
@@ -124,41 +156,57 @@ static void on_route(op_t *op, redisReply *rep)
     } else if (!leased) {
         done(op, 503, "Service Unavailable", "no free port", "5");
     } else if (state[0] == '0') {
-        redirect_bound(op, 1);
+        bound(op, 1);
     } else {
         /* New ("1"), or still pending from an earlier request ("2"): announcing again is harmless,
          * a relay that holds the lease confirms it again, and it covers an announcement lost with
          * a request that went away. */
-        lease_wait(op, relay, 0);
+        lease_wait(base->r, &op->wait, op->port, relay, 0);
         announce(op, relay);
     }
 }
 
-static void route(op_t *op)
+static void route(consumer_op_t *op)
 {
     /* PROTOCOL 2.1: https only to https; http to http first, then https; tcp by name only. */
     static const p2m_proto_t https_only[] = {P2M_PROTO_HTTPS}, http_first[] = {P2M_PROTO_HTTP, P2M_PROTO_HTTPS},
                              tcp_only[] = {P2M_PROTO_TCP};
-    const p2m_proto_t *protos = op->kind == OP_TCP ? tcp_only : op->plain_http ? http_first : https_only;
-    size_t nprotos = op->kind == OP_TCP ? 1 : op->plain_http ? 2 : 1;
+    const p2m_proto_t *protos = op->super.kind == OP_TCP ? tcp_only : op->plain_http ? http_first : https_only;
+    size_t nprotos = op->super.kind == OP_TCP ? 1 : op->plain_http ? 2 : 1;
     p2m_cmd_t cmd;
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
-    const p2m_registrar_config_t *rc = &op->r->cfg.registrar;
+    const p2m_registrar_config_t *rc = &op->super.r->cfg.registrar;
     p2m_consumer_caps_t caps = {.ttl = rc->consumer_ttl,
                                 .per_addr = rc->consumer_ports_per_addr,
                                 .per_label = rc->consumer_ports_per_label,
                                 .share = rc->consumer_ports_share};
     /* Per service (the default), every address shares the service's one port: "*" (PROTOCOL 3.6). */
-    const char *who = rc->consumer_ports_per_address ? op->addr : "*";
+    const char *who = rc->consumer_ports_per_address ? op->super.addr : "*";
     if (p2m_cmd_consumer_route(&cmd, op->label, protos, nprotos, who, (long long)time(NULL), &caps, rnd & 0x7fffffff) != 0 ||
-        redis_send(op->r, &cmd, on_route, op) != 0)
+        redis_send(op->super.r, &cmd, on_route, &op->super) != 0)
         done(op, 503, "Service Unavailable", "registry unavailable", "5");
+}
+
+/* Never today (every path out of a wait goes through on_bound), but an op freed while its relay's
+ * answer is due must not stay in the waiting list. */
+static void release(op_t *base)
+{
+    lease_cancel(&consumer_of(base)->wait);
+}
+
+static consumer_op_t *consumer_new(registrar_t *r, h2o_req_t *req, op_kind_t kind)
+{
+    consumer_op_t *op = (consumer_op_t *)op_new(r, req, kind, sizeof(*op));
+    op->super.release = release;
+    op->wait.label = op->label;
+    op->wait.on_bound = on_bound;
+    return op;
 }
 
 void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label, int plain_http)
 {
-    op_t *op = op_new(r, req, OP_CONSUMER);
+    consumer_op_t *op = consumer_new(r, req, OP_CONSUMER);
     snprintf(op->label, sizeof(op->label), "%s", label);
     op->path = req->path;
     op->plain_http = plain_http;
@@ -168,7 +216,7 @@ void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label, int plai
 
 void tcp_port_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len)
 {
-    op_t *op = op_new(r, req, OP_TCP);
+    consumer_op_t *op = consumer_new(r, req, OP_TCP);
     op->proto = P2M_PROTO_TCP;
     if (p2m_label_normalize(label_part, label_len, op->label, NULL) != 0) {
         snprintf(op->label, sizeof(op->label), "-");

@@ -1,6 +1,7 @@
 /* The registrar's Redis: the connection manager (p2m/redis.h) on h2o's event loop, which hiredis
  * has no adapter for, and the registrar's side of it. While the command connection is down,
  * requests that need Redis get 503 at once. */
+#include "redis_h2o.h"
 #include "registrar.h"
 #include "p2m/err.h"
 #include "p2m/log.h"
@@ -166,7 +167,7 @@ static void on_message(void *data, const char *channel, const char *msg, size_t 
         return;
     int ok = strncmp(end + 1, "ok", 2) == 0 && end[3] == '\0';
     const char *reason = strncmp(end + 1, "fail", 4) == 0 ? end + 1 + (end[5] == ' ' ? 5 : 4) : end + 1;
-    lease_on_bound(r, (uint16_t)port, ok, reason);
+    r->on_bound(r, (uint16_t)port, ok, reason);
 }
 
 static void on_fatal(void *data, const char *err)
@@ -176,9 +177,10 @@ static void on_fatal(void *data, const char *err)
     r->fatal = 1; /* main's loop ends: nothing may write to a database of another schema */
 }
 
-int redis_start(registrar_t *r, char *err)
+int redis_start(registrar_t *r, redis_bound_cb on_bound, char *err)
 {
     (void)err;
+    r->on_bound = on_bound;
     h2o_ev_t *ev = xcalloc(sizeof(*ev));
     ev->super = (p2m_redis_ev_t){io_new, io_start, io_close, io_free, timer_new, timer_start, timer_stop, timer_free, now_ms};
     ev->loop = r->h2o_ctx.loop;
@@ -222,6 +224,13 @@ int redis_send(registrar_t *r, const p2m_cmd_t *cmd, void (*cb)(op_t *, redisRep
         return -1;
     }
     return 0;
+}
+
+const char *redis_reply_str(const redisReply *rep, size_t i)
+{
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || i >= rep->elements || rep->element[i]->type != REDIS_REPLY_STRING)
+        return NULL;
+    return rep->element[i]->str;
 }
 
 void redis_send_nowait(registrar_t *r, const p2m_cmd_t *cmd)
