@@ -210,12 +210,12 @@ static void on_connect(const redisAsyncContext *cac, int status)
     c->failures = 0;
     c->backoff_ms = P2M_REDIS_BACKOFF_MIN_MS;
     p2m_log(P2M_LOG_INFO, "redis_connected", "conn=%s redis=%s", c->what, m->conf.where);
-    p2m_cmd_t cmd;
+    p2m_store_cmd_t cmd;
     if (c == &m->cmd) {
         /* As store.c does: write the schema version if the database is new, then check it. */
-        if (p2m_cmd_schema_init(&cmd) == 0)
+        if (p2m_store_cmd_schema_init(&cmd) == 0)
             redisAsyncCommandArgv(ac, NULL, NULL, cmd.argc, cmd.argv, cmd.argvlen);
-        if (p2m_cmd_schema_get(&cmd) == 0)
+        if (p2m_store_cmd_schema_get(&cmd) == 0)
             redisAsyncCommandArgv(ac, on_schema, NULL, cmd.argc, cmd.argv, cmd.argvlen);
     } else if (m->conf.subscribe(&cmd, m->conf.data) == 0) {
         c->nchannels = (size_t)cmd.argc - 1;
@@ -400,7 +400,7 @@ int p2m_redis_sendv(p2m_redis_t *m, void (*fn)(redisAsyncContext *, void *, void
     return 0;
 }
 
-int p2m_redis_send(p2m_redis_t *m, void (*fn)(redisAsyncContext *, void *, void *), void *priv, const p2m_cmd_t *c)
+int p2m_redis_send(p2m_redis_t *m, void (*fn)(redisAsyncContext *, void *, void *), void *priv, const p2m_store_cmd_t *c)
 {
     return p2m_redis_sendv(m, fn, priv, c->argc, (const char **)c->argv, c->argvlen);
 }

@@ -195,13 +195,13 @@ static int run_script(p2m_store_t *st, const char *script, int nkeys, const char
 /* The check every asynchronous connection makes too (p2m_store_schema_check). */
 static int check_schema(p2m_store_t *st, char *err)
 {
-    p2m_cmd_t c;
+    p2m_store_cmd_t c;
     char why[P2M_ERR_LEN];
     redisReply *r;
-    if (p2m_cmd_schema_init(&c) != 0 || (r = store_callv(st, err, c.argc, c.argv, c.argvlen)) == NULL)
+    if (p2m_store_cmd_schema_init(&c) != 0 || (r = store_callv(st, err, c.argc, c.argv, c.argvlen)) == NULL)
         return -1;
     freeReplyObject(r);
-    if (p2m_cmd_schema_get(&c) != 0 || (r = store_callv(st, err, c.argc, c.argv, c.argvlen)) == NULL)
+    if (p2m_store_cmd_schema_get(&c) != 0 || (r = store_callv(st, err, c.argc, c.argv, c.argvlen)) == NULL)
         return -1;
     int ret = p2m_store_schema_check(r, why) == 0 ? 0 : p2m_err(err, "%s: %s", st->where, why);
     freeReplyObject(r);

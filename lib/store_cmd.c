@@ -360,10 +360,10 @@ static const char lua_metrics[] =
     "return {#names, redis.call('HGETALL', 'p2m:stats'), pre, consumer, idle, rstats, wait}\n";
 
 /* Appends a copy of s to the command. Returns 0, or -1 when the command is full. */
-int store_cmd_push(p2m_cmd_t *c, const char *s)
+int store_cmd_push(p2m_store_cmd_t *c, const char *s)
 {
     size_t n = strlen(s);
-    if (c->argc >= P2M_CMD_ARGS || c->_used + n + 1 > sizeof(c->_buf))
+    if (c->argc >= P2M_STORE_CMD_ARGS || c->_used + n + 1 > sizeof(c->_buf))
         return -1;
     char *dst = c->_buf + c->_used;
     memcpy(dst, s, n + 1);
@@ -374,9 +374,9 @@ int store_cmd_push(p2m_cmd_t *c, const char *s)
     return 0;
 }
 
-int store_cmd_push_static(p2m_cmd_t *c, const char *s, size_t n)
+int store_cmd_push_static(p2m_store_cmd_t *c, const char *s, size_t n)
 {
-    if (c->argc >= P2M_CMD_ARGS)
+    if (c->argc >= P2M_STORE_CMD_ARGS)
         return -1;
     c->argv[c->argc] = s;
     c->argvlen[c->argc] = n;
@@ -384,7 +384,7 @@ int store_cmd_push_static(p2m_cmd_t *c, const char *s, size_t n)
     return 0;
 }
 
-int store_cmd_pushf(p2m_cmd_t *c, const char *fmt, ...)
+int store_cmd_pushf(p2m_store_cmd_t *c, const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
@@ -396,14 +396,14 @@ int store_cmd_pushf(p2m_cmd_t *c, const char *fmt, ...)
     return store_cmd_push(c, buf);
 }
 
-int store_cmd_pushu(p2m_cmd_t *c, unsigned long long v)
+int store_cmd_pushu(p2m_store_cmd_t *c, unsigned long long v)
 {
     char buf[24];
     snprintf(buf, sizeof(buf), "%llu", v);
     return store_cmd_push(c, buf);
 }
 
-void store_cmd_begin(p2m_cmd_t *c)
+void store_cmd_begin(p2m_store_cmd_t *c)
 {
     c->argc = 0;
     c->_used = 0;
@@ -415,13 +415,13 @@ void store_cmd_begin(p2m_cmd_t *c)
 #define begin store_cmd_begin
 #define EVAL STORE_EVAL
 
-static int pushf(p2m_cmd_t *c, const char *fmt, const char *a, const char *b)
+static int pushf(p2m_store_cmd_t *c, const char *fmt, const char *a, const char *b)
 {
     return store_cmd_pushf(c, fmt, a, b);
 }
 
-int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
-                        const p2m_auth_limits_t *lim)
+int p2m_store_cmd_auth_lookup(p2m_store_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
+                              const p2m_auth_limits_t *lim)
 {
     char pair[P2M_ID_MAX + P2M_HOST_MAX + 2];
     snprintf(pair, sizeof(pair), "%.64s:%.253s", id, addr);
@@ -435,8 +435,9 @@ int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const c
                : 0;
 }
 
-int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now, uint64_t step,
-                            int struck_all, const char *session_digest, unsigned session_ttl, const p2m_auth_limits_t *lim)
+int p2m_store_cmd_register_commit(p2m_store_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
+                                  uint64_t step, int struck_all, const char *session_digest, unsigned session_ttl,
+                                  const p2m_auth_limits_t *lim)
 {
     char stepkey[128], pair[P2M_ID_MAX + P2M_HOST_MAX + 2];
     snprintf(stepkey, sizeof(stepkey), "p2m:otp:%.64s:%" PRIu64, id, step);
@@ -453,7 +454,7 @@ int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, con
                : 0;
 }
 
-int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, long long now)
+int p2m_store_cmd_session_lookup(p2m_store_cmd_t *c, const char *digest, const char *label, const char *addr, long long now)
 {
     return EVAL(c, lua_session_lookup, 3) || pushf(c, "p2m:session:%s%s", digest, "") || push(c, "p2m:labels") ||
                    push(c, "p2m:labels:protocol") || push(c, label) || push(c, addr) || pushu(c, (unsigned long long)now) ||
@@ -462,8 +463,8 @@ int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, 
                : 0;
 }
 
-int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
-                      unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window)
+int p2m_store_cmd_lease_pre(p2m_store_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr,
+                            long long now, unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window)
 {
     char service[P2M_SERVICE_MAX + 1];
     p2m_service_key(label, proto, service);
@@ -473,8 +474,8 @@ int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const 
                : 0;
 }
 
-int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
-                           long long now, const p2m_consumer_caps_t *caps, uint32_t rand)
+int p2m_store_cmd_consumer_route(p2m_store_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
+                                 long long now, const p2m_consumer_caps_t *caps, uint32_t rand)
 {
     if (EVAL(c, lua_consumer_route, 0) || push(c, label) || push(c, addr) || pushu(c, (unsigned long long)now) ||
         pushu(c, caps->ttl) || pushu(c, rand) || pushu(c, caps->per_addr) || pushu(c, caps->per_label) || pushu(c, caps->share))
@@ -488,14 +489,14 @@ int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *p
     return 0;
 }
 
-int p2m_cmd_lease_abandon(p2m_cmd_t *c, uint16_t port)
+int p2m_store_cmd_lease_abandon(p2m_store_cmd_t *c, uint16_t port)
 {
     char key[32];
     snprintf(key, sizeof(key), P2M_KEY_LEASE "%u", (unsigned)port);
     return EVAL(c, lua_lease_abandon, 1) || push(c, key) ? -1 : 0;
 }
 
-int p2m_cmd_announce_lease(p2m_cmd_t *c, const char *relay, uint16_t port)
+int p2m_store_cmd_announce_lease(p2m_store_cmd_t *c, const char *relay, uint16_t port)
 {
     char msg[32];
     snprintf(msg, sizeof(msg), "lease %u", (unsigned)port);
@@ -503,30 +504,30 @@ int p2m_cmd_announce_lease(p2m_cmd_t *c, const char *relay, uint16_t port)
     return push(c, "PUBLISH") || pushf(c, P2M_KEY_RELAY "%s%s", relay, "") || push(c, msg) ? -1 : 0;
 }
 
-int p2m_cmd_subscribe_bound(p2m_cmd_t *c)
+int p2m_store_cmd_subscribe_bound(p2m_store_cmd_t *c)
 {
     begin(c);
     return push(c, "SUBSCRIBE") || push(c, p2m_channel_bound) ? -1 : 0;
 }
 
-int p2m_cmd_stat(p2m_cmd_t *c, const char *name)
+int p2m_store_cmd_stat(p2m_store_cmd_t *c, const char *name)
 {
     begin(c);
     return push(c, "HINCRBY") || push(c, "p2m:stats") || push(c, name) || push(c, "1") ? -1 : 0;
 }
 
-int p2m_cmd_metrics(p2m_cmd_t *c)
+int p2m_store_cmd_metrics(p2m_store_cmd_t *c)
 {
     return EVAL(c, lua_metrics, 0) ? -1 : 0;
 }
 
-int p2m_cmd_schema_init(p2m_cmd_t *c)
+int p2m_store_cmd_schema_init(p2m_store_cmd_t *c)
 {
     begin(c);
     return push(c, "SET") || push(c, P2M_KEY_SCHEMA) || pushu(c, P2M_SCHEMA_VERSION) || push(c, "NX") ? -1 : 0;
 }
 
-int p2m_cmd_schema_get(p2m_cmd_t *c)
+int p2m_store_cmd_schema_get(p2m_store_cmd_t *c)
 {
     begin(c);
     return push(c, "GET") || push(c, P2M_KEY_SCHEMA) ? -1 : 0;

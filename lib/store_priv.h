@@ -24,16 +24,16 @@
 #define P2M_CHANNEL_BOUND "p2m:bound"
 #define P2M_CHANNEL_EVENTS "p2m:events"
 
-/* The argv builder under every p2m_cmd_* (store_cmd.c). Each returns 0, or -1 when the command
- * is full: P2M_CMD_ARGS arguments or its buffer. */
+/* The argv builder under every p2m_store_cmd_* (store_cmd.c). Each returns 0, or -1 when the command
+ * is full: P2M_STORE_CMD_ARGS arguments or its buffer. */
 #include "p2m/store_cmd.h"
 
-void store_cmd_begin(p2m_cmd_t *c);
-int store_cmd_push(p2m_cmd_t *c, const char *s);
+void store_cmd_begin(p2m_store_cmd_t *c);
+int store_cmd_push(p2m_store_cmd_t *c, const char *s);
 /* A long constant (a script), not copied. */
-int store_cmd_push_static(p2m_cmd_t *c, const char *s, size_t n);
-int store_cmd_pushu(p2m_cmd_t *c, unsigned long long v);
-int store_cmd_pushf(p2m_cmd_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int store_cmd_push_static(p2m_store_cmd_t *c, const char *s, size_t n);
+int store_cmd_pushu(p2m_store_cmd_t *c, unsigned long long v);
+int store_cmd_pushf(p2m_store_cmd_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Starts EVAL of script with nkeys keys. */
 #define STORE_EVAL(c, script, nkeys)                                                                                               \
     (store_cmd_begin(c),                                                                                                           \

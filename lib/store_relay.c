@@ -93,7 +93,7 @@ static const char lua_counts[] = "redis.call('DEL', KEYS[1])\n"
                                  "if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
                                  "return 0\n";
 
-/* ARGV[1] relay name, ARGV[2] seconds, then SERVICE FLAG pairs (p2m_cmdv_relay_alive). */
+/* ARGV[1] relay name, ARGV[2] seconds, then SERVICE FLAG pairs (p2m_store_cmdv_relay_alive). */
 static const char lua_alive[] = "for i = 3, #ARGV, 2 do\n"
                                 "  local k = '" P2M_KEY_ALIVE "' .. ARGV[i]\n"
                                 "  if ARGV[i + 1] == '1' then redis.call('SET', k, ARGV[1], 'EX', ARGV[2])\n"
@@ -120,7 +120,7 @@ static const char lua_overlaps[] = "local out, names = {}, redis.call('SMEMBERS'
                                    "end\n"
                                    "return out\n";
 
-/* ARGV[1] label, ARGV[2] service, ARGV[3] relay (p2m_cmd_sni_lookup). */
+/* ARGV[1] label, ARGV[2] service, ARGV[3] relay (p2m_store_cmd_sni_lookup). */
 static const char lua_sni_lookup[] = "if not redis.call('HGET', '" P2M_KEY_LABELS "', ARGV[1]) then return 'unknown' end\n"
                                      "local best, most = nil, 0\n"
                                      "for _, name in ipairs(redis.call('SMEMBERS', '" P2M_KEY_RELAYS "')) do\n"
@@ -150,17 +150,17 @@ static const char lua_leave[] = "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
                                 "return 0\n";
 
 /* The relay's hashes, in the order the heartbeat and leave scripts take them. */
-static int push_relay_keys(p2m_cmd_t *c, const char *relay)
+static int push_relay_keys(p2m_store_cmd_t *c, const char *relay)
 {
     return pushf(c, P2M_KEY_RELAY "%s", relay) || pushf(c, P2M_KEY_IDLE "%s", relay) || pushf(c, P2M_KEY_WAIT "%s", relay);
 }
 
-static int push_ours(p2m_cmd_t *c, const char *relay, const char *created, const char *pod)
+static int push_ours(p2m_store_cmd_t *c, const char *relay, const char *created, const char *pod)
 {
     return push(c, relay) || push(c, created) || push(c, pod);
 }
 
-int p2m_cmd_relay_subscribe(p2m_cmd_t *c, const char *relay)
+int p2m_store_cmd_relay_subscribe(p2m_store_cmd_t *c, const char *relay)
 {
     begin(c);
     return push(c, "SUBSCRIBE") || pushf(c, P2M_KEY_RELAY "%s", relay) || push(c, P2M_CHANNEL_EVENTS) ? -1 : 0;
@@ -189,13 +189,13 @@ p2m_relay_msg_t p2m_store_relay_message(const char *relay, const char *channel, 
     return P2M_RELAY_MSG_NONE;
 }
 
-int p2m_cmd_lease_get(p2m_cmd_t *c, uint16_t port)
+int p2m_store_cmd_lease_get(p2m_store_cmd_t *c, uint16_t port)
 {
     begin(c);
     return push(c, "HGETALL") || pushf(c, P2M_KEY_LEASE "%u", (unsigned)port) ? -1 : 0;
 }
 
-int p2m_cmd_lease_scan(p2m_cmd_t *c, const char *cursor)
+int p2m_store_cmd_lease_scan(p2m_store_cmd_t *c, const char *cursor)
 {
     begin(c);
     return push(c, "SCAN") || push(c, cursor) || push(c, "MATCH") || push(c, P2M_KEY_LEASE_PATTERN) || push(c, "COUNT") ||
@@ -212,24 +212,24 @@ int p2m_store_lease_key_port(const char *key, size_t len, uint16_t *port)
     return p2m_port_parse(key + plen, len - plen, port);
 }
 
-int p2m_cmd_lease_owner(p2m_cmd_t *c, uint16_t port)
+int p2m_store_cmd_lease_owner(p2m_store_cmd_t *c, uint16_t port)
 {
     begin(c);
     return push(c, "HMGET") || pushf(c, P2M_KEY_LEASE "%u", (unsigned)port) || push(c, "relay") || push(c, "created") ? -1 : 0;
 }
 
-int p2m_cmd_lease_touch(p2m_cmd_t *c, uint16_t port, unsigned ttl)
+int p2m_store_cmd_lease_touch(p2m_store_cmd_t *c, uint16_t port, unsigned ttl)
 {
     begin(c);
     return push(c, "EXPIRE") || pushf(c, P2M_KEY_LEASE "%u", (unsigned)port) || pushu(c, ttl) ? -1 : 0;
 }
 
-int p2m_cmd_lease_drop(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod)
+int p2m_store_cmd_lease_drop(p2m_store_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod)
 {
     return EVAL(c, lua_lease_drop, 1) || pushf(c, P2M_KEY_LEASE "%u", (unsigned)port) || push_ours(c, relay, created, pod) ? -1 : 0;
 }
 
-int p2m_cmd_lease_bound(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod)
+int p2m_store_cmd_lease_bound(p2m_store_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod)
 {
     return EVAL(c, lua_bound, 1) || pushf(c, P2M_KEY_LEASE "%u", (unsigned)port) || push_ours(c, relay, created, pod) ||
                    pushu(c, port)
@@ -237,7 +237,8 @@ int p2m_cmd_lease_bound(p2m_cmd_t *c, uint16_t port, const char *relay, const ch
                : 0;
 }
 
-int p2m_cmd_lease_busy(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod, const char *reason)
+int p2m_store_cmd_lease_busy(p2m_store_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod,
+                             const char *reason)
 {
     return EVAL(c, lua_busy, 2) || pushf(c, P2M_KEY_LEASE "%u", (unsigned)port) ||
                    pushf(c, P2M_KEY_PORTBUSY "%s:%u", relay, (unsigned)port) || push_ours(c, relay, created, pod) ||
@@ -246,14 +247,14 @@ int p2m_cmd_lease_busy(p2m_cmd_t *c, uint16_t port, const char *relay, const cha
                : 0;
 }
 
-int p2m_cmd_lease_fail(p2m_cmd_t *c, uint16_t port, const char *reason)
+int p2m_store_cmd_lease_fail(p2m_store_cmd_t *c, uint16_t port, const char *reason)
 {
     begin(c);
     return push(c, "PUBLISH") || push(c, P2M_CHANNEL_BOUND) || pushf(c, "%u fail %.200s", (unsigned)port, reason) ? -1 : 0;
 }
 
-int p2m_cmd_relay_heartbeat(p2m_cmd_t *c, const char *relay, const char *address, const char *ports, const char *started,
-                            unsigned ttl)
+int p2m_store_cmd_relay_heartbeat(p2m_store_cmd_t *c, const char *relay, const char *address, const char *ports,
+                                  const char *started, unsigned ttl)
 {
     return EVAL(c, lua_heartbeat, 3) || push_relay_keys(c, relay) || push(c, relay) || push(c, address) || push(c, ports) ||
                    push(c, started) || pushu(c, ttl)
@@ -261,12 +262,13 @@ int p2m_cmd_relay_heartbeat(p2m_cmd_t *c, const char *relay, const char *address
                : 0;
 }
 
-int p2m_cmd_relay_overlaps(p2m_cmd_t *c, const char *relay, uint16_t lo, uint16_t hi)
+int p2m_store_cmd_relay_overlaps(p2m_store_cmd_t *c, const char *relay, uint16_t lo, uint16_t hi)
 {
     return EVAL(c, lua_overlaps, 0) || push(c, relay) || pushu(c, lo) || pushu(c, hi) ? -1 : 0;
 }
 
-int p2m_cmd_relay_stat(p2m_cmd_t *c, const char *relay, const char *service, const char *field, unsigned long long value)
+int p2m_store_cmd_relay_stat(p2m_store_cmd_t *c, const char *relay, const char *service, const char *field,
+                             unsigned long long value)
 {
     begin(c);
     return push(c, "HINCRBY") || pushf(c, P2M_KEY_RELAY_STATS "%s", relay) || pushf(c, "%s:%s", service, field) || pushu(c, value)
@@ -274,12 +276,12 @@ int p2m_cmd_relay_stat(p2m_cmd_t *c, const char *relay, const char *service, con
                : 0;
 }
 
-int p2m_cmd_relay_leave(p2m_cmd_t *c, const char *relay)
+int p2m_store_cmd_relay_leave(p2m_store_cmd_t *c, const char *relay)
 {
     return EVAL(c, lua_leave, 3) || push_relay_keys(c, relay) || push(c, relay) ? -1 : 0;
 }
 
-int p2m_cmd_sni_lookup(p2m_cmd_t *c, const char *service, const char *relay)
+int p2m_store_cmd_sni_lookup(p2m_store_cmd_t *c, const char *service, const char *relay)
 {
     size_t n = strcspn(service, ":");
     return EVAL(c, lua_sni_lookup, 0) || pushf(c, "%.*s", (int)n, service) || push(c, service) || push(c, relay) ? -1 : 0;
@@ -287,7 +289,7 @@ int p2m_cmd_sni_lookup(p2m_cmd_t *c, const char *service, const char *relay)
 
 /* --- commands sized by the relay's labels ------------------------------------------------------ */
 
-void p2m_cmdv_free(p2m_cmdv_t *v)
+void p2m_store_cmdv_free(p2m_store_cmdv_t *v)
 {
     free(v->argv);
     free(v->argvlen);
@@ -296,14 +298,14 @@ void p2m_cmdv_free(p2m_cmdv_t *v)
 }
 
 /* Allocates room for nargs arguments of arena bytes in all. Returns 0, or -1 out of memory. */
-static int v_alloc(p2m_cmdv_t *v, size_t nargs, size_t arena)
+static int v_alloc(p2m_store_cmdv_t *v, size_t nargs, size_t arena)
 {
     memset(v, 0, sizeof(*v));
     v->argv = calloc(nargs, sizeof(*v->argv));
     v->argvlen = calloc(nargs, sizeof(*v->argvlen));
     v->_arena = malloc(arena);
     if (v->argv == NULL || v->argvlen == NULL || v->_arena == NULL) {
-        p2m_cmdv_free(v);
+        p2m_store_cmdv_free(v);
         return -1;
     }
     v->_cap = nargs;
@@ -311,7 +313,7 @@ static int v_alloc(p2m_cmdv_t *v, size_t nargs, size_t arena)
     return 0;
 }
 
-static int v_static(p2m_cmdv_t *v, const char *s, size_t n)
+static int v_static(p2m_store_cmdv_t *v, const char *s, size_t n)
 {
     if ((size_t)v->argc >= v->_cap)
         return -1;
@@ -321,8 +323,8 @@ static int v_static(p2m_cmdv_t *v, const char *s, size_t n)
 }
 
 /* Appends a formatted copy. Returns 0, or -1 when it does not fit what v_alloc() sized. */
-static int v_pushf(p2m_cmdv_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int v_pushf(p2m_cmdv_t *v, const char *fmt, ...)
+static int v_pushf(p2m_store_cmdv_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int v_pushf(p2m_store_cmdv_t *v, const char *fmt, ...)
 {
     if ((size_t)v->argc >= v->_cap || v->_used >= v->_arena_cap)
         return -1;
@@ -341,8 +343,8 @@ static int v_pushf(p2m_cmdv_t *v, const char *fmt, ...)
 #define V_EVAL(v, script, nkeys) (v_static(v, "EVAL", 4) || v_static(v, script, sizeof(script) - 1) || v_pushf(v, "%d", nkeys))
 #define NUM 24 /* bytes for any number argument */
 
-int p2m_cmdv_relay_sync_begin(p2m_cmdv_t *v, const char *relay, unsigned lease_ttl, unsigned hash_ttl, const uint16_t *conns,
-                              size_t nconns, const p2m_sync_drop_t *drops, size_t ndrops, size_t nsvcs)
+int p2m_store_cmdv_relay_sync_begin(p2m_store_cmdv_t *v, const char *relay, unsigned lease_ttl, unsigned hash_ttl,
+                                    const uint16_t *conns, size_t nconns, const p2m_sync_drop_t *drops, size_t ndrops, size_t nsvcs)
 {
     size_t nargs = 12 + nconns + 3 * ndrops + 6 * nsvcs; /* 9 ahead of the sections, a count each */
     size_t arena = 3 * (P2M_HOST_MAX + 24) + 8 * NUM + NUM * nconns + (2 * NUM + P2M_ID_MAX + 3) * ndrops +
@@ -360,13 +362,13 @@ int p2m_cmdv_relay_sync_begin(p2m_cmdv_t *v, const char *relay, unsigned lease_t
               v_pushf(v, "%.*s", P2M_ID_MAX, drops[i].pod);
     bad = bad || v_pushf(v, "%zu", nsvcs);
     if (bad) {
-        p2m_cmdv_free(v);
+        p2m_store_cmdv_free(v);
         return -1;
     }
     return 0;
 }
 
-int p2m_cmdv_relay_sync_service(p2m_cmdv_t *v, const p2m_sync_service_t *s)
+int p2m_store_cmdv_relay_sync_service(p2m_store_cmdv_t *v, const p2m_sync_service_t *s)
 {
     return v_pushf(v, "%.*s", P2M_SERVICE_MAX, s->service) || v_pushf(v, "%d", s->idle_delta) || v_pushf(v, "%u", s->waiting) ||
                    v_pushf(v, "%llu", s->queued) || v_pushf(v, "%llu", s->waited_served) || v_pushf(v, "%llu", s->wait_timeouts)
@@ -375,7 +377,7 @@ int p2m_cmdv_relay_sync_service(p2m_cmdv_t *v, const p2m_sync_service_t *s)
 }
 
 /* EVAL of script with the relay's key (or none) and ARGV relay-or-nothing, value, then the pairs. */
-static int v_pairs(p2m_cmdv_t *v, const char *script, size_t len, const char *key_prefix, const char *relay, unsigned value,
+static int v_pairs(p2m_store_cmdv_t *v, const char *script, size_t len, const char *key_prefix, const char *relay, unsigned value,
                    const p2m_count_t *items, size_t n)
 {
     if (v_alloc(v, 6 + 2 * n, 2 * (P2M_HOST_MAX + 24) + 2 * NUM + (P2M_SERVICE_MAX + 1 + NUM) * n) != 0)
@@ -385,19 +387,20 @@ static int v_pairs(p2m_cmdv_t *v, const char *script, size_t len, const char *ke
     for (size_t i = 0; !bad && i < n; i++)
         bad = v_pushf(v, "%.*s", P2M_SERVICE_MAX, items[i].service) || v_pushf(v, "%u", items[i].n);
     if (bad) {
-        p2m_cmdv_free(v);
+        p2m_store_cmdv_free(v);
         return -1;
     }
     return 0;
 }
 
-int p2m_cmdv_relay_counts(p2m_cmdv_t *v, const char *relay, p2m_count_kind_t kind, unsigned ttl, const p2m_count_t *items, size_t n)
+int p2m_store_cmdv_relay_counts(p2m_store_cmdv_t *v, const char *relay, p2m_count_kind_t kind, unsigned ttl,
+                                const p2m_count_t *items, size_t n)
 {
     return v_pairs(v, lua_counts, sizeof(lua_counts) - 1, kind == P2M_COUNT_IDLE ? P2M_KEY_IDLE : P2M_KEY_WAIT, relay, ttl, items,
                    n);
 }
 
-int p2m_cmdv_relay_alive(p2m_cmdv_t *v, const char *relay, unsigned window, const p2m_count_t *items, size_t n)
+int p2m_store_cmdv_relay_alive(p2m_store_cmdv_t *v, const char *relay, unsigned window, const p2m_count_t *items, size_t n)
 {
     return v_pairs(v, lua_alive, sizeof(lua_alive) - 1, NULL, relay, window, items, n);
 }

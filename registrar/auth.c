@@ -43,10 +43,10 @@ static const char auth_failed[] = "authentication failed";
  * refusal costs no further Redis round trip than the statistic. */
 static void refuse_auth(auth_op_t *op, const char *counter, const char *why, const char *answer)
 {
-    p2m_cmd_t cmd;
+    p2m_store_cmd_t cmd;
     char name[64];
     snprintf(name, sizeof(name), "fail:%s", counter);
-    if (p2m_cmd_stat(&cmd, name) == 0)
+    if (p2m_store_cmd_stat(&cmd, name) == 0)
         redis_send_nowait(op->super.r, &cmd);
     op->log_result(op, 401, why);
     op_header(&op->super, "WWW-Authenticate", "TOTP");
@@ -55,10 +55,10 @@ static void refuse_auth(auth_op_t *op, const char *counter, const char *why, con
 
 void auth_fail(auth_op_t *op, int status, const char *reason, const char *why)
 {
-    p2m_cmd_t cmd;
+    p2m_store_cmd_t cmd;
     char counter[64];
     snprintf(counter, sizeof(counter), "fail:%d", status);
-    if (p2m_cmd_stat(&cmd, counter) == 0)
+    if (p2m_store_cmd_stat(&cmd, counter) == 0)
         redis_send_nowait(op->super.r, &cmd);
     op->log_result(op, status, why);
     op_respond(&op->super, status, reason, why);
@@ -205,10 +205,10 @@ static void on_auth_lookup(op_t *base, redisReply *rep)
     }
     registrar_t *r = op->super.r;
     p2m_auth_limits_t lim = auth_limits(r);
-    p2m_cmd_t cmd;
+    p2m_store_cmd_t cmd;
     if (make_session(op) != 0 ||
-        p2m_cmd_register_commit(&cmd, op->id, op->label, op->super.addr, (long long)now, step, op->struck_all, op->session_digest,
-                                r->cfg.registrar.session_ttl, &lim) != 0 ||
+        p2m_store_cmd_register_commit(&cmd, op->id, op->label, op->super.addr, (long long)now, step, op->struck_all,
+                                      op->session_digest, r->cfg.registrar.session_ttl, &lim) != 0 ||
         redis_send(r, &cmd, on_commit, &op->super) != 0)
         auth_unavailable(op);
 }
@@ -250,18 +250,18 @@ void auth_start(auth_op_t *op)
         return;
     }
 
-    p2m_cmd_t cmd;
+    p2m_store_cmd_t cmd;
     int rc;
     if (op->auth.scheme == P2M_AUTH_TOTP) {
         snprintf(op->id, sizeof(op->id), "%s", op->auth.id);
         p2m_auth_limits_t lim = auth_limits(r);
-        rc = p2m_cmd_auth_lookup(&cmd, op->id, op->label, op->super.addr, (long long)time(NULL), &lim) == 0
+        rc = p2m_store_cmd_auth_lookup(&cmd, op->id, op->label, op->super.addr, (long long)time(NULL), &lim) == 0
                  ? redis_send(r, &cmd, on_auth_lookup, &op->super)
                  : -1;
     } else {
         char digest[65];
         digest_bearer(op->auth.bearer, digest);
-        rc = p2m_cmd_session_lookup(&cmd, digest, op->label, op->super.addr, (long long)time(NULL)) == 0
+        rc = p2m_store_cmd_session_lookup(&cmd, digest, op->label, op->super.addr, (long long)time(NULL)) == 0
                  ? redis_send(r, &cmd, on_session_lookup, &op->super)
                  : -1;
     }

@@ -72,8 +72,8 @@ static void on_authorized(auth_op_t *a)
     p2m_cert_validity(cert, &not_before, &not_after);
     p2m_log(P2M_LOG_INFO, "certificate", "status=200 label=%s pod=%s addr=%s auth=%s serial=%s not_after=%lld", a->label, a->id,
             a->super.addr, auth_scheme(a), serial, not_after);
-    p2m_cmd_t cmd;
-    if (p2m_cmd_stat(&cmd, "certificates") == 0)
+    p2m_store_cmd_t cmd;
+    if (p2m_store_cmd_stat(&cmd, "certificates") == 0)
         redis_send_nowait(r, &cmd);
 
     if (a->super.req != NULL) {

@@ -26,8 +26,8 @@ static void on_health(op_t *op, redisReply *rep)
 void health_handle(registrar_t *r, h2o_req_t *req)
 {
     op_t *op = op_new(r, req, OP_HEALTH, sizeof(op_t));
-    p2m_cmd_t cmd;
-    if (p2m_cmd_metrics(&cmd) != 0 || redis_send(r, &cmd, on_health, op) != 0)
+    p2m_store_cmd_t cmd;
+    if (p2m_store_cmd_metrics(&cmd) != 0 || redis_send(r, &cmd, on_health, op) != 0)
         op_respond(op, 503, "Service Unavailable", "redis unavailable");
 }
 
@@ -201,7 +201,7 @@ static void on_metrics(op_t *op, redisReply *rep)
 void metrics_handle(registrar_t *r, h2o_req_t *req)
 {
     op_t *op = op_new(r, req, OP_METRICS, sizeof(op_t));
-    p2m_cmd_t cmd;
-    if (p2m_cmd_metrics(&cmd) != 0 || redis_send(r, &cmd, on_metrics, op) != 0)
+    p2m_store_cmd_t cmd;
+    if (p2m_store_cmd_metrics(&cmd) != 0 || redis_send(r, &cmd, on_metrics, op) != 0)
         op_respond(op, 503, "Service Unavailable", "redis unavailable");
 }

@@ -262,11 +262,11 @@ static int on_req_proxy(h2o_handler_t *self, h2o_req_t *req)
     }
     r->requests++;
     char addr[64], host[80], name[P2M_HOST_MAX + 8], body[P2M_HOST_MAX + 64];
-    p2m_cmd_t cmd;
+    p2m_store_cmd_t cmd;
     req_peer_addr(req, addr, sizeof(addr));
     p2m_log(P2M_LOG_INFO, "misdirected", "status=421 addr=%s host=%s sni=%s via=sni", addr,
             log_name(req->authority.base, req->authority.len, host, sizeof(host)), log_name(sni, strlen(sni), name, sizeof(name)));
-    if (p2m_cmd_stat(&cmd, "fail:421") == 0)
+    if (p2m_store_cmd_stat(&cmd, "fail:421") == 0)
         redis_send_nowait(r, &cmd);
     snprintf(body, sizeof(body), "misdirected request: this connection is for %s", log_name(sni, strlen(sni), name, sizeof(name)));
     req_send_text(req, 421, "Misdirected Request", body);

@@ -24,8 +24,8 @@ static void on_wait_timeout(h2o_timeout_entry_t *entry)
     unlink_waiting(w);
     p2m_log(P2M_LOG_WARN, "relay_timeout", "lease=%u label=%s", (unsigned)w->_port, w->label);
     /* The relay never answered: give the port back unless it got bound meanwhile. */
-    p2m_cmd_t cmd;
-    p2m_cmd_lease_abandon(&cmd, w->_port);
+    p2m_store_cmd_t cmd;
+    p2m_store_cmd_lease_abandon(&cmd, w->_port);
     redis_send_nowait(w->_r, &cmd);
     w->on_bound(w, -1);
 }
@@ -40,8 +40,8 @@ void lease_wait(registrar_t *r, lease_waiter_t *w, uint16_t port, const char *re
     w->_timeout.cb = on_wait_timeout;
     h2o_timeout_link(r->h2o_ctx.loop, &r->bound_timeout, &w->_timeout);
     if (announce) {
-        p2m_cmd_t cmd;
-        p2m_cmd_announce_lease(&cmd, relay, port);
+        p2m_store_cmd_t cmd;
+        p2m_store_cmd_announce_lease(&cmd, relay, port);
         redis_send_nowait(r, &cmd);
     }
 }

@@ -46,8 +46,8 @@ static consumer_op_t *consumer_of(op_t *op)
 
 static void count(consumer_op_t *op, const char *name)
 {
-    p2m_cmd_t cmd;
-    if (p2m_cmd_stat(&cmd, name) == 0)
+    p2m_store_cmd_t cmd;
+    if (p2m_store_cmd_stat(&cmd, name) == 0)
         redis_send_nowait(op->super.r, &cmd);
 }
 
@@ -120,8 +120,8 @@ static void on_bound(lease_waiter_t *w, int ok)
 
 static void announce(consumer_op_t *op, const char *relay)
 {
-    p2m_cmd_t cmd;
-    if (p2m_cmd_announce_lease(&cmd, relay, op->port) == 0)
+    p2m_store_cmd_t cmd;
+    if (p2m_store_cmd_announce_lease(&cmd, relay, op->port) == 0)
         redis_send_nowait(op->super.r, &cmd);
 }
 
@@ -173,7 +173,7 @@ static void route(consumer_op_t *op)
                              tcp_only[] = {P2M_PROTO_TCP};
     const p2m_proto_t *protos = op->super.kind == OP_TCP ? tcp_only : op->plain_http ? http_first : https_only;
     size_t nprotos = op->super.kind == OP_TCP ? 1 : op->plain_http ? 2 : 1;
-    p2m_cmd_t cmd;
+    p2m_store_cmd_t cmd;
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
     const p2m_registrar_config_t *rc = &op->super.r->cfg.registrar;
@@ -183,7 +183,7 @@ static void route(consumer_op_t *op)
                                 .share = rc->consumer_ports_share};
     /* Per service (the default), every address shares the service's one port: "*" (PROTOCOL 3.6). */
     const char *who = rc->consumer_ports_per_address ? op->super.addr : "*";
-    if (p2m_cmd_consumer_route(&cmd, op->label, protos, nprotos, who, (long long)time(NULL), &caps, rnd & 0x7fffffff) != 0 ||
+    if (p2m_store_cmd_consumer_route(&cmd, op->label, protos, nprotos, who, (long long)time(NULL), &caps, rnd & 0x7fffffff) != 0 ||
         redis_send(op->super.r, &cmd, on_route, &op->super) != 0)
         done(op, 503, "Service Unavailable", "registry unavailable", "5");
 }

@@ -148,10 +148,10 @@ typedef struct {
     op_t *op;
 } pending_t;
 
-static int on_subscribe(p2m_cmd_t *c, void *data)
+static int on_subscribe(p2m_store_cmd_t *c, void *data)
 {
     (void)data;
-    return p2m_cmd_subscribe_bound(c);
+    return p2m_store_cmd_subscribe_bound(c);
 }
 
 /* "PORT ok" / "PORT fail REASON" from a relay. */
@@ -210,7 +210,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     cb(op, rep);
 }
 
-int redis_send(registrar_t *r, const p2m_cmd_t *cmd, void (*cb)(op_t *, redisReply *), op_t *op)
+int redis_send(registrar_t *r, const p2m_store_cmd_t *cmd, void (*cb)(op_t *, redisReply *), op_t *op)
 {
     if (!p2m_redis_up(r->redis))
         return -1;
@@ -233,7 +233,7 @@ const char *redis_reply_str(const redisReply *rep, size_t i)
     return rep->element[i]->str;
 }
 
-void redis_send_nowait(registrar_t *r, const p2m_cmd_t *cmd)
+void redis_send_nowait(registrar_t *r, const p2m_store_cmd_t *cmd)
 {
     p2m_redis_send(r->redis, NULL, NULL, cmd);
 }

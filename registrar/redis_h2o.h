@@ -23,12 +23,12 @@ int redis_start(registrar_t *r, redis_bound_cb on_bound, char *err);
 /* Sends a command; cb gets (op, the reply or NULL on failure or a Redis error) once, and the reply
  * is freed when cb returns. Returns 0, or -1 when Redis is down (cb is then never called). op is
  * borrowed: it must live until cb runs. */
-int redis_send(registrar_t *r, const p2m_cmd_t *cmd, void (*cb)(op_t *, struct redisReply *), op_t *op);
+int redis_send(registrar_t *r, const p2m_store_cmd_t *cmd, void (*cb)(op_t *, struct redisReply *), op_t *op);
 
 /* The i-th element of an array reply when it is a string, else NULL (also for a NULL reply). */
 const char *redis_reply_str(const struct redisReply *rep, size_t i);
 
 /* Fire and forget (statistics, announcements): dropped while Redis is down. */
-void redis_send_nowait(registrar_t *r, const p2m_cmd_t *cmd);
+void redis_send_nowait(registrar_t *r, const p2m_store_cmd_t *cmd);
 
 #endif

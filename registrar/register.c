@@ -75,8 +75,8 @@ static void on_bound(lease_waiter_t *w, int ok)
         /* The demand for the service (PROTOCOL 1.3): the pod grows its pool to meet it. */
         op_header(base, "P2M-Waiting", op->waiting[0] ? op->waiting : "0");
         op_header(base, "P2M-Waited", op->waited[0] ? op->waited : "0");
-        p2m_cmd_t cmd;
-        if (p2m_cmd_stat(&cmd, "registrations") == 0)
+        p2m_store_cmd_t cmd;
+        if (p2m_store_cmd_stat(&cmd, "registrations") == 0)
             redis_send_nowait(base->r, &cmd);
         log_result(&op->super, 200, "ok");
         if (base->req != NULL) {
@@ -146,11 +146,11 @@ static void lease_request(register_op_t *op)
 {
     op_t *base = &op->super.super;
     const p2m_registrar_config_t *rc = &base->r->cfg.registrar;
-    p2m_cmd_t cmd;
+    p2m_store_cmd_t cmd;
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
-    if (p2m_cmd_lease_pre(&cmd, op->super.label, service(op), op->super.id, base->addr, (long long)time(NULL),
-                          rc->preconnect_timeout, rnd & 0x7fffffff, op->conns, rc->alive_window) != 0 ||
+    if (p2m_store_cmd_lease_pre(&cmd, op->super.label, service(op), op->super.id, base->addr, (long long)time(NULL),
+                                rc->preconnect_timeout, rnd & 0x7fffffff, op->conns, rc->alive_window) != 0 ||
         redis_send(base->r, &cmd, on_lease, base) != 0)
         auth_unavailable(&op->super);
 }

@@ -90,7 +90,7 @@ static rredis_t *rr_from_ac(redisAsyncContext *ac)
 }
 
 /* Sends a built command on the command connection; nothing when it is down or did not build. */
-static int send_cmd(rredis_t *rr, int built, const p2m_cmd_t *c, redisCallbackFn *fn, void *priv)
+static int send_cmd(rredis_t *rr, int built, const p2m_store_cmd_t *c, redisCallbackFn *fn, void *priv)
 {
     if (built != 0) {
         p2m_log(P2M_LOG_WARN, "redis_cmd_overflow", "command=%.16s", c->argc > 0 ? c->argv[0] : "");
@@ -99,13 +99,13 @@ static int send_cmd(rredis_t *rr, int built, const p2m_cmd_t *c, redisCallbackFn
     return p2m_redis_send(rr->redis, fn, priv, c);
 }
 
-static void send_cmdv(rredis_t *rr, int built, p2m_cmdv_t *v, redisCallbackFn *fn, void *priv)
+static void send_cmdv(rredis_t *rr, int built, p2m_store_cmdv_t *v, redisCallbackFn *fn, void *priv)
 {
     if (built != 0)
         p2m_log(P2M_LOG_WARN, "redis_cmd_overflow", "command=EVAL");
     else
         p2m_redis_sendv(rr->redis, fn, priv, v->argc, v->argv, v->argvlen);
-    p2m_cmdv_free(v);
+    p2m_store_cmdv_free(v);
 }
 
 static const char *reply_error(const redisReply *rep)
@@ -169,14 +169,14 @@ static void on_lease_load(redisAsyncContext *ac, void *reply, void *priv)
 
 void rredis_lease_load(rredis_t *rr, uint16_t port, int how)
 {
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_lease_get(&c, port), &c, on_lease_load, cookie(port, 0, (unsigned)how));
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_lease_get(&c, port), &c, on_lease_load, cookie(port, 0, (unsigned)how));
 }
 
 void rredis_lease_drop(rredis_t *rr, uint16_t port, const lease_info_t *info)
 {
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_lease_drop(&c, port, rr->relay->cfg.relay.name, info->created, info->pod), &c, NULL, NULL);
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_lease_drop(&c, port, rr->relay->cfg.relay.name, info->created, info->pod), &c, NULL, NULL);
 }
 
 static void on_bound(redisAsyncContext *ac, void *reply, void *priv)
@@ -195,21 +195,21 @@ static void on_bound(redisAsyncContext *ac, void *reply, void *priv)
 
 void rredis_lease_bound(rredis_t *rr, const lease_t *l)
 {
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_lease_bound(&c, l->port, rr->relay->cfg.relay.name, l->created, l->pod), &c, on_bound,
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_lease_bound(&c, l->port, rr->relay->cfg.relay.name, l->created, l->pod), &c, on_bound,
              cookie(l->port, l->gen, 0));
 }
 
 void rredis_lease_busy(rredis_t *rr, uint16_t port, const lease_info_t *info, const char *reason)
 {
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_lease_busy(&c, port, rr->relay->cfg.relay.name, info->created, info->pod, reason), &c, NULL, NULL);
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_lease_busy(&c, port, rr->relay->cfg.relay.name, info->created, info->pod, reason), &c, NULL, NULL);
 }
 
 void rredis_lease_fail(rredis_t *rr, uint16_t port, const char *reason)
 {
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_lease_fail(&c, port, reason), &c, NULL, NULL);
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_lease_fail(&c, port, reason), &c, NULL, NULL);
 }
 
 /* Integer replies of EXPIRE-like commands: 0 means the lease key is gone. */
@@ -302,11 +302,11 @@ static void sync_service(relay_t *r, label_t *l, void *arg)
 {
     (void)r;
     p2m_sync_service_t svc = {l->name, l->idle_delta, l->nwait, l->queued, l->waited_served, l->wait_timeouts};
-    p2m_cmdv_relay_sync_service(arg, &svc); /* copies: l may go once this returns */
+    p2m_store_cmdv_relay_sync_service(arg, &svc); /* copies: l may go once this returns */
     l->queued = l->waited_served = l->wait_timeouts = 0;
 }
 
-/* Writes everything the relay learnt since the last sync in one script (p2m_cmdv_relay_sync_begin).
+/* Writes everything the relay learnt since the last sync in one script (p2m_store_cmdv_relay_sync_begin).
  * With the command connection down it drops it: the resync after the reconnect rewrites the counts. */
 static void sync_flush(rredis_t *rr)
 {
@@ -332,9 +332,9 @@ static void sync_flush(rredis_t *rr)
     }
     for (size_t i = 0; i < rr->nsync_drops; i++)
         drops[i] = (p2m_sync_drop_t){rr->sync_drops[i].port, rr->sync_drops[i].created, rr->sync_drops[i].pod};
-    p2m_cmdv_t v;
-    int built = p2m_cmdv_relay_sync_begin(&v, r->cfg.relay.name, RELAY_IDLE_LEASE_TTL, RELAY_HEARTBEAT_TTL, ports, rr->nsync_conns,
-                                          drops, rr->nsync_drops, nlabels);
+    p2m_store_cmdv_t v;
+    int built = p2m_store_cmdv_relay_sync_begin(&v, r->cfg.relay.name, RELAY_IDLE_LEASE_TTL, RELAY_HEARTBEAT_TTL, ports,
+                                                rr->nsync_conns, drops, rr->nsync_drops, nlabels);
     match_sync_flush(r, built == 0 ? sync_service : NULL, &v);
     rr->nsync_conns = rr->nsync_drops = 0;
     if (built != 0) {
@@ -343,7 +343,7 @@ static void sync_flush(rredis_t *rr)
     } else if (p2m_redis_sendv(rr->redis, on_sync, sr, v.argc, v.argv, v.argvlen) != 0) {
         free(sr);
     }
-    p2m_cmdv_free(&v);
+    p2m_store_cmdv_free(&v);
     free(ports);
     free(drops);
 }
@@ -370,8 +370,8 @@ static void on_sni_lookup(redisAsyncContext *ac, void *reply, void *priv)
 
 int rredis_sni_lookup(rredis_t *rr, const char *service, void *cookie)
 {
-    p2m_cmd_t c;
-    return send_cmd(rr, p2m_cmd_sni_lookup(&c, service, rr->relay->cfg.relay.name), &c, on_sni_lookup, cookie);
+    p2m_store_cmd_t c;
+    return send_cmd(rr, p2m_store_cmd_sni_lookup(&c, service, rr->relay->cfg.relay.name), &c, on_sni_lookup, cookie);
 }
 
 static void on_lease_check(redisAsyncContext *ac, void *reply, void *priv)
@@ -393,14 +393,14 @@ static void on_lease_check(redisAsyncContext *ac, void *reply, void *priv)
 
 void rredis_lease_check(rredis_t *rr, const lease_t *l)
 {
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_lease_owner(&c, l->port), &c, on_lease_check, cookie(l->port, l->gen, 0));
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_lease_owner(&c, l->port), &c, on_lease_check, cookie(l->port, l->gen, 0));
 }
 
 void rredis_lease_touch(rredis_t *rr, const lease_t *l, unsigned ttl)
 {
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_lease_touch(&c, l->port, ttl), &c, on_lease_alive, cookie(l->port, l->gen, 0));
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_lease_touch(&c, l->port, ttl), &c, on_lease_alive, cookie(l->port, l->gen, 0));
 }
 
 /* --- periodic work -------------------------------------------------------------------------- */
@@ -418,9 +418,9 @@ static void emit_counters(relay_t *r, const label_t *l, void *arg)
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         if (fields[i].v == 0)
             continue;
-        p2m_cmd_t c;
-        send_cmd(rr, p2m_cmd_relay_stat(&c, r->cfg.relay.name, l->name, fields[i].name, (unsigned long long)fields[i].v), &c, NULL,
-                 NULL);
+        p2m_store_cmd_t c;
+        send_cmd(rr, p2m_store_cmd_relay_stat(&c, r->cfg.relay.name, l->name, fields[i].name, (unsigned long long)fields[i].v), &c,
+                 NULL, NULL);
     }
 }
 
@@ -458,8 +458,8 @@ static void on_overlaps(redisAsyncContext *ac, void *reply, void *priv)
 static void check_overlaps(rredis_t *rr)
 {
     const relay_t *r = rr->relay;
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_relay_overlaps(&c, r->cfg.relay.name, r->cfg.relay.ports.lo, r->cfg.relay.ports.hi), &c, on_overlaps,
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_relay_overlaps(&c, r->cfg.relay.name, r->cfg.relay.ports.lo, r->cfg.relay.ports.hi), &c, on_overlaps,
              NULL);
 }
 
@@ -468,9 +468,11 @@ static void heartbeat(rredis_t *rr)
     relay_t *r = rr->relay;
     if (!p2m_redis_up(rr->redis))
         return;
-    p2m_cmd_t c;
-    send_cmd(rr, p2m_cmd_relay_heartbeat(&c, r->cfg.relay.name, r->cfg.public_address, rr->ports, rr->started, RELAY_HEARTBEAT_TTL),
-             &c, NULL, NULL);
+    p2m_store_cmd_t c;
+    send_cmd(
+        rr,
+        p2m_store_cmd_relay_heartbeat(&c, r->cfg.relay.name, r->cfg.public_address, rr->ports, rr->started, RELAY_HEARTBEAT_TTL),
+        &c, NULL, NULL);
 
     alive_marks(rr);
     check_overlaps(rr);
@@ -527,7 +529,7 @@ static void collect(relay_t *r, label_t *l, void *arg)
         return;
     unsigned v;
     if (acc->what == COUNT_ALIVE) {
-        /* A pod with idle pre-connections or open tunnels here is there (p2m_cmdv_relay_alive). */
+        /* A pod with idle pre-connections or open tunnels here is there (p2m_store_cmdv_relay_alive). */
         if (l->nidle == 0 && l->njoined == 0)
             return;
         v = l->nidle > 0;
@@ -545,11 +547,11 @@ static void send_over_labels(rredis_t *rr, int what, int skip_empty)
     collect_t acc = {0, r->nlabels, relay_xcalloc(r->nlabels + 1, sizeof(p2m_count_t)), what};
     label_foreach(r, collect, &acc);
     if (!skip_empty || acc.n > 0) {
-        p2m_cmdv_t v;
+        p2m_store_cmdv_t v;
         int built = what == COUNT_ALIVE
-                        ? p2m_cmdv_relay_alive(&v, r->cfg.relay.name, r->cfg.registrar.alive_window, acc.items, acc.n)
-                        : p2m_cmdv_relay_counts(&v, r->cfg.relay.name, what == COUNT_IDLE ? P2M_COUNT_IDLE : P2M_COUNT_WAIT,
-                                                RELAY_HEARTBEAT_TTL, acc.items, acc.n);
+                        ? p2m_store_cmdv_relay_alive(&v, r->cfg.relay.name, r->cfg.registrar.alive_window, acc.items, acc.n)
+                        : p2m_store_cmdv_relay_counts(&v, r->cfg.relay.name, what == COUNT_IDLE ? P2M_COUNT_IDLE : P2M_COUNT_WAIT,
+                                                      RELAY_HEARTBEAT_TTL, acc.items, acc.n);
         send_cmdv(rr, built, &v, NULL, NULL);
     }
     free(acc.items);
@@ -616,8 +618,8 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *priv)
 
 static void scan_next(rredis_t *rr, const char *cursor)
 {
-    p2m_cmd_t c;
-    if (send_cmd(rr, p2m_cmd_lease_scan(&c, cursor), &c, on_scan, NULL) != 0)
+    p2m_store_cmd_t c;
+    if (send_cmd(rr, p2m_store_cmd_lease_scan(&c, cursor), &c, on_scan, NULL) != 0)
         rr->scan_running = 0;
 }
 
@@ -659,10 +661,10 @@ static void on_down(void *data)
     rr->scan_running = 0;
 }
 
-static int on_subscribe(p2m_cmd_t *c, void *data)
+static int on_subscribe(p2m_store_cmd_t *c, void *data)
 {
     rredis_t *rr = data;
-    return p2m_cmd_relay_subscribe(c, rr->relay->cfg.relay.name);
+    return p2m_store_cmd_relay_subscribe(c, rr->relay->cfg.relay.name);
 }
 
 static void on_subscribed(void *data)
@@ -762,8 +764,8 @@ void rredis_shutdown(rredis_t *rr)
     }
     sync_flush(rr); /* the leases ended by the shutdown are deleted */
     label_flush_counters(r, emit_counters, rr);
-    p2m_cmd_t c;
-    if (send_cmd(rr, p2m_cmd_relay_leave(&c, r->cfg.relay.name), &c, on_final, NULL) != 0) {
+    p2m_store_cmd_t c;
+    if (send_cmd(rr, p2m_store_cmd_relay_leave(&c, r->cfg.relay.name), &c, on_final, NULL) != 0) {
         rr->stopping = 1;
         p2m_loop_stop(r->loop);
         return;

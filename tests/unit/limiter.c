@@ -16,7 +16,7 @@ static const p2m_auth_limits_t lim = {.free = 3, .window = 100, .backoff_max = 8
 static redisContext *rc;
 static char last_struck[8] = "pair"; /* STRUCK of the last lookup, for the commit that follows */
 
-static redisReply *run(p2m_cmd_t *cmd)
+static redisReply *run(p2m_store_cmd_t *cmd)
 {
     return redisCommandArgv(rc, cmd->argc, (const char **)cmd->argv, cmd->argvlen);
 }
@@ -182,18 +182,18 @@ int main(void)
 
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         const event_t *e = &events[i];
-        p2m_cmd_t cmd;
+        p2m_store_cmd_t cmd;
         int built;
         CHECK_CTX("event %zu: t=%lld %s %s from %s for %s", i, e->now, e->op, e->id, e->addr, e->label);
         if (strcmp(e->op, "lookup") == 0)
-            built = p2m_cmd_auth_lookup(&cmd, e->id, e->label, e->addr, e->now, &lim);
+            built = p2m_store_cmd_auth_lookup(&cmd, e->id, e->label, e->addr, e->now, &lim);
         else if (strcmp(e->op, "commit") == 0)
-            built = p2m_cmd_register_commit(&cmd, e->id, e->label, e->addr, e->now, e->step, strcmp(last_struck, "all") == 0, "",
-                                            600, &lim);
+            built = p2m_store_cmd_register_commit(&cmd, e->id, e->label, e->addr, e->now, e->step, strcmp(last_struck, "all") == 0,
+                                                  "", 600, &lim);
         else {
             char digest[64];
             snprintf(digest, sizeof(digest), "%s-session", e->id);
-            built = p2m_cmd_session_lookup(&cmd, digest, e->label, e->addr, e->now);
+            built = p2m_store_cmd_session_lookup(&cmd, digest, e->label, e->addr, e->now);
         }
         if (!CHECK_EQ_INT(built, 0))
             continue;
@@ -219,8 +219,8 @@ int main(void)
     r = redisCommand(rc, "HGET p2m:otp:taas:166 uses");
     CHECK(r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, "3") == 0);
     freeReplyObject(r);
-    p2m_cmd_t cmd;
-    if (CHECK_EQ_INT(p2m_cmd_auth_lookup(&cmd, "plain", "p1", "10.0.0.99", 9000, &lim), 0)) {
+    p2m_store_cmd_t cmd;
+    if (CHECK_EQ_INT(p2m_store_cmd_auth_lookup(&cmd, "plain", "p1", "10.0.0.99", 9000, &lim), 0)) {
         r = run(&cmd);
         CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 9);
         if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 9)
@@ -231,9 +231,9 @@ int main(void)
     CHECK_CTX("token reuse up to 32");
     int reused = 0;
     for (int i = 0; i < 40; i++) {
-        p2m_cmd_auth_lookup(&cmd, "taas", "t1", "10.0.0.6", 6000, &lim);
+        p2m_store_cmd_auth_lookup(&cmd, "taas", "t1", "10.0.0.6", 6000, &lim);
         freeReplyObject(run(&cmd));
-        p2m_cmd_register_commit(&cmd, "taas", "t1", "10.0.0.6", 6000, 200, 0, "", 600, &lim);
+        p2m_store_cmd_register_commit(&cmd, "taas", "t1", "10.0.0.6", 6000, 200, 0, "", 600, &lim);
         r = run(&cmd);
         char got[64];
         render(r, "commit", got, sizeof(got));

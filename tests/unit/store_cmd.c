@@ -16,12 +16,12 @@
 
 static redisContext *rc;
 
-static redisReply *run(const p2m_cmd_t *c)
+static redisReply *run(const p2m_store_cmd_t *c)
 {
     return redisCommandArgv(rc, c->argc, (const char **)c->argv, c->argvlen);
 }
 
-static redisReply *runv(const p2m_cmdv_t *v)
+static redisReply *runv(const p2m_store_cmdv_t *v)
 {
     return redisCommandArgv(rc, v->argc, v->argv, v->argvlen);
 }
@@ -52,7 +52,7 @@ static void render(const redisReply *r, char *out, size_t cap)
 }
 
 /* Runs c (built: its builder's return) and checks its rendered reply. */
-static int expect(int built, const p2m_cmd_t *c, const char *want)
+static int expect(int built, const p2m_store_cmd_t *c, const char *want)
 {
     char got[512];
     if (!CHECK_EQ_INT(built, 0))
@@ -85,29 +85,29 @@ static void probe(char *out, size_t cap, const char *fmt, ...)
 static int sync_run(const uint16_t *conns, size_t nconns, const p2m_sync_drop_t *drops, size_t ndrops,
                     const p2m_sync_service_t *svcs, size_t nsvcs, const char *want)
 {
-    p2m_cmdv_t v;
-    if (!CHECK_EQ_INT(p2m_cmdv_relay_sync_begin(&v, "r1", 30, 15, conns, nconns, drops, ndrops, nsvcs), 0))
+    p2m_store_cmdv_t v;
+    if (!CHECK_EQ_INT(p2m_store_cmdv_relay_sync_begin(&v, "r1", 30, 15, conns, nconns, drops, ndrops, nsvcs), 0))
         return 0;
     for (size_t i = 0; i < nsvcs; i++)
-        CHECK_EQ_INT(p2m_cmdv_relay_sync_service(&v, &svcs[i]), 0);
-    CHECK_EQ_INT(p2m_cmdv_relay_sync_service(&v, &svcs[0]), -1); /* one more than announced */
+        CHECK_EQ_INT(p2m_store_cmdv_relay_sync_service(&v, &svcs[i]), 0);
+    CHECK_EQ_INT(p2m_store_cmdv_relay_sync_service(&v, &svcs[0]), -1); /* one more than announced */
     char got[512];
     redisReply *r = runv(&v);
     render(r, got, sizeof(got));
     freeReplyObject(r);
-    p2m_cmdv_free(&v);
+    p2m_store_cmdv_free(&v);
     return CHECK_EQ_STR(got, want);
 }
 
 static void test_schema(void)
 {
-    p2m_cmd_t c;
+    p2m_store_cmd_t c;
     char err[P2M_ERR_LEN], want[16];
     snprintf(want, sizeof(want), "%d", P2M_SCHEMA_VERSION);
     CHECK_CTX("schema: a new database gets this version");
-    expect(p2m_cmd_schema_init(&c), &c, "str:OK");
-    expect(p2m_cmd_schema_init(&c), &c, "nil"); /* NX: written once */
-    p2m_cmd_schema_get(&c);
+    expect(p2m_store_cmd_schema_init(&c), &c, "str:OK");
+    expect(p2m_store_cmd_schema_init(&c), &c, "nil"); /* NX: written once */
+    p2m_store_cmd_schema_get(&c);
     redisReply *r = run(&c);
     CHECK_EQ_INT(p2m_store_schema_check(r, err), 0);
     freeReplyObject(r);
@@ -144,11 +144,11 @@ static void test_idle(void)
     EXPECT_REDIS("nil", "HGET p2m:idle:r1 web");
 
     CHECK_CTX("counts: the idle hash rewritten from what the relay holds");
-    p2m_cmdv_t v;
+    p2m_store_cmdv_t v;
     p2m_count_t held[] = {{"web", 4}, {"blog", 1}};
-    if (CHECK_EQ_INT(p2m_cmdv_relay_counts(&v, "r1", P2M_COUNT_IDLE, 15, held, 2), 0)) {
+    if (CHECK_EQ_INT(p2m_store_cmdv_relay_counts(&v, "r1", P2M_COUNT_IDLE, 15, held, 2), 0)) {
         freeReplyObject(runv(&v));
-        p2m_cmdv_free(&v);
+        p2m_store_cmdv_free(&v);
     }
     EXPECT_REDIS("str:4", "HGET p2m:idle:r1 web");
     EXPECT_REDIS("nil", "HGET p2m:idle:r1 api:tcp");
@@ -157,9 +157,9 @@ static void test_idle(void)
     CHECK_CTX("alive: idle marks name this relay; joined-only ones do not take another's mark");
     EXPECT_REDIS("str:OK", "SET p2m:alive:blog r2");
     p2m_count_t alive[] = {{"web", 1}, {"blog", 0}};
-    if (CHECK_EQ_INT(p2m_cmdv_relay_alive(&v, "r1", 60, alive, 2), 0)) {
+    if (CHECK_EQ_INT(p2m_store_cmdv_relay_alive(&v, "r1", 60, alive, 2), 0)) {
         freeReplyObject(runv(&v));
-        p2m_cmdv_free(&v);
+        p2m_store_cmdv_free(&v);
     }
     EXPECT_REDIS("str:r1", "GET p2m:alive:web");
     EXPECT_REDIS("str:r2", "GET p2m:alive:blog");
@@ -174,20 +174,20 @@ static void lease(uint16_t port, const char *relay, const char *created, const c
 
 static void test_leases(void)
 {
-    p2m_cmd_t c;
+    p2m_store_cmd_t c;
     CHECK_CTX("bound: the lease held is marked bound; a consumer port of a service loses its TTL");
     lease(20001, "r1", "100", "10.0.0.1");
-    expect(p2m_cmd_lease_bound(&c, 20001, "r1", "100", "alice"), &c, "int:1");
+    expect(p2m_store_cmd_lease_bound(&c, 20001, "r1", "100", "alice"), &c, "int:1");
     EXPECT_REDIS("str:bound", "HGET p2m:lease:20001 state");
     EXPECT_REDIS("int:30", "TTL p2m:lease:20001");
     lease(20002, "r1", "100", "*");
-    expect(p2m_cmd_lease_bound(&c, 20002, "r1", "100", "alice"), &c, "int:1");
+    expect(p2m_store_cmd_lease_bound(&c, 20002, "r1", "100", "alice"), &c, "int:1");
     EXPECT_REDIS("int:-1", "TTL p2m:lease:20002");
 
     CHECK_CTX("bound: a lease re-created for someone else is not ours");
-    expect(p2m_cmd_lease_bound(&c, 20001, "r1", "99", "alice"), &c, "int:0");
-    expect(p2m_cmd_lease_bound(&c, 20001, "r2", "100", "alice"), &c, "int:0");
-    expect(p2m_cmd_lease_bound(&c, 20009, "r1", "100", "alice"), &c, "int:0");
+    expect(p2m_store_cmd_lease_bound(&c, 20001, "r1", "99", "alice"), &c, "int:0");
+    expect(p2m_store_cmd_lease_bound(&c, 20001, "r2", "100", "alice"), &c, "int:0");
+    expect(p2m_store_cmd_lease_bound(&c, 20009, "r1", "100", "alice"), &c, "int:0");
 
     CHECK_CTX("sync: a connection keeps its lease; a gone lease is reported by position");
     uint16_t conns[] = {20009, 20001};
@@ -196,9 +196,9 @@ static void test_leases(void)
     EXPECT_REDIS("str:connected", "HGET p2m:lease:20001 state");
 
     CHECK_CTX("drop (unbind): only the lease held goes");
-    expect(p2m_cmd_lease_drop(&c, 20001, "r1", "99", "alice"), &c, "int:0");
+    expect(p2m_store_cmd_lease_drop(&c, 20001, "r1", "99", "alice"), &c, "int:0");
     EXPECT_REDIS("int:1", "EXISTS p2m:lease:20001");
-    expect(p2m_cmd_lease_drop(&c, 20001, "r1", "100", "alice"), &c, "int:1");
+    expect(p2m_store_cmd_lease_drop(&c, 20001, "r1", "100", "alice"), &c, "int:1");
     EXPECT_REDIS("int:0", "EXISTS p2m:lease:20001");
     p2m_sync_drop_t drop = {20002, "100", "alice"};
     sync_run(NULL, 0, &drop, 1, &none, 1, "arr:0");
@@ -206,17 +206,17 @@ static void test_leases(void)
 
     CHECK_CTX("busy: the port rests 60 s on this relay, the lease held goes");
     lease(20003, "r1", "100", "10.0.0.1");
-    expect(p2m_cmd_lease_busy(&c, 20003, "r1", "100", "alice", "Address already in use"), &c, "int:0");
+    expect(p2m_store_cmd_lease_busy(&c, 20003, "r1", "100", "alice", "Address already in use"), &c, "int:0");
     EXPECT_REDIS("int:60", "TTL p2m:portbusy:r1:20003");
     EXPECT_REDIS("int:0", "EXISTS p2m:lease:20003");
     lease(20004, "r2", "100", "10.0.0.1");
-    expect(p2m_cmd_lease_busy(&c, 20004, "r1", "100", "alice", "x"), &c, "int:0");
+    expect(p2m_store_cmd_lease_busy(&c, 20004, "r1", "100", "alice", "x"), &c, "int:0");
     EXPECT_REDIS("int:1", "EXISTS p2m:lease:20004");
 
     CHECK_CTX("touch, owner, scan");
-    expect(p2m_cmd_lease_touch(&c, 20004, 45), &c, "int:1");
-    expect(p2m_cmd_lease_touch(&c, 20003, 45), &c, "int:0");
-    expect(p2m_cmd_lease_owner(&c, 20004), &c, "arr:r2,100");
+    expect(p2m_store_cmd_lease_touch(&c, 20004, 45), &c, "int:1");
+    expect(p2m_store_cmd_lease_touch(&c, 20003, 45), &c, "int:0");
+    expect(p2m_store_cmd_lease_owner(&c, 20004), &c, "arr:r2,100");
     uint16_t port = 0;
     CHECK_EQ_INT(p2m_store_lease_key_port("p2m:lease:20004", 15, &port), 0);
     CHECK_EQ_INT(port, 20004);
@@ -226,27 +226,27 @@ static void test_leases(void)
 
 static void test_relay(void)
 {
-    p2m_cmd_t c;
+    p2m_store_cmd_t c;
     char chans[128];
     CHECK_CTX("heartbeat and leave");
-    expect(p2m_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15), &c, "int:0");
+    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15), &c, "int:0");
     EXPECT_REDIS("str:20000-20099", "HGET p2m:relay:r1 ports");
     EXPECT_REDIS("int:15", "TTL p2m:relay:r1");
     EXPECT_REDIS("int:1", "SISMEMBER p2m:relays r1");
     EXPECT_REDIS("int:2", "HSET p2m:relay:r2 address b ports 20050-20199");
     EXPECT_REDIS("int:1", "SADD p2m:relays r2");
-    expect(p2m_cmd_relay_overlaps(&c, "r1", 20000, 20099), &c, "arr:r2,20050-20199");
-    expect(p2m_cmd_relay_overlaps(&c, "r1", 20000, 20049), &c, "arr:");
-    expect(p2m_cmd_relay_stat(&c, "r1", "web", "bytes_in", 7), &c, "int:7");
+    expect(p2m_store_cmd_relay_overlaps(&c, "r1", 20000, 20099), &c, "arr:r2,20050-20199");
+    expect(p2m_store_cmd_relay_overlaps(&c, "r1", 20000, 20049), &c, "arr:");
+    expect(p2m_store_cmd_relay_stat(&c, "r1", "web", "bytes_in", 7), &c, "int:7");
     EXPECT_REDIS("int:1", "HSET p2m:labels web alice");
-    expect(p2m_cmd_sni_lookup(&c, "web", "r1"), &c, "str:here");
-    expect(p2m_cmd_sni_lookup(&c, "nobody", "r1"), &c, "str:unknown");
-    expect(p2m_cmd_relay_leave(&c, "r1"), &c, "int:0");
+    expect(p2m_store_cmd_sni_lookup(&c, "web", "r1"), &c, "str:here");
+    expect(p2m_store_cmd_sni_lookup(&c, "nobody", "r1"), &c, "str:unknown");
+    expect(p2m_store_cmd_relay_leave(&c, "r1"), &c, "int:0");
     EXPECT_REDIS("int:0", "EXISTS p2m:relay:r1 p2m:idle:r1 p2m:wait:r1");
     EXPECT_REDIS("int:0", "SISMEMBER p2m:relays r1");
 
     CHECK_CTX("subscription messages");
-    CHECK_EQ_INT(p2m_cmd_relay_subscribe(&c, "r1"), 0);
+    CHECK_EQ_INT(p2m_store_cmd_relay_subscribe(&c, "r1"), 0);
     CHECK_EQ_INT(c.argc, 3);
     CHECK(p2m_store_relay_channels("r1", chans, sizeof(chans)) > 0);
     CHECK_EQ_STR(chans, "p2m:relay:r1,p2m:events");
@@ -263,12 +263,12 @@ static void test_relay(void)
     char big[400];
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    CHECK_EQ_INT(p2m_cmd_lease_bound(&c, 1, big, big, big), 0);
-    CHECK_EQ_INT(p2m_cmd_lease_busy(&c, 1, big, big, big, big), 0);
+    CHECK_EQ_INT(p2m_store_cmd_lease_bound(&c, 1, big, big, big), 0);
+    CHECK_EQ_INT(p2m_store_cmd_lease_busy(&c, 1, big, big, big, big), 0);
     char huge[1200];
     memset(huge, 'y', sizeof(huge) - 1);
     huge[sizeof(huge) - 1] = '\0';
-    CHECK_EQ_INT(p2m_cmd_lease_drop(&c, 1, huge, huge, "p"), -1);
+    CHECK_EQ_INT(p2m_store_cmd_lease_drop(&c, 1, huge, huge, "p"), -1);
 }
 
 int main(void)

@@ -1,6 +1,6 @@
 /* The registrar's command builders in lib/store_cmd.c beyond the limiters (tests/unit/limiter.c):
- * leasing a pre-connection port (p2m_cmd_lease_pre), routing a consumer to a port
- * (p2m_cmd_consumer_route), abandoning a lease, announcing one, the bound channel, counters and
+ * leasing a pre-connection port (p2m_store_cmd_lease_pre), routing a consumer to a port
+ * (p2m_store_cmd_consumer_route), abandoning a lease, announcing one, the bound channel, counters and
  * /metrics, run through their real Lua scripts on a private redis-server (redis_server.h) with
  * relays written as their heartbeats write them. Replies are rendered as one line ("ok|40001|r1|...")
  * and compared with what the builder's contract in store_cmd.h says. */
@@ -18,7 +18,7 @@ static char got[4096];
 #define R(...) redis_fmt(rc, got, sizeof(got), __VA_ARGS__)
 
 /* Runs a built command; "build failed" when the builder refused. */
-static const char *run(int built, p2m_cmd_t *c)
+static const char *run(int built, p2m_store_cmd_t *c)
 {
     if (built != 0) {
         snprintf(got, sizeof(got), "build failed");
@@ -45,17 +45,17 @@ static void reset(void)
 
 static void test_lease_pre(void)
 {
-    p2m_cmd_t c;
+    p2m_store_cmd_t c;
     char relay[8];
 
     CHECK_CTX("lease_pre: no relay");
     R("FLUSHALL");
-    CHECK_EQ_STR(run(p2m_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "norelay");
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "norelay");
 
     CHECK_CTX("lease_pre: a service's home relay");
     reset();
-    if (!CHECK_MSG(strncmp(run(p2m_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "ok|", 3) ==
-                       0,
+    if (!CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c),
+                           "ok|", 3) == 0,
                    "got %s", got))
         return;
     /* ok|PORT|RELAY|ADDRESS|WAITING|WAITED */
@@ -81,20 +81,21 @@ static void test_lease_pre(void)
     unsigned lo = on_r1 ? 40000 : 41000, size = on_r1 ? 4 : 2;
     char want[64];
     snprintf(want, sizeof(want), "ok|%u|%s|%s|0|0", lo + 1, relay, addr);
-    CHECK_EQ_STR(run(p2m_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 4, 90), &c), want);
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 4, 90), &c), want);
     CHECK_EQ_STR(R("HGET p2m:lease:%u conns", lo + 1), "4");
     /* the home relay full (and a busy port skipped): the other relay */
     for (unsigned p = lo + 2; p < lo + size; p++)
         R("SET p2m:portbusy:%s:%u 1", relay, p);
     CHECK_EQ_STR(R("GET p2m:alive:web"), relay);
     const char *other = on_r1 ? "r2" : "r1";
-    CHECK_MSG(strstr(run(p2m_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 7, 1, 90), &c), other) != NULL,
+    CHECK_MSG(strstr(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 7, 1, 90), &c), other) !=
+                  NULL,
               "want a port on %s, got %s", other, got);
     CHECK_EQ_STR(R("GET p2m:alive:web"), other);
     /* all full */
     for (int i = 0; i < 8; i++)
-        run(p2m_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c);
-    CHECK_EQ_STR(run(p2m_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "noport");
+        run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c);
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "noport");
 
     CHECK_CTX("lease_pre: protocol, demand, the consumer port's relay is home");
     reset();
@@ -103,14 +104,15 @@ static void test_lease_pre(void)
     R("HSET p2m:stats:relay:r1 web:tcp:queued 7");
     R("HSET p2m:lease:41001 kind consumer service web:tcp addr * relay r2 state bound");
     R("SET p2m:cport:web:tcp 41001");
-    CHECK_EQ_STR(run(p2m_cmd_lease_pre(&c, "web", P2M_PROTO_TCP, "alice", "::1", 1000, 30, 0, 1, 90), &c), "ok|41000|r2|10.0.0.2|5|7");
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_TCP, "alice", "::1", 1000, 30, 0, 1, 90), &c),
+                 "ok|41000|r2|10.0.0.2|5|7");
     CHECK_EQ_STR(R("HMGET p2m:lease:41000 label service addr"), "web|web:tcp|::1");
 
     /* Hostile bytes are data. */
     CHECK_CTX("lease_pre: hostile label and pod");
     reset();
     const char *evil = "x') redis.call('FLUSHALL') --";
-    run(p2m_cmd_lease_pre(&c, evil, P2M_PROTO_HTTP, "a\r\nb", "1.2.3.4", 1000, 30, 0, 1, 90), &c);
+    run(p2m_store_cmd_lease_pre(&c, evil, P2M_PROTO_HTTP, "a\r\nb", "1.2.3.4", 1000, 30, 0, 1, 90), &c);
     CHECK_MSG(strncmp(got, "ok|", 3) == 0, "got %s", got);
     CHECK_EQ_STR(R("HGET p2m:labels web"), "alice");
     CHECK_EQ_STR(R("EXISTS p2m:alive:%s:http", evil), "1");
@@ -118,56 +120,62 @@ static void test_lease_pre(void)
     CHECK_CTX("lease_pre: arguments beyond the command's buffer are refused");
     static char big[2100];
     memset(big, 'a', sizeof(big) - 1);
-    CHECK_EQ_INT(p2m_cmd_lease_pre(&c, big, P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), -1);
+    CHECK_EQ_INT(p2m_store_cmd_lease_pre(&c, big, P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), -1);
 }
 
 static void test_consumer_route(void)
 {
-    p2m_cmd_t c;
+    p2m_store_cmd_t c;
     const p2m_consumer_caps_t caps = {.ttl = 60, .per_addr = 1, .per_label = 8, .share = 50};
     const p2m_proto_t https[] = {P2M_PROTO_HTTPS}, http_first[] = {P2M_PROTO_HTTP, P2M_PROTO_HTTPS};
 
     reset();
     CHECK_CTX("consumer_route: unknown and gone");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "nolabel", https, 1, "*", 1000, &caps, 0), &c), "unknown");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "gone");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "nolabel", https, 1, "*", 1000, &caps, 0), &c), "unknown");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "gone");
     R("SET p2m:alive:web r9"); /* alive on a relay that is not live: still gone */
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "gone");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "gone");
 
     CHECK_CTX("consumer_route: per service, to the relay with idle pre-connections");
     R("HSET p2m:idle:r2 web 2");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 1), &c), "ok|41001|10.0.0.2|r2|1|web|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 1), &c), "ok|41001|10.0.0.2|r2|1|web|0");
     CHECK_EQ_STR(R("HMGET p2m:lease:41001 kind label service pod addr relay state"), "consumer|web|web|alice|*|r2|pending");
     CHECK_EQ_STR(R("GET p2m:cport:web"), "41001");
     CHECK_EQ_STR(R("SMEMBERS p2m:cports:service"), "41001");
     /* announced by another request: wait; once bound: redirect at once */
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|41001|10.0.0.2|r2|2|web|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|41001|10.0.0.2|r2|2|web|0");
     R("HSET p2m:lease:41001 state bound");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|41001|10.0.0.2|r2|0|web|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|41001|10.0.0.2|r2|0|web|0");
 
     CHECK_CTX("consumer_route: the services in order of preference");
     R("HSET p2m:idle:r1 web:http 1");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", http_first, 2, "*", 1000, &caps, 0), &c), "ok|40000|10.0.0.1|r1|1|web:http|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", http_first, 2, "*", 1000, &caps, 0), &c),
+                 "ok|40000|10.0.0.1|r1|1|web:http|0");
     R("HDEL p2m:idle:r1 web:http");
     R("HDEL p2m:idle:r2 web");
     R("SET p2m:alive:web:http r1");
     /* no idle pre-connection anywhere: the first alive service, and the consumer will wait */
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", http_first, 2, "*", 1000, &caps, 0), &c), "ok|40000|10.0.0.1|r1|2|web:http|1");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", http_first, 2, "*", 1000, &caps, 0), &c),
+                 "ok|40000|10.0.0.1|r1|2|web:http|1");
 
     CHECK_CTX("consumer_route: per address, capped per address");
     reset();
     R("HSET p2m:idle:r1 web 1 api 1");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "192.0.2.1", 1000, &caps, 0), &c), "ok|40000|10.0.0.1|r1|1|web|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "192.0.2.1", 1000, &caps, 0), &c),
+                 "ok|40000|10.0.0.1|r1|1|web|0");
     CHECK_EQ_STR(R("HMGET p2m:lease:40000 addr state"), "192.0.2.1|pending");
     CHECK_EQ_STR(R("GET p2m:consumer:web:192.0.2.1"), "40000");
     long long ttl = atoll(R("TTL p2m:lease:40000"));
     CHECK(ttl > 55 && ttl <= 60);
     R("HSET p2m:lease:40000 state bound");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "192.0.2.1", 1000, &caps, 0), &c), "ok|40000|10.0.0.1|r1|0|web|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "192.0.2.1", 1000, &caps, 0), &c),
+                 "ok|40000|10.0.0.1|r1|0|web|0");
     /* another address has its own port */
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "192.0.2.2", 1000, &caps, 0), &c), "ok|40001|10.0.0.1|r1|1|web|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "192.0.2.2", 1000, &caps, 0), &c),
+                 "ok|40001|10.0.0.1|r1|1|web|0");
     /* the first address's second label: beyond per_addr 1, its least recently used port goes */
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "api", https, 1, "192.0.2.1", 1000, &caps, 0), &c), "ok|40000|10.0.0.1|r1|1|api|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "api", https, 1, "192.0.2.1", 1000, &caps, 0), &c),
+                 "ok|40000|10.0.0.1|r1|1|api|0");
     CHECK_EQ_STR(R("HGET p2m:lease:40000 label"), "api");
     CHECK_EQ_STR(R("EXISTS p2m:consumer:web:192.0.2.1"), "0");
     CHECK_EQ_STR(R("HGET p2m:stats evictions"), "1");
@@ -177,24 +185,24 @@ static void test_consumer_route(void)
     reset();
     const p2m_consumer_caps_t tight = {.ttl = 60, .per_addr = 8, .per_label = 8, .share = 1}; /* 1% of 6 ports: 1 */
     R("HSET p2m:idle:r1 web 1 api 1");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &tight, 0), &c), "ok|40000|10.0.0.1|r1|1|web|0");
-    CHECK_EQ_STR(run(p2m_cmd_consumer_route(&c, "api", https, 1, "*", 1000, &tight, 0), &c), "noport");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &tight, 0), &c), "ok|40000|10.0.0.1|r1|1|web|0");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "api", https, 1, "*", 1000, &tight, 0), &c), "noport");
 }
 
 static void test_small(void)
 {
-    p2m_cmd_t c;
+    p2m_store_cmd_t c;
     reset();
     CHECK_CTX("lease_abandon: only a pending lease");
     R("HSET p2m:lease:40000 state pending");
     R("HSET p2m:lease:40001 state bound");
-    CHECK_EQ_STR(run(p2m_cmd_lease_abandon(&c, 40000), &c), "1");
-    CHECK_EQ_STR(run(p2m_cmd_lease_abandon(&c, 40001), &c), "0");
-    CHECK_EQ_STR(run(p2m_cmd_lease_abandon(&c, 40002), &c), "0");
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_abandon(&c, 40000), &c), "1");
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_abandon(&c, 40001), &c), "0");
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_abandon(&c, 40002), &c), "0");
     CHECK_EQ_STR(R("EXISTS p2m:lease:40000 p2m:lease:40001"), "1");
 
     CHECK_CTX("announce_lease");
-    if (CHECK_EQ_INT(p2m_cmd_announce_lease(&c, "r1", 40001), 0) && CHECK_EQ_INT(c.argc, 3)) {
+    if (CHECK_EQ_INT(p2m_store_cmd_announce_lease(&c, "r1", 40001), 0) && CHECK_EQ_INT(c.argc, 3)) {
         CHECK_EQ_STR(c.argv[0], "PUBLISH");
         CHECK_EQ_STR(c.argv[1], "p2m:relay:r1");
         CHECK_EQ_STR(c.argv[2], "lease 40001");
@@ -202,16 +210,16 @@ static void test_small(void)
     CHECK_EQ_STR(run(0, &c), "0"); /* nobody listens */
 
     CHECK_CTX("subscribe_bound");
-    if (CHECK_EQ_INT(p2m_cmd_subscribe_bound(&c), 0) && CHECK_EQ_INT(c.argc, 2)) {
+    if (CHECK_EQ_INT(p2m_store_cmd_subscribe_bound(&c), 0) && CHECK_EQ_INT(c.argc, 2)) {
         CHECK_EQ_STR(c.argv[0], "SUBSCRIBE");
         CHECK_EQ_STR(c.argv[1], p2m_channel_bound);
     }
     CHECK_EQ_STR(p2m_channel_bound, "p2m:bound");
 
     CHECK_CTX("stat");
-    CHECK_EQ_STR(run(p2m_cmd_stat(&c, "registrations"), &c), "1");
-    CHECK_EQ_STR(run(p2m_cmd_stat(&c, "registrations"), &c), "2");
-    CHECK_EQ_STR(run(p2m_cmd_stat(&c, "fail:bad code"), &c), "1");
+    CHECK_EQ_STR(run(p2m_store_cmd_stat(&c, "registrations"), &c), "1");
+    CHECK_EQ_STR(run(p2m_store_cmd_stat(&c, "registrations"), &c), "2");
+    CHECK_EQ_STR(run(p2m_store_cmd_stat(&c, "fail:bad code"), &c), "1");
     redisReply *r = redisCommand(rc, "HGET p2m:stats %s", "fail:bad code");
     CHECK(r != NULL && r->type == REDIS_REPLY_STRING && strcmp(r->str, "1") == 0);
     freeReplyObject(r);
@@ -226,7 +234,7 @@ static void test_small(void)
     R("HSET p2m:stats:relay:r1 web:conns 4");
     R("HSET p2m:idle:r3 web 99"); /* a relay that is not live shows nothing */
     /* {NRELAYS, STATS, PRE, CONSUMER, IDLE, RELAY_STATS, WAITING}; 40000 is gone, 40001 has no kind */
-    CHECK_EQ_STR(run(p2m_cmd_metrics(&c), &c), "2|redirects|5|1|1|r1|web|2|r1|web:conns|4|r2|api|1");
+    CHECK_EQ_STR(run(p2m_store_cmd_metrics(&c), &c), "2|redirects|5|1|1|r1|web|2|r1|web:conns|4|r2|api|1");
 }
 
 int main(void)

@@ -74,7 +74,7 @@ typedef struct {
     const char *where; /* how logs name the server: "unix:/run/redis.sock", "127.0.0.1:6379" */
     /* Fills the SUBSCRIBE command for the sub connection, on every (re)connect. NULL: no sub
      * connection. Returns 0, or -1 (then the connection is dropped and retried). */
-    int (*subscribe)(p2m_cmd_t *c, void *data);
+    int (*subscribe)(p2m_store_cmd_t *c, void *data);
     /* The command connection is up (connected, schema checked): resynchronise. */
     void (*on_up)(void *data);
     /* The command connection was lost, or dropped before it came up. */
@@ -113,7 +113,7 @@ int p2m_redis_sendv(p2m_redis_t *m, void (*fn)(struct redisAsyncContext *, void 
                     const size_t *argvlen);
 
 /* p2m_redis_sendv() of a built command. */
-int p2m_redis_send(p2m_redis_t *m, void (*fn)(struct redisAsyncContext *, void *, void *), void *priv, const p2m_cmd_t *c);
+int p2m_redis_send(p2m_redis_t *m, void (*fn)(struct redisAsyncContext *, void *, void *), void *priv, const p2m_store_cmd_t *c);
 
 /* conf.data of the manager whose connection ac is, for reply callbacks. Aborts on a context that
  * is not one of a manager's (a magic number is checked). */

@@ -7,22 +7,22 @@
 #include "p2m/service.h"
 
 /* Commands for programs that talk to Redis asynchronously (the registrar and the relay). Each
- * builder fills a p2m_cmd_t with an argv for redisAsyncCommandArgv() (p2m_redis_send()) and
+ * builder fills a p2m_store_cmd_t with an argv for redisAsyncCommandArgv() (p2m_redis_send()) and
  * returns 0, or -1 when the command would not fit (nothing to send). The keys and scripts are
  * spelled in store_cmd.c (the registrar's) and store_relay.c (the relay's), next to store.c, so
  * that the schema documented in store.h has one owner. Every multi-key decision is one Lua
  * script, so registrars and relays sharing a Redis never race each other. Replies are documented
  * per builder. */
 
-#define P2M_CMD_ARGS 24
+#define P2M_STORE_CMD_ARGS 24
 
 typedef struct {
     int argc;
-    const char *argv[P2M_CMD_ARGS];
-    size_t argvlen[P2M_CMD_ARGS];
+    const char *argv[P2M_STORE_CMD_ARGS];
+    size_t argvlen[P2M_STORE_CMD_ARGS];
     char _buf[2048];
     size_t _used;
-} p2m_cmd_t;
+} p2m_store_cmd_t;
 
 /* The authentication limiters' settings (registrar.auth_*; PROTOCOL 1.2). */
 typedef struct {
@@ -35,14 +35,14 @@ typedef struct {
 #define P2M_AUTH_KNOWN_SECS 604800u
 
 /* TOTP registration, first step, at unix time now. Checks the limiters for (id, addr), then counts
- * this attempt as a failure (taken back by p2m_cmd_register_commit). Reply: {"limited",
+ * this attempt as a failure (taken back by p2m_store_cmd_register_commit). Reply: {"limited",
  * RETRY_AFTER} (nothing counted) when a limiter makes the attempt wait; {"nopod"}; or {"ok",
  * SECRET, DISABLED "0"|"1", EPOCH, OWNER, DIGITS, TOKEN_REUSE, PROTOCOL, STRUCK} where OWNER is the
  * pod owning label ("" if none), DIGITS "6" or "8", TOKEN_REUSE "none" or "same-address",
  * PROTOCOL the label's default protocol ("" = https) and STRUCK "all" when the address is not one
  * the pod authenticated from lately (the ID and address limiters were counted too) or "pair". */
-int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
-                        const p2m_auth_limits_t *lim);
+int p2m_store_cmd_auth_lookup(p2m_store_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
+                              const p2m_auth_limits_t *lim);
 
 /* TOTP registration, second step, after the code matched `step`: claims the step (a replayed step
  * fails, but for a pod with token_reuse "same-address": see store_cmd.c), takes back the strike of
@@ -50,12 +50,13 @@ int p2m_cmd_auth_lookup(p2m_cmd_t *c, const char *id, const char *label, const c
  * label, records addr as the pod's own, and stores the session credential digest (if not "") for
  * session_ttl seconds. Reply: status "ok", "reused" (a code used again as token_reuse allows),
  * "replay", "nopod", "disabled" or "notowner". */
-int p2m_cmd_register_commit(p2m_cmd_t *c, const char *id, const char *label, const char *addr, long long now, uint64_t step,
-                            int struck_all, const char *session_digest, unsigned session_ttl, const p2m_auth_limits_t *lim);
+int p2m_store_cmd_register_commit(p2m_store_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
+                                  uint64_t step, int struck_all, const char *session_digest, unsigned session_ttl,
+                                  const p2m_auth_limits_t *lim);
 
 /* Bearer registration (no limiter: a session cannot be guessed). Reply: {"badsession"} (unknown,
  * expired or revoked), {"disabled"}, {"notowner"} or {"ok", POD, PROTOCOL}, PROTOCOL as above. */
-int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, const char *addr, long long now);
+int p2m_store_cmd_session_lookup(p2m_store_cmd_t *c, const char *digest, const char *label, const char *addr, long long now);
 
 /* Leases a pre-connection port on a live relay for the service (label, proto) of pod, peer addr,
  * ttl seconds, on which the pod may open conns connections (field "conns" when more than 1), and
@@ -63,8 +64,8 @@ int p2m_cmd_session_lookup(p2m_cmd_t *c, const char *digest, const char *label, 
  * probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS, WAITING, WAITED}, {"norelay"} or {"noport"};
  * WAITING is the number of consumers waiting for the service on all live relays now, WAITED the
  * number that have had to wait so far (as the relays last counted). */
-int p2m_cmd_lease_pre(p2m_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr, long long now,
-                      unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window);
+int p2m_store_cmd_lease_pre(p2m_store_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr,
+                            long long now, unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window);
 
 /* Consumer port limits (registrar.consumer_*; PROTOCOL 3.6). */
 typedef struct {
@@ -85,25 +86,25 @@ typedef struct {
  * wait) or "2" (another request announced it: wait), SERVICE is the chosen service key and QUEUED
  * is "1" when the service has no idle pre-connection now (the consumer will wait at the relay),
  * else "0". */
-int p2m_cmd_consumer_route(p2m_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
-                           long long now, const p2m_consumer_caps_t *caps, uint32_t rand);
+int p2m_store_cmd_consumer_route(p2m_store_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
+                                 long long now, const p2m_consumer_caps_t *caps, uint32_t rand);
 
 /* Ends the lease on port if it is still in state pending (a relay never answered). Reply: integer. */
-int p2m_cmd_lease_abandon(p2m_cmd_t *c, uint16_t port);
+int p2m_store_cmd_lease_abandon(p2m_store_cmd_t *c, uint16_t port);
 
 /* PUBLISH "lease PORT" to the relay's channel. */
-int p2m_cmd_announce_lease(p2m_cmd_t *c, const char *relay, uint16_t port);
+int p2m_store_cmd_announce_lease(p2m_store_cmd_t *c, const char *relay, uint16_t port);
 
 /* SUBSCRIBE to the channel relays answer on ("PORT ok" / "PORT fail REASON"). */
-int p2m_cmd_subscribe_bound(p2m_cmd_t *c);
+int p2m_store_cmd_subscribe_bound(p2m_store_cmd_t *c);
 
 /* Bumps counter `name` in the shared statistics. Reply: integer. */
-int p2m_cmd_stat(p2m_cmd_t *c, const char *name);
+int p2m_store_cmd_stat(p2m_store_cmd_t *c, const char *name);
 
 /* Everything /metrics and /_health show. Reply: {NRELAYS, STATS (flat field/value array),
  * LEASES_PRE, LEASES_CONSUMER, IDLE (flat array of relay, label, count triples), RELAY_STATS (flat
  * array of relay, field, value triples), WAITING (relay, label, consumers waiting triples)}. */
-int p2m_cmd_metrics(p2m_cmd_t *c);
+int p2m_store_cmd_metrics(p2m_store_cmd_t *c);
 
 /* The channel name relays answer on, for matching subscription messages. */
 extern const char p2m_channel_bound[];
@@ -113,12 +114,12 @@ extern const char p2m_channel_bound[];
 struct redisReply;
 
 /* SET p2m:schema P2M_SCHEMA_VERSION NX: a new database gets this program's version. */
-int p2m_cmd_schema_init(p2m_cmd_t *c);
+int p2m_store_cmd_schema_init(p2m_store_cmd_t *c);
 
 /* GET p2m:schema. */
-int p2m_cmd_schema_get(p2m_cmd_t *c);
+int p2m_store_cmd_schema_get(p2m_store_cmd_t *c);
 
-/* Judges the reply to p2m_cmd_schema_get() (not an error reply: the caller tells "-LOADING" from
+/* Judges the reply to p2m_store_cmd_schema_get() (not an error reply: the caller tells "-LOADING" from
  * an answer). Returns 0 when it is this program's version, or -1 with err ("schema version 2, this
  * program knows 1"): a newer pipe2me wrote the database, and nothing may write to it. */
 int p2m_store_schema_check(const struct redisReply *r, char *err);
@@ -128,7 +129,7 @@ int p2m_store_schema_check(const struct redisReply *r, char *err);
  * a script changes a lease only while it still names this relay with that created and pod. */
 
 /* SUBSCRIBE to the relay's own channel ("lease PORT") and p2m:events ("unlease PORT"). */
-int p2m_cmd_relay_subscribe(p2m_cmd_t *c, const char *relay);
+int p2m_store_cmd_relay_subscribe(p2m_store_cmd_t *c, const char *relay);
 
 /* What a message on the relay's subscription asks for. */
 typedef enum {
@@ -141,64 +142,66 @@ typedef enum {
 /* Parses a message (msg, len bytes) that arrived on channel for relay. */
 p2m_relay_msg_t p2m_store_relay_message(const char *relay, const char *channel, const char *msg, size_t len, uint16_t *port);
 
-/* The channels p2m_cmd_relay_subscribe() names, "A,B", for logs. Returns the length, or -1. */
+/* The channels p2m_store_cmd_relay_subscribe() names, "A,B", for logs. Returns the length, or -1. */
 int p2m_store_relay_channels(const char *relay, char *out, size_t cap);
 
 /* HGETALL of the lease on port. Reply: flat field/value array, empty when there is no lease. */
-int p2m_cmd_lease_get(p2m_cmd_t *c, uint16_t port);
+int p2m_store_cmd_lease_get(p2m_store_cmd_t *c, uint16_t port);
 
 /* One SCAN step over every lease key from cursor ("0" first). Reply: {CURSOR, {KEY...}}. */
-int p2m_cmd_lease_scan(p2m_cmd_t *c, const char *cursor);
+int p2m_store_cmd_lease_scan(p2m_store_cmd_t *c, const char *cursor);
 
-/* The port of a lease key that p2m_cmd_lease_scan() returned (len bytes). Returns 0, or -1 when it
+/* The port of a lease key that p2m_store_cmd_lease_scan() returned (len bytes). Returns 0, or -1 when it
  * is no lease key. */
 int p2m_store_lease_key_port(const char *key, size_t len, uint16_t *port);
 
 /* HMGET of the lease's relay and created. Reply: {RELAY|nil, CREATED|nil}. */
-int p2m_cmd_lease_owner(p2m_cmd_t *c, uint16_t port);
+int p2m_store_cmd_lease_owner(p2m_store_cmd_t *c, uint16_t port);
 
 /* EXPIRE of the lease on port. Reply: 1, or 0 when the lease is gone. */
-int p2m_cmd_lease_touch(p2m_cmd_t *c, uint16_t port, unsigned ttl);
+int p2m_store_cmd_lease_touch(p2m_store_cmd_t *c, uint16_t port, unsigned ttl);
 
 /* Deletes the lease if it is still the one held. Reply: 1 deleted, 0 not. */
-int p2m_cmd_lease_drop(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod);
+int p2m_store_cmd_lease_drop(p2m_store_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod);
 
 /* PROTOCOL 3.3, success: marks the lease bound (a service's consumer port loses its TTL) and
  * publishes "PORT ok" on p2m:bound. Reply: 1, or 0 (and "PORT fail lease gone" was published)
  * when the lease is no longer the one held. */
-int p2m_cmd_lease_bound(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod);
+int p2m_store_cmd_lease_bound(p2m_store_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod);
 
 /* PROTOCOL 3.3, failure: marks port busy on relay for 60 s, deletes the lease if still the one
  * held and publishes "PORT fail REASON" (reason cut at 200 bytes). Reply: 0. */
-int p2m_cmd_lease_busy(p2m_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod, const char *reason);
+int p2m_store_cmd_lease_busy(p2m_store_cmd_t *c, uint16_t port, const char *relay, const char *created, const char *pod,
+                             const char *reason);
 
 /* Publishes "PORT fail REASON" on p2m:bound (a lease that could not even be read). */
-int p2m_cmd_lease_fail(p2m_cmd_t *c, uint16_t port, const char *reason);
+int p2m_store_cmd_lease_fail(p2m_store_cmd_t *c, uint16_t port, const char *reason);
 
 /* The heartbeat (PROTOCOL 3.1): the relay's hash (address, ports "LO-HI", started) with a TTL of
  * ttl seconds, its name in p2m:relays, and the same TTL on its idle and wait hashes. Reply: 0. */
-int p2m_cmd_relay_heartbeat(p2m_cmd_t *c, const char *relay, const char *address, const char *ports, const char *started,
-                            unsigned ttl);
+int p2m_store_cmd_relay_heartbeat(p2m_store_cmd_t *c, const char *relay, const char *address, const char *ports,
+                                  const char *started, unsigned ttl);
 
 /* The live relays other than relay whose port range overlaps lo-hi. Reply: flat NAME, "LO-HI"
  * array sorted by name. */
-int p2m_cmd_relay_overlaps(p2m_cmd_t *c, const char *relay, uint16_t lo, uint16_t hi);
+int p2m_store_cmd_relay_overlaps(p2m_store_cmd_t *c, const char *relay, uint16_t lo, uint16_t hi);
 
 /* Adds value to the relay's counter SERVICE:field. Reply: integer. */
-int p2m_cmd_relay_stat(p2m_cmd_t *c, const char *relay, const char *service, const char *field, unsigned long long value);
+int p2m_store_cmd_relay_stat(p2m_store_cmd_t *c, const char *relay, const char *service, const char *field,
+                             unsigned long long value);
 
 /* A relay that stops: its hashes (heartbeat, idle, wait) go and its name leaves p2m:relays.
  * Reply: 0. */
-int p2m_cmd_relay_leave(p2m_cmd_t *c, const char *relay);
+int p2m_store_cmd_relay_leave(p2m_store_cmd_t *c, const char *relay);
 
 /* Where an SNI consumer of service (LABEL or LABEL:PROTO) is served: reply "unknown" (no pod owns
  * the label), "gone" (no idle pre-connection on a live relay and no alive mark naming one),
  * "here" (the live relay with the most idle pre-connections, else the alive mark, is relay) or
  * "elsewhere". */
-int p2m_cmd_sni_lookup(p2m_cmd_t *c, const char *service, const char *relay);
+int p2m_store_cmd_sni_lookup(p2m_store_cmd_t *c, const char *service, const char *relay);
 
 /* Commands whose length follows the relay's labels: argv and the bytes it points at are on the
- * heap, sized by the builder. Free with p2m_cmdv_free(). */
+ * heap, sized by the builder. Free with p2m_store_cmdv_free(). */
 typedef struct {
     int argc;
     const char **argv;
@@ -206,12 +209,12 @@ typedef struct {
     size_t _cap;
     char *_arena;
     size_t _used, _arena_cap;
-} p2m_cmdv_t;
+} p2m_store_cmdv_t;
 
 /* Frees what a builder allocated; the struct may be built again. */
-void p2m_cmdv_free(p2m_cmdv_t *v);
+void p2m_store_cmdv_free(p2m_store_cmdv_t *v);
 
-/* A lease ended at the relay, for p2m_cmdv_relay_sync_begin(). */
+/* A lease ended at the relay, for p2m_store_cmdv_relay_sync_begin(). */
 typedef struct {
     uint16_t port;
     const char *created;
@@ -229,15 +232,16 @@ typedef struct {
 /* What the relay learnt since its last sync (PROTOCOL 3.4), in one script: the leases in conns
  * (a pre-connection came on them) get lease_ttl and state "connected"; the leases in drops are
  * deleted if still the ones held; then nsvcs services, each added with
- * p2m_cmdv_relay_sync_service(), move their idle count by the delta (a field at 0 or below goes),
+ * p2m_store_cmdv_relay_sync_service(), move their idle count by the delta (a field at 0 or below goes),
  * set their wait count and add their counters; idle and wait hashes get hash_ttl. Reply: {DRIFT,
  * I...}: DRIFT 1 when an idle count went below 0 (resync), then the 1-based positions in conns of
  * the leases that no longer exist. Returns 0, or -1 out of memory. */
-int p2m_cmdv_relay_sync_begin(p2m_cmdv_t *v, const char *relay, unsigned lease_ttl, unsigned hash_ttl, const uint16_t *conns,
-                              size_t nconns, const p2m_sync_drop_t *drops, size_t ndrops, size_t nsvcs);
+int p2m_store_cmdv_relay_sync_begin(p2m_store_cmdv_t *v, const char *relay, unsigned lease_ttl, unsigned hash_ttl,
+                                    const uint16_t *conns, size_t nconns, const p2m_sync_drop_t *drops, size_t ndrops,
+                                    size_t nsvcs);
 
 /* Appends one of the nsvcs services (copied). Returns 0, or -1 beyond nsvcs. */
-int p2m_cmdv_relay_sync_service(p2m_cmdv_t *v, const p2m_sync_service_t *s);
+int p2m_store_cmdv_relay_sync_service(p2m_store_cmdv_t *v, const p2m_sync_service_t *s);
 
 /* A service and a count, for the builders below. */
 typedef struct {
@@ -249,12 +253,12 @@ typedef enum { P2M_COUNT_IDLE, P2M_COUNT_WAIT } p2m_count_kind_t;
 
 /* Rewrites the relay's idle or wait hash from what it holds now (services with n > 0), with a TTL
  * of ttl seconds. Reply: 0. */
-int p2m_cmdv_relay_counts(p2m_cmdv_t *v, const char *relay, p2m_count_kind_t kind, unsigned ttl, const p2m_count_t *items,
-                          size_t n);
+int p2m_store_cmdv_relay_counts(p2m_store_cmdv_t *v, const char *relay, p2m_count_kind_t kind, unsigned ttl,
+                                const p2m_count_t *items, size_t n);
 
 /* Marks services alive on the relay for window seconds (PROTOCOL 2.1): n 1 when the relay holds
  * idle pre-connections of the service (the mark names this relay), 0 when only joined tunnels
  * (the mark is refreshed only when it names this relay or is gone). Reply: 0. */
-int p2m_cmdv_relay_alive(p2m_cmdv_t *v, const char *relay, unsigned window, const p2m_count_t *items, size_t n);
+int p2m_store_cmdv_relay_alive(p2m_store_cmdv_t *v, const char *relay, unsigned window, const p2m_count_t *items, size_t n);
 
 #endif
