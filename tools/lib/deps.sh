@@ -2,11 +2,14 @@
 # only those missing, so a second run touches nothing.
 
 P2M_PKGS_BUILD="cmake make gcc pkg-config libh2o-evloop-dev libssl-dev libhiredis-dev liboath-dev
-    libcurl4-openssl-dev libjansson-dev zlib1g-dev"
+    libcurl4-openssl-dev libjansson-dev zlib1g-dev scdoc"
 P2M_PKGS_RUN="redis-server redis-tools oathtool curl openssl iproute2 procps"
 # chromium and certutil (libnss3-tools) are for the browser test, tests/e2e/44-browser.sh; it also
 # needs node and npm, which p2m_ensure_node installs only when they are not on PATH at all.
-P2M_PKGS_TEST="clang libclang-rt-14-dev jq socat chromium libnss3-tools"
+# debhelper, dpkg-dev, fakeroot and lintian build and check the Debian package (tests/e2e/58-install.sh),
+# systemd's systemd-analyze verifies its units, man-db and groff render its man pages.
+P2M_PKGS_TEST="clang libclang-rt-14-dev jq socat chromium libnss3-tools debhelper dpkg-dev fakeroot lintian
+    systemd man-db groff-base"
 
 # p2m_ensure_packages PKG...: apt-get installs the packages that are not installed yet.
 p2m_ensure_packages() {
