@@ -138,7 +138,7 @@ static int run_register(const pod_args_t *a)
     }
     if (p2m_totp_init(err) != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "pipe2me-pod: %s\n", err[0] ? err : "curl_global_init failed");
-        return 1;
+        return 2;
     }
     curl_ok = 1;
     if ((pod.loop = p2m_loop_new(err)) == NULL || pool_init(&pod, err) != 0 ||
@@ -219,6 +219,7 @@ int main(int argc, char **argv)
         ret = echo_command(&args);
         break;
     case POD_CMD_REGISTER:
+    case POD_CMD_RUN:
         ret = run_register(&args);
         break;
     default:

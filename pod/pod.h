@@ -59,7 +59,16 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 /* --- settings (provision.c) ----------------------------------------------------------------- */
 
-typedef enum { POD_CMD_HELP = 1, POD_CMD_VERSION, POD_CMD_REGISTER, POD_CMD_STATUS, POD_CMD_ENV, POD_CMD_TEST } pod_cmd_t;
+/* run is register with its settings read from a JSON file (--config); both run a pod. */
+typedef enum {
+    POD_CMD_HELP = 1,
+    POD_CMD_VERSION,
+    POD_CMD_REGISTER,
+    POD_CMD_RUN,
+    POD_CMD_STATUS,
+    POD_CMD_ENV,
+    POD_CMD_TEST
+} pod_cmd_t;
 
 /* What `pipe2me-admin pod add -o FILE` writes. */
 typedef struct {

@@ -452,6 +452,7 @@ int provision_load(const char *path, provision_t *p, char *err)
 /* --- the command line ------------------------------------------------------------------------- */
 
 #define FOR_REG (1u << POD_CMD_REGISTER)
+#define FOR_RUN (1u << POD_CMD_RUN)
 #define FOR_STATUS (1u << POD_CMD_STATUS)
 #define FOR_ENV (1u << POD_CMD_ENV)
 #define FOR_TEST (1u << POD_CMD_TEST)
@@ -513,6 +514,7 @@ enum {
     OPT_JSON,
     OPT_PROVISION,
     OPT_SECRET_FILE,
+    OPT_CONFIG,
     OPT_COUNT
 };
 
@@ -532,7 +534,7 @@ static const opt_t options[OPT_COUNT] = {
                            "once); a second signal cuts them at once"},
     [OPT_CACERT] = {"cacert", "FILE", FOR_REG | FOR_ENV, parse_path, FIELD(cacert), 0, 0, NULL,
                     "the registrar's CA certificate (GET https://DOMAIN/cacert)"},
-    [OPT_STATE_DIR] = {"state-dir", "DIR", FOR_REG | FOR_ENV | FOR_STATUS, parse_path, FIELD(state_dir), 0, 0, NULL,
+    [OPT_STATE_DIR] = {"state-dir", "DIR", FOR_REG | FOR_RUN | FOR_ENV | FOR_STATUS, parse_path, FIELD(state_dir), 0, 0, NULL,
                        "write DIR/status.json every second and DIR/pod.pid"},
     [OPT_DOMAIN] = {"domain", "DOMAIN", FOR_REG | FOR_ENV, parse_domain, FIELD(domain), 0, 0, NULL,
                     "the consumers' domain (default: the provisioning file's, else the registrar's host)"},
@@ -548,7 +550,7 @@ static const opt_t options[OPT_COUNT] = {
     [OPT_ALPN] = {"alpn", "LIST", FOR_REG | FOR_ENV, parse_alpn, FIELD(alpn), 0, POD_ALPN_MAX, NULL,
                   "with --tls-terminate: the ALPN names HOST:PORT speaks, comma-separated\n"
                   "(default http/1.1; h2,http/1.1 for a service that speaks h2c)"},
-    [OPT_LOG_LEVEL] = {"log-level", "LEVEL", FOR_REG | FOR_TEST, parse_log_level, FIELD(log_level), 0, 0, NULL,
+    [OPT_LOG_LEVEL] = {"log-level", "LEVEL", FOR_REG | FOR_RUN | FOR_TEST, parse_log_level, FIELD(log_level), 0, 0, NULL,
                        "debug, info (default), warn or error"},
     [OPT_FORWARD] = {"forward", "HOST:PORT", FOR_REG | FOR_ENV, parse_forward, FIELD(forward), 0, 0, NULL, NULL},
     [OPT_FORWARD_HTTP] = {"forward-http", "PORT", FOR_TEST, parse_port, FIELD(http_port), 1, 65535, "a port", NULL},
@@ -559,6 +561,7 @@ static const opt_t options[OPT_COUNT] = {
     [OPT_JSON] = {"json", NULL, FOR_STATUS, NULL, FIELD(json), 0, 0, NULL, NULL},
     [OPT_PROVISION] = {"provision", "FILE", FOR_REG | FOR_ENV, NULL, 0, 0, 0, NULL, NULL},
     [OPT_SECRET_FILE] = {"secret-file", "FILE", FOR_REG | FOR_ENV, NULL, 0, 0, 0, NULL, NULL},
+    [OPT_CONFIG] = {"config", "FILE", FOR_RUN, NULL, 0, 0, 0, NULL, NULL},
 };
 
 /* A decimal number lo..hi, digits only. */
@@ -735,9 +738,9 @@ static pod_cmd_t parse_command(const char *s)
     static const struct {
         const char *name;
         pod_cmd_t cmd;
-    } cmds[] = {{"register", POD_CMD_REGISTER}, {"status", POD_CMD_STATUS},    {"env", POD_CMD_ENV},
-                {"test", POD_CMD_TEST},         {"help", POD_CMD_HELP},        {"-h", POD_CMD_HELP},
-                {"--help", POD_CMD_HELP},       {"--version", POD_CMD_VERSION}};
+    } cmds[] = {{"register", POD_CMD_REGISTER}, {"run", POD_CMD_RUN},     {"status", POD_CMD_STATUS},
+                {"env", POD_CMD_ENV},           {"test", POD_CMD_TEST},   {"help", POD_CMD_HELP},
+                {"-h", POD_CMD_HELP},           {"--help", POD_CMD_HELP}, {"--version", POD_CMD_VERSION}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(s, cmds[i].name) == 0)
             return cmds[i].cmd;
@@ -771,7 +774,11 @@ void pod_args_usage(FILE *out)
             fprintf(out, "%s%.*s\n", h == options[o].help ? "" : "                            ", (int)n, h);
         }
     }
-    fputs("  status --state-dir DIR [--json]\n"
+    fputs("  run --config FILE [--state-dir DIR] [--log-level LEVEL]\n"
+          "        register with the settings of a JSON file (pipe2me-pod(1) lists its keys; what\n"
+          "        /etc/pipe2me/pods/NAME.json holds for the pipe2me-pod@NAME service); --state-dir and\n"
+          "        --log-level given here win over the file's\n"
+          "  status --state-dir DIR [--json]\n"
           "        the pool and traffic of the pod running with DIR (exit 1 when it is not running)\n"
           "  env --provision FILE | --registrar URL --id ID --label LABEL [--domain DOMAIN]\n"
           "        shell assignments: P2M_ID, P2M_LABEL, P2M_DOMAIN, P2M_URL, P2M_REGISTRAR, ... (never the secret)\n"
@@ -870,7 +877,7 @@ static int args_files(const char **val, pod_args_t *a, char *err)
                 goto Exit;
             }
         }
-    } else if (a->cmd == POD_CMD_REGISTER && val[OPT_SECRET_FILE] != NULL) {
+    } else if (a->cmd != POD_CMD_ENV && val[OPT_SECRET_FILE] != NULL) {
         if (strlen(val[OPT_SECRET_FILE]) > POD_PATH_MAX) {
             p2m_err(err, "--secret-file: path longer than %d bytes", POD_PATH_MAX);
             goto Exit;
@@ -899,10 +906,10 @@ static int args_complete(const char *cmd, pod_args_t *a, char *err)
         return p2m_err(err, "%s needs --id ID or --provision FILE", cmd);
     if (a->label[0] == '\0')
         return p2m_err(err, "%s needs --label LABEL or --provision FILE", cmd);
-    if (a->cmd == POD_CMD_REGISTER && a->secret_len == 0)
-        return p2m_err(err, "register needs --secret-file FILE or --provision FILE");
-    if (a->cmd == POD_CMD_REGISTER && !a->have_forward)
-        return p2m_err(err, "register needs --forward HOST:PORT (the local service)");
+    if (a->cmd != POD_CMD_ENV && a->secret_len == 0)
+        return p2m_err(err, "%s needs --secret-file FILE or --provision FILE", cmd);
+    if (a->cmd != POD_CMD_ENV && !a->have_forward)
+        return p2m_err(err, "%s needs --forward HOST:PORT (the local service)", cmd);
     if (a->tls_terminate && a->domain[0] == '\0')
         return p2m_err(err, "--tls-terminate needs the domain the certificate is for: --domain DOMAIN or --provision FILE");
     /* The domain consumers use: the registrar's host unless told otherwise. */
@@ -911,11 +918,148 @@ static int args_complete(const char *cmd, pod_args_t *a, char *err)
     return 0;
 }
 
+/* --- run's configuration file ------------------------------------------------------------------ */
+
+#define POD_CONFIG_MAX (64 * 1024)
+
+/* The file's keys: each is an option of register, under its name with '_' for '-'. */
+typedef struct {
+    const char *key;
+    int opt;
+    json_type type; /* JSON_STRING, JSON_INTEGER or JSON_TRUE (a boolean) */
+} config_key_t;
+
+static const config_key_t config_pod_keys[] = {
+    {"registrar", OPT_REGISTRAR, JSON_STRING},
+    {"id", OPT_ID, JSON_STRING},
+    {"secret_file", OPT_SECRET_FILE, JSON_STRING},
+    {"provision", OPT_PROVISION, JSON_STRING},
+    {"digits", OPT_DIGITS, JSON_INTEGER},
+    {"cacert", OPT_CACERT, JSON_STRING},
+    {"state_dir", OPT_STATE_DIR, JSON_STRING},
+    {"domain", OPT_DOMAIN, JSON_STRING},
+    {"drain_timeout", OPT_DRAIN_TIMEOUT, JSON_INTEGER},
+    {"log_level", OPT_LOG_LEVEL, JSON_STRING},
+};
+
+static const config_key_t config_service_keys[] = {
+    {"label", OPT_LABEL, JSON_STRING},        {"protocol", OPT_PROTOCOL, JSON_STRING},
+    {"forward", OPT_FORWARD, JSON_STRING},    {"tls_terminate", OPT_TLS_TERMINATE, JSON_TRUE},
+    {"alpn", OPT_ALPN, JSON_STRING},          {"pool", OPT_POOL, JSON_INTEGER},
+    {"pool_max", OPT_POOL_MAX, JSON_INTEGER},
+};
+
+/* Where each option's value came from: "" for the command line, else the file's key path. */
+typedef struct {
+    char from[OPT_COUNT][40];
+    char num[OPT_COUNT][24]; /* integers, formatted */
+} config_vals_t;
+
+/* Copies obj's keys into val (the command line's values win), checking names and types. Returns 0
+ * or -1 with err naming the key. */
+static int config_keys(json_t *obj, const char *where, const config_key_t *keys, size_t nkeys, const char **val, config_vals_t *cv,
+                       pod_args_t *a, char *err)
+{
+    const char *key;
+    json_t *v;
+    char buf[80];
+    json_object_foreach(obj, key, v)
+    {
+        size_t k;
+        if (strcmp(key, "services") == 0 && where[0] == '\0')
+            continue;
+        for (k = 0; k < nkeys; k++)
+            if (strcmp(keys[k].key, key) == 0)
+                break;
+        if (k == nkeys)
+            return p2m_err(err, "%s\"%s\": unknown key", where, shown(key, buf, sizeof(buf)));
+        int o = keys[k].opt;
+        if (val[o] != NULL) /* given on the command line */
+            continue;
+        snprintf(cv->from[o], sizeof(cv->from[o]), "%s%s", where, key);
+        if (keys[k].type == JSON_STRING) {
+            if (!json_is_string(v) || memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
+                return p2m_err(err, "%s%s: expected a string", where, key);
+            val[o] = json_string_value(v);
+        } else if (keys[k].type == JSON_INTEGER) {
+            if (!json_is_integer(v))
+                return p2m_err(err, "%s%s: expected a whole number", where, key);
+            snprintf(cv->num[o], sizeof(cv->num[o]), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            val[o] = cv->num[o];
+        } else {
+            if (!json_is_boolean(v))
+                return p2m_err(err, "%s%s: expected true or false", where, key);
+            if (json_is_true(v)) {
+                *FIELD_AT(a, &options[o], int) = 1;
+                val[o] = "";
+            }
+        }
+    }
+    return 0;
+}
+
+/* run --config FILE: reads FILE into val as if its settings were register's options. The document
+ * stays in *doc (val points into it) until the caller is done. Returns 0 or -1 with err. */
+static int config_load(const char *path, const char **val, json_t **doc, config_vals_t *cv, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
+    size_t len;
+    json_error_t jerr;
+    path_shown(path, shown_path, sizeof(shown_path));
+    char *text = read_small_file(path, POD_CONFIG_MAX, 0, &len, e);
+    if (text == NULL)
+        return p2m_err(err, "--config %s", e);
+    *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    if (*doc == NULL)
+        return p2m_err(err, "%s: not JSON (line %d, column %d)", shown_path, jerr.line, jerr.column);
+    if (!json_is_object(*doc))
+        return p2m_err(err, "%s: expected a JSON object", shown_path);
+    if (config_keys(*doc, "", config_pod_keys, sizeof(config_pod_keys) / sizeof(config_pod_keys[0]), val, cv, a, e) != 0)
+        return p2m_err(err, "%s: %s", shown_path, e);
+    json_t *services = json_object_get(*doc, "services");
+    if (!json_is_array(services) || json_array_size(services) == 0)
+        return p2m_err(err, "%s: services: expected a list of services, each with \"forward\"", shown_path);
+    /* One service per process for now: one label, one pool. */
+    if (json_array_size(services) > 1)
+        return p2m_err(err, "%s: services: one service per file (run one pipe2me-pod per service)", shown_path);
+    json_t *svc = json_array_get(services, 0);
+    if (!json_is_object(svc))
+        return p2m_err(err, "%s: services[0]: expected an object", shown_path);
+    if (config_keys(svc, "services[0].", config_service_keys, sizeof(config_service_keys) / sizeof(config_service_keys[0]), val, cv,
+                    a, e) != 0)
+        return p2m_err(err, "%s: %s", shown_path, e);
+    if (val[OPT_PROVISION] == NULL && (val[OPT_REGISTRAR] == NULL || val[OPT_ID] == NULL || val[OPT_SECRET_FILE] == NULL))
+        return p2m_err(err, "%s: needs \"provision\", or \"registrar\", \"id\" and \"secret_file\"", shown_path);
+    if (val[OPT_FORWARD] == NULL)
+        return p2m_err(err, "%s: services[0]: needs \"forward\" (HOST:PORT of the local service)", shown_path);
+    return 0;
+}
+
+/* An option's error from a file's value names the file and key instead of the option: "--pool: x"
+ * becomes "FILE: services[0].pool: x". With from "", the error is only prefixed with FILE. */
+static void config_err(const char *path, const char *from, const char *opt, char *err)
+{
+    char msg[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
+    size_t n = strlen(opt);
+    const char *rest = err;
+    if (strncmp(err, "--", 2) == 0 && strncmp(err + 2, opt, n) == 0 && strncmp(err + 2 + n, ": ", 2) == 0)
+        rest = err + 2 + n + 2;
+    snprintf(msg, sizeof(msg), "%s", rest);
+    path_shown(path, shown_path, sizeof(shown_path));
+    if (from[0] == '\0')
+        p2m_err(err, "%s: %s", shown_path, msg);
+    else
+        p2m_err(err, "%s: %s: %s", shown_path, from, msg);
+}
+
 int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
 {
     const char *val[OPT_COUNT] = {0};
     char buf[200];
     int ret = -1;
+    json_t *doc = NULL;
+    config_vals_t *cv = NULL;
 
     memset(a, 0, sizeof(*a));
     a->pool = POD_POOL_DEFAULT;
@@ -926,7 +1070,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     a->digits = P2M_TOTP_DIGITS;
     snprintf(a->alpn, sizeof(a->alpn), "%s", POD_ALPN_DEFAULT);
     if (argc < 2 || argv[1] == NULL)
-        return p2m_err(err, "expected a command: register, status, env or test (see --help)");
+        return p2m_err(err, "expected a command: register, run, status, env or test (see --help)");
     if ((a->cmd = parse_command(argv[1])) == 0)
         return p2m_err(err, "unknown command \"%s\" (see --help)", shown(argv[1], buf, sizeof(buf)));
     if (a->cmd == POD_CMD_HELP || a->cmd == POD_CMD_VERSION) {
@@ -937,14 +1081,25 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     int rc = args_scan(argc, argv, val, a, err);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
+    if (a->cmd == POD_CMD_RUN) {
+        if (val[OPT_CONFIG] == NULL)
+            return p2m_err(err, "run needs --config FILE");
+        if ((cv = calloc(1, sizeof(*cv))) == NULL)
+            return p2m_err(err, "out of memory");
+        if (config_load(val[OPT_CONFIG], val, &doc, cv, a, err) != 0)
+            goto Exit;
+    }
 
     /* Each value on its own, in the table's order. The ceiling defaults to the floor when that is
      * higher than POD_POOL_CEILING_DEFAULT. */
     for (size_t o = 0; o < OPT_COUNT; o++) {
         if (o == OPT_POOL_MAX && val[o] == NULL && a->pool > POD_POOL_CEILING_DEFAULT)
             a->pool_max = a->pool;
-        if (val[o] != NULL && options[o].parse != NULL && options[o].parse(&options[o], val[o], a, err) != 0)
-            return -1;
+        if (val[o] != NULL && options[o].parse != NULL && options[o].parse(&options[o], val[o], a, err) != 0) {
+            if (cv != NULL && cv->from[o][0] != '\0')
+                config_err(val[OPT_CONFIG], cv->from[o], options[o].name, err);
+            goto Exit;
+        }
     }
 
     switch (a->cmd) {
@@ -963,8 +1118,13 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     }
     if (args_files(val, a, err) == 0 && args_complete(argv[1], a, err) == 0)
         ret = 0;
+    else if (cv != NULL)
+        config_err(val[OPT_CONFIG], "", "", err);
+Exit:
     if (ret != 0)
         pod_args_wipe(a);
+    json_decref(doc);
+    free(cv);
     return ret;
 }
 

@@ -513,7 +513,8 @@ static int listen_addr(const p2m_hostport_t *hp, const char *what, struct sockad
     return 0;
 }
 
-static int listen_on(registrar_t *r, const p2m_hostport_t *hp, h2o_socket_cb cb, void *data, const char *what, char *err)
+/* Binds and listens on hp; the socket joins the event loop later, in listen_start(). */
+static int bind_listener(const p2m_hostport_t *hp, const char *what, int *fd_out, char *err)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -532,11 +533,17 @@ static int listen_on(registrar_t *r, const p2m_hostport_t *hp, h2o_socket_cb cb,
         return p2m_err(err, "registrar.%s: cannot listen on %s:%u: %s", what, hp->host[0] ? hp->host : "*", (unsigned)hp->port,
                        strerror(e));
     }
-    h2o_socket_t *sock = h2o_evloop_socket_create(r->h2o_ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    *fd_out = fd;
+    return 0;
+}
+
+static void listen_start(registrar_t *r, int *fd, const p2m_hostport_t *hp, h2o_socket_cb cb, void *data, const char *what)
+{
+    h2o_socket_t *sock = h2o_evloop_socket_create(r->h2o_ctx.loop, *fd, H2O_SOCKET_FLAG_DONT_READ);
+    *fd = -1; /* the socket owns it now */
     sock->data = data;
     h2o_socket_read_start(sock, cb);
     p2m_log(P2M_LOG_INFO, "listening", "what=%s addr=%s port=%u", what, hp->host[0] ? hp->host : "*", (unsigned)hp->port);
-    return 0;
 }
 
 static h2o_hostconf_t *make_host(h2o_globalconf_t *conf, const char *name, int (*on_req)(h2o_handler_t *, h2o_req_t *),
@@ -584,34 +591,53 @@ int registrar_listen_check(const p2m_config_t *cfg, char *err)
     return 0;
 }
 
+int registrar_bind(registrar_t *r, char *err)
+{
+    const p2m_registrar_config_t *c = &r->cfg.registrar;
+    for (unsigned i = 0; i < REGISTRAR_LISTENERS; i++)
+        r->listen_fd[i] = -1;
+    if (bind_listener(&c->listen, "https", &r->listen_fd[REGISTRAR_LISTEN_HTTPS], err) != 0 ||
+        (c->http_enabled && bind_listener(&c->http, "http", &r->listen_fd[REGISTRAR_LISTEN_HTTP], err) != 0) ||
+        (c->metrics_enabled &&
+         bind_listener(&c->metrics_listen, "metrics_listen", &r->listen_fd[REGISTRAR_LISTEN_METRICS], err) != 0) ||
+        (c->proxy_enabled && bind_listener(&c->proxy_listen, "proxy_listen", &r->listen_fd[REGISTRAR_LISTEN_PROXY], err) != 0)) {
+        for (unsigned i = 0; i < REGISTRAR_LISTENERS; i++)
+            if (r->listen_fd[i] >= 0)
+                close(r->listen_fd[i]);
+        return -1;
+    }
+    return 0;
+}
+
 int registrar_listen(registrar_t *r, char *err)
 {
+    const p2m_registrar_config_t *c = &r->cfg.registrar;
     r->accept_https = (h2o_accept_ctx_t){.ctx = &r->h2o_ctx, .hosts = https_hosts, .ssl_ctx = r->ssl_ctx};
     r->accept_http = (h2o_accept_ctx_t){.ctx = &r->h2o_ctx, .hosts = http_hosts, .ssl_ctx = NULL};
     /* expect_proxy_line stays off: on_proxy_line has read the line by the time h2o sees the socket. */
     r->accept_proxy = (h2o_accept_ctx_t){.ctx = &r->h2o_ctx, .hosts = proxy_hosts, .ssl_ctx = r->ssl_ctx};
-    if (listen_on(r, &r->cfg.registrar.listen, on_accept, &r->accept_https, "https", err) != 0)
-        return -1;
-    if (r->cfg.registrar.http_enabled && listen_on(r, &r->cfg.registrar.http, on_accept, &r->accept_http, "http", err) != 0)
-        return -1;
     r->accept_metrics = (h2o_accept_ctx_t){.ctx = &r->h2o_ctx, .hosts = metrics_hosts, .ssl_ctx = NULL};
-    if (r->cfg.registrar.metrics_enabled &&
-        listen_on(r, &r->cfg.registrar.metrics_listen, on_accept, &r->accept_metrics, "metrics_listen", err) != 0)
-        return -1;
-    if (!r->cfg.registrar.proxy_enabled)
+    if (c->proxy_enabled) {
+        r->proxy_refusals = p2m_logsum_new(PROXY_REFUSAL_KEYS, PROXY_REFUSAL_KEY_MAX, 0, PROXY_REFUSAL_INTERVAL_MS, err);
+        if (r->proxy_refusals == NULL)
+            return -1;
+    }
+    listen_start(r, &r->listen_fd[REGISTRAR_LISTEN_HTTPS], &c->listen, on_accept, &r->accept_https, "https");
+    if (c->http_enabled)
+        listen_start(r, &r->listen_fd[REGISTRAR_LISTEN_HTTP], &c->http, on_accept, &r->accept_http, "http");
+    if (c->metrics_enabled)
+        listen_start(r, &r->listen_fd[REGISTRAR_LISTEN_METRICS], &c->metrics_listen, on_accept, &r->accept_metrics,
+                     "metrics_listen");
+    if (!c->proxy_enabled)
         return 0;
-    r->proxy_refusals = p2m_logsum_new(PROXY_REFUSAL_KEYS, PROXY_REFUSAL_KEY_MAX, 0, PROXY_REFUSAL_INTERVAL_MS, err);
-    if (r->proxy_refusals == NULL)
-        return -1;
     h2o_timeout_init(r->h2o_ctx.loop, &r->proxy_line_timeout, PROXY_LINE_TIMEOUT_MS);
     h2o_timeout_init(r->h2o_ctx.loop, &r->proxy_flush_timeout, PROXY_REFUSAL_INTERVAL_MS);
     r->proxy_flush_entry = (h2o_timeout_entry_t){.cb = on_proxy_flush};
     h2o_timeout_link(r->h2o_ctx.loop, &r->proxy_flush_timeout, &r->proxy_flush_entry);
-    if (listen_on(r, &r->cfg.registrar.proxy_listen, on_accept_proxy, r, "proxy_listen", err) != 0)
-        return -1;
+    listen_start(r, &r->listen_fd[REGISTRAR_LISTEN_PROXY], &c->proxy_listen, on_accept_proxy, r, "proxy_listen");
     char from[P2M_PROXY_FROM_MAX * (P2M_HOST_MAX + 1) + 1] = "";
-    for (unsigned i = 0; i < r->cfg.registrar.nproxy_from; i++)
-        snprintf(from + strlen(from), sizeof(from) - strlen(from), "%s%s", i ? "," : "", r->cfg.registrar.proxy_from[i]);
+    for (unsigned i = 0; i < c->nproxy_from; i++)
+        snprintf(from + strlen(from), sizeof(from) - strlen(from), "%s%s", i ? "," : "", c->proxy_from[i]);
     p2m_log(P2M_LOG_INFO, "proxy_listen", "from=%s", from);
     return 0;
 }

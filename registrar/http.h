@@ -17,9 +17,14 @@ int registrar_http_setup(registrar_t *r);
  * shared checks). Returns 0 or -1 with err naming the key. */
 int registrar_listen_check(const p2m_config_t *cfg, char *err);
 
-/* Opens the HTTPS and HTTP listeners, the PROXY listener when registrar.proxy_listen is set and
- * the metrics listener when registrar.metrics_listen is: after h2o_context_init. Returns 0 or -1
- * with err. */
+/* Binds the HTTPS and HTTP listeners, the PROXY listener when registrar.proxy_listen is set and
+ * the metrics listener when registrar.metrics_listen is, into r->listen_fd: first thing at start,
+ * so that a port in use stops the registrar before it writes anything (its CA, say). Returns 0, or
+ * -1 with err and nothing left open. */
+int registrar_bind(registrar_t *r, char *err);
+
+/* Starts accepting on the sockets registrar_bind() opened: after h2o_context_init. Returns 0 or
+ * -1 with err. */
 int registrar_listen(registrar_t *r, char *err);
 
 /* Logs the PROXY listener's refusals counted but not yet reported and frees its summariser:

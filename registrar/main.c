@@ -107,25 +107,27 @@ int main(int argc, char **argv)
     }
     p2m_log_set_level(r.cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
-    if (p2m_totp_init(err) != 0) {
+    /* Start-up failures exit 2 with one line, like every other error; the ports are bound before
+     * anything is written (tls_setup creates the CA in state_dir on first start). */
+    if (registrar_bind(&r, err) != 0 || p2m_totp_init(err) != 0) {
         P2M_LOG_ERR("startup_failed", "error=\"%s\"", err);
-        return 1;
+        return 2;
     }
     r.https_port = r.cfg.registrar.listen.port;
     registrar_names_init(&r.cfg, &r.names);
     if ((r.ssl_ctx = tls_setup(&r.cfg, &r.names, &r.ca, err)) == NULL) {
         P2M_LOG_ERR("startup_failed", "error=\"%s\"", err);
-        return 1;
+        return 2;
     }
     if (registrar_http_setup(&r) != 0) {
         P2M_LOG_ERR("startup_failed", "error=\"%s\"", "hashing registrar.metrics_token");
-        return 1;
+        return 2;
     }
     h2o_context_init(&r.h2o_ctx, h2o_evloop_create(), &r.h2o_config);
     h2o_timeout_init(r.h2o_ctx.loop, &r.bound_timeout, 3000);
     if (registrar_listen(&r, err) != 0) {
         P2M_LOG_ERR("startup_failed", "error=\"%s\"", err);
-        return 1;
+        return 2;
     }
     redis_start(&r, lease_on_bound, err);
 
@@ -139,5 +141,5 @@ int main(int argc, char **argv)
         h2o_evloop_run(r.h2o_ctx.loop, 1000);
     p2m_log(P2M_LOG_INFO, "stopping", NULL);
     registrar_listen_close(&r);
-    return r.fatal ? 1 : 0;
+    return r.fatal ? 2 : 0;
 }

@@ -16,10 +16,13 @@ struct p2m_logsum;
 struct lease_waiter;
 typedef struct registrar registrar_t;
 
+enum { REGISTRAR_LISTEN_HTTPS, REGISTRAR_LISTEN_HTTP, REGISTRAR_LISTEN_METRICS, REGISTRAR_LISTEN_PROXY, REGISTRAR_LISTENERS };
+
 struct registrar {
     p2m_config_t cfg;
     h2o_globalconf_t h2o_config;
     h2o_context_t h2o_ctx;
+    int listen_fd[REGISTRAR_LISTENERS]; /* bound by registrar_bind(), -1 once the loop owns them */
     h2o_accept_ctx_t accept_https, accept_http;
     h2o_accept_ctx_t accept_proxy;          /* registrar.proxy_listen: HTTPS after our own check of the PROXY line */
     h2o_accept_ctx_t accept_metrics;        /* registrar.metrics_listen: plain HTTP, /metrics and /_health only */

@@ -697,7 +697,7 @@ static void on_fatal(void *data, const char *err)
 {
     rredis_t *rr = data;
     (void)err;
-    rr->relay->exit_code = 1;
+    rr->relay->exit_code = 2;
     relay_shutdown(rr->relay, "schema");
 }
 

@@ -228,12 +228,12 @@ int relay_run(const p2m_config_t *cfg, unsigned pipes, unsigned pipe_size)
     relay_t *r = relay_new(cfg, pipes, pipe_size, err);
     if (r == NULL) {
         p2m_log(P2M_LOG_ERROR, "relay_failed", "error=\"%s\"", err);
-        return 1;
+        return 2;
     }
     if (p2m_loop_signals(r->loop, sigs, 2, on_signal, r, err) != 0) {
         p2m_log(P2M_LOG_ERROR, "relay_failed", "error=\"%s\"", err);
         relay_free(r);
-        return 1;
+        return 2;
     }
     int rc = 0;
     if (p2m_loop_run(r->loop) != 0) {

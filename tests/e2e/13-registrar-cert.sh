@@ -307,11 +307,11 @@ jq --arg c "$OP/ca-chain.pem" --arg k "$OP/int-key.pem" --arg wc "$OP/wild.pem" 
 
 # Keys others may read are refused, naming the file.
 chmod 644 "$OP/int-key.pem"
-expect_status 1 "$REGISTRAR_BIN" -c "$OPCONF"
+expect_status 2 "$REGISTRAR_BIN" -c "$OPCONF"
 expect_match "registrar.ca_key .*int-key.pem: readable by group or others" "$(cat "$ERR" "$OUT")" "a 0644 CA key is refused"
 chmod 600 "$OP/int-key.pem"
 chmod 640 "$OP/wild-key.pem"
-expect_status 1 "$REGISTRAR_BIN" -c "$OPCONF"
+expect_status 2 "$REGISTRAR_BIN" -c "$OPCONF"
 expect_match "registrar.key .*wild-key.pem: readable by group or others" "$(cat "$ERR" "$OUT")" "a 0640 registrar key is refused"
 chmod 600 "$OP/wild-key.pem"
 

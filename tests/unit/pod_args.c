@@ -820,6 +820,133 @@ static void test_status_doc(void)
     check_refused(pod_status_parse("nope", 4, &st, err), err, "not a status document");
 }
 
+/* run --config FILE: register's settings from a JSON file; the command line's --state-dir and
+ * --log-level win; hostile files are refused naming the file and the key, never the secret. */
+static void test_run_config(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    static char secret_path[160], prov_path[160], doc[2048];
+    snprintf(secret_path, sizeof(secret_path), "%s", puts0600("run-secret", SECRET "\n"));
+    const char *pd = provision_doc("pod9", SECRET, "[\"web\", \"api\"]", "https://reg.test:8443", "pods.test", "");
+    snprintf(prov_path, sizeof(prov_path), "%s", puts0600("run-prov.json", pd));
+
+    CHECK_CTX("run: secret file, every key");
+    snprintf(
+        doc, sizeof(doc),
+        "{\"registrar\": \"https://reg.test\", \"id\": \"pod1\", \"secret_file\": \"%s\", \"digits\": 8,"
+        " \"cacert\": \"/etc/ca.pem\", \"state_dir\": \"/var/lib/x\", \"domain\": \"example.test\", \"drain_timeout\": 30,"
+        " \"log_level\": \"warn\", \"services\": [{\"label\": \"web\", \"protocol\": \"https\", \"forward\": \"127.0.0.1:8080\","
+        " \"tls_terminate\": true, \"alpn\": \"h2,http/1.1\", \"pool\": 8, \"pool_max\": 64}]}",
+        secret_path);
+    const char *cfg = put("run.json", doc, strlen(doc), 0644);
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err)) {
+        CHECK_EQ_INT(a.cmd, POD_CMD_RUN);
+        CHECK_EQ_STR(a.id, "pod1");
+        CHECK_EQ_STR(a.label, "web");
+        CHECK_EQ_STR(a.domain, "example.test");
+        CHECK_EQ_STR(a.cacert, "/etc/ca.pem");
+        CHECK_EQ_STR(a.state_dir, "/var/lib/x");
+        CHECK_EQ_STR(a.alpn, "h2,http/1.1");
+        CHECK_EQ_INT(a.digits, 8);
+        CHECK_EQ_INT(a.pool, 8);
+        CHECK_EQ_INT(a.pool_max, 64);
+        CHECK_EQ_INT(a.drain_timeout, 30);
+        CHECK_EQ_INT(a.tls_terminate, 1);
+        CHECK_EQ_INT(a.log_level, P2M_LOG_WARN);
+        CHECK_EQ_INT(a.forward.port, 8080);
+        CHECK_EQ_INT(a.secret_len, 20);
+    }
+    CHECK_CTX("run: the command line wins");
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, "--state-dir", "/srv/pod", "--log-level", "debug", NULL), 0, err)) {
+        CHECK_EQ_STR(a.state_dir, "/srv/pod");
+        CHECK_EQ_INT(a.log_level, P2M_LOG_DEBUG);
+    }
+
+    CHECK_CTX("run: provisioning file");
+    snprintf(doc, sizeof(doc), "{\"provision\": \"%s\", \"services\": [{\"label\": \"api\", \"forward\": \"localhost:80\"}]}",
+             prov_path);
+    cfg = put("run-prov-cfg.json", doc, strlen(doc), 0600);
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err)) {
+        CHECK_EQ_STR(a.id, "pod9");
+        CHECK_EQ_STR(a.label, "api");
+        CHECK_EQ_STR(a.domain, "pods.test");
+        CHECK_EQ_INT(a.pool, 4);
+    }
+
+    /* hostile and broken files */
+    static char rows_secret[8][600];
+    static const struct {
+        const char *text; /* %s: the secret file's path */
+        const char *want;
+    } rows[] = {
+        {"", "not JSON"},
+        {"[]", "expected a JSON object"},
+        {"{\"services\": []}", "services: expected a list"},
+        {"{\"services\": {}}", "services: expected a list"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\"}", "services: expected a list"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [1]}",
+         "services[0]: expected an object"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\"}]}",
+         "needs \"forward\""},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"services\": [{\"label\": \"a\", \"forward\": \"127.0.0.1:1\"}]}",
+         "needs \"provision\""},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\", "
+         "\"forward\": "
+         "\"127.0.0.1:1\"}, {\"label\": \"b\", \"forward\": \"127.0.0.1:2\"}]}",
+         "one service per file"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"secret\": \"JBSWY3DP\", \"services\": []}",
+         "\"secret\": unknown key"},
+        {"{\"registrar\": \"https://r.test\", \"registrar\": \"https://s.test\", \"services\": []}", "not JSON"},
+        {"{\"registrar\": 1, \"services\": []}", "registrar: expected a string"},
+        {"{\"registrar\": \"https://r\\u0000.test\", \"services\": []}", "not JSON"}, /* jansson refuses NUL */
+        {"{\"registrar\": \"http://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\", "
+         "\"forward\": "
+         "\"127.0.0.1:1\"}]}",
+         "registrar: the registrar URL must start with https://"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\", "
+         "\"forward\": "
+         "\"127.0.0.1:1\", \"pool\": 0}]}",
+         "services[0].pool: expected a number"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\", "
+         "\"forward\": "
+         "\"127.0.0.1:1\", \"pool\": 1.5}]}",
+         "services[0].pool: expected a whole number"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\", "
+         "\"forward\": "
+         "\"127.0.0.1:1\", \"tls_terminate\": \"yes\"}]}",
+         "services[0].tls_terminate: expected true or false"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"-bad-\", "
+         "\"forward\": \"127.0.0.1:1\"}]}",
+         "services[0].label"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\", "
+         "\"forward\": "
+         "\"127.0.0.1:99999\"}]}",
+         "services[0].forward"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"/nonexistent/s\", \"services\": [{\"label\": "
+         "\"a\", "
+         "\"forward\": \"127.0.0.1:1\"}]}",
+         "No such file"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"lab\\nel\": \"a\"}]}",
+         "\"lab\\x0ael\": unknown key"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char name[32];
+        char *text = rows_secret[i % 8];
+        snprintf(text, 600, rows[i].text, secret_path);
+        snprintf(name, sizeof(name), "run-bad-%zu.json", i);
+        CHECK_CTX("run: bad file %zu", i);
+        cfg = put(name, text, strlen(text), 0600);
+        check_refused(parse(&a, err, "run", "--config", cfg, NULL), err, rows[i].want);
+        CHECK_MSG(strstr(err, name) != NULL, "err does not name the file: %s", check_str(err));
+    }
+    CHECK_CTX("run: command line");
+    check_refused(parse(&a, err, "run", NULL), err, "run needs --config FILE");
+    check_refused(parse(&a, err, "run", "--config", "/nonexistent.json", NULL), err, "No such file");
+    check_refused(parse(&a, err, "run", "--config", cfg, "--pool", "3", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "run", "--config", dir, NULL), err, "not a regular file");
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/unit-pod-args.XXXXXX");
@@ -837,6 +964,7 @@ int main(void)
     test_url();
     test_env_quote();
     test_status_doc();
+    test_run_config();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -1,0 +1,127 @@
+/* libFuzzer target for `pipe2me-pod run --config FILE` (pod_args_parse in pod/provision.c): the
+ * input is FILE's text, written to a private temp dir where "secret" is a valid secret file and
+ * "provision.json" a valid provisioning file (inputs name them by path: the corpus uses the token
+ * @DIR, replaced with the directory).
+ *
+ * It returns 0 or -1 and refuses with one line that never shows the files' secret and leaves no
+ * secret in *a; a file it accepts gives a run command with a label, a forward address, a registrar
+ * and the secret, and values within pod.h's bounds. */
+
+#include "fuzz.h"
+#include "pod.h"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FILE_SECRET "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U"
+
+static char dir[4096], cfg_path[4200], secret_path[4200], prov_path[4200];
+
+static void put(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, data, len) != (ssize_t)len || close(fd) != 0) {
+        perror(path);
+        abort();
+    }
+}
+
+static void cleanup(void)
+{
+    unlink(cfg_path);
+    unlink(secret_path);
+    unlink(prov_path);
+    rmdir(dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/p2m-fuzz-podcfg-XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    if (mkdtemp(dir) == NULL) {
+        perror(dir);
+        abort();
+    }
+    snprintf(cfg_path, sizeof(cfg_path), "%s/pod.json", dir);
+    snprintf(secret_path, sizeof(secret_path), "%s/secret", dir);
+    snprintf(prov_path, sizeof(prov_path), "%s/provision.json", dir);
+    static const char prov[] = "{\"id\": \"pod-1\", \"secret\": \"" FILE_SECRET "\", \"labels\": [\"web\", \"api\"], "
+                               "\"registrar\": \"https://reg.example.net:8443\", \"domain\": \"example.net\"}\n";
+    put(secret_path, FILE_SECRET "\n", strlen(FILE_SECRET) + 1);
+    put(prov_path, prov, strlen(prov));
+    atexit(cleanup);
+    return 0;
+}
+
+/* data with every "@DIR" replaced by the temp dir; NULL when out of memory. */
+static char *expand(const uint8_t *data, size_t size, size_t *len)
+{
+    size_t dl = strlen(dir), n = 0;
+    char *out = malloc(size * (dl > 4 ? dl / 4 + 1 : 1) + 1);
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < size;) {
+        if (i + 4 <= size && memcmp(data + i, "@DIR", 4) == 0) {
+            memcpy(out + n, dir, dl);
+            n += dl;
+            i += 4;
+        } else {
+            out[n++] = (char)data[i++];
+        }
+    }
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return 0;
+    return 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static pod_args_t a;
+    char err[P2M_ERR_LEN] = "";
+    size_t len;
+    if (size > 16384)
+        return 0;
+    char *text = expand(data, size, &len);
+    if (text == NULL)
+        return 0;
+    put(cfg_path, text, len);
+    int spelled = strcasestr(text, "MFRGGZDF") != NULL;
+    free(text);
+    char *argv[] = {"pipe2me-pod", "run", "--config", cfg_path, NULL};
+    int rc = pod_args_parse(4, argv, &a, err);
+    FUZZ_CHECK(rc == 0 || rc == -1);
+    if (rc != 0) {
+        fuzz_check_err(err);
+        FUZZ_CHECK(spelled || strcasestr(err, "MFRGGZDF") == NULL);
+        FUZZ_CHECK(a.secret_len == 0 && all_zero(a.secret, sizeof(a.secret)));
+        return 0;
+    }
+    FUZZ_CHECK(a.cmd == POD_CMD_RUN);
+    FUZZ_CHECK(FUZZ_TERMINATED(a.registrar) && FUZZ_TERMINATED(a.id) && FUZZ_TERMINATED(a.label) && FUZZ_TERMINATED(a.domain) &&
+               FUZZ_TERMINATED(a.cacert) && FUZZ_TERMINATED(a.state_dir) && FUZZ_TERMINATED(a.alpn) &&
+               FUZZ_TERMINATED(a.forward.host));
+    FUZZ_CHECK(a.registrar[0] != '\0' && a.id[0] != '\0' && a.label[0] != '\0' && a.have_forward && a.forward.port > 0);
+    FUZZ_CHECK(a.secret_len > 0 && a.secret_len <= POD_SECRET_MAX);
+    FUZZ_CHECK(a.pool >= 1 && a.pool <= a.pool_max && a.pool_max <= POD_POOL_MAX);
+    FUZZ_CHECK(a.drain_timeout <= POD_DRAIN_MAX);
+    FUZZ_CHECK(a.digits == 6 || a.digits == 8);
+    pod_args_wipe(&a);
+    return 0;
+}
