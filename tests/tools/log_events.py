@@ -15,22 +15,21 @@ adjacent string literals joined) and every call of p2m_log is followed back to l
   argument passed there, recursively. A static function is called from its own file; any other
   from its own directory, or from everywhere when it lives in lib/.
 
-Anything else (a variable, a table lookup, NULL, a pointer to p2m_log or to a wrapper) cannot be
-followed: `check` then fails and names the call, so that no event escapes the catalogue unseen.
+Anything else (a variable, a table lookup, NULL, a pointer to p2m_log or to a wrapper, a
+wrapper never called) cannot be followed: `check` then fails and names the call, so that no event escapes the catalogue unseen.
 
 The catalogue is the `## Log events` section: one `### ` subsection per program, each with a
-Markdown table whose rows start `| `event` | levels | ...`. Events of lib/ belong in the
-subsection whose heading says "every program".
+Markdown table whose rows start `| `event` | levels | ...`; the heading names the program
+(pipe2me-registrar, ...), or says "Several programs" for the events of lib/.
 """
 
 import argparse
-import itertools
 import os
 import re
 import sys
 
 SOURCE_DIRS = ("lib", "registrar", "relay", "pod", "tools")
-PROGRAMS = {"lib": "every program", "registrar": "pipe2me-registrar", "relay": "pipe2me-relay", "pod": "pipe2me-pod",
+PROGRAMS = {"lib": "Several programs", "registrar": "pipe2me-registrar", "relay": "pipe2me-relay", "pod": "pipe2me-pod",
             "tools": "pipe2me-admin"}
 LEVELS = {"P2M_LOG_DEBUG": "debug", "P2M_LOG_INFO": "info", "P2M_LOG_WARN": "warn", "P2M_LOG_ERROR": "error"}
 LEVEL_ORDER = ["debug", "info", "warn", "error"]
@@ -41,10 +40,11 @@ MAX_DEPTH = 8  # wrapper of a wrapper of ...
 # ---------------------------------------------------------------- tokens
 
 class Tok:
-    __slots__ = ("kind", "text", "line")
+    __slots__ = ("kind", "text", "line", "start", "end")
 
-    def __init__(self, kind, text, line):
+    def __init__(self, kind, text, line, start, end):
         self.kind, self.text, self.line = kind, text, line  # kind: id, str, num, chr, punct
+        self.start, self.end = start, end  # offsets in the file
 
     def __repr__(self):
         return self.text
@@ -99,10 +99,11 @@ def tokenize(text, path):
             body = unescape(val[val.index('"') + 1:-1])
             if cur and cur[-1].kind == "str":  # "a" "b" is one literal
                 cur[-1].text += body
+                cur[-1].end = m.end()
                 continue
-            cur.append(Tok("str", body, line_here))
+            cur.append(Tok("str", body, line_here, m.start(), m.end()))
         else:
-            cur.append(Tok(kind, val, line_here))
+            cur.append(Tok(kind, val, line_here, m.start(), m.end()))
     if cur:
         lines.append((directive, cur))
     return lines
@@ -198,9 +199,8 @@ def scan_file(path, text):
         if not is_directive:
             code.extend(toks)
         elif len(toks) >= 4 and toks[1].text == "define" and toks[2].kind == "id" and toks[3].text == "(" \
-                and toks[3].line == toks[2].line:
-            # #define NAME(params) body: a function-like macro. (The tokenizer drops spacing, so
-            # `#define N (x)` reads the same; no object-like macro here starts with a parenthesis.)
+                and toks[3].start == toks[2].end:
+            # #define NAME(params) body: a function-like macro (`#define NAME (x)` is object-like).
             close = match_close(toks, 3)
             m = Func(toks[2].text, param_names(toks[4:close]), path, toks[2].line, False, True)
             funcs.append(m)
@@ -393,13 +393,16 @@ class Catalogue:
         if l[0] == "lit" and e[0] == "lit":
             self.sites.append(Site(l[1], e[1], fields, chain))
             return
-        # A wrapper: follow every call of it with the arguments given there. (One no one calls
-        # writes nothing.)
+        # A wrapper: follow every call of it with the arguments given there. One that is never
+        # called is dead code, or called through a pointer (which fails below): either way its
+        # events cannot be known.
         self.wrappers.add(func.name)
         used = [i for k, i in (l, e) if k == "param"]
+        found = False
         for c in self.calls:
             if c.name != func.name or c.func is func or not func.scope_ok(c.path):
                 continue
+            found = True
             if max(used) >= len(c.args):
                 self.errors.append(f"{c.path}:{c.line}: {func.name} called with too few arguments")
                 continue
@@ -407,6 +410,9 @@ class Catalogue:
             ne = c.args[e[1]] if e[0] == "param" else ev
             after = params.index("__VA_ARGS__") if func.macro and "__VA_ARGS__" in params else max(used) + 1
             self.resolve(c, nl, ne, c.args[after:], fields, chain)
+        if not found:
+            self.errors.append(f"{func.path}:{func.line}: {func.name} passes its parameter to p2m_log"
+                               f" (at {chain[0]}) but is never called: its events cannot be known")
 
     def events(self):
         """{(top dir, event): {"levels": set, "fields": [..], "sites": [..]}}"""
@@ -425,8 +431,9 @@ class Catalogue:
 
 # ---------------------------------------------------------------- the catalogue in the docs
 
-def read_doc(path):
-    """{(top dir, event): (levels, line)} from the `## Log events` section, and errors."""
+def read_doc(path, shown):
+    """{(top dir, event): (levels, line)} from the `## Log events` section, and errors (naming the
+    file as shown)."""
     rows, errors = {}, []
     by_heading = {v: k for k, v in PROGRAMS.items()}
     section, top = False, None
@@ -442,22 +449,22 @@ def read_doc(path):
                 head = line[4:].strip()
                 top = next((k for name, k in by_heading.items() if name in head), None)
                 if top is None:
-                    errors.append(f"{path}:{n}: heading names none of {', '.join(PROGRAMS.values())}")
+                    errors.append(f"{shown}:{n}: heading names none of {', '.join(PROGRAMS.values())}")
                 continue
             m = re.match(r"\|\s*`([^`]+)`\s*\|([^|]*)\|", line)
             if not m:
                 continue
             if top is None:
-                errors.append(f"{path}:{n}: event row before any program's heading")
+                errors.append(f"{shown}:{n}: event row before any program's heading")
                 continue
             levels = set(re.findall(r"[a-z]+", m.group(2)))
             if not levels or not levels <= set(LEVEL_ORDER):
-                errors.append(f"{path}:{n}: `{m.group(1)}`: levels must be among {', '.join(LEVEL_ORDER)}, got {m.group(2).strip()!r}")
+                errors.append(f"{shown}:{n}: `{m.group(1)}`: levels must be among {', '.join(LEVEL_ORDER)}, got {m.group(2).strip()!r}")
             if (top, m.group(1)) in rows:
-                errors.append(f"{path}:{n}: `{m.group(1)}` listed twice under {PROGRAMS[top]}")
+                errors.append(f"{shown}:{n}: `{m.group(1)}` listed twice under {PROGRAMS[top]}")
             rows[(top, m.group(1))] = (levels, n)
     if not rows:
-        errors.append(f"{path}: no `## Log events` section with event rows")
+        errors.append(f"{shown}: no `## Log events` section with event rows")
     return rows, errors
 
 
@@ -482,16 +489,19 @@ def main():
         return 1 if cat.errors else 0
 
     doc = a.doc or os.path.join(a.source, "docs", "OPERATIONS.md")
-    rows, errors = read_doc(doc)
+    shown = os.path.relpath(doc, a.source)
+    if shown.startswith(".."):
+        shown = doc
+    rows, errors = read_doc(doc, shown)
     problems = list(cat.errors) + errors
     for key in sorted(events.keys() - rows.keys()):
         problems.append(f"not in the catalogue: {PROGRAMS[key[0]]} logs `{key[1]}` ({fmt_levels(events[key]['levels'])}) at "
                         + ", ".join(events[key]["sites"]))
     for key in sorted(rows.keys() - events.keys()):
-        problems.append(f"{doc}:{rows[key][1]}: the catalogue lists `{key[1]}` under {PROGRAMS[key[0]]}, which does not log it")
+        problems.append(f"{shown}:{rows[key][1]}: the catalogue lists `{key[1]}` under {PROGRAMS[key[0]]}, which does not log it")
     for key in sorted(rows.keys() & events.keys()):
         if rows[key][0] != events[key]["levels"]:
-            problems.append(f"{doc}:{rows[key][1]}: `{key[1]}` ({PROGRAMS[key[0]]}) is logged at {fmt_levels(events[key]['levels'])},"
+            problems.append(f"{shown}:{rows[key][1]}: `{key[1]}` ({PROGRAMS[key[0]]}) is logged at {fmt_levels(events[key]['levels'])},"
                             f" the catalogue says {fmt_levels(rows[key][0])}")
     for p in problems:
         print(p)
