@@ -484,7 +484,7 @@ def main():
     if a.mode == "list":
         for (top, ev), e in sorted(events.items()):
             print(f"{PROGRAMS[top]}\t{ev}\t{fmt_levels(e['levels'])}\t{' '.join(k + '=' for k in e['fields'])}\t{' '.join(e['sites'])}")
-        for err in cat.errors:
+        for err in dict.fromkeys(cat.errors):
             print(f"error: {err}", file=sys.stderr)
         return 1 if cat.errors else 0
 
@@ -493,7 +493,7 @@ def main():
     if shown.startswith(".."):
         shown = doc
     rows, errors = read_doc(doc, shown)
-    problems = list(cat.errors) + errors
+    problems = list(dict.fromkeys(cat.errors)) + errors  # a call reached by two branches is named once
     for key in sorted(events.keys() - rows.keys()):
         problems.append(f"not in the catalogue: {PROGRAMS[key[0]]} logs `{key[1]}` ({fmt_levels(events[key]['levels'])}) at "
                         + ", ".join(events[key]["sites"]))
