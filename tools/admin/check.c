@@ -215,9 +215,11 @@ static const char *range_name(const check_t *c, const range_t *r, char *out, siz
 }
 
 /* Collects the live relays' ranges (a relay publishing a bad one is a finding) and this
- * configuration's relay.ports when the file names it. */
+ * configuration's relay.ports when the file names it and no relay of this configuration is live
+ * (when one is, its published range stands for it, and is compared with the file's below). */
 static void collect_ranges(check_t *c, status_t *worst)
 {
+    int own = 0;
     c->ranges = admin_xmalloc((c->nrelays + 1) * sizeof(*c->ranges));
     for (size_t i = 0; i < c->nrelays; i++) {
         const p2m_relay_info_t *r = &c->relays[i];
@@ -231,8 +233,9 @@ static void collect_ranges(check_t *c, status_t *worst)
             continue;
         }
         c->ranges[c->nranges++] = (range_t){r->name, pr};
+        own |= is_own_relay(c->cfg, r->name);
     }
-    if (c->cfg->relay.ports_given)
+    if (c->cfg->relay.ports_given && !own)
         c->ranges[c->nranges++] = (range_t){NULL, c->cfg->relay.ports};
 }
 
@@ -250,11 +253,6 @@ static void check_relay_ports(check_t *c)
             const range_t *x = &c->ranges[i], *y = &c->ranges[j];
             unsigned lo = x->ports.lo > y->ports.lo ? x->ports.lo : y->ports.lo;
             unsigned hi = x->ports.hi < y->ports.hi ? x->ports.hi : y->ports.hi;
-            /* this file's range against its own relay (or workers) is the next test, not an overlap */
-            const range_t *cfgr = x->relay == NULL ? x : y->relay == NULL ? y : NULL;
-            const range_t *other = cfgr == x ? y : x;
-            if (cfgr != NULL && is_own_relay(c->cfg, other->relay))
-                continue;
             if (lo > hi)
                 continue;
             range_name(c, x, n1, sizeof(n1));
