@@ -242,7 +242,7 @@ static void collect_ranges(check_t *c, status_t *worst)
 static void check_relay_ports(check_t *c)
 {
     status_t worst = ST_OK;
-    char n1[P2M_PATH_MAX + 64], n2[P2M_PATH_MAX + 64];
+    char n1[ADMIN_ARG_MAX + 64], n2[ADMIN_ARG_MAX + 64]; /* "relay.ports of FILE" */
     if (!c->have_relays) {
         add(c, "relay_ports", ST_SKIP, "%s", c->st == NULL ? c->no_redis : "the relays could not be listed");
         return;
@@ -302,7 +302,7 @@ static void check_relay_ports(check_t *c)
 
 static void check_ephemeral(check_t *c)
 {
-    char err[P2M_ERR_LEN], name[P2M_PATH_MAX + 64];
+    char err[P2M_ERR_LEN], name[ADMIN_ARG_MAX + 64];
     p2m_sysports_risk_t risk;
     int found = 0;
     if (!c->have_relays) {
@@ -331,7 +331,7 @@ static void check_ephemeral(check_t *c)
             (unsigned)risk.ephemeral.lo, (unsigned)risk.ephemeral.hi, risk.fix[0] ? risk.fix : "(add the overlap to the list)");
     }
     if (!found)
-        add(c, "ephemeral_ports", ST_OK, "no port of %zu range%s is in this host's ephemeral range %u-%u unreserved", c->nranges,
+        add(c, "ephemeral_ports", ST_OK, "%zu range%s outside this host's ephemeral range %u-%u (or reserved)", c->nranges,
             c->nranges == 1 ? "" : "s", (unsigned)risk.ephemeral.lo, (unsigned)risk.ephemeral.hi);
 }
 
