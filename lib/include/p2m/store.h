@@ -129,7 +129,8 @@ p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms
 
 /* Connects as p2m_store_connect does but neither writes nor checks the schema version, for a
  * caller that only reports what it finds (pipe2me-admin check): p2m_store_schema_get says what
- * the database holds. The other functions here assume a checked schema. */
+ * the database holds. Use only the reads below on such a connection; the functions that change
+ * the store assume a checked schema. */
 p2m_store_t *p2m_store_connect_raw(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err);
 
 /* Closes the connection. NULL is a no-op. */
