@@ -7,6 +7,7 @@
 # overlaps r1's, a config whose relay.ports lie in this host's ephemeral range, the CA key made
 # world-readable, a relay killed without leaving (its heartbeat expires while it stays listed), and
 # a registrar.names entry the registrar's certificate lacks. Usage errors exit 2.
+# shellcheck disable=SC2016,SC2119 # jq expands its own $n; p2m_start_system and p2m_start_redis take optional arguments
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
@@ -128,7 +129,8 @@ jq --arg p "$((P2M_RELAY_PORT_LO + 4))-$((P2M_RELAY_PORT_HI + 4))" '.relay.name 
     "$P2M_CONFIG" >"$T/stray.json"
 p2m_start_relay "$T/stray.json" stray
 STRAY_PID=$RELAY_PID
-expect_finding relay_ports fail "relay r1 \($P2M_RELAY_PORT_LO-$P2M_RELAY_PORT_HI\) and relay stray \([0-9]+-[0-9]+\) overlap at $((P2M_RELAY_PORT_LO + 4))-$P2M_RELAY_PORT_HI"
+R1="$P2M_RELAY_PORT_LO-$P2M_RELAY_PORT_HI" OVERLAP="$((P2M_RELAY_PORT_LO + 4))-$P2M_RELAY_PORT_HI"
+expect_finding relay_ports fail "relay r1 \($R1\) and relay stray \([0-9]+-[0-9]+\) overlap at $OVERLAP:"
 p2m_stop stray "$STRAY_PID"
 expect_clean "the stray relay stopped"
 
@@ -141,7 +143,8 @@ if [[ -r $EPH_FILE && -r $RES_FILE ]]; then
     jq --arg p "$LO-$HI" '.relay.name = "eph" | .relay.ports = $p' "$P2M_CONFIG" >"$T/eph.json"
     P2M_CONFIG=$T/eph.json admin check >"$OUT" 2>"$ERR" || true
     if grep -q '^check=ephemeral_ports status=warn ' "$OUT"; then
-        expect_finding -c "$T/eph.json" ephemeral_ports warn "relay\.ports of $T/eph\.json \($LO-$HI\): [0-9]+ ports .* sysctl -w net\.ipv4\.ip_local_reserved_ports="
+        expect_finding -c "$T/eph.json" ephemeral_ports warn \
+            "relay\.ports of $T/eph\.json \($LO-$HI\): [0-9]+ ports .* sysctl -w net\.ipv4\.ip_local_reserved_ports="
     else
         echo "check: $LO-$HI is reserved on this host; no ephemeral warning to see"
     fi
@@ -179,7 +182,8 @@ expect_eq 1 "$(grep -c '^check=relays ' "$CLEAN")" "r2 left p2m:relays"
 
 # registrar.names gains a name, and the registrar has not been restarted to reissue its certificate.
 jq '.registrar.names = ["registrar.example.org"]' "$P2M_CONFIG" >"$T/names.json"
-expect_finding -c "$T/names.json" cert fail "the registrar's certificate $T/state/registrar\.pem lacks registrar\.example\.org, .*restart the registrar"
+expect_finding -c "$T/names.json" cert fail \
+    "the registrar's certificate $T/state/registrar\.pem lacks registrar\.example\.org, .*restart the registrar"
 expect_clean "the config the registrar runs with"
 
 expect_log_clean registrar
