@@ -359,6 +359,7 @@ static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
             rc = read_string(v, "relay.ports", buf, sizeof(buf), err);
             if (rc == 0 && p2m_port_range_parse(buf, &r->ports, perr) != 0)
                 rc = p2m_err(err, "relay.ports: %s", perr);
+            r->ports_given = rc == 0;
         } else if (strcmp(key, "listen") == 0) {
             p2m_hostport_t hp;
             char buf[P2M_HOST_MAX + 8];

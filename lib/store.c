@@ -208,7 +208,8 @@ static int check_schema(p2m_store_t *st, char *err)
     return ret;
 }
 
-p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err)
+/* Connects and sets the timeout; check says whether to write and check the schema version. */
+static p2m_store_t *store_open(const p2m_redis_addr_t *addr, unsigned timeout_ms, int check, char *err)
 {
     p2m_store_t *st = calloc(1, sizeof(*st));
     if (st == NULL) {
@@ -234,13 +235,23 @@ p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms
         p2m_err(err, "%s: cannot set timeout", st->where);
         goto Exit;
     }
-    ok = check_schema(st, err) == 0;
+    ok = !check || check_schema(st, err) == 0;
 Exit:
     if (!ok) {
         p2m_store_free(st);
         st = NULL;
     }
     return st;
+}
+
+p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err)
+{
+    return store_open(addr, timeout_ms, 1, err);
+}
+
+p2m_store_t *p2m_store_connect_raw(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err)
+{
+    return store_open(addr, timeout_ms, 0, err);
 }
 
 void p2m_store_free(p2m_store_t *st)
@@ -703,4 +714,111 @@ int p2m_store_lease_rm(p2m_store_t *st, uint16_t port, char *err)
     int dropped = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
     return dropped ? 0 : p2m_err(err, "no lease on port %u", (unsigned)port);
+}
+
+int p2m_store_schema_get(p2m_store_t *st, char *out, size_t cap, char *err)
+{
+    p2m_store_cmd_t c;
+    redisReply *r;
+    if (p2m_store_cmd_schema_get(&c) != 0 || (r = store_callv(st, err, c.argc, c.argv, c.argvlen)) == NULL)
+        return -1;
+    int ret = 0;
+    out[0] = '\0';
+    if (r->type == REDIS_REPLY_STRING) {
+        snprintf(out, cap, "%.*s", (int)(r->len < cap ? r->len : cap - 1), r->str);
+        ret = 1;
+    } else if (r->type != REDIS_REPLY_NIL) {
+        ret = p2m_err(err, "%s: p2m:schema is not a string", st->where);
+    }
+    freeReplyObject(r);
+    return ret;
+}
+
+/* ARGV: the relays set, the heartbeat hash prefix. Returns {name, ttl_ms, address, ports, started}
+ * per relay, the fields false when absent; read in one script so that the TTL and the fields agree. */
+static const char lua_relay_list[] = "local out = {}\n"
+                                     "for _, name in ipairs(redis.call('SMEMBERS', ARGV[1])) do\n"
+                                     "  local k = ARGV[2] .. name\n"
+                                     "  local h = redis.call('HMGET', k, 'address', 'ports', 'started')\n"
+                                     "  table.insert(out, {name, redis.call('PTTL', k), h[1], h[2], h[3]})\n"
+                                     "end\n"
+                                     "return out\n";
+
+/* Copies a string reply into out (cap bytes, cut short); anything else leaves "". */
+static void reply_copy(const redisReply *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (r->type == REDIS_REPLY_STRING)
+        snprintf(out, cap, "%.*s", (int)(r->len < cap ? r->len : cap - 1), r->str);
+}
+
+static int cmp_relay(const void *a, const void *b)
+{
+    return strcmp(((const p2m_relay_info_t *)a)->name, ((const p2m_relay_info_t *)b)->name);
+}
+
+int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, char *err)
+{
+    const char *args[] = {P2M_KEY_RELAYS, P2M_KEY_RELAY};
+    redisReply *r = NULL;
+    p2m_relay_info_t *list = NULL;
+    size_t k = 0;
+    int ret = -1;
+
+    if (run_script(st, lua_relay_list, 0, NULL, 2, args, &r, err) != 0)
+        goto Exit;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        p2m_err(err, "%s: unexpected reply listing relays", st->where);
+        goto Exit;
+    }
+    if ((list = calloc(r->elements + 1, sizeof(*list))) == NULL) {
+        p2m_err(err, "out of memory");
+        goto Exit;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 5 || e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_INTEGER)
+            continue;
+        p2m_relay_info_t *ri = &list[k++];
+        reply_copy(e->element[0], ri->name, sizeof(ri->name));
+        long long pttl = e->element[1]->integer; /* -2: no hash, -1: no TTL */
+        ri->live = pttl != -2;
+        ri->ttl_ms = pttl == -2 ? 0 : pttl;
+        reply_copy(e->element[2], ri->address, sizeof(ri->address));
+        reply_copy(e->element[3], ri->ports, sizeof(ri->ports));
+        reply_copy(e->element[4], ri->started, sizeof(ri->started));
+    }
+    qsort(list, k, sizeof(*list), cmp_relay);
+    *out = list;
+    *n = k;
+    list = NULL;
+    ret = 0;
+Exit:
+    free(list);
+    if (r != NULL)
+        freeReplyObject(r);
+    return ret;
+}
+
+int p2m_store_time(p2m_store_t *st, long long *usec, char *err)
+{
+    redisReply *r = store_call(st, err, "TIME", NULL);
+    if (r == NULL)
+        return -1;
+    int ret = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        char *end0, *end1;
+        long long s = strtoll(r->element[0]->str, &end0, 10), us = strtoll(r->element[1]->str, &end1, 10);
+        if (*end0 == '\0' && *end1 == '\0' && end0 != r->element[0]->str && end1 != r->element[1]->str && s >= 0 &&
+            s < 100000000000LL && us >= 0 && us < 1000000) {
+            *usec = s * 1000000 + us;
+            ret = 0;
+        }
+    }
+    if (ret != 0)
+        p2m_err(err, "%s: unexpected TIME reply", st->where);
+    freeReplyObject(r);
+    return ret;
 }

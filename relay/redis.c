@@ -333,7 +333,7 @@ static void sync_flush(rredis_t *rr)
     for (size_t i = 0; i < rr->nsync_drops; i++)
         drops[i] = (p2m_sync_drop_t){rr->sync_drops[i].port, rr->sync_drops[i].created, rr->sync_drops[i].pod};
     p2m_store_cmdv_t v;
-    int built = p2m_store_cmdv_relay_sync_begin(&v, r->cfg.relay.name, RELAY_IDLE_LEASE_TTL, RELAY_HEARTBEAT_TTL, ports,
+    int built = p2m_store_cmdv_relay_sync_begin(&v, r->cfg.relay.name, RELAY_IDLE_LEASE_TTL, P2M_RELAY_HEARTBEAT_TTL, ports,
                                                 rr->nsync_conns, drops, rr->nsync_drops, nlabels);
     match_sync_flush(r, built == 0 ? sync_service : NULL, &v);
     rr->nsync_conns = rr->nsync_drops = 0;
@@ -469,10 +469,10 @@ static void heartbeat(rredis_t *rr)
     if (!p2m_redis_up(rr->redis))
         return;
     p2m_store_cmd_t c;
-    send_cmd(
-        rr,
-        p2m_store_cmd_relay_heartbeat(&c, r->cfg.relay.name, r->cfg.public_address, rr->ports, rr->started, RELAY_HEARTBEAT_TTL),
-        &c, NULL, NULL);
+    send_cmd(rr,
+             p2m_store_cmd_relay_heartbeat(&c, r->cfg.relay.name, r->cfg.public_address, rr->ports, rr->started,
+                                           P2M_RELAY_HEARTBEAT_TTL),
+             &c, NULL, NULL);
 
     alive_marks(rr);
     check_overlaps(rr);
@@ -495,7 +495,7 @@ static void on_heartbeat(p2m_loop_t *loop, p2m_loop_timer_t *t)
     rredis_t *rr = (rredis_t *)((char *)t - offsetof(rredis_t, heartbeat));
     heartbeat(rr);
     if (p2m_redis_up(rr->redis)) /* else the reconnect (on_up) starts it again */
-        p2m_loop_timer_start(loop, t, RELAY_HEARTBEAT_MS);
+        p2m_loop_timer_start(loop, t, P2M_RELAY_HEARTBEAT_MS);
 }
 
 static void check_leases(rredis_t *rr)
@@ -551,7 +551,7 @@ static void send_over_labels(rredis_t *rr, int what, int skip_empty)
         int built = what == COUNT_ALIVE
                         ? p2m_store_cmdv_relay_alive(&v, r->cfg.relay.name, r->cfg.registrar.alive_window, acc.items, acc.n)
                         : p2m_store_cmdv_relay_counts(&v, r->cfg.relay.name, what == COUNT_IDLE ? P2M_COUNT_IDLE : P2M_COUNT_WAIT,
-                                                      RELAY_HEARTBEAT_TTL, acc.items, acc.n);
+                                                      P2M_RELAY_HEARTBEAT_TTL, acc.items, acc.n);
         send_cmdv(rr, built, &v, NULL, NULL);
     }
     free(acc.items);
@@ -646,7 +646,7 @@ static void on_up(void *data)
         return;
     idle_resync(rr);
     heartbeat(rr);
-    p2m_loop_timer_start(rr->relay->loop, &rr->heartbeat, RELAY_HEARTBEAT_MS);
+    p2m_loop_timer_start(rr->relay->loop, &rr->heartbeat, P2M_RELAY_HEARTBEAT_MS);
     check_leases(rr);
     p2m_loop_timer_start(rr->relay->loop, &rr->check, RELAY_LEASE_CHECK_MS);
     scan_leases(rr);

@@ -32,8 +32,6 @@
 #define TUNNEL_MAGIC 0x54554e4eu /* "TUNN" */
 #define TUNNEL_DEAD 0x44454144u  /* "DEAD": a closed tunnel waiting to be reaped */
 
-#define RELAY_HEARTBEAT_MS 5000   /* PROTOCOL 3.1 */
-#define RELAY_HEARTBEAT_TTL 15    /* s, relay hash and idle hash */
 #define RELAY_LEASE_CHECK_MS 2000 /* PROTOCOL 3.4 */
 /* Idle counts, lease marks and wait counts reach Redis at most this late, in one script for all the
  * connections of the interval: a script per connection took more of Redis than all the rest a

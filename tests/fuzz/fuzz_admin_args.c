@@ -1,7 +1,8 @@
 /* libFuzzer target for admin_args_parse (tools/admin/args.c), pipe2me-admin's command line; the
  * input split on NUL bytes is argv[1..] (fuzz_argv.h). It returns 0 or -1 and refuses with one
  * printable line; a command it accepts has its argument count and options checked against the
- * command's own, settings (--token-reuse, --digits, --protocol) hold only their allowed values,
+ * command's own (a one-word command, check, takes its arguments after its one word), settings
+ * (--token-reuse, --digits, --protocol) hold only their allowed values,
  * every string it hands back is borrowed from argv, and the canonical command line built from the
  * result (options first, then "--" and the words) parses to the same result. */
 
@@ -40,8 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(cmd != NULL && cmd->run != NULL);
     FUZZ_CHECK(a.nargs >= cmd->min_args && a.nargs <= cmd->max_args);
-    FUZZ_CHECK(a.args == av.argv + 3);
-    FUZZ_CHECK(strcmp(av.argv[1], cmd->group) == 0 && strcmp(av.argv[2], cmd->verb) == 0);
+    size_t nwords = cmd->verb != NULL ? 2 : 1;
+    FUZZ_CHECK(a.args == av.argv + 1 + nwords);
+    FUZZ_CHECK(strcmp(av.argv[1], cmd->group) == 0 && (cmd->verb == NULL || strcmp(av.argv[2], cmd->verb) == 0));
     for (size_t i = 0; i < a.nargs; i++)
         FUZZ_CHECK(fuzz_argv_owns(&av, a.args[i]) && strnlen(a.args[i], ADMIN_ARG_MAX + 1) <= ADMIN_ARG_MAX);
     FUZZ_CHECK(a.nlabels <= ADMIN_LABELS_MAX);
@@ -91,7 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     canon[n++] = "--";
     canon[n++] = (char *)cmd->group;
-    canon[n++] = (char *)cmd->verb;
+    if (cmd->verb != NULL)
+        canon[n++] = (char *)cmd->verb;
     for (size_t i = 0; i < a.nargs; i++)
         canon[n++] = a.args[i];
     canon[n] = NULL;

@@ -76,6 +76,79 @@ int main(void)
     check_refusal(parse(&action, &cmd, err, "pod", "ls", "--jsonx", NULL), err, "unknown option \"--jsonx\"");
     check_refusal(parse(&action, &cmd, err, "pod", "ls", "-\xff", NULL), err, "unknown option \"-\\xff\"");
 
+    CHECK_CTX("check: one word, no arguments, the global options anywhere");
+    if (CHECK_RC(parse(&action, &cmd, err, "check", NULL), 0, err)) {
+        CHECK_EQ_INT(action, ADMIN_ACTION_RUN);
+        CHECK(cmd != NULL && cmd->run == check_run && strcmp(cmd->group, "check") == 0 && cmd->verb == NULL);
+        CHECK(cmd != NULL && cmd->own_config);
+        CHECK_EQ_INT(a.nargs, 0);
+        CHECK_EQ_INT(a.json, 0);
+        CHECK(a.config_path == NULL);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "--json", "check", "-c", "c.json", NULL), 0, err)) {
+        CHECK(cmd != NULL && cmd->run == check_run);
+        CHECK_EQ_INT(a.json, 1);
+        CHECK_EQ_STR(a.config_path, "c.json");
+        CHECK_EQ_INT(a.nargs, 0);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "--config=c.json", "--", "check", NULL), 0, err))
+        CHECK(cmd != NULL && cmd->run == check_run);
+    CHECK(parse(&action, &cmd, err, "check", "--help", NULL) == 0 && action == ADMIN_ACTION_HELP && cmd == NULL);
+    CHECK(parse(&action, &cmd, err, "help", "check", NULL) == 0 && action == ADMIN_ACTION_HELP && cmd == NULL);
+    CHECK_CTX("the other commands do not report their configuration");
+    if (CHECK_RC(parse(&action, &cmd, err, "pod", "ls", NULL), 0, err))
+        CHECK(cmd != NULL && !cmd->own_config);
+
+    CHECK_CTX("check refused");
+    static const struct {
+        const char *argv[6];
+        const char *want;
+    } bad_check[] = {
+        {{"check", "now"}, "check: too many arguments (usage: pipe2me-admin check)"},
+        {{"check", "--", "--json"}, "check: too many arguments"},
+        {{"check", "-"}, "check: too many arguments"},
+        {{"check", ""}, "check: too many arguments"},
+        {{"check", "check"}, "check: too many arguments"},
+        {{"check", "ls"}, "check: too many arguments"},
+        {{"check", "--label", "x"}, "check: option --label does not apply"},
+        {{"check", "-o", "out"}, "check: option --output does not apply"},
+        {{"check", "--output=out"}, "check: option --output does not apply"},
+        {{"check", "--digits", "6"}, "check: option --digits does not apply"},
+        {{"check", "--token-reuse=none"}, "check: option --token-reuse does not apply"},
+        {{"check", "--protocol", "tcp"}, "check: option --protocol does not apply"},
+        {{"check", "--digits", "7"}, "option --digits: expected 6 or 8, not \"7\""},
+        {{"check", "--json", "--jsonx"}, "unknown option \"--jsonx\""},
+        {{"check", "-c"}, "option --config needs an argument"},
+        {{"check", "-c", "a", "-c", "b"}, "option --config given twice"},
+        {{"check", "--config="}, "option --config: empty argument"},
+        {{"check", "-x"}, "unknown option \"-x\""},
+        {{"CHECK"}, "unknown command \"CHECK\""},
+        {{"checks"}, "unknown command \"checks\""},
+        {{"chec"}, "unknown command \"chec\""},
+        {{"check\n"}, "unknown command \"check\\x0a\""},
+        {{"check\xff"}, "unknown command \"check\\xff\""},
+        {{" check"}, "unknown command \" check\""},
+        {{"pod", "check"}, "pod: unknown subcommand \"check\""},
+    };
+    for (size_t i = 0; i < sizeof(bad_check) / sizeof(bad_check[0]); i++) {
+        static char *argv[8];
+        int argc = 0;
+        argv[argc++] = "pipe2me-admin";
+        for (size_t j = 0; j < 6 && bad_check[i].argv[j] != NULL; j++)
+            argv[argc++] = (char *)bad_check[i].argv[j];
+        argv[argc] = NULL;
+        CHECK_CTX("check refused row %zu: %s", i, bad_check[i].want);
+        memset(&a, 0, sizeof(a));
+        err[0] = '\0';
+        check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, bad_check[i].want);
+    }
+    CHECK_CTX("check: an overlong argument is refused before the command is looked at");
+    {
+        static char big[ADMIN_ARG_MAX + 2];
+        memset(big, 'c', ADMIN_ARG_MAX + 1);
+        check_refusal(parse(&action, &cmd, err, "check", big, NULL), err, "argument 2 is longer than 4096 bytes");
+    }
+
     CHECK_CTX("settings: pod add, pod set, label add, label set");
     if (CHECK_RC(parse(&action, &cmd, err, "pod", "add", "p1", "--token-reuse", "same-address", "--digits=8", NULL), 0, err)) {
         CHECK(cmd != NULL && strcmp(cmd->verb, "add") == 0);

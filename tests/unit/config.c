@@ -59,6 +59,7 @@ static void test_defaults(void)
         CHECK_EQ_STR(dom, cfg.domain);
     CHECK_EQ_INT(cfg.relay.ports.lo, 20000);
     CHECK_EQ_INT(cfg.relay.ports.hi, 29999);
+    CHECK_EQ_INT(cfg.relay.ports_given, 0);
     CHECK_EQ_INT(cfg.log_level, P2M_LOG_INFO);
     CHECK_MSG(is_default_url(cfg.registrar.url, "pipe2me.localhost"), "registrar.url %s is not https://DOMAIN[:PORT]",
               check_str(cfg.registrar.url));
@@ -105,6 +106,7 @@ static void test_defaults(void)
         CHECK_EQ_STR(empty.redis_str, cfg.redis_str);
         CHECK_EQ_INT(empty.relay.ports.lo, cfg.relay.ports.lo);
         CHECK_EQ_INT(empty.relay.ports.hi, cfg.relay.ports.hi);
+        CHECK_EQ_INT(empty.relay.ports_given, 0);
         CHECK_EQ_INT(empty.registrar.session_ttl, cfg.registrar.session_ttl);
         CHECK_EQ_INT(empty.relay.idle_timeout, cfg.relay.idle_timeout);
     }
@@ -176,6 +178,7 @@ static void check_full(const p2m_config_t *cfg)
     CHECK_EQ_STR(cfg->relay.name, "relay-1");
     CHECK_EQ_INT(cfg->relay.ports.lo, 30000);
     CHECK_EQ_INT(cfg->relay.ports.hi, 30099);
+    CHECK_EQ_INT(cfg->relay.ports_given, 1);
     CHECK_EQ_STR(cfg->relay.listen, "127.0.0.1");
     CHECK_EQ_INT(cfg->relay.wait_timeout, 16);
     CHECK_EQ_INT(cfg->relay.idle_timeout, 17);

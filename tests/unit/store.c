@@ -1,6 +1,7 @@
 /* lib/store.c, the admin tool's side of the Redis schema, against a real redis-server
  * (tests/unit/redis_server.h): the schema check, pod add/rm/show/set, label add/rm/set, lease
- * list/rm, and hostile input. Every refusal must leave Redis as it was, so each refused row
+ * list/rm, the reads of pipe2me-admin check (a raw connection, the schema version, the relays and
+ * their heartbeats, TIME), and hostile input. Every refusal must leave Redis as it was, so each refused row
  * compares a dump of the p2m:* keyspace before and after. */
 #include "check.h"
 #include "p2m/err.h"
@@ -11,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static redisContext *rc;  /* the test's own connection, to look behind the store's back */
 static redisContext *sub; /* subscribed to p2m:events; NULL after a read timed out */
@@ -20,18 +22,19 @@ static char got[4096];
 #define R(...) redis_fmt(rc, got, sizeof(got), __VA_ARGS__)
 
 /* Every p2m:* key with its type and contents, sorted: what "nothing changed" compares. */
-static const char dump_lua[] = "local out = {}\n"
-                               "for _, k in ipairs(redis.call('KEYS', 'p2m:*')) do\n"
-                               "  local t = redis.call('TYPE', k).ok\n"
-                               "  local v\n"
-                               "  if t == 'string' then v = redis.call('GET', k)\n"
-                               "  elseif t == 'hash' then local h = redis.call('HGETALL', k) table.sort(h) v = table.concat(h, ',')\n"
-                               "  elseif t == 'set' then local m = redis.call('SMEMBERS', k) table.sort(m) v = table.concat(m, ',')\n"
-                               "  else v = '?' end\n"
-                               "  out[#out + 1] = k .. '=' .. t .. ':' .. v\n"
-                               "end\n"
-                               "table.sort(out)\n"
-                               "return table.concat(out, '\\n')\n";
+static const char dump_lua[] =
+    "local out = {}\n"
+    "for _, k in ipairs(redis.call('KEYS', 'p2m:*')) do\n"
+    "  local t = redis.call('TYPE', k).ok\n"
+    "  local v\n"
+    "  if t == 'string' then v = redis.call('GET', k)\n"
+    "  elseif t == 'hash' then local h = redis.call('HGETALL', k) table.sort(h) v = table.concat(h, ',')\n"
+    "  elseif t == 'set' then local m = redis.call('SMEMBERS', k) table.sort(m) v = table.concat(m, ',')\n"
+    "  else v = '?' end\n"
+    "  out[#out + 1] = k .. '=' .. t .. ':' .. v\n"
+    "end\n"
+    "table.sort(out)\n"
+    "return table.concat(out, '\\n')\n";
 
 static char *dump(void)
 {
@@ -76,7 +79,7 @@ static const char (*labels(const char *a, const char *b))[P2M_LABEL_MAX + 1]
     static char l[2][P2M_LABEL_MAX + 1];
     snprintf(l[0], sizeof(l[0]), "%s", a);
     snprintf(l[1], sizeof(l[1]), "%s", b != NULL ? b : "");
-    return (const char(*)[P2M_LABEL_MAX + 1])l;
+    return (const char(*)[P2M_LABEL_MAX + 1]) l;
 }
 
 /* Longer than any key buffer of store.c: refused. (The ID's syntax and P2M_ID_MAX are the admin
@@ -99,8 +102,13 @@ static void test_token_reuse_names(void)
         const char *in;
         int rc, out;
     } rows[] = {
-        {"none", 0, P2M_TOKEN_REUSE_NONE}, {"same-address", 0, P2M_TOKEN_REUSE_SAME_ADDRESS}, {"", -1, 0}, {"None", -1, 0},
-        {"same_address", -1, 0},           {"same-address ", -1, 0},                          {"same", -1, 0},
+        {"none", 0, P2M_TOKEN_REUSE_NONE},
+        {"same-address", 0, P2M_TOKEN_REUSE_SAME_ADDRESS},
+        {"", -1, 0},
+        {"None", -1, 0},
+        {"same_address", -1, 0},
+        {"same-address ", -1, 0},
+        {"same", -1, 0},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         CHECK_CTX("token_reuse %s", check_str(rows[i].in));
@@ -134,6 +142,93 @@ static p2m_store_t *connect_store(const char *addr)
     p2m_store_t *st = p2m_store_connect(&a, 2000, err);
     CHECK_MSG(st != NULL, "connect to %s: %s", addr, err);
     return st;
+}
+
+/* What pipe2me-admin check reads, on an empty database: nothing may be written, not even the
+ * schema version p2m_store_connect would. */
+static void test_check_reads(const char *addr)
+{
+    char err[P2M_ERR_LEN] = "", have[8];
+    p2m_redis_addr_t a;
+    p2m_relay_info_t *relays = NULL;
+    size_t n = 99;
+    long long usec = 0;
+
+    CHECK_CTX("connect_raw: no schema written");
+    p2m_redis_addr_parse(addr, &a, err);
+    p2m_store_t *st = p2m_store_connect_raw(&a, 2000, err);
+    if (!CHECK_MSG(st != NULL, "connect_raw to %s: %s", addr, err))
+        return;
+    CHECK_EQ_INT(p2m_store_schema_get(st, have, sizeof(have), err), 0);
+    CHECK_EQ_STR(have, "");
+    CHECK_EQ_STR(R("EXISTS p2m:schema"), "0");
+
+    CHECK_CTX("schema_get: any version, cut short; not a string");
+    R("SET p2m:schema 2");
+    if (CHECK_EQ_INT(p2m_store_schema_get(st, have, sizeof(have), err), 1))
+        CHECK_EQ_STR(have, "2");
+    R("SET p2m:schema 1234567890");
+    if (CHECK_EQ_INT(p2m_store_schema_get(st, have, sizeof(have), err), 1))
+        CHECK_EQ_STR(have, "1234567");
+    R("DEL p2m:schema");
+    R("HSET p2m:schema v 1");
+    check_refusal(p2m_store_schema_get(st, have, sizeof(have), err), err, "WRONGTYPE");
+    R("DEL p2m:schema");
+
+    CHECK_CTX("relay_list: none");
+    if (CHECK_RC(p2m_store_relay_list(st, &relays, &n, err), 0, err))
+        CHECK_EQ_INT(n, 0);
+    free(relays);
+    relays = NULL;
+
+    CHECK_CTX("relay_list: live, without TTL, gone, a hostile name, sorted");
+    static char longname[201];
+    memset(longname, 'n', sizeof(longname) - 1);
+    R("SADD p2m:relays r1 r0 ghost %s", longname);
+    freeReplyObject(redisCommand(rc, "SADD p2m:relays %b", "bin\n\xff", (size_t)5)); /* R() checks printf formats: no %b */
+    R("HSET p2m:relay:r1 address 192.0.2.1 ports 100-200 started 1700000000");
+    R("EXPIRE p2m:relay:r1 15");
+    R("HSET p2m:relay:r0 ports junk");
+    char *before = dump();
+    if (CHECK_RC(p2m_store_relay_list(st, &relays, &n, err), 0, err) && CHECK_EQ_INT(n, 5)) {
+        CHECK_EQ_STR(relays[0].name, "bin\n\xff");
+        CHECK_EQ_INT(relays[0].live, 0);
+        CHECK_EQ_STR(relays[1].name, "ghost");
+        CHECK_EQ_INT(relays[1].live, 0);
+        CHECK_EQ_INT(relays[1].ttl_ms, 0);
+        CHECK_EQ_STR(relays[1].ports, "");
+        CHECK_EQ_INT(strlen(relays[2].name), P2M_LABEL_MAX); /* cut short */
+        CHECK_EQ_STR(relays[3].name, "r0");
+        CHECK_EQ_INT(relays[3].live, 1);
+        CHECK_EQ_INT(relays[3].ttl_ms, -1);
+        CHECK_EQ_STR(relays[3].ports, "junk");
+        CHECK_EQ_STR(relays[3].address, "");
+        CHECK_EQ_STR(relays[4].name, "r1");
+        CHECK_EQ_INT(relays[4].live, 1);
+        CHECK_MSG(relays[4].ttl_ms > 0 && relays[4].ttl_ms <= 15000, "ttl_ms %lld, want 1-15000", relays[4].ttl_ms);
+        CHECK_EQ_STR(relays[4].address, "192.0.2.1");
+        CHECK_EQ_STR(relays[4].ports, "100-200");
+        CHECK_EQ_STR(relays[4].started, "1700000000");
+    }
+    free(relays);
+    relays = NULL;
+    char *after = dump();
+    CHECK_EQ_STR(after, before); /* read only */
+    free(before);
+    free(after);
+
+    CHECK_CTX("relay_list: a heartbeat key of another type");
+    R("SET p2m:relay:ghost x");
+    check_refusal(p2m_store_relay_list(st, &relays, &n, err), err, "WRONGTYPE");
+    free(relays);
+    R("DEL p2m:relays p2m:relay:r1 p2m:relay:r0 p2m:relay:ghost");
+
+    CHECK_CTX("time");
+    long long now = (long long)time(NULL) * 1000000;
+    if (CHECK_RC(p2m_store_time(st, &usec, err), 0, err))
+        CHECK_MSG(usec > now - 5000000 && usec < now + 5000000, "TIME %lld, this host %lld", usec, now);
+    CHECK_EQ_STR(R("EXISTS p2m:schema"), "0");
+    p2m_store_free(st);
 }
 
 static void test_schema(const char *addr)
@@ -195,14 +290,13 @@ static void test_pods(p2m_store_t *st)
         {"token_reuse negative", "dave", "new", NULL, -1, 6, "token_reuse"},
         {"digits 7", "dave", "new", NULL, 0, 7, "digits: expected 6 or 8"},
         {"digits 0", "dave", "new", NULL, 0, 0, "digits: expected 6 or 8"},
-        {"an overlong ID", LONG_ID, "new", NULL, 0, 6,
-         "pod ID too long"},
+        {"an overlong ID", LONG_ID, "new", NULL, 0, 6, "pod ID too long"},
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         CHECK_CTX("pod add refuses %s", refused[i].what);
         before = dump();
         int ret = p2m_store_pod_add(st, refused[i].id, SECRET, labels(refused[i].l1, refused[i].l2), refused[i].l2 ? 2 : 1,
-                                   refused[i].reuse, refused[i].digits, 1003, err);
+                                    refused[i].reuse, refused[i].digits, 1003, err);
         check_refusal(ret, err, refused[i].want);
         char *after = dump();
         CHECK_EQ_STR(after, before);
@@ -213,7 +307,7 @@ static void test_pods(p2m_store_t *st)
     static char many[61][P2M_LABEL_MAX + 1];
     for (int i = 0; i < 61; i++)
         snprintf(many[i], sizeof(many[i]), "m%d", i);
-    check_refusal(p2m_store_pod_add(st, "dave", SECRET, (const char(*)[P2M_LABEL_MAX + 1])many, 61, 0, 6, 1003, err), err,
+    check_refusal(p2m_store_pod_add(st, "dave", SECRET, (const char(*)[P2M_LABEL_MAX + 1]) many, 61, 0, 6, 1003, err), err,
                   "too many labels");
     CHECK_EQ_STR(R("EXISTS p2m:pod:dave"), "0");
 
@@ -273,8 +367,7 @@ static void test_pods(p2m_store_t *st)
     pod = NULL;
     check_refusal(p2m_store_pod_get(st, "nobody", &pod, err), err, "unknown pod nobody");
     CHECK(pod == NULL);
-    check_refusal(p2m_store_pod_get(st, LONG_ID, &pod, err), err,
-                  "pod ID too long");
+    check_refusal(p2m_store_pod_get(st, LONG_ID, &pod, err), err, "pod ID too long");
 
     CHECK_CTX("pod list");
     char(*ids)[P2M_ID_MAX + 1] = NULL;
@@ -359,9 +452,7 @@ static void test_labels(p2m_store_t *st)
     char *before = dump();
     check_refusal(p2m_store_label_add(st, "carol", "web", NULL, &existed, NULL, err), err, "label web belongs to pod alice");
     check_refusal(p2m_store_label_add(st, "nobody", "free", NULL, &existed, NULL, err), err, "unknown pod nobody");
-    check_refusal(p2m_store_label_add(st, LONG_ID, "free", NULL,
-                                      &existed, NULL, err),
-                  err, "pod ID too long");
+    check_refusal(p2m_store_label_add(st, LONG_ID, "free", NULL, &existed, NULL, err), err, "pod ID too long");
     CHECK_CTX("label set protocol");
     check_refusal(p2m_store_label_set_protocol(st, "free", P2M_PROTO_TCP, owner, err), err, "unknown label free");
     char *after = dump();
@@ -428,7 +519,7 @@ static void test_leases(p2m_store_t *st)
     lease(65535, "pre", "web", "alice", "::1", 100);
     lease(1, "consumer", "web", "alice", "*", 0);
     lease(20000, "pre", "blog", "alice", "127.0.0.1", 50);
-    R("SET p2m:lease:notaport x");                                  /* not a lease: skipped */
+    R("SET p2m:lease:notaport x");                                 /* not a lease: skipped */
     R("HSET p2m:lease:70000 kind pre label web pod alice addr x"); /* a port out of range: skipped */
     ls = NULL;
     if (CHECK_RC(p2m_store_lease_list(st, &ls, &n, err), 0, err) && CHECK_EQ_INT(n, 3)) {
@@ -483,6 +574,7 @@ int main(void)
     memset(LONG_ID, 'i', sizeof(LONG_ID) - 1);
     test_token_reuse_names();
     test_keys();
+    test_check_reads(srv.addr);
     test_schema(srv.addr);
     subscribe();
     p2m_store_t *st = connect_store(srv.addr);

@@ -10,9 +10,10 @@
 #include "p2m/store.h"
 
 /* pipe2me-admin: args.c parses the command line, main.c loads the config and dispatches to one
- * handler in pod.c, label.c or lease.c, which share the helpers in util.c. Every handler validates its arguments before it
- * connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line
- * reason in err that main prints as `pipe2me-admin: REASON` before exiting with status 2. */
+ * handler in pod.c, label.c, lease.c or check.c, which share the helpers in util.c. Every handler validates its arguments
+ * before it connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line
+ * reason in err that main prints as `pipe2me-admin: REASON` before exiting with status 2. A handler that ran and found
+ * problems (check) returns 0 with a->problems set: main exits with status 1. */
 
 typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeated */
 
@@ -23,6 +24,7 @@ typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeate
 #define ADMIN_TIME_LEN 32   /* buffer for admin_time_iso() */
 #define ADMIN_TABLE_COLS_MAX 8
 #define ADMIN_REDIS_TIMEOUT_MS 2000
+#define ADMIN_CONFIG_DEFAULT "/etc/pipe2me/pipe2me.json" /* read when neither -c nor $P2M_CONFIG names a file */
 
 /* One command line, parsed. Strings are borrowed from argv. */
 typedef struct {
@@ -36,9 +38,12 @@ typedef struct {
     unsigned digits;      /* --digits: 6 or 8, 0 when not given */
     int have_proto;       /* --protocol given */
     p2m_proto_t proto;    /* its value */
-    char **args;          /* positional words after the command's two words */
+    char **args;          /* positional words after the command's words */
     size_t nargs;
     p2m_config_t cfg;
+    const char *config_file;      /* the file cfg was loaded from; NULL: the built-in defaults */
+    char config_err[P2M_ERR_LEN]; /* why it did not load ("" when it did): for a command with own_config */
+    int problems;                 /* set by a handler that ran but found problems (exit status 1) */
 } admin_t;
 
 /* Options a command accepts besides the global ones (-c, --json, -h, --version). */
@@ -50,22 +55,24 @@ enum {
     ADMIN_OPT_PROTOCOL = 16,   /* --protocol http|https|tcp */
 };
 
-/* One command: its two words, how many arguments it takes, which ADMIN_OPT_* it accepts and of
- * which at least one must be given (need, 0 for none), its handler and the arguments as its
- * usage line shows them. */
+/* One command: its two words (or one: verb NULL), how many arguments it takes, which ADMIN_OPT_* it
+ * accepts and of which at least one must be given (need, 0 for none), its handler, the arguments
+ * as its usage line shows them, and whether a configuration that does not load is the handler's to
+ * report (own_config: main fills a->config_err and runs it over the defaults) instead of an error. */
 typedef struct {
     const char *group, *verb;
     size_t min_args, max_args;
     unsigned opts, need;
     int (*run)(admin_t *a, char *err);
     const char *args_usage;
+    int own_config;
 } admin_command_t;
 
 typedef enum { ADMIN_ACTION_RUN = 0, ADMIN_ACTION_HELP, ADMIN_ACTION_VERSION } admin_action_t;
 
 /* Parses the command line (argv[0] is the program; at most ADMIN_ARGC_MAX entries of at most
  * ADMIN_ARG_MAX bytes). Options may come anywhere until "--"; the other words are moved, in order,
- * to the front of argv[1..]: the command's two words, then its arguments. a must be zeroed by the
+ * to the front of argv[1..]: the command's words (two, or one for check), then its arguments. a must be zeroed by the
  * caller; its option fields, args and nargs are filled (borrowed from argv), cfg is left alone.
  * *action is HELP for -h/--help or a first word "help", VERSION for --version; otherwise RUN with
  * *cmd the command, whose argument count and options have been checked. The values of
@@ -90,6 +97,7 @@ int label_rm(admin_t *a, char *err);
 int label_ls(admin_t *a, char *err);
 int lease_ls(admin_t *a, char *err);
 int lease_rm(admin_t *a, char *err);
+int check_run(admin_t *a, char *err);
 
 /* Connects to the Redis named by a->cfg. Returns a store (p2m_store_free it) or NULL with err. */
 p2m_store_t *admin_connect(const admin_t *a, char *err);

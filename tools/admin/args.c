@@ -1,6 +1,7 @@
 /* pipe2me-admin's command line: see admin_args_parse() in admin.h. */
 #include "admin.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define POD_SETTINGS (ADMIN_OPT_TOKEN_REUSE | ADMIN_OPT_DIGITS)
@@ -21,6 +22,7 @@ static const admin_command_t commands[] = {
     {"label", "ls", 0, 0, 0, 0, label_ls, ""},
     {"lease", "ls", 0, 0, 0, 0, lease_ls, ""},
     {"lease", "rm", 1, 1, 0, 0, lease_rm, "PORT"},
+    {"check", NULL, 0, 0, 0, 0, check_run, "", 1},
 };
 
 /* The options that name a setting, with the values they take as the errors spell them. */
@@ -175,10 +177,11 @@ static int parse_args(int argc, char **argv, admin_t *a, char ***words, size_t *
     return 0;
 }
 
-/* Finds the command named by the first two words and checks its argument count and options. */
+/* Finds the command named by the first word, or the first two (a group and its verb), and checks
+ * its argument count and options. */
 static const admin_command_t *find_command(admin_t *a, char **words, size_t nwords, char *err)
 {
-    char q[ADMIN_QUOTE_LEN];
+    char q[ADMIN_QUOTE_LEN], name[32];
     const admin_command_t *cmd = NULL;
     int group_known = 0;
 
@@ -190,7 +193,7 @@ static const admin_command_t *find_command(admin_t *a, char **words, size_t nwor
         if (strcmp(words[0], commands[i].group) != 0)
             continue;
         group_known = 1;
-        if (nwords >= 2 && strcmp(words[1], commands[i].verb) == 0) {
+        if (commands[i].verb == NULL || (nwords >= 2 && strcmp(words[1], commands[i].verb) == 0)) {
             cmd = &commands[i];
             break;
         }
@@ -207,19 +210,20 @@ static const admin_command_t *find_command(admin_t *a, char **words, size_t nwor
         return NULL;
     }
 
-    size_t nargs = nwords - 2;
+    size_t nwords_cmd = cmd->verb != NULL ? 2 : 1, nargs = nwords - nwords_cmd;
+    snprintf(name, sizeof(name), "%s%s%s", cmd->group, cmd->verb != NULL ? " " : "", cmd->verb != NULL ? cmd->verb : "");
     if (nargs < cmd->min_args || nargs > cmd->max_args) {
-        p2m_err(err, "%s %s: %s (usage: pipe2me-admin %s %s%s%s)", cmd->group, cmd->verb,
-                nargs < cmd->min_args ? "missing argument" : "too many arguments", cmd->group, cmd->verb,
-                cmd->args_usage[0] != '\0' ? " " : "", cmd->args_usage);
+        p2m_err(err, "%s: %s (usage: pipe2me-admin %s%s%s)", name,
+                nargs < cmd->min_args ? "missing argument" : "too many arguments", name, cmd->args_usage[0] != '\0' ? " " : "",
+                cmd->args_usage);
         return NULL;
     }
     if (a->nlabels > 0 && !(cmd->opts & ADMIN_OPT_LABEL)) {
-        p2m_err(err, "%s %s: option --label does not apply", cmd->group, cmd->verb);
+        p2m_err(err, "%s: option --label does not apply", name);
         return NULL;
     }
     if (a->output != NULL && !(cmd->opts & ADMIN_OPT_OUTPUT)) {
-        p2m_err(err, "%s %s: option --output does not apply", cmd->group, cmd->verb);
+        p2m_err(err, "%s: option --output does not apply", name);
         return NULL;
     }
     int needed = 0;
@@ -227,17 +231,16 @@ static const admin_command_t *find_command(admin_t *a, char **words, size_t nwor
         if (!setting_given(a, setting_opts[k].opt))
             continue;
         if (!(cmd->opts & setting_opts[k].opt)) {
-            p2m_err(err, "%s %s: option %s does not apply", cmd->group, cmd->verb, setting_opts[k].name);
+            p2m_err(err, "%s: option %s does not apply", name, setting_opts[k].name);
             return NULL;
         }
         needed |= (cmd->need & setting_opts[k].opt) != 0;
     }
     if (cmd->need != 0 && !needed) {
-        p2m_err(err, "%s %s: nothing to change (usage: pipe2me-admin %s %s %s)", cmd->group, cmd->verb, cmd->group, cmd->verb,
-                cmd->args_usage);
+        p2m_err(err, "%s: nothing to change (usage: pipe2me-admin %s %s)", name, name, cmd->args_usage);
         return NULL;
     }
-    a->args = words + 2;
+    a->args = words + nwords_cmd;
     a->nargs = nargs;
     return cmd;
 }

@@ -1,8 +1,8 @@
-/* pipe2me-admin: manages pods, labels and leases in pipe2me's Redis.
+/* pipe2me-admin: manages pods, labels and leases in pipe2me's Redis, and checks a deployment.
  *
  * Every error prints one line `pipe2me-admin: REASON` on stderr and exits with status 2. All
  * input is checked before Redis is contacted, and the store's changes are atomic, so a refused
- * command changes nothing. */
+ * command changes nothing. `check` exits with status 1 when it ran and found problems. */
 #include "admin.h"
 
 #include <errno.h>
@@ -18,11 +18,9 @@
 #define P2M_VERSION "0.1.0"
 #endif
 
-#define ADMIN_CONFIG_DEFAULT "/etc/pipe2me/pipe2me.json"
-
 static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--json] COMMAND ...\n"
                                  "\n"
-                                 "Manages pipe2me's pods, labels and leases in Redis.\n"
+                                 "Manages pipe2me's pods, labels and leases in Redis, and checks a deployment.\n"
                                  "\n"
                                  "Commands:\n"
                                  "  pod add ID [--label LABEL]... [--token-reuse none|same-address] [--digits 6|8] [-o FILE]\n"
@@ -47,6 +45,16 @@ static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--jso
                                  "  label ls               list labels with their pods and protocols\n"
                                  "  lease ls               list live port leases\n"
                                  "  lease rm PORT          end the lease on PORT\n"
+                                 "  check                  check the deployment, changing nothing; one line per finding,\n"
+                                 "                         check=NAME status=ok|warn|fail|skip detail=\"...\", for NAME\n"
+                                 "                         config (the file loads), redis (it answers), schema (its\n"
+                                 "                         version is this build's), relays (each listed has a fresh\n"
+                                 "                         heartbeat), relay_ports (disjoint), ephemeral_ports (outside\n"
+                                 "                         this host's unreserved ephemeral ports), ca (readable, in date,\n"
+                                 "                         its key mode 0600), cert (covers DOMAIN, *.DOMAIN and\n"
+                                 "                         registrar.names, in date), clock (a plausible year) and\n"
+                                 "                         clock_skew (within 5 s of Redis's); with --json\n"
+                                 "                         {\"ok\": true|false, \"findings\": [{name, status, detail}...]}\n"
                                  "  help                   show this text\n"
                                  "\n"
                                  "Options (accepted anywhere on the line):\n"
@@ -67,14 +75,17 @@ static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--jso
                                  "      --version      show the version\n"
                                  "\n"
                                  "Exit status: 0 on success; 2 on any error, reported in one line on stderr, with\n"
-                                 "nothing changed.\n";
+                                 "nothing changed. check exits with 0 when every finding is ok or skip, 1 when one is\n"
+                                 "warn or fail (a configuration that does not load is such a finding), and 2 on a\n"
+                                 "usage error.\n";
 
 /* Loads -c FILE or $P2M_CONFIG, which must exist, else the system-wide file if there is one,
- * over the built-in defaults. */
+ * over the built-in defaults; a->config_file says which. On error a->cfg holds the defaults. */
 static int load_config(admin_t *a, char *err)
 {
     const char *path = a->config_path;
     p2m_config_defaults(&a->cfg);
+    a->config_file = NULL;
     if (path == NULL) {
         path = getenv("P2M_CONFIG");
         if (path != NULL && path[0] != '\0') {
@@ -86,7 +97,12 @@ static int load_config(admin_t *a, char *err)
                 return 0;
         }
     }
-    return p2m_config_load(path, &a->cfg, err);
+    a->config_file = path;
+    if (p2m_config_load(path, &a->cfg, err) != 0) {
+        p2m_config_defaults(&a->cfg); /* a failed parse may have set part of it */
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -115,8 +131,11 @@ int main(int argc, char **argv)
             status = 0;
         goto Exit;
     }
-    if (load_config(&a, err) != 0)
-        goto Exit;
+    if (load_config(&a, err) != 0) {
+        if (!cmd->own_config)
+            goto Exit;
+        snprintf(a.config_err, sizeof(a.config_err), "%s", err);
+    }
     if (a.cfg.log_level == P2M_LOG_DEBUG)
         p2m_log_set_level(P2M_LOG_DEBUG);
     if (p2m_totp_init(err) != 0)
@@ -126,12 +145,12 @@ int main(int argc, char **argv)
         goto Exit;
     if (admin_flush_stdout(err) != 0)
         goto Exit;
-    status = 0;
+    status = a.problems ? 1 : 0;
 
 Exit:
     if (totp_ready)
         p2m_totp_done();
-    if (status != 0) {
+    if (status == 2) { /* 1 is check's "ran and found problems", said on stdout */
         /* err may quote outside input: escape it so that the reason stays on one line */
         char *line = admin_escape_dup(err);
         fprintf(stderr, "pipe2me-admin: %s\n", line);

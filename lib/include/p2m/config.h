@@ -62,6 +62,7 @@ typedef struct {
 typedef struct {
     char name[P2M_LABEL_MAX + 1];  /* relay.name: this relay's name in Redis; default the host name */
     p2m_port_range_t ports;        /* relay.ports: the rendezvous ports the registrar leases */
+    int ports_given;               /* relay.ports is in the file, not the default */
     char listen[P2M_HOST_MAX + 1]; /* relay.listen: address the leased ports bind to ("" = all) */
     unsigned wait_timeout;         /* relay.wait_timeout: s a consumer waits for an idle pre-connection */
     unsigned first_byte_timeout;   /* relay.first_byte_timeout: s a consumer may stay silent before the join */

@@ -47,6 +47,7 @@
  *   p2m:cports:label:LABEL   zset    the same for one label (caps and eviction: PROTOCOL 3.6)
  *   p2m:relays               set     relay names (stale ones are pruned when their hash is gone)
  *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started; TTL 15 s, heartbeat 5 s
+ *                                    (P2M_RELAY_HEARTBEAT_TTL, P2M_RELAY_HEARTBEAT_MS)
  *   p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME
  *   p2m:wait:NAME            hash    SERVICE -> consumers waiting at relay NAME for a
  *                                    pre-connection (written at most 5 ms late; TTL as the idle hash)
@@ -75,6 +76,11 @@
  * an unknown pod) changes nothing, and several admins or registrars can share one Redis. */
 
 #define P2M_SCHEMA_VERSION 1
+
+/* A relay rewrites its hash p2m:relay:NAME every P2M_RELAY_HEARTBEAT_MS with a TTL of
+ * P2M_RELAY_HEARTBEAT_TTL seconds: it counts as live while the hash exists (PROTOCOL 3.1). */
+#define P2M_RELAY_HEARTBEAT_MS 5000
+#define P2M_RELAY_HEARTBEAT_TTL 15
 
 typedef struct p2m_store p2m_store_t;
 
@@ -120,6 +126,12 @@ typedef struct {
 /* Connects (blocking, timeout_ms for connect and each command), checks or writes the schema
  * version. Returns a store or NULL with err ("redis unix:/x.sock: Connection refused"). */
 p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err);
+
+/* Connects as p2m_store_connect does but neither writes nor checks the schema version, for a
+ * caller that only reports what it finds (pipe2me-admin check): p2m_store_schema_get says what
+ * the database holds. Use only the reads below on such a connection; the functions that change
+ * the store assume a checked schema. */
+p2m_store_t *p2m_store_connect_raw(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err);
 
 /* Closes the connection. NULL is a no-op. */
 void p2m_store_free(p2m_store_t *st);
@@ -181,6 +193,28 @@ int p2m_store_lease_list(p2m_store_t *st, p2m_lease_t **out, size_t *n, char *er
 
 /* Ends the lease on port (DEL and an "unlease" notice). Fails if there is none. */
 int p2m_store_lease_rm(p2m_store_t *st, uint16_t port, char *err);
+
+/* Reads p2m:schema into out (cap bytes; a longer value is cut short). Returns 1 when it is set,
+ * 0 when it is absent (out is then ""), -1 with err. Writes nothing. */
+int p2m_store_schema_get(p2m_store_t *st, char *out, size_t cap, char *err);
+
+/* A relay named in p2m:relays with what its heartbeat hash p2m:relay:NAME holds, read at one
+ * instant. Strings are cut short to fit; fields the hash lacks are "". */
+typedef struct {
+    char name[P2M_LABEL_MAX + 1];
+    int live;         /* the hash exists */
+    long long ttl_ms; /* ms left on the hash; -1 when it has no TTL; 0 when !live */
+    char address[P2M_HOST_MAX + 1];
+    char ports[32];   /* "LO-HI" as published */
+    char started[24]; /* unix s as published */
+} p2m_relay_info_t;
+
+/* Lists the relays named in p2m:relays, sorted by name, each with its heartbeat hash, in one
+ * read-only script. free() *out. Returns 0 or -1 with err. */
+int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, char *err);
+
+/* Reads Redis's clock (TIME) as microseconds since the epoch into *usec. Returns 0 or -1 with err. */
+int p2m_store_time(p2m_store_t *st, long long *usec, char *err);
 
 /* Key names, for the modules that talk to Redis asynchronously. Each writes a NUL-terminated key
  * to out and returns its length, or -1 when cap is too small. */
