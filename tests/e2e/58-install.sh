@@ -165,7 +165,7 @@ if grep -q '^E: ' "$T/lintian.log"; then
 fi
 p2m_ok
 sed 's/^/    lintian: /' "$T/lintian.log"
-deb_files=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./||' | grep -v '/$' | grep -v '^usr/share/doc/pipe2me/\(changelog\|copyright\)' | sort)
+deb_files=$(dpkg-deb -c "$DEB" | awk '{print $6}' | sed 's|^\./||' | grep -v -e '/$' -e '^$' | grep -v '^usr/share/doc/pipe2me/\(changelog\|copyright\)' | sort)
 want_deb=$(printf '%s\n' etc/pipe2me/pipe2me.json lib/systemd/system/pipe2me-pod@.service lib/systemd/system/pipe2me-registrar.service \
     lib/systemd/system/pipe2me-relay.service usr/bin/pipe2me-admin usr/bin/pipe2me-pod usr/bin/pipe2me-registrar usr/bin/pipe2me-relay \
     usr/lib/sysusers.d/pipe2me.conf usr/share/doc/pipe2me/examples/pod.json usr/share/man/man1/pipe2me-pod.1.gz \
