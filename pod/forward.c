@@ -90,6 +90,10 @@ void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
                    (unsigned long long)(now - t->t_start));
     if (t->state != TUNNEL_JOINED)
         pod->stats.tunnel_failures++;
+    /* A tunnel that failed, or ended within 2 s having moved under 4 KiB, may be a consumer speaking
+     * what the local service does not (TLS to plain HTTP): ask the probe. */
+    if (t->state != TUNNEL_JOINED || (now - t->t_join < 2000 && t->br.dir[0].bytes + t->br.dir[1].bytes < 4096))
+        probe_kick(pod, 0);
     pod->stats.bytes_in += t->br.dir[0].bytes;
     pod->stats.bytes_out += t->br.dir[1].bytes;
     if (t->tls != NULL)

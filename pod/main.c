@@ -164,6 +164,12 @@ static int run_register(const pod_args_t *a)
         ret = 2;
         goto Exit;
     }
+    if (probe_new(&pod, err) != 0) {
+        fprintf(stderr, "pipe2me-pod: %s\n", err);
+        ret = 2;
+        goto Exit;
+    }
+    probe_kick(&pod, 1);
     pool_refill(&pod);
     if (p2m_loop_run(pod.loop) != 0 || drain(&pod) != 0) {
         P2M_LOG_ERR("loop_failed", "error=\"%s\"", strerror(errno));
@@ -175,6 +181,7 @@ Exit:
     if (pod.loop != NULL) {
         forward_close_all(&pod);
         pool_close_all(&pod);
+        probe_free(&pod);
         if (status_ok)
             status_stop(&pod); /* before pod_register_free(): it reports the registrar's state */
         cert_stop(&pod);       /* before pod_register_free(): it cancels its requests */

@@ -157,6 +157,7 @@ typedef struct {
     unsigned long long tunnels_active, tunnels_total, tunnels_failed;
     unsigned long long registrations, registration_failures;
     unsigned long long bytes_in, bytes_out;
+    char local_problem[400], registrar_problem[400]; /* "problems": "" when none (or an older pod's status) */
 } pod_status_t;
 
 /* Parses the status document status.c writes. Returns 0 or -1 with err. */
@@ -235,6 +236,12 @@ struct pod {
     /* forward.c */
     tunnel_t *tunnels;
     unsigned ntunnels;
+
+    /* probe.c: what the local service speaks, checked against --protocol */
+    struct pod_probe *probe;
+    char local_problem[400]; /* "" when none is known */
+    /* register.c: why the last registration failed, "" after a success */
+    char registrar_problem[400];
 
     /* status.c */
     p2m_loop_timer_t status_timer;
@@ -321,6 +328,19 @@ void pool_drain(pod_t *pod);
 
 /* Closes every pre-connection (at shutdown). */
 void pool_close_all(pod_t *pod);
+
+/* --- probe.c -------------------------------------------------------------------------------- */
+
+typedef struct pod_probe pod_probe_t;
+
+/* Prepares the local service's probe (none for --protocol tcp). Returns 0 or -1 with err. */
+int probe_new(pod_t *pod, char *err);
+
+/* Probes the local service now, unless a probe runs, the pod stops, or (force 0) one ran less than
+ * PROBE_MIN_GAP_MS ago. The verdict lands in pod->local_problem. */
+void probe_kick(pod_t *pod, int force);
+
+void probe_free(pod_t *pod);
 
 /* --- forward.c ------------------------------------------------------------------------------ */
 

@@ -82,6 +82,8 @@ static void set_health(pod_t *pod, pod_health_t *h, pod_health_t to, const char 
                 pod->args->label, why, retry_ms);
     else
         p2m_log(P2M_LOG_INFO, strcmp(what, "relay") == 0 ? "relay_up" : "local_up", "label=%s", pod->args->label);
+    if (to == POD_UP && h == &pod->local_health) /* back after failures: does it speak what it should? */
+        probe_kick(pod, 1);
 }
 
 static void on_hold(p2m_loop_t *loop, p2m_loop_timer_t *t)

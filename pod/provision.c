@@ -1229,6 +1229,20 @@ int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
             p2m_err(err, "%s: expected a string", strs[i].path);
             goto Exit;
         }
+    /* "problems" came with the local service's probe: optional, each of its keys too. */
+    static const struct {
+        const char *path;
+        size_t off, cap;
+    } problems[] = {
+        {"problems.local", offsetof(pod_status_t, local_problem), sizeof(st->local_problem)},
+        {"problems.registrar", offsetof(pod_status_t, registrar_problem), sizeof(st->registrar_problem)},
+    };
+    for (size_t i = 0; i < sizeof(problems) / sizeof(problems[0]); i++)
+        if (status_get(doc, problems[i].path) != NULL &&
+            status_str(doc, problems[i].path, (char *)st + problems[i].off, problems[i].cap) != 0) {
+            p2m_err(err, "%s: expected a string", problems[i].path);
+            goto Exit;
+        }
     ret = 0;
 Exit:
     json_decref(doc);

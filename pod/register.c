@@ -344,6 +344,7 @@ static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, cons
         return;
     }
     reg->pod->stats.registration_failures++;
+    snprintf(reg->pod->registrar_problem, sizeof(reg->pod->registrar_problem), "%.399s", detail);
     int repeat = strcmp(reg->last_failure, kind) == 0;
     if (!repeat)
         snprintf(reg->last_failure, sizeof(reg->last_failure), "%s", kind);
@@ -358,6 +359,7 @@ static void reg_succeeded(reg_t *reg)
         p2m_log(P2M_LOG_INFO, "registrar_up", "label=%s url=%s", reg->pod->args->label, reg->pod->args->registrar);
     reg->health = POD_UP;
     reg->last_failure[0] = '\0';
+    reg->pod->registrar_problem[0] = '\0';
 }
 
 /* The body's first line, printable and at most 200 bytes, for a log line. */
@@ -466,7 +468,7 @@ static void answered(req_t *req, CURLcode rc)
     long status = 0;
     curl_off_t sent = 0;
     unsigned retry_ms = 0;
-    char reason[256] = "";
+    char reason[512] = "";
 
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &sent);
@@ -504,6 +506,15 @@ static void answered(req_t *req, CURLcode rc)
                    retry_ms, "status=%ld reason=\"%s\"", status, reason);
     } else if (status == 0) {
         snprintf(reason, sizeof(reason), "%s", req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(rc));
+        if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
+            /* The usual first-day mistake: the registrar's own CA is not trusted. Say where it is. */
+            char why[sizeof(reason)];
+            snprintf(why, sizeof(why), "%s", reason);
+            snprintf(reason, sizeof(reason), "the registrar's certificate cannot be verified (%.160s): %s %.200s/cacert", why,
+                     pod->args->cacert[0] != '\0' ? "--cacert does not hold its CA; get the right one from"
+                                                  : "give its CA with --cacert FILE, from",
+                     pod->args->registrar);
+        }
         if (req->body_total > kinds[kind].body_limit)
             snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_limit);
         retry_ms = pod_backoff_next(&reg->bo);

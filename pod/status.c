@@ -18,7 +18,7 @@
 
 #include "p2m/err.h"
 
-#define STATUS_DOC_MAX 4096
+#define STATUS_DOC_MAX 8192
 #define STATUS_STALE_S 10 /* a status not rewritten for this long belongs to a pod that is gone */
 
 static const char *health_name(pod_health_t h)
@@ -57,6 +57,27 @@ static int write_atomic(const char *path, const char *data, size_t len, mode_t m
     return 0;
 }
 
+/* s as the inside of a JSON string: quotes, backslashes and control bytes escaped, bytes above 0x7e
+ * as \u00XX (the log's escaping already made the problem texts ASCII; this keeps the document valid
+ * whatever they hold). */
+static const char *json_escape(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s != '\0' && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20 || c > 0x7e) {
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
 static void status_write(pod_t *pod, const char *state)
 {
     const pod_args_t *a = pod->args;
@@ -64,30 +85,37 @@ static void status_write(pod_t *pod, const char *state)
     char cert[64] = "";
     uint64_t in, out;
     forward_bytes(pod, &in, &out);
+    char problems[2 * 2 * sizeof(pod->local_problem) + 64] = "", esc_local[2 * sizeof(pod->local_problem)],
+                                                       esc_reg[2 * sizeof(pod->registrar_problem)];
     if (a->tls_terminate) /* 0 until the first certificate is in place */
         snprintf(cert, sizeof(cert), ",\n  \"cert_not_after\": %lld", cert_not_after(pod));
-    int n = snprintf(doc, sizeof(doc),
-                     "{\n"
-                     "  \"pid\": %ld,\n"
-                     "  \"state\": \"%s\",\n"
-                     "  \"id\": \"%s\",\n"
-                     "  \"label\": \"%s\",\n"
-                     "  \"forward\": \"%s\",\n"
-                     "  \"started\": %llu,\n"
-                     "  \"updated\": %llu,\n"
-                     "  \"pool\": {\"floor\": %u, \"ceiling\": %u, \"target\": %u, \"idle\": %u, \"connecting\": %u, "
-                     "\"registering\": %u, \"joined\": %u, \"waiting\": %llu, \"waited\": %llu},\n"
-                     "  \"tunnels\": {\"active\": %u, \"total\": %llu, \"failed\": %llu},\n"
-                     "  \"registrations\": {\"ok\": %llu, \"failed\": %llu},\n"
-                     "  \"bytes\": {\"in\": %llu, \"out\": %llu},\n"
-                     "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"}%s\n"
-                     "}\n",
-                     (long)getpid(), state, a->id, a->label, pod->fwd_str, pod->started, (unsigned long long)time(NULL), a->pool,
-                     a->pool_max, pod->target, pod->nidle, pod->nconnecting, pod_register_inflight(pod), pod->ntunnels,
-                     pod->waiting, pod->waited, pod->ntunnels, (unsigned long long)pod->stats.tunnels,
-                     (unsigned long long)pod->stats.tunnel_failures, (unsigned long long)pod->stats.registrations,
-                     (unsigned long long)pod->stats.registration_failures, (unsigned long long)in, (unsigned long long)out,
-                     health_name(pod_register_health(pod)), health_name(pod->relay_health), health_name(pod->local_health), cert);
+    if (pod->local_problem[0] != '\0' || pod->registrar_problem[0] != '\0')
+        snprintf(problems, sizeof(problems), ",\n  \"problems\": {\"local\": \"%s\", \"registrar\": \"%s\"}",
+                 json_escape(pod->local_problem, esc_local, sizeof(esc_local)),
+                 json_escape(pod->registrar_problem, esc_reg, sizeof(esc_reg)));
+    int n =
+        snprintf(doc, sizeof(doc),
+                 "{\n"
+                 "  \"pid\": %ld,\n"
+                 "  \"state\": \"%s\",\n"
+                 "  \"id\": \"%s\",\n"
+                 "  \"label\": \"%s\",\n"
+                 "  \"forward\": \"%s\",\n"
+                 "  \"started\": %llu,\n"
+                 "  \"updated\": %llu,\n"
+                 "  \"pool\": {\"floor\": %u, \"ceiling\": %u, \"target\": %u, \"idle\": %u, \"connecting\": %u, "
+                 "\"registering\": %u, \"joined\": %u, \"waiting\": %llu, \"waited\": %llu},\n"
+                 "  \"tunnels\": {\"active\": %u, \"total\": %llu, \"failed\": %llu},\n"
+                 "  \"registrations\": {\"ok\": %llu, \"failed\": %llu},\n"
+                 "  \"bytes\": {\"in\": %llu, \"out\": %llu},\n"
+                 "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"}%s%s\n"
+                 "}\n",
+                 (long)getpid(), state, a->id, a->label, pod->fwd_str, pod->started, (unsigned long long)time(NULL), a->pool,
+                 a->pool_max, pod->target, pod->nidle, pod->nconnecting, pod_register_inflight(pod), pod->ntunnels, pod->waiting,
+                 pod->waited, pod->ntunnels, (unsigned long long)pod->stats.tunnels, (unsigned long long)pod->stats.tunnel_failures,
+                 (unsigned long long)pod->stats.registrations, (unsigned long long)pod->stats.registration_failures,
+                 (unsigned long long)in, (unsigned long long)out, health_name(pod_register_health(pod)),
+                 health_name(pod->relay_health), health_name(pod->local_health), cert, problems);
     if (n < 0 || (size_t)n >= sizeof(doc))
         return;
     snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
@@ -250,5 +278,9 @@ int status_command(const pod_args_t *a)
     printf("tunnels     %llu active, %llu total, %llu failed\n", st.tunnels_active, st.tunnels_total, st.tunnels_failed);
     printf("registered  %llu ok, %llu failed\n", st.registrations, st.registration_failures);
     printf("traffic     %s in, %s out\n", human_bytes(st.bytes_in, b1, sizeof(b1)), human_bytes(st.bytes_out, b2, sizeof(b2)));
+    if (st.local_problem[0] != '\0')
+        printf("problem     local service: %s\n", st.local_problem);
+    if (st.registrar_problem[0] != '\0')
+        printf("problem     registrar: %s\n", st.registrar_problem);
     return alive ? 0 : 1;
 }
