@@ -115,6 +115,17 @@ expect_eq "$(openssl pkey -in "$DIR/pod/tls/key.pem" -pubout)" \
     "$(sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p' "$T/sclient" | openssl x509 -noout -pubkey)" "for the key the pod keeps"
 expect_eq 600 "$(stat -c %a "$DIR/pod/tls/key.pem")" "the pod's key is mode 0600"
 
+# pipe2me-admin check on the quickstart stack: every finding ok (or skip), exit 0. A relay heartbeat
+# read just before its refresh is a warn: the check is retried until one run is clean.
+admin_check_clean() {
+    "$P2M_BUILD_DIR/tools/pipe2me-admin" -c "$DIR/pipe2me.json" check >"$T/check.out" 2>&1 && ! grep -qE 'status=(warn|fail)' "$T/check.out"
+}
+p2m_wait_until -t 60 "pipe2me-admin check is clean on the quickstart stack" admin_check_clean
+expect_match 'check=relays status=ok' "$(cat "$T/check.out")" "check sees the quickstart's relay"
+expect_match 'check=ca status=ok' "$(cat "$T/check.out")" "check reads the quickstart's CA"
+echo "quickstart: pipe2me-admin check:"
+sed 's/^/    /' "$T/check.out"
+
 # ---------------------------------------------------------------- --stop
 
 expect_status 0 "$QS" --stop "$DIR"
