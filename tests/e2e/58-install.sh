@@ -179,10 +179,10 @@ done
 # What the binaries link is what Depends covers: every NEEDED library's package is named.
 for prog in pipe2me-registrar pipe2me-relay pipe2me-pod pipe2me-admin; do
     for so in $(readelf -d "$PKG/pipe2me/debian/pipe2me/usr/bin/$prog" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-        path=$(ldconfig -p | awk -v so="$so" '$1 == so {print $NF; exit}')
+        path=$(ldconfig -p | awk -v so="$so" '$1 == so && !found {print $NF; found = 1}')
         [[ -n $path ]] || fail "$prog needs $so, which ldconfig does not know"
-        owner=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -n 1 | cut -d: -f1) || owner=
-        [[ -z $owner ]] && owner=$(dpkg -S "$path" | head -n 1 | cut -d: -f1)
+        owner=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | sed -n 1p | cut -d: -f1) || owner=
+        [[ -z $owner ]] && owner=$(dpkg -S "$path" | sed -n 1p | cut -d: -f1)
         expect_match "(^|, )$owner( |,|$)" "$depends" "$prog links $so: Depends names $owner"
     done
 done
