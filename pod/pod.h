@@ -102,11 +102,14 @@ typedef struct {
     char cacert[POD_PATH_MAX + 1];    /* "" for the system's CAs */
     char state_dir[POD_PATH_MAX + 1]; /* "" for none */
     p2m_log_level_t log_level;
-    int json;                     /* status --json */
-    p2m_proto_t proto;            /* --protocol: what the service is declared as (PROTOCOL 1.1) */
-    int tls_terminate;            /* --tls-terminate: the pod serves TLS in front of --forward */
-    char alpn[POD_ALPN_MAX + 1];  /* --alpn: comma-separated ALPN names --forward speaks */
-    uint16_t http_port, tcp_port; /* test: 0 when not asked for */
+    int json;                             /* status --json */
+    char config[POD_PATH_MAX + 1];        /* run --config FILE */
+    char run_state_dir[POD_PATH_MAX + 1]; /* run: --state-dir as given on the command line, "" when not */
+    char run_log_level[8];                /* run: --log-level as given, "" when not */
+    p2m_proto_t proto;                    /* --protocol: what the service is declared as (PROTOCOL 1.1) */
+    int tls_terminate;                    /* --tls-terminate: the pod serves TLS in front of --forward */
+    char alpn[POD_ALPN_MAX + 1];          /* --alpn: comma-separated ALPN names --forward speaks */
+    uint16_t http_port, tcp_port;         /* test: 0 when not asked for */
 } pod_args_t;
 
 /* Parses the command line (argv[0] is the program) into *a, reading the files it names: the
@@ -114,6 +117,19 @@ typedef struct {
  * value is checked and bounded. Returns 0, or -1 with a one-line reason in err (never containing
  * the secret). On failure *a holds no secret. */
 int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err);
+
+#define POD_RUN_SERVICES_MAX 32
+#define POD_SERVICE_NAME_MAX (P2M_LABEL_MAX + 8)
+
+/* run: reads run->config (with run's command-line --state-dir and --log-level) into one complete
+ * pod_args_t per service, *nout of them in *out (free with pod_run_free). A service's state_dir is
+ * the file's (or the command line's) DIR/NAME, NAME from pod_service_name(). Returns 0 or -1 with
+ * err naming the file and the key. */
+int pod_run_load(const pod_args_t *run, pod_args_t **out, size_t *nout, char *err);
+void pod_run_free(pod_args_t *svcs, size_t n);
+
+/* A service's name: its label, with "-http" or "-tcp" unless it is https. */
+void pod_service_name(const pod_args_t *a, char *out, size_t cap);
 
 /* Writes --help: the commands, and register's options from the table pod_args_parse() reads. */
 void pod_args_usage(FILE *out);
@@ -199,13 +215,16 @@ struct pod {
     /* main.c: the drain after the first signal (docs/OPERATIONS.md "Stopping a pod") */
     int draining;                 /* joined tunnels are given until drain_timer to finish */
     p2m_loop_timer_t drain_timer; /* --drain-timeout */
+    int drain_over;               /* drain_timer fired */
+    uint64_t drain_t0;            /* loop ms the drain began */
 
     /* --forward, resolved once at start */
     struct sockaddr_storage fwd_addr;
     socklen_t fwd_len;
     char fwd_str[P2M_HOST_MAX + 16];
 
-    reg_t *reg; /* register.c */
+    reg_t *reg;                    /* register.c */
+    struct pod_session_s *session; /* run: the session of the service's label, shared; NULL: reg's own */
 
     /* cert.c: the server context tls.c uses for new tunnels; replaced (and the old one released
      * with SSL_CTX_free, live connections keep their own reference) when the certificate is
@@ -328,6 +347,13 @@ void pool_drain(pod_t *pod);
 
 /* Closes every pre-connection (at shutdown). */
 void pool_close_all(pod_t *pod);
+
+/* --- run.c --------------------------------------------------------------------------------- */
+
+/* Runs `register` (one service, from the command line) or `run` (the services of --config, with
+ * SIGHUP) until SIGTERM or SIGINT. Returns the exit status: 0, 1 when the loop failed, 2 when a
+ * service could not start. */
+int pod_run(const pod_args_t *cli);
 
 /* --- probe.c -------------------------------------------------------------------------------- */
 

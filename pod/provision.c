@@ -775,11 +775,13 @@ void pod_args_usage(FILE *out)
         }
     }
     fputs("  run --config FILE [--state-dir DIR] [--log-level LEVEL]\n"
-          "        register with the settings of a JSON file (pipe2me-pod(1) lists its keys; what\n"
-          "        /etc/pipe2me/pods/NAME.json holds for the pipe2me-pod@NAME service); --state-dir and\n"
-          "        --log-level given here win over the file's\n"
+          "        run the services of a JSON file in one process, each with its own pool (pipe2me-pod(1)\n"
+          "        lists its keys; what /etc/pipe2me/pods/NAME.json holds for the pipe2me-pod@NAME\n"
+          "        service); SIGHUP reads it again: services added start, removed ones drain, the others\n"
+          "        keep their tunnels; --state-dir and --log-level given here win over the file's\n"
           "  status --state-dir DIR [--json]\n"
-          "        the pool and traffic of the pod running with DIR (exit 1 when it is not running)\n"
+          "        the pool and traffic of the pod running with DIR, of each service for run (exit 1 when\n"
+          "        it is not running)\n"
           "  env --provision FILE | --registrar URL --id ID --label LABEL [--domain DOMAIN]\n"
           "        shell assignments: P2M_ID, P2M_LABEL, P2M_DOMAIN, P2M_URL, P2M_REGISTRAR, ... (never the secret)\n"
           "  test [--forward-http PORT] [--forward-tcp PORT]\n"
@@ -1000,7 +1002,8 @@ static int config_keys(json_t *obj, const char *where, const config_key_t *keys,
 
 /* run --config FILE: reads FILE into val as if its settings were register's options. The document
  * stays in *doc (val points into it) until the caller is done. Returns 0 or -1 with err. */
-static int config_load(const char *path, const char **val, json_t **doc, config_vals_t *cv, pod_args_t *a, char *err)
+/* Reads run's file: its JSON document in *doc. Returns 0 or -1 with err. */
+static int config_read(const char *path, json_t **doc, char *err)
 {
     char e[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
     size_t len;
@@ -1015,24 +1018,32 @@ static int config_load(const char *path, const char **val, json_t **doc, config_
         return p2m_err(err, "%s: not JSON (line %d, column %d)", shown_path, jerr.line, jerr.column);
     if (!json_is_object(*doc))
         return p2m_err(err, "%s: expected a JSON object", shown_path);
-    if (config_keys(*doc, "", config_pod_keys, sizeof(config_pod_keys) / sizeof(config_pod_keys[0]), val, cv, a, e) != 0)
-        return p2m_err(err, "%s: %s", shown_path, e);
     json_t *services = json_object_get(*doc, "services");
     if (!json_is_array(services) || json_array_size(services) == 0)
         return p2m_err(err, "%s: services: expected a list of services, each with \"forward\"", shown_path);
-    /* One service per process for now: one label, one pool. */
-    if (json_array_size(services) > 1)
-        return p2m_err(err, "%s: services: one service per file (run one pipe2me-pod per service)", shown_path);
-    json_t *svc = json_array_get(services, 0);
+    if (json_array_size(services) > POD_RUN_SERVICES_MAX)
+        return p2m_err(err, "%s: services: more than %d", shown_path, POD_RUN_SERVICES_MAX);
+    return 0;
+}
+
+/* Service i of the file into val: the pod-wide keys, then the service's. Returns 0 or -1 with err. */
+static int config_service(json_t *doc, size_t i, const char *path, const char **val, config_vals_t *cv, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN], shown_path[P2M_ERR_LEN], where[32];
+    path_shown(path, shown_path, sizeof(shown_path));
+    if (config_keys(doc, "", config_pod_keys, sizeof(config_pod_keys) / sizeof(config_pod_keys[0]), val, cv, a, e) != 0)
+        return p2m_err(err, "%s: %s", shown_path, e);
+    json_t *svc = json_array_get(json_object_get(doc, "services"), i);
+    snprintf(where, sizeof(where), "services[%zu].", i);
     if (!json_is_object(svc))
-        return p2m_err(err, "%s: services[0]: expected an object", shown_path);
-    if (config_keys(svc, "services[0].", config_service_keys, sizeof(config_service_keys) / sizeof(config_service_keys[0]), val, cv,
-                    a, e) != 0)
+        return p2m_err(err, "%s: services[%zu]: expected an object", shown_path, i);
+    if (config_keys(svc, where, config_service_keys, sizeof(config_service_keys) / sizeof(config_service_keys[0]), val, cv, a, e) !=
+        0)
         return p2m_err(err, "%s: %s", shown_path, e);
     if (val[OPT_PROVISION] == NULL && (val[OPT_REGISTRAR] == NULL || val[OPT_ID] == NULL || val[OPT_SECRET_FILE] == NULL))
         return p2m_err(err, "%s: needs \"provision\", or \"registrar\", \"id\" and \"secret_file\"", shown_path);
     if (val[OPT_FORWARD] == NULL)
-        return p2m_err(err, "%s: services[0]: needs \"forward\" (HOST:PORT of the local service)", shown_path);
+        return p2m_err(err, "%s: services[%zu]: needs \"forward\" (HOST:PORT of the local service)", shown_path, i);
     return 0;
 }
 
@@ -1053,14 +1064,8 @@ static void config_err(const char *path, const char *from, const char *opt, char
         p2m_err(err, "%s: %s: %s", shown_path, from, msg);
 }
 
-int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
+static void args_defaults(pod_args_t *a)
 {
-    const char *val[OPT_COUNT] = {0};
-    char buf[200];
-    int ret = -1;
-    json_t *doc = NULL;
-    config_vals_t *cv = NULL;
-
     memset(a, 0, sizeof(*a));
     a->pool = POD_POOL_DEFAULT;
     a->pool_max = POD_POOL_CEILING_DEFAULT;
@@ -1069,6 +1074,122 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     a->proto = P2M_PROTO_HTTPS;
     a->digits = P2M_TOTP_DIGITS;
     snprintf(a->alpn, sizeof(a->alpn), "%s", POD_ALPN_DEFAULT);
+}
+
+/* Each value on its own, in the table's order (the ceiling defaults to the floor when that is
+ * higher than POD_POOL_CEILING_DEFAULT), then the files and what the command needs. cfg: run's
+ * file, whose values cv says where they came from; NULL for the command line. Returns 0 or -1. */
+static int args_values(const char **val, const config_vals_t *cv, const char *cfg, const char *cmd, pod_args_t *a, char *err)
+{
+    for (size_t o = 0; o < OPT_COUNT; o++) {
+        if (o == OPT_POOL_MAX && val[o] == NULL && a->pool > POD_POOL_CEILING_DEFAULT)
+            a->pool_max = a->pool;
+        if (val[o] != NULL && options[o].parse != NULL && options[o].parse(&options[o], val[o], a, err) != 0) {
+            if (cfg != NULL && cv->from[o][0] != '\0')
+                config_err(cfg, cv->from[o], options[o].name, err);
+            return -1;
+        }
+    }
+    if (a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_TEST)
+        return 0;
+    if (args_files(val, a, err) == 0 && args_complete(cmd, a, err) == 0)
+        return 0;
+    if (cfg != NULL)
+        config_err(cfg, "", "", err);
+    return -1;
+}
+
+void pod_service_name(const pod_args_t *a, char *out, size_t cap)
+{
+    if (a->proto == P2M_PROTO_HTTPS)
+        snprintf(out, cap, "%s", a->label);
+    else
+        snprintf(out, cap, "%s-%s", a->label, p2m_proto_name(a->proto));
+}
+
+int pod_run_load(const pod_args_t *run, pod_args_t **out, size_t *nout, char *err)
+{
+    json_t *doc = NULL;
+    config_vals_t *cv = NULL;
+    pod_args_t *svcs = NULL;
+    size_t n = 0;
+    char shown_path[P2M_ERR_LEN];
+    int ret = -1;
+    *out = NULL;
+    *nout = 0;
+    path_shown(run->config, shown_path, sizeof(shown_path));
+    if (config_read(run->config, &doc, err) != 0)
+        goto Exit;
+    n = json_array_size(json_object_get(doc, "services"));
+    if ((svcs = calloc(n, sizeof(*svcs))) == NULL || (cv = malloc(sizeof(*cv))) == NULL) {
+        p2m_err(err, "out of memory");
+        goto Exit;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *val[OPT_COUNT] = {0};
+        pod_args_t *a = &svcs[i];
+        char name[POD_SERVICE_NAME_MAX + 1];
+        memset(cv, 0, sizeof(*cv));
+        args_defaults(a);
+        a->cmd = POD_CMD_RUN;
+        snprintf(a->config, sizeof(a->config), "%s", run->config);
+        /* The command line's --state-dir and --log-level win over the file's. */
+        if (run->run_state_dir[0] != '\0')
+            val[OPT_STATE_DIR] = run->run_state_dir;
+        if (run->run_log_level[0] != '\0')
+            val[OPT_LOG_LEVEL] = run->run_log_level;
+        if (config_service(doc, i, run->config, val, cv, a, err) != 0 || args_values(val, cv, run->config, "run", a, err) != 0)
+            goto Exit;
+        /* Each service keeps its state in DIR/NAME: NAME is the label, with -http or -tcp for those. */
+        pod_service_name(a, name, sizeof(name));
+        for (size_t j = 0; j < i; j++) {
+            char other[POD_SERVICE_NAME_MAX + 1];
+            pod_service_name(&svcs[j], other, sizeof(other));
+            if (strcmp(name, other) == 0) {
+                p2m_err(err, "%s: services[%zu]: label %s with protocol %s is services[%zu] already", shown_path, i, a->label,
+                        p2m_proto_name(a->proto), j);
+                goto Exit;
+            }
+        }
+        if (a->state_dir[0] != '\0') {
+            size_t dl = strlen(a->state_dir);
+            if (dl + 1 + strlen(name) > POD_PATH_MAX) {
+                p2m_err(err, "%s: state_dir: too long for the services' directories", shown_path);
+                goto Exit;
+            }
+            snprintf(a->state_dir + dl, sizeof(a->state_dir) - dl, "/%s", name);
+        }
+    }
+    *out = svcs;
+    *nout = n;
+    svcs = NULL;
+    ret = 0;
+Exit:
+    if (svcs != NULL) {
+        for (size_t i = 0; i < n; i++)
+            pod_args_wipe(&svcs[i]);
+        free(svcs);
+    }
+    free(cv);
+    json_decref(doc);
+    return ret;
+}
+
+void pod_run_free(pod_args_t *svcs, size_t n)
+{
+    if (svcs == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        pod_args_wipe(&svcs[i]);
+    free(svcs);
+}
+
+int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
+{
+    const char *val[OPT_COUNT] = {0};
+    char buf[200];
+
+    args_defaults(a);
     if (argc < 2 || argv[1] == NULL)
         return p2m_err(err, "expected a command: register, run, status, env or test (see --help)");
     if ((a->cmd = parse_command(argv[1])) == 0)
@@ -1082,50 +1203,40 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     if (a->cmd == POD_CMD_RUN) {
+        /* run: the file is read (and checked whole) here, and again by pod_run_load() at start and
+         * on SIGHUP; *a keeps the command line. */
+        pod_args_t *svcs;
+        size_t n;
         if (val[OPT_CONFIG] == NULL)
             return p2m_err(err, "run needs --config FILE");
-        if ((cv = calloc(1, sizeof(*cv))) == NULL)
-            return p2m_err(err, "out of memory");
-        if (config_load(val[OPT_CONFIG], val, &doc, cv, a, err) != 0)
-            goto Exit;
-    }
-
-    /* Each value on its own, in the table's order. The ceiling defaults to the floor when that is
-     * higher than POD_POOL_CEILING_DEFAULT. */
-    for (size_t o = 0; o < OPT_COUNT; o++) {
-        if (o == OPT_POOL_MAX && val[o] == NULL && a->pool > POD_POOL_CEILING_DEFAULT)
-            a->pool_max = a->pool;
-        if (val[o] != NULL && options[o].parse != NULL && options[o].parse(&options[o], val[o], a, err) != 0) {
-            if (cv != NULL && cv->from[o][0] != '\0')
-                config_err(val[OPT_CONFIG], cv->from[o], options[o].name, err);
-            goto Exit;
-        }
-    }
-
-    switch (a->cmd) {
-    case POD_CMD_STATUS:
-        if (a->state_dir[0] == '\0')
-            return p2m_err(err, "status needs --state-dir DIR");
+        if (strlen(val[OPT_CONFIG]) > POD_PATH_MAX)
+            return p2m_err(err, "--config: path longer than %d bytes", POD_PATH_MAX);
+        snprintf(a->config, sizeof(a->config), "%s", val[OPT_CONFIG]);
+        if ((val[OPT_STATE_DIR] != NULL &&
+             options[OPT_STATE_DIR].parse(&options[OPT_STATE_DIR], val[OPT_STATE_DIR], a, err) != 0) ||
+            (val[OPT_LOG_LEVEL] != NULL && options[OPT_LOG_LEVEL].parse(&options[OPT_LOG_LEVEL], val[OPT_LOG_LEVEL], a, err) != 0))
+            return -1;
+        snprintf(a->run_state_dir, sizeof(a->run_state_dir), "%s", a->state_dir);
+        snprintf(a->run_log_level, sizeof(a->run_log_level), "%s", val[OPT_LOG_LEVEL] != NULL ? val[OPT_LOG_LEVEL] : "");
+        if (pod_run_load(a, &svcs, &n, err) != 0)
+            return -1;
+        /* The process logs at the first service's level (log_level is pod-wide) and keeps its
+         * state in the file's state_dir unless the command line said. */
+        a->log_level = svcs[0].log_level;
+        pod_run_free(svcs, n);
         return 0;
-    case POD_CMD_TEST:
-        if (a->http_port == 0 && a->tcp_port == 0)
-            return p2m_err(err, "test needs --forward-http PORT, --forward-tcp PORT or both");
-        if (a->http_port == a->tcp_port)
-            return p2m_err(err, "--forward-http and --forward-tcp must differ");
-        return 0;
-    default:
-        break;
     }
-    if (args_files(val, a, err) == 0 && args_complete(argv[1], a, err) == 0)
-        ret = 0;
-    else if (cv != NULL)
-        config_err(val[OPT_CONFIG], "", "", err);
-Exit:
-    if (ret != 0)
+    if (args_values(val, NULL, NULL, argv[1], a, err) != 0) {
         pod_args_wipe(a);
-    json_decref(doc);
-    free(cv);
-    return ret;
+        return -1;
+    }
+    if (a->cmd == POD_CMD_STATUS && a->state_dir[0] == '\0')
+        return p2m_err(err, "status needs --state-dir DIR");
+    if (a->cmd == POD_CMD_TEST && a->http_port == 0 && a->tcp_port == 0)
+        return p2m_err(err, "test needs --forward-http PORT, --forward-tcp PORT or both");
+    if (a->cmd == POD_CMD_TEST && a->http_port == a->tcp_port)
+        return p2m_err(err, "--forward-http and --forward-tcp must differ");
+    return 0;
 }
 
 /* --- the status file, read back --------------------------------------------------------------- */

@@ -85,7 +85,8 @@ struct reg {
     char *csr;
     size_t csr_len;
 
-    pod_session_t sess; /* the TOTP step used and the session credential */
+    pod_session_t own_sess; /* the TOTP step used and the session credential, unless... */
+    pod_session_t *sess;    /* ...the runner shares one per label (pod->session): own_sess or that */
 };
 
 struct req {
@@ -223,7 +224,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
         reg->nauth++;
 
     if (auth == AUTH_BEARER) {
-        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", reg->sess.cred);
+        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", reg->sess->cred);
     } else if (auth == AUTH_TOTP) {
         char code[P2M_TOTP_DIGITS_MAX + 1];
         if (p2m_totp_generate(pod->args->secret, pod->args->secret_len, (time_t)(step * P2M_TOTP_STEP), pod->args->digits, code,
@@ -233,7 +234,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
         }
         snprintf(hdr, sizeof(hdr), "Authorization: TOTP username=\"%s\", response=\"%s\"", pod->args->id, code);
         OPENSSL_cleanse(code, sizeof(code));
-        req->prev_step = pod_session_step_use(&reg->sess, step);
+        req->prev_step = pod_session_step_use(reg->sess, step);
     } else {
         snprintf(hdr, sizeof(hdr), "Accept: application/pem-certificate-chain, */*");
     }
@@ -307,7 +308,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     ret = 0;
 Exit:
     if (ret != 0 && auth == AUTH_TOTP)
-        pod_session_step_unuse(&reg->sess, req->prev_step);
+        pod_session_step_unuse(reg->sess, req->prev_step);
     if (ret != 0)
         req_free(req);
     return ret;
@@ -435,7 +436,7 @@ static void answered_ok(req_t *req)
     /* Any authenticated 200 means a TOTP request's credential is good: keep it, so that the
      * requests after a certificate go on with Bearer. */
     if (req->auth == AUTH_TOTP && req->hdr.session[0] != '\0') {
-        pod_session_set(&reg->sess, req->hdr.session, req->hdr.session_ttl != 0 ? req->hdr.session_ttl : 60, 1);
+        pod_session_set(reg->sess, req->hdr.session, req->hdr.session_ttl != 0 ? req->hdr.session_ttl : 60, 1);
         p2m_log(P2M_LOG_INFO, "session_new", "label=%s expires_s=%u via=%s", pod->args->label, req->hdr.session_ttl,
                 kinds[kind].name);
     }
@@ -475,7 +476,7 @@ static void answered(req_t *req, CURLcode rc)
     if (rc != CURLE_OK)
         status = 0;
     if (req->auth == AUTH_TOTP && status == 0 && sent == 0) /* the code never left: its step is still unused */
-        pod_session_step_unuse(&reg->sess, req->prev_step);
+        pod_session_step_unuse(reg->sess, req->prev_step);
 
     if (status == 200) {
         answered_ok(req);
@@ -485,10 +486,10 @@ static void answered(req_t *req, CURLcode rc)
         /* Expired or revoked (401), or for another label (403): back to TOTP at once, which says
          * what is really wrong (the step rule still applies). Parallel requests share the fate; a
          * certificate request is asked again. */
-        if (reg->sess.cred[0] != '\0') {
+        if (reg->sess->cred[0] != '\0') {
             p2m_log(P2M_LOG_INFO, "session_rejected", "label=%s status=%ld kind=%s reason=\"%s\"", pod->args->label, status,
                     kinds[kind].name, body_line(req));
-            pod_session_drop(&reg->sess);
+            pod_session_drop(reg->sess);
         }
         if (kind != REG_REGISTER)
             reg->want[kind] = 1;
@@ -563,11 +564,11 @@ static int start_authed(reg_t *reg, reg_kind_t kind, unsigned conns)
 {
     uint64_t step = 0;
     unsigned wait = 0;
-    if (reg->sess.cred[0] != '\0')
+    if (reg->sess->cred[0] != '\0')
         return reg->nauth < REG_PARALLEL && req_start(reg, kind, AUTH_BEARER, 0, conns) == 0;
     if (reg->nauth > 0)
         return 0;
-    if (pod_session_step_next(&reg->sess, &step, &wait) != 0) {
+    if (pod_session_step_next(reg->sess, &step, &wait) != 0) {
         p2m_log(P2M_LOG_DEBUG, "totp_wait", "label=%s wait_ms=%u", reg->pod->args->label, wait);
         reg_hold(reg, wait);
         return 0;
@@ -581,7 +582,7 @@ static void reg_pump(reg_t *reg)
 {
     if (reg->pod->stopping || p2m_loop_timer_armed(&reg->hold))
         return;
-    pod_session_expire(&reg->sess);
+    pod_session_expire(reg->sess);
     if (reg->want[REG_CACERT] && reg->cur[REG_CACERT] == NULL && req_start(reg, REG_CACERT, AUTH_NONE, 0, 0) == 0)
         reg->want[REG_CACERT] = 0;
     if (reg->want[REG_CERT] && reg->cur[REG_CERT] == NULL && start_authed(reg, REG_CERT, 0))
@@ -601,9 +602,13 @@ int pod_register_new(pod_t *pod, char *err)
     snprintf(reg->url[REG_REGISTER], sizeof(reg->url[0]), "%s/register/%s", pod->args->registrar, pod->args->label);
     snprintf(reg->url[REG_CERT], sizeof(reg->url[0]), "%s/certificate/%s", pod->args->registrar, pod->args->label);
     snprintf(reg->url[REG_CACERT], sizeof(reg->url[0]), "%s/cacert", pod->args->registrar);
-    pod_session_init(&reg->sess, pod->args, pod->loop);
+    reg->sess = pod->session;
+    if (reg->sess == NULL) {
+        pod_session_init(&reg->own_sess, pod->args, pod->loop, NULL, NULL);
+        reg->sess = &reg->own_sess;
+    }
     if ((reg->curl = pod_curl_loop_new(pod->loop, on_done, reg, err)) == NULL) {
-        pod_session_wipe(&reg->sess);
+        pod_session_wipe(&reg->own_sess);
         free(reg);
         return -1;
     }
@@ -619,8 +624,8 @@ void pod_register_free(pod_t *pod)
     while (reg->reqs != NULL)
         req_free(reg->reqs);
     p2m_loop_timer_stop(pod->loop, &reg->hold);
-    pod_curl_loop_free(reg->curl); /* also runs the loop's deferred frees */
-    pod_session_wipe(&reg->sess);
+    pod_curl_loop_free(reg->curl);    /* also runs the loop's deferred frees */
+    pod_session_wipe(&reg->own_sess); /* a shared session is its owner's to wipe */
     free(reg->csr);
     reg->magic = POD_DEAD;
     free(reg);

@@ -43,12 +43,16 @@ static void small_write(const char *path, const char *data, size_t len)
         unlink(tmp);
 }
 
-static void step_load(pod_session_t *s)
+void pod_steps_init(pod_steps_t *steps, const char *dir)
 {
     char buf[32];
     unsigned long long v = 0;
-    if (small_read(s->step_path, buf, sizeof(buf)) > 0 && sscanf(buf, "%llu", &v) == 1)
-        s->step_used = v;
+    memset(steps, 0, sizeof(*steps));
+    if (dir[0] == '\0')
+        return;
+    snprintf(steps->path, sizeof(steps->path), "%s/totp-step", dir);
+    if (small_read(steps->path, buf, sizeof(buf)) > 0 && sscanf(buf, "%llu", &v) == 1)
+        steps->used = v;
 }
 
 static void session_load(pod_session_t *s)
@@ -57,26 +61,30 @@ static void session_load(pod_session_t *s)
     char id[P2M_ID_MAX + 1], label[P2M_LABEL_MAX + 1], cred[REG_SESSION_MAX + 1];
     unsigned long long until = 0, now = (unsigned long long)time(NULL);
     if (small_read(s->session_path, buf, sizeof(buf)) > 0 && sscanf(buf, "v1 %64s %63s %llu %128s", id, label, &until, cred) == 4 &&
-        strcmp(id, s->args->id) == 0 && strcmp(label, s->args->label) == 0 && reg_session_valid(cred) && until > now + 60 &&
+        strcmp(id, s->id) == 0 && strcmp(label, s->label) == 0 && reg_session_valid(cred) && until > now + 60 &&
         until < now + 30ull * 86400) {
         pod_session_set(s, cred, (unsigned)(until - now), 0);
-        p2m_log(P2M_LOG_INFO, "session_resumed", "label=%s expires_s=%llu", s->args->label, until - now);
+        p2m_log(P2M_LOG_INFO, "session_resumed", "label=%s expires_s=%llu", s->label, until - now);
     }
     OPENSSL_cleanse(buf, sizeof(buf));
     OPENSSL_cleanse(cred, sizeof(cred));
 }
 
-void pod_session_init(pod_session_t *s, const pod_args_t *args, p2m_loop_t *loop)
+void pod_session_init(pod_session_t *s, const pod_args_t *args, p2m_loop_t *loop, pod_steps_t *steps, const char *session_path)
 {
     memset(s, 0, sizeof(*s));
-    s->args = args;
+    snprintf(s->id, sizeof(s->id), "%s", args->id);
+    snprintf(s->label, sizeof(s->label), "%s", args->label);
     s->loop = loop;
-    if (args->state_dir[0] == '\0')
-        return;
-    snprintf(s->step_path, sizeof(s->step_path), "%s/totp-step", args->state_dir);
-    snprintf(s->session_path, sizeof(s->session_path), "%s/session", args->state_dir);
-    step_load(s);
-    session_load(s);
+    if (steps == NULL)
+        pod_steps_init(&s->own_steps, args->state_dir);
+    s->steps = steps != NULL ? steps : &s->own_steps;
+    if (session_path != NULL)
+        snprintf(s->session_path, sizeof(s->session_path), "%s", session_path);
+    else if (args->state_dir[0] != '\0')
+        snprintf(s->session_path, sizeof(s->session_path), "%s/session", args->state_dir);
+    if (s->session_path[0] != '\0')
+        session_load(s);
 }
 
 void pod_session_wipe(pod_session_t *s)
@@ -89,10 +97,10 @@ int pod_session_step_next(pod_session_t *s, uint64_t *step, unsigned *wait_ms)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t now_step = (uint64_t)ts.tv_sec / P2M_TOTP_STEP;
-    if (s->step_used > now_step + 1) /* saved before the clock was set back: the registrar's clock decides */
-        s->step_used = 0;
-    if (now_step <= s->step_used) {
-        uint64_t next_ms = (s->step_used + 1) * P2M_TOTP_STEP * 1000ull;
+    if (s->steps->used > now_step + 1) /* saved before the clock was set back: the registrar's clock decides */
+        s->steps->used = 0;
+    if (now_step <= s->steps->used) {
+        uint64_t next_ms = (s->steps->used + 1) * P2M_TOTP_STEP * 1000ull;
         uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
         *wait_ms = (unsigned)(next_ms > now_ms ? next_ms - now_ms : 0) + SESSION_STEP_MARGIN_MS;
         return -1;
@@ -104,18 +112,18 @@ int pod_session_step_next(pod_session_t *s, uint64_t *step, unsigned *wait_ms)
 uint64_t pod_session_step_use(pod_session_t *s, uint64_t step)
 {
     char buf[32];
-    uint64_t prev = s->step_used;
-    s->step_used = step;
-    if (s->step_path[0] != '\0') {
+    uint64_t prev = s->steps->used;
+    s->steps->used = step;
+    if (s->steps->path[0] != '\0') {
         int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)step);
-        small_write(s->step_path, buf, (size_t)n);
+        small_write(s->steps->path, buf, (size_t)n);
     }
     return prev;
 }
 
 void pod_session_step_unuse(pod_session_t *s, uint64_t prev)
 {
-    s->step_used = prev;
+    s->steps->used = prev;
 }
 
 void pod_session_set(pod_session_t *s, const char *cred, unsigned ttl_s, int save)
@@ -127,8 +135,7 @@ void pod_session_set(pod_session_t *s, const char *cred, unsigned ttl_s, int sav
     s->until = p2m_loop_now(s->loop) + ttl_ms - margin;
     if (!save || s->session_path[0] == '\0')
         return;
-    int n =
-        snprintf(buf, sizeof(buf), "v1 %s %s %llu %s\n", s->args->id, s->args->label, (unsigned long long)time(NULL) + ttl_s, cred);
+    int n = snprintf(buf, sizeof(buf), "v1 %s %s %llu %s\n", s->id, s->label, (unsigned long long)time(NULL) + ttl_s, cred);
     if (n > 0 && (size_t)n < sizeof(buf))
         small_write(s->session_path, buf, (size_t)n);
     OPENSSL_cleanse(buf, sizeof(buf));
@@ -145,7 +152,7 @@ void pod_session_drop(pod_session_t *s)
 void pod_session_expire(pod_session_t *s)
 {
     if (s->cred[0] != '\0' && p2m_loop_now(s->loop) >= s->until) {
-        p2m_log(P2M_LOG_INFO, "session_expired", "label=%s", s->args->label);
+        p2m_log(P2M_LOG_INFO, "session_expired", "label=%s", s->label);
         pod_session_drop(s);
     }
 }

@@ -13,19 +13,30 @@
 #include "pod.h"
 #include "reg_header.h"
 
+/* The last TOTP step a request may have consumed. A code is accepted once per pod and step, so
+ * every session of one pod in a process (run's services, one session per label) shares one. */
 typedef struct {
-    const pod_args_t *args;               /* borrowed */
-    p2m_loop_t *loop;                     /* borrowed: its clock times the session */
-    char step_path[POD_PATH_MAX + 16];    /* "" without --state-dir */
-    char session_path[POD_PATH_MAX + 16]; /* "" without --state-dir */
-    uint64_t step_used;                   /* last TOTP step a request may have consumed */
-    char cred[REG_SESSION_MAX + 1];       /* the session credential, "" when none */
-    uint64_t until;                       /* loop ms it is dropped at */
+    uint64_t used;
+    char path[POD_PATH_MAX + 16]; /* DIR/totp-step, "" without a state directory */
+} pod_steps_t;
+
+typedef struct pod_session_s {
+    char id[P2M_ID_MAX + 1], label[P2M_LABEL_MAX + 1];
+    p2m_loop_t *loop;                                     /* borrowed: its clock times the session */
+    pod_steps_t own_steps, *steps;                        /* steps: own_steps, or the process's shared ones */
+    char session_path[POD_PATH_MAX + P2M_LABEL_MAX + 16]; /* "" without --state-dir */
+    char cred[REG_SESSION_MAX + 1];                       /* the session credential, "" when none */
+    uint64_t until;                                       /* loop ms it is dropped at */
 } pod_session_t;
 
-/* Sets up *s and, with --state-dir, reads back the step and a session for this pod and label that
- * has more than a minute left (logged as session_resumed). */
-void pod_session_init(pod_session_t *s, const pod_args_t *args, p2m_loop_t *loop);
+/* Reads DIR/totp-step into *steps (path "" when dir is ""). */
+void pod_steps_init(pod_steps_t *steps, const char *dir);
+
+/* Sets up *s for args' pod and label and, with a state directory, reads back a session for them
+ * that has more than a minute left (logged as session_resumed) from session_path (NULL: the
+ * state directory's "session"). steps: the process's shared steps, NULL for the session's own
+ * (DIR/totp-step). */
+void pod_session_init(pod_session_t *s, const pod_args_t *args, p2m_loop_t *loop, pod_steps_t *steps, const char *session_path);
 
 /* Wipes the credential from memory (at shutdown; the file stays). */
 void pod_session_wipe(pod_session_t *s);

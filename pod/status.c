@@ -233,14 +233,16 @@ static const char *human_age(unsigned long long s, char *buf, size_t cap)
     return buf;
 }
 
-int status_command(const pod_args_t *a)
+/* One status file: printed (as it is with json), *alive set. Returns 0, or 2 with the reason on
+ * stderr. */
+static int status_show(const char *dir, int json, int *alive_out)
 {
     char path[POD_PATH_MAX + 32], doc[STATUS_DOC_MAX + 1], err[P2M_ERR_LEN], b1[32], b2[32];
     pod_status_t st;
-    snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
+    snprintf(path, sizeof(path), "%s/status.json", dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        fprintf(stderr, "pipe2me-pod: %s: %s (is a pod running with --state-dir %s?)\n", path, strerror(errno), a->state_dir);
+        fprintf(stderr, "pipe2me-pod: %s: %s (is a pod running with --state-dir %s?)\n", path, strerror(errno), dir);
         return 2;
     }
     ssize_t n = read(fd, doc, sizeof(doc));
@@ -258,9 +260,12 @@ int status_command(const pod_args_t *a)
     /* A draining pod still runs: it serves its last tunnels before it stops. */
     int live_state = strcmp(st.state, "running") == 0 || strcmp(st.state, "draining") == 0;
     int alive = live_state && (kill((pid_t)st.pid, 0) == 0 || errno == EPERM) && now <= st.updated + STATUS_STALE_S;
-    if (a->json) {
+    *alive_out = alive;
+    if (json) {
+        while (n > 0 && (doc[n - 1] == '\n' || doc[n - 1] == ' '))
+            n--;
         fwrite(doc, 1, (size_t)n, stdout);
-        return alive ? 0 : 1;
+        return 0;
     }
     printf("pod         %s (label %s)\n", st.id, st.label);
     if (alive)
@@ -282,5 +287,50 @@ int status_command(const pod_args_t *a)
         printf("problem     local service: %s\n", st.local_problem);
     if (st.registrar_problem[0] != '\0')
         printf("problem     registrar: %s\n", st.registrar_problem);
+    return 0;
+}
+
+int status_command(const pod_args_t *a)
+{
+    char path[POD_PATH_MAX + 32], line[POD_SERVICE_NAME_MAX + 8], sub[POD_PATH_MAX + POD_SERVICE_NAME_MAX + 16];
+    int alive = 0, all = 1, rc;
+    struct stat stt;
+    snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
+    snprintf(sub, sizeof(sub), "%s/services", a->state_dir);
+    FILE *f;
+    /* A `run` process's DIR: DIR/services names the services, each with its DIR/NAME/status.json. */
+    if (stat(path, &stt) != 0 && (f = fopen(sub, "re")) != NULL) {
+        size_t shown = 0;
+        if (a->json)
+            printf("{\"services\": {");
+        while (fgets(line, sizeof(line), f) != NULL) {
+            line[strcspn(line, "\n")] = '\0';
+            if (line[0] == '\0' || strchr(line, '/') != NULL || line[0] == '.')
+                continue;
+            snprintf(sub, sizeof(sub), "%s/%s", a->state_dir, line);
+            if (a->json)
+                printf("%s\n\"%s\": ", shown > 0 ? "," : "", line);
+            else
+                printf("%s== service %s\n", shown > 0 ? "\n" : "", line);
+            if ((rc = status_show(sub, a->json, &alive)) != 0) {
+                fclose(f);
+                return rc;
+            }
+            all &= alive;
+            shown++;
+        }
+        fclose(f);
+        if (a->json)
+            printf("}}\n");
+        if (shown == 0) {
+            fprintf(stderr, "pipe2me-pod: %s/services: no service runs\n", a->state_dir);
+            return 1;
+        }
+        return all ? 0 : 1;
+    }
+    if ((rc = status_show(a->state_dir, a->json, &alive)) != 0)
+        return rc;
+    if (a->json)
+        printf("\n");
     return alive ? 0 : 1;
 }

@@ -82,6 +82,7 @@ pod_unit=$(cat "$UNITS/pipe2me-pod@.service")
 expect_match "ExecStart=$ROOT/bin/pipe2me-pod run --config $ROOT/etc/pipe2me/pods/%i.json --state-dir /var/lib/pipe2me/pods/%i" \
     "$pod_unit" "pod@: one pod file per instance"
 expect_match $'\nCapabilityBoundingSet=\n' "$pod_unit" "pod@: no capability"
+expect_match $'\nExecReload=/bin/kill -HUP \$MAINPID\n' "$pod_unit" "pod@: reload is SIGHUP (run reads its file again)"
 [[ $pod_unit =~ $'\n'TimeoutStopSec=([0-9]+)s ]] || fail "pod@: no TimeoutStopSec"
 drain_default=$("$ROOT/bin/pipe2me-pod" --help | sed -n 's/.*--drain-timeout S.*//p; s/.*0-3600 (default \([0-9]*\);.*/\1/p')
 ((BASH_REMATCH[1] > drain_default + 5)) || fail "pod@: TimeoutStopSec=${BASH_REMATCH[1]}s is not above the drain default ${drain_default}s"
@@ -105,11 +106,13 @@ jq --arg p "$T/podrun.json" --arg ca "$T/state/ca.pem" --arg f "127.0.0.1:$ECHO_
 since=$(($(date +%s) - 1))
 p2m_bg podrun "$ROOT/bin/pipe2me-pod" run --config "$T/pods/echo.json" --state-dir "$T/podrun"
 PODRUN_PID=$P2M_BG_PID
-p2m_wait_until -t 60 "the pod from its file fills its pool" p2m_pool_full "$T/podrun" 2 "$since"
+p2m_wait_until -t 60 "the pod from its file fills its pool" p2m_pool_full "$T/podrun/echo-http" 2 "$since"
 p2m_consumer_port QE http echo
 got=$(curl -sS --max-time 20 "http://echo.pipe2me.localhost:$QE/from-run-config") || fail "curl through the run --config pod failed"
 expect_match "GET /from-run-config HTTP/1.1" "$got" "a consumer reaches the service of the pod run from its file"
-expect_eq echo "$(p2m_pod_json "$T/podrun" .label)" "status: the file's label"
+expect_eq echo "$(p2m_pod_json "$T/podrun/echo-http" .label)" "status: the file's label"
+expect_eq echo-http "$("$ROOT/bin/pipe2me-pod" status --state-dir "$T/podrun" --json | jq -r '.services | keys | join(" ")')" \
+    "status of the unit's state directory: its one service"
 p2m_stop podrun "$PODRUN_PID"
 expect_match "event=drained" "$(cat "$T/podrun.log")" "SIGTERM drains the pod run from its file"
 

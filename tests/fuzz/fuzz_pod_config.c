@@ -4,8 +4,8 @@
  * @DIR, replaced with the directory).
  *
  * It returns 0 or -1 and refuses with one line that never shows the files' secret and leaves no
- * secret in *a; a file it accepts gives a run command with a label, a forward address, a registrar
- * and the secret, and values within pod.h's bounds. */
+ * secret in *a; a file it accepts loads again with pod_run_load(), each service with a label, a
+ * forward address, a registrar and the secret, values within pod.h's bounds and a name of its own. */
 
 #include "fuzz.h"
 #include "pod.h"
@@ -114,14 +114,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     FUZZ_CHECK(a.cmd == POD_CMD_RUN);
-    FUZZ_CHECK(FUZZ_TERMINATED(a.registrar) && FUZZ_TERMINATED(a.id) && FUZZ_TERMINATED(a.label) && FUZZ_TERMINATED(a.domain) &&
-               FUZZ_TERMINATED(a.cacert) && FUZZ_TERMINATED(a.state_dir) && FUZZ_TERMINATED(a.alpn) &&
-               FUZZ_TERMINATED(a.forward.host));
-    FUZZ_CHECK(a.registrar[0] != '\0' && a.id[0] != '\0' && a.label[0] != '\0' && a.have_forward && a.forward.port > 0);
-    FUZZ_CHECK(a.secret_len > 0 && a.secret_len <= POD_SECRET_MAX);
-    FUZZ_CHECK(a.pool >= 1 && a.pool <= a.pool_max && a.pool_max <= POD_POOL_MAX);
-    FUZZ_CHECK(a.drain_timeout <= POD_DRAIN_MAX);
-    FUZZ_CHECK(a.digits == 6 || a.digits == 8);
+    /* What the running pod reads, at start and on SIGHUP: the same file, so the same verdict. */
+    pod_args_t *svcs = NULL;
+    size_t n = 0;
+    FUZZ_CHECK(pod_run_load(&a, &svcs, &n, err) == 0);
+    FUZZ_CHECK(n >= 1 && n <= POD_RUN_SERVICES_MAX);
+    for (size_t i = 0; i < n; i++) {
+        const pod_args_t *s = &svcs[i];
+        FUZZ_CHECK(s->cmd == POD_CMD_RUN);
+        FUZZ_CHECK(FUZZ_TERMINATED(s->registrar) && FUZZ_TERMINATED(s->id) && FUZZ_TERMINATED(s->label) &&
+                   FUZZ_TERMINATED(s->domain) && FUZZ_TERMINATED(s->cacert) && FUZZ_TERMINATED(s->state_dir) &&
+                   FUZZ_TERMINATED(s->alpn) && FUZZ_TERMINATED(s->forward.host));
+        FUZZ_CHECK(s->registrar[0] != '\0' && s->id[0] != '\0' && s->label[0] != '\0' && s->have_forward && s->forward.port > 0);
+        FUZZ_CHECK(s->secret_len > 0 && s->secret_len <= POD_SECRET_MAX);
+        FUZZ_CHECK(s->pool >= 1 && s->pool <= s->pool_max && s->pool_max <= POD_POOL_MAX);
+        FUZZ_CHECK(s->drain_timeout <= POD_DRAIN_MAX);
+        FUZZ_CHECK(s->digits == 6 || s->digits == 8);
+        /* Service names are unique: each has its own DIR/NAME. */
+        char name[POD_SERVICE_NAME_MAX + 1], other[POD_SERVICE_NAME_MAX + 1];
+        pod_service_name(s, name, sizeof(name));
+        for (size_t j = 0; j < i; j++) {
+            pod_service_name(&svcs[j], other, sizeof(other));
+            FUZZ_CHECK(strcmp(name, other) != 0);
+        }
+    }
+    pod_run_free(svcs, n);
     pod_args_wipe(&a);
     return 0;
 }

@@ -840,38 +840,75 @@ static void test_run_config(void)
         " \"tls_terminate\": true, \"alpn\": \"h2,http/1.1\", \"pool\": 8, \"pool_max\": 64}]}",
         secret_path);
     const char *cfg = put("run.json", doc, strlen(doc), 0644);
+    pod_args_t *svcs = NULL;
+    size_t n = 0;
     if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err)) {
         CHECK_EQ_INT(a.cmd, POD_CMD_RUN);
-        CHECK_EQ_STR(a.id, "pod1");
-        CHECK_EQ_STR(a.label, "web");
-        CHECK_EQ_STR(a.domain, "example.test");
-        CHECK_EQ_STR(a.cacert, "/etc/ca.pem");
-        CHECK_EQ_STR(a.state_dir, "/var/lib/x");
-        CHECK_EQ_STR(a.alpn, "h2,http/1.1");
-        CHECK_EQ_INT(a.digits, 8);
-        CHECK_EQ_INT(a.pool, 8);
-        CHECK_EQ_INT(a.pool_max, 64);
-        CHECK_EQ_INT(a.drain_timeout, 30);
-        CHECK_EQ_INT(a.tls_terminate, 1);
-        CHECK_EQ_INT(a.log_level, P2M_LOG_WARN);
-        CHECK_EQ_INT(a.forward.port, 8080);
-        CHECK_EQ_INT(a.secret_len, 20);
+        CHECK_EQ_STR(a.config, cfg);
+        CHECK_EQ_INT(a.log_level, P2M_LOG_WARN); /* the process logs at the file's level */
     }
+    if (CHECK_RC(pod_run_load(&a, &svcs, &n, err), 0, err) && CHECK_EQ_INT(n, 1)) {
+        CHECK_EQ_INT(svcs[0].cmd, POD_CMD_RUN);
+        CHECK_EQ_STR(svcs[0].id, "pod1");
+        CHECK_EQ_STR(svcs[0].label, "web");
+        CHECK_EQ_STR(svcs[0].domain, "example.test");
+        CHECK_EQ_STR(svcs[0].cacert, "/etc/ca.pem");
+        CHECK_EQ_STR(svcs[0].state_dir, "/var/lib/x/web");
+        CHECK_EQ_STR(svcs[0].alpn, "h2,http/1.1");
+        CHECK_EQ_INT(svcs[0].digits, 8);
+        CHECK_EQ_INT(svcs[0].pool, 8);
+        CHECK_EQ_INT(svcs[0].pool_max, 64);
+        CHECK_EQ_INT(svcs[0].drain_timeout, 30);
+        CHECK_EQ_INT(svcs[0].tls_terminate, 1);
+        CHECK_EQ_INT(svcs[0].log_level, P2M_LOG_WARN);
+        CHECK_EQ_INT(svcs[0].forward.port, 8080);
+        CHECK_EQ_INT(svcs[0].secret_len, 20);
+    }
+    pod_run_free(svcs, n);
     CHECK_CTX("run: the command line wins");
-    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, "--state-dir", "/srv/pod", "--log-level", "debug", NULL), 0, err)) {
-        CHECK_EQ_STR(a.state_dir, "/srv/pod");
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, "--state-dir", "/srv/pod", "--log-level", "debug", NULL), 0, err) &&
+        CHECK_RC(pod_run_load(&a, &svcs, &n, err), 0, err)) {
+        CHECK_EQ_STR(svcs[0].state_dir, "/srv/pod/web");
+        CHECK_EQ_INT(svcs[0].log_level, P2M_LOG_DEBUG);
         CHECK_EQ_INT(a.log_level, P2M_LOG_DEBUG);
+        pod_run_free(svcs, n);
     }
 
     CHECK_CTX("run: provisioning file");
     snprintf(doc, sizeof(doc), "{\"provision\": \"%s\", \"services\": [{\"label\": \"api\", \"forward\": \"localhost:80\"}]}",
              prov_path);
     cfg = put("run-prov-cfg.json", doc, strlen(doc), 0600);
-    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err)) {
-        CHECK_EQ_STR(a.id, "pod9");
-        CHECK_EQ_STR(a.label, "api");
-        CHECK_EQ_STR(a.domain, "pods.test");
-        CHECK_EQ_INT(a.pool, 4);
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err) && CHECK_RC(pod_run_load(&a, &svcs, &n, err), 0, err)) {
+        CHECK_EQ_STR(svcs[0].id, "pod9");
+        CHECK_EQ_STR(svcs[0].label, "api");
+        CHECK_EQ_STR(svcs[0].domain, "pods.test");
+        CHECK_EQ_INT(svcs[0].pool, 4);
+        CHECK_EQ_STR(svcs[0].state_dir, ""); /* no state_dir: none for the services either */
+        pod_run_free(svcs, n);
+    }
+
+    CHECK_CTX("run: several services, one process");
+    snprintf(doc, sizeof(doc),
+             "{\"provision\": \"%s\", \"state_dir\": \"/srv/p\", \"services\": ["
+             "{\"label\": \"web\", \"forward\": \"127.0.0.1:1\", \"tls_terminate\": true},"
+             "{\"label\": \"web\", \"protocol\": \"http\", \"forward\": \"127.0.0.1:2\", \"pool\": 2},"
+             "{\"label\": \"api\", \"protocol\": \"tcp\", \"forward\": \"127.0.0.1:3\"}]}",
+             prov_path);
+    cfg = put("run-three.json", doc, strlen(doc), 0600);
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err) && CHECK_RC(pod_run_load(&a, &svcs, &n, err), 0, err) &&
+        CHECK_EQ_INT(n, 3)) {
+        char name[POD_SERVICE_NAME_MAX + 1];
+        CHECK_EQ_STR(svcs[0].state_dir, "/srv/p/web");
+        CHECK_EQ_STR(svcs[1].state_dir, "/srv/p/web-http");
+        CHECK_EQ_STR(svcs[2].state_dir, "/srv/p/api-tcp");
+        CHECK_EQ_INT(svcs[0].tls_terminate, 1);
+        CHECK_EQ_INT(svcs[1].tls_terminate, 0);
+        CHECK_EQ_INT(svcs[1].pool, 2);
+        CHECK_EQ_INT(svcs[2].pool, 4);
+        CHECK_EQ_INT(svcs[2].proto, P2M_PROTO_TCP);
+        pod_service_name(&svcs[1], name, sizeof(name));
+        CHECK_EQ_STR(name, "web-http");
+        pod_run_free(svcs, n);
     }
 
     /* hostile and broken files */
@@ -893,12 +930,13 @@ static void test_run_config(void)
          "needs \"provision\""},
         {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\", "
          "\"forward\": "
-         "\"127.0.0.1:1\"}, {\"label\": \"b\", \"forward\": \"127.0.0.1:2\"}]}",
-         "one service per file"},
-        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"secret\": \"JBSWY3DP\", \"services\": []}",
+         "\"127.0.0.1:1\"}, {\"label\": \"a\", \"forward\": \"127.0.0.1:2\"}]}",
+         "label a with protocol https is services[0] already"},
+        {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"secret\": \"JBSWY3DP\", \"services\": "
+         "[{}]}",
          "\"secret\": unknown key"},
         {"{\"registrar\": \"https://r.test\", \"registrar\": \"https://s.test\", \"services\": []}", "not JSON"},
-        {"{\"registrar\": 1, \"services\": []}", "registrar: expected a string"},
+        {"{\"registrar\": 1, \"services\": [{}]}", "registrar: expected a string"},
         {"{\"registrar\": \"https://r\\u0000.test\", \"services\": []}", "not JSON"}, /* jansson refuses NUL */
         {"{\"registrar\": \"http://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"a\", "
          "\"forward\": "
