@@ -85,7 +85,7 @@ struct label {
     unsigned refs;                   /* leases and tunnels naming it */
     tunnel_t *idle_head, *idle_tail; /* idle pre-connections, oldest first, of every pod */
     unsigned nidle;
-    podq_t *turn; /* the ring of pods with idle pre-connections, at the one whose turn is next; NULL: none */
+    podq_t *turn;                    /* the ring of pods with idle pre-connections, at the one whose turn is next; NULL: none */
     tunnel_t *wait_head, *wait_tail; /* consumers waiting, oldest first */
     unsigned nwait;
     unsigned njoined; /* tunnels joined and open: the pod is there (p2m:alive, PROTOCOL 2.1) */
