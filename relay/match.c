@@ -332,8 +332,7 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
     const char *gone;
     if (w != NULL && (gone = preconn_gone(fd)) != NULL) {
         /* Accepted from the backlog after its pod closed it (a pod that died): no consumer for it. */
-        p2m_log(P2M_LOG_INFO, "preconn_closed", "lease=%u label=%s pod=%s fd=%d reason=%s", (unsigned)l->port, lab->name, l->pod,
-                fd, gone);
+        p2m_log(P2M_LOG_INFO, "preconn_close", "lease=%u label=%s fd=%d reason=%s ms=0", (unsigned)l->port, lab->name, fd, gone);
         close(fd);
         ports_pre_release(r, l, 0);
         return;
