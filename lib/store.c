@@ -392,6 +392,7 @@ void p2m_store_pod_free(p2m_pod_t *pod)
     if (pod == NULL)
         return;
     free(pod->labels);
+    free(pod->shares);
     free(pod);
 }
 
@@ -410,12 +411,13 @@ static long long reply_ll(const redisReply *r)
 
 int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *err)
 {
-    char kpod[KEY_MAX], klabels[KEY_MAX];
-    redisReply *h = NULL, *l = NULL;
+    char kpod[KEY_MAX], klabels[KEY_MAX], kshares[KEY_MAX];
+    redisReply *h = NULL, *l = NULL, *sh = NULL;
     p2m_pod_t *pod = NULL;
     int ret = -1;
 
-    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0) {
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0 ||
+        key_pod_shares(id, kshares, sizeof(kshares)) < 0) {
         p2m_err(err, "pod ID too long");
         goto Exit;
     }
@@ -425,9 +427,11 @@ int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *er
         p2m_err(err, "unknown pod %s", id);
         goto Exit;
     }
-    if ((l = store_call(st, err, "SMEMBERS", klabels, NULL)) == NULL)
+    if ((l = store_call(st, err, "SMEMBERS", klabels, NULL)) == NULL ||
+        (sh = store_call(st, err, "SMEMBERS", kshares, NULL)) == NULL)
         goto Exit;
-    if ((pod = calloc(1, sizeof(*pod))) == NULL || (pod->labels = calloc(l->elements + 1, sizeof(*pod->labels))) == NULL) {
+    if ((pod = calloc(1, sizeof(*pod))) == NULL || (pod->labels = calloc(l->elements + 1, sizeof(*pod->labels))) == NULL ||
+        (pod->shares = calloc(sh->elements + 1, sizeof(*pod->shares))) == NULL) {
         p2m_err(err, "out of memory");
         goto Exit;
     }
@@ -457,6 +461,10 @@ int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *er
         if (l->element[i]->type == REDIS_REPLY_STRING)
             snprintf(pod->labels[pod->nlabels++], P2M_LABEL_MAX + 1, "%s", l->element[i]->str);
     qsort(pod->labels, pod->nlabels, sizeof(*pod->labels), cmp_label);
+    for (size_t i = 0; i < sh->elements; i++)
+        if (sh->element[i]->type == REDIS_REPLY_STRING)
+            snprintf(pod->shares[pod->nshares++], P2M_LABEL_MAX + 1, "%s", sh->element[i]->str);
+    qsort(pod->shares, pod->nshares, sizeof(*pod->shares), cmp_label);
     *out = pod;
     pod = NULL;
     ret = 0;
@@ -466,6 +474,8 @@ Exit:
         freeReplyObject(h);
     if (l != NULL)
         freeReplyObject(l);
+    if (sh != NULL)
+        freeReplyObject(sh);
     return ret;
 }
 

@@ -56,6 +56,12 @@ expect_status 0 admin label share Extra gamma
 expect_eq "pod gamma shares label extra of pod alpha" "$(cat "$OUT")"
 expect_eq 1 "$(rcli SISMEMBER p2m:label:extra:sharers gamma)" "sharer in Redis"
 expect_eq 1 "$(rcli SISMEMBER p2m:pod:gamma:shares extra)" "label in the sharer's set"
+expect_status 0 admin pod show gamma
+expect_eq "labels: three|shares: extra" "$(grep -E '^(labels|shares):' "$OUT" | paste -sd '|')" "pod show: the labels it shares"
+expect_status 0 admin pod show gamma --json
+expect_eq '["extra"]' "$(json -c .shares)" "pod show --json: shares"
+expect_status 0 admin pod show alpha --json
+expect_eq 'false' "$(json -c 'has("shares")')" "pod show --json: no shares, no key"
 expect_eq alpha "$(rcli HGET p2m:labels extra)" "the owner stays"
 redis_snapshot
 expect_status 0 admin label share extra gamma --json

@@ -550,6 +550,17 @@ static void test_shares(p2m_store_t *st)
     CHECK_EQ_STR(R("SORT p2m:label:pool:sharers ALPHA"), "sam|sue");
     CHECK_EQ_STR(R("SMEMBERS p2m:pod:sam:shares"), "pool");
     CHECK_EQ_STR(R("HGET p2m:labels pool"), "olga"); /* the owner stays the owner */
+    p2m_pod_t *pod = NULL;
+    if (CHECK_RC(p2m_store_pod_get(st, "sam", &pod, err), 0, err) && CHECK_EQ_INT(pod->nshares, 1)) {
+        CHECK_EQ_STR(pod->shares[0], "pool");
+        CHECK_EQ_INT(pod->nlabels, 1);
+        CHECK_EQ_STR(pod->labels[0], "sams");
+    }
+    p2m_store_pod_free(pod);
+    pod = NULL;
+    if (CHECK_RC(p2m_store_pod_get(st, "olga", &pod, err), 0, err))
+        CHECK_EQ_INT(pod->nshares, 0);
+    p2m_store_pod_free(pod);
     before = dump();
     CHECK_RC(p2m_store_label_share(st, "pool", "sam", &existed, owner, err), 0, err);
     CHECK_EQ_INT(existed, 1);

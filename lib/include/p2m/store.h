@@ -110,6 +110,8 @@ typedef struct {
     unsigned digits; /* 6 or 8: 6 unless Redis says "8" */
     size_t nlabels;
     char (*labels)[P2M_LABEL_MAX + 1]; /* nlabels entries, sorted */
+    size_t nshares;
+    char (*shares)[P2M_LABEL_MAX + 1]; /* the nshares labels it shares (p2m:pod:ID:shares), sorted */
 } p2m_pod_t;
 
 typedef struct {
