@@ -45,15 +45,33 @@ static const char lua_pod_add[] =
     "  end\n"                                                                                                                      \
     "end\n"
 
-/* KEYS: pod, pod-labels, pods, labels, labels-protocol. ARGV: id. */
-static const char lua_pod_rm[] =
-    LUA_NEED_POD LUA_FORGET_CPORTS "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-                                   "  redis.call('HDEL', KEYS[4], l) redis.call('HDEL', KEYS[5], l) forget_cports(l)\n"
-                                   "end\n"
-                                   "redis.call('DEL', KEYS[1], KEYS[2])\n"
-                                   "redis.call('SREM', KEYS[3], ARGV[1])\n"
-                                   "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
-                                   "return 'OK'\n";
+/* The sharers' set of label l, and the shares set of pod p, as the scripts spell them. */
+#define LUA_SHARE_KEYS                                                                                                             \
+    "local function sharers_key(l) return '" P2M_KEY_LABEL "' .. l .. '" P2M_KEY_SHARERS "' end\n"                                 \
+    "local function shares_key(p) return '" P2M_KEY_POD "' .. p .. '" P2M_KEY_POD_SHARES "' end\n"
+
+/* Forgets the sharers of label l (a label removed takes them along). Returns them. */
+#define LUA_FORGET_SHARERS                                                                                                         \
+    LUA_SHARE_KEYS "local function forget_sharers(l)\n"                                                                            \
+                   "  local m = redis.call('SMEMBERS', sharers_key(l))\n"                                                          \
+                   "  for _, p in ipairs(m) do redis.call('SREM', shares_key(p), l) end\n"                                         \
+                   "  redis.call('DEL', sharers_key(l))\n"                                                                         \
+                   "  return m\n"                                                                                                  \
+                   "end\n"
+
+/* KEYS: pod, pod-labels, pods, labels, labels-protocol, pod-shares. ARGV: id. Returns the labels
+ * removed that had sharers, whose leases (the sharers' too) the caller ends. */
+static const char lua_pod_rm[] = LUA_NEED_POD LUA_FORGET_CPORTS LUA_FORGET_SHARERS
+    "local shared = {}\n"
+    "for _, l in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "  redis.call('HDEL', KEYS[4], l) redis.call('HDEL', KEYS[5], l) forget_cports(l)\n"
+    "  if #forget_sharers(l) > 0 then table.insert(shared, l) end\n"
+    "end\n"
+    "for _, l in ipairs(redis.call('SMEMBERS', KEYS[6])) do redis.call('SREM', sharers_key(l), ARGV[1]) end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[6])\n"
+    "redis.call('SREM', KEYS[3], ARGV[1])\n"
+    "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+    "return shared\n";
 
 /* KEYS: pod. ARGV: id, field, value. Any change of credentials or state bumps the epoch. */
 static const char lua_pod_set[] = LUA_NEED_POD "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
@@ -87,28 +105,76 @@ static const char lua_label_protocol[] = "local owner = redis.call('HGET', KEYS[
 static const char lua_pod_settings[] = LUA_NEED_POD "for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
                                                     "return 'OK'\n";
 
-/* KEYS: labels, labels-protocol. ARGV: label, pod-key prefix. Returns the former owner, whose epoch
- * is bumped so that session credentials issued for the label die with it. */
+/* KEYS: labels, labels-protocol. ARGV: label, pod-key prefix. Returns {former owner, sharers...};
+ * the owner's epoch is bumped so that session credentials issued for the label die with it (the
+ * sharers' fail their next ownership check). */
 static const char lua_label_rm[] =
-    LUA_FORGET_CPORTS "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
-                      "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
-                      "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-                      "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-                      "forget_cports(ARGV[1])\n"
-                      "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
-                      "if redis.call('EXISTS', ARGV[2] .. owner) == 1 then\n"
-                      "  redis.call('HINCRBY', ARGV[2] .. owner, 'epoch', 1)\n"
-                      "end\n"
-                      "return owner\n";
+    LUA_FORGET_CPORTS LUA_FORGET_SHARERS "local owner = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                                         "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[1]) end\n"
+                                         "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+                                         "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+                                         "forget_cports(ARGV[1])\n"
+                                         "local out = forget_sharers(ARGV[1])\n"
+                                         "table.insert(out, 1, owner)\n"
+                                         "redis.call('SREM', ARGV[2] .. owner .. ':labels', ARGV[1])\n"
+                                         "if redis.call('EXISTS', ARGV[2] .. owner) == 1 then\n"
+                                         "  redis.call('HINCRBY', ARGV[2] .. owner, 'epoch', 1)\n"
+                                         "end\n"
+                                         "return out\n";
+
+/* KEYS: pod, pod-shares, labels, label-sharers. ARGV: id, label, most sharers. Returns {1 if the
+ * pod shared it already, the owner}. */
+static const char lua_label_share[] =
+    LUA_NEED_POD "local owner = redis.call('HGET', KEYS[3], ARGV[2])\n"
+                 "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[2]) end\n"
+                 "if owner == ARGV[1] then return redis.error_reply('P2M pod ' .. owner .. ' owns label ' .. ARGV[2]) end\n"
+                 "if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return {1, owner} end\n"
+                 "if redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[3]) then\n"
+                 "  return redis.error_reply('P2M label ' .. ARGV[2] .. ' has ' .. ARGV[3] .. ' sharers already (the most)')\n"
+                 "end\n"
+                 "redis.call('SADD', KEYS[4], ARGV[1])\n"
+                 "redis.call('SADD', KEYS[2], ARGV[2])\n"
+                 "return {0, owner}\n";
+
+/* KEYS: pod-shares, labels, label-sharers. ARGV: id, label. Returns the owner. */
+static const char lua_label_unshare[] =
+    "local owner = redis.call('HGET', KEYS[2], ARGV[2])\n"
+    "if not owner then return redis.error_reply('P2M unknown label ' .. ARGV[2]) end\n"
+    "if redis.call('SREM', KEYS[3], ARGV[1]) == 0 then\n"
+    "  if owner == ARGV[1] then\n"
+    "    return redis.error_reply('P2M pod ' .. owner .. ' owns label ' .. ARGV[2] .. ' (label rm takes it)')\n"
+    "  end\n"
+    "  return redis.error_reply('P2M pod ' .. ARGV[1] .. ' does not share label ' .. ARGV[2])\n"
+    "end\n"
+    "redis.call('SREM', KEYS[1], ARGV[2])\n"
+    "return owner\n";
+
+/* ARGV: labels, labels-protocol. Returns {label, owner, protocol or false, {sharers}} per label, in
+ * one read so that the three agree. */
+static const char lua_label_list[] = LUA_SHARE_KEYS "local out = {}\n"
+                                                    "local h = redis.call('HGETALL', ARGV[1])\n"
+                                                    "for i = 1, #h, 2 do\n"
+                                                    "  table.insert(out, {h[i], h[i + 1], redis.call('HGET', ARGV[2], h[i]),\n"
+                                                    "                     redis.call('SMEMBERS', sharers_key(h[i]))})\n"
+                                                    "end\n"
+                                                    "return out\n";
 
 /* KEYS: lease. ARGV: field, value ('' = any), port, keep ("1": not a service's consumer port, which
- * outlives a disabled pod: PROTOCOL 3.6). Deletes the lease if field matches. */
-static const char lua_lease_drop[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
-                                     "if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
-                                     "if ARGV[4] == '1' and redis.call('HGET', KEYS[1], 'addr') == '*' then return 0 end\n"
-                                     "redis.call('DEL', KEYS[1])\n"
-                                     "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'unlease ' .. ARGV[3])\n"
-                                     "return 1\n";
+ * outlives a disabled pod, PROTOCOL 3.6, nor a consumer lease of a label other pods share: they
+ * serve it), and optionally field2, value2 that must match too. Deletes the lease if the fields
+ * match. */
+static const char lua_lease_drop[] =
+    LUA_SHARE_KEYS "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+                   "if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+                   "if ARGV[5] and redis.call('HGET', KEYS[1], ARGV[5]) ~= ARGV[6] then return 0 end\n"
+                   "if ARGV[4] == '1' then\n"
+                   "  local l = redis.call('HMGET', KEYS[1], 'addr', 'kind', 'label')\n"
+                   "  if l[1] == '*' then return 0 end\n"
+                   "  if l[2] == 'consumer' and l[3] and redis.call('SCARD', sharers_key(l[3])) > 0 then return 0 end\n"
+                   "end\n"
+                   "redis.call('DEL', KEYS[1])\n"
+                   "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'unlease ' .. ARGV[3])\n"
+                   "return 1\n";
 
 struct p2m_store {
     redisContext *rc;
@@ -117,13 +183,25 @@ struct p2m_store {
 
 int p2m_store_key_pod(const char *id, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "p2m:pod:%s", id);
+    int n = snprintf(out, cap, P2M_KEY_POD "%s", id);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
 static int key_pod_labels(const char *id, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "p2m:pod:%s:labels", id);
+    int n = snprintf(out, cap, P2M_KEY_POD "%s:labels", id);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+static int key_pod_shares(const char *id, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, P2M_KEY_POD "%s" P2M_KEY_POD_SHARES, id);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+static int key_label_sharers(const char *label, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, P2M_KEY_LABEL "%s" P2M_KEY_SHARERS, label);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
@@ -314,7 +392,16 @@ void p2m_store_pod_free(p2m_pod_t *pod)
     if (pod == NULL)
         return;
     free(pod->labels);
+    free(pod->shares);
     free(pod);
+}
+
+/* Copies a string reply into out (cap bytes, cut short); anything else leaves "". */
+static void reply_copy(const redisReply *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (r->type == REDIS_REPLY_STRING)
+        snprintf(out, cap, "%.*s", (int)(r->len < cap ? r->len : cap - 1), r->str);
 }
 
 static long long reply_ll(const redisReply *r)
@@ -324,12 +411,13 @@ static long long reply_ll(const redisReply *r)
 
 int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *err)
 {
-    char kpod[KEY_MAX], klabels[KEY_MAX];
-    redisReply *h = NULL, *l = NULL;
+    char kpod[KEY_MAX], klabels[KEY_MAX], kshares[KEY_MAX];
+    redisReply *h = NULL, *l = NULL, *sh = NULL;
     p2m_pod_t *pod = NULL;
     int ret = -1;
 
-    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0) {
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0 ||
+        key_pod_shares(id, kshares, sizeof(kshares)) < 0) {
         p2m_err(err, "pod ID too long");
         goto Exit;
     }
@@ -339,9 +427,11 @@ int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *er
         p2m_err(err, "unknown pod %s", id);
         goto Exit;
     }
-    if ((l = store_call(st, err, "SMEMBERS", klabels, NULL)) == NULL)
+    if ((l = store_call(st, err, "SMEMBERS", klabels, NULL)) == NULL ||
+        (sh = store_call(st, err, "SMEMBERS", kshares, NULL)) == NULL)
         goto Exit;
-    if ((pod = calloc(1, sizeof(*pod))) == NULL || (pod->labels = calloc(l->elements + 1, sizeof(*pod->labels))) == NULL) {
+    if ((pod = calloc(1, sizeof(*pod))) == NULL || (pod->labels = calloc(l->elements + 1, sizeof(*pod->labels))) == NULL ||
+        (pod->shares = calloc(sh->elements + 1, sizeof(*pod->shares))) == NULL) {
         p2m_err(err, "out of memory");
         goto Exit;
     }
@@ -371,6 +461,10 @@ int p2m_store_pod_get(p2m_store_t *st, const char *id, p2m_pod_t **out, char *er
         if (l->element[i]->type == REDIS_REPLY_STRING)
             snprintf(pod->labels[pod->nlabels++], P2M_LABEL_MAX + 1, "%s", l->element[i]->str);
     qsort(pod->labels, pod->nlabels, sizeof(*pod->labels), cmp_label);
+    for (size_t i = 0; i < sh->elements; i++)
+        if (sh->element[i]->type == REDIS_REPLY_STRING)
+            snprintf(pod->shares[pod->nshares++], P2M_LABEL_MAX + 1, "%s", sh->element[i]->str);
+    qsort(pod->shares, pod->nshares, sizeof(*pod->shares), cmp_label);
     *out = pod;
     pod = NULL;
     ret = 0;
@@ -380,6 +474,8 @@ Exit:
         freeReplyObject(h);
     if (l != NULL)
         freeReplyObject(l);
+    if (sh != NULL)
+        freeReplyObject(sh);
     return ret;
 }
 
@@ -432,6 +528,7 @@ static int scan_leases(p2m_store_t *st, int (*visit)(p2m_store_t *, const char *
 typedef struct {
     const char *field, *value;
     const char *keep_service_ports; /* "1" or "0" */
+    const char *field2, *value2;    /* a second field that must match too; NULL: none */
     char *err;
 } drop_ctx_t;
 
@@ -439,28 +536,42 @@ static int drop_one(p2m_store_t *st, const char *key, void *arg)
 {
     drop_ctx_t *ctx = arg;
     const char *keys[] = {key};
-    const char *args[] = {ctx->field, ctx->value, key + strlen(P2M_KEY_LEASE), ctx->keep_service_ports};
-    return run_script(st, lua_lease_drop, 1, keys, 4, args, NULL, ctx->err);
+    const char *args[] = {ctx->field, ctx->value, key + strlen(P2M_KEY_LEASE), ctx->keep_service_ports, ctx->field2, ctx->value2};
+    return run_script(st, lua_lease_drop, 1, keys, ctx->field2 != NULL ? 6 : 4, args, NULL, ctx->err);
 }
 
-/* Ends every lease whose field equals value, so that revoking a pod or a label takes effect at
- * once rather than when the leases expire. */
+/* Ends every lease whose field equals value (and field2 value2, unless field2 is NULL), so that
+ * revoking a pod or a label takes effect at once rather than when the leases expire. */
+static int drop_leases2(p2m_store_t *st, const char *field, const char *value, const char *field2, const char *value2,
+                        int keep_service_ports, char *err)
+{
+    drop_ctx_t ctx = {field, value, keep_service_ports ? "1" : "0", field2, value2, err};
+    return scan_leases(st, drop_one, &ctx, err);
+}
+
 static int drop_leases(p2m_store_t *st, const char *field, const char *value, int keep_service_ports, char *err)
 {
-    drop_ctx_t ctx = {field, value, keep_service_ports ? "1" : "0", err};
-    return scan_leases(st, drop_one, &ctx, err);
+    return drop_leases2(st, field, value, NULL, NULL, keep_service_ports, err);
 }
 
 int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err)
 {
-    char kpod[KEY_MAX], klabels[KEY_MAX];
-    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0)
+    char kpod[KEY_MAX], klabels[KEY_MAX], kshares[KEY_MAX];
+    redisReply *r;
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_labels(id, klabels, sizeof(klabels)) < 0 ||
+        key_pod_shares(id, kshares, sizeof(kshares)) < 0)
         return p2m_err(err, "pod ID too long");
-    const char *keys[] = {kpod, klabels, P2M_KEY_PODS, P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL};
+    const char *keys[] = {kpod, klabels, P2M_KEY_PODS, P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL, kshares};
     const char *args[] = {id};
-    if (run_script(st, lua_pod_rm, 5, keys, 1, args, NULL, err) != 0)
+    if (run_script(st, lua_pod_rm, 6, keys, 1, args, &r, err) != 0)
         return -1;
-    return drop_leases(st, "pod", id, 0, err);
+    int ret = drop_leases(st, "pod", id, 0, err);
+    /* The labels it owned that others shared: the sharers' leases of them end too. */
+    for (size_t i = 0; ret == 0 && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            ret = drop_leases(st, "label", r->element[i]->str, 0, err);
+    freeReplyObject(r);
+    return ret;
 }
 
 static int pod_set(p2m_store_t *st, const char *id, const char *field, const char *value, char *err)
@@ -554,17 +665,101 @@ int p2m_store_label_set_protocol(p2m_store_t *st, const char *label, p2m_proto_t
     return 0;
 }
 
-int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *err)
+void p2m_store_label_owner_dispose(p2m_label_owner_t *o)
+{
+    free(o->sharers);
+    o->sharers = NULL;
+    o->nsharers = 0;
+}
+
+void p2m_store_label_list_free(p2m_label_owner_t *list, size_t n)
+{
+    for (size_t i = 0; list != NULL && i < n; i++)
+        p2m_store_label_owner_dispose(&list[i]);
+    free(list);
+}
+
+/* Fills o's sharers from the string replies r[from..n), sorted. Returns 0, or -1 out of memory. */
+static int sharers_fill(p2m_label_owner_t *o, redisReply **r, size_t from, size_t n)
+{
+    o->nsharers = 0;
+    o->sharers = NULL;
+    if (n <= from)
+        return 0;
+    if ((o->sharers = calloc(n - from, sizeof(*o->sharers))) == NULL)
+        return -1;
+    for (size_t i = from; i < n; i++)
+        if (r[i]->type == REDIS_REPLY_STRING)
+            snprintf(o->sharers[o->nsharers++], P2M_ID_MAX + 1, "%s", r[i]->str);
+    qsort(o->sharers, o->nsharers, sizeof(*o->sharers), cmp_label);
+    return 0;
+}
+
+int p2m_store_label_rm(p2m_store_t *st, const char *label, p2m_label_owner_t *gone, char *err)
 {
     const char *keys[] = {P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL};
-    const char *args[] = {label, "p2m:pod:"};
+    const char *args[] = {label, P2M_KEY_POD};
     redisReply *r;
     if (run_script(st, lua_label_rm, 2, keys, 2, args, &r, err) != 0)
+        return -1;
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && r->element[0]->type == REDIS_REPLY_STRING;
+    if (gone != NULL) {
+        memset(gone, 0, sizeof(*gone));
+        snprintf(gone->label, sizeof(gone->label), "%s", label);
+        if (ok) {
+            snprintf(gone->pod, sizeof(gone->pod), "%s", r->element[0]->str);
+            if (sharers_fill(gone, r->element, 1, r->elements) != 0) {
+                freeReplyObject(r);
+                return p2m_err(err, "out of memory");
+            }
+        }
+    }
+    freeReplyObject(r);
+    if (!ok)
+        return p2m_err(err, "%s: unexpected reply to label rm", st->where);
+    return drop_leases(st, "label", label, 0, err);
+}
+
+int p2m_store_label_share(p2m_store_t *st, const char *label, const char *id, int *existed, char *owner, char *err)
+{
+    char kpod[KEY_MAX], kshares[KEY_MAX], ksharers[KEY_MAX], most[16];
+    if (p2m_store_key_pod(id, kpod, sizeof(kpod)) < 0 || key_pod_shares(id, kshares, sizeof(kshares)) < 0)
+        return p2m_err(err, "pod ID too long");
+    if (key_label_sharers(label, ksharers, sizeof(ksharers)) < 0)
+        return p2m_err(err, "label too long");
+    snprintf(most, sizeof(most), "%d", P2M_LABEL_SHARERS_MAX);
+    const char *keys[] = {kpod, kshares, P2M_KEY_LABELS, ksharers};
+    const char *args[] = {id, label, most};
+    redisReply *r;
+    if (run_script(st, lua_label_share, 4, keys, 3, args, &r, err) != 0)
+        return -1;
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+             r->element[1]->type == REDIS_REPLY_STRING;
+    if (existed != NULL)
+        *existed = ok && r->element[0]->integer == 1;
+    if (owner != NULL)
+        snprintf(owner, P2M_ID_MAX + 1, "%s", ok ? r->element[1]->str : "");
+    freeReplyObject(r);
+    return ok ? 0 : p2m_err(err, "%s: unexpected reply to label share", st->where);
+}
+
+int p2m_store_label_unshare(p2m_store_t *st, const char *label, const char *id, char *owner, char *err)
+{
+    char kshares[KEY_MAX], ksharers[KEY_MAX];
+    if (key_pod_shares(id, kshares, sizeof(kshares)) < 0)
+        return p2m_err(err, "pod ID too long");
+    if (key_label_sharers(label, ksharers, sizeof(ksharers)) < 0)
+        return p2m_err(err, "label too long");
+    const char *keys[] = {kshares, P2M_KEY_LABELS, ksharers};
+    const char *args[] = {id, label};
+    redisReply *r;
+    if (run_script(st, lua_label_unshare, 3, keys, 2, args, &r, err) != 0)
         return -1;
     if (owner != NULL)
         snprintf(owner, P2M_ID_MAX + 1, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
     freeReplyObject(r);
-    return drop_leases(st, "label", label, 0, err);
+    /* Its pre-connections of the label close at the relay; the consumer leases name the owner. */
+    return drop_leases2(st, "pod", id, "label", label, 0, err);
 }
 
 int p2m_store_label_exists(p2m_store_t *st, const char *label, char *err)
@@ -584,43 +779,47 @@ static int cmp_owner(const void *a, const void *b)
 
 int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, char *err)
 {
-    redisReply *r = store_call(st, err, "HGETALL", P2M_KEY_LABELS, NULL);
-    if (r == NULL)
-        return -1;
-    p2m_label_owner_t *list = calloc(r->elements / 2 + 1, sizeof(*list));
-    if (list == NULL) {
-        freeReplyObject(r);
-        return p2m_err(err, "out of memory");
-    }
+    const char *args[] = {P2M_KEY_LABELS, P2M_KEY_LABELS_PROTOCOL};
+    redisReply *r = NULL;
+    p2m_label_owner_t *list = NULL;
     size_t k = 0;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        if (r->element[i]->type != REDIS_REPLY_STRING || r->element[i + 1]->type != REDIS_REPLY_STRING)
+    int ret = -1;
+
+    if (run_script(st, lua_label_list, 0, NULL, 2, args, &r, err) != 0)
+        goto Exit;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        p2m_err(err, "%s: unexpected reply listing labels", st->where);
+        goto Exit;
+    }
+    if ((list = calloc(r->elements + 1, sizeof(*list))) == NULL) {
+        p2m_err(err, "out of memory");
+        goto Exit;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 4 || e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_STRING || e->element[3]->type != REDIS_REPLY_ARRAY)
             continue;
-        snprintf(list[k].label, sizeof(list[k].label), "%s", r->element[i]->str);
-        snprintf(list[k].pod, sizeof(list[k].pod), "%s", r->element[i + 1]->str);
-        list[k].proto = P2M_PROTO_HTTPS;
+        p2m_label_owner_t *o = &list[k];
+        reply_copy(e->element[0], o->label, sizeof(o->label));
+        reply_copy(e->element[1], o->pod, sizeof(o->pod));
+        o->proto = proto_of(e->element[2]);
+        if (sharers_fill(o, e->element[3]->element, 0, e->element[3]->elements) != 0) {
+            p2m_err(err, "out of memory");
+            goto Exit;
+        }
         k++;
     }
-    freeReplyObject(r);
     qsort(list, k, sizeof(*list), cmp_owner);
-    /* A second read, not a script: a label added in between shows the default, as it has. */
-    if ((r = store_call(st, err, "HGETALL", P2M_KEY_LABELS_PROTOCOL, NULL)) == NULL) {
-        free(list);
-        return -1;
-    }
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        p2m_label_owner_t key;
-        if (r->element[i]->type != REDIS_REPLY_STRING)
-            continue;
-        snprintf(key.label, sizeof(key.label), "%s", r->element[i]->str);
-        p2m_label_owner_t *hit = bsearch(&key, list, k, sizeof(*list), cmp_owner);
-        if (hit != NULL)
-            hit->proto = proto_of(r->element[i + 1]);
-    }
-    freeReplyObject(r);
     *out = list;
     *n = k;
-    return 0;
+    list = NULL;
+    ret = 0;
+Exit:
+    p2m_store_label_list_free(list, k);
+    if (r != NULL)
+        freeReplyObject(r);
+    return ret;
 }
 
 typedef struct {
@@ -743,14 +942,6 @@ static const char lua_relay_list[] = "local out = {}\n"
                                      "  table.insert(out, {name, redis.call('PTTL', k), h[1], h[2], h[3]})\n"
                                      "end\n"
                                      "return out\n";
-
-/* Copies a string reply into out (cap bytes, cut short); anything else leaves "". */
-static void reply_copy(const redisReply *r, char *out, size_t cap)
-{
-    out[0] = '\0';
-    if (r->type == REDIS_REPLY_STRING)
-        snprintf(out, cap, "%.*s", (int)(r->len < cap ? r->len : cap - 1), r->str);
-}
 
 static int cmp_relay(const void *a, const void *b)
 {

@@ -47,6 +47,14 @@ const char p2m_channel_bound[] = P2M_CHANNEL_BOUND;
     "  redis.call('EXPIRE', k, ttl)\n"                                                                                             \
     "end\n"
 
+/* Whether pod p may serve label l: it owns it (p2m:labels, whose key the caller passes as k) or
+ * shares it (p2m:label:LABEL:sharers). */
+#define LUA_SERVES                                                                                                                 \
+    "local function serves(k, l, p)\n"                                                                                             \
+    "  return redis.call('HGET', k, l) == p or redis.call('SISMEMBER', '" P2M_KEY_LABEL "' .. l .. '" P2M_KEY_SHARERS              \
+    "', p) == 1\n"                                                                                                                 \
+    "end\n"
+
 /* The authentication limiters (PROTOCOL 1.2, OPERATIONS "Security model"). Each is a hash
  * {n, until}: n failures so far, and no code is checked for its subject before `until`. One counts
  * per (pod ID, address), one per pod ID, and one per address over the distinct IDs that failed from
@@ -111,7 +119,7 @@ static const char lua_auth_lookup[] =
  * RFC 6238 5.2: a code is accepted once. A pod whose token_reuse is "same-address" (TAAS clients
  * open several pre-connections with one code) may use a code again within its step, for the same
  * label, from the address that used it first, 32 times in all; anything else is a replay. */
-static const char lua_register_commit[] = LUA_LIMIT_LIB
+static const char lua_register_commit[] = LUA_LIMIT_LIB LUA_SERVES
     "local p = redis.call('HMGET', KEYS[2], 'disabled', 'epoch', 'token_reuse')\n"
     "local used = redis.call('HMGET', KEYS[1], 'addr', 'label', 'uses')\n"
     "local status = 'ok'\n"
@@ -139,7 +147,7 @@ static const char lua_register_commit[] = LUA_LIMIT_LIB
     "end\n"
     "if not p[1] then return 'nopod' end\n"
     "if p[1] == '1' then return 'disabled' end\n"
-    "if redis.call('HGET', KEYS[3], ARGV[2]) ~= ARGV[1] then return 'notowner' end\n"
+    "if not serves(KEYS[3], ARGV[2], ARGV[1]) then return 'notowner' end\n"
     "mark_known(KEYS[9], ARGV[5], ARGV[6], ARGV[9])\n"
     "if KEYS[4] ~= '' then\n"
     "  redis.call('HSET', KEYS[4], 'pod', ARGV[1], 'label', ARGV[2], 'epoch', p[2] or '0')\n"
@@ -152,17 +160,17 @@ static const char lua_register_commit[] = LUA_LIMIT_LIB
  * dead. A live one passes whatever the limiters say (it cannot be guessed: 256 bits), and marks
  * its address as the pod's own (at most once an hour per address, to keep the hot path a read). */
 static const char lua_session_lookup[] =
-    LUA_LIMIT_LIB "local s = redis.call('HMGET', KEYS[1], 'pod', 'label', 'epoch')\n"
-                  "if not s[1] then return {'badsession'} end\n"
-                  "local p = redis.call('HMGET', 'p2m:pod:' .. s[1], 'disabled', 'epoch')\n"
-                  "if not p[1] or p[2] ~= s[3] then redis.call('DEL', KEYS[1]) return {'badsession'} end\n"
-                  "if p[1] == '1' then return {'disabled'} end\n"
-                  "if s[2] ~= ARGV[1] or redis.call('HGET', KEYS[2], ARGV[1]) ~= s[1] then return {'notowner'} end\n"
-                  "local now = tonumber(ARGV[3])\n"
-                  "if not lim_known('p2m:known:' .. s[1], ARGV[2], now, 3600) then\n"
-                  "  mark_known('p2m:known:' .. s[1], ARGV[2], ARGV[3], ARGV[4])\n"
-                  "end\n"
-                  "return {'ok', s[1], redis.call('HGET', KEYS[3], ARGV[1]) or ''}\n";
+    LUA_LIMIT_LIB LUA_SERVES "local s = redis.call('HMGET', KEYS[1], 'pod', 'label', 'epoch')\n"
+                             "if not s[1] then return {'badsession'} end\n"
+                             "local p = redis.call('HMGET', 'p2m:pod:' .. s[1], 'disabled', 'epoch')\n"
+                             "if not p[1] or p[2] ~= s[3] then redis.call('DEL', KEYS[1]) return {'badsession'} end\n"
+                             "if p[1] == '1' then return {'disabled'} end\n"
+                             "if s[2] ~= ARGV[1] or not serves(KEYS[2], ARGV[1], s[1]) then return {'notowner'} end\n"
+                             "local now = tonumber(ARGV[3])\n"
+                             "if not lim_known('p2m:known:' .. s[1], ARGV[2], now, 3600) then\n"
+                             "  mark_known('p2m:known:' .. s[1], ARGV[2], ARGV[3], ARGV[4])\n"
+                             "end\n"
+                             "return {'ok', s[1], redis.call('HGET', KEYS[3], ARGV[1]) or ''}\n";
 
 /* ARGV: label, pod, addr, now, ttl, rand, service, conns, alive window.
  *

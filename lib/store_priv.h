@@ -12,6 +12,10 @@
 #define P2M_KEY_PODS "p2m:pods"
 #define P2M_KEY_LABELS "p2m:labels"
 #define P2M_KEY_LABELS_PROTOCOL "p2m:labels:protocol"
+#define P2M_KEY_LABEL "p2m:label:"   /* + LABEL + P2M_KEY_SHARERS */
+#define P2M_KEY_SHARERS ":sharers"   /* the pods that share LABEL */
+#define P2M_KEY_POD "p2m:pod:"       /* + ID: the pod's hash; + ID + P2M_KEY_POD_SHARES */
+#define P2M_KEY_POD_SHARES ":shares" /* the labels pod ID shares */
 #define P2M_KEY_RELAYS "p2m:relays"
 #define P2M_KEY_LEASE "p2m:lease:"              /* + PORT */
 #define P2M_KEY_LEASE_PATTERN P2M_KEY_LEASE "*" /* for SCAN */

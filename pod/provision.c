@@ -867,18 +867,10 @@ static int args_files(const char **val, pod_args_t *a, char *err)
         }
         if (a->domain[0] == '\0')
             snprintf(a->domain, sizeof(a->domain), "%s", prov->domain);
-        if (a->label[0] == '\0') {
+        /* Another label than the file's is the registrar's to accept: one the pod was given or
+         * shares since the file was written (pipe2me-admin label add, label share), or a 403. */
+        if (a->label[0] == '\0')
             snprintf(a->label, sizeof(a->label), "%s", prov->labels[0]);
-        } else {
-            size_t i;
-            for (i = 0; i < prov->nlabels; i++)
-                if (strcmp(prov->labels[i], a->label) == 0)
-                    break;
-            if (i == prov->nlabels) {
-                p2m_err(err, "--label %s: not among the labels of pod %s in the provisioning file", a->label, a->id);
-                goto Exit;
-            }
-        }
     } else if (a->cmd != POD_CMD_ENV && val[OPT_SECRET_FILE] != NULL) {
         if (strlen(val[OPT_SECRET_FILE]) > POD_PATH_MAX) {
             p2m_err(err, "--secret-file: path longer than %d bytes", POD_PATH_MAX);

@@ -1,6 +1,10 @@
 /* Joining consumers to idle pre-connections of the same label.
  *
  * Each label keeps its idle pre-connections and its waiting consumers as FIFO lists of tunnels.
+ * The idle ones are also queued per pod (podq_t), the queues in a ring: a label several pods serve
+ * (pipe2me-admin label share) gives each consumer to the next pod in turn that has an idle
+ * pre-connection, its oldest. A pod whose pre-connections close (it died, or was disabled and the
+ * relay closed them) leaves the ring with its last one, and the others take every consumer.
  * A tunnel object is made for whichever half arrives first and the other half's socket is
  * attached to it, so a join allocates nothing. A consumer with no idle pre-connection waits at
  * most relay.wait_timeout seconds, in a queue of at most RELAY_WAIT_MAX per label. Labels live in
@@ -36,12 +40,24 @@ int match_init(relay_t *r, char *err)
     return 0;
 }
 
+static void ring_free(label_t *l)
+{
+    while (l->turn != NULL) {
+        podq_t *q = l->turn;
+        l->turn = q->next != q ? q->next : NULL;
+        q->prev->next = q->next;
+        q->next->prev = q->prev;
+        free(q);
+    }
+}
+
 void match_free(relay_t *r)
 {
     for (size_t i = 0; r->labels != NULL && i < r->nbuckets; i++) {
         while (r->labels[i] != NULL) {
             label_t *l = r->labels[i];
             r->labels[i] = l->_hnext;
+            ring_free(l);
             free(l);
         }
     }
@@ -181,6 +197,75 @@ static void list_remove(tunnel_t **head, tunnel_t **tail, tunnel_t *t)
     t->prev = t->next = NULL;
 }
 
+/* --- the pods' turns ---------------------------------------------------------------------------- */
+
+/* Queues idle tunnel t behind the other idle pre-connections of pod. A pod new to the ring joins
+ * it last in the turn: just before the pod whose turn is next. */
+static void podq_append(label_t *lab, tunnel_t *t, const char *pod)
+{
+    podq_t *q = lab->turn;
+    if (q != NULL) {
+        do {
+            if (strcmp(q->pod, pod) == 0)
+                break;
+            q = q->next;
+        } while (q != lab->turn);
+        if (strcmp(q->pod, pod) != 0)
+            q = NULL;
+    }
+    if (q == NULL) {
+        q = relay_xcalloc(1, sizeof(*q));
+        snprintf(q->pod, sizeof(q->pod), "%s", pod);
+        if (lab->turn == NULL) {
+            q->prev = q->next = q;
+            lab->turn = q;
+        } else {
+            q->next = lab->turn;
+            q->prev = lab->turn->prev;
+            q->prev->next = q;
+            lab->turn->prev = q;
+        }
+    }
+    t->pq = q;
+    t->pnext = NULL;
+    t->pprev = q->tail;
+    if (q->tail != NULL)
+        q->tail->pnext = t;
+    else
+        q->head = t;
+    q->tail = t;
+    q->n++;
+}
+
+/* Takes idle tunnel t out of its pod's queue; the queue it empties leaves the ring. */
+static void podq_remove(label_t *lab, tunnel_t *t)
+{
+    podq_t *q = t->pq;
+    if (q == NULL)
+        return;
+    if (t->pprev != NULL)
+        t->pprev->pnext = t->pnext;
+    else
+        q->head = t->pnext;
+    if (t->pnext != NULL)
+        t->pnext->pprev = t->pprev;
+    else
+        q->tail = t->pprev;
+    t->pq = NULL;
+    t->pprev = t->pnext = NULL;
+    if (--q->n > 0)
+        return;
+    if (q->next == q) {
+        lab->turn = NULL;
+    } else {
+        if (lab->turn == q)
+            lab->turn = q->next;
+        q->prev->next = q->next;
+        q->next->prev = q->prev;
+    }
+    free(q);
+}
+
 void match_sync_mark(relay_t *r, label_t *lab)
 {
     if (!lab->sync_dirty) {
@@ -215,6 +300,7 @@ void match_unlink(relay_t *r, tunnel_t *t)
         return;
     label_t *l = t->label;
     if (t->state == TUNNEL_IDLE) {
+        podq_remove(l, t);
         list_remove(&l->idle_head, &l->idle_tail, t);
         l->nidle--;
         r->nidle--;
@@ -227,10 +313,30 @@ void match_unlink(relay_t *r, tunnel_t *t)
     t->queued = 0;
 }
 
+/* Whether a pre-connection is still open: nothing was sent on it yet, so a peek that reads end of
+ * stream or an error means its pod has closed it (or died) and epoll may not have said so yet.
+ * Returns the reason it is not ("pod_closed", "pod_error"), or NULL when it is open. */
+static const char *preconn_gone(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+        return NULL;
+    return n == 0 ? "pod_closed" : "pod_error";
+}
+
 void match_preconn(relay_t *r, lease_t *l, int fd)
 {
     label_t *lab = l->label;
     tunnel_t *w = lab->wait_head;
+    const char *gone;
+    if (w != NULL && (gone = preconn_gone(fd)) != NULL) {
+        /* Accepted from the backlog after its pod closed it (a pod that died): no consumer for it. */
+        p2m_log(P2M_LOG_INFO, "preconn_close", "lease=%u label=%s fd=%d reason=%s ms=0", (unsigned)l->port, lab->name, fd, gone);
+        close(fd);
+        ports_pre_release(r, l, 0);
+        return;
+    }
     if (w != NULL) {
         /* A consumer is waiting: join at once; the pre-connection is never counted idle. */
         match_unlink(r, w);
@@ -257,6 +363,7 @@ void match_preconn(relay_t *r, lease_t *l, int fd)
     t->pre = l;
     l->held++;
     list_append(&lab->idle_head, &lab->idle_tail, t);
+    podq_append(lab, t, l->pod);
     t->queued = 1;
     lab->nidle++;
     r->nidle++;
@@ -284,18 +391,21 @@ static int idle_take(relay_t *r, tunnel_t *i, tunnel_t *c)
     return 0;
 }
 
-/* The oldest idle pre-connection of lab that is still open. One whose pod has closed it may not
- * have been reported by epoll yet (its hang-up waits in the same batch as this consumer's bytes):
- * a peek that reads end of stream or an error closes it, and the next one is tried. */
-static tunnel_t *idle_alive(tunnel_t **head)
+/* The idle pre-connection of lab whose turn it is, still open: the oldest of the pod whose turn
+ * is next, and the turn passes to the next pod. One whose pod has closed it may not have been
+ * reported by epoll yet (its hang-up waits in the same batch as this consumer's bytes): a peek that
+ * reads end of stream or an error closes it, and the next one is tried. */
+static tunnel_t *idle_alive(label_t *lab)
 {
-    tunnel_t *i;
-    while ((i = *head) != NULL) {
-        char b;
-        ssize_t n = recv(i->br.fd[SIDE_POD], &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+    podq_t *q;
+    while ((q = lab->turn) != NULL) {
+        tunnel_t *i = q->head;
+        const char *gone = preconn_gone(i->br.fd[SIDE_POD]);
+        if (gone == NULL) {
+            lab->turn = q->next;
             return i;
-        tunnel_close(i, n == 0 ? "pod_closed" : "pod_error");
+        }
+        tunnel_close(i, gone); /* unlinks it: the ring may lose q */
     }
     return NULL;
 }
@@ -303,7 +413,7 @@ static tunnel_t *idle_alive(tunnel_t **head)
 void match_consumer_ready(relay_t *r, tunnel_t *c)
 {
     label_t *lab = c->label;
-    tunnel_t *i = idle_alive(&lab->idle_head);
+    tunnel_t *i = idle_alive(lab);
     if (i != NULL) {
         if (idle_take(r, i, c) != 0) {
             tunnel_close(c, "epoll");

@@ -67,14 +67,25 @@ typedef struct {
 
 /* --- labels (match.c) ----------------------------------------------------------------------- */
 
+/* The idle pre-connections of one pod of a service. Several pods may serve a label (pipe2me-admin
+ * label share): consumers go to them in turn, each pod's oldest first (PROTOCOL 3.4). */
+typedef struct podq podq_t;
+struct podq {
+    char pod[P2M_ID_MAX + 1];
+    tunnel_t *head, *tail; /* oldest first, linked through tunnel_t.pprev/pnext */
+    unsigned n;            /* never 0: an emptied queue leaves the ring and is freed */
+    podq_t *prev, *next;   /* the label's ring */
+};
+
 /* A service (p2m/service.h): consumers are joined only to pre-connections of the same service key,
  * "LABEL" (https), "LABEL:http" or "LABEL:tcp". Logs call it label. */
 struct label {
     char name[P2M_SERVICE_MAX + 1];
     label_t *_hnext;
     unsigned refs;                   /* leases and tunnels naming it */
-    tunnel_t *idle_head, *idle_tail; /* idle pre-connections, oldest first */
+    tunnel_t *idle_head, *idle_tail; /* idle pre-connections, oldest first, of every pod */
     unsigned nidle;
+    podq_t *turn;                    /* the ring of pods with idle pre-connections, at the one whose turn is next; NULL: none */
     tunnel_t *wait_head, *wait_tail; /* consumers waiting, oldest first */
     unsigned nwait;
     unsigned njoined; /* tunnels joined and open: the pod is there (p2m:alive, PROTOCOL 2.1) */
@@ -165,6 +176,8 @@ struct tunnel {
     p2m_loop_timer_t timer; /* wait timeout, then idle timeout */
     p2m_loop_reap_t reap;
     tunnel_t *prev, *next;         /* label's idle list or wait queue */
+    podq_t *pq;                    /* TUNNEL_IDLE: its pod's queue of idle pre-connections */
+    tunnel_t *pprev, *pnext;       /* ... in which these link it */
     tunnel_t *all_prev, *all_next; /* every tunnel of the relay */
     uint16_t qport, pport;         /* consumer lease, pre lease (0 = none) */
     uint32_t qgen;
@@ -291,8 +304,9 @@ void match_preconn(relay_t *r, lease_t *l, int fd);
 /* A consumer connected on consumer lease l: it waits for its first bytes (TUNNEL_FIRST), then
  * match_consumer_ready() runs. */
 void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer);
-/* Consumer c has sent its first bytes: join it to the oldest idle pre-connection of its label, or
- * queue it (at most RELAY_WAIT_MAX per label, else closed). */
+/* Consumer c has sent its first bytes: join it to an idle pre-connection of its label (the pods
+ * serving the label in turn, each pod's oldest first), or queue it (at most RELAY_WAIT_MAX per
+ * label, else closed). */
 void match_consumer_ready(relay_t *r, tunnel_t *c);
 /* Takes t off its label's idle list or wait queue (no-op when on neither). */
 void match_unlink(relay_t *r, tunnel_t *t);

@@ -1,5 +1,5 @@
 # pipe2me-admin label ...: add (normalized, idempotent for the owner, refused for another pod),
-# rm and ls against a real redis-server.
+# share and unshare (more pods behind one label), rm and ls against a real redis-server.
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -50,10 +50,61 @@ expect_eq '[{"label":"b2","pod":"beta"},{"label":"extra","pod":"alpha"},{"label"
     "$(json -c '[.[] | {label: .label, pod: .pod}]')" "label ls --json"
 expect_eq '["https"]' "$(json -c '[.[].protocol] | unique')" "label ls --json: the default protocol"
 
+# ---- label share / unshare: more pods serve a label beside its owner; ls shows them all
+expect_status 0 admin pod add gamma --label three
+expect_status 0 admin label share Extra gamma
+expect_eq "pod gamma shares label extra of pod alpha" "$(cat "$OUT")"
+expect_eq 1 "$(rcli SISMEMBER p2m:label:extra:sharers gamma)" "sharer in Redis"
+expect_eq 1 "$(rcli SISMEMBER p2m:pod:gamma:shares extra)" "label in the sharer's set"
+expect_status 0 admin pod show gamma
+expect_eq "labels: three|shares: extra" "$(grep -E '^(labels|shares):' "$OUT" | paste -sd '|')" "pod show: the labels it shares"
+expect_status 0 admin pod show gamma --json
+expect_eq '["extra"]' "$(json -c .shares)" "pod show --json: shares"
+expect_status 0 admin pod show alpha --json
+expect_eq 'false' "$(json -c 'has("shares")')" "pod show --json: no shares, no key"
+expect_eq alpha "$(rcli HGET p2m:labels extra)" "the owner stays"
+redis_snapshot
+expect_status 0 admin label share extra gamma --json
+expect_eq '{"ok":true,"label":"extra","pod":"gamma","owner":"alpha","existed":true}' "$(json -c .)"
+expect_redis_unchanged
+expect_status 0 admin label share extra beta
+expect_status 0 admin label ls
+expect_eq "b2 beta https|extra alpha,beta,gamma https|one alpha https|three gamma https|two beta https" \
+    "$(tail -n +2 "$OUT" | tr -s ' ' | paste -sd '|')" "label ls rows: the owner, then the sharers"
+expect_status 0 admin label ls --json
+expect_eq '{"label":"extra","pod":"alpha","protocol":"https","sharers":["beta","gamma"]}' \
+    "$(json -c '.[] | select(.label == "extra")')" "label ls --json: the sharers"
+expect_eq '{"label":"one","pod":"alpha","protocol":"https"}' "$(json -c '.[] | select(.label == "one")')" \
+    "label ls --json: an unshared label as before"
+# refused, one line, exit 2, nothing changed
+admin_fails -r ': unknown label nosuch$' label share nosuch gamma
+admin_fails -r ': unknown pod ghost$' label share extra ghost
+admin_fails -r ': pod alpha owns label extra$' label share extra alpha
+admin_fails -r 'invalid label' label share 'ex tra' gamma
+admin_fails -r 'invalid pod ID' label share extra 'gam ma'
+admin_fails -r 'label share: missing argument' label share extra
+admin_fails -r 'label share: too many arguments' label share extra gamma beta
+admin_fails -r 'option --protocol does not apply' label share extra gamma --protocol tcp
+admin_fails -r ': pod alpha owns label extra \(label rm takes it\)$' label unshare extra alpha
+admin_fails -r ': pod gamma does not share label two$' label unshare two gamma
+admin_fails -r ': unknown label nosuch$' label unshare nosuch gamma
+admin_fails -r 'label extra belongs to pod alpha' label add gamma extra
+expect_status 0 admin label unshare extra beta
+expect_eq "pod beta no longer shares label extra of pod alpha" "$(cat "$OUT")"
+expect_eq 0 "$(rcli SISMEMBER p2m:label:extra:sharers beta)" "beta no longer a sharer"
+expect_eq 0 "$(rcli EXISTS p2m:pod:beta:shares)" "beta's shares set gone with its last share"
+admin_fails -r ': pod beta does not share label extra$' label unshare extra beta
+# pod rm of a sharer takes only its share
+expect_status 0 admin pod rm gamma
+expect_eq 0 "$(rcli EXISTS p2m:label:extra:sharers)" "the last sharer gone"
+expect_eq alpha "$(rcli HGET p2m:labels extra)" "the owner keeps its label"
+expect_status 0 admin label share extra beta
+
 # ---- label rm: says who owned it, frees it for someone else
 expect_status 0 admin label rm Extra
-expect_eq "label extra removed from pod alpha" "$(cat "$OUT")"
+expect_eq "label extra removed from pod alpha and from the pods sharing it: beta" "$(cat "$OUT")"
 expect_eq 0 "$(rcli HEXISTS p2m:labels extra)" "owner entry gone"
+expect_eq 0 "$(rcli EXISTS p2m:label:extra:sharers p2m:pod:beta:shares)" "sharers gone with the label"
 expect_eq 0 "$(rcli SISMEMBER p2m:pod:alpha:labels extra)" "gone from the pod's set"
 admin_fails -r 'extra' label rm extra
 expect_status 0 admin label add beta extra

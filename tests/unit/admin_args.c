@@ -184,6 +184,79 @@ int main(void)
     }
     if (CHECK_RC(parse(&action, &cmd, err, "label", "set", "web", "--protocol", "https", NULL), 0, err))
         CHECK_EQ_INT(a.proto, P2M_PROTO_HTTPS);
+    CHECK_CTX("label share and unshare: LABEL ID, no option");
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "share", "web", "p2", NULL), 0, err) && CHECK_EQ_INT(a.nargs, 2)) {
+        CHECK(cmd != NULL && cmd->run == label_share);
+        CHECK_EQ_STR(a.args[0], "web");
+        CHECK_EQ_STR(a.args[1], "p2");
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "--json", "label", "unshare", "web", "p2", NULL), 0, err))
+        CHECK(cmd != NULL && cmd->run == label_unshare && a.json == 1);
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "share", "--", "web", "-p", NULL), 0, err) && CHECK_EQ_INT(a.nargs, 2))
+        CHECK_EQ_STR(a.args[1], "-p");
+    static const struct {
+        const char *argv[6];
+        const char *want;
+    } share_bad[] = {
+        {{"label", "share"}, "label share: missing argument (usage: pipe2me-admin label share LABEL ID)"},
+        {{"label", "share", "web"}, "label share: missing argument"},
+        {{"label", "share", "web", "p2", "p3"}, "label share: too many arguments"},
+        {{"label", "unshare", "web"}, "label unshare: missing argument (usage: pipe2me-admin label unshare LABEL ID)"},
+        {{"label", "unshare", "web", "p2", "x"}, "label unshare: too many arguments"},
+        {{"label", "share", "web", "p2", "--protocol", "tcp"}, "label share: option --protocol does not apply"},
+        {{"label", "share", "web", "p2", "--label", "x"}, "label share: option --label does not apply"},
+        {{"label", "unshare", "web", "p2", "-o", "f"}, "label unshare: option --output does not apply"},
+        {{"label", "unshare", "web", "p2", "--digits", "8"}, "label unshare: option --digits does not apply"},
+        {{"label", "sharex", "web", "p2"}, "label: unknown subcommand \"sharex\""},
+        {{"label", "Share", "web", "p2"}, "label: unknown subcommand \"Share\""},
+    };
+    for (size_t i = 0; i < sizeof(share_bad) / sizeof(share_bad[0]); i++) {
+        static char *argv[8];
+        int argc = 0;
+        argv[argc++] = "pipe2me-admin";
+        for (size_t j = 0; j < 6 && share_bad[i].argv[j] != NULL; j++)
+            argv[argc++] = (char *)share_bad[i].argv[j];
+        argv[argc] = NULL;
+        CHECK_CTX("label share refused row %zu: %s", i, share_bad[i].want);
+        memset(&a, 0, sizeof(a));
+        err[0] = '\0';
+        check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, share_bad[i].want);
+    }
+    /* The handlers check LABEL and ID before they connect: hostile ones are refused here, with no
+     * Redis anywhere (a connection attempt would fail with another message). */
+    static const struct {
+        const char *label, *id, *want;
+    } share_hostile[] = {
+        {"", "p2", "invalid label \"\""},
+        {"-web", "p2", "invalid label \"-web\""},
+        {"we b", "p2", "invalid label \"we b\""},
+        {"web\n", "p2", "invalid label \"web\\x0a\""},
+        {"web.example", "p2", "invalid label \"web.example\""},
+        {"web", "", "invalid pod ID \"\""},
+        {"web", "-p2", "invalid pod ID \"-p2\""},
+        {"web", "p 2", "invalid pod ID \"p 2\""},
+        {"web", "p2\x1b[2J", "invalid pod ID \"p2\\x1b[2J\""},
+        {"web", "p/2", "invalid pod ID"},
+    };
+    for (size_t i = 0; i < sizeof(share_hostile) / sizeof(share_hostile[0]); i++) {
+        for (int unshare = 0; unshare <= 1; unshare++) {
+            CHECK_CTX("label %s refuses row %zu: %s", unshare ? "unshare" : "share", i, share_hostile[i].want);
+            if (!CHECK_RC(parse(&action, &cmd, err, "label", unshare ? "unshare" : "share", "--", share_hostile[i].label,
+                                share_hostile[i].id, NULL),
+                          0, err))
+                continue;
+            check_refusal(cmd->run(&a, err), err, share_hostile[i].want);
+        }
+    }
+    static char longlabel[P2M_LABEL_MAX + 2], longid[P2M_ID_MAX + 2];
+    memset(longlabel, 'a', P2M_LABEL_MAX + 1);
+    memset(longid, 'i', P2M_ID_MAX + 1);
+    CHECK_CTX("label share: a label or ID one byte too long");
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "share", longlabel, "p2", NULL), 0, err))
+        check_refusal(cmd->run(&a, err), err, "invalid label");
+    if (CHECK_RC(parse(&action, &cmd, err, "label", "share", "web", longid, NULL), 0, err))
+        check_refusal(cmd->run(&a, err), err, "invalid pod ID");
+
     CHECK_CTX("settings: after --, a setting option is a word");
     check_refusal(parse(&action, &cmd, err, "pod", "set", "p1", "--", "--digits", "8", NULL), err, "too many arguments");
 

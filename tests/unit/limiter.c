@@ -249,6 +249,43 @@ int main(void)
     }
     CHECK_EQ_INT(reused, 31);
 
+    /* A label several pods serve (pipe2me-admin label share): a sharer passes the ownership check
+     * of a registration and of a session as the owner does; another pod, and a sharer no more, not. */
+    CHECK_CTX("sharers of a label");
+    redis("HSET p2m:pod:dave secret GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ disabled 0 epoch 0");
+    redis("SADD p2m:label:web:sharers dave");
+    redis("HSET p2m:session:dave-session pod dave label web epoch 0");
+    redis("HSET p2m:session:bob-session pod bob label web epoch 0");
+    static const struct {
+        const char *op, *id, *label;
+        uint64_t step;
+        const char *want;
+    } shares[] = {
+        {"commit", "dave", "web", 300, "ok"},       {"commit", "bob", "web", 300, "notowner"},
+        {"commit", "dave", "api", 301, "notowner"}, {"commit", "alice", "web", 300, "ok"},
+        {"session", "dave", "web", 0, "ok:dave"},   {"session", "bob", "web", 0, "notowner"},
+        {"unshare", "dave", "web", 0, ""},          {"commit", "dave", "web", 302, "notowner"},
+        {"session", "dave", "web", 0, "notowner"},  {"session", "alice", "web", 0, "ok:alice"},
+    };
+    for (size_t i = 0; i < sizeof(shares) / sizeof(shares[0]); i++) {
+        char got[64], digest[64];
+        CHECK_CTX("sharers, row %zu: %s %s for %s", i, shares[i].op, shares[i].id, shares[i].label);
+        if (strcmp(shares[i].op, "unshare") == 0) {
+            redis("SREM p2m:label:%s:sharers %s", shares[i].label, shares[i].id);
+            continue;
+        }
+        if (strcmp(shares[i].op, "commit") == 0) {
+            p2m_store_cmd_register_commit(&cmd, shares[i].id, shares[i].label, "10.0.0.50", 7000, shares[i].step, 0, "", 600, &lim);
+        } else {
+            snprintf(digest, sizeof(digest), "%s-session", shares[i].id);
+            p2m_store_cmd_session_lookup(&cmd, digest, shares[i].label, "10.0.0.50", 7000);
+        }
+        r = run(&cmd);
+        render(r, shares[i].op, got, sizeof(got));
+        freeReplyObject(r);
+        CHECK_EQ_STR(got, shares[i].want);
+    }
+
     redisFree(rc);
     redis_server_stop(&srv);
     return check_done("limiter");

@@ -22,7 +22,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#define RH_PORTS 16
+#define RH_PORTS 32
 #define RH_NAME "u1"
 
 typedef struct {

@@ -4,7 +4,9 @@
  * is taken first and carries bytes both ways; a consumer with none waits in a FIFO queue and is
  * joined at once when a pre-connection comes; a pre-connection of another service of the label is
  * never taken; a waiting consumer that leaves leaves the queue; one nobody serves is closed after
- * relay.wait_timeout (never sooner); a pre-connection whose pod left is never joined. */
+ * relay.wait_timeout (never sooner); a pre-connection whose pod left is never joined; a label
+ * several pods serve gives consumers to its pods in turn, skipping a pod whose pre-connections
+ * closed. */
 #include "relay_harness.h"
 
 static rh_t h;
@@ -20,14 +22,14 @@ static int nwaiting_is(rh_t *hh, void *arg)
     return hh->r->nwaiting == (size_t)(uintptr_t)arg;
 }
 
-/* A pod's pre-connection for service: a fresh pre lease, bound, then connected; waits until the
+/* Pod id's pre-connection for service: a fresh pre lease, bound, then connected; waits until the
  * relay counts idle pre-connections (nidle_after, or the wait queue shrinks when a consumer was
  * waiting: then pass -1). */
-static int pod(const char *service, long nidle_after)
+static int pod_of(const char *service, const char *id, long nidle_after)
 {
     unsigned p = next_port++;
     char want[32];
-    rh_lease(&h, p, "pre", service, "pod1", "127.0.0.1", RH_NAME, "");
+    rh_lease(&h, p, "pre", service, id, "127.0.0.1", RH_NAME, "");
     snprintf(want, sizeof(want), "%u ok", p);
     if (!CHECK_EQ_STR(rh_answer(&h, p), want))
         return -1;
@@ -36,6 +38,25 @@ static int pod(const char *service, long nidle_after)
     if (nidle_after >= 0)
         CHECK_MSG(rh_until(&h, nidle_is, (void *)(uintptr_t)nidle_after), "idle %zu, want %ld", h.r->nidle, nidle_after);
     return fd;
+}
+
+/* pod1's pre-connection (pod_of). */
+static int pod(const char *service, long nidle_after)
+{
+    return pod_of(service, "pod1", nidle_after);
+}
+
+/* The number of pods in lab's ring of idle pre-connections. */
+static unsigned ring_len(const label_t *lab)
+{
+    unsigned n = 0;
+    const podq_t *q = lab->turn;
+    if (q != NULL)
+        do {
+            n++;
+            q = q->next;
+        } while (q != lab->turn && n < 100);
+    return n;
 }
 
 /* A consumer on port q that sends what. */
@@ -135,6 +156,53 @@ int main(void)
     CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)0));
     CHECK_EQ_INT(h.r->nidle, 1);
 
+    CHECK_CTX("several pods behind the label: consumers go to them in turn, each pod's oldest first");
+    size_t base = h.r->nidle;
+    int s1a = pod_of("web", "pod1", (long)base + 1), s1b = pod_of("web", "pod1", (long)base + 2);
+    int s1c = pod_of("web", "pod1", (long)base + 3), s2a = pod_of("web", "pod2", (long)base + 4);
+    web = label_find(h.r, "web");
+    if (CHECK(web != NULL))
+        CHECK_EQ_INT(ring_len(web), 2);
+    int k1 = consumer(q, "k1");
+    expect_reads(s1a, "k1", "pod1's oldest");
+    int k2 = consumer(q, "k2");
+    expect_reads(s2a, "k2", "pod2's only one");
+    if (CHECK(web != NULL))
+        CHECK_EQ_INT(ring_len(web), 1); /* pod2 has none left: out of the ring */
+    int k3 = consumer(q, "k3");
+    expect_reads(s1b, "k3", "pod1's next");
+    int k4 = consumer(q, "k4");
+    expect_reads(s1c, "k4", "pod1's last");
+    CHECK(rh_until(&h, nidle_is, (void *)(uintptr_t)base));
+    if (CHECK(web != NULL))
+        CHECK(web->turn == NULL);
+
+    CHECK_CTX("a pod whose pre-connections closed is skipped: the other takes the consumers");
+    int s1d = pod_of("web", "pod1", (long)base + 1), s2b = pod_of("web", "pod2", (long)base + 2);
+    int s2c = pod_of("web", "pod2", (long)base + 3);
+    close(s1d); /* pod1 dies: its turn comes first, whether or not the relay has read the end of stream */
+    int k5 = consumer(q, "k5");
+    expect_reads(s2b, "k5", "pod2, pod1 gone");
+    int k6 = consumer(q, "k6");
+    expect_reads(s2c, "k6", "pod2 again");
+    CHECK(rh_until(&h, nidle_is, (void *)(uintptr_t)base));
+
+    CHECK_CTX("a waiting consumer is not joined to a pre-connection its pod closed before it was accepted");
+    int k7 = consumer(q, "k7");
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)1));
+    unsigned dp = next_port++;
+    rh_lease(&h, dp, "pre", "web", "pod2", "127.0.0.1", RH_NAME, "");
+    snprintf(want, sizeof(want), "%u ok", dp);
+    CHECK_EQ_STR(rh_answer(&h, dp), want);
+    int dead = rh_connect((uint16_t)dp, NULL);
+    CHECK(dead >= 0);
+    close(dead); /* in the listener's backlog with its end of stream, before the relay accepts it */
+    expect_quiet(k7, 200, "consumer 7");
+    CHECK_EQ_INT(h.r->nwaiting, 1);
+    int s1e = pod_of("web", "pod1", -1);
+    expect_reads(s1e, "k7", "pod1's new one");
+    CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)0));
+
     CHECK_CTX("a consumer nobody serves is closed after relay.wait_timeout, not sooner");
     uint64_t t0 = rh_ms();
     rh_peer_t c7 = {.fd = consumer(q, "seven")};
@@ -145,7 +213,7 @@ int main(void)
     CHECK_EQ_INT(h.r->nwaiting, 0);
     close(c7.fd);
 
-    int fds[] = {a, c1, d, c2, c3, e, c4, c5, f, g, t};
+    int fds[] = {a, c1, d, c2, c3, e, c4, c5, f, g, t, s1a, s1b, s1c, s2a, k1, k2, k3, k4, s2b, s2c, k5, k6, k7, s1e};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i] >= 0)
             close(fds[i]);

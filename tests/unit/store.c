@@ -477,12 +477,14 @@ static void test_labels(p2m_store_t *st)
         for (size_t i = 0; i < n; i++) {
             CHECK_EQ_STR(ls[i].label, want[i][0]);
             CHECK_EQ_STR(ls[i].pod, want[i][1]);
+            CHECK_EQ_INT(ls[i].nsharers, 0);
+            CHECK(ls[i].sharers == NULL);
         }
         CHECK_EQ_INT(ls[0].proto, P2M_PROTO_HTTP);
         CHECK_EQ_INT(ls[3].proto, P2M_PROTO_TCP);
         CHECK_EQ_INT(ls[4].proto, P2M_PROTO_HTTPS);
     }
-    free(ls);
+    p2m_store_label_list_free(ls, n);
 
     CHECK_CTX("label rm: its leases and consumer ports end, the owner's sessions die");
     R("SET p2m:cport:shop:tcp 30010");
@@ -491,8 +493,12 @@ static void test_labels(p2m_store_t *st)
     lease(30011, "pre", "shop", "carol", "127.0.0.1", 30);
     lease(30012, "pre", "api", "carol", "127.0.0.1", 30);
     CHECK_EQ_STR(R("HGET p2m:pod:carol epoch"), "0");
-    CHECK_RC(p2m_store_label_rm(st, "shop", owner, err), 0, err);
-    CHECK_EQ_STR(owner, "carol");
+    p2m_label_owner_t gone;
+    CHECK_RC(p2m_store_label_rm(st, "shop", &gone, err), 0, err);
+    CHECK_EQ_STR(gone.pod, "carol");
+    CHECK_EQ_STR(gone.label, "shop");
+    CHECK_EQ_INT(gone.nsharers, 0);
+    p2m_store_label_owner_dispose(&gone);
     CHECK_EQ_STR(R("HGET p2m:pod:carol epoch"), "1");
     CHECK_EQ_STR(R("HEXISTS p2m:labels shop"), "0");
     CHECK_EQ_STR(R("HEXISTS p2m:labels:protocol shop"), "0");
@@ -500,8 +506,185 @@ static void test_labels(p2m_store_t *st)
     CHECK_EQ_STR(R("EXISTS p2m:cport:shop:tcp"), "0");
     CHECK_EQ_STR(R("SISMEMBER p2m:cports:service 30010"), "0");
     CHECK_EQ_STR(R("EXISTS p2m:lease:30010 p2m:lease:30011 p2m:lease:30012"), "1");
-    check_refusal(p2m_store_label_rm(st, "shop", owner, err), err, "unknown label shop");
+    check_refusal(p2m_store_label_rm(st, "shop", NULL, err), err, "unknown label shop");
     R("DEL p2m:lease:30012");
+}
+
+/* Reads every event pending on p2m:events into one sorted line, "a|b|...", until none comes within
+ * the timeout, and subscribes again (the read that timed out dropped the subscription). */
+static const char *events_all(void)
+{
+    static char line[1024];
+    char seen[16][64];
+    size_t n = 0;
+    const char *e;
+    while ((e = event())[0] != '\0')
+        if (n < 16)
+            snprintf(seen[n++], sizeof(seen[0]), "%s", e);
+    subscribe();
+    qsort(seen, n, sizeof(seen[0]), (int (*)(const void *, const void *))strcmp);
+    line[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%s", i ? "|" : "", seen[i]);
+    return line;
+}
+
+/* label share / unshare: who may serve a label besides its owner; what label rm, pod rm and pod
+ * disable do to a shared label (PROTOCOL 1.2 step 4, OPERATIONS "Several pods behind one label"). */
+static void test_shares(p2m_store_t *st)
+{
+    char err[P2M_ERR_LEN], owner[P2M_ID_MAX + 1];
+    int existed = -1;
+    char *before, *after;
+
+    events_all();
+    CHECK_CTX("label share");
+    CHECK_RC(p2m_store_pod_add(st, "olga", SECRET, labels("pool", "solo"), 2, P2M_TOKEN_REUSE_NONE, 6, 1000, err), 0, err);
+    CHECK_RC(p2m_store_pod_add(st, "sam", SECRET, labels("sams", NULL), 1, P2M_TOKEN_REUSE_NONE, 6, 1000, err), 0, err);
+    CHECK_RC(p2m_store_pod_add(st, "sue", SECRET, NULL, 0, P2M_TOKEN_REUSE_NONE, 6, 1000, err), 0, err);
+    CHECK_RC(p2m_store_pod_add(st, "tom", SECRET, NULL, 0, P2M_TOKEN_REUSE_NONE, 6, 1000, err), 0, err);
+    CHECK_RC(p2m_store_label_share(st, "pool", "sam", &existed, owner, err), 0, err);
+    CHECK_EQ_INT(existed, 0);
+    CHECK_EQ_STR(owner, "olga");
+    CHECK_RC(p2m_store_label_share(st, "pool", "sue", NULL, NULL, err), 0, err);
+    CHECK_EQ_STR(R("SORT p2m:label:pool:sharers ALPHA"), "sam|sue");
+    CHECK_EQ_STR(R("SMEMBERS p2m:pod:sam:shares"), "pool");
+    CHECK_EQ_STR(R("HGET p2m:labels pool"), "olga"); /* the owner stays the owner */
+    p2m_pod_t *pod = NULL;
+    if (CHECK_RC(p2m_store_pod_get(st, "sam", &pod, err), 0, err) && CHECK_EQ_INT(pod->nshares, 1)) {
+        CHECK_EQ_STR(pod->shares[0], "pool");
+        CHECK_EQ_INT(pod->nlabels, 1);
+        CHECK_EQ_STR(pod->labels[0], "sams");
+    }
+    p2m_store_pod_free(pod);
+    pod = NULL;
+    if (CHECK_RC(p2m_store_pod_get(st, "olga", &pod, err), 0, err))
+        CHECK_EQ_INT(pod->nshares, 0);
+    p2m_store_pod_free(pod);
+    before = dump();
+    CHECK_RC(p2m_store_label_share(st, "pool", "sam", &existed, owner, err), 0, err);
+    CHECK_EQ_INT(existed, 1);
+    after = dump();
+    CHECK_EQ_STR(after, before);
+    free(after);
+
+    CHECK_CTX("label share: refusals change nothing");
+    check_refusal(p2m_store_label_share(st, "nolabel", "sam", NULL, NULL, err), err, "unknown label nolabel");
+    check_refusal(p2m_store_label_share(st, "pool", "nobody", NULL, NULL, err), err, "unknown pod nobody");
+    check_refusal(p2m_store_label_share(st, "pool", "olga", NULL, NULL, err), err, "pod olga owns label pool");
+    check_refusal(p2m_store_label_share(st, "pool", LONG_ID, NULL, NULL, err), err, "pod ID too long");
+    check_refusal(p2m_store_label_share(st, LONG_ID, "sam", NULL, NULL, err), err, "label too long");
+    check_refusal(p2m_store_label_share(st, "x') redis.call('FLUSHALL') --", "sam", NULL, NULL, err), err, "unknown label");
+    CHECK_CTX("label unshare: refusals change nothing");
+    check_refusal(p2m_store_label_unshare(st, "pool", "tom", NULL, err), err, "pod tom does not share label pool");
+    check_refusal(p2m_store_label_unshare(st, "pool", "olga", NULL, err), err, "pod olga owns label pool (label rm takes it)");
+    check_refusal(p2m_store_label_unshare(st, "nolabel", "sam", NULL, err), err, "unknown label nolabel");
+    check_refusal(p2m_store_label_unshare(st, "pool", LONG_ID, NULL, err), err, "pod ID too long");
+    after = dump();
+    CHECK_EQ_STR(after, before);
+    free(after);
+    free(before);
+
+    CHECK_CTX("label share: at most P2M_LABEL_SHARERS_MAX");
+    for (int i = 2; i < P2M_LABEL_SHARERS_MAX; i++)
+        R("SADD p2m:label:pool:sharers filler%d", i);
+    before = dump();
+    check_refusal(p2m_store_label_share(st, "pool", "tom", NULL, NULL, err), err, "label pool has 32 sharers already");
+    after = dump();
+    CHECK_EQ_STR(after, before);
+    free(after);
+    free(before);
+    for (int i = 2; i < P2M_LABEL_SHARERS_MAX; i++)
+        R("SREM p2m:label:pool:sharers filler%d", i);
+
+    CHECK_CTX("label list: the sharers, sorted");
+    p2m_label_owner_t *ls = NULL;
+    size_t n = 0;
+    if (CHECK_RC(p2m_store_label_list(st, &ls, &n, err), 0, err)) {
+        size_t found = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(ls[i].label, "pool") == 0 && CHECK_EQ_INT(ls[i].nsharers, 2)) {
+                found++;
+                CHECK_EQ_STR(ls[i].pod, "olga");
+                CHECK_EQ_STR(ls[i].sharers[0], "sam");
+                CHECK_EQ_STR(ls[i].sharers[1], "sue");
+            } else if (strcmp(ls[i].label, "pool") != 0) {
+                CHECK_EQ_INT(ls[i].nsharers, 0);
+            }
+        }
+        CHECK_EQ_INT(found, 1);
+    }
+    p2m_store_label_list_free(ls, n);
+    p2m_store_label_list_free(NULL, 0);
+
+    CHECK_CTX("label unshare: the pod's leases of the label end, nobody else's");
+    events_all();
+    lease(30100, "pre", "pool", "sue", "127.0.0.1", 30);
+    lease(30101, "pre", "sams", "sue", "127.0.0.1", 30); /* not the label: stays (written by hand) */
+    lease(30102, "pre", "pool", "sam", "127.0.0.1", 30);
+    CHECK_RC(p2m_store_label_unshare(st, "pool", "sue", owner, err), 0, err);
+    CHECK_EQ_STR(owner, "olga");
+    CHECK_EQ_STR(R("SORT p2m:label:pool:sharers ALPHA"), "sam");
+    CHECK_EQ_STR(R("EXISTS p2m:pod:sue:shares"), "0");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30100 p2m:lease:30101 p2m:lease:30102"), "2");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30100"), "0");
+    CHECK_EQ_STR(events_all(), "unlease 30100");
+    R("DEL p2m:lease:30101");
+
+    CHECK_CTX("pod disable of the owner: its consumer leases of a shared label stay, its own pre leases go");
+    lease(30110, "pre", "pool", "olga", "127.0.0.1", 30);
+    lease(30111, "consumer", "pool", "olga", "10.0.0.1", 30);
+    lease(30112, "consumer", "solo", "olga", "10.0.0.1", 30); /* nobody shares solo: ends */
+    CHECK_RC(p2m_store_pod_set_disabled(st, "olga", 1, err), 0, err);
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30110 p2m:lease:30111 p2m:lease:30112 p2m:lease:30102"), "2");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30111 p2m:lease:30102"), "2");
+    CHECK_EQ_STR(events_all(), "pod olga|unlease 30110|unlease 30112");
+    CHECK_RC(p2m_store_pod_set_disabled(st, "olga", 0, err), 0, err);
+    CHECK_CTX("pod disable of a sharer: only its own leases");
+    CHECK_RC(p2m_store_pod_set_disabled(st, "sam", 1, err), 0, err);
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30102 p2m:lease:30111"), "1");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30111"), "1");
+    CHECK_EQ_STR(R("SORT p2m:label:pool:sharers ALPHA"), "sam"); /* still a sharer, only disabled */
+    CHECK_RC(p2m_store_pod_set_disabled(st, "sam", 0, err), 0, err);
+
+    CHECK_CTX("pod rm of a sharer: only its share goes");
+    CHECK_RC(p2m_store_label_share(st, "pool", "tom", NULL, NULL, err), 0, err);
+    lease(30120, "pre", "pool", "tom", "127.0.0.1", 30);
+    CHECK_RC(p2m_store_pod_rm(st, "tom", err), 0, err);
+    CHECK_EQ_STR(R("SORT p2m:label:pool:sharers ALPHA"), "sam");
+    CHECK_EQ_STR(R("EXISTS p2m:pod:tom p2m:pod:tom:shares p2m:lease:30120"), "0");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30111"), "1");
+    CHECK_EQ_STR(R("HGET p2m:labels pool"), "olga");
+
+    CHECK_CTX("label rm of a shared label: the sharers lose it, their leases end");
+    CHECK_RC(p2m_store_label_add(st, "sue", "duo", NULL, NULL, NULL, err), 0, err);
+    CHECK_RC(p2m_store_label_share(st, "duo", "sam", NULL, NULL, err), 0, err);
+    lease(30130, "pre", "duo", "sam", "127.0.0.1", 30);
+    p2m_label_owner_t gone;
+    CHECK_RC(p2m_store_label_rm(st, "duo", &gone, err), 0, err);
+    CHECK_EQ_STR(gone.pod, "sue");
+    if (CHECK_EQ_INT(gone.nsharers, 1))
+        CHECK_EQ_STR(gone.sharers[0], "sam");
+    p2m_store_label_owner_dispose(&gone);
+    CHECK_EQ_INT(gone.nsharers, 0);
+    CHECK_EQ_STR(R("EXISTS p2m:label:duo:sharers p2m:lease:30130"), "0");
+    CHECK_EQ_STR(R("SMEMBERS p2m:pod:sam:shares"), "pool");
+
+    CHECK_CTX("pod rm of the owner: the label goes from its sharers, their leases end");
+    lease(30140, "pre", "pool", "sam", "127.0.0.1", 30);
+    lease(30141, "pre", "sams", "sam", "127.0.0.1", 30);
+    CHECK_RC(p2m_store_pod_rm(st, "olga", err), 0, err);
+    CHECK_EQ_STR(R("HMGET p2m:labels pool solo"), "(nil)|(nil)");
+    CHECK_EQ_STR(R("EXISTS p2m:label:pool:sharers p2m:pod:sam:shares p2m:lease:30140 p2m:lease:30111 p2m:lease:30102"), "0");
+    CHECK_EQ_STR(R("EXISTS p2m:lease:30141"), "1");
+    CHECK_EQ_STR(R("HGET p2m:labels sams"), "sam");
+
+    R("DEL p2m:lease:30141");
+    CHECK_RC(p2m_store_pod_rm(st, "sam", err), 0, err);
+    CHECK_RC(p2m_store_pod_rm(st, "sue", err), 0, err);
+    CHECK_EQ_STR(R("KEYS p2m:label:*"), "");
+    CHECK_EQ_STR(R("KEYS p2m:pod:*:shares"), "");
+    events_all();
 }
 
 static void test_leases(p2m_store_t *st)
@@ -581,6 +764,7 @@ int main(void)
     if (st != NULL) {
         test_pods(st);
         test_labels(st);
+        test_shares(st);
         test_leases(st);
     }
     p2m_store_free(st);

@@ -94,6 +94,8 @@ int pod_set(admin_t *a, char *err);
 int label_add(admin_t *a, char *err);
 int label_set(admin_t *a, char *err);
 int label_rm(admin_t *a, char *err);
+int label_share(admin_t *a, char *err);
+int label_unshare(admin_t *a, char *err);
 int label_ls(admin_t *a, char *err);
 int lease_ls(admin_t *a, char *err);
 int lease_rm(admin_t *a, char *err);

@@ -19,6 +19,8 @@ static const admin_command_t commands[] = {
     {"label", "add", 2, 2, ADMIN_OPT_PROTOCOL, 0, label_add, "ID LABEL [--protocol http|https|tcp]"},
     {"label", "set", 1, 1, ADMIN_OPT_PROTOCOL, ADMIN_OPT_PROTOCOL, label_set, "LABEL --protocol http|https|tcp"},
     {"label", "rm", 1, 1, 0, 0, label_rm, "LABEL"},
+    {"label", "share", 2, 2, 0, 0, label_share, "LABEL ID"},
+    {"label", "unshare", 2, 2, 0, 0, label_unshare, "LABEL ID"},
     {"label", "ls", 0, 0, 0, 0, label_ls, ""},
     {"lease", "ls", 0, 0, 0, 0, lease_ls, ""},
     {"lease", "rm", 1, 1, 0, 0, lease_rm, "PORT"},

@@ -296,24 +296,43 @@ Exit:
     return ret;
 }
 
-/* Returns the pod's labels joined with commas, to free(). */
-static char *labels_join(const p2m_pod_t *pod)
+/* Returns the n labels joined with commas, to free(). */
+static char *join_labels(const char (*labels)[P2M_LABEL_MAX + 1], size_t n)
 {
-    char *s = admin_xmalloc(pod->nlabels * (P2M_LABEL_MAX + 1) + 1);
+    char *s = admin_xmalloc(n * (P2M_LABEL_MAX + 1) + 1);
     size_t pos = 0;
-    for (size_t i = 0; i < pod->nlabels; i++) {
-        size_t n = strnlen(pod->labels[i], P2M_LABEL_MAX);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strnlen(labels[i], P2M_LABEL_MAX);
         if (i > 0)
             s[pos++] = ',';
-        memcpy(s + pos, pod->labels[i], n);
-        pos += n;
+        memcpy(s + pos, labels[i], len);
+        pos += len;
     }
     s[pos] = '\0';
     return s;
 }
 
-/* Describes a pod as JSON, never with its secret; with_epoch for `show`, which adds the epoch and
- * the settings. NULL when jansson fails. */
+/* Returns the pod's labels joined with commas, to free(). */
+static char *labels_join(const p2m_pod_t *pod)
+{
+    return join_labels((const char(*)[P2M_LABEL_MAX + 1]) pod->labels, pod->nlabels);
+}
+
+/* The labels the pod shares as a JSON array, or NULL (jansson failed). */
+static json_t *shares_json(const p2m_pod_t *pod)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < pod->nshares; i++) {
+        if (json_array_append_new(arr, json_string(pod->shares[i])) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* Describes a pod as JSON, never with its secret; with_epoch for `show`, which adds the epoch, the
+ * settings and, for a pod that shares labels, "shares". NULL when jansson fails. */
 static json_t *pod_json(const p2m_pod_t *pod, int with_epoch)
 {
     json_t *labels = json_array(), *obj = NULL;
@@ -328,7 +347,8 @@ static json_t *pod_json(const p2m_pod_t *pod, int with_epoch)
     if (obj != NULL && with_epoch &&
         (json_object_set_new(obj, "epoch", json_integer((json_int_t)pod->epoch)) != 0 ||
          json_object_set_new(obj, "token_reuse", json_string(p2m_token_reuse_name(pod->token_reuse))) != 0 ||
-         json_object_set_new(obj, "digits", json_integer((json_int_t)pod->digits)) != 0)) {
+         json_object_set_new(obj, "digits", json_integer((json_int_t)pod->digits)) != 0 ||
+         (pod->nshares > 0 && json_object_set_new(obj, "shares", shares_json(pod)) != 0))) {
         json_decref(obj);
         obj = NULL;
     }
@@ -423,6 +443,11 @@ int pod_show(admin_t *a, char *err)
         printf("id: %s\nstate: %s\nlabels: %s\ncreated: %s\nepoch: %lld\ntoken_reuse: %s\ndigits: %u\n", pod->id,
                pod->disabled ? "disabled" : "enabled", joined[0] != '\0' ? joined : "-", admin_time_iso(pod->created, created),
                pod->epoch, p2m_token_reuse_name(pod->token_reuse), pod->digits);
+        if (pod->nshares > 0) { /* a line only for a pod that shares labels: others read as before */
+            char *shares = join_labels((const char(*)[P2M_LABEL_MAX + 1]) pod->shares, pod->nshares);
+            printf("shares: %s\n", shares);
+            free(shares);
+        }
     }
     ret = 0;
 Exit:

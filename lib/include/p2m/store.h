@@ -25,7 +25,12 @@
  *                                    "6": the length of the pod's OTPs). Pods created before these
  *                                    two fields existed lack them and read as the defaults.
  *   p2m:pod:ID:labels        set     the labels pod ID owns
+ *   p2m:pod:ID:shares        set     the labels pod ID shares (serves beside their owner)
  *   p2m:labels               hash    LABEL -> owning pod ID (a label has one owner)
+ *   p2m:label:LABEL:sharers  set     the pods besides the owner that may serve LABEL (at most
+ *                                    P2M_LABEL_SHARERS_MAX; absent: none); a sharer registers,
+ *                                    gets certificates and passes the 403 checks as the owner does;
+ *                                    ends with the label, and with the pod for its own entry
  *   p2m:labels:protocol      hash    LABEL -> "http"|"https"|"tcp": the protocol a registration
  *                                    without a body is for (absent = "https"); ends with the label
  *   p2m:lease:PORT           hash    kind ("pre"|"consumer"), label, service (the service key,
@@ -105,6 +110,8 @@ typedef struct {
     unsigned digits; /* 6 or 8: 6 unless Redis says "8" */
     size_t nlabels;
     char (*labels)[P2M_LABEL_MAX + 1]; /* nlabels entries, sorted */
+    size_t nshares;
+    char (*shares)[P2M_LABEL_MAX + 1]; /* the nshares labels it shares (p2m:pod:ID:shares), sorted */
 } p2m_pod_t;
 
 typedef struct {
@@ -117,10 +124,15 @@ typedef struct {
     long long ttl; /* seconds left, -1 none */
 } p2m_lease_t;
 
+/* The most pods that may share one label besides its owner (p2m:label:LABEL:sharers). */
+#define P2M_LABEL_SHARERS_MAX 32
+
 typedef struct {
     char label[P2M_LABEL_MAX + 1];
     char pod[P2M_ID_MAX + 1];
     p2m_proto_t proto; /* the label's default protocol (p2m:labels:protocol), https when unset */
+    size_t nsharers;
+    char (*sharers)[P2M_ID_MAX + 1]; /* nsharers pods that share the label, sorted; NULL when none */
 } p2m_label_owner_t;
 
 /* Connects (blocking, timeout_ms for connect and each command), checks or writes the schema
@@ -150,13 +162,15 @@ void p2m_store_pod_free(p2m_pod_t *pod);
 /* Lists every pod ID, sorted. *ids is nids entries of P2M_ID_MAX + 1; free() it. */
 int p2m_store_pod_list(p2m_store_t *st, char (**ids)[P2M_ID_MAX + 1], size_t *nids, char *err);
 
-/* Removes pod id and its labels (with their default protocols) in one script, then ends its leases (a lease left by a connection
- * lost in between still expires with its TTL). Session credentials die with the pod: the registrar
- * checks the pod and its epoch on every use. */
+/* Removes pod id and its labels (with their default protocols and their sharers) in one script, and
+ * takes it off the labels it shares; then ends its leases and those of the labels removed (a lease
+ * left by a connection lost in between still expires with its TTL). Session credentials die with the
+ * pod: the registrar checks the pod and its epoch on every use. */
 int p2m_store_pod_rm(p2m_store_t *st, const char *id, char *err);
 
 /* Sets or clears the disabled flag and bumps the epoch (revoking session credentials). Disabling
- * also ends the pod's leases. */
+ * also ends the pod's leases, but for a service's consumer port and the consumer leases of a label
+ * that other pods share (they serve them). */
 int p2m_store_pod_set_disabled(p2m_store_t *st, const char *id, int disabled, char *err);
 
 /* Replaces the secret and bumps the epoch. */
@@ -178,15 +192,36 @@ int p2m_store_label_add(p2m_store_t *st, const char *id, const char *label, cons
  * P2M_ID_MAX + 1 bytes, if not NULL). */
 int p2m_store_label_set_protocol(p2m_store_t *st, const char *label, p2m_proto_t proto, char *owner, char *err);
 
-/* Takes label from its owner, forgets its default protocol and ends the label's leases, writing
- * the former owner to owner (P2M_ID_MAX + 1) if not NULL. */
-int p2m_store_label_rm(p2m_store_t *st, const char *label, char *owner, char *err);
+/* Takes label from its owner and its sharers, forgets its default protocol and ends the label's
+ * leases. When gone is not NULL it gets the label, its former owner and sharers (release with
+ * p2m_store_label_owner_dispose). */
+int p2m_store_label_rm(p2m_store_t *st, const char *label, p2m_label_owner_t *gone, char *err);
+
+/* Lets pod id serve label beside its owner (and the other sharers). Fails with nothing changed if
+ * the label or the pod is unknown, the pod owns the label, or the label has P2M_LABEL_SHARERS_MAX
+ * sharers; a pod that shares it already succeeds and sets *existed. The owner goes to owner
+ * (P2M_ID_MAX + 1 bytes) if not NULL. */
+int p2m_store_label_share(p2m_store_t *st, const char *label, const char *id, int *existed, char *owner, char *err);
+
+/* Stops pod id sharing label and ends the pod's leases of the label (its idle pre-connections
+ * close; its sessions for the label fail the next ownership check). Fails with nothing changed if
+ * the label is unknown or the pod does not share it (the owner included: label rm takes a label
+ * from its owner). The owner goes to owner (P2M_ID_MAX + 1 bytes) if not NULL. */
+int p2m_store_label_unshare(p2m_store_t *st, const char *label, const char *id, char *owner, char *err);
 
 /* Returns 1 if label has an owner, 0 if not, -1 on error. */
 int p2m_store_label_exists(p2m_store_t *st, const char *label, char *err);
 
-/* Lists every label with its owner and default protocol, sorted by label. free() *out. */
+/* Lists every label with its owner, sharers and default protocol, sorted by label, read in one
+ * script. Release *out with p2m_store_label_list_free(*out, *n). */
 int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, char *err);
+
+/* Frees a list p2m_store_label_list returned, with the sharers of each entry. NULL is a no-op. */
+void p2m_store_label_list_free(p2m_label_owner_t *list, size_t n);
+
+/* Frees the sharers of one entry (filled by p2m_store_label_rm) and empties it; the struct is the
+ * caller's. */
+void p2m_store_label_owner_dispose(p2m_label_owner_t *o);
 
 /* Lists every live lease, sorted by port. free() *out. */
 int p2m_store_lease_list(p2m_store_t *st, p2m_lease_t **out, size_t *n, char *err);

@@ -46,9 +46,9 @@ int p2m_store_cmd_auth_lookup(p2m_store_cmd_t *c, const char *id, const char *la
 
 /* TOTP registration, second step, after the code matched `step`: claims the step (a replayed step
  * fails, but for a pod with token_reuse "same-address": see store_cmd.c), takes back the strike of
- * auth_lookup (struck_all as its STRUCK was "all"), re-checks that the pod is enabled and owns
- * label, records addr as the pod's own, and stores the session credential digest (if not "") for
- * session_ttl seconds. Reply: status "ok", "reused" (a code used again as token_reuse allows),
+ * auth_lookup (struck_all as its STRUCK was "all"), re-checks that the pod is enabled and owns or
+ * shares label ("notowner" otherwise), records addr as the pod's own, and stores the session
+ * credential digest (if not "") for session_ttl seconds. Reply: status "ok", "reused" (a code used again as token_reuse allows),
  * "replay", "nopod", "disabled" or "notowner". */
 int p2m_store_cmd_register_commit(p2m_store_cmd_t *c, const char *id, const char *label, const char *addr, long long now,
                                   uint64_t step, int struck_all, const char *session_digest, unsigned session_ttl,
