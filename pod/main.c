@@ -153,10 +153,13 @@ static int run_register(const pod_args_t *a)
         goto Exit;
     }
     status_ok = 1;
+    /* The password never: shown is the URL without it. */
     p2m_log(P2M_LOG_INFO, "started",
-            "id=%s label=%s registrar=%s forward=%s pool=%u pool_max=%u max_tunnels=%u protocol=%s tls_terminate=%s", a->id,
-            a->label, a->registrar, pod.fwd_str, a->pool, a->pool_max, pod.max_tunnels, p2m_proto_name(a->proto),
-            a->tls_terminate ? "yes" : "no");
+            "id=%s label=%s registrar=%s forward=%s pool=%u pool_max=%u max_tunnels=%u protocol=%s tls_terminate=%s proxy=%s "
+            "registrar_via=%s",
+            a->id, a->label, a->registrar, pod.fwd_str, a->pool, a->pool_max, pod.max_tunnels, p2m_proto_name(a->proto),
+            a->tls_terminate ? "yes" : "no", a->proxy.host[0] != '\0' ? a->proxy.shown : "none",
+            pod_register_proxy(&pod) != NULL ? "proxy" : "direct");
     /* --tls-terminate: the certificate first (after status_start(), which keeps a second pod off
      * DIR); no pre-connection opens before it is in place (pod_register_start() waits for pod.tls_ctx). */
     if (a->tls_terminate && cert_start(&pod, err) != 0) {
@@ -220,6 +223,12 @@ int main(int argc, char **argv)
         break;
     case POD_CMD_REGISTER:
     case POD_CMD_RUN:
+        if (pod_args_proxy_env(&args, getenv("https_proxy"), getenv("HTTPS_PROXY"), getenv("no_proxy"), getenv("NO_PROXY"), err) !=
+            0) {
+            fprintf(stderr, "pipe2me-pod: %s\n", err);
+            ret = 2;
+            break;
+        }
         ret = run_register(&args);
         break;
     default:

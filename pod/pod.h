@@ -30,6 +30,7 @@
 #include "p2m/addr.h"
 #include "p2m/bridge.h"
 #include "p2m/config.h"
+#include "p2m/err.h"
 #include "p2m/label.h"
 #include "p2m/log.h"
 #include "p2m/loop.h"
@@ -37,6 +38,7 @@
 #include "p2m/splice.h"
 
 #include "backoff.h"
+#include "proxy.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -56,6 +58,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define POD_PATH_MAX 4095
 #define POD_ALPN_MAX 127 /* bytes of --alpn */
 #define POD_ALPN_DEFAULT "http/1.1"
+#define POD_NO_PROXY_MAX 4096 /* bytes of no_proxy kept; a longer one is refused */
 
 /* --- settings (provision.c) ----------------------------------------------------------------- */
 
@@ -107,6 +110,10 @@ typedef struct {
     int tls_terminate;            /* --tls-terminate: the pod serves TLS in front of --forward */
     char alpn[POD_ALPN_MAX + 1];  /* --alpn: comma-separated ALPN names --forward speaks */
     uint16_t http_port, tcp_port; /* test: 0 when not asked for */
+    /* --proxy, or else the environment's https_proxy (pod_args_proxy_env()); proxy.host "" for none */
+    pod_proxy_t proxy;
+    int proxy_env;                       /* the proxy came from the environment: no_proxy applies */
+    char no_proxy[POD_NO_PROXY_MAX + 1]; /* the environment's no_proxy or NO_PROXY, "" for none */
 } pod_args_t;
 
 /* Parses the command line (argv[0] is the program) into *a, reading the files it names: the
@@ -118,8 +125,19 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err);
 /* Writes --help: the commands, and register's options from the table pod_args_parse() reads. */
 void pod_args_usage(FILE *out);
 
-/* Wipes the secret from *a. */
+/* Wipes the secret (and the proxy's password) from *a. */
 void pod_args_wipe(pod_args_t *a);
+
+/* register and run without --proxy: the proxy of the environment, as curl reads it. https_proxy
+ * (else HTTPS_PROXY; NULL or "" for none) is parsed as --proxy is, and no_proxy (else NO_PROXY)
+ * kept for pod_args_use_proxy(). No-op when --proxy was given. Returns 0, or -1 with err naming the
+ * variable. */
+int pod_args_proxy_env(pod_args_t *a, const char *https_proxy, const char *https_proxy_uc, const char *no_proxy,
+                       const char *no_proxy_uc, char *err);
+
+/* The proxy to reach host (the registrar's or the relay's, without brackets) through: &a->proxy,
+ * or NULL when there is none or the environment's no_proxy exempts host (--proxy exempts none). */
+const pod_proxy_t *pod_args_use_proxy(const pod_args_t *a, const char *host);
 
 /* Parses a provisioning document (len bytes of JSON) into *p. Every key must be known and valid;
  * an error names the key. Returns 0 or -1 with err. On failure *p holds no secret. */
@@ -150,8 +168,10 @@ typedef struct {
     char id[P2M_ID_MAX + 1];
     char label[P2M_LABEL_MAX + 1];
     char forward[P2M_HOST_MAX + 16];
-    char registrar_state[16], relay_state[16], local_state[16]; /* "up", "down", "unknown" */
-    unsigned long long updated, started;                        /* unix seconds */
+    char registrar_state[16], relay_state[16], local_state[16];  /* "up", "down", "unknown" */
+    char registrar_error[P2M_ERR_LEN], relay_error[P2M_ERR_LEN]; /* why it is down; "" when up or not said */
+    char proxy[POD_PROXY_SHOWN_MAX + 1];                         /* the proxy (no password), "" for none */
+    unsigned long long updated, started;                         /* unix seconds */
     unsigned long long pool_target, pool_floor, pool_ceiling, pool_idle, pool_connecting, pool_registering, pool_joined;
     unsigned long long consumers_waiting, consumers_waited; /* as the registrar last said (P2M-Waiting, P2M-Waited) */
     unsigned long long tunnels_active, tunnels_total, tunnels_failed;
@@ -230,6 +250,9 @@ struct pod {
     int topup_due;                      /* pool_refill() called from it: refill whatever the deficit */
     pod_backoff_t bo_relay, bo_local;
     pod_health_t relay_health, local_health;
+    char relay_error[P2M_ERR_LEN]; /* why the relay is down, for status; "" when up */
+    int proxy_refused;             /* the proxy's last refusal of a CONNECT logged at error (its status), 0: none since up */
+    int proxy_split_logged;        /* the registrar and the relay are reached differently: warned once */
     int limit_logged;
 
     /* forward.c */
@@ -265,6 +288,12 @@ unsigned pod_register_inflight(const pod_t *pod);
 
 /* The registrar's state, for status. */
 pod_health_t pod_register_health(const pod_t *pod);
+
+/* Why the registrar is down (the last failure), "" when it is not. */
+const char *pod_register_error(const pod_t *pod);
+
+/* The proxy registrations go through, NULL when they go direct. */
+const pod_proxy_t *pod_register_proxy(const pod_t *pod);
 
 /* What register.c requests: PUT /register/LABEL for the pool; for cert.c, POST /certificate/LABEL
  * and GET /cacert. */
