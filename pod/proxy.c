@@ -311,12 +311,19 @@ static int status_line(pod_proxy_resp_t *r, const char *l, size_t n)
     return 0;
 }
 
-/* A header line: only Proxy-Authenticate's first scheme is kept. */
+/* A header line: only the first scheme of Proxy-Authenticate (or WWW-Authenticate, which some
+ * proxies send with a 401 instead of a 407) is kept. */
 static void header_line(pod_proxy_resp_t *r, const char *l, size_t n)
 {
-    static const char name[] = "Proxy-Authenticate:";
-    size_t nl = sizeof(name) - 1, k = 0;
-    if (r->auth_scheme[0] != '\0' || n <= nl || strncasecmp(l, name, nl) != 0)
+    static const char proxy[] = "Proxy-Authenticate:", www[] = "WWW-Authenticate:";
+    size_t nl, k = 0;
+    if (r->auth_scheme[0] != '\0')
+        return;
+    if (n > sizeof(proxy) - 1 && strncasecmp(l, proxy, sizeof(proxy) - 1) == 0)
+        nl = sizeof(proxy) - 1;
+    else if (n > sizeof(www) - 1 && strncasecmp(l, www, sizeof(www) - 1) == 0)
+        nl = sizeof(www) - 1;
+    else
         return;
     size_t i = nl;
     while (i < n && (l[i] == ' ' || l[i] == '\t'))
@@ -405,20 +412,23 @@ void pod_proxy_refusal(const pod_proxy_t *px, const char *target, int status, co
         scheme[k] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ? c : '?';
     }
     scheme[k] = '\0';
-    if (status == 407 && scheme[0] != '\0' && strcasecmp(scheme, "Basic") != 0)
+    /* 407, and 401 from proxies that answer so (tinyproxy). */
+    int auth = status == 407 || status == 401, other_scheme = auth && scheme[0] != '\0' && strcasecmp(scheme, "Basic") != 0;
+    if (other_scheme)
         fix = "it asks for authentication the pod does not speak (only Basic)";
-    else if (status == 407 && !px->auth)
+    else if (auth && !px->auth)
         fix = "it wants a user and password: give them in the proxy URL, http://USER:PASSWORD@HOST:PORT";
-    else if (status == 407)
+    else if (auth)
         fix = "check the user and password in the proxy URL";
     else if (status == 403 || status == 405)
         fix = "the proxy must allow CONNECT to the registrar's port and the relay's port range";
-    else if (status == 502 || status == 503 || status == 504)
-        fix = "the proxy could not reach it";
+    else if (status == 500 || status == 502 || status == 503 || status == 504)
+        fix = "the proxy could not connect to it, or failed";
     else
         fix = "only a 2xx opens a tunnel";
-    if (status == 407 && scheme[0] != '\0' && strcasecmp(scheme, "Basic") != 0)
-        snprintf(out, cap, "proxy %s answered 407%s to CONNECT %s: %s (it offers %s)", px->shown, why, target, fix, scheme);
+    if (other_scheme)
+        snprintf(out, cap, "proxy %s answered CONNECT %s with %d%s: %s (it offers %s)", px->shown, target, status, why, fix,
+                 scheme);
     else
-        snprintf(out, cap, "proxy %s answered %d%s to CONNECT %s: %s", px->shown, status, why, target, fix);
+        snprintf(out, cap, "proxy %s answered CONNECT %s with %d%s: %s", px->shown, target, status, why, fix);
 }

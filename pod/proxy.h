@@ -89,9 +89,10 @@ void pod_proxy_resp_init(pod_proxy_resp_t *r);
 pod_proxy_resp_rc_t pod_proxy_resp_feed(pod_proxy_resp_t *r, const char *data, size_t len, size_t *used);
 
 /* One line for the log and the status when the proxy px refused CONNECT to target (HOST:PORT) with
- * status (0: no answer; the reason may be NULL or ""), with what to do about it: 407, the user and
- * password (or a scheme other than Basic, when auth_scheme names one); 403 and 405, the proxy's
- * rules for CONNECT to that port; 5xx, the proxy's own trouble. The reason is shown printable.
+ * status (the reason may be NULL or ""), with what to do about it: 407, the user and password
+ * (or a scheme other than Basic, when auth_scheme names one); 403 and 405, the proxy's
+ * rules for CONNECT to that port; 500 and 502-504, the proxy's reach. 401 reads as 407 (some
+ * proxies, tinyproxy among them, answer so). The reason is shown printable.
  * Written NUL-terminated to out (cap bytes), cut when longer. */
 void pod_proxy_refusal(const pod_proxy_t *px, const char *target, int status, const char *reason, const char *auth_scheme,
                        char *out, size_t cap);

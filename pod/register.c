@@ -502,7 +502,13 @@ static void answered(req_t *req, CURLcode rc)
     curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &sent);
     if (rc != CURLE_OK)
         status = 0;
-    if (req->auth == AUTH_TOTP && status == 0 && sent == 0) /* the code never left: its step is still unused */
+    /* connect: the status with which the proxy refused curl's CONNECT, 0 when it did not. The request
+     * itself never left then (sent counts the CONNECT). */
+    if (status == 0 && reg->proxy != NULL && curl_easy_getinfo(req->easy, CURLINFO_HTTP_CONNECTCODE, &connect) != CURLE_OK)
+        connect = 0;
+    if (connect >= 200 && connect <= 299)
+        connect = 0;
+    if (req->auth == AUTH_TOTP && status == 0 && (sent == 0 || connect != 0)) /* the code never left: its step is still unused */
         pod_session_step_unuse(&reg->sess, req->prev_step);
 
     if (status == 200) {
@@ -533,8 +539,7 @@ static void answered(req_t *req, CURLcode rc)
         reg_failed(reg, req, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN,
                    status == 429 ? "register_limited" : "registrar_unavailable", status == 429 ? "limited" : "unavailable",
                    retry_ms, why, "status=%ld reason=\"%s\"", status, reason);
-    } else if (status == 0 && reg->proxy != NULL && curl_easy_getinfo(req->easy, CURLINFO_HTTP_CONNECTCODE, &connect) == CURLE_OK &&
-               connect != 0 && (connect < 200 || connect > 299)) {
+    } else if (status == 0 && connect != 0) {
         /* The proxy refused curl's CONNECT: a wrong password, a port it does not allow. */
         const pod_proxy_resp_t *c = &req->connect;
         int parsed = c->status == connect; /* its answer as on_header() read it */
