@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "p2m/addr.h"
+#include "p2m/err.h"
 
 #define POD_PROXY_URL_MAX 1024  /* bytes of a proxy URL */
 #define POD_PROXY_CRED_MAX 255  /* bytes of the user name and of the password, each, once decoded */
