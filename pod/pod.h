@@ -8,7 +8,9 @@
  *                pod module that sees jansson; it also reads the status file back)
  *   register.c   PUT /register/LABEL with libcurl's multi interface on the p2m loop; TOTP, then the
  *                P2M-Session Bearer credential; Retry-After; the registrar's backoff
- *   pool.c       the idle pre-connections: refill, connect to the relay, liveness
+ *   pool.c       the idle pre-connections: refill, connect to the relay (or CONNECT through a
+ *                proxy), liveness
+ *   proxy.c      --proxy and https_proxy: the URL, no_proxy, the CONNECT request, the proxy's answer
  *   backoff.c    the exponential backoff with jitter that register.c, pool.c and cert.c retry with
  *   forward.c    a live pre-connection spliced to a connection to --forward
  *   status.c     DIR/status.json and DIR/pod.pid for `pipe2me-pod status`, and that command

@@ -21,7 +21,15 @@
  * names are resolved with getaddrinfo_a() (glibc's resolver threads; completion arrives through an
  * eventfd) and cached for POD_RESOLVE_TTL_MS, so that the loop never waits for DNS. A name is
  * resolved in the family the registration went out in: the relay accepts the pre-connection only
- * from the address the registrar saw. One lookup runs at a time, for the whole process. */
+ * from the address the registrar saw. One lookup runs at a time, for the whole process.
+ *
+ * Behind an HTTP proxy (--proxy, or https_proxy less no_proxy: pod_args_use_proxy()) a
+ * pre-connection connects to the proxy instead (its name resolved as the relay's would be), sends
+ * "CONNECT RELAY:P" (proxy.c builds it, with the password: wiped after each send) and counts as
+ * connecting until the proxy's 2xx, read with MSG_PEEK so that only the answer's header is taken
+ * from the socket and a consumer's first bytes after it stay for on_idle(). The relay then sees the
+ * proxy's address, as the registrar did for the registration that went through the same proxy. A
+ * refusal is logged (proxy_refused) and backs off as any relay failure. */
 #include "pod.h"
 
 #include <arpa/inet.h>
