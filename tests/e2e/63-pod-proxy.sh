@@ -3,7 +3,8 @@
 # the registrar's port and the relay's range only, and its outgoing connections bound to 127.0.0.2.
 #   - --proxy http://USER:PASSWORD@127.0.0.1:PORT (the password percent-encoded): the pod registers
 #     and fills its pool only through the proxy (the registrar and the relay see 127.0.0.2), and
-#     consumers are served; the password is in neither the log nor the status;
+#     consumers are served; the password is in neither the log nor the status; with --tls-terminate
+#     its certificate comes through the proxy too;
 #   - a wrong password: the registrations' CONNECT (libcurl's) is refused, the log and `status` say so
 #     (proxy_refused, errors.registrar), and the pod retries with a growing backoff, no busy loop;
 #   - the pod's own CONNECT for pre-connections refused the same way (https_proxy with a wrong
@@ -25,6 +26,7 @@ EGRESS=127.0.0.2 # the proxy's outgoing address: what the registrar and the rela
 
 # ---------------------------------------------------------------- setup
 
+# shellcheck disable=SC2119 # p2m_start_system takes an optional argument
 p2m_start_system
 p2m_free_port PROXY_PORT
 {
@@ -68,16 +70,17 @@ served() {
 # p2m_pod_json_match DIR FILTER REGEX: a field of the pod's status matches the extended REGEX.
 p2m_pod_json_match() { [[ $(p2m_pod_json "$1" "$2") =~ $3 ]]; }
 
-# registered_from LABEL ADDR: the registrar's 200s for LABEL came from ADDR, and the relay listens
-# for the pod's pre-connections from ADDR only.
+# registered_from LABEL ADDR [PROTOCOL]: the registrar's 200s for LABEL came from ADDR, and the relay
+# listens for the pod's pre-connections from ADDR only.
 registered_from() {
+    local svc=$1:${3:-http} # the relay names a service LABEL:PROTOCOL, or LABEL for https
+    [[ ${3:-http} != https ]] || svc=$1
     p2m_log_has registrar "event=register status=200 label=$1 .* addr=$2 " || fail "no registration of $1 from $2"
     ! grep "event=register status=200 label=$1 " "$T/registrar.log" | grep -qv " addr=$2 " ||
         fail "a registration of $1 from another address than $2:"$'\n'"$(grep "label=$1 " "$T/registrar.log")"
     p2m_ok
-    # The relay names a service LABEL:PROTOCOL.
-    p2m_log_has relay "event=lease_listen lease=[0-9]* kind=pre label=$1:http .* addr=$2 " || fail "no lease of $1 for $2 at the relay"
-    ! grep "event=lease_listen lease=[0-9]* kind=pre label=$1:http " "$T/relay.log" | grep -qv " addr=$2 " ||
+    p2m_log_has relay "event=lease_listen lease=[0-9]* kind=pre label=$svc .* addr=$2 " || fail "no lease of $1 for $2 at the relay"
+    ! grep "event=lease_listen lease=[0-9]* kind=pre label=$svc " "$T/relay.log" | grep -qv " addr=$2 " ||
         fail "a lease of $1 for another address than $2"
     p2m_ok
 }
@@ -111,8 +114,21 @@ expect_eq "" "$(p2m_pod_json "$T/podp" .errors.relay)" "status: no relay error"
 "$POD_BIN" status --state-dir "$T/podp" >"$OUT"
 expect_match "proxy +$PROXY_SHOWN" "$(cat "$OUT")" "status table: the proxy"
 no_secret podp
+# shellcheck disable=SC2153 # p2m_start_pod sets NAME_PID
 p2m_stop podp "$PODP_PID"
 expect_log_clean podp
+
+# ---------------------------------------------------------------- --tls-terminate: the certificate through the proxy
+
+p2m_start_pod podtls sec "127.0.0.1:$ECHO_HTTP" --tls-terminate --registrar "$REGISTRAR_IP" --proxy "$PROXY"
+p2m_log_has registrar "event=certificate status=200 label=sec .* addr=$EGRESS " || fail "no certificate for sec requested from $EGRESS"
+p2m_ok
+registered_from sec "$EGRESS" https
+got=$(curl -sS -L --noproxy '*' --max-time 20 --cacert "$T/state/ca.pem" "https://sec.pipe2me.localhost:$P2M_HTTPS_PORT/tls") ||
+    fail "the TLS consumer failed"
+expect_match '^GET /tls HTTP/1.1' "$got" "HTTPS through the pod's TLS, over a pre-connection through the proxy"
+no_secret podtls
+p2m_stop podtls "$PODTLS_PID"
 
 # ---------------------------------------------------------------- a wrong password: libcurl's CONNECT
 
