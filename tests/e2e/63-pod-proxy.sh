@@ -9,6 +9,8 @@
 #     (proxy_refused, errors.registrar), and the pod retries with a growing backoff, no busy loop;
 #   - the pod's own CONNECT for pre-connections refused the same way (https_proxy with a wrong
 #     password, no_proxy exempting the registrar only): proxy_refused what=relay, errors.relay;
+#   - bytes right behind a proxy's 200 are the tunnel's (a fake proxy written in bash), and the
+#     CONNECT request is as PROTOCOL 1.5 says, with RFC 7617's Basic example;
 #   - https_proxy in the environment instead of --proxy works the same;
 #   - no_proxy naming the registrar's and the relay's hosts bypasses the proxy (a proxy that would
 #     refuse the pod is never asked).
@@ -180,6 +182,45 @@ p2m_wait_until "podsplit's status says why" p2m_pod_json_match "$T/podsplit" .er
 expect_eq 1 "$(p2m_log_count podsplit 'event=proxy_refused')" "the refusal is logged once at error level"
 no_secret podsplit
 p2m_stop podsplit "$PODSPLIT_PID"
+
+# ---------------------------------------------------------------- bytes right behind the proxy's answer
+
+# A fake proxy (socat and bash, which reads the request byte by byte up to its empty line): the
+# first CONNECT gets its 200 with a consumer's request right behind it, in one write, as a relay that
+# joined at once would give; later ones get the 200 alone. The pod must hand those bytes to the local
+# service as the tunnel's, and their answer must come back through the same connection.
+cat >"$T/fakeproxy.sh" <<'EOF'
+while IFS= read -r line && [[ $line != $'\r' && -n $line ]]; do
+    printf '%s\n' "${line%$'\r'}" >>"$1/fake-requests"
+done
+if mkdir "$1/fake-first" 2>/dev/null; then
+    printf 'HTTP/1.1 200 Connection established\r\nProxy-Agent: fake\r\n\r\nGET /early HTTP/1.1\r\nHost: early\r\n\r\n'
+    exec timeout 20 cat >"$1/fake-answer"
+fi
+printf 'HTTP/1.0 200 OK\n\n'
+exec timeout 20 cat >/dev/null
+EOF
+p2m_free_port FAKE_PORT
+p2m_bg fakeproxy socat "TCP-LISTEN:$FAKE_PORT,bind=127.0.0.1,reuseaddr,fork" "SYSTEM:bash $T/fakeproxy.sh $T"
+FAKE_PID=$P2M_BG_PID
+p2m_wait_until "the fake proxy listens" p2m_listening "$FAKE_PORT"
+admin pod add podfake --label early -o "$T/podfake.json" >/dev/null
+# The registrar exempt (the fake proxy cannot CONNECT), the relay's address not.
+p2m_bg podfake env -u http_proxy -u HTTPS_PROXY -u NO_PROXY https_proxy="http://Aladdin:open%20sesame@127.0.0.1:$FAKE_PORT" \
+    no_proxy=pipe2me.localhost "$POD_BIN" register --provision "$T/podfake.json" --forward "127.0.0.1:$ECHO_HTTP" \
+    --protocol http --cacert "$T/state/ca.pem" --state-dir "$T/podfake" --pool 1 --drain-timeout 0
+PODFAKE_PID=$P2M_BG_PID
+p2m_wait_until -t 60 "the early request's answer comes back through the fake proxy" grep -q '^GET /early HTTP/1.1' "$T/fake-answer"
+expect_match $'^HTTP/1\\.1 200 ' "$(head -n 1 "$T/fake-answer")" "the local service's answer, whole"
+mapfile -t req < <(head -n 3 "$T/fake-requests")
+expect_match '^CONNECT 127\.0\.0\.1:[0-9]+ HTTP/1\.1$' "${req[0]}" "the CONNECT request line"
+target=${req[0]#CONNECT }
+expect_eq "Host: ${target% HTTP/1.1}" "${req[1]}" "the CONNECT request's Host"
+expect_eq "Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==" "${req[2]}" "Basic credentials (RFC 7617's example)"
+p2m_log_has podfake 'event=tunnel_open label=early ' || fail "podfake did not take the early bytes for a consumer"
+p2m_ok
+p2m_stop podfake "$PODFAKE_PID"
+p2m_kill "$FAKE_PID"
 
 # ---------------------------------------------------------------- https_proxy in the environment
 
