@@ -19,8 +19,8 @@
 #define POD_PROXY_PORT 1080     /* the port of a proxy URL that names none, as curl */
 #define POD_PROXY_HDR_MAX 8192  /* bytes of the proxy's response header to CONNECT, up to its empty line */
 #define POD_PROXY_REASON_MAX 80 /* bytes of the status line's reason phrase kept */
-/* "http://" USER "@" [HOST] ":" PORT, the user percent-encoded (3 bytes a byte at worst) */
-#define POD_PROXY_SHOWN_MAX (7 + 3 * POD_PROXY_CRED_MAX + 1 + P2M_HOST_MAX + 2 + 6)
+/* "http://" USER "@" HOST:PORT (with room to spare), the user percent-encoded (3 bytes a byte at worst) */
+#define POD_PROXY_SHOWN_MAX (7 + 3 * POD_PROXY_CRED_MAX + 1 + P2M_HOST_MAX + 16)
 /* The CONNECT request: the request line and Host (each with a target of at most P2M_HOST_MAX + 8
  * bytes), Proxy-Authorization with the base64 of USER:PASSWORD, and the empty line. */
 #define POD_PROXY_REQ_MAX (2 * (P2M_HOST_MAX + 8) + 4 * ((2 * POD_PROXY_CRED_MAX + 1 + 2) / 3) + 128)
