@@ -32,10 +32,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* JSON integers are signed 64-bit: every counter fits below 2^63 */
     json_t *doc = json_pack(
-        "{sIsssssssssIsIs{sIsIsIsIsIsIsIsIsI}s{sIsIsI}s{sIsI}s{sIsI}s{ssssss}s{ssss}ss}", "pid", (json_int_t)st.pid, "state", st.state, "id",
-        st.id, "label", st.label, "forward", st.forward, "updated", (json_int_t)st.updated, "started", (json_int_t)st.started,
-        "pool", "target", (json_int_t)st.pool_target, "floor", (json_int_t)st.pool_floor, "ceiling", (json_int_t)st.pool_ceiling,
-        "idle", (json_int_t)st.pool_idle, "connecting", (json_int_t)st.pool_connecting, "registering",
+        "{sIsssssssssIsIs{sIsIsIsIsIsIsIsIsI}s{sIsIsI}s{sIsI}s{sIsI}s{ssssss}s{ssss}ss}", "pid", (json_int_t)st.pid, "state",
+        st.state, "id", st.id, "label", st.label, "forward", st.forward, "updated", (json_int_t)st.updated, "started",
+        (json_int_t)st.started, "pool", "target", (json_int_t)st.pool_target, "floor", (json_int_t)st.pool_floor, "ceiling",
+        (json_int_t)st.pool_ceiling, "idle", (json_int_t)st.pool_idle, "connecting", (json_int_t)st.pool_connecting, "registering",
         (json_int_t)st.pool_registering, "joined", (json_int_t)st.pool_joined, "waiting", (json_int_t)st.consumers_waiting,
         "waited", (json_int_t)st.consumers_waited, "tunnels", "active", (json_int_t)st.tunnels_active, "total",
         (json_int_t)st.tunnels_total, "failed", (json_int_t)st.tunnels_failed, "registrations", "ok", (json_int_t)st.registrations,
