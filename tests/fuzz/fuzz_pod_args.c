@@ -181,12 +181,14 @@ static void check_values(const pod_args_t *a)
     }
 }
 
-/* Appends s percent-encoded (every byte outside [A-Za-z0-9]) to out at *n. */
+/* Appends s to out at *n with only what must be percent-encoded so (a byte that is not printable
+ * ASCII, or one of "%/?#"), so that the URL is never longer than the one given (which had those
+ * encoded too; ':' and '@' need not be: the user has no ':', and the last '@' ends the user info). */
 static void pct(const char *s, char *out, size_t *n)
 {
     for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        if (c > 0x20 && c < 0x7f && strchr("%/?#", c) == NULL)
             out[(*n)++] = (char)c;
         else
             *n += (size_t)sprintf(out + *n, "%%%02X", c);
@@ -257,14 +259,18 @@ static void check_canonical(const pod_args_t *a)
         if (a->cmd == POD_CMD_REGISTER)
             OPT("secret-file", secret_path);
         if (a->proxy.host[0] != '\0') {
-            size_t k = (size_t)sprintf(proxy, "http://");
+            /* no scheme and no default port: never longer than the URL given */
+            size_t k = 0;
             if (a->proxy.auth) {
                 pct(a->proxy.user, proxy, &k);
                 proxy[k++] = ':';
                 pct(a->proxy.pass, proxy, &k);
                 proxy[k++] = '@';
             }
-            FUZZ_CHECK(p2m_hostport_format(a->proxy.host, a->proxy.port, proxy + k, sizeof(proxy) - k) > 0);
+            if (a->proxy.port == POD_PROXY_PORT)
+                snprintf(proxy + k, sizeof(proxy) - k, strchr(a->proxy.host, ':') != NULL ? "[%s]" : "%s", a->proxy.host);
+            else
+                FUZZ_CHECK(p2m_hostport_format(a->proxy.host, a->proxy.port, proxy + k, sizeof(proxy) - k) > 0);
             OPT("proxy", proxy);
         }
     }
