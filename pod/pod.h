@@ -8,7 +8,9 @@
  *                pod module that sees jansson; it also reads the status file back)
  *   register.c   PUT /register/LABEL with libcurl's multi interface on the p2m loop; TOTP, then the
  *                P2M-Session Bearer credential; Retry-After; the registrar's backoff
- *   pool.c       the idle pre-connections: refill, connect to the relay, liveness
+ *   pool.c       the idle pre-connections: refill, connect to the relay (or CONNECT through a
+ *                proxy), liveness
+ *   proxy.c      --proxy and https_proxy: the URL, no_proxy, the CONNECT request, the proxy's answer
  *   backoff.c    the exponential backoff with jitter that register.c, pool.c and cert.c retry with
  *   forward.c    a live pre-connection spliced to a connection to --forward
  *   status.c     DIR/status.json and DIR/pod.pid for `pipe2me-pod status`, and that command
@@ -30,6 +32,7 @@
 #include "p2m/addr.h"
 #include "p2m/bridge.h"
 #include "p2m/config.h"
+#include "p2m/err.h"
 #include "p2m/label.h"
 #include "p2m/log.h"
 #include "p2m/loop.h"
@@ -37,6 +40,7 @@
 #include "p2m/splice.h"
 
 #include "backoff.h"
+#include "proxy.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -56,6 +60,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 #define POD_PATH_MAX 4095
 #define POD_ALPN_MAX 127 /* bytes of --alpn */
 #define POD_ALPN_DEFAULT "http/1.1"
+#define POD_NO_PROXY_MAX 4096 /* bytes of no_proxy kept; a longer one is refused */
 
 /* --- settings (provision.c) ----------------------------------------------------------------- */
 
@@ -110,6 +115,10 @@ typedef struct {
     int tls_terminate;                    /* --tls-terminate: the pod serves TLS in front of --forward */
     char alpn[POD_ALPN_MAX + 1];          /* --alpn: comma-separated ALPN names --forward speaks */
     uint16_t http_port, tcp_port;         /* test: 0 when not asked for */
+    /* --proxy, or else the environment's https_proxy (pod_args_proxy_env()); proxy.host "" for none */
+    pod_proxy_t proxy;
+    int proxy_env;                       /* the proxy came from the environment: no_proxy applies */
+    char no_proxy[POD_NO_PROXY_MAX + 1]; /* the environment's no_proxy or NO_PROXY, "" for none */
 } pod_args_t;
 
 /* Parses the command line (argv[0] is the program) into *a, reading the files it names: the
@@ -134,8 +143,19 @@ void pod_service_name(const pod_args_t *a, char *out, size_t cap);
 /* Writes --help: the commands, and register's options from the table pod_args_parse() reads. */
 void pod_args_usage(FILE *out);
 
-/* Wipes the secret from *a. */
+/* Wipes the secret (and the proxy's password) from *a. */
 void pod_args_wipe(pod_args_t *a);
+
+/* register and run without --proxy: the proxy of the environment, as curl reads it. https_proxy
+ * (else HTTPS_PROXY; NULL or "" for none) is parsed as --proxy is, and no_proxy (else NO_PROXY)
+ * kept for pod_args_use_proxy(). No-op when --proxy was given. Returns 0, or -1 with err naming the
+ * variable. */
+int pod_args_proxy_env(pod_args_t *a, const char *https_proxy, const char *https_proxy_uc, const char *no_proxy,
+                       const char *no_proxy_uc, char *err);
+
+/* The proxy to reach host (the registrar's or the relay's, without brackets) through: &a->proxy,
+ * or NULL when there is none or the environment's no_proxy exempts host (--proxy exempts none). */
+const pod_proxy_t *pod_args_use_proxy(const pod_args_t *a, const char *host);
 
 /* Parses a provisioning document (len bytes of JSON) into *p. Every key must be known and valid;
  * an error names the key. Returns 0 or -1 with err. On failure *p holds no secret. */
@@ -166,14 +186,16 @@ typedef struct {
     char id[P2M_ID_MAX + 1];
     char label[P2M_LABEL_MAX + 1];
     char forward[P2M_HOST_MAX + 16];
-    char registrar_state[16], relay_state[16], local_state[16]; /* "up", "down", "unknown" */
-    unsigned long long updated, started;                        /* unix seconds */
+    char registrar_state[16], relay_state[16], local_state[16];  /* "up", "down", "unknown" */
+    char registrar_error[P2M_ERR_LEN], relay_error[P2M_ERR_LEN]; /* why it is down; "" when up or not said */
+    char proxy[POD_PROXY_SHOWN_MAX + 1];                         /* the proxy (no password), "" for none */
+    unsigned long long updated, started;                         /* unix seconds */
     unsigned long long pool_target, pool_floor, pool_ceiling, pool_idle, pool_connecting, pool_registering, pool_joined;
     unsigned long long consumers_waiting, consumers_waited; /* as the registrar last said (P2M-Waiting, P2M-Waited) */
     unsigned long long tunnels_active, tunnels_total, tunnels_failed;
     unsigned long long registrations, registration_failures;
     unsigned long long bytes_in, bytes_out;
-    char local_problem[400], registrar_problem[400]; /* "problems": "" when none (or an older pod's status) */
+    char local_problem[400]; /* "problems.local": "" when none (or an older pod's status) */
 } pod_status_t;
 
 /* Parses the status document status.c writes. Returns 0 or -1 with err. */
@@ -250,6 +272,9 @@ struct pod {
     int topup_due;                      /* pool_refill() called from it: refill whatever the deficit */
     pod_backoff_t bo_relay, bo_local;
     pod_health_t relay_health, local_health;
+    char relay_error[P2M_ERR_LEN]; /* why the relay is down, for status; "" when up */
+    int proxy_refused;             /* the proxy's last refusal of a CONNECT logged at error (its status), 0: none since up */
+    int proxy_split_logged;        /* the registrar and the relay are reached differently: warned once */
     int limit_logged;
 
     /* forward.c */
@@ -259,8 +284,6 @@ struct pod {
     /* probe.c: what the local service speaks, checked against --protocol */
     struct pod_probe *probe;
     char local_problem[400]; /* "" when none is known */
-    /* register.c: why the last registration failed, "" after a success */
-    char registrar_problem[400];
 
     /* status.c */
     p2m_loop_timer_t status_timer;
@@ -291,6 +314,12 @@ unsigned pod_register_inflight(const pod_t *pod);
 
 /* The registrar's state, for status. */
 pod_health_t pod_register_health(const pod_t *pod);
+
+/* Why the registrar is down (the last failure), "" when it is not. */
+const char *pod_register_error(const pod_t *pod);
+
+/* The proxy registrations go through, NULL when they go direct. */
+const pod_proxy_t *pod_register_proxy(const pod_t *pod);
 
 /* What register.c requests: PUT /register/LABEL for the pool; for cert.c, POST /certificate/LABEL
  * and GET /cacert. */

@@ -21,7 +21,15 @@
  * names are resolved with getaddrinfo_a() (glibc's resolver threads; completion arrives through an
  * eventfd) and cached for POD_RESOLVE_TTL_MS, so that the loop never waits for DNS. A name is
  * resolved in the family the registration went out in: the relay accepts the pre-connection only
- * from the address the registrar saw. One lookup runs at a time, for the whole process. */
+ * from the address the registrar saw. One lookup runs at a time, for the whole process.
+ *
+ * Behind an HTTP proxy (--proxy, or https_proxy less no_proxy: pod_args_use_proxy()) a
+ * pre-connection connects to the proxy instead (its name resolved as the relay's would be), sends
+ * "CONNECT RELAY:P" (proxy.c builds it, with the password: wiped after each send) and counts as
+ * connecting until the proxy's 2xx, read with MSG_PEEK so that only the answer's header is taken
+ * from the socket and a consumer's first bytes after it stay for on_idle(). The relay then sees the
+ * proxy's address, as the registrar did for the registration that went through the same proxy. A
+ * refusal is logged (proxy_refused) and backs off as any relay failure. */
 #include "pod.h"
 
 #include <arpa/inet.h>
@@ -51,7 +59,8 @@
 #define KEEPALIVE_INTVL_S 10
 #define KEEPALIVE_CNT 3
 
-typedef enum { PRE_RESOLVING = 1, PRE_CONNECTING, PRE_IDLE, PRE_CLOSED } pre_state_t;
+/* PRE_PROXY: connected to the proxy, CONNECT sent (or being sent), its answer awaited. */
+typedef enum { PRE_RESOLVING = 1, PRE_CONNECTING, PRE_PROXY, PRE_IDLE, PRE_CLOSED } pre_state_t;
 
 struct preconn {
     uint32_t magic;
@@ -59,7 +68,14 @@ struct preconn {
     pre_state_t state;
     uint16_t lease;              /* the relay port P */
     int family;                  /* PRE_RESOLVING: the family to resolve host in */
-    char host[P2M_HOST_MAX + 1]; /* the relay as the registrar named it */
+    char host[P2M_HOST_MAX + 1]; /* what is connected to: the relay as the registrar named it, or the proxy */
+    uint16_t port;               /* ... and its port: P, or the proxy's */
+    /* Through a proxy (NULL: direct): the relay's host for CONNECT, the request's bytes sent so far,
+     * and the proxy's answer as it arrives. */
+    const pod_proxy_t *proxy;
+    char *relay;
+    size_t req_sent;
+    pod_proxy_resp_t *resp;
     p2m_loop_handler_t h;
     p2m_loop_timer_t timer; /* the preconnect window */
     uint64_t t_start, t_idle;
@@ -109,6 +125,7 @@ static void on_topup(p2m_loop_t *loop, p2m_loop_timer_t *t)
 /* --- the elastic pool ------------------------------------------------------------------------ */
 
 static void pre_close(preconn_t *p, int keep_fd);
+static void pre_connected(preconn_t *p, int refill);
 
 static void set_target(pod_t *pod, unsigned target, const char *why)
 {
@@ -217,6 +234,7 @@ static void hold(pod_t *pod, unsigned ms)
 static void relay_failed(pod_t *pod, const char *why)
 {
     unsigned ms = pod_backoff_next(&pod->bo_relay);
+    snprintf(pod->relay_error, sizeof(pod->relay_error), "%s", why);
     set_health(pod, &pod->relay_health, POD_DOWN, "relay", why, ms);
     hold(pod, ms);
 }
@@ -247,7 +265,10 @@ static preconn_t *pre_check(preconn_t *p)
 
 static void reap_pre(p2m_loop_reap_t *r)
 {
-    free((char *)r - offsetof(preconn_t, reap));
+    preconn_t *p = (preconn_t *)((char *)r - offsetof(preconn_t, reap));
+    free(p->relay);
+    free(p->resp);
+    free(p);
 }
 
 /* Unlinks p and frees it at the end of the turn. Closes its socket unless keep_fd; with keep_fd the
@@ -333,6 +354,8 @@ static void pre_idle(preconn_t *p)
     pod->nidle++;
     pod_backoff_reset(&pod->bo_relay);
     set_health(pod, &pod->relay_health, POD_UP, "relay", NULL, 0);
+    pod->relay_error[0] = '\0';
+    pod->proxy_refused = 0;
     p2m_log(P2M_LOG_INFO, "preconn_idle", "label=%s lease=%u fd=%d ms=%llu idle=%u", pod->args->label, (unsigned)p->lease, p->h.fd,
             (unsigned long long)(p->t_idle - p->t_start), pod->nidle);
 }
@@ -358,13 +381,139 @@ static void on_connect(preconn_t *p, uint32_t events)
     if (e == 0 && (events & (EPOLLERR | EPOLLHUP)))
         e = ECONNREFUSED; /* reported, but the error was read meanwhile */
     if (e != 0) {
-        char why[128];
-        snprintf(why, sizeof(why), "connect: %s", strerror(e));
+        char why[P2M_ERR_LEN];
+        if (p->proxy != NULL)
+            p2m_err(why, "connect to proxy %s: %s", p->proxy->shown, strerror(e));
+        else
+            p2m_err(why, "connect: %s", strerror(e));
         pre_connect_failed(p, why);
         return;
     }
+    pre_connected(p, 1);
+}
+
+/* --- through a proxy ------------------------------------------------------------------------ */
+
+/* "CONNECT RELAY:P" for messages. */
+static const char *pre_target(const preconn_t *p, char *buf, size_t cap)
+{
+    p2m_hostport_format(p->relay, p->lease, buf, cap);
+    return buf;
+}
+
+/* Sends (the rest of) the CONNECT request; waits for the rest of it to go, and for the answer.
+ * Returns 0, or -1 when p failed (closed). */
+static int proxy_send(preconn_t *p)
+{
+    pod_t *pod = p->pod;
+    char req[POD_PROXY_REQ_MAX], why[P2M_ERR_LEN], target[P2M_HOST_MAX + 16];
+    int n = pod_proxy_request(p->proxy, p->relay, p->lease, req, sizeof(req));
+    ssize_t w = 0;
+    if (n >= 0 && p->req_sent < (size_t)n)
+        w = send(p->h.fd, req + p->req_sent, (size_t)n - p->req_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    int e = errno;
+    explicit_bzero(req, sizeof(req)); /* Proxy-Authorization: the password */
+    if (n < 0) {
+        p2m_err(why, "the CONNECT request for %s does not fit", pre_target(p, target, sizeof(target)));
+        pre_connect_failed(p, why);
+        return -1;
+    }
+    if (w < 0 && e != EAGAIN && e != EINTR) {
+        p2m_err(why, "proxy %s: send: %s", p->proxy->shown, strerror(e));
+        pre_connect_failed(p, why);
+        return -1;
+    }
+    if (w > 0)
+        p->req_sent += (size_t)w;
+    if (p2m_loop_set_events(pod->loop, &p->h, EPOLLIN | EPOLLRDHUP | (p->req_sent < (size_t)n ? EPOLLOUT : 0)) != 0) {
+        pre_connect_failed(p, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The proxy refused the CONNECT (or answered something else than HTTP): logged at error once per
+ * status until the relay is reached again, then the relay's backoff as for any failure. */
+static void proxy_refused(preconn_t *p, int status, const char *why)
+{
+    pod_t *pod = p->pod;
+    int key = status != 0 ? status : -1;
+    if (pod->proxy_refused != key)
+        p2m_log(P2M_LOG_ERROR, "proxy_refused", "label=%s what=relay status=%d error=\"%s\"", pod->args->label, status, why);
+    pod->proxy_refused = key;
+    pre_connect_failed(p, why);
+}
+
+/* The proxy's answer arrives. It is peeked at and only its header taken from the socket: bytes
+ * after it are the tunnel's (a relay sends nothing before a consumer, but a consumer's first bytes
+ * may already follow) and stay in the kernel for on_idle(), as on a direct pre-connection. */
+static void on_proxy(preconn_t *p, uint32_t events)
+{
+    pod_t *pod = p->pod;
+    char buf[POD_PROXY_HDR_MAX], why[P2M_ERR_LEN], target[P2M_HOST_MAX + 16];
+    size_t used = 0;
+    if ((events & EPOLLOUT) && proxy_send(p) != 0)
+        return;
+    if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    ssize_t n = recv(p->h.fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        p2m_err(why, "proxy %s %s before answering CONNECT %s", p->proxy->shown, n == 0 ? "closed the connection" : strerror(errno),
+                pre_target(p, target, sizeof(target)));
+        proxy_refused(p, 0, why);
+        return;
+    }
+    pod_proxy_resp_rc_t rc = pod_proxy_resp_feed(p->resp, buf, (size_t)n, &used);
+    /* Takes the header bytes just read; they are in the socket's buffer, so this reads them all. */
+    for (size_t got = 0; got < used;) {
+        ssize_t r = recv(p->h.fd, buf, used - got, MSG_DONTWAIT);
+        if (r <= 0 && errno != EINTR) {
+            p2m_err(why, "proxy %s: recv: %s", p->proxy->shown, r == 0 ? "end of stream" : strerror(errno));
+            pre_connect_failed(p, why);
+            return;
+        }
+        got += r > 0 ? (size_t)r : 0;
+    }
+    if (rc == PROXY_RESP_MORE)
+        return;
+    if (rc == PROXY_RESP_BAD) {
+        p2m_err(why, "proxy %s answered CONNECT %s with no HTTP/1.x response: %s", p->proxy->shown,
+                pre_target(p, target, sizeof(target)), p->resp->err);
+        proxy_refused(p, 0, why);
+        return;
+    }
+    if (p->resp->status < 200 || p->resp->status > 299) {
+        pod_proxy_refusal(p->proxy, pre_target(p, target, sizeof(target)), p->resp->status, p->resp->reason, p->resp->auth_scheme,
+                          why, sizeof(why));
+        proxy_refused(p, p->resp->status, why);
+        return;
+    }
+    /* The tunnel is open: from here on the relay's pre-connection, as if connected directly. */
+    free(p->resp);
+    p->resp = NULL;
     pre_idle(p);
-    pool_refill(p->pod);
+    pool_refill(pod);
+}
+
+/* The TCP connection is up: through a proxy, CONNECT comes first; else it is idle (and, with
+ * refill, the pool refilled: not while pool_on_port() is still called for a registration). */
+static void pre_connected(preconn_t *p, int refill)
+{
+    if (p->proxy == NULL) {
+        pre_idle(p);
+        if (refill)
+            pool_refill(p->pod);
+        return;
+    }
+    p->state = PRE_PROXY;
+    if ((p->resp = malloc(sizeof(*p->resp))) == NULL) {
+        p2m_log(P2M_LOG_ERROR, "oom", "what=preconn");
+        abort();
+    }
+    pod_proxy_resp_init(p->resp);
+    proxy_send(p);
 }
 
 static void on_pre(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
@@ -372,6 +521,8 @@ static void on_pre(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
     preconn_t *p = pre_check((preconn_t *)((char *)h - offsetof(preconn_t, h)));
     if (p->state == PRE_CONNECTING)
         on_connect(p, events);
+    else if (p->state == PRE_PROXY)
+        on_proxy(p, events);
     else if (p->state == PRE_IDLE)
         on_idle(loop, p, events);
 }
@@ -380,11 +531,22 @@ static void on_pre_timer(p2m_loop_t *loop, p2m_loop_timer_t *t)
 {
     (void)loop;
     preconn_t *p = pre_check((preconn_t *)((char *)t - offsetof(preconn_t, timer)));
+    char why[P2M_ERR_LEN], target[P2M_HOST_MAX + 16];
     if (p->state == PRE_IDLE) {
         pool_keepalive(p->h.fd);
         return;
     }
-    pre_connect_failed(p, p->state == PRE_RESOLVING ? "resolving the relay took too long" : "connect: timed out");
+    if (p->state == PRE_PROXY) {
+        p2m_err(why, "proxy %s did not answer CONNECT %s within %d s", p->proxy->shown, pre_target(p, target, sizeof(target)),
+                POD_PRECONNECT_MS / 1000);
+        proxy_refused(p, 0, why);
+        return;
+    }
+    if (p->proxy != NULL)
+        p2m_err(why, "%s proxy %s took too long", p->state == PRE_RESOLVING ? "resolving" : "connecting to", p->proxy->shown);
+    else
+        p2m_err(why, "%s", p->state == PRE_RESOLVING ? "resolving the relay took too long" : "connect: timed out");
+    pre_connect_failed(p, why);
 }
 
 void pool_sockopts(int fd)
@@ -426,9 +588,9 @@ static void pre_connect(preconn_t *p, const struct sockaddr *sa, socklen_t salen
         goto Exit;
     }
     p->state = PRE_CONNECTING;
-    if (rc == 0)
-        pre_idle(p);
     ok = 1;
+    if (rc == 0)
+        pre_connected(p, 0);
 Exit:
     if (!ok)
         pre_connect_failed(p, why);
@@ -507,7 +669,7 @@ static void on_resolved(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events
             continue;
         }
         struct sockaddr_storage ss = res.addr;
-        with_port(&ss, p->lease);
+        with_port(&ss, p->port);
         pre_connect(p, (struct sockaddr *)&ss, res.addrlen);
     }
     char err[P2M_ERR_LEN];
@@ -571,6 +733,20 @@ static void resolve_stop(pod_t *pod)
 
 /* --- the pool --------------------------------------------------------------------------------- */
 
+/* Through a proxy or not, as the registration went (pod_args_use_proxy() for the relay's host and
+ * the registrar's agree unless no_proxy names one and not the other: warned once, since the relay
+ * then sees the pre-connections come from another address than the registration). */
+static const pod_proxy_t *relay_proxy(pod_t *pod, const char *relay)
+{
+    const pod_proxy_t *px = pod_args_use_proxy(pod->args, relay);
+    if ((px != NULL) != (pod_register_proxy(pod) != NULL) && !pod->proxy_split_logged) {
+        pod->proxy_split_logged = 1;
+        p2m_log(P2M_LOG_WARN, "proxy_split", "label=%s relay=%s relay_via=%s registrar_via=%s no_proxy=\"%s\"", pod->args->label,
+                relay, px != NULL ? "proxy" : "direct", px != NULL ? "direct" : "proxy", pod->args->no_proxy);
+    }
+    return px;
+}
+
 void pool_on_port(pod_t *pod, const p2m_hostport_t *relay, int family)
 {
     char err[P2M_ERR_LEN];
@@ -585,7 +761,19 @@ void pool_on_port(pod_t *pod, const p2m_hostport_t *relay, int family)
     p->pod = pod;
     p->lease = relay->port;
     p->family = family;
-    snprintf(p->host, sizeof(p->host), "%s", relay->host);
+    if ((p->proxy = relay_proxy(pod, relay->host)) != NULL) {
+        /* The proxy resolves the relay's name: in whichever family, it is the proxy's address the relay sees. */
+        if ((p->relay = strdup(relay->host)) == NULL) {
+            p2m_log(P2M_LOG_ERROR, "oom", "what=preconn");
+            abort();
+        }
+        snprintf(p->host, sizeof(p->host), "%s", p->proxy->host);
+        p->port = p->proxy->port;
+        p->family = AF_UNSPEC;
+    } else {
+        snprintf(p->host, sizeof(p->host), "%s", relay->host);
+        p->port = relay->port;
+    }
     p->state = PRE_RESOLVING;
     p->t_start = p2m_loop_now(pod->loop);
     p2m_loop_handler_init(&p->h);
@@ -601,27 +789,28 @@ void pool_on_port(pod_t *pod, const p2m_hostport_t *relay, int family)
     memset(&ss, 0, sizeof(ss));
     struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    size_t hl = strlen(relay->host);
-    if (inet_pton(AF_INET, relay->host, &v4->sin_addr) == 1) {
+    const char *host = p->host;
+    size_t hl = strlen(host);
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
-        v4->sin_port = htons(relay->port);
+        v4->sin_port = htons(p->port);
         pre_connect(p, (struct sockaddr *)v4, sizeof(*v4));
-    } else if (inet_pton(AF_INET6, relay->host, &v6->sin6_addr) == 1) {
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
         v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(relay->port);
+        v6->sin6_port = htons(p->port);
         pre_connect(p, (struct sockaddr *)v6, sizeof(*v6));
-    } else if (strcasecmp(relay->host, "localhost") == 0 || (hl > 10 && strcasecmp(relay->host + hl - 10, ".localhost") == 0)) {
+    } else if (strcasecmp(host, "localhost") == 0 || (hl > 10 && strcasecmp(host + hl - 10, ".localhost") == 0)) {
         /* RFC 6761: curl and browsers resolve *.localhost to loopback themselves; so do we. */
         v4->sin_family = AF_INET;
         v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        v4->sin_port = htons(relay->port);
+        v4->sin_port = htons(p->port);
         pre_connect(p, (struct sockaddr *)v4, sizeof(*v4));
-    } else if (res.addrlen != 0 && strcasecmp(res.name, relay->host) == 0 && res.family == family &&
+    } else if (res.addrlen != 0 && strcasecmp(res.name, host) == 0 && res.family == p->family &&
                p2m_loop_now(pod->loop) < res.until) {
         ss = res.addr;
-        with_port(&ss, relay->port);
+        with_port(&ss, p->port);
         pre_connect(p, (struct sockaddr *)&ss, res.addrlen);
-    } else if (resolve_start(pod, relay->host, family, err) != 0) {
+    } else if (resolve_start(pod, host, p->family, err) != 0) {
         pre_connect_failed(p, err);
     }
     /* else: on_resolved() connects it. */

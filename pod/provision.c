@@ -491,6 +491,7 @@ static int parse_forward(const opt_t *o, const char *v, pod_args_t *a, char *err
 static int parse_id(const opt_t *o, const char *v, pod_args_t *a, char *err);
 static int parse_label(const opt_t *o, const char *v, pod_args_t *a, char *err);
 static int parse_registrar(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_proxy(const opt_t *o, const char *v, pod_args_t *a, char *err);
 
 /* Indexes of options[], which the checks after the table name. */
 enum {
@@ -498,6 +499,7 @@ enum {
     OPT_POOL_MAX,
     OPT_DRAIN_TIMEOUT,
     OPT_CACERT,
+    OPT_PROXY,
     OPT_STATE_DIR,
     OPT_DOMAIN,
     OPT_PROTOCOL,
@@ -534,6 +536,10 @@ static const opt_t options[OPT_COUNT] = {
                            "once); a second signal cuts them at once"},
     [OPT_CACERT] = {"cacert", "FILE", FOR_REG | FOR_ENV, parse_path, FIELD(cacert), 0, 0, NULL,
                     "the registrar's CA certificate (GET https://DOMAIN/cacert)"},
+    [OPT_PROXY] = {"proxy", "URL", FOR_REG, parse_proxy, FIELD(proxy), 0, 0, NULL,
+                   "reach the registrar and the relay through this HTTP proxy (CONNECT),\n"
+                   "http://[USER:PASSWORD@]HOST[:PORT] (default: https_proxy or HTTPS_PROXY,\n"
+                   "less the hosts no_proxy or NO_PROXY names)"},
     [OPT_STATE_DIR] = {"state-dir", "DIR", FOR_REG | FOR_RUN | FOR_ENV | FOR_STATUS, parse_path, FIELD(state_dir), 0, 0, NULL,
                        "write DIR/status.json every second and DIR/pod.pid"},
     [OPT_DOMAIN] = {"domain", "DOMAIN", FOR_REG | FOR_ENV, parse_domain, FIELD(domain), 0, 0, NULL,
@@ -733,6 +739,55 @@ static int parse_registrar(const opt_t *o, const char *v, pod_args_t *a, char *e
     return 0;
 }
 
+/* A proxy URL (proxy.c); its error never quotes the password. */
+static int parse_proxy(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (pod_proxy_url_parse(v, FIELD_AT(a, o, pod_proxy_t), e) != 0)
+        return p2m_err(err, "--%s: %s", o->name, e);
+    return 0;
+}
+
+int pod_args_proxy_env(pod_args_t *a, const char *https_proxy, const char *https_proxy_uc, const char *no_proxy,
+                       const char *no_proxy_uc, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (a->proxy.host[0] != '\0')
+        return 0;
+    /* As curl: the lower-case name first, an empty value as none. */
+    const char *name = "https_proxy", *v = https_proxy;
+    if (v == NULL || v[0] == '\0') {
+        name = "HTTPS_PROXY";
+        v = https_proxy_uc;
+    }
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    if (pod_proxy_url_parse(v, &a->proxy, e) != 0)
+        return p2m_err(err, "the environment's %s: %s", name, e);
+    a->proxy_env = 1;
+    name = "no_proxy";
+    v = no_proxy;
+    if (v == NULL || v[0] == '\0') {
+        name = "NO_PROXY";
+        v = no_proxy_uc;
+    }
+    if (v != NULL && strlen(v) > POD_NO_PROXY_MAX) {
+        pod_proxy_wipe(&a->proxy);
+        memset(&a->proxy, 0, sizeof(a->proxy));
+        a->proxy_env = 0;
+        return p2m_err(err, "the environment's %s is longer than %d bytes", name, POD_NO_PROXY_MAX);
+    }
+    snprintf(a->no_proxy, sizeof(a->no_proxy), "%s", v != NULL ? v : "");
+    return 0;
+}
+
+const pod_proxy_t *pod_args_use_proxy(const pod_args_t *a, const char *host)
+{
+    if (a->proxy.host[0] == '\0' || (a->proxy_env && pod_proxy_bypass(a->no_proxy, host)))
+        return NULL;
+    return &a->proxy;
+}
+
 static pod_cmd_t parse_command(const char *s)
 {
     static const struct {
@@ -751,6 +806,7 @@ void pod_args_wipe(pod_args_t *a)
 {
     explicit_bzero(a->secret, sizeof(a->secret));
     a->secret_len = 0;
+    pod_proxy_wipe(&a->proxy);
 }
 
 void pod_args_usage(FILE *out)
@@ -934,6 +990,7 @@ static const config_key_t config_pod_keys[] = {
     {"domain", OPT_DOMAIN, JSON_STRING},
     {"drain_timeout", OPT_DRAIN_TIMEOUT, JSON_INTEGER},
     {"log_level", OPT_LOG_LEVEL, JSON_STRING},
+    {"proxy", OPT_PROXY, JSON_STRING},
 };
 
 static const config_key_t config_service_keys[] = {
@@ -1305,6 +1362,7 @@ int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
     static const struct {
         const char *path;
         size_t off, cap;
+        int optional; /* came later than the others: a status written by an older pod has none */
     } strs[] = {
         {"state", offsetof(pod_status_t, state), sizeof(st->state)},
         {"id", offsetof(pod_status_t, id), sizeof(st->id)},
@@ -1313,6 +1371,9 @@ int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
         {"health.registrar", offsetof(pod_status_t, registrar_state), sizeof(st->registrar_state)},
         {"health.relay", offsetof(pod_status_t, relay_state), sizeof(st->relay_state)},
         {"health.local", offsetof(pod_status_t, local_state), sizeof(st->local_state)},
+        {"errors.registrar", offsetof(pod_status_t, registrar_error), sizeof(st->registrar_error), 1},
+        {"errors.relay", offsetof(pod_status_t, relay_error), sizeof(st->relay_error), 1},
+        {"proxy", offsetof(pod_status_t, proxy), sizeof(st->proxy), 1},
     };
     if (status_num(doc, "pid", &pid) != 0 || pid == 0 || pid > 0x7fffffff) {
         p2m_err(err, "pid: expected a process ID");
@@ -1328,7 +1389,8 @@ int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
         }
     }
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
-        if (status_str(doc, strs[i].path, (char *)st + strs[i].off, strs[i].cap) != 0) {
+        if (!(strs[i].optional && status_get(doc, strs[i].path) == NULL) &&
+            status_str(doc, strs[i].path, (char *)st + strs[i].off, strs[i].cap) != 0) {
             p2m_err(err, "%s: expected a string", strs[i].path);
             goto Exit;
         }
@@ -1338,7 +1400,6 @@ int pod_status_parse(const char *text, size_t len, pod_status_t *st, char *err)
         size_t off, cap;
     } problems[] = {
         {"problems.local", offsetof(pod_status_t, local_problem), sizeof(st->local_problem)},
-        {"problems.registrar", offsetof(pod_status_t, registrar_problem), sizeof(st->registrar_problem)},
     };
     for (size_t i = 0; i < sizeof(problems) / sizeof(problems[0]); i++)
         if (status_get(doc, problems[i].path) != NULL &&

@@ -72,6 +72,10 @@ struct reg {
     pod_backoff_t bo;
     pod_health_t health;
     char last_failure[64];                         /* the failure last logged at warn or error: repeats go to debug */
+    char error[P2M_ERR_LEN];                       /* why the registrar is down, for status; "" when up */
+    const pod_proxy_t *proxy;                      /* the proxy requests go through, NULL: direct */
+    long proxy_refused;                            /* the proxy's refusal last logged at error, 0: none since up */
+    char target[P2M_HOST_MAX + 16];                /* the registrar's HOST:PORT, what the proxy is asked to CONNECT to */
     char url[3][P2M_URL_MAX + P2M_LABEL_MAX + 16]; /* by reg_kind_t */
     int single;                                    /* the registrar refused "connections": ask for one */
 
@@ -101,7 +105,8 @@ struct req {
     uint64_t prev_step; /* TOTP: the step used before this request's */
     char *body;         /* kinds[kind].body_max + 1 bytes */
     size_t body_len, body_total;
-    reg_header_t hdr; /* what the response's headers said */
+    reg_header_t hdr;         /* what the response's headers said */
+    pod_proxy_resp_t connect; /* through a proxy: its answer to curl's CONNECT, the first header block */
     char errbuf[CURL_ERROR_SIZE];
     req_t *next, *prev;
 };
@@ -145,8 +150,13 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
     req_t *req = userp;
-    size_t len = size * n;
+    size_t len = size * n, used;
     reg_header_parse(&req->hdr, data, len);
+    /* curl hands over the proxy's answer to its CONNECT first (on a new connection): its reason
+     * phrase and Proxy-Authenticate make a refusal's message. On a reused tunnel this reads the
+     * registrar's answer instead, which is only looked at when curl reports a refused CONNECT. */
+    if (req->reg->proxy != NULL)
+        pod_proxy_resp_feed(&req->connect, data, len, &used);
     return len;
 }
 
@@ -202,6 +212,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     req->kind = kind;
     req->auth = auth;
     reg_header_reset(&req->hdr);
+    pod_proxy_resp_init(&req->connect);
     if ((req->body = malloc(kinds[kind].body_max + 1)) == NULL)
         oom("request");
     req->body[0] = '\0';
@@ -278,7 +289,23 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
         bad |= curl_easy_setopt(e, CURLOPT_CAINFO, pod->args->cacert) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) != CURLE_OK; /* parallel requests share one HTTP/2 connection */
-    bad |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK; /* the lease binds our own address */
+    /* The proxy is chosen here (--proxy, or the environment's less no_proxy: pod_args_use_proxy()),
+     * never by curl from the environment: the relay accepts pre-connections only from the address
+     * the registration came from, so both must agree (pool.c chooses alike). */
+    if (reg->proxy != NULL) {
+        bad |= curl_easy_setopt(e, CURLOPT_PROXY, reg->proxy->url) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_PROXYTYPE, (long)CURLPROXY_HTTP) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_HTTPPROXYTUNNEL, 1L) != CURLE_OK;
+        bad |= curl_easy_setopt(e, CURLOPT_NOPROXY, "") != CURLE_OK;
+        if (reg->proxy->auth) {
+            bad |= curl_easy_setopt(e, CURLOPT_PROXYAUTH, (long)CURLAUTH_BASIC) != CURLE_OK;
+            bad |= curl_easy_setopt(e, CURLOPT_PROXYUSERNAME, reg->proxy->user) != CURLE_OK;
+            bad |= curl_easy_setopt(e, CURLOPT_PROXYPASSWORD, reg->proxy->pass) != CURLE_OK;
+        }
+    } else {
+        bad |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK; /* "": none, whatever the environment says */
+        bad |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK;
+    }
     bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, REG_CONNECT_TIMEOUT_MS) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REG_TIMEOUT_MS) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "pipe2me-pod/" P2M_VERSION) != CURLE_OK;
@@ -328,9 +355,9 @@ static void reg_hold(reg_t *reg, unsigned ms)
  * register_retry at debug level otherwise; holds requests for hold_ms. A failed certificate or
  * /cacert request is logged by cert.c (cert_failed): here only at debug level. */
 static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, const char *event, const char *kind, unsigned hold_ms,
-                       const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+                       const char *why, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
 static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, const char *event, const char *kind, unsigned hold_ms,
-                       const char *fmt, ...)
+                       const char *why, const char *fmt, ...)
 {
     char detail[512];
     va_list ap;
@@ -338,6 +365,7 @@ static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, cons
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     reg->health = POD_DOWN;
+    snprintf(reg->error, sizeof(reg->error), "%s", why);
     reg_hold(reg, hold_ms);
     if (req->kind != REG_REGISTER) {
         p2m_log(P2M_LOG_DEBUG, "request_failed", "label=%s kind=%s %s retry_ms=%u", reg->pod->args->label, kinds[req->kind].name,
@@ -345,7 +373,6 @@ static void reg_failed(reg_t *reg, const req_t *req, p2m_log_level_t level, cons
         return;
     }
     reg->pod->stats.registration_failures++;
-    snprintf(reg->pod->registrar_problem, sizeof(reg->pod->registrar_problem), "%.399s", detail);
     int repeat = strcmp(reg->last_failure, kind) == 0;
     if (!repeat)
         snprintf(reg->last_failure, sizeof(reg->last_failure), "%s", kind);
@@ -360,7 +387,8 @@ static void reg_succeeded(reg_t *reg)
         p2m_log(P2M_LOG_INFO, "registrar_up", "label=%s url=%s", reg->pod->args->label, reg->pod->args->registrar);
     reg->health = POD_UP;
     reg->last_failure[0] = '\0';
-    reg->pod->registrar_problem[0] = '\0';
+    reg->error[0] = '\0';
+    reg->proxy_refused = 0;
 }
 
 /* The body's first line, printable and at most 200 bytes, for a log line. */
@@ -389,7 +417,7 @@ static void registered(req_t *req)
         b[--n] = '\0';
     if (req->body_total > REG_BODY_MAX || p2m_hostport_parse(b, &relay, err) != 0 || relay.host[0] == '\0') {
         reg_failed(reg, req, P2M_LOG_ERROR, "register_failed", "badbody", pod_backoff_next(&reg->bo),
-                   "status=200 reason=\"response is not ADDRESS:PORT\"");
+                   "200 to a registration, but not ADDRESS:PORT", "status=200 reason=\"response is not ADDRESS:PORT\"");
         req_free(req);
         return;
     }
@@ -466,16 +494,22 @@ static void answered(req_t *req, CURLcode rc)
     reg_t *reg = req->reg;
     pod_t *pod = reg->pod;
     reg_kind_t kind = req->kind;
-    long status = 0;
+    long status = 0, connect = 0;
     curl_off_t sent = 0;
     unsigned retry_ms = 0;
-    char reason[512] = "";
+    char reason[P2M_ERR_LEN] = "", why[P2M_ERR_LEN];
 
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &sent);
     if (rc != CURLE_OK)
         status = 0;
-    if (req->auth == AUTH_TOTP && status == 0 && sent == 0) /* the code never left: its step is still unused */
+    /* connect: the status with which the proxy refused curl's CONNECT, 0 when it did not. The request
+     * itself never left then (sent counts the CONNECT). */
+    if (status == 0 && reg->proxy != NULL && curl_easy_getinfo(req->easy, CURLINFO_HTTP_CONNECTCODE, &connect) != CURLE_OK)
+        connect = 0;
+    if (connect >= 200 && connect <= 299)
+        connect = 0;
+    if (req->auth == AUTH_TOTP && status == 0 && (sent == 0 || connect != 0)) /* the code never left: its step is still unused */
         pod_session_step_unuse(reg->sess, req->prev_step);
 
     if (status == 200) {
@@ -502,24 +536,45 @@ static void answered(req_t *req, CURLcode rc)
                    : status == 429 ? REG_RETRY_AFTER_DEFAULT * 1000u
                                    : pod_backoff_next(&reg->bo);
         snprintf(reason, sizeof(reason), "%s", body_line(req));
+        p2m_err(why, "%ld %s", status, reason);
         reg_failed(reg, req, status == 429 ? P2M_LOG_ERROR : P2M_LOG_WARN,
                    status == 429 ? "register_limited" : "registrar_unavailable", status == 429 ? "limited" : "unavailable",
-                   retry_ms, "status=%ld reason=\"%s\"", status, reason);
+                   retry_ms, why, "status=%ld reason=\"%s\"", status, reason);
+    } else if (status == 0 && connect != 0) {
+        /* The proxy refused curl's CONNECT: a wrong password, a port it does not allow. */
+        const pod_proxy_resp_t *c = &req->connect;
+        int parsed = c->status == connect; /* its answer as on_header() read it */
+        char k[32];
+        pod_proxy_refusal(reg->proxy, reg->target, (int)connect, parsed ? c->reason : NULL, parsed ? c->auth_scheme : NULL, reason,
+                          sizeof(reason));
+        snprintf(k, sizeof(k), "proxy%ld", connect);
+        /* Logged at error once per refusal (any kind of request: a certificate may come first); the
+         * registrar's state goes down as for any failure to reach it. */
+        if (reg->proxy_refused != connect)
+            p2m_log(P2M_LOG_ERROR, "proxy_refused", "label=%s what=registrar status=%ld error=\"%s\"", pod->args->label, connect,
+                    reason);
+        reg->proxy_refused = connect;
+        retry_ms = pod_backoff_next(&reg->bo);
+        reg_failed(reg, req, P2M_LOG_WARN, "registrar_down", k, retry_ms, reason, "error=\"%s\"", reason);
     } else if (status == 0) {
         snprintf(reason, sizeof(reason), "%s", req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(rc));
         if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
             /* The usual first-day mistake: the registrar's own CA is not trusted. Say where it is. */
-            char why[sizeof(reason)];
-            snprintf(why, sizeof(why), "%s", reason);
-            snprintf(reason, sizeof(reason), "the registrar's certificate cannot be verified (%.160s): %s %.200s/cacert", why,
+            char tls_err[sizeof(reason)];
+            snprintf(tls_err, sizeof(tls_err), "%s", reason);
+            snprintf(reason, sizeof(reason), "the registrar's certificate cannot be verified (%.60s): %s %.80s/cacert", tls_err,
                      pod->args->cacert[0] != '\0' ? "--cacert does not hold its CA; get the right one from"
                                                   : "give its CA with --cacert FILE, from",
                      pod->args->registrar);
         }
         if (req->body_total > kinds[kind].body_limit)
             snprintf(reason, sizeof(reason), "response longer than %zu bytes", kinds[kind].body_limit);
+        if (reg->proxy != NULL)
+            p2m_err(why, "%s (through proxy %s)", reason, reg->proxy->shown);
+        else
+            snprintf(why, sizeof(why), "%s", reason);
         retry_ms = pod_backoff_next(&reg->bo);
-        reg_failed(reg, req, P2M_LOG_WARN, "registrar_down", "transport", retry_ms, "error=\"%s\"", reason);
+        reg_failed(reg, req, P2M_LOG_WARN, "registrar_down", "transport", retry_ms, why, "error=\"%s\"", why);
     } else if (status == 400 && kind == REG_REGISTER && req->conns > 1 && !reg->single) {
         /* A registrar older than "connections" refuses the key: one per registration from now on. */
         reg->single = 1;
@@ -532,8 +587,9 @@ static void answered(req_t *req, CURLcode rc)
         char k[32];
         snprintf(k, sizeof(k), "status%ld", status);
         snprintf(reason, sizeof(reason), "%s", body_line(req));
+        p2m_err(why, "%ld %s", status, reason);
         retry_ms = pod_backoff_next(&reg->bo);
-        reg_failed(reg, req, P2M_LOG_ERROR, "register_refused", k, retry_ms, "status=%ld auth=%s reason=\"%s\"", status,
+        reg_failed(reg, req, P2M_LOG_ERROR, "register_refused", k, retry_ms, why, "status=%ld auth=%s reason=\"%s\"", status,
                    req->auth == AUTH_BEARER ? "bearer" : "totp", reason);
     }
     req_failed_done(req, status, reason, retry_ms);
@@ -602,6 +658,9 @@ int pod_register_new(pod_t *pod, char *err)
     snprintf(reg->url[REG_REGISTER], sizeof(reg->url[0]), "%s/register/%s", pod->args->registrar, pod->args->label);
     snprintf(reg->url[REG_CERT], sizeof(reg->url[0]), "%s/certificate/%s", pod->args->registrar, pod->args->label);
     snprintf(reg->url[REG_CACERT], sizeof(reg->url[0]), "%s/cacert", pod->args->registrar);
+    reg->proxy = pod_args_use_proxy(pod->args, pod->args->reg_host);
+    p2m_hostport_format(pod->args->reg_host, pod->args->reg_port != 0 ? pod->args->reg_port : 443, reg->target,
+                        sizeof(reg->target));
     reg->sess = pod->session;
     if (reg->sess == NULL) {
         pod_session_init(&reg->own_sess, pod->args, pod->loop, NULL, NULL);
@@ -640,6 +699,16 @@ unsigned pod_register_inflight(const pod_t *pod)
 pod_health_t pod_register_health(const pod_t *pod)
 {
     return pod->reg != NULL ? pod->reg->health : POD_UNKNOWN;
+}
+
+const char *pod_register_error(const pod_t *pod)
+{
+    return pod->reg != NULL && pod->reg->health == POD_DOWN ? pod->reg->error : "";
+}
+
+const pod_proxy_t *pod_register_proxy(const pod_t *pod)
+{
+    return pod->reg != NULL ? pod->reg->proxy : NULL;
 }
 
 void pod_register_fetch(pod_t *pod, reg_kind_t kind, const char *csr, size_t len)

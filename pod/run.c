@@ -190,10 +190,13 @@ static int service_start(runner_t *r, service_t *s, char *err)
     if (pool_init(pod, err) != 0 || pod_register_new(pod, err) != 0 || status_start(pod, err) != 0)
         return -1;
     s->status_ok = 1;
+    /* The password never: shown is the URL without it. */
     p2m_log(P2M_LOG_INFO, "started",
-            "id=%s label=%s registrar=%s forward=%s pool=%u pool_max=%u max_tunnels=%u protocol=%s tls_terminate=%s", a->id,
-            a->label, a->registrar, pod->fwd_str, a->pool, a->pool_max, pod->max_tunnels, p2m_proto_name(a->proto),
-            a->tls_terminate ? "yes" : "no");
+            "id=%s label=%s registrar=%s forward=%s pool=%u pool_max=%u max_tunnels=%u protocol=%s tls_terminate=%s proxy=%s "
+            "registrar_via=%s",
+            a->id, a->label, a->registrar, pod->fwd_str, a->pool, a->pool_max, pod->max_tunnels, p2m_proto_name(a->proto),
+            a->tls_terminate ? "yes" : "no", a->proxy.host[0] != '\0' ? a->proxy.shown : "none",
+            pod_register_proxy(pod) != NULL ? "proxy" : "direct");
     /* --tls-terminate: the certificate first (after status_start(), which keeps a second pod off
      * DIR); no pre-connection opens before it is in place (pod_register_start() waits for pod.tls_ctx). */
     if ((a->tls_terminate && cert_start(pod, err) != 0) || probe_new(pod, err) != 0)
@@ -301,7 +304,10 @@ static int runner_add(runner_t *r, const pod_args_t *args, char *err)
     if (s == NULL)
         return p2m_err(err, "out of memory");
     s->args = *args;
-    if (service_start(r, s, err) != 0) {
+    /* Without a proxy in its settings, a service takes the environment's (https_proxy, no_proxy). */
+    if (pod_args_proxy_env(&s->args, getenv("https_proxy"), getenv("HTTPS_PROXY"), getenv("no_proxy"), getenv("NO_PROXY"), err) !=
+            0 ||
+        service_start(r, s, err) != 0) {
         service_end(r, s, 0);
         return -1;
     }

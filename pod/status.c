@@ -1,9 +1,10 @@
 /* DIR/status.json and DIR/pod.pid: what `pipe2me-pod status` shows of a running pod.
  *
  * The running pod rewrites status.json every POD_STATUS_MS, atomically (a temporary file renamed
- * over it), so a reader never sees half a document. Its strings are validated IDs, labels and
- * addresses ([A-Za-z0-9._:-]), so they need no JSON escaping. pod.pid names the running pod; a
- * second pod on the same directory is refused while the first runs. */
+ * over it), so a reader never sees half a document. Most of its strings are validated IDs, labels and
+ * addresses ([A-Za-z0-9._:-]), which need no JSON escaping; the reasons a component is down hold
+ * outside text (a proxy's reason phrase, curl's errors) and are escaped (json_text()). pod.pid names
+ * the running pod; a second pod on the same directory is refused while the first runs. */
 #include "pod.h"
 
 #include <errno.h>
@@ -24,6 +25,26 @@
 static const char *health_name(pod_health_t h)
 {
     return h == POD_UP ? "up" : h == POD_DOWN ? "down" : "unknown";
+}
+
+/* s as the inside of a JSON string, into out (6 * strlen(s) + 1 bytes suffice): '"', '\\' and
+ * control bytes escaped, bytes above 0x7e as '?'. */
+static const char *json_text(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s != '\0' && o + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        } else {
+            out[o++] = c > 0x7e ? '?' : (char)c;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }
 
 /* Writes len bytes to path through path.tmp and rename(2). Returns 0 or -1 with errno. */
@@ -57,65 +78,46 @@ static int write_atomic(const char *path, const char *data, size_t len, mode_t m
     return 0;
 }
 
-/* s as the inside of a JSON string: quotes, backslashes and control bytes escaped, bytes above 0x7e
- * as \u00XX (the log's escaping already made the problem texts ASCII; this keeps the document valid
- * whatever they hold). */
-static const char *json_escape(const char *s, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (; *s != '\0' && n + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20 || c > 0x7e) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        } else {
-            out[n++] = (char)c;
-        }
-    }
-    out[n] = '\0';
-    return out;
-}
-
 static void status_write(pod_t *pod, const char *state)
 {
     const pod_args_t *a = pod->args;
     char path[POD_PATH_MAX + 32], doc[STATUS_DOC_MAX];
-    char cert[64] = "";
+    char cert[64] = "", reg_err[6 * P2M_ERR_LEN + 1], relay_err[6 * P2M_ERR_LEN + 1];
     uint64_t in, out;
     forward_bytes(pod, &in, &out);
-    char problems[2 * 2 * sizeof(pod->local_problem) + 64] = "", esc_local[2 * sizeof(pod->local_problem)],
-                                                       esc_reg[2 * sizeof(pod->registrar_problem)];
+    char problems[6 * sizeof(pod->local_problem) + 64] = "", esc_local[6 * sizeof(pod->local_problem) + 1];
     if (a->tls_terminate) /* 0 until the first certificate is in place */
         snprintf(cert, sizeof(cert), ",\n  \"cert_not_after\": %lld", cert_not_after(pod));
-    if (pod->local_problem[0] != '\0' || pod->registrar_problem[0] != '\0')
-        snprintf(problems, sizeof(problems), ",\n  \"problems\": {\"local\": \"%s\", \"registrar\": \"%s\"}",
-                 json_escape(pod->local_problem, esc_local, sizeof(esc_local)),
-                 json_escape(pod->registrar_problem, esc_reg, sizeof(esc_reg)));
-    int n =
-        snprintf(doc, sizeof(doc),
-                 "{\n"
-                 "  \"pid\": %ld,\n"
-                 "  \"state\": \"%s\",\n"
-                 "  \"id\": \"%s\",\n"
-                 "  \"label\": \"%s\",\n"
-                 "  \"forward\": \"%s\",\n"
-                 "  \"started\": %llu,\n"
-                 "  \"updated\": %llu,\n"
-                 "  \"pool\": {\"floor\": %u, \"ceiling\": %u, \"target\": %u, \"idle\": %u, \"connecting\": %u, "
-                 "\"registering\": %u, \"joined\": %u, \"waiting\": %llu, \"waited\": %llu},\n"
-                 "  \"tunnels\": {\"active\": %u, \"total\": %llu, \"failed\": %llu},\n"
-                 "  \"registrations\": {\"ok\": %llu, \"failed\": %llu},\n"
-                 "  \"bytes\": {\"in\": %llu, \"out\": %llu},\n"
-                 "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"}%s%s\n"
-                 "}\n",
-                 (long)getpid(), state, a->id, a->label, pod->fwd_str, pod->started, (unsigned long long)time(NULL), a->pool,
-                 a->pool_max, pod->target, pod->nidle, pod->nconnecting, pod_register_inflight(pod), pod->ntunnels, pod->waiting,
-                 pod->waited, pod->ntunnels, (unsigned long long)pod->stats.tunnels, (unsigned long long)pod->stats.tunnel_failures,
-                 (unsigned long long)pod->stats.registrations, (unsigned long long)pod->stats.registration_failures,
-                 (unsigned long long)in, (unsigned long long)out, health_name(pod_register_health(pod)),
-                 health_name(pod->relay_health), health_name(pod->local_health), cert, problems);
+    if (pod->local_problem[0] != '\0')
+        snprintf(problems, sizeof(problems), ",\n  \"problems\": {\"local\": \"%s\"}",
+                 json_text(pod->local_problem, esc_local, sizeof(esc_local)));
+    int n = snprintf(doc, sizeof(doc),
+                     "{\n"
+                     "  \"pid\": %ld,\n"
+                     "  \"state\": \"%s\",\n"
+                     "  \"id\": \"%s\",\n"
+                     "  \"label\": \"%s\",\n"
+                     "  \"forward\": \"%s\",\n"
+                     "  \"started\": %llu,\n"
+                     "  \"updated\": %llu,\n"
+                     "  \"pool\": {\"floor\": %u, \"ceiling\": %u, \"target\": %u, \"idle\": %u, \"connecting\": %u, "
+                     "\"registering\": %u, \"joined\": %u, \"waiting\": %llu, \"waited\": %llu},\n"
+                     "  \"tunnels\": {\"active\": %u, \"total\": %llu, \"failed\": %llu},\n"
+                     "  \"registrations\": {\"ok\": %llu, \"failed\": %llu},\n"
+                     "  \"bytes\": {\"in\": %llu, \"out\": %llu},\n"
+                     "  \"health\": {\"registrar\": \"%s\", \"relay\": \"%s\", \"local\": \"%s\"},\n"
+                     "  \"errors\": {\"registrar\": \"%s\", \"relay\": \"%s\"},\n"
+                     "  \"proxy\": \"%s\"%s%s\n"
+                     "}\n",
+                     (long)getpid(), state, a->id, a->label, pod->fwd_str, pod->started, (unsigned long long)time(NULL), a->pool,
+                     a->pool_max, pod->target, pod->nidle, pod->nconnecting, pod_register_inflight(pod), pod->ntunnels,
+                     pod->waiting, pod->waited, pod->ntunnels, (unsigned long long)pod->stats.tunnels,
+                     (unsigned long long)pod->stats.tunnel_failures, (unsigned long long)pod->stats.registrations,
+                     (unsigned long long)pod->stats.registration_failures, (unsigned long long)in, (unsigned long long)out,
+                     health_name(pod_register_health(pod)), health_name(pod->relay_health), health_name(pod->local_health),
+                     json_text(pod_register_error(pod), reg_err, sizeof(reg_err)),
+                     json_text(pod->relay_health == POD_DOWN ? pod->relay_error : "", relay_err, sizeof(relay_err)), a->proxy.shown,
+                     cert, problems);
     if (n < 0 || (size_t)n >= sizeof(doc))
         return;
     snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
@@ -276,6 +278,12 @@ static int status_show(const char *dir, int json, int *alive_out)
                human_age(now > st.updated ? now - st.updated : 0, b2, sizeof(b2)));
     printf("forward     %s\n", st.forward);
     printf("health      registrar %s, relay %s, local service %s\n", st.registrar_state, st.relay_state, st.local_state);
+    if (st.registrar_error[0] != '\0')
+        printf("            registrar: %s\n", st.registrar_error);
+    if (st.relay_error[0] != '\0')
+        printf("            relay: %s\n", st.relay_error);
+    if (st.proxy[0] != '\0')
+        printf("proxy       %s\n", st.proxy);
     printf("pool        %llu/%llu idle, %llu connecting, %llu registering (floor %llu, ceiling %llu)\n", st.pool_idle,
            st.pool_target, st.pool_connecting, st.pool_registering, st.pool_floor, st.pool_ceiling);
     printf("consumers   %llu joined, %llu waiting at the relay, %llu had to wait so far\n", st.pool_joined, st.consumers_waiting,
@@ -285,8 +293,6 @@ static int status_show(const char *dir, int json, int *alive_out)
     printf("traffic     %s in, %s out\n", human_bytes(st.bytes_in, b1, sizeof(b1)), human_bytes(st.bytes_out, b2, sizeof(b2)));
     if (st.local_problem[0] != '\0')
         printf("problem     local service: %s\n", st.local_problem);
-    if (st.registrar_problem[0] != '\0')
-        printf("problem     registrar: %s\n", st.registrar_problem);
     return 0;
 }
 

@@ -27,7 +27,7 @@ echo hello >"$T/www/hello"
 p2m_https_site "$T/www" TLSPORT
 
 problem_is() { [[ $(p2m_pod_json "$1" '.problems.local // ""') == "$2" ]]; }
-registrar_problem_has() { [[ $(p2m_pod_json "$1" '.problems.registrar // ""') == *"$2"* ]]; }
+registrar_problem_has() { [[ $(p2m_pod_json "$1" '.errors.registrar // ""') == *"$2"* ]]; }
 
 # ---------------------------------------------------------------- plain HTTP behind https
 want="127.0.0.1:$PLAIN answers plain HTTP, not TLS: add --tls-terminate or --protocol http"
@@ -96,7 +96,7 @@ p2m_wait_until -t 60 "the pod names --cacert and the CA's URL in its status" reg
 expect_match "event=registrar_down label=noca error=\"the registrar's certificate cannot be verified \(.*\): $want_ca\"" \
     "$(cat "$T/nocapod.log")" "the log line names --cacert and $REGISTRAR/cacert"
 "$POD_BIN" status --state-dir "$T/nocapod" >"$OUT" || true
-expect_match "problem     registrar: error=\"the registrar's certificate cannot be verified" "$(cat "$OUT")" "status shows it"
+expect_match "registrar: the registrar's certificate cannot be verified" "$(cat "$OUT")" "status shows it"
 # A --cacert that holds another CA.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=Some Other CA" -days 1 \
     -keyout "$T/other-key.pem" -out "$T/other-ca.pem" 2>/dev/null

@@ -15,6 +15,9 @@
 
 set -eEuo pipefail
 export LC_ALL=C
+# Everything runs on loopback: no proxy from the environment, which curl and pipe2me-pod would use
+# (tests/e2e/63-pod-proxy.sh sets its own).
+unset http_proxy https_proxy HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
 P2M_E2E_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 : "${P2M_SOURCE_DIR:=$(cd -- "$P2M_E2E_DIR/../.." && pwd)}"

@@ -7,8 +7,9 @@
  * It returns 0 or -1 and refuses with one line that never shows the files' secret and leaves no
  * secret in *a; a command line it accepts holds values within pod.h's bounds (the registrar URL,
  * ID, label, domain, forward address, pool, ALPN list and test ports pass their own checks again,
- * digits are 6 or 8; a register command carries the files' secret), and the canonical command line
- * built from the result parses to the same result. */
+ * digits are 6 or 8; a register command carries the files' secret, a proxy has a host and a port),
+ * and the canonical command line built from the result (the proxy's user and password
+ * percent-encoded again) parses to the same result. A refusal leaves no proxy password either. */
 
 #include "fuzz.h"
 #include "fuzz_argv.h"
@@ -170,10 +171,27 @@ static void check_values(const pod_args_t *a)
     FUZZ_CHECK(a->domain[0] == '\0' || (p2m_domain_normalize(a->domain, d, e) == 0 && strcmp(d, a->domain) == 0));
     FUZZ_CHECK(!a->have_forward || (a->forward.host[0] != '\0' && a->forward.port >= 1));
     FUZZ_CHECK(!a->tls_terminate || (a->proto == P2M_PROTO_HTTPS && a->state_dir[0] != '\0' && a->domain[0] != '\0'));
+    FUZZ_CHECK(FUZZ_TERMINATED(a->proxy.host) && FUZZ_TERMINATED(a->proxy.user) && FUZZ_TERMINATED(a->proxy.pass));
+    FUZZ_CHECK(a->proxy.host[0] == '\0' ? a->proxy.port == 0 && !a->proxy.auth : a->proxy.port >= 1);
+    FUZZ_CHECK(a->proxy_env == 0); /* the environment is main.c's to read */
     if (a->cmd == POD_CMD_REGISTER) {
         FUZZ_CHECK(a->have_forward);
         /* the only secrets it can have read are the files' */
         FUZZ_CHECK(a->secret_len == secret_len && memcmp(a->secret, secret_raw, secret_len) == 0);
+    }
+}
+
+/* Appends s to out at *n with only what must be percent-encoded so (a byte that is not printable
+ * ASCII, or one of "%/?#"), so that the URL is never longer than the one given (which had those
+ * encoded too; ':' and '@' need not be: the user has no ':', and the last '@' ends the user info). */
+static void pct(const char *s, char *out, size_t *n)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c > 0x20 && c < 0x7f && strchr("%/?#", c) == NULL)
+            out[(*n)++] = (char)c;
+        else
+            *n += (size_t)sprintf(out + *n, "%%%02X", c);
     }
 }
 
@@ -187,6 +205,7 @@ static void check_canonical(const pod_args_t *a)
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     static pod_args_t b;
     char *argv[40], pool[16], pool_max[16], drain[16], fwd[P2M_HOST_MAX + 16], http[8], tcp[8], err[P2M_ERR_LEN] = "";
+    static char proxy[8 + 6 * POD_PROXY_CRED_MAX + P2M_HOST_MAX + 16];
     int n = 0;
 
     argv[n++] = "pipe2me-pod";
@@ -239,6 +258,21 @@ static void check_canonical(const pod_args_t *a)
         }
         if (a->cmd == POD_CMD_REGISTER)
             OPT("secret-file", secret_path);
+        if (a->proxy.host[0] != '\0') {
+            /* no scheme and no default port: never longer than the URL given */
+            size_t k = 0;
+            if (a->proxy.auth) {
+                pct(a->proxy.user, proxy, &k);
+                proxy[k++] = ':';
+                pct(a->proxy.pass, proxy, &k);
+                proxy[k++] = '@';
+            }
+            if (a->proxy.port == POD_PROXY_PORT)
+                snprintf(proxy + k, sizeof(proxy) - k, strchr(a->proxy.host, ':') != NULL ? "[%s]" : "%s", a->proxy.host);
+            else
+                FUZZ_CHECK(p2m_hostport_format(a->proxy.host, a->proxy.port, proxy + k, sizeof(proxy) - k) > 0);
+            OPT("proxy", proxy);
+        }
     }
 #undef OPT
     argv[n] = NULL;
@@ -253,6 +287,9 @@ static void check_canonical(const pod_args_t *a)
     FUZZ_CHECK(a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_ENV || b.log_level == a->log_level);
     FUZZ_CHECK(!a->have_forward || (strcmp(b.forward.host, a->forward.host) == 0 && b.forward.port == a->forward.port));
     FUZZ_CHECK(a->cmd != POD_CMD_REGISTER || (b.secret_len == a->secret_len && memcmp(b.secret, a->secret, a->secret_len) == 0));
+    FUZZ_CHECK(strcmp(b.proxy.host, a->proxy.host) == 0 && b.proxy.port == a->proxy.port && b.proxy.auth == a->proxy.auth &&
+               strcmp(b.proxy.user, a->proxy.user) == 0 && strcmp(b.proxy.pass, a->proxy.pass) == 0 &&
+               strcmp(b.proxy.shown, a->proxy.shown) == 0);
     pod_args_wipe(&b);
 }
 
@@ -271,6 +308,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != 0) {
         fuzz_check_err(err);
         FUZZ_CHECK(a.secret_len == 0 && all_zero(a.secret, sizeof(a.secret)));
+        FUZZ_CHECK(all_zero((const unsigned char *)a.proxy.pass, sizeof(a.proxy.pass)));
         /* the files' secret, in either case, unless the command line itself spelled it */
         if (strcasestr(err, "MFRGGZDF") != NULL)
             FUZZ_CHECK(spelled_secret(data, size));

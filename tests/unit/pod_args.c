@@ -815,6 +815,20 @@ static void test_status_doc(void)
         memcpy(w, "\"waited\": -19", 13);
         check_refused(pod_status_parse(bad, strlen(bad), &st, err), err, "pool.waited");
     }
+    /* the reasons a component is down and the proxy, JSON-escaped by status.c */
+    snprintf(bad, sizeof(bad), "%s", elastic);
+    char *end = strrchr(bad, '}');
+    snprintf(
+        end, sizeof(bad) - (size_t)(end - bad),
+        ", \"errors\": {\"registrar\": \"\", \"relay\": \"proxy http://u@p:1 answered CONNECT r:1 with 407 \\\"x\\\"\\u0001\"},"
+        " \"proxy\": \"http://u@p:1\"}");
+    CHECK_CTX("status doc with errors and a proxy");
+    if (CHECK_RC(pod_status_parse(bad, strlen(bad), &st, err), 0, err)) {
+        CHECK_EQ_STR(st.registrar_error, "");
+        CHECK_EQ_STR(st.relay_error, "proxy http://u@p:1 answered CONNECT r:1 with 407 \"x\"\x01");
+        CHECK_EQ_STR(st.proxy, "http://u@p:1");
+    }
+    CHECK_CTX("status doc");
     check_refused(pod_status_parse("{}", 2, &st, err), err, "pid");
     check_refused(pod_status_parse("{\"pid\": -1}", 11, &st, err), err, "pid");
     check_refused(pod_status_parse("{\"pid\": 1}", 10, &st, err), err, "updated");
@@ -986,6 +1000,121 @@ static void test_run_config(void)
     check_refused(parse(&a, err, "run", "--config", dir, NULL), err, "not a regular file");
 }
 
+/* --proxy, run's "proxy" key, and the environment's https_proxy and no_proxy (pod_args_proxy_env,
+ * pod_args_use_proxy): parsed as proxy.c says, the password never in an error. */
+static void test_proxy(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN], doc[1024];
+    const char *sf = puts0600("proxy-secret", SECRET "\n");
+    const char *url = "https://reg.test:8443";
+#define REG "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--label", "web", "--forward", "127.0.0.1:1"
+
+    CHECK_CTX("proxy: none");
+    if (CHECK_RC(parse(&a, err, REG, NULL), 0, err)) {
+        CHECK_EQ_STR(a.proxy.host, "");
+        CHECK(pod_args_use_proxy(&a, "reg.test") == NULL);
+        /* the environment's, when the option is absent; lower case first, "" as none */
+        CHECK_RC(pod_args_proxy_env(&a, "", "http://U:pw@up.test:3128", " .reg.test ", "relay.test", err), 0, err);
+        CHECK_EQ_STR(a.proxy.host, "up.test");
+        CHECK_EQ_STR(a.proxy.user, "U");
+        CHECK_EQ_INT(a.proxy_env, 1);
+        CHECK_EQ_STR(a.no_proxy, " .reg.test ");
+        CHECK(pod_args_use_proxy(&a, "reg.test") == NULL);
+        CHECK(pod_args_use_proxy(&a, "relay.test") == &a.proxy);
+        pod_args_wipe(&a);
+        CHECK_EQ_STR(a.proxy.pass, "");
+    }
+    if (CHECK_RC(parse(&a, err, REG, NULL), 0, err)) {
+        CHECK_RC(pod_args_proxy_env(&a, "http://low.test:1", "http://up.test:2", NULL, "*", err), 0, err);
+        CHECK_EQ_STR(a.proxy.host, "low.test");
+        CHECK_EQ_STR(a.no_proxy, "*");
+        CHECK(pod_args_use_proxy(&a, "anything.test") == NULL);
+    }
+    if (CHECK_RC(parse(&a, err, REG, NULL), 0, err)) {
+        CHECK_RC(pod_args_proxy_env(&a, NULL, NULL, "x", NULL, err), 0, err);
+        CHECK_EQ_STR(a.proxy.host, "");
+        CHECK_EQ_STR(a.no_proxy, "");
+    }
+    CHECK_CTX("proxy: a bad environment");
+    if (CHECK_RC(parse(&a, err, REG, NULL), 0, err)) {
+        check_refused(pod_args_proxy_env(&a, "https://u:Sekr1t@h:1", NULL, NULL, NULL, err), err, "https_proxy: https:// proxies");
+        CHECK(strstr(err, "Sekr1t") == NULL);
+        check_refused(pod_args_proxy_env(&a, NULL, "socks5://h:1", NULL, NULL, err), err, "HTTPS_PROXY: unsupported proxy scheme");
+        CHECK_EQ_STR(a.proxy.host, "");
+        char *big = malloc(POD_NO_PROXY_MAX + 2);
+        if (CHECK(big != NULL)) {
+            memset(big, 'a', POD_NO_PROXY_MAX + 1);
+            big[POD_NO_PROXY_MAX + 1] = '\0';
+            check_refused(pod_args_proxy_env(&a, "http://h:1", NULL, big, NULL, err), err, "no_proxy is longer than 4096");
+            CHECK_EQ_STR(a.proxy.host, "");
+            CHECK_EQ_STR(a.proxy.pass, "");
+            big[POD_NO_PROXY_MAX] = '\0';
+            CHECK_RC(pod_args_proxy_env(&a, "http://h:1", NULL, big, NULL, err), 0, err);
+            CHECK_EQ_INT(strlen(a.no_proxy), POD_NO_PROXY_MAX);
+            free(big);
+        }
+    }
+
+    CHECK_CTX("proxy: --proxy");
+    if (CHECK_RC(parse(&a, err, REG, "--proxy", "http://me:p%40ss@proxy.test:8080", NULL), 0, err)) {
+        CHECK_EQ_STR(a.proxy.host, "proxy.test");
+        CHECK_EQ_INT(a.proxy.port, 8080);
+        CHECK_EQ_STR(a.proxy.user, "me");
+        CHECK_EQ_STR(a.proxy.pass, "p@ss");
+        CHECK_EQ_STR(a.proxy.shown, "http://me@proxy.test:8080");
+        CHECK_EQ_INT(a.proxy_env, 0);
+        /* the option wins over the environment, and no_proxy does not apply to it */
+        CHECK_RC(pod_args_proxy_env(&a, "http://env.test:1", NULL, "*", NULL, err), 0, err);
+        CHECK_EQ_STR(a.proxy.host, "proxy.test");
+        CHECK(pod_args_use_proxy(&a, "reg.test") == &a.proxy);
+        pod_args_wipe(&a);
+    }
+    if (CHECK_RC(parse(&a, err, REG, "--proxy=proxy.test", NULL), 0, err))
+        CHECK_EQ_INT(a.proxy.port, 1080);
+    check_refused(parse(&a, err, REG, "--proxy", "https://u:Sekr1t@proxy.test:1", NULL), err, "--proxy: https:// proxies");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+    check_refused(parse(&a, err, REG, "--proxy", "http://u:Sekr1t@proxy.test:99999", NULL), err, "--proxy: the proxy URL's host");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+    CHECK_EQ_STR(a.proxy.pass, "");
+    check_refused(parse(&a, err, REG, "--proxy", "", NULL), err, "--proxy: the proxy URL is empty");
+    check_refused(parse(&a, err, REG, "--proxy", "http://h:1/x", NULL), err, "path");
+    check_refused(parse(&a, err, REG, "--proxy", "http://h:1", "--proxy", "http://h:2", NULL), err, "--proxy given twice");
+    check_refused(parse(&a, err, REG, "--proxy", NULL), err, "--proxy needs a value");
+    check_refused(parse(&a, err, "status", "--state-dir", "/x", "--proxy", "http://h:1", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "test", "--forward-http", "1", "--proxy", "http://h:1", NULL), err, "unknown option");
+
+    CHECK_CTX("proxy: run's \"proxy\" key");
+    snprintf(
+        doc, sizeof(doc),
+        "{\"registrar\": \"https://reg.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"proxy\": \"http://u:pw@px.test:3128\","
+        " \"services\": [{\"label\": \"web\", \"forward\": \"127.0.0.1:1\"}]}",
+        sf);
+    const char *cfg = put("run-proxy.json", doc, strlen(doc), 0600);
+    pod_args_t *svcs = NULL;
+    size_t n = 0;
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err) && CHECK_RC(pod_run_load(&a, &svcs, &n, err), 0, err)) {
+        CHECK_EQ_STR(svcs[0].proxy.host, "px.test");
+        CHECK_EQ_STR(svcs[0].proxy.pass, "pw");
+        pod_run_free(svcs, n);
+    }
+    snprintf(doc, sizeof(doc),
+             "{\"registrar\": \"https://reg.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"proxy\": \"ftp://u:Sekr1t@px.test\","
+             " \"services\": [{\"label\": \"web\", \"forward\": \"127.0.0.1:1\"}]}",
+             sf);
+    cfg = put("run-proxy-bad.json", doc, strlen(doc), 0600);
+    check_refused(parse(&a, err, "run", "--config", cfg, NULL), err, "run-proxy-bad.json: proxy: unsupported proxy scheme \"ftp\"");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+    snprintf(doc, sizeof(doc),
+             "{\"registrar\": \"https://reg.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"proxy\": 3128,"
+             " \"services\": [{\"label\": \"web\", \"forward\": \"127.0.0.1:1\"}]}",
+             sf);
+    cfg = put("run-proxy-num.json", doc, strlen(doc), 0600);
+    check_refused(parse(&a, err, "run", "--config", cfg, NULL), err, "proxy: expected a string");
+#undef REG
+    CHECK_CTX(NULL);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/unit-pod-args.XXXXXX");
@@ -1004,6 +1133,7 @@ int main(void)
     test_env_quote();
     test_status_doc();
     test_run_config();
+    test_proxy();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -7,8 +7,10 @@ P2M_PKGS_RUN="redis-server redis-tools oathtool curl openssl iproute2 procps"
 # chromium and certutil (libnss3-tools) are for the browser test, tests/e2e/44-browser.sh; it also
 # needs node and npm, which p2m_ensure_node installs only when they are not on PATH at all.
 # debhelper, dpkg-dev, fakeroot and lintian build and check the Debian package (tests/e2e/58-install.sh),
-# systemd's systemd-analyze verifies its units, man-db and groff render its man pages.
-P2M_PKGS_TEST="clang libclang-rt-14-dev jq socat chromium libnss3-tools debhelper dpkg-dev fakeroot lintian
+# systemd's systemd-analyze verifies its units, man-db and groff render its man pages. tinyproxy is the
+# HTTP proxy of tests/e2e/63-pod-proxy.sh, which runs its own in the foreground (on a host with systemd the
+# package also starts its service on port 8888, which the test does not use).
+P2M_PKGS_TEST="clang libclang-rt-14-dev jq socat chromium libnss3-tools debhelper dpkg-dev fakeroot lintian tinyproxy
     systemd man-db groff-base"
 
 # p2m_ensure_packages PKG...: apt-get installs the packages that are not installed yet.
