@@ -380,6 +380,19 @@ static void runner_reload(runner_t *r)
     }
     free(keep);
     pod_run_free(svcs, n);
+    /* A service that drains while its successor (same name, other settings) runs leaves DIR/NAME
+     * to it: no more status writes, no "stopped" over the new one's status, no pod.pid removed. */
+    for (size_t i = 0; i < r->n; i++) {
+        service_t *old = r->svcs[i];
+        if (!old->draining || !old->status_ok)
+            continue;
+        for (size_t j = 0; j < r->n; j++)
+            if (!r->svcs[j]->draining && strcmp(r->svcs[j]->name, old->name) == 0) {
+                p2m_loop_timer_stop(r->loop, &old->pod.status_timer);
+                old->status_ok = 0;
+                break;
+            }
+    }
     write_services(r);
     p2m_log(P2M_LOG_INFO, "reloaded", "config=%s services=%zu kept=%zu added=%zu removed=%zu was=%zu", r->cli->config, kept + added,
             kept, added, removed, live);

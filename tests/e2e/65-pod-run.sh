@@ -134,7 +134,24 @@ expect_eq "alpha beta-tcp gamma-http" "$("$POD_BIN" status --state-dir "$RUN" --
 expect_match "^GET /still HTTP/1.1" "$(curl -sS --max-time 20 "http://gamma.pipe2me.localhost:$QG/still")" "gamma still served"
 expect_eq "still tcp" "$(printf 'still tcp' | timeout 10 socat -t 5 - "TCP:127.0.0.1:$QT")" "beta still served"
 
+# ---------------------------------------------------------------- SIGHUP that changes a service's settings
+# beta's floor 2 -> 3: the old beta drains, a new one takes DIR/beta-tcp; the old one's end leaves
+# the new one's status and pod.pid alone.
+svc_beta3=$(jq -n --arg f "127.0.0.1:$ECHO_TCP" '{label: "beta", protocol: "tcp", forward: $f, pool: 3}')
+write_config "$T/pod.json" "[$svc_alpha, $svc_beta3, $svc_gamma]"
+since=$(($(date +%s) - 1))
+kill -HUP "$RUNPOD_PID"
+p2m_wait_until -t 60 "the pod reloads again" eval '[[ $(p2m_log_count runpod "event=reloaded ") == 2 ]]'
+expect_match "services=3 kept=2 added=1 removed=1 was=3" "$(grep 'event=reloaded' "$T/runpod.log" | tail -n 1)" "beta replaced"
+p2m_wait_until -t 90 "the new beta fills its pool of 3" p2m_pool_full "$RUN/beta-tcp" 3 "$since"
+p2m_wait_until -t 30 "the old beta has stopped" eval '[[ $(p2m_log_count runpod "event=stopped label=beta ") == 1 ]]'
+sleep_until=$(($(date +%s) + 2))
+p2m_wait_until "a status written after the old beta stopped" p2m_pool_full "$RUN/beta-tcp" 3 "$sleep_until"
+expect_eq running "$(jq -r .state "$RUN/beta-tcp/status.json")" "the new beta's status is its own"
+expect_eq "$RUNPOD_PID" "$(cat "$RUN/beta-tcp/pod.pid")" "DIR/beta-tcp/pod.pid stays"
+expect_eq "still beta" "$(printf 'still beta' | timeout 10 socat -t 5 - "TCP:127.0.0.1:$(tcp_port beta)")" "the new beta serves"
+
 # SIGTERM: every service drains, the process exits 0.
 p2m_stop runpod "$RUNPOD_PID"
-expect_eq 3 "$(sed -n '/event=reload_failed/,$p' "$T/runpod.log" | grep -c 'event=stopped ')" "three services stopped"
+expect_eq 3 "$(sed -n '/event=stopping /,$p' "$T/runpod.log" | grep -c 'event=stopped ')" "three services stopped"
 expect_log_clean runpod 'event=(loop_failed|out_of_memory)'
