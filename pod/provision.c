@@ -1162,7 +1162,8 @@ static int config_service(json_t *doc, size_t i, const char *path, const provisi
     if (config_keys(svc, where, config_service_keys, sizeof(config_service_keys) / sizeof(config_service_keys[0]), 0, val, cv, a,
                     e) != 0)
         return p2m_err(err, "%s: %s", shown_path, e);
-    if (prov == NULL && val[OPT_PROVISION] == NULL && (val[OPT_REGISTRAR] == NULL || val[OPT_ID] == NULL || val[OPT_SECRET_FILE] == NULL))
+    if (prov == NULL && val[OPT_PROVISION] == NULL &&
+        (val[OPT_REGISTRAR] == NULL || val[OPT_ID] == NULL || val[OPT_SECRET_FILE] == NULL))
         return p2m_err(err, "%s: needs \"provision\", or \"registrar\", \"id\" and \"secret_file\"", shown_path);
     if (val[OPT_FORWARD] == NULL)
         return p2m_err(err, "%s: services[%zu]: needs \"forward\" (HOST:PORT of the local service)", shown_path, i);
