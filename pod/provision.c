@@ -881,8 +881,9 @@ void pod_args_usage(FILE *out)
           "  --help, --version\n"
           "\n"
           "The secret file holds the base32 TOTP secret on one line and must not be readable by group or\n"
-          "others; so must the provisioning file (pipe2me-admin pod add -o FILE). Errors: one line on\n"
-          "stderr, exit status 2.\n",
+          "others; so must the provisioning file (pipe2me-admin pod add -o FILE) and a run file that holds\n"
+          "the secret itself (pipe2me-admin pod add -o FILE --service ...). Errors: one line on stderr,\n"
+          "exit status 2.\n",
           out);
 }
 
