@@ -80,9 +80,23 @@ static void json_wiping_init(void)
     }
 }
 
+/* Refuses a file that holds a secret when group or others may read it (mode: its st_mode).
+ * Returns 0 or -1 with err naming the file. */
+static int private_check(const char *path, mode_t mode, char *err)
+{
+    char shown_path[P2M_ERR_LEN];
+    if ((mode & 077) == 0)
+        return 0;
+    path_shown(path, shown_path, sizeof(shown_path));
+    return p2m_err(err, "%s: holds a secret but group or others may read it (mode %03o): chmod 600 %s", shown_path,
+                   (unsigned)(mode & 0777), shown_path);
+}
+
 /* Reads a regular file of at most max bytes into a NUL-terminated buffer (wipe and free() it).
- * With `private`, refuses a file group or others may read (it holds a secret). */
-static char *read_small_file(const char *path, size_t max, int private, size_t *len, char *err)
+ * With `private`, refuses a file group or others may read (it holds a secret). mode (NULL for
+ * none) receives the file's st_mode, for a caller that learns only from the text whether it is
+ * private. */
+static char *read_small_file(const char *path, size_t max, int private, mode_t *mode, size_t *len, char *err)
 {
     char *buf = NULL, shown_path[P2M_ERR_LEN];
     struct stat st;
@@ -101,11 +115,10 @@ static char *read_small_file(const char *path, size_t max, int private, size_t *
         p2m_err(err, "%s: not a regular file", path_shown(path, shown_path, sizeof(shown_path)));
         goto Exit;
     }
-    if (private && (st.st_mode & 077) != 0) {
-        p2m_err(err, "%s: holds a secret but group or others may read it (mode %03o): chmod 600 %s",
-                path_shown(path, shown_path, sizeof(shown_path)), (unsigned)(st.st_mode & 0777), shown_path);
+    if (private && private_check(path, st.st_mode, err) != 0)
         goto Exit;
-    }
+    if (mode != NULL)
+        *mode = st.st_mode;
     if ((size_t)st.st_size > max) {
         p2m_err(err, "%s: larger than %zu bytes", path_shown(path, shown_path, sizeof(shown_path)), max);
         goto Exit;
@@ -196,7 +209,7 @@ int pod_secret_load(const char *path, unsigned char *raw, size_t *raw_len, char 
     size_t len = 0;
     char derr[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
     int ret = -1;
-    char *text = read_small_file(path, POD_SECRET_FILE_MAX, 1, &len, err);
+    char *text = read_small_file(path, POD_SECRET_FILE_MAX, 1, NULL, &len, err);
     if (text == NULL)
         return -1;
     /* One line: the secret, then at most one newline (CRLF tolerated). */
@@ -307,32 +320,33 @@ static int json_str(json_t *v, const char *key, const char **out, size_t max, ch
     return 0;
 }
 
-int provision_parse(const char *text, size_t len, provision_t *p, char *err)
+/* The keys of a provisioning document: with run's keys beside them, a run file is its own
+ * provisioning file, and run's reader leaves these to provision_doc(). */
+static const char *const provision_keys[] = {"id", "secret", "labels", "registrar", "domain", "digits", "otpauth", NULL};
+
+/* A provisioning document, parsed, into *p. run: the document is run's file with the secret
+ * inline, whose other keys are run's to check (config_keys), except "provision" and "secret_file",
+ * which would name a second secret and are refused. Returns 0 or -1 with err; on failure *p holds
+ * no secret. */
+static int provision_doc(json_t *doc, int run, provision_t *p, char *err)
 {
-    json_error_t jerr;
-    json_t *doc = NULL, *v;
+    json_t *v;
     const char *key, *s;
     char e[P2M_ERR_LEN], buf[200];
     int ret = -1, have_id = 0, have_secret = 0, have_labels = 0, have_registrar = 0, have_domain = 0;
 
     memset(p, 0, sizeof(*p));
     p->digits = P2M_TOTP_DIGITS; /* a file written before "digits" existed */
-    json_wiping_init();
-    if (len > POD_PROVISION_MAX) {
-        p2m_err(err, "larger than %d bytes", POD_PROVISION_MAX);
-        goto Exit;
-    }
-    /* jansson's message quotes the input, which may be the secret: keep only the position. */
-    if ((doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
-        p2m_err(err, "not valid JSON (line %d, column %d)", jerr.line, jerr.column);
-        goto Exit;
-    }
     if (!json_is_object(doc)) {
         p2m_err(err, "expected a JSON object");
         goto Exit;
     }
     json_object_foreach(doc, key, v)
     {
+        if (run && (strcmp(key, "provision") == 0 || strcmp(key, "secret_file") == 0)) {
+            p2m_err(err, "%s: the file has its own \"secret\": drop one of them", key);
+            goto Exit;
+        }
         if (strcmp(key, "id") == 0) {
             if (json_str(v, "id", &s, P2M_ID_MAX, err) != 0)
                 goto Exit;
@@ -408,7 +422,7 @@ int provision_parse(const char *text, size_t len, provision_t *p, char *err)
                 p2m_err(err, "otpauth: expected an otpauth://totp/ URI");
                 goto Exit;
             }
-        } else {
+        } else if (!run) {
             p2m_err(err, "unknown key \"%s\"", shown(key, buf, sizeof(buf)));
             goto Exit;
         }
@@ -424,7 +438,6 @@ int provision_parse(const char *text, size_t len, provision_t *p, char *err)
     }
     ret = 0;
 Exit:
-    json_decref(doc);
     if (ret != 0) {
         explicit_bzero(p->secret, sizeof(p->secret));
         p->secret_len = 0;
@@ -432,11 +445,34 @@ Exit:
     return ret;
 }
 
+int provision_parse(const char *text, size_t len, provision_t *p, char *err)
+{
+    json_error_t jerr;
+    json_t *doc = NULL;
+    int ret = -1;
+
+    memset(p, 0, sizeof(*p));
+    json_wiping_init();
+    if (len > POD_PROVISION_MAX) {
+        p2m_err(err, "larger than %d bytes", POD_PROVISION_MAX);
+        goto Exit;
+    }
+    /* jansson's message quotes the input, which may be the secret: keep only the position. */
+    if ((doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+        p2m_err(err, "not valid JSON (line %d, column %d)", jerr.line, jerr.column);
+        goto Exit;
+    }
+    ret = provision_doc(doc, 0, p, err);
+Exit:
+    json_decref(doc);
+    return ret;
+}
+
 int provision_load(const char *path, provision_t *p, char *err)
 {
     size_t len = 0;
     char e[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
-    char *text = read_small_file(path, POD_PROVISION_MAX, 1, &len, err);
+    char *text = read_small_file(path, POD_PROVISION_MAX, 1, NULL, &len, err);
     if (text == NULL) {
         memset(p, 0, sizeof(*p));
         return -1;
@@ -845,8 +881,9 @@ void pod_args_usage(FILE *out)
           "  --help, --version\n"
           "\n"
           "The secret file holds the base32 TOTP secret on one line and must not be readable by group or\n"
-          "others; so must the provisioning file (pipe2me-admin pod add -o FILE). Errors: one line on\n"
-          "stderr, exit status 2.\n",
+          "others; so must the provisioning file (pipe2me-admin pod add -o FILE) and a run file that holds\n"
+          "the secret itself (pipe2me-admin pod add -o FILE --service ...). Errors: one line on stderr,\n"
+          "exit status 2.\n",
           out);
 }
 
@@ -893,14 +930,37 @@ static int args_scan(int argc, char **argv, const char **val, pod_args_t *a, cha
     return 0;
 }
 
-/* register and env: the provisioning file or the secret file supplies what the flags do not. Returns
- * 0 or -1 with err. */
-static int args_files(const char **val, pod_args_t *a, char *err)
+/* What a provisioning document gives a pod: its ID, secret, digits, and the registrar, domain and
+ * label the options did not give. Returns 0 or -1 with err. */
+static int provision_apply(const provision_t *prov, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    snprintf(a->id, sizeof(a->id), "%s", prov->id);
+    memcpy(a->secret, prov->secret, prov->secret_len);
+    a->secret_len = prov->secret_len;
+    a->digits = prov->digits;
+    if (a->registrar[0] == '\0' && pod_registrar_url_parse(prov->registrar, a->registrar, a->reg_host, &a->reg_port, e) != 0)
+        return p2m_err(err, "registrar: %s", e); /* cannot happen: checked when parsed */
+    if (a->domain[0] == '\0')
+        snprintf(a->domain, sizeof(a->domain), "%s", prov->domain);
+    /* Another label than the file's is the registrar's to accept: one the pod was given or
+     * shares since the file was written (pipe2me-admin label add, label share), or a 403. */
+    if (a->label[0] == '\0')
+        snprintf(a->label, sizeof(a->label), "%s", prov->labels[0]);
+    return 0;
+}
+
+/* register and env: the provisioning file or the secret file supplies what the flags do not; run:
+ * inline (non-NULL) is its file's own provisioning. Returns 0 or -1 with err. */
+static int args_files(const char **val, const provision_t *inline_prov, pod_args_t *a, char *err)
 {
     char e[P2M_ERR_LEN];
     provision_t *prov = NULL;
     int ret = -1;
-    if (val[OPT_PROVISION] != NULL) {
+    if (inline_prov != NULL) {
+        if (provision_apply(inline_prov, a, err) != 0)
+            goto Exit;
+    } else if (val[OPT_PROVISION] != NULL) {
         if (val[OPT_ID] != NULL || val[OPT_SECRET_FILE] != NULL)
             return p2m_err(err, "--provision gives the ID and secret: drop --id and --secret-file");
         if (val[OPT_DIGITS] != NULL)
@@ -913,20 +973,10 @@ static int args_files(const char **val, pod_args_t *a, char *err)
             p2m_err(err, "--provision %s", e);
             goto Exit;
         }
-        snprintf(a->id, sizeof(a->id), "%s", prov->id);
-        memcpy(a->secret, prov->secret, prov->secret_len);
-        a->secret_len = prov->secret_len;
-        a->digits = prov->digits;
-        if (a->registrar[0] == '\0' && pod_registrar_url_parse(prov->registrar, a->registrar, a->reg_host, &a->reg_port, e) != 0) {
-            p2m_err(err, "--provision: registrar: %s", e); /* cannot happen: checked when parsed */
+        if (provision_apply(prov, a, e) != 0) {
+            p2m_err(err, "--provision: %s", e);
             goto Exit;
         }
-        if (a->domain[0] == '\0')
-            snprintf(a->domain, sizeof(a->domain), "%s", prov->domain);
-        /* Another label than the file's is the registrar's to accept: one the pod was given or
-         * shares since the file was written (pipe2me-admin label add, label share), or a 403. */
-        if (a->label[0] == '\0')
-            snprintf(a->label, sizeof(a->label), "%s", prov->labels[0]);
     } else if (a->cmd != POD_CMD_ENV && val[OPT_SECRET_FILE] != NULL) {
         if (strlen(val[OPT_SECRET_FILE]) > POD_PATH_MAX) {
             p2m_err(err, "--secret-file: path longer than %d bytes", POD_PATH_MAX);
@@ -1008,8 +1058,8 @@ typedef struct {
 
 /* Copies obj's keys into val (the command line's values win), checking names and types. Returns 0
  * or -1 with err naming the key. */
-static int config_keys(json_t *obj, const char *where, const config_key_t *keys, size_t nkeys, const char **val, config_vals_t *cv,
-                       pod_args_t *a, char *err)
+static int config_keys(json_t *obj, const char *where, const config_key_t *keys, size_t nkeys, int inline_prov, const char **val,
+                       config_vals_t *cv, pod_args_t *a, char *err)
 {
     const char *key;
     json_t *v;
@@ -1019,6 +1069,12 @@ static int config_keys(json_t *obj, const char *where, const config_key_t *keys,
         size_t k;
         if (strcmp(key, "services") == 0 && where[0] == '\0')
             continue;
+        if (inline_prov && where[0] == '\0') { /* the file's own provisioning keys: provision_doc()'s */
+            for (k = 0; provision_keys[k] != NULL && strcmp(provision_keys[k], key) != 0; k++)
+                ;
+            if (provision_keys[k] != NULL)
+                continue;
+        }
         for (k = 0; k < nkeys; k++)
             if (strcmp(keys[k].key, key) == 0)
                 break;
@@ -1049,19 +1105,24 @@ static int config_keys(json_t *obj, const char *where, const config_key_t *keys,
     return 0;
 }
 
-/* run --config FILE: reads FILE into val as if its settings were register's options. The document
- * stays in *doc (val points into it) until the caller is done. Returns 0 or -1 with err. */
-/* Reads run's file: its JSON document in *doc. Returns 0 or -1 with err. */
-static int config_read(const char *path, json_t **doc, char *err)
+/* Reads run's file: its JSON document in *doc. A document with "secret" is its own provisioning
+ * file: like one, it must not be readable by group or others, and *prov receives it (wipe and
+ * free() it); otherwise *prov is NULL. Returns 0 or -1 with err naming the file. */
+static int config_read(const char *path, json_t **doc, provision_t **prov, char *err)
 {
     char e[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
     size_t len;
+    mode_t mode = 0;
     json_error_t jerr;
+    *prov = NULL;
     path_shown(path, shown_path, sizeof(shown_path));
-    char *text = read_small_file(path, POD_CONFIG_MAX, 0, &len, e);
+    json_wiping_init(); /* the document may hold the secret */
+    char *text = read_small_file(path, POD_CONFIG_MAX, 0, &mode, &len, e);
     if (text == NULL)
         return p2m_err(err, "--config %s", e);
+    /* jansson's message quotes the input, which may be the secret: keep only the position. */
     *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    explicit_bzero(text, len);
     free(text);
     if (*doc == NULL)
         return p2m_err(err, "%s: not JSON (line %d, column %d)", shown_path, jerr.line, jerr.column);
@@ -1072,24 +1133,38 @@ static int config_read(const char *path, json_t **doc, char *err)
         return p2m_err(err, "%s: services: expected a list of services, each with \"forward\"", shown_path);
     if (json_array_size(services) > POD_RUN_SERVICES_MAX)
         return p2m_err(err, "%s: services: more than %d", shown_path, POD_RUN_SERVICES_MAX);
+    if (json_object_get(*doc, "secret") == NULL)
+        return 0;
+    if (private_check(path, mode, err) != 0)
+        return -1;
+    if ((*prov = malloc(sizeof(**prov))) == NULL)
+        return p2m_err(err, "out of memory");
+    if (provision_doc(*doc, 1, *prov, e) != 0) {
+        free(*prov); /* provision_doc() left no secret in it */
+        *prov = NULL;
+        return p2m_err(err, "%s: %s", shown_path, e);
+    }
     return 0;
 }
 
 /* Service i of the file into val: the pod-wide keys, then the service's. Returns 0 or -1 with err. */
-static int config_service(json_t *doc, size_t i, const char *path, const char **val, config_vals_t *cv, pod_args_t *a, char *err)
+static int config_service(json_t *doc, size_t i, const char *path, const provision_t *prov, const char **val, config_vals_t *cv,
+                          pod_args_t *a, char *err)
 {
     char e[P2M_ERR_LEN], shown_path[P2M_ERR_LEN], where[32];
     path_shown(path, shown_path, sizeof(shown_path));
-    if (config_keys(doc, "", config_pod_keys, sizeof(config_pod_keys) / sizeof(config_pod_keys[0]), val, cv, a, e) != 0)
+    if (config_keys(doc, "", config_pod_keys, sizeof(config_pod_keys) / sizeof(config_pod_keys[0]), prov != NULL, val, cv, a, e) !=
+        0)
         return p2m_err(err, "%s: %s", shown_path, e);
     json_t *svc = json_array_get(json_object_get(doc, "services"), i);
     snprintf(where, sizeof(where), "services[%zu].", i);
     if (!json_is_object(svc))
         return p2m_err(err, "%s: services[%zu]: expected an object", shown_path, i);
-    if (config_keys(svc, where, config_service_keys, sizeof(config_service_keys) / sizeof(config_service_keys[0]), val, cv, a, e) !=
-        0)
+    if (config_keys(svc, where, config_service_keys, sizeof(config_service_keys) / sizeof(config_service_keys[0]), 0, val, cv, a,
+                    e) != 0)
         return p2m_err(err, "%s: %s", shown_path, e);
-    if (val[OPT_PROVISION] == NULL && (val[OPT_REGISTRAR] == NULL || val[OPT_ID] == NULL || val[OPT_SECRET_FILE] == NULL))
+    if (prov == NULL && val[OPT_PROVISION] == NULL &&
+        (val[OPT_REGISTRAR] == NULL || val[OPT_ID] == NULL || val[OPT_SECRET_FILE] == NULL))
         return p2m_err(err, "%s: needs \"provision\", or \"registrar\", \"id\" and \"secret_file\"", shown_path);
     if (val[OPT_FORWARD] == NULL)
         return p2m_err(err, "%s: services[%zu]: needs \"forward\" (HOST:PORT of the local service)", shown_path, i);
@@ -1127,8 +1202,10 @@ static void args_defaults(pod_args_t *a)
 
 /* Each value on its own, in the table's order (the ceiling defaults to the floor when that is
  * higher than POD_POOL_CEILING_DEFAULT), then the files and what the command needs. cfg: run's
- * file, whose values cv says where they came from; NULL for the command line. Returns 0 or -1. */
-static int args_values(const char **val, const config_vals_t *cv, const char *cfg, const char *cmd, pod_args_t *a, char *err)
+ * file, whose values cv says where they came from, and inline_prov its own provisioning (NULL when
+ * it has none); NULL for the command line. Returns 0 or -1. */
+static int args_values(const char **val, const config_vals_t *cv, const char *cfg, const provision_t *inline_prov, const char *cmd,
+                       pod_args_t *a, char *err)
 {
     for (size_t o = 0; o < OPT_COUNT; o++) {
         if (o == OPT_POOL_MAX && val[o] == NULL && a->pool > POD_POOL_CEILING_DEFAULT)
@@ -1141,7 +1218,7 @@ static int args_values(const char **val, const config_vals_t *cv, const char *cf
     }
     if (a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_TEST)
         return 0;
-    if (args_files(val, a, err) == 0 && args_complete(cmd, a, err) == 0)
+    if (args_files(val, inline_prov, a, err) == 0 && args_complete(cmd, a, err) == 0)
         return 0;
     if (cfg != NULL)
         config_err(cfg, "", "", err);
@@ -1161,13 +1238,14 @@ int pod_run_load(const pod_args_t *run, pod_args_t **out, size_t *nout, char *er
     json_t *doc = NULL;
     config_vals_t *cv = NULL;
     pod_args_t *svcs = NULL;
+    provision_t *prov = NULL;
     size_t n = 0;
     char shown_path[P2M_ERR_LEN];
     int ret = -1;
     *out = NULL;
     *nout = 0;
     path_shown(run->config, shown_path, sizeof(shown_path));
-    if (config_read(run->config, &doc, err) != 0)
+    if (config_read(run->config, &doc, &prov, err) != 0)
         goto Exit;
     n = json_array_size(json_object_get(doc, "services"));
     if ((svcs = calloc(n, sizeof(*svcs))) == NULL || (cv = malloc(sizeof(*cv))) == NULL) {
@@ -1187,8 +1265,19 @@ int pod_run_load(const pod_args_t *run, pod_args_t **out, size_t *nout, char *er
             val[OPT_STATE_DIR] = run->run_state_dir;
         if (run->run_log_level[0] != '\0')
             val[OPT_LOG_LEVEL] = run->run_log_level;
-        if (config_service(doc, i, run->config, val, cv, a, err) != 0 || args_values(val, cv, run->config, "run", a, err) != 0)
+        if (config_service(doc, i, run->config, prov, val, cv, a, err) != 0 ||
+            args_values(val, cv, run->config, prov, "run", a, err) != 0)
             goto Exit;
+        /* The file's own secret serves its own labels: another is a mistake to say now, not a 403 later. */
+        if (prov != NULL) {
+            size_t k;
+            for (k = 0; k < prov->nlabels && strcmp(prov->labels[k], a->label) != 0; k++)
+                ;
+            if (k == prov->nlabels) {
+                p2m_err(err, "%s: services[%zu].label: %s is not one of the file's \"labels\"", shown_path, i, a->label);
+                goto Exit;
+            }
+        }
         /* Each service keeps its state in DIR/NAME: NAME is the label, with -http or -tcp for those. */
         pod_service_name(a, name, sizeof(name));
         for (size_t j = 0; j < i; j++) {
@@ -1218,6 +1307,10 @@ Exit:
         for (size_t i = 0; i < n; i++)
             pod_args_wipe(&svcs[i]);
         free(svcs);
+    }
+    if (prov != NULL) {
+        explicit_bzero(prov, sizeof(*prov));
+        free(prov);
     }
     free(cv);
     json_decref(doc);
@@ -1275,7 +1368,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
         pod_run_free(svcs, n);
         return 0;
     }
-    if (args_values(val, NULL, NULL, argv[1], a, err) != 0) {
+    if (args_values(val, NULL, NULL, NULL, argv[1], a, err) != 0) {
         pod_args_wipe(a);
         return -1;
     }

@@ -2,7 +2,8 @@
  * input split on NUL bytes is argv[1..] (fuzz_argv.h). It returns 0 or -1 and refuses with one
  * printable line; a command it accepts has its argument count and options checked against the
  * command's own (a one-word command, check, takes its arguments after its one word), settings
- * (--token-reuse, --digits, --protocol) hold only their allowed values,
+ * (--token-reuse, --digits, --protocol) hold only their allowed values, --service values (at most
+ * ADMIN_SERVICES_MAX) go only to the commands that take them,
  * every string it hands back is borrowed from argv, and the canonical command line built from the
  * result (options first, then "--" and the words) parses to the same result. */
 
@@ -21,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     admin_action_t action, action2;
     const admin_command_t *cmd, *cmd2;
     char err[P2M_ERR_LEN] = "";
-    char *canon[8 + 2 * ADMIN_LABELS_MAX + 6 + 2 + 2 + 1];
+    char *canon[8 + 2 * ADMIN_LABELS_MAX + 2 * ADMIN_SERVICES_MAX + 6 + 2 + 2 + 1];
     int n = 0;
 
     if (fuzz_argv_split(&av, "pipe2me-admin", data, size) != 0)
@@ -54,6 +55,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(a.output == NULL || (fuzz_argv_owns(&av, a.output) && a.output[0] != '\0'));
     for (size_t i = 0; i < a.nlabels; i++)
         FUZZ_CHECK(fuzz_argv_owns(&av, a.labels[i]) && a.labels[i][0] != '\0');
+    FUZZ_CHECK(a.nservices <= ADMIN_SERVICES_MAX);
+    FUZZ_CHECK(a.nservices == 0 || (cmd->opts & ADMIN_OPT_SERVICE));
+    for (size_t i = 0; i < a.nservices; i++)
+        FUZZ_CHECK(fuzz_argv_owns(&av, a.services[i]) && a.services[i][0] != '\0');
     FUZZ_CHECK(!a.have_token_reuse || (cmd->opts & ADMIN_OPT_TOKEN_REUSE));
     FUZZ_CHECK(a.digits == 0 || (cmd->opts & ADMIN_OPT_DIGITS));
     FUZZ_CHECK(!a.have_proto || (cmd->opts & ADMIN_OPT_PROTOCOL));
@@ -78,6 +83,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < a.nlabels; i++) {
         canon[n++] = "--label";
         canon[n++] = (char *)a.labels[i];
+    }
+    for (size_t i = 0; i < a.nservices; i++) {
+        canon[n++] = "--service";
+        canon[n++] = (char *)a.services[i];
     }
     if (a.have_token_reuse) {
         canon[n++] = "--token-reuse";
@@ -108,6 +117,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                b.have_proto == a.have_proto && b.proto == a.proto);
     for (size_t i = 0; i < a.nlabels; i++)
         FUZZ_CHECK(b.labels[i] == a.labels[i]);
+    FUZZ_CHECK(b.nservices == a.nservices);
+    for (size_t i = 0; i < a.nservices; i++)
+        FUZZ_CHECK(b.services[i] == a.services[i]);
     for (size_t i = 0; i < a.nargs; i++)
         FUZZ_CHECK(b.args[i] == a.args[i]);
 Exit:

@@ -1,7 +1,8 @@
 /* libFuzzer target for `pipe2me-pod run --config FILE` (pod_args_parse in pod/provision.c): the
  * input is FILE's text, written to a private temp dir where "secret" is a valid secret file and
  * "provision.json" a valid provisioning file (inputs name them by path: the corpus uses the token
- * @DIR, replaced with the directory).
+ * @DIR, replaced with the directory). FILE is written with mode 0600, so that an input holding
+ * "secret" (a run file that is its own provisioning file) is read as such.
  *
  * It returns 0 or -1 and refuses with one line that never shows the files' secret and leaves no
  * secret in *a; a file it accepts loads again with pod_run_load(), each service with a label, a

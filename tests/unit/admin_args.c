@@ -317,6 +317,94 @@ int main(void)
         check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, bad[i].want);
     }
 
+    CHECK_CTX("--service: pod add and rotate-secret, repeatable, borrowed from argv");
+    if (CHECK_RC(parse(&action, &cmd, err, "pod", "add", "p1", "--label", "web", "--service", "web:http=127.0.0.1:8080",
+                       "--service=web=[::1]:8443", "-o", "f.json", NULL),
+                 0, err) &&
+        CHECK_EQ_INT(a.nservices, 2)) {
+        CHECK(cmd != NULL && cmd->run == pod_add);
+        CHECK_EQ_STR(a.services[0], "web:http=127.0.0.1:8080");
+        CHECK_EQ_STR(a.services[1], "web=[::1]:8443");
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "pod", "rotate-secret", "p1", "--service", "web=h:1", NULL), 0, err)) {
+        CHECK(cmd != NULL && cmd->run == pod_rotate_secret);
+        CHECK_EQ_INT(a.nservices, 1);
+    }
+    static const struct {
+        const char *argv[6];
+        const char *want;
+    } service_bad[] = {
+        {{"pod", "ls", "--service", "web=h:1"}, "pod ls: option --service does not apply"},
+        {{"pod", "set", "p", "--digits", "8", "--service=web=h:1"}, "pod set: option --service does not apply"},
+        {{"label", "add", "p", "web", "--service", "web=h:1"}, "label add: option --service does not apply"},
+        {{"check", "--service", "web=h:1"}, "check: option --service does not apply"},
+        {{"pod", "add", "p", "--service"}, "option --service needs an argument"},
+        {{"pod", "add", "p", "--service="}, "option --service: empty argument"},
+        {{"pod", "add", "p", "--services", "web=h:1"}, "unknown option \"--services\""},
+    };
+    for (size_t i = 0; i < sizeof(service_bad) / sizeof(service_bad[0]); i++) {
+        static char *argv[8];
+        int argc = 0;
+        argv[argc++] = "pipe2me-admin";
+        for (size_t j = 0; j < 6 && service_bad[i].argv[j] != NULL; j++)
+            argv[argc++] = (char *)service_bad[i].argv[j];
+        argv[argc] = NULL;
+        CHECK_CTX("--service refused row %zu: %s", i, service_bad[i].want);
+        memset(&a, 0, sizeof(a));
+        err[0] = '\0';
+        check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, service_bad[i].want);
+    }
+    /* The values are the handlers' to check, before they connect: hostile ones are refused here with
+     * no Redis anywhere (a connection attempt would fail with another message). */
+    static const struct {
+        const char *svc, *svc2; /* svc2: a second --service, or NULL */
+        const char *want;
+    } service_hostile[] = {
+        {"web", NULL, "option --service: expected LABEL[:PROTOCOL]=HOST:PORT, not \"web\""},
+        {"web:http", NULL, "expected LABEL[:PROTOCOL]=HOST:PORT"},
+        {"=127.0.0.1:1", NULL, "option --service \"=127.0.0.1:1\": invalid label"},
+        {":http=127.0.0.1:1", NULL, "invalid label"},
+        {"-web=127.0.0.1:1", NULL, "invalid label"},
+        {"we b=127.0.0.1:1", NULL, "invalid label"},
+        {"web\n=127.0.0.1:1", NULL, "\"web\\x0a=127.0.0.1:1\": invalid label"},
+        {"web:ftp=127.0.0.1:1", NULL, "expected the protocol http, https or tcp"},
+        {"web:TCP=127.0.0.1:1", NULL, "expected the protocol http, https or tcp"},
+        {"web:=127.0.0.1:1", NULL, "expected the protocol http, https or tcp"},
+        {"web:http:tcp=127.0.0.1:1", NULL, "expected the protocol http, https or tcp"},
+        {"web=", NULL, "HOST:PORT"},
+        {"web=127.0.0.1", NULL, "HOST:PORT"},
+        {"web=127.0.0.1:0", NULL, "HOST:PORT"},
+        {"web=127.0.0.1:65536", NULL, "HOST:PORT"},
+        {"web=127.0.0.1:80x", NULL, "HOST:PORT"},
+        {"web=ho st:80", NULL, "HOST:PORT"},
+        {"web=h:80\x1b[2J", NULL, "\"web=h:80\\x1b[2J\": HOST:PORT"},
+        {"api=127.0.0.1:1", NULL, "option --service: label api is not one of pod p1's labels"},
+        {"web=127.0.0.1:1", "WEB=127.0.0.1:2", "option --service: web with protocol https given twice"},
+        {"web:https=127.0.0.1:1", "web=127.0.0.1:2", "web with protocol https given twice"},
+        {"web:tcp=127.0.0.1:1", "web:tcp=127.0.0.1:2", "web with protocol tcp given twice"},
+    };
+    for (size_t i = 0; i < sizeof(service_hostile) / sizeof(service_hostile[0]); i++) {
+        CHECK_CTX("pod add --service refuses row %zu: %s", i, service_hostile[i].want);
+        int rc = service_hostile[i].svc2 == NULL
+                     ? parse(&action, &cmd, err, "pod", "add", "p1", "--label", "web", "--service", service_hostile[i].svc, NULL)
+                     : parse(&action, &cmd, err, "pod", "add", "p1", "--label", "web", "--service", service_hostile[i].svc,
+                             "--service", service_hostile[i].svc2, NULL);
+        if (CHECK_RC(rc, 0, err))
+            check_refusal(cmd->run(&a, err), err, service_hostile[i].want);
+        if (strstr(service_hostile[i].want, "not one of") != NULL)
+            continue; /* rotate-secret learns the pod's labels from Redis */
+        CHECK_CTX("pod rotate-secret --service refuses row %zu: %s", i, service_hostile[i].want);
+        rc = service_hostile[i].svc2 == NULL
+                 ? parse(&action, &cmd, err, "pod", "rotate-secret", "p1", "--service", service_hostile[i].svc, NULL)
+                 : parse(&action, &cmd, err, "pod", "rotate-secret", "p1", "--service", service_hostile[i].svc, "--service",
+                         service_hostile[i].svc2, NULL);
+        if (CHECK_RC(rc, 0, err))
+            check_refusal(cmd->run(&a, err), err, service_hostile[i].want);
+    }
+    CHECK_CTX("pod add --service without --label: the generated label is not known yet");
+    if (CHECK_RC(parse(&action, &cmd, err, "pod", "add", "p1", "--service", "web=127.0.0.1:1", NULL), 0, err))
+        check_refusal(cmd->run(&a, err), err, "option --service names the pod's labels: give them with --label");
+
     CHECK_CTX("limits");
     static char big[ADMIN_ARG_MAX + 2];
     memset(big, 'a', ADMIN_ARG_MAX + 1);
@@ -330,6 +418,24 @@ int main(void)
                         "--label", "24", "--label", "25", "--label", "26", "--label", "27", "--label", "28", "--label", "29",
                         "--label", "30", "--label", "31", "--label", "32", "--label", "33", NULL),
                   err, "too many --label options (at most 32)");
+    {
+        static char *sv[2 + 2 * (ADMIN_SERVICES_MAX + 1) + 4];
+        int sc = 0;
+        sv[sc++] = "pipe2me-admin";
+        sv[sc++] = "pod";
+        sv[sc++] = "add";
+        sv[sc++] = "p";
+        for (int i = 0; i <= ADMIN_SERVICES_MAX; i++) {
+            sv[sc++] = "--service";
+            sv[sc++] = "web=127.0.0.1:1";
+        }
+        sv[sc] = NULL;
+        memset(&a, 0, sizeof(a));
+        check_refusal(admin_args_parse(sc, sv, &a, &action, &cmd, err), err, "too many --service options (at most 32)");
+        memset(&a, 0, sizeof(a));
+        if (CHECK_RC(admin_args_parse(sc - 2, sv, &a, &action, &cmd, err), 0, err))
+            CHECK_EQ_INT(a.nservices, ADMIN_SERVICES_MAX);
+    }
     static char *argv[ADMIN_ARGC_MAX + 2];
     for (int i = 0; i <= ADMIN_ARGC_MAX; i++)
         argv[i] = i == 0 ? "pipe2me-admin" : i == 1 ? "pod" : i == 2 ? "ls" : "--json";

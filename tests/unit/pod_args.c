@@ -926,6 +926,79 @@ static void test_run_config(void)
         pod_run_free(svcs, n);
     }
 
+    /* The file written by pipe2me-admin pod add -o FILE --service ...: the provisioning keys and run's. */
+    CHECK_CTX("run: the provisioning keys inline");
+    snprintf(doc, sizeof(doc), "%s",
+             provision_doc("pod9", SECRET, "[\"web\", \"Api\"]", "https://reg.test:8443", "pods.test",
+                           ", \"digits\": 8, \"cacert\": \"/etc/ca.pem\", \"state_dir\": \"/srv/i\", \"services\": ["
+                           "{\"label\": \"api\", \"protocol\": \"tcp\", \"forward\": \"127.0.0.1:22\"},"
+                           " {\"forward\": \"127.0.0.1:8080\", \"pool\": 2}]"));
+    cfg = put("run-inline.json", doc, strlen(doc), 0600);
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err) && CHECK_RC(pod_run_load(&a, &svcs, &n, err), 0, err) &&
+        CHECK_EQ_INT(n, 2)) {
+        CHECK_EQ_INT(a.secret_len, 0); /* the command line's args keep no secret: each service has it */
+        for (size_t i = 0; i < 2; i++) {
+            CHECK_EQ_STR(svcs[i].id, "pod9");
+            CHECK_EQ_STR(svcs[i].registrar, "https://reg.test:8443");
+            CHECK_EQ_STR(svcs[i].domain, "pods.test");
+            CHECK_EQ_STR(svcs[i].cacert, "/etc/ca.pem");
+            CHECK_EQ_INT(svcs[i].secret_len, 20);
+            CHECK_EQ_INT(svcs[i].digits, 8);
+        }
+        CHECK_EQ_STR(svcs[0].label, "api");
+        CHECK_EQ_INT(svcs[0].proto, P2M_PROTO_TCP);
+        CHECK_EQ_STR(svcs[0].state_dir, "/srv/i/api-tcp");
+        CHECK_EQ_STR(svcs[1].label, "web"); /* none given: the first of "labels" */
+        CHECK_EQ_INT(svcs[1].pool, 2);
+        CHECK_EQ_STR(svcs[1].state_dir, "/srv/i/web");
+        pod_run_free(svcs, n);
+    }
+    CHECK_CTX("run: the inline secret's file readable by group or others");
+    static const mode_t open_modes[] = {0604, 0640, 0644, 0700 | 0020};
+    for (size_t i = 0; i < sizeof(open_modes) / sizeof(open_modes[0]); i++) {
+        cfg = put("run-inline-open.json", doc, strlen(doc), open_modes[i]);
+        check_refused(parse(&a, err, "run", "--config", cfg, NULL), err, "holds a secret but group or others may read it");
+        CHECK_MSG(strstr(err, "run-inline-open.json") != NULL && strstr(err, "chmod 600") != NULL, "err: %s", check_str(err));
+        CHECK_EQ_INT(a.secret_len, 0);
+    }
+    static const struct {
+        const char *extra; /* after the provisioning keys of pod9, labels web and api */
+        const char *want;
+    } inline_rows[] = {
+        {", \"services\": [{\"label\": \"ftp\", \"forward\": \"127.0.0.1:1\"}]",
+         "services[0].label: ftp is not one of the file's \"labels\""},
+        {", \"services\": [{\"forward\": \"127.0.0.1:1\"}, {\"label\": \"WEBX\", \"forward\": \"127.0.0.1:2\"}]",
+         "services[1].label: webx is not one of"},
+        {", \"provision\": \"/etc/p.json\", \"services\": [{\"forward\": \"127.0.0.1:1\"}]",
+         "provision: the file has its own \"secret\": drop one of them"},
+        {", \"secret_file\": \"/etc/s\", \"services\": [{\"forward\": \"127.0.0.1:1\"}]", "secret_file: the file has its own"},
+        {", \"bogus\": 1, \"services\": [{\"forward\": \"127.0.0.1:1\"}]", "\"bogus\": unknown key"},
+        {", \"digits\": 7, \"services\": [{\"forward\": \"127.0.0.1:1\"}]", "digits: expected 6 or 8"},
+        {", \"pool\": 2, \"services\": [{\"forward\": \"127.0.0.1:1\"}]", "\"pool\": unknown key"},
+        {", \"services\": [{\"forward\": \"127.0.0.1:1\", \"id\": \"x\"}]", "services[0].\"id\": unknown key"},
+        {", \"services\": [{\"label\": \"web\"}]", "services[0]: needs \"forward\""},
+        {", \"services\": []", "services: expected a list"},
+        {", \"state_dir\": 1, \"services\": [{\"forward\": \"127.0.0.1:1\"}]", "state_dir: expected a string"},
+    };
+    for (size_t i = 0; i < sizeof(inline_rows) / sizeof(inline_rows[0]); i++) {
+        CHECK_CTX("run: inline row %zu: %s", i, inline_rows[i].want);
+        const char *d = provision_doc("pod9", SECRET, "[\"web\", \"api\"]", "https://reg.test", "pods.test", inline_rows[i].extra);
+        cfg = put("run-inline-bad.json", d, strlen(d), 0600);
+        check_refused(parse(&a, err, "run", "--config", cfg, NULL), err, inline_rows[i].want);
+        CHECK_MSG(strstr(err, "run-inline-bad.json") != NULL, "err does not name the file: %s", check_str(err));
+    }
+    CHECK_CTX("run: inline, a bad secret or a missing key");
+    {
+        const char *d = provision_doc("pod9", "JBSWY3DP1", "[\"web\"]", "https://reg.test", "pods.test",
+                                      ", \"services\": [{\"forward\": \"127.0.0.1:1\"}]");
+        cfg = put("run-inline-bad.json", d, strlen(d), 0600);
+        check_refused(parse(&a, err, "run", "--config", cfg, NULL), err, "secret: the secret is not base32");
+        static const char nolabels[] = "{\"id\": \"p\", \"secret\": \"" SECRET "\", \"registrar\": \"https://r.test\", "
+                                       "\"domain\": \"d.test\", \"services\": [{\"forward\": \"127.0.0.1:1\"}]}";
+        cfg = put("run-inline-bad.json", nolabels, strlen(nolabels), 0600);
+        check_refused(parse(&a, err, "run", "--config", cfg, NULL), err, "run-inline-bad.json: missing key \"labels\"");
+    }
+
     /* hostile and broken files */
     static char rows_secret[8][600];
     static const struct {
@@ -949,7 +1022,7 @@ static void test_run_config(void)
          "label a with protocol https is services[0] already"},
         {"{\"registrar\": \"https://r.test\", \"id\": \"p\", \"secret_file\": \"%s\", \"secret\": \"JBSWY3DP\", \"services\": "
          "[{}]}",
-         "\"secret\": unknown key"},
+         "secret_file: the file has its own \"secret\": drop one of them"},
         {"{\"registrar\": \"https://r.test\", \"registrar\": \"https://s.test\", \"services\": []}", "not JSON"},
         {"{\"registrar\": 1, \"services\": [{}]}", "registrar: expected a string"},
         {"{\"registrar\": \"https://r\\u0000.test\", \"services\": []}", "not JSON"}, /* jansson refuses NUL */

@@ -17,11 +17,12 @@
 
 typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeated */
 
-#define ADMIN_ARGC_MAX 256  /* argv entries accepted */
-#define ADMIN_ARG_MAX 4096  /* bytes in one argv entry */
-#define ADMIN_LABELS_MAX 32 /* --label options on one pod add */
-#define ADMIN_QUOTE_LEN 400 /* buffer for admin_quote() */
-#define ADMIN_TIME_LEN 32   /* buffer for admin_time_iso() */
+#define ADMIN_ARGC_MAX 256    /* argv entries accepted */
+#define ADMIN_ARG_MAX 4096    /* bytes in one argv entry */
+#define ADMIN_LABELS_MAX 32   /* --label options on one pod add */
+#define ADMIN_SERVICES_MAX 32 /* --service options on one pod add or rotate-secret (the pod's run takes as many) */
+#define ADMIN_QUOTE_LEN 400   /* buffer for admin_quote() */
+#define ADMIN_TIME_LEN 32     /* buffer for admin_time_iso() */
 #define ADMIN_TABLE_COLS_MAX 8
 #define ADMIN_REDIS_TIMEOUT_MS 2000
 #define ADMIN_CONFIG_DEFAULT "/etc/pipe2me/pipe2me.json" /* read when neither -c nor $P2M_CONFIG names a file */
@@ -33,6 +34,8 @@ typedef struct {
     const char *output;                   /* -o/--output FILE, NULL when not given */
     const char *labels[ADMIN_LABELS_MAX]; /* --label values as given, in order */
     size_t nlabels;
+    const char *services[ADMIN_SERVICES_MAX]; /* --service LABEL[:PROTOCOL]=HOST:PORT values as given, in order */
+    size_t nservices;
     int have_token_reuse; /* --token-reuse given */
     int token_reuse;      /* its value, P2M_TOKEN_REUSE_* */
     unsigned digits;      /* --digits: 6 or 8, 0 when not given */
@@ -53,6 +56,7 @@ enum {
     ADMIN_OPT_TOKEN_REUSE = 4, /* --token-reuse none|same-address */
     ADMIN_OPT_DIGITS = 8,      /* --digits 6|8 */
     ADMIN_OPT_PROTOCOL = 16,   /* --protocol http|https|tcp */
+    ADMIN_OPT_SERVICE = 32,    /* --service LABEL[:PROTOCOL]=HOST:PORT, checked by the handler */
 };
 
 /* One command: its two words (or one: verb NULL), how many arguments it takes, which ADMIN_OPT_* it

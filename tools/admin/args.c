@@ -7,15 +7,16 @@
 #define POD_SETTINGS (ADMIN_OPT_TOKEN_REUSE | ADMIN_OPT_DIGITS)
 
 static const admin_command_t commands[] = {
-    {"pod", "add", 1, 1, ADMIN_OPT_LABEL | ADMIN_OPT_OUTPUT | POD_SETTINGS, 0, pod_add,
-     "ID [--label LABEL]... [--token-reuse none|same-address] [--digits 6|8] [-o FILE]"},
+    {"pod", "add", 1, 1, ADMIN_OPT_LABEL | ADMIN_OPT_OUTPUT | ADMIN_OPT_SERVICE | POD_SETTINGS, 0, pod_add,
+     "ID [--label LABEL]... [--token-reuse none|same-address] [--digits 6|8] [-o FILE] [--service LABEL[:PROTOCOL]=HOST:PORT]..."},
     {"pod", "ls", 0, 0, 0, 0, pod_ls, ""},
     {"pod", "show", 1, 1, 0, 0, pod_show, "ID"},
     {"pod", "set", 1, 1, POD_SETTINGS, POD_SETTINGS, pod_set, "ID [--token-reuse none|same-address] [--digits 6|8]"},
     {"pod", "rm", 1, 1, 0, 0, pod_rm, "ID"},
     {"pod", "disable", 1, 1, 0, 0, pod_disable, "ID"},
     {"pod", "enable", 1, 1, 0, 0, pod_enable, "ID"},
-    {"pod", "rotate-secret", 1, 1, ADMIN_OPT_OUTPUT, 0, pod_rotate_secret, "ID [-o FILE]"},
+    {"pod", "rotate-secret", 1, 1, ADMIN_OPT_OUTPUT | ADMIN_OPT_SERVICE, 0, pod_rotate_secret,
+     "ID [-o FILE] [--service LABEL[:PROTOCOL]=HOST:PORT]..."},
     {"label", "add", 2, 2, ADMIN_OPT_PROTOCOL, 0, label_add, "ID LABEL [--protocol http|https|tcp]"},
     {"label", "set", 1, 1, ADMIN_OPT_PROTOCOL, ADMIN_OPT_PROTOCOL, label_set, "LABEL --protocol http|https|tcp"},
     {"label", "rm", 1, 1, 0, 0, label_rm, "LABEL"},
@@ -153,6 +154,12 @@ static int parse_args(int argc, char **argv, admin_t *a, char ***words, size_t *
             if (option_value(argc, argv, &i, "--label", val, &a->labels[a->nlabels], err) != 0)
                 return -1;
             a->nlabels++;
+        } else if (option_is(arg, NULL, "--service", &val)) {
+            if (a->nservices == ADMIN_SERVICES_MAX)
+                return p2m_err(err, "too many --service options (at most %d)", ADMIN_SERVICES_MAX);
+            if (option_value(argc, argv, &i, "--service", val, &a->services[a->nservices], err) != 0)
+                return -1;
+            a->nservices++;
         } else if ((k = setting_index(arg, &val)) >= 0) {
             if (setting_given(a, setting_opts[k].opt))
                 return p2m_err(err, "option %s given twice", setting_opts[k].name);
@@ -226,6 +233,10 @@ static const admin_command_t *find_command(admin_t *a, char **words, size_t nwor
     }
     if (a->output != NULL && !(cmd->opts & ADMIN_OPT_OUTPUT)) {
         p2m_err(err, "%s: option --output does not apply", name);
+        return NULL;
+    }
+    if (a->nservices > 0 && !(cmd->opts & ADMIN_OPT_SERVICE)) {
+        p2m_err(err, "%s: option --service does not apply", name);
         return NULL;
     }
     int needed = 0;

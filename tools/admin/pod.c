@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "p2m/addr.h"
 #include "p2m/totp.h"
 
 #define POD_LABEL_TRIES 20 /* generated labels tried before giving up */
@@ -82,10 +83,89 @@ static int write_all(int fd, const char *s, size_t len)
     return 0;
 }
 
-/* Builds the provisioning document a pod is configured with, for OTPs of `digits` digits.
- * Returns it or NULL with err. */
+/* One --service LABEL[:PROTOCOL]=HOST:PORT, checked. */
+typedef struct {
+    char label[P2M_LABEL_MAX + 1]; /* lower-cased */
+    int have_proto;
+    p2m_proto_t proto;   /* https when not given, as the pod takes it */
+    const char *forward; /* HOST:PORT as given, borrowed from argv */
+} service_t;
+
+/* Checks the --service values into svcs (ADMIN_SERVICES_MAX): the syntax, the label, the protocol
+ * (exact spellings, as --protocol) and HOST:PORT (as the pod parses "forward"), no two with the same
+ * label and protocol. Which labels the pod has is checked later (services_owned). Returns 0 or -1
+ * with err quoting the value. */
+static int services_parse(const admin_t *a, service_t *svcs, char *err)
+{
+    char q[ADMIN_QUOTE_LEN], why[P2M_ERR_LEN];
+    for (size_t i = 0; i < a->nservices; i++) {
+        const char *arg = a->services[i], *eq = strchr(arg, '=');
+        service_t *s = &svcs[i];
+        memset(s, 0, sizeof(*s));
+        s->proto = P2M_PROTO_HTTPS;
+        if (eq == NULL)
+            return p2m_err(err, "option --service: expected LABEL[:PROTOCOL]=HOST:PORT, not %s", admin_quote(arg, q));
+        const char *colon = memchr(arg, ':', (size_t)(eq - arg));
+        size_t label_len = (size_t)((colon != NULL ? colon : eq) - arg);
+        if (p2m_label_normalize(arg, label_len, s->label, why) != 0)
+            return p2m_err(err, "option --service %s: invalid label: %s", admin_quote(arg, q), why);
+        if (colon != NULL) {
+            if (p2m_proto_parse(colon + 1, (size_t)(eq - colon - 1), &s->proto, why) != 0)
+                return p2m_err(err, "option --service %s: expected the protocol http, https or tcp", admin_quote(arg, q));
+            s->have_proto = 1;
+        }
+        p2m_hostport_t hp;
+        if (p2m_hostport_parse(eq + 1, &hp, why) != 0)
+            return p2m_err(err, "option --service %s: HOST:PORT: %s", admin_quote(arg, q), why);
+        s->forward = eq + 1;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(svcs[j].label, s->label) == 0 && svcs[j].proto == s->proto)
+                return p2m_err(err, "option --service: %s with protocol %s given twice", s->label, p2m_proto_name(s->proto));
+        }
+    }
+    return 0;
+}
+
+/* Refuses a service whose label is not one of the pod's own (a file with the secret inline serves
+ * only those). Returns 0 or -1 with err. */
+static int services_owned(const char *id, const service_t *svcs, size_t nsvcs, const char (*labels)[P2M_LABEL_MAX + 1],
+                          size_t nlabels, char *err)
+{
+    for (size_t i = 0; i < nsvcs; i++) {
+        size_t k;
+        for (k = 0; k < nlabels && strcmp(labels[k], svcs[i].label) != 0; k++)
+            ;
+        if (k == nlabels)
+            return p2m_err(err, "option --service: label %s is not one of pod %s's labels", svcs[i].label, id);
+    }
+    return 0;
+}
+
+/* The "services" list of the run file: [{"label", "protocol" (when given), "forward"}...], or NULL. */
+static json_t *services_json(const service_t *svcs, size_t nsvcs)
+{
+    json_t *arr = json_array(), *o;
+    for (size_t i = 0; arr != NULL && i < nsvcs; i++) {
+        o = json_pack("{s:s}", "label", svcs[i].label);
+        if (o != NULL && svcs[i].have_proto &&
+            json_object_set_new(o, "protocol", json_string(p2m_proto_name(svcs[i].proto))) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (o == NULL || json_object_set_new(o, "forward", json_string(svcs[i].forward)) != 0 ||
+            json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+/* Builds the provisioning document a pod is configured with, for OTPs of `digits` digits, with
+ * "services" when nsvcs > 0 (then it is also the pod's run file). Returns it or NULL with err. */
 static json_t *provisioning_new(const admin_t *a, const char *id, const char *secret, unsigned digits,
-                                const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels, char *err)
+                                const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels, const service_t *svcs, size_t nsvcs,
+                                char *err)
 {
     char uri[POD_URI_LEN];
     json_t *jlabels = NULL, *doc = NULL;
@@ -106,6 +186,10 @@ static json_t *provisioning_new(const admin_t *a, const char *id, const char *se
     }
     doc = json_pack("{s:s, s:s, s:i, s:O, s:s, s:s, s:s}", "id", id, "secret", secret, "digits", (int)digits, "labels", jlabels,
                     "registrar", a->cfg.registrar.url, "domain", a->cfg.domain, "otpauth", uri);
+    if (doc != NULL && nsvcs > 0 && json_object_set_new(doc, "services", services_json(svcs, nsvcs)) != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
     if (doc == NULL)
         p2m_err(err, "pod %s: cannot build the provisioning JSON", id);
 Exit:
@@ -118,12 +202,13 @@ Exit:
  * and free() it; *len bytes, no NUL) or NULL with err. Done before the store changes, so that a
  * failure here changes nothing. */
 static char *provisioning_format(const admin_t *a, const char *id, const char *secret, unsigned digits,
-                                 const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels, size_t *len, char *err)
+                                 const char (*labels)[P2M_LABEL_MAX + 1], size_t nlabels, const service_t *svcs, size_t nsvcs,
+                                 size_t *len, char *err)
 {
     json_t *doc = NULL;
     char *text = NULL;
 
-    if ((doc = provisioning_new(a, id, secret, digits, labels, nlabels, err)) == NULL)
+    if ((doc = provisioning_new(a, id, secret, digits, labels, nlabels, svcs, nsvcs, err)) == NULL)
         goto Exit;
     if ((text = json_dumps(doc, JSON_INDENT(2))) == NULL) {
         p2m_err(err, "pod %s: cannot format the provisioning JSON", id);
@@ -224,8 +309,16 @@ int pod_add(admin_t *a, char *err)
     char *text = NULL;
     p2m_store_t *st = NULL;
     sink_t sink = {NULL, -1};
+    service_t svcs[ADMIN_SERVICES_MAX];
 
-    if (admin_check_id(id, err) != 0 || collect_labels(a, labels, &nlabels, err) != 0 || sink_check(a, err) != 0)
+    if (admin_check_id(id, err) != 0 || collect_labels(a, labels, &nlabels, err) != 0 || services_parse(a, svcs, err) != 0)
+        goto Exit;
+    if (a->nservices > 0 && nlabels == 0) {
+        p2m_err(err, "option --service names the pod's labels: give them with --label");
+        goto Exit;
+    }
+    if (services_owned(id, svcs, a->nservices, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels, err) != 0 ||
+        sink_check(a, err) != 0)
         goto Exit;
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
@@ -238,7 +331,8 @@ int pod_add(admin_t *a, char *err)
         p2m_err(err, "cannot draw a secret: %s", why);
         goto Exit;
     }
-    if ((text = provisioning_format(a, id, secret, digits, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels, &len, err)) == NULL)
+    if ((text = provisioning_format(a, id, secret, digits, (const char(*)[P2M_LABEL_MAX + 1]) labels, nlabels, svcs, a->nservices,
+                                    &len, err)) == NULL)
         goto Exit;
     if (sink_open(a, &sink, err) != 0)
         goto Exit;
@@ -266,19 +360,21 @@ int pod_rotate_secret(admin_t *a, char *err)
     p2m_store_t *st = NULL;
     p2m_pod_t *pod = NULL;
     sink_t sink = {NULL, -1};
+    service_t svcs[ADMIN_SERVICES_MAX];
 
-    if (admin_check_id(id, err) != 0 || sink_check(a, err) != 0)
+    if (admin_check_id(id, err) != 0 || services_parse(a, svcs, err) != 0 || sink_check(a, err) != 0)
         goto Exit;
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
-    if (p2m_store_pod_get(st, id, &pod, err) != 0)
+    if (p2m_store_pod_get(st, id, &pod, err) != 0 ||
+        services_owned(id, svcs, a->nservices, (const char(*)[P2M_LABEL_MAX + 1]) pod->labels, pod->nlabels, err) != 0)
         goto Exit;
     if (p2m_totp_secret_new(secret, why) != 0) {
         p2m_err(err, "cannot draw a secret: %s", why);
         goto Exit;
     }
-    if ((text = provisioning_format(a, id, secret, pod->digits, (const char(*)[P2M_LABEL_MAX + 1]) pod->labels, pod->nlabels, &len,
-                                    err)) == NULL)
+    if ((text = provisioning_format(a, id, secret, pod->digits, (const char(*)[P2M_LABEL_MAX + 1]) pod->labels, pod->nlabels, svcs,
+                                    a->nservices, &len, err)) == NULL)
         goto Exit;
     if (sink_open(a, &sink, err) != 0)
         goto Exit;
