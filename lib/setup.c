@@ -169,12 +169,13 @@ int p2m_setup_label_generate(const char *prefix, char *out, size_t cap)
             return -1;
         /* Cut the prefix, not the generated part: the random words are what makes labels differ. Cut
          * every label of an over-long prefix alike, not only those with long words, so that they still
-         * share one prefix; the room check guards against longer words in label.c's lists. */
-        size_t glen = strlen(gen), room = P2M_LABEL_MAX - 1 - glen, n = strlen(pre);
+         * share one prefix. P2M_SETUP_GENERATED_MAX is a fact about label.c's word lists: checked here,
+         * so that a longer word there fails loudly instead of overflowing label. */
+        size_t glen = strlen(gen), n = strlen(pre);
+        if (glen > P2M_SETUP_GENERATED_MAX)
+            return -1;
         if (n > P2M_SETUP_PREFIX_MAX)
             n = P2M_SETUP_PREFIX_MAX;
-        if (n > room)
-            n = room;
         while (n > 0 && pre[n - 1] == '-')
             n--;
         memcpy(label, pre, n);
