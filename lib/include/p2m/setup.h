@@ -58,8 +58,9 @@ int p2m_setup_label_allowed(const char *label, const char *prefix, char *err);
  *
  * Labels repeat: there are 2^18 per prefix. The registrar claims a generated label atomically in
  * the store and, when it is taken, generates another, a bounded number of times (a few tries make
- * a failure negligible until most of the 2^18 are used), then answers that no label is free. Returns 0, or -1 when
- * the prefix is not a valid label, the label does not fit in cap, or the random generator fails. */
+ * a failure negligible until most of the 2^18 are used), then answers that no label is free.
+ * Returns 0, or -1 when the prefix is not a valid label, the label does not fit in cap, the random
+ * generator fails or a generated part is longer than P2M_SETUP_GENERATED_MAX. */
 int p2m_setup_label_generate(const char *prefix, char *out, size_t cap);
 
 #endif
