@@ -17,8 +17,8 @@
 
 /* Bounds of a token's settings (pipe2me-admin token add). */
 #define P2M_TOKEN_USES_MAX 1000000
-#define P2M_TOKEN_TUNNELS_MAX 32                        /* a pod's services */
-#define P2M_TOKEN_EXPIRES_MAX (3650LL * 86400)          /* seconds from its making */
+#define P2M_TOKEN_TUNNELS_MAX 32               /* a pod's services */
+#define P2M_TOKEN_EXPIRES_MAX (3650LL * 86400) /* seconds from its making */
 #define P2M_TOKEN_LABEL_PREFIX_MAX 40
 
 /* Writes a new token (P2M_TOKEN_LEN + 1 bytes, NUL-terminated) drawn from OpenSSL's RAND.
