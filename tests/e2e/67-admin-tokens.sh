@@ -43,9 +43,9 @@ check_token "$TOK1"
 H1=$HASH ID1=$ID
 expect_eq "1 1 4 0  0" "$(rcli HMGET "p2m:token:$H1" uses uses_left tunnels expires label_prefix pods_created | xargs -d '\n' echo)" \
     "defaults stored: 1 use, 4 tunnels, no expiry, no prefix"
-now=$(date +%s)
+t_now=$(date +%s)
 created=$(rcli HGET "p2m:token:$H1" created)
-((created >= now - 5 && created <= now)) || fail "created $created is not now ($now)"
+((created >= t_now - 5 && created <= t_now)) || fail "created $created is not now ($t_now)"
 
 # ---- token add with every option, --json
 expect_status 0 admin --json token add --uses 3 --tunnels=32 --expires 7d --label-prefix lab-
@@ -55,8 +55,8 @@ H2=$HASH ID2=$ID
 expect_eq true "$(json .ok)" "ok"
 expect_eq "$ID2 $H2 3 32 lab-" "$(json -j '.id, " ", .hash, " ", .uses, " ", .tunnels, " ", .label_prefix')" "token add --json fields"
 exp=$(json .expires)
-now=$(date +%s)
-((exp >= now + 604800 - 5 && exp <= now + 604800)) || fail "expires $exp is not 7 days from $now"
+t_now=$(date +%s)
+((exp >= t_now + 604800 - 5 && exp <= t_now + 604800)) || fail "expires $exp is not 7 days from $t_now"
 expect_eq "3 3 32 $exp lab-" "$(rcli HMGET "p2m:token:$H2" uses uses_left tunnels expires label_prefix | xargs)" "stored"
 
 # each option alone, and the bounds
