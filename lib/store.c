@@ -1042,23 +1042,6 @@ static const char lua_token_rm[] =
     "redis.call('SREM', KEYS[1], found[1])\n"
     "return found[1]\n";
 
-/* KEYS: token. ARGV: now. The check and the spending are one script: twenty registrars redeeming a
- * 1-use token at once see one "ok". Returns {"unknown"}, {"expired"}, {"spent"} or {"ok", uses,
- * uses_left, tunnels, expires, label_prefix, created, pods_created} after the use. */
-static const char lua_token_redeem[] =
-    "local t = redis.call('HMGET', KEYS[1], 'uses_left', 'expires')\n"
-    "if not t[1] then return {'unknown'} end\n"
-    "local exp = tonumber(t[2]) or 0\n"
-    "if exp ~= 0 and exp <= tonumber(ARGV[1]) then return {'expired'} end\n"
-    "if (tonumber(t[1]) or 0) <= 0 then return {'spent'} end\n"
-    "redis.call('HINCRBY', KEYS[1], 'uses_left', -1)\n"
-    "redis.call('HINCRBY', KEYS[1], 'pods_created', 1)\n"
-    "local r = redis.call('HMGET', KEYS[1], 'uses', 'uses_left', 'tunnels', 'expires', 'label_prefix', 'created',\n"
-    "                     'pods_created')\n"
-    "for i = 1, 7 do r[i] = r[i] or '' end\n"
-    "table.insert(r, 1, 'ok')\n"
-    "return r\n";
-
 static int key_token(const char *hash, char *out, size_t cap)
 {
     int n = snprintf(out, cap, P2M_KEY_TOKEN "%s", hash);
@@ -1169,47 +1152,15 @@ int p2m_store_token_rm(p2m_store_t *st, const char *id, char *hash, char *err)
 
 int p2m_store_token_redeem(p2m_store_t *st, const char *hash, long long now, p2m_token_info_t *info, char *err)
 {
-    char key[KEY_MAX], s_now[24];
-    redisReply *r = NULL;
-    int ret = -1;
-
-    if (!p2m_token_hex_valid(hash, strlen(hash), P2M_TOKEN_HASH_LEN))
-        return P2M_TOKEN_UNKNOWN; /* nothing such is stored: no need to ask */
-    key_token(hash, key, sizeof(key));
-    snprintf(s_now, sizeof(s_now), "%lld", now);
-    const char *keys[] = {key};
-    const char *args[] = {s_now};
-    if (run_script(st, lua_token_redeem, 1, keys, 1, args, &r, err) != 0)
+    p2m_store_cmd_t c;
+    if (p2m_store_cmd_token_redeem(&c, hash, now) != 0)
+        return P2M_TOKEN_UNKNOWN; /* not a hash: nothing such is stored */
+    redisReply *r = store_callv(st, err, c.argc, c.argv, c.argvlen);
+    if (r == NULL)
         return -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING) {
+    int ret = p2m_store_token_redeem_reply(r, hash, info, err);
+    if (ret < 0)
         p2m_err(err, "%s: unexpected token reply", st->where);
-        goto Exit;
-    }
-    const char *status = r->element[0]->str;
-    if (strcmp(status, "unknown") == 0) {
-        ret = P2M_TOKEN_UNKNOWN;
-    } else if (strcmp(status, "expired") == 0) {
-        ret = P2M_TOKEN_EXPIRED;
-    } else if (strcmp(status, "spent") == 0) {
-        ret = P2M_TOKEN_SPENT;
-    } else if (strcmp(status, "ok") == 0 && r->elements == 8) {
-        if (info != NULL) {
-            redisReply **e = r->element;
-            memset(info, 0, sizeof(*info));
-            snprintf(info->hash, sizeof(info->hash), "%s", hash);
-            info->uses = reply_ll(e[1]);
-            info->uses_left = reply_ll(e[2]);
-            info->tunnels = reply_ll(e[3]);
-            info->expires = reply_ll(e[4]);
-            reply_copy(e[5], info->label_prefix, sizeof(info->label_prefix));
-            info->created = reply_ll(e[6]);
-            info->pods_created = reply_ll(e[7]);
-        }
-        ret = P2M_TOKEN_REDEEMED;
-    } else {
-        p2m_err(err, "%s: unexpected token reply", st->where);
-    }
-Exit:
     freeReplyObject(r);
     return ret;
 }

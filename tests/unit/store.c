@@ -7,6 +7,7 @@
 #include "check.h"
 #include "p2m/err.h"
 #include "p2m/store.h"
+#include "p2m/store_cmd.h"
 #include "redis_server.h"
 
 #include <hiredis/hiredis.h>
@@ -884,6 +885,12 @@ static void test_tokens(p2m_store_t *st, const char *addr)
     CHECK_EQ_INT(info.tunnels, 32);
     CHECK_EQ_STR(info.label_prefix, "dev-");
     CHECK_EQ_INT(info.expires, 2000);
+
+    CHECK_CTX("token redeem: the asynchronous builder refuses what is not a hash; the judge what is not a reply");
+    p2m_store_cmd_t cmd;
+    CHECK_EQ_INT(p2m_store_cmd_token_redeem(&cmd, "p2m:*", 1), -1);
+    CHECK_EQ_INT(p2m_store_cmd_token_redeem(&cmd, H1, 1), 0);
+    CHECK_EQ_INT(p2m_store_token_redeem_reply(NULL, H1, &info, err), -1);
 
     CHECK_CTX("token redeem: 20 processes, a 1-use token, one wins");
     int spent;

@@ -258,15 +258,6 @@ int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, cha
 /* Reads Redis's clock (TIME) as microseconds since the epoch into *usec. Returns 0 or -1 with err. */
 int p2m_store_time(p2m_store_t *st, long long *usec, char *err);
 
-/* A setup token as stored (p2m:token:HASH). */
-typedef struct {
-    char hash[P2M_TOKEN_HASH_LEN + 1];
-    long long uses, uses_left, tunnels;
-    long long expires; /* unix s, 0: never */
-    char label_prefix[P2M_TOKEN_LABEL_PREFIX_MAX + 1];
-    long long created, pods_created;
-} p2m_token_info_t;
-
 /* Stores a token by its hash (P2M_TOKEN_HASH_LEN lower-case hex) with uses (1..P2M_TOKEN_USES_MAX)
  * uses, at most tunnels (1..P2M_TOKEN_TUNNELS_MAX) services per pod, expires (unix s, 0 = never)
  * and label_prefix ("" = none, else p2m_token_label_prefix_check). Fails with nothing changed if a
@@ -282,19 +273,12 @@ int p2m_store_token_list(p2m_store_t *st, p2m_token_info_t **out, size_t *n, cha
  * Fails with nothing changed when no token or more than one matches. */
 int p2m_store_token_rm(p2m_store_t *st, const char *id, char *hash, char *err);
 
-/* What p2m_store_token_redeem found. */
-typedef enum {
-    P2M_TOKEN_REDEEMED = 0, /* one use spent: *info holds the token as it is now */
-    P2M_TOKEN_UNKNOWN,      /* no such token (or a hash that is not one) */
-    P2M_TOKEN_EXPIRED,      /* its expiry is at or before now */
-    P2M_TOKEN_SPENT,        /* no use left */
-} p2m_token_status_t;
-
 /* Spends one use of the token with this hash at unix time now, in one Lua script so that
  * concurrent redemptions never spend more uses than the token has: checks that it exists, has not
  * expired and has a use left, then decrements uses_left and increments pods_created. Returns a
  * p2m_token_status_t (nothing changed unless P2M_TOKEN_REDEEMED, when info, if not NULL, gets the
- * token's tunnels, label_prefix and counts after the use), or -1 with err when Redis fails. */
+ * token's tunnels, label_prefix and counts after the use), or -1 with err when Redis fails. The
+ * registrar sends the same script asynchronously: p2m_store_cmd_token_redeem (p2m/store_cmd.h). */
 int p2m_store_token_redeem(p2m_store_t *st, const char *hash, long long now, p2m_token_info_t *info, char *err);
 
 /* Key names, for the modules that talk to Redis asynchronously. Each writes a NUL-terminated key

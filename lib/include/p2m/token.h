@@ -21,6 +21,23 @@
 #define P2M_TOKEN_EXPIRES_MAX (3650LL * 86400) /* seconds from its making */
 #define P2M_TOKEN_LABEL_PREFIX_MAX 40
 
+/* A setup token as stored (p2m:token:HASH, p2m/store.h). */
+typedef struct {
+    char hash[P2M_TOKEN_HASH_LEN + 1];
+    long long uses, uses_left, tunnels;
+    long long expires; /* unix s, 0: never */
+    char label_prefix[P2M_TOKEN_LABEL_PREFIX_MAX + 1];
+    long long created, pods_created;
+} p2m_token_info_t;
+
+/* What p2m_store_token_redeem found. */
+typedef enum {
+    P2M_TOKEN_REDEEMED = 0, /* one use spent: *info holds the token as it is now */
+    P2M_TOKEN_UNKNOWN,      /* no such token (or a hash that is not one) */
+    P2M_TOKEN_EXPIRED,      /* its expiry is at or before now */
+    P2M_TOKEN_SPENT,        /* no use left */
+} p2m_token_status_t;
+
 /* Writes a new token (P2M_TOKEN_LEN + 1 bytes, NUL-terminated) drawn from OpenSSL's RAND.
  * Returns 0, or -1 with err when the generator fails. */
 int p2m_token_new(char *out, char *err);
