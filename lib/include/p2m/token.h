@@ -30,7 +30,7 @@ typedef struct {
     long long created, pods_created;
 } p2m_token_info_t;
 
-/* What p2m_store_token_redeem found. */
+/* What p2m_store_token_redeem (p2m/store.h) and p2m_store_token_redeem_reply (p2m/store_cmd.h) found. */
 typedef enum {
     P2M_TOKEN_REDEEMED = 0, /* one use spent: *info holds the token as it is now */
     P2M_TOKEN_UNKNOWN,      /* no such token (or a hash that is not one) */
