@@ -1013,3 +1013,154 @@ int p2m_store_time(p2m_store_t *st, long long *usec, char *err)
     freeReplyObject(r);
     return ret;
 }
+
+/* KEYS: token, tokens. ARGV: hash, uses, tunnels, expires, label_prefix, created. */
+static const char lua_token_add[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('P2M token ' .. ARGV[1] .. ' exists already') end\n"
+    "redis.call('HSET', KEYS[1], 'uses', ARGV[2], 'uses_left', ARGV[2], 'tunnels', ARGV[3], 'expires', ARGV[4],\n"
+    "           'label_prefix', ARGV[5], 'created', ARGV[6], 'pods_created', '0')\n"
+    "redis.call('SADD', KEYS[2], ARGV[1])\n"
+    "return 'OK'\n";
+
+/* ARGV: tokens, token-key prefix. Returns {hash, {field, value...}} per token whose hash exists. */
+static const char lua_token_list[] = "local out = {}\n"
+                                     "for _, h in ipairs(redis.call('SMEMBERS', ARGV[1])) do\n"
+                                     "  local f = redis.call('HGETALL', ARGV[2] .. h)\n"
+                                     "  if #f > 0 then table.insert(out, {h, f}) end\n"
+                                     "end\n"
+                                     "return out\n";
+
+/* KEYS: tokens. ARGV: id (a hash or its start), token-key prefix. Returns the hash removed. */
+static const char lua_token_rm[] =
+    "local found = {}\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  if string.sub(h, 1, #ARGV[1]) == ARGV[1] then table.insert(found, h) end\n"
+    "end\n"
+    "if #found == 0 then return redis.error_reply('P2M unknown token ' .. ARGV[1]) end\n"
+    "if #found > 1 then return redis.error_reply('P2M token ID ' .. ARGV[1] .. ' is ambiguous: give the full hash') end\n"
+    "redis.call('DEL', ARGV[2] .. found[1])\n"
+    "redis.call('SREM', KEYS[1], found[1])\n"
+    "return found[1]\n";
+
+static int key_token(const char *hash, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, P2M_KEY_TOKEN "%s", hash);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int p2m_store_token_add(p2m_store_t *st, const char *hash, long long uses, long long tunnels, long long expires,
+                        const char *label_prefix, long long now, char *err)
+{
+    char key[KEY_MAX], s_uses[24], s_tunnels[24], s_expires[24], s_created[24], why[P2M_ERR_LEN];
+    if (!p2m_token_hex_valid(hash, strlen(hash), P2M_TOKEN_HASH_LEN))
+        return p2m_err(err, "token hash: expected %d lower-case hex digits", P2M_TOKEN_HASH_LEN);
+    if (uses < 1 || uses > P2M_TOKEN_USES_MAX)
+        return p2m_err(err, "uses: expected 1..%d", P2M_TOKEN_USES_MAX);
+    if (tunnels < 1 || tunnels > P2M_TOKEN_TUNNELS_MAX)
+        return p2m_err(err, "tunnels: expected 1..%d", P2M_TOKEN_TUNNELS_MAX);
+    if (expires < 0)
+        return p2m_err(err, "expires: expected a unix time or 0");
+    if (label_prefix[0] != '\0' && p2m_token_label_prefix_check(label_prefix, strlen(label_prefix), why) != 0)
+        return p2m_err(err, "label prefix: %s", why);
+    key_token(hash, key, sizeof(key));
+    snprintf(s_uses, sizeof(s_uses), "%lld", uses);
+    snprintf(s_tunnels, sizeof(s_tunnels), "%lld", tunnels);
+    snprintf(s_expires, sizeof(s_expires), "%lld", expires);
+    snprintf(s_created, sizeof(s_created), "%lld", now);
+    const char *keys[] = {key, P2M_KEY_TOKENS};
+    const char *args[] = {hash, s_uses, s_tunnels, s_expires, label_prefix, s_created};
+    return run_script(st, lua_token_add, 2, keys, 6, args, NULL, err);
+}
+
+/* Fills t from HGETALL-style field, value replies. */
+static void token_fill(p2m_token_info_t *t, redisReply **f, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const char *k = f[i]->type == REDIS_REPLY_STRING ? f[i]->str : "";
+        const redisReply *v = f[i + 1];
+        if (strcmp(k, "uses") == 0)
+            t->uses = reply_ll(v);
+        else if (strcmp(k, "uses_left") == 0)
+            t->uses_left = reply_ll(v);
+        else if (strcmp(k, "tunnels") == 0)
+            t->tunnels = reply_ll(v);
+        else if (strcmp(k, "expires") == 0)
+            t->expires = reply_ll(v);
+        else if (strcmp(k, "label_prefix") == 0)
+            reply_copy(v, t->label_prefix, sizeof(t->label_prefix));
+        else if (strcmp(k, "created") == 0)
+            t->created = reply_ll(v);
+        else if (strcmp(k, "pods_created") == 0)
+            t->pods_created = reply_ll(v);
+    }
+}
+
+static int cmp_token(const void *a, const void *b)
+{
+    return strcmp(((const p2m_token_info_t *)a)->hash, ((const p2m_token_info_t *)b)->hash);
+}
+
+int p2m_store_token_list(p2m_store_t *st, p2m_token_info_t **out, size_t *n, char *err)
+{
+    redisReply *r = NULL;
+    const char *args[] = {P2M_KEY_TOKENS, P2M_KEY_TOKEN};
+    if (run_script(st, lua_token_list, 0, NULL, 2, args, &r, err) != 0)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return p2m_err(err, "%s: unexpected token list reply", st->where);
+    }
+    p2m_token_info_t *list = calloc(r->elements + 1, sizeof(*list));
+    if (list == NULL) {
+        freeReplyObject(r);
+        return p2m_err(err, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        reply_copy(e->element[0], list[k].hash, sizeof(list[k].hash));
+        token_fill(&list[k], e->element[1]->element, e->element[1]->elements);
+        k++;
+    }
+    freeReplyObject(r);
+    qsort(list, k, sizeof(*list), cmp_token);
+    *out = list;
+    *n = k;
+    return 0;
+}
+
+int p2m_store_token_rm(p2m_store_t *st, const char *id, char *hash, char *err)
+{
+    size_t len = strlen(id);
+    redisReply *r = NULL;
+    if (!p2m_token_hex_valid(id, len, P2M_TOKEN_ID_LEN) && !p2m_token_hex_valid(id, len, P2M_TOKEN_HASH_LEN))
+        return p2m_err(err, "token ID: expected %d or %d lower-case hex digits", P2M_TOKEN_ID_LEN, P2M_TOKEN_HASH_LEN);
+    const char *keys[] = {P2M_KEY_TOKENS};
+    const char *args[] = {id, P2M_KEY_TOKEN};
+    if (run_script(st, lua_token_rm, 1, keys, 2, args, &r, err) != 0)
+        return -1;
+    if (hash != NULL) {
+        hash[0] = '\0';
+        reply_copy(r, hash, P2M_TOKEN_HASH_LEN + 1);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+int p2m_store_token_redeem(p2m_store_t *st, const char *hash, long long now, p2m_token_info_t *info, char *err)
+{
+    p2m_store_cmd_t c;
+    if (p2m_store_cmd_token_redeem(&c, hash, now) != 0)
+        return P2M_TOKEN_UNKNOWN; /* not a hash: nothing such is stored */
+    redisReply *r = store_callv(st, err, c.argc, c.argv, c.argvlen);
+    if (r == NULL)
+        return -1;
+    int ret = p2m_store_token_redeem_reply(r, hash, info, err);
+    if (ret < 0)
+        p2m_err(err, "%s: unexpected token reply", st->where);
+    freeReplyObject(r);
+    return ret;
+}

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "p2m/err.h"
@@ -539,6 +540,65 @@ int p2m_store_cmd_schema_get(p2m_store_cmd_t *c)
 {
     begin(c);
     return push(c, "GET") || push(c, P2M_KEY_SCHEMA) ? -1 : 0;
+}
+
+/* KEYS: token (p2m:token:HASH). ARGV: now. The check and the spending are one script: twenty registrars redeeming a
+ * 1-use token at once see one "ok". Returns {"unknown"}, {"expired"}, {"spent"} or {"ok", uses,
+ * uses_left, tunnels, expires, label_prefix, created, pods_created} after the use. */
+static const char lua_token_redeem[] =
+    "local t = redis.call('HMGET', KEYS[1], 'uses_left', 'expires')\n"
+    "if not t[1] then return {'unknown'} end\n"
+    "local exp = tonumber(t[2]) or 0\n"
+    "if exp ~= 0 and exp <= tonumber(ARGV[1]) then return {'expired'} end\n"
+    "if (tonumber(t[1]) or 0) <= 0 then return {'spent'} end\n"
+    "redis.call('HINCRBY', KEYS[1], 'uses_left', -1)\n"
+    "redis.call('HINCRBY', KEYS[1], 'pods_created', 1)\n"
+    "local r = redis.call('HMGET', KEYS[1], 'uses', 'uses_left', 'tunnels', 'expires', 'label_prefix', 'created',\n"
+    "                     'pods_created')\n"
+    "for i = 1, 7 do r[i] = r[i] or '' end\n"
+    "table.insert(r, 1, 'ok')\n"
+    "return r\n";
+
+int p2m_store_cmd_token_redeem(p2m_store_cmd_t *c, const char *hash, long long now)
+{
+    if (!p2m_token_hex_valid(hash, strlen(hash), P2M_TOKEN_HASH_LEN))
+        return -1;
+    return EVAL(c, lua_token_redeem, 1) || pushf(c, P2M_KEY_TOKEN "%s%s", hash, "") || pushu(c, (unsigned long long)now) ? -1 : 0;
+}
+
+/* A reply element as a number, "" and anything else reading 0. */
+static long long reply_num(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+}
+
+int p2m_store_token_redeem_reply(const redisReply *r, const char *hash, p2m_token_info_t *info, char *err)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING)
+        return p2m_err(err, "unexpected token reply");
+    const char *status = r->element[0]->str;
+    if (strcmp(status, "unknown") == 0)
+        return P2M_TOKEN_UNKNOWN;
+    if (strcmp(status, "expired") == 0)
+        return P2M_TOKEN_EXPIRED;
+    if (strcmp(status, "spent") == 0)
+        return P2M_TOKEN_SPENT;
+    if (strcmp(status, "ok") != 0 || r->elements != 8)
+        return p2m_err(err, "unexpected token reply");
+    if (info != NULL) {
+        redisReply **e = r->element;
+        memset(info, 0, sizeof(*info));
+        snprintf(info->hash, sizeof(info->hash), "%s", hash);
+        info->uses = reply_num(e[1]);
+        info->uses_left = reply_num(e[2]);
+        info->tunnels = reply_num(e[3]);
+        info->expires = reply_num(e[4]);
+        if (e[5]->type == REDIS_REPLY_STRING)
+            snprintf(info->label_prefix, sizeof(info->label_prefix), "%.*s", P2M_TOKEN_LABEL_PREFIX_MAX, e[5]->str);
+        info->created = reply_num(e[6]);
+        info->pods_created = reply_num(e[7]);
+    }
+    return P2M_TOKEN_REDEEMED;
 }
 
 int p2m_store_schema_check(const redisReply *r, char *err)

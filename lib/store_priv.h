@@ -25,6 +25,8 @@
 #define P2M_KEY_RELAY_STATS "p2m:stats:relay:"  /* + NAME */
 #define P2M_KEY_PORTBUSY "p2m:portbusy:"        /* + NAME:PORT */
 #define P2M_KEY_ALIVE "p2m:alive:"              /* + SERVICE */
+#define P2M_KEY_TOKENS "p2m:tokens"
+#define P2M_KEY_TOKEN "p2m:token:" /* + HASH */
 #define P2M_CHANNEL_BOUND "p2m:bound"
 #define P2M_CHANNEL_EVENTS "p2m:events"
 

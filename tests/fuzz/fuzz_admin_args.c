@@ -2,7 +2,8 @@
  * input split on NUL bytes is argv[1..] (fuzz_argv.h). It returns 0 or -1 and refuses with one
  * printable line; a command it accepts has its argument count and options checked against the
  * command's own (a one-word command, check, takes its arguments after its one word), settings
- * (--token-reuse, --digits, --protocol) hold only their allowed values, --service values (at most
+ * (--token-reuse, --digits, --protocol, and token add's --uses, --tunnels, --expires and --label-prefix) hold only
+ * their allowed values, --service values (at most
  * ADMIN_SERVICES_MAX) go only to the commands that take them,
  * every string it hands back is borrowed from argv, and the canonical command line built from the
  * result (options first, then "--" and the words) parses to the same result. */
@@ -13,6 +14,7 @@
 #include "p2m/err.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -22,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     admin_action_t action, action2;
     const admin_command_t *cmd, *cmd2;
     char err[P2M_ERR_LEN] = "";
-    char *canon[8 + 2 * ADMIN_LABELS_MAX + 2 * ADMIN_SERVICES_MAX + 6 + 2 + 2 + 1];
+    char *canon[8 + 2 * ADMIN_LABELS_MAX + 2 * ADMIN_SERVICES_MAX + 6 + 8 + 2 + 2 + 1];
+    char uses[24], tunnels[24], expires[24];
     int n = 0;
 
     if (fuzz_argv_split(&av, "pipe2me-admin", data, size) != 0)
@@ -65,6 +68,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(a.token_reuse == P2M_TOKEN_REUSE_NONE || (a.have_token_reuse && a.token_reuse == P2M_TOKEN_REUSE_SAME_ADDRESS));
     FUZZ_CHECK(a.digits == 0 || a.digits == 6 || a.digits == 8);
     FUZZ_CHECK(a.proto == P2M_PROTO_HTTPS || (a.have_proto && (a.proto == P2M_PROTO_HTTP || a.proto == P2M_PROTO_TCP)));
+    FUZZ_CHECK(a.uses == 0 || ((cmd->opts & ADMIN_OPT_USES) && a.uses >= 1 && a.uses <= P2M_TOKEN_USES_MAX));
+    FUZZ_CHECK(a.tunnels == 0 || ((cmd->opts & ADMIN_OPT_TUNNELS) && a.tunnels >= 1 && a.tunnels <= P2M_TOKEN_TUNNELS_MAX));
+    FUZZ_CHECK(a.expires == 0 || ((cmd->opts & ADMIN_OPT_EXPIRES) && a.expires >= 1 && a.expires <= P2M_TOKEN_EXPIRES_MAX));
+    FUZZ_CHECK(a.label_prefix == NULL || ((cmd->opts & ADMIN_OPT_LABEL_PREFIX) && fuzz_argv_owns(&av, a.label_prefix) &&
+                                          p2m_token_label_prefix_check(a.label_prefix, strlen(a.label_prefix), err) == 0));
     /* a command that needs a setting got one */
     FUZZ_CHECK(cmd->need == 0 || ((cmd->need & ADMIN_OPT_TOKEN_REUSE) && a.have_token_reuse) ||
                ((cmd->need & ADMIN_OPT_DIGITS) && a.digits != 0) || ((cmd->need & ADMIN_OPT_PROTOCOL) && a.have_proto));
@@ -100,6 +108,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         canon[n++] = "--protocol";
         canon[n++] = (char *)p2m_proto_name(a.proto);
     }
+    if (a.uses != 0) {
+        snprintf(uses, sizeof(uses), "%lld", a.uses);
+        canon[n++] = "--uses";
+        canon[n++] = uses;
+    }
+    if (a.tunnels != 0) {
+        snprintf(tunnels, sizeof(tunnels), "--tunnels=%lld", a.tunnels);
+        canon[n++] = tunnels;
+    }
+    if (a.expires != 0) {
+        snprintf(expires, sizeof(expires), "%llds", a.expires);
+        canon[n++] = "--expires";
+        canon[n++] = expires;
+    }
+    if (a.label_prefix != NULL) {
+        canon[n++] = "--label-prefix";
+        canon[n++] = (char *)a.label_prefix;
+    }
     canon[n++] = "--";
     canon[n++] = (char *)cmd->group;
     if (cmd->verb != NULL)
@@ -115,6 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                b.nargs == a.nargs);
     FUZZ_CHECK(b.have_token_reuse == a.have_token_reuse && b.token_reuse == a.token_reuse && b.digits == a.digits &&
                b.have_proto == a.have_proto && b.proto == a.proto);
+    FUZZ_CHECK(b.uses == a.uses && b.tunnels == a.tunnels && b.expires == a.expires && b.label_prefix == a.label_prefix);
     for (size_t i = 0; i < a.nlabels; i++)
         FUZZ_CHECK(b.labels[i] == a.labels[i]);
     FUZZ_CHECK(b.nservices == a.nservices);

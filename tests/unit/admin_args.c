@@ -317,6 +317,128 @@ int main(void)
         check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, bad[i].want);
     }
 
+    CHECK_CTX("token add: every option, and the defaults left to the handler");
+    if (CHECK_RC(parse(&action, &cmd, err, "token", "add", "--uses", "1000000", "--tunnels=32", "--expires", "3650d",
+                       "--label-prefix", "dev-", NULL),
+                 0, err)) {
+        CHECK(cmd != NULL && cmd->run == token_add);
+        CHECK_EQ_INT(a.uses, 1000000);
+        CHECK_EQ_INT(a.tunnels, 32);
+        CHECK_EQ_INT(a.expires, 3650LL * 86400);
+        CHECK_EQ_STR(a.label_prefix, "dev-");
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "token", "add", NULL), 0, err)) {
+        CHECK_EQ_INT(a.uses, 0);
+        CHECK_EQ_INT(a.tunnels, 0);
+        CHECK_EQ_INT(a.expires, 0);
+        CHECK(a.label_prefix == NULL);
+    }
+    static const struct {
+        const char *v;
+        long long secs;
+    } durations[] = {{"1s", 1},
+                     {"30s", 30},
+                     {"10m", 600},
+                     {"12h", 43200},
+                     {"7d", 604800},
+                     {"315360000s", 315360000},
+                     {"5256000m", 315360000},
+                     {"87600h", 315360000}};
+    for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
+        CHECK_CTX("token add --expires %s", durations[i].v);
+        if (CHECK_RC(parse(&action, &cmd, err, "token", "add", "--expires", durations[i].v, NULL), 0, err))
+            CHECK_EQ_INT(a.expires, durations[i].secs);
+    }
+    CHECK_CTX("token ls and rm");
+    CHECK(parse(&action, &cmd, err, "token", "ls", "--json", NULL) == 0 && cmd != NULL && cmd->run == token_ls && a.json);
+    if (CHECK_RC(parse(&action, &cmd, err, "token", "rm", "0123456789ab", NULL), 0, err) && CHECK_EQ_INT(a.nargs, 1))
+        CHECK(cmd != NULL && cmd->run == token_rm);
+
+    CHECK_CTX("token options refused");
+#define EXP "option --expires: expected a duration such as 30s, 10m, 12h or 7d, at most 3650d"
+#define PFX "option --label-prefix: expected 1 to 40 of a-z, 0-9 and '-', not starting with '-'"
+    static const struct {
+        const char *argv[6];
+        const char *want;
+    } tbad[] = {
+        {{"token", "add", "--expires", ""}, EXP ", not \"\""},
+        {{"token", "add", "--expires="}, EXP ", not \"\""},
+        {{"token", "add", "--expires", "0s"}, EXP ", not \"0s\""},
+        {{"token", "add", "--expires", "0d"}, EXP},
+        {{"token", "add", "--expires", "-1d"}, EXP ", not \"-1d\""},
+        {{"token", "add", "--expires", "+1d"}, EXP},
+        {{"token", "add", "--expires", "1y"}, EXP ", not \"1y\""},
+        {{"token", "add", "--expires", "3651d"}, EXP},
+        {{"token", "add", "--expires", "99999d"}, EXP},
+        {{"token", "add", "--expires", "315360001s"}, EXP},
+        {{"token", "add", "--expires", "87601h"}, EXP},
+        {{"token", "add", "--expires", "99999999999999999999d"}, EXP},
+        {{"token", "add", "--expires", "1.5h"}, EXP},
+        {{"token", "add", "--expires", "10"}, EXP ", not \"10\""},
+        {{"token", "add", "--expires", "d"}, EXP},
+        {{"token", "add", "--expires", "s"}, EXP},
+        {{"token", "add", "--expires", "07d"}, EXP},
+        {{"token", "add", "--expires", " 7d"}, EXP},
+        {{"token", "add", "--expires", "7d "}, EXP},
+        {{"token", "add", "--expires", "7D"}, EXP},
+        {{"token", "add", "--expires", "1h30m"}, EXP},
+        {{"token", "add", "--expires", "7d\n"}, EXP ", not \"7d\\x0a\""},
+        {{"token", "add", "--expires"}, "option --expires needs an argument"},
+        {{"token", "add", "--expires", "1d", "--expires", "2d"}, "option --expires given twice"},
+        {{"token", "add", "--uses", "0"}, "option --uses: expected a number from 1 to 1000000, not \"0\""},
+        {{"token", "add", "--uses", "1000001"}, "option --uses: expected a number from 1 to 1000000"},
+        {{"token", "add", "--uses", "-1"}, "option --uses: expected a number from 1 to 1000000"},
+        {{"token", "add", "--uses", ""}, "option --uses: expected a number from 1 to 1000000, not \"\""},
+        {{"token", "add", "--uses", "01"}, "option --uses: expected a number from 1 to 1000000"},
+        {{"token", "add", "--uses", "1e3"}, "option --uses: expected a number from 1 to 1000000"},
+        {{"token", "add", "--uses", "99999999999999999999"}, "option --uses: expected a number from 1 to 1000000"},
+        {{"token", "add", "--uses", " 1"}, "option --uses: expected a number from 1 to 1000000"},
+        {{"token", "add", "--uses", "1", "--uses", "1"}, "option --uses given twice"},
+        {{"token", "add", "--tunnels", "0"}, "option --tunnels: expected a number from 1 to 32, not \"0\""},
+        {{"token", "add", "--tunnels", "33"}, "option --tunnels: expected a number from 1 to 32, not \"33\""},
+        {{"token", "add", "--tunnels", "4x"}, "option --tunnels: expected a number from 1 to 32"},
+        {{"token", "add", "--tunnels"}, "option --tunnels needs an argument"},
+        {{"token", "add", "--label-prefix", ""}, PFX ", not \"\""},
+        {{"token", "add", "--label-prefix", "dev.lab"}, PFX ", not \"dev.lab\""},
+        {{"token", "add", "--label-prefix", "Dev"}, PFX ", not \"Dev\""},
+        {{"token", "add", "--label-prefix", "-dev"}, PFX},
+        {{"token", "add", "--label-prefix", "dev_"}, PFX},
+        {{"token", "add", "--label-prefix", "d\xc3\xa9v"}, PFX ", not \"d\\xc3\\xa9v\""},
+        {{"token", "add", "--label-prefix", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, PFX}, /* 41 */
+        {{"token", "add", "--label-prefix", "a", "--label-prefix", "b"}, "option --label-prefix given twice"},
+        {{"token", "add", "x"}, "token add: too many arguments"},
+        {{"token", "add", "--label", "web"}, "token add: option --label does not apply"},
+        {{"token", "add", "--digits", "8"}, "token add: option --digits does not apply"},
+        {{"token", "ls", "--uses", "2"}, "token ls: option --uses does not apply"},
+        {{"token", "rm", "0123456789ab", "--tunnels", "2"}, "token rm: option --tunnels does not apply"},
+        {{"token", "rm"}, "token rm: missing argument"},
+        {{"token", "rm", "a", "b"}, "token rm: too many arguments"},
+        {{"token", "frob"}, "unknown"},
+        {{"pod", "add", "p", "--uses", "2"}, "pod add: option --uses does not apply"},
+        {{"pod", "add", "p", "--expires", "1d"}, "pod add: option --expires does not apply"},
+        {{"pod", "add", "p", "--label-prefix", "x"}, "pod add: option --label-prefix does not apply"},
+    };
+#undef EXP
+#undef PFX
+    for (size_t i = 0; i < sizeof(tbad) / sizeof(tbad[0]); i++) {
+        static char *argv[8];
+        int argc = 0;
+        argv[argc++] = "pipe2me-admin";
+        for (size_t j = 0; j < 6 && tbad[i].argv[j] != NULL; j++)
+            argv[argc++] = (char *)tbad[i].argv[j];
+        argv[argc] = NULL;
+        CHECK_CTX("token refused row %zu: %s", i, tbad[i].want);
+        memset(&a, 0, sizeof(a));
+        err[0] = '\0';
+        check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, tbad[i].want);
+    }
+    {
+        static char long_prefix[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-"; /* 40, a hyphen last */
+        CHECK_CTX("token add --label-prefix of 40");
+        if (CHECK_RC(parse(&action, &cmd, err, "token", "add", "--label-prefix", long_prefix, NULL), 0, err))
+            CHECK_EQ_STR(a.label_prefix, long_prefix);
+    }
+
     CHECK_CTX("--service: pod add and rotate-secret, repeatable, borrowed from argv");
     if (CHECK_RC(parse(&action, &cmd, err, "pod", "add", "p1", "--label", "web", "--service", "web:http=127.0.0.1:8080",
                        "--service=web=[::1]:8443", "-o", "f.json", NULL),

@@ -1,18 +1,22 @@
 /* lib/store.c, the admin tool's side of the Redis schema, against a real redis-server
  * (tests/unit/redis_server.h): the schema check, pod add/rm/show/set, label add/rm/set, lease
  * list/rm, the reads of pipe2me-admin check (a raw connection, the schema version, the relays and
- * their heartbeats, TIME), and hostile input. Every refusal must leave Redis as it was, so each refused row
+ * their heartbeats, TIME), setup tokens (add, list, rm, and redeem, 20 processes at once on a
+ * 1-use token), and hostile input. Every refusal must leave Redis as it was, so each refused row
  * compares a dump of the p2m:* keyspace before and after. */
 #include "check.h"
 #include "p2m/err.h"
 #include "p2m/store.h"
+#include "p2m/store_cmd.h"
 #include "redis_server.h"
 
 #include <hiredis/hiredis.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static redisContext *rc;  /* the test's own connection, to look behind the store's back */
 static redisContext *sub; /* subscribed to p2m:events; NULL after a read timed out */
@@ -746,6 +750,180 @@ static void test_leases(p2m_store_t *st)
     check_refusal(p2m_store_pod_rm(st, "alice", err), err, "unknown pod alice");
 }
 
+static const char H1[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+static const char H2[] = "0011223344556677ffffffffffffffffffffffffffffffffffffffffffffffff";
+static const char H3[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/* 20 processes, each with its own connection, redeem hash at once (released by one pipe). Returns
+ * how many got P2M_TOKEN_REDEEMED; *spent counts P2M_TOKEN_SPENT. */
+static int redeem_race(const char *addr, const char *hash, int *spent)
+{
+    int gate[2], ok = 0;
+    pid_t pids[20];
+    *spent = 0;
+    if (pipe(gate) != 0)
+        abort();
+    for (int i = 0; i < 20; i++) {
+        if ((pids[i] = fork()) == 0) {
+            char err[P2M_ERR_LEN], c;
+            p2m_redis_addr_t a;
+            close(gate[1]);
+            p2m_store_t *st = p2m_redis_addr_parse(addr, &a, err) == 0 ? p2m_store_connect(&a, 2000, err) : NULL;
+            if (st == NULL || read(gate[0], &c, 1) != 0) /* EOF: the parent closed the gate */
+                _exit(100);
+            int got_rc = p2m_store_token_redeem(st, hash, 1000, NULL, err);
+            p2m_store_free(st);
+            _exit(got_rc < 0 ? 101 : got_rc);
+        }
+    }
+    close(gate[0]);
+    usleep(200 * 1000); /* let the children connect and block on the gate */
+    close(gate[1]);
+    for (int i = 0; i < 20; i++) {
+        int status = 0;
+        if (pids[i] < 0 || waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status)) {
+            CHECK_MSG(0, "child %d did not exit", i);
+            continue;
+        }
+        int code = WEXITSTATUS(status);
+        ok += code == P2M_TOKEN_REDEEMED;
+        *spent += code == P2M_TOKEN_SPENT;
+        CHECK_MSG(code == P2M_TOKEN_REDEEMED || code == P2M_TOKEN_SPENT, "child %d: status %d", i, code);
+    }
+    return ok;
+}
+
+static void test_tokens(p2m_store_t *st, const char *addr)
+{
+    char err[P2M_ERR_LEN], tok[P2M_TOKEN_LEN + 1], tok2[P2M_TOKEN_LEN + 1], hex[P2M_TOKEN_HASH_LEN + 1], hash[80];
+    p2m_token_info_t *ts = NULL, info;
+    size_t n = 7;
+
+    CHECK_CTX("token new and hash");
+    if (CHECK_RC(p2m_token_new(tok, err), 0, err) && CHECK_RC(p2m_token_new(tok2, err), 0, err)) {
+        CHECK_EQ_INT(strlen(tok), P2M_TOKEN_LEN);
+        CHECK(strncmp(tok, "p2mt_", 5) == 0);
+        CHECK(strspn(tok + 5, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 43);
+        CHECK(strcmp(tok, tok2) != 0);
+    }
+    CHECK_RC(p2m_token_hash("abc", 3, hex, err), 0, err); /* FIPS 180-2 B.1 */
+    CHECK_EQ_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(p2m_token_hex_valid(H1, 64, 64));
+    CHECK(!p2m_token_hex_valid("00112233445G", 12, 12));
+    CHECK(!p2m_token_hex_valid("00112233445A", 12, 12)); /* upper case is not how hashes are stored */
+    CHECK(!p2m_token_hex_valid("0011223344", 10, 12));
+    CHECK_RC(p2m_token_label_prefix_check("dev-", 4, err), 0, err);
+    check_refusal(p2m_token_label_prefix_check("", 0, err), err, "empty");
+    check_refusal(p2m_token_label_prefix_check("-dev", 4, err), err, "hyphen");
+    check_refusal(p2m_token_label_prefix_check("Dev", 3, err), err, "lower case");
+    check_refusal(p2m_token_label_prefix_check("a.b", 3, err), err, "lower case");
+    check_refusal(p2m_token_label_prefix_check("a\0b", 3, err), err, "lower case");
+    check_refusal(p2m_token_label_prefix_check("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 41, err), err, "longer than 40");
+
+    CHECK_CTX("token list: none");
+    if (CHECK_RC(p2m_store_token_list(st, &ts, &n, err), 0, err))
+        CHECK_EQ_INT(n, 0);
+    free(ts);
+
+    CHECK_CTX("token add");
+    CHECK_RC(p2m_store_token_add(st, H1, 2, 4, 0, "", 1000, err), 0, err);
+    CHECK_EQ_STR(R("HMGET p2m:token:%s uses uses_left tunnels expires label_prefix created pods_created", H1), "2|2|4|0||1000|0");
+    CHECK_RC(p2m_store_token_add(st, H2, 1, 32, 2000, "dev-", 1000, err), 0, err);
+    CHECK_EQ_STR(R("SCARD p2m:tokens"), "2");
+
+    CHECK_CTX("token add: refusals change nothing");
+    char *before = dump();
+    check_refusal(p2m_store_token_add(st, H1, 1, 1, 0, "", 1000, err), err, "exists already");
+    check_refusal(p2m_store_token_add(st, H3, 0, 1, 0, "", 1000, err), err, "uses");
+    check_refusal(p2m_store_token_add(st, H3, 1000001, 1, 0, "", 1000, err), err, "uses");
+    check_refusal(p2m_store_token_add(st, H3, 1, 0, 0, "", 1000, err), err, "tunnels");
+    check_refusal(p2m_store_token_add(st, H3, 1, 33, 0, "", 1000, err), err, "tunnels");
+    check_refusal(p2m_store_token_add(st, H3, 1, 1, -1, "", 1000, err), err, "expires");
+    check_refusal(p2m_store_token_add(st, H3, 1, 1, 0, "a.b", 1000, err), err, "label prefix");
+    check_refusal(p2m_store_token_add(st, "AAAA", 1, 1, 0, "", 1000, err), err, "hex");
+    check_refusal(p2m_store_token_add(st, "x:y", 1, 1, 0, "", 1000, err), err, "hex");
+    char *after = dump();
+    CHECK_EQ_STR(after, before);
+    free(after);
+
+    CHECK_CTX("token list");
+    ts = NULL;
+    R("SADD p2m:tokens %s", H3); /* named but gone: skipped */
+    if (CHECK_RC(p2m_store_token_list(st, &ts, &n, err), 0, err) && CHECK_EQ_INT(n, 2)) {
+        CHECK_EQ_STR(ts[0].hash, H1);
+        CHECK_EQ_INT(ts[0].uses_left, 2);
+        CHECK_EQ_INT(ts[0].tunnels, 4);
+        CHECK_EQ_STR(ts[1].hash, H2);
+        CHECK_EQ_INT(ts[1].expires, 2000);
+        CHECK_EQ_STR(ts[1].label_prefix, "dev-");
+        CHECK_EQ_INT(ts[1].created, 1000);
+    }
+    free(ts);
+    R("SREM p2m:tokens %s", H3);
+
+    CHECK_CTX("token redeem");
+    memset(&info, 0, sizeof(info));
+    CHECK_RC(p2m_store_token_redeem(st, H1, 1500, &info, err), P2M_TOKEN_REDEEMED, err);
+    CHECK_EQ_INT(info.tunnels, 4);
+    CHECK_EQ_INT(info.uses_left, 1);
+    CHECK_EQ_INT(info.pods_created, 1);
+    CHECK_EQ_STR(info.label_prefix, "");
+    CHECK_RC(p2m_store_token_redeem(st, H1, 1500, NULL, err), P2M_TOKEN_REDEEMED, err);
+    before = dump();
+    CHECK_RC(p2m_store_token_redeem(st, H1, 1500, &info, err), P2M_TOKEN_SPENT, err);
+    CHECK_RC(p2m_store_token_redeem(st, H2, 2000, &info, err), P2M_TOKEN_EXPIRED, err); /* at its expiry */
+    CHECK_RC(p2m_store_token_redeem(st, H3, 1500, &info, err), P2M_TOKEN_UNKNOWN, err);
+    CHECK_RC(p2m_store_token_redeem(st, "", 1500, &info, err), P2M_TOKEN_UNKNOWN, err);
+    CHECK_RC(p2m_store_token_redeem(st, "*", 1500, &info, err), P2M_TOKEN_UNKNOWN, err);
+    after = dump();
+    CHECK_EQ_STR(after, before);
+    free(after);
+    free(before);
+    CHECK_EQ_STR(R("HMGET p2m:token:%s uses_left pods_created", H1), "0|2");
+    memset(&info, 0, sizeof(info));
+    CHECK_RC(p2m_store_token_redeem(st, H2, 1999, &info, err), P2M_TOKEN_REDEEMED, err);
+    CHECK_EQ_INT(info.tunnels, 32);
+    CHECK_EQ_STR(info.label_prefix, "dev-");
+    CHECK_EQ_INT(info.expires, 2000);
+
+    CHECK_CTX("token redeem: the asynchronous builder refuses what is not a hash; the judge what is not a reply");
+    p2m_store_cmd_t cmd;
+    CHECK_EQ_INT(p2m_store_cmd_token_redeem(&cmd, "p2m:*", 1), -1);
+    CHECK_EQ_INT(p2m_store_cmd_token_redeem(&cmd, H1, 1), 0);
+    CHECK_EQ_INT(p2m_store_token_redeem_reply(NULL, H1, &info, err), -1);
+
+    CHECK_CTX("token redeem: 20 processes, a 1-use token, one wins");
+    int spent;
+    CHECK_RC(p2m_store_token_add(st, H3, 1, 2, 0, "", 1000, err), 0, err);
+    CHECK_EQ_INT(redeem_race(addr, H3, &spent), 1);
+    CHECK_EQ_INT(spent, 19);
+    CHECK_EQ_STR(R("HMGET p2m:token:%s uses_left pods_created", H3), "0|1");
+    CHECK_CTX("token redeem: 20 processes, a 5-use token, five win");
+    R("HSET p2m:token:%s uses_left 5", H3);
+    CHECK_EQ_INT(redeem_race(addr, H3, &spent), 5);
+    CHECK_EQ_INT(spent, 15);
+    CHECK_EQ_STR(R("HMGET p2m:token:%s uses_left pods_created", H3), "0|6");
+
+    CHECK_CTX("token rm");
+    before = dump();
+    check_refusal(p2m_store_token_rm(st, "001122334455", hash, err), err, "ambiguous"); /* H1 and H2 */
+    check_refusal(p2m_store_token_rm(st, "bbbbbbbbbbbb", hash, err), err, "unknown token bbbbbbbbbbbb");
+    check_refusal(p2m_store_token_rm(st, "aaaa", hash, err), err, "hex");
+    check_refusal(p2m_store_token_rm(st, "AAAAAAAAAAAA", hash, err), err, "hex");
+    check_refusal(p2m_store_token_rm(st, "", hash, err), err, "hex");
+    after = dump();
+    CHECK_EQ_STR(after, before);
+    free(after);
+    free(before);
+    CHECK_RC(p2m_store_token_rm(st, "aaaaaaaaaaaa", hash, err), 0, err);
+    CHECK_EQ_STR(hash, H3);
+    CHECK_RC(p2m_store_token_rm(st, H2, hash, err), 0, err);
+    CHECK_EQ_STR(hash, H2);
+    CHECK_RC(p2m_store_token_rm(st, "001122334455", NULL, err), 0, err); /* no longer ambiguous */
+    CHECK_EQ_STR(R("EXISTS p2m:tokens p2m:token:%s p2m:token:%s p2m:token:%s", H1, H2, H3), "0");
+    CHECK_RC(p2m_store_token_redeem(st, H3, 1500, &info, err), P2M_TOKEN_UNKNOWN, err);
+}
+
 int main(void)
 {
     redis_server_t srv;
@@ -766,6 +944,7 @@ int main(void)
         test_labels(st);
         test_shares(st);
         test_leases(st);
+        test_tokens(st, srv.addr);
     }
     p2m_store_free(st);
     redisFree(sub);

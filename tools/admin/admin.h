@@ -8,9 +8,10 @@
 #include "p2m/label.h"
 #include "p2m/service.h"
 #include "p2m/store.h"
+#include "p2m/token.h"
 
 /* pipe2me-admin: args.c parses the command line, main.c loads the config and dispatches to one
- * handler in pod.c, label.c, lease.c or check.c, which share the helpers in util.c. Every handler validates its arguments
+ * handler in pod.c, label.c, lease.c, token.c or check.c, which share the helpers in util.c. Every handler validates its arguments
  * before it connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line
  * reason in err that main prints as `pipe2me-admin: REASON` before exiting with status 2. A handler that ran and found
  * problems (check) returns 0 with a->problems set: main exits with status 1. */
@@ -36,12 +37,16 @@ typedef struct {
     size_t nlabels;
     const char *services[ADMIN_SERVICES_MAX]; /* --service LABEL[:PROTOCOL]=HOST:PORT values as given, in order */
     size_t nservices;
-    int have_token_reuse; /* --token-reuse given */
-    int token_reuse;      /* its value, P2M_TOKEN_REUSE_* */
-    unsigned digits;      /* --digits: 6 or 8, 0 when not given */
-    int have_proto;       /* --protocol given */
-    p2m_proto_t proto;    /* its value */
-    char **args;          /* positional words after the command's words */
+    int have_token_reuse;     /* --token-reuse given */
+    int token_reuse;          /* its value, P2M_TOKEN_REUSE_* */
+    unsigned digits;          /* --digits: 6 or 8, 0 when not given */
+    int have_proto;           /* --protocol given */
+    p2m_proto_t proto;        /* its value */
+    long long uses;           /* --uses 1..P2M_TOKEN_USES_MAX, 0 when not given */
+    long long tunnels;        /* --tunnels 1..P2M_TOKEN_TUNNELS_MAX, 0 when not given */
+    long long expires;        /* --expires DURATION in seconds (1..P2M_TOKEN_EXPIRES_MAX), 0 when not given */
+    const char *label_prefix; /* --label-prefix, checked (p2m_token_label_prefix_check); NULL when not given */
+    char **args;              /* positional words after the command's words */
     size_t nargs;
     p2m_config_t cfg;
     const char *config_file;      /* the file cfg was loaded from; NULL: the built-in defaults */
@@ -53,10 +58,14 @@ typedef struct {
 enum {
     ADMIN_OPT_LABEL = 1,
     ADMIN_OPT_OUTPUT = 2,
-    ADMIN_OPT_TOKEN_REUSE = 4, /* --token-reuse none|same-address */
-    ADMIN_OPT_DIGITS = 8,      /* --digits 6|8 */
-    ADMIN_OPT_PROTOCOL = 16,   /* --protocol http|https|tcp */
-    ADMIN_OPT_SERVICE = 32,    /* --service LABEL[:PROTOCOL]=HOST:PORT, checked by the handler */
+    ADMIN_OPT_TOKEN_REUSE = 4,    /* --token-reuse none|same-address */
+    ADMIN_OPT_DIGITS = 8,         /* --digits 6|8 */
+    ADMIN_OPT_PROTOCOL = 16,      /* --protocol http|https|tcp */
+    ADMIN_OPT_SERVICE = 32,       /* --service LABEL[:PROTOCOL]=HOST:PORT, checked by the handler */
+    ADMIN_OPT_USES = 64,          /* --uses N */
+    ADMIN_OPT_TUNNELS = 128,      /* --tunnels M */
+    ADMIN_OPT_EXPIRES = 256,      /* --expires DURATION: Ns, Nm, Nh or Nd */
+    ADMIN_OPT_LABEL_PREFIX = 512, /* --label-prefix P */
 };
 
 /* One command: its two words (or one: verb NULL), how many arguments it takes, which ADMIN_OPT_* it
@@ -80,9 +89,8 @@ typedef enum { ADMIN_ACTION_RUN = 0, ADMIN_ACTION_HELP, ADMIN_ACTION_VERSION } a
  * caller; its option fields, args and nargs are filled (borrowed from argv), cfg is left alone.
  * *action is HELP for -h/--help or a first word "help", VERSION for --version; otherwise RUN with
  * *cmd the command, whose argument count and options have been checked. The values of
- * --token-reuse, --digits and --protocol are parsed here: a bad one is refused naming the option
- * and the values it takes. Returns 0, or -1 with a
- * one-line reason in err (outside input quoted by admin_quote). */
+ * --token-reuse, --digits, --protocol, --uses, --tunnels, --expires and --label-prefix are parsed here: a bad one is refused naming
+ * the option and the values it takes. Returns 0, or -1 with a one-line reason in err (outside input quoted by admin_quote). */
 int admin_args_parse(int argc, char **argv, admin_t *a, admin_action_t *action, const admin_command_t **cmd, char *err);
 
 /* The command handlers. Each reads a->args (count already checked against its usage) and
@@ -104,6 +112,9 @@ int label_ls(admin_t *a, char *err);
 int lease_ls(admin_t *a, char *err);
 int lease_rm(admin_t *a, char *err);
 int check_run(admin_t *a, char *err);
+int token_add(admin_t *a, char *err);
+int token_ls(admin_t *a, char *err);
+int token_rm(admin_t *a, char *err);
 
 /* Connects to the Redis named by a->cfg. Returns a store (p2m_store_free it) or NULL with err. */
 p2m_store_t *admin_connect(const admin_t *a, char *err);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "p2m/token.h"
+
 #define POD_SETTINGS (ADMIN_OPT_TOKEN_REUSE | ADMIN_OPT_DIGITS)
 
 static const admin_command_t commands[] = {
@@ -25,6 +27,10 @@ static const admin_command_t commands[] = {
     {"label", "ls", 0, 0, 0, 0, label_ls, ""},
     {"lease", "ls", 0, 0, 0, 0, lease_ls, ""},
     {"lease", "rm", 1, 1, 0, 0, lease_rm, "PORT"},
+    {"token", "add", 0, 0, ADMIN_OPT_USES | ADMIN_OPT_TUNNELS | ADMIN_OPT_EXPIRES | ADMIN_OPT_LABEL_PREFIX, 0, token_add,
+     "[--uses N] [--tunnels M] [--expires DURATION] [--label-prefix P]"},
+    {"token", "ls", 0, 0, 0, 0, token_ls, ""},
+    {"token", "rm", 1, 1, 0, 0, token_rm, "ID"},
     {"check", NULL, 0, 0, 0, 0, check_run, "", 1},
 };
 
@@ -36,7 +42,48 @@ static const struct {
     {ADMIN_OPT_TOKEN_REUSE, "--token-reuse", "none or same-address"},
     {ADMIN_OPT_DIGITS, "--digits", "6 or 8"},
     {ADMIN_OPT_PROTOCOL, "--protocol", "http, https or tcp"},
+    {ADMIN_OPT_USES, "--uses", "a number from 1 to 1000000"},
+    {ADMIN_OPT_TUNNELS, "--tunnels", "a number from 1 to 32"},
+    {ADMIN_OPT_EXPIRES, "--expires", "a duration such as 30s, 10m, 12h or 7d, at most 3650d"},
+    {ADMIN_OPT_LABEL_PREFIX, "--label-prefix", "1 to 40 of a-z, 0-9 and '-', not starting with '-'"},
 };
+_Static_assert(P2M_TOKEN_USES_MAX == 1000000 && P2M_TOKEN_TUNNELS_MAX == 32 && P2M_TOKEN_LABEL_PREFIX_MAX == 40,
+               "the messages above spell the bounds");
+
+/* Parses a decimal number from 1 to max, exactly: no sign, space or leading zero. Returns it, or
+ * -1. */
+static long long number_parse(const char *v, size_t len, long long max)
+{
+    long long n = 0;
+    if (len == 0 || len > 10 || v[0] == '0')
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        n = n * 10 + (v[i] - '0');
+    }
+    return n <= max ? n : -1;
+}
+
+/* Parses a duration: a number and one unit, s, m, h or d ("30s", "12h"), at most
+ * P2M_TOKEN_EXPIRES_MAX seconds. Returns the seconds, or -1. */
+static long long duration_parse(const char *v)
+{
+    static const struct {
+        char unit;
+        long long secs;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    size_t len = strlen(v);
+    if (len < 2)
+        return -1;
+    for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++) {
+        if (v[len - 1] != units[k].unit)
+            continue;
+        long long n = number_parse(v, len - 1, P2M_TOKEN_EXPIRES_MAX / units[k].secs);
+        return n < 0 ? -1 : n * units[k].secs;
+    }
+    return -1;
+}
 
 /* Parses the value of setting option opt into a. Exact spellings only: "08", " 8" or "TCP" are
  * refused, so that what is stored is what the documentation says. */
@@ -51,6 +98,17 @@ static int setting_parse(admin_t *a, unsigned opt, const char *v)
             return -1;
         a->digits = (unsigned)(v[0] - '0');
         return 0;
+    case ADMIN_OPT_USES:
+        return (a->uses = number_parse(v, strlen(v), P2M_TOKEN_USES_MAX)) > 0 ? 0 : -1;
+    case ADMIN_OPT_TUNNELS:
+        return (a->tunnels = number_parse(v, strlen(v), P2M_TOKEN_TUNNELS_MAX)) > 0 ? 0 : -1;
+    case ADMIN_OPT_EXPIRES:
+        return (a->expires = duration_parse(v)) > 0 ? 0 : -1;
+    case ADMIN_OPT_LABEL_PREFIX:
+        if (p2m_token_label_prefix_check(v, strlen(v), e) != 0)
+            return -1;
+        a->label_prefix = v;
+        return 0;
     default:
         return p2m_proto_parse(v, strlen(v), &a->proto, e);
     }
@@ -59,7 +117,22 @@ static int setting_parse(admin_t *a, unsigned opt, const char *v)
 /* Whether setting option opt was given. */
 static int setting_given(const admin_t *a, unsigned opt)
 {
-    return opt == ADMIN_OPT_TOKEN_REUSE ? a->have_token_reuse : opt == ADMIN_OPT_DIGITS ? a->digits != 0 : a->have_proto;
+    switch (opt) {
+    case ADMIN_OPT_TOKEN_REUSE:
+        return a->have_token_reuse;
+    case ADMIN_OPT_DIGITS:
+        return a->digits != 0;
+    case ADMIN_OPT_USES:
+        return a->uses > 0;
+    case ADMIN_OPT_TUNNELS:
+        return a->tunnels > 0;
+    case ADMIN_OPT_EXPIRES:
+        return a->expires > 0;
+    case ADMIN_OPT_LABEL_PREFIX:
+        return a->label_prefix != NULL;
+    default:
+        return a->have_proto;
+    }
 }
 
 static void setting_mark(admin_t *a, unsigned opt)

@@ -1,4 +1,4 @@
-/* pipe2me-admin: manages pods, labels and leases in pipe2me's Redis, and checks a deployment.
+/* pipe2me-admin: manages pods, labels, leases and setup tokens in pipe2me's Redis, and checks a deployment.
  *
  * Every error prints one line `pipe2me-admin: REASON` on stderr and exits with status 2. All
  * input is checked before Redis is contacted, and the store's changes are atomic, so a refused
@@ -20,7 +20,8 @@
 
 static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--json] COMMAND ...\n"
                                  "\n"
-                                 "Manages pipe2me's pods, labels and leases in Redis, and checks a deployment.\n"
+                                 "Manages pipe2me's pods, labels, leases and setup tokens in Redis, and checks a\n"
+                                 "deployment.\n"
                                  "\n"
                                  "Commands:\n"
                                  "  pod add ID [--label LABEL]... [--token-reuse none|same-address] [--digits 6|8] [-o FILE]\n"
@@ -51,6 +52,12 @@ static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--jso
                                  "  label ls               list labels with their pods (the owner first) and protocols\n"
                                  "  lease ls               list live port leases\n"
                                  "  lease rm PORT          end the lease on PORT\n"
+                                 "  token add [--uses N] [--tunnels M] [--expires DURATION] [--label-prefix P]\n"
+                                 "                         make a setup token and print it, once (Redis keeps only its\n"
+                                 "                         SHA-256): each use creates one pod with at most M services\n"
+                                 "  token ls               list tokens by ID (the hash's first 12 hex digits): uses left,\n"
+                                 "                         tunnels, expiry, label prefix, pods created\n"
+                                 "  token rm ID            remove a token (by that ID or its full hash)\n"
                                  "  check                  check the deployment, changing nothing; one line per finding,\n"
                                  "                         check=NAME status=ok|warn|fail|skip detail=\"...\", for NAME\n"
                                  "                         config (the file loads), redis (it answers), schema (its\n"
@@ -82,6 +89,14 @@ static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--jso
                                  "                     https or tcp (default https); repeatable, at most 32\n"
                                  "      --protocol http|https|tcp\n"
                                  "                     the protocol of a registration without a body (default https)\n"
+                                 "      --uses N       token add: pods the token may create, 1-1000000 (default 1)\n"
+                                 "      --tunnels M    token add: services per pod, 1-32 (default 4)\n"
+                                 "      --expires DURATION\n"
+                                 "                     token add: expire after 30s, 10m, 12h, 7d ... (at most\n"
+                                 "                     3650d; default never)\n"
+                                 "      --label-prefix P\n"
+                                 "                     token add: labels of its pods start with P (1-40 of a-z,\n"
+                                 "                     0-9, '-'; not starting with '-')\n"
                                  "  -h, --help         show this text\n"
                                  "      --version      show the version\n"
                                  "\n"

@@ -7,6 +7,7 @@
 #include "p2m/addr.h"
 #include "p2m/label.h"
 #include "p2m/service.h"
+#include "p2m/token.h"
 #include "p2m/totp.h"
 
 /* The Redis schema. store.c is the sole owner of pipe2me's keys: no other file spells a key.
@@ -67,6 +68,12 @@
  *   p2m:session:DIGEST       hash    pod, label, epoch; TTL registrar.session_ttl
  *   p2m:fail:id:ID           string  failed authentications for ID in the current window (TTL)
  *   p2m:fail:addr:ADDR       string  the same per source address
+ *   p2m:tokens               set     the hash of every setup token (p2m/token.h)
+ *   p2m:token:HASH           hash    uses (as made), uses_left, tunnels (services a pod made with
+ *                                    it may have), expires (unix s, "0" = never), label_prefix
+ *                                    ("" = none), created (unix s), pods_created. HASH is the
+ *                                    SHA-256 of the token in lower-case hex: the token itself is
+ *                                    never stored. A spent or expired token stays until token rm
  *   p2m:stats                hash    counters by name (registrations, redirects, fail:REASON ...)
  *   p2m:events               channel "unlease PORT", "pod ID": change notices for relays
  *   p2m:relay:NAME           channel "lease PORT": a registrar asks relay NAME to bind PORT
@@ -250,6 +257,29 @@ int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, cha
 
 /* Reads Redis's clock (TIME) as microseconds since the epoch into *usec. Returns 0 or -1 with err. */
 int p2m_store_time(p2m_store_t *st, long long *usec, char *err);
+
+/* Stores a token by its hash (P2M_TOKEN_HASH_LEN lower-case hex) with uses (1..P2M_TOKEN_USES_MAX)
+ * uses, at most tunnels (1..P2M_TOKEN_TUNNELS_MAX) services per pod, expires (unix s, 0 = never)
+ * and label_prefix ("" = none, else p2m_token_label_prefix_check). Fails with nothing changed if a
+ * value is out of range or the hash is stored already. */
+int p2m_store_token_add(p2m_store_t *st, const char *hash, long long uses, long long tunnels, long long expires,
+                        const char *label_prefix, long long now, char *err);
+
+/* Lists every token, sorted by hash, read in one script. free() *out. */
+int p2m_store_token_list(p2m_store_t *st, p2m_token_info_t **out, size_t *n, char *err);
+
+/* Removes the one token whose hash starts with id (P2M_TOKEN_ID_LEN or P2M_TOKEN_HASH_LEN
+ * lower-case hex), writing its full hash to hash (P2M_TOKEN_HASH_LEN + 1 bytes) if not NULL.
+ * Fails with nothing changed when no token or more than one matches. */
+int p2m_store_token_rm(p2m_store_t *st, const char *id, char *hash, char *err);
+
+/* Spends one use of the token with this hash at unix time now, in one Lua script so that
+ * concurrent redemptions never spend more uses than the token has: checks that it exists, has not
+ * expired and has a use left, then decrements uses_left and increments pods_created. Returns a
+ * p2m_token_status_t (nothing changed unless P2M_TOKEN_REDEEMED, when info, if not NULL, gets the
+ * token's tunnels, label_prefix and counts after the use), or -1 with err when Redis fails. The
+ * registrar sends the same script asynchronously: p2m_store_cmd_token_redeem (p2m/store_cmd.h). */
+int p2m_store_token_redeem(p2m_store_t *st, const char *hash, long long now, p2m_token_info_t *info, char *err);
 
 /* Key names, for the modules that talk to Redis asynchronously. Each writes a NUL-terminated key
  * to out and returns its length, or -1 when cap is too small. */

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "p2m/service.h"
+#include "p2m/token.h"
 
 /* Commands for programs that talk to Redis asynchronously (the registrar and the relay). Each
  * builder fills a p2m_store_cmd_t with an argv for redisAsyncCommandArgv() (p2m_redis_send()) and
@@ -123,6 +124,19 @@ int p2m_store_cmd_schema_get(p2m_store_cmd_t *c);
  * an answer). Returns 0 when it is this program's version, or -1 with err ("schema version 2, this
  * program knows 1"): a newer pipe2me wrote the database, and nothing may write to it. */
 int p2m_store_schema_check(const struct redisReply *r, char *err);
+
+/* --- setup tokens (store.h: p2m:token:HASH) ---------------------------------------------------- */
+
+/* Spends one use of the token whose SHA-256 is hash (P2M_TOKEN_HASH_LEN lower-case hex: -1 for
+ * anything else, which the caller answers as an unknown token) at unix time now, in one script:
+ * exists, not expired, a use left, then uses_left - 1 and pods_created + 1. Judge the reply with
+ * p2m_store_token_redeem_reply(). */
+int p2m_store_cmd_token_redeem(p2m_store_cmd_t *c, const char *hash, long long now);
+
+/* Judges the reply to p2m_store_cmd_token_redeem() for hash. Returns a p2m_token_status_t, with
+ * *info (if not NULL) the token after the use when P2M_TOKEN_REDEEMED, or -1 with err for a reply
+ * that is none of the script's (an error reply included). */
+int p2m_store_token_redeem_reply(const struct redisReply *r, const char *hash, p2m_token_info_t *info, char *err);
 
 /* --- the relay's commands (store_relay.c; PROTOCOL 3.1 to 3.4) -------------------------------- *
  * relay is the relay's name (relay.name), created and pod identify the lease the relay holds:
