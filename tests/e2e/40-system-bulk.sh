@@ -57,18 +57,19 @@ for port in "$SVC_UP" "$SVC_DOWN"; do
     p2m_wait_until -t 30 "a local service listens on $port" p2m_listening "$port"
 done
 
-# Each its own pod ID (a TOTP step is accepted once per pod); each waits until the relay holds its
-# whole pool.
-p2m_start_pod -w relay podup up "127.0.0.1:$SVC_UP"
+# Each its own pod ID (a TOTP step is accepted once per pod); each waits until its pool is full. up
+# and down are plain TCP services: declared tcp (consumers ask GET /tcp/LABEL for their port), so
+# that no probe of the pod's (pod/probe.c: it checks what an https service speaks) connects to them.
+p2m_start_pod podup up "127.0.0.1:$SVC_UP" --protocol tcp
 POD_UP=$P2M_BG_PID
-p2m_start_pod -w relay poddown down "127.0.0.1:$SVC_DOWN"
+p2m_start_pod poddown down "127.0.0.1:$SVC_DOWN" --protocol tcp
 POD_DOWN=$P2M_BG_PID
 p2m_start_pod -w relay podweb web "127.0.0.1:$SVC_WEB"
 POD_WEB=$P2M_BG_PID
 
 # ---------------------------------------------------------------- 1 GiB consumer -> pod
 
-p2m_consumer_port QUP https up
+p2m_tcp_port QUP up
 t0=$(p2m_now_ms)
 timeout 300 socat -t 120 -T 120 -b 262144 - "TCP:127.0.0.1:$QUP" <"$T/big.in" >"$T/up.resp" ||
     fail "the upload consumer failed (status $?)"
@@ -79,11 +80,11 @@ echo "bulk: 1 GiB consumer -> pod in $UP_MS ms ($(mib_per_s $UP_MS) MiB/s), hash
 p2m_wait_until "the pod logs the upload tunnel's bytes" \
     grep -q "event=tunnel_close label=up .*reason=done bytes_in=$BIG bytes_out=$SUM_LEN" "$T/podup.log"
 p2m_wait_until "the relay logs the upload tunnel's bytes" \
-    grep -q "event=tunnel_close lease=$QUP label=up .*reason=done bytes_in=$BIG bytes_out=$SUM_LEN" "$T/relay.log"
+    grep -q "event=tunnel_close lease=$QUP label=up:tcp .*reason=done bytes_in=$BIG bytes_out=$SUM_LEN" "$T/relay.log"
 
 # ---------------------------------------------------------------- 1 GiB pod -> consumer
 
-p2m_consumer_port QDOWN https down
+p2m_tcp_port QDOWN down
 t0=$(p2m_now_ms)
 # The consumer reads to the end of stream, then still writes: the service's half-close must reach
 # it as an end of stream, and the tunnel must keep the consumer -> pod direction open.

@@ -629,6 +629,17 @@ p2m_consumer_port() {
     p2m_ok
 }
 
+# p2m_tcp_port VAR LABEL: the registrar must answer GET /tcp/LABEL with LABEL.pipe2me.localhost:Q,
+# the consumer port of LABEL's tcp service (a check); sets VAR to Q.
+p2m_tcp_port() {
+    local got
+    got=$(curl -sS --max-time 10 --cacert "$P2M_CA" --connect-to ::127.0.0.1: \
+        "https://pipe2me.localhost:$P2M_HTTPS_PORT/tcp/$2") || fail "curl could not ask the registrar for tcp/$2"
+    [[ $got =~ ^$2\.pipe2me\.localhost:([0-9]+)$ ]] || fail "tcp/$2: want $2.pipe2me.localhost:Q, got $(p2m_show "$got")"
+    printf -v "$1" '%s' "${BASH_REMATCH[1]}"
+    p2m_ok
+}
+
 # p2m_pod_json DIR FILTER: a field of `pipe2me-pod status --state-dir DIR --json`.
 p2m_pod_json() { "$P2M_BUILD_DIR/pod/pipe2me-pod" status --state-dir "$1" --json | jq -r "$2"; }
 

@@ -845,6 +845,7 @@ static void test_tokens(p2m_store_t *st, const char *addr)
     char *after = dump();
     CHECK_EQ_STR(after, before);
     free(after);
+    free(before);
 
     CHECK_CTX("token list");
     ts = NULL;
