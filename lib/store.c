@@ -19,21 +19,13 @@
 
 /* KEYS: pod, pod-labels, pods, labels, labels-protocol. ARGV: id, secret, created, token_reuse,
  * digits, label... A new label starts with the default protocol, whatever an older run left. */
-static const char lua_pod_add[] =
+static const char lua_pod_add[] = LUA_POD_CREATE
     "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('P2M pod ' .. ARGV[1] .. ' exists already') end\n"
     "for i = 6, #ARGV do\n"
     "  local owner = redis.call('HGET', KEYS[4], ARGV[i])\n"
     "  if owner then return redis.error_reply('P2M label ' .. ARGV[i] .. ' belongs to pod ' .. owner) end\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'secret', ARGV[2], 'created', ARGV[3], 'disabled', '0', 'epoch', '0', 'token_reuse', ARGV[4],\n"
-    "           'digits', ARGV[5])\n"
-    "redis.call('SADD', KEYS[3], ARGV[1])\n"
-    "for i = 6, #ARGV do\n"
-    "  redis.call('HSET', KEYS[4], ARGV[i], ARGV[1])\n"
-    "  redis.call('HDEL', KEYS[5], ARGV[i])\n"
-    "  redis.call('SADD', KEYS[2], ARGV[i])\n"
-    "end\n"
-    "redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'pod ' .. ARGV[1])\n"
+    "pod_create(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], {unpack(ARGV, 6)})\n"
     "return 'OK'\n";
 
 /* Forgets the consumer ports of label l's services (their leases end with the label's, below). */
@@ -189,7 +181,7 @@ int p2m_store_key_pod(const char *id, char *out, size_t cap)
 
 static int key_pod_labels(const char *id, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, P2M_KEY_POD "%s:labels", id);
+    int n = snprintf(out, cap, P2M_KEY_POD "%s" P2M_KEY_POD_LABELS, id);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 

@@ -601,6 +601,59 @@ int p2m_store_token_redeem_reply(const redisReply *r, const char *hash, p2m_toke
     return P2M_TOKEN_REDEEMED;
 }
 
+/* KEYS: token, pod, pod-labels, pods, labels, labels-protocol, limit:addr, limit:addrids.
+ * ARGV: now, nprotos, prefix, label, wanted, id, secret, digits, free, cap, keep, hash.
+ *
+ * Self-service setup (PROTOCOL 1.6) in one script, so that nothing is spent without a pod and a
+ * 1-use token redeemed twenty times at once makes one pod. Every refusal changes nothing but the
+ * address limiter of PROTOCOL 1.2: an unknown, expired or spent token counts as a failure of the
+ * address, once per distinct token (in its ID set, as "setup:HASH"), so guessing tokens is held up
+ * as guessing pod IDs is. The caller assumed the token's label prefix (ARGV[3]) when it chose the
+ * label; another prefix is answered before the label is looked at, and the caller chooses again. */
+static const char lua_setup[] = LUA_LIMIT_LIB LUA_POD_CREATE
+    "local now = tonumber(ARGV[1])\n"
+    "local wait = lim_left(KEYS[7], now)\n"
+    "if wait > 0 then return {'limited', string.format('%d', wait)} end\n"
+    "local t = redis.call('HMGET', KEYS[1], 'uses_left', 'expires', 'tunnels', 'label_prefix')\n"
+    "local bad = nil\n"
+    "local exp = tonumber(t[2]) or 0\n"
+    "if not t[1] then bad = 'unknown'\n"
+    "elseif exp ~= 0 and exp <= now then bad = 'expired'\n"
+    "elseif (tonumber(t[1]) or 0) <= 0 then bad = 'spent' end\n"
+    "if bad then\n"
+    "  local cap, keep = tonumber(ARGV[10]), tonumber(ARGV[11])\n"
+    "  if redis.call('SADD', KEYS[8], 'setup:' .. ARGV[12]) == 1 then\n"
+    "    redis.call('EXPIRE', KEYS[8], string.format('%d', keep + cap))\n"
+    "    lim_strike(KEYS[7], redis.call('SCARD', KEYS[8]), now, tonumber(ARGV[9]), cap, keep)\n"
+    "  end\n"
+    "  return {bad}\n"
+    "end\n"
+    "if tonumber(ARGV[2]) > (tonumber(t[3]) or 0) then return {'tunnels', t[3] or '0'} end\n"
+    "if (t[4] or '') ~= ARGV[3] then return {'prefix', t[4] or ''} end\n"
+    "if redis.call('HEXISTS', KEYS[5], ARGV[4]) == 1 then\n"
+    "  if ARGV[5] == '1' then return {'taken'} end\n"
+    "  return {'collision'}\n"
+    "end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end\n"
+    "pod_create(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[6], ARGV[7], ARGV[1], 'none', ARGV[8], {ARGV[4]})\n"
+    "redis.call('HINCRBY', KEYS[1], 'pods_created', 1)\n"
+    "return {'ok', string.format('%d', redis.call('HINCRBY', KEYS[1], 'uses_left', -1))}\n";
+
+int p2m_store_cmd_setup(p2m_store_cmd_t *c, const p2m_setup_cmd_t *s, const p2m_auth_limits_t *lim)
+{
+    if (!p2m_token_hex_valid(s->hash, strlen(s->hash), P2M_TOKEN_HASH_LEN) || (s->digits != 6 && s->digits != 8))
+        return -1;
+    return EVAL(c, lua_setup, 8) || pushf(c, P2M_KEY_TOKEN "%s%s", s->hash, "") || pushf(c, P2M_KEY_POD "%s%s", s->id, "") ||
+                   pushf(c, P2M_KEY_POD "%s%s", s->id, P2M_KEY_POD_LABELS) || push(c, P2M_KEY_PODS) || push(c, P2M_KEY_LABELS) ||
+                   push(c, P2M_KEY_LABELS_PROTOCOL) || pushf(c, "p2m:limit:addr:%s%s", s->addr, "") ||
+                   pushf(c, "p2m:limit:addrids:%s%s", s->addr, "") || pushu(c, (unsigned long long)s->now) ||
+                   pushu(c, s->nprotos) || push(c, s->prefix) || push(c, s->label) || push(c, s->wanted ? "1" : "0") ||
+                   push(c, s->id) || push(c, s->secret) || push(c, s->digits == 8 ? "8" : "6") || pushu(c, lim->free) ||
+                   pushu(c, lim->backoff_max) || pushu(c, lim->window) || push(c, s->hash)
+               ? -1
+               : 0;
+}
+
 int p2m_store_schema_check(const redisReply *r, char *err)
 {
     char want[16];

@@ -16,6 +16,7 @@
 #define P2M_KEY_SHARERS ":sharers"   /* the pods that share LABEL */
 #define P2M_KEY_POD "p2m:pod:"       /* + ID: the pod's hash; + ID + P2M_KEY_POD_SHARES */
 #define P2M_KEY_POD_SHARES ":shares" /* the labels pod ID shares */
+#define P2M_KEY_POD_LABELS ":labels" /* + after P2M_KEY_POD ID: the labels pod ID owns */
 #define P2M_KEY_RELAYS "p2m:relays"
 #define P2M_KEY_LEASE "p2m:lease:"              /* + PORT */
 #define P2M_KEY_LEASE_PATTERN P2M_KEY_LEASE "*" /* for SCAN */
@@ -29,6 +30,24 @@
 #define P2M_KEY_TOKEN "p2m:token:" /* + HASH */
 #define P2M_CHANNEL_BOUND "p2m:bound"
 #define P2M_CHANNEL_EVENTS "p2m:events"
+
+/* Creates pod id as `pipe2me-admin pod add` does, for the scripts that make pods (store.c's
+ * pod add, store_cmd.c's setup): its hash kpod, its label set kplabels, its ID in the pods set
+ * kpods, each label of the Lua list `labels` owned by it in klabels with the default protocol
+ * (a field an older pod left in klproto goes), then "pod ID" on the events channel. The caller
+ * has checked that neither the pod nor any label exists. */
+#define LUA_POD_CREATE                                                                                                             \
+    "local function pod_create(kpod, kplabels, kpods, klabels, klproto, id, secret, created, reuse, digits, labels)\n"             \
+    "  redis.call('HSET', kpod, 'secret', secret, 'created', created, 'disabled', '0', 'epoch', '0', 'token_reuse', reuse,\n"      \
+    "             'digits', digits)\n"                                                                                             \
+    "  redis.call('SADD', kpods, id)\n"                                                                                            \
+    "  for _, l in ipairs(labels) do\n"                                                                                            \
+    "    redis.call('HSET', klabels, l, id)\n"                                                                                     \
+    "    redis.call('HDEL', klproto, l)\n"                                                                                         \
+    "    redis.call('SADD', kplabels, l)\n"                                                                                        \
+    "  end\n"                                                                                                                      \
+    "  redis.call('PUBLISH', '" P2M_CHANNEL_EVENTS "', 'pod ' .. id)\n"                                                            \
+    "end\n"
 
 /* The argv builder under every p2m_store_cmd_* (store_cmd.c). Each returns 0, or -1 when the command
  * is full: P2M_STORE_CMD_ARGS arguments or its buffer. */

@@ -7,6 +7,7 @@
 #include "register.h"
 #include "registrar.h"
 #include "req.h"
+#include "setup.h"
 #include "p2m/addr.h"
 #include "p2m/err.h"
 #include "p2m/host.h"
@@ -164,7 +165,14 @@ static void serve_https(registrar_t *r, h2o_req_t *req)
         labelled[i].handle(r, req, req->path.base + plen, req->path.len - plen);
         return;
     }
-    if (is_get && h2o_memis(path.base, path.len, H2O_STRLIT("/_health"))) {
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/setup"))) {
+        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+            req_send_text(req, 405, "Method Not Allowed", "use POST /setup");
+        } else {
+            setup_handle(r, req);
+        }
+    } else if (is_get && h2o_memis(path.base, path.len, H2O_STRLIT("/_health"))) {
         health_handle(r, req);
     } else if (is_get && h2o_memis(path.base, path.len, H2O_STRLIT("/cacert"))) {
         cacert_handle(r, req);

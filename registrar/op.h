@@ -16,7 +16,7 @@
 typedef struct registrar registrar_t;
 typedef struct op op_t;
 
-typedef enum { OP_REGISTER, OP_CERTIFICATE, OP_CONSUMER, OP_TCP, OP_HEALTH, OP_METRICS } op_kind_t;
+typedef enum { OP_REGISTER, OP_CERTIFICATE, OP_CONSUMER, OP_TCP, OP_HEALTH, OP_METRICS, OP_SETUP } op_kind_t;
 
 struct op {
     registrar_t *r;

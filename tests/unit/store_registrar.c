@@ -237,6 +237,71 @@ static void test_small(void)
     CHECK_EQ_STR(run(p2m_store_cmd_metrics(&c), &c), "2|redirects|5|1|1|r1|web|2|r1|web:conns|4|r2|api|1");
 }
 
+/* The setup script (PROTOCOL 1.6): every refusal leaves the token and the pods as they were; "ok"
+ * makes the pod as pod add does and spends one use; unknown tokens strike the address limiter once each. */
+static void test_setup(void)
+{
+    p2m_store_cmd_t c;
+    static const char h[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char other[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const p2m_auth_limits_t lim = {.free = 1, .window = 60, .backoff_max = 30};
+    p2m_setup_cmd_t s = {.hash = h,
+                         .prefix = "",
+                         .label = "gen-a",
+                         .wanted = 0,
+                         .id = "setup-1",
+                         .secret = "SECRET",
+                         .digits = 6,
+                         .nprotos = 2,
+                         .addr = "1.2.3.4",
+                         .now = 1000};
+    reset();
+    R("HSET p2m:token:%s uses 2 uses_left 1 tunnels 2 expires 0 label_prefix acme created 1 pods_created 0", h);
+
+    CHECK_CTX("setup: refusals change nothing");
+    s.nprotos = 3;
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "tunnels|2");
+    s.nprotos = 2;
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "prefix|acme");
+    s.prefix = "acme";
+    s.label = "web"; /* alice's (reset) */
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "collision");
+    s.wanted = 1;
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "taken");
+    R("HSET p2m:pod:setup-1 secret x");
+    s.label = "acme-door";
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "collision");
+    R("DEL p2m:pod:setup-1");
+    CHECK_EQ_STR(R("HMGET p2m:token:%s uses_left pods_created", h), "1|0");
+    CHECK_EQ_STR(R("EXISTS p2m:pod:setup-1 p2m:limit:addr:1.2.3.4"), "0");
+
+    CHECK_CTX("setup: ok");
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "ok|0");
+    CHECK_EQ_STR(R("HMGET p2m:pod:setup-1 secret created disabled epoch token_reuse digits"), "SECRET|1000|0|0|none|6");
+    CHECK_EQ_STR(R("HGET p2m:labels acme-door"), "setup-1");
+    CHECK_EQ_STR(R("SMEMBERS p2m:pod:setup-1:labels"), "acme-door");
+    CHECK_EQ_STR(R("SISMEMBER p2m:pods setup-1"), "1");
+    CHECK_EQ_STR(R("HMGET p2m:token:%s uses_left pods_created", h), "0|1");
+
+    CHECK_CTX("setup: spent, expired, unknown, then limited");
+    s.id = "setup-2";
+    s.label = "acme-other";
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "spent");
+    R("HSET p2m:token:%s uses_left 5 expires 1000", h);
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "expired");
+    s.hash = other;
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "unknown"); /* a second distinct token: past free */
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "limited|1");
+    CHECK_EQ_STR(R("EXISTS p2m:pod:setup-2"), "0");
+
+    CHECK_CTX("setup: builder refusals");
+    s.hash = "nothex";
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "build failed");
+    s.hash = h;
+    s.digits = 7;
+    CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "build failed");
+}
+
 int main(void)
 {
     redis_server_t srv;
@@ -247,6 +312,7 @@ int main(void)
     test_lease_pre();
     test_consumer_route();
     test_small();
+    test_setup();
     redisFree(rc);
     redis_server_stop(&srv);
     return check_done("store_registrar");

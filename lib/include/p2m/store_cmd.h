@@ -138,6 +138,34 @@ int p2m_store_cmd_token_redeem(p2m_store_cmd_t *c, const char *hash, long long n
  * that is none of the script's (an error reply included). */
 int p2m_store_token_redeem_reply(const struct redisReply *r, const char *hash, p2m_token_info_t *info, char *err);
 
+/* --- self-service setup (PROTOCOL 1.6) ------------------------------------------------------- */
+
+/* What one POST /setup attempt asks of the store. All strings are borrowed. */
+typedef struct {
+    const char *hash;   /* the token's SHA-256, P2M_TOKEN_HASH_LEN lower-case hex */
+    const char *prefix; /* the label prefix the label was chosen for ("" for none) */
+    const char *label;  /* the pod's one label, valid */
+    int wanted;         /* 1: the client asked for label (taken is final); 0: generated (taken: draw again) */
+    const char *id;     /* the new pod's ID */
+    const char *secret; /* its TOTP secret, base32 */
+    unsigned digits;    /* 6 or 8 */
+    size_t nprotos;     /* services asked for */
+    const char *addr;   /* the client's address, for the address limiter */
+    long long now;      /* unix s */
+} p2m_setup_cmd_t;
+
+/* Redeems one use of a token and creates its pod, in one script: the address limiter (PROTOCOL
+ * 1.2) lets the attempt through, the token exists, has not expired and has a use left (otherwise
+ * the attempt counts against the address), it allows nprotos services, its label prefix is
+ * s->prefix, the label and the pod are free; then the pod is made as p2m_store_pod_add() makes it
+ * (token_reuse none, the label with the default protocol) and one use is spent. Returns -1 when
+ * the command does not fit or hash is not a hash. Reply: {"limited", RETRY_AFTER}, {"unknown"},
+ * {"expired"}, {"spent"}, {"tunnels", TUNNELS} (more services than the token allows),
+ * {"prefix", PREFIX} (the token's prefix is another: choose the label again), {"taken"} (a wanted
+ * label), {"collision"} (a generated label or the pod ID exists: draw again) or {"ok",
+ * USES_LEFT}. Only "ok" changed the token or made a pod. */
+int p2m_store_cmd_setup(p2m_store_cmd_t *c, const p2m_setup_cmd_t *s, const p2m_auth_limits_t *lim);
+
 /* --- the relay's commands (store_relay.c; PROTOCOL 3.1 to 3.4) -------------------------------- *
  * relay is the relay's name (relay.name), created and pod identify the lease the relay holds:
  * a script changes a lease only while it still names this relay with that created and pod. */
