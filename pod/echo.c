@@ -30,12 +30,20 @@ typedef enum { ECHO_HTTP = 1, ECHO_TCP } echo_kind_t;
 typedef struct echo_conn echo_conn_t;
 
 typedef struct {
+    p2m_loop_handler_t h;
+    echo_kind_t kind;
+    uint16_t port;
+    echo_t *e;
+} echo_listener_t;
+
+struct echo {
     p2m_loop_t *loop;
     p2m_pipe_pool_t *pipes;
-    p2m_loop_handler_t listener[2]; /* http, tcp */
+    echo_listener_t listener[ECHO_PORTS_MAX];
+    size_t nlisteners;
     echo_conn_t *conns;
     unsigned long long served;
-} echo_t;
+};
 
 struct echo_conn {
     uint32_t magic;
@@ -289,36 +297,88 @@ static void on_accept_kind(p2m_loop_t *loop, echo_t *e, p2m_loop_handler_t *h, e
     }
 }
 
-static void on_accept_http(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+static void on_accept(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
 {
     (void)events;
-    on_accept_kind(loop, (echo_t *)((char *)h - offsetof(echo_t, listener[0])), h, ECHO_HTTP);
+    echo_listener_t *l = (echo_listener_t *)((char *)h - offsetof(echo_listener_t, h));
+    on_accept_kind(loop, l->e, h, l->kind);
 }
 
-static void on_accept_tcp(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
+static int echo_listen(echo_t *e, echo_listener_t *l, char *err)
 {
-    (void)events;
-    on_accept_kind(loop, (echo_t *)((char *)h - offsetof(echo_t, listener[1])), h, ECHO_TCP);
-}
-
-static int echo_listen(echo_t *e, int i, uint16_t port, p2m_loop_io_cb cb, char *err)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(l->port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int one = 1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return p2m_err(err, "socket: %s", strerror(errno));
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 512) != 0) {
-        p2m_err(err, "127.0.0.1:%u: %s", (unsigned)port, strerror(errno));
+        p2m_err(err, "127.0.0.1:%u: %s", (unsigned)l->port, strerror(errno));
         close(fd);
         return -1;
     }
-    if (p2m_loop_add(e->loop, &e->listener[i], fd, EPOLLIN, cb, err) != 0) {
+    if (p2m_loop_add(e->loop, &l->h, fd, EPOLLIN, on_accept, err) != 0) {
         close(fd);
         return -1;
     }
+    p2m_log(P2M_LOG_INFO, "echo_listening", "kind=%s addr=127.0.0.1:%u", l->kind == ECHO_HTTP ? "http" : "tcp", (unsigned)l->port);
     return 0;
+}
+
+echo_t *echo_start(p2m_loop_t *loop, const echo_port_t *ports, size_t n, char *err)
+{
+    echo_t *e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        p2m_err(err, "out of memory");
+        return NULL;
+    }
+    e->loop = loop;
+    for (size_t i = 0; i < ECHO_PORTS_MAX; i++)
+        p2m_loop_handler_init(&e->listener[i].h);
+    if (n > ECHO_PORTS_MAX) {
+        p2m_err(err, "more than %d echo ports", ECHO_PORTS_MAX);
+        goto Fail;
+    }
+    if ((e->pipes = p2m_pipe_pool_new(256, POD_PIPE_SIZE, err)) == NULL)
+        goto Fail;
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        for (j = 0; j < e->nlisteners && e->listener[j].port != ports[i].port; j++)
+            ;
+        if (j < e->nlisteners) { /* two services on one port: one echo, which must be of one kind */
+            if ((e->listener[j].kind == ECHO_TCP) != (ports[i].tcp != 0)) {
+                p2m_err(err, "127.0.0.1:%u: both a tcp service and an http(s) one: one echo cannot serve both",
+                        (unsigned)ports[i].port);
+                goto Fail;
+            }
+            continue;
+        }
+        echo_listener_t *l = &e->listener[e->nlisteners];
+        l->kind = ports[i].tcp ? ECHO_TCP : ECHO_HTTP;
+        l->port = ports[i].port;
+        l->e = e;
+        if (echo_listen(e, l, err) != 0)
+            goto Fail;
+        e->nlisteners++;
+    }
+    return e;
+Fail:
+    echo_stop(e);
+    return NULL;
+}
+
+void echo_stop(echo_t *e)
+{
+    if (e == NULL)
+        return;
+    while (e->conns != NULL)
+        conn_close(e->conns);
+    for (size_t i = 0; i < e->nlisteners; i++)
+        p2m_loop_close(e->loop, &e->listener[i].h);
+    p2m_loop_reap(e->loop);
+    p2m_log(P2M_LOG_INFO, "echo_stopped", "http_requests=%llu", e->served);
+    p2m_pipe_pool_free(e->pipes);
+    free(e);
 }
 
 static void on_signal(p2m_loop_t *loop, int signo, void *data)
@@ -330,50 +390,33 @@ static void on_signal(p2m_loop_t *loop, int signo, void *data)
 
 int echo_command(const pod_args_t *a)
 {
-    static echo_t e;
+    p2m_loop_t *loop = NULL;
+    echo_t *e = NULL;
+    echo_port_t ports[2];
+    size_t n = 0;
     char err[P2M_ERR_LEN];
-    int ret = 1;
+    int ret = 2;
     static const int sigs[] = {SIGTERM, SIGINT};
 
     p2m_log_set_level(a->log_level);
     signal(SIGPIPE, SIG_IGN);
-    p2m_loop_handler_init(&e.listener[0]);
-    p2m_loop_handler_init(&e.listener[1]);
-    if ((e.loop = p2m_loop_new(err)) == NULL || (e.pipes = p2m_pipe_pool_new(256, POD_PIPE_SIZE, err)) == NULL ||
-        p2m_loop_signals(e.loop, sigs, 2, on_signal, NULL, err) != 0) {
-        fprintf(stderr, "pipe2me-pod: %s\n", err);
-        ret = 2;
-        goto Exit;
-    }
-    if (a->http_port != 0 && echo_listen(&e, 0, a->http_port, on_accept_http, err) != 0) {
-        fprintf(stderr, "pipe2me-pod: --forward-http %s\n", err);
-        ret = 2;
-        goto Exit;
-    }
-    if (a->tcp_port != 0 && echo_listen(&e, 1, a->tcp_port, on_accept_tcp, err) != 0) {
-        fprintf(stderr, "pipe2me-pod: --forward-tcp %s\n", err);
-        ret = 2;
-        goto Exit;
-    }
     if (a->http_port != 0)
-        p2m_log(P2M_LOG_INFO, "echo_listening", "kind=http addr=127.0.0.1:%u", (unsigned)a->http_port);
+        ports[n++] = (echo_port_t){.tcp = 0, .port = a->http_port};
     if (a->tcp_port != 0)
-        p2m_log(P2M_LOG_INFO, "echo_listening", "kind=tcp addr=127.0.0.1:%u", (unsigned)a->tcp_port);
-    if (p2m_loop_run(e.loop) != 0) {
+        ports[n++] = (echo_port_t){.tcp = 1, .port = a->tcp_port};
+    if ((loop = p2m_loop_new(err)) == NULL || p2m_loop_signals(loop, sigs, 2, on_signal, NULL, err) != 0 ||
+        (e = echo_start(loop, ports, n, err)) == NULL) {
+        fprintf(stderr, "pipe2me-pod: %s\n", err);
+        goto Exit;
+    }
+    ret = 1;
+    if (p2m_loop_run(loop) != 0) {
         P2M_LOG_ERR("loop_failed", "error=\"%s\"", strerror(errno));
         goto Exit;
     }
     ret = 0;
-    p2m_log(P2M_LOG_INFO, "echo_stopped", "http_requests=%llu", e.served);
 Exit:
-    while (e.conns != NULL)
-        conn_close(e.conns);
-    if (e.loop != NULL) {
-        for (int i = 0; i < 2; i++)
-            p2m_loop_close(e.loop, &e.listener[i]);
-        p2m_loop_reap(e.loop);
-    }
-    p2m_pipe_pool_free(e.pipes);
-    p2m_loop_free(e.loop);
+    echo_stop(e);
+    p2m_loop_free(loop);
     return ret;
 }

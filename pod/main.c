@@ -37,10 +37,16 @@ int main(int argc, char **argv)
     case POD_CMD_STATUS:
         return status_command(&args);
     case POD_CMD_ENV:
-        ret = env_command(&args);
+        ret = args.set[0] != '\0' ? set_env_command(&args) : env_command(&args);
         break;
     case POD_CMD_TEST:
-        ret = echo_command(&args);
+        ret = args.config[0] != '\0' ? pod_run(&args) : echo_command(&args);
+        break;
+    case POD_CMD_SETUP:
+        ret = setup_command(&args);
+        break;
+    case POD_CMD_LIST:
+        ret = list_command(&args);
         break;
     case POD_CMD_REGISTER:
     case POD_CMD_RUN:

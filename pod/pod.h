@@ -16,6 +16,8 @@
  *   status.c     DIR/status.json and DIR/pod.pid for `pipe2me-pod status`, and that command
  *   env.c        `pipe2me-pod env`: shell assignments
  *   echo.c       `pipe2me-pod test`: HTTP and TCP echo services to check a tunnel with
+ *   sets.c       tunnel sets: `setup` redeems a setup token into DIR/LABEL.DOMAIN/, `list`, `env` of a
+ *                set (with provision.c, the only modules that see jansson)
  *   cert.c       --tls-terminate: the pod's key, its certificate from POST /certificate/LABEL, the
  *                registrar's CA, kept under DIR/tls/ and renewed before they expire
  *   tls.c        --tls-terminate: TLS served on a live pre-connection, plain bytes to --forward
@@ -72,8 +74,18 @@ typedef enum {
     POD_CMD_RUN,
     POD_CMD_STATUS,
     POD_CMD_ENV,
-    POD_CMD_TEST
+    POD_CMD_TEST,
+    POD_CMD_SETUP,
+    POD_CMD_LIST
 } pod_cmd_t;
+
+#define POD_AUTH_MAX 256         /* bytes of setup's --auth token */
+#define POD_SETUP_SERVICES_MAX 3 /* setup's --protocols: https, http and tcp, each at most once */
+#define POD_SET_FILE "pod.json"  /* a tunnel set's run file: DIR/LABEL.DOMAIN/pod.json */
+#define POD_SET_CACERT "cacert.pem"
+#define POD_SET_REGISTRAR_CA "registrar-ca.pem"
+#define POD_SET_STATE "state"
+#define POD_SETS_ROOT_DIR "/var/lib/pipe2me/pods" /* the sets of root; others' are under ~/.pipe2me/pods */
 
 /* What `pipe2me-admin pod add -o FILE` writes. */
 typedef struct {
@@ -119,6 +131,16 @@ typedef struct {
     pod_proxy_t proxy;
     int proxy_env;                       /* the proxy came from the environment: no_proxy applies */
     char no_proxy[POD_NO_PROXY_MAX + 1]; /* the environment's no_proxy or NO_PROXY, "" for none */
+    char proxy_arg[P2M_URL_MAX + 1];     /* --proxy as given (setup writes it into the set's run file) */
+    char url[P2M_URL_MAX + 1];           /* run files: the URL consumers open for the service, "" if unknown */
+    /* setup, list, and env, run and test of a tunnel set */
+    char auth[POD_AUTH_MAX + 1];                  /* setup --auth: the setup token */
+    p2m_proto_t protos[POD_SETUP_SERVICES_MAX];   /* setup --protocols, in the order given */
+    size_t nprotos;                               /* 0: https alone */
+    uint16_t local_ports[POD_SETUP_SERVICES_MAX]; /* setup --local-ports, one per protocol */
+    size_t nports;
+    char dir[POD_PATH_MAX + 1];   /* --dir, or the default (pod_sets_dir()) */
+    char set[P2M_DOMAIN_MAX + 1]; /* env, run, test: the tunnel set LABEL.DOMAIN named, "" for none */
 } pod_args_t;
 
 /* Parses the command line (argv[0] is the program) into *a, reading the files it names: the
@@ -526,6 +548,32 @@ void status_stop(pod_t *pod);
 /* `pipe2me-pod status`: prints the table (or the JSON). Returns the exit status. */
 int status_command(const pod_args_t *a);
 
+/* The pid in DIR/pod.pid if that process runs and is a pipe2me-pod, else 0. */
+long status_running_pid(const char *dir);
+
+/* --- tunnel sets: setup, list, env LABEL.DOMAIN (sets.c) -------------------------------------- */
+
+/* The default DIR of the tunnel sets: POD_SETS_ROOT_DIR for root, else $HOME/.pipe2me/pods.
+ * Returns 0, or -1 with err when HOME is unset or too long. */
+int pod_sets_dir(char *out, size_t cap, char *err);
+
+/* jansson's allocations, wiped when freed: for documents that hold a secret (provision.c). */
+void pod_json_wiping_init(void);
+
+/* Turns the registrar's answer to POST /setup (answer[0..len), PROTOCOL 1.6) into the set's run
+ * file for the services a asked for (a->protos, a->local_ports): the provisioning keys kept, the
+ * services checked against the request (same label, protocols in order), each given "forward"
+ * 127.0.0.1:PORT, https ones "tls_terminate", and "state_dir" set_dir/state, "cacert" (when
+ * cacert is not NULL) and "proxy" (a->proxy_arg) added. Returns the file's text (wipe and free()
+ * it: it holds the secret) with the set's LABEL.DOMAIN in fqdn (P2M_DOMAIN_MAX + 1 bytes), or NULL
+ * with a one-line reason in err that never shows the secret. */
+char *pod_setup_config(const char *answer, size_t len, const pod_args_t *a, const char *set_dir, const char *cacert, char *fqdn,
+                       char *err);
+
+int setup_command(const pod_args_t *a);
+int list_command(const pod_args_t *a);
+int set_env_command(const pod_args_t *a);
+
 /* --- env.c ---------------------------------------------------------------------------------- */
 
 /* Writes s single-quoted for sh (' becomes '\''), NUL-terminated, to out. Returns the length, or
@@ -539,5 +587,20 @@ int env_command(const pod_args_t *a);
 
 /* `pipe2me-pod test`: runs the echo services until SIGTERM or SIGINT. Returns the exit status. */
 int echo_command(const pod_args_t *a);
+
+/* The echo services on a loop, for `test` of a run file: one listener on 127.0.0.1 per distinct
+ * port (two services on one port share it, when both are http(s)). */
+#define ECHO_PORTS_MAX POD_RUN_SERVICES_MAX
+typedef struct echo echo_t;
+typedef struct {
+    int tcp; /* TCP echo; else HTTP echo */
+    uint16_t port;
+} echo_port_t;
+
+/* Listens on every port. Returns the services, or NULL with err (nothing left open). */
+echo_t *echo_start(p2m_loop_t *loop, const echo_port_t *ports, size_t n, char *err);
+
+/* Closes the listeners and connections and frees e (NULL: nothing). */
+void echo_stop(echo_t *e);
 
 #endif

@@ -71,7 +71,7 @@ static void wiping_free(void *p)
     }
 }
 
-static void json_wiping_init(void)
+void pod_json_wiping_init(void)
 {
     static int done;
     if (!done) {
@@ -452,7 +452,7 @@ int provision_parse(const char *text, size_t len, provision_t *p, char *err)
     int ret = -1;
 
     memset(p, 0, sizeof(*p));
-    json_wiping_init();
+    pod_json_wiping_init();
     if (len > POD_PROVISION_MAX) {
         p2m_err(err, "larger than %d bytes", POD_PROVISION_MAX);
         goto Exit;
@@ -492,6 +492,9 @@ int provision_load(const char *path, provision_t *p, char *err)
 #define FOR_STATUS (1u << POD_CMD_STATUS)
 #define FOR_ENV (1u << POD_CMD_ENV)
 #define FOR_TEST (1u << POD_CMD_TEST)
+#define FOR_SETUP (1u << POD_CMD_SETUP)
+#define FOR_LIST (1u << POD_CMD_LIST)
+#define FOR_SETS (FOR_SETUP | FOR_LIST | FOR_ENV | FOR_RUN | FOR_TEST)
 
 typedef struct opt opt_t;
 
@@ -528,6 +531,10 @@ static int parse_id(const opt_t *o, const char *v, pod_args_t *a, char *err);
 static int parse_label(const opt_t *o, const char *v, pod_args_t *a, char *err);
 static int parse_registrar(const opt_t *o, const char *v, pod_args_t *a, char *err);
 static int parse_proxy(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_url(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_auth(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_protocols(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_local_ports(const opt_t *o, const char *v, pod_args_t *a, char *err);
 
 /* Indexes of options[], which the checks after the table name. */
 enum {
@@ -553,6 +560,11 @@ enum {
     OPT_PROVISION,
     OPT_SECRET_FILE,
     OPT_CONFIG,
+    OPT_URL,
+    OPT_AUTH,
+    OPT_PROTOCOLS,
+    OPT_LOCAL_PORTS,
+    OPT_DIR,
     OPT_COUNT
 };
 
@@ -570,9 +582,9 @@ static const opt_t options[OPT_COUNT] = {
                            "on SIGTERM or SIGINT, give the idle pre-connections back and let joined\n"
                            "tunnels finish for up to S seconds, 0-3600 (default 10; 0: cut them at\n"
                            "once); a second signal cuts them at once"},
-    [OPT_CACERT] = {"cacert", "FILE", FOR_REG | FOR_ENV, parse_path, FIELD(cacert), 0, 0, NULL,
+    [OPT_CACERT] = {"cacert", "FILE", FOR_REG | FOR_ENV | FOR_SETUP, parse_path, FIELD(cacert), 0, 0, NULL,
                     "the registrar's CA certificate (GET https://DOMAIN/cacert)"},
-    [OPT_PROXY] = {"proxy", "URL", FOR_REG, parse_proxy, FIELD(proxy), 0, 0, NULL,
+    [OPT_PROXY] = {"proxy", "URL", FOR_REG | FOR_SETUP, parse_proxy, FIELD(proxy), 0, 0, NULL,
                    "reach the registrar and the relay through this HTTP proxy (CONNECT),\n"
                    "http://[USER:PASSWORD@]HOST[:PORT] (default: https_proxy or HTTPS_PROXY,\n"
                    "less the hosts no_proxy or NO_PROXY names)"},
@@ -598,12 +610,18 @@ static const opt_t options[OPT_COUNT] = {
     [OPT_FORWARD_HTTP] = {"forward-http", "PORT", FOR_TEST, parse_port, FIELD(http_port), 1, 65535, "a port", NULL},
     [OPT_FORWARD_TCP] = {"forward-tcp", "PORT", FOR_TEST, parse_port, FIELD(tcp_port), 1, 65535, "a port", NULL},
     [OPT_ID] = {"id", "ID", FOR_REG | FOR_ENV, parse_id, FIELD(id), 0, 0, NULL, NULL},
-    [OPT_LABEL] = {"label", "LABEL", FOR_REG | FOR_ENV, parse_label, FIELD(label), 0, 0, NULL, NULL},
-    [OPT_REGISTRAR] = {"registrar", "URL", FOR_REG | FOR_ENV, parse_registrar, FIELD(registrar), 0, 0, NULL, NULL},
-    [OPT_JSON] = {"json", NULL, FOR_STATUS, NULL, FIELD(json), 0, 0, NULL, NULL},
+    [OPT_LABEL] = {"label", "LABEL", FOR_REG | FOR_ENV | FOR_SETUP, parse_label, FIELD(label), 0, 0, NULL, NULL},
+    [OPT_REGISTRAR] = {"registrar", "URL", FOR_REG | FOR_ENV | FOR_SETUP, parse_registrar, FIELD(registrar), 0, 0, NULL, NULL},
+    [OPT_JSON] = {"json", NULL, FOR_STATUS | FOR_LIST, NULL, FIELD(json), 0, 0, NULL, NULL},
     [OPT_PROVISION] = {"provision", "FILE", FOR_REG | FOR_ENV, NULL, 0, 0, 0, NULL, NULL},
     [OPT_SECRET_FILE] = {"secret-file", "FILE", FOR_REG | FOR_ENV, NULL, 0, 0, 0, NULL, NULL},
-    [OPT_CONFIG] = {"config", "FILE", FOR_RUN, NULL, 0, 0, 0, NULL, NULL},
+    [OPT_CONFIG] = {"config", "FILE", FOR_RUN | FOR_TEST, NULL, 0, 0, 0, NULL, NULL},
+    /* Only in run files (setup writes it): no command takes it. */
+    [OPT_URL] = {"url", "URL", 0, parse_url, FIELD(url), 0, 0, NULL, NULL},
+    [OPT_AUTH] = {"auth", "TOKEN", FOR_SETUP, parse_auth, FIELD(auth), 0, 0, NULL, NULL},
+    [OPT_PROTOCOLS] = {"protocols", "LIST", FOR_SETUP, parse_protocols, 0, 0, 0, NULL, NULL},
+    [OPT_LOCAL_PORTS] = {"local-ports", "LIST", FOR_SETUP, parse_local_ports, 0, 0, 0, NULL, NULL},
+    [OPT_DIR] = {"dir", "DIR", FOR_SETS, parse_path, FIELD(dir), 0, 0, NULL, NULL},
 };
 
 /* A decimal number lo..hi, digits only. */
@@ -781,6 +799,98 @@ static int parse_proxy(const opt_t *o, const char *v, pod_args_t *a, char *err)
     char e[P2M_ERR_LEN];
     if (pod_proxy_url_parse(v, FIELD_AT(a, o, pod_proxy_t), e) != 0)
         return p2m_err(err, "--%s: %s", o->name, e);
+    if (strlen(v) > P2M_URL_MAX)
+        return p2m_err(err, "--%s: longer than %d bytes", o->name, P2M_URL_MAX);
+    snprintf(a->proxy_arg, sizeof(a->proxy_arg), "%s", v);
+    return 0;
+}
+
+/* A run file's "url": http:// or https://, printable ASCII without spaces, quotes or backslashes
+ * (list and env print it), at most P2M_URL_MAX bytes. */
+static int parse_url(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    size_t n = strlen(v);
+    if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+        return p2m_err(err, "--%s: expected an http:// or https:// URL", o->name);
+    if (n > P2M_URL_MAX)
+        return p2m_err(err, "--%s: longer than %d bytes", o->name, P2M_URL_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (v[i] <= ' ' || v[i] > '~' || v[i] == '"' || v[i] == '\\' || v[i] == '\'')
+            return p2m_err(err, "--%s: a space, quote, backslash or non-ASCII byte at %zu", o->name, i);
+    memcpy(FIELD_AT(a, o, char), v, n + 1);
+    return 0;
+}
+
+/* A setup token: 1..POD_AUTH_MAX bytes of RFC 6750's b64token alphabet (it goes into an
+ * Authorization header as it is: no space, quote or line break gets there). Never quoted back. */
+static int parse_auth(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > POD_AUTH_MAX)
+        return p2m_err(err, "--%s: expected a setup token of 1 to %d characters (pipe2me-admin token add)", o->name, POD_AUTH_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("-._~+/=", c) != NULL))
+            return p2m_err(err, "--%s: the token has a character a setup token never has, at %zu", o->name, i);
+    }
+    memcpy(FIELD_AT(a, o, char), v, n + 1);
+    return 0;
+}
+
+/* Splits a comma-separated list into at most max items of at most 15 bytes each, none empty.
+ * Returns the count or -1 with err naming the option. */
+static int split_list(const opt_t *o, const char *v, char items[][16], size_t max, char *err)
+{
+    size_t n = 0;
+    for (const char *p = v;; p++) {
+        size_t len = strcspn(p, ",");
+        if (len == 0)
+            return p2m_err(err, "--%s: an empty item in the list", o->name);
+        if (len > 15)
+            return p2m_err(err, "--%s: item %zu is too long", o->name, n + 1);
+        if (n == max)
+            return p2m_err(err, "--%s: more than %zu items", o->name, max);
+        memcpy(items[n], p, len);
+        items[n++][len] = '\0';
+        p += len;
+        if (*p == '\0')
+            break;
+    }
+    return (int)n;
+}
+
+/* setup --protocols https,http,tcp: each at most once, in the order the services are made. */
+static int parse_protocols(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char items[POD_SETUP_SERVICES_MAX][16], e[P2M_ERR_LEN];
+    int n = split_list(o, v, items, POD_SETUP_SERVICES_MAX, err);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (p2m_proto_parse(items[i], strlen(items[i]), &a->protos[i], e) != 0)
+            return p2m_err(err, "--%s: item %d: expected https, http or tcp", o->name, i + 1);
+        for (int j = 0; j < i; j++)
+            if (a->protos[j] == a->protos[i])
+                return p2m_err(err, "--%s: %s given twice", o->name, p2m_proto_name(a->protos[i]));
+    }
+    a->nprotos = (size_t)n;
+    return 0;
+}
+
+/* setup --local-ports A,B: the ports on 127.0.0.1 the services forward to, one per protocol. */
+static int parse_local_ports(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char items[POD_SETUP_SERVICES_MAX][16];
+    int n = split_list(o, v, items, POD_SETUP_SERVICES_MAX, err);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        unsigned port;
+        if (parse_uint(items[i], 1, 65535, &port) != 0)
+            return p2m_err(err, "--%s: item %d: expected a port from 1 to 65535", o->name, i + 1);
+        a->local_ports[i] = (uint16_t)port;
+    }
+    a->nports = (size_t)n;
     return 0;
 }
 
@@ -829,8 +939,8 @@ static pod_cmd_t parse_command(const char *s)
     static const struct {
         const char *name;
         pod_cmd_t cmd;
-    } cmds[] = {{"register", POD_CMD_REGISTER}, {"run", POD_CMD_RUN},     {"status", POD_CMD_STATUS},
-                {"env", POD_CMD_ENV},           {"test", POD_CMD_TEST},   {"help", POD_CMD_HELP},
+    } cmds[] = {{"register", POD_CMD_REGISTER}, {"run", POD_CMD_RUN},     {"status", POD_CMD_STATUS},    {"env", POD_CMD_ENV},
+                {"test", POD_CMD_TEST},         {"setup", POD_CMD_SETUP}, {"list", POD_CMD_LIST},        {"help", POD_CMD_HELP},
                 {"-h", POD_CMD_HELP},           {"--help", POD_CMD_HELP}, {"--version", POD_CMD_VERSION}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(s, cmds[i].name) == 0)
@@ -842,6 +952,8 @@ void pod_args_wipe(pod_args_t *a)
 {
     explicit_bzero(a->secret, sizeof(a->secret));
     a->secret_len = 0;
+    explicit_bzero(a->auth, sizeof(a->auth));
+    explicit_bzero(a->proxy_arg, sizeof(a->proxy_arg));
     pod_proxy_wipe(&a->proxy);
 }
 
@@ -878,6 +990,22 @@ void pod_args_usage(FILE *out)
           "        shell assignments: P2M_ID, P2M_LABEL, P2M_DOMAIN, P2M_URL, P2M_REGISTRAR, ... (never the secret)\n"
           "  test [--forward-http PORT] [--forward-tcp PORT]\n"
           "        HTTP echo and TCP echo services on 127.0.0.1, to check a tunnel with\n"
+          "  setup --registrar URL --auth TOKEN [--protocols https,http,tcp] --local-ports PORT[,PORT...]\n"
+          "        [--label LABEL] [--dir DIR] [--cacert FILE] [--proxy URL]\n"
+          "        redeem a setup token (pipe2me-admin token add) for a new pod, one service per protocol\n"
+          "        (default https) forwarding to 127.0.0.1:PORT, https ones with TLS served by the pod; keep\n"
+          "        it as a tunnel set in DIR/LABEL.DOMAIN/ (the run file pod.json, mode 0600, and the\n"
+          "        registrar's CA cacert.pem) and print LABEL.DOMAIN. DIR: ~/.pipe2me/pods, or\n"
+          "        " POD_SETS_ROOT_DIR " for root\n"
+          "  list [--dir DIR] [--json]\n"
+          "        every tunnel set in DIR: its services, their URLs and local ports, and whether it runs\n"
+          "  env LABEL.DOMAIN [--dir DIR]\n"
+          "        a tunnel set's shell assignments: P2M_FQDN, P2M_URL_HTTPS, P2M_LOCAL_HTTPS, P2M_CACERT, ...\n"
+          "  run LABEL.DOMAIN [--dir DIR] [--log-level LEVEL]\n"
+          "        run a tunnel set (its pod.json, state in its state/)\n"
+          "  test LABEL.DOMAIN [--dir DIR] | test --config FILE\n"
+          "        run a tunnel set or run file with echo services on its local ports: HTTP echo for https\n"
+          "        and http services (answering each request with itself), TCP echo for tcp ones\n"
           "  --help, --version\n"
           "\n"
           "The secret file holds the base32 TOTP secret on one line and must not be readable by group or\n"
@@ -898,6 +1026,15 @@ static int args_scan(int argc, char **argv, const char **val, pod_args_t *a, cha
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             a->cmd = POD_CMD_HELP;
             return 1;
+        }
+        if (arg[0] != '-' && a->set[0] == '\0' && (a->cmd == POD_CMD_ENV || a->cmd == POD_CMD_RUN || a->cmd == POD_CMD_TEST)) {
+            char e[P2M_ERR_LEN];
+            if (p2m_domain_normalize(arg, a->set, e) != 0 || strchr(a->set, '.') == NULL) {
+                a->set[0] = '\0';
+                return p2m_err(err, "%s: \"%s\" is not a tunnel set's LABEL.DOMAIN (pipe2me-pod list shows them)", argv[1],
+                               shown(arg, buf, sizeof(buf)));
+            }
+            continue;
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
             return p2m_err(err, "unexpected argument \"%s\"", shown(arg, buf, sizeof(buf)));
@@ -1047,7 +1184,7 @@ static const config_key_t config_service_keys[] = {
     {"label", OPT_LABEL, JSON_STRING},        {"protocol", OPT_PROTOCOL, JSON_STRING},
     {"forward", OPT_FORWARD, JSON_STRING},    {"tls_terminate", OPT_TLS_TERMINATE, JSON_TRUE},
     {"alpn", OPT_ALPN, JSON_STRING},          {"pool", OPT_POOL, JSON_INTEGER},
-    {"pool_max", OPT_POOL_MAX, JSON_INTEGER},
+    {"pool_max", OPT_POOL_MAX, JSON_INTEGER}, {"url", OPT_URL, JSON_STRING},
 };
 
 /* Where each option's value came from: "" for the command line, else the file's key path. */
@@ -1116,7 +1253,7 @@ static int config_read(const char *path, json_t **doc, provision_t **prov, char 
     json_error_t jerr;
     *prov = NULL;
     path_shown(path, shown_path, sizeof(shown_path));
-    json_wiping_init(); /* the document may hold the secret */
+    pod_json_wiping_init(); /* the document may hold the secret */
     char *text = read_small_file(path, POD_CONFIG_MAX, 0, &mode, &len, e);
     if (text == NULL)
         return p2m_err(err, "--config %s", e);
@@ -1216,7 +1353,8 @@ static int args_values(const char **val, const config_vals_t *cv, const char *cf
             return -1;
         }
     }
-    if (a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_TEST)
+    if (a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_TEST || a->cmd == POD_CMD_SETUP || a->cmd == POD_CMD_LIST ||
+        (a->cmd == POD_CMD_ENV && a->set[0] != '\0'))
         return 0;
     if (args_files(val, inline_prov, a, err) == 0 && args_complete(cmd, a, err) == 0)
         return 0;
@@ -1333,7 +1471,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
 
     args_defaults(a);
     if (argc < 2 || argv[1] == NULL)
-        return p2m_err(err, "expected a command: register, run, status, env or test (see --help)");
+        return p2m_err(err, "expected a command: register, run, status, env, test, setup or list (see --help)");
     if ((a->cmd = parse_command(argv[1])) == 0)
         return p2m_err(err, "unknown command \"%s\" (see --help)", shown(argv[1], buf, sizeof(buf)));
     if (a->cmd == POD_CMD_HELP || a->cmd == POD_CMD_VERSION) {
@@ -1344,16 +1482,44 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     int rc = args_scan(argc, argv, val, a, err);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
-    if (a->cmd == POD_CMD_RUN) {
+    if (a->set[0] != '\0' || a->cmd == POD_CMD_SETUP || a->cmd == POD_CMD_LIST) {
+        if (val[OPT_DIR] != NULL ? options[OPT_DIR].parse(&options[OPT_DIR], val[OPT_DIR], a, err) != 0
+                                 : pod_sets_dir(a->dir, sizeof(a->dir), err) != 0)
+            return -1;
+    } else if (val[OPT_DIR] != NULL) {
+        return p2m_err(err, "--dir goes with a tunnel set: %s LABEL.DOMAIN --dir DIR", argv[1]);
+    }
+    if (a->set[0] != '\0') {
+        /* Everything else is in the set's run file, which the command reads. */
+        for (int o = 0; o < OPT_COUNT; o++)
+            if (val[o] != NULL && o != OPT_DIR && o != OPT_LOG_LEVEL)
+                return p2m_err(err, "%s LABEL.DOMAIN takes only --dir and --log-level, not --%s: the rest is in the set's %s",
+                               argv[1], options[o].name, POD_SET_FILE);
+        int w = snprintf(a->config, sizeof(a->config), "%s/%s/%s", a->dir, a->set, POD_SET_FILE);
+        if (w < 0 || (size_t)w >= sizeof(a->config))
+            return p2m_err(err, "--dir: too long for the set's files");
+        if (access(a->config, F_OK) != 0)
+            return p2m_err(err, "%s: no tunnel set %s in %s (pipe2me-pod list --dir %s shows them)", argv[1], a->set, a->dir,
+                           a->dir);
+        if (a->cmd == POD_CMD_ENV)
+            return 0;
+        val[OPT_CONFIG] = a->config;
+    }
+    if (a->cmd == POD_CMD_TEST && val[OPT_CONFIG] != NULL && (val[OPT_FORWARD_HTTP] != NULL || val[OPT_FORWARD_TCP] != NULL))
+        return p2m_err(err, "test serves a run file's local ports or --forward-http and --forward-tcp, not both");
+    if (a->cmd == POD_CMD_RUN || (a->cmd == POD_CMD_TEST && val[OPT_CONFIG] != NULL)) {
         /* run: the file is read (and checked whole) here, and again by pod_run_load() at start and
          * on SIGHUP; *a keeps the command line. */
         pod_args_t *svcs;
         size_t n;
         if (val[OPT_CONFIG] == NULL)
-            return p2m_err(err, "run needs --config FILE");
+            return p2m_err(err, "run needs --config FILE or a tunnel set's LABEL.DOMAIN");
+        if (val[OPT_CONFIG] != a->config && a->set[0] != '\0')
+            return p2m_err(err, "run takes --config FILE or LABEL.DOMAIN, not both");
         if (strlen(val[OPT_CONFIG]) > POD_PATH_MAX)
             return p2m_err(err, "--config: path longer than %d bytes", POD_PATH_MAX);
-        snprintf(a->config, sizeof(a->config), "%s", val[OPT_CONFIG]);
+        if (val[OPT_CONFIG] != a->config)
+            snprintf(a->config, sizeof(a->config), "%s", val[OPT_CONFIG]);
         if ((val[OPT_STATE_DIR] != NULL &&
              options[OPT_STATE_DIR].parse(&options[OPT_STATE_DIR], val[OPT_STATE_DIR], a, err) != 0) ||
             (val[OPT_LOG_LEVEL] != NULL && options[OPT_LOG_LEVEL].parse(&options[OPT_LOG_LEVEL], val[OPT_LOG_LEVEL], a, err) != 0))
@@ -1374,6 +1540,24 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     }
     if (a->cmd == POD_CMD_STATUS && a->state_dir[0] == '\0')
         return p2m_err(err, "status needs --state-dir DIR");
+    if (a->cmd == POD_CMD_SETUP) {
+        if (a->registrar[0] == '\0')
+            return p2m_err(err, "setup needs --registrar URL");
+        if (a->auth[0] == '\0')
+            return p2m_err(err, "setup needs --auth TOKEN (pipe2me-admin token add makes one)");
+        if (a->nprotos == 0) {
+            a->protos[0] = P2M_PROTO_HTTPS;
+            a->nprotos = 1;
+        }
+        if (a->nports == 0)
+            return p2m_err(err, "setup needs --local-ports PORT[,PORT...]: where each service is on this machine");
+        if (a->nports != a->nprotos)
+            return p2m_err(err, "--local-ports: %zu port%s for %zu protocol%s: give one per protocol, in the same order", a->nports,
+                           a->nports == 1 ? "" : "s", a->nprotos, a->nprotos == 1 ? "" : "s");
+        return 0;
+    }
+    if (a->cmd == POD_CMD_LIST)
+        return 0;
     if (a->cmd == POD_CMD_TEST && a->http_port == 0 && a->tcp_port == 0)
         return p2m_err(err, "test needs --forward-http PORT, --forward-tcp PORT or both");
     if (a->cmd == POD_CMD_TEST && a->http_port == a->tcp_port)

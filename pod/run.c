@@ -57,7 +57,22 @@ typedef struct {
     int stop_now; /* a second */
     int reload;   /* SIGHUP */
     int signo;    /* the first SIGTERM or SIGINT */
+    echo_t *echo; /* test: the echo services on the local ports */
 } runner_t;
+
+/* test of a run file: echo services on the local ports its services forward to, which must be on
+ * 127.0.0.1 (where the echo listens). Returns 0 or -1 with err. */
+static int start_echo(runner_t *r, const pod_args_t *svcs, size_t n, char *err)
+{
+    echo_port_t ports[ECHO_PORTS_MAX];
+    for (size_t i = 0; i < n && i < ECHO_PORTS_MAX; i++) {
+        if (strcmp(svcs[i].forward.host, "127.0.0.1") != 0 && strcasecmp(svcs[i].forward.host, "localhost") != 0)
+            return p2m_err(err, "test serves echo on 127.0.0.1: services[%zu] forwards to %s", i, svcs[i].forward.host);
+        ports[i] = (echo_port_t){.tcp = svcs[i].proto == P2M_PROTO_TCP, .port = svcs[i].forward.port};
+    }
+    r->echo = echo_start(r->loop, ports, n, err);
+    return r->echo != NULL ? 0 : -1;
+}
 
 /* --forward's host to an address, before the service starts (so the loop never waits for DNS). */
 static int resolve_forward(pod_t *pod, char *err)
@@ -444,7 +459,7 @@ int pod_run(const pod_args_t *cli)
 
     memset(&r, 0, sizeof(r));
     r.cli = cli;
-    r.is_run = cli->cmd == POD_CMD_RUN;
+    r.is_run = cli->cmd == POD_CMD_RUN || cli->cmd == POD_CMD_TEST; /* test: of a run file (--config or a set) */
     p2m_log_set_level(cli->log_level);
     signal(SIGPIPE, SIG_IGN); /* splice(2) to a closed socket raises it */
     if (r.is_run) {
@@ -473,6 +488,10 @@ int pod_run(const pod_args_t *cli)
         fprintf(stderr, "pipe2me-pod: %s\n", err);
         goto Exit;
     }
+    if (cli->cmd == POD_CMD_TEST && start_echo(&r, svcs, n, err) != 0) {
+        fprintf(stderr, "pipe2me-pod: test: %s\n", err);
+        goto Exit;
+    }
     for (size_t i = 0; i < n; i++) {
         if (runner_add(&r, r.is_run ? &svcs[i] : cli, err) != 0) {
             fprintf(stderr, "pipe2me-pod: %s%s%s\n", r.is_run ? svcs[i].label : "", r.is_run ? ": " : "", err);
@@ -495,6 +514,7 @@ Exit:
             r.labels[i] = NULL;
         }
     pod_run_free(svcs, n);
+    echo_stop(r.echo);
     p2m_loop_free(r.loop);
     if (curl_ok) {
         curl_global_cleanup();

@@ -147,7 +147,7 @@ void status_update(pod_t *pod)
 }
 
 /* The pid in DIR/pod.pid if that process runs and is a pipe2me-pod, else 0. */
-static long running_pod(const char *dir)
+long status_running_pid(const char *dir)
 {
     char path[POD_PATH_MAX + 32], buf[64], comm[64];
     long pid = 0;
@@ -181,7 +181,7 @@ int status_start(pod_t *pod, char *err)
         return p2m_err(err, "--state-dir %s: %s", dir, strerror(errno));
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return p2m_err(err, "--state-dir %s: not a directory", dir);
-    long other = running_pod(dir);
+    long other = status_running_pid(dir);
     if (other != 0)
         return p2m_err(err, "--state-dir %s: pipe2me-pod %ld already runs with it", dir, other);
     snprintf(path, sizeof(path), "%s/pod.pid", dir);

@@ -114,13 +114,40 @@ static size_t json_raw(char *out, size_t n, size_t cap, const char *s)
     return w < 0 || (size_t)w >= cap - n ? cap : n + (size_t)w;
 }
 
+/* The URL consumers open for an https or http service of label (PROTOCOL 2.1): LABEL.DOMAIN on the
+ * port of registrar.url for https, of the plain-HTTP listener for http, each left out when it is
+ * the scheme's default. "" for tcp (GET /tcp/LABEL tells its port) and for http without a listener. */
+static void service_url(const p2m_config_t *cfg, const char *label, p2m_proto_t proto, char *out, size_t cap)
+{
+    unsigned port = 0;
+    out[0] = '\0';
+    if (proto == P2M_PROTO_HTTPS) {
+        /* registrar.url is https://HOST[:PORT][/PREFIX], HOST possibly a bracketed IPv6 address. */
+        const char *p = cfg->registrar.url + strlen("https://");
+        if (*p == '[')
+            p += strcspn(p, "]");
+        p += strcspn(p, ":/");
+        port = *p == ':' ? (unsigned)strtoul(p + 1, NULL, 10) : 443;
+        if (port == 443)
+            snprintf(out, cap, "https://%s.%s/", label, cfg->domain);
+        else
+            snprintf(out, cap, "https://%s.%s:%u/", label, cfg->domain, port);
+    } else if (proto == P2M_PROTO_HTTP && cfg->registrar.http_enabled) {
+        port = cfg->registrar.http.port;
+        if (port == 80)
+            snprintf(out, cap, "http://%s.%s/", label, cfg->domain);
+        else
+            snprintf(out, cap, "http://%s.%s:%u/", label, cfg->domain, port);
+    }
+}
+
 /* The provisioning JSON as `pipe2me-admin pod add -o` writes it (keys in its order, indented by
- * two), with "services": one {"label", "protocol"} per protocol asked for. Returns its length, or
+ * two), with "services": one {"label", "protocol", "url"} per protocol asked for (see service_url()). Returns its length, or
  * 0 when it does not fit in cap. */
 static size_t provisioning(const setup_op_t *op, char *out, size_t cap)
 {
     const p2m_config_t *cfg = &op->super.r->cfg;
-    char uri[1024], digits[8];
+    char uri[1024], digits[8], url[P2M_LABEL_MAX + P2M_DOMAIN_MAX + 32];
     size_t n = 0;
     if (p2m_totp_uri("pipe2me", op->id, op->secret, P2M_TOTP_DIGITS, uri, sizeof(uri)) < 0)
         return 0;
@@ -145,6 +172,11 @@ static size_t provisioning(const setup_op_t *op, char *out, size_t cap)
         n = json_str(out, n, cap, op->label);
         n = json_raw(out, n, cap, ",\n      \"protocol\": ");
         n = json_str(out, n, cap, p2m_proto_name(op->body.protos[i]));
+        service_url(cfg, op->label, op->body.protos[i], url, sizeof(url));
+        if (url[0] != '\0') {
+            n = json_raw(out, n, cap, ",\n      \"url\": ");
+            n = json_str(out, n, cap, url);
+        }
         n = json_raw(out, n, cap, "\n    }");
     }
     n = json_raw(out, n, cap, "\n  ]\n}\n");

@@ -37,8 +37,8 @@ expect_eq "6|pipe2me.localhost|https://pipe2me.localhost:$P2M_HTTPS_PORT" \
     "$(jq -r '"\(.digits)|\(.domain)|\(.registrar)"' "$T/p1.json")" "digits, domain, registrar"
 expect_match '^[A-Z2-7]{32}$' "$(jq -r .secret "$T/p1.json")" "the secret"
 expect_match '^otpauth://totp/' "$(jq -r .otpauth "$T/p1.json")" "the otpauth URI"
-expect_eq "[{\"label\":\"$L1\",\"protocol\":\"https\"},{\"label\":\"$L1\",\"protocol\":\"http\"}]" \
-    "$(jq -c .services "$T/p1.json")" "the services, no forward"
+expect_eq "[{\"label\":\"$L1\",\"protocol\":\"https\",\"url\":\"https://$L1.pipe2me.localhost:$P2M_HTTPS_PORT/\"},{\"label\":\"$L1\",\"protocol\":\"http\",\"url\":\"http://$L1.pipe2me.localhost:$P2M_HTTP_PORT/\"}]" \
+    "$(jq -c .services "$T/p1.json")" "the services with their URLs, no forward"
 pods | grep -qx "$ID1" || fail "pod $ID1 not in pod ls: $(admin pod ls)"
 admin label ls | grep -q "$L1.*$ID1" || fail "label $L1 of $ID1 not in label ls: $(admin label ls)"
 expect_eq 1 "$(uses_left "$TOKEN_ID")" "one use left"
