@@ -157,6 +157,26 @@ static void check_values(const pod_args_t *a)
     case POD_CMD_TEST:
         FUZZ_CHECK((a->http_port != 0 || a->tcp_port != 0) && a->http_port != a->tcp_port);
         return;
+    case POD_CMD_LIST:
+        FUZZ_CHECK(FUZZ_TERMINATED(a->dir) && a->dir[0] != '\0');
+        return;
+    case POD_CMD_SETUP:
+        FUZZ_CHECK(FUZZ_TERMINATED(a->dir) && a->dir[0] != '\0' && FUZZ_TERMINATED(a->auth) && FUZZ_TERMINATED(a->proxy_arg));
+        FUZZ_CHECK(strncmp(a->registrar, "https://", 8) == 0);
+        FUZZ_CHECK(a->label[0] == '\0' || (p2m_label_normalize(a->label, strlen(a->label), l, e) == 0 && strcmp(l, a->label) == 0));
+        FUZZ_CHECK(a->nprotos >= 1 && a->nprotos <= POD_SETUP_SERVICES_MAX && a->nports == a->nprotos);
+        for (size_t i = 0; i < a->nprotos; i++) {
+            FUZZ_CHECK(a->local_ports[i] >= 1);
+            FUZZ_CHECK(a->protos[i] == P2M_PROTO_HTTPS || a->protos[i] == P2M_PROTO_HTTP || a->protos[i] == P2M_PROTO_TCP);
+            for (size_t j = 0; j < i; j++)
+                FUZZ_CHECK(a->protos[j] != a->protos[i]);
+        }
+        /* the token goes into a header as it is: nothing but b64token characters */
+        FUZZ_CHECK(a->auth[0] != '\0' && strlen(a->auth) <= POD_AUTH_MAX);
+        for (const char *c = a->auth; *c != '\0'; c++)
+            FUZZ_CHECK((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+                       strchr("-._~+/=", *c) != NULL);
+        return;
     case POD_CMD_REGISTER:
     case POD_CMD_ENV:
         break;
@@ -200,11 +220,12 @@ static void pct(const char *s, char *out, size_t *n)
 static void check_canonical(const pod_args_t *a)
 {
     static const char *const cmds[] = {
-        [POD_CMD_HELP] = "help",     [POD_CMD_VERSION] = "--version", [POD_CMD_REGISTER] = "register",
-        [POD_CMD_STATUS] = "status", [POD_CMD_ENV] = "env",           [POD_CMD_TEST] = "test"};
+        [POD_CMD_HELP] = "help", [POD_CMD_VERSION] = "--version", [POD_CMD_REGISTER] = "register", [POD_CMD_STATUS] = "status",
+        [POD_CMD_ENV] = "env",   [POD_CMD_TEST] = "test",         [POD_CMD_SETUP] = "setup",       [POD_CMD_LIST] = "list"};
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     static pod_args_t b;
     char *argv[40], pool[16], pool_max[16], drain[16], fwd[P2M_HOST_MAX + 16], http[8], tcp[8], err[P2M_ERR_LEN] = "";
+    char protos[32] = "", ports[32] = "";
     static char proxy[8 + 6 * POD_PROXY_CRED_MAX + P2M_HOST_MAX + 16];
     int n = 0;
 
@@ -274,6 +295,28 @@ static void check_canonical(const pod_args_t *a)
             OPT("proxy", proxy);
         }
     }
+    if (a->cmd == POD_CMD_LIST || a->cmd == POD_CMD_SETUP) {
+        OPT("dir", a->dir);
+        if (a->json)
+            argv[n++] = "--json";
+    }
+    if (a->cmd == POD_CMD_SETUP) {
+        size_t kp = 0, kn = 0;
+        for (size_t i = 0; i < a->nprotos; i++) {
+            kp += (size_t)snprintf(protos + kp, sizeof(protos) - kp, "%s%s", i ? "," : "", p2m_proto_name(a->protos[i]));
+            kn += (size_t)snprintf(ports + kn, sizeof(ports) - kn, "%s%u", i ? "," : "", (unsigned)a->local_ports[i]);
+        }
+        OPT("registrar", a->registrar);
+        OPT("auth", a->auth);
+        OPT("protocols", protos);
+        OPT("local-ports", ports);
+        if (a->label[0] != '\0')
+            OPT("label", a->label);
+        if (a->cacert[0] != '\0')
+            OPT("cacert", a->cacert);
+        if (a->proxy_arg[0] != '\0')
+            OPT("proxy", a->proxy_arg);
+    }
 #undef OPT
     argv[n] = NULL;
     FUZZ_CHECK(pod_args_parse(n, argv, &b, err) == 0);
@@ -283,8 +326,12 @@ static void check_canonical(const pod_args_t *a)
                b.pool_max == a->pool_max && b.drain_timeout == a->drain_timeout && strcmp(b.cacert, a->cacert) == 0 &&
                strcmp(b.state_dir, a->state_dir) == 0 && b.json == a->json && b.proto == a->proto &&
                b.tls_terminate == a->tls_terminate && strcmp(b.alpn, a->alpn) == 0 && b.http_port == a->http_port &&
-               b.tcp_port == a->tcp_port && b.digits == a->digits);
-    FUZZ_CHECK(a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_ENV || b.log_level == a->log_level);
+               b.tcp_port == a->tcp_port && b.digits == a->digits && strcmp(b.dir, a->dir) == 0 && strcmp(b.auth, a->auth) == 0 &&
+               b.nprotos == a->nprotos && b.nports == a->nports &&
+               memcmp(b.protos, a->protos, a->nprotos * sizeof(a->protos[0])) == 0 &&
+               memcmp(b.local_ports, a->local_ports, a->nports * sizeof(a->local_ports[0])) == 0);
+    FUZZ_CHECK(a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_ENV || a->cmd == POD_CMD_SETUP || a->cmd == POD_CMD_LIST ||
+               b.log_level == a->log_level);
     FUZZ_CHECK(!a->have_forward || (strcmp(b.forward.host, a->forward.host) == 0 && b.forward.port == a->forward.port));
     FUZZ_CHECK(a->cmd != POD_CMD_REGISTER || (b.secret_len == a->secret_len && memcmp(b.secret, a->secret, a->secret_len) == 0));
     FUZZ_CHECK(strcmp(b.proxy.host, a->proxy.host) == 0 && b.proxy.port == a->proxy.port && b.proxy.auth == a->proxy.auth &&

@@ -1188,6 +1188,237 @@ static void test_proxy(void)
     CHECK_CTX(NULL);
 }
 
+/* setup, list, and a tunnel set named on the command line of env, run and test. */
+static void test_sets_args(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN], sets[128], setdir[256];
+    CHECK_CTX("setup");
+#define REG "--registrar", "https://reg.example:8443"
+#define TOK "--auth", "p2mt_abc-DEF_123"
+    snprintf(sets, sizeof(sets), "%s/sets", dir);
+    if (CHECK_RC(parse(&a, err, "setup", REG, TOK, "--local-ports", "20102", "--dir", sets, NULL), 0, err)) {
+        CHECK_EQ_INT(a.nprotos, 1);
+        CHECK_EQ_INT(a.protos[0], P2M_PROTO_HTTPS);
+        CHECK_EQ_INT(a.local_ports[0], 20102);
+        CHECK_EQ_STR(a.dir, sets);
+        CHECK_EQ_STR(a.auth, "p2mt_abc-DEF_123");
+    }
+    if (CHECK_RC(parse(&a, err, "setup", REG, TOK, "--protocols", "tcp,https,http", "--local-ports", "1,65535,1", "--label",
+                       "Door-1", "--dir", sets, NULL),
+                 0, err)) {
+        CHECK_EQ_INT(a.nprotos, 3);
+        CHECK_EQ_INT(a.protos[0], P2M_PROTO_TCP);
+        CHECK_EQ_INT(a.protos[2], P2M_PROTO_HTTP);
+        CHECK_EQ_INT(a.local_ports[1], 65535);
+        CHECK_EQ_STR(a.label, "door-1");
+    }
+    check_refused(parse(&a, err, "setup", TOK, "--local-ports", "1", NULL), err, "--registrar");
+    check_refused(parse(&a, err, "setup", REG, "--local-ports", "1", NULL), err, "--auth");
+    check_refused(parse(&a, err, "setup", REG, TOK, NULL), err, "--local-ports");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--protocols", "https,http", "--local-ports", "1", NULL), err,
+                  "1 port for 2 protocols");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--protocols", "https,https", "--local-ports", "1,2", NULL), err,
+                  "https given twice");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--protocols", "https,", "--local-ports", "1", NULL), err, "empty item");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--protocols", ",", "--local-ports", "1", NULL), err, "empty item");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--protocols", "", "--local-ports", "1", NULL), err, "empty item");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--protocols", "HTTPS", "--local-ports", "1", NULL), err, "expected https");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--protocols", "https,http,tcp,https", "--local-ports", "1", NULL), err,
+                  "more than 3");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--protocols", "httpsssssssssssssssss", "--local-ports", "1", NULL), err,
+                  "too long");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", "0", NULL), err, "1 to 65535");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", "65536", NULL), err, "1 to 65535");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", "-1", NULL), err, "1 to 65535");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", " 80", NULL), err, "1 to 65535");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", "80,,81", NULL), err, "empty item");
+    check_refused(parse(&a, err, "setup", REG, "--auth", "", "--local-ports", "80", NULL), err, "setup token of 1 to");
+    check_refused(parse(&a, err, "setup", REG, "--auth", "tok en", "--local-ports", "80", NULL), err, "never has");
+    CHECK(strstr(err, "tok en") == NULL); /* the token is never quoted back */
+    check_refused(parse(&a, err, "setup", REG, "--auth", "tok\r\nX-Evil: 1", "--local-ports", "80", NULL), err, "never has");
+    {
+        char big[POD_AUTH_MAX + 2];
+        memset(big, 'a', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        check_refused(parse(&a, err, "setup", REG, "--auth", big, "--local-ports", "80", NULL), err, "setup token of 1 to");
+    }
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", "80", "--label", "-x", NULL), err, "--label");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", "80", "--forward", "1.2.3.4:5", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", "80", "--dir", "", NULL), err, "empty path");
+    check_refused(parse(&a, err, "setup", "--registrar", "http://reg.example", TOK, "--local-ports", "80", NULL), err,
+                  "--registrar");
+    check_refused(parse(&a, err, "setup", REG, TOK, "--local-ports", "80", "extra", NULL), err, "unexpected argument");
+
+    CHECK_CTX("list");
+    if (CHECK_RC(parse(&a, err, "list", "--dir", sets, "--json", NULL), 0, err)) {
+        CHECK_EQ_STR(a.dir, sets);
+        CHECK_EQ_INT(a.json, 1);
+    }
+    check_refused(parse(&a, err, "list", "x.example", NULL), err, "unexpected argument");
+    check_refused(parse(&a, err, "list", "--auth", "x", NULL), err, "unknown option");
+
+    CHECK_CTX("a set named");
+    snprintf(setdir, sizeof(setdir), "%s/web.example.org", sets);
+    mkdir(sets, 0700);
+    mkdir(setdir, 0700);
+    check_refused(parse(&a, err, "env", "nosuch.example.org", "--dir", sets, NULL), err, "no tunnel set nosuch.example.org");
+    check_refused(parse(&a, err, "env", "../../etc", "--dir", sets, NULL), err, "not a tunnel set");
+    check_refused(parse(&a, err, "env", "a/b.example", "--dir", sets, NULL), err, "not a tunnel set");
+    check_refused(parse(&a, err, "run", "nodot", "--dir", sets, NULL), err, "not a tunnel set");
+    check_refused(parse(&a, err, "run", "\x01.example", "--dir", sets, NULL), err, "\\x01");
+    check_refused(parse(&a, err, "run", "web.example.org", "other.example.org", "--dir", sets, NULL), err, "unexpected argument");
+    check_refused(parse(&a, err, "register", "web.example.org", NULL), err, "unexpected argument");
+    check_refused(parse(&a, err, "run", "--config", "/x", "--dir", sets, NULL), err, "--dir goes with a tunnel set");
+    {
+        char cfg[300];
+        snprintf(cfg, sizeof(cfg), "%s/pod.json", setdir);
+        const char *doc =
+            provision_doc("setup-0123456789ab", SECRET, "[\"web\"]", "https://reg.example:8443", "example.org",
+                          ", \"services\": [{\"label\": \"web\", \"protocol\": \"http\", \"forward\": \"127.0.0.1:8080\","
+                          " \"url\": \"http://web.example.org:8080/\"}]");
+        int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || write(fd, doc, strlen(doc)) != (ssize_t)strlen(doc))
+            abort();
+        close(fd);
+        if (CHECK_RC(parse(&a, err, "env", "Web.Example.Org", "--dir", sets, NULL), 0, err)) {
+            CHECK_EQ_STR(a.set, "web.example.org");
+            CHECK_EQ_STR(a.config, cfg);
+        }
+        if (CHECK_RC(parse(&a, err, "run", "web.example.org", "--dir", sets, "--log-level", "debug", NULL), 0, err)) {
+            CHECK_EQ_STR(a.config, cfg);
+            CHECK_EQ_INT(a.log_level, P2M_LOG_DEBUG);
+        }
+        if (CHECK_RC(parse(&a, err, "test", "web.example.org", "--dir", sets, NULL), 0, err))
+            CHECK_EQ_STR(a.config, cfg);
+        check_refused(parse(&a, err, "run", "web.example.org", "--dir", sets, "--state-dir", "/x", NULL), err,
+                      "takes only --dir and --log-level");
+        check_refused(parse(&a, err, "test", "web.example.org", "--dir", sets, "--forward-http", "80", NULL), err,
+                      "takes only --dir and --log-level");
+        check_refused(parse(&a, err, "test", "--config", cfg, "--forward-http", "80", NULL), err, "not both");
+        /* A url that is not one, in a run file. */
+        doc = provision_doc("p", SECRET, "[\"web\"]", "https://reg.example:8443", "example.org",
+                            ", \"services\": [{\"label\": \"web\", \"forward\": \"127.0.0.1:8080\", \"url\": \"ftp://x/\"}]");
+        const char *bad = put("run-url.json", doc, strlen(doc), 0600);
+        check_refused(parse(&a, err, "run", "--config", bad, NULL), err, "services[0].url: expected an http:// or https:// URL");
+        doc =
+            provision_doc("p", SECRET, "[\"web\"]", "https://reg.example:8443", "example.org",
+                          ", \"services\": [{\"label\": \"web\", \"forward\": \"127.0.0.1:8080\", \"url\": \"https://x/\\\"'\"}]");
+        bad = put("run-url2.json", doc, strlen(doc), 0600);
+        check_refused(parse(&a, err, "run", "--config", bad, NULL), err, "services[0].url: a space, quote");
+    }
+#undef REG
+#undef TOK
+    CHECK_CTX(NULL);
+}
+
+/* The registrar's answer to POST /setup into a set's run file: hostile answers are refused with a
+ * reason that never shows the secret; a good one loads as a run file. */
+static void test_setup_config(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN], fqdn[P2M_DOMAIN_MAX + 1];
+    char *text;
+    CHECK_CTX("setup answer");
+    memset(&a, 0, sizeof(a));
+    a.protos[0] = P2M_PROTO_HTTPS;
+    a.protos[1] = P2M_PROTO_HTTP;
+    a.nprotos = 2;
+    a.local_ports[0] = 20102;
+    a.local_ports[1] = 20103;
+    a.nports = 2;
+#define SVCS                                                                                                                       \
+    "\"services\": [{\"label\": \"handsome-lemon-panda\", \"protocol\": \"https\", \"url\": "                                      \
+    "\"https://handsome-lemon-panda.example.org/\"},"                                                                              \
+    " {\"label\": \"handsome-lemon-panda\", \"protocol\": \"http\"}]"
+#define ANSWER(extra)                                                                                                              \
+    "{\"id\": \"setup-0123456789ab\", \"secret\": \"" SECRET "\", \"digits\": 6, \"labels\": [\"handsome-lemon-panda\"], "         \
+    "\"registrar\": \"https://example.org\", \"domain\": \"example.org\", \"otpauth\": \"otpauth://totp/pipe2me:x?secret=" SECRET  \
+    "\"" extra "}"
+    static const struct {
+        const char *answer, *want;
+    } bad[] = {
+        {"", "not JSON"},
+        {"[]", "expected a JSON object"},
+        {"{\"secret\": \"" SECRET "\", \"secret\": \"x\"}", "not JSON"},
+        {ANSWER(""), "\"services\": expected a list"},
+        {ANSWER(", \"services\": []"), "\"services\": expected a list"},
+        {ANSWER(", \"services\": [{}, {}]"), "services[0].label"},
+        {ANSWER(", " SVCS ", \"state_dir\": \"/etc\""), "unknown key \"state_dir\""},
+        {ANSWER(", " SVCS ", \"cacert\": \"/x\""), "unknown key \"cacert\""},
+        {ANSWER(", \"services\": [{\"label\": \"other\", \"protocol\": \"https\"}, {\"label\": \"handsome-lemon-panda\", "
+                "\"protocol\": "
+                "\"http\"}]"),
+         "services[0].label"},
+        {ANSWER(", \"services\": [{\"label\": \"handsome-lemon-panda\", \"protocol\": \"http\"}, {\"label\": "
+                "\"handsome-lemon-panda\", \"protocol\": \"https\"}]"),
+         "services[0].protocol: expected https"},
+        {ANSWER(", \"services\": [{\"label\": \"handsome-lemon-panda\", \"protocol\": \"https\", \"forward\": \"10.0.0.1:22\"}, "
+                "{\"label\": \"handsome-lemon-panda\", \"protocol\": \"http\"}]"),
+         "unknown key \"forward\""},
+        {ANSWER(", \"services\": [{\"label\": \"handsome-lemon-panda\", \"protocol\": \"https\", \"url\": 1}, "
+                "{\"label\": \"handsome-lemon-panda\", \"protocol\": \"http\"}]"),
+         "services[0].url: expected a string"},
+        {"{\"labels\": [\"a\", \"b\"], \"domain\": \"example.org\", " SVCS "}", "\"labels\""},
+        {"{\"labels\": [\"UPPER\"], \"domain\": \"example.org\", " SVCS "}", "labels[0]"},
+        {"{\"labels\": [\"handsome-lemon-panda\"], \"domain\": \"../etc\", " SVCS "}", "\"domain\""},
+        {"{\"labels\": [\"handsome-lemon-panda\"], \"domain\": \"a\\u0000b\", " SVCS "}", "not JSON"}, /* jansson refuses NUL */
+        {"{\"labels\": [\"handsome-lemon-panda\"], \"domain\": \"Example.org\", " SVCS "}", "\"domain\""},
+        {"{\"labels\": [\"handsome-lemon-panda\"], \"\\u0001key\": 1}", "unknown key \"\\x01key\""},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_CTX("setup answer %zu", i);
+        text = pod_setup_config(bad[i].answer, strlen(bad[i].answer), &a, "/sets/x", NULL, fqdn, err);
+        CHECK(text == NULL);
+        free(text);
+        check_refused(text == NULL ? -1 : 0, err, bad[i].want);
+    }
+    CHECK_CTX("setup answer, wrong label asked");
+    snprintf(a.label, sizeof(a.label), "wanted");
+    text = pod_setup_config(ANSWER(", " SVCS), strlen(ANSWER(", " SVCS)), &a, "/sets/x", NULL, fqdn, err);
+    check_refused(text == NULL ? -1 : 0, err, "not wanted as asked");
+    free(text);
+    a.label[0] = '\0';
+
+    CHECK_CTX("setup answer, good");
+    char setdir[200], cfg[300];
+    snprintf(setdir, sizeof(setdir), "%s/handsome-lemon-panda.example.org", dir);
+    text = pod_setup_config(ANSWER(", " SVCS), strlen(ANSWER(", " SVCS)), &a, setdir, "/ca.pem", fqdn, err);
+    if (CHECK_MSG(text != NULL, "refused: %s", check_str(err))) {
+        CHECK_EQ_STR(fqdn, "handsome-lemon-panda.example.org");
+        CHECK(strstr(text, "\"forward\": \"127.0.0.1:20102\"") != NULL);
+        CHECK(strstr(text, "\"forward\": \"127.0.0.1:20103\"") != NULL);
+        CHECK(strstr(text, "\"tls_terminate\": true") != NULL);
+        CHECK(strstr(text, "\"cacert\": \"/ca.pem\"") != NULL);
+        CHECK(strstr(text, "\"url\": \"https://handsome-lemon-panda.example.org/\"") != NULL);
+        mkdir(setdir, 0700);
+        snprintf(cfg, sizeof(cfg), "%s/pod.json", setdir);
+        int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+            abort();
+        close(fd);
+        pod_args_t run, *svcs;
+        size_t n;
+        memset(&run, 0, sizeof(run));
+        run.cmd = POD_CMD_RUN;
+        snprintf(run.config, sizeof(run.config), "%s", cfg);
+        if (CHECK_RC(pod_run_load(&run, &svcs, &n, err), 0, err)) {
+            CHECK_EQ_INT(n, 2);
+            CHECK_EQ_INT(svcs[0].tls_terminate, 1);
+            CHECK_EQ_INT(svcs[1].proto, P2M_PROTO_HTTP);
+            CHECK_EQ_STR(svcs[0].url, "https://handsome-lemon-panda.example.org/");
+            CHECK_EQ_STR(svcs[1].url, "");
+            CHECK_EQ_STR(svcs[0].domain, "example.org");
+            pod_run_free(svcs, n);
+        }
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+#undef ANSWER
+#undef SVCS
+    CHECK_CTX(NULL);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/unit-pod-args.XXXXXX");
@@ -1207,6 +1438,8 @@ int main(void)
     test_status_doc();
     test_run_config();
     test_proxy();
+    test_sets_args();
+    test_setup_config();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
