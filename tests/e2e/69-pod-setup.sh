@@ -135,6 +135,19 @@ expect_eq 1 "$RC" "an expired token"
 expect_match "setup refused: 401" "$(cat "$T/setup.err")" "an expired token's error"
 expect_eq "$before_pods" "$(pods)" "no pod made by the expired token"
 
+# ---------------------------------------------------------------- a token with a label prefix
+new_token --uses 3 --label-prefix acme
+pod_setup --auth "$TOKEN" --local-ports "$PA"
+expect_eq 0 "$RC" "a generated label under the prefix ($(cat "$T/setup.err"))"
+expect_match '^acme-[a-z]+-[a-z]+-[a-z]+\.pipe2me\.localhost$' "$(cat "$T/setup.out")" "the label has the prefix"
+pod_setup --auth "$TOKEN" --local-ports "$PA" --label door
+expect_eq 1 "$RC" "a wanted label outside the prefix"
+expect_match "setup refused: 403 label not allowed" "$(cat "$T/setup.err")" "its error"
+pod_setup --auth "$TOKEN" --local-ports "$PA" --label ACME-door
+expect_eq "0|acme-door.pipe2me.localhost" "$RC|$(cat "$T/setup.out")" "a wanted label under the prefix"
+expect_eq 1 "$(uses_left "$TOKEN_ID")" "the refusal spent nothing"
+before_pods=$(pods) before_sets=$(sets)
+
 # ---------------------------------------------------------------- eight at once, one use
 new_token --uses 1
 par=()
