@@ -202,7 +202,7 @@ char *pod_setup_config(const char *answer, size_t len, const pod_args_t *a, cons
         p2m_err(err, "%s: too long", set_dir);
         goto Exit;
     }
-    snprintf(state, sizeof(state), "%s/%s", set_dir, POD_SET_STATE);
+    fit(state, sizeof(state), "%s/%s", set_dir, POD_SET_STATE);
     if ((out = json_object()) == NULL)
         goto Oom;
     json_object_foreach(doc, key, v)
@@ -234,7 +234,7 @@ Exit:
 static int mkdirs(const char *path, mode_t mode)
 {
     char p[POD_PATH_MAX + 1];
-    snprintf(p, sizeof(p), "%s", path);
+    fit(p, sizeof(p), "%s", path);
     for (char *s = p + 1; *s != '\0'; s++) {
         if (*s != '/')
             continue;
@@ -259,7 +259,7 @@ static int mkdirs(const char *path, mode_t mode)
 static int write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
     char tmp[POD_PATH_MAX + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fit(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return -1;
@@ -440,16 +440,16 @@ Exit:
  * handed its label out again) as path.replaced-TIME, so that nothing of it is lost. */
 static int move_aside(const char *path, char *moved, size_t cap)
 {
-    snprintf(moved, cap, "%s.replaced-%lld", path, (long long)time(NULL));
+    fit(moved, cap, "%s.replaced-%lld", path, (long long)time(NULL));
     return rename(path, moved);
 }
 
 /* The answer is kept in a private file under DIR until the set's run file loads. */
 static void keep_answer(const char *tmp, const char *dir, const char *id_hint, char *kept, size_t cap)
 {
-    snprintf(kept, cap, "%s/setup-answer-%s-%lld.json", dir, id_hint, (long long)time(NULL));
+    fit(kept, cap, "%s/setup-answer-%s-%lld.json", dir, id_hint, (long long)time(NULL));
     if (rename(tmp, kept) != 0)
-        snprintf(kept, cap, "%s", tmp);
+        fit(kept, cap, "%s", tmp);
 }
 
 int setup_command(const pod_args_t *a)
@@ -482,7 +482,7 @@ int setup_command(const pod_args_t *a)
         fprintf(stderr, "pipe2me-pod: --dir %s: too long for the sets' files\n", dir);
         return 2;
     }
-    snprintf(tmp, sizeof(tmp), "%s/.setup-answer-XXXXXX", dir);
+    fit(tmp, sizeof(tmp), "%s/.setup-answer-XXXXXX", dir);
     if ((fd = mkstemp(tmp)) < 0) {
         fprintf(stderr, "pipe2me-pod: --dir %s: cannot write there: %s\n", dir, strerror(errno));
         return 2;
@@ -558,7 +558,7 @@ int setup_command(const pod_args_t *a)
         free(t);
         snprintf(fqdn, sizeof(fqdn), "%s", probe_fqdn);
     }
-    snprintf(set_dir, sizeof(set_dir), "%s/%s", dir, fqdn);
+    fit(set_dir, sizeof(set_dir), "%s/%s", dir, fqdn);
     if (access(set_dir, F_OK) == 0) {
         if (move_aside(set_dir, moved, sizeof(moved)) != 0) {
             keep_answer(tmp, dir, fqdn, kept, sizeof(kept));
@@ -576,7 +576,7 @@ int setup_command(const pod_args_t *a)
     if (a->cacert[0] != '\0') {
         size_t len;
         char *ca = read_file(a->cacert, SETUP_CACERT_MAX, &len);
-        snprintf(ca_copy, sizeof(ca_copy), "%s/%s", set_dir, POD_SET_REGISTRAR_CA);
+        fit(ca_copy, sizeof(ca_copy), "%s/%s", set_dir, POD_SET_REGISTRAR_CA);
         if (ca == NULL || write_file(ca_copy, ca, len, 0644) != 0) {
             keep_answer(tmp, dir, fqdn, kept, sizeof(kept));
             fprintf(stderr, "pipe2me-pod: setup: %s: cannot copy %s: %s; the answer is kept in %s\n", ca_copy, a->cacert,
@@ -591,7 +591,7 @@ int setup_command(const pod_args_t *a)
         fprintf(stderr, "pipe2me-pod: setup: %s; the answer is kept in %s\n", err, kept);
         goto Exit;
     }
-    snprintf(path, sizeof(path), "%s/%s", set_dir, POD_SET_FILE);
+    fit(path, sizeof(path), "%s/%s", set_dir, POD_SET_FILE);
     if (write_file(path, config, strlen(config), 0600) != 0) {
         keep_answer(tmp, dir, fqdn, kept, sizeof(kept));
         fprintf(stderr, "pipe2me-pod: setup: %s: %s; the answer is kept in %s\n", path, strerror(errno), kept);
@@ -615,7 +615,7 @@ int setup_command(const pod_args_t *a)
     /* The CA consumers (and curl --cacert) check the pod's certificates with. */
     sink.len = 0;
     sink.max = SETUP_CACERT_MAX < SETUP_ANSWER_MAX ? SETUP_CACERT_MAX : SETUP_ANSWER_MAX;
-    snprintf(path, sizeof(path), "%s/%s", set_dir, POD_SET_CACERT);
+    fit(path, sizeof(path), "%s/%s", set_dir, POD_SET_CACERT);
     if (registrar_request(proxied, "/cacert", NULL, &sink, &reply, err) != 0 || reply.status != 200 ||
         strstr(sink.buf, "-----BEGIN CERTIFICATE-----") == NULL || write_file(path, sink.buf, sink.len, 0644) != 0) {
         if (err[0] == '\0' || reply.status != 0)
@@ -675,7 +675,7 @@ static int set_names(const char *dir, char ***names)
         if (de->d_name[0] == '.' || strlen(de->d_name) > P2M_DOMAIN_MAX || p2m_domain_normalize(de->d_name, norm, e) != 0 ||
             strcmp(norm, de->d_name) != 0 || strchr(norm, '.') == NULL)
             continue;
-        snprintf(path, sizeof(path), "%s/%s/%s", dir, de->d_name, POD_SET_FILE);
+        fit(path, sizeof(path), "%s/%s/%s", dir, de->d_name, POD_SET_FILE);
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
         char **nv = realloc(v, (size_t)(n + 1) * sizeof(*v));
@@ -707,7 +707,7 @@ static int set_load(const char *config, pod_args_t **svcs, size_t *n, char *err)
     if (run == NULL)
         return p2m_err(err, "out of memory");
     run->cmd = POD_CMD_RUN;
-    snprintf(run->config, sizeof(run->config), "%s", config);
+    fit(run->config, sizeof(run->config), "%s", config);
     int rc = pod_run_load(run, svcs, n, err);
     free(run);
     return rc;
@@ -717,7 +717,7 @@ static int set_load(const char *config, pod_args_t **svcs, size_t *n, char *err)
 static void set_state_dir(const pod_args_t *svc, char *out, size_t cap)
 {
     const char *slash = strrchr(svc->state_dir, '/');
-    snprintf(out, cap, "%.*s", slash != NULL ? (int)(slash - svc->state_dir) : 0, svc->state_dir);
+    fit(out, cap, "%.*s", slash != NULL ? (int)(slash - svc->state_dir) : 0, svc->state_dir);
 }
 
 int list_command(const pod_args_t *a)
@@ -828,7 +828,7 @@ int set_env_command(const pod_args_t *a)
     bad |= put_var("P2M_DIR", set_dir);
     bad |= put_var("P2M_RUN_FILE", a->config);
     bad |= put_var("P2M_STATE_DIR", state);
-    snprintf(path, sizeof(path), "%s/%s", set_dir, POD_SET_CACERT);
+    fit(path, sizeof(path), "%s/%s", set_dir, POD_SET_CACERT);
     if (access(path, R_OK) == 0)
         bad |= put_var("P2M_CACERT", path);
     for (size_t i = 0; i < n; i++)
