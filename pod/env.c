@@ -30,9 +30,9 @@ int env_quote(const char *s, char *out, size_t cap)
     return (int)n;
 }
 
-static int assign(const char *name, const char *value)
+int env_assign(const char *name, const char *value)
 {
-    char q[4 * (P2M_URL_MAX + P2M_DOMAIN_MAX) + 8];
+    char q[4 * POD_PATH_MAX + 8];
     if (env_quote(value, q, sizeof(q)) < 0) {
         fprintf(stderr, "pipe2me-pod: %s: value too long\n", name);
         return -1;
@@ -56,18 +56,18 @@ int env_command(const pod_args_t *a)
     snprintf(pool, sizeof(pool), "%u", a->pool);
     snprintf(pool_max, sizeof(pool_max), "%u", a->pool_max);
     int bad = 0;
-    bad |= assign("P2M_ID", a->id);
-    bad |= assign("P2M_LABEL", a->label);
-    bad |= assign("P2M_DOMAIN", a->domain);
-    bad |= assign("P2M_URL", url);
-    bad |= assign("P2M_REGISTRAR", a->registrar);
-    bad |= assign("P2M_POOL", pool);
-    bad |= assign("P2M_POOL_MAX", pool_max);
+    bad |= env_assign("P2M_ID", a->id);
+    bad |= env_assign("P2M_LABEL", a->label);
+    bad |= env_assign("P2M_DOMAIN", a->domain);
+    bad |= env_assign("P2M_URL", url);
+    bad |= env_assign("P2M_REGISTRAR", a->registrar);
+    bad |= env_assign("P2M_POOL", pool);
+    bad |= env_assign("P2M_POOL_MAX", pool_max);
     if (a->have_forward) {
         p2m_hostport_format(a->forward.host, a->forward.port, fwd, sizeof(fwd));
-        bad |= assign("P2M_FORWARD", fwd);
+        bad |= env_assign("P2M_FORWARD", fwd);
     }
     if (a->state_dir[0] != '\0')
-        bad |= assign("P2M_STATE_DIR", a->state_dir);
+        bad |= env_assign("P2M_STATE_DIR", a->state_dir);
     return bad ? 2 : 0;
 }

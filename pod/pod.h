@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "p2m/addr.h"
 #include "p2m/bridge.h"
@@ -548,6 +549,10 @@ void status_stop(pod_t *pod);
 /* `pipe2me-pod status`: prints the table (or the JSON). Returns the exit status. */
 int status_command(const pod_args_t *a);
 
+/* Writes len bytes to path through path.tmp and rename(2), with mode (and fsync(2) first when
+ * sync), so that a reader sees the old file or the new one. Returns 0 or -1 with errno. */
+int pod_file_write(const char *path, const char *data, size_t len, mode_t mode, int sync);
+
 /* The pid in DIR/pod.pid if that process runs and is a pipe2me-pod, else 0. */
 long status_running_pid(const char *dir);
 
@@ -579,6 +584,9 @@ int set_env_command(const pod_args_t *a);
 /* Writes s single-quoted for sh (' becomes '\''), NUL-terminated, to out. Returns the length, or
  * -1 when cap is too small. */
 int env_quote(const char *s, char *out, size_t cap);
+
+/* Prints NAME='VALUE' (env_quote) on stdout. Returns 0, or -1 with a line on stderr when too long. */
+int env_assign(const char *name, const char *value);
 
 /* `pipe2me-pod env`: prints P2M_ID=... lines. Returns the exit status. */
 int env_command(const pod_args_t *a);

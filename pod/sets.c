@@ -255,41 +255,6 @@ static int mkdirs(const char *path, mode_t mode)
     return 0;
 }
 
-/* Writes data to path through path.tmp and rename(2), with mode, synced. Returns 0 or -1 with errno. */
-static int write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-    char tmp[POD_PATH_MAX + 8];
-    fit(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0)
-        return -1;
-    const char *p = data;
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, p + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            goto Fail;
-        off += (size_t)n;
-    }
-    if (fchmod(fd, mode) != 0 || fsync(fd) != 0)
-        goto Fail;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto Fail;
-    }
-    if (rename(tmp, path) == 0)
-        return 0;
-    fd = -1;
-Fail:;
-    int saved = errno;
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    errno = saved;
-    return -1;
-}
-
 /* Reads a small regular file (a CA certificate) into a NUL-terminated buffer to free(). */
 static char *read_file(const char *path, size_t max, size_t *len)
 {
@@ -577,7 +542,7 @@ int setup_command(const pod_args_t *a)
         size_t len;
         char *ca = read_file(a->cacert, SETUP_CACERT_MAX, &len);
         fit(ca_copy, sizeof(ca_copy), "%s/%s", set_dir, POD_SET_REGISTRAR_CA);
-        if (ca == NULL || write_file(ca_copy, ca, len, 0644) != 0) {
+        if (ca == NULL || pod_file_write(ca_copy, ca, len, 0644, 1) != 0) {
             keep_answer(tmp, dir, fqdn, kept, sizeof(kept));
             fprintf(stderr, "pipe2me-pod: setup: %s: cannot copy %s: %s; the answer is kept in %s\n", ca_copy, a->cacert,
                     strerror(errno), kept);
@@ -592,7 +557,7 @@ int setup_command(const pod_args_t *a)
         goto Exit;
     }
     fit(path, sizeof(path), "%s/%s", set_dir, POD_SET_FILE);
-    if (write_file(path, config, strlen(config), 0600) != 0) {
+    if (pod_file_write(path, config, strlen(config), 0600, 1) != 0) {
         keep_answer(tmp, dir, fqdn, kept, sizeof(kept));
         fprintf(stderr, "pipe2me-pod: setup: %s: %s; the answer is kept in %s\n", path, strerror(errno), kept);
         goto Exit;
@@ -617,7 +582,7 @@ int setup_command(const pod_args_t *a)
     sink.max = SETUP_CACERT_MAX < SETUP_ANSWER_MAX ? SETUP_CACERT_MAX : SETUP_ANSWER_MAX;
     fit(path, sizeof(path), "%s/%s", set_dir, POD_SET_CACERT);
     if (registrar_request(proxied, "/cacert", NULL, &sink, &reply, err) != 0 || reply.status != 200 ||
-        strstr(sink.buf, "-----BEGIN CERTIFICATE-----") == NULL || write_file(path, sink.buf, sink.len, 0644) != 0) {
+        strstr(sink.buf, "-----BEGIN CERTIFICATE-----") == NULL || pod_file_write(path, sink.buf, sink.len, 0644, 1) != 0) {
         if (err[0] == '\0' || reply.status != 0)
             snprintf(err, sizeof(err), "status %ld or not a PEM certificate", reply.status);
         fprintf(stderr, "pipe2me-pod: setup: warning: GET /cacert failed (%s): %s is missing; the set works without it\n", err,
@@ -796,17 +761,6 @@ int list_command(const pod_args_t *a)
     return bad ? 1 : 0;
 }
 
-static int put_var(const char *name, const char *value)
-{
-    char q[4 * POD_PATH_MAX + 8];
-    if (env_quote(value, q, sizeof(q)) < 0) {
-        fprintf(stderr, "pipe2me-pod: %s: value too long\n", name);
-        return -1;
-    }
-    printf("%s=%s\n", name, q);
-    return 0;
-}
-
 int set_env_command(const pod_args_t *a)
 {
     char err[P2M_ERR_LEN], fqdn[P2M_DOMAIN_MAX + 1], set_dir[POD_PATH_MAX + 1], state[POD_PATH_MAX + 1], path[POD_PATH_MAX + 32];
@@ -820,20 +774,20 @@ int set_env_command(const pod_args_t *a)
     fit(fqdn, sizeof(fqdn), "%s.%s", svcs[0].label, svcs[0].domain);
     fit(set_dir, sizeof(set_dir), "%s/%s", a->dir, a->set);
     set_state_dir(&svcs[0], state, sizeof(state));
-    bad |= put_var("P2M_FQDN", fqdn);
-    bad |= put_var("P2M_ID", svcs[0].id);
-    bad |= put_var("P2M_LABEL", svcs[0].label);
-    bad |= put_var("P2M_DOMAIN", svcs[0].domain);
-    bad |= put_var("P2M_REGISTRAR", svcs[0].registrar);
-    bad |= put_var("P2M_DIR", set_dir);
-    bad |= put_var("P2M_RUN_FILE", a->config);
-    bad |= put_var("P2M_STATE_DIR", state);
+    bad |= env_assign("P2M_FQDN", fqdn);
+    bad |= env_assign("P2M_ID", svcs[0].id);
+    bad |= env_assign("P2M_LABEL", svcs[0].label);
+    bad |= env_assign("P2M_DOMAIN", svcs[0].domain);
+    bad |= env_assign("P2M_REGISTRAR", svcs[0].registrar);
+    bad |= env_assign("P2M_DIR", set_dir);
+    bad |= env_assign("P2M_RUN_FILE", a->config);
+    bad |= env_assign("P2M_STATE_DIR", state);
     fit(path, sizeof(path), "%s/%s", set_dir, POD_SET_CACERT);
     if (access(path, R_OK) == 0)
-        bad |= put_var("P2M_CACERT", path);
+        bad |= env_assign("P2M_CACERT", path);
     for (size_t i = 0; i < n; i++)
         if (svcs[i].url[0] != '\0') {
-            bad |= put_var("P2M_URL", svcs[i].url);
+            bad |= env_assign("P2M_URL", svcs[i].url);
             break;
         }
     for (size_t i = 0; i < n; i++) {
@@ -846,11 +800,11 @@ int set_env_command(const pod_args_t *a)
         up[k] = '\0';
         if (svcs[i].url[0] != '\0') {
             snprintf(name, sizeof(name), "P2M_URL_%s", up);
-            bad |= put_var(name, svcs[i].url);
+            bad |= env_assign(name, svcs[i].url);
         }
         snprintf(name, sizeof(name), "P2M_LOCAL_%s", up);
         p2m_hostport_format(svcs[i].forward.host, svcs[i].forward.port, local, sizeof(local));
-        bad |= put_var(name, local);
+        bad |= env_assign(name, local);
     }
     pod_run_free(svcs, n);
     return bad ? 2 : 0;

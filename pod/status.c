@@ -47,8 +47,7 @@ static const char *json_text(const char *s, char *out, size_t cap)
     return out;
 }
 
-/* Writes len bytes to path through path.tmp and rename(2). Returns 0 or -1 with errno. */
-static int write_atomic(const char *path, const char *data, size_t len, mode_t mode)
+int pod_file_write(const char *path, const char *data, size_t len, mode_t mode, int sync)
 {
     char tmp[POD_PATH_MAX + 32];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -60,22 +59,27 @@ static int write_atomic(const char *path, const char *data, size_t len, mode_t m
         ssize_t n = write(fd, data + off, len - off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            errno = e;
-            return -1;
-        }
+        if (n <= 0)
+            goto Fail;
         off += (size_t)n;
     }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        errno = e;
-        return -1;
+    /* An existing path.tmp kept its mode through O_CREAT: set it. */
+    if (fchmod(fd, mode) != 0 || (sync && fsync(fd) != 0))
+        goto Fail;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto Fail;
     }
-    return 0;
+    if (rename(tmp, path) == 0)
+        return 0;
+    fd = -1;
+Fail:;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    errno = e;
+    return -1;
 }
 
 static void status_write(pod_t *pod, const char *state)
@@ -122,7 +126,7 @@ static void status_write(pod_t *pod, const char *state)
         return;
     snprintf(path, sizeof(path), "%s/status.json", a->state_dir);
     static int failed_logged;
-    if (write_atomic(path, doc, (size_t)n, 0644) != 0) {
+    if (pod_file_write(path, doc, (size_t)n, 0644, 0) != 0) {
         if (!failed_logged)
             p2m_log(P2M_LOG_WARN, "status_write_failed", "path=%s error=\"%s\"", path, strerror(errno));
         failed_logged = 1;
@@ -186,7 +190,7 @@ int status_start(pod_t *pod, char *err)
         return p2m_err(err, "--state-dir %s: pipe2me-pod %ld already runs with it", dir, other);
     snprintf(path, sizeof(path), "%s/pod.pid", dir);
     int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-    if (write_atomic(path, buf, (size_t)n, 0644) != 0)
+    if (pod_file_write(path, buf, (size_t)n, 0644, 0) != 0)
         return p2m_err(err, "%s: %s", path, strerror(errno));
     status_write(pod, "running");
     p2m_loop_timer_start(pod->loop, &pod->status_timer, POD_STATUS_MS);
