@@ -28,6 +28,10 @@ struct lease_waiter {
  * lease to relay (PROTOCOL 3.2). w must stay where it is until on_bound runs or lease_cancel. */
 void lease_wait(registrar_t *r, lease_waiter_t *w, uint16_t port, const char *relay, int announce);
 
+/* Publishes "lease PORT" to relay (PROTOCOL 3.2). When no subscriber gets it the relay is gone:
+ * its heartbeat is removed and the waiters of port get on_bound 0 at once (event=relay_gone). */
+void lease_announce(registrar_t *r, const char *relay, uint16_t port);
+
 /* Stops w's wait, if it waits: on_bound will not be called. For an op being freed. */
 void lease_cancel(lease_waiter_t *w);
 

@@ -120,9 +120,7 @@ static void on_bound(lease_waiter_t *w, int ok)
 
 static void announce(consumer_op_t *op, const char *relay)
 {
-    p2m_store_cmd_t cmd;
-    if (p2m_store_cmd_announce_lease(&cmd, relay, op->port) == 0)
-        redis_send_nowait(op->super.r, &cmd);
+    lease_announce(op->super.r, relay, op->port);
 }
 
 static void on_route(op_t *base, redisReply *rep)
