@@ -3,6 +3,7 @@
 #include "http.h"
 #include "lease.h"
 #include "redis_h2o.h"
+#include "drain.h"
 #include "registrar.h"
 #include "tls.h"
 #include "p2m/err.h"
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
         return 2;
     }
     redis_start(&r, lease_on_bound, err);
+    drain_start(&r);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
