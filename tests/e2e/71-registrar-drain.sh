@@ -6,7 +6,8 @@
 # registrations go to B, while consumers asking A are served throughout and the pod's registrar
 # stays up; `registrar undrain A` brings the pod's registrations back to A. A third registrar whose
 # registrar.pods_to names a foreign host sends a pod there with 308: the pod refuses (logged), and
-# nothing reaches that host, where a listener records every byte.
+# nothing reaches that host, where a listener records every byte. A fourth whose pods_to names B
+# answers 308: the pod follows once, then registers with B directly.
 #
 # Both registrars listen on 127.0.0.1 with ports of their own: a pod follows only to its
 # registrar's host, DOMAIN or a name under it, and curl resolves pipe2me.localhost (and every
@@ -56,27 +57,33 @@ p2m_bg echo "$POD_BIN" test --forward-http "$ECHO_HTTP"
 p2m_wait_until "the echo service listens" p2m_listening "$ECHO_HTTP"
 p2m_start_pod podecho echo "127.0.0.1:$ECHO_HTTP"
 
-# consume TAG: a consumer asks A for echo (the registrar's 307 to the consumer port), then fetches
-# /TAG there through the relay and the pod; each one takes a pre-connection, which the pod
-# replaces with a registration.
+# consume TAG [LABEL]: a consumer asks A for LABEL (default echo; the registrar's 307 to the
+# consumer port), then fetches /TAG there through the relay and the pod; each one takes a
+# pre-connection, which the pod replaces with a registration.
 consume() {
-    local q got
-    p2m_consumer_port q https echo
-    got=$(curl -sS --max-time 20 "http://echo.pipe2me.localhost:$q/$1") || fail "consumer $1: curl failed"
-    expect_match "^GET /$1 HTTP/1\\.1"$'\r\n' "$got" "consumer $1 is answered by the echo"
+    local q got label=${2:-echo}
+    p2m_consumer_port q https "$label"
+    got=$(curl -sS --max-time 20 "http://$label.pipe2me.localhost:$q/$1") || fail "consumer $1: curl failed"
+    expect_match "^GET /$1 HTTP/1\\.1"$'\r\n' "$got" "consumer $1 of $label is answered by the echo"
 }
-# registered_at LOG N: LOG has more than N successful registrations of echo.
-registered_at() { (($(p2m_log_count "$1" "event=register status=200 label=echo ") > $2)); }
-# consume_until DESC CHECK...: consumers until CHECK holds (each makes the pod register again).
+# registered_at LOG N [LABEL]: LOG has more than N successful registrations of LABEL (default echo).
+registered_at() { (($(p2m_log_count "$1" "event=register status=200 label=${3:-echo} ") > $2)); }
+# consume_until [-l LABEL] DESC CHECK...: consumers of LABEL (default echo) until CHECK holds (each
+# makes the pod register again).
 consume_until() {
-    local desc=$1 i
+    local label=echo desc i
+    if [[ $1 == -l ]]; then
+        label=$2
+        shift 2
+    fi
+    desc=$1
     shift
     for ((i = 0; i < 200; i++)); do
         "$@" && {
             p2m_ok
             return 0
         }
-        consume "c$i"
+        consume "c$i" "$label"
         sleep 0.2
     done
     fail "$desc: not after 200 consumers"
@@ -166,7 +173,37 @@ p2m_ok
 expect_eq 0 "$(stat -c %s "$T/trap.bytes")" "nothing reached the foreign host (no Authorization, no TLS hello)"
 expect_eq 0 "$(p2m_log_count podfar 'event=registered ')" "the far pod did not register"
 
+# ---------------------------------------------------------------- a 308 is kept
+
+# D sends its pods to B for good: the pod follows the first 308 and then registers with B directly.
+p2m_free_port PD
+p2m_free_port PD_HTTP
+p2m_free_port PD_METRICS
+URL_D=https://pipe2me.localhost:$PD
+jq --arg https "127.0.0.1:$PD" --arg http "127.0.0.1:$PD_HTTP" --arg metrics "127.0.0.1:$PD_METRICS" --arg url "$URL_D" \
+    --arg to "$URL_B" \
+    '.registrar += {name: "regd", https: $https, http: $http, metrics_listen: $metrics, url: $url, pods_to: $to}' \
+    "$P2M_CONFIG" >"$T/d.json"
+p2m_start_registrar "$T/d.json" registrar-d
+REGD_PID=$REGISTRAR_PID
+p2m_wait_until -t 30 "admin registrar ls shows D" registrars_are rega regb regc regd
+"$P2M_BUILD_DIR/tools/pipe2me-admin" -c "$T/d.json" pod add podmove --label move -o "$T/podmove.json" >/dev/null
+p2m_start_pod podmove move "127.0.0.1:$ECHO_HTTP"
+p2m_log_has podmove "event=register_redirected label=move kind=register status=308 from=$URL_D/register/move to=$URL_B/register/move hop=1" ||
+    fail "the pod follows D's 308"
+p2m_ok
+d_308=$(p2m_log_count registrar-d "event=register_redirect status=308 kind=register label=move ")
+((d_308 >= 1)) || fail "D logs its 308"
+expect_eq 0 "$(p2m_log_count registrar-d 'event=register status=')" "D registers no pod itself"
+b_before=$(p2m_log_count registrar-b "event=register status=200 label=move ")
+consume_until -l move "the pod registers with B twice more" registered_at registrar-b $((b_before + 1)) move
+expect_eq "$d_308" "$(p2m_log_count registrar-d "event=register_redirect status=308 kind=register label=move ")" \
+    "after the 308 the pod's registrations go to B directly"
+
 # ---------------------------------------------------------------- the end
+
+p2m_stop podmove "$PODMOVE_PID"
+expect_log_clean registrar-d
 
 p2m_stop podfar "$PODFAR_PID"
 p2m_stop podecho "$PODECHO_PID"
