@@ -203,6 +203,9 @@ expect_eq "$d_308" "$(p2m_log_count registrar-d "event=register_redirect status=
 # ---------------------------------------------------------------- the end
 
 p2m_stop podmove "$PODMOVE_PID"
+for reg in d:"$REGD_PID" c:"$REGC_PID" b:"$REGB_PID"; do
+    p2m_stop "registrar-${reg%%:*}" "${reg#*:}"
+done
 expect_log_clean registrar-d
 
 p2m_stop podfar "$PODFAR_PID"
