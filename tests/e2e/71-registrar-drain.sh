@@ -4,7 +4,7 @@
 # `admin registrar ls` lists both from their heartbeats; `registrar drain A --to B`: A answers the
 # pod's registrations with 307 to B (before looking at its credential), the pod follows and its
 # registrations go to B, while consumers asking A are served throughout and the pod's registrar
-# stays up; `registrar undrain A` brings the pod's registrations back to A. A third registrar whose
+# stays up, and a pod that starts meanwhile gets its certificate from B; `registrar undrain A` brings the pod's registrations back to A. A third registrar whose
 # registrar.pods_to names a foreign host sends a pod there with 308: the pod refuses (logged), and
 # nothing reaches that host, where a listener records every byte. A fourth whose pods_to names B
 # answers 308: the pod follows once, then registers with B directly.
@@ -125,6 +125,17 @@ p2m_log_has podecho "event=register_redirected label=echo kind=register status=3
 p2m_ok
 consume during
 expect_eq up "$(p2m_pod_json "$T/podecho" .health.registrar)" "the pod's registrar stays up while A drains"
+
+# A pod that starts while A drains gets its certificate from B: the POST /certificate follows too.
+p2m_start_pod podtls tls "127.0.0.1:$ECHO_HTTP" --tls-terminate
+p2m_log_has podtls "event=register_redirected label=tls kind=certificate status=307 from=$URL_A/certificate/tls to=$URL_B/certificate/tls hop=1" ||
+    fail "the pod follows A's 307 for its certificate"
+p2m_log_has registrar-b "event=certificate status=200 label=tls " || fail "B issues the certificate"
+p2m_log_has registrar "event=register_redirect status=307 kind=certificate label=tls " || fail "A logs the certificate's 307"
+p2m_ok
+expect_eq 0 "$(p2m_log_count registrar 'event=certificate ')" "A issues no certificate while it drains"
+p2m_stop podtls "$PODTLS_PID"
+expect_log_clean podtls
 
 # ---------------------------------------------------------------- undrain A
 
