@@ -56,12 +56,33 @@ void p2m_config_defaults(p2m_config_t *cfg)
     char host[256] = "";
     if (gethostname(host, sizeof(host) - 1) != 0 || p2m_label_normalize(host, strcspn(host, "."), cfg->relay.name, NULL) != 0)
         strcpy(cfg->relay.name, "relay");
+    if (p2m_label_normalize(host, strcspn(host, "."), cfg->registrar.name, NULL) != 0)
+        strcpy(cfg->registrar.name, "registrar");
     cfg->relay.ports = (p2m_port_range_t){20000, 29999};
     cfg->relay.wait_timeout = 5;
     cfg->relay.first_byte_timeout = 10;
     cfg->relay.idle_timeout = 600;
     cfg->relay.max_conns_per_addr = 256;
     derive_url(cfg);
+}
+
+int p2m_https_base_normalize(const char *s, char *out, char *err)
+{
+    size_t len = s == NULL ? 0 : strlen(s);
+    if (len > P2M_URL_MAX)
+        return p2m_err(err, "longer than %d bytes", P2M_URL_MAX);
+    if (len < 9 || strncmp(s, "https://", 8) != 0)
+        return p2m_err(err, "expected an https:// URL");
+    for (size_t i = 0; i < len; i++)
+        if (s[i] <= ' ' || s[i] > '~' || strchr("@?#\"\\", s[i]) != NULL)
+            return p2m_err(err, "holds a blank, a non-ASCII byte or one of @ ? # \" \\");
+    while (len > 8 && s[len - 1] == '/')
+        len--;
+    if (len == 8 || s[8] == '/' || s[8] == ':')
+        return p2m_err(err, "expected a host after https://");
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return 0;
 }
 
 int p2m_domain_normalize(const char *s, char *out, char *err)
@@ -239,6 +260,17 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
             for (const char *p = r->url; rc == 0 && *p != '\0'; p++)
                 if (*p <= ' ' || *p > '~')
                     rc = p2m_err(err, "registrar.url: contains a space or a non-ASCII byte");
+        } else if (strcmp(key, "name") == 0) {
+            char buf[256], lerr[P2M_ERR_LEN];
+            rc = read_string(v, "registrar.name", buf, sizeof(buf), err);
+            if (rc == 0 && p2m_label_normalize(buf, strlen(buf), r->name, lerr) != 0)
+                rc = p2m_err(err, "registrar.name: %s", lerr);
+        } else if (strcmp(key, "pods_to") == 0) {
+            char buf[P2M_URL_MAX + 1], uerr[P2M_ERR_LEN];
+            r->pods_to[0] = '\0';
+            rc = json_is_null(v) ? 0 : read_string(v, "registrar.pods_to", buf, sizeof(buf), err);
+            if (rc == 0 && !json_is_null(v) && p2m_https_base_normalize(buf, r->pods_to, uerr) != 0)
+                rc = p2m_err(err, "registrar.pods_to: %s", uerr);
         } else if (strcmp(key, "preconnect_timeout") == 0) {
             rc = read_seconds(v, "registrar.preconnect_timeout", &r->preconnect_timeout, err);
         } else if (strcmp(key, "consumer_ttl") == 0) {

@@ -984,6 +984,109 @@ Exit:
     return ret;
 }
 
+/* ARGV: the registrars set, the hash prefix, the drain suffix. */
+static const char lua_registrar_list[] = "local out = {}\n"
+                                         "for _, name in ipairs(redis.call('SMEMBERS', ARGV[1])) do\n"
+                                         "  local k = ARGV[2] .. name\n"
+                                         "  local pttl = redis.call('PTTL', k)\n"
+                                         "  local drain = redis.call('GET', k .. ARGV[3])\n"
+                                         "  if pttl == -2 and not drain then\n"
+                                         "    redis.call('SREM', ARGV[1], name)\n"
+                                         "  else\n"
+                                         "    local h = redis.call('HMGET', k, 'url', 'started', 'pods_to', 'draining_to')\n"
+                                         "    table.insert(out, {name, pttl, h[1], h[2], h[3], h[4], drain})\n"
+                                         "  end\n"
+                                         "end\n"
+                                         "return out\n";
+
+static int cmp_registrar(const void *a, const void *b)
+{
+    return strcmp(((const p2m_registrar_info_t *)a)->name, ((const p2m_registrar_info_t *)b)->name);
+}
+
+int p2m_store_registrar_list(p2m_store_t *st, p2m_registrar_info_t **out, size_t *n, char *err)
+{
+    const char *args[] = {P2M_KEY_REGISTRARS, P2M_KEY_REGISTRAR, P2M_KEY_DRAIN};
+    redisReply *r = NULL;
+    p2m_registrar_info_t *list = NULL;
+    size_t k = 0;
+    int ret = -1;
+
+    if (run_script(st, lua_registrar_list, 0, NULL, 3, args, &r, err) != 0)
+        goto Exit;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        p2m_err(err, "%s: unexpected reply listing registrars", st->where);
+        goto Exit;
+    }
+    if ((list = calloc(r->elements + 1, sizeof(*list))) == NULL) {
+        p2m_err(err, "out of memory");
+        goto Exit;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 7 || e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_INTEGER)
+            continue;
+        p2m_registrar_info_t *ri = &list[k++];
+        reply_copy(e->element[0], ri->name, sizeof(ri->name));
+        long long pttl = e->element[1]->integer; /* -2: no hash */
+        ri->live = pttl != -2;
+        ri->ttl_ms = pttl < 0 ? 0 : pttl;
+        /* A missing field or key is Lua's false, a nil reply: "". */
+        reply_copy(e->element[2], ri->url, sizeof(ri->url));
+        reply_copy(e->element[3], ri->started, sizeof(ri->started));
+        reply_copy(e->element[4], ri->pods_to, sizeof(ri->pods_to));
+        reply_copy(e->element[5], ri->draining_to, sizeof(ri->draining_to));
+        reply_copy(e->element[6], ri->drain, sizeof(ri->drain));
+    }
+    qsort(list, k, sizeof(*list), cmp_registrar);
+    *out = list;
+    *n = k;
+    list = NULL;
+    ret = 0;
+Exit:
+    free(list);
+    if (r != NULL)
+        freeReplyObject(r);
+    return ret;
+}
+
+/* KEYS: the registrar's hash, its drain key. ARGV: url. */
+static const char lua_registrar_drain[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end\n"
+                                          "redis.call('SET', KEYS[2], ARGV[1])\n"
+                                          "return 'ok'\n";
+
+int p2m_store_registrar_drain(p2m_store_t *st, const char *name, const char *url, char *err)
+{
+    char khash[P2M_LABEL_MAX + 32], kdrain[P2M_LABEL_MAX + 48];
+    const char *keys[] = {khash, kdrain}, *args[] = {url};
+    redisReply *r = NULL;
+    snprintf(khash, sizeof(khash), P2M_KEY_REGISTRAR "%s", name);
+    snprintf(kdrain, sizeof(kdrain), P2M_KEY_REGISTRAR "%s" P2M_KEY_DRAIN, name);
+    if (run_script(st, lua_registrar_drain, 2, keys, 1, args, &r, err) != 0)
+        return -1;
+    int ret = 0;
+    if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_STRING)
+        ret = p2m_err(err, "%s: unexpected reply draining a registrar", st->where);
+    else if (strcmp(r->str, "gone") == 0)
+        ret = p2m_err(err, "no live registrar %s (pipe2me-admin registrar ls)", name);
+    freeReplyObject(r);
+    return ret;
+}
+
+int p2m_store_registrar_undrain(p2m_store_t *st, const char *name, int *was, char *err)
+{
+    char kdrain[P2M_LABEL_MAX + 48];
+    snprintf(kdrain, sizeof(kdrain), P2M_KEY_REGISTRAR "%s" P2M_KEY_DRAIN, name);
+    redisReply *r = store_call(st, err, "DEL", kdrain, NULL);
+    if (r == NULL)
+        return -1;
+    if (was != NULL)
+        *was = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    return 0;
+}
+
 int p2m_store_time(p2m_store_t *st, long long *usec, char *err)
 {
     redisReply *r = store_call(st, err, "TIME", NULL);

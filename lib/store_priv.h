@@ -26,6 +26,9 @@
 #define P2M_KEY_RELAY_STATS "p2m:stats:relay:"  /* + NAME */
 #define P2M_KEY_PORTBUSY "p2m:portbusy:"        /* + NAME:PORT */
 #define P2M_KEY_ALIVE "p2m:alive:"              /* + SERVICE */
+#define P2M_KEY_REGISTRARS "p2m:registrars"
+#define P2M_KEY_REGISTRAR "p2m:registrar:" /* + NAME: the heartbeat hash; + NAME + P2M_KEY_DRAIN */
+#define P2M_KEY_DRAIN ":drain"             /* the URL registrar NAME sends its pods to */
 #define P2M_KEY_TOKENS "p2m:tokens"
 #define P2M_KEY_TOKEN "p2m:token:" /* + HASH */
 #define P2M_CHANNEL_BOUND "p2m:bound"

@@ -149,6 +149,26 @@ static const char lua_leave[] = "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
                                 "redis.call('SREM', '" P2M_KEY_RELAYS "', ARGV[1])\n"
                                 "return 0\n";
 
+/* KEYS: registrar hash, its drain key. ARGV: name, url, started, pods_to, ttl. */
+static const char lua_registrar_heartbeat[] =
+    "local to = redis.call('GET', KEYS[2])\n"
+    "redis.call('HSET', KEYS[1], 'url', ARGV[2], 'started', ARGV[3])\n"
+    "if to then redis.call('HSET', KEYS[1], 'draining_to', to) else redis.call('HDEL', KEYS[1], 'draining_to') end\n"
+    "if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'pods_to', ARGV[4]) else redis.call('HDEL', KEYS[1], 'pods_to') end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
+    "redis.call('SADD', '" P2M_KEY_REGISTRARS "', ARGV[1])\n"
+    "return to or ''\n";
+
+int p2m_store_cmd_registrar_heartbeat(p2m_store_cmd_t *c, const char *name, const char *url, const char *started,
+                                      const char *pods_to, unsigned ttl)
+{
+    return EVAL(c, lua_registrar_heartbeat, 2) || pushf(c, P2M_KEY_REGISTRAR "%s", name) ||
+                   pushf(c, P2M_KEY_REGISTRAR "%s" P2M_KEY_DRAIN, name) || push(c, name) || push(c, url) || push(c, started) ||
+                   push(c, pods_to) || pushu(c, ttl)
+               ? -1
+               : 0;
+}
+
 /* The relay's hashes, in the order the heartbeat and leave scripts take them. */
 static int push_relay_keys(p2m_store_cmd_t *c, const char *relay)
 {

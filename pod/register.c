@@ -31,6 +31,7 @@
 #include "p2m/err.h"
 #include "p2m/totp.h"
 #include "reg_header.h"
+#include "redirect.h"
 #include "session.h"
 
 #define REG_MAGIC 0x52454749u /* "REGI" */
@@ -71,13 +72,13 @@ struct reg {
     p2m_loop_timer_t hold; /* no request until it fires */
     pod_backoff_t bo;
     pod_health_t health;
-    char last_failure[64];                         /* the failure last logged at warn or error: repeats go to debug */
-    char error[P2M_ERR_LEN];                       /* why the registrar is down, for status; "" when up */
-    const pod_proxy_t *proxy;                      /* the proxy requests go through, NULL: direct */
-    long proxy_refused;                            /* the proxy's refusal last logged at error, 0: none since up */
-    char target[P2M_HOST_MAX + 16];                /* the registrar's HOST:PORT, what the proxy is asked to CONNECT to */
-    char url[3][P2M_URL_MAX + P2M_LABEL_MAX + 16]; /* by reg_kind_t */
-    int single;                                    /* the registrar refused "connections": ask for one */
+    char last_failure[64];                 /* the failure last logged at warn or error: repeats go to debug */
+    char error[P2M_ERR_LEN];               /* why the registrar is down, for status; "" when up */
+    const pod_proxy_t *proxy;              /* the proxy requests go through, NULL: direct */
+    long proxy_refused;                    /* the proxy's refusal last logged at error, 0: none since up */
+    char target[P2M_HOST_MAX + 16];        /* the registrar's HOST:PORT, what the proxy is asked to CONNECT to */
+    char url[3][POD_REDIRECT_URL_MAX + 1]; /* by reg_kind_t; a followed 308 replaces its kind's */
+    int single;                            /* the registrar refused "connections": ask for one */
 
     req_t *reqs;
     unsigned inflight; /* pre-connections asked for by the registrations in flight */
@@ -108,8 +109,12 @@ struct req {
     reg_header_t hdr;         /* what the response's headers said */
     pod_proxy_resp_t connect; /* through a proxy: its answer to curl's CONNECT, the first header block */
     char errbuf[CURL_ERROR_SIZE];
+    char url[POD_REDIRECT_URL_MAX + 1]; /* where it goes now: reg->url[kind], or a redirect's Location */
+    unsigned hops;                      /* redirects followed */
     req_t *next, *prev;
 };
+
+_Static_assert(POD_REDIRECT_URL_MAX >= P2M_URL_MAX + P2M_LABEL_MAX + 16, "a registrar URL and a path fit a redirect's URL");
 
 static reg_t *reg_check(reg_t *reg)
 {
@@ -211,6 +216,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     req->reg = reg;
     req->kind = kind;
     req->auth = auth;
+    snprintf(req->url, sizeof(req->url), "%s", reg->url[kind]);
     reg_header_reset(&req->hdr);
     pod_proxy_resp_init(&req->connect);
     if ((req->body = malloc(kinds[kind].body_max + 1)) == NULL)
@@ -268,8 +274,11 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
         oom("request");
     CURL *e = req->easy;
     int bad = 0;
-    bad |= curl_easy_setopt(e, CURLOPT_URL, reg->url[kind]) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_URL, req->url) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https") != CURLE_OK;
+    /* Redirects are followed by redirected() rather than by curl: its FOLLOWLOCATION knows no host
+     * rule (MAXREDIRS, REDIR_PROTOCOLS and UNRESTRICTED_AUTH would hand the Authorization to any
+     * https host), and a 308 is to be remembered for the next requests, which curl forgets. */
     bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
     if (kinds[kind].method != NULL) {
         const char *body = kind == REG_CERT ? reg->csr : req->reg_body;
@@ -316,7 +325,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, req) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, req) != CURLE_OK;
     if (bad) {
-        p2m_log(P2M_LOG_ERROR, "curl_setopt_failed", "url=%s", reg->url[kind]);
+        p2m_log(P2M_LOG_ERROR, "curl_setopt_failed", "url=%s", req->url);
         goto Exit;
     }
     CURLMcode mc = curl_multi_add_handle(pod_curl_loop_multi(reg->curl), e);
@@ -487,6 +496,61 @@ static void answered_ok(req_t *req)
     free(body);
 }
 
+/* A 307 or 308 to a registration or a certificate request: sends the same request (method, body,
+ * Authorization) again to the Location when pod_redirect_check() accepts it and fewer than
+ * POD_REDIRECT_HOPS_MAX redirects were followed; a 308 also moves the kind's later requests there.
+ * The redirecting registrar has not looked at the credential, so a TOTP code is still unspent.
+ * Returns 0 when the request runs again, or -1 with a one-line reason (req untouched). */
+static int redirected(req_t *req, long status, char *reason, size_t cap)
+{
+    reg_t *reg = req->reg;
+    pod_t *pod = reg->pod;
+    char *loc = NULL, to[POD_REDIRECT_URL_MAX + 1], err[P2M_ERR_LEN];
+    /* curl's REDIRECT_URL is the Location made absolute against the request's URL (it keeps what
+     * the registrar wrote otherwise), so a relative one stays on this registrar. */
+    if (curl_easy_getinfo(req->easy, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK || loc == NULL || loc[0] == '\0') {
+        snprintf(reason, cap, "no usable Location");
+        return -1;
+    }
+    if (pod_redirect_check(loc, strlen(loc), pod->args->reg_host, pod->args->domain, to, sizeof(to), err) != 0) {
+        /* The Location as far as it is printable, for the operator: at most 120 bytes, no quote. */
+        char shown[121];
+        size_t n = 0;
+        for (; loc[n] != '\0' && n < sizeof(shown) - 1; n++)
+            shown[n] = (unsigned char)loc[n] < 0x21 || (unsigned char)loc[n] > 0x7e || loc[n] == '"' ? '?' : loc[n];
+        shown[n] = '\0';
+        snprintf(reason, cap, "%s: %s", err, shown);
+        return -1;
+    }
+    if (req->hops >= POD_REDIRECT_HOPS_MAX) {
+        snprintf(reason, cap, "more than %d redirects", POD_REDIRECT_HOPS_MAX);
+        return -1;
+    }
+    CURLM *multi = pod_curl_loop_multi(reg->curl);
+    curl_multi_remove_handle(multi, req->easy);
+    if (curl_easy_setopt(req->easy, CURLOPT_URL, to) != CURLE_OK) {
+        snprintf(reason, cap, "curl refused the URL");
+        return -1;
+    }
+    p2m_log(P2M_LOG_INFO, "register_redirected", "label=%s kind=%s status=%ld from=%s to=%s hop=%u", pod->args->label,
+            kinds[req->kind].name, status, req->url, to, req->hops + 1);
+    if (status == 308)
+        snprintf(reg->url[req->kind], sizeof(reg->url[0]), "%s", to);
+    snprintf(req->url, sizeof(req->url), "%s", to);
+    req->hops++;
+    req->body_len = req->body_total = 0;
+    req->body[0] = '\0';
+    reg_header_reset(&req->hdr);
+    pod_proxy_resp_init(&req->connect);
+    req->errbuf[0] = '\0';
+    CURLMcode mc = curl_multi_add_handle(multi, req->easy);
+    if (mc != CURLM_OK) {
+        snprintf(reason, cap, "%s", curl_multi_strerror(mc));
+        return -1;
+    }
+    return 0;
+}
+
 /* Acts on a finished request's answer (rc: curl's result): holds, backoffs, the session, the
  * outcome to the pool or cert.c, each logged. Takes req (freed here). */
 static void answered(req_t *req, CURLcode rc)
@@ -514,6 +578,17 @@ static void answered(req_t *req, CURLcode rc)
 
     if (status == 200) {
         answered_ok(req);
+        return;
+    }
+    if ((status == 307 || status == 308) && kind != REG_CACERT) {
+        /* A registrar that hands its pods to another (PROTOCOL 1.7); refused: as any failure. */
+        if (redirected(req, status, reason, sizeof(reason)) == 0)
+            return;
+        p2m_err(why, "%ld redirect refused: %s", status, reason);
+        retry_ms = pod_backoff_next(&reg->bo);
+        reg_failed(reg, req, P2M_LOG_ERROR, "register_redirect_refused", "redirect", retry_ms, why,
+                   "status=%ld kind=%s from=%s reason=\"%s\"", status, kinds[kind].name, req->url, reason);
+        req_failed_done(req, status, reason, retry_ms);
         return;
     }
     if ((status == 401 || status == 403) && req->auth == AUTH_BEARER) {

@@ -1,6 +1,7 @@
 /* The bare domain's service endpoints: /_health, /cacert, /metrics. The checks that wait for Redis
  * need nothing beyond the base op (op.h). */
 #include "health.h"
+#include "drain.h"
 #include "op.h"
 #include "redis_h2o.h"
 #include "registrar.h"
@@ -19,8 +20,15 @@ static void on_health(op_t *op, redisReply *rep)
         op_respond(op, 503, "Service Unavailable", "redis unavailable");
     else if (rep->element[0]->integer == 0)
         op_respond(op, 503, "Service Unavailable", "no relay is running");
-    else
-        op_respond(op, 200, "OK", "ok");
+    else {
+        /* Still 200: a draining registrar serves consumers; the body tells an operator why pods leave. */
+        int status;
+        const char *to = drain_target(op->r, &status);
+        char body[P2M_URL_MAX + 64];
+        snprintf(body, sizeof(body), "ok%s%s", to != NULL ? (status == 307 ? ", draining to " : ", pods to ") : "",
+                 to != NULL ? to : "");
+        op_respond(op, 200, "OK", body);
+    }
 }
 
 void health_handle(registrar_t *r, h2o_req_t *req)

@@ -1,6 +1,7 @@
 /* Request routing, and the HTTPS, HTTP, PROXY and metrics listeners. */
 #include "http.h"
 #include "certificate.h"
+#include "drain.h"
 #include "health.h"
 #include "redirect.h"
 #include "redis_h2o.h"
@@ -162,6 +163,10 @@ static void serve_https(registrar_t *r, h2o_req_t *req)
             req_send_text(req, 404, "Not Found", "no such label");
             return;
         }
+        /* A draining registrar sends pods on before it looks at their credential (PROTOCOL 1.7). */
+        if (labelled[i].handle != tcp_port_handle &&
+            drain_redirect(r, req, i == 0 ? "register" : "certificate", req->path.base + plen, req->path.len - plen))
+            return;
         labelled[i].handle(r, req, req->path.base + plen, req->path.len - plen);
         return;
     }

@@ -3,6 +3,7 @@
 #include "http.h"
 #include "lease.h"
 #include "redis_h2o.h"
+#include "drain.h"
 #include "registrar.h"
 #include "tls.h"
 #include "p2m/err.h"
@@ -37,6 +38,8 @@ static void check_report(const char *path, const p2m_config_t *cfg)
 {
     char a[P2M_HOST_MAX + 16];
     printf("%s: ok\n", path);
+    printf("name %s\n", cfg->registrar.name);
+    printf("pods_to %s\n", cfg->registrar.pods_to[0] != '\0' ? cfg->registrar.pods_to : "off");
     p2m_hostport_format(cfg->registrar.listen.host, cfg->registrar.listen.port, a, sizeof(a));
     printf("https %s\n", a);
     if (cfg->registrar.http_enabled) {
@@ -130,6 +133,7 @@ int main(int argc, char **argv)
         return 2;
     }
     redis_start(&r, lease_on_bound, err);
+    drain_start(&r);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));

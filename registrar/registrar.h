@@ -47,6 +47,14 @@ struct registrar {
     struct p2m_logsum *proxy_refusals;
     h2o_timeout_t proxy_flush_timeout;
     h2o_timeout_entry_t proxy_flush_entry;
+    /* drain.c: the heartbeat, and the drain URL it last read ("" when not draining) */
+    h2o_timeout_t beat_timeout, beat_retry_timeout;
+    h2o_timeout_entry_t beat_entry;
+    struct op *beat_op; /* what the heartbeat's reply is handed back with */
+    int beat_pending;
+    char started[24];
+    char draining_to[P2M_URL_MAX + 1];
+    char drain_bad[P2M_URL_MAX + 1]; /* a drain URL refused (logged once) */
 };
 
 #endif

@@ -3,7 +3,8 @@
  * printable line; a command it accepts has its argument count and options checked against the
  * command's own (a one-word command, check, takes its arguments after its one word), settings
  * (--token-reuse, --digits, --protocol, and token add's --uses, --tunnels, --expires and --label-prefix) hold only
- * their allowed values, --service values (at most
+ * their allowed values, registrar drain's --to an https:// URL without trailing slashes that
+ * normalises to itself, --service values (at most
  * ADMIN_SERVICES_MAX) go only to the commands that take them,
  * every string it hands back is borrowed from argv, and the canonical command line built from the
  * result (options first, then "--" and the words) parses to the same result. */
@@ -24,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     admin_action_t action, action2;
     const admin_command_t *cmd, *cmd2;
     char err[P2M_ERR_LEN] = "";
-    char *canon[8 + 2 * ADMIN_LABELS_MAX + 2 * ADMIN_SERVICES_MAX + 6 + 8 + 2 + 2 + 1];
+    char *canon[8 + 2 * ADMIN_LABELS_MAX + 2 * ADMIN_SERVICES_MAX + 6 + 8 + 2 + 2 + 2 + 1];
+    char again[P2M_URL_MAX + 1];
     char uses[24], tunnels[24], expires[24];
     int n = 0;
 
@@ -73,9 +75,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(a.expires == 0 || ((cmd->opts & ADMIN_OPT_EXPIRES) && a.expires >= 1 && a.expires <= P2M_TOKEN_EXPIRES_MAX));
     FUZZ_CHECK(a.label_prefix == NULL || ((cmd->opts & ADMIN_OPT_LABEL_PREFIX) && fuzz_argv_owns(&av, a.label_prefix) &&
                                           p2m_token_label_prefix_check(a.label_prefix, strlen(a.label_prefix), err) == 0));
+    if (a.drain_to[0] != '\0') {
+        size_t tl = strlen(a.drain_to);
+        FUZZ_CHECK((cmd->opts & ADMIN_OPT_TO) && tl > 8 && strncmp(a.drain_to, "https://", 8) == 0 && a.drain_to[tl - 1] != '/');
+        FUZZ_CHECK(p2m_https_base_normalize(a.drain_to, again, err) == 0 && strcmp(again, a.drain_to) == 0);
+        for (size_t i = 0; i < tl; i++)
+            FUZZ_CHECK(a.drain_to[i] > ' ' && a.drain_to[i] <= '~' && strchr("@?#\"\\", a.drain_to[i]) == NULL);
+    }
     /* a command that needs a setting got one */
     FUZZ_CHECK(cmd->need == 0 || ((cmd->need & ADMIN_OPT_TOKEN_REUSE) && a.have_token_reuse) ||
-               ((cmd->need & ADMIN_OPT_DIGITS) && a.digits != 0) || ((cmd->need & ADMIN_OPT_PROTOCOL) && a.have_proto));
+               ((cmd->need & ADMIN_OPT_DIGITS) && a.digits != 0) || ((cmd->need & ADMIN_OPT_PROTOCOL) && a.have_proto) ||
+               ((cmd->need & ADMIN_OPT_TO) && a.drain_to[0] != '\0'));
 
     canon[n++] = "pipe2me-admin";
     if (a.config_path != NULL) {
@@ -126,6 +136,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         canon[n++] = "--label-prefix";
         canon[n++] = (char *)a.label_prefix;
     }
+    if (a.drain_to[0] != '\0') {
+        canon[n++] = "--to";
+        canon[n++] = a.drain_to;
+    }
     canon[n++] = "--";
     canon[n++] = (char *)cmd->group;
     if (cmd->verb != NULL)
@@ -142,6 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(b.have_token_reuse == a.have_token_reuse && b.token_reuse == a.token_reuse && b.digits == a.digits &&
                b.have_proto == a.have_proto && b.proto == a.proto);
     FUZZ_CHECK(b.uses == a.uses && b.tunnels == a.tunnels && b.expires == a.expires && b.label_prefix == a.label_prefix);
+    FUZZ_CHECK(strcmp(b.drain_to, a.drain_to) == 0);
     for (size_t i = 0; i < a.nlabels; i++)
         FUZZ_CHECK(b.labels[i] == a.labels[i]);
     FUZZ_CHECK(b.nservices == a.nservices);

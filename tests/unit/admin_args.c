@@ -432,6 +432,53 @@ int main(void)
         err[0] = '\0';
         check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, tbad[i].want);
     }
+    CHECK_CTX("registrar ls, drain --to, undrain");
+    if (CHECK_RC(parse(&action, &cmd, err, "registrar", "drain", "rega", "--to", "https://b.example:8443/p2m//", NULL), 0, err)) {
+        CHECK(cmd != NULL && cmd->run == registrar_drain);
+        CHECK_EQ_STR(a.drain_to, "https://b.example:8443/p2m");
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "--to=https://b.example", "registrar", "drain", "rega", NULL), 0, err))
+        CHECK_EQ_STR(a.drain_to, "https://b.example");
+    if (CHECK_RC(parse(&action, &cmd, err, "registrar", "ls", "--json", NULL), 0, err))
+        CHECK(cmd != NULL && cmd->run == registrar_ls && a.json == 1);
+    if (CHECK_RC(parse(&action, &cmd, err, "registrar", "undrain", "rega", NULL), 0, err))
+        CHECK(cmd != NULL && cmd->run == registrar_undrain);
+#define TO "option --to: expected an https:// URL (no user info, query or fragment)"
+    static const struct {
+        const char *argv[7];
+        const char *want;
+    } rbad[] = {
+        {{"registrar", "drain", "rega"}, "registrar drain: nothing to change"},
+        {{"registrar", "drain", "--to", "https://b.example"}, "registrar drain: missing argument"},
+        {{"registrar", "drain", "rega", "--to"}, "option --to needs an argument"},
+        {{"registrar", "drain", "rega", "--to", ""}, TO ", not \"\""},
+        {{"registrar", "drain", "rega", "--to", "http://b.example"}, TO ", not \"http://b.example\""},
+        {{"registrar", "drain", "rega", "--to", "https://"}, TO},
+        {{"registrar", "drain", "rega", "--to", "https:///x"}, TO},
+        {{"registrar", "drain", "rega", "--to", "https://u@b.example"}, TO},
+        {{"registrar", "drain", "rega", "--to", "https://b.example/?x"}, TO},
+        {{"registrar", "drain", "rega", "--to", "https://b.example/#x"}, TO},
+        {{"registrar", "drain", "rega", "--to", "https://b.example/\n"}, TO},
+        {{"registrar", "drain", "rega", "--to", "https://b.example", "--to", "https://c.example"}, "option --to given twice"},
+        {{"registrar", "ls", "--to", "https://b.example"}, "registrar ls: option --to does not apply"},
+        {{"registrar", "undrain", "rega", "--to", "https://b.example"}, "registrar undrain: option --to does not apply"},
+        {{"registrar", "undrain"}, "registrar undrain: missing argument"},
+        {{"registrar", "ls", "x"}, "registrar ls: too many arguments"},
+        {{"token", "add", "--to", "https://b.example"}, "token add: option --to does not apply"},
+    };
+#undef TO
+    for (size_t i = 0; i < sizeof(rbad) / sizeof(rbad[0]); i++) {
+        static char *argv[9];
+        int argc = 0;
+        argv[argc++] = "pipe2me-admin";
+        for (size_t j = 0; j < 7 && rbad[i].argv[j] != NULL; j++)
+            argv[argc++] = (char *)rbad[i].argv[j];
+        argv[argc] = NULL;
+        CHECK_CTX("registrar refused row %zu: %s", i, rbad[i].want);
+        memset(&a, 0, sizeof(a));
+        err[0] = '\0';
+        check_refusal(admin_args_parse(argc, argv, &a, &action, &cmd, err), err, rbad[i].want);
+    }
     {
         static char long_prefix[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-"; /* 40, a hyphen last */
         CHECK_CTX("token add --label-prefix of 40");

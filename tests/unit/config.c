@@ -272,6 +272,24 @@ static void test_full(void)
     if (CHECK_RC(parse_str("{\"relay\": {\"listen\": \"::1\"}}", &cfg, err), 0, err))
         CHECK_EQ_STR(cfg.relay.listen, "::1");
 
+    /* registrar.name and registrar.pods_to: a label (lower-cased); an https:// URL without
+     * trailing slashes, null for none */
+    {
+        CHECK_CTX("registrar.name and pods_to");
+        p2m_config_defaults(&cfg);
+        CHECK(cfg.registrar.name[0] != '\0');
+        CHECK_EQ_STR(cfg.registrar.pods_to, "");
+        const char *j = "{\"registrar\": {\"name\": \"RegA\", \"pods_to\": \"https://b.example:8443/p2m//\"}}";
+        if (CHECK_RC(p2m_config_parse(j, strlen(j), &cfg, err), 0, err)) {
+            CHECK_EQ_STR(cfg.registrar.name, "rega");
+            CHECK_EQ_STR(cfg.registrar.pods_to, "https://b.example:8443/p2m");
+        }
+        j = "{\"registrar\": {\"pods_to\": null}}";
+        if (CHECK_RC(p2m_config_parse(j, strlen(j), &cfg, err), 0, err))
+            CHECK_EQ_STR(cfg.registrar.pods_to, "");
+        CHECK_CTX(NULL);
+    }
+
     /* registrar.url defaults to https://DOMAIN[:PORT] of the file's domain, not the default's */
     CHECK_CTX("url follows domain");
     if (CHECK_RC(parse_str("{\"domain\": \"example.org\"}", &cfg, err), 0, err))
@@ -406,6 +424,17 @@ static void test_errors(void)
         {"{\"relay\": {\"name\": \"-relay\"}}", 0, "relay.name", NULL},
         {"{\"relay\": {\"name\": \"re lay\"}}", 0, "relay.name", NULL},
         {name64, 0, "relay.name", NULL},
+        {"{\"registrar\": {\"name\": \"\"}}", 0, "registrar.name", NULL},
+        {"{\"registrar\": {\"name\": \"a.b\"}}", 0, "registrar.name", NULL},
+        {"{\"registrar\": {\"name\": 5}}", 0, "registrar.name", NULL},
+        {"{\"registrar\": {\"pods_to\": \"http://b.example\"}}", 0, "registrar.pods_to", "https://"},
+        {"{\"registrar\": {\"pods_to\": \"https://\"}}", 0, "registrar.pods_to", NULL},
+        {"{\"registrar\": {\"pods_to\": \"https:///x\"}}", 0, "registrar.pods_to", NULL},
+        {"{\"registrar\": {\"pods_to\": \"https://u@b.example\"}}", 0, "registrar.pods_to", NULL},
+        {"{\"registrar\": {\"pods_to\": \"https://b.example/?x\"}}", 0, "registrar.pods_to", NULL},
+        {"{\"registrar\": {\"pods_to\": \"https://b.example/#x\"}}", 0, "registrar.pods_to", NULL},
+        {"{\"registrar\": {\"pods_to\": \"https://b .example\"}}", 0, "registrar.pods_to", NULL},
+        {"{\"registrar\": {\"pods_to\": 5}}", 0, "registrar.pods_to", NULL},
         /* a hostile unknown key must not break the one-line err */
         {"{\"bo\\ngus\": 1}", 0, "bo", NULL},
         {"{\"relay\": {\"x\\r\\nlevel=error\": 1}}", 0, "relay.", NULL},

@@ -227,6 +227,54 @@ static void test_check_reads(const char *addr)
     free(relays);
     R("DEL p2m:relays p2m:relay:r1 p2m:relay:r0 p2m:relay:ghost");
 
+    CHECK_CTX("registrar_list: none");
+    p2m_registrar_info_t *regs = NULL;
+    if (CHECK_RC(p2m_store_registrar_list(st, &regs, &n, err), 0, err))
+        CHECK_EQ_INT(n, 0);
+    free(regs);
+    regs = NULL;
+
+    CHECK_CTX("registrar_list: live, drained, gone (pruned), gone but drained (kept), sorted");
+    R("SADD p2m:registrars rb ra gone kept");
+    R("HSET p2m:registrar:ra url https://a.example started 1700000000");
+    R("EXPIRE p2m:registrar:ra 15");
+    R("HSET p2m:registrar:rb url https://b.example started 1700000001 pods_to https://c.example draining_to https://a.example");
+    R("SET p2m:registrar:rb:drain https://a.example");
+    R("SET p2m:registrar:kept:drain https://a.example");
+    if (CHECK_RC(p2m_store_registrar_list(st, &regs, &n, err), 0, err) && CHECK_EQ_INT(n, 3)) {
+        CHECK_EQ_STR(regs[0].name, "kept");
+        CHECK_EQ_INT(regs[0].live, 0);
+        CHECK_EQ_STR(regs[0].drain, "https://a.example");
+        CHECK_EQ_STR(regs[0].url, "");
+        CHECK_EQ_STR(regs[1].name, "ra");
+        CHECK_EQ_INT(regs[1].live, 1);
+        CHECK_MSG(regs[1].ttl_ms > 0 && regs[1].ttl_ms <= 15000, "ttl_ms %lld, want 1-15000", regs[1].ttl_ms);
+        CHECK_EQ_STR(regs[1].url, "https://a.example");
+        CHECK_EQ_STR(regs[1].started, "1700000000");
+        CHECK_EQ_STR(regs[1].drain, "");
+        CHECK_EQ_STR(regs[1].pods_to, "");
+        CHECK_EQ_STR(regs[2].name, "rb");
+        CHECK_EQ_STR(regs[2].pods_to, "https://c.example");
+        CHECK_EQ_STR(regs[2].draining_to, "https://a.example");
+        CHECK_EQ_STR(regs[2].drain, "https://a.example");
+    }
+    free(regs);
+    regs = NULL;
+    CHECK_EQ_STR(R("SISMEMBER p2m:registrars gone"), "0");
+
+    CHECK_CTX("registrar drain and undrain");
+    if (CHECK_RC(p2m_store_registrar_drain(st, "ra", "https://b.example", err), 0, err))
+        CHECK_EQ_STR(R("GET p2m:registrar:ra:drain"), "https://b.example");
+    check_refusal(p2m_store_registrar_drain(st, "nosuch", "https://b.example", err), err, "no live registrar nosuch");
+    CHECK_EQ_STR(R("EXISTS p2m:registrar:nosuch:drain"), "0");
+    int was = -1;
+    if (CHECK_RC(p2m_store_registrar_undrain(st, "ra", &was, err), 0, err))
+        CHECK_EQ_INT(was, 1);
+    CHECK_EQ_STR(R("EXISTS p2m:registrar:ra:drain"), "0");
+    if (CHECK_RC(p2m_store_registrar_undrain(st, "ra", &was, err), 0, err))
+        CHECK_EQ_INT(was, 0);
+    R("DEL p2m:registrars p2m:registrar:ra p2m:registrar:rb p2m:registrar:rb:drain p2m:registrar:kept:drain");
+
     CHECK_CTX("time");
     long long now = (long long)time(NULL) * 1000000;
     if (CHECK_RC(p2m_store_time(st, &usec, err), 0, err))

@@ -224,6 +224,34 @@ static void test_leases(void)
     CHECK_EQ_INT(p2m_store_lease_key_port("p2m:idle:20004", 14, &port), -1);
 }
 
+/* The registrar's heartbeat: its hash with a TTL, its name in the set, and its drain key read back. */
+static void test_registrar_heartbeat(void)
+{
+    p2m_store_cmd_t c;
+    CHECK_CTX("registrar heartbeat: not draining");
+    expect(p2m_store_cmd_registrar_heartbeat(&c, "rega", "https://a.example:8443", "1700000000", "", 15), &c, "str:");
+    EXPECT_REDIS("str:https://a.example:8443", "HGET p2m:registrar:rega url");
+    EXPECT_REDIS("str:1700000000", "HGET p2m:registrar:rega started");
+    EXPECT_REDIS("int:0", "HEXISTS p2m:registrar:rega draining_to");
+    EXPECT_REDIS("int:0", "HEXISTS p2m:registrar:rega pods_to");
+    EXPECT_REDIS("int:15", "TTL p2m:registrar:rega");
+    EXPECT_REDIS("int:1", "SISMEMBER p2m:registrars rega");
+    CHECK_CTX("registrar heartbeat: drained, pods_to");
+    EXPECT_REDIS("str:OK", "SET p2m:registrar:rega:drain https://b.example");
+    expect(p2m_store_cmd_registrar_heartbeat(&c, "rega", "https://a.example:8443", "1700000000", "https://c.example", 15), &c,
+           "str:https://b.example");
+    EXPECT_REDIS("str:https://b.example", "HGET p2m:registrar:rega draining_to");
+    EXPECT_REDIS("str:https://c.example", "HGET p2m:registrar:rega pods_to");
+    EXPECT_REDIS("int:-1", "TTL p2m:registrar:rega:drain");
+    CHECK_CTX("registrar heartbeat: undrained");
+    EXPECT_REDIS("int:1", "DEL p2m:registrar:rega:drain");
+    expect(p2m_store_cmd_registrar_heartbeat(&c, "rega", "https://a.example:8443", "1700000000", "", 15), &c, "str:");
+    EXPECT_REDIS("int:0", "HEXISTS p2m:registrar:rega draining_to");
+    EXPECT_REDIS("int:0", "HEXISTS p2m:registrar:rega pods_to");
+    EXPECT_REDIS("int:1", "DEL p2m:registrar:rega");
+    EXPECT_REDIS("int:1", "DEL p2m:registrars");
+}
+
 static void test_relay(void)
 {
     p2m_store_cmd_t c;
@@ -282,6 +310,7 @@ int main(void)
     test_idle();
     test_leases();
     test_relay();
+    test_registrar_heartbeat();
 
     redisFree(rc);
     redis_server_stop(&srv);

@@ -11,10 +11,10 @@
 #include "p2m/token.h"
 
 /* pipe2me-admin: args.c parses the command line, main.c loads the config and dispatches to one
- * handler in pod.c, label.c, lease.c, token.c or check.c, which share the helpers in util.c. Every handler validates its arguments
- * before it connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line
- * reason in err that main prints as `pipe2me-admin: REASON` before exiting with status 2. A handler that ran and found
- * problems (check) returns 0 with a->problems set: main exits with status 1. */
+ * handler in pod.c, label.c, lease.c, token.c, registrar.c or check.c, which share the helpers in util.c. Every handler validates
+ * its arguments before it connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line reason in
+ * err that main prints as `pipe2me-admin: REASON` before exiting with status 2. A handler that ran and found problems (check)
+ * returns 0 with a->problems set: main exits with status 1. */
 
 typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeated */
 
@@ -37,16 +37,17 @@ typedef struct {
     size_t nlabels;
     const char *services[ADMIN_SERVICES_MAX]; /* --service LABEL[:PROTOCOL]=HOST:PORT values as given, in order */
     size_t nservices;
-    int have_token_reuse;     /* --token-reuse given */
-    int token_reuse;          /* its value, P2M_TOKEN_REUSE_* */
-    unsigned digits;          /* --digits: 6 or 8, 0 when not given */
-    int have_proto;           /* --protocol given */
-    p2m_proto_t proto;        /* its value */
-    long long uses;           /* --uses 1..P2M_TOKEN_USES_MAX, 0 when not given */
-    long long tunnels;        /* --tunnels 1..P2M_TOKEN_TUNNELS_MAX, 0 when not given */
-    long long expires;        /* --expires DURATION in seconds (1..P2M_TOKEN_EXPIRES_MAX), 0 when not given */
-    const char *label_prefix; /* --label-prefix, checked (p2m_token_label_prefix_check); NULL when not given */
-    char **args;              /* positional words after the command's words */
+    int have_token_reuse;           /* --token-reuse given */
+    int token_reuse;                /* its value, P2M_TOKEN_REUSE_* */
+    unsigned digits;                /* --digits: 6 or 8, 0 when not given */
+    int have_proto;                 /* --protocol given */
+    p2m_proto_t proto;              /* its value */
+    long long uses;                 /* --uses 1..P2M_TOKEN_USES_MAX, 0 when not given */
+    long long tunnels;              /* --tunnels 1..P2M_TOKEN_TUNNELS_MAX, 0 when not given */
+    long long expires;              /* --expires DURATION in seconds (1..P2M_TOKEN_EXPIRES_MAX), 0 when not given */
+    const char *label_prefix;       /* --label-prefix, checked (p2m_token_label_prefix_check); NULL when not given */
+    char drain_to[P2M_URL_MAX + 1]; /* --to URL, checked (p2m_https_base_normalize); "" when not given */
+    char **args;                    /* positional words after the command's words */
     size_t nargs;
     p2m_config_t cfg;
     const char *config_file;      /* the file cfg was loaded from; NULL: the built-in defaults */
@@ -66,6 +67,7 @@ enum {
     ADMIN_OPT_TUNNELS = 128,      /* --tunnels M */
     ADMIN_OPT_EXPIRES = 256,      /* --expires DURATION: Ns, Nm, Nh or Nd */
     ADMIN_OPT_LABEL_PREFIX = 512, /* --label-prefix P */
+    ADMIN_OPT_TO = 1024,          /* --to URL: an https:// URL */
 };
 
 /* One command: its two words (or one: verb NULL), how many arguments it takes, which ADMIN_OPT_* it
@@ -115,6 +117,9 @@ int check_run(admin_t *a, char *err);
 int token_add(admin_t *a, char *err);
 int token_ls(admin_t *a, char *err);
 int token_rm(admin_t *a, char *err);
+int registrar_ls(admin_t *a, char *err);
+int registrar_drain(admin_t *a, char *err);
+int registrar_undrain(admin_t *a, char *err);
 
 /* Connects to the Redis named by a->cfg. Returns a store (p2m_store_free it) or NULL with err. */
 p2m_store_t *admin_connect(const admin_t *a, char *err);

@@ -31,6 +31,9 @@ static const admin_command_t commands[] = {
      "[--uses N] [--tunnels M] [--expires DURATION] [--label-prefix P]"},
     {"token", "ls", 0, 0, 0, 0, token_ls, ""},
     {"token", "rm", 1, 1, 0, 0, token_rm, "ID"},
+    {"registrar", "ls", 0, 0, 0, 0, registrar_ls, ""},
+    {"registrar", "drain", 1, 1, ADMIN_OPT_TO, ADMIN_OPT_TO, registrar_drain, "NAME --to URL"},
+    {"registrar", "undrain", 1, 1, 0, 0, registrar_undrain, "NAME"},
     {"check", NULL, 0, 0, 0, 0, check_run, "", 1},
 };
 
@@ -46,6 +49,7 @@ static const struct {
     {ADMIN_OPT_TUNNELS, "--tunnels", "a number from 1 to 32"},
     {ADMIN_OPT_EXPIRES, "--expires", "a duration such as 30s, 10m, 12h or 7d, at most 3650d"},
     {ADMIN_OPT_LABEL_PREFIX, "--label-prefix", "1 to 40 of a-z, 0-9 and '-', not starting with '-'"},
+    {ADMIN_OPT_TO, "--to", "an https:// URL (no user info, query or fragment)"},
 };
 _Static_assert(P2M_TOKEN_USES_MAX == 1000000 && P2M_TOKEN_TUNNELS_MAX == 32 && P2M_TOKEN_LABEL_PREFIX_MAX == 40,
                "the messages above spell the bounds");
@@ -109,6 +113,8 @@ static int setting_parse(admin_t *a, unsigned opt, const char *v)
             return -1;
         a->label_prefix = v;
         return 0;
+    case ADMIN_OPT_TO:
+        return p2m_https_base_normalize(v, a->drain_to, e);
     default:
         return p2m_proto_parse(v, strlen(v), &a->proto, e);
     }
@@ -130,6 +136,8 @@ static int setting_given(const admin_t *a, unsigned opt)
         return a->expires > 0;
     case ADMIN_OPT_LABEL_PREFIX:
         return a->label_prefix != NULL;
+    case ADMIN_OPT_TO:
+        return a->drain_to[0] != '\0';
     default:
         return a->have_proto;
     }

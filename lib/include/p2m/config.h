@@ -22,6 +22,8 @@ typedef struct {
     int http_enabled;                  /* registrar.http is not null */
     p2m_hostport_t http;               /* registrar.http: plain HTTP, redirects to HTTPS */
     char url[P2M_URL_MAX + 1];         /* registrar.url: what pods are told to use; default https://DOMAIN[:PORT] */
+    char name[P2M_LABEL_MAX + 1];      /* registrar.name: this registrar's name in Redis; default the host name */
+    char pods_to[P2M_URL_MAX + 1];     /* registrar.pods_to: pods are sent there for good (308); "" = none */
     unsigned preconnect_timeout;       /* registrar.preconnect_timeout: s a P port waits for its pod */
     unsigned consumer_ttl;             /* registrar.consumer_ttl: s a Q port lives while idle */
     unsigned alive_window;             /* registrar.alive_window: s a service counts as served after its pod was last seen */
@@ -93,6 +95,12 @@ int p2m_config_parse(const char *json, size_t len, p2m_config_t *cfg, char *err)
 
 /* Reads path and parses it over the defaults. Returns 0 or -1 with err (which names the file). */
 int p2m_config_load(const char *path, p2m_config_t *cfg, char *err);
+
+/* Checks a registrar's base URL as registrar.pods_to and `registrar drain --to` take it: https://,
+ * then printable ASCII without blanks, '@', '?', '#', '"' or '\\', a host, at most P2M_URL_MAX
+ * bytes; trailing slashes are dropped, so that a path appends to it. Writes it to out
+ * (P2M_URL_MAX + 1 bytes). Returns 0 or -1 with err (which does not name the key). */
+int p2m_https_base_normalize(const char *s, char *out, char *err);
 
 /* Checks a domain name: dot-separated DNS labels, at most 253 bytes, lower-cased into out. */
 int p2m_domain_normalize(const char *s, char *out, char *err);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "p2m/addr.h"
+#include "p2m/config.h"
 #include "p2m/label.h"
 #include "p2m/service.h"
 #include "p2m/token.h"
@@ -54,6 +55,14 @@
  *   p2m:relays               set     relay names (stale ones are pruned when their hash is gone)
  *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started; TTL 15 s, heartbeat 5 s
  *                                    (P2M_RELAY_HEARTBEAT_TTL, P2M_RELAY_HEARTBEAT_MS)
+ *   p2m:registrars           set     registrar names (stale ones are pruned when their hash is gone)
+ *   p2m:registrar:NAME       hash    url (its registrar.url), started (unix s), pods_to (its
+ *                                    registrar.pods_to, absent when none), draining_to (the URL of
+ *                                    :drain as the registrar last read it, absent when none); TTL
+ *                                    15 s, heartbeat 5 s (P2M_REGISTRAR_HEARTBEAT_*)
+ *   p2m:registrar:NAME:drain string  an https:// URL: registrar NAME answers registrations and
+ *                                    certificate requests with 307 to it (PROTOCOL 1.7); no TTL;
+ *                                    set by `pipe2me-admin registrar drain`, removed by undrain
  *   p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME
  *   p2m:wait:NAME            hash    SERVICE -> consumers waiting at relay NAME for a
  *                                    pre-connection (written at most 5 ms late; TTL as the idle hash)
@@ -93,6 +102,11 @@
  * P2M_RELAY_HEARTBEAT_TTL seconds: it counts as live while the hash exists (PROTOCOL 3.1). */
 #define P2M_RELAY_HEARTBEAT_MS 5000
 #define P2M_RELAY_HEARTBEAT_TTL 15
+
+/* A registrar rewrites its hash p2m:registrar:NAME likewise, and reads its drain key with each
+ * heartbeat: a drain takes effect within P2M_REGISTRAR_HEARTBEAT_MS. */
+#define P2M_REGISTRAR_HEARTBEAT_MS 5000
+#define P2M_REGISTRAR_HEARTBEAT_TTL 15
 
 typedef struct p2m_store p2m_store_t;
 
@@ -254,6 +268,31 @@ typedef struct {
 /* Lists the relays named in p2m:relays, sorted by name, each with its heartbeat hash, in one
  * read-only script. free() *out. Returns 0 or -1 with err. */
 int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, char *err);
+
+/* A registrar named in p2m:registrars with its heartbeat hash and drain key, read at one instant.
+ * Strings are cut short to fit; fields the hash lacks are "". */
+typedef struct {
+    char name[P2M_LABEL_MAX + 1];
+    int live;         /* the hash exists */
+    long long ttl_ms; /* ms left on the hash; 0 when !live */
+    char url[P2M_URL_MAX + 1];
+    char started[24];
+    char pods_to[P2M_URL_MAX + 1];     /* registrar.pods_to, "" for none */
+    char draining_to[P2M_URL_MAX + 1]; /* as the registrar last read its drain key, "" for none */
+    char drain[P2M_URL_MAX + 1];       /* the drain key now, "" for none */
+} p2m_registrar_info_t;
+
+/* Lists the registrars named in p2m:registrars, sorted by name, in one read-only script; names
+ * whose hash is gone (and that have no drain key) are pruned from the set. free() *out. Returns 0
+ * or -1 with err. */
+int p2m_store_registrar_list(p2m_store_t *st, p2m_registrar_info_t **out, size_t *n, char *err);
+
+/* Sets registrar name's drain key to url (checked by the caller: p2m_https_base_normalize). Fails
+ * with nothing changed when no registrar of that name is live. */
+int p2m_store_registrar_drain(p2m_store_t *st, const char *name, const char *url, char *err);
+
+/* Removes registrar name's drain key; *was (if not NULL) tells whether there was one. */
+int p2m_store_registrar_undrain(p2m_store_t *st, const char *name, int *was, char *err);
 
 /* Reads Redis's clock (TIME) as microseconds since the epoch into *usec. Returns 0 or -1 with err. */
 int p2m_store_time(p2m_store_t *st, long long *usec, char *err);

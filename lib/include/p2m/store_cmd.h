@@ -219,6 +219,12 @@ int p2m_store_cmd_lease_busy(p2m_store_cmd_t *c, uint16_t port, const char *rela
 /* Publishes "PORT fail REASON" on p2m:bound (a lease that could not even be read). */
 int p2m_store_cmd_lease_fail(p2m_store_cmd_t *c, uint16_t port, const char *reason);
 
+/* The registrar's heartbeat: its hash p2m:registrar:NAME (url, started, pods_to when not "",
+ * draining_to) with a TTL of ttl seconds, NAME in p2m:registrars, and its drain key read in the
+ * same script. Reply: the drain URL, or "" when it is not draining. */
+int p2m_store_cmd_registrar_heartbeat(p2m_store_cmd_t *c, const char *name, const char *url, const char *started,
+                                      const char *pods_to, unsigned ttl);
+
 /* The heartbeat (PROTOCOL 3.1): the relay's hash (address, ports "LO-HI", started) with a TTL of
  * ttl seconds, its name in p2m:relays, and the same TTL on its idle and wait hashes. Reply: 0. */
 int p2m_store_cmd_relay_heartbeat(p2m_store_cmd_t *c, const char *relay, const char *address, const char *ports,
