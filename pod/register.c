@@ -519,7 +519,9 @@ static int redirected(req_t *req, long status, char *reason, size_t cap)
         for (; loc[n] != '\0' && n < sizeof(shown) - 1; n++)
             shown[n] = (unsigned char)loc[n] < 0x21 || (unsigned char)loc[n] > 0x7e || loc[n] == '"' ? '?' : loc[n];
         shown[n] = '\0';
-        snprintf(reason, cap, "%s: %s", err, shown);
+        /* A reason cut short is still a reason: only the excerpt's end goes. */
+        if (snprintf(reason, cap, "%s: %s", err, shown) < 0)
+            reason[0] = '\0';
         return -1;
     }
     if (req->hops >= POD_REDIRECT_HOPS_MAX) {
