@@ -136,13 +136,16 @@ static const char lua_sni_lookup[] = "if not redis.call('HGET', '" P2M_KEY_LABEL
                                      "if not best then return 'gone' end\n"
                                      "return best == ARGV[3] and 'here' or 'elsewhere'\n";
 
-/* KEYS: relay hash, idle hash, wait hash. ARGV: name, address, ports, started, ttl. */
-static const char lua_heartbeat[] = "redis.call('HSET', KEYS[1], 'address', ARGV[2], 'ports', ARGV[3], 'started', ARGV[4])\n"
+/* KEYS: relay hash, idle hash, wait hash. ARGV: name, address, ports, started, ttl, leases, idle,
+ * tunnels, waiting, draining. Returns 1 when the relay is marked draining, else 0. */
+static const char lua_heartbeat[] = "redis.call('HSET', KEYS[1], 'address', ARGV[2], 'ports', ARGV[3], 'started', ARGV[4],\n"
+                                    "           'leases', ARGV[6], 'idle', ARGV[7], 'tunnels', ARGV[8], 'waiting', ARGV[9],\n"
+                                    "           'draining', ARGV[10])\n"
                                     "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
                                     "redis.call('SADD', '" P2M_KEY_RELAYS "', ARGV[1])\n"
                                     "redis.call('EXPIRE', KEYS[2], ARGV[5])\n"
                                     "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
-                                    "return 0\n";
+                                    "return redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', ARGV[1])\n";
 
 /* KEYS: relay hash, idle hash, wait hash. ARGV: name. */
 static const char lua_leave[] = "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
@@ -254,10 +257,11 @@ int p2m_store_cmd_lease_fail(p2m_store_cmd_t *c, uint16_t port, const char *reas
 }
 
 int p2m_store_cmd_relay_heartbeat(p2m_store_cmd_t *c, const char *relay, const char *address, const char *ports,
-                                  const char *started, unsigned ttl)
+                                  const char *started, unsigned ttl, const p2m_relay_counts_t *n)
 {
     return EVAL(c, lua_heartbeat, 3) || push_relay_keys(c, relay) || push(c, relay) || push(c, address) || push(c, ports) ||
-                   push(c, started) || pushu(c, ttl)
+                   push(c, started) || pushu(c, ttl) || pushu(c, n->leases) || pushu(c, n->idle) || pushu(c, n->tunnels) ||
+                   pushu(c, n->waiting) || pushu(c, n->draining ? 1 : 0)
                ? -1
                : 0;
 }

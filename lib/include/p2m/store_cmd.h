@@ -62,9 +62,10 @@ int p2m_store_cmd_session_lookup(p2m_store_cmd_t *c, const char *digest, const c
 /* Leases a pre-connection port on a live relay for the service (label, proto) of pod, peer addr,
  * ttl seconds, on which the pod may open conns connections (field "conns" when more than 1), and
  * marks the service alive on that relay for alive_window seconds. rand picks the first port
- * probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS, WAITING, WAITED}, {"norelay"} or {"noport"};
- * WAITING is the number of consumers waiting for the service on all live relays now, WAITED the
- * number that have had to wait so far (as the relays last counted). */
+ * probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS, WAITING, WAITED, DRAINING}, {"norelay"} or
+ * {"noport"}; WAITING is the number of consumers waiting for the service on all live relays now,
+ * WAITED the number that have had to wait so far (as the relays last counted); DRAINING is "1"
+ * when RELAY is being drained (no relay that is not had a free port: PROTOCOL 3.8), else "0". */
 int p2m_store_cmd_lease_pre(p2m_store_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr,
                             long long now, unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window);
 
@@ -219,10 +220,20 @@ int p2m_store_cmd_lease_busy(p2m_store_cmd_t *c, uint16_t port, const char *rela
 /* Publishes "PORT fail REASON" on p2m:bound (a lease that could not even be read). */
 int p2m_store_cmd_lease_fail(p2m_store_cmd_t *c, uint16_t port, const char *reason);
 
-/* The heartbeat (PROTOCOL 3.1): the relay's hash (address, ports "LO-HI", started) with a TTL of
- * ttl seconds, its name in p2m:relays, and the same TTL on its idle and wait hashes. Reply: 0. */
+/* What a relay holds now, for its heartbeat (pipe2me-admin relay ls). */
+typedef struct {
+    unsigned long long leases;  /* leases it holds (listening or with connections) */
+    unsigned long long idle;    /* idle pre-connections */
+    unsigned long long tunnels; /* tunnels joined and open */
+    unsigned long long waiting; /* consumers waiting for a pre-connection */
+    int draining;               /* it has seen its drain mark (PROTOCOL 3.8) */
+} p2m_relay_counts_t;
+
+/* The heartbeat (PROTOCOL 3.1): the relay's hash (address, ports "LO-HI", started, and the counts
+ * n) with a TTL of ttl seconds, its name in p2m:relays, and the same TTL on its idle and wait
+ * hashes. Reply: 1 when the relay is marked draining (p2m:draining), else 0. */
 int p2m_store_cmd_relay_heartbeat(p2m_store_cmd_t *c, const char *relay, const char *address, const char *ports,
-                                  const char *started, unsigned ttl);
+                                  const char *started, unsigned ttl, const p2m_relay_counts_t *n);
 
 /* The live relays other than relay whose port range overlaps lo-hi. Reply: flat NAME, "LO-HI"
  * array sorted by name. */
