@@ -31,7 +31,7 @@ const char p2m_channel_bound[] = P2M_CHANNEL_BOUND;
     "    local lo, hi = string.match(r[2] or '', '^(%d+)-(%d+)$')\n"                                                               \
     "    if r[1] and lo then\n"                                                                                                    \
     "      table.insert(out, {name, r[1], tonumber(lo), tonumber(hi),\n"                                                           \
-    "                         drain = redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', name) == 1})\n"                            \
+    "                         drain = redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', name) == 1})\n"                              \
     "    elseif not r[1] then redis.call('SREM', 'p2m:relays', name) end\n"                                                        \
     "  end\n"                                                                                                                      \
     "  table.sort(out, function(a, b) return a[1] < b[1] end)\n"                                                                   \

@@ -28,11 +28,16 @@ static const char lua_lease_drop[] = LUA_LEASE_IS_OURS "if ours then return redi
                                                        "return 0\n";
 
 /* PROTOCOL 3.3, success. ARGV[4] port. A service's consumer port (addr '*') lives as long as its
- * label from now on: no TTL (3.6). */
+ * label from now on: no TTL (3.6). One the registrar has moved off a draining relay (p2m:cport:SERVICE
+ * names another port) keeps the TTL it was given, so that a relay restarting meanwhile does not
+ * make it permanent (3.8). */
 static const char lua_bound[] =
     LUA_LEASE_IS_OURS "if ours then\n"
                       "  redis.call('HSET', KEYS[1], 'state', 'bound')\n"
-                      "  if redis.call('HGET', KEYS[1], 'addr') == '*' then redis.call('PERSIST', KEYS[1]) end\n"
+                      "  local c = redis.call('HMGET', KEYS[1], 'addr', 'service', 'label')\n"
+                      "  if c[1] == '*' and redis.call('GET', '" P2M_KEY_CPORT "' .. (c[2] or c[3] or '')) == ARGV[4] then\n"
+                      "    redis.call('PERSIST', KEYS[1])\n"
+                      "  end\n"
                       "  redis.call('PUBLISH', '" P2M_CHANNEL_BOUND "', ARGV[4] .. ' ok')\n"
                       "  return 1\n"
                       "end\n"

@@ -140,8 +140,8 @@ static void on_lease(op_t *base, redisReply *rep)
     if (on_draining != base->r->all_draining) {
         base->r->all_draining = on_draining;
         if (on_draining)
-            p2m_log(P2M_LOG_WARN, "lease_on_draining_relay", "relay=%s label=%s note=\"no relay that is not draining has a free port\"",
-                    relay, op->super.label);
+            p2m_log(P2M_LOG_WARN, "lease_on_draining_relay",
+                    "relay=%s label=%s note=\"no relay that is not draining has a free port\"", relay, op->super.label);
         else
             p2m_log(P2M_LOG_INFO, "lease_on_draining_relay_gone", "relay=%s label=%s", relay, op->super.label);
     }

@@ -181,8 +181,15 @@ static void test_leases(void)
     EXPECT_REDIS("str:bound", "HGET p2m:lease:20001 state");
     EXPECT_REDIS("int:30", "TTL p2m:lease:20001");
     lease(20002, "r1", "100", "*");
+    EXPECT_REDIS("str:OK", "SET p2m:cport:web 20002");
     expect(p2m_store_cmd_lease_bound(&c, 20002, "r1", "100", "alice"), &c, "int:1");
     EXPECT_REDIS("int:-1", "TTL p2m:lease:20002");
+
+    CHECK_CTX("bound: a consumer port moved off a draining relay keeps its TTL");
+    lease(20003, "r1", "100", "*");
+    expect(p2m_store_cmd_lease_bound(&c, 20003, "r1", "100", "alice"), &c, "int:1");
+    EXPECT_REDIS("int:30", "TTL p2m:lease:20003");
+    EXPECT_REDIS("int:2", "DEL p2m:cport:web p2m:lease:20003");
 
     CHECK_CTX("bound: a lease re-created for someone else is not ours");
     expect(p2m_store_cmd_lease_bound(&c, 20001, "r1", "99", "alice"), &c, "int:0");

@@ -225,8 +225,8 @@ static void test_drain(void)
     CHECK_EQ_STR(R("SISMEMBER p2m:cports:service 41001"), "0");
     /* the next pre lease goes to the new consumer port's relay (one of its ports freed first) */
     R("DEL p2m:lease:40000");
-    CHECK_MSG(strstr(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "|r1|") !=
-                  NULL,
+    CHECK_MSG(strstr(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c),
+                     "|r1|") != NULL,
               "got %s", got);
 
     CHECK_CTX("drain: no idle anywhere, alive on the draining relay: the relay the pod will go to");
@@ -268,7 +268,7 @@ static void test_drain(void)
     for (unsigned p = 40000; p <= 40003; p++)
         R("SET p2m:portbusy:r1:%u 1", p);
     CHECK_MSG(strcmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c),
-                      "ok|41000|r2|10.0.0.2|0|0|1") == 0,
+                     "ok|41000|r2|10.0.0.2|0|0|1") == 0,
               "got %s", got);
     R("SREM p2m:draining r1 r2");
 }

@@ -11,10 +11,10 @@
 #include "p2m/token.h"
 
 /* pipe2me-admin: args.c parses the command line, main.c loads the config and dispatches to one
- * handler in pod.c, label.c, lease.c, relay.c, token.c or check.c, which share the helpers in util.c. Every handler validates its arguments
- * before it connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line
- * reason in err that main prints as `pipe2me-admin: REASON` before exiting with status 2. A handler that ran and found
- * problems (check) returns 0 with a->problems set: main exits with status 1. */
+ * handler in pod.c, label.c, lease.c, relay.c, token.c or check.c, which share the helpers in util.c. Every handler validates its
+ * arguments before it connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line reason in err
+ * that main prints as `pipe2me-admin: REASON` before exiting with status 2. A handler that ran and found problems (check) returns 0
+ * with a->problems set: main exits with status 1. */
 
 typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeated */
 

@@ -257,7 +257,7 @@ typedef struct {
     char started[24]; /* unix s as published */
     /* As the relay last counted (its heartbeat); -1 when the hash lacks the field (an older relay). */
     long long leases, idle, tunnels, waiting;
-    int draining; /* the operator's mark: the name is in p2m:draining (dead relays too) */
+    int draining;   /* the operator's mark: the name is in p2m:draining (dead relays too) */
     int drain_seen; /* the relay's heartbeat says it is draining (it has read the mark) */
 } p2m_relay_info_t;
 
