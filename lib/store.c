@@ -926,21 +926,22 @@ int p2m_store_schema_get(p2m_store_t *st, char *out, size_t cap, char *err)
 }
 
 /* ARGV: the relays set, the heartbeat hash prefix, the draining set. Returns {name, ttl_ms, address,
- * ports, started, leases, idle, tunnels, waiting, draining (the relay's word), marked (in the set)}
+ * ports, started, leases, idle, tunnels, waiting, draining (the relay's word), marked (in the
+ * draining set), listed (in the relays set)}
  * per relay, the fields false when absent; read in one script so that the TTL and the fields agree.
  * A name marked draining but no longer in the relays set is listed too: the mark outlives it. */
 static const char lua_relay_list[] =
     "local out, seen = {}, {}\n"
-    "local function one(name)\n"
+    "local function one(name, listed)\n"
     "  if seen[name] then return end\n"
     "  seen[name] = true\n"
     "  local k = ARGV[2] .. name\n"
     "  local h = redis.call('HMGET', k, 'address', 'ports', 'started', 'leases', 'idle', 'tunnels', 'waiting', 'draining')\n"
     "  table.insert(out, {name, redis.call('PTTL', k), h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8],\n"
-    "                     redis.call('SISMEMBER', ARGV[3], name)})\n"
+    "                     redis.call('SISMEMBER', ARGV[3], name), listed})\n"
     "end\n"
-    "for _, name in ipairs(redis.call('SMEMBERS', ARGV[1])) do one(name) end\n"
-    "for _, name in ipairs(redis.call('SMEMBERS', ARGV[3])) do one(name) end\n"
+    "for _, name in ipairs(redis.call('SMEMBERS', ARGV[1])) do one(name, 1) end\n"
+    "for _, name in ipairs(redis.call('SMEMBERS', ARGV[3])) do one(name, 0) end\n"
     "return out\n";
 
 /* A count the relay published: -1 when absent or not a number. */
@@ -976,8 +977,9 @@ int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, cha
     }
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 11 || e->element[0]->type != REDIS_REPLY_STRING ||
-            e->element[1]->type != REDIS_REPLY_INTEGER || e->element[10]->type != REDIS_REPLY_INTEGER)
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 12 || e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_INTEGER || e->element[10]->type != REDIS_REPLY_INTEGER ||
+            e->element[11]->type != REDIS_REPLY_INTEGER)
             continue;
         p2m_relay_info_t *ri = &list[k++];
         reply_copy(e->element[0], ri->name, sizeof(ri->name));
@@ -993,6 +995,7 @@ int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, cha
         ri->waiting = reply_count(e->element[8]);
         ri->drain_seen = e->element[9]->type == REDIS_REPLY_STRING && e->element[9]->len == 1 && e->element[9]->str[0] == '1';
         ri->draining = e->element[10]->integer == 1;
+        ri->listed = e->element[11]->integer == 1;
     }
     qsort(list, k, sizeof(*list), cmp_relay);
     *out = list;

@@ -242,6 +242,8 @@ static void test_check_reads(const char *addr)
         CHECK_EQ_STR(relays[2].name, "gone"); /* marked, never in p2m:relays: listed, not live */
         CHECK_EQ_INT(relays[2].live, 0);
         CHECK_EQ_INT(relays[2].draining, 1);
+        CHECK_EQ_INT(relays[2].listed, 0);
+        CHECK_EQ_INT(relays[1].listed, 1);
         CHECK_EQ_INT(relays[2].leases, -1);
         CHECK_EQ_STR(relays[4].name, "r0");
         CHECK_EQ_INT(relays[4].draining, 0);

@@ -259,10 +259,11 @@ typedef struct {
     long long leases, idle, tunnels, waiting;
     int draining;   /* the operator's mark: the name is in p2m:draining (dead relays too) */
     int drain_seen; /* the relay's heartbeat says it is draining (it has read the mark) */
+    int listed;     /* in p2m:relays; 0 for a name only the drain mark names (a relay that left) */
 } p2m_relay_info_t;
 
-/* Lists the relays named in p2m:relays, sorted by name, each with its heartbeat hash, in one
- * read-only script. free() *out. Returns 0 or -1 with err. */
+/* Lists the relays named in p2m:relays or marked draining (p2m:draining), sorted by name, each with
+ * its heartbeat hash, in one read-only script. free() *out. Returns 0 or -1 with err. */
 int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, char *err);
 
 /* Sets (draining 1) or clears (0) the drain mark of relay name in p2m:draining (PROTOCOL 3.8). Fails
