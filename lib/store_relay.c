@@ -142,7 +142,8 @@ static const char lua_sni_lookup[] = "if not redis.call('HGET', '" P2M_KEY_LABEL
                                      "return best == ARGV[3] and 'here' or 'elsewhere'\n";
 
 /* KEYS: relay hash, idle hash, wait hash. ARGV: name, address, ports, started, ttl, leases, idle,
- * tunnels, waiting, draining. Returns 1 when the relay is marked draining, else 0. */
+ * tunnels, waiting, draining. Returns 0 when the relay is not marked draining, 1 when it is, 2 when
+ * it is and so is every other live relay. */
 static const char lua_heartbeat[] = "redis.call('HSET', KEYS[1], 'address', ARGV[2], 'ports', ARGV[3], 'started', ARGV[4],\n"
                                     "           'leases', ARGV[6], 'idle', ARGV[7], 'tunnels', ARGV[8], 'waiting', ARGV[9],\n"
                                     "           'draining', ARGV[10])\n"
@@ -150,7 +151,12 @@ static const char lua_heartbeat[] = "redis.call('HSET', KEYS[1], 'address', ARGV
                                     "redis.call('SADD', '" P2M_KEY_RELAYS "', ARGV[1])\n"
                                     "redis.call('EXPIRE', KEYS[2], ARGV[5])\n"
                                     "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
-                                    "return redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', ARGV[1])\n";
+                                    "if redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', ARGV[1]) == 0 then return 0 end\n"
+                                    "for _, n in ipairs(redis.call('SMEMBERS', '" P2M_KEY_RELAYS "')) do\n"
+                                    "  if redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', n) == 0 and\n"
+                                    "     redis.call('EXISTS', '" P2M_KEY_RELAY "' .. n) == 1 then return 1 end\n"
+                                    "end\n"
+                                    "return 2\n";
 
 /* KEYS: relay hash, idle hash, wait hash. ARGV: name. */
 static const char lua_leave[] = "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"

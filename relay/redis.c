@@ -471,7 +471,7 @@ static void on_heartbeat_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)priv;
     if (rep == NULL || rr->stopping || rep->type != REDIS_REPLY_INTEGER)
         return;
-    relay_drain_mark(rr->relay, rep->integer == 1);
+    relay_drain_mark(rr->relay, rep->integer != 0, rep->integer == 2);
 }
 
 static void heartbeat(rredis_t *rr)

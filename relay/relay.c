@@ -211,8 +211,9 @@ void relay_free(relay_t *r)
 
 /* --- drain (PROTOCOL 3.8) ----------------------------------------------------------------------- */
 
-void relay_drain_mark(relay_t *r, int marked)
+void relay_drain_mark(relay_t *r, int marked, int alone)
 {
+    r->drain_alone = alone;
     if (marked == r->draining || r->stopping)
         return;
     r->draining = marked;
@@ -244,7 +245,9 @@ void relay_drain_tick(relay_t *r)
      * once they are closed the pod registers elsewhere at once and its consumers follow. */
     uint64_t now = p2m_loop_now(r->loop), quiet_since = r->last_consumer > r->drain_since ? r->last_consumer : r->drain_since;
     int quiet = now - quiet_since >= (uint64_t)r->cfg.relay.wait_timeout * 1000;
-    if (r->nidle > 0 && (quiet || !holds_consumer_port(r))) {
+    /* With every live relay draining, the pods would only register here again (PROTOCOL 3.8): keep
+     * them until another relay is there. */
+    if (r->nidle > 0 && !r->drain_alone && (quiet || !holds_consumer_port(r))) {
         size_t n = 0;
         tunnel_t *t = r->tunnels;
         while (t != NULL) {

@@ -221,6 +221,7 @@ struct relay {
 
     /* Drain (PROTOCOL 3.8): the operator's mark (p2m:draining) as the last heartbeat read it. */
     int draining;
+    int drain_alone;        /* every other live relay drains too: the pods have nowhere else to go */
     int drain_gave_back;    /* its idle pre-connections were given back since the drain began */
     int drain_done;         /* relay_drained logged: nothing held any more */
     uint64_t drain_since;   /* loop ms the relay saw the mark */
@@ -248,8 +249,9 @@ void relay_shutdown(relay_t *r, const char *why);
 /* Frees everything. NULL is a no-op. */
 void relay_free(relay_t *r);
 
-/* The heartbeat read the relay's drain mark: marked 1 (draining) or 0. Logs the change. */
-void relay_drain_mark(relay_t *r, int marked);
+/* The heartbeat read the relay's drain mark: marked 1 (draining) or 0; alone 1 when every other live
+ * relay drains too. Logs the change. */
+void relay_drain_mark(relay_t *r, int marked, int alone);
 
 /* Every heartbeat while draining: gives the idle pre-connections back once no consumer is coming
  * (PROTOCOL 3.8) and logs relay_drained when nothing is held any more. */

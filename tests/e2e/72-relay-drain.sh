@@ -193,6 +193,16 @@ p2m_wait_until -t 60 "the pod's pool is whole on $H" p2m_idle_is "$P2M_POOL" dem
 hreq -L --connect-to ::127.0.0.1: "https://demo.pipe2me.localhost:$P2M_HTTPS_PORT/back"
 expect_http 200 "a consumer once $H is back"
 expect_eq "$H" "$(rcli HGET "p2m:lease:$(rcli GET p2m:cport:demo)" relay)" "the consumer port is on $H again"
+# Every relay draining: they are used anyway, and the registrar says so.
+admin relay drain "$H" >/dev/null || fail "relay drain $H"
+p2m_wait_until "$H has seen its mark" ls_is "$H" .drain_seen true
+for i in 1 2; do
+    hreq -L --connect-to ::127.0.0.1: "https://demo.pipe2me.localhost:$P2M_HTTPS_PORT/all-$i"
+    expect_http 200 "a consumer while every relay drains"
+done
+p2m_wait_until "the registrar logs a lease on a draining relay" p2m_log_has registrar "event=lease_on_draining_relay "
+p2m_wait_until "the pool is whole again, on $H" p2m_idle_is "$P2M_POOL" demo "$H"
+admin relay undrain "$H" >/dev/null || fail "relay undrain $H"
 admin relay undrain "$O" >/dev/null || fail "relay undrain $O"
 p2m_wait_until "$O heartbeats, not draining" ls_is "$O" '.drain_seen' false
 p2m_wait_until "$O logs relay_undrained" p2m_log_has "$O" "event=relay_undrained name=$O"

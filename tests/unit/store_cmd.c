@@ -243,7 +243,16 @@ static void test_relay(void)
     CHECK_CTX("heartbeat: the drain mark comes back");
     EXPECT_REDIS("int:1", "SADD p2m:draining r1");
     counts.draining = 1;
+    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:2");
+    CHECK_CTX("heartbeat: another live relay that does not drain");
+    EXPECT_REDIS("int:1", "HSET p2m:relay:r9 address c");
+    EXPECT_REDIS("int:1", "SADD p2m:relays r9");
     expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:1");
+    EXPECT_REDIS("int:1", "SADD p2m:draining r9");
+    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:2");
+    EXPECT_REDIS("int:1", "SREM p2m:draining r9");
+    EXPECT_REDIS("int:1", "DEL p2m:relay:r9");
+    EXPECT_REDIS("int:1", "SREM p2m:relays r9");
     EXPECT_REDIS("str:1", "HGET p2m:relay:r1 draining");
     EXPECT_REDIS("int:1", "SREM p2m:draining r1");
     expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:0");

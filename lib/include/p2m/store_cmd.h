@@ -231,7 +231,8 @@ typedef struct {
 
 /* The heartbeat (PROTOCOL 3.1): the relay's hash (address, ports "LO-HI", started, and the counts
  * n) with a TTL of ttl seconds, its name in p2m:relays, and the same TTL on its idle and wait
- * hashes. Reply: 1 when the relay is marked draining (p2m:draining), else 0. */
+ * hashes. Reply: 0 when the relay is not marked draining (p2m:draining), 1 when it is, 2 when it
+ * is and so is every other live relay (PROTOCOL 3.8). */
 int p2m_store_cmd_relay_heartbeat(p2m_store_cmd_t *c, const char *relay, const char *address, const char *ports,
                                   const char *started, unsigned ttl, const p2m_relay_counts_t *n);
 
