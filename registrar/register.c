@@ -137,8 +137,8 @@ static void on_lease(op_t *base, redisReply *rep)
      * likely). A drain must never make a service unavailable (PROTOCOL 3.8), so it is used, and
      * the operator hears of it once per change. */
     int on_draining = draining != NULL && strcmp(draining, "1") == 0;
-    if (on_draining != base->r->all_draining) {
-        base->r->all_draining = on_draining;
+    if (on_draining != base->r->lease_on_draining) {
+        base->r->lease_on_draining = on_draining;
         if (on_draining)
             p2m_log(P2M_LOG_WARN, "lease_on_draining_relay",
                     "relay=%s label=%s note=\"no relay that is not draining has a free port\"", relay, op->super.label);

@@ -217,7 +217,6 @@ void relay_drain_mark(relay_t *r, int marked, int alone)
     if (marked == r->draining || r->stopping)
         return;
     r->draining = marked;
-    r->drain_gave_back = 0;
     r->drain_done = 0;
     r->drain_since = p2m_loop_now(r->loop);
     p2m_log(P2M_LOG_INFO, marked ? "relay_draining" : "relay_undrained", "name=%s leases=%zu idle=%zu tunnels=%zu waiting=%zu",
@@ -258,10 +257,9 @@ void relay_drain_tick(relay_t *r)
             }
             t = next;
         }
-        if (!r->drain_gave_back || n > 0)
+        if (n > 0)
             p2m_log(P2M_LOG_INFO, "relay_drain_idle", "name=%s closed=%zu reason=%s", r->cfg.relay.name, n,
                     quiet ? "no_consumers" : "no_consumer_ports");
-        r->drain_gave_back = 1;
     }
     if (!r->drain_done && r->nleases == 0 && r->nidle == 0 && r->njoined == 0 && r->nwaiting == 0) {
         r->drain_done = 1;

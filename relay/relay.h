@@ -222,7 +222,6 @@ struct relay {
     /* Drain (PROTOCOL 3.8): the operator's mark (p2m:draining) as the last heartbeat read it. */
     int draining;
     int drain_alone;        /* every other live relay drains too: the pods have nowhere else to go */
-    int drain_gave_back;    /* its idle pre-connections were given back since the drain began */
     int drain_done;         /* relay_drained logged: nothing held any more */
     uint64_t drain_since;   /* loop ms the relay saw the mark */
     uint64_t last_consumer; /* loop ms a consumer last came on a consumer port */
