@@ -9,6 +9,7 @@
 # one; relay undrain puts it back in the ranking (drained in turn, the other relay gives its pod
 # back to it, without traffic). The refusals: an unknown relay, a relay that is down (--force
 # marks it anyway), --force where it does not apply.
+# shellcheck disable=SC2119 # p2m_start_redis and p2m_start_registrar take optional arguments
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
@@ -140,10 +141,10 @@ moved() { [[ $(rcli GET p2m:cport:demo) != "$Q" && $(rcli HGET "p2m:lease:$(rcli
 p2m_wait_until -t 60 "the consumer port moves to $O" moved
 Q2=$(rcli GET p2m:cport:demo)
 echo "drain: demo's consumer port moved to $Q2 on $O"
+served_above() { (($(cat "$T/ok.1" "$T/ok.2" | wc -l) > $1)); }
 ok_before=$(cat "$T/ok.1" "$T/ok.2" | wc -l)
 p2m_wait_until "consumers are served on $O" p2m_log_has "$O" "lease=$Q2"
-p2m_wait_until -t 60 "more consumers served after the move" \
-    eval '(($(cat "$T/ok.1" "$T/ok.2" | wc -l) > ok_before + 5))'
+p2m_wait_until -t 60 "more consumers served after the move" served_above $((ok_before + 5))
 
 p2m_wait_until -t 150 "the slow upload ends" p2m_dead "$LONG"
 wait "$LONG" || fail "the slow upload failed: $(cat "$T/long.err")"
