@@ -925,15 +925,32 @@ int p2m_store_schema_get(p2m_store_t *st, char *out, size_t cap, char *err)
     return ret;
 }
 
-/* ARGV: the relays set, the heartbeat hash prefix. Returns {name, ttl_ms, address, ports, started}
- * per relay, the fields false when absent; read in one script so that the TTL and the fields agree. */
-static const char lua_relay_list[] = "local out = {}\n"
-                                     "for _, name in ipairs(redis.call('SMEMBERS', ARGV[1])) do\n"
-                                     "  local k = ARGV[2] .. name\n"
-                                     "  local h = redis.call('HMGET', k, 'address', 'ports', 'started')\n"
-                                     "  table.insert(out, {name, redis.call('PTTL', k), h[1], h[2], h[3]})\n"
-                                     "end\n"
-                                     "return out\n";
+/* ARGV: the relays set, the heartbeat hash prefix, the draining set. Returns {name, ttl_ms, address,
+ * ports, started, leases, idle, tunnels, waiting, draining (the relay's word), marked (in the
+ * draining set), listed (in the relays set)}
+ * per relay, the fields false when absent; read in one script so that the TTL and the fields agree.
+ * A name marked draining but no longer in the relays set is listed too: the mark outlives it. */
+static const char lua_relay_list[] =
+    "local out, seen = {}, {}\n"
+    "local function one(name, listed)\n"
+    "  if seen[name] then return end\n"
+    "  seen[name] = true\n"
+    "  local k = ARGV[2] .. name\n"
+    "  local h = redis.call('HMGET', k, 'address', 'ports', 'started', 'leases', 'idle', 'tunnels', 'waiting', 'draining')\n"
+    "  table.insert(out, {name, redis.call('PTTL', k), h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8],\n"
+    "                     redis.call('SISMEMBER', ARGV[3], name), listed})\n"
+    "end\n"
+    "for _, name in ipairs(redis.call('SMEMBERS', ARGV[1])) do one(name, 1) end\n"
+    "for _, name in ipairs(redis.call('SMEMBERS', ARGV[3])) do one(name, 0) end\n"
+    "return out\n";
+
+/* A count the relay published: -1 when absent or not a number. */
+static long long reply_count(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 18 || strspn(r->str, "0123456789") != r->len)
+        return -1;
+    return strtoll(r->str, NULL, 10);
+}
 
 static int cmp_relay(const void *a, const void *b)
 {
@@ -942,13 +959,13 @@ static int cmp_relay(const void *a, const void *b)
 
 int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, char *err)
 {
-    const char *args[] = {P2M_KEY_RELAYS, P2M_KEY_RELAY};
+    const char *args[] = {P2M_KEY_RELAYS, P2M_KEY_RELAY, P2M_KEY_DRAINING};
     redisReply *r = NULL;
     p2m_relay_info_t *list = NULL;
     size_t k = 0;
     int ret = -1;
 
-    if (run_script(st, lua_relay_list, 0, NULL, 2, args, &r, err) != 0)
+    if (run_script(st, lua_relay_list, 0, NULL, 3, args, &r, err) != 0)
         goto Exit;
     if (r->type != REDIS_REPLY_ARRAY) {
         p2m_err(err, "%s: unexpected reply listing relays", st->where);
@@ -960,8 +977,9 @@ int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, cha
     }
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 5 || e->element[0]->type != REDIS_REPLY_STRING ||
-            e->element[1]->type != REDIS_REPLY_INTEGER)
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 12 || e->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[1]->type != REDIS_REPLY_INTEGER || e->element[10]->type != REDIS_REPLY_INTEGER ||
+            e->element[11]->type != REDIS_REPLY_INTEGER)
             continue;
         p2m_relay_info_t *ri = &list[k++];
         reply_copy(e->element[0], ri->name, sizeof(ri->name));
@@ -971,6 +989,13 @@ int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, cha
         reply_copy(e->element[2], ri->address, sizeof(ri->address));
         reply_copy(e->element[3], ri->ports, sizeof(ri->ports));
         reply_copy(e->element[4], ri->started, sizeof(ri->started));
+        ri->leases = reply_count(e->element[5]);
+        ri->idle = reply_count(e->element[6]);
+        ri->tunnels = reply_count(e->element[7]);
+        ri->waiting = reply_count(e->element[8]);
+        ri->drain_seen = e->element[9]->type == REDIS_REPLY_STRING && e->element[9]->len == 1 && e->element[9]->str[0] == '1';
+        ri->draining = e->element[10]->integer == 1;
+        ri->listed = e->element[11]->integer == 1;
     }
     qsort(list, k, sizeof(*list), cmp_relay);
     *out = list;
@@ -1070,6 +1095,39 @@ int p2m_store_registrar_drain(p2m_store_t *st, const char *name, const char *url
         ret = p2m_err(err, "%s: unexpected reply draining a registrar", st->where);
     else if (strcmp(r->str, "gone") == 0)
         ret = p2m_err(err, "no live registrar %s (pipe2me-admin registrar ls)", name);
+    freeReplyObject(r);
+    return ret;
+}
+
+/* KEYS: the relay's heartbeat hash, the draining set. ARGV: name, "1" to mark / "0" to clear, force. */
+static const char lua_relay_drain[] = "if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then\n"
+                                      "  if redis.call('SISMEMBER', '" P2M_KEY_RELAYS "', ARGV[1]) == 1 then return 'down' end\n"
+                                      "  return 'unknown'\n"
+                                      "end\n"
+                                      "if ARGV[2] == '1' then return redis.call('SADD', KEYS[2], ARGV[1]) end\n"
+                                      "return redis.call('SREM', KEYS[2], ARGV[1])\n";
+
+int p2m_store_relay_drain(p2m_store_t *st, const char *name, int draining, int force, int *changed, char *err)
+{
+    char key[P2M_LABEL_MAX + 64];
+    if (snprintf(key, sizeof(key), P2M_KEY_RELAY "%s", name) >= (int)sizeof(key))
+        return p2m_err(err, "relay name too long");
+    const char *keys[] = {key, P2M_KEY_DRAINING};
+    const char *args[] = {name, draining ? "1" : "0", force ? "1" : "0"};
+    redisReply *r;
+    if (run_script(st, lua_relay_drain, 2, keys, 3, args, &r, err) != 0)
+        return -1;
+    int ret = 0;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (changed != NULL)
+            *changed = r->integer == 1;
+    } else if (r->type == REDIS_REPLY_STRING && strcmp(r->str, "down") == 0) {
+        ret = p2m_err(err, "relay %s is not live (its heartbeat is gone); --force marks it anyway", name);
+    } else if (r->type == REDIS_REPLY_STRING && strcmp(r->str, "unknown") == 0) {
+        ret = p2m_err(err, "unknown relay %s (see pipe2me-admin relay ls); --force marks it anyway", name);
+    } else {
+        ret = p2m_err(err, "%s: unexpected reply to relay drain", st->where);
+    }
     freeReplyObject(r);
     return ret;
 }

@@ -18,19 +18,30 @@
 const char p2m_channel_bound[] = P2M_CHANNEL_BOUND;
 
 /* Helpers shared by the leasing scripts. live_relays() also forgets relays whose heartbeat hash
- * expired. probe() returns the first port of the relay's range, from `start` on and wrapping, that
- * has neither a lease nor a recent bind failure. */
+ * expired, and sets r.drain on those an operator is draining (p2m:draining). open_relays() keeps
+ * those that are not draining, or, when every live relay is draining, all of them (and says so):
+ * a drain must never leave a service without a relay (PROTOCOL 3.9). probe() returns the first
+ * port of the relay's range, from `start` on and wrapping, that has neither a lease nor a recent
+ * bind failure. */
 #define LUA_LEASE_LIB                                                                                                              \
     "local function live_relays()\n"                                                                                               \
     "  local out = {}\n"                                                                                                           \
     "  for _, name in ipairs(redis.call('SMEMBERS', 'p2m:relays')) do\n"                                                           \
     "    local r = redis.call('HMGET', 'p2m:relay:' .. name, 'address', 'ports')\n"                                                \
     "    local lo, hi = string.match(r[2] or '', '^(%d+)-(%d+)$')\n"                                                               \
-    "    if r[1] and lo then table.insert(out, {name, r[1], tonumber(lo), tonumber(hi)})\n"                                        \
+    "    if r[1] and lo then\n"                                                                                                    \
+    "      table.insert(out, {name, r[1], tonumber(lo), tonumber(hi),\n"                                                           \
+    "                         drain = redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', name) == 1})\n"                              \
     "    elseif not r[1] then redis.call('SREM', 'p2m:relays', name) end\n"                                                        \
     "  end\n"                                                                                                                      \
     "  table.sort(out, function(a, b) return a[1] < b[1] end)\n"                                                                   \
     "  return out\n"                                                                                                               \
+    "end\n"                                                                                                                        \
+    "local function open_relays(relays)\n"                                                                                         \
+    "  local out = {}\n"                                                                                                           \
+    "  for _, r in ipairs(relays) do if not r.drain then table.insert(out, r) end end\n"                                           \
+    "  if #out == 0 then return relays, #relays > 0 end\n"                                                                         \
+    "  return out, false\n"                                                                                                        \
     "end\n"                                                                                                                        \
     "local function probe(r, start)\n"                                                                                             \
     "  local size = r[4] - r[3] + 1\n"                                                                                             \
@@ -187,15 +198,24 @@ static const char lua_session_lookup[] =
  *
  * The registration marks the service alive on that relay (p2m:alive:SERVICE, PROTOCOL 2.1) and
  * reads the demand the pod is told of: the consumers waiting for it now on every live relay
- * (p2m:wait:NAME) and those that have had to wait so far (SERVICE:queued in the relays' stats). */
+ * (p2m:wait:NAME) and those that have had to wait so far (SERVICE:queued in the relays' stats).
+ *
+ * A relay being drained (p2m:draining) ranks after every relay that is not, even as the relay of
+ * the consumer port: pre leases move first, so that by the time the consumer port moves (the route
+ * script below) the pod's pre-connections already come to the relay it moves to. A draining relay
+ * is used only when no other has a free port, every live relay draining included (the reply's
+ * last field is then "1", and the registrar logs it): a drain must never make a service
+ * unavailable (PROTOCOL 3.9). */
 static const char lua_lease_pre[] = LUA_LEASE_LIB
-    "local relays = live_relays()\n"
-    "if #relays == 0 then return {'norelay'} end\n"
+    "local live = live_relays()\n"
+    "if #live == 0 then return {'norelay'} end\n"
+    "local relays = {}\n"
+    "for _, r in ipairs(live) do table.insert(relays, r) end\n"
     "local rnd = tonumber(ARGV[6])\n"
-    "for _, r in ipairs(relays) do r.rank = redis.sha1hex(ARGV[7] .. '/' .. r[1]) end\n"
+    "for _, r in ipairs(relays) do r.rank = (r.drain and '0' or '1') .. redis.sha1hex(ARGV[7] .. '/' .. r[1]) end\n"
     "local cp = redis.call('GET', 'p2m:cport:' .. ARGV[7])\n"
     "local home = cp and redis.call('HGET', 'p2m:lease:' .. cp, 'relay')\n"
-    "for _, r in ipairs(relays) do if r[1] == home then r.rank = 'z' end end\n"
+    "for _, r in ipairs(relays) do if r[1] == home then r.rank = (r.drain and '0' or '1') .. 'z' end end\n"
     "table.sort(relays, function(a, b) return a.rank > b.rank end)\n"
     "for _, r in ipairs(relays) do\n"
     "  local p = probe(r, rnd)\n"
@@ -204,11 +224,12 @@ static const char lua_lease_pre[] = LUA_LEASE_LIB
     "    if ARGV[8] ~= '1' then redis.call('HSET', 'p2m:lease:' .. p, 'conns', ARGV[8]) end\n"
     "    redis.call('SET', 'p2m:alive:' .. ARGV[7], r[1], 'EX', ARGV[9])\n"
     "    local waiting, waited = 0, 0\n"
-    "    for _, x in ipairs(relays) do\n"
+    "    for _, x in ipairs(live) do\n"
     "      waiting = waiting + (tonumber(redis.call('HGET', 'p2m:wait:' .. x[1], ARGV[7]) or '0') or 0)\n"
     "      waited = waited + (tonumber(redis.call('HGET', 'p2m:stats:relay:' .. x[1], ARGV[7] .. ':queued') or '0') or 0)\n"
     "    end\n"
-    "    return {'ok', tostring(p), r[1], r[2], string.format('%.0f', waiting), string.format('%.0f', waited)}\n"
+    "    return {'ok', tostring(p), r[1], r[2], string.format('%.0f', waiting), string.format('%.0f', waited),\n"
+    "            r.drain and '1' or '0'}\n"
     "  end\n"
     "end\n"
     "return {'noport'}\n";
@@ -230,17 +251,34 @@ static const char lua_lease_pre[] = LUA_LEASE_LIB
  * whole range: a new one beyond the cap of its address, of its label, or of the consumers' share
  * of all relays' ports first evicts the least recently used lease in that scope. Three sorted sets
  * (port -> last use, Redis TIME in microseconds, so that uses within one second keep their order)
- * track them; members whose lease has expired are dropped when met. */
+ * track them; members whose lease has expired are dropped when met.
+ *
+ * Draining relays (PROTOCOL 3.9). The lease script above no longer sends pre leases to a draining
+ * relay, so the pod's next pre-connections arrive on another one. The consumers must follow them,
+ * but never ahead of them: a consumer sent where no pre-connection of its service is coming waits
+ * for nothing. So a relay that does not drain and holds idle pre-connections of the service wins
+ * over a draining one that holds more; a draining relay still wins while it alone holds some (its
+ * idle pre-connections serve the consumers, and each one used is replaced by one the pod opens
+ * elsewhere, after which the consumers move); with none held anywhere, an alive mark naming a
+ * draining relay gives way to the first relay the lease script ranks for the service, where its
+ * pre-connections will come. A service's consumer port on a draining relay is kept while that
+ * relay wins; otherwise a new one is leased on the winner and the old lease gets the consumer TTL
+ * instead of being deleted, so that a consumer redirected to it just before still finds the
+ * listener (and the relay's idle pre-connections); the relay closes it when it expires. A
+ * per-address port on a draining relay is not reused either. */
 static const char lua_consumer_route[] = LUA_LEASE_LIB
     "local owner = redis.call('HGET', 'p2m:labels', ARGV[1])\n"
     "if not owner then return {'unknown'} end\n"
     "local relays = live_relays()\n"
+    "local open, all_drain = open_relays(relays)\n"
     "local svc, best, best_idle, idle = nil, nil, 0, {}\n"
     "for i = 9, #ARGV do\n"
     "  for _, r in ipairs(relays) do\n"
     "    local n = tonumber(redis.call('HGET', 'p2m:idle:' .. r[1], ARGV[i]) or '0') or 0\n"
     "    idle[r[1]] = n\n"
-    "    if n > best_idle then best, best_idle = r, n end\n"
+    "    if n > 0 and (not best or (best.drain and not r.drain) or (best.drain == r.drain and n > best_idle)) then\n"
+    "      best, best_idle = r, n\n"
+    "    end\n"
     "  end\n"
     "  if best then svc = ARGV[i] break end\n"
     "end\n"
@@ -253,8 +291,19 @@ static const char lua_consumer_route[] = LUA_LEASE_LIB
     "    end\n"
     "    if best then svc, queued = ARGV[i], '1' break end\n"
     "  end\n"
+    "  if best and best.drain and not all_drain then\n"
+    "    for _, r in ipairs(open) do r.rank = redis.sha1hex(svc .. '/' .. r[1]) end\n"
+    "    table.sort(open, function(a, b) return a.rank > b.rank end)\n"
+    "    best = open[1]\n"
+    "  end\n"
     "end\n"
     "if not best then return {'gone'} end\n"
+    "local function stays(name)\n"
+    "  for _, r in ipairs(relays) do\n"
+    "    if r[1] == name then return not r.drain or all_drain or name == best[1], r end\n"
+    "  end\n"
+    "  return false, nil\n"
+    "end\n"
     "if ARGV[2] == '*' then\n"
     "  local ck = 'p2m:cport:' .. svc\n"
     "  local port = redis.call('GET', ck)\n"
@@ -262,11 +311,14 @@ static const char lua_consumer_route[] = LUA_LEASE_LIB
     "    local k = 'p2m:lease:' .. port\n"
     "    local l = redis.call('HMGET', k, 'kind', 'service', 'addr', 'relay', 'state')\n"
     "    if l[1] == 'consumer' and l[2] == svc and l[3] == '*' then\n"
-    "      for _, r in ipairs(relays) do\n"
-    "        if r[1] == l[4] then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2', svc, queued} end\n"
+    "      local keep, r = stays(l[4])\n"
+    "      if keep then return {'ok', port, r[2], r[1], l[5] == 'bound' and '0' or '2', svc, queued} end\n"
+    "      if r then\n"
+    "        redis.call('EXPIRE', k, ARGV[4])\n"
+    "      else\n"
+    "        redis.call('DEL', k)\n"
+    "        redis.call('PUBLISH', 'p2m:events', 'unlease ' .. port)\n"
     "      end\n"
-    "      redis.call('DEL', k)\n"
-    "      redis.call('PUBLISH', 'p2m:events', 'unlease ' .. port)\n"
     "    end\n"
     "    redis.call('SREM', 'p2m:cports:service', port)\n"
     "  end\n"
@@ -293,7 +345,8 @@ static const char lua_consumer_route[] = LUA_LEASE_LIB
     "local port = redis.call('GET', mk)\n"
     "if port then\n"
     "  local l = redis.call('HMGET', 'p2m:lease:' .. port, 'kind', 'service', 'addr', 'relay', 'state')\n"
-    "  if l[1] == 'consumer' and l[2] == svc and l[3] == ARGV[2] and (l[4] == best[1] or (idle[l[4]] or 0) > 0) then\n"
+    "  if l[1] == 'consumer' and l[2] == svc and l[3] == ARGV[2] and (l[4] == best[1] or (idle[l[4]] or 0) > 0) and\n"
+    "     stays(l[4]) then\n"
     "    redis.call('EXPIRE', 'p2m:lease:' .. port, ARGV[4])\n"
     "    redis.call('EXPIRE', mk, ARGV[4])\n"
     "    for _, z in ipairs({za, zl, zg}) do redis.call('ZADD', z, now, port) redis.call('EXPIRE', z, ARGV[4]) end\n"

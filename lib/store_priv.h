@@ -18,6 +18,7 @@
 #define P2M_KEY_POD_SHARES ":shares" /* the labels pod ID shares */
 #define P2M_KEY_POD_LABELS ":labels" /* + after P2M_KEY_POD ID: the labels pod ID owns */
 #define P2M_KEY_RELAYS "p2m:relays"
+#define P2M_KEY_DRAINING "p2m:draining"         /* the relays an operator is draining */
 #define P2M_KEY_LEASE "p2m:lease:"              /* + PORT */
 #define P2M_KEY_LEASE_PATTERN P2M_KEY_LEASE "*" /* for SCAN */
 #define P2M_KEY_RELAY "p2m:relay:"              /* + NAME: the heartbeat hash, and the channel of its "lease PORT" */
@@ -29,6 +30,7 @@
 #define P2M_KEY_REGISTRARS "p2m:registrars"
 #define P2M_KEY_REGISTRAR "p2m:registrar:" /* + NAME: the heartbeat hash; + NAME + P2M_KEY_DRAIN */
 #define P2M_KEY_DRAIN ":drain"             /* the URL registrar NAME sends its pods to */
+#define P2M_KEY_CPORT "p2m:cport:"              /* + SERVICE: the service's consumer port */
 #define P2M_KEY_TOKENS "p2m:tokens"
 #define P2M_KEY_TOKEN "p2m:token:" /* + HASH */
 #define P2M_CHANNEL_BOUND "p2m:bound"

@@ -28,11 +28,16 @@ static const char lua_lease_drop[] = LUA_LEASE_IS_OURS "if ours then return redi
                                                        "return 0\n";
 
 /* PROTOCOL 3.3, success. ARGV[4] port. A service's consumer port (addr '*') lives as long as its
- * label from now on: no TTL (3.6). */
+ * label from now on: no TTL (3.6). One the registrar has moved off a draining relay (p2m:cport:SERVICE
+ * names another port) keeps the TTL it was given, so that a relay restarting meanwhile does not
+ * make it permanent (3.9). */
 static const char lua_bound[] =
     LUA_LEASE_IS_OURS "if ours then\n"
                       "  redis.call('HSET', KEYS[1], 'state', 'bound')\n"
-                      "  if redis.call('HGET', KEYS[1], 'addr') == '*' then redis.call('PERSIST', KEYS[1]) end\n"
+                      "  local c = redis.call('HMGET', KEYS[1], 'addr', 'service', 'label')\n"
+                      "  if c[1] == '*' and redis.call('GET', '" P2M_KEY_CPORT "' .. (c[2] or c[3] or '')) == ARGV[4] then\n"
+                      "    redis.call('PERSIST', KEYS[1])\n"
+                      "  end\n"
                       "  redis.call('PUBLISH', '" P2M_CHANNEL_BOUND "', ARGV[4] .. ' ok')\n"
                       "  return 1\n"
                       "end\n"
@@ -136,13 +141,22 @@ static const char lua_sni_lookup[] = "if not redis.call('HGET', '" P2M_KEY_LABEL
                                      "if not best then return 'gone' end\n"
                                      "return best == ARGV[3] and 'here' or 'elsewhere'\n";
 
-/* KEYS: relay hash, idle hash, wait hash. ARGV: name, address, ports, started, ttl. */
-static const char lua_heartbeat[] = "redis.call('HSET', KEYS[1], 'address', ARGV[2], 'ports', ARGV[3], 'started', ARGV[4])\n"
+/* KEYS: relay hash, idle hash, wait hash. ARGV: name, address, ports, started, ttl, leases, idle,
+ * tunnels, waiting, draining. Returns 0 when the relay is not marked draining, 1 when it is, 2 when
+ * it is and so is every other live relay. */
+static const char lua_heartbeat[] = "redis.call('HSET', KEYS[1], 'address', ARGV[2], 'ports', ARGV[3], 'started', ARGV[4],\n"
+                                    "           'leases', ARGV[6], 'idle', ARGV[7], 'tunnels', ARGV[8], 'waiting', ARGV[9],\n"
+                                    "           'draining', ARGV[10])\n"
                                     "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
                                     "redis.call('SADD', '" P2M_KEY_RELAYS "', ARGV[1])\n"
                                     "redis.call('EXPIRE', KEYS[2], ARGV[5])\n"
                                     "redis.call('EXPIRE', KEYS[3], ARGV[5])\n"
-                                    "return 0\n";
+                                    "if redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', ARGV[1]) == 0 then return 0 end\n"
+                                    "for _, n in ipairs(redis.call('SMEMBERS', '" P2M_KEY_RELAYS "')) do\n"
+                                    "  if redis.call('SISMEMBER', '" P2M_KEY_DRAINING "', n) == 0 and\n"
+                                    "     redis.call('EXISTS', '" P2M_KEY_RELAY "' .. n) == 1 then return 1 end\n"
+                                    "end\n"
+                                    "return 2\n";
 
 /* KEYS: relay hash, idle hash, wait hash. ARGV: name. */
 static const char lua_leave[] = "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
@@ -274,10 +288,11 @@ int p2m_store_cmd_lease_fail(p2m_store_cmd_t *c, uint16_t port, const char *reas
 }
 
 int p2m_store_cmd_relay_heartbeat(p2m_store_cmd_t *c, const char *relay, const char *address, const char *ports,
-                                  const char *started, unsigned ttl)
+                                  const char *started, unsigned ttl, const p2m_relay_counts_t *n)
 {
     return EVAL(c, lua_heartbeat, 3) || push_relay_keys(c, relay) || push(c, relay) || push(c, address) || push(c, ports) ||
-                   push(c, started) || pushu(c, ttl)
+                   push(c, started) || pushu(c, ttl) || pushu(c, n->leases) || pushu(c, n->idle) || pushu(c, n->tunnels) ||
+                   pushu(c, n->waiting) || pushu(c, n->draining ? 1 : 0)
                ? -1
                : 0;
 }

@@ -128,10 +128,22 @@ static void on_lease(op_t *base, redisReply *rep)
         return;
     }
     const char *port = redis_reply_str(rep, 1), *relay = redis_reply_str(rep, 2), *addr = redis_reply_str(rep, 3);
-    const char *waiting = redis_reply_str(rep, 4), *waited = redis_reply_str(rep, 5);
+    const char *waiting = redis_reply_str(rep, 4), *waited = redis_reply_str(rep, 5), *draining = redis_reply_str(rep, 6);
     if (port == NULL || relay == NULL || addr == NULL) {
         auth_unavailable(&op->super);
         return;
+    }
+    /* Leased on a draining relay: no other had a free port (every live relay draining, most
+     * likely). A drain must never make a service unavailable (PROTOCOL 3.9), so it is used, and
+     * the operator hears of it once per change. */
+    int on_draining = draining != NULL && strcmp(draining, "1") == 0;
+    if (on_draining != base->r->lease_on_draining) {
+        base->r->lease_on_draining = on_draining;
+        if (on_draining)
+            p2m_log(P2M_LOG_WARN, "lease_on_draining_relay",
+                    "relay=%s label=%s note=\"no relay that is not draining has a free port\"", relay, op->super.label);
+        else
+            p2m_log(P2M_LOG_INFO, "lease_on_draining_relay_gone", "relay=%s label=%s", relay, op->super.label);
     }
     /* Counts summed by the script from the relays' hashes: digits only reach a header, at most 9
      * of them (PROTOCOL 1.3: a larger count is sent as 999999999). */

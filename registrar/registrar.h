@@ -40,6 +40,7 @@ struct registrar {
     h2o_timeout_t bound_timeout;         /* how long a lease waits for a relay to bind its port */
     struct lease_waiter *waiting[65536]; /* leases waiting for "PORT ok", by port (lease.c) */
     uint64_t requests;
+    int lease_on_draining; /* the last pre lease went to a draining relay: no other had a free port (logged once per change) */
 
     /* registrar.proxy_listen (http.c): how long a connection may take to send its PROXY line, and
      * the refusals of that listener, logged in full once per (peer, reason) and interval. */

@@ -448,6 +448,7 @@ void match_consumer_ready(relay_t *r, tunnel_t *c)
 void match_consumer(relay_t *r, lease_t *l, int fd, const peer_addr_t *peer)
 {
     tunnel_t *c = tunnel_new(r, l->label);
+    r->last_consumer = p2m_loop_now(r->loop); /* a drain waits for these to stop coming */
     c->state = TUNNEL_FIRST;
     c->qport = l->port;
     c->qgen = l->gen;

@@ -463,18 +463,34 @@ static void check_overlaps(rredis_t *rr)
              NULL);
 }
 
+/* The heartbeat's reply: whether the relay is marked draining. */
+static void on_heartbeat_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rredis_t *rr = rr_from_ac(ac);
+    redisReply *rep = reply;
+    (void)priv;
+    if (rep == NULL || rr->stopping || rep->type != REDIS_REPLY_INTEGER)
+        return;
+    relay_drain_mark(rr->relay, rep->integer != 0, rep->integer == 2);
+}
+
 static void heartbeat(rredis_t *rr)
 {
     relay_t *r = rr->relay;
     if (!p2m_redis_up(rr->redis))
         return;
+    relay_drain_tick(r); /* before the counts, which then show what it gave back */
+    p2m_relay_counts_t n = {r->nleases, r->nidle, r->njoined, r->nwaiting, r->draining};
     p2m_store_cmd_t c;
     send_cmd(rr,
              p2m_store_cmd_relay_heartbeat(&c, r->cfg.relay.name, r->cfg.public_address, rr->ports, rr->started,
-                                           P2M_RELAY_HEARTBEAT_TTL),
-             &c, NULL, NULL);
+                                           P2M_RELAY_HEARTBEAT_TTL, &n),
+             &c, on_heartbeat_reply, NULL);
 
-    alive_marks(rr);
+    /* A draining relay marks nothing alive: the pods' next pre-connections go elsewhere, and an
+     * alive mark naming it would send consumers to wait where none are coming (PROTOCOL 3.9). */
+    if (!r->draining)
+        alive_marks(rr);
     check_overlaps(rr);
 
     /* Idle pre-connections keep their lease; consumer leases live while connections do. */

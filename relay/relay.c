@@ -209,6 +209,65 @@ void relay_free(relay_t *r)
     free(r);
 }
 
+/* --- drain (PROTOCOL 3.9) ----------------------------------------------------------------------- */
+
+void relay_drain_mark(relay_t *r, int marked, int alone)
+{
+    r->drain_alone = alone;
+    if (marked == r->draining || r->stopping)
+        return;
+    r->draining = marked;
+    r->drain_done = 0;
+    r->drain_since = p2m_loop_now(r->loop);
+    p2m_log(P2M_LOG_INFO, marked ? "relay_draining" : "relay_undrained", "name=%s leases=%zu idle=%zu tunnels=%zu waiting=%zu",
+            r->cfg.relay.name, r->nleases, r->nidle, r->njoined, r->nwaiting);
+}
+
+/* Whether the relay holds a consumer port: consumers may still be sent here. */
+static int holds_consumer_port(const relay_t *r)
+{
+    for (size_t i = 0; i < r->nports; i++)
+        if (r->leases[i] != NULL && r->leases[i]->kind == LEASE_CONSUMER)
+            return 1;
+    return 0;
+}
+
+void relay_drain_tick(relay_t *r)
+{
+    if (!r->draining || r->stopping)
+        return;
+    /* The idle pre-connections serve the consumers the registrar still sends here: the registrar
+     * moves a service's consumers to another relay only once its pre-connections are there, or
+     * none are left here. So they go back only when no consumer can come any more (no consumer
+     * port left: the registrar gave the moved ones a TTL and they expired), or when none came for
+     * relay.wait_timeout: a service without traffic would otherwise keep them here forever, and
+     * once they are closed the pod registers elsewhere at once and its consumers follow. */
+    uint64_t now = p2m_loop_now(r->loop), quiet_since = r->last_consumer > r->drain_since ? r->last_consumer : r->drain_since;
+    int quiet = now - quiet_since >= (uint64_t)r->cfg.relay.wait_timeout * 1000;
+    /* With every live relay draining, the pods would only register here again (PROTOCOL 3.9): keep
+     * them until another relay is there. */
+    if (r->nidle > 0 && !r->drain_alone && (quiet || !holds_consumer_port(r))) {
+        size_t n = 0;
+        tunnel_t *t = r->tunnels;
+        while (t != NULL) {
+            tunnel_t *next = t->all_next;
+            if (t->state == TUNNEL_IDLE) {
+                tunnel_close(t, "drain"); /* a FIN, as at shutdown: the pod registers again at once (elsewhere) */
+                n++;
+            }
+            t = next;
+        }
+        if (n > 0)
+            p2m_log(P2M_LOG_INFO, "relay_drain_idle", "name=%s closed=%zu reason=%s", r->cfg.relay.name, n,
+                    quiet ? "no_consumers" : "no_consumer_ports");
+    }
+    if (!r->drain_done && r->nleases == 0 && r->nidle == 0 && r->njoined == 0 && r->nwaiting == 0) {
+        r->drain_done = 1;
+        p2m_log(P2M_LOG_INFO, "relay_drained", "name=%s leases=0 idle=0 tunnels=0 waiting=0 ms=%llu", r->cfg.relay.name,
+                (unsigned long long)(now - r->drain_since));
+    }
+}
+
 static void on_signal(p2m_loop_t *loop, int signo, void *data)
 {
     relay_t *r = data;

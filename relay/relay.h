@@ -219,6 +219,13 @@ struct relay {
     tunnel_t *tunnels; /* every tunnel, for shutdown */
     size_t ntunnels, njoined, nidle, nwaiting;
 
+    /* Drain (PROTOCOL 3.9): the operator's mark (p2m:draining) as the last heartbeat read it. */
+    int draining;
+    int drain_alone;        /* every other live relay drains too: the pods have nowhere else to go */
+    int drain_done;         /* relay_drained logged: nothing held any more */
+    uint64_t drain_since;   /* loop ms the relay saw the mark */
+    uint64_t last_consumer; /* loop ms a consumer last came on a consumer port */
+
     /* Labels with changes Redis has not heard yet (label_t.sync_dirty), most recent first. */
     label_t *sync_dirty;
     int stopping;
@@ -240,6 +247,14 @@ void relay_shutdown(relay_t *r, const char *why);
 
 /* Frees everything. NULL is a no-op. */
 void relay_free(relay_t *r);
+
+/* The heartbeat read the relay's drain mark: marked 1 (draining) or 0; alone 1 when every other live
+ * relay drains too. Logs the change. */
+void relay_drain_mark(relay_t *r, int marked, int alone);
+
+/* Every heartbeat while draining: gives the idle pre-connections back once no consumer is coming
+ * (PROTOCOL 3.9) and logs relay_drained when nothing is held any more. */
+void relay_drain_tick(relay_t *r);
 
 /* Runs one relay for cfg until SIGTERM/SIGINT (or a fatal error). Returns the exit status: 0
  * after a signal, 1 on failure. */

@@ -76,6 +76,27 @@ int main(void)
     check_refusal(parse(&action, &cmd, err, "pod", "ls", "--jsonx", NULL), err, "unknown option \"--jsonx\"");
     check_refusal(parse(&action, &cmd, err, "pod", "ls", "-\xff", NULL), err, "unknown option \"-\\xff\"");
 
+    CHECK_CTX("relay ls, drain, undrain; --force only where it applies");
+    if (CHECK_RC(parse(&action, &cmd, err, "relay", "ls", "--json", NULL), 0, err))
+        CHECK(cmd != NULL && cmd->run == relay_ls && a.json == 1 && a.nargs == 0);
+    if (CHECK_RC(parse(&action, &cmd, err, "--force", "relay", "drain", "r1", NULL), 0, err) && CHECK_EQ_INT(a.nargs, 1)) {
+        CHECK(cmd != NULL && cmd->run == relay_drain);
+        CHECK_EQ_INT(a.force, 1);
+        CHECK_EQ_STR(a.args[0], "r1");
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "relay", "undrain", "r1", NULL), 0, err)) {
+        CHECK(cmd != NULL && cmd->run == relay_undrain);
+        CHECK_EQ_INT(a.force, 0);
+    }
+    check_refusal(parse(&action, &cmd, err, "relay", "drain", NULL), err,
+                  "relay drain: missing argument (usage: pipe2me-admin relay drain NAME [--force])");
+    check_refusal(parse(&action, &cmd, err, "relay", "undrain", "r1", "r2", NULL), err, "relay undrain: too many arguments");
+    check_refusal(parse(&action, &cmd, err, "relay", "ls", "--force", NULL), err, "relay ls: option --force does not apply");
+    check_refusal(parse(&action, &cmd, err, "pod", "rm", "p1", "--force", NULL), err, "pod rm: option --force does not apply");
+    check_refusal(parse(&action, &cmd, err, "relay", "drain", "r1", "--label", "x", NULL), err, "option --label does not apply");
+    check_refusal(parse(&action, &cmd, err, "relay", "drains", "r1", NULL), err, "relay: unknown subcommand \"drains\"");
+    check_refusal(parse(&action, &cmd, err, "relay", "drain", "r1", "--forced", NULL), err, "unknown option \"--forced\"");
+
     CHECK_CTX("check: one word, no arguments, the global options anywhere");
     if (CHECK_RC(parse(&action, &cmd, err, "check", NULL), 0, err)) {
         CHECK_EQ_INT(action, ADMIN_ACTION_RUN);

@@ -221,6 +221,49 @@ static void test_check_reads(const char *addr)
     free(before);
     free(after);
 
+    CHECK_CTX("relay_drain: an unknown or dead relay refused unless forced; the mark listed");
+    int changed = -1;
+    before = dump();
+    check_refusal(p2m_store_relay_drain(st, "nosuch", 1, 0, &changed, err), err, "unknown relay nosuch");
+    check_refusal(p2m_store_relay_drain(st, "ghost", 1, 0, &changed, err), err, "relay ghost is not live");
+    check_refusal(p2m_store_relay_drain(st, "nosuch", 0, 0, &changed, err), err, "unknown relay nosuch");
+    after = dump();
+    CHECK_EQ_STR(after, before); /* refused: nothing changed */
+    free(before);
+    free(after);
+    if (CHECK_RC(p2m_store_relay_drain(st, "r1", 1, 0, &changed, err), 0, err))
+        CHECK_EQ_INT(changed, 1);
+    if (CHECK_RC(p2m_store_relay_drain(st, "r1", 1, 0, &changed, err), 0, err))
+        CHECK_EQ_INT(changed, 0);
+    if (CHECK_RC(p2m_store_relay_drain(st, "gone", 1, 1, &changed, err), 0, err))
+        CHECK_EQ_INT(changed, 1);
+    R("HSET p2m:relay:r1 leases 3 idle 0 tunnels 12 waiting x draining 1");
+    if (CHECK_RC(p2m_store_relay_list(st, &relays, &n, err), 0, err) && CHECK_EQ_INT(n, 6)) {
+        CHECK_EQ_STR(relays[2].name, "gone"); /* marked, never in p2m:relays: listed, not live */
+        CHECK_EQ_INT(relays[2].live, 0);
+        CHECK_EQ_INT(relays[2].draining, 1);
+        CHECK_EQ_INT(relays[2].listed, 0);
+        CHECK_EQ_INT(relays[1].listed, 1);
+        CHECK_EQ_INT(relays[2].leases, -1);
+        CHECK_EQ_STR(relays[4].name, "r0");
+        CHECK_EQ_INT(relays[4].draining, 0);
+        CHECK_EQ_INT(relays[4].idle, -1);
+        CHECK_EQ_STR(relays[5].name, "r1");
+        CHECK_EQ_INT(relays[5].draining, 1);
+        CHECK_EQ_INT(relays[5].drain_seen, 1);
+        CHECK_EQ_INT(relays[5].leases, 3);
+        CHECK_EQ_INT(relays[5].idle, 0);
+        CHECK_EQ_INT(relays[5].tunnels, 12);
+        CHECK_EQ_INT(relays[5].waiting, -1); /* not a number */
+    }
+    free(relays);
+    relays = NULL;
+    if (CHECK_RC(p2m_store_relay_drain(st, "r1", 0, 0, &changed, err), 0, err))
+        CHECK_EQ_INT(changed, 1);
+    if (CHECK_RC(p2m_store_relay_drain(st, "gone", 0, 1, &changed, err), 0, err))
+        CHECK_EQ_INT(changed, 1);
+    CHECK_EQ_STR(R("EXISTS p2m:draining"), "0");
+
     CHECK_CTX("relay_list: a heartbeat key of another type");
     R("SET p2m:relay:ghost x");
     check_refusal(p2m_store_relay_list(st, &relays, &n, err), err, "WRONGTYPE");

@@ -181,8 +181,15 @@ static void test_leases(void)
     EXPECT_REDIS("str:bound", "HGET p2m:lease:20001 state");
     EXPECT_REDIS("int:30", "TTL p2m:lease:20001");
     lease(20002, "r1", "100", "*");
+    EXPECT_REDIS("str:OK", "SET p2m:cport:web 20002");
     expect(p2m_store_cmd_lease_bound(&c, 20002, "r1", "100", "alice"), &c, "int:1");
     EXPECT_REDIS("int:-1", "TTL p2m:lease:20002");
+
+    CHECK_CTX("bound: a consumer port moved off a draining relay keeps its TTL");
+    lease(20003, "r1", "100", "*");
+    expect(p2m_store_cmd_lease_bound(&c, 20003, "r1", "100", "alice"), &c, "int:1");
+    EXPECT_REDIS("int:30", "TTL p2m:lease:20003");
+    EXPECT_REDIS("int:2", "DEL p2m:cport:web p2m:lease:20003");
 
     CHECK_CTX("bound: a lease re-created for someone else is not ours");
     expect(p2m_store_cmd_lease_bound(&c, 20001, "r1", "99", "alice"), &c, "int:0");
@@ -257,8 +264,26 @@ static void test_relay(void)
     p2m_store_cmd_t c;
     char chans[128];
     CHECK_CTX("heartbeat and leave");
-    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15), &c, "int:0");
+    p2m_relay_counts_t counts = {3, 2, 1, 0, 0};
+    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:0");
     EXPECT_REDIS("str:20000-20099", "HGET p2m:relay:r1 ports");
+    EXPECT_REDIS("arr:3,2,1,0,0", "HMGET p2m:relay:r1 leases idle tunnels waiting draining");
+    CHECK_CTX("heartbeat: the drain mark comes back");
+    EXPECT_REDIS("int:1", "SADD p2m:draining r1");
+    counts.draining = 1;
+    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:2");
+    CHECK_CTX("heartbeat: another live relay that does not drain");
+    EXPECT_REDIS("int:1", "HSET p2m:relay:r9 address c");
+    EXPECT_REDIS("int:1", "SADD p2m:relays r9");
+    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:1");
+    EXPECT_REDIS("int:1", "SADD p2m:draining r9");
+    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:2");
+    EXPECT_REDIS("int:1", "SREM p2m:draining r9");
+    EXPECT_REDIS("int:1", "DEL p2m:relay:r9");
+    EXPECT_REDIS("int:1", "SREM p2m:relays r9");
+    EXPECT_REDIS("str:1", "HGET p2m:relay:r1 draining");
+    EXPECT_REDIS("int:1", "SREM p2m:draining r1");
+    expect(p2m_store_cmd_relay_heartbeat(&c, "r1", "relay.example:443", "20000-20099", "1700000000", 15, &counts), &c, "int:0");
     EXPECT_REDIS("int:15", "TTL p2m:relay:r1");
     EXPECT_REDIS("int:1", "SISMEMBER p2m:relays r1");
     EXPECT_REDIS("int:2", "HSET p2m:relay:r2 address b ports 20050-20199");

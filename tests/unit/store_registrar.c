@@ -58,10 +58,10 @@ static void test_lease_pre(void)
                            "ok|", 3) == 0,
                    "got %s", got))
         return;
-    /* ok|PORT|RELAY|ADDRESS|WAITING|WAITED */
+    /* ok|PORT|RELAY|ADDRESS|WAITING|WAITED|ALL_DRAINING */
     unsigned port = 0;
     char addr[32];
-    CHECK_MSG(sscanf(got, "ok|%u|%7[^|]|%31[^|]|0|0", &port, relay, addr) == 3, "reply %s", got);
+    CHECK_MSG(sscanf(got, "ok|%u|%7[^|]|%31[^|]|0|0|0", &port, relay, addr) == 3, "reply %s", got);
     int on_r1 = strcmp(relay, "r1") == 0;
     CHECK(on_r1 || strcmp(relay, "r2") == 0);
     CHECK_EQ_STR(addr, on_r1 ? "10.0.0.1" : "10.0.0.2");
@@ -80,7 +80,7 @@ static void test_lease_pre(void)
     CHECK_CTX("lease_pre: the same relay, the next free port");
     unsigned lo = on_r1 ? 40000 : 41000, size = on_r1 ? 4 : 2;
     char want[64];
-    snprintf(want, sizeof(want), "ok|%u|%s|%s|0|0", lo + 1, relay, addr);
+    snprintf(want, sizeof(want), "ok|%u|%s|%s|0|0|0", lo + 1, relay, addr);
     CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 4, 90), &c), want);
     CHECK_EQ_STR(R("HGET p2m:lease:%u conns", lo + 1), "4");
     /* the home relay full (and a busy port skipped): the other relay */
@@ -105,7 +105,7 @@ static void test_lease_pre(void)
     R("HSET p2m:lease:41001 kind consumer service web:tcp addr * relay r2 state bound");
     R("SET p2m:cport:web:tcp 41001");
     CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_TCP, "alice", "::1", 1000, 30, 0, 1, 90), &c),
-                 "ok|41000|r2|10.0.0.2|5|7");
+                 "ok|41000|r2|10.0.0.2|5|7|0");
     CHECK_EQ_STR(R("HMGET p2m:lease:41000 label service addr"), "web|web:tcp|::1");
 
     /* Hostile bytes are data. */
@@ -187,6 +187,90 @@ static void test_consumer_route(void)
     R("HSET p2m:idle:r1 web 1 api 1");
     CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &tight, 0), &c), "ok|40000|10.0.0.1|r1|1|web|0");
     CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "api", https, 1, "*", 1000, &tight, 0), &c), "noport");
+}
+
+/* A relay marked draining (p2m:draining, PROTOCOL 3.9): no pre leases while another relay does
+ * not drain, the consumers follow the pre-connections and never go ahead of them, and a drain of
+ * every relay changes nothing but the reply's last field. */
+static void test_drain(void)
+{
+    p2m_store_cmd_t c;
+    const p2m_consumer_caps_t caps = {.ttl = 60, .per_addr = 8, .per_label = 8, .share = 50};
+    const p2m_proto_t https[] = {P2M_PROTO_HTTPS};
+
+    CHECK_CTX("drain: pre leases skip a draining relay, even the consumer port's");
+    reset();
+    R("HSET p2m:lease:41001 kind consumer service web addr * relay r2 state bound");
+    R("SET p2m:cport:web 41001");
+    R("SADD p2m:cports:service 41001");
+    R("SADD p2m:draining r2");
+    for (int i = 0; i < 3; i++)
+        CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, i, 1, 90), &c),
+                          "ok|4000", 7) == 0 &&
+                      strstr(got, "|r1|10.0.0.1|0|0|0") != NULL,
+                  "want a port on r1, got %s", got);
+    CHECK_EQ_STR(R("GET p2m:alive:web"), "r1");
+
+    CHECK_CTX("drain: the consumer port stays while only the draining relay holds idle pre-connections");
+    R("HSET p2m:idle:r2 web 3");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|41001|10.0.0.2|r2|0|web|0");
+
+    CHECK_CTX("drain: it moves once the pre-connections are elsewhere; the old lease expires, not deleted");
+    R("HSET p2m:idle:r1 web 1");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|40003|10.0.0.1|r1|1|web|0");
+    CHECK_EQ_STR(R("GET p2m:cport:web"), "40003");
+    CHECK_EQ_STR(R("HGET p2m:lease:41001 relay"), "r2");
+    long long ttl = atoll(R("TTL p2m:lease:41001"));
+    CHECK_MSG(ttl > 55 && ttl <= 60, "ttl %lld", ttl);
+    CHECK_EQ_STR(R("SISMEMBER p2m:cports:service 41001"), "0");
+    /* the next pre lease goes to the new consumer port's relay (one of its ports freed first) */
+    R("DEL p2m:lease:40000");
+    CHECK_MSG(strstr(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c),
+                     "|r1|") != NULL,
+              "got %s", got);
+
+    CHECK_CTX("drain: no idle anywhere, alive on the draining relay: the relay the pod will go to");
+    reset();
+    R("HSET p2m:lease:41001 kind consumer service web addr * relay r2 state bound");
+    R("SET p2m:cport:web 41001");
+    R("SET p2m:alive:web r2");
+    R("SADD p2m:draining r2");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|40000|10.0.0.1|r1|1|web|1");
+
+    CHECK_CTX("drain: a per-address port on a draining relay is not reused");
+    reset();
+    R("HSET p2m:idle:r1 web 1");
+    R("HSET p2m:idle:r2 web 1");
+    R("HSET p2m:lease:41000 kind consumer service web addr 192.0.2.1 relay r2 state bound");
+    R("SET p2m:consumer:web:192.0.2.1 41000");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "192.0.2.1", 1000, &caps, 0), &c),
+                 "ok|41000|10.0.0.2|r2|0|web|0");
+    R("SADD p2m:draining r2");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "192.0.2.1", 1000, &caps, 0), &c),
+                 "ok|40000|10.0.0.1|r1|1|web|0");
+
+    CHECK_CTX("drain: every relay draining: used as before, and said");
+    reset();
+    R("SADD p2m:draining r1 r2");
+    CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "ok|",
+                      3) == 0 &&
+                  strcmp(got + strlen(got) - 2, "|1") == 0,
+              "got %s", got);
+    R("DEL p2m:lease:40000 p2m:lease:41000");
+    R("HSET p2m:idle:r2 web 1");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|41000|10.0.0.2|r2|1|web|0");
+    R("HSET p2m:lease:41000 state bound");
+    CHECK_EQ_STR(run(p2m_store_cmd_consumer_route(&c, "web", https, 1, "*", 1000, &caps, 0), &c), "ok|41000|10.0.0.2|r2|0|web|0");
+
+    CHECK_CTX("drain: the relays that do not drain are full: a draining one, and said");
+    reset();
+    R("SADD p2m:draining r2");
+    for (unsigned p = 40000; p <= 40003; p++)
+        R("SET p2m:portbusy:r1:%u 1", p);
+    CHECK_MSG(strcmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c),
+                     "ok|41000|r2|10.0.0.2|0|0|1") == 0,
+              "got %s", got);
+    R("SREM p2m:draining r1 r2");
 }
 
 static void test_small(void)
@@ -311,6 +395,7 @@ int main(void)
     }
     test_lease_pre();
     test_consumer_route();
+    test_drain();
     test_small();
     test_setup();
     redisFree(rc);

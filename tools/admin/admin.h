@@ -11,10 +11,10 @@
 #include "p2m/token.h"
 
 /* pipe2me-admin: args.c parses the command line, main.c loads the config and dispatches to one
- * handler in pod.c, label.c, lease.c, token.c, registrar.c or check.c, which share the helpers in util.c. Every handler validates
- * its arguments before it connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line reason in
- * err that main prints as `pipe2me-admin: REASON` before exiting with status 2. A handler that ran and found problems (check)
- * returns 0 with a->problems set: main exits with status 1. */
+ * handler in pod.c, label.c, lease.c, relay.c, registrar.c, token.c or check.c, which share the helpers in util.c. Every handler
+ * validates its arguments before it connects to Redis, so a refused command changes nothing; it returns 0, or -1 with a one-line
+ * reason in err that main prints as `pipe2me-admin: REASON` before exiting with status 2. A handler that ran and found problems
+ * (check) returns 0 with a->problems set: main exits with status 1. */
 
 typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeated */
 
@@ -53,6 +53,7 @@ typedef struct {
     const char *config_file;      /* the file cfg was loaded from; NULL: the built-in defaults */
     char config_err[P2M_ERR_LEN]; /* why it did not load ("" when it did): for a command with own_config */
     int problems;                 /* set by a handler that ran but found problems (exit status 1) */
+    int force;                    /* --force */
 } admin_t;
 
 /* Options a command accepts besides the global ones (-c, --json, -h, --version). */
@@ -68,6 +69,7 @@ enum {
     ADMIN_OPT_EXPIRES = 256,      /* --expires DURATION: Ns, Nm, Nh or Nd */
     ADMIN_OPT_LABEL_PREFIX = 512, /* --label-prefix P */
     ADMIN_OPT_TO = 1024,          /* --to URL: an https:// URL */
+    ADMIN_OPT_FORCE = 2048,       /* --force */
 };
 
 /* One command: its two words (or one: verb NULL), how many arguments it takes, which ADMIN_OPT_* it
@@ -113,6 +115,9 @@ int label_unshare(admin_t *a, char *err);
 int label_ls(admin_t *a, char *err);
 int lease_ls(admin_t *a, char *err);
 int lease_rm(admin_t *a, char *err);
+int relay_ls(admin_t *a, char *err);
+int relay_drain(admin_t *a, char *err);
+int relay_undrain(admin_t *a, char *err);
 int check_run(admin_t *a, char *err);
 int token_add(admin_t *a, char *err);
 int token_ls(admin_t *a, char *err);

@@ -27,6 +27,9 @@ static const admin_command_t commands[] = {
     {"label", "ls", 0, 0, 0, 0, label_ls, ""},
     {"lease", "ls", 0, 0, 0, 0, lease_ls, ""},
     {"lease", "rm", 1, 1, 0, 0, lease_rm, "PORT"},
+    {"relay", "ls", 0, 0, 0, 0, relay_ls, ""},
+    {"relay", "drain", 1, 1, ADMIN_OPT_FORCE, 0, relay_drain, "NAME [--force]"},
+    {"relay", "undrain", 1, 1, ADMIN_OPT_FORCE, 0, relay_undrain, "NAME [--force]"},
     {"token", "add", 0, 0, ADMIN_OPT_USES | ADMIN_OPT_TUNNELS | ADMIN_OPT_EXPIRES | ADMIN_OPT_LABEL_PREFIX, 0, token_add,
      "[--uses N] [--tunnels M] [--expires DURATION] [--label-prefix P]"},
     {"token", "ls", 0, 0, 0, 0, token_ls, ""},
@@ -251,6 +254,8 @@ static int parse_args(int argc, char **argv, admin_t *a, char ***words, size_t *
                 return p2m_err(err, "option %s: expected %s, not %s", setting_opts[k].name, setting_opts[k].values,
                                admin_quote(v, q));
             setting_mark(a, setting_opts[k].opt);
+        } else if (strcmp(arg, "--force") == 0) {
+            a->force = 1;
         } else if (strcmp(arg, "--json") == 0) {
             a->json = 1;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
@@ -318,6 +323,10 @@ static const admin_command_t *find_command(admin_t *a, char **words, size_t nwor
     }
     if (a->nservices > 0 && !(cmd->opts & ADMIN_OPT_SERVICE)) {
         p2m_err(err, "%s: option --service does not apply", name);
+        return NULL;
+    }
+    if (a->force && !(cmd->opts & ADMIN_OPT_FORCE)) {
+        p2m_err(err, "%s: option --force does not apply", name);
         return NULL;
     }
     int needed = 0;

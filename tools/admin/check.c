@@ -157,7 +157,10 @@ static void check_relays(check_t *c)
         return;
     }
     c->have_relays = 1;
-    if (c->nrelays == 0) {
+    size_t listed = 0;
+    for (size_t i = 0; i < c->nrelays; i++)
+        listed += c->relays[i].listed;
+    if (listed == 0) {
         add(c, "relays", ST_FAIL, "no relay is listed in p2m:relays: registrations are refused until one runs");
         return;
     }
@@ -168,6 +171,8 @@ static void check_relays(check_t *c)
         char *end;
         long long started = strtoll(r->started, &end, 10);
         admin_time_iso(end != r->started && *end == '\0' ? started : -1, since);
+        if (!r->listed) /* only a drain mark names it: a relay drained and stopped, which is fine */
+            continue;
         if (!r->live)
             add(c, "relays", ST_FAIL,
                 "relay %s: listed in p2m:relays but its heartbeat is gone: it stopped without leaving (crashed or killed); "

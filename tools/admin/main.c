@@ -1,4 +1,4 @@
-/* pipe2me-admin: manages pods, labels, leases and setup tokens in pipe2me's Redis, and checks a deployment.
+/* pipe2me-admin: manages pods, labels, leases, relays, registrars and setup tokens in pipe2me's Redis, and checks a deployment.
  *
  * Every error prints one line `pipe2me-admin: REASON` on stderr and exits with status 2. All
  * input is checked before Redis is contacted, and the store's changes are atomic, so a refused
@@ -52,6 +52,15 @@ static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--jso
                                  "  label ls               list labels with their pods (the owner first) and protocols\n"
                                  "  lease ls               list live port leases\n"
                                  "  lease rm PORT          end the lease on PORT\n"
+                                 "  relay ls               list live relays: address, ports, started, leases, idle\n"
+                                 "                         pre-connections, tunnels and whether they drain\n"
+                                 "  relay drain NAME [--force]\n"
+                                 "                         give relay NAME no new leases: it serves what it holds,\n"
+                                 "                         gives its idle pre-connections back once no consumer is\n"
+                                 "                         sent to it, and can be stopped when relay ls shows 0 leases,\n"
+                                 "                         idle and tunnels (--force: a relay that is down)\n"
+                                 "  relay undrain NAME [--force]\n"
+                                 "                         lease on relay NAME again\n"
                                  "  token add [--uses N] [--tunnels M] [--expires DURATION] [--label-prefix P]\n"
                                  "                         make a setup token and print it, once (Redis keeps only its\n"
                                  "                         SHA-256): each use creates one pod with at most M services\n"
@@ -105,6 +114,7 @@ static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--jso
                                  "                     token add: labels of its pods start with P (1-40 of a-z,\n"
                                  "                     0-9, '-'; not starting with '-')\n"
                                  "      --to URL       registrar drain: the https:// URL of the registrar pods go to\n"
+                                 "      --force        relay drain, relay undrain: mark a relay that is not live\n"
                                  "  -h, --help         show this text\n"
                                  "      --version      show the version\n"
                                  "\n"

@@ -53,7 +53,9 @@
  *   p2m:cports:addr:ADDR     zset    the same for one source address
  *   p2m:cports:label:LABEL   zset    the same for one label (caps and eviction: PROTOCOL 3.6)
  *   p2m:relays               set     relay names (stale ones are pruned when their hash is gone)
- *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started; TTL 15 s, heartbeat 5 s
+ *   p2m:relay:NAME           hash    address, ports ("LO-HI"), started, and what the relay holds
+ *                                    as it last counted: leases, idle, tunnels, waiting, draining
+ *                                    ("0"|"1": it follows the mark below); TTL 15 s, heartbeat 5 s
  *                                    (P2M_RELAY_HEARTBEAT_TTL, P2M_RELAY_HEARTBEAT_MS)
  *   p2m:registrars           set     registrar names (stale ones are pruned when their hash is gone)
  *   p2m:registrar:NAME       hash    url (its registrar.url), started (unix s), pods_to (its
@@ -63,6 +65,10 @@
  *   p2m:registrar:NAME:drain string  an https:// URL: registrar NAME answers registrations and
  *                                    certificate requests with 307 to it (PROTOCOL 1.7); no TTL;
  *                                    set by `pipe2me-admin registrar drain`, removed by undrain
+ *   p2m:draining             set     relay names an operator is draining (pipe2me-admin relay
+ *                                    drain); no TTL: a mark outlives the relay's restarts until
+ *                                    relay undrain. A draining relay gets no new leases while
+ *                                    another live relay does not drain (PROTOCOL 3.9)
  *   p2m:idle:NAME            hash    SERVICE -> idle pre-connections held by relay NAME
  *   p2m:wait:NAME            hash    SERVICE -> consumers waiting at relay NAME for a
  *                                    pre-connection (written at most 5 ms late; TTL as the idle hash)
@@ -263,10 +269,15 @@ typedef struct {
     char address[P2M_HOST_MAX + 1];
     char ports[32];   /* "LO-HI" as published */
     char started[24]; /* unix s as published */
+    /* As the relay last counted (its heartbeat); -1 when the hash lacks the field (an older relay). */
+    long long leases, idle, tunnels, waiting;
+    int draining;   /* the operator's mark: the name is in p2m:draining (dead relays too) */
+    int drain_seen; /* the relay's heartbeat says it is draining (it has read the mark) */
+    int listed;     /* in p2m:relays; 0 for a name only the drain mark names (a relay that left) */
 } p2m_relay_info_t;
 
-/* Lists the relays named in p2m:relays, sorted by name, each with its heartbeat hash, in one
- * read-only script. free() *out. Returns 0 or -1 with err. */
+/* Lists the relays named in p2m:relays or marked draining (p2m:draining), sorted by name, each with
+ * its heartbeat hash, in one read-only script. free() *out. Returns 0 or -1 with err. */
 int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, char *err);
 
 /* A registrar named in p2m:registrars with its heartbeat hash and drain key, read at one instant.
@@ -293,6 +304,12 @@ int p2m_store_registrar_drain(p2m_store_t *st, const char *name, const char *url
 
 /* Removes registrar name's drain key; *was (if not NULL) tells whether there was one. */
 int p2m_store_registrar_undrain(p2m_store_t *st, const char *name, int *was, char *err);
+
+/* Sets (draining 1) or clears (0) the drain mark of relay name in p2m:draining (PROTOCOL 3.9). Fails
+ * with nothing changed when the relay has no heartbeat hash ("unknown relay" or "relay NAME is not
+ * live"), unless force (a relay that is down). *changed (if not NULL) says whether the mark moved.
+ * Returns 0 or -1 with err. */
+int p2m_store_relay_drain(p2m_store_t *st, const char *name, int draining, int force, int *changed, char *err);
 
 /* Reads Redis's clock (TIME) as microseconds since the epoch into *usec. Returns 0 or -1 with err. */
 int p2m_store_time(p2m_store_t *st, long long *usec, char *err);

@@ -62,9 +62,10 @@ int p2m_store_cmd_session_lookup(p2m_store_cmd_t *c, const char *digest, const c
 /* Leases a pre-connection port on a live relay for the service (label, proto) of pod, peer addr,
  * ttl seconds, on which the pod may open conns connections (field "conns" when more than 1), and
  * marks the service alive on that relay for alive_window seconds. rand picks the first port
- * probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS, WAITING, WAITED}, {"norelay"} or {"noport"};
- * WAITING is the number of consumers waiting for the service on all live relays now, WAITED the
- * number that have had to wait so far (as the relays last counted). */
+ * probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS, WAITING, WAITED, DRAINING}, {"norelay"} or
+ * {"noport"}; WAITING is the number of consumers waiting for the service on all live relays now,
+ * WAITED the number that have had to wait so far (as the relays last counted); DRAINING is "1"
+ * when RELAY is being drained (no relay that is not had a free port: PROTOCOL 3.9), else "0". */
 int p2m_store_cmd_lease_pre(p2m_store_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr,
                             long long now, unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window);
 
@@ -225,10 +226,21 @@ int p2m_store_cmd_lease_fail(p2m_store_cmd_t *c, uint16_t port, const char *reas
 int p2m_store_cmd_registrar_heartbeat(p2m_store_cmd_t *c, const char *name, const char *url, const char *started,
                                       const char *pods_to, unsigned ttl);
 
-/* The heartbeat (PROTOCOL 3.1): the relay's hash (address, ports "LO-HI", started) with a TTL of
- * ttl seconds, its name in p2m:relays, and the same TTL on its idle and wait hashes. Reply: 0. */
+/* What a relay holds now, for its heartbeat (pipe2me-admin relay ls). */
+typedef struct {
+    unsigned long long leases;  /* leases it holds (listening or with connections) */
+    unsigned long long idle;    /* idle pre-connections */
+    unsigned long long tunnels; /* tunnels joined and open */
+    unsigned long long waiting; /* consumers waiting for a pre-connection */
+    int draining;               /* it has seen its drain mark (PROTOCOL 3.9) */
+} p2m_relay_counts_t;
+
+/* The heartbeat (PROTOCOL 3.1): the relay's hash (address, ports "LO-HI", started, and the counts
+ * n) with a TTL of ttl seconds, its name in p2m:relays, and the same TTL on its idle and wait
+ * hashes. Reply: 0 when the relay is not marked draining (p2m:draining), 1 when it is, 2 when it
+ * is and so is every other live relay (PROTOCOL 3.9). */
 int p2m_store_cmd_relay_heartbeat(p2m_store_cmd_t *c, const char *relay, const char *address, const char *ports,
-                                  const char *started, unsigned ttl);
+                                  const char *started, unsigned ttl, const p2m_relay_counts_t *n);
 
 /* The live relays other than relay whose port range overlaps lo-hi. Reply: flat NAME, "LO-HI"
  * array sorted by name. */
