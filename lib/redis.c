@@ -96,8 +96,13 @@ static const char *where(const p2m_redis_t *m)
 
 static void conn_failed(conn_t *c, const char *why)
 {
-    if (c->failures++ == 0)
-        p2m_log(P2M_LOG_WARN, "redis_connect_failed", "conn=%s redis=%s error=\"%s\"", c->what, where(c->m), why);
+    p2m_redis_t *m = c->m;
+    char hp[P2M_HOST_MAX + 16] = "";
+    if (c->failures++ != 0)
+        return;
+    if (c == &m->sen)
+        p2m_hostport_format(m->conf.addr->sentinels[m->via].host, m->conf.addr->sentinels[m->via].port, hp, sizeof(hp));
+    p2m_log(P2M_LOG_WARN, "redis_connect_failed", "conn=%s redis=%s error=\"%s\"", c->what, hp[0] ? hp : where(m), why);
 }
 
 /* Drops cmd and sub at once from the drop timer (a failover, a demoted primary): they reconnect
