@@ -99,12 +99,26 @@ redis_json "$T/wrong.pw" >"$T/wrong.json"
 expect_status 2 "$P2M_BUILD_DIR/tools/pipe2me-admin" -c "$T/wrong.json" pod ls
 expect_file_one_line "$ERR" '^pipe2me-admin: .*AUTH refused: WRONGPASS'
 expect_no_match "not-the-password|$PW" "$(cat "$ERR")" "the error shows a password"
+# A Sentinel that is gone (nothing listens on its port) is skipped: the next one answers.
+p2m_free_port DEAD_SENTINEL
+jq --arg d "127.0.0.1:$DEAD_SENTINEL" '.redis.sentinels = [$d] + .redis.sentinels' "$P2M_CONFIG" >"$T/dead-first.json"
+expect_status 0 "$P2M_BUILD_DIR/tools/pipe2me-admin" -c "$T/dead-first.json" pod ls
+expect_match sp1 "$(cat "$OUT")"
 # A direct address with the right password works too (AUTH without Sentinels).
 jq -n --arg a "127.0.0.1:$PRIMARY_PORT" --arg pw "$T/redis.pw" '{redis: {address: $a, password_file: $pw}}' >"$T/direct.json"
 expect_status 0 "$P2M_BUILD_DIR/tools/pipe2me-admin" -c "$T/direct.json" pod ls
 expect_match sp1 "$(cat "$OUT")"
 
 # ---------------------------------------------------------------- the relay follows a failover
+
+# A relay with the wrong password says so in one event and never comes up; it is stopped.
+jq --arg pw "$T/wrong.pw" '.redis.password_file = $pw | .relay.name = "r2"' "$P2M_CONFIG" >"$T/wrong-relay.json"
+p2m_bg relay-wrong "$P2M_BUILD_DIR/relay/pipe2me-relay" -c "$T/wrong-relay.json"
+WRONG_PID=$P2M_BG_PID
+p2m_wait_until "the relay with the wrong password logs redis_auth_failed" p2m_log_has relay-wrong "event=redis_auth_failed conn=cmd redis=127.0.0.1:$PRIMARY_PORT error=\"WRONGPASS"
+expect_eq 0 "$(rp "$PRIMARY_PORT" EXISTS p2m:relay:r2)" "a relay without AUTH wrote its heartbeat"
+p2m_stop relay-wrong "$WRONG_PID"
+expect_no_match "not-the-password|$PW" "$(cat "$T"/relay-wrong.log)" "the relay log shows a password"
 
 p2m_start_relay
 expect_match "event=redis_primary redis=127.0.0.1:$PRIMARY_PORT master=pipe2me" "$(cat "$T/relay.log")"
