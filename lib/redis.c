@@ -38,8 +38,9 @@ typedef struct {
     unsigned retry_ms; /* the delay of the next retry */
     int connected;
     int ready;
-    int failures; /* connect failures in a row: only the first of an outage is logged */
-    int dropping; /* AUTH or ROLE failed: the replies still due are ignored */
+    int failures;      /* connect failures in a row: only the first of an outage is logged */
+    int dropping;      /* AUTH or ROLE failed: the replies still due are ignored */
+    int auth_failures; /* AUTH refusals since the connection was last ready: only the first is logged */
     size_t nchannels;
 } conn_t;
 
@@ -242,6 +243,7 @@ static void on_schema(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     c->ready = 1;
+    c->auth_failures = 0;
     m->ping_sent = 0;
     if (!m->stopping)
         m->ev->timer_start(m->ev, m->ping_timer, P2M_REDIS_PING_MS);
@@ -269,6 +271,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
     if (strcmp(kind->str, "subscribe") == 0) {
         if (msg->type == REDIS_REPLY_INTEGER && (size_t)msg->integer == c->nchannels && !c->ready) {
             c->ready = 1;
+            c->auth_failures = 0;
             p2m_log(P2M_LOG_INFO, "redis_subscribed", "conn=sub channels=%s", m->sub_channels);
             if (m->conf.on_subscribed != NULL)
                 m->conf.on_subscribed(m->conf.data);
@@ -288,7 +291,7 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
     (void)priv;
     if (rep == NULL || c->m->freeing || rep->type != REDIS_REPLY_ERROR || c->dropping)
         return;
-    if (c->failures++ == 0)
+    if (c->auth_failures++ == 0)
         p2m_log(P2M_LOG_ERROR, "redis_auth_failed", "conn=%s redis=%s error=\"%.80s\"", c->what,
                 c == &c->m->sen ? "sentinel" : where(c->m), rep->str);
     c->dropping = 1;
@@ -340,6 +343,7 @@ static void on_switch(redisAsyncContext *ac, void *reply, void *priv)
         return;
     if (strcmp(rep->element[0]->str, "subscribe") == 0) {
         c->ready = 1;
+        c->auth_failures = 0;
         return;
     }
     const redisReply *msg = rep->element[2];

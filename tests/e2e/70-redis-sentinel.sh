@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Redis behind Sentinel, with AUTH: a primary and one replica (both requirepass), three
 # `redis-server --sentinel` on loopback ports. pipe2me-admin finds the primary through the
-# Sentinels and WAITs for the replica; the relay (lib/redis.c) follows a failover
+# Sentinels and WAITs for the replica; the relay and the registrar (lib/redis.c) follow a failover
 # (SENTINEL FAILOVER, deterministic) to the new primary; a wrong password and an unconfirmed
 # change are one-line errors. Every wait is for a condition, with a generous bound.
 # shellcheck source=tests/e2e/lib.sh
@@ -28,6 +28,14 @@ sentinel_names() { [[ $(rs "$1" SENTINEL get-master-addr-by-name pipe2me | tr '\
 # sentinel_sees S: Sentinel S knows the replica and the two other Sentinels.
 # p2m_redis_port_has PORT KEY: KEY exists on the server at PORT.
 p2m_redis_port_has() { [[ $(rp "$1" EXISTS "$2") == 1 ]]; }
+# sentinel_sees_replicas S N: Sentinel S knows N replicas.
+sentinel_sees_replicas() { [[ $(rs "$1" SENTINEL master pipe2me | tr '\n' ' ') =~ num-slaves\ $2\  ]]; }
+# sentinel_moved_from S_PORT: Sentinel 1 names a primary other than 127.0.0.1:PORT.
+sentinel_moved_from() {
+    local a
+    a=$(rs "$S1" SENTINEL get-master-addr-by-name pipe2me | sed -n 2p)
+    [[ -n $a && $a != "$1" ]]
+}
 sentinel_sees() {
     local m
     m=$(rs "$1" SENTINEL master pipe2me | tr '\n' ' ')
@@ -121,6 +129,9 @@ p2m_stop relay-wrong "$WRONG_PID"
 expect_no_match "not-the-password|$PW" "$(cat "$T"/relay-wrong.log)" "the relay log shows a password"
 
 p2m_start_relay
+p2m_start_registrar
+p2m_wait_until "the registrar is healthy (Redis and the relay live)" p2m_registrar_healthy
+expect_match "event=redis_primary redis=127.0.0.1:$PRIMARY_PORT master=pipe2me" "$(cat "$T/registrar.log")"
 expect_match "event=redis_primary redis=127.0.0.1:$PRIMARY_PORT master=pipe2me" "$(cat "$T/relay.log")"
 subscribed=$(p2m_log_count relay event=redis_subscribed)
 expect_eq OK "$(rs "$S1" SENTINEL FAILOVER pipe2me)" "SENTINEL FAILOVER"
@@ -131,9 +142,12 @@ CUR_PRIMARY=$REPLICA_PORT
 p2m_wait_until "the relay logs the failover" p2m_log_has relay "event=redis_failover master=pipe2me old=127.0.0.1:$PRIMARY_PORT new=127.0.0.1:$REPLICA_PORT"
 p2m_wait_until "the relay subscribes again" p2m_log_count_above relay event=redis_subscribed "$subscribed"
 p2m_wait_until "the relay names the new primary" p2m_log_has relay "event=redis_primary redis=127.0.0.1:$REPLICA_PORT"
+p2m_wait_until "the registrar logs the failover" p2m_log_has registrar "event=redis_failover master=pipe2me old=127.0.0.1:$PRIMARY_PORT new=127.0.0.1:$REPLICA_PORT"
+p2m_wait_until "the registrar names the new primary" p2m_log_has registrar "event=redis_primary redis=127.0.0.1:$REPLICA_PORT"
 # Its heartbeat goes to the new primary: deleted there, it comes back.
 expect_eq 1 "$(rp "$REPLICA_PORT" DEL p2m:relay:r1)" "the heartbeat was on the new primary"
 p2m_wait_until "the relay's heartbeat reaches the new primary" p2m_redis_port_has "$REPLICA_PORT" p2m:relay:r1
+p2m_wait_until "the registrar is healthy on the new primary" p2m_registrar_healthy
 
 # ---------------------------------------------------------------- admin after the failover; WAIT unconfirmed
 
@@ -142,14 +156,49 @@ expect_status 0 admin pod add sp2 --label beta
 expect_eq 1 "$(rp "$REPLICA_PORT" SISMEMBER p2m:pods sp2)" "the pod is on the new primary"
 expect_eq 1 "$(rp "$PRIMARY_PORT" SISMEMBER p2m:pods sp2)" "the pod is on the new replica after WAIT"
 
+# ---------------------------------------------------------------- kill -9 of the primary
+
+# A third server replicates the new primary, so that two replicas remain to elect from.
+p2m_free_port THIRD_PORT
+mkdir -p "$T/third"
+p2m_bg third redis-server --port "$THIRD_PORT" --dir "$T/third" "${common[@]}" --replicaof 127.0.0.1 "$REPLICA_PORT"
+THIRD_PID=$P2M_BG_PID
+p2m_wait_until "the third server is in sync" info_has "$THIRD_PORT" master_link_status:up
+for s in "$S1" "$S2" "$S3"; do
+    p2m_wait_until "sentinel $s sees two replicas" sentinel_sees_replicas "$s" 2
+done
+kill -KILL "$REPLICA_PID"
+p2m_kill "$REPLICA_PID" # reaps it
+p2m_wait_until "the sentinels elect a primary other than the killed one" sentinel_moved_from "$REPLICA_PORT"
+NEW_PORT=$(rs "$S1" SENTINEL get-master-addr-by-name pipe2me | sed -n 2p)
+CUR_PRIMARY=$NEW_PORT
+if [[ $NEW_PORT == "$THIRD_PORT" ]]; then
+    OTHER_PORT=$PRIMARY_PORT OTHER_PID=$PRIMARY_PID
+else
+    OTHER_PORT=$THIRD_PORT OTHER_PID=$THIRD_PID
+fi
+p2m_wait_until "the relay finds the elected primary" p2m_log_has relay "event=redis_primary redis=127.0.0.1:$NEW_PORT"
+p2m_wait_until "the registrar finds the elected primary" p2m_log_has registrar "event=redis_primary redis=127.0.0.1:$NEW_PORT"
+p2m_wait_until "the registrar is healthy on the elected primary" p2m_registrar_healthy
+p2m_wait_until "the other server replicates the elected primary" info_has "$OTHER_PORT" "master_port:$NEW_PORT.*master_link_status:up"
+expect_status 0 admin pod add sp4 --label delta
+expect_eq 1 "$(rp "$NEW_PORT" SISMEMBER p2m:pods sp4)" "the pod is on the elected primary"
+expect_eq 1 "$(rp "$OTHER_PORT" SISMEMBER p2m:pods sp4)" "the pod is on its replica after WAIT"
+for pod in sp1 sp2; do
+    expect_eq 1 "$(rp "$NEW_PORT" SISMEMBER p2m:pods "$pod")" "pod $pod, acknowledged after WAIT, survived both failovers"
+done
+
+# ---------------------------------------------------------------- WAIT unconfirmed
+
 # With the only replica stopped, WAIT gets no acknowledgement: status 3, one line, the change stands.
-p2m_kill "$PRIMARY_PID"
+p2m_kill "$OTHER_PID"
 redis_json "$T/redis.pw" '{"wait_timeout_ms": 200}' >"$T/short.json"
 expect_status 3 "$P2M_BUILD_DIR/tools/pipe2me-admin" -c "$T/short.json" pod add sp3 --label gamma
 expect_file_one_line "$ERR" '^pipe2me-admin: .*the change is on the primary but not confirmed by 1 replicas'
-expect_eq 1 "$(rp "$REPLICA_PORT" SISMEMBER p2m:pods sp3)" "the unconfirmed change is on the primary"
+expect_eq 1 "$(rp "$NEW_PORT" SISMEMBER p2m:pods sp3)" "the unconfirmed change is on the primary"
 # Reads do not WAIT.
 expect_status 0 "$P2M_BUILD_DIR/tools/pipe2me-admin" -c "$T/short.json" pod ls
 
 p2m_stop relay "$RELAY_PID"
-expect_no_match "$PW" "$(cat "$T"/relay.log)" "the relay log shows the password"
+p2m_stop registrar "$REGISTRAR_PID"
+expect_no_match "$PW" "$(cat "$T"/relay.log "$T"/registrar.log)" "a log shows the password"
