@@ -137,9 +137,9 @@ int p2m_sentinel_switch_parse(const char *msg, size_t len, const char *master, p
 {
     char name[P2M_REDIS_MASTER_MAX + 1], oip[P2M_HOST_MAX + 1], oport[8], nip[P2M_HOST_MAX + 1], nport[8];
     size_t pos = 0;
-    if (msg == NULL || len == 0 || msg[len - 1] == ' ' || field(msg, len, &pos, name, sizeof(name)) != 0 || field(msg, len, &pos, oip, sizeof(oip)) != 0 ||
-        field(msg, len, &pos, oport, sizeof(oport)) != 0 || field(msg, len, &pos, nip, sizeof(nip)) != 0 ||
-        field(msg, len, &pos, nport, sizeof(nport)) != 0 || pos != len)
+    if (msg == NULL || len == 0 || msg[len - 1] == ' ' || field(msg, len, &pos, name, sizeof(name)) != 0 ||
+        field(msg, len, &pos, oip, sizeof(oip)) != 0 || field(msg, len, &pos, oport, sizeof(oport)) != 0 ||
+        field(msg, len, &pos, nip, sizeof(nip)) != 0 || field(msg, len, &pos, nport, sizeof(nport)) != 0 || pos != len)
         return -1;
     if (hostport_of(oip, oport, old) != 0 || hostport_of(nip, nport, now) != 0)
         return -1;
