@@ -298,13 +298,13 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
     redisAsyncDisconnect(ac);
 }
 
-static void send_auth(conn_t *c, redisAsyncContext *ac, const char *user, const char *password)
+/* AUTH first on a new connection when a password is set (hiredis pipelines what follows). */
+static void send_auth(redisAsyncContext *ac, const char *user, const char *password)
 {
     const char *argv[3];
     if (password[0] == '\0')
         return;
     redisAsyncCommandArgv(ac, on_auth, NULL, p2m_redis_auth_argv(user, password, argv), argv, NULL);
-    (void)c;
 }
 
 /* ROLE before the first command: a server that is not the primary (a Sentinel that has not seen
@@ -371,13 +371,13 @@ static void on_connect(const redisAsyncContext *cac, int status)
     c->backoff_ms = P2M_REDIS_BACKOFF_MIN_MS;
     p2m_store_cmd_t cmd;
     if (c == &m->sen) {
-        send_auth(c, ac, "", m->conf.addr->sentinel_password);
+        send_auth(ac, "", m->conf.addr->sentinel_password);
         const char *argv[] = {"SUBSCRIBE", "+switch-master"};
         redisAsyncCommandArgv(ac, on_switch, NULL, 2, argv, NULL);
         return;
     }
     p2m_log(P2M_LOG_INFO, "redis_connected", "conn=%s redis=%s", c->what, where(m));
-    send_auth(c, ac, m->conf.addr->user, m->conf.addr->password);
+    send_auth(ac, m->conf.addr->user, m->conf.addr->password);
     if (m->conf.addr->nsentinels > 0) {
         const char *argv[] = {"ROLE"};
         redisAsyncCommandArgv(ac, on_role, NULL, 1, argv, NULL);
@@ -593,7 +593,8 @@ static void on_wrapped(redisAsyncContext *ac, void *reply, void *priv)
     wrap_t w = *(wrap_t *)priv;
     redisReply *rep = reply;
     free(priv);
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "READONLY", 8) == 0) {
+    /* "-READONLY ...", also inside a script's error text */
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "READONLY") != NULL) {
         conn_t *c = conn_of(ac);
         if (!c->m->freeing && !c->dropping) {
             p2m_log(P2M_LOG_WARN, "redis_readonly", "redis=%s error=\"%.80s\"", where(c->m), rep->str);

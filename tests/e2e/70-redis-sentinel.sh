@@ -9,7 +9,7 @@
 
 p2m_require redis-server redis-cli jq ss
 p2m_require_built tools/pipe2me-admin relay/pipe2me-relay
-P2M_WAIT_SECONDS=60
+P2M_WAIT_SECONDS=60 # how long p2m_wait_until waits (a failover takes seconds)
 PW=e2e-Sentinel-pw-7f3a
 
 # ---------------------------------------------------------------- helpers
