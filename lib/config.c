@@ -1,6 +1,7 @@
 #include "p2m/config.h"
 #include "p2m/err.h"
 #include "p2m/label.h"
+#include "p2m/sentinel.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -429,6 +430,94 @@ static int parse_relay(json_t *obj, p2m_relay_config_t *r, char *err)
     return 0;
 }
 
+/* redis as an object: {"address": A} or {"sentinels": [...], "master": M}, with the optional
+ * credentials and WAIT settings. Password files are read here, so that --check-config finds a bad
+ * one; their content never reaches err. */
+static int parse_redis(json_t *obj, p2m_config_t *cfg, char *err)
+{
+    p2m_redis_addr_t *r = &cfg->redis;
+    const char *key;
+    char kbuf[128], rerr[P2M_ERR_LEN], path[P2M_PATH_MAX + 1];
+    json_t *v;
+    int have_wait = 0, have_address = 0;
+
+    memset(r, 0, sizeof(*r));
+    json_object_foreach(obj, key, v)
+    {
+        int rc = 0;
+        if (strcmp(key, "address") == 0) {
+            rc = read_string(v, "redis.address", cfg->redis_str, sizeof(cfg->redis_str), err);
+            p2m_redis_addr_t a;
+            if (rc == 0 && p2m_redis_addr_parse(cfg->redis_str, &a, rerr) != 0)
+                rc = p2m_err(err, "redis.address: %s", rerr);
+            if (rc == 0) {
+                r->is_unix = a.is_unix;
+                memcpy(r->path, a.path, sizeof(r->path));
+                r->tcp = a.tcp;
+                have_address = 1;
+            }
+        } else if (strcmp(key, "sentinels") == 0) {
+            size_t i;
+            json_t *e;
+            if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > P2M_SENTINELS_MAX)
+                return p2m_err(err, "redis.sentinels: expected 1 to %d HOST:PORT strings", P2M_SENTINELS_MAX);
+            json_array_foreach(v, i, e)
+            {
+                char buf[P2M_HOST_MAX + 16], ipath[48];
+                snprintf(ipath, sizeof(ipath), "redis.sentinels[%zu]", i);
+                if (read_string(e, ipath, buf, sizeof(buf), err) != 0)
+                    return -1;
+                if (p2m_hostport_parse(buf, &r->sentinels[i], rerr) != 0 || r->sentinels[i].host[0] == '\0')
+                    return p2m_err(err, "%s: expected HOST:PORT", ipath);
+            }
+            r->nsentinels = (unsigned)json_array_size(v);
+        } else if (strcmp(key, "master") == 0) {
+            rc = read_string(v, "redis.master", r->master, sizeof(r->master), err);
+            for (const char *c = r->master; rc == 0 && *c != '\0'; c++)
+                if (*c <= 0x20 || *c >= 0x7f)
+                    rc = p2m_err(err, "redis.master: expected printable ASCII without spaces");
+        } else if (strcmp(key, "user") == 0) {
+            rc = read_string(v, "redis.user", r->user, sizeof(r->user), err);
+            for (const char *c = r->user; rc == 0 && *c != '\0'; c++)
+                if (*c <= 0x20 || *c >= 0x7f)
+                    rc = p2m_err(err, "redis.user: expected printable ASCII without spaces");
+        } else if (strcmp(key, "password_file") == 0) {
+            rc = read_string(v, "redis.password_file", path, sizeof(path), err);
+            if (rc == 0 && p2m_redis_password_read(path, r->password, rerr) != 0)
+                rc = p2m_err(err, "redis.password_file: %s", rerr);
+        } else if (strcmp(key, "sentinel_password_file") == 0) {
+            rc = read_string(v, "redis.sentinel_password_file", path, sizeof(path), err);
+            if (rc == 0 && p2m_redis_password_read(path, r->sentinel_password, rerr) != 0)
+                rc = p2m_err(err, "redis.sentinel_password_file: %s", rerr);
+        } else if (strcmp(key, "wait_replicas") == 0) {
+            rc = read_range(v, "redis.wait_replicas", 0, P2M_REDIS_WAIT_MAX, "a number of replicas", &r->wait_replicas, err);
+            have_wait = 1;
+        } else if (strcmp(key, "wait_timeout_ms") == 0) {
+            rc = read_range(v, "redis.wait_timeout_ms", 1, 60000, "milliseconds", &r->wait_timeout_ms, err);
+        } else {
+            rc = p2m_err(err, "redis.%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
+        }
+        if (rc != 0)
+            return -1;
+    }
+    if (have_address == (r->nsentinels > 0))
+        return p2m_err(err, "redis: expected either address or sentinels");
+    if (r->nsentinels > 0 && r->master[0] == '\0')
+        return p2m_err(err, "redis.master: needed with sentinels");
+    if (r->nsentinels == 0 && (r->master[0] != '\0' || r->sentinel_password[0] != '\0'))
+        return p2m_err(err, "redis: master and sentinel_password_file need sentinels");
+    if (r->user[0] != '\0' && r->password[0] == '\0')
+        return p2m_err(err, "redis.user: needs password_file");
+    if (!have_wait)
+        r->wait_replicas = r->nsentinels > 0 ? 1 : 0;
+    if (r->wait_timeout_ms == 0)
+        r->wait_timeout_ms = P2M_REDIS_WAIT_TIMEOUT_MS_DEFAULT;
+    /* For messages: the address as written, or the master the Sentinels name. */
+    if (r->nsentinels > 0)
+        snprintf(cfg->redis_str, sizeof(cfg->redis_str), "sentinel:%s", r->master);
+    return 0;
+}
+
 int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
 {
     json_error_t jerr;
@@ -470,6 +559,8 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
                 if (p2m_hostport_parse(buf, &hp, NULL) != 0)
                     rc = p2m_err(err, "public_address: expected a host name or address");
             }
+        } else if (strcmp(key, "redis") == 0 && json_is_object(v)) {
+            rc = parse_redis(v, cfg, err);
         } else if (strcmp(key, "redis") == 0) {
             char rerr[P2M_ERR_LEN];
             rc = read_string(v, "redis", cfg->redis_str, sizeof(cfg->redis_str), err);

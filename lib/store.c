@@ -1,4 +1,5 @@
 #include "p2m/store.h"
+#include "p2m/sentinel.h"
 #include "p2m/err.h"
 #include "p2m/store_cmd.h"
 #include "store_priv.h"
@@ -170,7 +171,9 @@ static const char lua_lease_drop[] =
 
 struct p2m_store {
     redisContext *rc;
-    char where[P2M_HOST_MAX + 32]; /* "redis unix:/x.sock", for messages */
+    char where[2 * P2M_HOST_MAX + 64]; /* "redis unix:/x.sock", "redis A via sentinel B", for messages */
+    unsigned wait_replicas, wait_timeout_ms;
+    int *unconfirmed; /* set to 1 when a change is not confirmed by wait_replicas (p2m_store_flag_unconfirmed) */
 };
 
 int p2m_store_key_pod(const char *id, char *out, size_t cap)
@@ -236,8 +239,36 @@ static redisReply *store_call(p2m_store_t *st, char *err, ...)
     return store_callv(st, err, argc, argv, NULL);
 }
 
-static int run_script(p2m_store_t *st, const char *script, int nkeys, const char **keys, int nargs, const char **args,
-                      redisReply **out, char *err)
+/* After a change: WAIT until wait_replicas replicas have it, at most wait_timeout_ms. Every change
+ * the store makes is one script, so this is the one place. Fewer acknowledgements are an error
+ * saying the change stands on the primary only. */
+static int store_wait(p2m_store_t *st, char *err)
+{
+    char n[16], ms[16];
+    if (st->wait_replicas == 0)
+        return 0;
+    snprintf(n, sizeof(n), "%u", st->wait_replicas);
+    snprintf(ms, sizeof(ms), "%u", st->wait_timeout_ms);
+    redisReply *r = store_call(st, err, "WAIT", n, ms, NULL);
+    if (r == NULL)
+        return -1;
+    long long acks = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    if (acks >= (long long)st->wait_replicas)
+        return 0;
+    if (st->unconfirmed != NULL)
+        *st->unconfirmed = 1;
+    return p2m_err(err, "%s: the change is on the primary but not confirmed by %u replicas within %u ms (%lld acknowledged)",
+                   st->where, st->wait_replicas, st->wait_timeout_ms, acks < 0 ? 0 : acks);
+}
+
+void p2m_store_flag_unconfirmed(p2m_store_t *st, int *flag)
+{
+    st->unconfirmed = flag;
+}
+
+static int script_call(p2m_store_t *st, const char *script, int nkeys, const char **keys, int nargs, const char **args,
+                       redisReply **out, char *err, int change)
 {
     const char *argv[80];
     char nkeys_s[16];
@@ -255,11 +286,29 @@ static int run_script(p2m_store_t *st, const char *script, int nkeys, const char
     redisReply *r = store_callv(st, err, argc, argv, NULL);
     if (r == NULL)
         return -1;
+    if (change && store_wait(st, err) != 0) {
+        freeReplyObject(r);
+        return -1;
+    }
     if (out != NULL)
         *out = r;
     else
         freeReplyObject(r);
     return 0;
+}
+
+/* A script that changes the store: WAITs for the replicas (store_wait). */
+static int run_script(p2m_store_t *st, const char *script, int nkeys, const char **keys, int nargs, const char **args,
+                      redisReply **out, char *err)
+{
+    return script_call(st, script, nkeys, keys, nargs, args, out, err, 1);
+}
+
+/* A script that only reads. */
+static int run_read_script(p2m_store_t *st, const char *script, int nkeys, const char **keys, int nargs, const char **args,
+                           redisReply **out, char *err)
+{
+    return script_call(st, script, nkeys, keys, nargs, args, out, err, 0);
 }
 
 /* The check every asynchronous connection makes too (p2m_store_schema_check). */
@@ -278,7 +327,8 @@ static int check_schema(p2m_store_t *st, char *err)
     return ret;
 }
 
-/* Connects and sets the timeout; check says whether to write and check the schema version. */
+/* Connects (through the Sentinels when configured, with AUTH when a password is) and sets the
+ * timeout; check says whether to write and check the schema version. */
 static p2m_store_t *store_open(const p2m_redis_addr_t *addr, unsigned timeout_ms, int check, char *err)
 {
     p2m_store_t *st = calloc(1, sizeof(*st));
@@ -286,28 +336,10 @@ static p2m_store_t *store_open(const p2m_redis_addr_t *addr, unsigned timeout_ms
         p2m_err(err, "out of memory");
         return NULL;
     }
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    if (addr->is_unix) {
-        snprintf(st->where, sizeof(st->where), "redis unix:%s", addr->path);
-        st->rc = redisConnectUnixWithTimeout(addr->path, tv);
-    } else {
-        char hp[P2M_HOST_MAX + 16];
-        p2m_hostport_format(addr->tcp.host, addr->tcp.port, hp, sizeof(hp));
-        snprintf(st->where, sizeof(st->where), "redis %s", hp);
-        st->rc = redisConnectWithTimeout(addr->tcp.host, addr->tcp.port, tv);
-    }
-    int ok = 0;
-    if (st->rc == NULL || st->rc->err) {
-        p2m_err(err, "%s: %s", st->where, st->rc != NULL ? st->rc->errstr : "cannot allocate context");
-        goto Exit;
-    }
-    if (redisSetTimeout(st->rc, tv) != REDIS_OK) {
-        p2m_err(err, "%s: cannot set timeout", st->where);
-        goto Exit;
-    }
-    ok = !check || check_schema(st, err) == 0;
-Exit:
-    if (!ok) {
+    st->wait_replicas = addr->wait_replicas;
+    st->wait_timeout_ms = addr->wait_timeout_ms;
+    st->rc = p2m_redis_connect_sync(addr, timeout_ms, st->where, sizeof(st->where), err);
+    if (st->rc == NULL || (check && check_schema(st, err) != 0)) {
         p2m_store_free(st);
         st = NULL;
     }
@@ -777,7 +809,7 @@ int p2m_store_label_list(p2m_store_t *st, p2m_label_owner_t **out, size_t *n, ch
     size_t k = 0;
     int ret = -1;
 
-    if (run_script(st, lua_label_list, 0, NULL, 2, args, &r, err) != 0)
+    if (run_read_script(st, lua_label_list, 0, NULL, 2, args, &r, err) != 0)
         goto Exit;
     if (r->type != REDIS_REPLY_ARRAY) {
         p2m_err(err, "%s: unexpected reply listing labels", st->where);
@@ -965,7 +997,7 @@ int p2m_store_relay_list(p2m_store_t *st, p2m_relay_info_t **out, size_t *n, cha
     size_t k = 0;
     int ret = -1;
 
-    if (run_script(st, lua_relay_list, 0, NULL, 3, args, &r, err) != 0)
+    if (run_read_script(st, lua_relay_list, 0, NULL, 3, args, &r, err) != 0)
         goto Exit;
     if (r->type != REDIS_REPLY_ARRAY) {
         p2m_err(err, "%s: unexpected reply listing relays", st->where);
@@ -1037,7 +1069,8 @@ int p2m_store_registrar_list(p2m_store_t *st, p2m_registrar_info_t **out, size_t
     size_t k = 0;
     int ret = -1;
 
-    if (run_script(st, lua_registrar_list, 0, NULL, 3, args, &r, err) != 0)
+    /* Its pruning is housekeeping, not an admin change: no WAIT, so that ls works without replicas. */
+    if (run_read_script(st, lua_registrar_list, 0, NULL, 3, args, &r, err) != 0)
         goto Exit;
     if (r->type != REDIS_REPLY_ARRAY) {
         p2m_err(err, "%s: unexpected reply listing registrars", st->where);
@@ -1132,12 +1165,16 @@ int p2m_store_relay_drain(p2m_store_t *st, const char *name, int draining, int f
     return ret;
 }
 
+/* KEYS: the registrar's drain key. A script, as every change is, so that it is WAITed for. */
+static const char lua_registrar_undrain[] = "return redis.call('DEL', KEYS[1])\n";
+
 int p2m_store_registrar_undrain(p2m_store_t *st, const char *name, int *was, char *err)
 {
     char kdrain[P2M_LABEL_MAX + 48];
+    const char *keys[] = {kdrain};
+    redisReply *r = NULL;
     snprintf(kdrain, sizeof(kdrain), P2M_KEY_REGISTRAR "%s" P2M_KEY_DRAIN, name);
-    redisReply *r = store_call(st, err, "DEL", kdrain, NULL);
-    if (r == NULL)
+    if (run_script(st, lua_registrar_undrain, 1, keys, 0, NULL, &r, err) != 0)
         return -1;
     if (was != NULL)
         *was = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
@@ -1257,7 +1294,7 @@ int p2m_store_token_list(p2m_store_t *st, p2m_token_info_t **out, size_t *n, cha
 {
     redisReply *r = NULL;
     const char *args[] = {P2M_KEY_TOKENS, P2M_KEY_TOKEN};
-    if (run_script(st, lua_token_list, 0, NULL, 2, args, &r, err) != 0)
+    if (run_read_script(st, lua_token_list, 0, NULL, 2, args, &r, err) != 0)
         return -1;
     if (r->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(r);

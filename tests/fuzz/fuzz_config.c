@@ -74,9 +74,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                tlen);
     FUZZ_CHECK(!cfg.registrar.metrics_enabled ||
                (cfg.registrar.metrics_listen.port >= 1 && FUZZ_TERMINATED(cfg.registrar.metrics_listen.host)));
-    if (cfg.redis.is_unix)
+    FUZZ_CHECK(cfg.redis.nsentinels <= P2M_SENTINELS_MAX && cfg.redis.wait_replicas <= P2M_REDIS_WAIT_MAX);
+    FUZZ_CHECK(FUZZ_TERMINATED(cfg.redis.master) && FUZZ_TERMINATED(cfg.redis.user) && FUZZ_TERMINATED(cfg.redis.password));
+    if (cfg.redis.nsentinels > 0) {
+        FUZZ_CHECK(cfg.redis.master[0] != '\0');
+        for (unsigned i = 0; i < cfg.redis.nsentinels; i++)
+            FUZZ_CHECK(cfg.redis.sentinels[i].port >= 1 && cfg.redis.sentinels[i].host[0] != '\0');
+    } else if (cfg.redis.is_unix) {
         FUZZ_CHECK(FUZZ_TERMINATED(cfg.redis.path) && cfg.redis.path[0] != '\0');
-    else
+    } else {
         FUZZ_CHECK(cfg.redis.tcp.port >= 1);
+    }
     return 0;
 }

@@ -54,6 +54,7 @@ typedef struct {
     char config_err[P2M_ERR_LEN]; /* why it did not load ("" when it did): for a command with own_config */
     int problems;                 /* set by a handler that ran but found problems (exit status 1) */
     int force;                    /* --force */
+    int unconfirmed;              /* a change WAIT did not confirm on redis.wait_replicas replicas (exit status 3) */
 } admin_t;
 
 /* Options a command accepts besides the global ones (-c, --json, -h, --version). */
@@ -127,7 +128,7 @@ int registrar_drain(admin_t *a, char *err);
 int registrar_undrain(admin_t *a, char *err);
 
 /* Connects to the Redis named by a->cfg. Returns a store (p2m_store_free it) or NULL with err. */
-p2m_store_t *admin_connect(const admin_t *a, char *err);
+p2m_store_t *admin_connect(admin_t *a, char *err);
 
 /* Checks a pod ID from the command line. Returns 0, or -1 with err naming the ID. */
 int admin_check_id(const char *id, char *err);

@@ -2,7 +2,9 @@
  *
  * Every error prints one line `pipe2me-admin: REASON` on stderr and exits with status 2. All
  * input is checked before Redis is contacted, and the store's changes are atomic, so a refused
- * command changes nothing. `check` exits with status 1 when it ran and found problems. */
+ * command changes nothing. `check` exits with status 1 when it ran and found problems. With
+ * redis.wait_replicas, a change the replicas do not confirm in time exits with status 3: it is on
+ * the primary (and may be lost in a failover), which status 2's "nothing changed" would deny. */
 #include "admin.h"
 
 #include <errno.h>
@@ -121,7 +123,8 @@ static const char usage_text[] = "Usage: pipe2me-admin [-c|--config FILE] [--jso
                                  "Exit status: 0 on success; 2 on any error, reported in one line on stderr, with\n"
                                  "nothing changed. check exits with 0 when every finding is ok or skip, 1 when one is\n"
                                  "warn or fail (a configuration that does not load is such a finding), and 2 on a\n"
-                                 "usage error.\n";
+                                 "usage error. 3: the change is on the Redis primary but fewer than\n"
+                                 "redis.wait_replicas replicas confirmed it in time (reported on stderr).\n";
 
 /* Loads -c FILE or $P2M_CONFIG, which must exist, else the system-wide file if there is one,
  * over the built-in defaults; a->config_file says which. On error a->cfg holds the defaults. */
@@ -185,8 +188,11 @@ int main(int argc, char **argv)
     if (p2m_totp_init(err) != 0)
         goto Exit;
     totp_ready = 1;
-    if (cmd->run(&a, err) != 0)
+    if (cmd->run(&a, err) != 0) {
+        if (a.unconfirmed)
+            status = 3;
         goto Exit;
+    }
     if (admin_flush_stdout(err) != 0)
         goto Exit;
     status = a.problems ? 1 : 0;
@@ -194,7 +200,7 @@ int main(int argc, char **argv)
 Exit:
     if (totp_ready)
         p2m_totp_done();
-    if (status == 2) { /* 1 is check's "ran and found problems", said on stdout */
+    if (status == 2 || status == 3) { /* 1 is check's "ran and found problems", said on stdout */
         /* err may quote outside input: escape it so that the reason stays on one line */
         char *line = admin_escape_dup(err);
         fprintf(stderr, "pipe2me-admin: %s\n", line);

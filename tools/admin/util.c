@@ -109,9 +109,12 @@ int admin_check_label(const char *s, char *out, char *err)
     return 0;
 }
 
-p2m_store_t *admin_connect(const admin_t *a, char *err)
+p2m_store_t *admin_connect(admin_t *a, char *err)
 {
-    return p2m_store_connect(&a->cfg.redis, ADMIN_REDIS_TIMEOUT_MS, err);
+    p2m_store_t *st = p2m_store_connect(&a->cfg.redis, ADMIN_REDIS_TIMEOUT_MS, err);
+    if (st != NULL)
+        p2m_store_flag_unconfirmed(st, &a->unconfirmed);
+    return st;
 }
 
 int admin_flush_stdout(char *err)

@@ -16,6 +16,7 @@
 #define P2M_NAMES_MAX 16      /* registrar.names: host names at most */
 #define P2M_METRICS_TOKEN_MIN 16
 #define P2M_METRICS_TOKEN_MAX 128
+#define P2M_REDIS_WAIT_TIMEOUT_MS_DEFAULT 1000 /* redis.wait_timeout_ms */
 
 typedef struct {
     p2m_hostport_t listen;             /* registrar.https */
@@ -78,8 +79,8 @@ typedef struct {
 typedef struct {
     char domain[P2M_DOMAIN_MAX + 1];       /* domain: labels live at LABEL.DOMAIN */
     char public_address[P2M_HOST_MAX + 1]; /* public_address: the relay's address pods and consumers reach */
-    p2m_redis_addr_t redis;                /* redis: "unix:PATH" or "HOST:PORT" */
-    char redis_str[P2M_PATH_MAX + 16];     /* redis as written, for messages */
+    p2m_redis_addr_t redis;                /* redis: "unix:PATH", "HOST:PORT", or the object form (sentinels, AUTH, WAIT) */
+    char redis_str[P2M_PATH_MAX + 16];     /* redis as written ("sentinel:MASTER" with sentinels), for messages */
     char state_dir[P2M_PATH_MAX + 1];      /* state_dir: keys and certificates */
     p2m_log_level_t log_level;             /* log_level */
     p2m_registrar_config_t registrar;

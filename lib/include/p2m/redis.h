@@ -26,6 +26,14 @@
  * (the first failure of an outage), redis_not_ready, redis_disconnected, redis_subscribed,
  * redis_unresponsive, redis_schema_mismatch, each with conn=cmd|sub where it applies.
  *
+ * With Sentinels (conf.addr->nsentinels) the manager asks them for the primary before it connects
+ * cmd or sub (briefly blocking: P2M_REDIS_SENTINEL_TIMEOUT_MS per Sentinel), sends AUTH (when a
+ * password is set) and ROLE first, and a third connection SUBSCRIBEs to +switch-master: a
+ * failover, a "-READONLY" reply or a ROLE other than "master" drops cmd and sub, which reconnect
+ * to the primary the Sentinels name then (on_down, then on_up, as for any reconnect). More logs:
+ * redis_primary, redis_sentinel_failed, redis_failover, redis_readonly, redis_not_primary,
+ * redis_auth_failed. Without Sentinels only AUTH applies.
+ *
  * Callbacks run from the loop, never from inside a p2m_redis_* call but p2m_redis_free() (which
  * runs none). Not thread-safe. */
 
@@ -35,6 +43,7 @@
 #define P2M_REDIS_LOADING_RETRY_MS 100    /* after "-LOADING" (or any error) on a connection's first command */
 #define P2M_REDIS_PING_MS 5000            /* a PING on the command connection this often */
 #define P2M_REDIS_PING_DEAD 3             /* beats a PING may go unanswered before Redis counts as gone */
+#define P2M_REDIS_SENTINEL_TIMEOUT_MS 250 /* connect and answer of one Sentinel asked for the primary */
 
 struct redisAsyncContext;
 struct redisReply;

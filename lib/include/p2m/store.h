@@ -163,7 +163,11 @@ typedef struct {
 } p2m_label_owner_t;
 
 /* Connects (blocking, timeout_ms for connect and each command), checks or writes the schema
- * version. Returns a store or NULL with err ("redis unix:/x.sock: Connection refused"). */
+ * version. Returns a store or NULL with err ("redis unix:/x.sock: Connection refused"). With
+ * addr->nsentinels the primary is found through the Sentinels, and AUTH is sent when
+ * addr->password is set (p2m/sentinel.h). With addr->wait_replicas, every change below is
+ * followed by WAIT wait_replicas wait_timeout_ms; fewer acknowledgements fail the call with an
+ * error saying the change is on the primary but not confirmed (the change is not undone). */
 p2m_store_t *p2m_store_connect(const p2m_redis_addr_t *addr, unsigned timeout_ms, char *err);
 
 /* Connects as p2m_store_connect does but neither writes nor checks the schema version, for a
@@ -174,6 +178,10 @@ p2m_store_t *p2m_store_connect_raw(const p2m_redis_addr_t *addr, unsigned timeou
 
 /* Closes the connection. NULL is a no-op. */
 void p2m_store_free(p2m_store_t *st);
+
+/* From now on a change that WAIT does not confirm also sets *flag to 1 (borrowed; NULL: none), so
+ * that a caller tells "changed but unconfirmed" from "refused". */
+void p2m_store_flag_unconfirmed(p2m_store_t *st, int *flag);
 
 /* Creates pod id with the given secret, labels (already normalized), token_reuse
  * (P2M_TOKEN_REUSE_*) and digits (6 or 8), atomically: fails with nothing changed if the pod
