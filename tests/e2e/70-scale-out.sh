@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Several machines, on loopback addresses of their own: three relays (r1 on 127.0.0.2, r2 on .3,
 # r3 on .4, each its public_address and a third of one port range) and two registrars (A on
-# 127.0.0.5, B on .6, one CA) sharing one Redis; four labels, each a pod (--protocol http, pool 4)
+# 127.0.0.5, B on .6, one CA) sharing a Redis primary with a replica and three Sentinels (lib.sh
+# p2m_sentinel_setup); four labels, each a pod (--protocol http, pool 4)
 # in front of one HTTP echo, registered through B. A consumer asks a registrar for
 # http://LABEL.DOMAIN:PORT/, gets its 307 to LABEL.DOMAIN:Q and connects to Q on the relay whose
 # range holds Q (what a DNS that knows where each label's relay is would answer).
@@ -12,6 +13,8 @@
 #      subscription (event=relay_gone) rather than waiting for its heartbeat to lapse; no lease
 #      names the dead relay afterwards;
 #   3. kill -9 registrar A: B keeps answering, every label served through it; A restarted answers.
+# A load of consumers (every label in turn, through B, one at a time) runs from before the relay's
+# kill to the end: every consumer that started once all labels were served again was served.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
@@ -23,8 +26,9 @@ RELAYS=(r1 r2 r3)
 declare -A ADDR=([r1]=127.0.0.2 [r2]=127.0.0.3 [r3]=127.0.0.4 [A]=127.0.0.5 [B]=127.0.0.6)
 declare -A LO HI
 
-p2m_start_redis
-p2m_write_config '{"relay": {"wait_timeout": 10}}'
+p2m_sentinel_setup
+rcli() { rp "$P2M_PRIMARY" "$@"; } # lib.sh's helpers ask the primary
+P2M_REDIS_SOCK=$T/unused.sock p2m_write_config "$(jq -n --argjson r "$P2M_REDIS_JSON" '{redis: $r, relay: {wait_timeout: 10}}')"
 p2m_free_port_range plo phi 96
 for i in 0 1 2; do
     LO[${RELAYS[$i]}]=$((plo + 32 * i)) HI[${RELAYS[$i]}]=$((plo + 32 * i + 31))
@@ -139,6 +143,24 @@ for l in "${LABELS[@]}"; do
     expect_eq "$h" "$LAST_RELAY" "label $l's consumers go to its home relay"
 done
 
+# ---------------------------------------------------------------- the load
+# One consumer after another, every label in turn, through B, until $T/load.stop exists; one line
+# per consumer: START_MS END_MS ok|fail LABEL.
+load_loop() {
+    local i=0 l t0 r
+    while [[ ! -e $T/load.stop ]]; do
+        l=${LABELS[i % ${#LABELS[@]}]}
+        i=$((i + 1))
+        t0=$(p2m_now_ms)
+        r=fail
+        consume B "$l" "load-$i" && r=ok
+        echo "$t0 $(p2m_now_ms) $r $l" >>"$T/load.tsv"
+    done
+}
+load_loop &
+LOAD_PID=$!
+p2m_wait_until "the load runs" p2m_size_at_least "$T/load.tsv" 1
+
 # ---------------------------------------------------------------- 2. kill -9 alpha's relay
 dead=$(home alpha)
 echo "# alpha's relay is $dead; killing it (-9)"
@@ -157,6 +179,8 @@ for l in "${LABELS[@]}"; do
     p2m_wait_until -t 120 "$l is served through A after the kill" consume A "$l" two-A
     p2m_wait_until -t 120 "$l is served through B after the kill" consume B "$l" two-B
 done
+t_rec=$(p2m_now_ms)
+echo "# every label served again through both registrars $((t_rec - t0)) ms after the kill"
 p2m_wait_until -t 60 "the dead relay's heartbeat lapses" p2m_redis_is 0 EXISTS "p2m:relay:$dead"
 no_lease_on_dead() {
     local k
@@ -182,6 +206,14 @@ p2m_wait_until -t 60 "registrar A answers again" registrar_answers A
 for l in "${LABELS[@]}"; do
     expect_served A "$l" five
 done
+
+touch "$T/load.stop"
+wait "$LOAD_PID"
+after=$(awk -v t="$t_rec" '$1 >= t' "$T/load.tsv" | wc -l)
+failed=$(awk -v t="$t_rec" '$1 >= t && $3 != "ok"' "$T/load.tsv")
+echo "# load: $(wc -l <"$T/load.tsv") consumers, $(grep -c ' fail ' "$T/load.tsv" || true) not served (all before the recovery), $after after it"
+((after > 0)) || fail "no load consumer started after the recovery"
+expect_eq "" "$failed" "load consumers not served after the recovery"
 
 for r in "${RELAYS[@]}"; do
     [[ $r == "$dead" ]] || expect_log_clean "relay-$r"

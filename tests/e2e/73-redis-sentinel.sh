@@ -10,74 +10,28 @@
 p2m_require redis-server redis-cli jq ss
 p2m_require_built tools/pipe2me-admin relay/pipe2me-relay
 P2M_WAIT_SECONDS=60 # how long p2m_wait_until waits (a failover takes seconds)
-PW=e2e-Sentinel-pw-7f3a
+PW=$P2M_SENTINEL_PW
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- helpers (and lib.sh's rp, rs)
 
-# rp PORT ARGS...: redis-cli on a loopback port with the password.
-rp() { redis-cli -h 127.0.0.1 -p "$1" -a "$PW" --no-auth-warning "${@:2}"; }
 # rcli ARGS...: lib.sh's helpers (p2m_start_relay, p2m_redis_is) ask the current primary.
 CUR_PRIMARY=
 rcli() { rp "$CUR_PRIMARY" "$@"; }
-# rs PORT ARGS...: redis-cli on a Sentinel (no password).
-rs() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
-# info_has PORT REGEX: INFO replication of the server at PORT matches REGEX.
-info_has() { [[ $(rp "$1" INFO replication | tr -d '\r') =~ $2 ]]; }
+info_has() { p2m_info_has "$@"; }
 # sentinel_names S PORT: Sentinel S names 127.0.0.1:PORT as the primary.
 sentinel_names() { [[ $(rs "$1" SENTINEL get-master-addr-by-name pipe2me | tr '\n' ' ') == "127.0.0.1 $2 " ]]; }
-# sentinel_sees S: Sentinel S knows the replica and the two other Sentinels.
 # p2m_redis_port_has PORT KEY: KEY exists on the server at PORT.
 p2m_redis_port_has() { [[ $(rp "$1" EXISTS "$2") == 1 ]]; }
-# sentinel_sees_replicas S N: Sentinel S knows N replicas.
-sentinel_sees_replicas() { [[ $(rs "$1" SENTINEL master pipe2me | tr '\n' ' ') =~ num-slaves\ $2\  ]]; }
-# sentinel_moved_from S_PORT: Sentinel 1 names a primary other than 127.0.0.1:PORT.
-sentinel_moved_from() {
-    local a
-    a=$(rs "$S1" SENTINEL get-master-addr-by-name pipe2me | sed -n 2p)
-    [[ -n $a && $a != "$1" ]]
-}
-sentinel_sees() {
-    local m
-    m=$(rs "$1" SENTINEL master pipe2me | tr '\n' ' ')
-    [[ $m =~ num-slaves\ 1\  && $m =~ num-other-sentinels\ 2\  ]]
-}
+# sentinel_moved_from PORT: Sentinel 1 names a primary other than 127.0.0.1:PORT.
+sentinel_moved_from() { p2m_sentinel_moved_from "$@"; }
 
 # ---------------------------------------------------------------- setup
 
-p2m_free_port PRIMARY_PORT
-p2m_free_port REPLICA_PORT
-p2m_free_port S1
-p2m_free_port S2
-p2m_free_port S3
-printf '%s\n' "$PW" >"$T/redis.pw"
-chmod 600 "$T/redis.pw"
-mkdir -p "$T/primary" "$T/replica"
-
-common=(--bind 127.0.0.1 --save '' --appendonly no --requirepass "$PW" --masterauth "$PW")
-p2m_bg primary redis-server --port "$PRIMARY_PORT" --dir "$T/primary" "${common[@]}"
-PRIMARY_PID=$P2M_BG_PID
+p2m_sentinel_setup
+PRIMARY_PORT=${P2M_REDIS_PORT[a]} REPLICA_PORT=${P2M_REDIS_PORT[b]}
+PRIMARY_PID=${P2M_REDIS_PID[a]} REPLICA_PID=${P2M_REDIS_PID[b]}
+S1=${P2M_SENTINELS[0]} S2=${P2M_SENTINELS[1]} S3=${P2M_SENTINELS[2]}
 CUR_PRIMARY=$PRIMARY_PORT
-p2m_bg replica redis-server --port "$REPLICA_PORT" --dir "$T/replica" "${common[@]}" --replicaof 127.0.0.1 "$PRIMARY_PORT"
-REPLICA_PID=$P2M_BG_PID
-p2m_wait_until "the replica is in sync" info_has "$REPLICA_PORT" master_link_status:up
-SENTINEL_PIDS=()
-for s in "$S1" "$S2" "$S3"; do
-    # Each Sentinel rewrites its own config file: one writable file per Sentinel.
-    cat >"$T/sentinel-$s.conf" <<CONF
-port $s
-bind 127.0.0.1
-dir $T
-sentinel monitor pipe2me 127.0.0.1 $PRIMARY_PORT 2
-sentinel auth-pass pipe2me $PW
-sentinel down-after-milliseconds pipe2me 1000
-sentinel failover-timeout pipe2me 5000
-CONF
-    p2m_bg "sentinel-$s" redis-server "$T/sentinel-$s.conf" --sentinel
-    SENTINEL_PIDS+=("$P2M_BG_PID")
-done
-for s in "$S1" "$S2" "$S3"; do
-    p2m_wait_until "sentinel $s sees the replica and the other sentinels" sentinel_sees "$s"
-done
 
 redis_json() { # redis_json PASSWORD_FILE [EXTRA_JSON]
     jq -n --arg pw "$1" --argjson extra "${2:-{\}}" --arg s1 "127.0.0.1:$S1" --arg s2 "127.0.0.1:$S2" --arg s3 "127.0.0.1:$S3" \
@@ -160,12 +114,11 @@ expect_eq 1 "$(rp "$PRIMARY_PORT" SISMEMBER p2m:pods sp2)" "the pod is on the ne
 
 # A third server replicates the new primary, so that two replicas remain to elect from.
 p2m_free_port THIRD_PORT
-mkdir -p "$T/third"
-p2m_bg third redis-server --port "$THIRD_PORT" --dir "$T/third" "${common[@]}" --replicaof 127.0.0.1 "$REPLICA_PORT"
+p2m_redis_server third "$THIRD_PORT" "$REPLICA_PORT"
 THIRD_PID=$P2M_BG_PID
 p2m_wait_until "the third server is in sync" info_has "$THIRD_PORT" master_link_status:up
 for s in "$S1" "$S2" "$S3"; do
-    p2m_wait_until "sentinel $s sees two replicas" sentinel_sees_replicas "$s" 2
+    p2m_wait_until "sentinel $s sees two replicas" p2m_sentinel_ready "$s" 2
 done
 kill -KILL "$REPLICA_PID"
 p2m_kill "$REPLICA_PID" # reaps it

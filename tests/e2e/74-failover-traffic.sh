@@ -16,65 +16,20 @@ p2m_require redis-server redis-cli jq curl python3
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-pod tools/pipe2me-admin
 P2M_WAIT_SECONDS=90 # a failover takes seconds; under load, more
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
-PW=e2e-failover-pw-41c2
 
-rp() { redis-cli -h 127.0.0.1 -p "$1" -a "$PW" --no-auth-warning "${@:2}"; }
-CUR_PRIMARY=
-rcli() { rp "$CUR_PRIMARY" "$@"; } # lib.sh's helpers ask the current primary
-rs() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
-info_has() { [[ $(rp "$1" INFO replication | tr -d '\r') =~ $2 ]]; }
-sentinel_primary() { rs "$S1" SENTINEL get-master-addr-by-name pipe2me | sed -n 2p; }
-sentinel_moved_from() {
-    local a
-    a=$(sentinel_primary)
-    [[ -n $a && $a != "$1" ]]
-}
-sentinel_ready() {
-    local m
-    m=$(rs "$1" SENTINEL master pipe2me | tr '\n' ' ')
-    [[ $m =~ num-slaves\ 1\  && $m =~ num-other-sentinels\ 2\  ]]
-}
+rcli() { rp "$P2M_PRIMARY" "$@"; } # lib.sh's helpers ask the current primary
 
 # ---------------------------------------------------------------- Redis, Sentinels, the system
+p2m_sentinel_setup
 declare -A PORT PID
-p2m_free_port "PORT[a]"
-p2m_free_port "PORT[b]"
-p2m_free_port S1
-p2m_free_port S2
-p2m_free_port S3
-printf '%s\n' "$PW" >"$T/redis.pw"
-chmod 600 "$T/redis.pw"
-common=(--bind 127.0.0.1 --save '' --appendonly no --requirepass "$PW" --masterauth "$PW")
-# start_server NAME [PRIMARY_PORT]: a Redis server on PORT[NAME], a replica when a primary is given.
+for n in a b; do PORT[$n]=${P2M_REDIS_PORT[$n]} PID[$n]=${P2M_REDIS_PID[$n]}; done
+# start_server NAME [PRIMARY_PORT]: server NAME on PORT[NAME] again, a replica when a primary is given.
 start_server() {
-    mkdir -p "$T/$1"
-    p2m_bg "redis-$1" redis-server --port "${PORT[$1]}" --dir "$T/$1" "${common[@]}" ${2:+--replicaof 127.0.0.1 "$2"}
+    p2m_redis_server "$1" "${PORT[$1]}" "${2:-}"
     PID[$1]=$P2M_BG_PID
 }
-start_server a
-start_server b "${PORT[a]}"
-CUR_PRIMARY=${PORT[a]}
-p2m_wait_until "b replicates a" info_has "${PORT[b]}" master_link_status:up
-for s in "$S1" "$S2" "$S3"; do
-    cat >"$T/sentinel-$s.conf" <<CONF
-port $s
-bind 127.0.0.1
-dir $T
-sentinel monitor pipe2me 127.0.0.1 ${PORT[a]} 2
-sentinel auth-pass pipe2me $PW
-sentinel down-after-milliseconds pipe2me 1000
-sentinel failover-timeout pipe2me 5000
-CONF
-    p2m_bg "sentinel-$s" redis-server "$T/sentinel-$s.conf" --sentinel
-done
-for s in "$S1" "$S2" "$S3"; do
-    p2m_wait_until "sentinel $s sees the replica and the other sentinels" sentinel_ready "$s"
-done
 
-P2M_REDIS_SOCK=$T/unused.sock p2m_write_config "$(jq -n --arg pw "$T/redis.pw" \
-    --arg s1 "127.0.0.1:$S1" --arg s2 "127.0.0.1:$S2" --arg s3 "127.0.0.1:$S3" \
-    '{redis: {sentinels: [$s1, $s2, $s3], master: "pipe2me", password_file: $pw, wait_replicas: 1, wait_timeout_ms: 5000},
-      relay: {name: "r1"}}')"
+P2M_REDIS_SOCK=$T/unused.sock p2m_write_config "$(jq -n --argjson r "$P2M_REDIS_JSON" '{redis: $r, relay: {name: "r1"}}')"
 p2m_free_port_range rlo rhi 32
 jq --arg p "$rlo-$rhi" '.relay.ports = $p' "$P2M_CONFIG" >"$T/c.json" && mv "$T/c.json" "$P2M_CONFIG"
 p2m_start_registrar
@@ -159,16 +114,16 @@ round=0
 for pair in "a b" "b a"; do
     read -r old new <<<"$pair"
     round=$((round + 1))
-    [[ $(sentinel_primary) == "${PORT[$old]}" ]] || fail "round $round: the Sentinels name $(sentinel_primary), not $old"
+    [[ $(p2m_sentinel_primary) == "${PORT[$old]}" ]] || fail "round $round: the Sentinels name $(p2m_sentinel_primary), not $old"
     stream_start "s$round"
     p2m_wait_until "round $round: the stream flows" test -e "$T/s$round.flowing"
     expect_status 0 admin pod add "acked$round" --label "acked$round"
     t0=$(p2m_now_ms)
     kill -KILL "${PID[$old]}"
     p2m_kill "${PID[$old]}" # reaps it
-    p2m_wait_until "round $round: the Sentinels elect $new" sentinel_moved_from "${PORT[$old]}"
-    expect_eq "${PORT[$new]}" "$(sentinel_primary)" "round $round: the new primary"
-    CUR_PRIMARY=${PORT[$new]}
+    p2m_wait_until "round $round: the Sentinels elect $new" p2m_sentinel_moved_from "${PORT[$old]}"
+    expect_eq "${PORT[$new]}" "$(p2m_sentinel_primary)" "round $round: the new primary"
+    P2M_PRIMARY=${PORT[$new]}
     p2m_wait_until "round $round: new consumers are served again" served
     t1=$(p2m_now_ms)
     echo "# round $round: new consumers served again $((t1 - t0)) ms after kill -9 of the primary"
@@ -178,9 +133,9 @@ for pair in "a b" "b a"; do
     expect_match "^ok [0-9]+" "$(cat "$T/s$round.result")" "round $round: every byte streamed across the failover came back"
     # The killed server comes back: the Sentinels make it a replica of the new primary.
     start_server "$old"
-    p2m_wait_until "round $round: $old replicates $new" info_has "${PORT[$old]}" "master_port:${PORT[$new]}.*master_link_status:up"
-    for s in "$S1" "$S2" "$S3"; do
-        p2m_wait_until "round $round: sentinel $s sees $old as a replica" sentinel_ready "$s"
+    p2m_wait_until "round $round: $old replicates $new" p2m_info_has "${PORT[$old]}" "master_port:${PORT[$new]}.*master_link_status:up"
+    for s in "${P2M_SENTINELS[@]}"; do
+        p2m_wait_until "round $round: sentinel $s sees $old as a replica" p2m_sentinel_ready "$s" 1
     done
     expect_status 0 admin pod add "after$round" --label "after$round"
     expect_eq 1 "$(rp "${PORT[$old]}" SISMEMBER p2m:pods "after$round")" "round $round: the returned server acknowledged a change"

@@ -799,3 +799,81 @@ p2m_pre_conns_are() {
         { k = $3; sub(/.*:/, "", k); if (k in n) n[k]++ }
         END { t = 0; for (k in n) { if (n[k] == 0) exit 1; t += n[k] } exit (t == want ? 0 : 1) }' <(printf '%s\n' "$ports") -
 }
+
+# ---------------------------------------------------------------- Redis with Sentinel
+# A primary and replicas with requirepass, and three `redis-server --sentinel` (quorum 2,
+# down-after 1000 ms, failover-timeout 5000 ms) monitoring the primary as "pipe2me", on loopback
+# ports. p2m_sentinel_setup starts them; rcli (and with it every helper above) asks the server at
+# P2M_PRIMARY, which a test moves when the Sentinels elect another.
+P2M_SENTINEL_PW=e2e-sentinel-pw-7f3a
+
+# rp PORT ARGS...: redis-cli on the server at PORT, with the password.
+rp() { redis-cli -h 127.0.0.1 -p "$1" -a "$P2M_SENTINEL_PW" --no-auth-warning "${@:2}"; }
+# rs PORT ARGS...: redis-cli on the Sentinel at PORT.
+rs() { redis-cli -h 127.0.0.1 -p "$1" "${@:2}"; }
+# p2m_info_has PORT REGEX: INFO replication of the server at PORT matches REGEX.
+p2m_info_has() { [[ $(rp "$1" INFO replication | tr -d '\r') =~ $2 ]]; }
+# p2m_sentinel_ready S N: Sentinel S knows N replicas and the two other Sentinels.
+p2m_sentinel_ready() {
+    local m
+    m=$(rs "$1" SENTINEL master pipe2me | tr '\n' ' ')
+    [[ $m =~ num-slaves\ $2\  && $m =~ num-other-sentinels\ 2\  ]]
+}
+# p2m_sentinel_primary: the port the first Sentinel names as the primary.
+p2m_sentinel_primary() { rs "${P2M_SENTINELS[0]}" SENTINEL get-master-addr-by-name pipe2me | sed -n 2p; }
+# p2m_sentinel_moved_from PORT: the first Sentinel names a primary other than PORT.
+p2m_sentinel_moved_from() {
+    local a
+    a=$(p2m_sentinel_primary)
+    [[ -n $a && $a != "$1" ]]
+}
+
+# p2m_redis_server NAME PORT [PRIMARY_PORT]: a Redis server with the password on PORT, data in
+# $T/NAME, a replica of PRIMARY_PORT when given; output in $T/redis-NAME.log; sets P2M_BG_PID.
+p2m_redis_server() {
+    mkdir -p "$T/$1"
+    p2m_bg "redis-$1" redis-server --port "$2" --dir "$T/$1" --bind 127.0.0.1 --save '' --appendonly no \
+        --requirepass "$P2M_SENTINEL_PW" --masterauth "$P2M_SENTINEL_PW" ${3:+--replicaof 127.0.0.1 "$3"}
+}
+
+# p2m_sentinel_setup: servers a (the primary) and b (its replica) on fresh ports, in sync, and three
+# Sentinels that know them; writes the password to $T/redis.pw (mode 0600). Sets P2M_REDIS_PORT[a|b],
+# P2M_REDIS_PID[a|b], P2M_SENTINELS (their ports), P2M_PRIMARY (a's port) and P2M_REDIS_JSON, the
+# config's "redis" object (wait_replicas 1, wait_timeout_ms 5000).
+declare -A P2M_REDIS_PORT P2M_REDIS_PID
+P2M_SENTINELS=()
+P2M_PRIMARY=
+p2m_sentinel_setup() {
+    local s n
+    p2m_require redis-server redis-cli jq
+    p2m_free_port "P2M_REDIS_PORT[a]"
+    p2m_free_port "P2M_REDIS_PORT[b]"
+    printf '%s\n' "$P2M_SENTINEL_PW" >"$T/redis.pw"
+    chmod 600 "$T/redis.pw"
+    p2m_redis_server a "${P2M_REDIS_PORT[a]}"
+    P2M_REDIS_PID[a]=$P2M_BG_PID
+    p2m_redis_server b "${P2M_REDIS_PORT[b]}" "${P2M_REDIS_PORT[a]}"
+    P2M_REDIS_PID[b]=$P2M_BG_PID
+    P2M_PRIMARY=${P2M_REDIS_PORT[a]}
+    p2m_wait_until -t 60 "b replicates a" p2m_info_has "${P2M_REDIS_PORT[b]}" master_link_status:up
+    for n in 1 2 3; do
+        p2m_free_port s
+        P2M_SENTINELS+=("$s")
+        # Each Sentinel rewrites its own config file: one writable file per Sentinel.
+        cat >"$T/sentinel-$s.conf" <<CONF
+port $s
+bind 127.0.0.1
+dir $T
+sentinel monitor pipe2me 127.0.0.1 ${P2M_REDIS_PORT[a]} 2
+sentinel auth-pass pipe2me $P2M_SENTINEL_PW
+sentinel down-after-milliseconds pipe2me 1000
+sentinel failover-timeout pipe2me 5000
+CONF
+        p2m_bg "sentinel-$s" redis-server "$T/sentinel-$s.conf" --sentinel
+    done
+    for s in "${P2M_SENTINELS[@]}"; do
+        p2m_wait_until -t 60 "sentinel $s sees the replica and the other sentinels" p2m_sentinel_ready "$s" 1
+    done
+    P2M_REDIS_JSON=$(jq -n --arg pw "$T/redis.pw" --argjson s "$(printf '"127.0.0.1:%s"\n' "${P2M_SENTINELS[@]}" | jq -s .)" \
+        '{sentinels: $s, master: "pipe2me", password_file: $pw, wait_replicas: 1, wait_timeout_ms: 5000}')
+}
