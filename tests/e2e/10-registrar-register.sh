@@ -478,15 +478,34 @@ p2m_wait_until "no lease is left" lease_count_is 0
 
 # ---------------------------------------------------------------- a relay that never answers (3.2)
 
-# A heartbeat without a relay behind it: the registrar waits at most 3 s for "PORT ok", answers
-# 503 and gives the pending lease back at once rather than after its TTL.
+# A heartbeat with something subscribed to the relay's channel that never answers: the registrar
+# waits at most 3 s for "PORT ok", answers 503 and gives the pending lease back at once rather
+# than after its TTL.
 p2m_kill "$RELAY_PID"
-rcli HSET p2m:relay:ghost address 127.0.0.1 ports "$GHOST_PORT-$GHOST_PORT" started "$(date +%s)" >/dev/null
-rcli EXPIRE p2m:relay:ghost 60 >/dev/null
-rcli SADD p2m:relays ghost >/dev/null
+ghost_heartbeat() {
+    rcli HSET p2m:relay:ghost address 127.0.0.1 ports "$GHOST_PORT-$GHOST_PORT" started "$(date +%s)" >/dev/null
+    rcli EXPIRE p2m:relay:ghost 60 >/dev/null
+    rcli SADD p2m:relays ghost >/dev/null
+}
+ghost_heartbeat
+p2m_bg ghostsub redis-cli -s "$P2M_REDIS_SOCK" SUBSCRIBE p2m:relay:ghost
+GHOST_SUB=$P2M_BG_PID
+ghost_subscribed() { [[ $(rcli PUBSUB NUMSUB p2m:relay:ghost | tail -n 1) == 1 ]]; }
+p2m_wait_until "the silent subscriber is there" ghost_subscribed
 p2m_reg demo "Bearer $DEMO_SESSION"
 expect_refused 503 "relay did not answer" "registration on a relay that never answers"
 expect_eq 5 "$(hdr retry-after)" "503 Retry-After"
+p2m_wait_until "the abandoned pending lease is deleted" lease_count_is 0
+p2m_kill "$GHOST_SUB"
+
+# A heartbeat with nothing behind it at all (a relay killed with kill -9, its heartbeat not yet
+# lapsed): nobody receives the lease's announcement, so the registrar takes the relay out at once
+# (event=relay_gone) instead of waiting out the bind timeout, and with no other relay answers 503.
+p2m_reg demo "Bearer $DEMO_SESSION"
+expect_refused 503 "no relay is running" "registration on a relay that is gone"
+expect_eq 0 "$(rcli EXISTS p2m:relay:ghost)" "the gone relay's heartbeat is removed"
+p2m_log_has registrar "event=relay_gone relay=ghost " || fail "no event=relay_gone for the ghost relay"
+p2m_ok
 p2m_wait_until "the abandoned pending lease is deleted" lease_count_is 0
 rcli DEL p2m:relay:ghost >/dev/null
 rcli SREM p2m:relays ghost >/dev/null

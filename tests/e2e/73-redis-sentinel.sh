@@ -141,6 +141,21 @@ for pod in sp1 sp2; do
     expect_eq 1 "$(rp "$NEW_PORT" SISMEMBER p2m:pods "$pod")" "pod $pod, acknowledged after WAIT, survived both failovers"
 done
 
+# ---------------------------------------------------------------- -READONLY: a primary demoted behind their back
+
+# The primary turned into a replica (of a port where nothing listens) without a failover the
+# Sentinels announce: the relay's next write gets -READONLY, it drops its connections and asks the
+# Sentinels again, which still name that server, now refused by its ROLE; made a primary again, it is
+# taken back. Nothing in between is written anywhere.
+p2m_free_port NOWHERE
+expect_eq OK "$(rp "$NEW_PORT" REPLICAOF 127.0.0.1 "$NOWHERE")" "REPLICAOF on the primary"
+p2m_wait_until "the relay sees -READONLY" p2m_log_has relay "event=redis_readonly redis=127.0.0.1:$NEW_PORT"
+p2m_wait_until "the relay refuses the demoted server by its ROLE" p2m_log_has relay "event=redis_not_primary"
+expect_eq OK "$(rp "$NEW_PORT" REPLICAOF NO ONE)" "REPLICAOF NO ONE"
+expect_eq 1 "$(rp "$NEW_PORT" DEL p2m:relay:r1)" "the relay's heartbeat was there"
+p2m_wait_until "the relay writes its heartbeat on the primary again" p2m_redis_port_has "$NEW_PORT" p2m:relay:r1
+p2m_wait_until "the registrar is healthy again" p2m_registrar_healthy
+
 # ---------------------------------------------------------------- WAIT unconfirmed
 
 # With the only replica stopped, WAIT gets no acknowledgement: status 3, one line, the change stands.
