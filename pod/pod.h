@@ -562,6 +562,15 @@ long status_running_pid(const char *dir);
  * Returns 0, or -1 with err when HOME is unset or too long. */
 int pod_sets_dir(char *out, size_t cap, char *err);
 
+/* Outside text for an error message: printable ASCII kept (no quote or backslash), the rest as
+ * \xNN, cut at 48 bytes with "..." (provision.c). Returns buf. */
+const char *pod_shown(const char *s, char *buf, size_t cap);
+
+/* Reads a regular file of at most max bytes into a NUL-terminated buffer (wipe and free() it).
+ * With private, refuses a file group or others may read (it holds a secret); mode (NULL for none)
+ * receives its st_mode. Returns the buffer with *len, or NULL with err naming the file. */
+char *pod_file_read(const char *path, size_t max, int private, mode_t *mode, size_t *len, char *err);
+
 /* jansson's allocations, wiped when freed: for documents that hold a secret (provision.c). */
 void pod_json_wiping_init(void);
 

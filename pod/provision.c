@@ -23,7 +23,7 @@
 /* --- small helpers ---------------------------------------------------------------------------- */
 
 /* Renders outside text for an error message: printable ASCII kept, the rest as \xNN, cut at 48. */
-static const char *shown(const char *s, char *buf, size_t cap)
+const char *pod_shown(const char *s, char *buf, size_t cap)
 {
     size_t n = 0, i;
     for (i = 0; s[i] != '\0' && n + 8 < cap && i < 48; i++) {
@@ -96,7 +96,7 @@ static int private_check(const char *path, mode_t mode, char *err)
  * With `private`, refuses a file group or others may read (it holds a secret). mode (NULL for
  * none) receives the file's st_mode, for a caller that learns only from the text whether it is
  * private. */
-static char *read_small_file(const char *path, size_t max, int private, mode_t *mode, size_t *len, char *err)
+char *pod_file_read(const char *path, size_t max, int private, mode_t *mode, size_t *len, char *err)
 {
     char *buf = NULL, shown_path[P2M_ERR_LEN];
     struct stat st;
@@ -209,7 +209,7 @@ int pod_secret_load(const char *path, unsigned char *raw, size_t *raw_len, char 
     size_t len = 0;
     char derr[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
     int ret = -1;
-    char *text = read_small_file(path, POD_SECRET_FILE_MAX, 1, NULL, &len, err);
+    char *text = pod_file_read(path, POD_SECRET_FILE_MAX, 1, NULL, &len, err);
     if (text == NULL)
         return -1;
     /* One line: the secret, then at most one newline (CRLF tolerated). */
@@ -423,7 +423,7 @@ static int provision_doc(json_t *doc, int run, provision_t *p, char *err)
                 goto Exit;
             }
         } else if (!run) {
-            p2m_err(err, "unknown key \"%s\"", shown(key, buf, sizeof(buf)));
+            p2m_err(err, "unknown key \"%s\"", pod_shown(key, buf, sizeof(buf)));
             goto Exit;
         }
     }
@@ -472,7 +472,7 @@ int provision_load(const char *path, provision_t *p, char *err)
 {
     size_t len = 0;
     char e[P2M_ERR_LEN], shown_path[P2M_ERR_LEN];
-    char *text = read_small_file(path, POD_PROVISION_MAX, 1, NULL, &len, err);
+    char *text = pod_file_read(path, POD_PROVISION_MAX, 1, NULL, &len, err);
     if (text == NULL) {
         memset(p, 0, sizeof(*p));
         return -1;
@@ -733,7 +733,7 @@ static int parse_alpn(const opt_t *o, const char *v, pod_args_t *a, char *err)
         unsigned char c = (unsigned char)v[i];
         if (c == ',' || c == '\0') {
             if (item == 0)
-                return p2m_err(err, "--alpn: empty name in \"%s\"", shown(v, buf, sizeof(buf)));
+                return p2m_err(err, "--alpn: empty name in \"%s\"", pod_shown(v, buf, sizeof(buf)));
             if (item > 255)
                 return p2m_err(err, "--alpn: a name is longer than 255 bytes");
             item = 0;
@@ -741,7 +741,7 @@ static int parse_alpn(const opt_t *o, const char *v, pod_args_t *a, char *err)
         }
         if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
             return p2m_err(err, "--alpn: \"%s\" holds a space, quote, backslash or a byte that is not printable ASCII",
-                           shown(v, buf, sizeof(buf)));
+                           pod_shown(v, buf, sizeof(buf)));
         item++;
     }
     memcpy(FIELD_AT(a, o, char), v, n + 1);
@@ -1032,12 +1032,12 @@ static int args_scan(int argc, char **argv, const char **val, pod_args_t *a, cha
             if (p2m_domain_normalize(arg, a->set, e) != 0 || strchr(a->set, '.') == NULL) {
                 a->set[0] = '\0';
                 return p2m_err(err, "%s: \"%s\" is not a tunnel set's LABEL.DOMAIN (pipe2me-pod list shows them)", argv[1],
-                               shown(arg, buf, sizeof(buf)));
+                               pod_shown(arg, buf, sizeof(buf)));
             }
             continue;
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-            return p2m_err(err, "unexpected argument \"%s\"", shown(arg, buf, sizeof(buf)));
+            return p2m_err(err, "unexpected argument \"%s\"", pod_shown(arg, buf, sizeof(buf)));
         const char *name = arg + 2, *eq = strchr(name, '=');
         size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
         int o;
@@ -1045,7 +1045,7 @@ static int args_scan(int argc, char **argv, const char **val, pod_args_t *a, cha
             if (strlen(options[o].name) == nlen && strncmp(options[o].name, name, nlen) == 0)
                 break;
         if (o == OPT_COUNT || !(options[o].cmds & (1u << a->cmd)))
-            return p2m_err(err, "%s: unknown option \"%s\"", argv[1], shown(arg, buf, sizeof(buf)));
+            return p2m_err(err, "%s: unknown option \"%s\"", argv[1], pod_shown(arg, buf, sizeof(buf)));
         if (seen[o])
             return p2m_err(err, "--%s given twice", options[o].name);
         seen[o] = 1;
@@ -1216,7 +1216,7 @@ static int config_keys(json_t *obj, const char *where, const config_key_t *keys,
             if (strcmp(keys[k].key, key) == 0)
                 break;
         if (k == nkeys)
-            return p2m_err(err, "%s\"%s\": unknown key", where, shown(key, buf, sizeof(buf)));
+            return p2m_err(err, "%s\"%s\": unknown key", where, pod_shown(key, buf, sizeof(buf)));
         int o = keys[k].opt;
         if (val[o] != NULL) /* given on the command line */
             continue;
@@ -1254,7 +1254,7 @@ static int config_read(const char *path, json_t **doc, provision_t **prov, char 
     *prov = NULL;
     path_shown(path, shown_path, sizeof(shown_path));
     pod_json_wiping_init(); /* the document may hold the secret */
-    char *text = read_small_file(path, POD_CONFIG_MAX, 0, &mode, &len, e);
+    char *text = pod_file_read(path, POD_CONFIG_MAX, 0, &mode, &len, e);
     if (text == NULL)
         return p2m_err(err, "--config %s", e);
     /* jansson's message quotes the input, which may be the secret: keep only the position. */
@@ -1473,7 +1473,7 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     if (argc < 2 || argv[1] == NULL)
         return p2m_err(err, "expected a command: register, run, status, env, test, setup or list (see --help)");
     if ((a->cmd = parse_command(argv[1])) == 0)
-        return p2m_err(err, "unknown command \"%s\" (see --help)", shown(argv[1], buf, sizeof(buf)));
+        return p2m_err(err, "unknown command \"%s\" (see --help)", pod_shown(argv[1], buf, sizeof(buf)));
     if (a->cmd == POD_CMD_HELP || a->cmd == POD_CMD_VERSION) {
         if (argc > 2)
             return p2m_err(err, "%s takes no arguments", argv[1]);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "p2m/config.h"
 #include "p2m/err.h"
 
 /* n bytes at s equal the NUL-terminated t, ignoring ASCII case. */
@@ -16,26 +17,15 @@ static int same_name(const char *s, size_t n, const char *t)
     return strlen(t) == n && n > 0 && strncasecmp(s, t, n) == 0;
 }
 
-/* n bytes at s are one or more DNS labels ([A-Za-z0-9-], 1 to 63 bytes, no '-' at either end)
- * separated by dots. */
+/* n bytes at s are a domain name (p2m_domain_normalize: dot-separated DNS labels). */
 static int dns_labels(const char *s, size_t n)
 {
-    size_t start = 0;
-    if (n == 0)
+    char name[P2M_DOMAIN_MAX + 1], norm[P2M_DOMAIN_MAX + 1], e[P2M_ERR_LEN];
+    if (n == 0 || n > P2M_DOMAIN_MAX)
         return 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i == n || s[i] == '.') {
-            size_t l = i - start;
-            if (l == 0 || l > 63 || s[start] == '-' || s[i - 1] == '-')
-                return 0;
-            start = i + 1;
-            continue;
-        }
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
-            return 0;
-    }
-    return 1;
+    memcpy(name, s, n);
+    name[n] = '\0';
+    return p2m_domain_normalize(name, norm, e) == 0;
 }
 
 int pod_redirect_check(const char *url, size_t len, const char *reg_host, const char *domain, char *out, size_t cap, char *err)

@@ -62,21 +62,6 @@ int pod_sets_dir(char *out, size_t cap, char *err)
 
 /* --- the answer, into the set's run file ------------------------------------------------------- */
 
-/* Renders outside text for an error message: printable ASCII without quotes, cut at 40 bytes. */
-static const char *printable(const char *s, char *buf, size_t cap)
-{
-    size_t n = 0;
-    for (; *s != '\0' && n + 5 < cap && n < 40; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-            buf[n++] = (char)c;
-        else
-            n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", c);
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 /* The answer's string at key, or NULL when it is missing or not a string without NUL bytes. */
 static const char *answer_str(json_t *doc, const char *key)
 {
@@ -102,7 +87,7 @@ static int answer_services(json_t *services, const pod_args_t *a, const char *la
         {
             if (strcmp(key, "label") != 0 && strcmp(key, "protocol") != 0 && strcmp(key, "url") != 0)
                 return p2m_err(err, "the registrar's answer: services[%zu]: unknown key \"%s\"", i,
-                               printable(key, buf, sizeof(buf)));
+                               pod_shown(key, buf, sizeof(buf)));
         }
         const char *l = answer_str(svc, "label"), *p = answer_str(svc, "protocol");
         if (l == NULL || strcmp(l, label) != 0)
@@ -170,7 +155,7 @@ char *pod_setup_config(const char *answer, size_t len, const pod_args_t *a, cons
         for (k = 0; k < sizeof(answer_keys) / sizeof(answer_keys[0]) && strcmp(answer_keys[k], key) != 0; k++)
             ;
         if (k == sizeof(answer_keys) / sizeof(answer_keys[0])) {
-            p2m_err(err, "the registrar's answer: unknown key \"%s\"", printable(key, buf, sizeof(buf)));
+            p2m_err(err, "the registrar's answer: unknown key \"%s\"", pod_shown(key, buf, sizeof(buf)));
             goto Exit;
         }
     }
@@ -253,35 +238,6 @@ static int mkdirs(const char *path, mode_t mode)
         return -1;
     }
     return 0;
-}
-
-/* Reads a small regular file (a CA certificate) into a NUL-terminated buffer to free(). */
-static char *read_file(const char *path, size_t max, size_t *len)
-{
-    char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0)
-        return NULL;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max || (buf = malloc((size_t)st.st_size + 1)) == NULL)
-        goto Fail;
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            goto Fail;
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    *len = got;
-    close(fd);
-    return buf;
-Fail:
-    free(buf);
-    close(fd);
-    return NULL;
 }
 
 /* --- setup ------------------------------------------------------------------------------------ */
@@ -540,7 +496,7 @@ int setup_command(const pod_args_t *a)
     }
     if (a->cacert[0] != '\0') {
         size_t len;
-        char *ca = read_file(a->cacert, SETUP_CACERT_MAX, &len);
+        char *ca = pod_file_read(a->cacert, SETUP_CACERT_MAX, 0, NULL, &len, err);
         fit(ca_copy, sizeof(ca_copy), "%s/%s", set_dir, POD_SET_REGISTRAR_CA);
         if (ca == NULL || pod_file_write(ca_copy, ca, len, 0644, 1) != 0) {
             keep_answer(tmp, dir, fqdn, kept, sizeof(kept));
@@ -734,6 +690,8 @@ int list_command(const pod_args_t *a)
                 json_object_set_new(set, "pid", pid != 0 ? json_integer(pid) : json_null());
                 json_object_set_new(set, "services", list != NULL ? list : json_array());
                 json_array_append_new(sets, set);
+            } else {
+                json_decref(list);
             }
         } else {
             if (pid != 0)

@@ -7,6 +7,7 @@
 #include "redis_h2o.h"
 #include "registrar.h"
 #include "req.h"
+#include "p2m/err.h"
 #include "p2m/log.h"
 #include "p2m/store.h"
 #include "p2m/store_cmd.h"
@@ -47,14 +48,16 @@ static void on_beat(op_t *op, redisReply *rep)
         schedule(r, 0);
         return;
     }
-    char to[P2M_URL_MAX + 1];
-    snprintf(to, sizeof(to), "%.*s", (int)(rep->len < sizeof(to) ? rep->len : sizeof(to) - 1), rep->str);
-    /* The admin tool checked the URL; one that is not https:// (written by hand) is not followed. */
-    if (to[0] != '\0' && strncmp(to, "https://", 8) != 0) {
-        if (strcmp(r->drain_bad, to) != 0)
+    char to[P2M_URL_MAX + 1], raw[P2M_URL_MAX + 1], e[P2M_ERR_LEN];
+    snprintf(raw, sizeof(raw), "%.*s", (int)(rep->len < sizeof(raw) ? rep->len : sizeof(raw) - 1), rep->str);
+    /* The admin tool checked the URL; one written by hand goes through the same check before it
+     * reaches a Location header (no blank or control byte, https://), or it is not followed. */
+    to[0] = '\0';
+    if (raw[0] != '\0' && (rep->len >= sizeof(raw) || p2m_https_base_normalize(raw, to, e) != 0)) {
+        if (strcmp(r->drain_bad, raw) != 0)
             p2m_log(P2M_LOG_ERROR, "registrar_drain_refused", "name=%s reason=\"drain URL is not https://\"",
                     r->cfg.registrar.name);
-        snprintf(r->drain_bad, sizeof(r->drain_bad), "%s", to);
+        snprintf(r->drain_bad, sizeof(r->drain_bad), "%s", raw);
         to[0] = '\0';
     }
     if (strcmp(to, r->draining_to) != 0) {
