@@ -240,7 +240,8 @@ int p2m_tsig_key_parse(const char *s, size_t len, p2m_tsig_key_t *out, char *err
         }
         t = next_token(&lx);
         if (t.kind != TOK_SEMI) {
-            p2m_err(err, "tsig key: line %u: expected ; after the %s", lx.line, have_secret && out->secret[0] && !have_alg ? "secret" : "value");
+            p2m_err(err, "tsig key: line %u: expected ; after the %s", lx.line,
+                    have_secret && out->secret[0] && !have_alg ? "secret" : "value");
             goto Fail;
         }
     }
@@ -326,54 +327,6 @@ Exit:
 
 /* ---------------------------------------------------------------- updates and lookups */
 
-/* A resolver for the one server, with the key (when given) and a single try within the timeout.
- * Returns NULL with err. */
-static ldns_resolver *resolver_new(const p2m_dnsupd_conf_t *conf, int with_key, char *err)
-{
-    ldns_rdf *ns = NULL;
-    ldns_resolver *r = NULL;
-    struct in6_addr a6;
-    unsigned ms = conf->timeout_ms ? conf->timeout_ms : 3000;
-
-    if (inet_pton(AF_INET6, conf->server.host, &a6) == 1)
-        ns = ldns_rdf_new_frm_str(LDNS_RDF_TYPE_AAAA, conf->server.host);
-    else if (inet_pton(AF_INET, conf->server.host, &a6) == 1)
-        ns = ldns_rdf_new_frm_str(LDNS_RDF_TYPE_A, conf->server.host);
-    if (ns == NULL) {
-        p2m_err(err, "dns server must be an IPv4 or IPv6 address");
-        return NULL;
-    }
-    if ((r = ldns_resolver_new()) == NULL) {
-        p2m_err(err, "out of memory");
-        goto Exit;
-    }
-    if (ldns_resolver_push_nameserver(r, ns) != LDNS_STATUS_OK) {
-        p2m_err(err, "dns server: cannot be used");
-        ldns_resolver_deep_free(r);
-        r = NULL;
-        goto Exit;
-    }
-    ldns_resolver_set_port(r, conf->server.port);
-    ldns_resolver_set_timeout(r, (struct timeval){ms / 1000, (ms % 1000) * 1000});
-    /* One try: the caller decides about retries, and the timeout is then the whole wait. */
-    ldns_resolver_set_retry(r, 1);
-    ldns_resolver_set_recursive(r, false);
-    ldns_resolver_set_random(r, false);
-    if (with_key && conf->key != NULL) {
-        /* ldns wants the names as domain names (final dot) and the secret in base64. */
-        char name[P2M_DNS_NAME_MAX + 2], alg[P2M_TSIG_ALG_MAX + 2];
-        snprintf(name, sizeof(name), "%s.", conf->key->name);
-        snprintf(alg, sizeof(alg), "%s.", conf->key->algorithm);
-        ldns_resolver_set_tsig_keyname(r, name);
-        ldns_resolver_set_tsig_algorithm(r, alg);
-        ldns_resolver_set_tsig_keydata(r, conf->key->secret);
-    }
-
-Exit:
-    ldns_rdf_deep_free(ns);
-    return r;
-}
-
 /* The TSIG error field of a reply (RFC 8945 4.2: BADSIG 16, BADKEY 17, BADTIME 18), or 0. */
 static unsigned tsig_error(const ldns_pkt *reply)
 {
@@ -399,32 +352,97 @@ static const char *tsig_error_name(unsigned e)
     }
 }
 
-/* Turns a send's status and reply into 0, or -1 with "WHAT: REASON". */
-static int check_reply(ldns_status st, const ldns_pkt *query, const ldns_pkt *reply, const char *what, unsigned ms, char *err)
+/* Sends query (already signed when key != NULL) to the server and waits for its reply, over UDP
+ * and again over TCP when the reply is truncated. ldns_resolver_send_pkt would do this, but it
+ * drops the reply when its TSIG does not verify, and a server that refuses a key answers unsigned:
+ * the RCODE that says why (NOTAUTH) would be lost. So the exchange is ours and the check follows
+ * RFC 8945 5.3: an error RCODE is reported as it is, a NOERROR must verify. Returns 0 with *reply,
+ * or -1 with "WHAT: REASON". */
+static int exchange(const p2m_dnsupd_conf_t *conf, ldns_pkt *query, const char *what, ldns_pkt **reply, char *err)
 {
-    char rcode[32] = "";
-    unsigned te = 0;
+    unsigned ms = conf->timeout_ms ? conf->timeout_ms : 3000;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    ldns_buffer *qbin = NULL;
+    uint8_t *wire = NULL;
+    size_t wlen = 0;
+    ldns_status st;
+    int rc = -1;
 
-    if (reply != NULL) {
-        ldns_lookup_table *lt = ldns_lookup_by_id(ldns_rcodes, (int)ldns_pkt_get_rcode(reply));
-        snprintf(rcode, sizeof(rcode), "%s", lt != NULL ? lt->name : "unknown RCODE");
-        te = tsig_error(reply);
+    *reply = NULL;
+    memset(&to, 0, sizeof(to));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&to;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&to;
+    if (inet_pton(AF_INET, conf->server.host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(conf->server.port);
+        tolen = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, conf->server.host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(conf->server.port);
+        tolen = sizeof(*s6);
+    } else {
+        return p2m_err(err, "%s: dns server must be an IPv4 or IPv6 address", what);
     }
-    if (reply != NULL && ldns_pkt_get_rcode(reply) != LDNS_RCODE_NOERROR) {
-        /* A refusal for a bad key comes unsigned, so ldns also calls its TSIG bogus: the RCODE
-         * is what matters to the operator. */
+    if ((qbin = ldns_buffer_new(LDNS_MIN_BUFLEN)) == NULL || ldns_pkt2buffer_wire(qbin, query) != LDNS_STATUS_OK) {
+        p2m_err(err, "%s: cannot encode the message", what);
+        goto Exit;
+    }
+    st = ldns_udp_send(&wire, qbin, &to, tolen, tv, &wlen);
+    if (st == LDNS_STATUS_OK && wlen >= LDNS_HEADER_SIZE && LDNS_TC_WIRE(wire)) {
+        LDNS_FREE(wire);
+        wire = NULL;
+        st = ldns_tcp_send(&wire, qbin, &to, tolen, tv, &wlen);
+    }
+    if (st != LDNS_STATUS_OK || wire == NULL) {
+        p2m_err(err, "%s: no answer within %u ms (%s)", what, ms, ldns_get_errorstr_by_id(st));
+        goto Exit;
+    }
+    if (ldns_wire2pkt(reply, wire, wlen) != LDNS_STATUS_OK) {
+        p2m_err(err, "%s: malformed reply", what);
+        goto Exit;
+    }
+    if (ldns_pkt_id(*reply) != ldns_pkt_id(query) || !ldns_pkt_qr(*reply)) {
+        p2m_err(err, "%s: reply with another id", what);
+        goto Exit;
+    }
+    ldns_pkt_rcode rcode = ldns_pkt_get_rcode(*reply);
+    if (rcode != LDNS_RCODE_NOERROR && !(rcode == LDNS_RCODE_NXDOMAIN && ldns_pkt_get_opcode(query) == LDNS_PACKET_QUERY)) {
+        ldns_lookup_table *lt = ldns_lookup_by_id(ldns_rcodes, (int)rcode);
+        unsigned te = tsig_error(*reply);
         if (te != 0)
-            return p2m_err(err, "%s: %s (TSIG %s)", what, rcode, tsig_error_name(te));
-        return p2m_err(err, "%s: %s", what, rcode);
+            p2m_err(err, "%s: %s (TSIG %s)", what, lt != NULL ? lt->name : "unknown RCODE", tsig_error_name(te));
+        else
+            p2m_err(err, "%s: %s", what, lt != NULL ? lt->name : "unknown RCODE");
+        goto Exit;
     }
-    if (st == LDNS_STATUS_NETWORK_ERR || st == LDNS_STATUS_RES_NO_NS || (st == LDNS_STATUS_OK && reply == NULL))
-        return p2m_err(err, "%s: no answer within %u ms (%s)", what, ms, ldns_get_errorstr_by_id(st));
-    if (st == LDNS_STATUS_CRYPTO_TSIG_BOGUS)
-        return p2m_err(err, "%s: the reply's TSIG does not verify with our key", what);
-    if (st != LDNS_STATUS_OK)
-        return p2m_err(err, "%s: %s", what, ldns_get_errorstr_by_id(st));
-    if (ldns_pkt_id(reply) != ldns_pkt_id(query))
-        return p2m_err(err, "%s: reply with another id", what);
+    if (ldns_pkt_tsig(query) != NULL) {
+        char name[P2M_DNS_NAME_MAX + 2];
+        snprintf(name, sizeof(name), "%s.", conf->key->name);
+        if (!ldns_pkt_tsig_verify(*reply, wire, wlen, name, conf->key->secret, ldns_rr_rdf(ldns_pkt_tsig(query), 3))) {
+            p2m_err(err, "%s: the reply's TSIG does not verify with our key", what);
+            goto Exit;
+        }
+    }
+    rc = 0;
+
+Exit:
+    if (rc != 0) {
+        ldns_pkt_free(*reply);
+        *reply = NULL;
+    }
+    LDNS_FREE(wire);
+    ldns_buffer_free(qbin);
+    return rc;
+}
+
+int p2m_dnsupd_key_check(const p2m_tsig_key_t *key, char *err)
+{
+    /* ldns 1.8.3 spells its HMAC-SHA384 name "hmac-shac384." (tsig.c), so it cannot sign with
+     * hmac-sha384, and it leaks the half-built TSIG record when it fails. */
+    if (strcmp(key->algorithm, "hmac-sha384") == 0)
+        return p2m_err(err, "tsig key %s: ldns cannot sign with hmac-sha384; use hmac-sha256 or hmac-sha512", key->name);
     return 0;
 }
 
@@ -459,7 +477,6 @@ static ldns_rr *rrset_delete_new(const ldns_rdf *owner, ldns_rr_type type)
 int p2m_dnsupd_replace(const p2m_dnsupd_conf_t *conf, const char *name, const char *const *addrs, size_t naddrs, uint32_t ttl,
                        char *err)
 {
-    ldns_resolver *r = NULL;
     ldns_rdf *zone = NULL, *owner = NULL;
     ldns_rr_list *up = NULL;
     ldns_pkt *pkt = NULL, *reply = NULL;
@@ -516,8 +533,6 @@ int p2m_dnsupd_replace(const p2m_dnsupd_conf_t *conf, const char *name, const ch
         ldns_rr_set_rdf(rr, rd, 0);
         ldns_rr_list_push_rr(up, rr);
     }
-    if ((r = resolver_new(conf, 1, err)) == NULL)
-        goto Exit;
     /* ldns_update_pkt_new takes the zone (even when it fails) and copies the lists. */
     pkt = ldns_update_pkt_new(zone, LDNS_RR_CLASS_IN, NULL, up, NULL);
     zone = NULL;
@@ -526,12 +541,20 @@ int p2m_dnsupd_replace(const p2m_dnsupd_conf_t *conf, const char *name, const ch
     /* It sets RD, which an UPDATE does not have (RFC 2136 2.2: Z, zero). */
     ldns_pkt_set_rd(pkt, false);
     ldns_pkt_set_random_id(pkt);
-    if (conf->key != NULL && ldns_update_pkt_tsig_add(pkt, r) != LDNS_STATUS_OK) {
-        p2m_err(err, "%s: cannot sign with key %s", what, conf->key->name);
+    if (conf->key != NULL && p2m_dnsupd_key_check(conf->key, err) != 0)
         goto Exit;
+    if (conf->key != NULL) {
+        /* ldns wants the names as domain names (final dot) and the secret in base64; 300 s of
+         * fudge is what nsupdate and ldns's resolver use. */
+        char kname[P2M_DNS_NAME_MAX + 2], alg[P2M_TSIG_ALG_MAX + 2];
+        snprintf(kname, sizeof(kname), "%s.", conf->key->name);
+        snprintf(alg, sizeof(alg), "%s.", conf->key->algorithm);
+        if (ldns_pkt_tsig_sign(pkt, kname, conf->key->secret, 300, alg, NULL) != LDNS_STATUS_OK) {
+            p2m_err(err, "%s: cannot sign with key %s", what, conf->key->name);
+            goto Exit;
+        }
     }
-    ldns_status st = ldns_resolver_send_pkt(&reply, r, pkt);
-    rc = check_reply(st, pkt, reply, what, conf->timeout_ms ? conf->timeout_ms : 3000, err);
+    rc = exchange(conf, pkt, what, &reply, err);
     goto Exit;
 
 Oom:
@@ -542,8 +565,6 @@ Exit:
     ldns_rr_list_deep_free(up);
     ldns_rdf_deep_free(zone);
     ldns_rdf_deep_free(owner);
-    if (r != NULL)
-        ldns_resolver_deep_free(r);
     return rc;
 }
 
@@ -556,7 +577,6 @@ int p2m_dnsupd_lookup(const p2m_dnsupd_conf_t *conf, const char *name, char (*ad
                       uint32_t *ttl, char *err)
 {
     static const ldns_rr_type types[] = {LDNS_RR_TYPE_A, LDNS_RR_TYPE_AAAA};
-    ldns_resolver *r = NULL;
     ldns_rdf *owner = NULL;
     char what[P2M_DNS_NAME_MAX + 32];
     int rc = -1;
@@ -568,8 +588,6 @@ int p2m_dnsupd_lookup(const p2m_dnsupd_conf_t *conf, const char *name, char (*ad
         p2m_err(err, "%s: not a domain name", what);
         goto Exit;
     }
-    if ((r = resolver_new(conf, 0, err)) == NULL)
-        goto Exit;
     for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
         ldns_pkt *q = ldns_pkt_query_new(ldns_rdf_clone(owner), types[t], LDNS_RR_CLASS_IN, 0), *reply = NULL;
         if (q == NULL) {
@@ -577,13 +595,8 @@ int p2m_dnsupd_lookup(const p2m_dnsupd_conf_t *conf, const char *name, char (*ad
             goto Exit;
         }
         ldns_pkt_set_random_id(q);
-        ldns_status st = ldns_resolver_send_pkt(&reply, r, q);
-        int bad = 0;
-        if (reply != NULL && ldns_pkt_get_rcode(reply) == LDNS_RCODE_NXDOMAIN && st == LDNS_STATUS_OK)
-            bad = 0; /* no such name: no addresses */
-        else
-            bad = check_reply(st, q, reply, what, conf->timeout_ms ? conf->timeout_ms : 3000, err);
-        ldns_rr_list *ans = (!bad && reply != NULL) ? ldns_pkt_answer(reply) : NULL;
+        int bad = exchange(conf, q, what, &reply, err); /* NXDOMAIN: no addresses */
+        ldns_rr_list *ans = bad ? NULL : ldns_pkt_answer(reply);
         for (size_t i = 0; ans != NULL && i < ldns_rr_list_rr_count(ans); i++) {
             ldns_rr *rr = ldns_rr_list_rr(ans, i);
             /* Only records of the name itself: a CNAME chain's targets are someone else's. */
@@ -609,7 +622,5 @@ int p2m_dnsupd_lookup(const p2m_dnsupd_conf_t *conf, const char *name, char (*ad
 
 Exit:
     ldns_rdf_deep_free(owner);
-    if (r != NULL)
-        ldns_resolver_deep_free(r);
     return rc;
 }

@@ -18,7 +18,7 @@
  *   - p2m_dnsupd_lookup: what the server holds now for a name (A and AAAA, no recursion).
  *
  * How the registrar should use it (not wired yet):
- *   - At start, p2m_tsig_key_load(dns.tsig_key_file) and fill p2m_dnsupd_conf_t from the config
+ *   - At start, p2m_tsig_key_load(dns.tsig_key_file), p2m_dnsupd_key_check, and fill p2m_dnsupd_conf_t from the config
  *     ("dns": {"server", "zone", "tsig_key_file", "ttl"}); the server must be an address literal,
  *     since these calls resolve no names.
  *   - The calls block for up to timeout_ms: never call them on the h2o loop. Run them on one worker
@@ -47,9 +47,9 @@
 #define P2M_DNSUPD_ADDRS_MAX 16 /* addresses per name, A and AAAA together */
 
 typedef struct {
-    char name[P2M_DNS_NAME_MAX + 1];       /* the key's name, as written (no final dot) */
-    char algorithm[P2M_TSIG_ALG_MAX + 1];  /* lower case: hmac-sha1, hmac-sha256, hmac-sha384, hmac-sha512 */
-    char secret[P2M_TSIG_SECRET_MAX + 1];  /* base64, checked; a secret: never log it */
+    char name[P2M_DNS_NAME_MAX + 1];      /* the key's name, as written (no final dot) */
+    char algorithm[P2M_TSIG_ALG_MAX + 1]; /* lower case: hmac-sha1, hmac-sha256, hmac-sha384, hmac-sha512 */
+    char secret[P2M_TSIG_SECRET_MAX + 1]; /* base64, checked; a secret: never log it */
 } p2m_tsig_key_t;
 
 /* Parses a BIND key file's text s[0..len) (NUL bytes are refused) into *out: exactly one key
@@ -64,12 +64,17 @@ int p2m_tsig_key_load(const char *path, p2m_tsig_key_t *out, char *err);
 /* Zeroes the key (the secret with it) in a way the compiler keeps. */
 void p2m_tsig_key_clear(p2m_tsig_key_t *key);
 
+/* 0 when updates can be signed with key; -1 with err otherwise: ldns 1.8.3 cannot sign with
+ * hmac-sha384 (it misspells the algorithm's name). The registrar should call it at start, beside
+ * p2m_tsig_key_load, so that a key it cannot use stops it there; p2m_dnsupd_replace checks too. */
+int p2m_dnsupd_key_check(const p2m_tsig_key_t *key, char *err);
+
 /* Where and how to send updates. Borrowed by every call, never kept. */
 typedef struct {
-    p2m_hostport_t server;             /* an IPv4 or IPv6 address literal and a port */
-    char zone[P2M_DNS_NAME_MAX + 1];   /* the zone updated, e.g. "pipe2me.example" */
-    const p2m_tsig_key_t *key;         /* signs updates; NULL sends them unsigned (tests only) */
-    unsigned timeout_ms;               /* for the one exchange; 0 means 3000 */
+    p2m_hostport_t server;           /* an IPv4 or IPv6 address literal and a port */
+    char zone[P2M_DNS_NAME_MAX + 1]; /* the zone updated, e.g. "pipe2me.example" */
+    const p2m_tsig_key_t *key;       /* signs updates; NULL sends them unsigned (tests only) */
+    unsigned timeout_ms;             /* for the one exchange; 0 means 3000 */
 } p2m_dnsupd_conf_t;
 
 /* Replaces the A and AAAA RRsets of name (which must be inside conf->zone) with addrs[0..naddrs)
