@@ -176,6 +176,7 @@ int p2m_tsig_key_parse(const char *s, size_t len, p2m_tsig_key_t *out, char *err
     struct lexer lx = {s, len, 0, 1};
     struct token t;
     int have_alg = 0, have_secret = 0;
+    const char *stmt = NULL; /* the statement a ";" must end, for the error */
 
     memset(out, 0, sizeof(*out));
     if (s == NULL || memchr(s, '\0', len) != NULL) {
@@ -205,6 +206,7 @@ int p2m_tsig_key_parse(const char *s, size_t len, p2m_tsig_key_t *out, char *err
         if (t.kind == TOK_RBRACE)
             break;
         if (tok_is(&t, "algorithm")) {
+            stmt = "algorithm";
             if (have_alg++) {
                 p2m_err(err, "tsig key: line %u: algorithm given twice", lx.line);
                 goto Fail;
@@ -223,6 +225,7 @@ int p2m_tsig_key_parse(const char *s, size_t len, p2m_tsig_key_t *out, char *err
             }
             snprintf(out->algorithm, sizeof(out->algorithm), "%s", found);
         } else if (tok_is(&t, "secret")) {
+            stmt = "secret";
             if (have_secret++) {
                 p2m_err(err, "tsig key: line %u: secret given twice", lx.line);
                 goto Fail;
@@ -240,8 +243,7 @@ int p2m_tsig_key_parse(const char *s, size_t len, p2m_tsig_key_t *out, char *err
         }
         t = next_token(&lx);
         if (t.kind != TOK_SEMI) {
-            p2m_err(err, "tsig key: line %u: expected ; after the %s", lx.line,
-                    have_secret && out->secret[0] && !have_alg ? "secret" : "value");
+            p2m_err(err, "tsig key: line %u: expected ; after the %s", lx.line, stmt);
             goto Fail;
         }
     }

@@ -13,6 +13,8 @@ p2m_require_built tests/tools/p2m-dnsupd
 UPD=$P2M_BUILD_DIR/tests/tools/p2m-dnsupd
 ZONE=pipe2me.localhost
 NAME=web.direct.$ZONE
+PORT= # knotd's, UDP and TCP
+MUTE= # a UDP server that reads and never answers
 
 # udp_free PORT: nothing on 127.0.0.1 uses UDP PORT (knotd and the mute server listen on both).
 udp_free() { [[ -z $(ss -Huan "( sport = :$1 )" 2>/dev/null) ]]; }
@@ -40,6 +42,8 @@ key_file() {
 # answer NAME TYPE: what dig gets from knotd, as "TTL ADDRESS" lines, sorted.
 answer() { dig +norecurse +time=2 +tries=1 @127.0.0.1 -p "$PORT" "$1" "$2" +noall +answer | awk '{print $2, $5}' | sort; }
 upd() { "$UPD" "127.0.0.1:$PORT" "$ZONE" "$@"; }
+knot_ready() { [[ $(answer "ns.$ZONE" A) == "300 127.0.0.1" ]]; }
+mute_listening() { ! udp_free "$MUTE"; }
 
 # ---------------------------------------------------------------- knotd with a zone and a key
 
@@ -80,7 +84,7 @@ zone:
 KNOT_EOF
 p2m_bg knotd knotd -c "$T/knot/knot.conf"
 KNOT_PID=$P2M_BG_PID
-p2m_wait_until "knotd answers for $ZONE" eval '[[ $(answer ns.$ZONE A) == "300 127.0.0.1" ]]'
+p2m_wait_until "knotd answers for $ZONE" knot_ready
 expect_eq "300 127.0.0.1" "$(answer "$NAME" A)" "before any update the wildcard answers"
 
 # ---------------------------------------------------------------- replace, replace, delete
@@ -140,7 +144,7 @@ p2m_ok
 free_port MUTE
 p2m_bg mute socat -u "UDP-RECV:$MUTE,bind=127.0.0.1" /dev/null
 MUTE_PID=$P2M_BG_PID
-p2m_wait_until "the mute server listens" eval '! udp_free $MUTE'
+p2m_wait_until "the mute server listens" mute_listening
 expect_status 1 env P2M_DNSUPD_TIMEOUT_MS=500 "$UPD" "127.0.0.1:$MUTE" "$ZONE" "$T/key.conf" replace "$NAME" 30 127.0.0.66
 expect_file_one_line "$ERR" "^p2m-dnsupd: dns update of $NAME: no answer within 500 ms"
 p2m_kill "$MUTE_PID"
