@@ -108,6 +108,8 @@ expect_eq "" "$(answer "$NAME" AAAA)" "a replace with only IPv4 drops the AAAA"
 
 expect_status 0 upd "$T/key.conf" delete "$NAME"
 expect_eq "300 127.0.0.1" "$(answer "$NAME" A)" "deleted: the wildcard answers again"
+expect_status 0 upd - lookup "$NAME"
+expect_eq "300 127.0.0.1" "$(cat "$OUT")" "a lookup cannot tell the wildcard from a record (see p2m/dnsupd.h)"
 expect_status 0 upd "$T/key.conf" delete "$NAME"
 p2m_ok # deleting what is gone is no error
 

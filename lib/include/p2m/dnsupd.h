@@ -17,6 +17,13 @@
  *     our id, verify with the key (ldns checks the reply's TSIG), and have RCODE NOERROR.
  *   - p2m_dnsupd_lookup: what the server holds now for a name (A and AAAA, no recursion).
  *
+ * The exchange is UDP, repeated over TCP when the reply is truncated (each with the timeout). It
+ * does not go through ldns_resolver_send_pkt: that drops a reply whose TSIG does not verify, and
+ * a server that refuses a key (NOTAUTH with TSIG BADKEY/BADSIG) answers unsigned, so the reason
+ * would be lost. An error RCODE is therefore reported without verification (RFC 8945 5.3 allows
+ * it to be unsigned; the worst a forger gets is a failed update), while a NOERROR must verify.
+ * A reply with another id ends the call with an error rather than waiting on.
+ *
  * How the registrar should use it (not wired yet):
  *   - At start, p2m_tsig_key_load(dns.tsig_key_file), p2m_dnsupd_key_check, and fill p2m_dnsupd_conf_t from the config
  *     ("dns": {"server", "zone", "tsig_key_file", "ttl"}); the server must be an address literal,
