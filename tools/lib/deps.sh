@@ -11,8 +11,8 @@ P2M_PKGS_RUN="redis-server redis-tools oathtool curl openssl iproute2 procps"
 # HTTP proxy of tests/e2e/63-pod-proxy.sh, which runs its own in the foreground (on a host with systemd the
 # package also starts its service on port 8888, which the test does not use).
 # knot (knotd) and bind9-dnsutils (dig) are the authoritative server and the outside client of
-# tests/e2e/75-dns-update.sh, which writes its TSIG keys with openssl (tsig-keygen is in bind9, a whole
-# server, in Debian 12).
+# tests/e2e/75-dns-update.sh, which writes its TSIG keys in tsig-keygen's form with openssl
+# (Debian 12's bind9-utils has no tsig-keygen).
 P2M_PKGS_TEST="knot bind9-dnsutils clang libclang-rt-14-dev jq socat chromium libnss3-tools debhelper dpkg-dev fakeroot lintian tinyproxy
     systemd man-db groff-base"
 
