@@ -2,7 +2,7 @@
 # only those missing, so a second run touches nothing.
 
 P2M_PKGS_BUILD="cmake make gcc pkg-config libh2o-evloop-dev libssl-dev libhiredis-dev liboath-dev
-    libcurl4-openssl-dev libjansson-dev zlib1g-dev scdoc"
+    libcurl4-openssl-dev libjansson-dev zlib1g-dev libldns-dev scdoc"
 P2M_PKGS_RUN="redis-server redis-tools oathtool curl openssl iproute2 procps"
 # chromium and certutil (libnss3-tools) are for the browser test, tests/e2e/44-browser.sh; it also
 # needs node and npm, which p2m_ensure_node installs only when they are not on PATH at all.
@@ -10,7 +10,10 @@ P2M_PKGS_RUN="redis-server redis-tools oathtool curl openssl iproute2 procps"
 # systemd's systemd-analyze verifies its units, man-db and groff render its man pages. tinyproxy is the
 # HTTP proxy of tests/e2e/63-pod-proxy.sh, which runs its own in the foreground (on a host with systemd the
 # package also starts its service on port 8888, which the test does not use).
-P2M_PKGS_TEST="clang libclang-rt-14-dev jq socat chromium libnss3-tools debhelper dpkg-dev fakeroot lintian tinyproxy
+# knot (knotd) and bind9-dnsutils (dig) are the authoritative server and the outside client of
+# tests/e2e/75-dns-update.sh, which writes its TSIG keys in tsig-keygen's form with openssl
+# (Debian 12's bind9-utils has no tsig-keygen).
+P2M_PKGS_TEST="knot bind9-dnsutils clang libclang-rt-14-dev jq socat chromium libnss3-tools debhelper dpkg-dev fakeroot lintian tinyproxy
     systemd man-db groff-base"
 
 # p2m_ensure_packages PKG...: apt-get installs the packages that are not installed yet.
