@@ -125,6 +125,17 @@ static void on_topup(p2m_loop_t *loop, p2m_loop_timer_t *t)
 /* --- the elastic pool ------------------------------------------------------------------------ */
 
 static void pre_close(preconn_t *p, int keep_fd);
+
+/* Closes an idle pre-connection with a reset, not a FIN: a relay that joined a consumer to it
+ * before the reset arrived knows from it that the pod read nothing, and gives the consumer its
+ * next pre-connection with the same bytes (PROTOCOL 3.5); an end of stream would reach the
+ * consumer as the service's. */
+static void pre_give_back(preconn_t *p)
+{
+    struct linger reset = {1, 0};
+    setsockopt(p->h.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    pre_close(p, 0);
+}
 static void pre_connected(preconn_t *p, int refill);
 
 static void set_target(pod_t *pod, unsigned target, const char *why)
@@ -173,9 +184,9 @@ void pool_demand(pod_t *pod, long waiting, long waited)
 }
 
 /* Gives back up to n idle pre-connections, the newest first: the relay joins the oldest first
- * (PROTOCOL 3.4), so the ones given back are the last it would reach, and a consumer joined to one
- * in the moment before our end of stream arrived is the rarest case. Such a one (its consumer's
- * bytes already wait) is served, as pool_drain() does. */
+ * (PROTOCOL 3.4), so the ones given back are the last it would reach. One whose consumer's bytes
+ * already wait is served, as pool_drain() does; one the relay joins in the moment before our reset
+ * reaches it is tried again there with the next pre-connection (the relay's trial). */
 static void give_back(pod_t *pod, unsigned n)
 {
     for (preconn_t *p = pod->preconns, *next; p != NULL && n > 0; p = next) {
@@ -195,8 +206,7 @@ static void give_back(pod_t *pod, unsigned n)
         }
         p2m_log(P2M_LOG_DEBUG, "preconn_close", "label=%s lease=%u fd=%d reason=\"shrinking\" idle_ms=%llu", pod->args->label,
                 (unsigned)p->lease, fd, (unsigned long long)lived);
-        shutdown(fd, SHUT_WR); /* a FIN: the relay reads the end of stream and drops it from its idle set */
-        pre_close(p, 0);
+        pre_give_back(p);
     }
 }
 
@@ -899,9 +909,7 @@ void pool_drain(pod_t *pod)
         }
         p2m_log(P2M_LOG_INFO, "preconn_close", "label=%s lease=%u fd=%d reason=\"draining\" idle_ms=%llu", pod->args->label,
                 (unsigned)p->lease, fd, (unsigned long long)lived);
-        /* A FIN, not a reset: the relay reads the end of stream and drops it from its idle set. */
-        shutdown(fd, SHUT_WR);
-        pre_close(p, 0);
+        pre_give_back(p);
     }
 }
 

@@ -314,7 +314,8 @@ void match_unlink(relay_t *r, tunnel_t *t)
 }
 
 /* Whether a pre-connection is still open: nothing was sent on it yet, so a peek that reads end of
- * stream or an error means its pod has closed it (or died) and epoll may not have said so yet.
+ * stream or an error means its pod has closed it, given it back (a reset) or died, and epoll may
+ * not have said so yet.
  * Returns the reason it is not ("pod_closed", "pod_error"), or NULL when it is open. */
 static const char *preconn_gone(int fd)
 {
@@ -322,7 +323,7 @@ static const char *preconn_gone(int fd)
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
         return NULL;
-    return n == 0 ? "pod_closed" : "pod_error";
+    return n == 0 || errno == ECONNRESET ? "pod_closed" : "pod_error"; /* a reset gives it back (3.5) */
 }
 
 void match_preconn(relay_t *r, lease_t *l, int fd)
@@ -419,10 +420,9 @@ void match_consumer_ready(relay_t *r, tunnel_t *c)
             tunnel_close(c, "epoll");
             return;
         }
-        tunnel_join(c);
-        /* The consumer's bytes are there: moving them now saves the loop turn epoll would take
+        /* The consumer's bytes are there: copying them now saves the loop turn epoll would take
          * to report them again. */
-        tunnel_pump_now(c, SIDE_CONSUMER);
+        tunnel_trial(c);
         return;
     }
     if (lab->nwait >= RELAY_WAIT_MAX) {

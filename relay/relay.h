@@ -42,6 +42,9 @@
 #define RELAY_ACCEPT_BATCH 64           /* accepts per listener event */
 #define RELAY_ACCEPT_PAUSE_MS 100       /* listener rest after EMFILE/ENFILE */
 #define RELAY_PUMP_BUDGET (1024 * 1024) /* bytes per direction per event, for fairness */
+#define RELAY_TRIAL_BYTES (64 * 1024)   /* a consumer's first bytes copied to a pod on trial, at most */
+#define RELAY_TRIAL_MS 1000             /* a trial ends (the pre-connection is kept) after this */
+#define RELAY_TRIAL_RETRIES 3           /* pre-connections given back under one consumer, at most */
 #define RELAY_PIPES_DEFAULT 1024        /* pipes per process (2 descriptors each) */
 #define RELAY_PIPE_SIZE_DEFAULT (64 * 1024)
 /* Refused connections are logged per (peer address, reason): the first in full, the rest counted
@@ -149,6 +152,8 @@ struct lease {
 enum { SIDE_CONSUMER = 0, SIDE_POD = 1 };
 /* TUNNEL_FIRST: a consumer accepted but silent so far; it takes no pre-connection until its first
  * bytes arrive (relay.first_byte_timeout), so silent connections cannot drain a pod's pool. */
+/* TUNNEL_TRIAL: a consumer just given a pre-connection that had been idle; its first bytes were
+ * copied to the pod and stay in its socket until the pod is known to have taken them (tunnel.c). */
 /* TUNNEL_SNI: a consumer on the SNI port whose ClientHello is being read (sni.c); TUNNEL_UPSTREAM:
  * one passed to the registrar, whose connection is being made (the pod side holds it). */
 typedef enum {
@@ -158,15 +163,18 @@ typedef enum {
     TUNNEL_CLOSED,
     TUNNEL_FIRST,
     TUNNEL_SNI,
-    TUNNEL_UPSTREAM
+    TUNNEL_UPSTREAM,
+    TUNNEL_TRIAL
 } tunnel_state_t;
 
 struct tunnel {
     uint32_t magic;
-    uint8_t state;   /* tunnel_state_t */
-    uint8_t limited; /* holds a slot in the per-address limit */
-    uint8_t queued;  /* on its label's idle list (TUNNEL_IDLE) or wait queue (TUNNEL_WAIT) */
-    uint8_t via_sni; /* came on the SNI port (sni.c), not on a consumer port */
+    uint8_t state;       /* tunnel_state_t */
+    uint8_t limited;     /* holds a slot in the per-address limit */
+    uint8_t queued;      /* on its label's idle list (TUNNEL_IDLE) or wait queue (TUNNEL_WAIT) */
+    uint8_t via_sni;     /* came on the SNI port (sni.c), not on a consumer port */
+    uint8_t retries;     /* TUNNEL_TRIAL: pre-connections that were given back under this consumer */
+    uint32_t trial_sent; /* TUNNEL_TRIAL: bytes copied to the pod, still in the consumer's socket */
     relay_t *relay;
     label_t *label;
     lease_t *pre; /* TUNNEL_IDLE: the pre lease it came on (ports.c owns the link) */
@@ -348,6 +356,9 @@ int tunnel_take_side(tunnel_t *t, int s, tunnel_t *from);
 int tunnel_attach_upstream(tunnel_t *t, int fd);
 /* Both sides attached: starts splicing and the idle timeout, counts the join. */
 void tunnel_join(tunnel_t *t);
+/* Consumer t, whose first bytes wait in its socket, has just taken a pre-connection that sat idle:
+ * joins it on trial (tunnel.c), or at once when nothing can be copied. */
+void tunnel_trial(tunnel_t *t);
 /* The registrar took an SNI consumer (sni.c): joined, the ClientHello moved on at once. */
 void tunnel_pass_on(tunnel_t *t);
 /* A joined t's direction d has bytes waiting: moves them now rather than at the next loop turn.

@@ -9,7 +9,15 @@
  *
  * Before the join the same object holds one half: an idle pre-connection (TUNNEL_IDLE) or a
  * waiting consumer (TUNNEL_WAIT), watched only for hang-up so that bytes a consumer sends early
- * stay in the kernel until the join. */
+ * stay in the kernel until the join.
+ *
+ * Between the two, a consumer given a pre-connection that sat idle is joined on trial: its pod
+ * may be giving that very pre-connection back (PROTOCOL 3.5), its reset crossing the consumer's
+ * first bytes on the wire, and a pod that resets has read nothing. So the first bytes are copied
+ * to the pod, not moved (recv with MSG_PEEK, then send): they stay in the consumer's socket until
+ * the pod answers, the consumer sends more, or RELAY_TRIAL_MS pass; then they are dropped from it
+ * and the bridge takes over. A reset before that puts the consumer back in line with its bytes
+ * intact, for the next pre-connection. */
 #include "relay.h"
 
 #include <errno.h>
@@ -227,6 +235,111 @@ void tunnel_wait(tunnel_t *t)
     tunnel_log(P2M_LOG_INFO, t, "consumer_wait", "waiting=%u", t->label->nwait);
 }
 
+/* --- trial ------------------------------------------------------------------------------------ */
+
+/* One buffer per process (the relay's workers are processes, each with one loop). */
+static char trial_buf[RELAY_TRIAL_BYTES];
+
+static void trial_join(tunnel_t *t)
+{
+    tunnel_join(t);
+    tunnel_pump_now(t, SIDE_CONSUMER);
+}
+
+/* The pod has taken the copied bytes: they leave the consumer's socket, counted as if the bridge
+ * had moved them, and the bridge starts with whatever either side has sent since. */
+static void trial_commit(tunnel_t *t)
+{
+    relay_t *r = t->relay;
+    uint32_t left = t->trial_sent;
+    while (left > 0) {
+        ssize_t n = recv(t->br.fd[SIDE_CONSUMER], trial_buf, left < sizeof(trial_buf) ? left : sizeof(trial_buf), MSG_DONTWAIT);
+        if (n <= 0) { /* peeked, so they were there: only a reset takes them */
+            tunnel_close(t, "consumer_error");
+            return;
+        }
+        left -= (uint32_t)n;
+    }
+    t->br.dir[SIDE_CONSUMER].bytes += t->trial_sent;
+    t->label->bytes_in += t->trial_sent;
+    t->trial_sent = 0;
+    p2m_loop_timer_stop(r->loop, &t->timer);
+    tunnel_join(t);
+    tunnel_pump_now(t, SIDE_POD);
+    tunnel_pump_now(t, SIDE_CONSUMER);
+}
+
+/* The pod reset the pre-connection before answering: it gave it back without reading a byte. The
+ * consumer goes back in line as if it had just sent its first bytes. */
+static void trial_retry(tunnel_t *t, const char *why)
+{
+    relay_t *r = t->relay;
+    p2m_loop_timer_stop(r->loop, &t->timer);
+    tunnel_log(P2M_LOG_INFO, t, "tunnel_retry", "reason=%s sent=%u retries=%u", why, (unsigned)t->trial_sent,
+               (unsigned)t->retries + 1u);
+    p2m_loop_close(r->loop, &t->br.side[SIDE_POD]);
+    t->br.fd[SIDE_POD] = -1;
+    t->pport = 0;
+    t->trial_sent = 0;
+    if (++t->retries > RELAY_TRIAL_RETRIES) {
+        tunnel_close(t, "pod_reset");
+        return;
+    }
+    t->state = TUNNEL_FIRST;
+    p2m_loop_set_events(r->loop, &t->br.side[SIDE_CONSUMER], EPOLLIN | EPOLLRDHUP);
+    match_consumer_ready(r, t);
+}
+
+void tunnel_trial(tunnel_t *t)
+{
+    relay_t *r = t->relay;
+    int cfd = t->br.fd[SIDE_CONSUMER], pfd = t->br.fd[SIDE_POD];
+    ssize_t n = recv(cfd, trial_buf, sizeof(trial_buf), MSG_PEEK | MSG_DONTWAIT);
+    if (n <= 0) { /* an end of stream or an error: nothing to replay, the bridge says what happened */
+        trial_join(t);
+        return;
+    }
+    ssize_t sent = send(pfd, trial_buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        trial_retry(t, errno == EPIPE ? "pod_closed" : "pod_reset");
+        return;
+    }
+    if (sent <= 0) { /* a fresh socket that takes nothing: no trial */
+        trial_join(t);
+        return;
+    }
+    t->trial_sent = (uint32_t)sent;
+    t->state = TUNNEL_TRIAL;
+    /* Edge-triggered, the consumer wakes us for bytes beyond those copied, not for them. The pod
+     * side keeps EPOLLIN | EPOLLRDHUP: its first byte, end or reset. */
+    if (p2m_loop_set_events(r->loop, &t->br.side[SIDE_CONSUMER], EPOLLIN | EPOLLET) != 0) {
+        tunnel_close(t, "epoll");
+        return;
+    }
+    p2m_loop_timer_start(r->loop, &t->timer, RELAY_TRIAL_MS);
+}
+
+static void on_trial(tunnel_t *t, int s, uint32_t events)
+{
+    if (s == SIDE_CONSUMER) {
+        int pending = 0;
+        /* More than was copied, or the consumer is gone: the trial ends, the bridge moves it all. */
+        if ((events & (EPOLLERR | EPOLLHUP)) || ioctl(t->br.fd[SIDE_CONSUMER], FIONREAD, &pending) != 0 ||
+            (unsigned)pending > t->trial_sent)
+            trial_commit(t);
+        return;
+    }
+    char b;
+    ssize_t n = recv(t->br.fd[SIDE_POD], &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n >= 0) { /* its answer, or an end of stream that the bridge passes on */
+        trial_commit(t);
+        return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return;
+    trial_retry(t, errno == ECONNRESET ? "pod_reset" : "pod_error");
+}
+
 /* --- joined ----------------------------------------------------------------------------------- */
 
 void tunnel_pass_on(tunnel_t *t)
@@ -247,6 +360,11 @@ void tunnel_pump_now(tunnel_t *t, int d)
 static void on_half(tunnel_t *t, int s, uint32_t events)
 {
     if (t->state == TUNNEL_IDLE) {
+        /* A reset is how a pod gives an idle pre-connection back (PROTOCOL 3.5): closed, as a FIN. */
+        int e = 0;
+        socklen_t len = sizeof(e);
+        if ((events & EPOLLERR) && getsockopt(t->br.fd[s], SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e == ECONNRESET)
+            events &= ~(uint32_t)EPOLLERR;
         tunnel_close(t, (events & EPOLLERR) ? "pod_error" : "pod_closed");
         return;
     }
@@ -271,6 +389,8 @@ static void on_event(tunnel_t *t, int s, uint32_t events)
         sni_on_consumer(t, events);
     else if (t->state == TUNNEL_UPSTREAM)
         sni_on_upstream(t, s, events);
+    else if (t->state == TUNNEL_TRIAL)
+        on_trial(t, s, events);
 }
 
 static void on_consumer(p2m_loop_t *loop, p2m_loop_handler_t *h, uint32_t events)
@@ -335,6 +455,10 @@ static void on_timer(p2m_loop_t *loop, p2m_loop_timer_t *timer)
     }
     if (t->state == TUNNEL_UPSTREAM) {
         tunnel_close(t, "registrar_timeout");
+        return;
+    }
+    if (t->state == TUNNEL_TRIAL) { /* no reset came: the pod has the bytes */
+        trial_commit(t);
         return;
     }
     if (t->state != TUNNEL_JOINED)

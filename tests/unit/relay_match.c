@@ -6,7 +6,9 @@
  * never taken; a waiting consumer that leaves leaves the queue; one nobody serves is closed after
  * relay.wait_timeout (never sooner); a pre-connection whose pod left is never joined; a label
  * several pods serve gives consumers to its pods in turn, skipping a pod whose pre-connections
- * closed. */
+ * closed; a pre-connection reset under a consumer's first bytes (its pod gave it back) passes the
+ * consumer, bytes intact, to the next one, while a pod's answer, more bytes from the consumer or
+ * the pod's end of stream end that trial. */
 #include "relay_harness.h"
 
 static rh_t h;
@@ -203,6 +205,42 @@ int main(void)
     expect_reads(s1e, "k7", "pod1's new one");
     CHECK(rh_until(&h, nwaiting_is, (void *)(uintptr_t)0));
 
+    CHECK_CTX("a pre-connection its pod gives back (a reset) as a consumer takes it: the next one gets the same bytes, once");
+    base = h.r->nidle;
+    int x = pod_of("web", "pod1", (long)base + 1), y = pod_of("web", "pod1", (long)base + 2);
+    int k8 = consumer(q, "k8");
+    expect_reads(x, "k8", "the one given back"); /* copied on trial, still in the consumer's socket */
+    struct linger reset = {1, 0};
+    CHECK(setsockopt(x, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) == 0);
+    close(x);
+    x = -1;
+    expect_reads(y, "k8", "the next one");
+    CHECK(send(y, "8", 1, 0) == 1);
+    expect_reads(k8, "8", "consumer 8");
+    CHECK(send(k8, "+", 1, 0) == 1);
+    expect_reads(y, "+", "the next one, after its answer"); /* not k8 again */
+
+    CHECK_CTX("bytes beyond those copied end the trial before the pod answers");
+    int z = pod_of("web", "pod1", (long)base + 1);
+    int k9 = consumer(q, "k9");
+    expect_reads(z, "k9", "pod z");
+    CHECK(send(k9, "-more", 5, 0) == 5);
+    expect_reads(z, "-more", "pod z, the rest");
+    CHECK(send(z, "9", 1, 0) == 1);
+    expect_reads(k9, "9", "consumer 9");
+
+    CHECK_CTX("an end of stream from the pod is the service's: passed on, not tried again");
+    int v = pod_of("web", "pod1", (long)base + 1), v2 = pod_of("web", "pod1", (long)base + 2);
+    rh_peer_t k10 = {.fd = consumer(q, "k10")};
+    expect_reads(v, "k10", "pod v");
+    CHECK(shutdown(v, SHUT_WR) == 0);
+    CHECK(rh_until(&h, rh_peer_eof, &k10));
+    expect_quiet(v2, 100, "the pre-connection after v");
+    CHECK_EQ_INT(h.r->nidle, base + 1);
+    close(v2);
+    v2 = -1;
+    CHECK(rh_until(&h, nidle_is, (void *)(uintptr_t)base));
+
     CHECK_CTX("a consumer nobody serves is closed after relay.wait_timeout, not sooner");
     uint64_t t0 = rh_ms();
     rh_peer_t c7 = {.fd = consumer(q, "seven")};
@@ -213,7 +251,8 @@ int main(void)
     CHECK_EQ_INT(h.r->nwaiting, 0);
     close(c7.fd);
 
-    int fds[] = {a, c1, d, c2, c3, e, c4, c5, f, g, t, s1a, s1b, s1c, s2a, k1, k2, k3, k4, s2b, s2c, k5, k6, k7, s1e};
+    int fds[] = {a,  c1, d,   c2,  c3, e,  c4, c5,  f, g, t,  s1a, s1b, s1c, s2a, k1,    k2,
+                 k3, k4, s2b, s2c, k5, k6, k7, s1e, x, y, k8, z,   k9,  v,   v2,  k10.fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i] >= 0)
             close(fds[i]);
