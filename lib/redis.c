@@ -244,6 +244,7 @@ static void on_schema(redisAsyncContext *ac, void *reply, void *priv)
     }
     c->ready = 1;
     c->auth_failures = 0;
+    c->backoff_ms = P2M_REDIS_BACKOFF_MIN_MS;
     m->ping_sent = 0;
     if (!m->stopping)
         m->ev->timer_start(m->ev, m->ping_timer, P2M_REDIS_PING_MS);
@@ -272,6 +273,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
         if (msg->type == REDIS_REPLY_INTEGER && (size_t)msg->integer == c->nchannels && !c->ready) {
             c->ready = 1;
             c->auth_failures = 0;
+            c->backoff_ms = P2M_REDIS_BACKOFF_MIN_MS;
             p2m_log(P2M_LOG_INFO, "redis_subscribed", "conn=sub channels=%s", m->sub_channels);
             if (m->conf.on_subscribed != NULL)
                 m->conf.on_subscribed(m->conf.data);
@@ -344,6 +346,7 @@ static void on_switch(redisAsyncContext *ac, void *reply, void *priv)
     if (strcmp(rep->element[0]->str, "subscribe") == 0) {
         c->ready = 1;
         c->auth_failures = 0;
+        c->backoff_ms = P2M_REDIS_BACKOFF_MIN_MS;
         return;
     }
     const redisReply *msg = rep->element[2];
@@ -352,8 +355,13 @@ static void on_switch(redisAsyncContext *ac, void *reply, void *priv)
         return;
     p2m_hostport_format(old.host, old.port, ohp, sizeof(ohp));
     p2m_hostport_format(now.host, now.port, nhp, sizeof(nhp));
-    p2m_log(P2M_LOG_WARN, "redis_failover", "master=%s old=%s new=%s", m->conf.addr->master, ohp, nhp);
-    drop_soon(m);
+    /* The Sentinel we asked may have named the new primary before it announced the switch (the
+     * answer and the message cross during the failover): connected there already, nothing to drop. */
+    int there = m->have_primary && now.port == m->primary.port && strcmp(now.host, m->primary.host) == 0;
+    p2m_log(P2M_LOG_WARN, "redis_failover", "master=%s old=%s new=%s reconnect=%s", m->conf.addr->master, ohp, nhp,
+            there ? "no" : "yes");
+    if (!there)
+        drop_soon(m);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
@@ -368,7 +376,9 @@ static void on_connect(const redisAsyncContext *cac, int status)
     m->ev->timer_stop(m->ev, c->timer);
     c->connected = 1;
     c->failures = 0;
-    c->backoff_ms = P2M_REDIS_BACKOFF_MIN_MS;
+    /* The backoff starts over once the connection is ready, not at connect: a server that accepts
+     * and then refuses (a replica a Sentinel still names, a wrong password) is asked again after a
+     * growing delay, not every P2M_REDIS_BACKOFF_MIN_MS. */
     p2m_store_cmd_t cmd;
     if (c == &m->sen) {
         send_auth(ac, "", m->conf.addr->sentinel_password);

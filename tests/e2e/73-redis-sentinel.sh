@@ -20,6 +20,14 @@ rcli() { rp "$CUR_PRIMARY" "$@"; }
 info_has() { p2m_info_has "$@"; }
 # sentinel_names S PORT: Sentinel S names 127.0.0.1:PORT as the primary.
 sentinel_names() { [[ $(rs "$1" SENTINEL get-master-addr-by-name pipe2me | tr '\n' ' ') == "127.0.0.1 $2 " ]]; }
+# sentinels_name PORT: every Sentinel names PORT, with no failover in progress (each has announced it).
+sentinels_name() {
+    local s
+    for s in "$S1" "$S2" "$S3"; do
+        sentinel_names "$s" "$1" || return 1
+        [[ $(rs "$s" SENTINEL master pipe2me | sed -n '/^flags$/{n;p;}') == master ]] || return 1
+    done
+}
 # p2m_redis_port_has PORT KEY: KEY exists on the server at PORT.
 p2m_redis_port_has() { [[ $(rp "$1" EXISTS "$2") == 1 ]]; }
 # sentinel_moved_from PORT: Sentinel 1 names a primary other than 127.0.0.1:PORT.
@@ -144,13 +152,23 @@ done
 # ---------------------------------------------------------------- -READONLY: a primary demoted behind their back
 
 # The primary turned into a replica (of a port where nothing listens) without a failover the
-# Sentinels announce: the relay's next write gets -READONLY, it drops its connections and asks the
-# Sentinels again, which still name that server, now refused by its ROLE; made a primary again, it is
-# taken back. Nothing in between is written anywhere.
+# Sentinels announce: the relay's next write gets -READONLY (or, when its connections happened to
+# be made again just then, ROLE refuses the server first), it drops its connections and asks the
+# Sentinels again, which still name that server, now refused by its ROLE; made a primary again, it
+# is taken back. Nothing in between is written anywhere. A Sentinel's late +switch-master for the
+# primary the relay is on already must not make it reconnect (reconnect=no).
+p2m_wait_until "every Sentinel names the elected primary" sentinels_name "$NEW_PORT"
+if p2m_log_has relay "event=redis_failover master=pipe2me old=[^ ]* new=127.0.0.1:$NEW_PORT reconnect=no"; then
+    echo "sentinel: a late +switch-master for the primary the relay was on: reconnect=no"
+fi
+# lines_after NAME N REGEX: a line after the first N of $T/NAME.log matches REGEX.
+lines_after() { tail -n +$(($2 + 1)) "$T/$1.log" | grep -q -- "$3"; }
+SEEN=$(wc -l <"$T/relay.log")
 p2m_free_port NOWHERE
 expect_eq OK "$(rp "$NEW_PORT" REPLICAOF 127.0.0.1 "$NOWHERE")" "REPLICAOF on the primary"
-p2m_wait_until "the relay sees -READONLY" p2m_log_has relay "event=redis_readonly redis=127.0.0.1:$NEW_PORT"
-p2m_wait_until "the relay refuses the demoted server by its ROLE" p2m_log_has relay "event=redis_not_primary"
+p2m_wait_until "the relay stops writing to the demoted server" lines_after relay "$SEEN" \
+    "event=redis_\(readonly\|not_primary conn=[a-z]*\) redis=127.0.0.1:$NEW_PORT"
+p2m_wait_until "the relay refuses the demoted server by its ROLE" lines_after relay "$SEEN" "event=redis_not_primary"
 expect_eq OK "$(rp "$NEW_PORT" REPLICAOF NO ONE)" "REPLICAOF NO ONE"
 expect_eq 1 "$(rp "$NEW_PORT" DEL p2m:relay:r1)" "the relay's heartbeat was there"
 p2m_wait_until "the relay writes its heartbeat on the primary again" p2m_redis_port_has "$NEW_PORT" p2m:relay:r1
