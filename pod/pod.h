@@ -127,6 +127,9 @@ typedef struct {
     p2m_proto_t proto;                    /* --protocol: what the service is declared as (PROTOCOL 1.1) */
     int tls_terminate;                    /* --tls-terminate: the pod serves TLS in front of --forward */
     char alpn[POD_ALPN_MAX + 1];          /* --alpn: comma-separated ALPN names --forward speaks */
+    char source[P2M_HOST_MAX + 1];        /* --source: the address registrations and pre-connections leave from, "" */
+    p2m_hostport_t direct_lan;            /* --direct-lan: the pod's own listener; host "" when not given */
+    p2m_hostport_t direct_public;         /* --direct-public: the router's port forwarded to it; host "" when not given */
     uint16_t http_port, tcp_port;         /* test: 0 when not asked for */
     /* --proxy, or else the environment's https_proxy (pod_args_proxy_env()); proxy.host "" for none */
     pod_proxy_t proxy;
@@ -187,6 +190,16 @@ int provision_parse(const char *json, size_t len, provision_t *p, char *err);
 /* Reads and parses the provisioning file at path, refusing it when group or others may read it.
  * Returns 0 or -1 with err (naming the file). */
 int provision_load(const char *path, provision_t *p, char *err);
+
+/* A direct path's address (--direct-lan, --direct-public): "A.B.C.D:PORT" or "[IPV6]:PORT", an
+ * address literal (never a name: the pod binds it and the registrar publishes it) of one host (not
+ * unspecified, multicast or broadcast) and a decimal port 1-65535. Fills *out with the address in
+ * its canonical form, without brackets. Returns 0 or -1 with err (never quoting s). */
+int pod_direct_addr_parse(const char *s, p2m_hostport_t *out, char *err);
+
+/* --source: an IPv4 or IPv6 literal (brackets allowed around IPv6) of one host. Writes its
+ * canonical form to out (INET6_ADDRSTRLEN bytes). Returns 0 or -1 with err (never quoting s). */
+int pod_source_parse(const char *s, char *out, char *err);
 
 /* Decodes a base32 TOTP secret (RFC 4648 alphabet, either case, optional '=' padding) of
  * POD_SECRET_MIN..POD_SECRET_MAX bytes into raw (POD_SECRET_MAX bytes). Returns 0 or -1 with err. */
