@@ -207,6 +207,10 @@ static int service_start(runner_t *r, service_t *s, char *err)
     if (pool_init(pod, err) != 0 || pod_register_new(pod, err) != 0 || status_start(pod, err) != 0)
         return -1;
     s->status_ok = 1;
+    /* The LAN listener before "started": an address that cannot be bound is an error at start. A
+     * consumer that comes before the first certificate is closed (tls_failed), as none can be served. */
+    if (direct_start(pod, err) != 0)
+        return -1;
     /* The password never: shown is the URL without it. */
     char lan[P2M_HOST_MAX + 16] = "none", pub[P2M_HOST_MAX + 16] = "none";
     if (a->direct_lan.host[0] != '\0')
@@ -224,9 +228,6 @@ static int service_start(runner_t *r, service_t *s, char *err)
     /* --tls-terminate: the certificate first (after status_start(), which keeps a second pod off
      * DIR); no pre-connection opens before it is in place (pod_register_start() waits for pod.tls_ctx). */
     if ((a->tls_terminate && cert_start(pod, err) != 0) || probe_new(pod, err) != 0)
-        return -1;
-    /* After cert_start(): a consumer on the LAN listener gets the certificate as soon as there is one. */
-    if (direct_start(pod, err) != 0)
         return -1;
     probe_kick(pod, 1);
     pool_refill(pod);
