@@ -12,6 +12,8 @@
 #   - without it (--protocol tcp): the local service's bytes, 300 KB each way unchanged, one
 #     connection to the local service per accepted connection;
 #   - none of it goes through the relay: its byte counters (p2m:stats:relay:r1) do not change;
+#   - direct connections count against the pod's tunnel limit: beyond it they are closed at once,
+#     and served again below it;
 #   - a --direct-lan address already taken is a clear error at start (exit 2); SIGTERM closes the
 #     listener.
 # shellcheck source=tests/e2e/lib.sh
@@ -131,6 +133,38 @@ expect_eq 3 "$(p2m_log_count podtcp "event=direct_open label=tcp lease=0 .* forw
     "one connection to the local service per accepted connection"
 expect_eq 3 "$(p2m_log_count podtcp "event=direct_accept label=tcp .* tls=no")" "accepted connections"
 expect_eq "$before" "$(relay_stats)" "the relay's byte counters after the raw LAN connections"
+
+# ---------------------------------------------------------------- the tunnel limit
+
+# With 100 descriptors the pod allows 6 tunnels (max_tunnels, the pool's budget too): connections
+# held open beyond it are accepted and closed at once (direct_refused reason=limit), and once they
+# end the listener serves again.
+admin pod add podlim --label lim -o "$T/podlim.json" >/dev/null
+p2m_free_port LAN_LIM
+# shellcheck disable=SC2016 # the inner shell expands its arguments
+p2m_bg podlim bash -c 'ulimit -n 100 && exec "$@"' _ "$POD_BIN" register --provision "$T/podlim.json" --label lim \
+    --forward "127.0.0.1:$ECHO_TCP" --protocol tcp --cacert "$T/state/ca.pem" --state-dir "$T/podlim" --pool 1 \
+    --source "$SRC" --direct-lan "$LAN:$LAN_LIM"
+PODLIM_PID=$P2M_BG_PID
+p2m_wait_until "the limited pod listens on $LAN:$LAN_LIM" lan_listening "$LAN_LIM"
+[[ $(grep event=started "$T/podlim.log") =~ \ max_tunnels=([0-9]+)\  ]] || fail "no max_tunnels in podlim's started line"
+MAX=${BASH_REMATCH[1]}
+expect_eq 6 "$MAX" "max_tunnels with 100 descriptors"
+held=()
+for ((i = 0; i < MAX + 2; i++)); do
+    exec {fd}<>"/dev/tcp/$LAN/$LAN_LIM" || fail "connection $i to the limited listener"
+    held+=("$fd")
+done
+p2m_wait_until "the pod refuses beyond its limit" p2m_log_has podlim "event=direct_refused label=lim listen=$LAN:$LAN_LIM .* reason=limit"
+accepted=$(p2m_log_count podlim "event=direct_accept label=lim")
+((accepted >= 1 && accepted <= MAX)) || fail "$accepted connections accepted, want 1 to $MAX"
+p2m_ok
+for fd in "${held[@]}"; do exec {fd}>&-; done
+tunnels_active_is() { [[ $(p2m_pod_json "$T/podlim" .tunnels.active) == 0 ]]; }
+p2m_wait_until "the held connections end" tunnels_active_is
+got=$(printf 'after the limit' | timeout 20 socat -t 5 - "TCP:$LAN:$LAN_LIM") || fail "socat after the limit"
+expect_eq "after the limit" "$got" "the listener serves again below the limit"
+p2m_stop podlim "$PODLIM_PID"
 
 # ---------------------------------------------------------------- a taken address, the stop
 
