@@ -34,6 +34,7 @@ lan_listening() { [[ -n $(ss -Htln "( src $LAN and sport = :$1 )") ]]; }
 
 # ---------------------------------------------------------------- setup
 
+# shellcheck disable=SC2119 # p2m_start_system takes an optional argument
 p2m_start_system
 p2m_free_port ECHO_HTTP
 p2m_free_port ECHO_TCP
