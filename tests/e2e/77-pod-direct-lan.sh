@@ -167,6 +167,20 @@ got=$(printf 'after the limit' | timeout 20 socat -t 5 - "TCP:$LAN:$LAN_LIM") ||
 expect_eq "after the limit" "$got" "the listener serves again below the limit"
 p2m_stop podlim "$PODLIM_PID"
 
+# --direct-public goes with it: the registration declares both.
+p2m_start_pod -w none -o podpub podlim lim "127.0.0.1:$ECHO_TCP" --protocol tcp --source "$SRC" \
+    --direct-lan "$LAN:$LAN_LIM" --direct-public "203.0.113.7:$LAN_LIM"
+p2m_wait_until "the pod with --direct-public starts" p2m_log_has podpub event=started
+expect_match "event=started .* direct_lan=$LAN:$LAN_LIM direct_public=203\.0\.113\.7:$LAN_LIM declares=direct_lan,direct_public( |$)" \
+    "$(grep event=started "$T/podpub.log")" "started: both paths declared"
+if ((DIRECT_REG)); then
+    p2m_wait_until "the pod with --direct-public registers" p2m_log_has podpub 'event=registered label=lim'
+else
+    p2m_wait_until "the old registrar refuses both keys" p2m_log_has podpub \
+        'event=register_refused label=lim status=400 .*unknown key.*declares direct_lan,direct_public'
+fi
+p2m_stop podpub "$P2M_BG_PID"
+
 # ---------------------------------------------------------------- a taken address, the stop
 
 # Another pod on the same --direct-lan: a clear error before it registers, exit 2.
