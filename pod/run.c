@@ -211,13 +211,13 @@ static int service_start(runner_t *r, service_t *s, char *err)
      * consumer that comes before the first certificate is closed (tls_failed), as none can be served. */
     if (direct_start(pod, err) != 0)
         return -1;
-    /* The password never: shown is the URL without it. */
     char lan[P2M_HOST_MAX + 16] = "none", pub[P2M_HOST_MAX + 16] = "none";
     if (a->direct_lan.host[0] != '\0')
         p2m_hostport_format(a->direct_lan.host, a->direct_lan.port, lan, sizeof(lan));
     if (a->direct_public.host[0] != '\0')
         p2m_hostport_format(a->direct_public.host, a->direct_public.port, pub, sizeof(pub));
-    /* declares=: the keys the registration carries besides protocol and connections (register.c). */
+    /* The password never: shown is the URL without it. declares=: the keys the registration
+     * carries besides protocol and connections (register.c), for the operator and the tests. */
     p2m_log(P2M_LOG_INFO, "started",
             "id=%s label=%s registrar=%s forward=%s pool=%u pool_max=%u max_tunnels=%u protocol=%s tls_terminate=%s proxy=%s "
             "registrar_via=%s source=%s direct_lan=%s direct_public=%s declares=%s",
