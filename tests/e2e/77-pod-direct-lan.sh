@@ -14,6 +14,7 @@
 #   - none of it goes through the relay: its byte counters (p2m:stats:relay:r1) do not change;
 #   - direct connections count against the pod's tunnel limit: beyond it they are closed at once,
 #     and served again below it;
+#   - a run file's direct_lan and source do the same, and SIGHUP moves the listener;
 #   - a --direct-lan address already taken is a clear error at start (exit 2); SIGTERM closes the
 #     listener.
 # shellcheck source=tests/e2e/lib.sh
@@ -180,6 +181,33 @@ else
         'event=register_refused label=lim status=400 .*unknown key.*declares direct_lan,direct_public'
 fi
 p2m_stop podpub "$P2M_BG_PID"
+
+# ---------------------------------------------------------------- a run file, and SIGHUP
+
+# The run file's direct_lan (per service) and source (pod-wide); SIGHUP with another direct_lan
+# drains the service on the old address and starts it on the new one.
+admin pod add podrun --label run -o "$T/podrun.json" >/dev/null
+p2m_free_port RUN1
+p2m_free_port RUN2
+run_file() {
+    jq -n --arg prov "$T/podrun.json" --arg ca "$T/state/ca.pem" --arg dir "$T/runstate" --arg src "$SRC" \
+        --arg fwd "127.0.0.1:$ECHO_TCP" --arg lan "$LAN:$1" \
+        '{provision: $prov, cacert: $ca, state_dir: $dir, source: $src,
+          services: [{label: "run", protocol: "tcp", forward: $fwd, pool: 1, direct_lan: $lan}]}' >"$T/run.json"
+}
+run_file "$RUN1"
+p2m_bg podrun "$POD_BIN" run --config "$T/run.json"
+PODRUN_PID=$P2M_BG_PID
+p2m_wait_until "the run file's service listens on $LAN:$RUN1" lan_listening "$RUN1"
+expect_eq "run file 1" "$(printf 'run file 1' | timeout 20 socat -t 5 - "TCP:$LAN:$RUN1")" "echo through the run file's listener"
+run_file "$RUN2"
+kill -HUP "$PODRUN_PID"
+p2m_wait_until "after SIGHUP the service listens on $LAN:$RUN2" lan_listening "$RUN2"
+p2m_wait_until "after SIGHUP nothing listens on $LAN:$RUN1" p2m_not_listening "$RUN1"
+expect_eq "run file 2" "$(printf 'run file 2' | timeout 20 socat -t 5 - "TCP:$LAN:$RUN2")" "echo through the reloaded listener"
+p2m_log_has podrun "event=reloaded .* kept=0 added=1 removed=1" || fail "SIGHUP did not replace the service"
+p2m_ok
+p2m_stop podrun "$PODRUN_PID"
 
 # ---------------------------------------------------------------- a taken address, the stop
 
