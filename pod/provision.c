@@ -1589,6 +1589,25 @@ void pod_run_free(pod_args_t *svcs, size_t n)
     free(svcs);
 }
 
+/* What setup needs in the end. Returns 0 or -1 with err. */
+static int setup_complete(pod_args_t *a, char *err)
+{
+    if (a->registrar[0] == '\0')
+        return p2m_err(err, "setup needs --registrar URL");
+    if (a->auth[0] == '\0')
+        return p2m_err(err, "setup needs --auth TOKEN (pipe2me-admin token add makes one)");
+    if (a->nprotos == 0) {
+        a->protos[0] = P2M_PROTO_HTTPS;
+        a->nprotos = 1;
+    }
+    if (a->nports == 0)
+        return p2m_err(err, "setup needs --local-ports PORT[,PORT...]: where each service is on this machine");
+    if (a->nports != a->nprotos)
+        return p2m_err(err, "--local-ports: %zu port%s for %zu protocol%s: give one per protocol, in the same order", a->nports,
+                       a->nports == 1 ? "" : "s", a->nprotos, a->nprotos == 1 ? "" : "s");
+    return 0;
+}
+
 int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
 {
     const char *val[OPT_COUNT] = {0};
@@ -1666,19 +1685,11 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     if (a->cmd == POD_CMD_STATUS && a->state_dir[0] == '\0')
         return p2m_err(err, "status needs --state-dir DIR");
     if (a->cmd == POD_CMD_SETUP) {
-        if (a->registrar[0] == '\0')
-            return p2m_err(err, "setup needs --registrar URL");
-        if (a->auth[0] == '\0')
-            return p2m_err(err, "setup needs --auth TOKEN (pipe2me-admin token add makes one)");
-        if (a->nprotos == 0) {
-            a->protos[0] = P2M_PROTO_HTTPS;
-            a->nprotos = 1;
+        /* A refusal leaves no secret behind: --proxy's password, --auth's token. */
+        if (setup_complete(a, err) != 0) {
+            pod_args_wipe(a);
+            return -1;
         }
-        if (a->nports == 0)
-            return p2m_err(err, "setup needs --local-ports PORT[,PORT...]: where each service is on this machine");
-        if (a->nports != a->nprotos)
-            return p2m_err(err, "--local-ports: %zu port%s for %zu protocol%s: give one per protocol, in the same order", a->nports,
-                           a->nports == 1 ? "" : "s", a->nprotos, a->nprotos == 1 ? "" : "s");
         return 0;
     }
     if (a->cmd == POD_CMD_LIST)

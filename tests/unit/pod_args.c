@@ -1584,6 +1584,21 @@ static void test_direct_flags(void)
 #undef DBASE
 }
 
+/* A refused setup leaves neither --proxy's password nor --auth's token in *a (found by fuzz_pod_args). */
+static void test_setup_refusal_wipes(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    static const char zero[sizeof(a.proxy.pass)];
+    CHECK_CTX("setup refused after --proxy with a password");
+    check_refused(parse(&a, err, "setup", "--registrar", "https://reg.test", "--proxy", "http://u:sekret@proxy.test:3128", NULL),
+                  err, "setup needs --auth");
+    CHECK_MSG(memcmp(a.proxy.pass, zero, sizeof(zero)) == 0, "the proxy password is left in *a");
+    CHECK_CTX("setup refused after --auth");
+    check_refused(parse(&a, err, "setup", "--registrar", "https://reg.test", "--auth", "tok3n", NULL), err, "--local-ports");
+    CHECK_MSG(a.auth[0] == '\0', "the token is left in *a: %s", check_str(a.auth));
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/unit-pod-args.XXXXXX");
@@ -1606,6 +1621,7 @@ int main(void)
     test_sets_args();
     test_setup_config();
     test_direct_flags();
+    test_setup_refusal_wipes();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
