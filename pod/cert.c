@@ -318,6 +318,25 @@ Exit:
     return ret;
 }
 
+/* With --direct-lan the certificate must also carry LABEL.direct.DOMAIN and LABEL.lan.DOMAIN,
+ * the names a consumer reaches the router's port and the LAN listener by (the registrar issues
+ * all three together). The first name missing into name (cap bytes), and 1; 0 when none
+ * is missing or there are no direct paths. */
+static int names_missing(const cert_t *c, STACK_OF(X509) * chain, char *name, size_t cap)
+{
+    static const char *const under[] = {"direct", "lan"};
+    const pod_args_t *a = c->pod->args;
+    X509 *leaf = sk_X509_value(chain, 0);
+    if (a->direct_lan.host[0] == '\0' || leaf == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof(under) / sizeof(under[0]); i++) {
+        snprintf(name, cap, "%s.%s.%s", a->label, under[i], a->domain);
+        if (!p2m_cert_has_name(leaf, name))
+            return 1;
+    }
+    return 0;
+}
+
 /* The leaf's serial in hex. */
 static void serial_hex(X509 *leaf, char *out, size_t cap)
 {
@@ -514,6 +533,11 @@ static void got_cert(cert_t *c, const char *body, size_t len)
     c->renewed++;
     p2m_log(P2M_LOG_INFO, "cert_issued", "label=%s name=%s serial=%s not_before=%lld not_after=%lld", c->pod->args->label, c->name,
             c->serial, c->not_before, c->not_after);
+    /* Served all the same: LABEL.DOMAIN works, and asking again would get the same certificate
+     * from this registrar. The next start asks again (reason "names"). */
+    char missing[P2M_LABEL_MAX + P2M_DOMAIN_MAX + 16];
+    if (names_missing(c, c->chain, missing, sizeof(missing)))
+        p2m_log(P2M_LOG_WARN, "cert_names_missing", "label=%s serial=%s missing=%s", c->pod->args->label, c->serial, missing);
     schedule_renewal(c);
 }
 
@@ -574,6 +598,9 @@ int cert_start(pod_t *pod, char *err)
     c->ca = chain_load(c->ca_path, e);
     STACK_OF(X509) *chain = chain_load(c->cert_path, e);
     const char *problem = chain == NULL ? e : chain_problem(c, chain, c->ca, unix_now(), &nb, &na, why, sizeof(why));
+    char missing[P2M_LABEL_MAX + P2M_DOMAIN_MAX + 16];
+    if (problem == NULL && names_missing(c, chain, missing, sizeof(missing)))
+        problem = "names"; /* direct paths configured since it was issued, or an older registrar issued it */
     if (problem != NULL) {
         p2m_log(P2M_LOG_INFO, "cert_unusable", "label=%s path=%s reason=\"%s\"", a->label, c->cert_path, problem);
         sk_X509_pop_free(chain, X509_free);

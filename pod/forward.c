@@ -82,12 +82,12 @@ void tunnel_close(tunnel_t *t, const char *reason, int drain_relay)
         return;
     uint64_t now = p2m_loop_now(pod->loop);
     if (t->state == TUNNEL_JOINED)
-        tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu", reason,
-                   (unsigned long long)t->br.dir[0].bytes, (unsigned long long)t->br.dir[1].bytes,
+        tunnel_log(P2M_LOG_INFO, t, t->direct ? "direct_close" : "tunnel_close", "reason=%s bytes_in=%llu bytes_out=%llu ms=%llu",
+                   reason, (unsigned long long)t->br.dir[0].bytes, (unsigned long long)t->br.dir[1].bytes,
                    (unsigned long long)(now - t->t_join));
     else
-        tunnel_log(P2M_LOG_INFO, t, "tunnel_close", "reason=%s forward=%s ms=%llu", reason, pod->fwd_str,
-                   (unsigned long long)(now - t->t_start));
+        tunnel_log(P2M_LOG_INFO, t, t->direct ? "direct_close" : "tunnel_close", "reason=%s forward=%s ms=%llu", reason,
+                   pod->fwd_str, (unsigned long long)(now - t->t_start));
     if (t->state != TUNNEL_JOINED)
         pod->stats.tunnel_failures++;
     /* A tunnel that failed, or ended within 2 s having moved under 4 KiB, may be a consumer speaking
@@ -152,7 +152,7 @@ static void tunnel_join(tunnel_t *t)
     t->t_join = p2m_loop_now(pod->loop);
     p2m_loop_timer_stop(pod->loop, &t->timer);
     pool_local_ok(pod);
-    tunnel_log(P2M_LOG_INFO, t, "tunnel_open", "forward=%s connect_ms=%llu", pod->fwd_str,
+    tunnel_log(P2M_LOG_INFO, t, t->direct ? "direct_open" : "tunnel_open", "forward=%s connect_ms=%llu", pod->fwd_str,
                (unsigned long long)(t->t_join - t->t_connect));
     if (t->tls != NULL) {
         tls_tunnel_joined(t);
@@ -271,7 +271,8 @@ void tunnel_connect(tunnel_t *t)
     p2m_loop_timer_start(pod->loop, &t->timer, POD_LOCAL_CONNECT_MS);
 }
 
-void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease)
+/* forward_start() and forward_direct(): one tunnel, whichever way its consumer came. */
+static void tunnel_begin(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease, int direct)
 {
     char err[P2M_ERR_LEN];
     int fd = from->fd;
@@ -283,6 +284,7 @@ void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease)
     t->magic = TUNNEL_MAGIC;
     t->pod = pod;
     t->lease = lease;
+    t->direct = direct;
     t->state = pod->args->tls_terminate ? TUNNEL_HANDSHAKE : TUNNEL_CONNECTING;
     p2m_bridge_init(&t->br, pod->loop, pod->pipes, &bridge_ops);
     p2m_loop_timer_init(&t->timer, on_timer);
@@ -307,6 +309,16 @@ void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease)
         tls_tunnel_start(t);
     else
         tunnel_connect(t);
+}
+
+void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease)
+{
+    tunnel_begin(pod, from, lease, 0);
+}
+
+void forward_direct(pod_t *pod, p2m_loop_handler_t *from)
+{
+    tunnel_begin(pod, from, 0, 1);
 }
 
 void forward_close_all(pod_t *pod)

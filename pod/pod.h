@@ -13,6 +13,8 @@
  *   proxy.c      --proxy and https_proxy: the URL, no_proxy, the CONNECT request, the proxy's answer
  *   backoff.c    the exponential backoff with jitter that register.c, pool.c and cert.c retry with
  *   forward.c    a live pre-connection spliced to a connection to --forward
+ *   direct.c     --direct-lan: the pod's own listener, each connection served as forward.c serves a
+ *                live pre-connection; --source: the address the pod's connections leave from
  *   status.c     DIR/status.json and DIR/pod.pid for `pipe2me-pod status`, and that command
  *   env.c        `pipe2me-pod env`: shell assignments
  *   echo.c       `pipe2me-pod test`: HTTP and TCP echo services to check a tunnel with
@@ -127,6 +129,9 @@ typedef struct {
     p2m_proto_t proto;                    /* --protocol: what the service is declared as (PROTOCOL 1.1) */
     int tls_terminate;                    /* --tls-terminate: the pod serves TLS in front of --forward */
     char alpn[POD_ALPN_MAX + 1];          /* --alpn: comma-separated ALPN names --forward speaks */
+    char source[P2M_HOST_MAX + 1];        /* --source: the address registrations and pre-connections leave from, "" */
+    p2m_hostport_t direct_lan;            /* --direct-lan: the pod's own listener; host "" when not given */
+    p2m_hostport_t direct_public;         /* --direct-public: the router's port forwarded to it; host "" when not given */
     uint16_t http_port, tcp_port;         /* test: 0 when not asked for */
     /* --proxy, or else the environment's https_proxy (pod_args_proxy_env()); proxy.host "" for none */
     pod_proxy_t proxy;
@@ -188,6 +193,16 @@ int provision_parse(const char *json, size_t len, provision_t *p, char *err);
  * Returns 0 or -1 with err (naming the file). */
 int provision_load(const char *path, provision_t *p, char *err);
 
+/* A direct path's address (--direct-lan, --direct-public): "A.B.C.D:PORT" or "[IPV6]:PORT", an
+ * address literal (never a name: the pod binds it and the registrar publishes it) of one host (not
+ * unspecified, multicast or broadcast) and a decimal port 1-65535. Fills *out with the address in
+ * its canonical form, without brackets. Returns 0 or -1 with err (never quoting s). */
+int pod_direct_addr_parse(const char *s, p2m_hostport_t *out, char *err);
+
+/* --source: an IPv4 or IPv6 literal (brackets allowed around IPv6) of one host. Writes its
+ * canonical form to out (INET6_ADDRSTRLEN bytes). Returns 0 or -1 with err (never quoting s). */
+int pod_source_parse(const char *s, char *out, char *err);
+
 /* Decodes a base32 TOTP secret (RFC 4648 alphabet, either case, optional '=' padding) of
  * POD_SECRET_MIN..POD_SECRET_MAX bytes into raw (POD_SECRET_MAX bytes). Returns 0 or -1 with err. */
 int pod_secret_decode(const char *b32, size_t len, unsigned char *raw, size_t *raw_len, char *err);
@@ -230,6 +245,7 @@ typedef struct pod pod_t;
 typedef struct reg reg_t;
 typedef struct preconn preconn_t;
 typedef struct tunnel tunnel_t;
+typedef struct pod_direct pod_direct_t;
 
 #define POD_MAGIC 0x504f4421u     /* "POD!" */
 #define PRECONN_MAGIC 0x50524543u /* "PREC" */
@@ -267,6 +283,12 @@ struct pod {
     struct sockaddr_storage fwd_addr;
     socklen_t fwd_len;
     char fwd_str[P2M_HOST_MAX + 16];
+
+    /* --source, as a socket address (port 0), resolved once at start; src_len 0 without it */
+    struct sockaddr_storage src_addr;
+    socklen_t src_len;
+
+    pod_direct_t *direct; /* direct.c: the --direct-lan listener, NULL without it */
 
     reg_t *reg;                    /* register.c */
     struct pod_session_s *session; /* run: the session of the service's label, shared; NULL: reg's own */
@@ -340,6 +362,10 @@ pod_health_t pod_register_health(const pod_t *pod);
 
 /* Why the registrar is down (the last failure), "" when it is not. */
 const char *pod_register_error(const pod_t *pod);
+
+/* The keys a registration's body carries besides "protocol" and "connections": "direct_lan",
+ * "direct_lan,direct_public" or "none" (for the started line). */
+const char *pod_register_declares(const pod_t *pod);
 
 /* The proxy registrations go through, NULL when they go direct. */
 const pod_proxy_t *pod_register_proxy(const pod_t *pod);
@@ -447,6 +473,7 @@ struct tunnel {
     p2m_loop_timer_t timer;              /* the local connect */
     uint64_t t_start, t_connect, t_join; /* came alive, local connect started, joined */
     struct tls_tunnel *tls;              /* --tls-terminate: tls.c's state, NULL for a spliced tunnel */
+    int direct;                          /* accepted on --direct-lan (lease 0): logs direct_open and direct_close */
     tunnel_t *next, *prev;
     p2m_loop_reap_t reap;
 };
@@ -455,6 +482,11 @@ struct tunnel {
  * watches nothing afterwards) to a new tunnel. With --tls-terminate, serve TLS on it (tls.c) and
  * connect to --forward once the handshake is done; else connect to --forward and splice. */
 void forward_start(pod_t *pod, p2m_loop_handler_t *from, uint16_t lease);
+
+/* A connection accepted on --direct-lan (direct.c): served as forward_start() serves a live
+ * pre-connection (the same code; the "relay" side is the consumer's socket, lease 0), but logged
+ * as direct_open and direct_close. */
+void forward_direct(pod_t *pod, p2m_loop_handler_t *from);
 
 /* Aborts unless t's magic is TUNNEL_MAGIC. Returns t. */
 tunnel_t *tunnel_check(tunnel_t *t);
@@ -484,6 +516,27 @@ void forward_close_all(pod_t *pod);
 
 /* Bytes moved so far by every tunnel, closed and live, each way. */
 void forward_bytes(const pod_t *pod, uint64_t *in, uint64_t *out);
+
+/* --- direct.c (--direct-lan, --source) -------------------------------------------------------- */
+
+/* An address literal and port to a socket address. Returns 0, or -1 when host is not a literal. */
+int pod_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Binds fd (a new socket of family, not connected yet) to --source with port 0 (chosen at
+ * connect(), IP_BIND_ADDRESS_NO_PORT). No-op without --source. Returns 0, or -1 with err (the
+ * families differ, or bind failed). */
+int pod_source_bind(const pod_t *pod, int fd, int family, char *err);
+
+/* Listens on --direct-lan and serves each connection with forward_direct(), within the tunnel
+ * limit. No-op without --direct-lan. Returns 0 or -1 with err (the address cannot be bound: in use,
+ * not this machine's); pod->direct is set either way, for direct_free(). */
+int direct_start(pod_t *pod, char *err);
+
+/* Stops accepting (the drain): the listener closes, connections already accepted go on. */
+void direct_close(pod_t *pod);
+
+/* Closes the listener if open and frees it. NULL pod->direct is a no-op. */
+void direct_free(pod_t *pod);
 
 /* --- cert.c (--tls-terminate) -------------------------------------------------------------- */
 

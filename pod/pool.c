@@ -586,6 +586,12 @@ static void pre_connect(preconn_t *p, const struct sockaddr *sa, socklen_t salen
         goto Exit;
     }
     pool_sockopts(fd);
+    /* --source: from the address that registered, which the relay checks pre-connections against. */
+    if (pod_source_bind(pod, fd, sa->sa_family, err) != 0) {
+        snprintf(why, sizeof(why), "%s", err);
+        close(fd);
+        goto Exit;
+    }
     int rc = connect(fd, sa, salen);
     if (rc != 0 && errno != EINPROGRESS) {
         snprintf(why, sizeof(why), "connect: %s", strerror(errno));

@@ -6,6 +6,7 @@
  * what was there, and jansson's syntax errors (which quote the input) are reduced to a position. */
 #include "pod.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -535,6 +536,8 @@ static int parse_url(const opt_t *o, const char *v, pod_args_t *a, char *err);
 static int parse_auth(const opt_t *o, const char *v, pod_args_t *a, char *err);
 static int parse_protocols(const opt_t *o, const char *v, pod_args_t *a, char *err);
 static int parse_local_ports(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_source(const opt_t *o, const char *v, pod_args_t *a, char *err);
+static int parse_direct(const opt_t *o, const char *v, pod_args_t *a, char *err);
 
 /* Indexes of options[], which the checks after the table name. */
 enum {
@@ -549,6 +552,9 @@ enum {
     OPT_DIGITS,
     OPT_TLS_TERMINATE,
     OPT_ALPN,
+    OPT_SOURCE,
+    OPT_DIRECT_LAN,
+    OPT_DIRECT_PUBLIC,
     OPT_LOG_LEVEL,
     OPT_FORWARD,
     OPT_FORWARD_HTTP,
@@ -604,6 +610,18 @@ static const opt_t options[OPT_COUNT] = {
     [OPT_ALPN] = {"alpn", "LIST", FOR_REG | FOR_ENV, parse_alpn, FIELD(alpn), 0, POD_ALPN_MAX, NULL,
                   "with --tls-terminate: the ALPN names HOST:PORT speaks, comma-separated\n"
                   "(default http/1.1; h2,http/1.1 for a service that speaks h2c)"},
+    [OPT_SOURCE] = {"source", "ADDR", FOR_REG, parse_source, FIELD(source), 0, 0, NULL,
+                    "the local address registrations and pre-connections leave from (an IPv4\n"
+                    "or IPv6 literal), on a machine with several: the relay takes pre-connections\n"
+                    "only from the address that registered"},
+    [OPT_DIRECT_LAN] = {"direct-lan", "ADDR:PORT", FOR_REG, parse_direct, FIELD(direct_lan), 0, 0, NULL,
+                        "also listen at ADDR:PORT in the pod's own network (an IPv4 literal or a\n"
+                        "bracketed IPv6 one) and serve there what a tunnel serves; the registration\n"
+                        "declares it, for consumers in the same network (LABEL.lan.DOMAIN)"},
+    [OPT_DIRECT_PUBLIC] = {"direct-public", "ADDR:PORT", FOR_REG, parse_direct, FIELD(direct_public), 0, 0, NULL,
+                           "with --direct-lan: the router's public address and port that the operator\n"
+                           "forwards to the --direct-lan listener; the registration declares it, for\n"
+                           "the registrar to check and publish (LABEL.direct.DOMAIN)"},
     [OPT_LOG_LEVEL] = {"log-level", "LEVEL", FOR_REG | FOR_RUN | FOR_TEST, parse_log_level, FIELD(log_level), 0, 0, NULL,
                        "debug, info (default), warn or error"},
     [OPT_FORWARD] = {"forward", "HOST:PORT", FOR_REG | FOR_ENV, parse_forward, FIELD(forward), 0, 0, NULL, NULL},
@@ -764,6 +782,101 @@ static int parse_forward(const opt_t *o, const char *v, pod_args_t *a, char *err
     if (f->host[0] == '\0') /* ":PORT" or "PORT": this machine */
         snprintf(f->host, sizeof(f->host), "127.0.0.1");
     a->have_forward = 1;
+    return 0;
+}
+
+/* An address literal of family AF_INET or AF_INET6 (len bytes at s, no brackets) that a pod may
+ * bind and a registrar may publish: not the unspecified address, not multicast or broadcast.
+ * Writes its canonical text (inet_ntop) to out (INET6_ADDRSTRLEN bytes). Returns 0 or -1 with err. */
+static int addr_literal(const char *s, size_t len, int family, char *out, char *err)
+{
+    char buf[INET6_ADDRSTRLEN];
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (len == 0)
+        return p2m_err(err, "no address");
+    if (len >= sizeof(buf))
+        return p2m_err(err, "not an IP%s address", family == AF_INET ? "v4" : "v6");
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    /* inet_pton is strict: no names, no octal or short IPv4 forms, no IPv6 zone. */
+    if (inet_pton(family, buf, bin) != 1)
+        return p2m_err(err, "not an IP%s address (a literal, not a name)", family == AF_INET ? "v4" : "v6");
+    if (family == AF_INET) {
+        uint32_t v4 = ((uint32_t)bin[0] << 24) | ((uint32_t)bin[1] << 16) | ((uint32_t)bin[2] << 8) | bin[3];
+        if (v4 == 0 || v4 == 0xffffffffu || (v4 >> 28) == 0xe)
+            return p2m_err(err, "%s is not the address of one host", buf);
+    } else {
+        static const unsigned char zero[16];
+        if (memcmp(bin, zero, 16) == 0 || bin[0] == 0xff)
+            return p2m_err(err, "%s is not the address of one host", buf);
+    }
+    if (inet_ntop(family, bin, out, INET6_ADDRSTRLEN) == NULL)
+        return p2m_err(err, "not an IP address");
+    return 0;
+}
+
+int pod_source_parse(const char *s, char *out, char *err)
+{
+    size_t n = strlen(s);
+    if (n >= 2 && s[0] == '[' && s[n - 1] == ']')
+        return addr_literal(s + 1, n - 2, AF_INET6, out, err);
+    return addr_literal(s, n, strchr(s, ':') != NULL ? AF_INET6 : AF_INET, out, err);
+}
+
+int pod_direct_addr_parse(const char *s, p2m_hostport_t *out, char *err)
+{
+    char host[INET6_ADDRSTRLEN], e[P2M_ERR_LEN];
+    size_t n = strlen(s);
+    const char *colon;
+    memset(out, 0, sizeof(*out));
+    if (n == 0)
+        return p2m_err(err, "empty; expected ADDR:PORT");
+    if (n > 64)
+        return p2m_err(err, "longer than 64 bytes; expected ADDR:PORT");
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return p2m_err(err, "expected [IPV6]:PORT");
+        if (addr_literal(s + 1, (size_t)(close - s - 1), AF_INET6, host, e) != 0)
+            return p2m_err(err, "%s", e);
+        colon = close + 1;
+    } else {
+        colon = strchr(s, ':');
+        if (colon == NULL)
+            return p2m_err(err, "expected ADDR:PORT");
+        if (strchr(colon + 1, ':') != NULL)
+            return p2m_err(err, "an IPv6 address goes in brackets: [IPV6]:PORT");
+        if (addr_literal(s, (size_t)(colon - s), AF_INET, host, e) != 0)
+            return p2m_err(err, "%s", e);
+    }
+    /* Decimal digits only: p2m_port_parse() refuses signs, spaces and 0. */
+    if (p2m_port_parse(colon + 1, strlen(colon + 1), &out->port) != 0)
+        return p2m_err(err, "expected a port from 1 to 65535 after the address");
+    snprintf(out->host, sizeof(out->host), "%s", host);
+    return 0;
+}
+
+/* --source: kept as its canonical text; run.c turns it into the address sockets bind. */
+static int parse_source(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (pod_source_parse(v, FIELD_AT(a, o, char), e) != 0)
+        return p2m_err(err, "--%s: %s", o->name, e);
+    return 0;
+}
+
+/* --direct-lan and --direct-public. --direct-public names the router's port forwarded to the
+ * --direct-lan listener (checked before it in the table): without that listener there is nothing
+ * behind it. */
+static int parse_direct(const opt_t *o, const char *v, pod_args_t *a, char *err)
+{
+    char e[P2M_ERR_LEN];
+    if (pod_direct_addr_parse(v, FIELD_AT(a, o, p2m_hostport_t), e) != 0)
+        return p2m_err(err, "--%s: %s", o->name, e);
+    if (o == &options[OPT_DIRECT_PUBLIC] && a->direct_lan.host[0] == '\0') {
+        memset(&a->direct_public, 0, sizeof(a->direct_public));
+        return p2m_err(err, "--direct-public needs --direct-lan ADDR:PORT: the router forwards the public port to that listener");
+    }
     return 0;
 }
 
@@ -972,10 +1085,15 @@ void pod_args_usage(FILE *out)
             continue;
         snprintf(flag, sizeof(flag), "--%s%s%s", options[o].name, options[o].arg != NULL ? " " : "",
                  options[o].arg != NULL ? options[o].arg : "");
-        fprintf(out, "        %-20s", flag);
+        /* A flag too wide for its column gets a line of its own. */
+        int own_line = strlen(flag) >= 20;
+        if (own_line)
+            fprintf(out, "        %s\n", flag);
+        else
+            fprintf(out, "        %-20s", flag);
         for (size_t n; *h != '\0'; h += n + (h[n] == '\n')) {
             n = strcspn(h, "\n");
-            fprintf(out, "%s%.*s\n", h == options[o].help ? "" : "                            ", (int)n, h);
+            fprintf(out, "%s%.*s\n", h == options[o].help && !own_line ? "" : "                            ", (int)n, h);
         }
     }
     fputs("  run --config FILE [--state-dir DIR] [--log-level LEVEL]\n"
@@ -1178,13 +1296,20 @@ static const config_key_t config_pod_keys[] = {
     {"drain_timeout", OPT_DRAIN_TIMEOUT, JSON_INTEGER},
     {"log_level", OPT_LOG_LEVEL, JSON_STRING},
     {"proxy", OPT_PROXY, JSON_STRING},
+    {"source", OPT_SOURCE, JSON_STRING},
 };
 
 static const config_key_t config_service_keys[] = {
-    {"label", OPT_LABEL, JSON_STRING},        {"protocol", OPT_PROTOCOL, JSON_STRING},
-    {"forward", OPT_FORWARD, JSON_STRING},    {"tls_terminate", OPT_TLS_TERMINATE, JSON_TRUE},
-    {"alpn", OPT_ALPN, JSON_STRING},          {"pool", OPT_POOL, JSON_INTEGER},
-    {"pool_max", OPT_POOL_MAX, JSON_INTEGER}, {"url", OPT_URL, JSON_STRING},
+    {"label", OPT_LABEL, JSON_STRING},
+    {"protocol", OPT_PROTOCOL, JSON_STRING},
+    {"forward", OPT_FORWARD, JSON_STRING},
+    {"tls_terminate", OPT_TLS_TERMINATE, JSON_TRUE},
+    {"alpn", OPT_ALPN, JSON_STRING},
+    {"pool", OPT_POOL, JSON_INTEGER},
+    {"pool_max", OPT_POOL_MAX, JSON_INTEGER},
+    {"url", OPT_URL, JSON_STRING},
+    {"direct_lan", OPT_DIRECT_LAN, JSON_STRING},
+    {"direct_public", OPT_DIRECT_PUBLIC, JSON_STRING},
 };
 
 /* Where each option's value came from: "" for the command line, else the file's key path. */
@@ -1464,6 +1589,25 @@ void pod_run_free(pod_args_t *svcs, size_t n)
     free(svcs);
 }
 
+/* What setup needs in the end. Returns 0 or -1 with err. */
+static int setup_complete(pod_args_t *a, char *err)
+{
+    if (a->registrar[0] == '\0')
+        return p2m_err(err, "setup needs --registrar URL");
+    if (a->auth[0] == '\0')
+        return p2m_err(err, "setup needs --auth TOKEN (pipe2me-admin token add makes one)");
+    if (a->nprotos == 0) {
+        a->protos[0] = P2M_PROTO_HTTPS;
+        a->nprotos = 1;
+    }
+    if (a->nports == 0)
+        return p2m_err(err, "setup needs --local-ports PORT[,PORT...]: where each service is on this machine");
+    if (a->nports != a->nprotos)
+        return p2m_err(err, "--local-ports: %zu port%s for %zu protocol%s: give one per protocol, in the same order", a->nports,
+                       a->nports == 1 ? "" : "s", a->nprotos, a->nprotos == 1 ? "" : "s");
+    return 0;
+}
+
 int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
 {
     const char *val[OPT_COUNT] = {0};
@@ -1541,19 +1685,11 @@ int pod_args_parse(int argc, char **argv, pod_args_t *a, char *err)
     if (a->cmd == POD_CMD_STATUS && a->state_dir[0] == '\0')
         return p2m_err(err, "status needs --state-dir DIR");
     if (a->cmd == POD_CMD_SETUP) {
-        if (a->registrar[0] == '\0')
-            return p2m_err(err, "setup needs --registrar URL");
-        if (a->auth[0] == '\0')
-            return p2m_err(err, "setup needs --auth TOKEN (pipe2me-admin token add makes one)");
-        if (a->nprotos == 0) {
-            a->protos[0] = P2M_PROTO_HTTPS;
-            a->nprotos = 1;
+        /* A refusal leaves no secret behind: --proxy's password, --auth's token. */
+        if (setup_complete(a, err) != 0) {
+            pod_args_wipe(a);
+            return -1;
         }
-        if (a->nports == 0)
-            return p2m_err(err, "setup needs --local-ports PORT[,PORT...]: where each service is on this machine");
-        if (a->nports != a->nprotos)
-            return p2m_err(err, "--local-ports: %zu port%s for %zu protocol%s: give one per protocol, in the same order", a->nports,
-                           a->nports == 1 ? "" : "s", a->nprotos, a->nprotos == 1 ? "" : "s");
         return 0;
     }
     if (a->cmd == POD_CMD_LIST)

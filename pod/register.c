@@ -102,7 +102,7 @@ struct req {
     struct curl_slist *headers;
     auth_t auth;
     unsigned conns;     /* registration: pre-connections asked for */
-    char reg_body[80];  /* registration: {"protocol":"NAME","connections":N} */
+    char reg_body[256]; /* registration: {"protocol":"NAME","connections":N,"direct_lan":...} */
     uint64_t prev_step; /* TOTP: the step used before this request's */
     char *body;         /* kinds[kind].body_max + 1 bytes */
     size_t body_len, body_total;
@@ -200,6 +200,36 @@ static void *oom(const char *what)
     abort();
 }
 
+/* The registration's body: the protocol, "connections" when more than one (a registrar that
+ * predates it still answers), and the direct paths when given (a registrar that predates them
+ * refuses them with a 400: they are sent only when the pod has them). */
+static void register_body(const pod_t *pod, unsigned conns, char *out, size_t cap)
+{
+    const pod_args_t *a = pod->args;
+    char hp[P2M_HOST_MAX + 16];
+    size_t n = (size_t)snprintf(out, cap, "{\"protocol\":\"%s\"", p2m_proto_name(a->proto));
+    if (conns > 1 && n < cap)
+        n += (size_t)snprintf(out + n, cap - n, ",\"connections\":%u", conns);
+    /* The addresses are canonical literals (provision.c): nothing in them needs JSON escaping. */
+    if (a->direct_lan.host[0] != '\0' && n < cap) {
+        p2m_hostport_format(a->direct_lan.host, a->direct_lan.port, hp, sizeof(hp));
+        n += (size_t)snprintf(out + n, cap - n, ",\"direct_lan\":\"%s\"", hp);
+    }
+    if (a->direct_public.host[0] != '\0' && n < cap) {
+        p2m_hostport_format(a->direct_public.host, a->direct_public.port, hp, sizeof(hp));
+        n += (size_t)snprintf(out + n, cap - n, ",\"direct_public\":\"%s\"", hp);
+    }
+    if (n < cap)
+        snprintf(out + n, cap - n, "}");
+}
+
+const char *pod_register_declares(const pod_t *pod)
+{
+    if (pod->args->direct_lan.host[0] == '\0')
+        return "none";
+    return pod->args->direct_public.host[0] != '\0' ? "direct_lan,direct_public" : "direct_lan";
+}
+
 /* Builds and starts one request of `kind` with the credential `auth` (TOTP: for `step`). The body
  * is the protocol declaration and `conns` (pre-connections asked for; 0 reads as 1) for a
  * registration, reg->csr for a certificate, none for /cacert. Returns 0 or -1 (logged). */
@@ -228,12 +258,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     reg->reqs = req;
     if (kind == REG_REGISTER) {
         req->conns = reg->single || conns == 0 ? 1 : conns;
-        /* "connections" only when more than one: a registrar that predates it still answers. */
-        if (req->conns > 1)
-            snprintf(req->reg_body, sizeof(req->reg_body), "{\"protocol\":\"%s\",\"connections\":%u}",
-                     p2m_proto_name(pod->args->proto), req->conns);
-        else
-            snprintf(req->reg_body, sizeof(req->reg_body), "{\"protocol\":\"%s\"}", p2m_proto_name(pod->args->proto));
+        register_body(pod, req->conns, req->reg_body, sizeof(req->reg_body));
         reg->inflight += req->conns;
     } else
         reg->cur[kind] = req;
@@ -314,6 +339,12 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     } else {
         bad |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK; /* "": none, whatever the environment says */
         bad |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*") != CURLE_OK;
+    }
+    /* --source: registrations leave from the address the pre-connections will (the relay checks it). */
+    if (pod->args->source[0] != '\0') {
+        char iface[P2M_HOST_MAX + 8];
+        snprintf(iface, sizeof(iface), "host!%s", pod->args->source);
+        bad |= curl_easy_setopt(e, CURLOPT_INTERFACE, iface) != CURLE_OK;
     }
     bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, REG_CONNECT_TIMEOUT_MS) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, REG_TIMEOUT_MS) != CURLE_OK;
@@ -652,7 +683,7 @@ static void answered(req_t *req, CURLcode rc)
             snprintf(why, sizeof(why), "%s", reason);
         retry_ms = pod_backoff_next(&reg->bo);
         reg_failed(reg, req, P2M_LOG_WARN, "registrar_down", "transport", retry_ms, why, "error=\"%s\"", why);
-    } else if (status == 400 && kind == REG_REGISTER && req->conns > 1 && !reg->single) {
+    } else if (status == 400 && kind == REG_REGISTER && req->conns > 1 && !reg->single && pod->args->direct_lan.host[0] == '\0') {
         /* A registrar older than "connections" refuses the key: one per registration from now on. */
         reg->single = 1;
         p2m_log(P2M_LOG_WARN, "register_single", "label=%s reason=\"%s\"", pod->args->label, body_line(req));
@@ -664,6 +695,13 @@ static void answered(req_t *req, CURLcode rc)
         char k[32];
         snprintf(k, sizeof(k), "status%ld", status);
         snprintf(reason, sizeof(reason), "%s", body_line(req));
+        /* A registrar older than direct paths names no key in its refusal: say which ones it may lack. */
+        if (status == 400 && kind == REG_REGISTER && pod->args->direct_lan.host[0] != '\0' &&
+            strstr(reason, "unknown key") != NULL) {
+            size_t n = strlen(reason);
+            snprintf(reason + n, sizeof(reason) - n, " (the body declares %s: a registrar older than direct paths refuses them)",
+                     pod_register_declares(pod));
+        }
         p2m_err(why, "%ld %s", status, reason);
         retry_ms = pod_backoff_next(&reg->bo);
         reg_failed(reg, req, P2M_LOG_ERROR, "register_refused", k, retry_ms, why, "status=%ld auth=%s reason=\"%s\"", status,

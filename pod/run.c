@@ -197,6 +197,8 @@ static int service_start(runner_t *r, service_t *s, char *err)
         return p2m_err(err, "--cacert %s: %s", a->cacert, strerror(errno));
     if (resolve_forward(pod, err) != 0)
         return -1;
+    if (a->source[0] != '\0' && pod_sockaddr(a->source, 0, &pod->src_addr, &pod->src_len) != 0)
+        return p2m_err(err, "--source %s: not an address literal", a->source); /* provision.c checked it */
     if (r->is_run && (s->ls = label_session(r, a)) == NULL)
         return p2m_err(err, "out of memory");
     if (s->ls != NULL)
@@ -205,13 +207,24 @@ static int service_start(runner_t *r, service_t *s, char *err)
     if (pool_init(pod, err) != 0 || pod_register_new(pod, err) != 0 || status_start(pod, err) != 0)
         return -1;
     s->status_ok = 1;
-    /* The password never: shown is the URL without it. */
+    /* The LAN listener before "started": an address that cannot be bound is an error at start. A
+     * consumer that comes before the first certificate is closed (tls_failed), as none can be served. */
+    if (direct_start(pod, err) != 0)
+        return -1;
+    char lan[P2M_HOST_MAX + 16] = "none", pub[P2M_HOST_MAX + 16] = "none";
+    if (a->direct_lan.host[0] != '\0')
+        p2m_hostport_format(a->direct_lan.host, a->direct_lan.port, lan, sizeof(lan));
+    if (a->direct_public.host[0] != '\0')
+        p2m_hostport_format(a->direct_public.host, a->direct_public.port, pub, sizeof(pub));
+    /* The password never: shown is the URL without it. declares=: the keys the registration
+     * carries besides protocol and connections (register.c), for the operator and the tests. */
     p2m_log(P2M_LOG_INFO, "started",
             "id=%s label=%s registrar=%s forward=%s pool=%u pool_max=%u max_tunnels=%u protocol=%s tls_terminate=%s proxy=%s "
-            "registrar_via=%s",
+            "registrar_via=%s source=%s direct_lan=%s direct_public=%s declares=%s",
             a->id, a->label, a->registrar, pod->fwd_str, a->pool, a->pool_max, pod->max_tunnels, p2m_proto_name(a->proto),
             a->tls_terminate ? "yes" : "no", a->proxy.host[0] != '\0' ? a->proxy.shown : "none",
-            pod_register_proxy(pod) != NULL ? "proxy" : "direct");
+            pod_register_proxy(pod) != NULL ? "proxy" : "direct", a->source[0] != '\0' ? a->source : "any", lan, pub,
+            pod_register_declares(pod));
     /* --tls-terminate: the certificate first (after status_start(), which keeps a second pod off
      * DIR); no pre-connection opens before it is in place (pod_register_start() waits for pod.tls_ctx). */
     if ((a->tls_terminate && cert_start(pod, err) != 0) || probe_new(pod, err) != 0)
@@ -234,6 +247,7 @@ static void service_drain(runner_t *r, service_t *s)
     pod->stopping = 1;
     pod->drain_t0 = p2m_loop_now(r->loop);
     pod_register_free(pod); /* aborts registrations in flight and stops their timers; the status says "unknown" */
+    direct_close(pod);      /* no new direct connections; accepted ones drain like tunnels */
     if (!r->stop_now && pod->args->drain_timeout > 0) {
         pod->draining = 1;
         pool_drain(pod);
@@ -261,6 +275,7 @@ static void service_end(runner_t *r, service_t *s, int clean)
     pod->draining = 0;
     if (s->started) {
         p2m_loop_timer_stop(r->loop, &pod->drain_timer);
+        direct_free(pod);
         forward_close_all(pod);
         pool_close_all(pod);
         probe_free(pod);
@@ -307,8 +322,11 @@ static int same_service(const pod_args_t *a, const pod_args_t *b)
     return strcmp(a->id, b->id) == 0 && strcmp(a->label, b->label) == 0 && a->proto == b->proto &&
            strcmp(a->registrar, b->registrar) == 0 && strcmp(a->domain, b->domain) == 0 && strcmp(a->cacert, b->cacert) == 0 &&
            strcmp(a->state_dir, b->state_dir) == 0 && strcmp(a->forward.host, b->forward.host) == 0 &&
-           a->forward.port == b->forward.port && a->tls_terminate == b->tls_terminate && strcmp(a->alpn, b->alpn) == 0 &&
-           a->pool == b->pool && a->pool_max == b->pool_max && a->drain_timeout == b->drain_timeout && a->digits == b->digits &&
+           a->forward.port == b->forward.port && strcmp(a->source, b->source) == 0 &&
+           strcmp(a->direct_lan.host, b->direct_lan.host) == 0 && a->direct_lan.port == b->direct_lan.port &&
+           strcmp(a->direct_public.host, b->direct_public.host) == 0 && a->direct_public.port == b->direct_public.port &&
+           a->tls_terminate == b->tls_terminate && strcmp(a->alpn, b->alpn) == 0 && a->pool == b->pool &&
+           a->pool_max == b->pool_max && a->drain_timeout == b->drain_timeout && a->digits == b->digits &&
            a->secret_len == b->secret_len && memcmp(a->secret, b->secret, a->secret_len) == 0;
 }
 

@@ -6,8 +6,8 @@
  *
  * It returns 0 or -1 and refuses with one line that never shows the files' secret and leaves no
  * secret in *a; a command line it accepts holds values within pod.h's bounds (the registrar URL,
- * ID, label, domain, forward address, pool, ALPN list and test ports pass their own checks again,
- * digits are 6 or 8; a register command carries the files' secret, a proxy has a host and a port),
+ * ID, label, domain, forward address, direct paths, source, pool, ALPN list and test ports pass their
+ * own checks again, digits are 6 or 8; a register command carries the files' secret, a proxy has a host and a port),
  * and the canonical command line built from the result (the proxy's user and password
  * percent-encoded again) parses to the same result. A refusal leaves no proxy password either. */
 
@@ -194,6 +194,25 @@ static void check_values(const pod_args_t *a)
     FUZZ_CHECK(FUZZ_TERMINATED(a->proxy.host) && FUZZ_TERMINATED(a->proxy.user) && FUZZ_TERMINATED(a->proxy.pass));
     FUZZ_CHECK(a->proxy.host[0] == '\0' ? a->proxy.port == 0 && !a->proxy.auth : a->proxy.port >= 1);
     FUZZ_CHECK(a->proxy_env == 0); /* the environment is main.c's to read */
+    /* Direct paths and --source: register only, canonical address literals, the public one only
+     * with the LAN one. */
+    FUZZ_CHECK(FUZZ_TERMINATED(a->source) && FUZZ_TERMINATED(a->direct_lan.host) && FUZZ_TERMINATED(a->direct_public.host));
+    FUZZ_CHECK(a->cmd == POD_CMD_REGISTER || (a->source[0] == '\0' && a->direct_lan.host[0] == '\0'));
+    FUZZ_CHECK(a->direct_public.host[0] == '\0' || a->direct_lan.host[0] != '\0');
+    if (a->source[0] != '\0') {
+        char src[P2M_HOST_MAX + 1];
+        FUZZ_CHECK(pod_source_parse(a->source, src, e) == 0 && strcmp(src, a->source) == 0);
+    }
+    const p2m_hostport_t *direct[] = {&a->direct_lan, &a->direct_public};
+    for (size_t i = 0; i < 2; i++) {
+        p2m_hostport_t again;
+        char text[P2M_HOST_MAX + 16];
+        if (direct[i]->host[0] == '\0')
+            continue;
+        FUZZ_CHECK(direct[i]->port >= 1 && p2m_hostport_format(direct[i]->host, direct[i]->port, text, sizeof(text)) > 0);
+        FUZZ_CHECK(pod_direct_addr_parse(text, &again, e) == 0 && strcmp(again.host, direct[i]->host) == 0 &&
+                   again.port == direct[i]->port);
+    }
     if (a->cmd == POD_CMD_REGISTER) {
         FUZZ_CHECK(a->have_forward);
         /* the only secrets it can have read are the files' */
@@ -224,8 +243,8 @@ static void check_canonical(const pod_args_t *a)
         [POD_CMD_ENV] = "env",   [POD_CMD_TEST] = "test",         [POD_CMD_SETUP] = "setup",       [POD_CMD_LIST] = "list"};
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     static pod_args_t b;
-    char *argv[40], pool[16], pool_max[16], drain[16], fwd[P2M_HOST_MAX + 16], http[8], tcp[8], err[P2M_ERR_LEN] = "";
-    char protos[32] = "", ports[32] = "";
+    char *argv[48], pool[16], pool_max[16], drain[16], fwd[P2M_HOST_MAX + 16], http[8], tcp[8], err[P2M_ERR_LEN] = "";
+    char protos[32] = "", ports[32] = "", lan[P2M_HOST_MAX + 16], pub[P2M_HOST_MAX + 16];
     static char proxy[8 + 6 * POD_PROXY_CRED_MAX + P2M_HOST_MAX + 16];
     int n = 0;
 
@@ -279,6 +298,16 @@ static void check_canonical(const pod_args_t *a)
         }
         if (a->cmd == POD_CMD_REGISTER)
             OPT("secret-file", secret_path);
+        if (a->source[0] != '\0')
+            OPT("source", a->source);
+        if (a->direct_lan.host[0] != '\0') {
+            FUZZ_CHECK(p2m_hostport_format(a->direct_lan.host, a->direct_lan.port, lan, sizeof(lan)) > 0);
+            OPT("direct-lan", lan);
+        }
+        if (a->direct_public.host[0] != '\0') {
+            FUZZ_CHECK(p2m_hostport_format(a->direct_public.host, a->direct_public.port, pub, sizeof(pub)) > 0);
+            OPT("direct-public", pub);
+        }
         if (a->proxy.host[0] != '\0') {
             /* no scheme and no default port: never longer than the URL given */
             size_t k = 0;
@@ -333,6 +362,9 @@ static void check_canonical(const pod_args_t *a)
     FUZZ_CHECK(a->cmd == POD_CMD_STATUS || a->cmd == POD_CMD_ENV || a->cmd == POD_CMD_SETUP || a->cmd == POD_CMD_LIST ||
                b.log_level == a->log_level);
     FUZZ_CHECK(!a->have_forward || (strcmp(b.forward.host, a->forward.host) == 0 && b.forward.port == a->forward.port));
+    FUZZ_CHECK(strcmp(b.source, a->source) == 0 && strcmp(b.direct_lan.host, a->direct_lan.host) == 0 &&
+               b.direct_lan.port == a->direct_lan.port && strcmp(b.direct_public.host, a->direct_public.host) == 0 &&
+               b.direct_public.port == a->direct_public.port);
     FUZZ_CHECK(a->cmd != POD_CMD_REGISTER || (b.secret_len == a->secret_len && memcmp(b.secret, a->secret, a->secret_len) == 0));
     FUZZ_CHECK(strcmp(b.proxy.host, a->proxy.host) == 0 && b.proxy.port == a->proxy.port && b.proxy.auth == a->proxy.auth &&
                strcmp(b.proxy.user, a->proxy.user) == 0 && strcmp(b.proxy.pass, a->proxy.pass) == 0 &&

@@ -6,7 +6,8 @@
  *
  * It returns 0 or -1 and refuses with one line that never shows the files' secret and leaves no
  * secret in *a; a file it accepts loads again with pod_run_load(), each service with a label, a
- * forward address, a registrar and the secret, values within pod.h's bounds and a name of its own. */
+ * forward address, a registrar and the secret, values within pod.h's bounds (direct paths and
+ * source as address literals) and a name of its own. */
 
 #include "fuzz.h"
 #include "pod.h"
@@ -131,6 +132,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(s->pool >= 1 && s->pool <= s->pool_max && s->pool_max <= POD_POOL_MAX);
         FUZZ_CHECK(s->drain_timeout <= POD_DRAIN_MAX);
         FUZZ_CHECK(s->digits == 6 || s->digits == 8);
+        /* Direct paths and source: canonical address literals, the public path only with the LAN one. */
+        FUZZ_CHECK(FUZZ_TERMINATED(s->source) && FUZZ_TERMINATED(s->direct_lan.host) && FUZZ_TERMINATED(s->direct_public.host));
+        FUZZ_CHECK(s->direct_public.host[0] == '\0' || s->direct_lan.host[0] != '\0');
+        FUZZ_CHECK(s->direct_lan.host[0] == '\0' || s->direct_lan.port > 0);
+        FUZZ_CHECK(s->direct_public.host[0] == '\0' || s->direct_public.port > 0);
+        if (s->source[0] != '\0') {
+            char src[P2M_HOST_MAX + 1];
+            FUZZ_CHECK(pod_source_parse(s->source, src, err) == 0 && strcmp(src, s->source) == 0);
+        }
+        FUZZ_CHECK(strcmp(s->source, svcs[0].source) == 0); /* pod-wide */
         /* Service names are unique: each has its own DIR/NAME. */
         char name[POD_SERVICE_NAME_MAX + 1], other[POD_SERVICE_NAME_MAX + 1];
         pod_service_name(s, name, sizeof(name));

@@ -1419,6 +1419,186 @@ static void test_setup_config(void)
     CHECK_CTX(NULL);
 }
 
+/* --direct-lan, --direct-public and --source: address literals only, each refusal one line and
+ * naming the option; the run file's direct_lan, direct_public and source the same. */
+static void test_direct_flags(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN], doc[1024];
+    const char *sf = puts0600("secret-direct", SECRET "\n");
+    const char *url = "https://pipe2me.localhost:8443";
+#define DBASE "register", "--registrar", url, "--id", "p", "--secret-file", sf, "--label", "web", "--forward", "127.0.0.1:80"
+
+    CHECK_CTX("direct: none by default");
+    if (CHECK_RC(parse(&a, err, DBASE, NULL), 0, err)) {
+        CHECK_EQ_STR(a.direct_lan.host, "");
+        CHECK_EQ_STR(a.direct_public.host, "");
+        CHECK_EQ_STR(a.source, "");
+    }
+    static const struct {
+        const char *value, *host;
+        unsigned port;
+    } good[] = {
+        {"127.0.0.21:8443", "127.0.0.21", 8443},
+        {"192.168.1.20:1", "192.168.1.20", 1},
+        {"10.0.0.1:65535", "10.0.0.1", 65535},
+        {"[::1]:443", "::1", 443},
+        {"[2001:DB8:0:0::1]:8443", "2001:db8::1", 8443}, /* canonical: what the registration declares */
+        {"[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1", 80},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        CHECK_CTX("--direct-lan %s", good[i].value);
+        if (CHECK_RC(parse(&a, err, DBASE, "--direct-lan", good[i].value, NULL), 0, err)) {
+            CHECK_EQ_STR(a.direct_lan.host, good[i].host);
+            CHECK_EQ_INT(a.direct_lan.port, good[i].port);
+        }
+        CHECK_CTX("--direct-public %s", good[i].value);
+        if (CHECK_RC(parse(&a, err, DBASE, "--direct-lan", "10.0.0.2:9000", "--direct-public", good[i].value, NULL), 0, err)) {
+            CHECK_EQ_STR(a.direct_public.host, good[i].host);
+            CHECK_EQ_INT(a.direct_public.port, good[i].port);
+            CHECK_EQ_STR(a.direct_lan.host, "10.0.0.2");
+        }
+    }
+    char longv[300];
+    memset(longv, '1', sizeof(longv) - 1);
+    longv[sizeof(longv) - 1] = '\0';
+    static const char *bad[] = {
+        "",                 /* empty */
+        ":8443",            /* no address: the pod must say where */
+        "8443",             /* a port alone */
+        "127.0.0.21",       /* no port */
+        "127.0.0.21:",      /* empty port */
+        "127.0.0.21:0",     /* port 0 */
+        "127.0.0.21:65536", /* port + 1 */
+        "127.0.0.21:99999999999",
+        "127.0.0.21:+80",
+        "127.0.0.21:-1",
+        "127.0.0.21: 80",
+        "127.0.0.21:80 ",
+        "127.0.0.21:0x50",
+        "127.0.0.21:80:81",    /* two ports */
+        "localhost:8443",      /* a name: never resolved */
+        "pod.example:8443",    /* a name */
+        "127.1:8443",          /* inet_aton's short form */
+        "0127.0.0.1:8443",     /* octal-looking */
+        "127.0.0.256:8443",    /* octet + 1 */
+        "127.0.0.1.1:8443",    /* five octets */
+        " 127.0.0.1:8443",     /* space */
+        "0.0.0.0:8443",        /* unspecified: not one host */
+        "255.255.255.255:80",  /* broadcast */
+        "224.0.0.1:80",        /* multicast */
+        "::1:8443",            /* IPv6 without brackets */
+        "[::1]",               /* no port */
+        "[::1]8443",           /* no colon */
+        "[::1:8443",           /* unclosed */
+        "[]:8443",             /* empty brackets */
+        "[::]:8443",           /* unspecified */
+        "[ff02::1]:8443",      /* multicast */
+        "[fe80::1%eth0]:8443", /* a zone */
+        "[127.0.0.1]:8443",    /* IPv4 in brackets */
+        "[::1]:80:81",
+        "127.0.0.1:8443\n",   /* newline */
+        "127.0.0.1\x01:8443", /* control byte */
+        "\xff\xfe:80",        /* not ASCII */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_CTX("--direct-lan %s", check_str(bad[i]));
+        check_refused(parse(&a, err, DBASE, "--direct-lan", bad[i], NULL), err, "--direct-lan: ");
+        CHECK_EQ_INT(a.secret_len, 0);
+        CHECK_CTX("--direct-public %s", check_str(bad[i]));
+        check_refused(parse(&a, err, DBASE, "--direct-lan", "10.0.0.2:9000", "--direct-public", bad[i], NULL), err,
+                      "--direct-public: ");
+    }
+    CHECK_CTX("--direct-lan overlong");
+    check_refused(parse(&a, err, DBASE, "--direct-lan", longv, NULL), err, "--direct-lan: longer than 64 bytes");
+    CHECK_CTX("--direct-public without --direct-lan");
+    check_refused(parse(&a, err, DBASE, "--direct-public", "203.0.113.7:443", NULL), err, "--direct-public needs --direct-lan");
+    CHECK_CTX("--direct-lan twice, with =, on other commands");
+    check_refused(parse(&a, err, DBASE, "--direct-lan", "10.0.0.2:1", "--direct-lan", "10.0.0.2:2", NULL), err,
+                  "--direct-lan given twice");
+    if (CHECK_RC(parse(&a, err, DBASE, "--direct-lan=10.0.0.2:9000", NULL), 0, err))
+        CHECK_EQ_INT(a.direct_lan.port, 9000);
+    check_refused(parse(&a, err, "test", "--forward-http", "80", "--direct-lan", "10.0.0.2:1", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "env", "--direct-lan", "10.0.0.2:1", NULL), err, "unknown option");
+    check_refused(parse(&a, err, "status", "--state-dir", dir, "--source", "10.0.0.2", NULL), err, "unknown option");
+
+    static const struct {
+        const char *value, *want;
+    } good_src[] = {{"127.0.0.20", "127.0.0.20"}, {"::1", "::1"}, {"[::1]", "::1"}, {"2001:DB8::0:1", "2001:db8::1"}};
+    for (size_t i = 0; i < sizeof(good_src) / sizeof(good_src[0]); i++) {
+        CHECK_CTX("--source %s", good_src[i].value);
+        if (CHECK_RC(parse(&a, err, DBASE, "--source", good_src[i].value, NULL), 0, err))
+            CHECK_EQ_STR(a.source, good_src[i].want);
+    }
+    static const char *bad_src[] = {"",      "localhost",   "127.0.0.20:80", "[::1]:80", "0.0.0.0",
+                                    "::",    "[::]",        "224.0.0.5",     "[::1",     "::1]",
+                                    "127.1", "127.0.0.20 ", "fe80::1%lo",    "\xff",     "1.2.3.4\n"};
+    for (size_t i = 0; i < sizeof(bad_src) / sizeof(bad_src[0]); i++) {
+        CHECK_CTX("--source %s", check_str(bad_src[i]));
+        check_refused(parse(&a, err, DBASE, "--source", bad_src[i], NULL), err, "--source: ");
+    }
+    check_refused(parse(&a, err, DBASE, "--source", longv, NULL), err, "--source: ");
+
+    CHECK_CTX("run file: direct_lan, direct_public, source");
+    snprintf(doc, sizeof(doc),
+             "{\"registrar\": \"%s\", \"id\": \"pod1\", \"secret_file\": \"%s\", \"source\": \"127.0.0.20\", \"services\": "
+             "[{\"label\": \"web\", \"forward\": \"127.0.0.1:80\", \"direct_lan\": \"127.0.0.21:9443\", \"direct_public\": "
+             "\"[2001:db8::7]:443\"}, {\"label\": \"web\", \"protocol\": \"tcp\", \"forward\": \"127.0.0.1:81\"}]}",
+             url, sf);
+    const char *cfg = put("run-direct.json", doc, strlen(doc), 0644);
+    pod_args_t *svcs = NULL;
+    size_t n = 0;
+    if (CHECK_RC(parse(&a, err, "run", "--config", cfg, NULL), 0, err) && CHECK_RC(pod_run_load(&a, &svcs, &n, err), 0, err) &&
+        CHECK_EQ_INT(n, 2)) {
+        CHECK_EQ_STR(svcs[0].direct_lan.host, "127.0.0.21");
+        CHECK_EQ_INT(svcs[0].direct_lan.port, 9443);
+        CHECK_EQ_STR(svcs[0].direct_public.host, "2001:db8::7");
+        CHECK_EQ_INT(svcs[0].direct_public.port, 443);
+        CHECK_EQ_STR(svcs[0].source, "127.0.0.20");
+        CHECK_EQ_STR(svcs[1].direct_lan.host, "");
+        CHECK_EQ_STR(svcs[1].source, "127.0.0.20"); /* pod-wide */
+    }
+    pod_run_free(svcs, n);
+    static const struct {
+        const char *svc, *top, *want;
+    } bad_cfg[] = {
+        {"\"direct_lan\": \"localhost:1\"", "", "services[0].direct_lan: not an IPv4 address"},
+        {"\"direct_lan\": 9443", "", "services[0].direct_lan: expected a string"},
+        {"\"direct_lan\": \"127.0.0.1:0\"", "", "services[0].direct_lan: expected a port"},
+        {"\"direct_public\": \"203.0.113.7:443\"", "", "services[0].direct_public: --direct-public needs --direct-lan"},
+        {"\"direct_lan\": \"127.0.0.1:1\", \"direct_public\": \"[::1]\"", "", "services[0].direct_public: expected [IPV6]:PORT"},
+        {"\"source\": \"127.0.0.20\"", "", "services[0].\"source\": unknown key"},
+        {"", "\"source\": \"host.example\",", "source: not an IPv4 address"},
+        {"", "\"source\": true,", "source: expected a string"},
+        {"", "\"direct_lan\": \"127.0.0.1:1\",", "\"direct_lan\": unknown key"},
+    };
+    for (size_t i = 0; i < sizeof(bad_cfg) / sizeof(bad_cfg[0]); i++) {
+        CHECK_CTX("run file: %s%s", bad_cfg[i].top, bad_cfg[i].svc);
+        snprintf(doc, sizeof(doc),
+                 "{%s \"registrar\": \"%s\", \"id\": \"pod1\", \"secret_file\": \"%s\", \"services\": [{\"label\": \"web\", "
+                 "\"forward\": \"127.0.0.1:80\"%s%s}]}",
+                 bad_cfg[i].top, url, sf, bad_cfg[i].svc[0] != '\0' ? ", " : "", bad_cfg[i].svc);
+        cfg = put("run-direct-bad.json", doc, strlen(doc), 0644);
+        check_refused(parse(&a, err, "run", "--config", cfg, NULL), err, bad_cfg[i].want);
+    }
+#undef DBASE
+}
+
+/* A refused setup leaves neither --proxy's password nor --auth's token in *a (found by fuzz_pod_args). */
+static void test_setup_refusal_wipes(void)
+{
+    pod_args_t a;
+    char err[P2M_ERR_LEN];
+    static const char zero[sizeof(a.proxy.pass)];
+    CHECK_CTX("setup refused after --proxy with a password");
+    check_refused(parse(&a, err, "setup", "--registrar", "https://reg.test", "--proxy", "http://u:sekret@proxy.test:3128", NULL),
+                  err, "setup needs --auth");
+    CHECK_MSG(memcmp(a.proxy.pass, zero, sizeof(zero)) == 0, "the proxy password is left in *a");
+    CHECK_CTX("setup refused after --auth");
+    check_refused(parse(&a, err, "setup", "--registrar", "https://reg.test", "--auth", "tok3n", NULL), err, "--local-ports");
+    CHECK_MSG(a.auth[0] == '\0', "the token is left in *a: %s", check_str(a.auth));
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/unit-pod-args.XXXXXX");
@@ -1440,6 +1620,8 @@ int main(void)
     test_proxy();
     test_sets_args();
     test_setup_config();
+    test_direct_flags();
+    test_setup_refusal_wipes();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
