@@ -13,125 +13,62 @@ p2m_require_built tests/tools/p2m-dnsupd
 UPD=$P2M_BUILD_DIR/tests/tools/p2m-dnsupd
 ZONE=pipe2me.localhost
 NAME=web.direct.$ZONE
-PORT= # knotd's, UDP and TCP
 MUTE= # a UDP server that reads and never answers
 
-# udp_free PORT: nothing on 127.0.0.1 uses UDP PORT (knotd and the mute server listen on both).
-udp_free() { [[ -z $(ss -Huan "( sport = :$1 )" 2>/dev/null) ]]; }
-# free_port VAR: a port free for TCP (p2m_free_port) and for UDP.
-free_port() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        p2m_free_port "$1"
-        udp_free "${!1}" && return 0
-    done
-    fail "no port free for both TCP and UDP"
-}
-
-# key_file FILE NAME ALGORITHM: a BIND key file as tsig-keygen writes it, mode 0600; prints the secret.
-key_file() {
-    local secret
-    secret=$(openssl rand -base64 32)
-    (
-        umask 077
-        printf 'key "%s" {\n\talgorithm %s;\n\tsecret "%s";\n};\n' "$2" "$3" "$secret" >"$1"
-    )
-    echo "$secret"
-}
-
-# answer NAME TYPE: what dig gets from knotd, as "TTL ADDRESS" lines, sorted.
-answer() { dig +norecurse +time=2 +tries=1 @127.0.0.1 -p "$PORT" "$1" "$2" +noall +answer | awk '{print $2, $5}' | sort; }
-upd() { "$UPD" "127.0.0.1:$PORT" "$ZONE" "$@"; }
-knot_ready() { [[ $(answer "ns.$ZONE" A) == "300 127.0.0.1" ]]; }
-mute_listening() { ! udp_free "$MUTE"; }
+answer() { p2m_dns_answer "$@"; }
+upd() { "$UPD" "127.0.0.1:$P2M_DNS_PORT" "$ZONE" "$@"; }
+mute_listening() { ! p2m_udp_free "$MUTE"; }
 
 # ---------------------------------------------------------------- knotd with a zone and a key
 
-free_port PORT
-mkdir -m 700 "$T/knot"
-SECRET=$(key_file "$T/key.conf" p2m-test hmac-sha512)
-cat >"$T/knot/zone" <<ZONE_EOF
-\$ORIGIN $ZONE.
-\$TTL 300
-@ SOA ns admin 1 3600 600 86400 30
-@ NS ns
-ns A 127.0.0.1
-* A 127.0.0.1
-ZONE_EOF
-cat >"$T/knot/knot.conf" <<KNOT_EOF
-server:
-    listen: 127.0.0.1@$PORT
-    rundir: $T/knot
-log:
-  - target: stderr
-    any: info
-database:
-    storage: $T/knot
-key:
-  - id: p2m-test
-    algorithm: hmac-sha512
-    secret: $SECRET
-acl:
-  - id: update
-    key: p2m-test
-    action: update
-zone:
-  - domain: $ZONE
-    storage: $T/knot
-    file: zone
-    acl: update
-    zonefile-sync: -1
-KNOT_EOF
-p2m_bg knotd knotd -c "$T/knot/knot.conf"
-KNOT_PID=$P2M_BG_PID
-p2m_wait_until "knotd answers for $ZONE" knot_ready
+p2m_knot_start "$ZONE" p2m-test hmac-sha512
 expect_eq "300 127.0.0.1" "$(answer "$NAME" A)" "before any update the wildcard answers"
 
 # ---------------------------------------------------------------- replace, replace, delete
 
-expect_status 0 upd "$T/key.conf" replace "$NAME" 30 127.0.0.7
+expect_status 0 upd "$T/tsig.key" replace "$NAME" 30 127.0.0.7
 expect_eq "30 127.0.0.7" "$(answer "$NAME" A)" "the update's record, with its TTL"
 expect_status 0 upd - lookup "$NAME"
 expect_eq "30 127.0.0.7" "$(cat "$OUT")" "p2m_dnsupd_lookup sees what dig sees"
 
-expect_status 0 upd "$T/key.conf" replace "$NAME" 30 127.0.0.8
+expect_status 0 upd "$T/tsig.key" replace "$NAME" 30 127.0.0.8
 expect_eq "30 127.0.0.8" "$(answer "$NAME" A)" "replaced, not added"
 
-expect_status 0 upd "$T/key.conf" replace "$NAME" 60 127.0.0.9 127.0.0.10 ::1
+expect_status 0 upd "$T/tsig.key" replace "$NAME" 60 127.0.0.9 127.0.0.10 ::1
 expect_eq $'60 127.0.0.10\n60 127.0.0.9' "$(answer "$NAME" A)" "two A records"
 expect_eq "60 ::1" "$(answer "$NAME" AAAA)" "and an AAAA"
 expect_status 0 upd - lookup "$NAME"
 expect_eq $'60 127.0.0.10\n60 127.0.0.9\n60 ::1' "$(sort "$OUT")" "lookup returns A and AAAA"
 
-expect_status 0 upd "$T/key.conf" replace "$NAME" 30 127.0.0.8
+expect_status 0 upd "$T/tsig.key" replace "$NAME" 30 127.0.0.8
 expect_eq "" "$(answer "$NAME" AAAA)" "a replace with only IPv4 drops the AAAA"
 
-expect_status 0 upd "$T/key.conf" delete "$NAME"
+expect_status 0 upd "$T/tsig.key" delete "$NAME"
 expect_eq "300 127.0.0.1" "$(answer "$NAME" A)" "deleted: the wildcard answers again"
 expect_status 0 upd - lookup "$NAME"
 expect_eq "300 127.0.0.1" "$(cat "$OUT")" "a lookup cannot tell the wildcard from a record (see p2m/dnsupd.h)"
-expect_status 0 upd "$T/key.conf" delete "$NAME"
+expect_status 0 upd "$T/tsig.key" delete "$NAME"
 p2m_ok # deleting what is gone is no error
 
 # ---------------------------------------------------------------- refusals
 
-expect_status 0 upd "$T/key.conf" replace "$NAME" 30 127.0.0.7
-key_file "$T/wrong.conf" p2m-test hmac-sha512 >/dev/null
+expect_status 0 upd "$T/tsig.key" replace "$NAME" 30 127.0.0.7
+p2m_tsig_key "$T/wrong.conf" p2m-test hmac-sha512 >/dev/null
 expect_status 1 upd "$T/wrong.conf" replace "$NAME" 30 127.0.0.66
 expect_file_one_line "$ERR" "^p2m-dnsupd: dns update of $NAME: NOTAUTH \\(TSIG BADSIG\\)$"
-key_file "$T/other.conf" other-key hmac-sha512 >/dev/null
+p2m_tsig_key "$T/other.conf" other-key hmac-sha512 >/dev/null
 expect_status 1 upd "$T/other.conf" replace "$NAME" 30 127.0.0.66
 expect_file_one_line "$ERR" "^p2m-dnsupd: dns update of $NAME: NOTAUTH \\(TSIG BADKEY\\)$"
-key_file "$T/sha256.conf" p2m-test hmac-sha256 >/dev/null
+p2m_tsig_key "$T/sha256.conf" p2m-test hmac-sha256 >/dev/null
 expect_status 1 upd "$T/sha256.conf" replace "$NAME" 30 127.0.0.66
 expect_file_one_line "$ERR" "^p2m-dnsupd: dns update of $NAME: NOTAUTH"
 expect_status 1 upd - replace "$NAME" 30 127.0.0.66
 expect_file_one_line "$ERR" "^p2m-dnsupd: dns update of $NAME: NOTAUTH$"
-expect_status 1 upd "$T/key.conf" replace web.example.com 30 127.0.0.66
+expect_status 1 upd "$T/tsig.key" replace web.example.com 30 127.0.0.66
 expect_file_one_line "$ERR" "not a name in zone $ZONE"
 expect_eq "30 127.0.0.7" "$(answer "$NAME" A)" "no refused update changed the zone"
 
-cp "$T/key.conf" "$T/open.conf"
+cp "$T/tsig.key" "$T/open.conf"
 chmod 644 "$T/open.conf"
 expect_status 1 upd "$T/open.conf" replace "$NAME" 30 127.0.0.66
 expect_file_one_line "$ERR" "mode 0644 lets group or others read it; chmod 600$"
@@ -143,13 +80,13 @@ p2m_ok
 
 # ---------------------------------------------------------------- a server that never answers
 
-free_port MUTE
+p2m_free_port_tcp_udp MUTE
 p2m_bg mute socat -u "UDP-RECV:$MUTE,bind=127.0.0.1" /dev/null
 MUTE_PID=$P2M_BG_PID
 p2m_wait_until "the mute server listens" mute_listening
-expect_status 1 env P2M_DNSUPD_TIMEOUT_MS=500 "$UPD" "127.0.0.1:$MUTE" "$ZONE" "$T/key.conf" replace "$NAME" 30 127.0.0.66
+expect_status 1 env P2M_DNSUPD_TIMEOUT_MS=500 "$UPD" "127.0.0.1:$MUTE" "$ZONE" "$T/tsig.key" replace "$NAME" 30 127.0.0.66
 expect_file_one_line "$ERR" "^p2m-dnsupd: dns update of $NAME: no answer within 500 ms"
 p2m_kill "$MUTE_PID"
 
-p2m_kill "$KNOT_PID"
+p2m_kill "$P2M_KNOT_PID"
 p2m_ok

@@ -877,3 +877,81 @@ CONF
     P2M_REDIS_JSON=$(jq -n --arg pw "$T/redis.pw" --argjson s "$(printf '"127.0.0.1:%s"\n' "${P2M_SENTINELS[@]}" | jq -s .)" \
         '{sentinels: $s, master: "pipe2me", password_file: $pw, wait_replicas: 1, wait_timeout_ms: 5000}')
 }
+
+# ---------------------------------------------------------------- an authoritative DNS server
+
+# p2m_udp_free PORT: nothing on 127.0.0.1 uses UDP PORT.
+p2m_udp_free() { [[ -z $(ss -Huan "( sport = :$1 )" 2>/dev/null) ]]; }
+# p2m_free_port_tcp_udp VAR: a port free for TCP (p2m_free_port) and for UDP, in VAR.
+p2m_free_port_tcp_udp() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        p2m_free_port "$1"
+        p2m_udp_free "${!1}" && return 0
+    done
+    fail "no port free for both TCP and UDP"
+}
+# p2m_tsig_key FILE NAME ALGORITHM: a BIND key file as tsig-keygen writes it (Debian 12's bind9
+# packages have no tsig-keygen), mode 0600; prints the secret.
+p2m_tsig_key() {
+    local secret
+    secret=$(openssl rand -base64 32)
+    (
+        umask 077
+        printf 'key "%s" {\n\talgorithm %s;\n\tsecret "%s";\n};\n' "$2" "$3" "$secret" >"$1"
+    )
+    echo "$secret"
+}
+# p2m_dns_answer NAME [TYPE]: what knotd (P2M_DNS_PORT) answers for NAME, "TTL ADDRESS" lines, sorted.
+p2m_dns_answer() {
+    dig +norecurse +time=2 +tries=1 @127.0.0.1 -p "$P2M_DNS_PORT" "$1" "${2:-A}" +noall +answer | awk '{print $2, $5}' | sort
+}
+p2m_dns_answer_is() { [[ $(p2m_dns_answer "$1") == "$2" ]]; }
+# p2m_knot_start ZONE KEYNAME ALGORITHM: knotd on 127.0.0.1:P2M_DNS_PORT (UDP and TCP), authoritative
+# for ZONE (SOA, NS, ns A 127.0.0.1 and a wildcard `* A 127.0.0.1`, TTL 300), accepting RFC 2136
+# updates signed with the key it writes to $T/tsig.key (its secret in P2M_TSIG_SECRET). The
+# wildcard answers every name without records of its own: compare addresses, never look for "no
+# answer". zonefile-sync -1: updates stay in knotd's journal, the zone file is never rewritten.
+# Its pid is P2M_KNOT_PID.
+p2m_knot_start() {
+    local zone=$1 key=$2 alg=$3
+    p2m_require knotd dig openssl ss
+    p2m_free_port_tcp_udp P2M_DNS_PORT
+    mkdir -m 700 "$T/knot"
+    P2M_TSIG_SECRET=$(p2m_tsig_key "$T/tsig.key" "$key" "$alg")
+    cat >"$T/knot/zone" <<ZONE_EOF
+\$ORIGIN $zone.
+\$TTL 300
+@ SOA ns admin 1 3600 600 86400 30
+@ NS ns
+ns A 127.0.0.1
+* A 127.0.0.1
+ZONE_EOF
+    cat >"$T/knot/knot.conf" <<KNOT_EOF
+server:
+    listen: 127.0.0.1@$P2M_DNS_PORT
+    rundir: $T/knot
+log:
+  - target: stderr
+    any: info
+database:
+    storage: $T/knot
+key:
+  - id: $key
+    algorithm: $alg
+    secret: $P2M_TSIG_SECRET
+acl:
+  - id: update
+    key: $key
+    action: update
+zone:
+  - domain: $zone
+    storage: $T/knot
+    file: zone
+    acl: update
+    zonefile-sync: -1
+KNOT_EOF
+    p2m_bg knotd knotd -c "$T/knot/knot.conf"
+    P2M_KNOT_PID=$P2M_BG_PID
+    p2m_wait_until "knotd answers for $zone" p2m_dns_answer_is "ns.$zone" "300 127.0.0.1"
+}
