@@ -1386,8 +1386,9 @@ int p2m_store_direct_labels(p2m_store_t *st, char (**out)[P2M_LABEL_MAX + 1], si
     return 0;
 }
 
-/* KEYS: the lock, the https and http services' direct hashes, p2m:dns:names. ARGV: who, lock ms,
- * lan name, direct name. Reply: {"busy"} or {"ok", LAN, LAN_HTTP, PUBLIC, DNS_LAN, DNS_DIRECT}. */
+/* KEYS: the lock, the https and http services' direct hashes, p2m:dns:names, the https service's
+ * verified mark. ARGV: who, lock ms, lan name, direct name. Reply: {"busy"} or {"ok", LAN,
+ * LAN_HTTP, PUBLIC, DNS_LAN, DNS_DIRECT, VERIFIED}. */
 static const char lua_direct_take[] =
     "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy'} end\n"
     "local function paths(k)\n"
@@ -1397,7 +1398,8 @@ static const char lua_direct_take[] =
     "end\n"
     "local lan, pub = paths(KEYS[2])\n"
     "local lan_http = paths(KEYS[3])\n"
-    "return {'ok', lan, lan_http, pub, redis.call('HGET', KEYS[4], ARGV[3]) or '', redis.call('HGET', KEYS[4], ARGV[4]) or ''}\n";
+    "return {'ok', lan, lan_http, pub, redis.call('HGET', KEYS[4], ARGV[3]) or '', redis.call('HGET', KEYS[4], ARGV[4]) or '',\n"
+    "        redis.call('GET', KEYS[5]) or ''}\n";
 
 /* Copies a reply string that must be a canonical direct path or address (it reaches DNS and
  * Location headers): anything else reads as "". */
@@ -1418,18 +1420,19 @@ static void direct_copy(const redisReply *r, char *out, int is_path)
 int p2m_store_direct_take(p2m_store_t *st, const char *label, const char *who, unsigned lock_ms, const char *lan_name,
                           const char *direct_name, p2m_direct_state_t *out, char *err)
 {
-    char klock[KEY_MAX], kh[KEY_MAX], khttp[KEY_MAX], ms[16];
+    char klock[KEY_MAX], kh[KEY_MAX], khttp[KEY_MAX], kok[KEY_MAX], ms[16];
     memset(out, 0, sizeof(*out));
+    snprintf(kok, sizeof(kok), P2M_KEY_DIRECT_OK "%s", label);
     snprintf(klock, sizeof(klock), P2M_KEY_DIRECT_LOCK "%s", label);
     snprintf(kh, sizeof(kh), P2M_KEY_DIRECT "%s", label);
     snprintf(khttp, sizeof(khttp), P2M_KEY_DIRECT "%s:http", label);
     snprintf(ms, sizeof(ms), "%u", lock_ms);
-    const char *keys[] = {klock, kh, khttp, P2M_KEY_DNS_NAMES};
+    const char *keys[] = {klock, kh, khttp, P2M_KEY_DNS_NAMES, kok};
     const char *args[] = {who, ms, lan_name, direct_name};
     redisReply *r = NULL;
-    if (run_read_script(st, lua_direct_take, 4, keys, 4, args, &r, err) != 0)
+    if (run_read_script(st, lua_direct_take, 5, keys, 4, args, &r, err) != 0)
         return -1;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 6 && r->element[0]->type == REDIS_REPLY_STRING &&
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 7 && r->element[0]->type == REDIS_REPLY_STRING &&
         strcmp(r->element[0]->str, "ok") == 0) {
         out->locked = 1;
         direct_copy(r->element[1], out->lan, 1);
@@ -1437,6 +1440,7 @@ int p2m_store_direct_take(p2m_store_t *st, const char *label, const char *who, u
         direct_copy(r->element[3], out->public_, 1);
         direct_copy(r->element[4], out->dns_lan, 0);
         direct_copy(r->element[5], out->dns_direct, 0);
+        direct_copy(r->element[6], out->verified, 1);
     }
     freeReplyObject(r);
     return 0;

@@ -39,6 +39,7 @@ struct direct {
     p2m_dnsupd_conf_t dns;
     p2m_store_t *st; /* the worker's own connection, made again after an error */
     int reconcile;   /* look names up in the zone on this pass (the first, and after a failure) */
+    int busy;        /* this pass found a label locked by another registrar */
 };
 
 int direct_key_load(const p2m_config_t *cfg, p2m_tsig_key_t *key, char *err)
@@ -217,8 +218,11 @@ static int check_label(direct_t *d, const char *label)
         p2m_log(P2M_LOG_WARN, "direct_check_failed", "label=%s error=\"%s\"", label, err);
         return -1;
     }
-    if (!s.locked)
+    if (!s.locked) {
+        /* Another registrar checks it this interval; a reconciling pass has not looked at it yet. */
+        d->busy = 1;
         return 0;
+    }
 
     char lan_host[INET6_ADDRSTRLEN], pub_host[INET6_ADDRSTRLEN] = "";
     path_host(s.lan[0] != '\0' ? s.lan : s.lan_http, lan_host);
@@ -229,9 +233,12 @@ static int check_label(direct_t *d, const char *label)
         unsigned port = 0;
         if (p2m_direct_addr_parse(s.public_, NULL, host, &port, err) == 0 && tls_check(d, host, port, name, err) == 0) {
             memcpy(pub_host, host, sizeof(pub_host));
-            p2m_log(P2M_LOG_INFO, "direct_check", "label=%s public=%s result=ok", label, s.public_);
+            /* Logged at info when it changes, so that a check every interval does not fill the log. */
+            p2m_log(strcmp(s.verified, s.public_) != 0 ? P2M_LOG_INFO : P2M_LOG_DEBUG, "direct_check",
+                    "label=%s public=%s result=ok", label, s.public_);
         } else {
-            p2m_log(P2M_LOG_WARN, "direct_check", "label=%s public=%s result=fail reason=\"%s\"", label, s.public_, err);
+            p2m_log(s.verified[0] != '\0' || d->reconcile ? P2M_LOG_WARN : P2M_LOG_DEBUG, "direct_check",
+                    "label=%s public=%s result=fail reason=\"%s\"", label, s.public_, err);
         }
     }
     /* A failure unmarks at once: the redirect stops using the path with this very write. */
@@ -261,14 +268,15 @@ static void pass(direct_t *d)
         p2m_log(P2M_LOG_WARN, "direct_check_failed", "error=\"%s\"", err);
         goto Reconnect;
     }
-    int was = d->reconcile;
-    d->reconcile = was ? 1 : 0;
+    d->busy = 0;
     for (size_t i = 0; i < n; i++) {
         if (check_label(d, labels[i]) != 0)
             goto Reconnect;
     }
-    /* Done looking once a pass has made every update it tried; dns_keep sets 2 on a failure. */
-    d->reconcile = d->reconcile == 2 ? 1 : 0;
+    /* Done looking once a pass has made every update it tried (dns_keep sets 2 on a failure) and
+     * visited every label: one another registrar held may not have been looked up since this one
+     * started. With several registrars that can keep a registrar looking up: two queries a label. */
+    d->reconcile = d->reconcile == 2 || (d->reconcile && d->busy) ? 1 : 0;
     free(labels);
     return;
 Reconnect:

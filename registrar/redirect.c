@@ -228,8 +228,8 @@ static void on_direct(op_t *base, redisReply *rep)
     h2o_req_t *req = base->req;
     h2o_iovec_t v = h2o_concat(&req->pool, h2o_iovec_init(loc, strlen(loc)), op->path);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, v.base, v.len);
-    p2m_log(P2M_LOG_INFO, "redirect_direct", "status=307 label=%s path=%s addr=%s to=%s:%u%s", op->label, kind, base->addr, loc,
-            port, op_via(base));
+    p2m_log(P2M_LOG_INFO, "redirect_direct", "status=307 label=%s path=%s addr=%s to=%s%s", op->label, kind, base->addr, loc,
+            op_via(base));
     count(op, strcmp(kind, "lan") == 0 ? "redirects_lan" : "redirects_direct");
     op_respond(base, 307, "Temporary Redirect", "ok");
 }

@@ -370,6 +370,7 @@ typedef struct {
     char public_[P2M_DIRECT_ADDR_MAX + 1];    /* the https service's public path (only https is checked) */
     char dns_lan[P2M_DIRECT_ADDR_MAX + 1];    /* what p2m:dns:names holds for the lan name ("" none) */
     char dns_direct[P2M_DIRECT_ADDR_MAX + 1]; /* and for the direct name */
+    char verified[P2M_DIRECT_ADDR_MAX + 1];   /* the public path marked verified now ("" none) */
 } p2m_direct_state_t;
 
 /* The labels in p2m:directs (at most cap; the rest wait for a later pass). free() *out. */
