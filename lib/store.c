@@ -1390,7 +1390,9 @@ int p2m_store_direct_labels(p2m_store_t *st, char (**out)[P2M_LABEL_MAX + 1], si
  * verified mark. ARGV: who, lock ms, lan name, direct name. Reply: {"busy"} or {"ok", LAN,
  * LAN_HTTP, PUBLIC, DNS_LAN, DNS_DIRECT, VERIFIED}. */
 static const char lua_direct_take[] =
-    "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy'} end\n"
+    "local holder = redis.call('GET', KEYS[1])\n"
+    "if holder and holder ~= ARGV[1] then return {'busy'} end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
     "local function paths(k)\n"
     "  local h = redis.call('HMGET', k, 'pod', 'lan', 'public')\n"
     "  if not h[1] or redis.call('HGET', 'p2m:pod:' .. h[1], 'disabled') ~= '0' then return '', '' end\n"

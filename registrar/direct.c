@@ -180,6 +180,7 @@ static int dns_keep(direct_t *d, const char *label, const char *name, const char
     if (looked) {
         if (zone_lookup(d, name, zone, err) != 0) {
             p2m_log(P2M_LOG_WARN, "dns_lookup_failed", "name=%s error=\"%s\"", name, err);
+            d->reconcile = 2; /* not reconciled yet: look again next pass */
             return 0;
         }
         have = zone;
@@ -212,9 +213,9 @@ static int check_label(direct_t *d, const char *label)
         return 0; /* such names cannot exist: nothing to keep for it */
     unsigned interval_ms = cfg->registrar.direct_check_interval * 1000;
     p2m_direct_state_t s;
-    /* Held a little less than an interval, so that this registrar's next tick finds it free. */
-    if (p2m_store_direct_take(d->st, label, cfg->registrar.name, interval_ms > 1000 ? interval_ms - 250 : interval_ms, lan_name,
-                              direct_name, &s, err) != 0) {
+    /* Held for an interval; this registrar takes it again at its next tick, another waits for it
+     * to lapse (this one stopped). */
+    if (p2m_store_direct_take(d->st, label, cfg->registrar.name, interval_ms, lan_name, direct_name, &s, err) != 0) {
         p2m_log(P2M_LOG_WARN, "direct_check_failed", "label=%s error=\"%s\"", label, err);
         return -1;
     }

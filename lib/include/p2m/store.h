@@ -95,8 +95,9 @@
  *                                    declares a path, removed by one that declares none (PROTOCOL 5)
  *   p2m:direct-ok:SERVICE    string  the public path ("ADDR:PORT") whose TLS check last passed; TTL
  *                                    3 x registrar.direct.check_interval; removed when a check fails
- *   p2m:direct-lock:LABEL    string  the registrar that checks LABEL's paths this interval (SET NX
- *                                    PX check_interval): one check per label and interval
+ *   p2m:direct-lock:LABEL    string  the registrar (registrar.name) that checks LABEL's paths; PX
+ *                                    check_interval, taken when free or already its own: one
+ *                                    registrar checks a label while it keeps running
  *   p2m:direct-sent:SERVICE:ADDR string "lan"|"direct": consumer ADDR was sent to a direct path of
  *                                    the service it asked for; TTL registrar.direct.retry_window: its
  *                                    next request goes to the relay
@@ -376,7 +377,8 @@ typedef struct {
 /* The labels in p2m:directs (at most cap; the rest wait for a later pass). free() *out. */
 int p2m_store_direct_labels(p2m_store_t *st, char (**out)[P2M_LABEL_MAX + 1], size_t *n, size_t cap, char *err);
 
-/* Takes label's lock for lock_ms as `who` (SET NX PX) and, when taken, reads its direct paths (a
+/* Takes label's lock for lock_ms as `who` (free, or held by who already: a registrar re-takes its
+ * own at each tick, another waits until it lapses) and, when taken, reads its direct paths (a
  * path of a pod that is disabled or removed reads as "") and the addresses remembered for
  * lan_name and direct_name. out->locked 0: another registrar has it. Returns 0 or -1 with err. */
 int p2m_store_direct_take(p2m_store_t *st, const char *label, const char *who, unsigned lock_ms, const char *lan_name,
