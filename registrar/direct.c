@@ -320,6 +320,14 @@ static void on_tick(h2o_timeout_entry_t *e)
 
 int direct_start(registrar_t *r, p2m_tsig_key_t *key, char *err)
 {
+    /* Without DNS nobody is sent to a direct path, so nothing needs checking; and such a
+     * registrar must not hold the labels' locks that one keeping DNS needs (several share Redis). */
+    if (!r->cfg.dns.enabled) {
+        p2m_tsig_key_clear(key);
+        p2m_log(P2M_LOG_INFO, "direct_started", "check_interval=%u dns=off lan=off public=off",
+                r->cfg.registrar.direct_check_interval);
+        return 0;
+    }
     direct_t *d = calloc(1, sizeof(*d));
     if (d == NULL) {
         p2m_log(P2M_LOG_ERROR, "out_of_memory", "where=direct");

@@ -26,8 +26,10 @@ typedef struct direct direct_t;
  * Without one, zeroes *key. Returns 0 or -1 with err naming the file. */
 int direct_key_load(const p2m_config_t *cfg, p2m_tsig_key_t *key, char *err);
 
-/* Starts the checker on r's loop (r->direct); key is copied and then cleared. Returns 0 or -1
- * with err (the thread or the TLS context could not be made). */
+/* Starts the checker on r's loop (r->direct); key is copied and then cleared. Without a dns
+ * section nothing is started (r->direct stays NULL): no consumer is sent to a direct path then, and
+ * the registrar leaves the checking to those that keep DNS. Returns 0 or -1 with err (the thread
+ * or the TLS context could not be made). */
 int direct_start(registrar_t *r, p2m_tsig_key_t *key, char *err);
 
 /* Stops the worker (waiting for the check in progress, at most a few seconds) and frees it.

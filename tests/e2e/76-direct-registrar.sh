@@ -7,7 +7,8 @@
 # to the direct name, one that comes back within retry_window to the relay, and every one to the
 # relay once the public listener is down; http gets the http service's lan path as http, https is
 # never sent to http. The names go when the pod is disabled and when it stops registering; a
-# registrar restart puts back what the zone lost. Every wait polls a condition.
+# registrar restart puts back what the zone lost; a second registrar without a dns section sends
+# nobody to a direct path and checks nothing. Every wait polls a condition.
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
@@ -250,6 +251,33 @@ p2m_reg -s "$POD_ADDR" -b '{}' "$LABEL" "Bearer $SESSION"
 expect_http 200 "registered without paths"
 p2m_wait_until "a registration without paths removes them" p2m_redis_is 0 EXISTS "p2m:direct:$LABEL"
 
+# ---------------------------------------------------------------- a registrar without dns
+
+# A second registrar on the same Redis without a dns section: it records paths, but sends nobody
+# to them and runs no checker; the first one still keeps the names and redirects.
+p2m_free_port HTTPS2
+p2m_free_port HTTP2
+p2m_free_port METRICS2
+jq --arg h "127.0.0.1:$HTTPS2" --arg p "127.0.0.1:$HTTP2" --arg m "127.0.0.1:$METRICS2" \
+    'del(.dns) | .registrar.https = $h | .registrar.http = $p | .registrar.metrics_listen = $m | .registrar.name = "nodns"' \
+    "$P2M_CONFIG" >"$T/nodns.json"
+REGISTRAR1_PID=$REGISTRAR_PID
+p2m_start_registrar "$T/nodns.json" nodns
+NODNS_PID=$REGISTRAR_PID
+p2m_wait_until "the registrar without dns starts, without a checker" p2m_log_has nodns "event=direct_started check_interval=1 dns=off"
+p2m_reg -s "$POD_ADDR" -b "$BODY" "$LABEL" "Bearer $SESSION"
+expect_http 200 "registered with paths again"
+p2m_wait_until "the registrar with dns writes the lan name again" answer_is "$LAN_NAME" "$TTL 127.0.0.21"
+p2m_wait_until "and the direct name" answer_is "$DIRECT_NAME" "$TTL 127.0.0.22"
+hreq --interface "$POD_ADDR" --connect-to "::127.0.0.1:$HTTPS2" "https://$LABEL.$ZONE:$HTTPS2/path"
+expect_http 307 "the registrar without dns answers a same-network consumer"
+expect_match "^https://$LABEL\\.$ZONE:[0-9]+/path\$" "$(hdr location)" "without dns: the relay, not the lan name"
+hreq --interface "$ELSEWHERE" --connect-to "::127.0.0.1:$HTTPS2" "https://$LABEL.$ZONE:$HTTPS2/path"
+expect_match "^https://$LABEL\\.$ZONE:[0-9]+/path\$" "$(hdr location)" "without dns: the relay, not the direct name"
+expect_sent "$POD_ADDR" https "^https://$LAN_NAME:$LAN_PORT/" "the registrar with dns still sends it to the lan name"
+expect_eq 0 "$(p2m_log_count nodns 'event=direct_check\|event=dns_update\|event=redirect_direct')" "the registrar without dns neither checks nor writes"
+p2m_stop nodns "$NODNS_PID"
+
 # ---------------------------------------------------------------- logs
 
 for code in "${P2M_CODES[@]}"; do
@@ -258,5 +286,6 @@ done
 ! grep -qF -- "$SECRET" "$T/registrar.log" || fail "the TSIG secret appears in registrar.log"
 p2m_ok
 expect_log_clean registrar
-p2m_stop registrar "$REGISTRAR_PID"
+expect_log_clean nodns
+p2m_stop registrar "$REGISTRAR1_PID"
 p2m_ok
