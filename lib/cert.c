@@ -82,6 +82,46 @@ Exit:
     return ret;
 }
 
+/* Appends DNS:name to gens. Returns 0 or -1 (out of memory). */
+static int san_push(GENERAL_NAMES *gens, const char *name)
+{
+    GENERAL_NAME *gen = GENERAL_NAME_new();
+    ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
+    if (gen == NULL || dns == NULL || !ASN1_STRING_set(dns, name, -1)) {
+        GENERAL_NAME_free(gen);
+        ASN1_IA5STRING_free(dns);
+        return -1;
+    }
+    GENERAL_NAME_set0_value(gen, GEN_DNS, dns);
+    if (!sk_GENERAL_NAME_push(gens, gen)) {
+        GENERAL_NAME_free(gen);
+        return -1;
+    }
+    return 0;
+}
+
+/* The names an issued certificate carries (PROTOCOL 4.3): name, then for name LABEL.DOMAIN the
+ * direct-path names LABEL.direct.DOMAIN and LABEL.lan.DOMAIN (issue 20), so that a consumer sent
+ * to a short path verifies the pod as it would through the relay. A name without a dot, or whose
+ * direct names would pass DNS_NAME_MAX, gets only itself. */
+static GENERAL_NAMES *san_issued(const char *name)
+{
+    GENERAL_NAMES *gens = san_for(name);
+    const char *dot = strchr(name, '.');
+    if (gens == NULL || dot == NULL || strlen(name) + sizeof(".direct") - 1 > DNS_NAME_MAX)
+        return gens;
+    static const char *const sub[] = {"direct", "lan"};
+    for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+        char extra[DNS_NAME_MAX + 1];
+        snprintf(extra, sizeof(extra), "%.*s.%s%s", (int)(dot - name), name, sub[i], dot);
+        if (san_push(gens, extra) != 0) {
+            GENERAL_NAMES_free(gens);
+            return NULL;
+        }
+    }
+    return gens;
+}
+
 /* Copies what a memory BIO holds into a malloc'd NUL-terminated string. */
 static char *pem_string(BIO *mem, size_t *len, char *err)
 {
@@ -567,7 +607,7 @@ X509 *p2m_cert_issue(X509_REQ *req, const char *name, X509 *ca, EVP_PKEY *ca_key
 
     /* a certificate with an empty subject (name too long for a CN) must mark its SAN critical */
     X509V3_set_ctx(&ctx, ca, cert, NULL, NULL, 0);
-    if ((san = san_for(name)) == NULL ||
+    if ((san = san_issued(name)) == NULL ||
         !X509_add1_ext_i2d(cert, NID_subject_alt_name, san, strlen(name) > CN_MAX, X509V3_ADD_APPEND) ||
         add_conf_extension(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") != 0 ||
         add_conf_extension(cert, &ctx, NID_key_usage,

@@ -59,6 +59,11 @@ void p2m_config_defaults(p2m_config_t *cfg)
         strcpy(cfg->relay.name, "relay");
     if (p2m_label_normalize(host, strcspn(host, "."), cfg->registrar.name, NULL) != 0)
         strcpy(cfg->registrar.name, "registrar");
+    cfg->registrar.direct_lan = 1;
+    cfg->registrar.direct_public = 1;
+    cfg->registrar.direct_check_interval = 10;
+    cfg->registrar.direct_retry_window = 30;
+    cfg->dns.ttl = 30;
     cfg->relay.ports = (p2m_port_range_t){20000, 29999};
     cfg->relay.wait_timeout = 5;
     cfg->relay.first_byte_timeout = 10;
@@ -239,6 +244,87 @@ static int read_metrics_token(json_t *v, p2m_registrar_config_t *r, char *err)
     return 0;
 }
 
+static int read_bool(json_t *v, const char *path, int *out, char *err)
+{
+    if (!json_is_boolean(v))
+        return p2m_err(err, "%s: expected true or false", path);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* registrar.direct: {"lan": BOOL, "public": BOOL, "check_interval": S, "retry_window": S}, each
+ * optional. */
+static int parse_direct(json_t *obj, p2m_registrar_config_t *r, char *err)
+{
+    if (!json_is_object(obj))
+        return p2m_err(err, "registrar.direct: expected an object");
+    const char *key;
+    char kbuf[128];
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        int rc;
+        if (strcmp(key, "lan") == 0)
+            rc = read_bool(v, "registrar.direct.lan", &r->direct_lan, err);
+        else if (strcmp(key, "public") == 0)
+            rc = read_bool(v, "registrar.direct.public", &r->direct_public, err);
+        else if (strcmp(key, "check_interval") == 0)
+            rc = read_range(v, "registrar.direct.check_interval", 1, 3600, "whole seconds", &r->direct_check_interval, err);
+        else if (strcmp(key, "retry_window") == 0)
+            rc = read_range(v, "registrar.direct.retry_window", 1, 3600, "whole seconds", &r->direct_retry_window, err);
+        else
+            rc = p2m_err(err, "registrar.direct.%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* dns: {"server": "ADDR:PORT", "zone": Z, "tsig_key_file": F, "ttl": S}; the first three needed.
+ * The key file is only named here: the registrar reads it (and checks its mode) at start. */
+static int parse_dns(json_t *obj, p2m_dns_config_t *d, char *err)
+{
+    if (!json_is_object(obj))
+        return p2m_err(err, "dns: expected an object");
+    const char *key;
+    char kbuf[128];
+    json_t *v;
+    memset(d, 0, sizeof(*d));
+    d->enabled = 1;
+    d->ttl = 30;
+    json_object_foreach(obj, key, v)
+    {
+        int rc;
+        if (strcmp(key, "server") == 0) {
+            unsigned char a[16];
+            rc = read_hostport(v, "dns.server", &d->server, err);
+            /* The updates resolve no names: a server named by a name would need DNS to reach DNS. */
+            if (rc == 0 && inet_pton(AF_INET, d->server.host, a) != 1 && inet_pton(AF_INET6, d->server.host, a) != 1)
+                rc = p2m_err(err, "dns.server: expected an IP address literal and a port (ADDR:PORT or [V6]:PORT)");
+        } else if (strcmp(key, "zone") == 0) {
+            char buf[P2M_DOMAIN_MAX + 2], derr[P2M_ERR_LEN];
+            rc = read_string(v, "dns.zone", buf, sizeof(buf), err);
+            if (rc == 0 && p2m_domain_normalize(buf, d->zone, derr) != 0)
+                rc = p2m_err(err, "dns.zone: %s", derr);
+        } else if (strcmp(key, "tsig_key_file") == 0) {
+            rc = read_string(v, "dns.tsig_key_file", d->tsig_key_file, sizeof(d->tsig_key_file), err);
+        } else if (strcmp(key, "ttl") == 0) {
+            rc = read_range(v, "dns.ttl", 1, 86400, "whole seconds", &d->ttl, err);
+        } else {
+            rc = p2m_err(err, "dns.%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
+        }
+        if (rc != 0)
+            return -1;
+    }
+    if (d->server.port == 0)
+        return p2m_err(err, "dns.server: needed (ADDR:PORT of the authoritative server)");
+    if (d->zone[0] == '\0')
+        return p2m_err(err, "dns.zone: needed (the zone that holds DOMAIN)");
+    if (d->tsig_key_file[0] == '\0')
+        return p2m_err(err, "dns.tsig_key_file: needed (a BIND key file, mode 0600)");
+    return 0;
+}
+
 static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
 {
     if (!json_is_object(obj))
@@ -359,6 +445,8 @@ static int parse_registrar(json_t *obj, p2m_registrar_config_t *r, char *err)
             rc = read_string(v, "registrar.cert", r->cert, sizeof(r->cert), err);
         } else if (strcmp(key, "key") == 0) {
             rc = read_string(v, "registrar.key", r->key, sizeof(r->key), err);
+        } else if (strcmp(key, "direct") == 0) {
+            rc = parse_direct(v, r, err);
         } else {
             rc = p2m_err(err, "registrar.%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
         }
@@ -577,6 +665,8 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
             rc = parse_registrar(v, &cfg->registrar, err);
         } else if (strcmp(key, "relay") == 0) {
             rc = parse_relay(v, &cfg->relay, err);
+        } else if (strcmp(key, "dns") == 0) {
+            rc = json_is_null(v) ? (cfg->dns.enabled = 0, 0) : parse_dns(v, &cfg->dns, err);
         } else {
             rc = p2m_err(err, "%s: unknown key", printable_key(key, kbuf, sizeof(kbuf)));
         }
@@ -594,6 +684,15 @@ int p2m_config_parse(const char *text, size_t len, p2m_config_t *cfg, char *err)
         if (strcmp(n, cfg->domain) == 0 ||
             (nlen > dlen && n[nlen - dlen - 1] == '.' && strcmp(n + nlen - dlen, cfg->domain) == 0)) {
             p2m_err(err, "registrar.names[%u]: %s is the domain or under it, where names are labels", i, n);
+            goto Exit;
+        }
+    }
+    /* The names kept (LABEL.lan.DOMAIN, LABEL.direct.DOMAIN) must be inside the zone updated. */
+    if (cfg->dns.enabled) {
+        size_t zlen = strlen(cfg->dns.zone);
+        if (strcmp(cfg->domain, cfg->dns.zone) != 0 &&
+            !(dlen > zlen && cfg->domain[dlen - zlen - 1] == '.' && strcmp(cfg->domain + dlen - zlen, cfg->dns.zone) == 0)) {
+            p2m_err(err, "dns.zone: %s does not hold the domain %s", cfg->dns.zone, cfg->domain);
             goto Exit;
         }
     }

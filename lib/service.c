@@ -1,7 +1,9 @@
 #include "p2m/service.h"
 #include "p2m/err.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,13 +50,79 @@ int p2m_service_normalize(const char *s, size_t len, char *out, char *err)
     return 0;
 }
 
+int p2m_direct_addr_parse(const char *s, char *out, char *host, unsigned *port, char *err)
+{
+    size_t len = s != NULL ? strlen(s) : 0;
+    char addr[INET6_ADDRSTRLEN + 1], canon[INET6_ADDRSTRLEN];
+    const char *p;
+    unsigned char a[16];
+    int v6;
+    /* Bounded before anything is copied: the longest form is "[" V6 "]:65535". */
+    if (len == 0 || len > P2M_DIRECT_ADDR_MAX)
+        return p2m_err(err, "expected ADDR:PORT, at most %d bytes", P2M_DIRECT_ADDR_MAX);
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(addr))
+            return p2m_err(err, "expected [IPv6]:PORT");
+        memcpy(addr, s + 1, (size_t)(close - s - 1));
+        addr[close - s - 1] = '\0';
+        p = close + 2;
+        if (inet_pton(AF_INET6, addr, a) != 1)
+            return p2m_err(err, "expected an IPv6 literal in brackets");
+        static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        v6 = memcmp(a, v4mapped, 12) != 0;
+        if (inet_ntop(v6 ? AF_INET6 : AF_INET, v6 ? a : a + 12, canon, sizeof(canon)) == NULL)
+            return p2m_err(err, "expected an IPv6 literal in brackets");
+    } else {
+        const char *colon = strchr(s, ':');
+        if (colon == NULL || (size_t)(colon - s) >= sizeof(addr))
+            return p2m_err(err, "expected IPv4:PORT or [IPv6]:PORT");
+        memcpy(addr, s, (size_t)(colon - s));
+        addr[colon - s] = '\0';
+        p = colon + 1;
+        /* inet_pton takes only dotted quads here (no "1", "0x7f.1" or names): what a pod means. */
+        if (inet_pton(AF_INET, addr, a) != 1)
+            return p2m_err(err, "expected an IPv4 literal or a bracketed IPv6 literal, not a name");
+        v6 = 0;
+        memcpy(canon, addr, strlen(addr) + 1);
+    }
+    size_t plen = strlen(p);
+    unsigned long v = 0;
+    if (plen == 0 || plen > 5 || p[0] == '0' || strspn(p, "0123456789") != plen)
+        return p2m_err(err, "expected a port from 1 to 65535");
+    for (size_t i = 0; i < plen; i++)
+        v = v * 10 + (unsigned long)(p[i] - '0');
+    if (v > 65535)
+        return p2m_err(err, "expected a port from 1 to 65535");
+    if (out != NULL)
+        snprintf(out, P2M_DIRECT_ADDR_MAX + 1, v6 ? "[%s]:%lu" : "%s:%lu", canon, v);
+    if (host != NULL)
+        memcpy(host, canon, strlen(canon) + 1);
+    if (port != NULL)
+        *port = (unsigned)v;
+    return 0;
+}
+
 int p2m_service_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err)
+{
+    p2m_service_body_t b;
+    if (p2m_service_body_parse_ex(body, len, &b, err) != 0)
+        return -1;
+    *proto = b.proto;
+    *conns = b.conns;
+    return 0;
+}
+
+int p2m_service_body_parse_ex(const char *body, size_t len, p2m_service_body_t *out, char *err)
 {
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
         i++;
-    *proto = P2M_PROTO_HTTPS;
-    *conns = 1;
+    memset(out, 0, sizeof(*out));
+    out->proto = P2M_PROTO_HTTPS;
+    out->conns = 1;
+    p2m_proto_t *proto = &out->proto;
+    unsigned *conns = &out->conns;
     if (i == len)
         return 0;
     if (len > P2M_REGISTER_BODY_MAX)
@@ -88,9 +156,24 @@ int p2m_service_body_parse(const char *body, size_t len, p2m_proto_t *proto, uns
                 goto Exit;
             }
             *conns = (unsigned)json_integer_value(value);
+        } else if (strcmp(key, "direct_lan") == 0 || strcmp(key, "direct_public") == 0) {
+            char aerr[P2M_ERR_LEN];
+            char *dst = key[7] == 'l' ? out->direct_lan : out->direct_public;
+            /* json_string_value stops at an embedded NUL: such a string is refused, not cut. */
+            if (!json_is_string(value) || strlen(json_string_value(value)) != json_string_length(value)) {
+                p2m_err(err, "%s: expected a string ADDR:PORT", key);
+                goto Exit;
+            }
+            if (p2m_direct_addr_parse(json_string_value(value), dst, NULL, NULL, aerr) != 0) {
+                p2m_err(err, "%s: %s", key, aerr);
+                goto Exit;
+            }
         } else {
             /* The key may hold anything: name only its length, never its bytes. */
-            p2m_err(err, "body: unknown key (%zu bytes); the keys are \"protocol\" and \"connections\"", strlen(key));
+            p2m_err(err,
+                    "body: unknown key (%zu bytes); the keys are \"protocol\", \"connections\", \"direct_lan\" and "
+                    "\"direct_public\"",
+                    strlen(key));
             goto Exit;
         }
     }

@@ -4,7 +4,9 @@
 #include "p2m/store_cmd.h"
 #include "store_priv.h"
 
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1353,4 +1355,144 @@ int p2m_store_token_redeem(p2m_store_t *st, const char *hash, long long now, p2m
         p2m_err(err, "%s: unexpected token reply", st->where);
     freeReplyObject(r);
     return ret;
+}
+
+/* --- direct paths (PROTOCOL 5) ------------------------------------------------------------------ */
+
+/* These scripts change only marks that lapse by themselves (a lock, a verified mark, what was
+ * written to DNS): run without WAIT, as the registrar's own commands are. */
+
+int p2m_store_direct_labels(p2m_store_t *st, char (**out)[P2M_LABEL_MAX + 1], size_t *n, size_t cap, char *err)
+{
+    redisReply *r = store_call(st, err, "SMEMBERS", P2M_KEY_DIRECTS, NULL);
+    *out = NULL;
+    *n = 0;
+    if (r == NULL)
+        return -1;
+    size_t want = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    if (want > cap)
+        want = cap;
+    if (want > 0 && (*out = calloc(want, sizeof(**out))) == NULL) {
+        freeReplyObject(r);
+        return p2m_err(err, "out of memory");
+    }
+    for (size_t i = 0; i < want; i++) {
+        const redisReply *e = r->element[i];
+        /* Only what is a label goes on: the checker builds names and keys from it. */
+        if (e->type == REDIS_REPLY_STRING && p2m_label_normalize(e->str, e->len, (*out)[*n], NULL) == 0)
+            (*n)++;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* KEYS: the lock, the https and http services' direct hashes, p2m:dns:names, the https service's
+ * verified mark. ARGV: who, lock ms, lan name, direct name. Reply: {"busy"} or {"ok", LAN,
+ * LAN_HTTP, PUBLIC, DNS_LAN, DNS_DIRECT, VERIFIED}. */
+static const char lua_direct_take[] =
+    "local holder = redis.call('GET', KEYS[1])\n"
+    "if holder and holder ~= ARGV[1] then return {'busy'} end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "local function paths(k)\n"
+    "  local h = redis.call('HMGET', k, 'pod', 'lan', 'public')\n"
+    "  if not h[1] or redis.call('HGET', 'p2m:pod:' .. h[1], 'disabled') ~= '0' then return '', '' end\n"
+    "  return h[2] or '', h[3] or ''\n"
+    "end\n"
+    "local lan, pub = paths(KEYS[2])\n"
+    "local lan_http = paths(KEYS[3])\n"
+    "return {'ok', lan, lan_http, pub, redis.call('HGET', KEYS[4], ARGV[3]) or '', redis.call('HGET', KEYS[4], ARGV[4]) or '',\n"
+    "        redis.call('GET', KEYS[5]) or ''}\n";
+
+/* Copies a reply string that must be a canonical direct path or address (it reaches DNS and
+ * Location headers): anything else reads as "". */
+static void direct_copy(const redisReply *r, char *out, int is_path)
+{
+    char host[INET6_ADDRSTRLEN + 8], canon[P2M_DIRECT_ADDR_MAX + 1];
+    unsigned char a[16];
+    out[0] = '\0';
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > P2M_DIRECT_ADDR_MAX)
+        return;
+    memcpy(host, r->str, r->len);
+    host[r->len] = '\0';
+    if (is_path ? p2m_direct_addr_parse(host, canon, NULL, NULL, NULL) == 0
+                : (inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1))
+        memcpy(out, host, r->len + 1);
+}
+
+int p2m_store_direct_take(p2m_store_t *st, const char *label, const char *who, unsigned lock_ms, const char *lan_name,
+                          const char *direct_name, p2m_direct_state_t *out, char *err)
+{
+    char klock[KEY_MAX], kh[KEY_MAX], khttp[KEY_MAX], kok[KEY_MAX], ms[16];
+    memset(out, 0, sizeof(*out));
+    snprintf(kok, sizeof(kok), P2M_KEY_DIRECT_OK "%s", label);
+    snprintf(klock, sizeof(klock), P2M_KEY_DIRECT_LOCK "%s", label);
+    snprintf(kh, sizeof(kh), P2M_KEY_DIRECT "%s", label);
+    snprintf(khttp, sizeof(khttp), P2M_KEY_DIRECT "%s:http", label);
+    snprintf(ms, sizeof(ms), "%u", lock_ms);
+    const char *keys[] = {klock, kh, khttp, P2M_KEY_DNS_NAMES, kok};
+    const char *args[] = {who, ms, lan_name, direct_name};
+    redisReply *r = NULL;
+    if (run_read_script(st, lua_direct_take, 5, keys, 4, args, &r, err) != 0)
+        return -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 7 && r->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(r->element[0]->str, "ok") == 0) {
+        out->locked = 1;
+        direct_copy(r->element[1], out->lan, 1);
+        direct_copy(r->element[2], out->lan_http, 1);
+        direct_copy(r->element[3], out->public_, 1);
+        direct_copy(r->element[4], out->dns_lan, 0);
+        direct_copy(r->element[5], out->dns_direct, 0);
+        direct_copy(r->element[6], out->verified, 1);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* KEYS: the https service's direct hash, its verified mark. ARGV: the path checked, ttl ms. */
+static const char lua_direct_verified[] = "if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'public') == ARGV[1] then\n"
+                                          "  return redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])\n"
+                                          "end\n"
+                                          "return redis.call('DEL', KEYS[2])\n";
+
+int p2m_store_direct_verified(p2m_store_t *st, const char *label, const char *pub, unsigned ttl_ms, char *err)
+{
+    char kh[KEY_MAX], kok[KEY_MAX], ms[16];
+    snprintf(kh, sizeof(kh), P2M_KEY_DIRECT "%s", label);
+    snprintf(kok, sizeof(kok), P2M_KEY_DIRECT_OK "%s", label);
+    snprintf(ms, sizeof(ms), "%u", ttl_ms);
+    const char *keys[] = {kh, kok};
+    const char *args[] = {pub, ms};
+    return run_read_script(st, lua_direct_verified, 2, keys, 2, args, NULL, err);
+}
+
+int p2m_store_direct_dns_set(p2m_store_t *st, const char *label, const char *name, const char *addr, char *err)
+{
+    redisReply *r = addr[0] != '\0' ? store_call(st, err, "HSET", P2M_KEY_DNS_NAMES, name, addr, NULL)
+                                    : store_call(st, err, "HDEL", P2M_KEY_DNS_NAMES, name, NULL);
+    if (r == NULL)
+        return -1;
+    freeReplyObject(r);
+    /* A name written keeps its label on the checker's list until the name is deleted again. */
+    if (addr[0] != '\0' && (r = store_call(st, err, "SADD", P2M_KEY_DIRECTS, label, NULL)) == NULL)
+        return -1;
+    if (addr[0] != '\0')
+        freeReplyObject(r);
+    return 0;
+}
+
+static const char lua_direct_forget[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 and\n"
+    "   redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 and redis.call('HEXISTS', KEYS[3], ARGV[3]) == 0 then\n"
+    "  return redis.call('SREM', KEYS[4], ARGV[1])\n"
+    "end\n"
+    "return 0\n";
+
+int p2m_store_direct_forget(p2m_store_t *st, const char *label, const char *lan_name, const char *direct_name, char *err)
+{
+    char kh[KEY_MAX], khttp[KEY_MAX];
+    snprintf(kh, sizeof(kh), P2M_KEY_DIRECT "%s", label);
+    snprintf(khttp, sizeof(khttp), P2M_KEY_DIRECT "%s:http", label);
+    const char *keys[] = {kh, khttp, P2M_KEY_DNS_NAMES, P2M_KEY_DIRECTS};
+    const char *args[] = {label, lan_name, direct_name};
+    return run_read_script(st, lua_direct_forget, 4, keys, 3, args, NULL, err);
 }

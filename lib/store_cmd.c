@@ -718,3 +718,77 @@ int p2m_store_schema_check(const redisReply *r, char *err)
     return p2m_err(err, "schema version %.32s, this program knows %s",
                    r != NULL && r->type == REDIS_REPLY_STRING ? r->str : "(not a string)", want);
 }
+
+/* --- direct paths (PROTOCOL 5) ----------------------------------------------------------------- */
+
+/* KEYS: the service's direct hash, its verified mark, p2m:directs. ARGV: pod, src, lan, public,
+ * ttl, label. A public path that changed is not the one verified: its mark goes. */
+static const char lua_direct_record[] =
+    "if ARGV[3] == '' and ARGV[4] == '' then\n"
+    "  return redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('HSET', KEYS[1], 'pod', ARGV[1], 'src', ARGV[2], 'lan', ARGV[3], 'public', ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
+    "redis.call('SADD', KEYS[3], ARGV[6])\n"
+    "if redis.call('GET', KEYS[2]) ~= ARGV[4] then redis.call('DEL', KEYS[2]) end\n"
+    "return 1\n";
+
+int p2m_store_cmd_direct_record(p2m_store_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr,
+                                const char *lan, const char *pub, unsigned ttl)
+{
+    char svc[P2M_SERVICE_MAX + 1];
+    p2m_service_key(label, proto, svc);
+    return EVAL(c, lua_direct_record, 3) || pushf(c, P2M_KEY_DIRECT "%s%s", svc, "") ||
+                   pushf(c, P2M_KEY_DIRECT_OK "%s%s", svc, "") || push(c, P2M_KEY_DIRECTS) || push(c, pod) || push(c, addr) ||
+                   push(c, lan) || push(c, pub) || pushu(c, ttl) || push(c, label)
+               ? -1
+               : 0;
+}
+
+/* KEYS: [1] the sent mark of (asked service, consumer), [2] the https service's direct hash, [3]
+ * its verified mark, [4] the http service's direct hash ("" for an https consumer), [5]
+ * p2m:dns:names. ARGV: consumer address, lan on, public on, lan name, direct name, retry window.
+ * A path is used only when the pod that declared it is enabled and the name holds its address,
+ * so that a consumer is never sent to a name that does not resolve (yet) to the pod. */
+static const char lua_direct_route[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return {'relay', 'retry'} end\n"
+    "local function host(v) return string.match(v, '^%[(.*)%]:%d+$') or string.match(v, '^(.*):%d+$') end\n"
+    "local function paths(k)\n"
+    "  if k == '' then return nil end\n"
+    "  local h = redis.call('HMGET', k, 'pod', 'src', 'lan', 'public')\n"
+    "  if not h[1] or redis.call('HGET', 'p2m:pod:' .. h[1], 'disabled') ~= '0' then return nil end\n"
+    "  return h\n"
+    "end\n"
+    "local function named(name, v) return redis.call('HGET', KEYS[5], name) == host(v) end\n"
+    "local function sent(kind, scheme, v)\n"
+    "  redis.call('SET', KEYS[1], kind, 'EX', ARGV[6])\n"
+    "  return {kind, scheme, v}\n"
+    "end\n"
+    "local h = paths(KEYS[4])\n"
+    "if h and ARGV[2] == '1' and h[3] ~= '' and h[2] == ARGV[1] and named(ARGV[4], h[3]) then\n"
+    "  return sent('lan', 'http', h[3])\n"
+    "end\n"
+    "h = paths(KEYS[2])\n"
+    "if not h then return {'relay', 'none'} end\n"
+    "if ARGV[2] == '1' and h[3] ~= '' and h[2] == ARGV[1] and named(ARGV[4], h[3]) then\n"
+    "  return sent('lan', 'https', h[3])\n"
+    "end\n"
+    "if ARGV[3] == '1' and h[4] ~= '' and redis.call('GET', KEYS[3]) == h[4] and named(ARGV[5], h[4]) then\n"
+    "  return sent('direct', 'https', h[4])\n"
+    "end\n"
+    "return {'relay', 'none'}\n";
+
+int p2m_store_cmd_direct_route(p2m_store_cmd_t *c, const char *label, int plain_http, const char *addr, int lan, int pub,
+                               const char *lan_name, const char *direct_name, unsigned retry)
+{
+    char asked[P2M_SERVICE_MAX + 1];
+    p2m_service_key(label, plain_http ? P2M_PROTO_HTTP : P2M_PROTO_HTTPS, asked);
+    return EVAL(c, lua_direct_route, 5) || pushf(c, P2M_KEY_DIRECT_SENT "%s:%s", asked, addr) ||
+                   pushf(c, P2M_KEY_DIRECT "%s%s", label, "") || pushf(c, P2M_KEY_DIRECT_OK "%s%s", label, "") ||
+                   (plain_http ? pushf(c, P2M_KEY_DIRECT "%s%s", label, ":http") : push(c, "")) || push(c, P2M_KEY_DNS_NAMES) ||
+                   push(c, addr) || push(c, lan ? "1" : "0") || push(c, pub ? "1" : "0") || push(c, lan_name) ||
+                   push(c, direct_name) || pushu(c, retry)
+               ? -1
+               : 0;
+}

@@ -28,9 +28,15 @@
 #define P2M_KEY_PORTBUSY "p2m:portbusy:"        /* + NAME:PORT */
 #define P2M_KEY_ALIVE "p2m:alive:"              /* + SERVICE */
 #define P2M_KEY_REGISTRARS "p2m:registrars"
-#define P2M_KEY_REGISTRAR "p2m:registrar:" /* + NAME: the heartbeat hash; + NAME + P2M_KEY_DRAIN */
-#define P2M_KEY_DRAIN ":drain"             /* the URL registrar NAME sends its pods to */
-#define P2M_KEY_CPORT "p2m:cport:"              /* + SERVICE: the service's consumer port */
+#define P2M_KEY_REGISTRAR "p2m:registrar:"     /* + NAME: the heartbeat hash; + NAME + P2M_KEY_DRAIN */
+#define P2M_KEY_DRAIN ":drain"                 /* the URL registrar NAME sends its pods to */
+#define P2M_KEY_CPORT "p2m:cport:"             /* + SERVICE: the service's consumer port */
+#define P2M_KEY_DIRECT "p2m:direct:"           /* + SERVICE: the direct paths its pod declared */
+#define P2M_KEY_DIRECT_OK "p2m:direct-ok:"     /* + SERVICE: the public path last verified */
+#define P2M_KEY_DIRECT_LOCK "p2m:direct-lock:" /* + LABEL: the registrar checking it this interval */
+#define P2M_KEY_DIRECT_SENT "p2m:direct-sent:" /* + SERVICE:ADDR: a consumer sent to a direct path */
+#define P2M_KEY_DIRECTS "p2m:directs"          /* the labels the checker visits */
+#define P2M_KEY_DNS_NAMES "p2m:dns:names"      /* NAME -> the address the registrar wrote for it */
 #define P2M_KEY_TOKENS "p2m:tokens"
 #define P2M_KEY_TOKEN "p2m:token:" /* + HASH */
 #define P2M_CHANNEL_BOUND "p2m:bound"

@@ -1,5 +1,6 @@
 /* pipe2me-registrar: HTTPS registration for pods and 307 redirects for consumers. */
 #include "args.h"
+#include "direct.h"
 #include "http.h"
 #include "lease.h"
 #include "redis_h2o.h"
@@ -67,6 +68,14 @@ static void check_report(const char *path, const p2m_config_t *cfg)
     printf("/metrics on https %s\n", cfg->registrar.metrics_token[0] != '\0' ? "with registrar.metrics_token (Bearer)" : "off");
     registrar_names_t names;
     registrar_names_init(cfg, &names);
+    if (cfg->dns.enabled) {
+        p2m_hostport_format(cfg->dns.server.host, cfg->dns.server.port, a, sizeof(a));
+        printf("dns %s zone %s ttl %u (LABEL.lan.%s, LABEL.direct.%s)\n", a, cfg->dns.zone, cfg->dns.ttl, cfg->domain, cfg->domain);
+    } else {
+        printf("dns off (no consumer is sent to a direct path)\n");
+    }
+    printf("direct lan %s public %s check_interval %u retry_window %u\n", cfg->registrar.direct_lan ? "on" : "off",
+           cfg->registrar.direct_public ? "on" : "off", cfg->registrar.direct_check_interval, cfg->registrar.direct_retry_window);
     printf("names");
     for (unsigned i = 0; i < names.ndns; i++)
         printf(" %s", names.dns[i]);
@@ -104,7 +113,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "pipe2me-registrar: %s\n", err);
         return 2;
     }
+    /* The TSIG key is read (and its mode checked) before anything else starts, so that a key file
+     * others may read stops the registrar here, and --check-config says so too. */
+    p2m_tsig_key_t dns_key;
+    if (direct_key_load(&r.cfg, &dns_key, err) != 0) {
+        fprintf(stderr, "pipe2me-registrar: %s\n", err);
+        return 2;
+    }
     if (args.check_only) {
+        p2m_tsig_key_clear(&dns_key);
         check_report(config_path, &r.cfg);
         return 0;
     }
@@ -134,6 +151,10 @@ int main(int argc, char **argv)
     }
     redis_start(&r, lease_on_bound, err);
     drain_start(&r);
+    if (direct_start(&r, &dns_key, err) != 0) {
+        P2M_LOG_ERR("startup_failed", "error=\"%s\"", err);
+        return 2;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -144,6 +165,7 @@ int main(int argc, char **argv)
     while (!stopping && !r.fatal)
         h2o_evloop_run(r.h2o_ctx.loop, 1000);
     p2m_log(P2M_LOG_INFO, "stopping", NULL);
+    direct_stop(r.direct);
     registrar_listen_close(&r);
     return r.fatal ? 2 : 0;
 }

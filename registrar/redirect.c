@@ -202,6 +202,59 @@ static consumer_op_t *consumer_new(registrar_t *r, h2o_req_t *req, op_kind_t kin
     return op;
 }
 
+/* The direct-path script's answer (PROTOCOL 5.3): 307 to LABEL.lan.DOMAIN or LABEL.direct.DOMAIN
+ * with the path's port, or on to the relay as before. What comes from Redis is checked again
+ * before it reaches a Location header. */
+static void on_direct(op_t *base, redisReply *rep)
+{
+    consumer_op_t *op = consumer_of(base);
+    registrar_t *r = base->r;
+    const char *kind = redis_reply_str(rep, 0), *scheme = redis_reply_str(rep, 1), *path = redis_reply_str(rep, 2);
+    unsigned port = 0;
+    if (base->req == NULL) {
+        op_free(base);
+        return;
+    }
+    if (kind == NULL || scheme == NULL || strcmp(kind, "relay") == 0 || path == NULL ||
+        p2m_direct_addr_parse(path, NULL, NULL, &port, NULL) != 0 || (strcmp(kind, "lan") != 0 && strcmp(kind, "direct") != 0)) {
+        route(op); /* Redis down, a reply of another shape, or no direct path: the relay */
+        return;
+    }
+    /* Never a downgrade: an https request only ever gets https; an http one may get the http
+     * service's lan path as http, or an https path. */
+    int http = strcmp(scheme, "http") == 0 && op->plain_http;
+    char loc[16 + P2M_LABEL_MAX + P2M_DOMAIN_MAX + 16];
+    snprintf(loc, sizeof(loc), "%s://%s.%s.%s:%u", http ? "http" : "https", op->label, kind, r->cfg.domain, port);
+    h2o_req_t *req = base->req;
+    h2o_iovec_t v = h2o_concat(&req->pool, h2o_iovec_init(loc, strlen(loc)), op->path);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, v.base, v.len);
+    p2m_log(P2M_LOG_INFO, "redirect_direct", "status=307 label=%s path=%s addr=%s to=%s%s", op->label, kind, base->addr, loc,
+            op_via(base));
+    count(op, strcmp(kind, "lan") == 0 ? "redirects_lan" : "redirects_direct");
+    op_respond(base, 307, "Temporary Redirect", "ok");
+}
+
+/* Asks Redis for a direct path first when DNS is kept and a kind of path is on: without DNS the
+ * names LABEL.lan.DOMAIN and LABEL.direct.DOMAIN do not resolve, so nobody is sent there. */
+static int direct_first(consumer_op_t *op)
+{
+    registrar_t *r = op->super.r;
+    const p2m_registrar_config_t *rc = &r->cfg.registrar;
+    char lan[P2M_DOMAIN_MAX + 2], direct[P2M_DOMAIN_MAX + 2];
+    p2m_store_cmd_t cmd;
+    if (!r->cfg.dns.enabled || (!rc->direct_lan && !rc->direct_public))
+        return -1;
+    int nl = snprintf(lan, sizeof(lan), "%s.lan.%s", op->label, r->cfg.domain);
+    int nd = snprintf(direct, sizeof(direct), "%s.direct.%s", op->label, r->cfg.domain);
+    if (nl < 0 || nl > P2M_DOMAIN_MAX || nd < 0 || nd > P2M_DOMAIN_MAX)
+        return -1;
+    if (p2m_store_cmd_direct_route(&cmd, op->label, op->plain_http, op->super.addr, rc->direct_lan, rc->direct_public, lan, direct,
+                                   rc->direct_retry_window) != 0 ||
+        redis_send(r, &cmd, on_direct, &op->super) != 0)
+        return -1;
+    return 0;
+}
+
 void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label, int plain_http)
 {
     consumer_op_t *op = consumer_new(r, req, OP_CONSUMER);
@@ -209,7 +262,8 @@ void redirect_handle(registrar_t *r, h2o_req_t *req, const char *label, int plai
     op->path = req->path;
     op->plain_http = plain_http;
     op->proto = plain_http ? P2M_PROTO_HTTP : P2M_PROTO_HTTPS;
-    route(op);
+    if (direct_first(op) != 0)
+        route(op);
 }
 
 void tcp_port_handle(registrar_t *r, h2o_req_t *req, const char *label_part, size_t label_len)

@@ -35,6 +35,8 @@ typedef struct {
     uint16_t port;     /* the port leased, 0 before */
     char relay_addr[P2M_HOST_MAX + 1];
     char waiting[24], waited[24]; /* the demand the pod is told of (P2M-Waiting, P2M-Waited) */
+    /* the body's direct paths (PROTOCOL 5), "" when not declared */
+    char direct_lan[P2M_DIRECT_ADDR_MAX + 1], direct_public[P2M_DIRECT_ADDR_MAX + 1];
 } register_op_t;
 
 static void lease_request(register_op_t *op);
@@ -54,10 +56,12 @@ static p2m_proto_t service(const register_op_t *op)
 static void log_result(const auth_op_t *a, int status, const char *why)
 {
     const register_op_t *op = (const register_op_t *)a;
-    p2m_log(status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN, "register",
-            "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u reason=\"%s\"%s%s", status, a->label,
-            p2m_proto_name(service(op)), a->id[0] ? a->id : "-", a->super.addr, auth_scheme(a), (unsigned)op->port, op->conns, why,
-            a->reused ? " token=reused" : "", op_via(&a->super));
+    p2m_log(
+        status == 200 ? P2M_LOG_INFO : P2M_LOG_WARN, "register",
+        "status=%d label=%s protocol=%s pod=%s addr=%s auth=%s lease=%u conns=%u direct_lan=%s direct_public=%s reason=\"%s\"%s%s",
+        status, a->label, p2m_proto_name(service(op)), a->id[0] ? a->id : "-", a->super.addr, auth_scheme(a), (unsigned)op->port,
+        op->conns, op->direct_lan[0] ? op->direct_lan : "-", op->direct_public[0] ? op->direct_public : "-", why,
+        a->reused ? " token=reused" : "", op_via(&a->super));
 }
 
 static void on_bound(lease_waiter_t *w, int ok)
@@ -77,6 +81,11 @@ static void on_bound(lease_waiter_t *w, int ok)
         op_header(base, "P2M-Waited", op->waited[0] ? op->waited : "0");
         p2m_store_cmd_t cmd;
         if (p2m_store_cmd_stat(&cmd, "registrations") == 0)
+            redis_send_nowait(base->r, &cmd);
+        /* Each registration rewrites the service's direct paths with the address it came from, for
+         * alive_window: they lapse with the pod, and one without paths withdraws them (PROTOCOL 5). */
+        if (p2m_store_cmd_direct_record(&cmd, op->super.label, service(op), op->super.id, base->addr, op->direct_lan,
+                                        op->direct_public, base->r->cfg.registrar.alive_window) == 0)
             redis_send_nowait(base->r, &cmd);
         log_result(&op->super, 200, "ok");
         if (base->req != NULL) {
@@ -195,10 +204,15 @@ void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, siz
         return;
     }
     op->has_body = req->entity.base != NULL && req->entity.len > 0;
-    if (p2m_service_body_parse(req->entity.base != NULL ? req->entity.base : "", req->entity.base != NULL ? req->entity.len : 0,
-                               &op->proto, &op->conns, err) != 0) {
+    p2m_service_body_t body;
+    if (p2m_service_body_parse_ex(req->entity.base != NULL ? req->entity.base : "", req->entity.base != NULL ? req->entity.len : 0,
+                                  &body, err) != 0) {
         auth_fail(&op->super, 400, "Bad Request", err);
         return;
     }
+    op->proto = body.proto;
+    op->conns = body.conns;
+    memcpy(op->direct_lan, body.direct_lan, sizeof(op->direct_lan));
+    memcpy(op->direct_public, body.direct_public, sizeof(op->direct_public));
     auth_start(&op->super);
 }

@@ -14,6 +14,7 @@
 
 struct p2m_logsum;
 struct lease_waiter;
+struct direct;
 typedef struct registrar registrar_t;
 
 enum { REGISTRAR_LISTEN_HTTPS, REGISTRAR_LISTEN_HTTP, REGISTRAR_LISTEN_METRICS, REGISTRAR_LISTEN_PROXY, REGISTRAR_LISTENERS };
@@ -56,6 +57,7 @@ struct registrar {
     char started[24];
     char draining_to[P2M_URL_MAX + 1];
     char drain_bad[P2M_URL_MAX + 1]; /* a drain URL refused (logged once) */
+    struct direct *direct;           /* the direct-path checker (direct.c) */
 };
 
 #endif

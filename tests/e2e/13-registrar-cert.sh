@@ -48,7 +48,10 @@ expect_issued() {
     body >"$T/issued.pem"
     openssl x509 -in "$T/issued.pem" -noout -text >"$T/issued.txt" 2>&1 || fail "$1: not a certificate: $(body)"
     expect_eq "subject=CN = $2" "$(openssl x509 -in "$T/issued.pem" -noout -subject)" "$1: subject"
-    expect_match "DNS:$2\$" "$(grep -A1 'Subject Alternative Name' "$T/issued.txt" | tail -n 1 | tr -d ' ')" "$1: SAN is DNS:$2 alone"
+    # LABEL.DOMAIN, then the direct-path names LABEL.direct.DOMAIN and LABEL.lan.DOMAIN (PROTOCOL 4.3)
+    local direct="${2%%.*}.direct.${2#*.}" lan="${2%%.*}.lan.${2#*.}"
+    expect_eq "DNS:$2,DNS:$direct,DNS:$lan" "$(grep -A1 'Subject Alternative Name' "$T/issued.txt" | tail -n 1 | tr -d ' ')" \
+        "$1: SAN is DNS:$2 and its direct-path names"
     expect_match 'CA:FALSE' "$(grep -A1 'Basic Constraints' "$T/issued.txt" | tail -n 1)" "$1: CA:FALSE"
     expect_match 'TLS Web Server Authentication' "$(grep -A1 'Extended Key Usage' "$T/issued.txt" | tail -n 1)" "$1: EKU serverAuth"
     expect_status 0 openssl verify -purpose sslserver -CAfile "$P2M_CA" "$T/issued.pem"

@@ -4,7 +4,7 @@
 # deleted (the zone's wildcard answers again: compare addresses, never look for "no answer"); A
 # and AAAA together; a wrong secret, an unknown key and an unsigned update are refused with the
 # RCODE and TSIG error; a server that never answers is a timeout; a key file others may read is
-# refused before anything is sent. Groundwork for issue 20; the registrar does not call it yet.
+# refused before anything is sent. The registrar calls it from registrar/direct.c (76-direct-registrar.sh).
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 

@@ -291,14 +291,29 @@ static void check_issued(X509 *cert, X509_REQ *req, const char *name, X509 *issu
     CHECK_EQ_INT(X509_NAME_cmp(X509_get_issuer_name(cert), X509_get_subject_name(issuer)), 0);
     CHECK(EVP_PKEY_eq(X509_get0_pubkey(cert), key) == 1);
 
-    /* subjectAltName: exactly DNS:name, critical only with an empty subject */
+    /* subjectAltName: DNS:name, then LABEL.direct.DOMAIN and LABEL.lan.DOMAIN while they fit in
+     * 253 bytes (issue 20), critical only with an empty subject */
+    char direct[300] = "", lan[300] = "";
+    const char *dot = strchr(name, '.');
+    int extras = dot != NULL && strlen(name) + 7 <= 253;
+    if (extras) {
+        snprintf(direct, sizeof(direct), "%.*s.direct%s", (int)(dot - name), name, dot);
+        snprintf(lan, sizeof(lan), "%.*s.lan%s", (int)(dot - name), name, dot);
+    }
     GENERAL_NAMES *san = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    if (CHECK(san != NULL) && CHECK_EQ_INT(sk_GENERAL_NAME_num(san), 1)) {
-        const GENERAL_NAME *gen = sk_GENERAL_NAME_value(san, 0);
-        if (CHECK_EQ_INT(gen->type, GEN_DNS))
-            CHECK_EQ_STR((const char *)ASN1_STRING_get0_data(gen->d.dNSName), name);
+    if (CHECK(san != NULL) && CHECK_EQ_INT(sk_GENERAL_NAME_num(san), extras ? 3 : 1)) {
+        const char *want[3] = {name, direct, lan};
+        for (int i = 0; i < sk_GENERAL_NAME_num(san); i++) {
+            const GENERAL_NAME *gen = sk_GENERAL_NAME_value(san, i);
+            if (CHECK_EQ_INT(gen->type, GEN_DNS))
+                CHECK_EQ_STR((const char *)ASN1_STRING_get0_data(gen->d.dNSName), want[i]);
+        }
     }
     GENERAL_NAMES_free(san);
+    if (extras) {
+        CHECK_EQ_INT(X509_check_host(cert, direct, 0, 0, NULL), 1);
+        CHECK_EQ_INT(X509_check_host(cert, lan, 0, 0, NULL), 1);
+    }
     CHECK_EQ_INT(ext_critical(cert, NID_subject_alt_name), strlen(name) > 64);
     CHECK_EQ_INT(X509_check_host(cert, name, 0, 0, NULL), 1);
 

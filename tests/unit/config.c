@@ -841,6 +841,104 @@ static void test_domain(void)
     CHECK_CTX(NULL);
 }
 
+/* The dns section and registrar.direct (PROTOCOL 5): defaults, a full section, and every bad
+ * value named by its key path. */
+static void test_direct_dns(void)
+{
+    p2m_config_t cfg;
+    char err[P2M_ERR_LEN];
+    CHECK_CTX("direct and dns defaults");
+    if (CHECK_RC(parse_str("{}", &cfg, err), 0, err)) {
+        CHECK_EQ_INT(cfg.dns.enabled, 0);
+        CHECK_EQ_INT(cfg.registrar.direct_lan, 1);
+        CHECK_EQ_INT(cfg.registrar.direct_public, 1);
+        CHECK_EQ_INT(cfg.registrar.direct_check_interval, 10);
+        CHECK_EQ_INT(cfg.registrar.direct_retry_window, 30);
+    }
+    CHECK_CTX("dns full");
+    if (CHECK_RC(parse_str("{\"domain\": \"p.example\", \"dns\": {\"server\": \"127.0.0.1:5353\", \"zone\": \"P.Example\", "
+                           "\"tsig_key_file\": \"/etc/k.key\", \"ttl\": 5}, \"registrar\": {\"direct\": {\"lan\": false, "
+                           "\"public\": true, \"check_interval\": 2, \"retry_window\": 7}}}",
+                           &cfg, err),
+                 0, err)) {
+        CHECK_EQ_INT(cfg.dns.enabled, 1);
+        CHECK_EQ_STR(cfg.dns.server.host, "127.0.0.1");
+        CHECK_EQ_INT(cfg.dns.server.port, 5353);
+        CHECK_EQ_STR(cfg.dns.zone, "p.example");
+        CHECK_EQ_STR(cfg.dns.tsig_key_file, "/etc/k.key");
+        CHECK_EQ_INT(cfg.dns.ttl, 5);
+        CHECK_EQ_INT(cfg.registrar.direct_lan, 0);
+        CHECK_EQ_INT(cfg.registrar.direct_public, 1);
+        CHECK_EQ_INT(cfg.registrar.direct_check_interval, 2);
+        CHECK_EQ_INT(cfg.registrar.direct_retry_window, 7);
+    }
+    CHECK_CTX("dns: parent zone, IPv6 server, ttl default");
+    if (CHECK_RC(parse_str("{\"domain\": \"p.example\", \"dns\": {\"server\": \"[::1]:53\", \"zone\": \"example\", "
+                           "\"tsig_key_file\": \"k\"}}",
+                           &cfg, err),
+                 0, err)) {
+        CHECK_EQ_STR(cfg.dns.server.host, "::1");
+        CHECK_EQ_INT(cfg.dns.ttl, 30);
+    }
+    CHECK_CTX("dns null");
+    if (CHECK_RC(parse_str("{\"dns\": null}", &cfg, err), 0, err))
+        CHECK_EQ_INT(cfg.dns.enabled, 0);
+
+#define DNS_OK "\"server\": \"127.0.0.1:53\", \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"k\""
+    const struct err_row rows[] = {
+        {"{\"dns\": 5}", 0, "dns", "object"},
+        {"{\"dns\": []}", 0, "dns", "object"},
+        {"{\"dns\": {}}", 0, "dns.server", "needed"},
+        {"{\"dns\": {\"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.server", "needed"},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"tsig_key_file\": \"k\"}}", 0, "dns.zone", "needed"},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": \"pipe2me.localhost\"}}", 0, "dns.tsig_key_file", "needed"},
+        {"{\"dns\": {" DNS_OK ", \"bogus\": 1}}", 0, "dns.bogus", "unknown"},
+        {"{\"dns\": {" DNS_OK ", \"Server\": 1}}", 0, "dns.Server", "unknown"},
+        {"{\"dns\": {\"server\": \"ns1.example:53\", \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.server",
+         "literal"},
+        {"{\"dns\": {\"server\": \"127.0.0.1\", \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.server",
+         NULL},
+        {"{\"dns\": {\"server\": \"127.0.0.1:0\", \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.server",
+         NULL},
+        {"{\"dns\": {\"server\": \"127.0.0.1:65536\", \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.server",
+         NULL},
+        {"{\"dns\": {\"server\": \":53\", \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.server", NULL},
+        {"{\"dns\": {\"server\": 53, \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.server", "string"},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": \"a..b\", \"tsig_key_file\": \"k\"}}", 0, "dns.zone", NULL},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": \"\", \"tsig_key_file\": \"k\"}}", 0, "dns.zone", NULL},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": 1, \"tsig_key_file\": \"k\"}}", 0, "dns.zone", NULL},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": \"other.example\", \"tsig_key_file\": \"k\"}}", 0, "dns.zone",
+         "does not hold"},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": \"me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.zone",
+         "does not hold"},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": \"sub.pipe2me.localhost\", \"tsig_key_file\": \"k\"}}", 0, "dns.zone",
+         "does not hold"},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": \"\"}}", 0,
+         "dns.tsig_key_file", "empty"},
+        {"{\"dns\": {\"server\": \"127.0.0.1:53\", \"zone\": \"pipe2me.localhost\", \"tsig_key_file\": [\"k\"]}}", 0,
+         "dns.tsig_key_file", "string"},
+        {"{\"dns\": {" DNS_OK ", \"ttl\": 0}}", 0, "dns.ttl", "1 to 86400"},
+        {"{\"dns\": {" DNS_OK ", \"ttl\": 86401}}", 0, "dns.ttl", NULL},
+        {"{\"dns\": {" DNS_OK ", \"ttl\": 30.5}}", 0, "dns.ttl", NULL},
+        {"{\"dns\": {" DNS_OK ", \"ttl\": \"30\"}}", 0, "dns.ttl", NULL},
+        {"{\"dns\": {" DNS_OK ", \"ttl\": -1}}", 0, "dns.ttl", NULL},
+        {"{\"registrar\": {\"direct\": 1}}", 0, "registrar.direct", "object"},
+        {"{\"registrar\": {\"direct\": {\"lan\": 1}}}", 0, "registrar.direct.lan", "true or false"},
+        {"{\"registrar\": {\"direct\": {\"lan\": \"yes\"}}}", 0, "registrar.direct.lan", NULL},
+        {"{\"registrar\": {\"direct\": {\"public\": null}}}", 0, "registrar.direct.public", NULL},
+        {"{\"registrar\": {\"direct\": {\"check_interval\": 0}}}", 0, "registrar.direct.check_interval", "1 to 3600"},
+        {"{\"registrar\": {\"direct\": {\"check_interval\": 3601}}}", 0, "registrar.direct.check_interval", NULL},
+        {"{\"registrar\": {\"direct\": {\"check_interval\": 1.5}}}", 0, "registrar.direct.check_interval", NULL},
+        {"{\"registrar\": {\"direct\": {\"retry_window\": 0}}}", 0, "registrar.direct.retry_window", NULL},
+        {"{\"registrar\": {\"direct\": {\"retry_window\": \"30\"}}}", 0, "registrar.direct.retry_window", NULL},
+        {"{\"registrar\": {\"direct\": {\"lan\": true, \"lan\": false}}}", 0, NULL, NULL},
+        {"{\"registrar\": {\"direct\": {\"x\\u001b\": true}}}", 0, "registrar.direct.x\\x1b", "unknown"},
+    };
+#undef DNS_OK
+    run_err_rows("direct/dns", rows, sizeof(rows) / sizeof(rows[0]));
+    CHECK_CTX(NULL);
+}
+
 int main(void)
 {
     test_defaults();
@@ -850,5 +948,6 @@ int main(void)
     test_names_metrics();
     test_load();
     test_domain();
+    test_direct_dns();
     return check_done("config");
 }

@@ -107,6 +107,114 @@ static void test_body(void)
     CHECK_CTX(NULL);
 }
 
+struct direct_row {
+    const char *body;
+    int rc;
+    const char *lan, *pub; /* on success: canonical, "" when absent */
+    const char *want;      /* on failure: must appear in err */
+};
+
+/* The direct-path keys (PROTOCOL 1.1, 5): literals only, canonical on the way out, every hostile
+ * shape refused with a reason that quotes none of it. */
+static void test_direct(void)
+{
+    static char padded[P2M_REGISTER_BODY_MAX + 2];
+    /* a valid body padded with spaces to exactly the limit, and one byte over */
+    static const char head[] = "{\"direct_lan\":\"10.0.0.5:8443\",\"direct_public\":\"[2001:db8::1]:443\"}";
+    memset(padded, ' ', sizeof(padded) - 1);
+    memcpy(padded, head, sizeof(head) - 1);
+    const struct direct_row rows[] = {
+        {"{\"direct_lan\":\"192.168.1.20:8443\"}", 0, "192.168.1.20:8443", "", NULL},
+        {"{\"direct_public\":\"203.0.113.7:443\"}", 0, "", "203.0.113.7:443", NULL},
+        {"{\"direct_public\":\"[2001:DB8:0::1]:1\"}", 0, "", "[2001:db8::1]:1", NULL},
+        {"{\"direct_lan\":\"[::ffff:10.0.0.1]:65535\"}", 0, "10.0.0.1:65535", "", NULL},
+        {"{\"protocol\":\"http\",\"connections\":4,\"direct_lan\":\"127.0.0.21:9000\",\"direct_public\":\"127.0.0.22:9001\"}", 0,
+         "127.0.0.21:9000", "127.0.0.22:9001", NULL},
+        {"{\"direct_lan\":\"localhost:80\"}", -1, NULL, NULL, "not a name"},
+        {"{\"direct_lan\":\"pod.example:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"10.0.0.5\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"10.0.0.5:\"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\"10.0.0.5:0\"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\"10.0.0.5:65536\"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\"10.0.0.5:099\"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\"10.0.0.5:+80\"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\"10.0.0.5:80 \"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\"10.0.0.5:999999\"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\"10.0.0.5:80:81\"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\" 10.0.0.5:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"10.0.0.256:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"10.1:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"0x7f.0.0.1:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"2001:db8::1:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"[2001:db8::1]\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"[2001:db8::1]80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"[fe80::1%eth0]:80\"}", -1, NULL, NULL, "IPv6"},
+        {"{\"direct_lan\":\"[10.0.0.1]:80\"}", -1, NULL, NULL, "IPv6"},
+        {"{\"direct_lan\":\"[]:80\"}", -1, NULL, NULL, "IPv6"},
+        {"{\"direct_lan\":\"[:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"[1111:2222:3333:4444:5555:6666:7777:8888:9999]:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":\"[0000:0000:0000:0000:0000:ffff:255.255.255.255]:65535\"}", 0, "255.255.255.255:65535", "", NULL},
+        {"{\"direct_lan\":\"[0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:1]:80\"}", -1, NULL, NULL, "at most 54"},
+        {"{\"direct_lan\":\"10.0.0.5:80\\u0000\"}", -1, NULL, NULL, "not JSON"},
+        {"{\"direct_lan\":\"10.0.0.5:80\\n\"}", -1, NULL, NULL, "port"},
+        {"{\"direct_lan\":\"\\u001b[31m:80\"}", -1, NULL, NULL, "direct_lan"},
+        {"{\"direct_lan\":80}", -1, NULL, NULL, "direct_lan: expected a string"},
+        {"{\"direct_lan\":null}", -1, NULL, NULL, "direct_lan: expected a string"},
+        {"{\"direct_lan\":[\"10.0.0.5:80\"]}", -1, NULL, NULL, "direct_lan: expected a string"},
+        {"{\"direct_public\":{\"a\":1}}", -1, NULL, NULL, "direct_public: expected a string"},
+        {"{\"direct_lan\":\"10.0.0.5:80\",\"direct_lan\":\"10.0.0.6:80\"}", -1, NULL, NULL, "not JSON"},
+        {"{\"Direct_lan\":\"10.0.0.5:80\"}", -1, NULL, NULL, "unknown key"},
+        {"{\"direct\":\"10.0.0.5:80\"}", -1, NULL, NULL, "unknown key"},
+        {padded, 0, "10.0.0.5:8443", "[2001:db8::1]:443", NULL},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct direct_row *r = &rows[i];
+        size_t len = r->body == padded ? P2M_REGISTER_BODY_MAX : strlen(r->body);
+        p2m_service_body_t b;
+        char err[P2M_ERR_LEN] = "";
+        char *p = check_exact_copy(r->body, len);
+        CHECK_CTX("direct row %zu %s", i, check_bytes(r->body, len > 80 ? 80 : len));
+        memset(&b, 0x55, sizeof(b));
+        int rc = p2m_service_body_parse_ex(p, len, &b, err);
+        free(p);
+        if (!CHECK_RC(rc, r->rc, err))
+            continue;
+        if (rc == 0) {
+            CHECK_EQ_STR(b.direct_lan, r->lan);
+            CHECK_EQ_STR(b.direct_public, r->pub);
+        } else {
+            CHECK_MSG(strstr(err, r->want) != NULL, "err \"%s\" does not contain \"%s\"", err, r->want);
+            CHECK_MSG(strchr(err, '\n') == NULL && strchr(err, '\x1b') == NULL && strstr(err, "10.0.0") == NULL,
+                      "err quotes the input or has a control byte: %s", check_bytes(err, strlen(err)));
+        }
+    }
+    /* one byte over the limit */
+    padded[P2M_REGISTER_BODY_MAX] = ' ';
+    p2m_service_body_t b;
+    char err[P2M_ERR_LEN];
+    CHECK_CTX("direct body over the limit");
+    CHECK_RC(p2m_service_body_parse_ex(padded, P2M_REGISTER_BODY_MAX + 1, &b, err), -1, err);
+    /* without the keys, both are empty */
+    CHECK_CTX("no direct keys");
+    if (CHECK_RC(p2m_service_body_parse_ex("", 0, &b, err), 0, err)) {
+        CHECK_EQ_STR(b.direct_lan, "");
+        CHECK_EQ_STR(b.direct_public, "");
+        CHECK_EQ_INT(b.conns, 1);
+    }
+    /* the address parser alone: host and port split out */
+    char canon[P2M_DIRECT_ADDR_MAX + 1], host[64];
+    unsigned port = 0;
+    CHECK_CTX("p2m_direct_addr_parse");
+    if (CHECK_RC(p2m_direct_addr_parse("[2001:db8::7]:8443", canon, host, &port, err), 0, err)) {
+        CHECK_EQ_STR(canon, "[2001:db8::7]:8443");
+        CHECK_EQ_STR(host, "2001:db8::7");
+        CHECK_EQ_INT(port, 8443);
+    }
+    CHECK_RC(p2m_direct_addr_parse(NULL, canon, host, &port, err), -1, err);
+    CHECK_CTX(NULL);
+}
+
 static void test_names(void)
 {
     p2m_proto_t p;
@@ -159,6 +267,7 @@ static void test_names(void)
 int main(void)
 {
     test_body();
+    test_direct();
     test_names();
     return check_done("service");
 }

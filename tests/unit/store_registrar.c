@@ -5,6 +5,8 @@
  * relays written as their heartbeats write them. Replies are rendered as one line ("ok|40001|r1|...")
  * and compared with what the builder's contract in store_cmd.h says. */
 #include "check.h"
+#include "p2m/err.h"
+#include "p2m/store.h"
 #include "p2m/store_cmd.h"
 #include "redis_server.h"
 
@@ -386,6 +388,146 @@ static void test_setup(void)
     CHECK_EQ_STR(run(p2m_store_cmd_setup(&c, &s, &lim), &c), "build failed");
 }
 
+/* Direct paths (PROTOCOL 5): the registration's record, the redirect's choice (same network, a
+ * verified public path, the retry mark, a disabled or removed pod, a name not written yet, http
+ * and https), and the checker's synchronous calls. */
+static void test_direct(redis_server_t *srv)
+{
+    p2m_store_cmd_t c;
+    const char *LAN = "web.lan.d.example", *DIRECT = "web.direct.d.example";
+#define ROUTE(http, addr, lan, pub) run(p2m_store_cmd_direct_route(&c, "web", http, addr, lan, pub, LAN, DIRECT, 30), &c)
+
+    CHECK_CTX("direct: record");
+    R("FLUSHALL");
+    R("HSET p2m:pod:alice disabled 0");
+    CHECK_EQ_STR(run(p2m_store_cmd_direct_record(&c, "web", P2M_PROTO_HTTPS, "alice", "198.51.100.7", "10.0.0.5:8443",
+                                                 "203.0.113.7:443", 30),
+                     &c),
+                 "1");
+    CHECK_EQ_STR(R("HMGET p2m:direct:web pod src lan public"), "alice|198.51.100.7|10.0.0.5:8443|203.0.113.7:443");
+    long long ttl = atoll(R("TTL p2m:direct:web"));
+    CHECK(ttl > 25 && ttl <= 30);
+    CHECK_EQ_STR(R("SMEMBERS p2m:directs"), "web");
+    CHECK_EQ_STR(run(p2m_store_cmd_direct_record(&c, "web", P2M_PROTO_HTTP, "alice", "198.51.100.7", "10.0.0.5:8080", "", 30), &c),
+                 "1");
+    CHECK_EQ_STR(R("HMGET p2m:direct:web:http lan public"), "10.0.0.5:8080|");
+
+    CHECK_CTX("direct: route before the names are written");
+    CHECK_EQ_STR(ROUTE(0, "198.51.100.7", 1, 1), "relay|none");
+    R("HSET p2m:dns:names %s 10.0.0.5 %s 203.0.113.7", LAN, DIRECT);
+    CHECK_CTX("direct: route, public path not verified");
+    CHECK_EQ_STR(ROUTE(0, "192.0.2.1", 1, 1), "relay|none");
+    CHECK_CTX("direct: same network, https");
+    CHECK_EQ_STR(ROUTE(0, "198.51.100.7", 1, 1), "lan|https|10.0.0.5:8443");
+    CHECK_EQ_STR(R("GET p2m:direct-sent:web:198.51.100.7"), "lan");
+    ttl = atoll(R("TTL p2m:direct-sent:web:198.51.100.7"));
+    CHECK(ttl > 25 && ttl <= 30);
+    CHECK_CTX("direct: back within the retry window");
+    CHECK_EQ_STR(ROUTE(0, "198.51.100.7", 1, 1), "relay|retry");
+    CHECK_CTX("direct: same network, http gets the http service's lan path");
+    CHECK_EQ_STR(ROUTE(1, "198.51.100.7", 1, 1), "lan|http|10.0.0.5:8080");
+    CHECK_CTX("direct: lan switched off");
+    R("DEL p2m:direct-sent:web:198.51.100.7");
+    CHECK_EQ_STR(ROUTE(0, "198.51.100.7", 0, 1), "relay|none");
+    CHECK_CTX("direct: elsewhere, verified");
+    R("SET p2m:direct-ok:web 203.0.113.7:443");
+    CHECK_EQ_STR(ROUTE(0, "192.0.2.1", 1, 1), "direct|https|203.0.113.7:443");
+    CHECK_EQ_STR(ROUTE(0, "192.0.2.1", 1, 1), "relay|retry");
+    CHECK_EQ_STR(ROUTE(1, "192.0.2.2", 1, 1), "direct|https|203.0.113.7:443"); /* http consumers too, upgraded */
+    CHECK_EQ_STR(ROUTE(0, "192.0.2.3", 1, 0), "relay|none");
+    CHECK_CTX("direct: the name holds another address");
+    R("HSET p2m:dns:names %s 203.0.113.8", DIRECT);
+    CHECK_EQ_STR(ROUTE(0, "192.0.2.4", 1, 1), "relay|none");
+    R("HSET p2m:dns:names %s 203.0.113.7", DIRECT);
+    CHECK_CTX("direct: a verified mark for another path");
+    R("SET p2m:direct-ok:web 203.0.113.9:443");
+    CHECK_EQ_STR(ROUTE(0, "192.0.2.5", 1, 1), "relay|none");
+    R("SET p2m:direct-ok:web 203.0.113.7:443");
+    CHECK_CTX("direct: a disabled pod, a removed pod");
+    R("HSET p2m:pod:alice disabled 1");
+    CHECK_EQ_STR(ROUTE(0, "198.51.100.7", 1, 1), "relay|none");
+    CHECK_EQ_STR(ROUTE(0, "192.0.2.6", 1, 1), "relay|none");
+    R("DEL p2m:pod:alice");
+    CHECK_EQ_STR(ROUTE(0, "192.0.2.7", 1, 1), "relay|none");
+    R("HSET p2m:pod:alice disabled 0");
+    CHECK_CTX("direct: a changed public path loses its mark");
+    CHECK_EQ_STR(run(p2m_store_cmd_direct_record(&c, "web", P2M_PROTO_HTTPS, "alice", "198.51.100.7", "10.0.0.5:8443",
+                                                 "203.0.113.8:443", 30),
+                     &c),
+                 "1");
+    CHECK_EQ_STR(R("EXISTS p2m:direct-ok:web"), "0");
+    CHECK_CTX("direct: a registration without paths withdraws them");
+    R("SET p2m:direct-ok:web 203.0.113.8:443");
+    CHECK_EQ_STR(run(p2m_store_cmd_direct_record(&c, "web", P2M_PROTO_HTTPS, "alice", "198.51.100.7", "", "", 30), &c), "2");
+    CHECK_EQ_STR(R("EXISTS p2m:direct:web p2m:direct-ok:web"), "0");
+    CHECK_EQ_STR(ROUTE(0, "198.51.100.8", 1, 1), "relay|none");
+#undef ROUTE
+
+    /* The checker's side, on a connection of its own. */
+    char err[P2M_ERR_LEN];
+    p2m_redis_addr_t a;
+    p2m_store_t *st = NULL;
+    CHECK_CTX("direct: checker");
+    if (!CHECK_RC(p2m_redis_addr_parse(srv->addr, &a, err), 0, err) || (st = p2m_store_connect(&a, 2000, err)) == NULL) {
+        CHECK_MSG(0, "connect: %s", err);
+        return;
+    }
+    R("DEL p2m:dns:names");
+    run(p2m_store_cmd_direct_record(&c, "web", P2M_PROTO_HTTPS, "alice", "198.51.100.7", "10.0.0.5:8443", "[2001:db8::1]:443", 30),
+        &c);
+    R("SADD p2m:directs bad:label");
+    char(*labels)[P2M_LABEL_MAX + 1] = NULL;
+    size_t n = 0;
+    if (CHECK_RC(p2m_store_direct_labels(st, &labels, &n, 16, err), 0, err) && CHECK_EQ_INT(n, 1))
+        CHECK_EQ_STR(labels[0], "web"); /* what is not a label is skipped */
+    free(labels);
+    p2m_direct_state_t ds;
+    if (CHECK_RC(p2m_store_direct_take(st, "web", "reg1", 5000, LAN, DIRECT, &ds, err), 0, err)) {
+        CHECK_EQ_INT(ds.locked, 1);
+        CHECK_EQ_STR(ds.lan, "10.0.0.5:8443");
+        CHECK_EQ_STR(ds.lan_http, "10.0.0.5:8080");
+        CHECK_EQ_STR(ds.public_, "[2001:db8::1]:443");
+        CHECK_EQ_STR(ds.dns_lan, "");
+        CHECK_EQ_STR(ds.verified, "");
+    }
+    CHECK_EQ_STR(R("GET p2m:direct-lock:web"), "reg1");
+    if (CHECK_RC(p2m_store_direct_take(st, "web", "reg2", 5000, LAN, DIRECT, &ds, err), 0, err))
+        CHECK_EQ_INT(ds.locked, 0); /* one registrar per label and interval */
+    R("DEL p2m:direct-lock:web");
+    CHECK_RC(p2m_store_direct_verified(st, "web", "[2001:db8::1]:443", 9000, err), 0, err);
+    CHECK_EQ_STR(R("GET p2m:direct-ok:web"), "[2001:db8::1]:443");
+    CHECK_RC(p2m_store_direct_verified(st, "web", "[2001:db8::2]:443", 9000, err), 0, err); /* not the declared path */
+    CHECK_EQ_STR(R("EXISTS p2m:direct-ok:web"), "0");
+    CHECK_RC(p2m_store_direct_dns_set(st, "web", LAN, "10.0.0.5", err), 0, err);
+    CHECK_EQ_STR(R("HGET p2m:dns:names %s", LAN), "10.0.0.5");
+    /* What Redis holds that is not an address or a path reads as "": it would reach DNS and Location. */
+    R("HSET p2m:direct:web lan %s", "evil.example:80");
+    R("HSET p2m:dns:names %s %s", DIRECT, "203.0.113.7\\n");
+    if (CHECK_RC(p2m_store_direct_take(st, "web", "reg1", 5000, LAN, DIRECT, &ds, err), 0, err)) {
+        CHECK_EQ_STR(ds.lan, "");
+        CHECK_EQ_STR(ds.dns_lan, "10.0.0.5");
+        CHECK_EQ_STR(ds.dns_direct, "");
+    }
+    R("HSET p2m:pod:alice disabled 1");
+    R("DEL p2m:direct-lock:web");
+    if (CHECK_RC(p2m_store_direct_take(st, "web", "reg1", 5000, LAN, DIRECT, &ds, err), 0, err)) {
+        CHECK_EQ_STR(ds.public_, ""); /* a disabled pod's paths read as none */
+        CHECK_EQ_STR(ds.lan_http, "");
+    }
+    CHECK_CTX("direct: forget");
+    CHECK_RC(p2m_store_direct_forget(st, "web", LAN, DIRECT, err), 0, err);
+    CHECK_EQ_STR(R("SISMEMBER p2m:directs web"), "1"); /* still has its records */
+    R("DEL p2m:direct:web p2m:direct:web:http");
+    CHECK_RC(p2m_store_direct_forget(st, "web", LAN, DIRECT, err), 0, err);
+    CHECK_EQ_STR(R("SISMEMBER p2m:directs web"), "1"); /* a name is still remembered */
+    CHECK_RC(p2m_store_direct_dns_set(st, "web", LAN, "", err), 0, err);
+    R("HDEL p2m:dns:names %s", DIRECT);
+    CHECK_RC(p2m_store_direct_forget(st, "web", LAN, DIRECT, err), 0, err);
+    CHECK_EQ_STR(R("SISMEMBER p2m:directs web"), "0");
+    p2m_store_free(st);
+    CHECK_CTX(NULL);
+}
+
 int main(void)
 {
     redis_server_t srv;
@@ -398,6 +540,7 @@ int main(void)
     test_drain();
     test_small();
     test_setup();
+    test_direct(&srv);
     redisFree(rc);
     redis_server_stop(&srv);
     return check_done("store_registrar");

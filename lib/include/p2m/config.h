@@ -60,7 +60,25 @@ typedef struct {
     /* registrar.metrics_token: the Bearer credential /metrics on the HTTPS listeners wants; "" =
      * /metrics is not served there at all */
     char metrics_token[P2M_METRICS_TOKEN_MAX + 1];
+    /* registrar.direct (PROTOCOL 5): which direct paths consumers are sent to, how often a public
+     * path is checked, and how long a consumer sent to one and back goes to the relay */
+    int direct_lan;                 /* registrar.direct.lan: same-network consumers to LABEL.lan.DOMAIN (default on) */
+    int direct_public;              /* registrar.direct.public: others to a verified LABEL.direct.DOMAIN (default on) */
+    unsigned direct_check_interval; /* registrar.direct.check_interval: s between checks (default 10) */
+    unsigned direct_retry_window;   /* registrar.direct.retry_window: s a consumer sent to a direct path and back goes to the relay
+                                       (default 30) */
 } p2m_registrar_config_t;
+
+/* dns (PROTOCOL 5): the authoritative server the registrar keeps LABEL.direct.DOMAIN and
+ * LABEL.lan.DOMAIN in by RFC 2136 updates signed with TSIG. Without the section (enabled 0) no
+ * DNS is kept and no consumer is sent to a direct path. */
+typedef struct {
+    int enabled;                          /* the section is present */
+    p2m_hostport_t server;                /* dns.server: an address literal and a port */
+    char zone[P2M_DOMAIN_MAX + 1];        /* dns.zone: the zone updated; domain is the zone or under it */
+    char tsig_key_file[P2M_PATH_MAX + 1]; /* dns.tsig_key_file: BIND key file, mode 0600 (read at start) */
+    unsigned ttl;                         /* dns.ttl: s, the records' TTL (default 30) */
+} p2m_dns_config_t;
 
 typedef struct {
     char name[P2M_LABEL_MAX + 1];  /* relay.name: this relay's name in Redis; default the host name */
@@ -85,6 +103,7 @@ typedef struct {
     p2m_log_level_t log_level;             /* log_level */
     p2m_registrar_config_t registrar;
     p2m_relay_config_t relay;
+    p2m_dns_config_t dns;
 } p2m_config_t;
 
 /* Fills *cfg with the defaults documented in docs/OPERATIONS.md. */

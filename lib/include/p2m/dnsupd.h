@@ -24,7 +24,7 @@
  * it to be unsigned; the worst a forger gets is a failed update), while a NOERROR must verify.
  * A reply with another id ends the call with an error rather than waiting on.
  *
- * How the registrar should use it (not wired yet):
+ * How the registrar uses it (registrar/direct.c, PROTOCOL 5):
  *   - At start, p2m_tsig_key_load(dns.tsig_key_file), p2m_dnsupd_key_check, and fill p2m_dnsupd_conf_t from the config
  *     ("dns": {"server", "zone", "tsig_key_file", "ttl"}); the server must be an address literal,
  *     since these calls resolve no names.

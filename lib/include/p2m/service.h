@@ -41,4 +41,29 @@ int p2m_service_normalize(const char *s, size_t len, char *out, char *err);
  * Returns 0 with *proto and *conns, or -1 with a one-line reason in err naming what is wrong. */
 int p2m_service_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err);
 
+/* A direct path in text: "A.B.C.D:PORT" or "[V6]:PORT" (INET6_ADDRSTRLEN + brackets, ':' and a port). */
+#define P2M_DIRECT_ADDR_MAX 54
+
+/* Everything a registration body declares (PROTOCOL 1.1). */
+typedef struct {
+    p2m_proto_t proto;
+    unsigned conns;
+    /* "direct_lan" and "direct_public" (PROTOCOL 5), canonical ("10.0.0.5:8443", "[2001:db8::1]:443";
+     * IPv4-mapped IPv6 written as IPv4); "" when not declared */
+    char direct_lan[P2M_DIRECT_ADDR_MAX + 1];
+    char direct_public[P2M_DIRECT_ADDR_MAX + 1];
+} p2m_service_body_t;
+
+/* p2m_service_body_parse, with two more optional keys, "direct_lan" and "direct_public": each a
+ * string "ADDR:PORT", ADDR an IPv4 literal or a bracketed IPv6 literal (no names, no zone), PORT
+ * 1-65535 without sign or leading zero. Returns 0 with *out filled, or -1 with err (nothing of the
+ * value is quoted). */
+int p2m_service_body_parse_ex(const char *body, size_t len, p2m_service_body_t *out, char *err);
+
+/* Checks s (NUL-terminated) as a direct path "ADDR:PORT" as above and writes its canonical form
+ * to out (P2M_DIRECT_ADDR_MAX + 1 bytes), its address alone (no brackets) to host
+ * (INET6_ADDRSTRLEN bytes) and its port to *port; host and port may be NULL. Returns 0 or -1 with
+ * err. */
+int p2m_direct_addr_parse(const char *s, char *out, char *host, unsigned *port, char *err);
+
 #endif

@@ -89,6 +89,22 @@
  *                                    ("" = none), created (unix s), pods_created. HASH is the
  *                                    SHA-256 of the token in lower-case hex: the token itself is
  *                                    never stored. A spent or expired token stays until token rm
+ *   p2m:direct:SERVICE       hash    pod, src (the address the pod registered from), lan, public
+ *                                    (its direct paths, "ADDR:PORT" or ""); TTL
+ *                                    registrar.alive_window, rewritten by each registration that
+ *                                    declares a path, removed by one that declares none (PROTOCOL 5)
+ *   p2m:direct-ok:SERVICE    string  the public path ("ADDR:PORT") whose TLS check last passed; TTL
+ *                                    3 x registrar.direct.check_interval; removed when a check fails
+ *   p2m:direct-lock:LABEL    string  the registrar (registrar.name) that checks LABEL's paths; PX
+ *                                    check_interval, taken when free or already its own: one
+ *                                    registrar checks a label while it keeps running
+ *   p2m:direct-sent:SERVICE:ADDR string "lan"|"direct": consumer ADDR was sent to a direct path of
+ *                                    the service it asked for; TTL registrar.direct.retry_window: its
+ *                                    next request goes to the relay
+ *   p2m:directs              set     labels the checker visits: any with a direct hash or a DNS name
+ *                                    written; a label leaves once it has neither
+ *   p2m:dns:names            hash    NAME (LABEL.lan.DOMAIN, LABEL.direct.DOMAIN) -> the address the
+ *                                    registrars last wrote for it by RFC 2136; absent once deleted
  *   p2m:stats                hash    counters by name (registrations, redirects, fail:REASON ...)
  *   p2m:events               channel "unlease PORT", "pod ID": change notices for relays
  *   p2m:relay:NAME           channel "lease PORT": a registrar asks relay NAME to bind PORT
@@ -344,6 +360,39 @@ int p2m_store_token_rm(p2m_store_t *st, const char *id, char *hash, char *err);
  * token's tunnels, label_prefix and counts after the use), or -1 with err when Redis fails. The
  * registrar sends the same script asynchronously: p2m_store_cmd_token_redeem (p2m/store_cmd.h). */
 int p2m_store_token_redeem(p2m_store_t *st, const char *hash, long long now, p2m_token_info_t *info, char *err);
+
+/* --- direct paths (PROTOCOL 5), for the registrar's checker ------------------------------------- */
+
+/* What the checker holds for one label, read under its lock. */
+typedef struct {
+    int locked;                               /* 1: this registrar holds the label's lock now */
+    char lan[P2M_DIRECT_ADDR_MAX + 1];        /* https service's lan path ("" none, or its pod disabled or gone) */
+    char lan_http[P2M_DIRECT_ADDR_MAX + 1];   /* the http service's */
+    char public_[P2M_DIRECT_ADDR_MAX + 1];    /* the https service's public path (only https is checked) */
+    char dns_lan[P2M_DIRECT_ADDR_MAX + 1];    /* what p2m:dns:names holds for the lan name ("" none) */
+    char dns_direct[P2M_DIRECT_ADDR_MAX + 1]; /* and for the direct name */
+    char verified[P2M_DIRECT_ADDR_MAX + 1];   /* the public path marked verified now ("" none) */
+} p2m_direct_state_t;
+
+/* The labels in p2m:directs (at most cap; the rest wait for a later pass). free() *out. */
+int p2m_store_direct_labels(p2m_store_t *st, char (**out)[P2M_LABEL_MAX + 1], size_t *n, size_t cap, char *err);
+
+/* Takes label's lock for lock_ms as `who` (free, or held by who already: a registrar re-takes its
+ * own at each tick, another waits until it lapses) and, when taken, reads its direct paths (a
+ * path of a pod that is disabled or removed reads as "") and the addresses remembered for
+ * lan_name and direct_name. out->locked 0: another registrar has it. Returns 0 or -1 with err. */
+int p2m_store_direct_take(p2m_store_t *st, const char *label, const char *who, unsigned lock_ms, const char *lan_name,
+                          const char *direct_name, p2m_direct_state_t *out, char *err);
+
+/* Marks label's public path pub verified for ttl_ms, when it is still the path declared; pub ""
+ * removes the mark. Returns 0 or -1 with err. */
+int p2m_store_direct_verified(p2m_store_t *st, const char *label, const char *pub, unsigned ttl_ms, char *err);
+
+/* Remembers addr as written for name (label's), or forgets name when addr is "". Returns 0 or -1. */
+int p2m_store_direct_dns_set(p2m_store_t *st, const char *label, const char *name, const char *addr, char *err);
+
+/* Drops label from p2m:directs when it has no direct hash and neither name is remembered. */
+int p2m_store_direct_forget(p2m_store_t *st, const char *label, const char *lan_name, const char *direct_name, char *err);
 
 /* Key names, for the modules that talk to Redis asynchronously. Each writes a NUL-terminated key
  * to out and returns its length, or -1 when cap is too small. */

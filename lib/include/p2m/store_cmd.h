@@ -91,6 +91,21 @@ typedef struct {
 int p2m_store_cmd_consumer_route(p2m_store_cmd_t *c, const char *label, const p2m_proto_t *protos, size_t nprotos, const char *addr,
                                  long long now, const p2m_consumer_caps_t *caps, uint32_t rand);
 
+/* After a registration of (label, proto) by pod from addr (PROTOCOL 5): with a lan or public path
+ * (either may be ""), rewrites p2m:direct:SERVICE for ttl seconds and adds label to p2m:directs
+ * (a changed public path loses its verified mark); with neither, removes the service's paths.
+ * Reply: integer. */
+int p2m_store_cmd_direct_record(p2m_store_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr,
+                                const char *lan, const char *pub, unsigned ttl);
+
+/* The direct path for consumer addr of label (PROTOCOL 5.3), asked over plain http or not. lan /
+ * pub switch each kind on; lan_name / direct_name are the DNS names (a path is used only once the
+ * name holds its address, p2m:dns:names). A consumer sent to a direct path within retry seconds
+ * goes to the relay; one sent now is remembered for retry seconds. Reply: {"relay", WHY} or
+ * {"lan"|"direct", SCHEME ("http"|"https"), "ADDR:PORT"}. */
+int p2m_store_cmd_direct_route(p2m_store_cmd_t *c, const char *label, int plain_http, const char *addr, int lan, int pub,
+                               const char *lan_name, const char *direct_name, unsigned retry);
+
 /* Ends the lease on port if it is still in state pending (a relay never answered). Reply: integer. */
 int p2m_store_cmd_lease_abandon(p2m_store_cmd_t *c, uint16_t port);
 
