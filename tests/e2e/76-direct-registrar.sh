@@ -23,23 +23,10 @@ TTL=7
 POD_ADDR=127.0.0.20 # where the pod registers from, and the same-network consumer
 ELSEWHERE=127.0.0.30
 
-# udp_free PORT / free_port VAR: as in 75-dns-update.sh, a port free for TCP and UDP.
-udp_free() { [[ -z $(ss -Huan "( sport = :$1 )" 2>/dev/null) ]]; }
-free_port() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        p2m_free_port "$1"
-        udp_free "${!1}" && return 0
-    done
-    fail "no port free for both TCP and UDP"
-}
-
-# answer NAME: what knotd holds for NAME's A records, as "TTL ADDRESS" lines.
-answer() { dig +norecurse +time=2 +tries=1 @127.0.0.1 -p "$DNS_PORT" "$1" A +noall +answer | awk '{print $2, $5}' | sort; }
-answer_is() { [[ $(answer "$1") == "$2" ]]; }
+answer() { p2m_dns_answer "$1"; }
+answer_is() { p2m_dns_answer_is "$@"; }
 # The zone's wildcard answers a name without records of its own (see p2m/dnsupd.h).
 WILDCARD="300 127.0.0.1"
-knot_ready() { answer_is "ns.$ZONE" "300 127.0.0.1"; }
 
 # consumer SRC SCHEME PATH: a consumer's request for LABEL from SRC; sets CODE and LOC.
 consumer() {
@@ -58,47 +45,9 @@ RELAY_RE="^https://$LABEL\\.$ZONE:[0-9]+/path\\?q=1\$"
 
 # ---------------------------------------------------------------- knotd with a zone and a key
 
-free_port DNS_PORT
-mkdir -m 700 "$T/knot"
-SECRET=$(openssl rand -base64 32)
-(
-    umask 077
-    printf 'key "p2m-registrar" {\n\talgorithm hmac-sha256;\n\tsecret "%s";\n};\n' "$SECRET" >"$T/tsig.key"
-)
-cat >"$T/knot/zone" <<ZONE_EOF
-\$ORIGIN $ZONE.
-\$TTL 300
-@ SOA ns admin 1 3600 600 86400 30
-@ NS ns
-ns A 127.0.0.1
-* A 127.0.0.1
-ZONE_EOF
-cat >"$T/knot/knot.conf" <<KNOT_EOF
-server:
-    listen: 127.0.0.1@$DNS_PORT
-    rundir: $T/knot
-log:
-  - target: stderr
-    any: info
-database:
-    storage: $T/knot
-key:
-  - id: p2m-registrar
-    algorithm: hmac-sha256
-    secret: $SECRET
-acl:
-  - id: update
-    key: p2m-registrar
-    action: update
-zone:
-  - domain: $ZONE
-    storage: $T/knot
-    file: zone
-    acl: update
-    zonefile-sync: -1
-KNOT_EOF
-p2m_bg knotd knotd -c "$T/knot/knot.conf"
-p2m_wait_until "knotd answers for $ZONE" knot_ready
+p2m_knot_start "$ZONE" p2m-registrar hmac-sha256
+DNS_PORT=$P2M_DNS_PORT
+SECRET=$P2M_TSIG_SECRET
 
 # ---------------------------------------------------------------- the system, with dns
 
