@@ -86,6 +86,13 @@ int p2m_direct_addr_parse(const char *s, char *out, char *host, unsigned *port, 
         v6 = 0;
         memcpy(canon, addr, strlen(addr) + 1);
     }
+    /* One host: a pod cannot listen on, nor a registrar check, the unspecified address (a
+     * connect to it reaches the registrar's own machine), a broadcast or a multicast group. */
+    const unsigned char *b = v6 ? a : (s[0] == '[' ? a + 12 : a);
+    static const unsigned char zero[16];
+    if (v6 ? memcmp(b, zero, 16) == 0 || b[0] == 0xff
+           : memcmp(b, zero, 4) == 0 || (b[0] & 0xf0) == 0xe0 || (b[0] == 0xff && b[1] == 0xff && b[2] == 0xff && b[3] == 0xff))
+        return p2m_err(err, "not the address of one host (unspecified, broadcast or multicast)");
     size_t plen = strlen(p);
     unsigned long v = 0;
     if (plen == 0 || plen > 5 || p[0] == '0' || strspn(p, "0123456789") != plen)

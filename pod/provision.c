@@ -823,36 +823,15 @@ int pod_source_parse(const char *s, char *out, char *err)
     return addr_literal(s, n, strchr(s, ':') != NULL ? AF_INET6 : AF_INET, out, err);
 }
 
+/* The grammar and the one-host rule are the registrar's (lib/service.c): a pod accepts exactly
+ * what its registration may declare. */
 int pod_direct_addr_parse(const char *s, p2m_hostport_t *out, char *err)
 {
-    char host[INET6_ADDRSTRLEN], e[P2M_ERR_LEN];
-    size_t n = strlen(s);
-    const char *colon;
+    unsigned port = 0;
     memset(out, 0, sizeof(*out));
-    if (n == 0)
-        return p2m_err(err, "empty; expected ADDR:PORT");
-    if (n > 64)
-        return p2m_err(err, "longer than 64 bytes; expected ADDR:PORT");
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':')
-            return p2m_err(err, "expected [IPV6]:PORT");
-        if (addr_literal(s + 1, (size_t)(close - s - 1), AF_INET6, host, e) != 0)
-            return p2m_err(err, "%s", e);
-        colon = close + 1;
-    } else {
-        colon = strchr(s, ':');
-        if (colon == NULL)
-            return p2m_err(err, "expected ADDR:PORT");
-        if (strchr(colon + 1, ':') != NULL)
-            return p2m_err(err, "an IPv6 address goes in brackets: [IPV6]:PORT");
-        if (addr_literal(s, (size_t)(colon - s), AF_INET, host, e) != 0)
-            return p2m_err(err, "%s", e);
-    }
-    /* Decimal digits only: p2m_port_parse() refuses signs, spaces and 0. */
-    if (p2m_port_parse(colon + 1, strlen(colon + 1), &out->port) != 0)
-        return p2m_err(err, "expected a port from 1 to 65535 after the address");
-    snprintf(out->host, sizeof(out->host), "%s", host);
+    if (p2m_direct_addr_parse(s, NULL, out->host, &port, err) != 0)
+        return -1;
+    out->port = (uint16_t)port;
     return 0;
 }
 

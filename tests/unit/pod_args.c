@@ -1444,7 +1444,7 @@ static void test_direct_flags(void)
         {"10.0.0.1:65535", "10.0.0.1", 65535},
         {"[::1]:443", "::1", 443},
         {"[2001:DB8:0:0::1]:8443", "2001:db8::1", 8443}, /* canonical: what the registration declares */
-        {"[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1", 80},
+        {"[::ffff:192.0.2.1]:80", "192.0.2.1", 80}, /* the registrar's canonical form: the IPv4 host */
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         CHECK_CTX("--direct-lan %s", good[i].value);
@@ -1510,7 +1510,7 @@ static void test_direct_flags(void)
                       "--direct-public: ");
     }
     CHECK_CTX("--direct-lan overlong");
-    check_refused(parse(&a, err, DBASE, "--direct-lan", longv, NULL), err, "--direct-lan: longer than 64 bytes");
+    check_refused(parse(&a, err, DBASE, "--direct-lan", longv, NULL), err, "--direct-lan: expected ADDR:PORT, at most");
     CHECK_CTX("--direct-public without --direct-lan");
     check_refused(parse(&a, err, DBASE, "--direct-public", "203.0.113.7:443", NULL), err, "--direct-public needs --direct-lan");
     CHECK_CTX("--direct-lan twice, with =, on other commands");
@@ -1562,11 +1562,11 @@ static void test_direct_flags(void)
     static const struct {
         const char *svc, *top, *want;
     } bad_cfg[] = {
-        {"\"direct_lan\": \"localhost:1\"", "", "services[0].direct_lan: not an IPv4 address"},
+        {"\"direct_lan\": \"localhost:1\"", "", "services[0].direct_lan: expected an IPv4 literal or a bracketed IPv6 literal, not a name"},
         {"\"direct_lan\": 9443", "", "services[0].direct_lan: expected a string"},
         {"\"direct_lan\": \"127.0.0.1:0\"", "", "services[0].direct_lan: expected a port"},
         {"\"direct_public\": \"203.0.113.7:443\"", "", "services[0].direct_public: --direct-public needs --direct-lan"},
-        {"\"direct_lan\": \"127.0.0.1:1\", \"direct_public\": \"[::1]\"", "", "services[0].direct_public: expected [IPV6]:PORT"},
+        {"\"direct_lan\": \"127.0.0.1:1\", \"direct_public\": \"[::1]\"", "", "services[0].direct_public: expected [IPv6]:PORT"},
         {"\"source\": \"127.0.0.20\"", "", "services[0].\"source\": unknown key"},
         {"", "\"source\": \"host.example\",", "source: not an IPv4 address"},
         {"", "\"source\": true,", "source: expected a string"},
