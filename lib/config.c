@@ -252,8 +252,8 @@ static int read_bool(json_t *v, const char *path, int *out, char *err)
     return 0;
 }
 
-/* registrar.direct: {"lan": BOOL, "public": BOOL, "check_interval": S, "retry_window": S}, each
- * optional. */
+/* registrar.direct: {"lan": BOOL, "public": BOOL, "public_private": BOOL, "check_interval": S,
+ * "retry_window": S}, each optional. */
 static int parse_direct(json_t *obj, p2m_registrar_config_t *r, char *err)
 {
     if (!json_is_object(obj))
@@ -268,6 +268,8 @@ static int parse_direct(json_t *obj, p2m_registrar_config_t *r, char *err)
             rc = read_bool(v, "registrar.direct.lan", &r->direct_lan, err);
         else if (strcmp(key, "public") == 0)
             rc = read_bool(v, "registrar.direct.public", &r->direct_public, err);
+        else if (strcmp(key, "public_private") == 0)
+            rc = read_bool(v, "registrar.direct.public_private", &r->direct_public_private, err);
         else if (strcmp(key, "check_interval") == 0)
             rc = read_range(v, "registrar.direct.check_interval", 1, 3600, "whole seconds", &r->direct_check_interval, err);
         else if (strcmp(key, "retry_window") == 0)

@@ -50,6 +50,18 @@ int p2m_service_normalize(const char *s, size_t len, char *out, char *err)
     return 0;
 }
 
+int p2m_direct_addr_public(const char *host)
+{
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1)
+        return !(a[0] == 0 || a[0] == 10 || a[0] == 127 || (a[0] == 100 && (a[1] & 0xc0) == 64) || (a[0] == 169 && a[1] == 254) ||
+                 (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168));
+    if (inet_pton(AF_INET6, host, a) != 1)
+        return 0;
+    static const unsigned char loopback[16] = {[15] = 1};
+    return !(memcmp(a, loopback, 16) == 0 || (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80));
+}
+
 int p2m_direct_addr_parse(const char *s, char *out, char *host, unsigned *port, char *err)
 {
     size_t len = s != NULL ? strlen(s) : 0;

@@ -26,6 +26,12 @@
 #define DIRECT_IO_MS 3000       /* connect, handshake and each DNS exchange */
 #define DIRECT_LABELS_MAX 65536 /* labels one pass visits; the rest wait for a later pass */
 
+#define DIRECT_LOGGED_SLOTS 4096 /* failures remembered, so that each is logged at warn once */
+
+typedef struct {
+    uint64_t key, reason; /* hashes of (label, public path) and of the reason; 0: empty */
+} direct_logged_t;
+
 struct direct {
     registrar_t *r; /* only r->cfg is read from the worker: it does not change after start */
     pthread_t thread;
@@ -37,9 +43,10 @@ struct direct {
     SSL_CTX *ssl;       /* verifies pods against the registrar's CA */
     p2m_tsig_key_t key; /* signs updates (dns section only) */
     p2m_dnsupd_conf_t dns;
-    p2m_store_t *st; /* the worker's own connection, made again after an error */
-    int reconcile;   /* look names up in the zone on this pass (the first, and after a failure) */
-    int busy;        /* this pass found a label locked by another registrar */
+    p2m_store_t *st;                             /* the worker's own connection, made again after an error */
+    int reconcile;                               /* look names up in the zone on this pass (the first, and after a failure) */
+    int busy;                                    /* this pass found a label locked by another registrar */
+    direct_logged_t logged[DIRECT_LOGGED_SLOTS]; /* the worker's alone */
 };
 
 int direct_key_load(const p2m_config_t *cfg, p2m_tsig_key_t *key, char *err)
@@ -201,6 +208,34 @@ static int dns_keep(direct_t *d, const char *label, const char *name, const char
     return p2m_store_direct_dns_set(d->st, label, name, want, err) != 0 ? -1 : 0;
 }
 
+static uint64_t fnv(uint64_t h, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h * 1099511628211ull; /* the terminator counts: "ab" + "c" differs from "a" + "bc" */
+}
+
+/* Whether this failure of label's public path (reason) was logged already, and remembers it;
+ * reason NULL (a pass) forgets it. A direct-mapped table: a collision costs one more or one less
+ * line in the log, never a wrong check. */
+static int failure_seen(direct_t *d, const char *label, const char *public_, const char *reason)
+{
+    uint64_t key = fnv(fnv(1469598103934665603ull, label), public_);
+    direct_logged_t *slot = &d->logged[key % DIRECT_LOGGED_SLOTS];
+    if (reason == NULL) {
+        if (slot->key == key)
+            slot->key = slot->reason = 0;
+        return 0;
+    }
+    uint64_t why = fnv(1469598103934665603ull, reason);
+    int seen = slot->key == key && slot->reason == why;
+    slot->key = key;
+    slot->reason = why;
+    return seen;
+}
+
 /* One label: lock, check, keep its names. Returns 0, or -1 when the store failed. */
 static int check_label(direct_t *d, const char *label)
 {
@@ -232,13 +267,25 @@ static int check_label(direct_t *d, const char *label)
     if (s.public_[0] != '\0' && cfg->registrar.direct_public) {
         char host[INET6_ADDRSTRLEN];
         unsigned port = 0;
-        if (p2m_direct_addr_parse(s.public_, NULL, host, &port, err) == 0 && tls_check(d, host, port, name, err) == 0) {
+        /* A pod names the address; unless the operator allows it, the registrar does not connect
+         * into its own networks for it (loopback, private, link-local). */
+        int allowed = p2m_direct_addr_parse(s.public_, NULL, host, &port, err) == 0;
+        if (allowed && !cfg->registrar.direct_public_private && !p2m_direct_addr_public(host)) {
+            p2m_err(err, "a loopback, private or link-local address (registrar.direct.public_private is off)");
+            allowed = 0;
+        }
+        if (allowed && tls_check(d, host, port, name, err) == 0) {
             memcpy(pub_host, host, sizeof(pub_host));
+            failure_seen(d, label, s.public_, NULL);
             /* Logged at info when it changes, so that a check every interval does not fill the log. */
             p2m_log(strcmp(s.verified, s.public_) != 0 ? P2M_LOG_INFO : P2M_LOG_DEBUG, "direct_check",
                     "label=%s public=%s result=ok", label, s.public_);
         } else {
-            p2m_log(s.verified[0] != '\0' || d->reconcile ? P2M_LOG_WARN : P2M_LOG_DEBUG, "direct_check",
+            /* At warn when the path worked until now, on a pass after a start, or when this failure
+             * (this path, this reason) is new: a path that never worked is told once, not every
+             * interval. */
+            int fresh = !failure_seen(d, label, s.public_, err);
+            p2m_log(s.verified[0] != '\0' || d->reconcile || fresh ? P2M_LOG_WARN : P2M_LOG_DEBUG, "direct_check",
                     "label=%s public=%s result=fail reason=\"%s\"", label, s.public_, err);
         }
     }

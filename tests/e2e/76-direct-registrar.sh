@@ -56,7 +56,7 @@ p2m_free_port LAN_HTTP_PORT
 p2m_free_port PUB_PORT
 EXTRA=$(jq -n --arg server "127.0.0.1:$DNS_PORT" --arg key "$T/tsig.key" --argjson ttl "$TTL" '{
     dns: {server: $server, zone: "pipe2me.localhost", tsig_key_file: $key, ttl: $ttl},
-    registrar: {alive_window: 10, direct: {check_interval: 1, retry_window: 5}}}')
+    registrar: {alive_window: 10, direct: {check_interval: 1, retry_window: 5, public_private: true}}}')
 p2m_start_system "$EXTRA"
 p2m_wait_until "the checker started" p2m_log_has registrar "event=direct_started check_interval=1 dns=$ZONE"
 

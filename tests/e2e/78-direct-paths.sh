@@ -4,8 +4,9 @@
 # from 127.0.0.20 (--source), listens on 127.0.0.21 (--direct-lan, TLS with its certificate in front
 # of an HTTP echo) and declares 127.0.0.22 (--direct-public), where socat plays the router that
 # forwards that port to the LAN listener.
-#   - the registrar checks the public path over TLS and writes web.lan.DOMAIN and
-#     web.direct.DOMAIN (dig, with dns.ttl); the pod's certificate names both;
+#   - with registrar.direct.public_private off (the default) the loopback public path is never
+#     checked nor used, and only the lan name is written; on, the registrar checks it over TLS and
+#     writes web.direct.DOMAIN too (dig, with dns.ttl); the pod's certificate names both;
 #   - a consumer from the pod's address gets a 307 to the lan name, resolves it with dig at the
 #     test's DNS server, and `curl --resolve --cacert` completes a verified request to the pod with
 #     no byte through the relay; one from 127.0.0.30 gets the direct name, the same way;
@@ -68,7 +69,7 @@ p2m_wait_until "the echo service listens" p2m_listening "$ECHO_HTTP"
 
 p2m_free_port LAN_PORT
 p2m_free_port PUB_PORT
-p2m_bg router socat "TCP-LISTEN:$PUB_PORT,bind=$PUB,fork,reuseaddr" "TCP:$LAN:$LAN_PORT"
+p2m_bg router socat -d -d "TCP-LISTEN:$PUB_PORT,bind=$PUB,fork,reuseaddr" "TCP:$LAN:$LAN_PORT"
 ROUTER_PID=$P2M_BG_PID
 p2m_wait_until "the router's forward listens" p2m_listening "$PUB_PORT"
 p2m_start_pod -w both podweb "$LABEL" "127.0.0.1:$ECHO_HTTP" --tls-terminate --domain "$ZONE" \
@@ -80,6 +81,16 @@ for n in "$LABEL.$ZONE" "$LAN_NAME" "$DIRECT_NAME"; do
 done
 
 p2m_wait_until "$LAN_NAME holds the LAN address, with dns.ttl" p2m_dns_answer_is "$LAN_NAME" "$TTL $LAN"
+p2m_wait_until "a loopback public path is refused without a connection" p2m_log_has registrar \
+    "event=direct_check label=$LABEL public=$PUB:$PUB_PORT result=fail reason=\"a loopback, private or link-local address"
+! p2m_log_has router "accepting connection" || fail "the registrar connected to the loopback public path: $(cat "$T/router.log")"
+expect_eq "$WILDCARD" "$(p2m_dns_answer "$DIRECT_NAME")" "no direct name for a loopback public path"
+sent "$ELSEWHERE" https /private
+expect_match "^https://${LABEL}\\.${ZONE//./\\.}:[0-9]+/private\$" "$(hdr location)" "elsewhere, the public path not allowed: the relay"
+# A lab on one machine: the operator allows it.
+p2m_stop registrar "$REGISTRAR_PID"
+jq '.registrar.direct.public_private = true' "$P2M_CONFIG" >"$T/allow.json" && mv "$T/allow.json" "$P2M_CONFIG"
+p2m_start_registrar
 p2m_wait_until "$DIRECT_NAME holds the checked public address" p2m_dns_answer_is "$DIRECT_NAME" "$TTL $PUB"
 expect_eq "$SRC" "$(rcli HGET "p2m:direct:$LABEL" src)" "the pod registered from --source"
 

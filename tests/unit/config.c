@@ -852,13 +852,14 @@ static void test_direct_dns(void)
         CHECK_EQ_INT(cfg.dns.enabled, 0);
         CHECK_EQ_INT(cfg.registrar.direct_lan, 1);
         CHECK_EQ_INT(cfg.registrar.direct_public, 1);
+        CHECK_EQ_INT(cfg.registrar.direct_public_private, 0);
         CHECK_EQ_INT(cfg.registrar.direct_check_interval, 10);
         CHECK_EQ_INT(cfg.registrar.direct_retry_window, 30);
     }
     CHECK_CTX("dns full");
     if (CHECK_RC(parse_str("{\"domain\": \"p.example\", \"dns\": {\"server\": \"127.0.0.1:5353\", \"zone\": \"P.Example\", "
                            "\"tsig_key_file\": \"/etc/k.key\", \"ttl\": 5}, \"registrar\": {\"direct\": {\"lan\": false, "
-                           "\"public\": true, \"check_interval\": 2, \"retry_window\": 7}}}",
+                           "\"public\": true, \"public_private\": true, \"check_interval\": 2, \"retry_window\": 7}}}",
                            &cfg, err),
                  0, err)) {
         CHECK_EQ_INT(cfg.dns.enabled, 1);
@@ -869,6 +870,7 @@ static void test_direct_dns(void)
         CHECK_EQ_INT(cfg.dns.ttl, 5);
         CHECK_EQ_INT(cfg.registrar.direct_lan, 0);
         CHECK_EQ_INT(cfg.registrar.direct_public, 1);
+        CHECK_EQ_INT(cfg.registrar.direct_public_private, 1);
         CHECK_EQ_INT(cfg.registrar.direct_check_interval, 2);
         CHECK_EQ_INT(cfg.registrar.direct_retry_window, 7);
     }
@@ -926,6 +928,7 @@ static void test_direct_dns(void)
         {"{\"registrar\": {\"direct\": {\"lan\": 1}}}", 0, "registrar.direct.lan", "true or false"},
         {"{\"registrar\": {\"direct\": {\"lan\": \"yes\"}}}", 0, "registrar.direct.lan", NULL},
         {"{\"registrar\": {\"direct\": {\"public\": null}}}", 0, "registrar.direct.public", NULL},
+        {"{\"registrar\": {\"direct\": {\"public_private\": \"no\"}}}", 0, "registrar.direct.public_private", "true or false"},
         {"{\"registrar\": {\"direct\": {\"check_interval\": 0}}}", 0, "registrar.direct.check_interval", "1 to 3600"},
         {"{\"registrar\": {\"direct\": {\"check_interval\": 3601}}}", 0, "registrar.direct.check_interval", NULL},
         {"{\"registrar\": {\"direct\": {\"check_interval\": 1.5}}}", 0, "registrar.direct.check_interval", NULL},

@@ -219,6 +219,18 @@ static void test_direct(void)
         CHECK_EQ_INT(port, 8443);
     }
     CHECK_RC(p2m_direct_addr_parse(NULL, canon, host, &port, err), -1, err);
+    CHECK_CTX("p2m_direct_addr_public");
+    static const char *const public_[] = {"203.0.113.7",    "8.8.8.8",    "100.63.255.255",  "100.128.0.0",
+                                          "172.15.255.255", "172.32.0.0", "192.167.255.255", "169.253.0.1",
+                                          "2001:db8::7",    "fbff::1",    "fec0::1"};
+    static const char *const inside[] = {
+        "127.0.0.1",   "127.255.0.9", "10.0.0.5", "172.16.0.1", "172.31.255.255", "192.168.1.20", "100.64.0.1", "100.127.255.255",
+        "169.254.1.1", "0.1.2.3",     "::1",      "fc00::1",    "fd12:3456::1",   "fe80::1",      "febf::1",    "",
+        "localhost",   "10.0.0.5:80"};
+    for (size_t i = 0; i < sizeof(public_) / sizeof(public_[0]); i++)
+        CHECK_MSG(p2m_direct_addr_public(public_[i]) == 1, "%s should be public", public_[i]);
+    for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++)
+        CHECK_MSG(p2m_direct_addr_public(inside[i]) == 0, "%s should not be public", inside[i]);
     CHECK_CTX(NULL);
 }
 

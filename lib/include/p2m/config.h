@@ -64,6 +64,8 @@ typedef struct {
      * path is checked, and how long a consumer sent to one and back goes to the relay */
     int direct_lan;                 /* registrar.direct.lan: same-network consumers to LABEL.lan.DOMAIN (default on) */
     int direct_public;              /* registrar.direct.public: others to a verified LABEL.direct.DOMAIN (default on) */
+    int direct_public_private;      /* registrar.direct.public_private: a loopback, private or link-local public path is checked too
+                                       (default off: the check would connect into the registrar's own networks) */
     unsigned direct_check_interval; /* registrar.direct.check_interval: s between checks (default 10) */
     unsigned direct_retry_window;   /* registrar.direct.retry_window: s a consumer sent to a direct path and back goes to the relay
                                        (default 30) */

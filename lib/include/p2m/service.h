@@ -66,4 +66,10 @@ int p2m_service_body_parse_ex(const char *body, size_t len, p2m_service_body_t *
  * err. */
 int p2m_direct_addr_parse(const char *s, char *out, char *host, unsigned *port, char *err);
 
+/* Whether host (an address literal as p2m_direct_addr_parse writes it, no brackets) may be a
+ * public direct path's: not loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7), shared
+ * (100.64/10), link-local (169.254/16, fe80::/10) or "this network" (0/8). 1 yes, 0 no (also for
+ * what is not an address). */
+int p2m_direct_addr_public(const char *host);
+
 #endif
