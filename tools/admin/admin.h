@@ -180,6 +180,17 @@ int admin_table_print(const admin_table_t *t, char *err);
 /* Frees what the table holds; the struct itself is the caller's. */
 void admin_table_dispose(admin_table_t *t);
 
+/* The listings of pod ls, label ls and relay ls, for the CLI and the console alike (one query
+ * each): connect through a, then fill *json with a new array (the caller json_decrefs it) when
+ * json is not NULL, and add the table's rows when table is not NULL. Returns 0 or -1 with err. */
+typedef int (*admin_list_fn)(admin_t *a, json_t **json, admin_table_t *table, char *err);
+int pod_list(admin_t *a, json_t **json, admin_table_t *table, char *err);
+int label_list(admin_t *a, json_t **json, admin_table_t *table, char *err);
+int relay_list(admin_t *a, json_t **json, admin_table_t *table, char *err);
+
+/* An ls command: list's JSON with --json, else a table of ncols headers. Returns 0 or -1 with err. */
+int admin_ls_print(admin_t *a, admin_list_fn list, size_t ncols, const char *const *headers, char *err);
+
 /* malloc/realloc that abort with a log line when memory runs out. */
 void *admin_xmalloc(size_t n);
 void *admin_xrealloc(void *p, size_t n);

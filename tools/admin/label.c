@@ -165,27 +165,24 @@ Exit:
 
 /* label ls: the POD column lists the owner first, then the sharers; JSON entries carry "sharers"
  * only for a shared label, so that an unshared one reads as before. */
-int label_ls(admin_t *a, char *err)
+int label_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
 {
-    static const char *const headers[] = {"LABEL", "POD", "PROTOCOL"};
     int ret = -1;
     p2m_store_t *st = NULL;
     p2m_label_owner_t *owners = NULL;
     size_t n = 0;
     json_t *arr = NULL;
-    admin_table_t table;
 
-    admin_table_init(&table, 3, headers);
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
     if (p2m_store_label_list(st, &owners, &n, err) != 0)
         goto Exit;
-    if (a->json) {
-        if ((arr = json_array()) == NULL) {
-            p2m_err(err, "cannot build the JSON reply");
-            goto Exit;
-        }
-        for (size_t i = 0; i < n; i++) {
+    if (json != NULL && (arr = json_array()) == NULL) {
+        p2m_err(err, "cannot build the JSON reply");
+        goto Exit;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (arr != NULL) {
             json_t *o = json_pack("{s:s, s:s, s:s}", "label", owners[i].label, "pod", owners[i].pod, "protocol",
                                   p2m_proto_name(owners[i].proto));
             if (o != NULL && owners[i].nsharers > 0 && json_object_set_new(o, "sharers", sharers_json(&owners[i])) != 0) {
@@ -197,25 +194,29 @@ int label_ls(admin_t *a, char *err)
                 goto Exit;
             }
         }
-        if (admin_json_print(arr, err) != 0)
-            goto Exit;
-    } else {
-        for (size_t i = 0; i < n; i++) {
+        if (table != NULL) {
             char *sharers = sharers_join(&owners[i], ","), *pods = admin_xmalloc(strlen(owners[i].pod) + strlen(sharers) + 2);
             sprintf(pods, "%s%s%s", owners[i].pod, sharers[0] != '\0' ? "," : "", sharers);
             const char *row[] = {owners[i].label, pods, p2m_proto_name(owners[i].proto)};
-            admin_table_add(&table, row);
+            admin_table_add(table, row);
             free(pods);
             free(sharers);
         }
-        if (admin_table_print(&table, err) != 0)
-            goto Exit;
+    }
+    if (json != NULL) {
+        *json = arr;
+        arr = NULL;
     }
     ret = 0;
 Exit:
     json_decref(arr);
     p2m_store_label_list_free(owners, n);
-    admin_table_dispose(&table);
     p2m_store_free(st);
     return ret;
+}
+
+int label_ls(admin_t *a, char *err)
+{
+    static const char *const headers[] = {"LABEL", "POD", "PROTOCOL"};
+    return admin_ls_print(a, label_list, 3, headers, err);
 }

@@ -453,18 +453,15 @@ Exit:
     return obj;
 }
 
-int pod_ls(admin_t *a, char *err)
+int pod_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
 {
-    static const char *const headers[] = {"ID", "STATE", "LABELS", "CREATED"};
     int ret = -1;
     p2m_store_t *st = NULL;
     char(*ids)[P2M_ID_MAX + 1] = NULL;
     size_t nids = 0, npods = 0;
     p2m_pod_t **pods = NULL;
     json_t *arr = NULL;
-    admin_table_t table;
 
-    admin_table_init(&table, 4, headers);
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
     if (p2m_store_pod_list(st, &ids, &nids, err) != 0)
@@ -474,30 +471,26 @@ int pod_ls(admin_t *a, char *err)
         if (p2m_store_pod_get(st, ids[npods], &pods[npods], err) != 0)
             goto Exit;
     }
-
-    if (a->json) {
-        if ((arr = json_array()) == NULL) {
+    if (json != NULL && (arr = json_array()) == NULL) {
+        p2m_err(err, "cannot build the JSON reply");
+        goto Exit;
+    }
+    for (size_t i = 0; i < npods; i++) {
+        if (arr != NULL && json_array_append_new(arr, pod_json(pods[i], 0)) != 0) {
             p2m_err(err, "cannot build the JSON reply");
             goto Exit;
         }
-        for (size_t i = 0; i < npods; i++) {
-            if (json_array_append_new(arr, pod_json(pods[i], 0)) != 0) {
-                p2m_err(err, "cannot build the JSON reply");
-                goto Exit;
-            }
-        }
-        if (admin_json_print(arr, err) != 0)
-            goto Exit;
-    } else {
-        for (size_t i = 0; i < npods; i++) {
+        if (table != NULL) {
             char created[ADMIN_TIME_LEN], *joined = labels_join(pods[i]);
             const char *row[] = {pods[i]->id, pods[i]->disabled ? "disabled" : "enabled", joined,
                                  admin_time_iso(pods[i]->created, created)};
-            admin_table_add(&table, row);
+            admin_table_add(table, row);
             free(joined);
         }
-        if (admin_table_print(&table, err) != 0)
-            goto Exit;
+    }
+    if (json != NULL) {
+        *json = arr;
+        arr = NULL;
     }
     ret = 0;
 Exit:
@@ -506,9 +499,14 @@ Exit:
         p2m_store_pod_free(pods[i]);
     free(pods);
     free(ids);
-    admin_table_dispose(&table);
     p2m_store_free(st);
     return ret;
+}
+
+int pod_ls(admin_t *a, char *err)
+{
+    static const char *const headers[] = {"ID", "STATE", "LABELS", "CREATED"};
+    return admin_ls_print(a, pod_list, 4, headers, err);
 }
 
 int pod_show(admin_t *a, char *err)

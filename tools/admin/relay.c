@@ -25,22 +25,19 @@ static const char *drain_str(const p2m_relay_info_t *ri)
     return !ri->draining ? "no" : ri->drain_seen ? "yes" : "marked";
 }
 
-int relay_ls(admin_t *a, char *err)
+int relay_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
 {
-    static const char *const headers[] = {"NAME", "ADDRESS", "PORTS", "STARTED", "LEASES", "IDLE", "TUNNELS", "DRAINING"};
     int ret = -1;
     p2m_store_t *st = NULL;
     p2m_relay_info_t *relays = NULL;
     size_t n = 0;
     json_t *arr = NULL;
-    admin_table_t table;
 
-    admin_table_init(&table, 8, headers);
     if ((st = admin_connect(a, err)) == NULL)
         goto Exit;
     if (p2m_store_relay_list(st, &relays, &n, err) != 0)
         goto Exit;
-    if (a->json && (arr = json_array()) == NULL) {
+    if (json != NULL && (arr = json_array()) == NULL) {
         p2m_err(err, "cannot build the JSON reply");
         goto Exit;
     }
@@ -52,7 +49,7 @@ int relay_ls(admin_t *a, char *err)
         char *end;
         long long t = strtoll(ri->started, &end, 10);
         admin_time_iso(end != ri->started && *end == '\0' ? t : -1, started);
-        if (a->json) {
+        if (arr != NULL) {
             json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:b}", "name", ri->name, "address", ri->address,
                                     "ports", ri->ports, "started", started, "leases", (json_int_t)ri->leases, "idle",
                                     (json_int_t)ri->idle, "tunnels", (json_int_t)ri->tunnels, "waiting", (json_int_t)ri->waiting,
@@ -61,7 +58,8 @@ int relay_ls(admin_t *a, char *err)
                 p2m_err(err, "cannot build the JSON reply");
                 goto Exit;
             }
-        } else {
+        }
+        if (table != NULL) {
             const char *row[] = {ri->name,
                                  ri->address,
                                  ri->ports,
@@ -70,18 +68,25 @@ int relay_ls(admin_t *a, char *err)
                                  count_str(ri->idle, c[1], sizeof(c[1])),
                                  count_str(ri->tunnels, c[2], sizeof(c[2])),
                                  drain_str(ri)};
-            admin_table_add(&table, row);
+            admin_table_add(table, row);
         }
     }
-    if (a->json ? admin_json_print(arr, err) != 0 : admin_table_print(&table, err) != 0)
-        goto Exit;
+    if (json != NULL) {
+        *json = arr;
+        arr = NULL;
+    }
     ret = 0;
 Exit:
     json_decref(arr);
     free(relays);
-    admin_table_dispose(&table);
     p2m_store_free(st);
     return ret;
+}
+
+int relay_ls(admin_t *a, char *err)
+{
+    static const char *const headers[] = {"NAME", "ADDRESS", "PORTS", "STARTED", "LEASES", "IDLE", "TUNNELS", "DRAINING"};
+    return admin_ls_print(a, relay_list, 8, headers, err);
 }
 
 /* Sets or clears the drain mark of the relay named by the argument. */

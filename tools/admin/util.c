@@ -156,6 +156,24 @@ Exit:
     return ret;
 }
 
+int admin_ls_print(admin_t *a, admin_list_fn list, size_t ncols, const char *const *headers, char *err)
+{
+    json_t *arr = NULL;
+    admin_table_t table;
+    int ret = -1;
+
+    admin_table_init(&table, ncols, headers);
+    if (list(a, a->json ? &arr : NULL, a->json ? NULL : &table, err) != 0)
+        goto Exit;
+    if (a->json ? admin_json_print(arr, err) != 0 : admin_table_print(&table, err) != 0)
+        goto Exit;
+    ret = 0;
+Exit:
+    json_decref(arr);
+    admin_table_dispose(&table);
+    return ret;
+}
+
 void admin_table_init(admin_table_t *t, size_t ncols, const char *const *headers)
 {
     memset(t, 0, sizeof(*t));
