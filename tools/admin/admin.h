@@ -55,6 +55,11 @@ typedef struct {
     int problems;                 /* set by a handler that ran but found problems (exit status 1) */
     int force;                    /* --force */
     int unconfirmed;              /* a change WAIT did not confirm on redis.wait_replicas replicas (exit status 3) */
+    const char *listen;           /* serve --listen HOST:PORT, NULL when not given */
+    const char *token_file;       /* serve --token-file FILE, NULL when not given */
+    const char *cert, *key;       /* serve --cert FILE, --key FILE, NULL when not given */
+    int public_;                  /* serve --public */
+    long long idle;               /* serve --idle DURATION in seconds, 0 when not given */
 } admin_t;
 
 /* Options a command accepts besides the global ones (-c, --json, -h, --version). */
@@ -71,6 +76,7 @@ enum {
     ADMIN_OPT_LABEL_PREFIX = 512, /* --label-prefix P */
     ADMIN_OPT_TO = 1024,          /* --to URL: an https:// URL */
     ADMIN_OPT_FORCE = 2048,       /* --force */
+    ADMIN_OPT_SERVE = 4096,       /* --listen, --token-file, --cert, --key, --public, --idle (serve) */
 };
 
 /* One command: its two words (or one: verb NULL), how many arguments it takes, which ADMIN_OPT_* it
@@ -126,6 +132,7 @@ int token_rm(admin_t *a, char *err);
 int registrar_ls(admin_t *a, char *err);
 int registrar_drain(admin_t *a, char *err);
 int registrar_undrain(admin_t *a, char *err);
+int console_serve(admin_t *a, char *err); /* console.c */
 
 /* Connects to the Redis named by a->cfg. Returns a store (p2m_store_free it) or NULL with err. */
 p2m_store_t *admin_connect(admin_t *a, char *err);

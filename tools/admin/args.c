@@ -38,6 +38,8 @@ static const admin_command_t commands[] = {
     {"registrar", "drain", 1, 1, ADMIN_OPT_TO, ADMIN_OPT_TO, registrar_drain, "NAME --to URL"},
     {"registrar", "undrain", 1, 1, 0, 0, registrar_undrain, "NAME"},
     {"check", NULL, 0, 0, 0, 0, check_run, "", 1},
+    {"serve", NULL, 0, 0, ADMIN_OPT_SERVE, 0, console_serve,
+     "--token-file FILE [--listen HOST:PORT] [--idle DURATION] [--public --cert FILE --key FILE]"},
 };
 
 /* The options that name a setting, with the values they take as the errors spell them. */
@@ -256,6 +258,24 @@ static int parse_args(int argc, char **argv, admin_t *a, char ***words, size_t *
             setting_mark(a, setting_opts[k].opt);
         } else if (strcmp(arg, "--force") == 0) {
             a->force = 1;
+        } else if (option_is(arg, NULL, "--listen", &val) || option_is(arg, NULL, "--token-file", &val) ||
+                   option_is(arg, NULL, "--cert", &val) || option_is(arg, NULL, "--key", &val)) {
+            const char *name = arg[2] == 'l' ? "--listen" : arg[2] == 't' ? "--token-file" : arg[2] == 'c' ? "--cert" : "--key";
+            const char **slot = arg[2] == 'l' ? &a->listen : arg[2] == 't' ? &a->token_file : arg[2] == 'c' ? &a->cert : &a->key;
+            if (*slot != NULL)
+                return p2m_err(err, "option %s given twice", name);
+            if (option_value(argc, argv, &i, name, val, slot, err) != 0)
+                return -1;
+        } else if (option_is(arg, NULL, "--idle", &val)) {
+            const char *v;
+            if (a->idle != 0)
+                return p2m_err(err, "option --idle given twice");
+            if (option_value(argc, argv, &i, "--idle", val, &v, err) != 0)
+                return -1;
+            if ((a->idle = duration_parse(v)) <= 0)
+                return p2m_err(err, "option --idle: expected a duration such as 30s, 10m, 12h or 7d, not %s", admin_quote(v, q));
+        } else if (strcmp(arg, "--public") == 0) {
+            a->public_ = 1;
         } else if (strcmp(arg, "--json") == 0) {
             a->json = 1;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
@@ -328,6 +348,19 @@ static const admin_command_t *find_command(admin_t *a, char **words, size_t nwor
     if (a->force && !(cmd->opts & ADMIN_OPT_FORCE)) {
         p2m_err(err, "%s: option --force does not apply", name);
         return NULL;
+    }
+    if (!(cmd->opts & ADMIN_OPT_SERVE)) {
+        const char *serve_opt = a->listen != NULL       ? "--listen"
+                                : a->token_file != NULL ? "--token-file"
+                                : a->cert != NULL       ? "--cert"
+                                : a->key != NULL        ? "--key"
+                                : a->public_            ? "--public"
+                                : a->idle != 0          ? "--idle"
+                                                        : NULL;
+        if (serve_opt != NULL) {
+            p2m_err(err, "%s: option %s does not apply", name, serve_opt);
+            return NULL;
+        }
     }
     int needed = 0;
     for (size_t k = 0; k < sizeof(setting_opts) / sizeof(setting_opts[0]); k++) {
