@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# pipe2me-admin serve, the web console (issue 21, docs/OPERATIONS.md "Web console"), driven by curl
+# against a real stack (redis, the registrar, relay r1) with two pods: without the session cookie
+# every page and /api/* is 401; a wrong token is 401 and logged without the token; the right one
+# sets an HttpOnly, SameSite=Strict cookie; /api/pods, /api/labels and /api/relays are exactly what
+# pipe2me-admin --json pod ls, label ls and relay ls print; a forged, doubled, logged-out or idle
+# cookie is 401; a POST without the session's CSRF token, with a foreign Origin or a cross-site
+# Sec-Fetch-Site is 403; a foreign Host is 421; the security headers are on every answer; and serve
+# refuses a token file of mode 0644 and a non-loopback --listen without --public --cert --key (exit 2).
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+p2m_require jq curl openssl
+p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay tools/pipe2me-admin
+ADMIN=$P2M_BUILD_DIR/tools/pipe2me-admin
+CSP="default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+
+p2m_start_system
+expect_status 0 admin pod add pod1 --label alpha
+expect_status 0 admin pod add pod2 --label beta --label gamma
+expect_status 0 admin label share alpha pod2
+expect_status 0 admin pod disable pod2
+
+TOKEN=$(openssl rand -hex 24)
+TOKEN_FILE=$T/console.token
+(umask 077 && printf '%s\n' "$TOKEN" >"$TOKEN_FILE")
+
+# console_start NAME VAR ARGS...: starts pipe2me-admin serve on a free loopback port (CONSOLE_PORT)
+# with ARGS, logging to $T/NAME.log, and waits until it listens; sets VAR to its base URL and
+# CONSOLE_PID.
+console_start() {
+    local name=$1 var=$2
+    shift 2
+    p2m_free_port CONSOLE_PORT # a global: p2m_free_port's own locals would shadow a local here
+    p2m_bg "$name" "$ADMIN" -c "$P2M_CONFIG" serve --listen "127.0.0.1:$CONSOLE_PORT" --token-file "$TOKEN_FILE" "$@"
+    CONSOLE_PID=$P2M_BG_PID
+    p2m_wait_until "the console $name listens on $CONSOLE_PORT" p2m_listening "$CONSOLE_PORT"
+    printf -v "$var" 'http://127.0.0.1:%s' "$CONSOLE_PORT"
+}
+
+# expect_security_headers: the last answer has the console's security headers.
+expect_security_headers() {
+    expect_eq "$CSP" "$(hdr content-security-policy)" "Content-Security-Policy: $LAST_REQ"
+    expect_eq nosniff "$(hdr x-content-type-options)" "X-Content-Type-Options: $LAST_REQ"
+    expect_eq no-referrer "$(hdr referrer-policy)" "Referrer-Policy: $LAST_REQ"
+    expect_eq no-store "$(hdr cache-control)" "Cache-Control: $LAST_REQ"
+}
+
+# login TOKEN: POST /login; sets COOKIE (name=value) when the answer set one.
+login() {
+    hreq -X POST --data-urlencode "token=$1" "$URL/login"
+    COOKIE=$(hdr set-cookie | sed -n 's/^\(p2m_console=[^;]*\).*/\1/p')
+}
+
+# api_matches_cli PATH COMMAND...: GET PATH with the cookie equals pipe2me-admin --json COMMAND
+# (both sorted by jq -S); a predicate, since the relay's counters may move between the two.
+api_matches_cli() {
+    local api cli
+    api=$(curl -4 -sS --max-time 10 -H "Cookie: $COOKIE" "$URL$1" | jq -S .) || return 1
+    cli=$(admin --json "${@:2}" | jq -S .) || return 1
+    [[ $api == "$cli" && -n $api ]]
+}
+
+console_start console URL
+
+# ---- without a session: 401 everywhere, pages with the login form and the API with JSON
+for path in / /api/pods /api/labels /api/relays /nothing-here; do
+    hreq "$URL$path"
+    expect_http 401 "GET $path without a cookie"
+    expect_security_headers
+done
+hreq "$URL/"
+expect_match '<form method="post" action="/login">' "$(body)" "the 401 page is the login form"
+hreq "$URL/api/pods"
+expect_eq "application/json" "$(hdr content-type)" "the API answers JSON"
+expect_eq "log in first: POST /login" "$(jq -r .error "$T/resp.b")" "the API's 401 says why"
+hreq "$URL/login"
+expect_http 200 "GET /login"
+expect_security_headers
+
+# ---- a wrong token: 401, logged, and no token in the log
+login "wrong-$TOKEN"
+expect_http 401 "POST /login with a wrong token"
+expect_eq "" "$COOKIE" "no cookie for a wrong token"
+login ""
+expect_http 401 "POST /login with an empty token"
+hreq -X POST "$URL/login" --data "user=x"
+expect_http 401 "POST /login without a token field"
+hreq -X POST "$URL/login" --data "token=a&token=b"
+expect_http 401 "POST /login with two token fields"
+hreq -X POST "$URL/login" --data "token=%00"
+expect_http 400 "POST /login with a NUL in the form"
+hreq -X POST "$URL/login" -H 'Content-Type: application/json' --data "{\"token\":\"$TOKEN\"}"
+expect_http 415 "POST /login with JSON"
+p2m_wait_until "the failures are logged" p2m_log_has console 'event=console_login result=fail reason=bad_token addr=127.0.0.1'
+expect_match 'reason=no_token' "$(cat "$T/console.log")" "a login without a token is logged"
+
+# ---- the right token: a session cookie, HttpOnly, SameSite=Strict, not Secure over plain HTTP
+login "$TOKEN"
+expect_http 303 "POST /login with the token"
+expect_eq / "$(hdr location)" "login sends to /"
+expect_security_headers
+SETCOOKIE=$(hdr set-cookie)
+expect_match '^p2m_console=[A-Za-z0-9_-]{43}; ' "$SETCOOKIE" "the cookie: 32 random bytes, base64url"
+expect_match '; HttpOnly(;|$)' "$SETCOOKIE" "the cookie is HttpOnly"
+expect_match '; SameSite=Strict(;|$)' "$SETCOOKIE" "the cookie is SameSite=Strict"
+expect_match '; Path=/(;|$)' "$SETCOOKIE" "the cookie is for the whole console"
+expect_no_match 'Secure' "$SETCOOKIE" "no Secure flag over plain HTTP"
+p2m_wait_until "the login is logged" p2m_log_has console 'event=console_login result=ok addr=127.0.0.1'
+if grep -qF -- "$TOKEN" "$T/console.log"; then fail "the console logged the token"; fi
+p2m_ok
+
+# ---- with the cookie: the page (with its CSRF token) and the CLI's JSON
+hreq -H "Cookie: $COOKIE" "$URL/"
+expect_http 200 "GET / with the cookie"
+expect_security_headers
+CSRF=$(body | sed -n 's/.*<meta name="csrf" content="\([A-Za-z0-9_-]*\)">.*/\1/p')
+expect_match '^[A-Za-z0-9_-]{43}$' "$CSRF" "the page carries the session's CSRF token"
+expect_match "name=\"csrf\" value=\"$CSRF\"" "$(body)" "the logout form carries it"
+hreq -H "Cookie: other=1; $COOKIE; third=\"x\"" "$URL/api/pods"
+expect_http 200 "GET /api/pods with the cookie among others"
+expect_security_headers
+expect_eq "application/json" "$(hdr content-type)" "/api/pods is JSON"
+expect_eq "pod1 pod2" "$(jq -r '[.[].id] | sort | join(" ")' "$T/resp.b")" "/api/pods lists both pods"
+p2m_wait_until "/api/pods is pipe2me-admin --json pod ls" api_matches_cli /api/pods pod ls
+p2m_wait_until "/api/labels is pipe2me-admin --json label ls" api_matches_cli /api/labels label ls
+p2m_wait_until "/api/relays is pipe2me-admin --json relay ls" api_matches_cli /api/relays relay ls
+expect_eq r1 "$(curl -4 -sS -H "Cookie: $COOKIE" "$URL/api/relays" | jq -r '.[].name')" "/api/relays lists r1"
+hreq -H "Cookie: $COOKIE" "$URL/api/nothing"
+expect_http 404 "an unknown API path"
+
+# ---- forged and malformed cookies
+FORGED=p2m_console=$(openssl rand 32 | basenc --base64url | tr -d '=')
+for cookie in "$FORGED" "p2m_console=" "p2m_console=${COOKIE#p2m_console=}x" "p2m_console=${COOKIE#p2m_console=} x" \
+    "$COOKIE; $COOKIE" "$COOKIE; $FORGED" "P2M_CONSOLE=${COOKIE#p2m_console=}"; do
+    hreq -H "Cookie: $cookie" "$URL/api/pods"
+    expect_http 401 "GET /api/pods with the cookie $cookie"
+done
+hreq -H "Cookie: $COOKIE" -H "Cookie: $COOKIE" "$URL/api/pods"
+expect_http 401 "the cookie in two Cookie headers"
+
+# ---- POSTs: CSRF token, Origin, Sec-Fetch-Site, Host
+hreq -X POST -H "Cookie: $COOKIE" --data "x=1" "$URL/logout"
+expect_http 403 "POST /logout without the CSRF token"
+expect_security_headers
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$FORGED" "$URL/logout"
+expect_http 403 "POST /logout with a wrong CSRF token"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&csrf=$CSRF" "$URL/logout"
+expect_http 403 "POST /logout with the CSRF token twice"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF" "$URL/pods/add"
+expect_http 404 "a POST to an action that does not exist yet passes the CSRF check only"
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: http://evil.example" --data "csrf=$CSRF" "$URL/logout"
+expect_http 403 "POST /logout from a foreign Origin"
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: ${URL/127.0.0.1/localhost}0" --data "csrf=$CSRF" "$URL/logout"
+expect_http 403 "POST /logout from another port's Origin"
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: null" --data "csrf=$CSRF" "$URL/logout"
+expect_http 403 "POST /logout from Origin null"
+hreq -X POST -H "Cookie: $COOKIE" -H "Sec-Fetch-Site: cross-site" --data "csrf=$CSRF" "$URL/logout"
+expect_http 403 "POST /logout with Sec-Fetch-Site: cross-site"
+hreq -X POST -H "Cookie: $COOKIE" -H "Sec-Fetch-Site: same-site" --data "csrf=$CSRF" "$URL/logout"
+expect_http 403 "POST /logout with Sec-Fetch-Site: same-site (another port of this host)"
+hreq -X POST -H "Origin: http://evil.example" --data-urlencode "token=$TOKEN" "$URL/login"
+expect_http 403 "POST /login from a foreign Origin"
+expect_eq "" "$(hdr set-cookie)" "no cookie for a login from a foreign Origin"
+hreq -H "Cookie: $COOKIE" -H "Host: evil.example:${URL##*:}" "$URL/api/pods"
+expect_http 421 "a foreign Host (DNS rebinding)"
+hreq -X DELETE -H "Cookie: $COOKIE" "$URL/api/pods"
+expect_http 405 "DELETE"
+p2m_wait_until "the refusals are logged" p2m_log_has console 'event=console_refused status=403 reason=origin'
+expect_match 'event=console_refused status=403 reason=csrf' "$(cat "$T/console.log")" "CSRF refusals are logged"
+expect_match 'event=console_refused status=403 reason=sec_fetch_site' "$(cat "$T/console.log")" "Sec-Fetch-Site refusals are logged"
+
+# ---- logout with the token and the console's own Origin: the cookie is dead from then on
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: $URL" -H "Sec-Fetch-Site: same-origin" --data "csrf=$CSRF" "$URL/logout"
+expect_http 303 "POST /logout with the CSRF token"
+expect_match '^p2m_console=; .*Max-Age=0' "$(hdr set-cookie)" "logout clears the cookie"
+hreq -H "Cookie: $COOKIE" "$URL/api/pods"
+expect_http 401 "the cookie after logout"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF" "$URL/logout"
+expect_http 401 "logout again with the dead cookie"
+
+# ---- one line per request, with method, path, status and duration
+expect_match 'event=console_request method=GET path=/api/pods status=200 ms=[0-9]+' "$(cat "$T/console.log")" "request lines"
+expect_match 'event=console_request method=POST path=/logout status=303 ms=[0-9]+' "$(cat "$T/console.log")" "POST lines"
+expect_log_clean console
+if grep -qF -- "$TOKEN" "$T/console.log"; then fail "the console logged the token"; fi
+p2m_ok
+p2m_stop console "$CONSOLE_PID"
+
+# ---- an idle session expires (--idle 1s). Every use renews it, so the cookie is not polled: the
+# test waits until 1.5 s have passed since its last use, then asks once.
+console_start console-idle URL --idle 1s
+login "$TOKEN"
+expect_http 303 "login on the console with --idle 1s"
+LAST_USE=$(p2m_now_ms)
+idle_passed() { (($(p2m_now_ms) - LAST_USE > 1500)); }
+p2m_wait_until "1.5 s pass without the cookie being used" idle_passed
+hreq -H "Cookie: $COOKIE" "$URL/api/pods"
+expect_http 401 "the cookie after its session idled out"
+p2m_stop console-idle "$CONSOLE_PID"
+
+# ---- refusals at start: exit 2, one line, nothing listening
+chmod 0644 "$TOKEN_FILE"
+expect_status 2 "$ADMIN" -c "$P2M_CONFIG" serve --listen 127.0.0.1:1 --token-file "$TOKEN_FILE"
+expect_file_one_line "$ERR" '^pipe2me-admin: serve: --token-file .*mode 0644, expected 0600 or 0400'
+expect_no_match "$TOKEN" "$(cat "$ERR")" "the refusal does not show the token"
+chmod 0400 "$TOKEN_FILE"
+p2m_free_port PUBPORT
+expect_status 2 "$ADMIN" -c "$P2M_CONFIG" serve --listen "0.0.0.0:$PUBPORT" --token-file "$TOKEN_FILE"
+expect_file_one_line "$ERR" '^pipe2me-admin: serve: --listen "0.0.0.0:[0-9]+" is not a loopback address'
+expect_status 2 "$ADMIN" -c "$P2M_CONFIG" serve --listen "0.0.0.0:$PUBPORT" --token-file "$TOKEN_FILE" --public
+expect_file_one_line "$ERR" '^pipe2me-admin: serve: --public needs --cert FILE and --key FILE'
+expect_status 2 "$ADMIN" -c "$P2M_CONFIG" serve --listen "127.0.0.1:$PUBPORT" --token-file "$TOKEN_FILE" --cert "$T/nothing.pem"
+expect_file_one_line "$ERR" '^pipe2me-admin: serve: --cert and --key go together'
+expect_status 2 "$ADMIN" -c "$P2M_CONFIG" serve --listen "127.0.0.1:$PUBPORT"
+expect_file_one_line "$ERR" '^pipe2me-admin: serve: --token-file FILE is required'
+expect_status 2 "$ADMIN" -c "$P2M_CONFIG" pod ls --listen "127.0.0.1:$PUBPORT"
+expect_file_one_line "$ERR" '^pipe2me-admin: pod ls: option --listen does not apply'
+p2m_not_listening "$PUBPORT" || fail "a refused serve left port $PUBPORT listening"
+p2m_ok
+
+echo "$P2M_TEST: $P2M_CHECKS checks passed"
