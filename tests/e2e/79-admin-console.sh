@@ -199,6 +199,26 @@ hreq -H "Cookie: $COOKIE" "$URL/api/pods"
 expect_http 401 "the cookie after its session idled out"
 p2m_stop console-idle "$CONSOLE_PID"
 
+# ---- TLS (--cert, --key), here on loopback: the same console over https, the cookie Secure
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$T/console.key" -out "$T/console.crt" 2>"$T/openssl.err" ||
+    fail "openssl req: $(cat "$T/openssl.err")"
+console_start console-tls URL --cert "$T/console.crt" --key "$T/console.key"
+URL=${URL/http:/https:}
+P2M_CA_SAVED=$P2M_CA P2M_CA=$T/console.crt
+hreq "$URL/api/pods"
+expect_http 401 "GET /api/pods over TLS without a cookie"
+expect_security_headers
+login "$TOKEN"
+expect_http 303 "login over TLS"
+expect_match '; Secure(;|$)' "$(hdr set-cookie)" "the cookie is Secure over TLS"
+hreq -H "Cookie: $COOKIE" "$URL/api/labels"
+expect_http 200 "GET /api/labels over TLS with the cookie"
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: ${URL/https:/http:}" --data "x=1" "$URL/logout"
+expect_http 403 "the http:// origin is foreign to the https:// console"
+P2M_CA=$P2M_CA_SAVED
+p2m_stop console-tls "$CONSOLE_PID"
+
 # ---- refusals at start: exit 2, one line, nothing listening
 chmod 0644 "$TOKEN_FILE"
 expect_status 2 "$ADMIN" -c "$P2M_CONFIG" serve --listen 127.0.0.1:1 --token-file "$TOKEN_FILE"
