@@ -7,6 +7,7 @@
 # cookie is 401; a POST without the session's CSRF token, with a foreign Origin or a cross-site
 # Sec-Fetch-Site is 403; a foreign Host is 421; the security headers are on every answer; and serve
 # refuses a token file of mode 0644 and a non-loopback --listen without --public --cert --key (exit 2).
+# shellcheck disable=SC2119 # p2m_start_system takes an optional argument
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
