@@ -5,8 +5,9 @@
 # sets an HttpOnly, SameSite=Strict cookie; /api/pods, /api/labels and /api/relays are exactly what
 # pipe2me-admin --json pod ls, label ls and relay ls print; a forged, doubled, logged-out or idle
 # cookie is 401; a POST without the session's CSRF token, with a foreign Origin or a cross-site
-# Sec-Fetch-Site is 403; a foreign Host is 421; the security headers are on every answer; and serve
-# refuses a token file of mode 0644 and a non-loopback --listen without --public --cert --key (exit 2).
+# Sec-Fetch-Site is 403; a foreign Host is 421; the security headers are on every answer; the page
+# loads its script from the binary; pod add answers with the provisioning file once, disable, enable
+# and rm (confirmed by the ID) change what the CLI shows; it works over TLS; and serve refuses a token file of mode 0644 and a non-loopback --listen without --public --cert --key (exit 2).
 # shellcheck disable=SC2119 # p2m_start_system takes an optional argument
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
@@ -148,8 +149,8 @@ hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$FORGED" "$URL/logout"
 expect_http 403 "POST /logout with a wrong CSRF token"
 hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&csrf=$CSRF" "$URL/logout"
 expect_http 403 "POST /logout with the CSRF token twice"
-hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF" "$URL/pods/add"
-expect_http 404 "a POST to an action that does not exist yet passes the CSRF check only"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF" "$URL/pods/nothing"
+expect_http 404 "a POST to an action that does not exist, after the CSRF check"
 hreq -X POST -H "Cookie: $COOKIE" -H "Origin: http://evil.example" --data "csrf=$CSRF" "$URL/logout"
 expect_http 403 "POST /logout from a foreign Origin"
 hreq -X POST -H "Cookie: $COOKIE" -H "Origin: ${URL/127.0.0.1/localhost}0" --data "csrf=$CSRF" "$URL/logout"
@@ -170,6 +171,67 @@ expect_http 405 "DELETE"
 p2m_wait_until "the refusals are logged" p2m_log_has console 'event=console_refused status=403 reason=origin'
 expect_match 'event=console_refused status=403 reason=csrf' "$(cat "$T/console.log")" "CSRF refusals are logged"
 expect_match 'event=console_refused status=403 reason=sec_fetch_site' "$(cat "$T/console.log")" "Sec-Fetch-Site refusals are logged"
+
+# ---- the page's script and style: from the binary, under the same headers
+hreq -H "Cookie: $COOKIE" "$URL/"
+expect_match '<script src="/static/console.js" defer></script>' "$(body)" "the page loads its script from the console"
+expect_no_match '<script>|<script [^s]| on[a-z]+=' "$(body)" "no inline script or event handler"
+hreq "$URL/static/console.js"
+expect_http 200 "GET /static/console.js"
+expect_match '^text/javascript' "$(hdr content-type)" "the script's type"
+expect_security_headers
+expect_match 'fetch\(path' "$(body)" "the script polls the API"
+hreq "$URL/static/console.css"
+expect_http 200 "GET /static/console.css"
+
+# ---- actions: the CLI's handlers, behind the CSRF check
+hreq -X POST -H "Cookie: $COOKIE" --data "id=pod3&labels=delta" "$URL/pod/add"
+expect_http 403 "pod add without the CSRF token"
+expect_status 2 admin pod show pod3
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: $URL" --data "csrf=$CSRF&id=pod3&labels=delta,%20epsilon" "$URL/pod/add"
+expect_http 200 "pod add"
+expect_match '^attachment; filename="pipe2me-pod3.json"' "$(hdr content-disposition)" "the provisioning file is a download"
+expect_eq no-store "$(hdr cache-control)" "the download is not cached"
+expect_eq pod3 "$(jq -r .id "$T/resp.b")" "the file names the pod"
+SECRET3=$(jq -r .secret "$T/resp.b")
+expect_match '^[A-Z2-7]{16,}$' "$SECRET3" "the file holds the secret"
+expect_status 0 admin --json pod show pod3
+expect_eq "delta epsilon false" "$(json -j '(.labels | join(" ")), " ", .disabled')" "pod3 as the CLI shows it"
+if grep -qF -- "$SECRET3" "$T/console.log"; then fail "the console logged the pod's secret"; fi
+p2m_ok
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3" "$URL/pod/add"
+expect_http 400 "pod add of an existing pod"
+expect_match 'pod3' "$(body)" "the CLI's reason"
+if grep -qF -- "$SECRET3" "$T/resp.b"; then fail "the secret was offered twice"; fi
+p2m_ok
+for path in / /api/pods /pod/add; do
+    hreq -H "Cookie: $COOKIE" "$URL$path"
+    if grep -qF -- "$SECRET3" "$T/resp.b"; then fail "GET $path shows the secret"; fi
+    p2m_ok
+done
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=%3Cscript%3E" "$URL/pod/disable"
+expect_http 400 "disable with a bad ID"
+expect_no_match '<script>' "$(body)" "the refusal escapes what it quotes"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3" "$URL/pod/disable"
+expect_http 303 "disable pod3"
+expect_status 0 admin --json pod show pod3
+expect_eq true "$(json .disabled)" "pod3 disabled"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3" "$URL/pod/enable"
+expect_http 303 "enable pod3"
+expect_status 0 admin --json pod show pod3
+expect_eq false "$(json .disabled)" "pod3 enabled"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3" "$URL/pod/rm"
+expect_http 400 "rm without the confirmation"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3&confirm=pod1" "$URL/pod/rm"
+expect_http 400 "rm confirmed with another ID"
+expect_status 0 admin pod show pod3
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3&confirm=pod3" "$URL/pod/rm"
+expect_http 303 "rm pod3, confirmed"
+expect_status 2 admin pod show pod3
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3&confirm=pod3" "$URL/pod/rm"
+expect_http 400 "rm of a pod that is gone"
+p2m_wait_until "actions are logged" p2m_log_has console 'event=console_action action=pod_rm result=ok id=pod3'
+p2m_wait_until "/api/pods follows" api_matches_cli /api/pods pod ls
 
 # ---- logout with the token and the console's own Origin: the cookie is dead from then on
 hreq -X POST -H "Cookie: $COOKIE" -H "Origin: $URL" -H "Sec-Fetch-Site: same-origin" --data "csrf=$CSRF" "$URL/logout"

@@ -60,6 +60,12 @@ typedef struct {
     const char *cert, *key;       /* serve --cert FILE, --key FILE, NULL when not given */
     int public_;                  /* serve --public */
     long long idle;               /* serve --idle DURATION in seconds, 0 when not given */
+    /* The console's, NULL for the CLI: admin_confirm hands its JSON to *capture (the caller
+     * json_decrefs it) instead of printing it, and pod add and rotate-secret hand the provisioning
+     * text to *capture_text, *capture_len (the caller wipes and frees it) instead of writing it. */
+    json_t **capture;
+    char **capture_text;
+    size_t *capture_len;
 } admin_t;
 
 /* Options a command accepts besides the global ones (-c, --json, -h, --version). */

@@ -164,27 +164,37 @@ static const char login_page[] = "<!DOCTYPE html>\n"
                                  "autofocus></label> <button type=\"submit\">Log in</button></form>\n"
                                  "</main></body></html>\n";
 
-static const char console_css[] =
-    "body{font-family:sans-serif;margin:2em;color:#222}\n"
-    "table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ccc;text-align:left}\n"
-    "nav form{display:inline}\n";
+/* tools/admin/console/console.js and console.css, compiled in (embed.cmake). */
+extern const unsigned char console_asset_js[], console_asset_css[];
+extern const size_t console_asset_js_len, console_asset_css_len;
 
-/* The console's page for a session: its CSRF token in a form and a meta tag, which a script
- * of the console's may read (the cookie it may not). The token is base64url: nothing to escape. */
+/* The console's page for a session: its CSRF token in the forms and a meta tag, which the
+ * console's script reads (the cookie it may not). The token is base64url: nothing to escape. The
+ * tables are filled by /static/console.js from the API, and refreshed every 5 s. */
 static void send_home(h2o_req_t *req, const session_t *s)
 {
+    h2o_iovec_t csrf = h2o_iovec_init(s->csrf, strlen(s->csrf));
     h2o_iovec_t html = h2o_concat(
         &req->pool,
         h2o_iovec_init(H2O_STRLIT("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>pipe2me console</title>"
                                   "<meta name=\"csrf\" content=\"")),
-        h2o_iovec_init(s->csrf, strlen(s->csrf)),
-        h2o_iovec_init(
-            H2O_STRLIT("\"><link rel=\"stylesheet\" href=\"/static/console.css\"></head>\n<body><main>"
-                       "<h1>pipe2me console</h1>\n<nav><a href=\"/api/pods\">pods</a> <a href=\"/api/labels\">labels</a> "
-                       "<a href=\"/api/relays\">relays</a> <form method=\"post\" action=\"/logout\">"
-                       "<input type=\"hidden\" name=\"csrf\" value=\"")),
-        h2o_iovec_init(s->csrf, strlen(s->csrf)),
-        h2o_iovec_init(H2O_STRLIT("\"><button type=\"submit\">Log out</button></form></nav>\n</main></body></html>\n")));
+        csrf,
+        h2o_iovec_init(H2O_STRLIT("\"><link rel=\"stylesheet\" href=\"/static/console.css\">"
+                                  "<script src=\"/static/console.js\" defer></script></head>\n<body><main>"
+                                  "<h1>pipe2me console</h1>\n<nav><form method=\"post\" action=\"/logout\">"
+                                  "<input type=\"hidden\" name=\"csrf\" value=\"")),
+        csrf,
+        h2o_iovec_init(H2O_STRLIT("\"><button type=\"submit\">Log out</button></form> <span id=\"updated\"></span></nav>\n"
+                                  "<h2>Pods</h2><table id=\"pods\"></table>\n"
+                                  "<h3>Add a pod</h3><form method=\"post\" action=\"/pod/add\">"
+                                  "<input type=\"hidden\" name=\"csrf\" value=\"")),
+        csrf,
+        h2o_iovec_init(H2O_STRLIT("\"><label>ID <input name=\"id\" required></label> "
+                                  "<label>Labels <input name=\"labels\" placeholder=\"generated if empty\"></label> "
+                                  "<button type=\"submit\">Add and download its provisioning file</button></form>"
+                                  "<p>The file holds the pod's secret and is offered once: keep it.</p>\n"
+                                  "<h2>Labels</h2><table id=\"labels\"></table>\n"
+                                  "<h2>Relays</h2><table id=\"relays\"></table>\n</main></body></html>\n")));
     send_answer(req, 200, "OK", "text/html; charset=utf-8", html.base, html.len);
 }
 
@@ -436,6 +446,120 @@ static void on_api_list(console_t *c, h2o_req_t *req, admin_list_fn list)
     json_decref(arr);
 }
 
+/* text with &, <, >, " and ' written as entities, from the request's pool. */
+static const char *html_escape(h2o_req_t *req, const char *text)
+{
+    size_t n = 0, len = strlen(text);
+    char *out = h2o_mem_alloc_pool(&req->pool, len * 6 + 1);
+    for (size_t i = 0; i < len; i++) {
+        const char *ent = text[i] == '&'    ? "&amp;"
+                          : text[i] == '<'  ? "&lt;"
+                          : text[i] == '>'  ? "&gt;"
+                          : text[i] == '"'  ? "&quot;"
+                          : text[i] == '\'' ? "&#39;"
+                                            : NULL;
+        if (ent != NULL) {
+            memcpy(out + n, ent, strlen(ent));
+            n += strlen(ent);
+        } else {
+            out[n++] = text[i];
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* An action the CLI's handler refused: its reason (escaped: it may quote the form's input) with
+ * a way back. */
+static void send_action_error(h2o_req_t *req, int status, const char *reason, const char *err)
+{
+    char *line = admin_escape_dup(err);
+    h2o_iovec_t html = h2o_concat(&req->pool,
+                                  h2o_iovec_init(H2O_STRLIT("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                                                            "<title>pipe2me console: refused</title></head><body><p>")),
+                                  h2o_iovec_init(html_escape(req, line), strlen(html_escape(req, line))),
+                                  h2o_iovec_init(H2O_STRLIT("</p><p><a href=\"/\">back</a></p></body></html>\n")));
+    free(line);
+    send_answer(req, status, reason, "text/html; charset=utf-8", html.base, html.len);
+}
+
+typedef enum { ACTION_ADD, ACTION_DISABLE, ACTION_ENABLE, ACTION_RM } action_t;
+
+/* POST /pod/add, /pod/disable, /pod/enable, /pod/rm (form, CSRF already checked): runs the CLI's
+ * handler over a copy of the console's admin_t, so that the checks and the errors are the CLI's.
+ * pod add answers with the provisioning file as a download: it is drawn for this answer and kept
+ * nowhere, so it cannot be offered twice. rm needs confirm= the pod's ID. */
+static void on_action(console_t *c, h2o_req_t *req, action_t action, const p2m_form_t *form)
+{
+    static const char *const names[] = {"pod_add", "pod_disable", "pod_enable", "pod_rm"};
+    static int (*const run[])(admin_t *, char *) = {pod_add, pod_disable, pod_enable, pod_rm};
+    char err[P2M_ERR_LEN] = "unknown error", *labels = NULL, *text = NULL, *args[1];
+    const char *id, *v;
+    size_t text_len = 0;
+    json_t *confirmed = NULL;
+    admin_t x = *c->a;
+
+    if (p2m_form_get(form, "id", &id, err) != 0 || admin_check_id(id, err) != 0) {
+        p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=id", names[action]);
+        send_action_error(req, 400, "Bad Request", err);
+        return;
+    }
+    if (action == ACTION_RM && (p2m_form_get(form, "confirm", &v, err) != 0 || strcmp(v, id) != 0)) {
+        p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=confirm id=%s", names[action], id);
+        send_action_error(req, 400, "Bad Request", "to remove a pod, type its ID in the confirm field");
+        return;
+    }
+    args[0] = (char *)id;
+    x.args = args;
+    x.nargs = 1;
+    x.json = 1;
+    x.nlabels = 0;
+    x.capture = &confirmed;
+    if (action == ACTION_ADD) {
+        x.capture_text = &text;
+        x.capture_len = &text_len;
+        /* labels: space- or comma-separated, as many as --label takes */
+        if (p2m_form_get(form, "labels", &v, err) == 0) {
+            labels = strdup(v);
+            if (labels == NULL)
+                abort();
+            for (char *save = NULL, *t = strtok_r(labels, " ,\t\r\n", &save); t != NULL; t = strtok_r(NULL, " ,\t\r\n", &save)) {
+                if (x.nlabels == ADMIN_LABELS_MAX) {
+                    snprintf(err, sizeof(err), "too many labels (at most %d)", ADMIN_LABELS_MAX);
+                    goto Refused;
+                }
+                x.labels[x.nlabels++] = t;
+            }
+        }
+    }
+    if (run[action](&x, err) != 0)
+        goto Refused;
+    p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=ok id=%s", names[action], id);
+    if (action == ACTION_ADD) {
+        char disp[P2M_ID_MAX + 64];
+        snprintf(disp, sizeof(disp), "attachment; filename=\"pipe2me-%s.json\"", id);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-disposition"), 1, NULL, disp, strlen(disp));
+        /* h2o sends the body from its pool: copy, then wipe ours (it holds the pod's secret) */
+        char *body = h2o_mem_alloc_pool(&req->pool, text_len + 1);
+        memcpy(body, text, text_len);
+        send_answer(req, 200, "OK", "application/json", body, text_len);
+    } else {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, H2O_STRLIT("/"));
+        send_html(req, 303, "See Other", "<!DOCTYPE html><p><a href=\"/\">continue</a></p>\n");
+    }
+    goto Exit;
+Refused:
+    p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=refused id=%s", names[action], id);
+    send_action_error(req, 400, "Bad Request", err);
+Exit:
+    if (text != NULL) {
+        OPENSSL_cleanse(text, text_len);
+        free(text);
+    }
+    free(labels);
+    json_decref(confirmed);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     console_t *c = *(console_t **)(self + 1);
@@ -463,9 +587,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_html(req, 403, "Forbidden", "<!DOCTYPE html><p>forbidden: a request from another site</p>\n");
         return 0;
     }
-    /* What needs no session: the login form and its style. */
+    /* What needs no session: the login form, the style sheet and the script (no secret in either). */
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/static/console.css")) && is_get) {
-        send_answer(req, 200, "OK", "text/css; charset=utf-8", console_css, sizeof(console_css) - 1);
+        send_answer(req, 200, "OK", "text/css; charset=utf-8", (const char *)console_asset_css, console_asset_css_len);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/static/console.js")) && is_get) {
+        send_answer(req, 200, "OK", "text/javascript; charset=utf-8", (const char *)console_asset_js, console_asset_js_len);
         return 0;
     }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/login"))) {
@@ -500,12 +628,24 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_html(req, 303, "See Other", "<!DOCTYPE html><p><a href=\"/\">continue</a></p>\n");
         return 0;
     }
-    if (is_post) { /* every other POST is an action still to come: refused, but only after its CSRF check */
+    if (is_post) { /* an action: its CSRF check first, whatever the path */
+        static const struct {
+            const char *path;
+            action_t action;
+        } actions[] = {
+            {"/pod/add", ACTION_ADD}, {"/pod/disable", ACTION_DISABLE}, {"/pod/enable", ACTION_ENABLE}, {"/pod/rm", ACTION_RM}};
         p2m_form_t form;
         if (post_checked(req, s, &form) != 0)
             return 0;
+        size_t i = 0;
+        while (i < sizeof(actions) / sizeof(actions[0]) &&
+               !h2o_memis(path.base, path.len, actions[i].path, strlen(actions[i].path)))
+            i++;
+        if (i < sizeof(actions) / sizeof(actions[0]))
+            on_action(c, req, actions[i].action, &form);
+        else
+            send_html(req, 404, "Not Found", "<!DOCTYPE html><p>no such action</p>\n");
         p2m_form_dispose(&form);
-        send_html(req, 404, "Not Found", "<!DOCTYPE html><p>no such action</p>\n");
         return 0;
     }
     static const struct {

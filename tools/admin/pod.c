@@ -21,6 +21,8 @@
 typedef struct {
     const char *path; /* NULL: stdout */
     int fd;
+    char **capture; /* the console's (admin_t.capture_text): the text goes there instead */
+    size_t *capture_len;
 } sink_t;
 
 /* Refuses -o FILE early, before Redis is contacted, when FILE already exists. The O_EXCL open in
@@ -40,6 +42,8 @@ static int sink_open(const admin_t *a, sink_t *sink, char *err)
     char q[ADMIN_QUOTE_LEN];
     sink->path = a->output;
     sink->fd = -1;
+    sink->capture = a->capture_text;
+    sink->capture_len = a->capture_len;
     if (sink->path == NULL)
         return 0;
     sink->fd = open(sink->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -236,7 +240,12 @@ static int provisioning_deliver(sink_t *sink, const char *id, const char *text, 
     char q[ADMIN_QUOTE_LEN], why[P2M_ERR_LEN];
     int ret = -1;
 
-    if (sink->fd < 0) {
+    if (sink->capture != NULL) {
+        *sink->capture = admin_xmalloc(len + 1);
+        memcpy(*sink->capture, text, len);
+        (*sink->capture)[len] = '\0';
+        *sink->capture_len = len;
+    } else if (sink->fd < 0) {
         if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
             snprintf(why, sizeof(why), "stdout: %s", strerror(errno));
             goto Exit;
@@ -308,7 +317,7 @@ int pod_add(admin_t *a, char *err)
     unsigned digits = a->digits != 0 ? a->digits : P2M_TOTP_DIGITS;
     char *text = NULL;
     p2m_store_t *st = NULL;
-    sink_t sink = {NULL, -1};
+    sink_t sink = {NULL, -1, NULL, NULL};
     service_t svcs[ADMIN_SERVICES_MAX];
 
     if (admin_check_id(id, err) != 0 || collect_labels(a, labels, &nlabels, err) != 0 || services_parse(a, svcs, err) != 0)
@@ -359,7 +368,7 @@ int pod_rotate_secret(admin_t *a, char *err)
     char *text = NULL;
     p2m_store_t *st = NULL;
     p2m_pod_t *pod = NULL;
-    sink_t sink = {NULL, -1};
+    sink_t sink = {NULL, -1, NULL, NULL};
     service_t svcs[ADMIN_SERVICES_MAX];
 
     if (admin_check_id(id, err) != 0 || services_parse(a, svcs, err) != 0 || sink_check(a, err) != 0)

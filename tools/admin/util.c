@@ -138,7 +138,10 @@ int admin_confirm(const admin_t *a, json_t *obj, char *err, const char *fmt, ...
         p2m_err(err, "cannot build the JSON reply");
         goto Exit;
     }
-    if (a->json) {
+    if (a->capture != NULL) {
+        *a->capture = obj;
+        obj = NULL;
+    } else if (a->json) {
         if (admin_json_print(obj, err) != 0)
             goto Exit;
     } else {
