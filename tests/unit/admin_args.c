@@ -97,6 +97,38 @@ int main(void)
     check_refusal(parse(&action, &cmd, err, "relay", "drains", "r1", NULL), err, "relay: unknown subcommand \"drains\"");
     check_refusal(parse(&action, &cmd, err, "relay", "drain", "r1", "--forced", NULL), err, "unknown option \"--forced\"");
 
+    CHECK_CTX("serve: one word, its options, and only there");
+    if (CHECK_RC(parse(&action, &cmd, err, "serve", "--token-file", "t", "--listen=127.0.0.1:1", "--idle", "10m", NULL), 0, err)) {
+        CHECK(cmd != NULL && cmd->run == console_serve && cmd->verb == NULL);
+        CHECK_EQ_STR(a.token_file, "t");
+        CHECK_EQ_STR(a.listen, "127.0.0.1:1");
+        CHECK_EQ_INT(a.idle, 600);
+        CHECK(a.cert == NULL && a.key == NULL && a.public_ == 0);
+    }
+    if (CHECK_RC(parse(&action, &cmd, err, "--public", "--cert", "c.pem", "serve", "--key=k.pem", "--token-file=t", NULL), 0,
+                 err)) {
+        CHECK_EQ_STR(a.cert, "c.pem");
+        CHECK_EQ_STR(a.key, "k.pem");
+        CHECK_EQ_INT(a.public_, 1);
+        CHECK(a.listen == NULL && a.idle == 0);
+    }
+    check_refusal(parse(&action, &cmd, err, "serve", "extra", NULL), err, "serve: too many arguments");
+    check_refusal(parse(&action, &cmd, err, "serve", "--listen", "a", "--listen", "b", NULL), err, "option --listen given twice");
+    check_refusal(parse(&action, &cmd, err, "serve", "--token-file", "a", "--token-file=b", NULL), err,
+                  "option --token-file given twice");
+    check_refusal(parse(&action, &cmd, err, "serve", "--cert", NULL), err, "option --cert needs an argument");
+    check_refusal(parse(&action, &cmd, err, "serve", "--key=", NULL), err, "option --key: empty argument");
+    check_refusal(parse(&action, &cmd, err, "serve", "--idle", "0s", NULL), err, "option --idle: expected a duration");
+    check_refusal(parse(&action, &cmd, err, "serve", "--idle", "5", NULL), err, "option --idle: expected a duration");
+    check_refusal(parse(&action, &cmd, err, "serve", "--idle", "1m", "--idle", "2m", NULL), err, "option --idle given twice");
+    check_refusal(parse(&action, &cmd, err, "serve", "--listens", "x", NULL), err, "unknown option \"--listens\"");
+    check_refusal(parse(&action, &cmd, err, "pod", "ls", "--listen", "x", NULL), err, "pod ls: option --listen does not apply");
+    check_refusal(parse(&action, &cmd, err, "check", "--token-file", "x", NULL), err, "check: option --token-file does not apply");
+    check_refusal(parse(&action, &cmd, err, "relay", "ls", "--public", NULL), err, "relay ls: option --public does not apply");
+    check_refusal(parse(&action, &cmd, err, "label", "ls", "--idle", "1m", NULL), err, "label ls: option --idle does not apply");
+    check_refusal(parse(&action, &cmd, err, "lease", "ls", "--key", "k", NULL), err, "lease ls: option --key does not apply");
+    check_refusal(parse(&action, &cmd, err, "serve", "--json", "--force", NULL), err, "serve: option --force does not apply");
+
     CHECK_CTX("check: one word, no arguments, the global options anywhere");
     if (CHECK_RC(parse(&action, &cmd, err, "check", NULL), 0, err)) {
         CHECK_EQ_INT(action, ADMIN_ACTION_RUN);
