@@ -140,6 +140,8 @@ for cookie in "$FORGED" "p2m_console=" "p2m_console=${COOKIE#p2m_console=}x" "p2
 done
 hreq -H "Cookie: $COOKIE" -H "Cookie: $COOKIE" "$URL/api/pods"
 expect_http 401 "the cookie in two Cookie headers"
+p2m_wait_until "forged cookies are logged" p2m_log_has console 'event=console_refused status=401 reason=unknown_session'
+expect_match 'event=console_refused status=401 reason=bad_cookie' "$(cat "$T/console.log")" "malformed cookies are logged"
 
 # ---- POSTs: CSRF token, Origin, Sec-Fetch-Site, Host
 hreq -X POST -H "Cookie: $COOKIE" --data "x=1" "$URL/logout"
@@ -260,6 +262,7 @@ idle_passed() { (($(p2m_now_ms) - LAST_USE > 1500)); }
 p2m_wait_until "1.5 s pass without the cookie being used" idle_passed
 hreq -H "Cookie: $COOKIE" "$URL/api/pods"
 expect_http 401 "the cookie after its session idled out"
+p2m_wait_until "the expiry is logged" p2m_log_has console-idle 'event=console_refused status=401 reason=expired'
 p2m_stop console-idle "$CONSOLE_PID"
 
 # ---- TLS (--cert, --key), here on loopback: the same console over https, the cookie Secure

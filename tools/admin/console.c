@@ -605,6 +605,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     session_t *s = session_find(c, req, &why);
     if (s == NULL) {
+        /* A cookie that opens nothing is worth a line (a forgery, or a session that ended); no
+         * cookie at all is every first visit. */
+        if (strcmp(why, "no_cookie") != 0)
+            p2m_log(P2M_LOG_INFO, "console_refused", "status=401 reason=%s", why);
         if (is_api)
             send_json_error(req, 401, "Unauthorized", "log in first: POST /login");
         else
