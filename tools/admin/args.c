@@ -267,7 +267,7 @@ static int parse_args(int argc, char **argv, admin_t *a, char ***words, size_t *
             if (option_value(argc, argv, &i, name, val, slot, err) != 0)
                 return -1;
         } else if (option_is(arg, NULL, "--idle", &val)) {
-            const char *v;
+            const char *v = NULL;
             if (a->idle != 0)
                 return p2m_err(err, "option --idle given twice");
             if (option_value(argc, argv, &i, "--idle", val, &v, err) != 0)

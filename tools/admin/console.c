@@ -792,7 +792,7 @@ int console_serve(admin_t *a, char *err)
     const char *listen_s = a->listen != NULL ? a->listen : CONSOLE_LISTEN_DEFAULT;
     p2m_hostport_t hp;
     struct sockaddr_storage ss;
-    socklen_t sslen;
+    socklen_t sslen = 0;
     int fd = -1, ret = -1;
     /* Static: once the loop has run, h2o's connections may point at it until the process ends,
      * and the process ends soon after (as the registrar's does, without disposing the loop). */
