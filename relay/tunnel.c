@@ -247,13 +247,14 @@ static void trial_join(tunnel_t *t)
 }
 
 /* The pod has taken the copied bytes: they leave the consumer's socket, counted as if the bridge
- * had moved them, and the bridge starts with whatever either side has sent since. */
+ * had moved them, and the bridge starts with whatever either side has sent since. On TCP,
+ * MSG_TRUNC drops them in the kernel (tcp(7)) instead of copying them out once more. */
 static void trial_commit(tunnel_t *t)
 {
     relay_t *r = t->relay;
     uint32_t left = t->trial_sent;
     while (left > 0) {
-        ssize_t n = recv(t->br.fd[SIDE_CONSUMER], trial_buf, left < sizeof(trial_buf) ? left : sizeof(trial_buf), MSG_DONTWAIT);
+        ssize_t n = recv(t->br.fd[SIDE_CONSUMER], NULL, left, MSG_DONTWAIT | MSG_TRUNC);
         if (n <= 0) { /* peeked, so they were there: only a reset takes them */
             tunnel_close(t, "consumer_error");
             return;
