@@ -10,7 +10,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -21,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DIRECT_IO_MS 3000       /* connect, handshake and each DNS exchange */
@@ -72,6 +72,13 @@ static void path_host(const char *path, char *host)
         host[0] = '\0';
 }
 
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* Connects to host:port within DIRECT_IO_MS and completes a TLS handshake with SNI name whose chain
  * verifies against the CA and names name. Returns 0, or -1 with err. */
 static int tls_check(direct_t *d, const char *host, unsigned port, const char *name, char *err)
@@ -115,26 +122,33 @@ static int tls_check(direct_t *d, const char *host, unsigned port, const char *n
             goto Exit;
         }
     }
-    /* The handshake blocks, bounded by the socket timeouts: this is the worker thread. */
-    struct timeval tv = {.tv_sec = DIRECT_IO_MS / 1000, .tv_usec = (DIRECT_IO_MS % 1000) * 1000};
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
-        p2m_err(err, "socket options: %s", strerror(errno));
-        goto Exit;
-    }
     if ((ssl = SSL_new(d->ssl)) == NULL || !SSL_set_fd(ssl, fd) || !SSL_set_tlsext_host_name(ssl, name) ||
         !SSL_set1_host(ssl, name)) {
         p2m_err(err, "cannot set up TLS");
         goto Exit;
     }
-    if (SSL_connect(ssl) != 1) {
-        long v = SSL_get_verify_result(ssl);
-        if (v != X509_V_OK)
-            p2m_err(err, "certificate: %s", X509_verify_cert_error_string(v));
-        else
-            p2m_err(err, "TLS handshake failed");
-        goto Exit;
+    /* The whole handshake has one deadline, however the peer doles out its bytes: a socket
+     * timeout per call would let a slow peer hold the checker for DIRECT_IO_MS per record. */
+    uint64_t deadline = monotonic_ms() + DIRECT_IO_MS;
+    int rc;
+    while ((rc = SSL_connect(ssl)) != 1) {
+        int want = SSL_get_error(ssl, rc);
+        uint64_t now = monotonic_ms();
+        if ((want != SSL_ERROR_WANT_READ && want != SSL_ERROR_WANT_WRITE) || now >= deadline) {
+            long v = SSL_get_verify_result(ssl);
+            if (v != X509_V_OK)
+                p2m_err(err, "certificate: %s", X509_verify_cert_error_string(v));
+            else if (now >= deadline)
+                p2m_err(err, "TLS handshake: not done within %d ms", DIRECT_IO_MS);
+            else
+                p2m_err(err, "TLS handshake failed");
+            goto Exit;
+        }
+        struct pollfd pfd = {.fd = fd, .events = want == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+        if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR) {
+            p2m_err(err, "poll: %s", strerror(errno));
+            goto Exit;
+        }
     }
     X509 *peer = SSL_get1_peer_certificate(ssl);
     int named = peer != NULL && X509_check_host(peer, name, 0, 0, NULL) == 1;

@@ -12,7 +12,7 @@
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
-p2m_require knotd dig openssl curl oathtool ss jq
+p2m_require knotd dig openssl curl oathtool ss jq python3
 p2m_require_built tests/tools/p2m-dnsupd
 UPD=$P2M_BUILD_DIR/tests/tools/p2m-dnsupd
 ZONE=pipe2me.localhost
@@ -159,8 +159,24 @@ expect_eq 127.0.0.21 "$(rcli HGET p2m:dns:names "$LAN_NAME")" "Redis remembers w
 
 # ---------------------------------------------------------------- a failed check stops the direct path
 
+# In its place a listener that accepts and never says a word: the handshake has one deadline as a
+# whole (DIRECT_IO_MS, 3 s), and the check fails by it rather than waiting on each read.
 p2m_kill "$S_SERVER_PID"
-p2m_wait_until "the failed check is logged" p2m_log_has registrar "event=direct_check label=$LABEL public=127.0.0.22:$PUB_PORT result=fail"
+p2m_bg silent python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.22", int(sys.argv[1]))); s.listen(16); s.settimeout(1)
+held, end = [], time.monotonic() + 120
+while time.monotonic() < end:
+    try:
+        held.append(s.accept()[0])
+    except socket.timeout:
+        pass
+' "$PUB_PORT"
+SILENT_PID=$P2M_BG_PID
+p2m_wait_until "the silent listener listens" p2m_listening "$PUB_PORT"
+p2m_wait_until "the failed check is logged" p2m_log_has registrar "event=direct_check label=$LABEL public=127.0.0.22:$PUB_PORT result=fail reason=\"TLS handshake: not done within 3000 ms\""
+p2m_kill "$SILENT_PID"
 p2m_wait_until "the verified mark is gone" p2m_redis_is 0 EXISTS "p2m:direct-ok:$LABEL"
 p2m_wait_until "$DIRECT_NAME is deleted" answer_is "$DIRECT_NAME" "$WILDCARD"
 expect_sent 127.0.0.32 https "$RELAY_RE" "elsewhere, the public listener down: the relay"
