@@ -95,3 +95,18 @@ void p2m_log(p2m_log_level_t level, const char *event, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, pos);
     (void)w;
 }
+
+const char *p2m_log_safe(const char *s, size_t len, const char *allowed, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int ok =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (c != '\0' && strchr(allowed, c) != NULL);
+        out[n++] = ok ? (char)c : '?';
+    }
+    if (n == 0)
+        out[n++] = '-';
+    out[n] = '\0';
+    return out;
+}

@@ -244,20 +244,10 @@ static int authority_is(h2o_iovec_t authority, const char *sni)
     return alen == slen && strncasecmp(a, sni, alen) == 0;
 }
 
-/* Copies a name from outside into a log field: bytes outside [A-Za-z0-9.:_[]-] become '?', at most
- * cap - 1 of them, "-" when empty. */
+/* A name from outside as a log field (p2m_log_safe): letters, digits and ".:_[]-". */
 static const char *log_name(const char *s, size_t len, char *out, size_t cap)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 1 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr(".:_[]-", c) != NULL;
-        out[n++] = ok && c != '\0' ? (char)c : '?';
-    }
-    if (n == 0)
-        out[n++] = '-';
-    out[n] = '\0';
-    return out;
+    return p2m_log_safe(s, len, ".:_[]-", out, cap);
 }
 
 /* The PROXY listener: a request whose Host is not the name its TLS connection was opened for is

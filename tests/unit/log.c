@@ -18,11 +18,24 @@ static void test_level_parse(void)
         int rc;
         p2m_log_level_t level;
     } rows[] = {
-        {"debug", 0, P2M_LOG_DEBUG}, {"info", 0, P2M_LOG_INFO}, {"warn", 0, P2M_LOG_WARN}, {"error", 0, P2M_LOG_ERROR},
-        {"", -1, 0},                 {"INFO", -1, 0},           {"Info", -1, 0},           {"warning", -1, 0},
-        {"err", -1, 0},              {"inf", -1, 0},            {"info ", -1, 0},          {" info", -1, 0},
-        {"info\n", -1, 0},           {"infox", -1, 0},          {"trace", -1, 0},          {"0", -1, 0},
-        {"1", -1, 0},                {"d\xffug", -1, 0},
+        {"debug", 0, P2M_LOG_DEBUG},
+        {"info", 0, P2M_LOG_INFO},
+        {"warn", 0, P2M_LOG_WARN},
+        {"error", 0, P2M_LOG_ERROR},
+        {"", -1, 0},
+        {"INFO", -1, 0},
+        {"Info", -1, 0},
+        {"warning", -1, 0},
+        {"err", -1, 0},
+        {"inf", -1, 0},
+        {"info ", -1, 0},
+        {" info", -1, 0},
+        {"info\n", -1, 0},
+        {"infox", -1, 0},
+        {"trace", -1, 0},
+        {"0", -1, 0},
+        {"1", -1, 0},
+        {"d\xffug", -1, 0},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         p2m_log_level_t level = (p2m_log_level_t)77;
@@ -115,22 +128,22 @@ static const char *check_ts(const char *line)
     tm.tm_sec = atoi(p + 17);
     time_t t = timegm(&tm);
     time_t now = time(NULL);
-    CHECK_MSG(t <= now + 1 && t >= now - 60, "timestamp in %s is %lld, now is %lld (not UTC?)", check_str(line),
-              (long long)t, (long long)now);
+    CHECK_MSG(t <= now + 1 && t >= now - 60, "timestamp in %s is %lld, now is %lld (not UTC?)", check_str(line), (long long)t,
+              (long long)now);
     return p + 25;
 }
 
 /* Logs through the given call and checks the whole output is exactly `want` after the timestamp
  * (want NULL: nothing at all is written). */
-#define EXPECT_LOG(want, ...)                                                                                            \
-    do {                                                                                                                 \
-        struct capture c_;                                                                                               \
-        size_t len_;                                                                                                     \
-        capture_start(&c_);                                                                                              \
-        p2m_log(__VA_ARGS__);                                                                                            \
-        char *out_ = capture_end(&c_, &len_);                                                                            \
-        expect_output(out_, len_, want);                                                                                 \
-        free(out_);                                                                                                      \
+#define EXPECT_LOG(want, ...)                                                                                                      \
+    do {                                                                                                                           \
+        struct capture c_;                                                                                                         \
+        size_t len_;                                                                                                               \
+        capture_start(&c_);                                                                                                        \
+        p2m_log(__VA_ARGS__);                                                                                                      \
+        char *out_ = capture_end(&c_, &len_);                                                                                      \
+        expect_output(out_, len_, want);                                                                                           \
+        free(out_);                                                                                                                \
     } while (0)
 
 static void expect_output(const char *out, size_t len, const char *want)
@@ -139,8 +152,8 @@ static void expect_output(const char *out, size_t len, const char *want)
         CHECK_MSG(len == 0, "expected no output, got %s", check_bytes(out, len));
         return;
     }
-    if (!CHECK_MSG(len > 0 && out[len - 1] == '\n' && count_newlines(out, len) == 1,
-                   "expected exactly one line, got %s", check_bytes(out, len)))
+    if (!CHECK_MSG(len > 0 && out[len - 1] == '\n' && count_newlines(out, len) == 1, "expected exactly one line, got %s",
+                   check_bytes(out, len)))
         return;
     CHECK_MSG(strlen(out) == len, "output %s holds a NUL byte", check_bytes(out, len));
     const char *rest = check_ts(out);
@@ -156,8 +169,8 @@ static void test_format(void)
     EXPECT_LOG("level=info event=x k=v\n", P2M_LOG_INFO, "x", "k=%s", "v");
 
     CHECK_CTX("format");
-    EXPECT_LOG("level=info event=lease_start port=20001 label=demo\n", P2M_LOG_INFO, "lease_start", "port=%d label=%s",
-               20001, "demo");
+    EXPECT_LOG("level=info event=lease_start port=20001 label=demo\n", P2M_LOG_INFO, "lease_start", "port=%d label=%s", 20001,
+               "demo");
     EXPECT_LOG("level=warn event=x a=1 b=2\n", P2M_LOG_WARN, "x", "a=%d b=%d", 1, 2);
     EXPECT_LOG("level=error event=boom\n", P2M_LOG_ERROR, "boom", NULL);
     EXPECT_LOG("level=info event=x\n", P2M_LOG_INFO, "x", "%s", "");
@@ -194,7 +207,9 @@ static void test_format(void)
 static void test_escaping(void)
 {
     CHECK_CTX("escaping");
-    EXPECT_LOG("level=info event=x v=a\\x0ab\\x01c\n", P2M_LOG_INFO, "x", "v=%s", "a\nb\x01" "c");
+    EXPECT_LOG("level=info event=x v=a\\x0ab\\x01c\n", P2M_LOG_INFO, "x", "v=%s",
+               "a\nb\x01"
+               "c");
     EXPECT_LOG("level=info event=x v=a\\x0d\\x0alevel=error event=forged\n", P2M_LOG_INFO, "x", "v=%s",
                "a\r\nlevel=error event=forged");
     EXPECT_LOG("level=info event=x v=\\x7f\\x80\\xff\\x1b[31m\n", P2M_LOG_INFO, "x", "v=%s", "\x7f\x80\xff\x1b[31m");
@@ -232,8 +247,23 @@ static void test_escaping(void)
     CHECK_CTX(NULL);
 }
 
+static void test_safe(void)
+{
+    CHECK_CTX("p2m_log_safe");
+    char out[8];
+    CHECK_EQ_STR(p2m_log_safe("a.b/c", 5, "/.", out, sizeof(out)), "a.b/c");
+    CHECK_EQ_STR(p2m_log_safe("a b=\"c\"", 7, "/.", out, sizeof(out)), "a?b??c?");
+    CHECK_EQ_STR(p2m_log_safe("x\0y", 3, "", out, sizeof(out)), "x?y");
+    CHECK_EQ_STR(p2m_log_safe("\xff\n", 2, "-", out, sizeof(out)), "??");
+    CHECK_EQ_STR(p2m_log_safe("", 0, "", out, sizeof(out)), "-");
+    CHECK_EQ_STR(p2m_log_safe("abcdefghij", 10, "", out, sizeof(out)), "abcdefg"); /* cut at cap - 1 */
+    CHECK_EQ_STR(p2m_log_safe("[::1]:80", 8, ".:_[]-", out, sizeof(out)), "[::1]:8");
+    CHECK_CTX(NULL);
+}
+
 int main(void)
 {
+    test_safe();
     test_level_parse();
     test_format();
     test_escaping();

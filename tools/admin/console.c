@@ -74,20 +74,10 @@ static void on_signal(int sig)
 
 /* --- answering ------------------------------------------------------------------------------- */
 
-/* Copies the request path (without its query, which a log never needs) into out for a log field:
- * bytes outside [A-Za-z0-9/._-] become '?'. */
+/* The request path without its query (which a log never needs) as a log field (p2m_log_safe). */
 static const char *log_path(h2o_req_t *req, char *out, size_t cap)
 {
-    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len, n = 0;
-    for (size_t i = 0; i < len && n + 1 < cap; i++) {
-        unsigned char c = (unsigned char)req->path.base[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("/._-", c) != NULL;
-        out[n++] = ok && c != '\0' ? (char)c : '?';
-    }
-    if (n == 0)
-        out[n++] = '-';
-    out[n] = '\0';
-    return out;
+    return p2m_log_safe(req->path.base, req->query_at != SIZE_MAX ? req->query_at : req->path.len, "/._-", out, cap);
 }
 
 static const char *log_method(h2o_req_t *req)
