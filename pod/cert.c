@@ -62,8 +62,8 @@ struct pod_cert {
     char serial[80];
     STACK_OF(X509) * ca; /* ca.pem, NULL when none */
     p2m_loop_timer_t timer;
-    int busy; /* a renewal runs: /cacert, then the certificate */
-    char why[64];
+    int busy;              /* a renewal runs: /cacert, then the certificate */
+    char why[256];         /* the reason given to renew(), as its callers word it */
     pod_backoff_t bo;      /* the registrar's troubles */
     pod_backoff_t refused; /* refusals in a row (400, a bad certificate): a minute doubling to an hour, no jitter */
     unsigned long renewed; /* certificates installed since start */

@@ -956,7 +956,7 @@ static int parse_protocols(const opt_t *o, const char *v, pod_args_t *a, char *e
 {
     char items[POD_SETUP_SERVICES_MAX][16], e[P2M_ERR_LEN];
     int n = split_list(o, v, items, POD_SETUP_SERVICES_MAX, err);
-    if (n < 0)
+    if (n < 0 || n > POD_SETUP_SERVICES_MAX) /* the bound split_list keeps, said where gcc sees it */
         return -1;
     for (int i = 0; i < n; i++) {
         if (p2m_proto_parse(items[i], strlen(items[i]), &a->protos[i], e) != 0)

@@ -841,7 +841,7 @@ static void test_run_config(void)
 {
     pod_args_t a;
     char err[P2M_ERR_LEN];
-    static char secret_path[160], prov_path[160], doc[2048];
+    static char secret_path[160], prov_path[160], doc[4096];
     snprintf(secret_path, sizeof(secret_path), "%s", puts0600("run-secret", SECRET "\n"));
     const char *pd = provision_doc("pod9", SECRET, "[\"web\", \"api\"]", "https://reg.test:8443", "pods.test", "");
     snprintf(prov_path, sizeof(prov_path), "%s", puts0600("run-prov.json", pd));
