@@ -167,6 +167,8 @@ hreq -X POST -H "Cookie: $COOKIE" -H "Origin: ${URL/127.0.0.1/localhost}0" --dat
 expect_http 403 "POST /logout from another port's Origin"
 hreq -X POST -H "Cookie: $COOKIE" -H "Origin: null" --data "csrf=$CSRF" "$URL/logout"
 expect_http 403 "POST /logout from Origin null"
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: null" -H "Sec-Fetch-Site: cross-site" --data "csrf=$CSRF" "$URL/logout"
+expect_http 403 "POST /logout from Origin null, cross-site"
 hreq -X POST -H "Cookie: $COOKIE" -H "Sec-Fetch-Site: cross-site" --data "csrf=$CSRF" "$URL/logout"
 expect_http 403 "POST /logout with Sec-Fetch-Site: cross-site"
 hreq -X POST -H "Cookie: $COOKIE" -H "Sec-Fetch-Site: same-site" --data "csrf=$CSRF" "$URL/logout"
@@ -253,7 +255,9 @@ for path in /label/add /label/rm /label/share /label/unshare /pod/rotate; do
 done
 label_is() { admin --json label ls | jq -r --arg l "$1" '.[] | select(.label == $l) | "\(.pod) \(.protocol) \(.sharers // [] | join(","))"'; }
 expect_eq "" "$(label_is zeta)" "the refused label add changed nothing"
-hreq -X POST -H "Cookie: $COOKIE" -H "Origin: $URL" --data "csrf=$CSRF&id=pod1&label=Zeta&protocol=http" "$URL/label/add"
+# A browser's own form under Referrer-Policy no-referrer: Origin null, Sec-Fetch-Site same-origin
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: null" -H "Sec-Fetch-Site: same-origin" \
+    --data "csrf=$CSRF&id=pod1&label=Zeta&protocol=http" "$URL/label/add"
 expect_http 303 "label add"
 expect_eq "pod1 http " "$(label_is zeta)" "label zeta is pod1's, http, as label ls shows it"
 expect_status 2 admin label add pod9 omega

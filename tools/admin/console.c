@@ -344,7 +344,9 @@ static int host_ok(console_t *c, h2o_req_t *req)
 /* For a POST: the browser says it comes from a page of the console's own origin (the scheme and
  * the Host it asked, which host_ok has checked on loopback), or says nothing (curl). Any other
  * Origin, and Sec-Fetch-Site cross-site or same-site (another port of the same host is same-site,
- * and SameSite=Strict cookies go there), is refused. */
+ * and SameSite=Strict cookies go there), is refused. Origin "null" is what a browser sends for the
+ * console's own forms under Referrer-Policy no-referrer (Fetch, "serializing a request origin"):
+ * it passes only beside Sec-Fetch-Site same-origin, which no page can set. */
 static int origin_ok(console_t *c, h2o_req_t *req, const char **why)
 {
     h2o_iovec_t sfs = header(req, "sec-fetch-site");
@@ -355,6 +357,9 @@ static int origin_ok(console_t *c, h2o_req_t *req, const char **why)
     }
     h2o_iovec_t origin = header(req, "origin");
     if (origin.base == NULL)
+        return 1;
+    if (h2o_memis(origin.base, origin.len, H2O_STRLIT("null")) && sfs.base != NULL &&
+        h2o_lcstris(sfs.base, sfs.len, H2O_STRLIT("same-origin")))
         return 1;
     h2o_iovec_t own =
         h2o_concat(&req->pool, c->tls ? h2o_iovec_init(H2O_STRLIT("https://")) : h2o_iovec_init(H2O_STRLIT("http://")),

@@ -41,7 +41,7 @@
             el("option", {value: "https"}, "https"), el("option", {value: "http"}, "http"), el("option", {value: "tcp"}, "tcp")),
         give.lastChild);
         const share = actionForm("/label/share", "Share the label", [], [["label", "label"], ["id", "with pod ID"]]);
-        document.getElementById("labels").after(el("div", {id: "label-forms"}, el("h3", {}, "Labels"), give, " ", share));
+        document.getElementById("labels").after(el("div", {id: "label-forms"}, el("h3", {}, "Give or share a label"), give, " ", share));
     }
 
     function fill(id, headers, rows) {
