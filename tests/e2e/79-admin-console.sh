@@ -264,7 +264,8 @@ expect_status 2 admin label add pod9 omega
 cli_reason=$(sed 's/^pipe2me-admin: //' "$ERR")
 hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod9&label=omega" "$URL/label/add"
 expect_http 400 "label add to a pod that does not exist"
-expect_match "$(sed 's/[][\\.*^$+?(){}|]/\\&/g' <<<"$cli_reason")" "$(body)" "the page shows the CLI's reason"
+grep -qF -- "$cli_reason" "$T/resp.b" || fail "the page does not show the CLI's reason $(p2m_show "$cli_reason")"$'\n'"$(resp_dump)"
+p2m_ok
 hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod1&label=zeta&protocol=gopher" "$URL/label/add"
 expect_http 400 "label add with an unknown protocol"
 hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&label=zeta&id=pod2" "$URL/label/share"

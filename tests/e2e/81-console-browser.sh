@@ -13,6 +13,7 @@
 #
 # Needs what tests/run installs: chromium, node and tests/browser/node_modules (npm ci). Fails,
 # never skips, when one is missing.
+# shellcheck disable=SC2119 # p2m_start_system takes an optional argument
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname -- "$0")/lib.sh"
 
@@ -140,6 +141,7 @@ p2m_wait_until "the actions are logged" p2m_log_has console 'event=console_actio
 for a in pod_add pod_disable pod_enable pod_rotate; do
     expect_match "event=console_action action=$a result=ok id=web" "$(cat "$T/console.log")" "$a is logged"
 done
+p2m_stop console "$CONSOLE_PID"
 expect_log_clean console
 
 for s in login add watch disable enable rotate rm; do
