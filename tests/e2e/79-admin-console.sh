@@ -7,18 +7,26 @@
 # cookie is 401; a POST without the session's CSRF token, with a foreign Origin or a cross-site
 # Sec-Fetch-Site is 403; a foreign Host is 421; the security headers are on every answer; the page
 # loads its script from the binary; pod add answers with the provisioning file once, disable, enable
-# and rm (confirmed by the ID) change what the CLI shows; it works over TLS; and serve refuses a token file of mode 0644 and a non-loopback --listen without --public --cert --key (exit 2).
+# and rm (confirmed by the ID) change what the CLI shows; label add, rm (confirmed), share and
+# unshare do what the CLI does and refuse what it refuses; pod rotate (confirmed) answers with the
+# new provisioning file once, after which the registrar refuses the old secret; h2o's own 413 and
+# 400 carry the security headers (but for the fixed 400 it writes for a request line it cannot
+# parse); five wrong tokens from one address make its sixth login, with the right token, 429 with
+# Retry-After while another address still logs in, and twenty over all addresses within a minute
+# refuse every address; it works over TLS; and serve refuses a token file of mode 0644 and a
+# non-loopback --listen without --public --cert --key (exit 2).
 # shellcheck disable=SC2119 # p2m_start_system takes an optional argument
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
-p2m_require jq curl openssl
+p2m_require jq curl openssl oathtool
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay tools/pipe2me-admin
 ADMIN=$P2M_BUILD_DIR/tools/pipe2me-admin
 CSP="default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 p2m_start_system
 expect_status 0 admin pod add pod1 --label alpha
+SECRET1=$(jq -er .secret "$OUT")
 expect_status 0 admin pod add pod2 --label beta --label gamma
 expect_status 0 admin label share alpha pod2
 expect_status 0 admin pod disable pod2
@@ -159,6 +167,8 @@ hreq -X POST -H "Cookie: $COOKIE" -H "Origin: ${URL/127.0.0.1/localhost}0" --dat
 expect_http 403 "POST /logout from another port's Origin"
 hreq -X POST -H "Cookie: $COOKIE" -H "Origin: null" --data "csrf=$CSRF" "$URL/logout"
 expect_http 403 "POST /logout from Origin null"
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: null" -H "Sec-Fetch-Site: cross-site" --data "csrf=$CSRF" "$URL/logout"
+expect_http 403 "POST /logout from Origin null, cross-site"
 hreq -X POST -H "Cookie: $COOKIE" -H "Sec-Fetch-Site: cross-site" --data "csrf=$CSRF" "$URL/logout"
 expect_http 403 "POST /logout with Sec-Fetch-Site: cross-site"
 hreq -X POST -H "Cookie: $COOKIE" -H "Sec-Fetch-Site: same-site" --data "csrf=$CSRF" "$URL/logout"
@@ -235,6 +245,74 @@ expect_http 400 "rm of a pod that is gone"
 p2m_wait_until "actions are logged" p2m_log_has console 'event=console_action action=pod_rm result=ok id=pod3'
 p2m_wait_until "/api/pods follows" api_matches_cli /api/pods pod ls
 
+# ---- labels: add, share, unshare, rm; each the CLI's handler, behind the CSRF and Origin checks
+for path in /label/add /label/rm /label/share /label/unshare /pod/rotate; do
+    hreq -X POST -H "Cookie: $COOKIE" --data "id=pod1&label=zeta&confirm=pod1" "$URL$path"
+    expect_http 403 "$path without the CSRF token"
+    hreq -X POST -H "Cookie: $COOKIE" -H "Origin: http://evil.example" --data "csrf=$CSRF&id=pod1&label=zeta&confirm=pod1" \
+        "$URL$path"
+    expect_http 403 "$path from a foreign Origin"
+done
+label_is() { admin --json label ls | jq -r --arg l "$1" '.[] | select(.label == $l) | "\(.pod) \(.protocol) \(.sharers // [] | join(","))"'; }
+expect_eq "" "$(label_is zeta)" "the refused label add changed nothing"
+# A browser's own form under Referrer-Policy no-referrer: Origin null, Sec-Fetch-Site same-origin
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: null" -H "Sec-Fetch-Site: same-origin" \
+    --data "csrf=$CSRF&id=pod1&label=Zeta&protocol=http" "$URL/label/add"
+expect_http 303 "label add"
+expect_eq "pod1 http " "$(label_is zeta)" "label zeta is pod1's, http, as label ls shows it"
+expect_status 2 admin label add pod9 omega
+cli_reason=$(sed 's/^pipe2me-admin: //' "$ERR")
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod9&label=omega" "$URL/label/add"
+expect_http 400 "label add to a pod that does not exist"
+grep -qF -- "$cli_reason" "$T/resp.b" || fail "the page does not show the CLI's reason $(p2m_show "$cli_reason")"$'\n'"$(resp_dump)"
+p2m_ok
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod1&label=zeta&protocol=gopher" "$URL/label/add"
+expect_http 400 "label add with an unknown protocol"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&label=zeta&id=pod2" "$URL/label/share"
+expect_http 303 "label share"
+expect_eq "pod1 http pod2" "$(label_is zeta)" "pod2 shares zeta"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&label=zeta&id=pod2" "$URL/label/unshare"
+expect_http 303 "label unshare"
+expect_eq "pod1 http " "$(label_is zeta)" "pod2 no longer shares zeta"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&label=zeta" "$URL/label/rm"
+expect_http 400 "label rm without the confirmation"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&label=zeta&confirm=alpha" "$URL/label/rm"
+expect_http 400 "label rm confirmed with another label"
+expect_eq "pod1 http " "$(label_is zeta)" "the refused rm changed nothing"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&label=zeta&confirm=zeta" "$URL/label/rm"
+expect_http 303 "label rm, confirmed"
+expect_eq "" "$(label_is zeta)" "zeta is gone"
+p2m_wait_until "label actions are logged" p2m_log_has console 'event=console_action action=label_rm result=ok id=- label=zeta'
+p2m_wait_until "/api/labels follows" api_matches_cli /api/labels label ls
+
+# ---- pod rotate: confirmed, the new file once; the registrar refuses the old secret
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod1" "$URL/pod/rotate"
+expect_http 400 "rotate without the confirmation"
+hreq -X POST -H "Cookie: $COOKIE" -H "Origin: $URL" --data "csrf=$CSRF&id=pod1&confirm=pod1" "$URL/pod/rotate"
+expect_http 200 "rotate pod1"
+expect_match '^attachment; filename="pipe2me-pod1.json"' "$(hdr content-disposition)" "the new provisioning file is a download"
+expect_eq no-store "$(hdr cache-control)" "the download is not cached"
+expect_eq "pod1 alpha" "$(jq -r '"\(.id) \(.labels | join(","))"' "$T/resp.b")" "the new file: the pod and its labels"
+NEW1=$(jq -r .secret "$T/resp.b")
+[[ $NEW1 =~ ^[A-Z2-7]{16,}$ && $NEW1 != "$SECRET1" ]] || fail "rotate: no new secret in the file"
+p2m_ok
+for path in / /api/pods /pod/rotate; do
+    hreq -H "Cookie: $COOKIE" "$URL$path"
+    if grep -qF -- "$NEW1" "$T/resp.b"; then fail "GET $path shows the new secret"; fi
+    p2m_ok
+done
+if grep -qF -- "$NEW1" "$T/console.log"; then fail "the console logged the new secret"; fi
+p2m_ok
+p2m_totp_fresh pod1 "$SECRET1"
+p2m_reg -s 127.0.0.9 alpha "$(p2m_totp_auth pod1 "$CODE_")"
+expect_http 401 "a code of the secret before the rotation"
+p2m_totp_fresh pod1 "$NEW1"
+p2m_reg alpha "$(p2m_totp_auth pod1 "$CODE_")"
+expect_http 200 "a code of the rotated secret"
+hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod9&confirm=pod9" "$URL/pod/rotate"
+expect_http 400 "rotate a pod that does not exist"
+p2m_wait_until "the rotation is logged" p2m_log_has console 'event=console_action action=pod_rotate result=ok id=pod1'
+
 # ---- logout with the token and the console's own Origin: the cookie is dead from then on
 hreq -X POST -H "Cookie: $COOKIE" -H "Origin: $URL" -H "Sec-Fetch-Site: same-origin" --data "csrf=$CSRF" "$URL/logout"
 expect_http 303 "POST /logout with the CSRF token"
@@ -284,6 +362,65 @@ hreq -X POST -H "Cookie: $COOKIE" -H "Origin: ${URL/https:/http:}" --data "x=1" 
 expect_http 403 "the http:// origin is foreign to the https:// console"
 P2M_CA=$P2M_CA_SAVED
 p2m_stop console-tls "$CONSOLE_PID"
+
+# ---- h2o's own answers carry the security headers: 413 for a body over the limit, 400 for a
+# broken chunked body. A request line h2o cannot parse gets its fixed 400 written straight to the
+# socket, before any handler or filter: exactly that answer, without them (docs/OPERATIONS.md).
+console_start console-h2o URL
+head -c 70000 /dev/zero | tr '\0' a >"$T/big.form"
+hreq -X POST -H 'Content-Type: application/x-www-form-urlencoded' --data-binary "@$T/big.form" "$URL/login"
+expect_http 413 "a body over 64 KiB"
+expect_security_headers
+expect_eq DENY "$(hdr x-frame-options)" "X-Frame-Options on h2o's 413"
+# raw_http REQUEST: sends REQUEST to the console and prints the answer (the connection closes).
+raw_http() {
+    local answer
+    exec 3<>"/dev/tcp/127.0.0.1/${URL##*:}" || fail "cannot connect to the console"
+    printf '%b' "$1" >&3
+    answer=$(timeout 10 cat <&3 | tr -d '\r')
+    exec 3<&-
+    printf '%s\n' "$answer"
+}
+answer=$(raw_http "POST /login HTTP/1.1\r\nHost: ${URL#http://}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n")
+expect_match '^HTTP/1.1 400 ' "$answer" "a broken chunked body"
+expect_match "content-security-policy: $CSP" "$answer" "CSP on h2o's 400"
+expect_match 'x-frame-options: DENY' "$answer" "X-Frame-Options on h2o's 400"
+expect_match 'x-content-type-options: nosniff' "$answer" "nosniff on h2o's 400"
+answer=$(raw_http "GARBAGE\r\n\r\n")
+expect_eq $'HTTP/1.1 400 Bad Request\nContent-Type: text/plain; charset=utf-8\nConnection: close\nContent-Length: 11\n\nBad Request' \
+    "$answer" "h2o's fixed answer to a request line it cannot parse"
+p2m_stop console-h2o "$CONSOLE_PID"
+
+# ---- the login limiter: 5 wrong tokens from one address, then 429 for it (the right token too)
+# with Retry-After; another address still logs in; 20 failures over all addresses in a minute,
+# then 429 for every address
+console_start console-rate URL
+for ((i = 1; i <= 5; i++)); do
+    hreq --interface 127.0.0.2 -X POST --data-urlencode "token=wrong-$i" "$URL/login"
+    expect_http 401 "wrong token $i from 127.0.0.2"
+done
+hreq --interface 127.0.0.2 -X POST --data-urlencode "token=$TOKEN" "$URL/login"
+expect_http 429 "the right token from 127.0.0.2 after 5 wrong ones"
+expect_eq "" "$(hdr set-cookie)" "no cookie on a refused login"
+expect_match '^[0-9]+$' "$(hdr retry-after)" "Retry-After in seconds"
+(($(hdr retry-after) >= 1 && $(hdr retry-after) <= 600)) || fail "Retry-After $(hdr retry-after): want 1-600"
+p2m_ok
+expect_security_headers
+hreq --interface 127.0.0.3 -X POST --data-urlencode "token=$TOKEN" "$URL/login"
+expect_http 303 "the right token from 127.0.0.3"
+p2m_wait_until "the refusal is logged" p2m_log_has console-rate 'event=console_refused status=429 reason=rate scope=addr addr=127.0.0.2'
+for addr in 127.0.0.4 127.0.0.5 127.0.0.6; do
+    for ((i = 1; i <= 5; i++)); do
+        hreq --interface "$addr" -X POST --data-urlencode "token=wrong-$i" "$URL/login"
+        expect_http 401 "wrong token $i from $addr"
+    done
+done
+hreq --interface 127.0.0.7 -X POST --data-urlencode "token=$TOKEN" "$URL/login"
+expect_http 429 "the right token from a fresh address after 20 failures over all addresses"
+p2m_wait_until "the global refusal is logged" p2m_log_has console-rate 'event=console_refused status=429 reason=rate scope=global addr=127.0.0.7'
+if grep -qF -- "$TOKEN" "$T/console-rate.log"; then fail "the console logged the token"; fi
+p2m_ok
+p2m_stop console-rate "$CONSOLE_PID"
 
 # ---- refusals at start: exit 2, one line, nothing listening
 chmod 0644 "$TOKEN_FILE"

@@ -7,6 +7,7 @@
  * functions (pod_list, label_list, relay_list). Redis is asked synchronously, on the loop: a
  * console serves one person, and admin_connect's timeout bounds a request. */
 #include "admin.h"
+#include "login_limit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,6 +42,12 @@
 #define CONSOLE_ABSOLUTE_S (12 * 60 * 60) /* a session ends this long after login, used or not */
 #define CONSOLE_BODY_MAX P2M_FORM_BODY_MAX
 #define CONSOLE_MAGIC 0x636f6e73u /* "cons" */
+/* Wrong tokens before logins are refused (429): from one address in 10 min, then from all in 1 min,
+ * so that a spread of addresses guesses no faster than 20 a minute. */
+#define CONSOLE_LOGIN_FAILS_ADDR 5
+#define CONSOLE_LOGIN_WINDOW_ADDR_S 600
+#define CONSOLE_LOGIN_FAILS_ALL 20
+#define CONSOLE_LOGIN_WINDOW_ALL_S 60
 
 typedef struct {
     int in_use;
@@ -58,6 +65,7 @@ typedef struct {
     char self[2][P2M_HOST_MAX + 16]; /* the authorities a loopback console answers to: ADDR:PORT, localhost:PORT */
     uint64_t idle_ms;
     session_t sessions[CONSOLE_SESSIONS_MAX];
+    login_limit_t logins;
     h2o_globalconf_t conf;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept;
@@ -89,8 +97,10 @@ static const char *log_method(h2o_req_t *req)
     return "other";
 }
 
-/* Every answer goes out here: the security headers, the body, and the request's log line. */
-static void send_answer(h2o_req_t *req, int status, const char *reason, const char *ctype, const char *body, size_t len)
+/* The security headers go on every answer, h2o's own errors too (413 for a body over
+ * max_request_entity_size, 400, 404 for a path outside "/"): a filter on the host's path and on
+ * its fallback path, which h2o_send_error_generic binds when no path was chosen yet. */
+static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     static const struct {
         const char *name, *value;
@@ -102,12 +112,19 @@ static void send_answer(h2o_req_t *req, int status, const char *reason, const ch
         {"cache-control", "no-store"},
         {"x-frame-options", "DENY"},
     };
+    for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++)
+        h2o_set_header_by_str(&req->pool, &req->res.headers, headers[i].name, strlen(headers[i].name), 1, headers[i].value,
+                              strlen(headers[i].value), 1);
+    h2o_setup_next_ostream(req, slot);
+    (void)self;
+}
+
+/* Every answer of ours goes out here: the body and the request's log line (the headers: on_setup_ostream). */
+static void send_answer(h2o_req_t *req, int status, const char *reason, const char *ctype, const char *body, size_t len)
+{
     struct timeval now;
     char path[128];
 
-    for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, headers[i].name, strlen(headers[i].name), 1, NULL, headers[i].value,
-                              strlen(headers[i].value));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
     req->res.status = status;
     req->res.reason = reason;
@@ -317,7 +334,9 @@ static int host_ok(console_t *c, h2o_req_t *req)
 /* For a POST: the browser says it comes from a page of the console's own origin (the scheme and
  * the Host it asked, which host_ok has checked on loopback), or says nothing (curl). Any other
  * Origin, and Sec-Fetch-Site cross-site or same-site (another port of the same host is same-site,
- * and SameSite=Strict cookies go there), is refused. */
+ * and SameSite=Strict cookies go there), is refused. Origin "null" is what a browser sends for the
+ * console's own forms under Referrer-Policy no-referrer (Fetch, "serializing a request origin"):
+ * it passes only beside Sec-Fetch-Site same-origin, which no page can set. */
 static int origin_ok(console_t *c, h2o_req_t *req, const char **why)
 {
     h2o_iovec_t sfs = header(req, "sec-fetch-site");
@@ -328,6 +347,9 @@ static int origin_ok(console_t *c, h2o_req_t *req, const char **why)
     }
     h2o_iovec_t origin = header(req, "origin");
     if (origin.base == NULL)
+        return 1;
+    if (h2o_memis(origin.base, origin.len, H2O_STRLIT("null")) && sfs.base != NULL &&
+        h2o_lcstris(sfs.base, sfs.len, H2O_STRLIT("same-origin")))
         return 1;
     h2o_iovec_t own =
         h2o_concat(&req->pool, c->tls ? h2o_iovec_init(H2O_STRLIT("https://")) : h2o_iovec_init(H2O_STRLIT("http://")),
@@ -377,6 +399,17 @@ static void on_login(console_t *c, h2o_req_t *req)
         else if (ss.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof(addr));
     }
+    const char *scope;
+    unsigned wait = login_limit_check(&c->logins, addr, h2o_now(c->ctx.loop), &scope);
+    if (wait > 0) {
+        /* refused before the token is looked at: the right one waits too */
+        char retry[16];
+        snprintf(retry, sizeof(retry), "%u", wait);
+        p2m_log(P2M_LOG_WARN, "console_refused", "status=429 reason=rate scope=%s addr=%s retry_s=%u", scope, addr, wait);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, retry, strlen(retry));
+        send_html(req, 429, "Too Many Requests", "<!DOCTYPE html><p>too many wrong tokens: try again later</p>\n");
+        return;
+    }
     if (read_form(req, &form, 0) != 0) {
         p2m_log(P2M_LOG_WARN, "console_login", "result=fail reason=bad_form addr=%s", addr);
         return;
@@ -386,6 +419,7 @@ static void on_login(console_t *c, h2o_req_t *req)
     else if (!p2m_secret_equal(token, c->token))
         reason = "bad_token";
     if (reason != NULL) {
+        login_limit_fail(&c->logins, addr, h2o_now(c->ctx.loop));
         p2m_form_dispose(&form);
         p2m_log(P2M_LOG_WARN, "console_login", "result=fail reason=%s addr=%s", reason, addr);
         send_html(req, 401, "Unauthorized", login_page);
@@ -398,6 +432,7 @@ static void on_login(console_t *c, h2o_req_t *req)
         send_html(req, 500, "Internal Server Error", "<!DOCTYPE html><p>no random bytes</p>\n");
         return;
     }
+    login_limit_ok(&c->logins, addr);
     p2m_log(P2M_LOG_INFO, "console_login", "result=ok addr=%s", addr);
     set_cookie(c, req, s->id, 0);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, H2O_STRLIT("/"));
@@ -473,60 +508,110 @@ static void send_action_error(h2o_req_t *req, int status, const char *reason, co
     send_answer(req, status, reason, "text/html; charset=utf-8", html.base, html.len);
 }
 
-typedef enum { ACTION_ADD, ACTION_DISABLE, ACTION_ENABLE, ACTION_RM } action_t;
+/* A console action: the CLI command it runs and how the form fills that command's line. */
+typedef struct {
+    const char *path, *name;
+    int (*run)(admin_t *, char *);
+    const char *words[2]; /* the form fields that become the command's words, in order (NULL: fewer) */
+    int download;         /* answers with the provisioning file the command drew (pod add, pod rotate-secret) */
+    int confirm;          /* needs confirm= the first word typed again */
+    int labels;           /* labels= fills --label (space- or comma-separated) */
+    int protocol;         /* protocol= (optional) fills --protocol */
+} action_t;
 
-/* POST /pod/add, /pod/disable, /pod/enable, /pod/rm (form, CSRF already checked): runs the CLI's
- * handler over a copy of the console's admin_t, so that the checks and the errors are the CLI's.
- * pod add answers with the provisioning file as a download: it is drawn for this answer and kept
- * nowhere, so it cannot be offered twice. rm needs confirm= the pod's ID. */
-static void on_action(console_t *c, h2o_req_t *req, action_t action, const p2m_form_t *form)
+static const action_t actions[] = {
+    {"/pod/add", "pod_add", pod_add, {"id", NULL}, 1, 0, 1, 0},
+    {"/pod/disable", "pod_disable", pod_disable, {"id", NULL}, 0, 0, 0, 0},
+    {"/pod/enable", "pod_enable", pod_enable, {"id", NULL}, 0, 0, 0, 0},
+    {"/pod/rm", "pod_rm", pod_rm, {"id", NULL}, 0, 1, 0, 0},
+    {"/pod/rotate", "pod_rotate", pod_rotate_secret, {"id", NULL}, 1, 1, 0, 0},
+    {"/label/add", "label_add", label_add, {"id", "label"}, 0, 0, 0, 1},
+    {"/label/rm", "label_rm", label_rm, {"label", NULL}, 0, 1, 0, 0},
+    {"/label/share", "label_share", label_share, {"label", "id"}, 0, 0, 0, 0},
+    {"/label/unshare", "label_unshare", label_unshare, {"label", "id"}, 0, 0, 0, 0},
+};
+
+/* A form field as a word of the command line: an ID or a label, checked as the CLI checks it so
+ * that the log line may quote it (a label lower-cased, as the store keeps it). */
+static int action_word(const p2m_form_t *form, const char *field, char *out, size_t cap, char *err)
 {
-    static const char *const names[] = {"pod_add", "pod_disable", "pod_enable", "pod_rm"};
-    static int (*const run[])(admin_t *, char *) = {pod_add, pod_disable, pod_enable, pod_rm};
-    char err[P2M_ERR_LEN] = "unknown error", *labels = NULL, *text = NULL, *args[1];
-    const char *id, *v;
-    size_t text_len = 0;
+    const char *v;
+    if (p2m_form_get(form, field, &v, err) != 0)
+        return -1;
+    if (strcmp(field, "label") == 0)
+        return admin_check_label(v, out, err);
+    if (admin_check_id(v, err) != 0)
+        return -1;
+    size_t n = strlen(v);
+    if (n >= cap) /* admin_check_id bounds it; this says so to the compiler */
+        return p2m_err(err, "ID too long");
+    memcpy(out, v, n + 1);
+    return 0;
+}
+
+/* POST of an action (form, CSRF already checked): runs the CLI's handler over a copy of the
+ * console's admin_t, so that the checks and the errors are the CLI's. pod add and pod rotate
+ * answer with the provisioning file as a download: it is drawn for this answer and kept nowhere,
+ * so it cannot be offered twice (sending the form again draws another secret). rm and rotate
+ * need confirm= the ID (label rm: the label) typed again. */
+static void on_action(console_t *c, h2o_req_t *req, const action_t *act, const p2m_form_t *form)
+{
+    char err[P2M_ERR_LEN] = "unknown error", *labels = NULL, *text = NULL, *args[2];
+    char words[2][P2M_ID_MAX + P2M_LABEL_MAX + 2] = {"", ""};
+    const char *v, *id = "-", *label = "-";
+    size_t text_len = 0, nwords = 0;
     json_t *confirmed = NULL;
     admin_t x = *c->a;
 
-    if (p2m_form_get(form, "id", &id, err) != 0 || admin_check_id(id, err) != 0) {
-        p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=id", names[action]);
-        send_action_error(req, 400, "Bad Request", err);
+    for (; nwords < 2 && act->words[nwords] != NULL; nwords++) {
+        if (action_word(form, act->words[nwords], words[nwords], sizeof(words[nwords]), err) != 0) {
+            p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=%s", act->name, act->words[nwords]);
+            send_action_error(req, 400, "Bad Request", err);
+            return;
+        }
+        if (strcmp(act->words[nwords], "id") == 0)
+            id = words[nwords];
+        else
+            label = words[nwords];
+        args[nwords] = words[nwords];
+    }
+    if (act->confirm && (p2m_form_get(form, "confirm", &v, err) != 0 || strcmp(v, words[0]) != 0)) {
+        p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=confirm id=%s label=%s", act->name, id, label);
+        send_action_error(req, 400, "Bad Request", "to go on, type the name again in the confirm field");
         return;
     }
-    if (action == ACTION_RM && (p2m_form_get(form, "confirm", &v, err) != 0 || strcmp(v, id) != 0)) {
-        p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=confirm id=%s", names[action], id);
-        send_action_error(req, 400, "Bad Request", "to remove a pod, type its ID in the confirm field");
-        return;
-    }
-    args[0] = (char *)id;
     x.args = args;
-    x.nargs = 1;
+    x.nargs = nwords;
     x.json = 1;
     x.nlabels = 0;
+    x.have_proto = 0;
     x.capture = &confirmed;
-    if (action == ACTION_ADD) {
+    if (act->download) {
         x.capture_text = &text;
         x.capture_len = &text_len;
-        /* labels: space- or comma-separated, as many as --label takes */
-        if (p2m_form_get(form, "labels", &v, err) == 0) {
-            labels = strdup(v);
-            if (labels == NULL)
-                abort();
-            for (char *save = NULL, *t = strtok_r(labels, " ,\t\r\n", &save); t != NULL; t = strtok_r(NULL, " ,\t\r\n", &save)) {
-                if (x.nlabels == ADMIN_LABELS_MAX) {
-                    snprintf(err, sizeof(err), "too many labels (at most %d)", ADMIN_LABELS_MAX);
-                    goto Refused;
-                }
-                x.labels[x.nlabels++] = t;
+    }
+    if (act->protocol && p2m_form_get(form, "protocol", &v, err) == 0 && v[0] != '\0') {
+        if (p2m_proto_parse(v, strlen(v), &x.proto, err) != 0)
+            goto Refused;
+        x.have_proto = 1;
+    }
+    if (act->labels && p2m_form_get(form, "labels", &v, err) == 0) {
+        labels = strdup(v);
+        if (labels == NULL)
+            abort();
+        for (char *save = NULL, *t = strtok_r(labels, " ,\t\r\n", &save); t != NULL; t = strtok_r(NULL, " ,\t\r\n", &save)) {
+            if (x.nlabels == ADMIN_LABELS_MAX) {
+                snprintf(err, sizeof(err), "too many labels (at most %d)", ADMIN_LABELS_MAX);
+                goto Refused;
             }
+            x.labels[x.nlabels++] = t;
         }
     }
-    if (run[action](&x, err) != 0)
+    if (act->run(&x, err) != 0)
         goto Refused;
-    p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=ok id=%s", names[action], id);
-    if (action == ACTION_ADD) {
-        char disp[P2M_ID_MAX + 64];
+    p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=ok id=%s label=%s", act->name, id, label);
+    if (act->download) {
+        char disp[sizeof(words[0]) + 64];
         snprintf(disp, sizeof(disp), "attachment; filename=\"pipe2me-%s.json\"", id);
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-disposition"), 1, NULL, disp, strlen(disp));
         /* h2o sends the body from its pool: copy, then wipe ours (it holds the pod's secret) */
@@ -539,7 +624,7 @@ static void on_action(console_t *c, h2o_req_t *req, action_t action, const p2m_f
     }
     goto Exit;
 Refused:
-    p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=refused id=%s", names[action], id);
+    p2m_log(P2M_LOG_INFO, "console_action", "action=%s result=fail reason=refused id=%s label=%s", act->name, id, label);
     send_action_error(req, 400, "Bad Request", err);
 Exit:
     if (text != NULL) {
@@ -623,11 +708,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (is_post) { /* an action: its CSRF check first, whatever the path */
-        static const struct {
-            const char *path;
-            action_t action;
-        } actions[] = {
-            {"/pod/add", ACTION_ADD}, {"/pod/disable", ACTION_DISABLE}, {"/pod/enable", ACTION_ENABLE}, {"/pod/rm", ACTION_RM}};
         p2m_form_t form;
         if (post_checked(req, s, &form) != 0)
             return 0;
@@ -636,7 +716,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                !h2o_memis(path.base, path.len, actions[i].path, strlen(actions[i].path)))
             i++;
         if (i < sizeof(actions) / sizeof(actions[0]))
-            on_action(c, req, actions[i].action, &form);
+            on_action(c, req, &actions[i], &form);
         else
             send_html(req, 404, "Not Found", "<!DOCTYPE html><p>no such action</p>\n");
         p2m_form_dispose(&form);
@@ -828,6 +908,8 @@ int console_serve(admin_t *a, char *err)
     c->tls = c->ssl != NULL;
     c->port = hp.port;
     c->idle_ms = (uint64_t)(a->idle > 0 ? a->idle : CONSOLE_IDLE_DEFAULT_S) * 1000;
+    login_limit_init(&c->logins, CONSOLE_LOGIN_FAILS_ADDR, (uint64_t)CONSOLE_LOGIN_WINDOW_ADDR_S * 1000, CONSOLE_LOGIN_FAILS_ALL,
+                     (uint64_t)CONSOLE_LOGIN_WINDOW_ALL_S * 1000);
     p2m_hostport_format(hp.host, hp.port, c->self[0], sizeof(c->self[0]));
     snprintf(c->self[1], sizeof(c->self[1]), "localhost:%u", (unsigned)hp.port);
 
@@ -857,6 +939,8 @@ int console_serve(admin_t *a, char *err)
     h2o_handler_t *h = h2o_create_handler(pathconf, sizeof(*h) + sizeof(console_t *));
     h->on_req = on_req;
     *(console_t **)(h + 1) = c;
+    h2o_create_filter(pathconf, sizeof(h2o_filter_t))->on_setup_ostream = on_setup_ostream;
+    h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream = on_setup_ostream;
     h2o_context_init(&c->ctx, h2o_evloop_create(), &c->conf);
     hosts[0] = host;
     c->accept = (h2o_accept_ctx_t){.ctx = &c->ctx, .hosts = hosts, .ssl_ctx = c->ssl};

@@ -21,8 +21,33 @@
         return f;
     }
 
+    // A POST form with the session's CSRF token: fields [name, value] are hidden, inputs
+    // [name, placeholder] are typed; a confirm input asks for confirmValue typed again.
+    function actionForm(action, label, fields, inputs, confirmValue) {
+        const f = el("form", {method: "post", action: action}, el("input", {type: "hidden", name: "csrf", value: csrf}));
+        for (const [name, value] of fields) f.append(el("input", {type: "hidden", name: name, value: value}));
+        for (const [name, placeholder] of inputs) f.append(el("input", {type: "text", name: name, placeholder: placeholder, required: ""}));
+        if (confirmValue !== undefined)
+            f.append(el("input", {type: "text", name: "confirm", placeholder: "type " + confirmValue + " to confirm", required: ""}));
+        f.append(el("button", {type: "submit"}, label));
+        return f;
+    }
+
+    // The forms that name what they change by hand (a label to a pod, a label shared): drawn
+    // once, outside the tables that refresh() redraws.
+    function labelForms() {
+        const give = actionForm("/label/add", "Give the label", [], [["id", "pod ID"], ["label", "label"]]);
+        give.insertBefore(el("select", {name: "protocol"}, el("option", {value: ""}, "protocol: default"),
+            el("option", {value: "https"}, "https"), el("option", {value: "http"}, "http"), el("option", {value: "tcp"}, "tcp")),
+        give.lastChild);
+        const share = actionForm("/label/share", "Share the label", [], [["label", "label"], ["id", "with pod ID"]]);
+        document.getElementById("labels").after(el("div", {id: "label-forms"}, el("h3", {}, "Give or share a label"), give, " ", share));
+    }
+
     function fill(id, headers, rows) {
         const t = document.getElementById(id);
+        // a form being typed into stays until it is sent
+        if (t.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
         t.replaceChildren(el("tr", {}, ...headers.map((h) => el("th", {}, h))));
         for (const r of rows) t.append(el("tr", {}, ...r.map((c) => el("td", {}, c))));
     }
@@ -44,10 +69,13 @@
             fill("pods", ["ID", "state", "labels", "created", ""], pods.map((p) => [
                 p.id, p.disabled ? "disabled" : "enabled", p.labels.join(", "), new Date(p.created * 1000).toISOString(),
                 el("span", {}, podForm(p.disabled ? "/pod/enable" : "/pod/disable", p.id, p.disabled ? "Enable" : "Disable"),
-                    podForm("/pod/rm", p.id, "Remove", true)),
+                    podForm("/pod/rm", p.id, "Remove", true),
+                    actionForm("/pod/rotate", "New secret", [["id", p.id]], [], p.id)),
             ]));
-            fill("labels", ["label", "pod", "sharers", "protocol"], labels.map((l) => [
+            fill("labels", ["label", "pod", "sharers", "protocol", ""], labels.map((l) => [
                 l.label, l.pod, (l.sharers || []).join(", "), l.protocol,
+                el("span", {}, actionForm("/label/rm", "Remove", [["label", l.label]], [], l.label),
+                    ...(l.sharers || []).map((id) => actionForm("/label/unshare", "Unshare " + id, [["label", l.label], ["id", id]], []))),
             ]));
             fill("relays", ["name", "address", "ports", "started", "leases", "idle", "tunnels", "draining"], relays.map((r) => [
                 r.name, r.address, r.ports, r.started, String(r.leases), String(r.idle), String(r.tunnels),
@@ -59,6 +87,7 @@
         }
     }
 
+    labelForms();
     refresh();
     setInterval(refresh, 5000);
 })();
