@@ -26,6 +26,8 @@
  *                                    first, a bounded number of times), digits ("6"|"8"; absent =
  *                                    "6": the length of the pod's OTPs). Pods created before these
  *                                    two fields existed lack them and read as the defaults.
+ *                                    last_registration (unix s): written by each registration
+ *                                    that got a lease (absent until the first), for the console
  *   p2m:pod:ID:labels        set     the labels pod ID owns
  *   p2m:pod:ID:shares        set     the labels pod ID shares (serves beside their owner)
  *   p2m:labels               hash    LABEL -> owning pod ID (a label has one owner)
@@ -78,6 +80,11 @@
  *                                    service without an idle pre-connection are queued, not refused
  *   p2m:stats:relay:NAME     hash    SERVICE:bytes_in, SERVICE:bytes_out, SERVICE:conns,
  *                                    SERVICE:queued, SERVICE:waited_served, SERVICE:wait_timeouts
+ *   p2m:tunnels:NAME         hash    SERVICE -> tunnels open at relay NAME (rewritten with every
+ *                                    heartbeat; TTL as the idle hash)
+ *   p2m:series:SERVICE:MINUTE hash   conns, bytes_in, bytes_out (summed over the relays) and
+ *                                    tunnels:NAME (relay NAME's most tunnels open at once) in that
+ *                                    minute (unix time / 60); TTL P2M_SERIES_TTL (65 min)
  *   p2m:portbusy:NAME:PORT   string  PORT could not be bound on relay NAME; TTL 60 s
  *   p2m:totp:ID:STEP         string  a TOTP step already used by pod ID; TTL 5 steps (replay)
  *   p2m:session:DIGEST       hash    pod, label, epoch; TTL registrar.session_ttl
