@@ -1496,3 +1496,161 @@ int p2m_store_direct_forget(p2m_store_t *st, const char *label, const char *lan_
     const char *args[] = {label, lan_name, direct_name};
     return run_read_script(st, lua_direct_forget, 4, keys, 3, args, NULL, err);
 }
+
+/* --- live numbers (the console's, pod ls, label ls) ------------------------------------------- */
+
+/* The services of a pod (its labels and the labels it shares) or of one label: SERVICES(kind, name)
+ * returns their keys, or nil for an unknown pod. Each label has up to three (p2m/service.h). */
+#define LUA_SERVICES                                                                                                               \
+    "local function services(kind, name)\n"                                                                                        \
+    "  local labels = {name}\n"                                                                                                    \
+    "  if kind == 'pod' then\n"                                                                                                    \
+    "    if redis.call('EXISTS', '" P2M_KEY_POD "' .. name) == 0 then return nil end\n"                                            \
+    "    labels = redis.call('SMEMBERS', '" P2M_KEY_POD "' .. name .. '" P2M_KEY_POD_LABELS "')\n"                                 \
+    "    for _, l in ipairs(redis.call('SMEMBERS', '" P2M_KEY_POD "' .. name .. '" P2M_KEY_POD_SHARES "')) do\n"                   \
+    "      table.insert(labels, l)\n"                                                                                              \
+    "    end\n"                                                                                                                    \
+    "  end\n"                                                                                                                      \
+    "  local out = {}\n"                                                                                                           \
+    "  for _, l in ipairs(labels) do\n"                                                                                            \
+    "    table.insert(out, l) table.insert(out, l .. ':http') table.insert(out, l .. ':tcp')\n"                                    \
+    "  end\n"                                                                                                                      \
+    "  return out\n"                                                                                                               \
+    "end\n"                                                                                                                        \
+    "local function num(v) return tonumber(v or '0') or 0 end\n"
+
+/* ARGV[1] "pod" or "label", then names. Per name, summed over its services and every relay in
+ * p2m:relays: {alive, idle, waiting, tunnels, bytes_in, bytes_out, conns, last_registration}, or
+ * {} for an unknown pod. Reads only. */
+static const char lua_live[] =
+    LUA_SERVICES "local relays = redis.call('SMEMBERS', '" P2M_KEY_RELAYS "')\n"
+                 "local out = {}\n"
+                 "for i = 2, #ARGV do\n"
+                 "  local svcs = services(ARGV[1], ARGV[i])\n"
+                 "  if not svcs then table.insert(out, {}) else\n"
+                 "    local n = {0, 0, 0, 0, 0, 0, 0, 0}\n"
+                 "    for _, s in ipairs(svcs) do\n"
+                 "      if redis.call('EXISTS', '" P2M_KEY_ALIVE "' .. s) == 1 then n[1] = 1 end\n"
+                 "      for _, r in ipairs(relays) do\n"
+                 "        n[2] = n[2] + num(redis.call('HGET', '" P2M_KEY_IDLE "' .. r, s))\n"
+                 "        n[3] = n[3] + num(redis.call('HGET', '" P2M_KEY_WAIT "' .. r, s))\n"
+                 "        n[4] = n[4] + num(redis.call('HGET', '" P2M_KEY_TUNNELS "' .. r, s))\n"
+                 "        local st = redis.call('HMGET', '" P2M_KEY_RELAY_STATS "' .. r, s .. ':bytes_in', s .. ':bytes_out',\n"
+                 "                              s .. ':conns')\n"
+                 "        n[5], n[6], n[7] = n[5] + num(st[1]), n[6] + num(st[2]), n[7] + num(st[3])\n"
+                 "      end\n"
+                 "    end\n"
+                 "    if ARGV[1] == 'pod' then\n"
+                 "      n[8] = num(redis.call('HGET', '" P2M_KEY_POD "' .. ARGV[i], 'last_registration'))\n"
+                 "    end\n"
+                 "    table.insert(out, n)\n"
+                 "  end\n"
+                 "end\n"
+                 "return out\n";
+
+int p2m_store_live(p2m_store_t *st, int pods, const char *const *names, size_t n, p2m_live_t *out, char *err)
+{
+    int ret = -1;
+    redisReply *r = NULL;
+    const char **argv = malloc((n + 4) * sizeof(*argv));
+    if (argv == NULL)
+        return p2m_err(err, "out of memory");
+    memset(out, 0, n * sizeof(*out));
+    if (n == 0) {
+        ret = 0;
+        goto Exit;
+    }
+    size_t argc = 0;
+    argv[argc++] = "EVAL";
+    argv[argc++] = lua_live;
+    argv[argc++] = "0";
+    argv[argc++] = pods ? "pod" : "label";
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = names[i];
+    if ((r = store_callv(st, err, (int)argc, argv, NULL)) == NULL)
+        goto Exit;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        p2m_err(err, "%s: unexpected reply reading live numbers", st->where);
+        goto Exit;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 8)
+            continue; /* a pod removed meanwhile: all zero */
+        long long v[8];
+        for (size_t k = 0; k < 8; k++)
+            v[k] = e->element[k]->type == REDIS_REPLY_INTEGER ? e->element[k]->integer : 0;
+        out[i] = (p2m_live_t){.idle = v[1],
+                              .waiting = v[2],
+                              .tunnels = v[3],
+                              .bytes_in = v[4],
+                              .bytes_out = v[5],
+                              .conns = v[6],
+                              .last_registration = v[7]};
+        out[i].online = v[0] != 0 || v[1] > 0 || v[3] > 0;
+    }
+    ret = 0;
+Exit:
+    if (r != NULL)
+        freeReplyObject(r);
+    free(argv);
+    return ret;
+}
+
+/* ARGV: pod, the last minute, how many minutes. Per minute, oldest first, summed over the pod's
+ * services: {minute, conns, tunnels (each relay's gauge, summed), bytes_in, bytes_out}; 'unknown'
+ * for an unknown pod. Reads only. */
+static const char lua_series_read[] =
+    LUA_SERVICES "local svcs = services('pod', ARGV[1])\n"
+                 "if not svcs then return 'unknown' end\n"
+                 "local last, nm, out = tonumber(ARGV[2]), tonumber(ARGV[3]), {}\n"
+                 "for m = last - nm + 1, last do\n"
+                 "  local n = {m, 0, 0, 0, 0}\n"
+                 "  for _, s in ipairs(svcs) do\n"
+                 "    local h = redis.call('HGETALL', '" P2M_KEY_SERIES "' .. s .. ':' .. string.format('%d', m))\n"
+                 "    for j = 1, #h, 2 do\n"
+                 "      local f, v = h[j], num(h[j + 1])\n"
+                 "      if f == 'conns' then n[2] = n[2] + v\n"
+                 "      elseif string.sub(f, 1, 8) == 'tunnels:' then n[3] = n[3] + v\n"
+                 "      elseif f == 'bytes_in' then n[4] = n[4] + v\n"
+                 "      elseif f == 'bytes_out' then n[5] = n[5] + v end\n"
+                 "    end\n"
+                 "  end\n"
+                 "  table.insert(out, n)\n"
+                 "end\n"
+                 "return out\n";
+
+int p2m_store_pod_series(p2m_store_t *st, const char *id, long long minute_now, p2m_series_point_t out[P2M_SERIES_MINUTES],
+                         char *err)
+{
+    char last[24], count[8];
+    snprintf(last, sizeof(last), "%lld", minute_now);
+    snprintf(count, sizeof(count), "%d", P2M_SERIES_MINUTES);
+    const char *args[] = {id, last, count};
+    redisReply *r = NULL;
+    int ret = -1;
+    if (run_read_script(st, lua_series_read, 0, NULL, 3, args, &r, err) != 0)
+        goto Exit;
+    if (r->type == REDIS_REPLY_STRING && strcmp(r->str, "unknown") == 0) {
+        p2m_err(err, "unknown pod %s", id);
+        ret = 1;
+        goto Exit;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != P2M_SERIES_MINUTES) {
+        p2m_err(err, "%s: unexpected reply reading the series", st->where);
+        goto Exit;
+    }
+    for (size_t i = 0; i < P2M_SERIES_MINUTES; i++) {
+        const redisReply *e = r->element[i];
+        long long v[5] = {minute_now - P2M_SERIES_MINUTES + 1 + (long long)i, 0, 0, 0, 0};
+        for (size_t k = 0; e->type == REDIS_REPLY_ARRAY && k < e->elements && k < 5; k++)
+            if (e->element[k]->type == REDIS_REPLY_INTEGER)
+                v[k] = e->element[k]->integer;
+        out[i] = (p2m_series_point_t){v[0], v[1], v[2], v[3], v[4]};
+    }
+    ret = 0;
+Exit:
+    if (r != NULL)
+        freeReplyObject(r);
+    return ret;
+}

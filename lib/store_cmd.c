@@ -196,7 +196,8 @@ static const char lua_session_lookup[] =
  * With consumer ports per service, the relay of the service's consumer port (p2m:cport:SERVICE) is
  * its home, whatever the hash says: consumers go there, so its pre-connections must too.
  *
- * The registration marks the service alive on that relay (p2m:alive:SERVICE, PROTOCOL 2.1) and
+ * The registration marks the service alive on that relay (p2m:alive:SERVICE, PROTOCOL 2.1), records
+ * its time on the pod's hash (last_registration, for the console; not on a pod removed meanwhile) and
  * reads the demand the pod is told of: the consumers waiting for it now on every live relay
  * (p2m:wait:NAME) and those that have had to wait so far (SERVICE:queued in the relays' stats).
  *
@@ -223,6 +224,9 @@ static const char lua_lease_pre[] = LUA_LEASE_LIB
     "    make_lease(p, 'pre', ARGV[1], ARGV[7], ARGV[2], ARGV[3], r[1], ARGV[4], ARGV[5])\n"
     "    if ARGV[8] ~= '1' then redis.call('HSET', 'p2m:lease:' .. p, 'conns', ARGV[8]) end\n"
     "    redis.call('SET', 'p2m:alive:' .. ARGV[7], r[1], 'EX', ARGV[9])\n"
+    "    if redis.call('EXISTS', 'p2m:pod:' .. ARGV[2]) == 1 then\n"
+    "      redis.call('HSET', 'p2m:pod:' .. ARGV[2], 'last_registration', ARGV[4])\n"
+    "    end\n"
     "    local waiting, waited = 0, 0\n"
     "    for _, x in ipairs(live) do\n"
     "      waiting = waiting + (tonumber(redis.call('HGET', 'p2m:wait:' .. x[1], ARGV[7]) or '0') or 0)\n"

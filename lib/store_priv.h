@@ -25,6 +25,8 @@
 #define P2M_KEY_IDLE "p2m:idle:"                /* + NAME */
 #define P2M_KEY_WAIT "p2m:wait:"                /* + NAME */
 #define P2M_KEY_RELAY_STATS "p2m:stats:relay:"  /* + NAME */
+#define P2M_KEY_TUNNELS "p2m:tunnels:"          /* + NAME: SERVICE -> tunnels open at relay NAME */
+#define P2M_KEY_SERIES "p2m:series:"            /* + SERVICE:MINUTE: the service's counts in that minute */
 #define P2M_KEY_PORTBUSY "p2m:portbusy:"        /* + NAME:PORT */
 #define P2M_KEY_ALIVE "p2m:alive:"              /* + SERVICE */
 #define P2M_KEY_REGISTRARS "p2m:registrars"

@@ -159,7 +159,7 @@ static const char lua_heartbeat[] = "redis.call('HSET', KEYS[1], 'address', ARGV
                                     "return 2\n";
 
 /* KEYS: relay hash, idle hash, wait hash. ARGV: name. */
-static const char lua_leave[] = "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])\n"
+static const char lua_leave[] = "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], '" P2M_KEY_TUNNELS "' .. ARGV[1])\n"
                                 "redis.call('SREM', '" P2M_KEY_RELAYS "', ARGV[1])\n"
                                 "return 0\n";
 
@@ -311,6 +311,30 @@ int p2m_store_cmd_relay_stat(p2m_store_cmd_t *c, const char *relay, const char *
                : 0;
 }
 
+/* KEYS[1] the service's bucket of the minute; ARGV: relay, conns, bytes_in, bytes_out, tunnels,
+ * ttl. The counts add up over the relays; the gauge is each relay's own field, the most it saw in
+ * the minute, so that readers can sum the relays without one relay's later, smaller count hiding
+ * another's. */
+static const char lua_series[] = "for i, f in ipairs({'conns', 'bytes_in', 'bytes_out'}) do\n"
+                                 "  if ARGV[i + 1] ~= '0' then redis.call('HINCRBY', KEYS[1], f, ARGV[i + 1]) end\n"
+                                 "end\n"
+                                 "local g = 'tunnels:' .. ARGV[1]\n"
+                                 "if tonumber(ARGV[5]) > tonumber(redis.call('HGET', KEYS[1], g) or '0') then\n"
+                                 "  redis.call('HSET', KEYS[1], g, ARGV[5])\n"
+                                 "end\n"
+                                 "redis.call('EXPIRE', KEYS[1], ARGV[6])\n"
+                                 "return 0\n";
+
+int p2m_store_cmd_relay_series(p2m_store_cmd_t *c, const char *relay, const char *service, unsigned long long minute,
+                               const p2m_series_add_t *add)
+{
+    return EVAL(c, lua_series, 1) || pushf(c, P2M_KEY_SERIES "%s:%llu", service, minute) || push(c, relay) ||
+                   pushu(c, add->conns) || pushu(c, add->bytes_in) || pushu(c, add->bytes_out) || pushu(c, add->tunnels) ||
+                   pushu(c, P2M_SERIES_TTL)
+               ? -1
+               : 0;
+}
+
 int p2m_store_cmd_relay_leave(p2m_store_cmd_t *c, const char *relay)
 {
     return EVAL(c, lua_leave, 3) || push_relay_keys(c, relay) || push(c, relay) ? -1 : 0;
@@ -431,8 +455,8 @@ static int v_pairs(p2m_store_cmdv_t *v, const char *script, size_t len, const ch
 int p2m_store_cmdv_relay_counts(p2m_store_cmdv_t *v, const char *relay, p2m_count_kind_t kind, unsigned ttl,
                                 const p2m_count_t *items, size_t n)
 {
-    return v_pairs(v, lua_counts, sizeof(lua_counts) - 1, kind == P2M_COUNT_IDLE ? P2M_KEY_IDLE : P2M_KEY_WAIT, relay, ttl, items,
-                   n);
+    const char *prefix = kind == P2M_COUNT_IDLE ? P2M_KEY_IDLE : kind == P2M_COUNT_WAIT ? P2M_KEY_WAIT : P2M_KEY_TUNNELS;
+    return v_pairs(v, lua_counts, sizeof(lua_counts) - 1, prefix, relay, ttl, items, n);
 }
 
 int p2m_store_cmdv_relay_alive(p2m_store_cmdv_t *v, const char *relay, unsigned window, const p2m_count_t *items, size_t n)

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "p2m/err.h"
@@ -227,6 +228,7 @@ static void on_lease_alive(redisAsyncContext *ac, void *reply, void *priv)
 
 static void idle_resync(rredis_t *rr);
 static void alive_marks(rredis_t *rr);
+static void send_over_labels(rredis_t *rr, int what, int skip_empty);
 
 void rredis_idle_add(rredis_t *rr, const lease_t *l)
 {
@@ -424,6 +426,20 @@ static void emit_counters(relay_t *r, const label_t *l, void *arg)
     }
 }
 
+/* Before the counters are zeroed: what the period added to the service's minute, and the tunnels
+ * open now (PROTOCOL 3.4, p2m:series). A service with open tunnels and no new bytes still counts
+ * for the minute's gauge. */
+static void emit_series(relay_t *r, label_t *l, void *arg)
+{
+    rredis_t *rr = arg;
+    if (l->name[0] == '\0' || (l->conns == 0 && l->bytes_in == 0 && l->bytes_out == 0 && l->njoined == 0))
+        return;
+    p2m_series_add_t add = {l->conns, l->bytes_in, l->bytes_out, l->njoined};
+    p2m_store_cmd_t c;
+    send_cmd(rr, p2m_store_cmd_relay_series(&c, r->cfg.relay.name, l->name, (unsigned long long)time(NULL) / 60, &add), &c, NULL,
+             NULL);
+}
+
 static void on_overlaps(redisAsyncContext *ac, void *reply, void *priv)
 {
     rredis_t *rr = rr_from_ac(ac);
@@ -503,6 +519,8 @@ static void heartbeat(rredis_t *rr)
         else if (l->kind == LEASE_CONSUMER && l->nconns > 0 && !l->any_addr) /* a service's port has no TTL */
             rredis_lease_touch(rr, l, r->cfg.registrar.consumer_ttl);
     }
+    send_over_labels(rr, P2M_COUNT_TUNNELS, 0); /* what idle_resync does for idle and wait */
+    label_foreach(r, emit_series, rr);
     label_flush_counters(r, emit_counters, rr);
 }
 
@@ -532,10 +550,11 @@ static void on_check(p2m_loop_t *loop, p2m_loop_timer_t *t)
 typedef struct {
     size_t n, cap;
     p2m_count_t *items;
-    int what; /* COUNT_IDLE, COUNT_WAIT or COUNT_ALIVE */
+    int what; /* COUNT_IDLE, COUNT_WAIT, COUNT_TUNNELS or COUNT_ALIVE */
 } collect_t;
 
-enum { COUNT_IDLE, COUNT_WAIT, COUNT_ALIVE };
+/* The first three are p2m_count_kind_t's values. */
+enum { COUNT_IDLE = P2M_COUNT_IDLE, COUNT_WAIT = P2M_COUNT_WAIT, COUNT_TUNNELS = P2M_COUNT_TUNNELS, COUNT_ALIVE };
 
 static void collect(relay_t *r, label_t *l, void *arg)
 {
@@ -549,7 +568,7 @@ static void collect(relay_t *r, label_t *l, void *arg)
         if (l->nidle == 0 && l->njoined == 0)
             return;
         v = l->nidle > 0;
-    } else if ((v = acc->what == COUNT_IDLE ? l->nidle : l->nwait) == 0) {
+    } else if ((v = acc->what == COUNT_IDLE ? l->nidle : acc->what == COUNT_WAIT ? l->nwait : l->njoined) == 0) {
         return;
     }
     acc->items[acc->n++] = (p2m_count_t){l->name, v};
@@ -566,8 +585,8 @@ static void send_over_labels(rredis_t *rr, int what, int skip_empty)
         p2m_store_cmdv_t v;
         int built = what == COUNT_ALIVE
                         ? p2m_store_cmdv_relay_alive(&v, r->cfg.relay.name, r->cfg.registrar.alive_window, acc.items, acc.n)
-                        : p2m_store_cmdv_relay_counts(&v, r->cfg.relay.name, what == COUNT_IDLE ? P2M_COUNT_IDLE : P2M_COUNT_WAIT,
-                                                      P2M_RELAY_HEARTBEAT_TTL, acc.items, acc.n);
+                        : p2m_store_cmdv_relay_counts(&v, r->cfg.relay.name, (p2m_count_kind_t)what, P2M_RELAY_HEARTBEAT_TTL,
+                                                      acc.items, acc.n);
         send_cmdv(rr, built, &v, NULL, NULL);
     }
     free(acc.items);
@@ -779,6 +798,7 @@ void rredis_shutdown(rredis_t *rr)
         return;
     }
     sync_flush(rr); /* the leases ended by the shutdown are deleted */
+    label_foreach(r, emit_series, rr);
     label_flush_counters(r, emit_counters, rr);
     p2m_store_cmd_t c;
     if (send_cmd(rr, p2m_store_cmd_relay_leave(&c, r->cfg.relay.name), &c, on_final, NULL) != 0) {

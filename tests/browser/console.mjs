@@ -79,16 +79,10 @@ function podRow(page, id) {
     return page.locator('#pods tr').filter({ has: page.locator('td:first-child', { hasText: new RegExp(`^${id}$`) }) });
 }
 
-// Waits until the live view shows pod id online. Until the pods table carries its own liveness
-// (data-online, issue 21's live data), the relays table's idle pre-connections stand for it: the
-// test's relay serves this one pod, so idle > 0 means it registered. Swap the body for
-//   await page.locator(`[data-pod="${id}"] [data-online="yes"]`).waitFor({ timeout: waitMs });
+// Waits until the live view shows pod id online: its row's online cell (data-online, drawn from
+// pod ls --json's "online") turns to yes.
 async function waitOnline(page, id) {
-    await page.waitForFunction(() => {
-        const cells = [...document.querySelectorAll('#relays tr')].slice(1).map((r) => Number(r.children[5]?.textContent));
-        return cells.some((n) => n > 0);
-    }, null, { timeout: waitMs });
-    await podRow(page, id).waitFor({ timeout: waitMs });
+    await page.locator(`#pods tr[data-pod="${id}"] td[data-online="yes"]`).waitFor({ timeout: waitMs });
 }
 
 // Submits the form, expecting a download: saves it to out (mode 0600) and returns its text.

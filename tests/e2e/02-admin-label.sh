@@ -42,8 +42,8 @@ expect_eq alpha "$(rcli HGET p2m:labels extra)" "owner unchanged"
 
 # ---- label ls: sorted by label, text and JSON
 expect_status 0 admin label ls
-expect_match '^LABEL +POD +PROTOCOL$' "$(head -n 1 "$OUT")" "label ls header"
-expect_eq "b2 beta https|extra alpha https|one alpha https|two beta https" "$(tail -n +2 "$OUT" | tr -s ' ' | paste -sd '|')" \
+expect_match '^LABEL +POD +PROTOCOL +CONSUMERS$' "$(head -n 1 "$OUT")" "label ls header"
+expect_eq "b2 beta https 0|extra alpha https 0|one alpha https 0|two beta https 0" "$(tail -n +2 "$OUT" | tr -s ' ' | paste -sd '|')" \
     "label ls rows"
 expect_status 0 admin label ls --json
 expect_eq '[{"label":"b2","pod":"beta"},{"label":"extra","pod":"alpha"},{"label":"one","pod":"alpha"},{"label":"two","pod":"beta"}]' \
@@ -69,12 +69,12 @@ expect_eq '{"ok":true,"label":"extra","pod":"gamma","owner":"alpha","existed":tr
 expect_redis_unchanged
 expect_status 0 admin label share extra beta
 expect_status 0 admin label ls
-expect_eq "b2 beta https|extra alpha,beta,gamma https|one alpha https|three gamma https|two beta https" \
+expect_eq "b2 beta https 0|extra alpha,beta,gamma https 0|one alpha https 0|three gamma https 0|two beta https 0" \
     "$(tail -n +2 "$OUT" | tr -s ' ' | paste -sd '|')" "label ls rows: the owner, then the sharers"
 expect_status 0 admin label ls --json
-expect_eq '{"label":"extra","pod":"alpha","protocol":"https","sharers":["beta","gamma"]}' \
+expect_eq '{"label":"extra","pod":"alpha","protocol":"https","consumers":0,"sharers":["beta","gamma"]}' \
     "$(json -c '.[] | select(.label == "extra")')" "label ls --json: the sharers"
-expect_eq '{"label":"one","pod":"alpha","protocol":"https"}' "$(json -c '.[] | select(.label == "one")')" \
+expect_eq '{"label":"one","pod":"alpha","protocol":"https","consumers":0}' "$(json -c '.[] | select(.label == "one")')" \
     "label ls --json: an unshared label as before"
 # refused, one line, exit 2, nothing changed
 admin_fails -r ': unknown label nosuch$' label share nosuch gamma

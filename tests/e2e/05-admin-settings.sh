@@ -137,12 +137,12 @@ expect_eq '{"ok":true,"label":"plainweb","pod":"plain","protocol":"https"}' "$(j
 expect_eq https "$(rcli HGET p2m:labels:protocol plainweb)"
 
 expect_status 0 admin label ls
-expect_match '^LABEL +POD +PROTOCOL$' "$(head -n 1 "$OUT")"
-expect_eq "p1 plain https|plainweb plain https|raw plain tcp|t1 taas https|web plain http" \
+expect_match '^LABEL +POD +PROTOCOL +CONSUMERS$' "$(head -n 1 "$OUT")"
+expect_eq "p1 plain https 0|plainweb plain https 0|raw plain tcp 0|t1 taas https 0|web plain http 0" \
     "$(tail -n +2 "$OUT" | tr -s ' ' | paste -sd '|')" "label ls rows"
 expect_status 0 admin label ls --json
-expect_eq '{"label":"raw","pod":"plain","protocol":"tcp"}' "$(json -c '.[] | select(.label == "raw")')"
-expect_eq '{"label":"p1","pod":"plain","protocol":"https"}' "$(json -c '.[] | select(.label == "p1")')"
+expect_eq '{"label":"raw","pod":"plain","protocol":"tcp","consumers":0}' "$(json -c '.[] | select(.label == "raw")')"
+expect_eq '{"label":"p1","pod":"plain","protocol":"https","consumers":0}' "$(json -c '.[] | select(.label == "p1")')"
 
 # ---- label rm takes the protocol entry; the label given again starts from the default
 expect_status 0 admin label rm raw

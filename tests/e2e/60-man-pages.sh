@@ -131,5 +131,5 @@ check_commands pod/pipe2me-pod pipe2me-pod.1
 expect_eq "--check-config --config --help --version -c -h" \
     "$("$P2M_BUILD_DIR/registrar/pipe2me-registrar" --help | options | sort | tr '\n' ' ' | sed 's/ $//')" \
     "options in pipe2me-registrar --help"
-expect_eq 25 "$("$P2M_BUILD_DIR/tools/pipe2me-admin" --help | grep -E '^  [a-z]' | commands | grep -c ' ')" \
+expect_eq 26 "$("$P2M_BUILD_DIR/tools/pipe2me-admin" --help | grep -E '^  [a-z]' | commands | grep -c ' ')" \
     "two-word commands in pipe2me-admin --help"

@@ -78,10 +78,10 @@ P2M_SECRET[pd]=$(jq -r .secret "$T/pd.json")
 P2M_SECRET[px]=$(jq -r .secret "$T/px.json")
 expect_status 0 admin label share shared pd
 expect_status 0 admin label ls --json
-expect_eq '{"label":"shared","pod":"pa","protocol":"https","sharers":["pb","pd"]}' "$(json -c '.[] | select(.label == "shared")')" \
+expect_eq '{"label":"shared","pod":"pa","protocol":"https","consumers":0,"sharers":["pb","pd"]}' "$(json -c '.[] | select(.label == "shared")')" \
     "label ls --json: the owner and both sharers"
 expect_status 0 admin label ls
-expect_match '^shared +pa,pb,pd +https$' "$(grep '^shared ' "$OUT")" "label ls: all the label's pods"
+expect_match '^shared +pa,pb,pd +https +[0-9]+$' "$(grep '^shared ' "$OUT")" "label ls: all the label's pods"
 
 p2m_totp_fresh px
 p2m_reg shared "$(p2m_totp_auth px "$CODE_")"

@@ -47,6 +47,13 @@ int main(void)
         if (CHECK_EQ_INT(a.nargs, 1))
             CHECK_EQ_STR(a.args[0], "p1");
     }
+    CHECK_CTX("pod series ID --json");
+    if (CHECK_RC(parse(&action, &cmd, err, "pod", "series", "--json", "p1", NULL), 0, err)) {
+        CHECK(cmd != NULL && strcmp(cmd->group, "pod") == 0 && strcmp(cmd->verb, "series") == 0);
+        CHECK_EQ_INT(a.json, 1);
+        if (CHECK_EQ_INT(a.nargs, 1))
+            CHECK_EQ_STR(a.args[0], "p1");
+    }
     CHECK_CTX("after --, words only");
     if (CHECK_RC(parse(&action, &cmd, err, "--", "label", "rm", "-web", NULL), 0, err) && CHECK_EQ_INT(a.nargs, 1))
         CHECK_EQ_STR(a.args[0], "-web");
@@ -348,6 +355,11 @@ int main(void)
         {{"pod", "set"}, "missing argument"},
         {{"label", "set", "l", "m", "--protocol", "tcp"}, "too many arguments"},
         {{"pod", "show", "p", "--digits", "8"}, "pod show: option --digits does not apply"},
+        {{"pod", "series"}, "missing argument (usage: pipe2me-admin pod series ID)"},
+        {{"pod", "series", "p", "q"}, "too many arguments (usage: pipe2me-admin pod series ID)"},
+        {{"pod", "series", "p", "--label", "x"}, "pod series: option --label does not apply"},
+        {{"pod", "series", "p", "-o", "x"}, "pod series: option --output does not apply"},
+        {{"pod", "series", "p", "--listen", "127.0.0.1:1"}, "pod series: option --listen does not apply"},
         {{"pod", "rotate-secret", "p", "--digits", "8"}, "option --digits does not apply"},
         {{"pod", "add", "p", "--protocol", "tcp"}, "pod add: option --protocol does not apply"},
         {{"pod", "set", "p", "--protocol", "tcp"}, "pod set: option --protocol does not apply"},

@@ -1016,6 +1016,78 @@ static void test_tokens(p2m_store_t *st, const char *addr)
     CHECK_RC(p2m_store_token_redeem(st, H3, 1500, &info, err), P2M_TOKEN_UNKNOWN, err);
 }
 
+/* The live numbers (p2m_store_live) sum a pod's services (every label's three) over the relays in
+ * p2m:relays; the series (p2m_store_pod_series) sums its buckets, each relay's tunnels gauge
+ * included, over the 60 minutes up to now and no further. */
+static void test_live(p2m_store_t *st)
+{
+    char err[P2M_ERR_LEN];
+    CHECK_CTX("live");
+    CHECK_RC(p2m_store_pod_add(st, "livepod", SECRET, labels("lv1", "lv2"), 2, P2M_TOKEN_REUSE_NONE, 6, 1000, err), 0, err);
+    R("SADD p2m:relays r1 r2");
+    R("HSET p2m:idle:r1 lv1 2");
+    R("HSET p2m:idle:r2 lv2:tcp 3");
+    R("HSET p2m:wait:r1 lv1 1");
+    R("HSET p2m:tunnels:r1 lv1 4");
+    R("HSET p2m:tunnels:r2 lv2 1");
+    R("HSET p2m:stats:relay:r1 lv1:bytes_in 100 lv1:bytes_out 200 lv1:conns 5 other:bytes_in 7");
+    R("HSET p2m:stats:relay:r2 lv2:http:bytes_in 10");
+    R("HSET p2m:pod:livepod last_registration 1234");
+    const char *names[] = {"livepod", "ghost"};
+    p2m_live_t live[2];
+    CHECK_RC(p2m_store_live(st, 1, names, 2, live, err), 0, err);
+    CHECK_EQ_INT(live[0].online, 1);
+    CHECK_EQ_INT(live[0].idle, 5);
+    CHECK_EQ_INT(live[0].waiting, 1);
+    CHECK_EQ_INT(live[0].tunnels, 5);
+    CHECK_EQ_INT(live[0].bytes_in, 110);
+    CHECK_EQ_INT(live[0].bytes_out, 200);
+    CHECK_EQ_INT(live[0].conns, 5);
+    CHECK_EQ_INT(live[0].last_registration, 1234);
+    CHECK_EQ_INT(live[1].online, 0); /* an unknown pod: zero */
+    CHECK_EQ_INT(live[1].idle, 0);
+    const char *label[] = {"lv2"};
+    CHECK_RC(p2m_store_live(st, 0, label, 1, live, err), 0, err);
+    CHECK_EQ_INT(live[0].idle, 3);
+    CHECK_EQ_INT(live[0].tunnels, 1);
+    CHECK_EQ_INT(live[0].waiting, 0);
+    CHECK_EQ_INT(live[0].last_registration, 0);
+    CHECK_RC(p2m_store_live(st, 0, label, 0, live, err), 0, err); /* none: no command */
+
+    CHECK_CTX("live: online by p2m:alive alone");
+    R("DEL p2m:idle:r1 p2m:idle:r2 p2m:tunnels:r1 p2m:tunnels:r2");
+    CHECK_RC(p2m_store_live(st, 1, names, 1, live, err), 0, err);
+    CHECK_EQ_INT(live[0].online, 0);
+    R("SET p2m:alive:lv2:http r1");
+    CHECK_RC(p2m_store_live(st, 1, names, 1, live, err), 0, err);
+    CHECK_EQ_INT(live[0].online, 1);
+
+    CHECK_CTX("series");
+    R("HSET p2m:series:lv1:1000 conns 2 bytes_in 10 bytes_out 20 tunnels:r1 3");
+    R("HSET p2m:series:lv2:tcp:1000 conns 1 tunnels:r2 2");
+    R("HSET p2m:series:lv1:941 conns 7");
+    R("HSET p2m:series:lv1:940 conns 100");   /* 61 minutes ago: out */
+    R("HSET p2m:series:other:1000 conns 50"); /* another pod's */
+    p2m_series_point_t pts[P2M_SERIES_MINUTES];
+    CHECK_RC(p2m_store_pod_series(st, "livepod", 1000, pts, err), 0, err);
+    CHECK_EQ_INT(pts[59].minute, 1000);
+    CHECK_EQ_INT(pts[59].conns, 3);
+    CHECK_EQ_INT(pts[59].tunnels, 5);
+    CHECK_EQ_INT(pts[59].bytes_in, 10);
+    CHECK_EQ_INT(pts[59].bytes_out, 20);
+    CHECK_EQ_INT(pts[0].minute, 941);
+    CHECK_EQ_INT(pts[0].conns, 7);
+    long long sum = 0;
+    for (size_t i = 0; i < P2M_SERIES_MINUTES; i++)
+        sum += pts[i].conns;
+    CHECK_EQ_INT(sum, 10);
+    CHECK_EQ_INT(p2m_store_pod_series(st, "ghost", 1000, pts, err), 1);
+    CHECK_EQ_STR(err, "unknown pod ghost");
+    R("DEL p2m:relays p2m:wait:r1 p2m:stats:relay:r1 p2m:stats:relay:r2 p2m:alive:lv2:http");
+    R("DEL p2m:series:lv1:1000 p2m:series:lv2:tcp:1000 p2m:series:lv1:941 p2m:series:lv1:940 p2m:series:other:1000");
+    CHECK_RC(p2m_store_pod_rm(st, "livepod", err), 0, err);
+}
+
 int main(void)
 {
     redis_server_t srv;
@@ -1037,6 +1109,7 @@ int main(void)
         test_shares(st);
         test_leases(st);
         test_tokens(st, srv.addr);
+        test_live(st);
     }
     p2m_store_free(st);
     redisFree(sub);

@@ -324,6 +324,40 @@ static void test_relay(void)
     CHECK_EQ_INT(p2m_store_cmd_lease_drop(&c, 1, huge, huge, "p"), -1);
 }
 
+/* p2m_store_cmd_relay_series: the counts add up over relays and emits, the gauge is each relay's
+ * most in the minute; a bucket gets P2M_SERIES_TTL. The tunnels hash is rewritten like idle. */
+static void test_series(void)
+{
+    p2m_store_cmd_t c;
+    CHECK_CTX("series: two relays, two emits each");
+    p2m_series_add_t a = {2, 100, 200, 3}, b = {1, 10, 0, 1}, zero = {0, 0, 0, 0};
+    expect(p2m_store_cmd_relay_series(&c, "r1", "web:tcp", 29000000, &a), &c, "int:0");
+    expect(p2m_store_cmd_relay_series(&c, "r1", "web:tcp", 29000000, &b), &c, "int:0");
+    expect(p2m_store_cmd_relay_series(&c, "r2", "web:tcp", 29000000, &b), &c, "int:0");
+    expect(p2m_store_cmd_relay_series(&c, "r2", "web:tcp", 29000000, &zero), &c, "int:0");
+    EXPECT_REDIS("str:4", "HGET p2m:series:web:tcp:29000000 conns");
+    EXPECT_REDIS("str:120", "HGET p2m:series:web:tcp:29000000 bytes_in");
+    EXPECT_REDIS("str:200", "HGET p2m:series:web:tcp:29000000 bytes_out");
+    EXPECT_REDIS("str:3", "HGET p2m:series:web:tcp:29000000 tunnels:r1");
+    EXPECT_REDIS("str:1", "HGET p2m:series:web:tcp:29000000 tunnels:r2");
+    char want[16];
+    snprintf(want, sizeof(want), "int:%d", P2M_SERIES_TTL);
+    EXPECT_REDIS(want, "TTL p2m:series:web:tcp:29000000");
+    EXPECT_REDIS("int:0", "EXISTS p2m:series:web:tcp:29000001");
+
+    CHECK_CTX("series: the tunnels hash");
+    p2m_store_cmdv_t v;
+    p2m_count_t open[] = {{"web", 2}};
+    if (CHECK_EQ_INT(p2m_store_cmdv_relay_counts(&v, "r1", P2M_COUNT_TUNNELS, 15, open, 1), 0)) {
+        freeReplyObject(runv(&v));
+        p2m_store_cmdv_free(&v);
+    }
+    EXPECT_REDIS("str:2", "HGET p2m:tunnels:r1 web");
+    EXPECT_REDIS("int:15", "TTL p2m:tunnels:r1");
+    expect(p2m_store_cmd_relay_leave(&c, "r1"), &c, "int:0");
+    EXPECT_REDIS("int:0", "EXISTS p2m:tunnels:r1");
+}
+
 int main(void)
 {
     redis_server_t srv;
@@ -335,6 +369,7 @@ int main(void)
     test_idle();
     test_leases();
     test_relay();
+    test_series();
     test_registrar_heartbeat();
 
     redisFree(rc);

@@ -24,7 +24,7 @@ typedef struct json_t json_t; /* jansson's; C11 allows the typedef to be repeate
 #define ADMIN_SERVICES_MAX 32 /* --service options on one pod add or rotate-secret (the pod's run takes as many) */
 #define ADMIN_QUOTE_LEN 400   /* buffer for admin_quote() */
 #define ADMIN_TIME_LEN 32     /* buffer for admin_time_iso() */
-#define ADMIN_TABLE_COLS_MAX 8
+#define ADMIN_TABLE_COLS_MAX 12
 #define ADMIN_REDIS_TIMEOUT_MS 2000
 #define ADMIN_CONFIG_DEFAULT "/etc/pipe2me/pipe2me.json" /* read when neither -c nor $P2M_CONFIG names a file */
 
@@ -120,6 +120,7 @@ int pod_disable(admin_t *a, char *err);
 int pod_enable(admin_t *a, char *err);
 int pod_rotate_secret(admin_t *a, char *err);
 int pod_set(admin_t *a, char *err);
+int pod_series(admin_t *a, char *err);
 int label_add(admin_t *a, char *err);
 int label_set(admin_t *a, char *err);
 int label_rm(admin_t *a, char *err);
@@ -199,6 +200,12 @@ void admin_table_dispose(admin_table_t *t);
 typedef int (*admin_list_fn)(admin_t *a, json_t **json, admin_table_t *table, char *err);
 int pod_list(admin_t *a, json_t **json, admin_table_t *table, char *err);
 int label_list(admin_t *a, json_t **json, admin_table_t *table, char *err);
+
+/* A pod's last hour (p2m_store_pod_series) as the JSON of `pod series ID --json` and the console's
+ * /api/pods/ID/series: {"pod", "minute_now", "minutes": [60 x {minute, conns, tunnels, bytes_in,
+ * bytes_out}]}, oldest first. Returns 0 with *out (json_decref it) and *status 200, or -1 with err
+ * and *status 400 (a malformed ID), 404 (an unknown pod) or 502 (Redis). */
+int pod_series_fetch(admin_t *a, const char *id, json_t **out, int *status, char *err);
 int relay_list(admin_t *a, json_t **json, admin_table_t *table, char *err);
 
 /* An ls command: list's JSON with --json, else a table of ncols headers. Returns 0 or -1 with err. */

@@ -13,6 +13,7 @@ static const admin_command_t commands[] = {
      "ID [--label LABEL]... [--token-reuse none|same-address] [--digits 6|8] [-o FILE] [--service LABEL[:PROTOCOL]=HOST:PORT]..."},
     {"pod", "ls", 0, 0, 0, 0, pod_ls, ""},
     {"pod", "show", 1, 1, 0, 0, pod_show, "ID"},
+    {"pod", "series", 1, 1, 0, 0, pod_series, "ID"},
     {"pod", "set", 1, 1, POD_SETTINGS, POD_SETTINGS, pod_set, "ID [--token-reuse none|same-address] [--digits 6|8]"},
     {"pod", "rm", 1, 1, 0, 0, pod_rm, "ID"},
     {"pod", "disable", 1, 1, 0, 0, pod_disable, "ID"},

@@ -174,6 +174,9 @@ static const char login_page[] = "<!DOCTYPE html>\n"
 /* tools/admin/console/console.js and console.css, compiled in (embed.cmake). */
 extern const unsigned char console_asset_js[], console_asset_css[];
 extern const size_t console_asset_js_len, console_asset_css_len;
+/* tools/admin/console/chart.js: the pods' charts, which console.js draws with. */
+extern const unsigned char console_asset_chart[];
+extern const size_t console_asset_chart_len;
 
 /* The console's page for a session: its CSRF token in the forms and a meta tag, which the
  * console's script reads (the cookie it may not). The token is base64url: nothing to escape. The
@@ -187,6 +190,7 @@ static void send_home(h2o_req_t *req, const session_t *s)
                                   "<meta name=\"csrf\" content=\"")),
         csrf,
         h2o_iovec_init(H2O_STRLIT("\"><link rel=\"stylesheet\" href=\"/static/console.css\">"
+                                  "<script src=\"/static/chart.js\" defer></script>"
                                   "<script src=\"/static/console.js\" defer></script></head>\n<body><main>"
                                   "<h1>pipe2me console</h1>\n<nav><form method=\"post\" action=\"/logout\">"
                                   "<input type=\"hidden\" name=\"csrf\" value=\"")),
@@ -471,6 +475,37 @@ static void on_api_list(console_t *c, h2o_req_t *req, admin_list_fn list)
     json_decref(arr);
 }
 
+/* GET /api/pods/ID/series: the pod's last hour (pod_series_fetch), 400 for a malformed ID, 404
+ * for an unknown pod. Returns 1 having answered, 0 when path is another one. */
+static int on_api_series(console_t *c, h2o_req_t *req, h2o_iovec_t path)
+{
+    static const char prefix[] = "/api/pods/", suffix[] = "/series";
+    const size_t np = sizeof(prefix) - 1, ns = sizeof(suffix) - 1;
+    if (path.len <= np + ns || memcmp(path.base, prefix, np) != 0 || memcmp(path.base + path.len - ns, suffix, ns) != 0)
+        return 0;
+    char id[P2M_ID_MAX + 2], err[P2M_ERR_LEN] = "unknown error";
+    size_t len = path.len - np - ns;
+    json_t *obj = NULL;
+    int status;
+    if (len >= sizeof(id)) /* longer than any ID: cut to one byte too long, which the parser refuses */
+        len = sizeof(id) - 1;
+    memcpy(id, path.base + np, len);
+    id[len] = '\0';
+    if (memchr(id, '\0', len) != NULL) /* a NUL in the path: no ID */
+        id[0] = '\0';
+    if (pod_series_fetch(c->a, id, &obj, &status, err) != 0) {
+        if (status == 502)
+            p2m_log(P2M_LOG_WARN, "console_api_failed", "reason=redis");
+        char *line = admin_escape_dup(err);
+        send_json_error(req, status, status == 400 ? "Bad Request" : status == 404 ? "Not Found" : "Bad Gateway", line);
+        free(line);
+        return 1;
+    }
+    send_json(req, 200, "OK", obj);
+    json_decref(obj);
+    return 1;
+}
+
 /* text with &, <, >, " and ' written as entities, from the request's pool. */
 static const char *html_escape(h2o_req_t *req, const char *text)
 {
@@ -671,6 +706,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_answer(req, 200, "OK", "text/javascript; charset=utf-8", (const char *)console_asset_js, console_asset_js_len);
         return 0;
     }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/static/chart.js")) && is_get) {
+        send_answer(req, 200, "OK", "text/javascript; charset=utf-8", (const char *)console_asset_chart, console_asset_chart_len);
+        return 0;
+    }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/login"))) {
         if (is_post)
             on_login(c, req);
@@ -732,6 +771,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             return 0;
         }
     }
+    if (is_get && on_api_series(c, req, path))
+        return 0;
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/"))) {
         send_home(req, s);
         return 0;

@@ -165,11 +165,23 @@ Exit:
 
 /* label ls: the POD column lists the owner first, then the sharers; JSON entries carry "sharers"
  * only for a shared label, so that an unshared one reads as before. */
+/* The consumers of n labels now, waiting and in a tunnel (p2m_store_live): one script for them all. */
+static int label_live_fetch(p2m_store_t *st, const p2m_label_owner_t *owners, size_t n, p2m_live_t *out, char *err)
+{
+    const char **names = admin_xmalloc((n + 1) * sizeof(*names));
+    for (size_t i = 0; i < n; i++)
+        names[i] = owners[i].label;
+    int ret = p2m_store_live(st, 0, names, n, out, err);
+    free(names);
+    return ret;
+}
+
 int label_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
 {
     int ret = -1;
     p2m_store_t *st = NULL;
     p2m_label_owner_t *owners = NULL;
+    p2m_live_t *live = NULL;
     size_t n = 0;
     json_t *arr = NULL;
 
@@ -177,14 +189,17 @@ int label_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
         goto Exit;
     if (p2m_store_label_list(st, &owners, &n, err) != 0)
         goto Exit;
+    live = admin_xmalloc((n + 1) * sizeof(*live));
+    if (label_live_fetch(st, owners, n, live, err) != 0)
+        goto Exit;
     if (json != NULL && (arr = json_array()) == NULL) {
         p2m_err(err, "cannot build the JSON reply");
         goto Exit;
     }
     for (size_t i = 0; i < n; i++) {
         if (arr != NULL) {
-            json_t *o = json_pack("{s:s, s:s, s:s}", "label", owners[i].label, "pod", owners[i].pod, "protocol",
-                                  p2m_proto_name(owners[i].proto));
+            json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "label", owners[i].label, "pod", owners[i].pod, "protocol",
+                                  p2m_proto_name(owners[i].proto), "consumers", (json_int_t)(live[i].waiting + live[i].tunnels));
             if (o != NULL && owners[i].nsharers > 0 && json_object_set_new(o, "sharers", sharers_json(&owners[i])) != 0) {
                 json_decref(o);
                 o = NULL;
@@ -197,7 +212,9 @@ int label_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
         if (table != NULL) {
             char *sharers = sharers_join(&owners[i], ","), *pods = admin_xmalloc(strlen(owners[i].pod) + strlen(sharers) + 2);
             sprintf(pods, "%s%s%s", owners[i].pod, sharers[0] != '\0' ? "," : "", sharers);
-            const char *row[] = {owners[i].label, pods, p2m_proto_name(owners[i].proto)};
+            char consumers[24];
+            snprintf(consumers, sizeof(consumers), "%lld", live[i].waiting + live[i].tunnels);
+            const char *row[] = {owners[i].label, pods, p2m_proto_name(owners[i].proto), consumers};
             admin_table_add(table, row);
             free(pods);
             free(sharers);
@@ -210,6 +227,7 @@ int label_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
     ret = 0;
 Exit:
     json_decref(arr);
+    free(live);
     p2m_store_label_list_free(owners, n);
     p2m_store_free(st);
     return ret;
@@ -217,6 +235,6 @@ Exit:
 
 int label_ls(admin_t *a, char *err)
 {
-    static const char *const headers[] = {"LABEL", "POD", "PROTOCOL"};
-    return admin_ls_print(a, label_list, 3, headers, err);
+    static const char *const headers[] = {"LABEL", "POD", "PROTOCOL", "CONSUMERS"};
+    return admin_ls_print(a, label_list, 4, headers, err);
 }

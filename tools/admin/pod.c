@@ -462,6 +462,40 @@ Exit:
     return obj;
 }
 
+/* The live numbers of n pods (p2m_store_live): one script for them all. */
+static int pod_live_fetch(p2m_store_t *st, const char (*ids)[P2M_ID_MAX + 1], size_t n, p2m_live_t *out, char *err)
+{
+    const char **names = admin_xmalloc((n + 1) * sizeof(*names));
+    for (size_t i = 0; i < n; i++)
+        names[i] = ids[i];
+    int ret = p2m_store_live(st, 1, names, n, out, err);
+    free(names);
+    return ret;
+}
+
+/* Adds a pod's live fields to obj (taken, returned; NULL when obj is or it fails). consumers are the
+ * ones there now: waiting for a pre-connection and in a tunnel. pool_target is not known: a
+ * registration does not say the pod's --pool. */
+static json_t *pod_live_json(json_t *obj, const p2m_live_t *l)
+{
+    if (obj == NULL)
+        return NULL;
+    if (json_object_set_new(obj, "online", json_boolean(l->online)) != 0 ||
+        json_object_set_new(obj, "idle", json_integer(l->idle)) != 0 ||
+        json_object_set_new(obj, "waiting", json_integer(l->waiting)) != 0 ||
+        json_object_set_new(obj, "tunnels", json_integer(l->tunnels)) != 0 ||
+        json_object_set_new(obj, "consumers", json_integer(l->waiting + l->tunnels)) != 0 ||
+        json_object_set_new(obj, "conns", json_integer(l->conns)) != 0 ||
+        json_object_set_new(obj, "bytes_in", json_integer(l->bytes_in)) != 0 ||
+        json_object_set_new(obj, "bytes_out", json_integer(l->bytes_out)) != 0 ||
+        json_object_set_new(obj, "last_registration",
+                            l->last_registration > 0 ? json_integer(l->last_registration) : json_null()) != 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
 int pod_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
 {
     int ret = -1;
@@ -469,6 +503,7 @@ int pod_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
     char(*ids)[P2M_ID_MAX + 1] = NULL;
     size_t nids = 0, npods = 0;
     p2m_pod_t **pods = NULL;
+    p2m_live_t *live = NULL;
     json_t *arr = NULL;
 
     if ((st = admin_connect(a, err)) == NULL)
@@ -480,19 +515,37 @@ int pod_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
         if (p2m_store_pod_get(st, ids[npods], &pods[npods], err) != 0)
             goto Exit;
     }
+    live = admin_xmalloc((npods + 1) * sizeof(*live));
+    if (pod_live_fetch(st, ids, npods, live, err) != 0)
+        goto Exit;
     if (json != NULL && (arr = json_array()) == NULL) {
         p2m_err(err, "cannot build the JSON reply");
         goto Exit;
     }
     for (size_t i = 0; i < npods; i++) {
-        if (arr != NULL && json_array_append_new(arr, pod_json(pods[i], 0)) != 0) {
+        if (arr != NULL && json_array_append_new(arr, pod_live_json(pod_json(pods[i], 0), &live[i])) != 0) {
             p2m_err(err, "cannot build the JSON reply");
             goto Exit;
         }
         if (table != NULL) {
             char created[ADMIN_TIME_LEN], *joined = labels_join(pods[i]);
-            const char *row[] = {pods[i]->id, pods[i]->disabled ? "disabled" : "enabled", joined,
-                                 admin_time_iso(pods[i]->created, created)};
+            char n[5][24], last[ADMIN_TIME_LEN];
+            snprintf(n[0], sizeof(n[0]), "%lld", live[i].idle);
+            snprintf(n[1], sizeof(n[1]), "%lld", live[i].tunnels);
+            snprintf(n[2], sizeof(n[2]), "%lld", live[i].waiting + live[i].tunnels);
+            snprintf(n[3], sizeof(n[3]), "%lld", live[i].bytes_in);
+            snprintf(n[4], sizeof(n[4]), "%lld", live[i].bytes_out);
+            const char *row[] = {pods[i]->id,
+                                 pods[i]->disabled ? "disabled" : "enabled",
+                                 joined,
+                                 admin_time_iso(pods[i]->created, created),
+                                 live[i].online ? "yes" : "no",
+                                 n[0],
+                                 n[1],
+                                 n[2],
+                                 n[3],
+                                 n[4],
+                                 live[i].last_registration > 0 ? admin_time_iso(live[i].last_registration, last) : "-"};
             admin_table_add(table, row);
             free(joined);
         }
@@ -507,6 +560,7 @@ Exit:
     for (size_t i = 0; i < npods; i++)
         p2m_store_pod_free(pods[i]);
     free(pods);
+    free(live);
     free(ids);
     p2m_store_free(st);
     return ret;
@@ -514,8 +568,9 @@ Exit:
 
 int pod_ls(admin_t *a, char *err)
 {
-    static const char *const headers[] = {"ID", "STATE", "LABELS", "CREATED"};
-    return admin_ls_print(a, pod_list, 4, headers, err);
+    static const char *const headers[] = {"ID",      "STATE",     "LABELS",   "CREATED",   "ONLINE",           "IDLE",
+                                          "TUNNELS", "CONSUMERS", "BYTES_IN", "BYTES_OUT", "LAST_REGISTRATION"};
+    return admin_ls_print(a, pod_list, sizeof(headers) / sizeof(headers[0]), headers, err);
 }
 
 int pod_show(admin_t *a, char *err)
@@ -637,5 +692,75 @@ int pod_set(admin_t *a, char *err)
 Exit:
     p2m_store_pod_free(pod);
     p2m_store_free(st);
+    return ret;
+}
+
+int pod_series_fetch(admin_t *a, const char *id, json_t **out, int *status, char *err)
+{
+    int ret = -1, rc;
+    p2m_store_t *st = NULL;
+    p2m_series_point_t points[P2M_SERIES_MINUTES];
+    json_t *minutes = NULL;
+    long long minute_now = (long long)time(NULL) / 60; /* the relays' clocks name the buckets too */
+
+    *status = 400;
+    if (admin_check_id(id, err) != 0)
+        goto Exit;
+    *status = 502;
+    if ((st = admin_connect(a, err)) == NULL)
+        goto Exit;
+    if ((rc = p2m_store_pod_series(st, id, minute_now, points, err)) != 0) {
+        *status = rc == 1 ? 404 : 502;
+        goto Exit;
+    }
+    if ((minutes = json_array()) == NULL)
+        goto NoJson;
+    for (size_t i = 0; i < P2M_SERIES_MINUTES; i++) {
+        const p2m_series_point_t *p = &points[i];
+        if (json_array_append_new(minutes, json_pack("{s:I, s:I, s:I, s:I, s:I}", "minute", (json_int_t)p->minute, "conns",
+                                                     (json_int_t)p->conns, "tunnels", (json_int_t)p->tunnels, "bytes_in",
+                                                     (json_int_t)p->bytes_in, "bytes_out", (json_int_t)p->bytes_out)) != 0)
+            goto NoJson;
+    }
+    if ((*out = json_pack("{s:s, s:I, s:O}", "pod", id, "minute_now", (json_int_t)minute_now, "minutes", minutes)) == NULL)
+        goto NoJson;
+    *status = 200;
+    ret = 0;
+    goto Exit;
+NoJson:
+    p2m_err(err, "cannot build the JSON reply");
+Exit:
+    json_decref(minutes);
+    p2m_store_free(st);
+    return ret;
+}
+
+/* pod series: the JSON as the console serves it, or a line per minute, oldest first. */
+int pod_series(admin_t *a, char *err)
+{
+    json_t *obj = NULL;
+    int status, ret = -1;
+    if (pod_series_fetch(a, a->args[0], &obj, &status, err) != 0)
+        goto Exit;
+    if (a->json) {
+        ret = admin_json_print(obj, err);
+        goto Exit;
+    }
+    printf("MINUTE                CONNS  TUNNELS  BYTES_IN  BYTES_OUT\n");
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(obj, "minutes"), i, m)
+    {
+        char when[ADMIN_TIME_LEN];
+        json_int_t minute = json_integer_value(json_object_get(m, "minute"));
+        printf("%-20s  %5lld  %7lld  %8lld  %9lld\n", admin_time_iso((long long)minute * 60, when),
+               (long long)json_integer_value(json_object_get(m, "conns")),
+               (long long)json_integer_value(json_object_get(m, "tunnels")),
+               (long long)json_integer_value(json_object_get(m, "bytes_in")),
+               (long long)json_integer_value(json_object_get(m, "bytes_out")));
+    }
+    ret = admin_flush_stdout(err);
+Exit:
+    json_decref(obj);
     return ret;
 }

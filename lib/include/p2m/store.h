@@ -26,6 +26,8 @@
  *                                    first, a bounded number of times), digits ("6"|"8"; absent =
  *                                    "6": the length of the pod's OTPs). Pods created before these
  *                                    two fields existed lack them and read as the defaults.
+ *                                    last_registration (unix s): written by each registration
+ *                                    that got a lease (absent until the first), for the console
  *   p2m:pod:ID:labels        set     the labels pod ID owns
  *   p2m:pod:ID:shares        set     the labels pod ID shares (serves beside their owner)
  *   p2m:labels               hash    LABEL -> owning pod ID (a label has one owner)
@@ -78,6 +80,11 @@
  *                                    service without an idle pre-connection are queued, not refused
  *   p2m:stats:relay:NAME     hash    SERVICE:bytes_in, SERVICE:bytes_out, SERVICE:conns,
  *                                    SERVICE:queued, SERVICE:waited_served, SERVICE:wait_timeouts
+ *   p2m:tunnels:NAME         hash    SERVICE -> tunnels open at relay NAME (rewritten with every
+ *                                    heartbeat; TTL as the idle hash)
+ *   p2m:series:SERVICE:MINUTE hash   conns, bytes_in, bytes_out (summed over the relays) and
+ *                                    tunnels:NAME (relay NAME's most tunnels open at once) in that
+ *                                    minute (unix time / 60); TTL P2M_SERIES_TTL (65 min)
  *   p2m:portbusy:NAME:PORT   string  PORT could not be bound on relay NAME; TTL 60 s
  *   p2m:totp:ID:STEP         string  a TOTP step already used by pod ID; TTL 5 steps (replay)
  *   p2m:session:DIGEST       hash    pod, label, epoch; TTL registrar.session_ttl
@@ -334,6 +341,36 @@ int p2m_store_registrar_undrain(p2m_store_t *st, const char *name, int *was, cha
  * live"), unless force (a relay that is down). *changed (if not NULL) says whether the mark moved.
  * Returns 0 or -1 with err. */
 int p2m_store_relay_drain(p2m_store_t *st, const char *name, int draining, int force, int *changed, char *err);
+
+/* What the relays report now about a pod's services or a label's (summed over its services and
+ * the relays in p2m:relays): online when one has p2m:alive:SERVICE, idle pre-connections or open
+ * tunnels; idle, waiting and tunnels from p2m:idle:NAME, p2m:wait:NAME and p2m:tunnels:NAME; the
+ * totals bytes_in, bytes_out and conns from p2m:stats:relay:NAME; last_registration (unix s, 0
+ * when none, pods only) from the pod's hash. A shared label counts for its owner and every sharer. */
+typedef struct {
+    int online;
+    long long idle, waiting, tunnels;
+    long long bytes_in, bytes_out, conns;
+    long long last_registration;
+} p2m_live_t;
+
+/* Fills out[i] for names[i], n pod IDs (pods) or labels, in one read-only script. An unknown pod
+ * reads as all zero. Returns 0 or -1 with err. */
+int p2m_store_live(p2m_store_t *st, int pods, const char *const *names, size_t n, p2m_live_t *out, char *err);
+
+/* One minute of a pod's series (p2m:series:SERVICE:MINUTE, summed over its services): tunnels
+ * joined, the most tunnels open at once (each relay's most, summed over the relays), bytes. */
+#define P2M_SERIES_MINUTES 60
+typedef struct {
+    long long minute; /* unix time / 60 */
+    long long conns, tunnels, bytes_in, bytes_out;
+} p2m_series_point_t;
+
+/* Reads pod id's last P2M_SERIES_MINUTES minutes up to minute_now, oldest first, minutes without a
+ * bucket as zero, in one read-only script. Returns 0, 1 for an unknown pod (err says so), or -1 with
+ * err. */
+int p2m_store_pod_series(p2m_store_t *st, const char *id, long long minute_now, p2m_series_point_t out[P2M_SERIES_MINUTES],
+                         char *err);
 
 /* Reads Redis's clock (TIME) as microseconds since the epoch into *usec. Returns 0 or -1 with err. */
 int p2m_store_time(p2m_store_t *st, long long *usec, char *err);

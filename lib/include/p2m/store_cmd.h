@@ -265,7 +265,22 @@ int p2m_store_cmd_relay_overlaps(p2m_store_cmd_t *c, const char *relay, uint16_t
 int p2m_store_cmd_relay_stat(p2m_store_cmd_t *c, const char *relay, const char *service, const char *field,
                              unsigned long long value);
 
-/* A relay that stops: its hashes (heartbeat, idle, wait) go and its name leaves p2m:relays.
+/* What a relay adds to a service's minute (p2m:series:SERVICE:MINUTE, PROTOCOL 3.4): the tunnels
+ * joined and the bytes since its last emit, and the tunnels open now. */
+typedef struct {
+    unsigned long long conns, bytes_in, bytes_out, tunnels;
+} p2m_series_add_t;
+
+/* A bucket lives this long (seconds): Redis holds the last hour and a little. */
+#define P2M_SERIES_TTL 3900
+
+/* Adds add's counts to the service's bucket of minute (unix time / 60), raises the relay's own
+ * tunnels:RELAY field to add->tunnels if that is more, and gives the bucket P2M_SERIES_TTL. One
+ * script per service per emit. Reply: 0. */
+int p2m_store_cmd_relay_series(p2m_store_cmd_t *c, const char *relay, const char *service, unsigned long long minute,
+                               const p2m_series_add_t *add);
+
+/* A relay that stops: its hashes (heartbeat, idle, wait, tunnels) go and its name leaves p2m:relays.
  * Reply: 0. */
 int p2m_store_cmd_relay_leave(p2m_store_cmd_t *c, const char *relay);
 
@@ -324,9 +339,9 @@ typedef struct {
     unsigned n;
 } p2m_count_t;
 
-typedef enum { P2M_COUNT_IDLE, P2M_COUNT_WAIT } p2m_count_kind_t;
+typedef enum { P2M_COUNT_IDLE, P2M_COUNT_WAIT, P2M_COUNT_TUNNELS } p2m_count_kind_t;
 
-/* Rewrites the relay's idle or wait hash from what it holds now (services with n > 0), with a TTL
+/* Rewrites the relay's idle, wait or tunnels hash from what it holds now (services with n > 0), with a TTL
  * of ttl seconds. Reply: 0. */
 int p2m_store_cmdv_relay_counts(p2m_store_cmdv_t *v, const char *relay, p2m_count_kind_t kind, unsigned ttl,
                                 const p2m_count_t *items, size_t n);

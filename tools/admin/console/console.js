@@ -62,16 +62,39 @@
         return r.json();
     }
 
+    // The pods table: a row per pod (data-pod="ID", its online cell data-online="yes|no", for a
+    // browser test to wait on), with what the relays report now (pod ls --json) and the last hour's
+    // chart (chart.js), drawn when /api/pods/ID/series answers.
+    function fillPods(pods) {
+        const t = document.getElementById("pods");
+        // a form being typed into stays until it is sent
+        if (t.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
+        const headers = ["ID", "state", "labels", "created", "online", "idle", "tunnels", "consumers", "bytes in / out",
+            "last registration", "last hour", ""];
+        t.replaceChildren(el("tr", {}, ...headers.map((h) => el("th", {}, h))));
+        for (const p of pods) {
+            const chartCell = el("td", {class: "chart"});
+            t.append(el("tr", {"data-pod": p.id},
+                el("td", {}, p.id), el("td", {}, p.disabled ? "disabled" : "enabled"), el("td", {}, p.labels.join(", ")),
+                el("td", {}, new Date(p.created * 1000).toISOString()),
+                el("td", {"data-online": p.online ? "yes" : "no"}, p.online ? "yes" : "no"),
+                el("td", {}, String(p.idle)), el("td", {}, String(p.tunnels)), el("td", {}, String(p.consumers)),
+                el("td", {}, p.bytes_in + " / " + p.bytes_out),
+                el("td", {}, p.last_registration ? new Date(p.last_registration * 1000).toISOString() : "never"),
+                chartCell,
+                el("td", {}, podForm(p.disabled ? "/pod/enable" : "/pod/disable", p.id, p.disabled ? "Enable" : "Disable"),
+                    podForm("/pod/rm", p.id, "Remove", true), actionForm("/pod/rotate", "New secret", [["id", p.id]], [], p.id))));
+            load("/api/pods/" + encodeURIComponent(p.id) + "/series")
+                .then((series) => chartCell.replaceChildren(window.p2mChart(series)))
+                .catch((e) => chartCell.replaceChildren("no chart: " + e.message));
+        }
+    }
+
     async function refresh() {
         const status = document.getElementById("updated");
         try {
             const [pods, labels, relays] = await Promise.all([load("/api/pods"), load("/api/labels"), load("/api/relays")]);
-            fill("pods", ["ID", "state", "labels", "created", ""], pods.map((p) => [
-                p.id, p.disabled ? "disabled" : "enabled", p.labels.join(", "), new Date(p.created * 1000).toISOString(),
-                el("span", {}, podForm(p.disabled ? "/pod/enable" : "/pod/disable", p.id, p.disabled ? "Enable" : "Disable"),
-                    podForm("/pod/rm", p.id, "Remove", true),
-                    actionForm("/pod/rotate", "New secret", [["id", p.id]], [], p.id)),
-            ]));
+            fillPods(pods);
             fill("labels", ["label", "pod", "sharers", "protocol", ""], labels.map((l) => [
                 l.label, l.pod, (l.sharers || []).join(", "), l.protocol,
                 el("span", {}, actionForm("/label/rm", "Remove", [["label", l.label]], [], l.label),
