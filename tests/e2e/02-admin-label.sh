@@ -61,7 +61,7 @@ expect_eq "labels: three|shares: extra" "$(grep -E '^(labels|shares):' "$OUT" | 
 expect_status 0 admin pod show gamma --json
 expect_eq '["extra"]' "$(json -c .shares)" "pod show --json: shares"
 expect_status 0 admin pod show alpha --json
-expect_eq 'false' "$(json -c 'has("shares")')" "pod show --json: no shares, no key"
+expect_eq 'false' "$(json 'has("shares") | tostring')" "pod show --json: no shares, no key"
 expect_eq alpha "$(rcli HGET p2m:labels extra)" "the owner stays"
 redis_snapshot
 expect_status 0 admin label share extra gamma --json

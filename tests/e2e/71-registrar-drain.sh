@@ -48,7 +48,7 @@ p2m_wait_until -t 30 "admin registrar ls shows both registrars" registrars_are r
 admin --json registrar ls >"$OUT"
 expect_eq "$URL_A" "$(json '.[] | select(.name == "rega") | .url')" "ls: A's URL"
 expect_eq "$URL_B" "$(json '.[] | select(.name == "regb") | .url')" "ls: B's URL"
-expect_eq false "$(json '.[] | select(.name == "rega") | .draining')" "ls: A serves"
+expect_eq false "$(json '.[] | select(.name == "rega") | .draining | tostring')" "ls: A serves"
 admin registrar ls >"$OUT"
 expect_match $'rega +'"$URL_A"' +[0-9T:-]+Z +serving' "$(cat "$OUT")" "ls table: A serving"
 

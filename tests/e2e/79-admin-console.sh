@@ -208,7 +208,7 @@ expect_eq pod3 "$(jq -r .id "$T/resp.b")" "the file names the pod"
 SECRET3=$(jq -r .secret "$T/resp.b")
 expect_match '^[A-Z2-7]{16,}$' "$SECRET3" "the file holds the secret"
 expect_status 0 admin --json pod show pod3
-expect_eq "delta epsilon false" "$(json -j '(.labels | join(" ")), " ", .disabled')" "pod3 as the CLI shows it"
+expect_eq "delta epsilon false" "$(json -j '(.labels | join(" ")), " ", (.disabled | tostring)')" "pod3 as the CLI shows it"
 if grep -qF -- "$SECRET3" "$T/console.log"; then fail "the console logged the pod's secret"; fi
 p2m_ok
 hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3" "$URL/pod/add"
@@ -231,7 +231,7 @@ expect_eq true "$(json .disabled)" "pod3 disabled"
 hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3" "$URL/pod/enable"
 expect_http 303 "enable pod3"
 expect_status 0 admin --json pod show pod3
-expect_eq false "$(json .disabled)" "pod3 enabled"
+expect_eq false "$(json '.disabled | tostring')" "pod3 enabled"
 hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3" "$URL/pod/rm"
 expect_http 400 "rm without the confirmation"
 hreq -X POST -H "Cookie: $COOKIE" --data "csrf=$CSRF&id=pod3&confirm=pod1" "$URL/pod/rm"

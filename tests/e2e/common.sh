@@ -59,7 +59,7 @@ p2m_forget() {
 p2m_bg() {
     local name=$1
     shift
-    "$@" </dev/null >>"$T/$name.log" 2>&1 &
+    P2M_IN_BG=1 "$@" </dev/null >>"$T/$name.log" 2>&1 &
     P2M_BG_PID=$!
     P2M_PIDS+=("$P2M_BG_PID")
 }

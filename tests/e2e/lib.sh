@@ -29,6 +29,7 @@ export P2M_SOURCE_DIR P2M_BUILD_DIR
 
 P2M_TEST=$(basename -- "$0" .sh)
 P2M_CHECKS=0        # assertions passed
+P2M_MAIN_PID=$$     # the test's own shell (fail in a subshell leaves a note, see fail)
 P2M_REDIS_PID=
 
 # A unix socket path must fit in sun_path (107 bytes): keep $T short when TMPDIR is long.
@@ -49,6 +50,11 @@ p2m_cleanup() {
     trap - EXIT ERR
     p2m_stop_all
 
+    if ((rc == 0)) && [[ -s $T/failed-in-subshell ]]; then
+        echo "e2e: a check failed inside a command substitution:" >&2
+        cat -- "$T/failed-in-subshell" >&2
+        rc=1
+    fi
     if ((rc != 0)); then
         echo "e2e: $P2M_TEST FAILED (status $rc) after $P2M_CHECKS checks passed" >&2
         for f in "$T"/*.log; do
@@ -117,9 +123,14 @@ p2m_cmdline() {
 
 p2m_ok() { P2M_CHECKS=$((P2M_CHECKS + 1)); }
 
-# fail MSG...: reports where and why, and ends the test.
+# fail MSG...: reports where and why, and ends the test. Called inside a command substitution
+# ("$(json ...)") it can only end that subshell, so it also leaves a note that p2m_cleanup turns
+# into the test's failure; a background job's failure (p2m_bg, P2M_IN_BG) is judged by its waiter.
 fail() {
     echo "FAIL $(p2m_where): $*" >&2
+    if [[ $BASHPID != "$P2M_MAIN_PID" && -z ${P2M_IN_BG:-} ]]; then
+        echo "FAIL $(p2m_where): $*" >>"$T/failed-in-subshell"
+    fi
     exit 1
 }
 
