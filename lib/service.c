@@ -175,6 +175,12 @@ int p2m_service_body_parse_ex(const char *body, size_t len, p2m_service_body_t *
                 goto Exit;
             }
             *conns = (unsigned)json_integer_value(value);
+        } else if (strcmp(key, "pool") == 0) {
+            if (!json_is_integer(value) || json_integer_value(value) < 1 || json_integer_value(value) > P2M_POOL_TARGET_MAX) {
+                p2m_err(err, "pool: expected an integer from 1 to %d", P2M_POOL_TARGET_MAX);
+                goto Exit;
+            }
+            out->pool = (unsigned)json_integer_value(value);
         } else if (strcmp(key, "direct_lan") == 0 || strcmp(key, "direct_public") == 0) {
             char aerr[P2M_ERR_LEN];
             char *dst = key[7] == 'l' ? out->direct_lan : out->direct_public;
@@ -190,8 +196,8 @@ int p2m_service_body_parse_ex(const char *body, size_t len, p2m_service_body_t *
         } else {
             /* The key may hold anything: name only its length, never its bytes. */
             p2m_err(err,
-                    "body: unknown key (%zu bytes); the keys are \"protocol\", \"connections\", \"direct_lan\" and "
-                    "\"direct_public\"",
+                    "body: unknown key (%zu bytes); the keys are \"protocol\", \"connections\", \"direct_lan\", "
+                    "\"direct_public\" and \"pool\"",
                     strlen(key));
             goto Exit;
         }

@@ -1520,15 +1520,16 @@ int p2m_store_direct_forget(p2m_store_t *st, const char *label, const char *lan_
     "local function num(v) return tonumber(v or '0') or 0 end\n"
 
 /* ARGV[1] "pod" or "label", then names. Per name, summed over its services and every relay in
- * p2m:relays: {alive, idle, waiting, tunnels, bytes_in, bytes_out, conns, last_registration}, or
- * {} for an unknown pod. Reads only. */
+ * p2m:relays: {alive, idle, waiting, tunnels, bytes_in, bytes_out, conns, last_registration,
+ * pool_target}, or {} for an unknown pod; the last two for pods only, pool_target summed over the
+ * pod's services that declared one (pool:SERVICE on its hash). Reads only. */
 static const char lua_live[] =
     LUA_SERVICES "local relays = redis.call('SMEMBERS', '" P2M_KEY_RELAYS "')\n"
                  "local out = {}\n"
                  "for i = 2, #ARGV do\n"
                  "  local svcs = services(ARGV[1], ARGV[i])\n"
                  "  if not svcs then table.insert(out, {}) else\n"
-                 "    local n = {0, 0, 0, 0, 0, 0, 0, 0}\n"
+                 "    local n = {0, 0, 0, 0, 0, 0, 0, 0, 0}\n"
                  "    for _, s in ipairs(svcs) do\n"
                  "      if redis.call('EXISTS', '" P2M_KEY_ALIVE "' .. s) == 1 then n[1] = 1 end\n"
                  "      for _, r in ipairs(relays) do\n"
@@ -1542,6 +1543,9 @@ static const char lua_live[] =
                  "    end\n"
                  "    if ARGV[1] == 'pod' then\n"
                  "      n[8] = num(redis.call('HGET', '" P2M_KEY_POD "' .. ARGV[i], 'last_registration'))\n"
+                 "      for _, s in ipairs(svcs) do\n"
+                 "        n[9] = n[9] + num(redis.call('HGET', '" P2M_KEY_POD "' .. ARGV[i], 'pool:' .. s))\n"
+                 "      end\n"
                  "    end\n"
                  "    table.insert(out, n)\n"
                  "  end\n"
@@ -1575,10 +1579,10 @@ int p2m_store_live(p2m_store_t *st, int pods, const char *const *names, size_t n
     }
     for (size_t i = 0; i < n; i++) {
         const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 8)
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 9)
             continue; /* a pod removed meanwhile: all zero */
-        long long v[8];
-        for (size_t k = 0; k < 8; k++)
+        long long v[9];
+        for (size_t k = 0; k < 9; k++)
             v[k] = e->element[k]->type == REDIS_REPLY_INTEGER ? e->element[k]->integer : 0;
         out[i] = (p2m_live_t){.idle = v[1],
                               .waiting = v[2],
@@ -1586,7 +1590,8 @@ int p2m_store_live(p2m_store_t *st, int pods, const char *const *names, size_t n
                               .bytes_in = v[4],
                               .bytes_out = v[5],
                               .conns = v[6],
-                              .last_registration = v[7]};
+                              .last_registration = v[7],
+                              .pool_target = v[8]};
         out[i].online = v[0] != 0 || v[1] > 0 || v[3] > 0;
     }
     ret = 0;

@@ -184,7 +184,8 @@ static const char lua_session_lookup[] =
                              "end\n"
                              "return {'ok', s[1], redis.call('HGET', KEYS[3], ARGV[1]) or ''}\n";
 
-/* ARGV: label, pod, addr, now, ttl, rand, service, conns, alive window.
+/* ARGV: label, pod, addr, now, ttl, rand, service, conns, alive window, pool target ('0': not
+ * declared).
  *
  * A service's pre-connections all go to one relay, its home: the live relay ranking first by
  * SHA-1 of (service, relay name) (rendezvous hashing), or the next when it has no free port. The
@@ -197,7 +198,9 @@ static const char lua_session_lookup[] =
  * its home, whatever the hash says: consumers go there, so its pre-connections must too.
  *
  * The registration marks the service alive on that relay (p2m:alive:SERVICE, PROTOCOL 2.1), records
- * its time on the pod's hash (last_registration, for the console; not on a pod removed meanwhile) and
+ * its time on the pod's hash (last_registration, for the console; not on a pod removed meanwhile)
+ * with the pool target the body declared for the service (pool:SERVICE; removed when this
+ * registration declared none, so that the field says what the latest one did) and
  * reads the demand the pod is told of: the consumers waiting for it now on every live relay
  * (p2m:wait:NAME) and those that have had to wait so far (SERVICE:queued in the relays' stats).
  *
@@ -226,6 +229,11 @@ static const char lua_lease_pre[] = LUA_LEASE_LIB
     "    redis.call('SET', 'p2m:alive:' .. ARGV[7], r[1], 'EX', ARGV[9])\n"
     "    if redis.call('EXISTS', 'p2m:pod:' .. ARGV[2]) == 1 then\n"
     "      redis.call('HSET', 'p2m:pod:' .. ARGV[2], 'last_registration', ARGV[4])\n"
+    "      if ARGV[10] ~= '0' then\n"
+    "        redis.call('HSET', 'p2m:pod:' .. ARGV[2], 'pool:' .. ARGV[7], ARGV[10])\n"
+    "      else\n"
+    "        redis.call('HDEL', 'p2m:pod:' .. ARGV[2], 'pool:' .. ARGV[7])\n"
+    "      end\n"
     "    end\n"
     "    local waiting, waited = 0, 0\n"
     "    for _, x in ipairs(live) do\n"
@@ -530,12 +538,13 @@ int p2m_store_cmd_session_lookup(p2m_store_cmd_t *c, const char *digest, const c
 }
 
 int p2m_store_cmd_lease_pre(p2m_store_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr,
-                            long long now, unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window)
+                            long long now, unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window, unsigned pool)
 {
     char service[P2M_SERVICE_MAX + 1];
     p2m_service_key(label, proto, service);
     return EVAL(c, lua_lease_pre, 0) || push(c, label) || push(c, pod) || push(c, addr) || pushu(c, (unsigned long long)now) ||
-                   pushu(c, ttl) || pushu(c, rand) || push(c, service) || pushu(c, conns) || pushu(c, alive_window)
+                   pushu(c, ttl) || pushu(c, rand) || push(c, service) || pushu(c, conns) || pushu(c, alive_window) ||
+                   pushu(c, pool)
                ? -1
                : 0;
 }

@@ -200,16 +200,23 @@ static void *oom(const char *what)
     abort();
 }
 
+/* Every --pool must be a "pool" a registrar accepts (PROTOCOL 1.1). */
+_Static_assert(POD_POOL_MAX <= P2M_POOL_TARGET_MAX, "every --pool must be a \"pool\" a registrar accepts");
+
 /* The registration's body: the protocol, "connections" when more than one (a registrar that
- * predates it still answers), and the direct paths when given (a registrar that predates them
- * refuses them with a 400: they are sent only when the pod has them). */
-static void register_body(const pod_t *pod, unsigned conns, char *out, size_t cap)
+ * predates it still answers), the direct paths when given (a registrar that predates them
+ * refuses them with a 400: they are sent only when the pod has them), and "pool", the pool's
+ * target at rest (--pool), for the console, unless !with_pool: a registrar that refused
+ * "connections" (reg->single) predates "pool" too. */
+static void register_body(const pod_t *pod, unsigned conns, int with_pool, char *out, size_t cap)
 {
     const pod_args_t *a = pod->args;
     char hp[P2M_HOST_MAX + 16];
     size_t n = (size_t)snprintf(out, cap, "{\"protocol\":\"%s\"", p2m_proto_name(a->proto));
     if (conns > 1 && n < cap)
         n += (size_t)snprintf(out + n, cap - n, ",\"connections\":%u", conns);
+    if (with_pool && a->pool > 0 && n < cap)
+        n += (size_t)snprintf(out + n, cap - n, ",\"pool\":%u", a->pool);
     /* The addresses are canonical literals (provision.c): nothing in them needs JSON escaping. */
     if (a->direct_lan.host[0] != '\0' && n < cap) {
         p2m_hostport_format(a->direct_lan.host, a->direct_lan.port, hp, sizeof(hp));
@@ -258,7 +265,7 @@ static int req_start(reg_t *reg, reg_kind_t kind, auth_t auth, uint64_t step, un
     reg->reqs = req;
     if (kind == REG_REGISTER) {
         req->conns = reg->single || conns == 0 ? 1 : conns;
-        register_body(pod, req->conns, req->reg_body, sizeof(req->reg_body));
+        register_body(pod, req->conns, !reg->single, req->reg_body, sizeof(req->reg_body));
         reg->inflight += req->conns;
     } else
         reg->cur[kind] = req;

@@ -31,6 +31,7 @@ typedef struct {
     p2m_proto_t proto; /* the service the body declared (the label's default applies without a body) */
     int has_body;      /* the request had a body */
     unsigned conns;    /* pre-connections the leased port accepts (PROTOCOL 1.1) */
+    unsigned pool;     /* the pool target the body declared, 0 when none (PROTOCOL 1.1) */
     unsigned tries;    /* leases whose relay could not listen */
     uint16_t port;     /* the port leased, 0 before */
     char relay_addr[P2M_HOST_MAX + 1];
@@ -171,7 +172,7 @@ static void lease_request(register_op_t *op)
     uint32_t rnd;
     RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
     if (p2m_store_cmd_lease_pre(&cmd, op->super.label, service(op), op->super.id, base->addr, (long long)time(NULL),
-                                rc->preconnect_timeout, rnd & 0x7fffffff, op->conns, rc->alive_window) != 0 ||
+                                rc->preconnect_timeout, rnd & 0x7fffffff, op->conns, rc->alive_window, op->pool) != 0 ||
         redis_send(base->r, &cmd, on_lease, base) != 0)
         auth_unavailable(&op->super);
 }
@@ -212,6 +213,7 @@ void register_handle(registrar_t *r, h2o_req_t *req, const char *label_part, siz
     }
     op->proto = body.proto;
     op->conns = body.conns;
+    op->pool = body.pool;
     memcpy(op->direct_lan, body.direct_lan, sizeof(op->direct_lan));
     memcpy(op->direct_public, body.direct_public, sizeof(op->direct_public));
     auth_start(&op->super);

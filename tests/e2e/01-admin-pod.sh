@@ -72,10 +72,10 @@ admin_fails -r 'exists' pod add web4 -o "$T/link.json"
 # ---- pod ls: text and JSON, never a secret
 expect_status 0 admin pod ls
 expect_empty "$ERR"
-expect_match '^ID +STATE +LABELS +CREATED +ONLINE +IDLE +TUNNELS +CONSUMERS +BYTES_IN +BYTES_OUT +LAST_REGISTRATION$' \
+expect_match '^ID +STATE +LABELS +CREATED +ONLINE +IDLE +TARGET +TUNNELS +CONSUMERS +BYTES_IN +BYTES_OUT +LAST_REGISTRATION$' \
     "$(head -n 1 "$OUT")" "pod ls header"
 expect_eq 6 "$(wc -l <"$OUT")" "pod ls: header and 5 pods"
-expect_match '^web1 +enabled +api,web +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z +no +0 +0 +0 +0 +0 +-$' \
+expect_match '^web1 +enabled +api,web +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z +no +0 +- +0 +0 +0 +0 +-$' \
     "$(grep '^web1 ' "$OUT")" "pod ls row"
 expect_match "^web2 +enabled +$GEN " "$(grep '^web2 ' "$OUT")" "pod ls row, generated label"
 grep -q "$SECRET1" "$OUT" && fail "pod ls shows a secret"
@@ -84,10 +84,10 @@ expect_status 0 admin pod ls --json
 expect_eq "[\"9.x_y-Z\",\"$ID64\",\"web1\",\"web2\",\"web3\"]" "$(json -c '[.[].id] | sort')" "pod ls --json ids"
 expect_eq '{"id":"web1","disabled":false,"labels":["api","web"]}' \
     "$(json -c '.[] | select(.id == "web1") | {id, disabled, labels}')" "pod ls --json entry"
-expect_eq '["bytes_in","bytes_out","conns","consumers","created","disabled","id","idle","labels","last_registration","online","tunnels","waiting"]' \
+expect_eq '["bytes_in","bytes_out","conns","consumers","created","disabled","id","idle","labels","last_registration","online","pool_target","tunnels","waiting"]' \
     "$(json -c '.[0] | keys')" "pod ls --json fields"
-expect_eq '{"online":false,"idle":0,"tunnels":0,"consumers":0,"bytes_in":0,"last_registration":null}' \
-    "$(json -c '.[] | select(.id == "web1") | {online, idle, tunnels, consumers, bytes_in, last_registration}')" \
+expect_eq '{"online":false,"idle":0,"pool_target":null,"tunnels":0,"consumers":0,"bytes_in":0,"last_registration":null}' \
+    "$(json -c '.[] | select(.id == "web1") | {online, idle, pool_target, tunnels, consumers, bytes_in, last_registration}')" \
     "pod ls --json: live fields of a pod that never registered"
 NOW=$(date +%s)
 CREATED=$(json '.[] | select(.id == "web1") | .created')

@@ -155,9 +155,17 @@ expect_registered "a registration for 5 connections"
 expect_eq 5 "$(hdr p2m-connections)" "P2M-Connections of a 5-connection registration"
 expect_eq 5 "$(rcli HGET "p2m:lease:$PORT" conns)" "the lease's conns field"
 p2m_wait_until "the relay logs a listener for 5" p2m_log_has relay "event=lease_listen lease=$PORT kind=pre label=demo pod=demo addr=127.0.0.1 fd=[0-9]* conns=5"
-hreq -X PUT -H "Authorization: Bearer $DEMO_SESSION" --data-binary '{"protocol":"https","connections":32}' "$BASE/register/demo"
+expect_eq "" "$(rcli HGET p2m:pod:demo pool:demo)" "no pool target recorded for a body without \"pool\""
+# "pool" (PROTOCOL 1.1): only recorded, on the pod's hash per service, for pod ls.
+hreq -X PUT -H "Authorization: Bearer $DEMO_SESSION" --data-binary '{"protocol":"https","connections":32,"pool":4}' "$BASE/register/demo"
 expect_registered "a registration for 32 connections"
 expect_eq 32 "$(hdr p2m-connections)" "P2M-Connections at the maximum"
+expect_eq 4 "$(rcli HGET p2m:pod:demo pool:demo)" "the body's pool target recorded as pool:SERVICE"
+for b in '{"pool":0}' '{"pool":1025}' '{"pool":-1}' '{"pool":"4"}' '{"pool":4.0}' '{"pool":null}'; do
+    hreq -X PUT -H "Authorization: Bearer $DEMO_SESSION" --data-binary "$b" "$BASE/register/demo"
+    expect_http 400 "a registration body $b"
+    expect_match "^pool: expected an integer from 1 to 1024" "$(body)" "the 400 for $b names the key"
+done
 for b in '{"connections":0}' '{"connections":33}' '{"connections":-1}' '{"connections":"2"}' '{"connections":2.5}' \
     '{"connections":null}' '{"connections":2,"connections":3}'; do
     hreq -X PUT -H "Authorization: Bearer $DEMO_SESSION" --data-binary "$b" "$BASE/register/demo"

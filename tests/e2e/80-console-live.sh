@@ -2,7 +2,8 @@
 # The live numbers of pod ls, label ls and the web console (issue 21, docs/OPERATIONS.md "Web
 # console"), against a real stack: redis, the registrar, relay r1, one pod in front of
 # `pipe2me-pod test`'s TCP echo. After the pod registers, pod ls --json says online, its idle
-# pre-connections and last_registration; 5 consumers of 1000 bytes each and one held open then show
+# pre-connections, last_registration and pool_target (the --pool its registrations declare, also in
+# the table and GET /api/pods); 5 consumers of 1000 bytes each and one held open then show
 # in pod ls (tunnels and consumers now, bytes totals), label ls (consumers) and the last hour's
 # series (pod series ID --json, GET /api/pods/ID/series): 6 tunnels joined, at least the bytes sent
 # each way, a tunnels gauge of at least 1. The series route is 401 without the session, 404 for an
@@ -15,7 +16,7 @@ p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-po
 ADMIN=$P2M_BUILD_DIR/tools/pipe2me-admin
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 P2M_WAIT_SECONDS=60 # the relay writes its numbers every 5 s: every wait is for an outcome
-P2M_POOL=2          # the pod's --pool
+P2M_POOL=3          # the pod's --pool
 N=5                 # consumers that come and go
 SIZE=1000           # bytes each sends (and gets back)
 
@@ -38,7 +39,8 @@ series_is() { admin pod series live1 --json >"$T/series.json" && [[ $(jq -r "$1"
 # ---- before the pod runs: offline, nothing counted
 admin pod add live1 --label live -o "$T/live1.json" >/dev/null
 expect_status 0 admin pod ls --json
-expect_eq 'false 0 0 null' "$(json -r '.[] | select(.id == "live1") | "\(.online) \(.idle) \(.tunnels) \(.last_registration)"')" \
+expect_eq 'false 0 0 null null' \
+    "$(json -r '.[] | select(.id == "live1") | "\(.online) \(.idle) \(.tunnels) \(.last_registration) \(.pool_target)"')" \
     "pod ls --json: a pod that never registered"
 expect_status 0 admin pod series live1 --json
 expect_eq 60 "$(json '.minutes | length')" "pod series: 60 minutes"
@@ -54,9 +56,11 @@ p2m_wait_until "pod ls says live1 is online" pod_field_is live1 .online true
 p2m_wait_until "pod ls counts its $P2M_POOL idle pre-connections" pod_field_is live1 .idle "$P2M_POOL"
 LAST=$(pod_field live1 .last_registration)
 ((LAST >= BEFORE - 1 && LAST <= $(date +%s))) || fail "last_registration $LAST is not the registration's time (since $BEFORE)"
+expect_eq "$P2M_POOL" "$(pod_field live1 .pool_target)" "pod ls --json: pool_target is the pod's --pool"
+expect_eq "$P2M_POOL" "$(rcli HGET p2m:pod:live1 pool:live)" "the registration recorded pool:SERVICE on the pod's hash"
 p2m_ok
 expect_status 0 admin pod ls
-expect_match '^live1 +enabled +live +[0-9TZ:-]+ +yes +[0-9]+ +0 +0 +[0-9]+ +[0-9]+ +[0-9]{4}-' "$(grep '^live1 ' "$OUT")" "pod ls row"
+expect_match '^live1 +enabled +live +[0-9TZ:-]+ +yes +[0-9]+ +'"$P2M_POOL"' +0 +0 +[0-9]+ +[0-9]+ +[0-9]{4}-' "$(grep '^live1 ' "$OUT")" "pod ls row"
 
 # ---- consumers through the tunnel
 p2m_consumer_port Q https live
@@ -120,7 +124,8 @@ expect_http 400 "the series of a malformed ID"
 hreq -H "Cookie: $COOKIE" "$URL/api/pods/$(printf 'a%.0s' {1..70})/series"
 expect_http 400 "the series of an ID too long"
 hreq -H "Cookie: $COOKIE" "$URL/api/pods"
-expect_eq "true 1" "$(jq -r '.[] | select(.id == "live1") | "\(.online) \(.tunnels)"' "$T/resp.b")" "/api/pods: live fields"
+expect_eq "true 1 $P2M_POOL" "$(jq -r '.[] | select(.id == "live1") | "\(.online) \(.tunnels) \(.pool_target)"' "$T/resp.b")" \
+    "/api/pods: live fields"
 hreq -H "Cookie: $COOKIE" "$URL/"
 expect_match '<script src="/static/chart.js" defer></script><script src="/static/console.js" defer>' "$(body)" \
     "the page loads chart.js before console.js"

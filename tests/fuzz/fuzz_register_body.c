@@ -1,7 +1,7 @@
 /* libFuzzer target for p2m_service_body_parse and _ex (PROTOCOL.md 1.1): they must agree, return 0
- * or -1, give a known protocol, 1 to P2M_LEASE_CONNS_MAX connections and direct paths that are
- * empty or canonical on success and a one-line reason on failure, and parse their own canonical
- * form back to the same values. */
+ * or -1, give a known protocol, 1 to P2M_LEASE_CONNS_MAX connections, a pool target of 0 (absent)
+ * to P2M_POOL_TARGET_MAX and direct paths that are empty or canonical on success and a one-line reason on failure, and parse their
+ * own canonical form back to the same values. */
 
 #include "fuzz.h"
 #include "p2m/err.h"
@@ -30,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(proto == b.proto && conns == b.conns);
     FUZZ_CHECK(proto == P2M_PROTO_HTTPS || proto == P2M_PROTO_HTTP || proto == P2M_PROTO_TCP);
     FUZZ_CHECK(conns >= 1 && conns <= P2M_LEASE_CONNS_MAX);
+    FUZZ_CHECK(b.pool <= P2M_POOL_TARGET_MAX);
     FUZZ_CHECK(strlen(b.direct_lan) <= P2M_DIRECT_ADDR_MAX && strlen(b.direct_public) <= P2M_DIRECT_ADDR_MAX);
     /* a canonical path parses to itself */
     const char *paths[2] = {b.direct_lan, b.direct_public};
@@ -44,8 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"direct_lan\":\"%s\"", b.direct_lan);
     if (b.direct_public[0] != '\0')
         n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"direct_public\":\"%s\"", b.direct_public);
+    if (b.pool != 0)
+        n += snprintf(body + n, sizeof(body) - (size_t)n, ",\"pool\":%u", b.pool);
     n += snprintf(body + n, sizeof(body) - (size_t)n, "}");
     FUZZ_CHECK(p2m_service_body_parse_ex(body, (size_t)n, &again, err) == 0 && again.proto == proto && again.conns == conns &&
-               strcmp(again.direct_lan, b.direct_lan) == 0 && strcmp(again.direct_public, b.direct_public) == 0);
+               strcmp(again.direct_lan, b.direct_lan) == 0 && strcmp(again.direct_public, b.direct_public) == 0 &&
+               again.pool == b.pool);
     return 0;
 }

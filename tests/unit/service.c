@@ -234,6 +234,62 @@ static void test_direct(void)
     CHECK_CTX(NULL);
 }
 
+/* "pool" (PROTOCOL 1.1): an integer from 1 to P2M_POOL_TARGET_MAX, 0 in the struct when absent;
+ * anything else is refused with a reason that names the key. */
+static void test_pool(void)
+{
+    static const struct {
+        const char *body;
+        int rc;
+        unsigned pool;    /* on success */
+        const char *want; /* on failure: must appear in err */
+    } rows[] = {
+        {"", 0, 0, NULL},
+        {"{\"protocol\":\"tcp\"}", 0, 0, NULL},
+        {"{\"pool\":1}", 0, 1, NULL},
+        {"{\"pool\":3,\"protocol\":\"http\",\"connections\":3}", 0, 3, NULL},
+        {"{\"pool\":1024}", 0, 1024, NULL},
+        {"{\"direct_lan\":\"10.0.0.5:80\",\"pool\":4}", 0, 4, NULL},
+        {"{\"pool\":0}", -1, 0, "pool: expected an integer from 1 to 1024"},
+        {"{\"pool\":1025}", -1, 0, "pool: expected an integer from 1 to 1024"},
+        {"{\"pool\":-1}", -1, 0, "pool: expected"},
+        {"{\"pool\":-9223372036854775808}", -1, 0, "pool: expected"},
+        {"{\"pool\":9223372036854775807}", -1, 0, "pool: expected"},
+        {"{\"pool\":4294967299}", -1, 0, "pool: expected"},
+        {"{\"pool\":99999999999999999999999}", -1, 0, "not JSON"},
+        {"{\"pool\":2.0}", -1, 0, "pool: expected"},
+        {"{\"pool\":1e3}", -1, 0, "pool: expected"},
+        {"{\"pool\":\"4\"}", -1, 0, "pool: expected"},
+        {"{\"pool\":true}", -1, 0, "pool: expected"},
+        {"{\"pool\":null}", -1, 0, "pool: expected"},
+        {"{\"pool\":[4]}", -1, 0, "pool: expected"},
+        {"{\"pool\":{\"n\":4}}", -1, 0, "pool: expected"},
+        {"{\"pool\":4,\"pool\":5}", -1, 0, "not JSON"},
+        {"{\"Pool\":4}", -1, 0, "unknown key"},
+        {"{\"pool_max\":4}", -1, 0, "unknown key"},
+        {"{\"pool \":4}", -1, 0, "unknown key"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        size_t len = strlen(rows[i].body);
+        p2m_service_body_t b;
+        char err[P2M_ERR_LEN] = "";
+        char *p = check_exact_copy(rows[i].body, len);
+        CHECK_CTX("pool row %zu %s", i, check_bytes(rows[i].body, len > 80 ? 80 : len));
+        memset(&b, 0x55, sizeof(b));
+        int rc = p2m_service_body_parse_ex(p, len, &b, err);
+        free(p);
+        if (!CHECK_RC(rc, rows[i].rc, err))
+            continue;
+        if (rc == 0) {
+            CHECK_EQ_INT(b.pool, rows[i].pool);
+        } else {
+            CHECK_MSG(strstr(err, rows[i].want) != NULL, "err \"%s\" does not contain \"%s\"", err, rows[i].want);
+            CHECK_MSG(strchr(err, '\n') == NULL, "err has a newline: %s", check_bytes(err, strlen(err)));
+        }
+    }
+    CHECK_CTX(NULL);
+}
+
 static void test_names(void)
 {
     p2m_proto_t p;
@@ -287,6 +343,7 @@ int main(void)
 {
     test_body();
     test_direct();
+    test_pool();
     test_names();
     return check_done("service");
 }

@@ -1033,6 +1033,8 @@ static void test_live(p2m_store_t *st)
     R("HSET p2m:stats:relay:r1 lv1:bytes_in 100 lv1:bytes_out 200 lv1:conns 5 other:bytes_in 7");
     R("HSET p2m:stats:relay:r2 lv2:http:bytes_in 10");
     R("HSET p2m:pod:livepod last_registration 1234");
+    /* pool targets per service: lv1 and lv2:tcp summed; lv3 is not the pod's (a label removed) */
+    R("HSET p2m:pod:livepod pool:lv1 3 pool:lv2:tcp 4 pool:lv3 100");
     const char *names[] = {"livepod", "ghost"};
     p2m_live_t live[2];
     CHECK_RC(p2m_store_live(st, 1, names, 2, live, err), 0, err);
@@ -1044,15 +1046,23 @@ static void test_live(p2m_store_t *st)
     CHECK_EQ_INT(live[0].bytes_out, 200);
     CHECK_EQ_INT(live[0].conns, 5);
     CHECK_EQ_INT(live[0].last_registration, 1234);
+    CHECK_EQ_INT(live[0].pool_target, 7);
     CHECK_EQ_INT(live[1].online, 0); /* an unknown pod: zero */
     CHECK_EQ_INT(live[1].idle, 0);
+    CHECK_EQ_INT(live[1].pool_target, 0);
     const char *label[] = {"lv2"};
     CHECK_RC(p2m_store_live(st, 0, label, 1, live, err), 0, err);
     CHECK_EQ_INT(live[0].idle, 3);
     CHECK_EQ_INT(live[0].tunnels, 1);
     CHECK_EQ_INT(live[0].waiting, 0);
     CHECK_EQ_INT(live[0].last_registration, 0);
+    CHECK_EQ_INT(live[0].pool_target, 0);                         /* pods only */
     CHECK_RC(p2m_store_live(st, 0, label, 0, live, err), 0, err); /* none: no command */
+
+    CHECK_CTX("live: no pool target declared");
+    R("HDEL p2m:pod:livepod pool:lv1 pool:lv2:tcp");
+    CHECK_RC(p2m_store_live(st, 1, names, 1, live, err), 0, err);
+    CHECK_EQ_INT(live[0].pool_target, 0);
 
     CHECK_CTX("live: online by p2m:alive alone");
     R("DEL p2m:idle:r1 p2m:idle:r2 p2m:tunnels:r1 p2m:tunnels:r2");

@@ -52,11 +52,12 @@ static void test_lease_pre(void)
 
     CHECK_CTX("lease_pre: no relay");
     R("FLUSHALL");
-    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "norelay");
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 0), &c),
+                 "norelay");
 
     CHECK_CTX("lease_pre: a service's home relay");
     reset();
-    if (!CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c),
+    if (!CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 0), &c),
                            "ok|", 3) == 0,
                    "got %s", got))
         return;
@@ -83,21 +84,21 @@ static void test_lease_pre(void)
     unsigned lo = on_r1 ? 40000 : 41000, size = on_r1 ? 4 : 2;
     char want[64];
     snprintf(want, sizeof(want), "ok|%u|%s|%s|0|0|0", lo + 1, relay, addr);
-    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 4, 90), &c), want);
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 4, 90, 0), &c), want);
     CHECK_EQ_STR(R("HGET p2m:lease:%u conns", lo + 1), "4");
     /* the home relay full (and a busy port skipped): the other relay */
     for (unsigned p = lo + 2; p < lo + size; p++)
         R("SET p2m:portbusy:%s:%u 1", relay, p);
     CHECK_EQ_STR(R("GET p2m:alive:web"), relay);
     const char *other = on_r1 ? "r2" : "r1";
-    CHECK_MSG(strstr(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 7, 1, 90), &c), other) !=
-                  NULL,
+    CHECK_MSG(strstr(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 7, 1, 90, 0), &c),
+                     other) != NULL,
               "want a port on %s, got %s", other, got);
     CHECK_EQ_STR(R("GET p2m:alive:web"), other);
     /* all full */
     for (int i = 0; i < 8; i++)
-        run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c);
-    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "noport");
+        run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 0), &c);
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 0), &c), "noport");
 
     CHECK_CTX("lease_pre: protocol, demand, the consumer port's relay is home");
     reset();
@@ -106,15 +107,28 @@ static void test_lease_pre(void)
     R("HSET p2m:stats:relay:r1 web:tcp:queued 7");
     R("HSET p2m:lease:41001 kind consumer service web:tcp addr * relay r2 state bound");
     R("SET p2m:cport:web:tcp 41001");
-    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_TCP, "alice", "::1", 1000, 30, 0, 1, 90), &c),
+    CHECK_EQ_STR(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_TCP, "alice", "::1", 1000, 30, 0, 1, 90, 0), &c),
                  "ok|41000|r2|10.0.0.2|5|7|0");
     CHECK_EQ_STR(R("HMGET p2m:lease:41000 label service addr"), "web|web:tcp|::1");
+
+    /* The pod's hash records the registration and the pool target it declared, per service; a
+     * registration that declares none removes the service's. A pod removed meanwhile gets none. */
+    CHECK_CTX("lease_pre: last_registration and pool:SERVICE");
+    reset();
+    run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_TCP, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 4), &c);
+    CHECK_EQ_STR(R("EXISTS p2m:pod:alice"), "0");
+    R("HSET p2m:pod:alice secret x");
+    run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_TCP, "alice", "1.2.3.4", 1001, 30, 0, 1, 90, 4), &c);
+    run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1001, 30, 0, 1, 90, 1024), &c);
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice last_registration pool:web:tcp pool:web pool:web:http"), "1001|4|1024|(nil)");
+    run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_TCP, "alice", "1.2.3.4", 1002, 30, 0, 1, 90, 0), &c);
+    CHECK_EQ_STR(R("HMGET p2m:pod:alice last_registration pool:web:tcp pool:web"), "1002|(nil)|1024");
 
     /* Hostile bytes are data. */
     CHECK_CTX("lease_pre: hostile label and pod");
     reset();
     const char *evil = "x') redis.call('FLUSHALL') --";
-    run(p2m_store_cmd_lease_pre(&c, evil, P2M_PROTO_HTTP, "a\r\nb", "1.2.3.4", 1000, 30, 0, 1, 90), &c);
+    run(p2m_store_cmd_lease_pre(&c, evil, P2M_PROTO_HTTP, "a\r\nb", "1.2.3.4", 1000, 30, 0, 1, 90, 0), &c);
     CHECK_MSG(strncmp(got, "ok|", 3) == 0, "got %s", got);
     CHECK_EQ_STR(R("HGET p2m:labels web"), "alice");
     CHECK_EQ_STR(R("EXISTS p2m:alive:%s:http", evil), "1");
@@ -122,7 +136,7 @@ static void test_lease_pre(void)
     CHECK_CTX("lease_pre: arguments beyond the command's buffer are refused");
     static char big[2100];
     memset(big, 'a', sizeof(big) - 1);
-    CHECK_EQ_INT(p2m_store_cmd_lease_pre(&c, big, P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), -1);
+    CHECK_EQ_INT(p2m_store_cmd_lease_pre(&c, big, P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 0), -1);
 }
 
 static void test_consumer_route(void)
@@ -207,7 +221,7 @@ static void test_drain(void)
     R("SADD p2m:cports:service 41001");
     R("SADD p2m:draining r2");
     for (int i = 0; i < 3; i++)
-        CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, i, 1, 90), &c),
+        CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, i, 1, 90, 0), &c),
                           "ok|4000", 7) == 0 &&
                       strstr(got, "|r1|10.0.0.1|0|0|0") != NULL,
                   "want a port on r1, got %s", got);
@@ -227,7 +241,7 @@ static void test_drain(void)
     CHECK_EQ_STR(R("SISMEMBER p2m:cports:service 41001"), "0");
     /* the next pre lease goes to the new consumer port's relay (one of its ports freed first) */
     R("DEL p2m:lease:40000");
-    CHECK_MSG(strstr(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c),
+    CHECK_MSG(strstr(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 0), &c),
                      "|r1|") != NULL,
               "got %s", got);
 
@@ -254,8 +268,8 @@ static void test_drain(void)
     CHECK_CTX("drain: every relay draining: used as before, and said");
     reset();
     R("SADD p2m:draining r1 r2");
-    CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c), "ok|",
-                      3) == 0 &&
+    CHECK_MSG(strncmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 0), &c),
+                      "ok|", 3) == 0 &&
                   strcmp(got + strlen(got) - 2, "|1") == 0,
               "got %s", got);
     R("DEL p2m:lease:40000 p2m:lease:41000");
@@ -269,7 +283,7 @@ static void test_drain(void)
     R("SADD p2m:draining r2");
     for (unsigned p = 40000; p <= 40003; p++)
         R("SET p2m:portbusy:r1:%u 1", p);
-    CHECK_MSG(strcmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90), &c),
+    CHECK_MSG(strcmp(run(p2m_store_cmd_lease_pre(&c, "web", P2M_PROTO_HTTPS, "alice", "1.2.3.4", 1000, 30, 0, 1, 90, 0), &c),
                      "ok|41000|r2|10.0.0.2|0|0|1") == 0,
               "got %s", got);
     R("SREM p2m:draining r1 r2");

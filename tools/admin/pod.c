@@ -474,14 +474,16 @@ static int pod_live_fetch(p2m_store_t *st, const char (*ids)[P2M_ID_MAX + 1], si
 }
 
 /* Adds a pod's live fields to obj (taken, returned; NULL when obj is or it fails). consumers are the
- * ones there now: waiting for a pre-connection and in a tunnel. pool_target is not known: a
- * registration does not say the pod's --pool. */
+ * ones there now: waiting for a pre-connection and in a tunnel. pool_target is what the pod's
+ * registrations declared (its --pool, summed over its services), null when none did (a pod older
+ * than the key, or a TAAS client). */
 static json_t *pod_live_json(json_t *obj, const p2m_live_t *l)
 {
     if (obj == NULL)
         return NULL;
     if (json_object_set_new(obj, "online", json_boolean(l->online)) != 0 ||
         json_object_set_new(obj, "idle", json_integer(l->idle)) != 0 ||
+        json_object_set_new(obj, "pool_target", l->pool_target > 0 ? json_integer(l->pool_target) : json_null()) != 0 ||
         json_object_set_new(obj, "waiting", json_integer(l->waiting)) != 0 ||
         json_object_set_new(obj, "tunnels", json_integer(l->tunnels)) != 0 ||
         json_object_set_new(obj, "consumers", json_integer(l->waiting + l->tunnels)) != 0 ||
@@ -529,8 +531,12 @@ int pod_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
         }
         if (table != NULL) {
             char created[ADMIN_TIME_LEN], *joined = labels_join(pods[i]);
-            char n[5][24], last[ADMIN_TIME_LEN];
+            char n[6][24], last[ADMIN_TIME_LEN];
             snprintf(n[0], sizeof(n[0]), "%lld", live[i].idle);
+            if (live[i].pool_target > 0)
+                snprintf(n[5], sizeof(n[5]), "%lld", live[i].pool_target);
+            else
+                snprintf(n[5], sizeof(n[5]), "-");
             snprintf(n[1], sizeof(n[1]), "%lld", live[i].tunnels);
             snprintf(n[2], sizeof(n[2]), "%lld", live[i].waiting + live[i].tunnels);
             snprintf(n[3], sizeof(n[3]), "%lld", live[i].bytes_in);
@@ -541,6 +547,7 @@ int pod_list(admin_t *a, json_t **json, admin_table_t *table, char *err)
                                  admin_time_iso(pods[i]->created, created),
                                  live[i].online ? "yes" : "no",
                                  n[0],
+                                 n[5],
                                  n[1],
                                  n[2],
                                  n[3],
@@ -568,8 +575,8 @@ Exit:
 
 int pod_ls(admin_t *a, char *err)
 {
-    static const char *const headers[] = {"ID",      "STATE",     "LABELS",   "CREATED",   "ONLINE",           "IDLE",
-                                          "TUNNELS", "CONSUMERS", "BYTES_IN", "BYTES_OUT", "LAST_REGISTRATION"};
+    static const char *const headers[] = {"ID",     "STATE",   "LABELS",    "CREATED",  "ONLINE",    "IDLE",
+                                          "TARGET", "TUNNELS", "CONSUMERS", "BYTES_IN", "BYTES_OUT", "LAST_REGISTRATION"};
     return admin_ls_print(a, pod_list, sizeof(headers) / sizeof(headers[0]), headers, err);
 }
 

@@ -41,6 +41,10 @@ int p2m_service_normalize(const char *s, size_t len, char *out, char *err);
  * Returns 0 with *proto and *conns, or -1 with a one-line reason in err naming what is wrong. */
 int p2m_service_body_parse(const char *body, size_t len, p2m_proto_t *proto, unsigned *conns, char *err);
 
+/* Largest pool target a registration may declare ("pool", PROTOCOL 1.1): the most pipe2me-pod
+ * --pool allows. */
+#define P2M_POOL_TARGET_MAX 1024
+
 /* A direct path in text: "A.B.C.D:PORT" or "[V6]:PORT" (INET6_ADDRSTRLEN + brackets, ':' and a port). */
 #define P2M_DIRECT_ADDR_MAX 54
 
@@ -52,12 +56,13 @@ typedef struct {
      * IPv4-mapped IPv6 written as IPv4); "" when not declared */
     char direct_lan[P2M_DIRECT_ADDR_MAX + 1];
     char direct_public[P2M_DIRECT_ADDR_MAX + 1];
+    unsigned pool; /* "pool": the pod's pool target for the service, 0 when not declared */
 } p2m_service_body_t;
 
-/* p2m_service_body_parse, with two more optional keys, "direct_lan" and "direct_public": each a
+/* p2m_service_body_parse, with three more optional keys: "direct_lan" and "direct_public", each a
  * string "ADDR:PORT", ADDR an IPv4 literal or a bracketed IPv6 literal (no names, no zone), PORT
- * 1-65535 without sign or leading zero. Returns 0 with *out filled, or -1 with err (nothing of the
- * value is quoted). */
+ * 1-65535 without sign or leading zero; and "pool", an integer from 1 to P2M_POOL_TARGET_MAX.
+ * Returns 0 with *out filled, or -1 with err (nothing of the value is quoted). */
 int p2m_service_body_parse_ex(const char *body, size_t len, p2m_service_body_t *out, char *err);
 
 /* Checks s (NUL-terminated) as a direct path "ADDR:PORT" as above and writes its canonical form

@@ -28,6 +28,10 @@
  *                                    two fields existed lack them and read as the defaults.
  *                                    last_registration (unix s): written by each registration
  *                                    that got a lease (absent until the first), for the console
+ *                                    pool:SERVICE (a number): the pool target the latest
+ *                                    registration of SERVICE that got a lease declared ("pool",
+ *                                    PROTOCOL 1.1; removed by one that declared none), for the
+ *                                    console
  *   p2m:pod:ID:labels        set     the labels pod ID owns
  *   p2m:pod:ID:shares        set     the labels pod ID shares (serves beside their owner)
  *   p2m:labels               hash    LABEL -> owning pod ID (a label has one owner)
@@ -346,12 +350,15 @@ int p2m_store_relay_drain(p2m_store_t *st, const char *name, int draining, int f
  * the relays in p2m:relays): online when one has p2m:alive:SERVICE, idle pre-connections or open
  * tunnels; idle, waiting and tunnels from p2m:idle:NAME, p2m:wait:NAME and p2m:tunnels:NAME; the
  * totals bytes_in, bytes_out and conns from p2m:stats:relay:NAME; last_registration (unix s, 0
- * when none, pods only) from the pod's hash. A shared label counts for its owner and every sharer. */
+ * when none, pods only) from the pod's hash, and pool_target (pods only), the sum of the pool
+ * targets its services' latest registrations declared (pool:SERVICE on its hash; 0 when none did).
+ * A shared label counts for its owner and every sharer. */
 typedef struct {
     int online;
     long long idle, waiting, tunnels;
     long long bytes_in, bytes_out, conns;
     long long last_registration;
+    long long pool_target;
 } p2m_live_t;
 
 /* Fills out[i] for names[i], n pod IDs (pods) or labels, in one read-only script. An unknown pod

@@ -61,13 +61,14 @@ int p2m_store_cmd_session_lookup(p2m_store_cmd_t *c, const char *digest, const c
 
 /* Leases a pre-connection port on a live relay for the service (label, proto) of pod, peer addr,
  * ttl seconds, on which the pod may open conns connections (field "conns" when more than 1), and
- * marks the service alive on that relay for alive_window seconds. rand picks the first port
- * probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS, WAITING, WAITED, DRAINING}, {"norelay"} or
+ * marks the service alive on that relay for alive_window seconds. pool is the pool target the
+ * registration declared, recorded as pool:SERVICE on the pod's hash (0: none, the field is
+ * removed). rand picks the first port probed. Reply: {"ok", PORT, RELAY, RELAY_ADDRESS, WAITING, WAITED, DRAINING}, {"norelay"} or
  * {"noport"}; WAITING is the number of consumers waiting for the service on all live relays now,
  * WAITED the number that have had to wait so far (as the relays last counted); DRAINING is "1"
  * when RELAY is being drained (no relay that is not had a free port: PROTOCOL 3.9), else "0". */
 int p2m_store_cmd_lease_pre(p2m_store_cmd_t *c, const char *label, p2m_proto_t proto, const char *pod, const char *addr,
-                            long long now, unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window);
+                            long long now, unsigned ttl, uint32_t rand, unsigned conns, unsigned alive_window, unsigned pool);
 
 /* Consumer port limits (registrar.consumer_*; PROTOCOL 3.6). */
 typedef struct {

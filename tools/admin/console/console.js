@@ -63,8 +63,9 @@
     }
 
     // The pods table: a row per pod (data-pod="ID", its online cell data-online="yes|no", for a
-    // browser test to wait on), with what the relays report now (pod ls --json) and the last hour's
-    // chart (chart.js), drawn when /api/pods/ID/series answers.
+    // browser test to wait on), with what the relays report now (pod ls --json; idle as "idle /
+    // target" when the pod declared its pool target) and the last hour's chart (chart.js), drawn
+    // when /api/pods/ID/series answers.
     function fillPods(pods) {
         const t = document.getElementById("pods");
         // a form being typed into stays until it is sent
@@ -78,7 +79,7 @@
                 el("td", {}, p.id), el("td", {}, p.disabled ? "disabled" : "enabled"), el("td", {}, p.labels.join(", ")),
                 el("td", {}, new Date(p.created * 1000).toISOString()),
                 el("td", {"data-online": p.online ? "yes" : "no"}, p.online ? "yes" : "no"),
-                el("td", {}, String(p.idle)), el("td", {}, String(p.tunnels)), el("td", {}, String(p.consumers)),
+                el("td", {}, p.pool_target ? p.idle + " / " + p.pool_target : String(p.idle)), el("td", {}, String(p.tunnels)), el("td", {}, String(p.consumers)),
                 el("td", {}, p.bytes_in + " / " + p.bytes_out),
                 el("td", {}, p.last_registration ? new Date(p.last_registration * 1000).toISOString() : "never"),
                 chartCell,
