@@ -70,7 +70,7 @@
         const t = document.getElementById("pods");
         // a form being typed into stays until it is sent
         if (t.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
-        const headers = ["ID", "state", "labels", "created", "online", "idle", "tunnels", "consumers", "bytes in / out",
+        const headers = ["ID", "state", "labels", "created", "online", "idle / target", "tunnels", "consumers", "bytes in / out",
             "last registration", "last hour", ""];
         t.replaceChildren(el("tr", {}, ...headers.map((h) => el("th", {}, h))));
         for (const p of pods) {
