@@ -28,13 +28,7 @@
 . "$(dirname -- "$0")/lib.sh"
 
 p2m_require curl openssl ss redis-server jq certutil node
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-((node_major >= 20)) || fail "node $(node --version) is too old: playwright-core needs node >= 20"
-CHROMIUM=/usr/bin/chromium
-BROWSER_DIR=$P2M_SOURCE_DIR/tests/browser
-[[ -x $CHROMIUM ]] || fail "$CHROMIUM is missing: tests/run installs Debian's chromium (apt-get install chromium)"
-[[ -f $BROWSER_DIR/node_modules/playwright-core/package.json ]] ||
-    fail "playwright-core is missing: (cd tests/browser && npm ci --no-audit --no-fund), as tests/run does"
+p2m_require_browser
 PAGE="Hello from pipe2me"
 DIR=$T/qs
 SHOT_KEEP=$P2M_BUILD_DIR/e2e-44-browser.png # the screenshot, kept after $T is removed

@@ -19,13 +19,7 @@
 
 p2m_require curl jq openssl oathtool ss node
 p2m_require_built registrar/pipe2me-registrar relay/pipe2me-relay pod/pipe2me-pod tools/pipe2me-admin
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-((node_major >= 20)) || fail "node $(node --version) is too old: playwright-core needs node >= 20"
-CHROMIUM=/usr/bin/chromium
-BROWSER_DIR=$P2M_SOURCE_DIR/tests/browser
-[[ -x $CHROMIUM ]] || fail "$CHROMIUM is missing: tests/run installs Debian's chromium (apt-get install chromium)"
-[[ -f $BROWSER_DIR/node_modules/playwright-core/package.json ]] ||
-    fail "playwright-core is missing: (cd tests/browser && npm ci --no-audit --no-fund), as tests/run does"
+p2m_require_browser
 ADMIN=$P2M_BUILD_DIR/tools/pipe2me-admin
 POD_BIN=$P2M_BUILD_DIR/pod/pipe2me-pod
 P2M_POOL=2

@@ -364,6 +364,20 @@ p2m_require_built() {
     done
 }
 
+# p2m_require_browser: node >= 20, Debian's chromium and playwright-core (tests/run installs them
+# all; a browser test fails, never skips, without them). Sets CHROMIUM and BROWSER_DIR.
+p2m_require_browser() {
+    p2m_require node
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]')
+    ((major >= 20)) || fail "node $(node --version) is too old: playwright-core needs node >= 20"
+    CHROMIUM=/usr/bin/chromium
+    BROWSER_DIR=$P2M_SOURCE_DIR/tests/browser
+    [[ -x $CHROMIUM ]] || fail "$CHROMIUM is missing: tests/run installs Debian's chromium (apt-get install chromium)"
+    [[ -f $BROWSER_DIR/node_modules/playwright-core/package.json ]] ||
+        fail "playwright-core is missing: (cd tests/browser && npm ci --no-audit --no-fund), as tests/run does"
+}
+
 # ---------------------------------------------------------------- polling
 # (p2m_wait_until, p2m_listening, p2m_dead: common.sh)
 
