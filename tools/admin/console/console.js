@@ -79,16 +79,34 @@
                 el("td", {}, p.id), el("td", {}, p.disabled ? "disabled" : "enabled"), el("td", {}, p.labels.join(", ")),
                 el("td", {}, new Date(p.created * 1000).toISOString()),
                 el("td", {"data-online": p.online ? "yes" : "no"}, p.online ? "yes" : "no"),
-                el("td", {}, p.pool_target ? p.idle + " / " + p.pool_target : String(p.idle)), el("td", {}, String(p.tunnels)), el("td", {}, String(p.consumers)),
+                el("td", {}, p.pool_target ? p.idle + " / " + p.pool_target : String(p.idle)),
+                el("td", {}, String(p.tunnels)), el("td", {}, String(p.consumers)),
                 el("td", {}, p.bytes_in + " / " + p.bytes_out),
                 el("td", {}, p.last_registration ? new Date(p.last_registration * 1000).toISOString() : "never"),
                 chartCell,
                 el("td", {}, podForm(p.disabled ? "/pod/enable" : "/pod/disable", p.id, p.disabled ? "Enable" : "Disable"),
                     podForm("/pod/rm", p.id, "Remove", true), actionForm("/pod/rotate", "New secret", [["id", p.id]], [], p.id))));
-            load("/api/pods/" + encodeURIComponent(p.id) + "/series")
-                .then((series) => chartCell.replaceChildren(window.p2mChart(series)))
-                .catch((e) => chartCell.replaceChildren("no chart: " + e.message));
+            drawChart(p.id, chartCell);
         }
+    }
+
+    // A pod's chart, fetched again at most every CHART_REFRESH_MS: its buckets are minutes, so
+    // asking for every pod's series at each 5-s refresh would load Redis for nothing new.
+    const CHART_REFRESH_MS = 30000;
+    const charts = new Map(); // pod ID -> {at, node}
+    function drawChart(id, cell) {
+        const c = charts.get(id);
+        if (c && Date.now() - c.at < CHART_REFRESH_MS) {
+            cell.replaceChildren(c.node); // the table was redrawn: the node moves to the new row
+            return;
+        }
+        load("/api/pods/" + encodeURIComponent(id) + "/series")
+            .then((series) => {
+                const node = window.p2mChart(series);
+                charts.set(id, {at: Date.now(), node: node});
+                cell.replaceChildren(node);
+            })
+            .catch((e) => cell.replaceChildren("no chart: " + e.message));
     }
 
     async function refresh() {
